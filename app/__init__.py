@@ -1,0 +1,1 @@
+"""Certwright: the application factory lives here (no I/O at import time)."""
