@@ -1,1 +1,99 @@
-"""Certwright: the application factory lives here (no I/O at import time)."""
+"""Certwright: the application factory. No I/O here beyond reading configuration."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, request
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app.config import Config, env_int
+
+
+def create_app(config: Any = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=False)
+    app.config.from_object(config if config is not None else Config())
+    logging.basicConfig(
+        level=app.config.get("LOG_LEVEL", logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    hops = env_int("CW_PROXY_HOPS", 0)
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    register_extensions(app)
+    register_actors()
+    register_blueprints(app)
+    register_request_hooks(app)
+    register_cli(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    from app.admin.auth import init_login
+    from app.extensions import csrf, db, login_manager, migrate
+
+    db.init_app(app)
+    migrate.init_app(
+        app,
+        db,
+        directory=str(app.config.get("MIGRATIONS_DIR", "migrations")),
+        render_as_batch=True,
+        compare_type=True,
+    )
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    init_login(app)
+
+
+def register_actors() -> None:
+    import app.actors  # noqa: F401  (registers job kinds and mail delivery)
+
+
+def register_blueprints(app: Flask) -> None:
+    from app.admin import init_console
+    from app.admin.auth import bp as auth_bp
+
+    app.register_blueprint(auth_bp)
+    init_console(app)
+
+
+def register_request_hooks(app: Flask) -> None:
+    from app.services import audit
+
+    @app.before_request
+    def _audit_source() -> None:
+        request.environ["cw.audit"] = audit.push_source(ip=request.remote_addr or "", label="")
+
+    @app.teardown_request
+    def _audit_source_reset(exc: BaseException | None) -> None:
+        token = request.environ.pop("cw.audit", None)
+        if token is not None:
+            audit.pop_source(token)
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.path.startswith(("/admin", "/login")):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+def register_cli(app: Flask) -> None:
+    from app.cli import register
+
+    register(app)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()

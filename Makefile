@@ -1,0 +1,57 @@
+# Certwright: `make run` to start, `make test` to test. `make help` lists everything.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app wsgi
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+PORT ?= 5000
+
+.DEFAULT_GOAL := help
+.PHONY: help run test venv migrate bootstrap worker scheduler web lint typecheck browser clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP) ## Create the virtualenv and install the pinned requirements
+
+migrate: venv ## Bring the database schema up to date (DATABASE_URL or instance/certwright.db)
+	$(FLASK) db upgrade
+
+bootstrap: migrate ## Create the first MRAO and organization (CW_ADMIN_LOGIN / CW_ADMIN_PASSWORD)
+	$(FLASK) bootstrap
+
+run: bootstrap ## Set everything up and serve the console on http://127.0.0.1:$(PORT)
+	@echo "Certwright console: http://127.0.0.1:$(PORT)/  (Ctrl-C to stop)"
+	PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+web: migrate ## Scale-out: web processes only (needs BROKER_URL)
+	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+worker: venv ## Scale-out: a dramatiq worker process (needs BROKER_URL)
+	$(BIN)/dramatiq app.actors --processes $${CW_WORKER_PROCESSES:-2} --threads $${CW_WORKER_THREADS:-4}
+
+scheduler: venv ## Scale-out: the scheduler process (needs BROKER_URL)
+	$(FLASK) scheduler
+
+browser: ## Install Debian's Chromium for the browser tests (when missing)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Chromium missing and not root: browser tests will skip (CI=true makes them fail)"; fi; }
+
+test: venv browser ## Set up and run the whole test suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv ## ruff check + format check, mypy --strict on the pure packages
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+clean: ## Remove the virtualenv and caches (keeps instance/ with your data)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,69 @@
+"""System actors: mail delivery, audit chain verification, housekeeping."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import dramatiq
+from sqlalchemy import delete
+
+from app.broker import broker  # noqa: F401  (declares actors on the configured broker)
+from app.extensions import db
+from app.models import AdminSession, Job, WorkerHeartbeat
+from app.models.types import utcnow
+from app.services import audit, jobs, mail
+
+
+@dramatiq.actor(queue_name="mail", max_retries=5, min_backoff=5_000, time_limit=120_000)
+def deliver_mail(message_id: int) -> None:
+    mail.deliver(message_id)
+
+
+mail.register_deliverer(lambda message_id: deliver_mail.send(message_id))
+
+
+def _verify_audit(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
+    verdict = audit.verify()
+    if verdict.ok:
+        return {
+            "message": f"audit chain intact: {verdict.rows} rows verified",
+            "ok": True,
+            "rows": verdict.rows,
+        }
+    audit.record(action="audit.verify_failed", actor="system", message=verdict.reason)
+    db.session.commit()
+    return {
+        "message": f"audit chain BROKEN: {verdict.reason}",
+        "ok": False,
+        "rows": verdict.rows,
+        "first_bad_seq": verdict.first_bad_seq,
+    }
+
+
+@dramatiq.actor(queue_name="default", max_retries=0, time_limit=3_600_000)
+def verify_audit_chain(job_id: int) -> None:
+    jobs.execute(job_id, _verify_audit)
+
+
+def _housekeeping(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
+    now = utcnow()
+    sessions = db.session.execute(
+        delete(AdminSession).where(AdminSession.last_seen_at < now - timedelta(days=30))
+    ).rowcount
+    beats = db.session.execute(
+        delete(WorkerHeartbeat).where(WorkerHeartbeat.seen_at < now - timedelta(days=1))
+    ).rowcount
+    db.session.commit()
+    return {"message": f"removed {sessions} old sessions and {beats} old worker heartbeats"}
+
+
+@dramatiq.actor(queue_name="default", max_retries=0, time_limit=600_000)
+def housekeeping(job_id: int) -> None:
+    jobs.execute(job_id, _housekeeping)
+
+
+jobs.register_kind(
+    "audit_verify", "Verify the audit log chain", verify_audit_chain, every=24 * 3600
+)
+jobs.register_kind("housekeeping", "Housekeeping", housekeeping, every=3600)

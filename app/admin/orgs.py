@@ -1,0 +1,194 @@
+"""Console: Settings > Organizations and Departments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import iso3166
+from flask_admin.contrib.sqla.filters import FilterEqual
+from sqlalchemy import select
+from wtforms import SelectField, StringField
+from wtforms.validators import DataRequired, Length
+
+from app.admin.base import AdminForm, SecureModelView, actor, current_scope, per_request
+from app.extensions import db
+from app.models import Department, Organization
+from app.services import orgs
+from app.services.scope import (
+    Scope,
+    department_clause,
+    managed_organization_clause,
+    organization_clause,
+)
+
+COUNTRIES = [("", "— choose —")] + sorted(
+    ((c.alpha2, f"{c.name} ({c.alpha2})") for c in iso3166.countries), key=lambda x: x[1]
+)
+
+
+def org_choices(*, managed_only: bool = False) -> list[tuple[int, str]]:
+    """Organizations for a select box: only those the admin may see (or manage)."""
+    scope = current_scope()
+    clause = managed_organization_clause(scope) if managed_only else organization_clause(scope)
+    query = select(Organization).order_by(Organization.name)
+    if clause is not None:
+        query = query.where(clause)
+    return [(o.id, o.name) for o in db.session.execute(query).scalars()]
+
+
+def dept_choices() -> list[tuple[int, str]]:
+    """Departments for a select box, labelled 'Org / Dept', scoped."""
+    clause = department_clause(current_scope())
+    query = select(Department).join(Organization).order_by(Organization.name, Department.name)
+    if clause is not None:
+        query = query.where(clause)
+    return [
+        (d.id, f"{d.organization.name} / {d.name}") for d in db.session.execute(query).scalars()
+    ]
+
+
+class OrganizationForm(AdminForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=128)])
+    address1 = StringField("Address line 1", validators=[Length(max=128)])
+    address2 = StringField("Address line 2", validators=[Length(max=128)])
+    address3 = StringField("Address line 3", validators=[Length(max=128)])
+    city = StringField("City", validators=[Length(max=128)])
+    state = StringField("State / province", validators=[Length(max=128)])
+    postal_code = StringField("Postal code", validators=[Length(max=40)])
+    country = SelectField("Country", choices=COUNTRIES, validate_choice=False)
+
+
+def _org_data(form: Any) -> orgs.OrgData:
+    return orgs.OrgData(**{f: form[f].data or "" for f in orgs.ORG_FIELDS})
+
+
+class OrganizationView(SecureModelView):
+    form = OrganizationForm
+    column_list = ("id", "name", "city", "state", "country", "departments", "created_at")
+    column_labels = {"id": "OrgID", "state": "State/Province", "created_at": "Created"}
+    column_searchable_list = ("name", "city")
+    column_sortable_list = ("id", "name", "city", "country", "created_at")
+    column_details_list = (
+        "id",
+        "name",
+        "address1",
+        "address2",
+        "address3",
+        "city",
+        "state",
+        "postal_code",
+        "country",
+        "departments",
+        "created_at",
+    )
+    column_formatters = {
+        "departments": lambda v, c, m, n: ", ".join(
+            d.name for d in m.departments if current_scope().covers(m.id, d.id)
+        ),
+    }
+    column_default_sort = "name"
+
+    def scope_clause(self, scope: Scope) -> Any:
+        return organization_clause(scope)
+
+    @property
+    def can_create(self) -> bool:  # type: ignore[override]
+        return current_scope().is_master
+
+    can_delete = can_create
+
+    @property
+    def can_edit(self) -> bool:  # type: ignore[override]
+        scope = current_scope()
+        return scope.is_master or bool(scope.orgs)
+
+    def create_model(self, form: Any) -> Any:
+        return self.run_service(form, lambda: orgs.create_org(actor=actor(), data=_org_data(form)))
+
+    def update_model(self, form: Any, model: Any) -> Any:
+        return self.run_service(
+            form, lambda: orgs.update_org(actor=actor(), org_id=model.id, data=_org_data(form))
+        )
+
+    def delete_model(self, model: Any) -> Any:
+        return self.run_service(None, lambda: orgs.delete_org(actor=actor(), org_id=model.id))
+
+
+class DepartmentForm(AdminForm):
+    organization_id = SelectField("Organization", coerce=int, validators=[DataRequired()])
+    name = StringField("Name", validators=[DataRequired(), Length(max=128)])
+
+
+class DepartmentView(SecureModelView):
+    form = DepartmentForm
+    column_list = ("id", "organization", "name", "created_at")
+    column_labels = {"created_at": "Created"}
+    column_searchable_list = ("name",)
+    column_sortable_list = ("id", "name", ("organization", "organization.name"), "created_at")
+    column_default_sort = "name"
+
+    def scope_clause(self, scope: Scope) -> Any:
+        return department_clause(scope)
+
+    def get_filters(self) -> Any:
+        return [
+            FilterEqual(
+                Department.organization_id, "Organization", options=per_request(org_choices)
+            )
+        ]
+
+    @property
+    def can_create(self) -> bool:  # type: ignore[override]
+        scope = current_scope()
+        return scope.is_master or bool(scope.orgs)
+
+    can_edit = can_create
+    can_delete = can_create
+
+    def prepare_form(self, form: Any, obj: Any = None) -> Any:
+        if obj is not None:  # a department does not move between organizations
+            del form.organization_id
+        else:
+            form.organization_id.choices = org_choices(managed_only=True)
+        return form
+
+    def create_model(self, form: Any) -> Any:
+        return self.run_service(
+            form,
+            lambda: orgs.create_dept(
+                actor=actor(), organization_id=form.organization_id.data, name=form.name.data or ""
+            ),
+        )
+
+    def update_model(self, form: Any, model: Any) -> Any:
+        return self.run_service(
+            form,
+            lambda: orgs.update_dept(actor=actor(), dept_id=model.id, name=form.name.data or ""),
+        )
+
+    def delete_model(self, model: Any) -> Any:
+        return self.run_service(None, lambda: orgs.delete_dept(actor=actor(), dept_id=model.id))
+
+
+def target_choices(*, managed_only: bool = False) -> list[tuple[str, str]]:
+    """Places (whole organization 'o:ID' or department 'd:ID') for a select box, scoped."""
+    scope = current_scope()
+    choices: list[tuple[str, str]] = []
+    for org_id, name in org_choices():
+        if scope.manages_org(org_id) or not managed_only:
+            if scope.covers(org_id, None):
+                choices.append((f"o:{org_id}", f"{name} (whole organization)"))
+    for dept_id, label in dept_choices():
+        choices.append((f"d:{dept_id}", label))
+    return sorted(choices, key=lambda c: c[1].lower())
+
+
+def parse_target(value: str) -> tuple[int, int | None]:
+    """'o:3' -> (3, None); 'd:5' -> (org of 5, 5). Unknown -> (0, None) (service refuses)."""
+    kind, _, raw = (value or "").partition(":")
+    if not raw.isdigit():
+        return 0, None
+    if kind == "o":
+        return int(raw), None
+    dept = db.session.get(Department, int(raw))
+    return (dept.organization_id, dept.id) if dept else (0, None)

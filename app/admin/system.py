@@ -1,0 +1,293 @@
+"""Console: Reports > Account Activity, About, Background Jobs, Mail Outbox, My Profile."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app, flash, redirect, request, session, url_for
+from flask_admin import expose
+from flask_admin.actions import action
+from flask_admin.contrib.sqla.filters import DateTimeBetweenFilter, FilterEqual, FilterLike
+from markupsafe import Markup
+from sqlalchemy import func, or_, select
+from wtforms import PasswordField
+from wtforms.validators import DataRequired
+
+from app.admin.base import (
+    AdminForm,
+    SecureModelView,
+    SecureView,
+    actor,
+    apply_errors,
+    current_scope,
+    per_request,
+)
+from app.broker import BROKER_URL, broker_kind
+from app.extensions import db
+from app.models import AuditEvent, Job, JobStatus, OutboxMessage, Role, WorkerHeartbeat
+from app.models.types import utcnow
+from app.services import accounts, jobs
+from app.services.errors import DomainError
+from app.services.scope import Scope
+from app.version import __version__
+
+
+def _json(view: Any, context: Any, model: Any, name: str) -> Any:
+    value = getattr(model, name)
+    if not value:
+        return ""
+    return Markup("<code>{}</code>").format(json.dumps(value, sort_keys=True, ensure_ascii=False))
+
+
+class AuditView(SecureModelView):
+    """Account Activity: every sign-in and change. Read-only, MRAO only."""
+
+    roles = (Role.MRAO,)
+    can_create = False
+    can_edit = False
+    can_delete = False
+    can_export = True
+    export_types = ["csv"]
+    column_list = (
+        "seq",
+        "at",
+        "actor",
+        "ip",
+        "action",
+        "object_type",
+        "object_label",
+        "message",
+        "before",
+        "after",
+    )
+    column_labels = {
+        "seq": "#",
+        "at": "When (UTC)",
+        "ip": "Source IP",
+        "object_type": "Object",
+        "object_label": "Name",
+    }
+    column_searchable_list = ("actor", "action", "object_label", "message", "ip")
+    column_sortable_list = ("seq", "at", "actor", "action")
+    column_default_sort = ("seq", True)
+    column_formatters = {"before": _json, "after": _json}
+    column_details_list = (
+        "seq",
+        "at",
+        "actor",
+        "actor_id",
+        "ip",
+        "action",
+        "object_type",
+        "object_id",
+        "object_label",
+        "organization_id",
+        "department_id",
+        "message",
+        "before",
+        "after",
+        "prev_hash",
+        "hash",
+    )
+    page_size = 100
+
+    def get_filters(self) -> Any:
+        actions = per_request(
+            lambda: [
+                (a, a)
+                for a in db.session.execute(
+                    select(AuditEvent.action).distinct().order_by(AuditEvent.action)
+                ).scalars()
+            ]
+        )
+        return [
+            FilterEqual(AuditEvent.action, "Action", options=actions),
+            FilterLike(AuditEvent.actor, "Actor"),
+            DateTimeBetweenFilter(AuditEvent.at, "When"),
+        ]
+
+    def get_export_value(self, model: Any, name: str) -> Any:
+        value = getattr(model, name, "")
+        if isinstance(value, dict | list):
+            value = json.dumps(value, sort_keys=True)
+        return (
+            super().get_export_value(model, name)
+            if not isinstance(value, str) or name not in ("before", "after")
+            else value
+        )
+
+    @expose("/verify/", methods=("POST",))
+    def verify_view(self) -> Any:
+        job = jobs.create_job(kind="audit_verify", actor=actor())
+        db.session.commit()
+        flash(f"Verification started as job #{job.id}; see About > Background Jobs.", "info")
+        return redirect(url_for(".index_view"))
+
+
+def _job_status(view: Any, context: Any, model: Job, name: str) -> Markup:
+    badge = {
+        "pending": "secondary",
+        "running": "primary",
+        "done": "success",
+        "failed": "danger",
+        "cancelled": "warning",
+    }[model.status.value]
+    text = model.status.value
+    if model.status == JobStatus.RUNNING:
+        text += f" {model.progress}%"
+    return Markup('<span class="badge badge-{}" data-job-status="{}">{}</span>').format(
+        badge, model.status.value, text
+    )
+
+
+class JobView(SecureModelView):
+    can_create = False
+    can_edit = False
+    can_delete = False
+    column_list = (
+        "id",
+        "kind",
+        "status",
+        "progress",
+        "message",
+        "attempts",
+        "created_at",
+        "finished_at",
+    )
+    column_labels = {"created_at": "Created", "finished_at": "Finished"}
+    column_sortable_list = ("id", "kind", "status", "created_at", "finished_at")
+    column_default_sort = ("id", True)
+    column_formatters = {"status": _job_status}
+    column_searchable_list = ("kind", "message")
+
+    def scope_clause(self, scope: Scope) -> Any:
+        if scope.is_master:
+            return None
+        parts = [Job.created_by_id == scope.admin_id]
+        if scope.visible_org_ids:
+            parts.append(Job.organization_id.in_(sorted(scope.orgs) or [-1]))
+        return or_(*parts)
+
+    def get_filters(self) -> Any:
+        return [FilterEqual(Job.status, "Status", options=[(s.value, s.value) for s in JobStatus])]
+
+    @action("cancel", "Cancel", "Cancel the selected jobs?")
+    def action_cancel(self, ids: list[str]) -> None:
+        for raw in ids:
+            job = self.get_one(raw)
+            if job is None:
+                continue
+            try:
+                jobs.cancel(actor=actor(), job_id=job.id)
+                db.session.commit()
+                flash(f"Job #{job.id} cancelled.", "success")
+            except DomainError as exc:
+                db.session.rollback()
+                flash(exc.message, "error")
+
+
+class OutboxView(SecureModelView):
+    """Mail kept in the outbox (no SMTP configured) and the delivery record of sent mail."""
+
+    can_create = False
+    can_edit = False
+    can_delete = False
+    column_list = ("id", "created_at", "to", "subject", "category", "status", "sent_at", "error")
+    column_details_list = (
+        "id",
+        "created_at",
+        "to",
+        "subject",
+        "category",
+        "status",
+        "sent_at",
+        "attempts",
+        "error",
+        "body",
+    )
+    column_labels = {"created_at": "Created", "sent_at": "Sent"}
+    column_searchable_list = ("to", "subject")
+    column_default_sort = ("id", True)
+    column_formatters_detail = {"body": lambda v, c, m, n: Markup("<pre>{}</pre>").format(m.body)}
+
+    def scope_clause(self, scope: Scope) -> Any:
+        if scope.is_master:
+            return None
+        return OutboxMessage.organization_id.in_(sorted(scope.visible_org_ids) or [-1])
+
+
+class AboutView(SecureView):
+    @expose("/")
+    def index(self) -> Any:
+        now = utcnow()
+        alive = (
+            db.session.execute(
+                select(WorkerHeartbeat)
+                .where(WorkerHeartbeat.seen_at >= now - timedelta(seconds=30))
+                .order_by(WorkerHeartbeat.kind, WorkerHeartbeat.id)
+            )
+            .scalars()
+            .all()
+        )
+        engine = db.engine
+        counts = dict(
+            db.session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+        )
+        return self.render(
+            "admin/about.html",
+            version=__version__,
+            database=engine.dialect.name,
+            database_url=engine.url.render_as_string(hide_password=True),
+            broker=broker_kind(BROKER_URL),
+            workers=alive,
+            job_counts={s.value if hasattr(s, "value") else s: n for s, n in counts.items()},
+            smtp=current_app.config.get("SMTP_HOST") or "",
+            kinds=sorted(jobs.KINDS.values(), key=lambda k: k.label),
+            is_master=current_scope().is_master,
+        )
+
+
+class PasswordChangeForm(AdminForm):
+    current_password = PasswordField("Current password", validators=[DataRequired()])
+    new_password = PasswordField(
+        "New password", validators=[DataRequired()], description="At least 12 characters"
+    )
+    confirm = PasswordField("Repeat the new password", validators=[DataRequired()])
+
+
+class ProfileView(SecureView):
+    @expose("/", methods=("GET", "POST"))
+    def index(self) -> Any:
+        me = actor()
+        form = PasswordChangeForm()
+        if form.validate_on_submit():
+            if form.new_password.data != form.confirm.data:
+                form.confirm.errors = ["The two new passwords differ."]
+            else:
+                try:
+                    from app.admin.auth import SESSION_KEY
+
+                    accounts.change_own_password(
+                        admin=me,
+                        current=form.current_password.data,
+                        new=form.new_password.data,
+                        keep_token=session.get(SESSION_KEY),
+                    )
+                    db.session.commit()
+                    flash(
+                        "Your password was changed; your other sessions were signed out.", "success"
+                    )
+                    return redirect(url_for(".index"))
+                except DomainError as exc:
+                    db.session.commit()  # the failed attempt stays in the audit log
+                    apply_errors(form, exc)
+        return self.render("admin/profile.html", form=form, me=me, scopes=me.scopes)
+
+    @expose("/dismiss-welcome/", methods=("POST",))
+    def dismiss_welcome(self) -> Any:
+        me = actor()
+        me.welcome_dismissed = True
+        db.session.commit()
+        return redirect(request.form.get("next") or url_for("admin.index"))

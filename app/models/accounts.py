@@ -1,0 +1,121 @@
+"""Administrators, their scopes (org/department + privileges) and sign-in sessions."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.org import CertType, Department, Organization
+from app.models.types import UTCDateTime, str_enum, utcnow
+
+
+class Role(enum.StrEnum):
+    MRAO = "MRAO"
+    RAO = "RAO"
+    DRAO = "DRAO"
+
+    @property
+    def rank(self) -> int:
+        return {Role.MRAO: 3, Role.RAO: 2, Role.DRAO: 1}[self]
+
+
+class Admin(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "admins"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(254))
+    full_name: Mapped[str] = mapped_column(String(128), default="")
+    role: Mapped[Role] = mapped_column(str_enum(Role, 8))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    welcome_dismissed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("admins.id", ondelete="SET NULL"), nullable=True
+    )
+
+    scopes: Mapped[list[AdminScope]] = relationship(
+        back_populates="admin", cascade="all, delete-orphan", order_by="AdminScope.id"
+    )
+    sessions: Mapped[list[AdminSession]] = relationship(
+        back_populates="admin", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    # Flask-Login protocol (the session token, not the id, identifies a sign-in).
+    is_anonymous = False
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+    @property
+    def is_master(self) -> bool:
+        return self.role == Role.MRAO
+
+    def __str__(self) -> str:
+        return self.login
+
+
+class AdminScope(db.Model):  # type: ignore[name-defined,misc]
+    """One delegation of authority: an organization (RAO) or a department (DRAO)."""
+
+    __tablename__ = "admin_scopes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    admin_id: Mapped[int] = mapped_column(ForeignKey("admins.id", ondelete="CASCADE"), index=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    department_id: Mapped[int | None] = mapped_column(
+        ForeignKey("departments.id"), nullable=True, index=True
+    )
+    ssl: Mapped[bool] = mapped_column(Boolean, default=False)
+    client: Mapped[bool] = mapped_column(Boolean, default=False)
+    code_signing: Mapped[bool] = mapped_column(Boolean, default=False)
+    device: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    admin: Mapped[Admin] = relationship(back_populates="scopes")
+    organization: Mapped[Organization] = relationship()
+    department: Mapped[Department | None] = relationship()
+
+    def privileges(self) -> set[CertType]:
+        return {t for t in CertType if getattr(self, t.value)}
+
+    def __str__(self) -> str:
+        where = f"{self.organization.name}"
+        if self.department is not None:
+            where += f" / {self.department.name}"
+        privs = ", ".join(t.label for t in CertType if t in self.privileges()) or "no privileges"
+        return f"{where} ({privs})"
+
+
+class AdminSession(db.Model):  # type: ignore[name-defined,misc]
+    """A server-side sign-in; the cookie carries a random token, the table its SHA-256."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    admin_id: Mapped[int] = mapped_column(ForeignKey("admins.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(256), default="")
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    admin: Mapped[Admin] = relationship(back_populates="sessions")

@@ -1,0 +1,37 @@
+"""Outgoing mail: every message is an outbox row; SMTP delivery marks it sent."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+from app.models.types import UTCDateTime, str_enum, utcnow
+
+
+class MailStatus(enum.StrEnum):
+    OUTBOX = "outbox"  # no SMTP configured: kept for the console
+    QUEUED = "queued"  # waiting for the SMTP actor
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class OutboxMessage(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "outbox_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    to: Mapped[str] = mapped_column(Text)  # comma separated
+    subject: Mapped[str] = mapped_column(String(256))
+    body: Mapped[str] = mapped_column(Text)
+    category: Mapped[str] = mapped_column(String(64), default="")
+    organization_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    status: Mapped[MailStatus] = mapped_column(
+        str_enum(MailStatus, 16), default=MailStatus.OUTBOX, index=True
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

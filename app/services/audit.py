@@ -1,0 +1,227 @@
+"""The audit log: record events in the caller's transaction; chain them at commit.
+
+Each event is linked to the previous one by HMAC-SHA256(key, canonical row), so editing,
+deleting or reordering rows is detectable by verify(). Sequence numbers and hashes are
+assigned under a lock on the single audit_head row just before commit, so concurrent
+transactions append in one order.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
+
+from app.extensions import db
+from app.models import Admin, AuditEvent, AuditHead
+from app.models.types import utcnow
+
+GENESIS = "0" * 64
+_PENDING = "cw_audit_pending"
+_source_ip: ContextVar[str] = ContextVar("cw_audit_ip", default="")
+_source_label: ContextVar[str] = ContextVar("cw_audit_source", default="")
+
+
+def push_source(*, ip: str = "", label: str = "") -> tuple[Token[str], Token[str]]:
+    """Tell the audit log where the current work comes from (set by the front door)."""
+    return _source_ip.set(ip), _source_label.set(label)
+
+
+def pop_source(tokens: tuple[Token[str], Token[str]]) -> None:
+    _source_ip.reset(tokens[0])
+    _source_label.reset(tokens[1])
+
+
+@contextmanager
+def source(*, ip: str = "", label: str = "") -> Iterator[None]:
+    tokens = push_source(ip=ip, label=label)
+    try:
+        yield
+    finally:
+        pop_source(tokens)
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [jsonable(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, set | frozenset) else items
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def snapshot(obj: Any, fields: Iterable[str]) -> dict[str, Any]:
+    """The named attributes of obj as JSON values, for before/after."""
+    return {name: jsonable(getattr(obj, name)) for name in fields}
+
+
+def record(
+    *,
+    action: str,
+    actor: Admin | str | None,
+    object_type: str = "",
+    object_id: Any = "",
+    label: str = "",
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    message: str = "",
+    organization_id: int | None = None,
+    department_id: int | None = None,
+) -> None:
+    """Queue an audit event in the current transaction (it is written at commit)."""
+    if isinstance(actor, Admin):
+        actor_id, actor_name = actor.id, actor.login
+    else:
+        actor_id, actor_name = None, actor or _source_label.get() or "system"
+    pending: list[dict[str, Any]] = db.session.info.setdefault(_PENDING, [])
+    pending.append(
+        {
+            "at": utcnow(),
+            "actor_id": actor_id,
+            "actor": actor_name[:128],
+            "ip": _source_ip.get()[:64],
+            "action": action,
+            "object_type": object_type,
+            "object_id": str(object_id)[:64] if object_id is not None else "",
+            "object_label": (label or "")[:256],
+            "organization_id": organization_id,
+            "department_id": department_id,
+            "before": jsonable(before) if before is not None else None,
+            "after": jsonable(after) if after is not None else None,
+            "message": message,
+        }
+    )
+
+
+def changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Only the fields that differ, for compact update events."""
+    keys = [k for k in after if before.get(k) != after.get(k)]
+    return {k: before.get(k) for k in keys}, {k: after[k] for k in keys}
+
+
+def _canonical(row: dict[str, Any]) -> bytes:
+    fields = {
+        "seq": row["seq"],
+        "at": row["at"].isoformat(timespec="microseconds"),
+        "actor_id": row["actor_id"],
+        "actor": row["actor"],
+        "ip": row["ip"],
+        "action": row["action"],
+        "object_type": row["object_type"],
+        "object_id": row["object_id"],
+        "object_label": row["object_label"],
+        "organization_id": row["organization_id"],
+        "department_id": row["department_id"],
+        "before": row["before"],
+        "after": row["after"],
+        "message": row["message"],
+        "prev_hash": row["prev_hash"],
+    }
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _digest(key: bytes, row: dict[str, Any]) -> str:
+    return hmac.new(key, _canonical(row), hashlib.sha256).hexdigest()
+
+
+def _key() -> bytes:
+    return str(current_app.config["CW_AUDIT_KEY"]).encode()
+
+
+@event.listens_for(Session, "before_commit")
+def _chain_pending(session: Session) -> None:
+    pending: list[dict[str, Any]] = session.info.pop(_PENDING, [])
+    if not pending:
+        return
+    head = session.execute(
+        select(AuditHead).where(AuditHead.id == 1).with_for_update()
+    ).scalar_one_or_none()
+    if head is None:
+        head = AuditHead(id=1, seq=0, hash=GENESIS)
+        session.add(head)
+    key = _key()
+    seq, prev = head.seq, head.hash
+    for row in pending:
+        seq += 1
+        row.update(seq=seq, prev_hash=prev)
+        row["hash"] = prev = _digest(key, row)
+        session.add(AuditEvent(**row))
+    head.seq, head.hash = seq, prev
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    rows: int
+    first_bad_seq: int | None = None
+    reason: str = ""
+
+
+def verify(batch: int = 5000) -> Verdict:
+    """Walk the chain; name the first row that was edited, deleted, inserted or reordered."""
+    key = _key()
+    prev, expected, rows = GENESIS, 1, 0
+    last_seq = 0
+    table = AuditEvent.__table__
+    while True:
+        # Plain rows, not ORM objects: nothing lands in the session's identity map.
+        events = db.session.execute(
+            select(table).where(table.c.seq > last_seq).order_by(table.c.seq).limit(batch)
+        ).all()
+        if not events:
+            break
+        for ev in events:
+            row = dict(ev._mapping)
+            if ev.seq != expected:
+                return Verdict(
+                    False,
+                    rows,
+                    expected,
+                    f"row {expected} is missing (deleted); the chain resumes at row {ev.seq}",
+                )
+            if ev.prev_hash != prev:
+                return Verdict(
+                    False,
+                    rows,
+                    ev.seq,
+                    f"row {ev.seq} does not follow row {ev.seq - 1} (rows reordered or replaced)",
+                )
+            if not hmac.compare_digest(_digest(key, row), ev.hash):
+                return Verdict(
+                    False,
+                    rows,
+                    ev.seq,
+                    f"row {ev.seq} was edited (its content no longer matches its hash)",
+                )
+            prev, expected, rows, last_seq = ev.hash, ev.seq + 1, rows + 1, ev.seq
+    head = db.session.get(AuditHead, 1)
+    if head is not None and (head.seq != rows or head.hash != prev):
+        return Verdict(
+            False,
+            rows,
+            rows + 1,
+            f"the log ends at row {rows} but {head.seq} rows were written (rows deleted from the end)",
+        )
+    return Verdict(True, rows)

@@ -1,0 +1,385 @@
+"""Domains and their delegations to organizations/departments for certificate types.
+
+A delegation made by an MRAO is Approved at once; one made by an RAO/DRAO is
+Requested until an MRAO approves or rejects it. A delegation to an organization
+covers all its departments; one to a department covers that department only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import idna
+from sqlalchemy import exists, func, or_, select
+from sqlalchemy.sql import ColumnElement
+
+from app.extensions import db
+from app.models import (
+    Admin,
+    CertType,
+    Delegation,
+    DelegationStatus,
+    Department,
+    Domain,
+    Organization,
+)
+from app.models.types import utcnow
+from app.services import audit
+from app.services.errors import Conflict, DomainError, Forbidden, NotFound
+from app.services.scope import Scope, scope_of
+
+DOMAIN_FIELDS = ("name", "description", "active")
+
+
+def normalize_domain(raw: str, *, field: str = "name") -> str:
+    """Lowercase A-label form of a domain name; '*.' prefix allowed (wildcard domain).
+
+    Raises:
+        DomainError: the name is not a valid IDNA 2008 domain of at least two labels.
+    """
+    name = raw.strip().rstrip(".").lower()
+    if not name:
+        raise DomainError("The domain name is required.", field=field)
+    wildcard = name.startswith("*.")
+    base = name[2:] if wildcard else name
+    if "*" in base:
+        raise DomainError(
+            f"'{raw}': a wildcard is allowed only as the whole left-most label ('*.example.com').",
+            field=field,
+        )
+    try:
+        ascii_name = idna.encode(base, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise DomainError(f"'{raw}' is not a valid domain name: {exc}", field=field) from exc
+    labels = ascii_name.split(".")
+    if len(labels) < 2:
+        raise DomainError(
+            f"'{raw}' needs at least two labels (for example example.com).", field=field
+        )
+    if any(len(label) > 63 for label in labels) or len(ascii_name) > 253:
+        raise DomainError(
+            f"'{raw}' is too long (labels at most 63, the name at most 253 characters).",
+            field=field,
+        )
+    for label in labels:
+        if label.startswith("-") or label.endswith("-"):
+            raise DomainError(f"'{raw}': a label may not start or end with '-'.", field=field)
+    return ("*." if wildcard else "") + ascii_name
+
+
+def visible_domains_clause(scope: Scope) -> ColumnElement[bool] | None:
+    """Domains with at least one delegation the admin may see."""
+    if scope.is_master:
+        return None
+    return exists().where(Delegation.domain_id == Domain.id, delegation_clause(scope))
+
+
+def delegation_clause(scope: Scope) -> ColumnElement[bool]:
+    """Delegations visible to a scoped admin: their orgs, their depts, and org-level
+    delegations of the organizations their departments belong to."""
+    parts = []
+    if scope.orgs:
+        parts.append(Delegation.organization_id.in_(sorted(scope.orgs)))
+    if scope.depts:
+        parts.append(Delegation.department_id.in_(sorted(scope.depts)))
+        parent_orgs = sorted({org for org, _ in scope.depts.values()})
+        parts.append(
+            Delegation.organization_id.in_(parent_orgs) & Delegation.department_id.is_(None)
+        )
+    return or_(*parts) if parts else Delegation.id.is_(None)
+
+
+def get_domain(*, actor: Admin, domain_id: int) -> Domain:
+    query = select(Domain).where(Domain.id == domain_id)
+    clause = visible_domains_clause(scope_of(actor))
+    if clause is not None:
+        query = query.where(clause)
+    domain = db.session.execute(query).scalar_one_or_none()
+    if domain is None:
+        raise NotFound("No such domain.")
+    return domain
+
+
+def create_domain(
+    *,
+    actor: Admin,
+    name: str,
+    description: str = "",
+    active: bool = True,
+    organization_id: int | None = None,
+    department_id: int | None = None,
+    types: Iterable[CertType] = (),
+) -> Domain:
+    """Add a domain, optionally delegated at once. An RAO/DRAO must delegate it to their
+    own organization/department (the delegation then waits for an MRAO)."""
+    name = normalize_domain(name)
+    if db.session.execute(select(Domain.id).where(Domain.name == name)).first():
+        raise DomainError(
+            f"The domain {name} already exists; ask an MRAO to delegate it to you.", field="name"
+        )
+    if not actor.is_master and organization_id is None:
+        raise DomainError(
+            "Choose the organization (or department) to delegate the new domain to.",
+            field="organization",
+        )
+    domain = Domain(name=name, description=description.strip(), active=bool(active))
+    db.session.add(domain)
+    db.session.flush()
+    audit.record(
+        action="domain.create",
+        actor=actor,
+        object_type="Domain",
+        object_id=domain.id,
+        label=name,
+        after=audit.snapshot(domain, DOMAIN_FIELDS),
+    )
+    if organization_id is not None:
+        delegate(
+            actor=actor,
+            domain_id=domain.id,
+            organization_id=organization_id,
+            department_id=department_id,
+            types=types,
+            _domain=domain,
+        )
+    return domain
+
+
+def update_domain(*, actor: Admin, domain_id: int, description: str, active: bool) -> Domain:
+    """Only an MRAO edits a domain (the name is fixed: delete and re-add to rename)."""
+    domain = get_domain(actor=actor, domain_id=domain_id)
+    if not actor.is_master:
+        raise Forbidden("Only an MRAO can edit a domain.")
+    before = audit.snapshot(domain, DOMAIN_FIELDS)
+    domain.description = description.strip()
+    domain.active = bool(active)
+    db.session.flush()
+    old, new = audit.changes(before, audit.snapshot(domain, DOMAIN_FIELDS))
+    if new:
+        audit.record(
+            action="domain.update",
+            actor=actor,
+            object_type="Domain",
+            object_id=domain.id,
+            label=domain.name,
+            before=old,
+            after=new,
+        )
+    return domain
+
+
+def delete_domain(*, actor: Admin, domain_id: int) -> None:
+    domain = get_domain(actor=actor, domain_id=domain_id)
+    if not actor.is_master:
+        raise Forbidden("Only an MRAO can delete a domain.")
+    before = audit.snapshot(domain, DOMAIN_FIELDS)
+    before["delegations"] = [str(d) for d in domain.delegations]
+    audit.record(
+        action="domain.delete",
+        actor=actor,
+        object_type="Domain",
+        object_id=domain.id,
+        label=domain.name,
+        before=before,
+    )
+    db.session.delete(domain)
+    db.session.flush()
+
+
+def _delegation_snapshot(d: Delegation) -> dict[str, object]:
+    data = audit.snapshot(d, ("domain_id", "organization_id", "department_id", "status"))
+    data["types"] = sorted(t.value for t in d.types())
+    return data
+
+
+def delegate(
+    *,
+    actor: Admin,
+    domain_id: int,
+    organization_id: int,
+    department_id: int | None,
+    types: Iterable[CertType],
+    _domain: Domain | None = None,
+) -> Delegation:
+    """Delegate a domain to an organization/department for certificate types."""
+    domain = _domain or get_domain(actor=actor, domain_id=domain_id)
+    types = set(types)
+    if not types:
+        raise DomainError(
+            "Choose at least one certificate type (SSL, Client, Code Signing, Device).",
+            field="types",
+        )
+    org = db.session.get(Organization, organization_id)
+    scope = scope_of(actor)
+    if org is None or org.id not in scope.visible_org_ids and not scope.is_master:
+        raise NotFound("No such organization.", field="organization")
+    if department_id is not None:
+        dept = db.session.get(Department, department_id)
+        if dept is None or dept.organization_id != org.id:
+            raise DomainError(
+                "That department does not belong to the chosen organization.", field="department"
+            )
+    if not scope.covers(org.id, department_id):
+        raise Forbidden(
+            "You can delegate domains only to your own organizations and departments.",
+            field="organization",
+        )
+    missing = types - scope.privileges(org.id, department_id)
+    if missing:
+        raise Forbidden(
+            f"You do not hold the privileges for: {', '.join(sorted(t.label for t in missing))}.",
+            field="types",
+        )
+    dup = select(Delegation.id).where(
+        Delegation.domain_id == domain.id,
+        Delegation.organization_id == org.id,
+        Delegation.department_id.is_(None)
+        if department_id is None
+        else Delegation.department_id == department_id,
+    )
+    if db.session.execute(dup).first():
+        raise DomainError(
+            f"{domain.name} is already delegated there; edit that delegation instead.",
+            field="organization",
+        )
+    status = DelegationStatus.APPROVED if actor.is_master else DelegationStatus.REQUESTED
+    d = Delegation(
+        domain_id=domain.id,
+        organization_id=org.id,
+        department_id=department_id,
+        status=status,
+        requested_by_id=actor.id,
+        decided_by_id=actor.id if actor.is_master else None,
+        decided_at=utcnow() if actor.is_master else None,
+        **{t.value: t in types for t in CertType},
+    )
+    db.session.add(d)
+    db.session.flush()
+    audit.record(
+        action="delegation.create",
+        actor=actor,
+        object_type="Delegation",
+        object_id=d.id,
+        label=str(d),
+        after=_delegation_snapshot(d),
+        organization_id=org.id,
+        department_id=department_id,
+    )
+    return d
+
+
+def get_delegation(*, actor: Admin, delegation_id: int) -> Delegation:
+    query = select(Delegation).where(Delegation.id == delegation_id)
+    scope = scope_of(actor)
+    if not scope.is_master:
+        query = query.where(delegation_clause(scope))
+    d = db.session.execute(query).scalar_one_or_none()
+    if d is None:
+        raise NotFound("No such delegation.")
+    return d
+
+
+def decide_delegation(
+    *, actor: Admin, delegation_id: int, approve: bool, message: str = ""
+) -> Delegation:
+    """MRAO approves or rejects a Requested delegation; a second decision is refused."""
+    if not actor.is_master:
+        raise Forbidden("Only an MRAO can approve or reject domain delegations.")
+    d = get_delegation(actor=actor, delegation_id=delegation_id)
+    new_status = DelegationStatus.APPROVED if approve else DelegationStatus.REJECTED
+    # Conditional update: two MRAOs clicking at once cannot both decide.
+    result = db.session.execute(
+        Delegation.__table__.update()
+        .where(Delegation.id == d.id, Delegation.status == DelegationStatus.REQUESTED.value)
+        .values(
+            status=new_status.value,
+            decided_by_id=actor.id,
+            decided_at=utcnow(),
+            decision_message=message.strip(),
+        )
+    )
+    if result.rowcount != 1:
+        raise Conflict(f"This delegation was already decided ({d.status.value}).")
+    db.session.expire(d)
+    audit.record(
+        action="delegation.approve" if approve else "delegation.reject",
+        actor=actor,
+        object_type="Delegation",
+        object_id=d.id,
+        label=str(d),
+        before={"status": "Requested"},
+        after={"status": new_status.value},
+        message=message.strip(),
+        organization_id=d.organization_id,
+        department_id=d.department_id,
+    )
+    return d
+
+
+def update_delegation_types(
+    *, actor: Admin, delegation_id: int, types: Iterable[CertType]
+) -> Delegation:
+    """MRAO edits the types of a delegation; an RAO/DRAO edit sends it back to Requested."""
+    d = get_delegation(actor=actor, delegation_id=delegation_id)
+    scope = scope_of(actor)
+    if not scope.covers(d.organization_id, d.department_id):
+        raise Forbidden("This delegation is outside your scope.")
+    types = set(types)
+    if not types:
+        raise DomainError("Choose at least one certificate type.", field="types")
+    missing = types - scope.privileges(d.organization_id, d.department_id) - set(d.types())
+    if missing:
+        raise Forbidden(
+            f"You do not hold the privileges for: {', '.join(sorted(t.label for t in missing))}.",
+            field="types",
+        )
+    before = _delegation_snapshot(d)
+    for t in CertType:
+        setattr(d, t.value, t in types)
+    if not actor.is_master and set(d.types()) - set(before["types"]):  # type: ignore[arg-type]
+        d.status = DelegationStatus.REQUESTED
+        d.decided_by_id = None
+        d.decided_at = None
+    db.session.flush()
+    old, new = audit.changes(before, _delegation_snapshot(d))
+    if new:
+        audit.record(
+            action="delegation.update",
+            actor=actor,
+            object_type="Delegation",
+            object_id=d.id,
+            label=str(d),
+            before=old,
+            after=new,
+            organization_id=d.organization_id,
+            department_id=d.department_id,
+        )
+    return d
+
+
+def delete_delegation(*, actor: Admin, delegation_id: int) -> None:
+    d = get_delegation(actor=actor, delegation_id=delegation_id)
+    if not scope_of(actor).covers(d.organization_id, d.department_id):
+        raise Forbidden("This delegation is outside your scope.")
+    audit.record(
+        action="delegation.delete",
+        actor=actor,
+        object_type="Delegation",
+        object_id=d.id,
+        label=str(d),
+        before=_delegation_snapshot(d),
+        organization_id=d.organization_id,
+        department_id=d.department_id,
+    )
+    db.session.delete(d)
+    db.session.flush()
+
+
+def pending_count() -> int:
+    return int(
+        db.session.execute(
+            select(func.count())
+            .select_from(Delegation)
+            .where(Delegation.status == DelegationStatus.REQUESTED)
+        ).scalar_one()
+    )

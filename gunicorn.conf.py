@@ -1,0 +1,23 @@
+"""gunicorn settings for `make run` and for scale-out web processes.
+
+BROKER_URL unset (one machine): one web process that also runs the embedded dramatiq
+worker and the scheduler. BROKER_URL set: CW_WEB_WORKERS processes, web only.
+"""
+
+import os
+
+embedded = not os.environ.get("BROKER_URL")
+bind = os.environ.get("CW_BIND", f"127.0.0.1:{os.environ.get('PORT', '5000')}")
+workers = 1 if embedded else int(os.environ.get("CW_WEB_WORKERS", "2"))
+threads = int(os.environ.get("CW_WEB_THREADS", "8"))
+worker_class = "gthread"
+timeout = 120
+accesslog = "-"
+forwarded_allow_ips = os.environ.get("CW_FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def post_worker_init(worker):  # noqa: ANN001, ANN201  (gunicorn hook signature)
+    if embedded and os.environ.get("CW_EMBEDDED_WORKER", "1") != "0":
+        from app.runtime import Embedded
+
+        Embedded(worker.wsgi, threads=int(os.environ.get("CW_WORKER_THREADS", "4"))).start()

@@ -1,0 +1,140 @@
+"""Shared fixtures: an app on a migrated database, a test client, the stub worker.
+
+The database is built by running the Alembic migrations (so the migrations are tested):
+once per session into a template SQLite file, copied for every test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Before anything imports app.*: test instance folder, embedded broker.
+_INSTANCE = tempfile.mkdtemp(prefix="cw-test-instance-")
+os.environ["CW_INSTANCE_DIR"] = _INSTANCE
+os.environ.pop("BROKER_URL", None)
+os.environ.pop("DATABASE_URL", None)
+
+from flask import Flask, has_app_context  # noqa: E402
+from flask.testing import FlaskClient  # noqa: E402
+
+from app import create_app  # noqa: E402
+from app.config import TestConfig  # noqa: E402
+from app.extensions import db  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_config(url: str, **overrides: Any) -> TestConfig:
+    return TestConfig(
+        SQLALCHEMY_DATABASE_URI=url,
+        MIGRATIONS_DIR=str(ROOT / "migrations"),
+        SECRET_KEY="test-secret-key",
+        CW_AUDIT_KEY="test-audit-key",
+        CW_BASE_URL="http://certwright.test",
+        **overrides,
+    )
+
+
+def migrate(url: str) -> None:
+    from flask_migrate import upgrade
+
+    app = create_app(make_config(url))
+    with app.app_context():
+        upgrade(directory=str(ROOT / "migrations"))
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
+class IsolatedClient(FlaskClient):
+    """Each request runs on its own thread, so in its own app context, g and DB session,
+    exactly as in production (the test's own app context would otherwise be reused and
+    leak g: the signed-in user, the CSRF token). The test's session is committed before
+    and expired after each request so both sides see each other's writes."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        if not has_app_context():  # a redirect followed from inside the request thread
+            return super().open(*args, **kwargs)
+        db.session.commit()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            response = pool.submit(super().open, *args, **kwargs).result()
+        db.session.expire_all()
+        return response
+
+
+@pytest.fixture
+def app(template_db: Path, tmp_path: Path) -> Iterator[Flask]:
+    path = tmp_path / "test.db"
+    shutil.copy(template_db, path)
+    app = create_app(make_config(f"sqlite:///{path}"))
+    app.test_client_class = IsolatedClient
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def stub_worker(app: Flask) -> Iterator[Any]:
+    """A real dramatiq worker on the stub broker, running actors in this process."""
+    import dramatiq
+
+    from app.broker import APP_CONTEXT, broker
+
+    APP_CONTEXT.bind(app)
+    broker.flush_all()
+    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=2)
+    worker.start()
+    yield worker
+    worker.stop()
+    broker.flush_all()
+
+
+def drain(worker: Any) -> None:
+    """Run every queued message (including ones that actors queue) to completion."""
+    from app.broker import broker
+
+    db.session.commit()
+    for _ in range(50):
+        for queue in [q for q in broker.queues if not q.endswith((".DQ", ".XQ"))]:
+            broker.join(queue, fail_fast=True)
+        worker.join()
+        if all(broker.queues[q].unfinished_tasks == 0 for q in broker.queues):
+            break
+    db.session.expire_all()
+
+
+CSRF_RE = re.compile(
+    r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"|value="([^"]+)" name="csrf_token"'
+)
+
+
+def csrf_token(client: FlaskClient, url: str) -> str:
+    html = client.get(url).get_data(as_text=True)
+    match = CSRF_RE.search(html)
+    assert match, f"no CSRF token on {url}"
+    return match.group(1) or match.group(2)
+
+
+def login(client: FlaskClient, login: str, password: str) -> Any:
+    token = csrf_token(client, "/login")
+    return client.post("/login", data={"csrf_token": token, "login": login, "password": password})
