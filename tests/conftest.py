@@ -10,8 +10,8 @@ import os
 import re
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,7 @@ class IsolatedClient(FlaskClient):
         if not has_app_context():  # a redirect followed from inside the request thread
             return super().open(*args, **kwargs)
         db.session.commit()
+        kwargs.setdefault("buffered", True)  # streamed bodies are read inside the request
         with ThreadPoolExecutor(max_workers=1) as pool:
             response = pool.submit(super().open, *args, **kwargs).result()
         db.session.expire_all()

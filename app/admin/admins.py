@@ -10,7 +10,7 @@ from markupsafe import Markup
 from wtforms import BooleanField, PasswordField, SelectField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
-from app.admin.base import AdminForm, SecureModelView, actor, current_scope
+from app.admin.base import AdminForm, SecureModelView, actor, select_choices
 from app.admin.domains import TYPE_CHOICES, MultiCheckboxField
 from app.admin.orgs import parse_target, target_choices
 from app.models import Admin, CertType, Role
@@ -109,8 +109,10 @@ class AdminView(SecureModelView):
 
     def prepare_form(self, form: Any, obj: Any = None) -> Any:
         me = actor()
-        form.role.choices = [(r.value, r.value) for r in Role if r.rank <= me.role.rank]
-        form.scopes.choices = target_choices()
+        form.role.choices = select_choices(
+            (r.value, r.value) for r in Role if r.rank <= me.role.rank
+        )
+        form.scopes.choices = select_choices(target_choices())
         if obj is not None and request.method == "GET":
             form.role.data = obj.role.value
             form.scopes.data = [

@@ -23,6 +23,7 @@ from flask_wtf.form import _Auto
 from markupsafe import Markup, escape
 from sqlalchemy import false
 from sqlalchemy.sql import ColumnElement
+from wtforms.fields.choices import SelectChoice
 
 from app.extensions import db
 from app.models import Admin, Role
@@ -49,6 +50,11 @@ def actor() -> Admin:
 
 def current_scope() -> Scope:
     return scope_of(actor())
+
+
+def select_choices(pairs: Any) -> list[SelectChoice]:
+    """(value, label) pairs as WTForms SelectChoice objects (tuples are deprecated)."""
+    return [SelectChoice(value, label) for value, label in pairs]
 
 
 def per_request(fn: Callable[[], list[tuple[Any, str]]]) -> Callable[[], list[tuple[Any, str]]]:

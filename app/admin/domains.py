@@ -14,7 +14,7 @@ from wtforms import BooleanField, SelectField, SelectMultipleField, StringField,
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from app.admin.base import AdminForm, SecureModelView, actor, current_scope
+from app.admin.base import AdminForm, SecureModelView, actor, current_scope, select_choices
 from app.admin.orgs import parse_target, target_choices
 from app.extensions import db
 from app.models import CertType, Delegation, DelegationStatus, Domain
@@ -22,7 +22,7 @@ from app.services import domains
 from app.services.errors import DomainError
 from app.services.scope import Scope
 
-TYPE_CHOICES = [(t.value, t.label) for t in CertType]
+TYPE_CHOICES = select_choices((t.value, t.label) for t in CertType)
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -104,7 +104,9 @@ class DomainView(SecureModelView):
         if obj is None:
             scope = current_scope()
             choices = target_choices()
-            form.target.choices = ([("", "— not yet —")] if scope.is_master else []) + choices
+            form.target.choices = select_choices(
+                ([("", "— not yet —")] if scope.is_master else []) + choices
+            )
         return form
 
     def create_model(self, form: Any) -> Any:
@@ -203,8 +205,10 @@ class DelegationView(SecureModelView):
             clause = domains.visible_domains_clause(current_scope())
             if clause is not None:
                 query = query.where(clause)
-            form.domain_id.choices = [(d.id, d.name) for d in db.session.execute(query).scalars()]
-            form.target.choices = target_choices()
+            form.domain_id.choices = select_choices(
+                (d.id, d.name) for d in db.session.execute(query).scalars()
+            )
+            form.target.choices = select_choices(target_choices())
             if request.method == "GET" and request.args.get("domain_id", "").isdigit():
                 form.domain_id.data = int(request.args["domain_id"])
         elif request.method == "GET":

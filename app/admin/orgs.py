@@ -10,7 +10,14 @@ from sqlalchemy import select
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
-from app.admin.base import AdminForm, SecureModelView, actor, current_scope, per_request
+from app.admin.base import (
+    AdminForm,
+    SecureModelView,
+    actor,
+    current_scope,
+    per_request,
+    select_choices,
+)
 from app.extensions import db
 from app.models import Department, Organization
 from app.services import orgs
@@ -21,9 +28,10 @@ from app.services.scope import (
     organization_clause,
 )
 
-COUNTRIES = [("", "— choose —")] + sorted(
-    ((c.alpha2, f"{c.name} ({c.alpha2})") for c in iso3166.countries), key=lambda x: x[1]
-)
+COUNTRIES = [
+    ("", "— choose —"),
+    *sorted(((c.alpha2, f"{c.name} ({c.alpha2})") for c in iso3166.countries), key=lambda x: x[1]),
+]
 
 
 def org_choices(*, managed_only: bool = False) -> list[tuple[int, str]]:
@@ -55,7 +63,7 @@ class OrganizationForm(AdminForm):
     city = StringField("City", validators=[Length(max=128)])
     state = StringField("State / province", validators=[Length(max=128)])
     postal_code = StringField("Postal code", validators=[Length(max=40)])
-    country = SelectField("Country", choices=COUNTRIES, validate_choice=False)
+    country = SelectField("Country", choices=select_choices(COUNTRIES), validate_choice=False)
 
 
 def _org_data(form: Any) -> orgs.OrgData:
@@ -149,7 +157,7 @@ class DepartmentView(SecureModelView):
         if obj is not None:  # a department does not move between organizations
             del form.organization_id
         else:
-            form.organization_id.choices = org_choices(managed_only=True)
+            form.organization_id.choices = select_choices(org_choices(managed_only=True))
         return form
 
     def create_model(self, form: Any) -> Any:
@@ -175,9 +183,8 @@ def target_choices(*, managed_only: bool = False) -> list[tuple[str, str]]:
     scope = current_scope()
     choices: list[tuple[str, str]] = []
     for org_id, name in org_choices():
-        if scope.manages_org(org_id) or not managed_only:
-            if scope.covers(org_id, None):
-                choices.append((f"o:{org_id}", f"{name} (whole organization)"))
+        if (scope.manages_org(org_id) or not managed_only) and scope.covers(org_id, None):
+            choices.append((f"o:{org_id}", f"{name} (whole organization)"))
     for dept_id, label in dept_choices():
         choices.append((f"d:{dept_id}", label))
     return sorted(choices, key=lambda c: c[1].lower())

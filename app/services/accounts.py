@@ -64,7 +64,13 @@ def visible_admins_clause(scope: Scope) -> ColumnElement[bool] | None:
     if scope.orgs:
         covered.append(AdminScope.organization_id.in_(sorted(scope.orgs)))
     if scope.depts:
-        covered.append(AdminScope.department_id.in_(sorted(scope.depts)))
+        # IS NOT NULL first: NOT (NULL IN (...)) is NULL, which would hide an org-wide scope.
+        covered.append(
+            and_(
+                AdminScope.department_id.is_not(None),
+                AdminScope.department_id.in_(sorted(scope.depts)),
+            )
+        )
     is_covered = or_(*covered) if covered else AdminScope.id.is_(None)
     outside = exists().where(AdminScope.admin_id == Admin.id, not_(is_covered))
     has_any = exists().where(AdminScope.admin_id == Admin.id)

@@ -211,7 +211,7 @@ def delegate(
         )
     org = db.session.get(Organization, organization_id)
     scope = scope_of(actor)
-    if org is None or org.id not in scope.visible_org_ids and not scope.is_master:
+    if org is None or (org.id not in scope.visible_org_ids and not scope.is_master):
         raise NotFound("No such organization.", field="organization")
     if department_id is not None:
         dept = db.session.get(Department, department_id)

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from flask import current_app
-from sqlalchemy import or_, select, update
 from sqlalchemy import event as sa_event
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from app.extensions import db

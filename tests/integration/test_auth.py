@@ -35,9 +35,9 @@ def test_sign_in_sets_hardened_cookie_and_rotates_session(client):
     before = client.get_cookie("certwright_session").value
     resp = login(client, "alice", PASSWORD)
     assert resp.status_code == 302 and resp.headers["Location"] == "/admin/"
-    cookie_header = [
+    cookie_header = next(
         h for h in resp.headers.getlist("Set-Cookie") if h.startswith("certwright_session=")
-    ][0]
+    )
     assert "HttpOnly" in cookie_header and "SameSite=Lax" in cookie_header
     after = client.get_cookie("certwright_session").value
     assert after != before

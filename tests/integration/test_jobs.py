@@ -1,0 +1,179 @@
+"""Job machinery: send after commit, claim once, retry, recover, schedule once, cancel."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import dramatiq
+import pytest
+from sqlalchemy import func, select
+
+from app.broker import broker
+from app.extensions import db
+from app.models import Job, JobStatus, Schedule
+from app.models.types import utcnow
+from app.services import jobs
+from tests.conftest import drain
+from tests.factories import make_admin
+
+CALLS: list[int] = []
+
+
+def _flaky(job: Job, ctx: jobs.JobContext) -> dict:
+    CALLS.append(job.id)
+    if job.payload.get("fail_times", 0) >= job.attempts:
+        raise RuntimeError(f"boom on attempt {job.attempts}")
+    ctx.progress(50, "half way")
+    return {"message": f"ok after {job.attempts} attempts"}
+
+
+@dramatiq.actor(queue_name="test", max_retries=0)
+def flaky_job(job_id: int) -> None:
+    jobs.execute(job_id, _flaky)
+
+
+jobs.register_kind("test_flaky", "Test: fails N times then succeeds", flaky_job)
+
+
+def queued() -> int:
+    return sum(q.qsize() for name, q in broker.queues.items())
+
+
+def test_message_is_sent_only_after_commit(app):
+    broker.flush_all()
+    jobs.create_job(kind="audit_verify")
+    assert queued() == 0
+    db.session.rollback()
+    assert queued() == 0
+    assert db.session.execute(select(func.count()).select_from(Job)).scalar_one() == 0
+    jobs.create_job(kind="audit_verify")
+    db.session.commit()
+    assert queued() == 1
+    broker.flush_all()
+
+
+def test_job_runs_to_done_through_the_worker(app, stub_worker):
+    make_admin()
+    job = jobs.create_job(kind="audit_verify")
+    drain(stub_worker)
+    db.session.refresh(job)
+    assert job.status == JobStatus.DONE and job.progress == 100
+    assert job.result["ok"] is True and "audit chain intact" in job.message
+
+
+def test_a_second_delivery_is_a_no_op(app, stub_worker):
+    CALLS.clear()
+    job = jobs.create_job(kind="test_flaky")
+    drain(stub_worker)
+    flaky_job.send(job.id)  # at-least-once delivery: the same message again
+    drain(stub_worker)
+    assert [job.id] == CALLS
+
+
+def test_failures_are_retried_then_marked_failed(app, stub_worker):
+    CALLS.clear()
+    ok = jobs.create_job(kind="test_flaky", payload={"fail_times": 1}, max_attempts=3)
+    bad = jobs.create_job(kind="test_flaky", payload={"fail_times": 5}, max_attempts=2)
+    drain(stub_worker)
+    db.session.refresh(ok)
+    db.session.refresh(bad)
+    assert ok.status == JobStatus.DONE and ok.attempts == 2 and ok.message == "ok after 2 attempts"
+    assert bad.status == JobStatus.FAILED and bad.attempts == 2
+    assert "failed after 2 attempts: RuntimeError: boom on attempt 2" in bad.message
+
+
+def test_stale_running_job_is_retried_or_failed(app):
+    now = utcnow()
+    stale = now - timedelta(seconds=app.config["CW_JOB_STALE_SECONDS"] + 5)
+    retry = Job(
+        kind="audit_verify",
+        status=JobStatus.RUNNING,
+        attempts=1,
+        max_attempts=3,
+        heartbeat_at=stale,
+        lease="dead",
+    )
+    give_up = Job(
+        kind="audit_verify",
+        status=JobStatus.RUNNING,
+        attempts=3,
+        max_attempts=3,
+        heartbeat_at=stale,
+        lease="dead",
+    )
+    alive = Job(
+        kind="audit_verify",
+        status=JobStatus.RUNNING,
+        attempts=1,
+        max_attempts=3,
+        heartbeat_at=now,
+        lease="alive",
+    )
+    db.session.add_all([retry, give_up, alive])
+    db.session.commit()
+    broker.flush_all()
+    counts = jobs.recover()
+    assert counts["retried"] == 1 and counts["failed"] == 1
+    assert retry.status == JobStatus.PENDING and "stopped responding" in retry.message
+    assert (
+        give_up.status == JobStatus.FAILED
+        and "stopped responding on each of 3 attempts" in give_up.message
+    )
+    assert alive.status == JobStatus.RUNNING
+    assert queued() == 1
+    broker.flush_all()
+
+
+def test_a_live_claim_cannot_be_taken_twice(app):
+    job = jobs.create_job(kind="audit_verify", send=False)
+    db.session.commit()
+    first = jobs.claim(job.id)
+    assert first is not None
+    assert jobs.claim(job.id) is None
+
+
+def test_due_schedule_fires_exactly_once(app):
+    broker.flush_all()
+    sched = Schedule(
+        job_kind="housekeeping",
+        owner_type="test",
+        spec={"kind": "interval", "seconds": 3600},
+        next_run_at=utcnow() - timedelta(seconds=1),
+    )
+    db.session.add(sched)
+    db.session.commit()
+    first = jobs.fire_due_schedules()
+    second = jobs.fire_due_schedules()
+    assert len(first) == 1 and second == []
+    db.session.refresh(sched)
+    assert sched.next_run_at > utcnow() + timedelta(minutes=59)
+    broker.flush_all()
+
+
+def test_cancel_stops_a_pending_job(app, stub_worker):
+    admin = make_admin()
+    job = jobs.create_job(kind="test_flaky", send=False)
+    db.session.commit()
+    jobs.cancel(actor=admin, job_id=job.id)
+    db.session.commit()
+    flaky_job.send(job.id)
+    drain(stub_worker)
+    db.session.refresh(job)
+    assert job.status == JobStatus.CANCELLED and "cancelled by mrao" in job.message
+    with pytest.raises(Exception, match="already ended"):
+        jobs.cancel(actor=admin, job_id=job.id)
+
+
+def test_system_schedules_exist_after_bootstrap(app):
+    result = app.test_cli_runner().invoke(
+        args=["bootstrap"], env={"CW_ADMIN_PASSWORD": "bootstrap-password-1"}
+    )
+    assert result.exit_code == 0, result.output
+    kinds = set(
+        db.session.execute(
+            select(Schedule.job_kind).where(Schedule.owner_type == "system")
+        ).scalars()
+    )
+    assert {"audit_verify", "housekeeping"} <= kinds
+    again = app.test_cli_runner().invoke(args=["bootstrap"])
+    assert again.exit_code == 0 and "Created" not in again.output
