@@ -2,11 +2,39 @@
 
 from app.models.accounts import Admin, AdminScope, AdminSession, Role
 from app.models.audit import AuditEvent, AuditHead
+from app.models.certificates import (
+    Certificate,
+    CertificateRequest,
+    CertOrigin,
+    CertStatus,
+    RequestMode,
+    RequestStatus,
+)
 from app.models.jobs import Job, JobStatus, Schedule, WorkerHeartbeat
 from app.models.mail import MailStatus, OutboxMessage
 from app.models.org import CertType, Delegation, DelegationStatus, Department, Domain, Organization
+from app.models.pki import (
+    CaStatus,
+    CertificateAuthority,
+    CertificateProfile,
+    CrlPublication,
+    LintMode,
+    SerialNumber,
+)
 
 __all__ = [
+    "CaStatus",
+    "CertOrigin",
+    "CertStatus",
+    "Certificate",
+    "CertificateAuthority",
+    "CertificateProfile",
+    "CertificateRequest",
+    "CrlPublication",
+    "LintMode",
+    "RequestMode",
+    "RequestStatus",
+    "SerialNumber",
     "Admin",
     "AdminScope",
     "AdminSession",
