@@ -55,6 +55,13 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
+def to_utc(moment: dt.datetime) -> dt.datetime:
+    """``moment`` in UTC truncated to the second; a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).replace(microsecond=0)
+
+
 def validity_window(
     term_days: int, *, now: dt.datetime, not_after_limit: dt.datetime | None = None
 ) -> tuple[dt.datetime, dt.datetime]:
@@ -67,7 +74,7 @@ def validity_window(
     Raises:
         ProfileError: the issuing CA has expired by ``now``.
     """
-    not_before = _utc(now)
+    not_before = to_utc(now)
     not_after = not_before + dt.timedelta(days=term_days) - _ONE_SECOND
     if not_after_limit is not None:
         if not_before >= not_after_limit:
@@ -108,7 +115,7 @@ def build_leaf(
         )
     if profile.kind is CertKind.SSL and names.emails:
         raise NamePolicyError("SSL certificates carry DNS names and IP addresses, not emails")
-    moment = _utc(now) if now is not None else utc_now()
+    moment = to_utc(now) if now is not None else utc_now()
     if moment < issuer.not_before:
         raise ProfileError(f"the issuing CA is not valid before {issuer.not_before.isoformat()}")
     not_before, not_after = validity_window(term_days, now=moment, not_after_limit=issuer.not_after)
@@ -157,7 +164,7 @@ def issue_leaf(
         LintError: pkilint findings outside the allow-list; nothing was signed by the CA.
     """
     check_key_policy(public_key, allowed_key_types)
-    moment = _utc(now) if now is not None else utc_now()
+    moment = to_utc(now) if now is not None else utc_now()
     check_term(profile.kind, term_days, moment)
     builder = build_leaf(
         issuer,
@@ -209,7 +216,7 @@ def create_root_ca(
     key_type = key_type_of(private_key)
     subject = _ca_subject(customer_name, "Root CA", locality, state, country)
     years = lifetime_years or default_ca_lifetime_years(key_type, is_root=True)
-    not_before = _utc(now) if now is not None else utc_now()
+    not_before = to_utc(now) if now is not None else utc_now()
     not_after = _add_years(not_before, years) - _ONE_SECOND
     ski = x509.SubjectKeyIdentifier.from_public_key(private_key.public_key())
     builder = _ca_builder(
@@ -245,7 +252,7 @@ def create_issuing_ca(
     key_type = check_key_policy(public_key)
     subject = _ca_subject(customer_name, "Issuing CA", locality, state, country)
     years = lifetime_years or default_ca_lifetime_years(key_type, is_root=False)
-    not_before = _utc(now) if now is not None else utc_now()
+    not_before = to_utc(now) if now is not None else utc_now()
     if not_before < parent.not_before:
         raise ProfileError(f"the parent CA is not valid before {parent.not_before.isoformat()}")
     if not_before >= parent.not_after:
@@ -347,12 +354,6 @@ def _checked_serial(serial: int) -> int:
             "serial number must be a positive integer of at most 20 octets (RFC 5280 §4.1.2.2)"
         )
     return serial
-
-
-def _utc(moment: dt.datetime) -> dt.datetime:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).replace(microsecond=0)
 
 
 def _add_years(moment: dt.datetime, years: int) -> dt.datetime:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Final, Literal, get_args
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
@@ -160,8 +161,8 @@ def load_private_key(data: bytes, password: bytes | None = None) -> PrivateKey:
             key = serialization.load_pem_private_key(stripped, password=password)
         else:
             key = serialization.load_der_private_key(data, password=password)
-    except (ValueError, TypeError) as exc:
-        raise FormatError(f"private key could not be read: {exc}") from exc
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise FormatError(f"private key could not be read: {exc}") from None
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise FormatError(f"{type(key).__name__} private keys are not supported; use RSA or EC")
     return key
