@@ -14,8 +14,7 @@ from types import MappingProxyType
 from typing import Final
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.x509 import ocsp
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from app.pki.errors import ProfileError
@@ -147,7 +146,39 @@ def _subject_key_identifier(certificate: x509.Certificate) -> x509.SubjectKeyIde
 def _cert_id_hashes(
     certificate: x509.Certificate, algo: hashes.HashAlgorithm
 ) -> tuple[bytes, bytes]:
-    # Let cryptography compute the CertID exactly as OCSP clients do: hash of the issuer's
-    # DER subject and of its subjectPublicKey BIT STRING value (RFC 6960 §4.1.1).
-    request = ocsp.OCSPRequestBuilder().add_certificate(certificate, certificate, algo).build()
-    return request.issuer_name_hash, request.issuer_key_hash
+    # RFC 6960 §4.1.1: issuerNameHash is the hash of the CA's DER subject, issuerKeyHash
+    # the hash of the subjectPublicKey BIT STRING value (without tag, length and the
+    # unused-bits octet) of the CA's certificate.
+    spki = certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return _digest(algo, certificate.subject.public_bytes()), _digest(algo, _spki_key_bits(spki))
+
+
+def _digest(algo: hashes.HashAlgorithm, data: bytes) -> bytes:
+    hasher = hashes.Hash(algo)
+    hasher.update(data)
+    return hasher.finalize()
+
+
+def _spki_key_bits(spki: bytes) -> bytes:
+    # SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier,
+    #                                     subjectPublicKey BIT STRING }   (RFC 5280 §4.1)
+    _tag, body, _rest = _der_tlv(spki, 0)
+    _tag, _algorithm, offset = _der_tlv(spki, body)
+    tag, content, end = _der_tlv(spki, offset)
+    if tag != 0x03:
+        raise ValueError("SubjectPublicKeyInfo does not end in a BIT STRING")
+    return spki[content + 1 : end]  # skip the unused-bits octet (always 0 for keys)
+
+
+def _der_tlv(data: bytes, offset: int) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the DER element at ``offset``."""
+    tag = data[offset]
+    length = data[offset + 1]
+    start = offset + 2
+    if length & 0x80:
+        count = length & 0x7F
+        length = int.from_bytes(data[start : start + count], "big")
+        start += count
+    return tag, start, start + length
