@@ -21,6 +21,8 @@ cer       certificate only                                        DER
 Ambiguity: SCM documents "x509" and "pem" separately and has shipped both orders over
 time; Certwright defines both as leaf first, the order TLS servers want (RFC 8446
 §4.4.2). The root is the last chain element when it is self-issued; pemia drops it.
+PKCS#7 keeps its certificates in a DER SET OF, which is sorted by encoding, so base64
+and bin carry the same certificates as x509 but in no meaningful order.
 """
 
 from __future__ import annotations

@@ -101,6 +101,7 @@ def parse_request(der: bytes) -> OcspQuery:
         raise OcspRequestError("OCSP request is empty or too large")
     try:
         request = ocsp.load_der_ocsp_request(der)
+    # cryptography signals a request for several certificates with NotImplementedError.
     except (ValueError, NotImplementedError) as exc:
         raise OcspRequestError(f"OCSP request could not be parsed: {exc}") from None
     try:

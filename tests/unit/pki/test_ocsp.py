@@ -236,6 +236,28 @@ def test_parse_request_messages(rsa_hierarchy: Hierarchy) -> None:
     assert not ocsp.is_for_issuer(query, rsa_hierarchy.issuing)
 
 
+def test_multi_certificate_request_is_malformed(
+    hierarchy: Hierarchy,
+    leaves: tuple[x509.Certificate, x509.Certificate],
+    openssl: Openssl,
+    write_pem: WritePem,
+    tmp_path: Path,
+) -> None:
+    issuing = str(write_pem("issuing.pem", [hierarchy.issuing.certificate]))
+    first, second = (str(write_pem(f"leaf{i}.pem", [c])) for i, c in enumerate(leaves))
+    request_path = tmp_path / "two.der"
+    made = openssl(
+        "ocsp", "-issuer", issuing, "-cert", first, "-cert", second, "-reqout", str(request_path)
+    )
+    assert made.returncode == 0, made.stderr
+    with pytest.raises(OcspRequestError, match="contains more than one request"):
+        ocsp.parse_request(request_path.read_bytes())
+    answer = ocsp.respond(
+        request_path.read_bytes(), [hierarchy.issuing], _statuses(0), valid_for=DAY
+    )
+    assert answer == ocsp.malformed_response()
+
+
 def test_get_path_decoding(rsa_hierarchy: Hierarchy) -> None:
     root = rsa_hierarchy.root.certificate
     der = _request(root, root, hashes.SHA1(), b"nonce-value")
