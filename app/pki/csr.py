@@ -143,6 +143,7 @@ def _public_key(csr: x509.CertificateSigningRequest) -> PublicKey:
 def _verify_signature(csr: x509.CertificateSigningRequest) -> None:
     # RFC 2986 §3: the signature proves possession of the private key.
     try:
+        _hash = csr.signature_hash_algorithm  # raises for an unknown algorithm OID
         valid = csr.is_signature_valid
     except (ValueError, UnsupportedAlgorithm):
         oid = csr.signature_algorithm_oid.dotted_string

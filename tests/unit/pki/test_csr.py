@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 from app.pki import csr as csr_module
 from app.pki import keys, names
@@ -125,6 +125,52 @@ def test_two_common_names_are_refused(key_cache: KeyCache) -> None:
     )
     built = csr_module.build_csr(key_cache.get("EC-P256"), subject=subject)
     _fails(built.public_bytes(Encoding.PEM), "CSR subject has more than one common name (CN)")
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    if len(body) < 128:
+        return bytes([tag, len(body)]) + body
+    size = len(body).to_bytes((len(body).bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + body
+
+
+def _resigned(tbs: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:
+    """A CSR around an edited CertificationRequestInfo, validly signed (ecdsa-with-SHA256)."""
+    algorithm = bytes.fromhex("300a06082a8648ce3d040302")
+    signature = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    return _tlv(0x30, tbs + algorithm + _tlv(0x03, b"\x00" + signature))
+
+
+def test_malformed_parts_are_refused(key_cache: KeyCache) -> None:
+    key = key_cache.get("EC-P256")
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    good = csr_module.build_csr(key, subject=names.build_subject(common_name="zzzz.example.com"))
+    assert csr_module.parse_csr(_resigned(good.tbs_certrequest_bytes, key)).common_name
+    bad_utf8 = good.tbs_certrequest_bytes.replace(b"zzzz", b"\xff\xfe\xfd\xfc")
+    _fails(_resigned(bad_utf8, key), "CSR subject could not be read")
+    bad_san = x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x01\x02")
+    request = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(names.build_subject(common_name="a.example.com"))
+        .add_extension(bad_san, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    _fails(request.public_bytes(Encoding.DER), "CSR extensions could not be parsed")
+    der = good.public_bytes(Encoding.DER)
+    ec_public_key_oid = bytes.fromhex("06072a8648ce3d0201")
+    unknown_key = der.replace(ec_public_key_oid, bytes.fromhex("06072a8648ce3d0209"))
+    _fails(unknown_key, "CSR public key uses an algorithm Certwright does not support")
+
+
+def test_unknown_signature_algorithm_is_refused(key_cache: KeyCache) -> None:
+    request = csr_module.build_csr(
+        key_cache.get("RSA-2048"), subject=names.build_subject(common_name="a.example.com")
+    )
+    sha256_with_rsa = bytes.fromhex("06092a864886f70d01010b")
+    unknown = request.public_bytes(Encoding.DER).replace(
+        sha256_with_rsa, bytes.fromhex("06092a864886f70d01017f")
+    )
+    _fails(unknown, "CSR signature algorithm 1.2.840.113549.1.1.127 is not supported")
 
 
 def test_openssl_made_csr_parses(openssl: Openssl) -> None:

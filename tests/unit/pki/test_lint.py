@@ -164,6 +164,15 @@ def test_ca_certificates_lint_clean_under_rfc5280(hierarchy: Hierarchy) -> None:
         assert lint.refused_findings(lint.lint_certificate(ca, None)) == ()
 
 
+def test_undecodable_input_is_a_fatal_finding() -> None:
+    # Not reachable with a certificate cryptography produced; pkilint's decoder is stricter.
+    (finding,) = lint._linter(lint.LintTarget.RFC5280).lint(b"\x30\x03\x02\x01\x01")
+    assert finding.code == "certwright.lint.decode_failed"
+    assert finding.severity == "FATAL"
+    assert finding.message is not None
+    assert finding.message.startswith("pkilint could not decode it")
+
+
 def test_lint_error_carries_findings() -> None:
     finding = lint.LintFinding("x.y", "ERROR", "broken", "certificate")
     error = LintError([finding])

@@ -258,6 +258,20 @@ def test_multi_certificate_request_is_malformed(
     assert answer == ocsp.malformed_response()
 
 
+def test_unknown_cert_id_hash(rsa_hierarchy: Hierarchy) -> None:
+    root = rsa_hierarchy.root.certificate
+    sha1_oid = bytes.fromhex("06052b0e03021a")
+    request = _request(root, root, hashes.SHA1())
+    assert request.count(sha1_oid) == 1
+    unknown = request.replace(sha1_oid, bytes.fromhex("06052b0e03027f"))
+    with pytest.raises(OcspRequestError, match="OCSP CertID uses an unknown hash algorithm"):
+        ocsp.parse_request(unknown)
+    with pytest.raises(OcspRequestError, match="OCSP CertID hash md5 is not supported"):
+        ocsp.build_response(
+            rsa_hierarchy.root, serial=1, lookup=ocsp.GOOD, valid_for=DAY, hash_name="md5"
+        )
+
+
 def test_get_path_decoding(rsa_hierarchy: Hierarchy) -> None:
     root = rsa_hierarchy.root.certificate
     der = _request(root, root, hashes.SHA1(), b"nonce-value")
