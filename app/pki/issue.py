@@ -22,7 +22,7 @@ from app.pki.errors import NamePolicyError, PkiError, ProfileError
 from app.pki.issuer import Issuer
 from app.pki.keys import KEY_TYPES, KeyType, PrivateKey, PublicKey, check_key_policy, key_type_of
 from app.pki.lint import check_certificate
-from app.pki.names import AltNames, build_subject
+from app.pki.names import AltNames, build_subject, common_name_host
 from app.pki.profiles import (
     ISSUING_CA_PROFILE,
     ROOT_CA_PROFILE,
@@ -105,9 +105,14 @@ def build_leaf(
     """
     common_names = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     cn = common_names[0].value if common_names else None
-    names = alt_names.with_common_name(
+    host = common_name_host(
         cn if isinstance(cn, str) else None, single_label=profile.kind is CertKind.SSL
     )
+    names = alt_names.with_host(host)
+    if host is not None and str(host) != cn:
+        # BR §7.1.4.3: the CN must be a copy of a SAN value, so it takes the normalised
+        # form ("WWW.Example.com." -> "www.example.com", U-label -> A-label).
+        subject = _with_common_name(subject, str(host))
     if names.is_empty:
         raise NamePolicyError(
             "a certificate needs at least one subject alternative name "
@@ -303,6 +308,22 @@ def _ca_subject(
         locality=locality,
         state=state,
         country=country,
+    )
+
+
+def _with_common_name(subject: x509.Name, value: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.RelativeDistinguishedName(
+                [
+                    x509.NameAttribute(NameOID.COMMON_NAME, value)
+                    if attribute.oid == NameOID.COMMON_NAME
+                    else attribute
+                    for attribute in rdn
+                ]
+            )
+            for rdn in subject.rdns
+        ]
     )
 
 

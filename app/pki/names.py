@@ -184,26 +184,45 @@ class AltNames:
     def with_common_name(self, common_name: str | None, *, single_label: bool = False) -> AltNames:
         """Add the CN when it is a DNS name or IP address not yet listed (BR §7.1.4.3).
 
-        A one-label CN ("printer1") counts as a DNS name only when ``single_label`` is true
-        (TLS server certificates); elsewhere it is more likely a person or device name.
+        See common_name_host() for what counts as a host name.
         """
-        if not common_name:
+        return self.with_host(common_name_host(common_name, single_label=single_label))
+
+    def with_host(self, host: str | IPAddress | None) -> AltNames:
+        """Put a normalised DNS name or IP address first unless it is already listed."""
+        if host is None:
             return self
-        try:
-            ip = normalize_ip_address(common_name)
-        except NamePolicyError:
-            pass
-        else:
-            if ip in self.ip_addresses:
+        if isinstance(host, str):
+            if host in self.dns_names:
                 return self
-            return AltNames(self.dns_names, (ip, *self.ip_addresses), self.emails)
+            return AltNames((host, *self.dns_names), self.ip_addresses, self.emails)
+        if host in self.ip_addresses:
+            return self
+        return AltNames(self.dns_names, (host, *self.ip_addresses), self.emails)
+
+
+def common_name_host(
+    common_name: str | None, *, single_label: bool = False
+) -> str | IPAddress | None:
+    """The CN as a normalised DNS name or IP address, or None when it is neither.
+
+    A one-label CN ("printer1") counts as a DNS name only when ``single_label`` is true
+    (TLS server certificates); elsewhere it is more likely a person or device name.
+    """
+    if not common_name:
+        return None
+    if _looks_like_ip(common_name.strip()):
         try:
-            dns = normalize_dns_name(common_name)
+            return normalize_ip_address(common_name)
         except NamePolicyError:
-            return self
-        if dns in self.dns_names or ("." not in dns and not single_label):
-            return self
-        return AltNames((dns, *self.dns_names), self.ip_addresses, self.emails)
+            return None
+    try:
+        dns = normalize_dns_name(common_name)
+    except NamePolicyError:
+        return None
+    if "." not in dns and not single_label:
+        return None
+    return dns
 
 
 def build_alt_names(

@@ -223,7 +223,9 @@ def test_cn_is_repeated_in_san_and_san_is_critical_without_subject(
         serial=5,
         term_days=30,
     )
-    leaf = issue.sign(builder, ec_hierarchy.issuing)
+    leaf = issue.sign_linted(builder, ec_hierarchy.issuing, CertKind.SSL)
+    # BR §7.1.4.3: the CN is rewritten to the exact SAN value it duplicates.
+    assert leaf.subject.rfc4514_string() == "CN=www.certwright.test"
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     assert san.value.get_values_for_type(x509.DNSName) == [
         "www.certwright.test",

@@ -172,6 +172,28 @@ def test_with_common_name() -> None:
     assert with_ip.with_common_name("192.0.2.7") == with_ip
 
 
+@pytest.mark.parametrize(
+    ("cn", "single_label", "expected"),
+    [
+        ("WWW.Example.com.", False, "www.example.com"),
+        ("Bücher.example", False, "xn--bcher-kva.example"),
+        ("*.example.com", False, "*.example.com"),
+        ("10.0.0.1", False, ipaddress.ip_address("10.0.0.1")),
+        ("[2001:db8::1]", False, ipaddress.ip_address("2001:db8::1")),
+        ("printer1", False, None),
+        ("printer1", True, "printer1"),
+        ("John Doe", True, None),
+        ("1.2.3", False, None),
+        ("", False, None),
+        (None, False, None),
+    ],
+)
+def test_common_name_host(
+    cn: str | None, single_label: bool, expected: str | names.IPAddress | None
+) -> None:
+    assert names.common_name_host(cn, single_label=single_label) == expected
+
+
 def test_build_subject_orders_c_st_l_o_ou_cn() -> None:
     subject = names.build_subject(
         common_name="www.example.com",
