@@ -89,6 +89,9 @@ def normalize_dns_name(name: str, *, allow_wildcard: bool = True) -> str:
         encoded = [_ldh_label(label.lower(), name) for label in labels]
     else:
         encoded = [_ldh_label(label, name) for label in _idna_encode(rest, name).split(".")]
+    if encoded[-1].isdigit():
+        # RFC 3696 §2: a top-level label is never all-numeric; this is an IP address typo.
+        raise NamePolicyError(f"DNS name cannot end in an all-numeric label: {name!r}")
     result = ".".join(["*", *encoded] if wildcard else encoded)
     if len(result) > MAX_DNS_NAME_LENGTH:
         raise NamePolicyError(

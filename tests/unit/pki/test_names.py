@@ -57,6 +57,8 @@ def test_invalid_idn_is_refused() -> None:
         ("a.*.example.com", "'*' is allowed only as the whole left-most label"),
         ("w*.example.com", "'*' is allowed only as the whole left-most label"),
         ("*.com", "a wildcard must be followed by at least two labels"),
+        ("10.0.0.1", "DNS name cannot end in an all-numeric label"),
+        ("host.123", "DNS name cannot end in an all-numeric label"),
     ],
 )
 def test_bad_dns_names_are_refused(raw: str, message: str) -> None:
