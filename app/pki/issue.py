@@ -1,0 +1,384 @@
+"""Building and signing certificates: root and issuing CAs, and leaves; no I/O.
+
+The hot path is build_leaf() + sign(): everything derived from the CA comes precomputed
+in an Issuer, so per certificate we only assemble extensions and sign. sign_linted()
+implements lint-before-sign: the to-be-signed certificate is first signed with a
+throwaway key of the CA's algorithm, linted, and only then signed with the CA key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Collection
+from typing import Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from app.pki.errors import NamePolicyError, PkiError, ProfileError
+from app.pki.issuer import Issuer
+from app.pki.keys import KEY_TYPES, KeyType, PrivateKey, PublicKey, check_key_policy, key_type_of
+from app.pki.lint import check_certificate
+from app.pki.names import AltNames, build_subject, common_name_host
+from app.pki.profiles import (
+    ISSUING_CA_PROFILE,
+    ROOT_CA_PROFILE,
+    CaProfile,
+    CertKind,
+    LeafProfile,
+    SignatureHash,
+    check_term,
+    default_ca_lifetime_years,
+    default_signature_hash,
+    hash_algorithm,
+)
+
+# RFC 5280 §4.1.2.2: a positive INTEGER of at most 20 octets, so below 2**159.
+MAX_SERIAL: Final = 2**159 - 1
+_ONE_SECOND: Final = dt.timedelta(seconds=1)
+_LEAF_BASIC_CONSTRAINTS: Final = x509.BasicConstraints(ca=False, path_length=None)
+
+
+def new_serial() -> int:
+    """A fresh serial: 159 CSPRNG bits, positive, at most 20 octets (BR §7.1 asks >= 64)."""
+    serial = 0
+    while serial == 0:
+        serial = x509.random_serial_number()
+    return serial
+
+
+def utc_now() -> dt.datetime:
+    """The current time in UTC truncated to the second (X.509 time has no fractions)."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def to_utc(moment: dt.datetime) -> dt.datetime:
+    """``moment`` in UTC truncated to the second; a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).replace(microsecond=0)
+
+
+def validity_window(
+    term_days: int, *, now: dt.datetime, not_after_limit: dt.datetime | None = None
+) -> tuple[dt.datetime, dt.datetime]:
+    """(notBefore, notAfter) for a term of ``term_days`` starting at ``now``.
+
+    RFC 5280 §4.1.2.5: notAfter is inclusive, so a 90-day term ends 90 days minus one
+    second after notBefore. The end is clamped to ``not_after_limit`` (the issuing CA's
+    notAfter): a certificate never outlives its issuer.
+
+    Raises:
+        ProfileError: the issuing CA has expired by ``now``.
+    """
+    not_before = to_utc(now)
+    not_after = not_before + dt.timedelta(days=term_days) - _ONE_SECOND
+    if not_after_limit is not None:
+        if not_before >= not_after_limit:
+            raise ProfileError(f"the issuing CA expired on {not_after_limit.isoformat()}")
+        not_after = min(not_after, not_after_limit)
+    return not_before, not_after
+
+
+def build_leaf(
+    issuer: Issuer,
+    *,
+    public_key: PublicKey,
+    subject: x509.Name,
+    alt_names: AltNames,
+    profile: LeafProfile,
+    serial: int,
+    term_days: int,
+    now: dt.datetime | None = None,
+) -> x509.CertificateBuilder:
+    """Assemble an end-entity certificate without checking key policy, term or lint.
+
+    The subject CN is added to the SAN when it is a DNS name or IP address. Use
+    issue_leaf() unless you mean to bypass the policy checks (tests, lint experiments).
+
+    Raises:
+        NamePolicyError: no SAN entry at all, or email addresses in an SSL certificate.
+        ProfileError: serial out of range, or the issuing CA is expired or not yet valid.
+    """
+    common_names = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    cn = common_names[0].value if common_names else None
+    host = common_name_host(
+        cn if isinstance(cn, str) else None, single_label=profile.kind is CertKind.SSL
+    )
+    names = alt_names.with_host(host)
+    if host is not None and str(host) != cn:
+        # BR §7.1.4.3: the CN must be a copy of a SAN value, so it takes the normalised
+        # form ("WWW.Example.com." -> "www.example.com", U-label -> A-label).
+        subject = _with_common_name(subject, str(host))
+    if names.is_empty:
+        raise NamePolicyError(
+            "a certificate needs at least one subject alternative name "
+            "(DNS name, IP address or email address)"
+        )
+    if profile.kind is CertKind.SSL and names.emails:
+        raise NamePolicyError("SSL certificates carry DNS names and IP addresses, not emails")
+    moment = to_utc(now) if now is not None else utc_now()
+    if moment < issuer.not_before:
+        raise ProfileError(f"the issuing CA is not valid before {issuer.not_before.isoformat()}")
+    not_before, not_after = validity_window(term_days, now=moment, not_after_limit=issuer.not_after)
+    builder = (
+        x509.CertificateBuilder()
+        .serial_number(_checked_serial(serial))
+        .issuer_name(issuer.name)
+        .subject_name(subject)
+        .public_key(public_key)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        # RFC 5280 §4.2.1.9 / BR §7.1.2.7.8: cA FALSE; we mark it critical.
+        .add_extension(_LEAF_BASIC_CONSTRAINTS, critical=True)
+        # RFC 5280 §4.2.1.3: keyUsage SHOULD be critical.
+        .add_extension(profile.key_usage(public_key), critical=True)
+        # RFC 5280 §4.2.1.12 / BR §7.1.2.7.10: extKeyUsage non-critical.
+        .add_extension(profile.extended_key_usage, critical=False)
+        # RFC 5280 §4.2.1.6: critical only when the subject is empty.
+        .add_extension(
+            x509.SubjectAlternativeName(names.general_names()), critical=len(subject) == 0
+        )
+        # RFC 5280 §4.2.1.2 / §4.2.1.1: SKI and AKI are never critical.
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(issuer.authority_key_identifier, critical=False)
+    )
+    return _add_pointers(builder, issuer)
+
+
+def issue_leaf(
+    issuer: Issuer,
+    *,
+    public_key: PublicKey,
+    subject: x509.Name,
+    alt_names: AltNames,
+    profile: LeafProfile,
+    serial: int,
+    term_days: int,
+    now: dt.datetime | None = None,
+    allowed_key_types: Collection[KeyType] = KEY_TYPES,
+    lint: bool = True,
+) -> x509.Certificate:
+    """Check key policy and term, build, lint (unless ``lint`` is false) and sign a leaf.
+
+    Raises:
+        KeyPolicyError, NamePolicyError, ProfileError: the request breaks a policy.
+        LintError: pkilint findings outside the allow-list; nothing was signed by the CA.
+    """
+    check_key_policy(public_key, allowed_key_types)
+    moment = to_utc(now) if now is not None else utc_now()
+    check_term(profile.kind, term_days, moment)
+    builder = build_leaf(
+        issuer,
+        public_key=public_key,
+        subject=subject,
+        alt_names=alt_names,
+        profile=profile,
+        serial=serial,
+        term_days=term_days,
+        now=moment,
+    )
+    return sign_linted(builder, issuer, profile.kind) if lint else sign(builder, issuer)
+
+
+def sign(builder: x509.CertificateBuilder, issuer: Issuer) -> x509.Certificate:
+    """Sign with the CA key and hash (PKCS#1 v1.5 for RSA, ECDSA for EC)."""
+    return builder.sign(issuer.private_key, issuer.hash_algorithm)
+
+
+def sign_linted(
+    builder: x509.CertificateBuilder, issuer: Issuer, kind: CertKind | None
+) -> x509.Certificate:
+    """Lint-before-sign, then sign with the CA key; ``kind`` None for CA certificates.
+
+    Raises:
+        LintError: findings outside the allow-list (the CA key never signed it).
+        PkiError: the signed certificate differs from the linted one.
+    """
+    return _sign_linted(builder, issuer.private_key, issuer.hash_algorithm, kind)
+
+
+def create_root_ca(
+    private_key: PrivateKey,
+    *,
+    customer_name: str,
+    locality: str | None = None,
+    state: str | None = None,
+    country: str | None = None,
+    serial: int | None = None,
+    lifetime_years: int | None = None,
+    signature_hash: SignatureHash | None = None,
+    now: dt.datetime | None = None,
+) -> x509.Certificate:
+    """Create a self-signed root "<customer_name> Root CA" (default 20 years), linted.
+
+    Raises:
+        KeyPolicyError, NamePolicyError, ProfileError, LintError.
+    """
+    key_type = key_type_of(private_key)
+    subject = _ca_subject(customer_name, "Root CA", locality, state, country)
+    years = lifetime_years or default_ca_lifetime_years(key_type, is_root=True)
+    not_before = to_utc(now) if now is not None else utc_now()
+    not_after = _add_years(not_before, years) - _ONE_SECOND
+    ski = x509.SubjectKeyIdentifier.from_public_key(private_key.public_key())
+    builder = _ca_builder(
+        ROOT_CA_PROFILE, subject, subject, private_key.public_key(), serial, not_before, not_after
+    ).add_extension(
+        # RFC 5280 §4.2.1.1 allows omitting AKI in a self-signed root; it equals the SKI.
+        x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+        critical=False,
+    )
+    algo = hash_algorithm(signature_hash or default_signature_hash(key_type))
+    return _sign_linted(builder, private_key, algo, None)
+
+
+def create_issuing_ca(
+    public_key: PublicKey,
+    parent: Issuer,
+    *,
+    customer_name: str,
+    locality: str | None = None,
+    state: str | None = None,
+    country: str | None = None,
+    serial: int | None = None,
+    lifetime_years: int | None = None,
+    now: dt.datetime | None = None,
+) -> x509.Certificate:
+    """Create "<customer_name> Issuing CA" signed by ``parent`` (pathLen 0), linted.
+
+    Default lifetime 5 years for RSA-2048, 10 otherwise, clamped to the parent's notAfter.
+
+    Raises:
+        KeyPolicyError, NamePolicyError, ProfileError, LintError.
+    """
+    key_type = check_key_policy(public_key)
+    subject = _ca_subject(customer_name, "Issuing CA", locality, state, country)
+    years = lifetime_years or default_ca_lifetime_years(key_type, is_root=False)
+    not_before = to_utc(now) if now is not None else utc_now()
+    if not_before < parent.not_before:
+        raise ProfileError(f"the parent CA is not valid before {parent.not_before.isoformat()}")
+    if not_before >= parent.not_after:
+        raise ProfileError(f"the parent CA expired on {parent.not_after.isoformat()}")
+    # An issuing CA never outlives its parent (RFC 5280 §6.1.3 checks every link's validity).
+    not_after = min(_add_years(not_before, years) - _ONE_SECOND, parent.not_after)
+    builder = _ca_builder(
+        ISSUING_CA_PROFILE, subject, parent.name, public_key, serial, not_before, not_after
+    ).add_extension(parent.authority_key_identifier, critical=False)
+    return sign_linted(_add_pointers(builder, parent), parent, None)
+
+
+def _ca_builder(
+    profile: CaProfile,
+    subject: x509.Name,
+    issuer_name: x509.Name,
+    public_key: PublicKey,
+    serial: int | None,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+) -> x509.CertificateBuilder:
+    return (
+        x509.CertificateBuilder()
+        .serial_number(_checked_serial(serial if serial is not None else new_serial()))
+        .issuer_name(issuer_name)
+        .subject_name(subject)
+        .public_key(public_key)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        # RFC 5280 §4.2.1.9: basicConstraints MUST be critical in CA certificates.
+        .add_extension(profile.basic_constraints, critical=True)
+        # RFC 5280 §4.2.1.3: keyUsage SHOULD be critical.
+        .add_extension(profile.key_usage, critical=True)
+        # RFC 5280 §4.2.1.2: CA certificates MUST carry a (non-critical) SKI.
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+
+
+def _ca_subject(
+    customer_name: str, suffix: str, locality: str | None, state: str | None, country: str | None
+) -> x509.Name:
+    name = customer_name.strip()
+    if not name:
+        raise NamePolicyError("customer name is empty")
+    return build_subject(
+        common_name=f"{name} {suffix}",
+        organization=name,
+        locality=locality,
+        state=state,
+        country=country,
+    )
+
+
+def _with_common_name(subject: x509.Name, value: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.RelativeDistinguishedName(
+                [
+                    x509.NameAttribute(NameOID.COMMON_NAME, value)
+                    if attribute.oid == NameOID.COMMON_NAME
+                    else attribute
+                    for attribute in rdn
+                ]
+            )
+            for rdn in subject.rdns
+        ]
+    )
+
+
+def _add_pointers(builder: x509.CertificateBuilder, issuer: Issuer) -> x509.CertificateBuilder:
+    # RFC 5280 §4.2.1.13 (CDP) and §4.2.2.1 (AIA): both non-critical.
+    if issuer.crl_distribution_points is not None:
+        builder = builder.add_extension(issuer.crl_distribution_points, critical=False)
+    if issuer.authority_information_access is not None:
+        builder = builder.add_extension(issuer.authority_information_access, critical=False)
+    return builder
+
+
+def _sign_linted(
+    builder: x509.CertificateBuilder,
+    private_key: PrivateKey,
+    algorithm: hashes.SHA256 | hashes.SHA384 | hashes.SHA512,
+    kind: CertKind | None,
+) -> x509.Certificate:
+    # The throwaway signature gives pkilint a complete certificate whose TBS (including
+    # the signature AlgorithmIdentifier, RFC 5280 §4.1.2.3) is what the CA will sign.
+    rehearsal = builder.sign(_throwaway_key(_algorithm_family(private_key)), algorithm)
+    check_certificate(rehearsal, kind)
+    certificate = builder.sign(private_key, algorithm)
+    if certificate.tbs_certificate_bytes != rehearsal.tbs_certificate_bytes:
+        raise PkiError("the signed certificate differs from the linted one; it was not issued")
+    return certificate
+
+
+def _algorithm_family(private_key: PrivateKey) -> str:
+    # Every RSA modulus yields the same AlgorithmIdentifier for a given hash, so one RSA
+    # throwaway key serves all RSA CAs; ECDSA keys stay on the CA's own curve.
+    if isinstance(private_key, rsa.RSAPrivateKey):
+        return "RSA"
+    return key_type_of(private_key)
+
+
+@functools.cache
+def _throwaway_key(family: str) -> PrivateKey:
+    # Cached: generating RSA keys takes tens of milliseconds. Never trusted or stored.
+    if family == "RSA":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    curves: dict[str, ec.EllipticCurve] = {"EC-P256": ec.SECP256R1(), "EC-P384": ec.SECP384R1()}
+    return ec.generate_private_key(curves[family])
+
+
+def _checked_serial(serial: int) -> int:
+    if not 0 < serial <= MAX_SERIAL:
+        raise ProfileError(
+            "serial number must be a positive integer of at most 20 octets (RFC 5280 §4.1.2.2)"
+        )
+    return serial
+
+
+def _add_years(moment: dt.datetime, years: int) -> dt.datetime:
+    try:
+        return moment.replace(year=moment.year + years)
+    except ValueError:  # 29 February in a non-leap target year
+        return moment.replace(year=moment.year + years, day=28)

@@ -1,0 +1,203 @@
+"""Certificate linting with DigiCert's pkilint, and the reviewed allow-list; no I/O.
+
+SSL certificates are linted against the CA/Browser Forum TLS Baseline Requirements
+(pkilint's serverauth validators: OV type when the subject names an organisation, DV
+otherwise); Client, CodeSigning and Device certificates and CA certificates against the
+RFC 5280 validators. Validators are built once per type (a few hundred milliseconds each)
+and reused; linting one certificate takes a few milliseconds.
+
+Certwright is a PRIVATE CA, so some findings that matter for publicly-trusted TLS are
+expected; LINT_ALLOW_LIST names each one with the reason it is accepted. Every other
+finding (any severity from INFO up) refuses issuance.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+# pkilint ships no type information (no py.typed); its objects are handled as Any here.
+from pkilint import finding_filter, loader, validation  # type: ignore[import-untyped]
+from pkilint.cabf import serverauth  # type: ignore[import-untyped]
+from pkilint.cabf.serverauth import serverauth_constants  # type: ignore[import-untyped]
+from pkilint.pkix import certificate, extension, name  # type: ignore[import-untyped]
+
+from app.pki.errors import LintError
+from app.pki.profiles import CertKind
+
+# Finding code -> why a private CA accepts it. Reviewed entries only; keep one line each.
+LINT_ALLOW_LIST: Final[Mapping[str, str]] = {
+    "cabf.internal_domain_name": (
+        "private PKI: internal names (.corp, .internal, .lan) are what a private CA is for"
+    ),
+    "cabf.internal_ip_address": (
+        "private PKI: RFC 1918 / unique-local addresses are expected on internal servers"
+    ),
+    "cabf.serverauth.subscriber.certificate_policies_extension_absent": (
+        "private CA: no CA/B Forum reserved policy OID may be asserted, and there is no CP"
+    ),
+    "cabf.serverauth.dv.common_name_attribute_present": (
+        "CN is NOT RECOMMENDED but permitted (BR 7.1.4.3); internal clients read it, and it "
+        "is always repeated in the SAN"
+    ),
+    "cabf.serverauth.ov.common_name_attribute_present": (
+        "as the DV entry: CN permitted by BR 7.1.4.3, always repeated in the SAN"
+    ),
+    "cabf.serverauth.subscriber.subject_key_identifier_extension_present": (
+        "RFC 5280 §4.2.1.2 says end-entity certificates SHOULD carry an SKI (inventory, "
+        "path building); BR only calls it NOT RECOMMENDED"
+    ),
+    "cabf.serverauth.subscriber_rsa_digitalsignature_and_keyencipherment_present": (
+        "RSA server keys keep keyEncipherment for TLS 1.2 RSA key transport by legacy "
+        "internal clients (BR 7.1.2.7.11 MAY)"
+    ),
+    "pkix.subject_key_identifier_method_1_identified": (
+        "informational: the SKI is the RFC 5280 §4.2.1.2 method 1 SHA-1 key hash"
+    ),
+    # The one-day SHOULD-NOT margin below each BR §6.3.2 MUST-NOT ceiling: our validity is
+    # exact to the second (RFC 5280 §4.1.2.5 inclusive notAfter), so a full-length term
+    # never crosses the MUST-NOT line that is enforced without exception.
+    "cabf.serverauth.certificate_validity_period_exceeds_397_days": (
+        "one-day SHOULD-NOT margin under 398 days; exact inclusive validity arithmetic"
+    ),
+    "cabf.serverauth.certificate_validity_period_exceeds_199_days": (
+        "one-day SHOULD-NOT margin under 200 days; exact inclusive validity arithmetic"
+    ),
+    "cabf.serverauth.certificate_validity_period_exceeds_99_days": (
+        "one-day SHOULD-NOT margin under 100 days; exact inclusive validity arithmetic"
+    ),
+    "cabf.serverauth.certificate_validity_period_exceeds_46_days": (
+        "one-day SHOULD-NOT margin under 47 days; exact inclusive validity arithmetic"
+    ),
+}
+
+_DECODE_FAILED: Final = "certwright.lint.decode_failed"
+
+
+@dataclass(frozen=True)
+class LintFinding:
+    """One pkilint finding: its code, severity name, optional message and ASN.1 path."""
+
+    code: str
+    severity: str
+    message: str | None = None
+    path: str = ""
+
+    @property
+    def is_allowed(self) -> bool:
+        return self.code in LINT_ALLOW_LIST
+
+    def __str__(self) -> str:
+        detail = f": {self.message}" if self.message else ""
+        return f"{self.code} ({self.severity}){detail}"
+
+
+class LintTarget(enum.StrEnum):
+    """Which pkilint validator set a certificate is judged by."""
+
+    SERVERAUTH_DV = "cabf-serverauth-dv"
+    SERVERAUTH_OV = "cabf-serverauth-ov"
+    RFC5280 = "rfc5280"
+
+
+def lint_target(cert: x509.Certificate, kind: CertKind | None) -> LintTarget:
+    """SSL leaves by BR subscriber type (OV when the subject has O); the rest by RFC 5280."""
+    if kind is not CertKind.SSL:
+        return LintTarget.RFC5280
+    if cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME):
+        return LintTarget.SERVERAUTH_OV
+    return LintTarget.SERVERAUTH_DV
+
+
+def lint_certificate(cert: x509.Certificate, kind: CertKind | None) -> tuple[LintFinding, ...]:
+    """All findings (INFO and above) for ``cert``; ``kind`` None means a CA certificate."""
+    linter = _linter(lint_target(cert, kind))
+    return linter.lint(cert.public_bytes(serialization.Encoding.DER))
+
+
+def refused_findings(findings: Iterable[LintFinding]) -> tuple[LintFinding, ...]:
+    """The findings not on LINT_ALLOW_LIST, i.e. those that refuse issuance."""
+    return tuple(finding for finding in findings if not finding.is_allowed)
+
+
+def check_certificate(cert: x509.Certificate, kind: CertKind | None) -> tuple[LintFinding, ...]:
+    """Lint ``cert`` and return its allow-listed findings.
+
+    Raises:
+        LintError: at least one finding is not on LINT_ALLOW_LIST (all such are listed).
+    """
+    findings = lint_certificate(cert, kind)
+    refused = refused_findings(findings)
+    if refused:
+        raise LintError(refused)
+    return findings
+
+
+class _Linter:
+    """A built pkilint validator (expensive) plus the finding filters that go with it."""
+
+    def __init__(self, validator: Any, filters: list[Any]) -> None:
+        self._validator = validator
+        self._filters = filters
+        self._loader = loader.RFC5280CertificateDocumentLoader()
+
+    def lint(self, der: bytes) -> tuple[LintFinding, ...]:
+        try:
+            document = self._loader.load_der_document(der, "certificate")
+        except Exception as exc:  # pkilint raises pyasn1 and ValueError types alike
+            return (LintFinding(_DECODE_FAILED, "FATAL", f"pkilint could not decode it: {exc}"),)
+        results = self._validator.validate(document.root)
+        if self._filters:
+            # Drops PKIX findings the CA/B Forum requirements supersede (pkilint's own list).
+            results, _excluded = finding_filter.filter_results(self._filters, results)
+        return tuple(
+            LintFinding(
+                code=description.finding.code,
+                severity=description.finding.severity.name,
+                message=description.message,
+                path=str(result.node.path),
+            )
+            for result in results
+            for description in result.finding_descriptions
+            if description.finding.severity <= validation.ValidationFindingSeverity.INFO
+        )
+
+
+@functools.cache
+def _linter(target: LintTarget) -> _Linter:
+    if target is LintTarget.RFC5280:
+        validator = certificate.create_pkix_certificate_validator_container(
+            certificate.create_decoding_validators(
+                name.ATTRIBUTE_TYPE_MAPPINGS, extension.EXTENSION_MAPPINGS
+            ),
+            [
+                certificate.create_issuer_validator_container([]),
+                certificate.create_validity_validator_container(),
+                certificate.create_subject_validator_container([]),
+                certificate.create_extensions_validator_container([]),
+                certificate.create_spki_validator_container([]),
+            ],
+        )
+        return _Linter(validator, [])
+    cert_type = (
+        serverauth_constants.CertificateType.OV_FINAL_CERTIFICATE
+        if target is LintTarget.SERVERAUTH_OV
+        else serverauth_constants.CertificateType.DV_FINAL_CERTIFICATE
+    )
+    validator = certificate.create_pkix_certificate_validator_container(
+        serverauth.create_decoding_validators(), serverauth.create_validators(cert_type)
+    )
+    return _Linter(validator, serverauth.create_serverauth_finding_filters(cert_type))
+
+
+def warm_up(targets: Iterable[LintTarget] = tuple(LintTarget)) -> None:
+    """Build the validators now (e.g. at worker start) instead of on the first issuance."""
+    for target in targets:
+        _linter(target)

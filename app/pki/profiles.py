@@ -1,0 +1,218 @@
+"""Certificate profiles: what each kind of certificate contains, as frozen data; no I/O.
+
+Leaf kinds (SSL, Client, CodeSigning, Device) decide keyUsage and extKeyUsage; CA profiles
+decide basicConstraints and keyUsage for roots and issuing CAs. Also the signature hashes,
+default CA lifetimes and the CA/Browser Forum TLS validity ceiling by issuance date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+from typing import Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from app.pki.errors import ProfileError
+from app.pki.keys import KeyType
+
+
+class CertKind(enum.StrEnum):
+    """The four kinds of end-entity certificate Certwright issues (SCM's cert types)."""
+
+    SSL = "SSL"
+    CLIENT = "Client"
+    CODE_SIGNING = "CodeSigning"
+    DEVICE = "Device"
+
+
+class SignatureHash(enum.StrEnum):
+    """Hashes a CA may sign with; SHA-1 is recognised only to be refused (legacy)."""
+
+    SHA256 = "SHA-256"
+    SHA384 = "SHA-384"
+    SHA512 = "SHA-512"
+    SHA1 = "SHA-1"
+
+    @property
+    def is_legacy(self) -> bool:
+        return self is SignatureHash.SHA1
+
+
+_HASHES: Final[dict[SignatureHash, type[hashes.SHA256 | hashes.SHA384 | hashes.SHA512]]] = {
+    SignatureHash.SHA256: hashes.SHA256,
+    SignatureHash.SHA384: hashes.SHA384,
+    SignatureHash.SHA512: hashes.SHA512,
+}
+
+
+def hash_algorithm(choice: SignatureHash) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512:
+    """The cryptography hash object for a signing choice.
+
+    Raises:
+        ProfileError: SHA-1, which BR §7.1.3.2 forbids and cryptography refuses to sign.
+    """
+    if choice.is_legacy:
+        raise ProfileError(
+            "SHA-1 is a legacy signature hash and cannot be used to sign; "
+            "choose SHA-256, SHA-384 or SHA-512"
+        )
+    return _HASHES[choice]()
+
+
+def default_signature_hash(key_type: KeyType) -> SignatureHash:
+    """SHA-384 for P-384 keys (BR §7.1.3.2 pairs the curve with it), SHA-256 otherwise."""
+    return SignatureHash.SHA384 if key_type == "EC-P384" else SignatureHash.SHA256
+
+
+def _key_usage(*, key_encipherment: bool = False, key_agreement: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=key_encipherment,
+        data_encipherment=False,
+        key_agreement=key_agreement,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+_KU_SIGN: Final = _key_usage()
+_KU_SIGN_ENCIPHER: Final = _key_usage(key_encipherment=True)
+_KU_SIGN_AGREE: Final = _key_usage(key_agreement=True)
+
+_EKUS: Final[dict[CertKind, tuple[x509.ObjectIdentifier, ...]]] = {
+    CertKind.SSL: (ExtendedKeyUsageOID.SERVER_AUTH,),
+    CertKind.CLIENT: (ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.EMAIL_PROTECTION),
+    CertKind.CODE_SIGNING: (ExtendedKeyUsageOID.CODE_SIGNING,),
+    CertKind.DEVICE: (ExtendedKeyUsageOID.CLIENT_AUTH,),
+}
+
+
+@dataclass(frozen=True)
+class LeafProfile:
+    """What an end-entity certificate of one kind asserts about its key (RFC 5280 §4.2.1.3,
+    §4.2.1.12).
+
+    ``include_client_auth`` adds clientAuth to an SSL certificate (off by default; BR
+    §7.1.2.7.10 permits it). ``ec_key_agreement`` adds keyAgreement for EC keys (static
+    ECDH); it is ignored for RSA keys and for code signing.
+    """
+
+    kind: CertKind
+    include_client_auth: bool = False
+    ec_key_agreement: bool = False
+
+    def __post_init__(self) -> None:
+        if self.include_client_auth and self.kind is not CertKind.SSL:
+            raise ProfileError("include_client_auth applies to SSL certificates only")
+
+    @property
+    def extended_key_usage(self) -> x509.ExtendedKeyUsage:
+        usages = _EKUS[self.kind]
+        if self.include_client_auth:
+            usages = (*usages, ExtendedKeyUsageOID.CLIENT_AUTH)
+        return x509.ExtendedKeyUsage(usages)
+
+    def key_usage(self, public_key: PublicKeyTypes) -> x509.KeyUsage:
+        """digitalSignature always; keyEncipherment for RSA keys that may receive key
+        transport (TLS server, S/MIME); keyAgreement for EC keys when asked."""
+        if self.kind is CertKind.CODE_SIGNING:
+            return _KU_SIGN
+        if isinstance(public_key, rsa.RSAPublicKey):
+            if self.kind in (CertKind.SSL, CertKind.CLIENT):
+                return _KU_SIGN_ENCIPHER
+            return _KU_SIGN
+        return _KU_SIGN_AGREE if self.ec_key_agreement else _KU_SIGN
+
+
+LEAF_PROFILES: Final[dict[CertKind, LeafProfile]] = {kind: LeafProfile(kind) for kind in CertKind}
+
+
+@dataclass(frozen=True)
+class CaProfile:
+    """basicConstraints and keyUsage of a CA certificate (RFC 5280 §4.2.1.9, §4.2.1.3).
+
+    Both extensions are marked critical: §4.2.1.9 says basicConstraints MUST be critical in
+    CA certificates and §4.2.1.3 says keyUsage SHOULD be. digitalSignature is included
+    because the CA signs its own OCSP responses (RFC 6960 §4.2.2.2).
+    """
+
+    is_root: bool
+    path_length: int | None
+
+    @property
+    def basic_constraints(self) -> x509.BasicConstraints:
+        return x509.BasicConstraints(ca=True, path_length=self.path_length)
+
+    @property
+    def key_usage(self) -> x509.KeyUsage:
+        return x509.KeyUsage(
+            digital_signature=True,
+            content_commitment=False,
+            key_encipherment=False,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=True,
+            crl_sign=True,
+            encipher_only=False,
+            decipher_only=False,
+        )
+
+
+ROOT_CA_PROFILE: Final = CaProfile(is_root=True, path_length=None)
+ISSUING_CA_PROFILE: Final = CaProfile(is_root=False, path_length=0)
+
+
+def default_ca_lifetime_years(key_type: KeyType, *, is_root: bool) -> int:
+    """Root CAs 20 years; issuing CAs 5 years on RSA-2048 (weakest allowed), else 10."""
+    if is_root:
+        return 20
+    return 5 if key_type == "RSA-2048" else 10
+
+
+# SC-081 (BR §6.3.2): maximum validity of TLS subscriber certificates by issuance date.
+_TLS_VALIDITY_STEPS: Final[tuple[tuple[dt.datetime, int], ...]] = (
+    (dt.datetime(2029, 3, 15, tzinfo=dt.UTC), 47),
+    (dt.datetime(2027, 3, 15, tzinfo=dt.UTC), 100),
+    (dt.datetime(2026, 3, 15, tzinfo=dt.UTC), 200),
+)
+_TLS_VALIDITY_BEFORE_2026: Final = 398
+
+
+def max_tls_validity_days(at: dt.datetime) -> int:
+    """Longest TLS server certificate term, in days, for a certificate issued at ``at``.
+
+    398 days before 2026-03-15, 200 from then, 100 from 2027-03-15, 47 from 2029-03-15
+    (all midnight UTC). A naive ``at`` is taken as UTC.
+    """
+    moment = at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+    for start, days in _TLS_VALIDITY_STEPS:
+        if moment >= start:
+            return days
+    return _TLS_VALIDITY_BEFORE_2026
+
+
+def check_term(kind: CertKind, term_days: int, at: dt.datetime) -> None:
+    """Refuse a term that is not positive or, for SSL, longer than the BR ceiling at ``at``.
+
+    Raises:
+        ProfileError: e.g. "SSL term of 397 days exceeds the CA/Browser Forum maximum
+            of 200 days for certificates issued on 2026-11-27".
+    """
+    if term_days < 1:
+        raise ProfileError(f"certificate term must be at least 1 day, not {term_days}")
+    if kind is CertKind.SSL:
+        ceiling = max_tls_validity_days(at)
+        if term_days > ceiling:
+            raise ProfileError(
+                f"SSL term of {term_days} days exceeds the CA/Browser Forum maximum of "
+                f"{ceiling} days for certificates issued on {at.date().isoformat()}"
+            )

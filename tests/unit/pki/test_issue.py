@@ -1,0 +1,368 @@
+"""CA creation and leaf issuance, judged by openssl and by a real TLS handshake."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import ssl
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from app.pki import issue, names
+from app.pki.errors import KeyPolicyError, NamePolicyError, ProfileError
+from app.pki.issuer import Issuer, make_issuer
+from app.pki.keys import PrivateKey
+from app.pki.profiles import LEAF_PROFILES, CertKind, LeafProfile, SignatureHash
+
+if TYPE_CHECKING:
+    from conftest import Hierarchy, KeyCache, Openssl, WritePem
+
+SSL = LEAF_PROFILES[CertKind.SSL]
+
+
+def leaf_key_for(hierarchy: Hierarchy, key_cache: KeyCache) -> PrivateKey:
+    return key_cache.get("RSA-2048" if hierarchy.name == "RSA" else "EC-P256")
+
+
+def issue_for(
+    issuer: Issuer,
+    key: PrivateKey,
+    kind: CertKind = CertKind.SSL,
+    *,
+    term_days: int = 90,
+    now: dt.datetime | None = None,
+    **subject: str,
+) -> x509.Certificate:
+    alt = (
+        names.build_alt_names(dns_names=["app.certwright.test"], ip_addresses=["127.0.0.1"])
+        if kind is CertKind.SSL
+        else names.build_alt_names(emails=["device-7@certwright.test"])
+    )
+    return issue.issue_leaf(
+        issuer,
+        public_key=key.public_key(),
+        subject=names.build_subject(**(subject or {"common_name": "app.certwright.test"})),
+        alt_names=alt,
+        profile=LeafProfile(kind),
+        serial=issue.new_serial(),
+        term_days=term_days,
+        now=now,
+    )
+
+
+def test_ca_certificates(hierarchy: Hierarchy) -> None:
+    root, issuing = hierarchy.root.certificate, hierarchy.issuing.certificate
+    name = f"Certwright {hierarchy.name}"
+    assert root.subject.rfc4514_string() == f"CN={name} Root CA,O={name},ST=Texas,C=US"
+    assert issuing.subject.rfc4514_string() == f"CN={name} Issuing CA,O={name},C=US"
+    assert root.issuer == root.subject and issuing.issuer == root.subject
+    root_bc = root.extensions.get_extension_for_class(x509.BasicConstraints)
+    issuing_bc = issuing.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert root_bc.critical and root_bc.value == x509.BasicConstraints(True, None)
+    assert issuing_bc.critical and issuing_bc.value == x509.BasicConstraints(True, 0)
+    assert issuing.extensions.get_extension_for_class(x509.KeyUsage).critical
+    issuing_aki = issuing.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    assert issuing_aki.key_identifier == hierarchy.root.subject_key_identifier
+    issuing.verify_directly_issued_by(root)
+    root.verify_directly_issued_by(root)
+    assert root.not_valid_after_utc - root.not_valid_before_utc >= dt.timedelta(days=20 * 365)
+    years = 5 if hierarchy.name == "RSA" else 10
+    start = issuing.not_valid_before_utc
+    assert issuing.not_valid_after_utc == start.replace(year=start.year + years) - dt.timedelta(
+        seconds=1
+    )
+    cdp = issuing.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert cdp[0].full_name == [
+        x509.UniformResourceIdentifier(f"http://pki.certwright.test/{hierarchy.name}/root.crl")
+    ]
+
+
+def test_ca_signature_hashes(rsa_hierarchy: Hierarchy, ec_hierarchy: Hierarchy) -> None:
+    assert rsa_hierarchy.root.certificate.signature_hash_algorithm is not None
+    assert rsa_hierarchy.root.certificate.signature_hash_algorithm.name == "sha256"
+    # The P-384 root signs with SHA-384, itself and its issuing CA.
+    ec_root = ec_hierarchy.root.certificate
+    assert ec_root.signature_hash_algorithm is not None
+    assert ec_root.signature_hash_algorithm.name == "sha384"
+    assert ec_hierarchy.root.signature_hash is SignatureHash.SHA384
+
+
+def test_issuing_ca_never_outlives_its_parent(key_cache: KeyCache) -> None:
+    parent_key = key_cache.get("EC-P256", 10)
+    root_cert = issue.create_root_ca(parent_key, customer_name="Short", lifetime_years=3)
+    parent = make_issuer(root_cert, parent_key)
+    child = issue.create_issuing_ca(
+        key_cache.get("EC-P256", 11).public_key(), parent, customer_name="Short"
+    )
+    assert child.not_valid_after_utc == root_cert.not_valid_after_utc
+    late = root_cert.not_valid_after_utc + dt.timedelta(seconds=1)
+    with pytest.raises(ProfileError, match="the parent CA expired on"):
+        issue.create_issuing_ca(
+            key_cache.get("EC-P256", 11).public_key(), parent, customer_name="X", now=late
+        )
+    early = root_cert.not_valid_before_utc - dt.timedelta(days=1)
+    with pytest.raises(ProfileError, match="the parent CA is not valid before"):
+        issue.create_issuing_ca(
+            key_cache.get("EC-P256", 11).public_key(), parent, customer_name="X", now=early
+        )
+
+
+def test_ca_name_rules(key_cache: KeyCache) -> None:
+    with pytest.raises(NamePolicyError, match="customer name is empty"):
+        issue.create_root_ca(key_cache.get("EC-P256", 10), customer_name="  ")
+    with pytest.raises(NamePolicyError, match=r"common name \(CN\) is longer than 64"):
+        issue.create_root_ca(key_cache.get("EC-P256", 10), customer_name="x" * 60)
+
+
+def test_make_issuer_refusals(rsa_hierarchy: Hierarchy, key_cache: KeyCache) -> None:
+    leaf = issue_for(rsa_hierarchy.issuing, key_cache.get("RSA-2048"))
+    with pytest.raises(ProfileError, match="not a CA certificate"):
+        make_issuer(leaf, key_cache.get("RSA-2048"))
+    with pytest.raises(ProfileError, match="CA private key does not match the CA certificate"):
+        make_issuer(rsa_hierarchy.root.certificate, key_cache.get("RSA-2048"))
+    assert "private_key" not in repr(rsa_hierarchy.issuing)
+    assert "PRIVATE" not in repr(rsa_hierarchy.issuing)
+
+
+@pytest.mark.parametrize(
+    ("kind", "purpose"),
+    [
+        (CertKind.SSL, "sslserver"),
+        (CertKind.CLIENT, "sslclient"),
+        (CertKind.DEVICE, "sslclient"),
+        (CertKind.CODE_SIGNING, "any"),
+    ],
+)
+def test_openssl_verifies_issued_leaves(
+    hierarchy: Hierarchy,
+    key_cache: KeyCache,
+    openssl: Openssl,
+    write_pem: WritePem,
+    kind: CertKind,
+    purpose: str,
+) -> None:
+    subject = {"common_name": "app.certwright.test"} if kind is CertKind.SSL else {}
+    leaf = issue_for(hierarchy.issuing, leaf_key_for(hierarchy, key_cache), kind, **subject)
+    root = write_pem("root.pem", [hierarchy.root.certificate])
+    issuing = write_pem("issuing.pem", [hierarchy.issuing.certificate])
+    leaf_path = write_pem("leaf.pem", [leaf])
+    result = openssl(
+        "verify", "-x509_strict", "-purpose", purpose,
+        "-CAfile", str(root), "-untrusted", str(issuing), str(leaf_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{leaf_path}: OK"
+
+
+def test_openssl_shows_the_expected_extensions(
+    hierarchy: Hierarchy, key_cache: KeyCache, openssl: Openssl, write_pem: WritePem
+) -> None:
+    leaf = issue_for(hierarchy.issuing, leaf_key_for(hierarchy, key_cache))
+    text = openssl("x509", "-noout", "-text", "-in", str(write_pem("leaf.pem", [leaf]))).stdout
+    name = hierarchy.name
+    expected = [
+        "X509v3 Basic Constraints: critical\n                CA:FALSE",
+        "X509v3 Key Usage: critical",
+        "X509v3 Extended Key Usage: \n                TLS Web Server Authentication\n",
+        "X509v3 Subject Alternative Name: \n"
+        "                DNS:app.certwright.test, IP Address:127.0.0.1\n",
+        "X509v3 Subject Key Identifier:",
+        "X509v3 Authority Key Identifier:",
+        f"URI:http://pki.certwright.test/{name}/issuing.crl",
+        "OCSP - URI:http://pki.certwright.test/ocsp",
+        f"CA Issuers - URI:http://pki.certwright.test/{name}/issuing.crt",
+        "Subject: CN = app.certwright.test",
+    ]
+    for fragment in expected:
+        assert fragment in text
+    usage = "Digital Signature, Key Encipherment" if name == "RSA" else "Digital Signature\n"
+    assert usage in text
+
+
+def test_validity_end_second_is_inclusive(ec_hierarchy: Hierarchy, key_cache: KeyCache) -> None:
+    now = ec_hierarchy.issuing.not_before + dt.timedelta(days=1, microseconds=999)
+    leaf = issue_for(ec_hierarchy.issuing, key_cache.get("EC-P256"), now=now, term_days=90)
+    assert leaf.not_valid_before_utc == now.replace(microsecond=0)
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == dt.timedelta(days=90, seconds=-1)
+
+
+def test_validity_is_clamped_to_the_issuing_ca(
+    ec_hierarchy: Hierarchy, key_cache: KeyCache
+) -> None:
+    ca_end = ec_hierarchy.issuing.not_after
+    near_end = ca_end - dt.timedelta(days=10)
+    # Ten years on, the CA/B Forum ceiling is 47 days; a 40-day term still overruns the CA.
+    leaf = issue_for(ec_hierarchy.issuing, key_cache.get("EC-P256"), now=near_end, term_days=40)
+    assert leaf.not_valid_after_utc == ca_end
+    with pytest.raises(ProfileError, match="the issuing CA expired on"):
+        issue_for(ec_hierarchy.issuing, key_cache.get("EC-P256"), now=ca_end, term_days=40)
+    before = ec_hierarchy.issuing.not_before - dt.timedelta(seconds=1)
+    with pytest.raises(ProfileError, match="the issuing CA is not valid before"):
+        issue_for(ec_hierarchy.issuing, key_cache.get("EC-P256"), now=before)
+
+
+def test_validity_window_directly() -> None:
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    assert issue.validity_window(1, now=start) == (start, start + dt.timedelta(seconds=86399))
+
+
+def test_cn_is_repeated_in_san_and_san_is_critical_without_subject(
+    ec_hierarchy: Hierarchy, key_cache: KeyCache
+) -> None:
+    builder = issue.build_leaf(
+        ec_hierarchy.issuing,
+        public_key=key_cache.get("EC-P256").public_key(),
+        subject=names.build_subject(common_name="WWW.certwright.test"),
+        alt_names=names.build_alt_names(dns_names=["api.certwright.test"]),
+        profile=SSL,
+        serial=5,
+        term_days=30,
+    )
+    leaf = issue.sign_linted(builder, ec_hierarchy.issuing, CertKind.SSL)
+    # BR §7.1.4.3: the CN is rewritten to the exact SAN value it duplicates.
+    assert leaf.subject.rfc4514_string() == "CN=www.certwright.test"
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert san.value.get_values_for_type(x509.DNSName) == [
+        "www.certwright.test",
+        "api.certwright.test",
+    ]
+    assert not san.critical
+    bare = issue.build_leaf(
+        ec_hierarchy.issuing,
+        public_key=key_cache.get("EC-P256").public_key(),
+        subject=x509.Name([]),
+        alt_names=names.build_alt_names(emails=["a@certwright.test"]),
+        profile=LEAF_PROFILES[CertKind.CLIENT],
+        serial=6,
+        term_days=30,
+    )
+    signed = issue.sign_linted(bare, ec_hierarchy.issuing, CertKind.CLIENT)
+    assert signed.extensions.get_extension_for_class(x509.SubjectAlternativeName).critical
+
+
+def test_name_refusals(ec_hierarchy: Hierarchy, key_cache: KeyCache) -> None:
+    common = {
+        "public_key": key_cache.get("EC-P256").public_key(),
+        "serial": 7,
+        "term_days": 30,
+    }
+    with pytest.raises(NamePolicyError, match="needs at least one subject alternative name"):
+        issue.issue_leaf(
+            ec_hierarchy.issuing,
+            subject=names.build_subject(common_name="Jane Doe"),
+            alt_names=names.AltNames(),
+            profile=LEAF_PROFILES[CertKind.CLIENT],
+            **common,  # type: ignore[arg-type]
+        )
+    with pytest.raises(NamePolicyError, match="SSL certificates carry DNS names and IP"):
+        issue.issue_leaf(
+            ec_hierarchy.issuing,
+            subject=names.build_subject(common_name="a.certwright.test"),
+            alt_names=names.build_alt_names(emails=["a@certwright.test"]),
+            profile=SSL,
+            **common,  # type: ignore[arg-type]
+        )
+
+
+def test_policy_refusals(ec_hierarchy: Hierarchy, key_cache: KeyCache) -> None:
+    with pytest.raises(ProfileError, match="exceeds the CA/Browser Forum maximum"):
+        issue_for(ec_hierarchy.issuing, key_cache.get("EC-P256"), term_days=5 * 365)
+    with pytest.raises(KeyPolicyError, match="EC-P384 is not allowed here"):
+        issue.issue_leaf(
+            ec_hierarchy.issuing,
+            public_key=key_cache.get("EC-P384").public_key(),
+            subject=names.build_subject(common_name="a.certwright.test"),
+            alt_names=names.AltNames(),
+            profile=SSL,
+            serial=8,
+            term_days=30,
+            allowed_key_types=("EC-P256",),
+        )
+
+
+def test_serials() -> None:
+    serials = {issue.new_serial() for _ in range(200)}
+    assert len(serials) == 200
+    assert all(0 < s < 2**159 for s in serials)
+    assert max(s.bit_length() for s in serials) > 150
+    assert min(s.bit_length() for s in serials) > 64
+
+
+@pytest.mark.parametrize("serial", [0, -1, 2**159])
+def test_bad_serial_is_refused(ec_hierarchy: Hierarchy, key_cache: KeyCache, serial: int) -> None:
+    with pytest.raises(ProfileError, match=r"at most 20 octets \(RFC 5280 §4.1.2.2\)"):
+        issue.build_leaf(
+            ec_hierarchy.issuing,
+            public_key=key_cache.get("EC-P256").public_key(),
+            subject=names.build_subject(common_name="a.certwright.test"),
+            alt_names=names.AltNames(),
+            profile=SSL,
+            serial=serial,
+            term_days=30,
+        )
+
+
+def test_largest_serial_is_accepted(ec_hierarchy: Hierarchy, key_cache: KeyCache) -> None:
+    leaf = issue.issue_leaf(
+        ec_hierarchy.issuing,
+        public_key=key_cache.get("EC-P256").public_key(),
+        subject=names.build_subject(common_name="a.certwright.test"),
+        alt_names=names.AltNames(),
+        profile=SSL,
+        serial=2**159 - 1,
+        term_days=30,
+    )
+    assert leaf.serial_number == 2**159 - 1
+
+
+def _serve_tls(context: ssl.SSLContext, listener: socket.socket, connections: int) -> None:
+    for _ in range(connections):
+        try:
+            conn, _addr = listener.accept()
+        except OSError:
+            return
+        with conn:
+            try:
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    tls.sendall(b"ok")
+            except (ssl.SSLError, OSError):
+                continue  # the client refused our certificate: expected in one case
+
+
+def test_tls_handshake_with_issued_certificate(
+    hierarchy: Hierarchy, key_cache: KeyCache, tmp_path: Path, write_pem: WritePem
+) -> None:
+    key = leaf_key_for(hierarchy, key_cache)
+    leaf = issue_for(hierarchy.issuing, key)
+    chain = write_pem("chain.pem", [leaf, hierarchy.issuing.certificate])
+    key_path = tmp_path / "key.pem"
+    key_path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(chain, key_path)
+    client = ssl.create_default_context(
+        cafile=str(write_pem("root.pem", [hierarchy.root.certificate]))
+    )
+    assert client.check_hostname
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(10)
+        port = listener.getsockname()[1]
+        thread = threading.Thread(target=_serve_tls, args=(server, listener, 3), daemon=True)
+        thread.start()
+        for hostname in ("app.certwright.test", "127.0.0.1"):
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+                client.wrap_socket(raw, server_hostname=hostname) as tls,
+            ):
+                assert tls.recv(2) == b"ok"
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"),
+        ):
+            client.wrap_socket(raw, server_hostname="wrong.certwright.test")
+        thread.join(timeout=10)
+    assert not thread.is_alive()
