@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import idna
+import ipaddress
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.sql import ColumnElement
 
@@ -24,6 +24,8 @@ from app.models import (
     Organization,
 )
 from app.models.types import utcnow
+from app.pki import names
+from app.pki.errors import NamePolicyError
 from app.services import audit
 from app.services.errors import Conflict, DomainError, Forbidden, NotFound
 from app.services.scope import Scope, scope_of
@@ -32,39 +34,45 @@ DOMAIN_FIELDS = ("name", "description", "active")
 
 
 def normalize_domain(raw: str, *, field: str = "name") -> str:
-    """Lowercase A-label form of a domain name; '*.' prefix allowed (wildcard domain).
+    """Canonical form of a domain entry.
+
+    A DNS name (IDNA 2008, lowercase A-labels, at least two labels), optionally a wildcard
+    domain '*.example.com' (which also allows wildcard certificates), or an IP network in
+    CIDR notation ('10.20.0.0/16', '2001:db8::/48'; a single address is a /32 or /128)
+    so that IP address SANs can be delegated like names.
 
     Raises:
-        DomainError: the name is not a valid IDNA 2008 domain of at least two labels.
+        DomainError: with the reason the entry is not valid.
     """
-    name = raw.strip().rstrip(".").lower()
-    if not name:
+    text = raw.strip().rstrip(".")
+    if not text:
         raise DomainError("The domain name is required.", field=field)
-    wildcard = name.startswith("*.")
-    base = name[2:] if wildcard else name
-    if "*" in base:
-        raise DomainError(
-            f"'{raw}': a wildcard is allowed only as the whole left-most label ('*.example.com').",
-            field=field,
-        )
+    if "/" in text or _looks_like_ip(text):
+        try:
+            return str(ipaddress.ip_network(text, strict=False))
+        except ValueError as exc:
+            raise DomainError(f"'{raw}' is not a valid IP network: {exc}", field=field) from exc
+    if "*" in text and not (text.startswith("*.") and "*" not in text[2:]):
+        raise DomainError(f"'{raw}': a wildcard is allowed only as the whole left-most label ('*.example.com').", field=field)
     try:
-        ascii_name = idna.encode(base, uts46=True).decode("ascii")
-    except idna.IDNAError as exc:
+        name = names.normalize_dns_name(text, allow_wildcard=True)
+    except NamePolicyError as exc:
         raise DomainError(f"'{raw}' is not a valid domain name: {exc}", field=field) from exc
-    labels = ascii_name.split(".")
-    if len(labels) < 2:
-        raise DomainError(
-            f"'{raw}' needs at least two labels (for example example.com).", field=field
-        )
-    if any(len(label) > 63 for label in labels) or len(ascii_name) > 253:
-        raise DomainError(
-            f"'{raw}' is too long (labels at most 63, the name at most 253 characters).",
-            field=field,
-        )
-    for label in labels:
-        if label.startswith("-") or label.endswith("-"):
-            raise DomainError(f"'{raw}': a label may not start or end with '-'.", field=field)
-    return ("*." if wildcard else "") + ascii_name
+    if len(name.removeprefix("*.").split(".")) < 2:
+        raise DomainError(f"'{raw}' needs at least two labels (for example example.com).", field=field)
+    return name
+
+
+def _looks_like_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def is_network(domain_name: str) -> bool:
+    return "/" in domain_name
 
 
 def visible_domains_clause(scope: Scope) -> ColumnElement[bool] | None:
