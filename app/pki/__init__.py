@@ -14,14 +14,16 @@ keys       KeyType ("RSA-2048" | "RSA-3072" | "RSA-4096" | "EC-P256" | "EC-P384"
 names      normalize_dns_name (IDNA 2008 A-labels, wildcard only as "*.x.y"),
            normalize_ip_address, normalize_email, is_name_within_domain(name, domain,
            allow_wildcard=...), build_alt_names / parse_alt_names -> AltNames,
-           build_subject(...) -> x509.Name in C, ST, L, O, OU, CN order, SubjectFields.
+           build_subject(...) -> x509.Name in C, ST, L, O, OU, CN order, SubjectFields,
+           common_name_host (is this CN a DNS name / IP that belongs in the SAN?).
 csr        parse_csr(bytes) -> ParsedCsr (PEM, DER or bare base64, <= 32 KB, signature
            verified), build_csr(key, subject=..., alt_names=...).
 profiles   CertKind (SSL, Client, CodeSigning, Device), LeafProfile / LEAF_PROFILES,
            ROOT_CA_PROFILE / ISSUING_CA_PROFILE, SignatureHash, default_ca_lifetime_years,
            max_tls_validity_days(at), check_term(kind, term_days, at).
 issuer     make_issuer(ca_cert, ca_key, crl_url=, ocsp_url=, ca_issuers_url=) -> Issuer:
-           everything derived from a CA, computed once; reuse it for every signature.
+           everything derived from a CA (name, AKI/CDP/AIA pre-encoded, hash, OCSP CertID
+           hashes), computed once; keep one per CA and reuse it for every signature.
 issue      create_root_ca, create_issuing_ca, issue_leaf (policy + build + lint + sign),
            build_leaf (no policy), sign, sign_linted (lint-before-sign), new_serial,
            validity_window (inclusive notAfter, clamped to the CA), utc_now.

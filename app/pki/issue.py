@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from app.pki.errors import NamePolicyError, PkiError, ProfileError
-from app.pki.issuer import Issuer
+from app.pki.issuer import Issuer, encoded_extension
 from app.pki.keys import KEY_TYPES, KeyType, PrivateKey, PublicKey, check_key_policy, key_type_of
 from app.pki.lint import check_certificate
 from app.pki.names import AltNames, build_subject, common_name_host
@@ -39,7 +39,9 @@ from app.pki.profiles import (
 # RFC 5280 §4.1.2.2: a positive INTEGER of at most 20 octets, so below 2**159.
 MAX_SERIAL: Final = 2**159 - 1
 _ONE_SECOND: Final = dt.timedelta(seconds=1)
-_LEAF_BASIC_CONSTRAINTS: Final = x509.BasicConstraints(ca=False, path_length=None)
+_LEAF_BASIC_CONSTRAINTS: Final = encoded_extension(
+    x509.BasicConstraints(ca=False, path_length=None), critical=True
+)
 
 
 def new_serial() -> int:
@@ -124,29 +126,31 @@ def build_leaf(
     if moment < issuer.not_before:
         raise ProfileError(f"the issuing CA is not valid before {issuer.not_before.isoformat()}")
     not_before, not_after = validity_window(term_days, now=moment, not_after_limit=issuer.not_after)
-    builder = (
-        x509.CertificateBuilder()
+    extensions = [
+        # RFC 5280 §4.2.1.9 / BR §7.1.2.7.8: cA FALSE; we mark it critical.
+        _LEAF_BASIC_CONSTRAINTS,
+        # RFC 5280 §4.2.1.3: keyUsage SHOULD be critical.
+        _encoded(profile.key_usage(public_key), critical=True),
+        # RFC 5280 §4.2.1.12 / BR §7.1.2.7.10: extKeyUsage non-critical.
+        _encoded(profile.extended_key_usage, critical=False),
+        # RFC 5280 §4.2.1.6: critical only when the subject is empty.
+        _extension(x509.SubjectAlternativeName(names.general_names()), len(subject) == 0),
+        # RFC 5280 §4.2.1.2: SKI is never critical.
+        _extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False),
+        # AKI, CRL distribution point and AIA, pre-encoded in the Issuer.
+        *issuer.issued_extensions,
+    ]
+    # The extension list goes to the constructor: it is built here without duplicates,
+    # and eight add_extension() copies would cost more than the rest of this function.
+    return (
+        x509.CertificateBuilder(extensions=extensions)
         .serial_number(_checked_serial(serial))
         .issuer_name(issuer.name)
         .subject_name(subject)
         .public_key(public_key)
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        # RFC 5280 §4.2.1.9 / BR §7.1.2.7.8: cA FALSE; we mark it critical.
-        .add_extension(_LEAF_BASIC_CONSTRAINTS, critical=True)
-        # RFC 5280 §4.2.1.3: keyUsage SHOULD be critical.
-        .add_extension(profile.key_usage(public_key), critical=True)
-        # RFC 5280 §4.2.1.12 / BR §7.1.2.7.10: extKeyUsage non-critical.
-        .add_extension(profile.extended_key_usage, critical=False)
-        # RFC 5280 §4.2.1.6: critical only when the subject is empty.
-        .add_extension(
-            x509.SubjectAlternativeName(names.general_names()), critical=len(subject) == 0
-        )
-        # RFC 5280 §4.2.1.2 / §4.2.1.1: SKI and AKI are never critical.
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(issuer.authority_key_identifier, critical=False)
     )
-    return _add_pointers(builder, issuer)
 
 
 def issue_leaf(
@@ -266,8 +270,10 @@ def create_issuing_ca(
     not_after = min(_add_years(not_before, years) - _ONE_SECOND, parent.not_after)
     builder = _ca_builder(
         ISSUING_CA_PROFILE, subject, parent.name, public_key, serial, not_before, not_after
-    ).add_extension(parent.authority_key_identifier, critical=False)
-    return sign_linted(_add_pointers(builder, parent), parent, None)
+    )
+    for extension in parent.issued_extensions:  # AKI, CDP, AIA of the parent
+        builder = builder.add_extension(extension.value, extension.critical)
+    return sign_linted(builder, parent, None)
 
 
 def _ca_builder(
@@ -327,13 +333,14 @@ def _with_common_name(subject: x509.Name, value: str) -> x509.Name:
     )
 
 
-def _add_pointers(builder: x509.CertificateBuilder, issuer: Issuer) -> x509.CertificateBuilder:
-    # RFC 5280 §4.2.1.13 (CDP) and §4.2.2.1 (AIA): both non-critical.
-    if issuer.crl_distribution_points is not None:
-        builder = builder.add_extension(issuer.crl_distribution_points, critical=False)
-    if issuer.authority_information_access is not None:
-        builder = builder.add_extension(issuer.authority_information_access, critical=False)
-    return builder
+@functools.lru_cache(maxsize=64)
+def _encoded(value: x509.ExtensionType, *, critical: bool) -> x509.Extension[x509.ExtensionType]:
+    # Profiles yield a handful of distinct keyUsage / extKeyUsage values: encode each once.
+    return encoded_extension(value, critical=critical)
+
+
+def _extension(value: x509.ExtensionType, critical: bool) -> x509.Extension[x509.ExtensionType]:
+    return x509.Extension(value.oid, critical, value)
 
 
 def _sign_linted(

@@ -47,6 +47,8 @@ class Issuer:
     authority_information_access: x509.AuthorityInformationAccess | None = field(repr=False)
     # CertID hash name ("sha1", "sha256") -> (issuerNameHash, issuerKeyHash), RFC 6960 §4.1.1.
     cert_id_hashes: Mapping[str, tuple[bytes, bytes]] = field(repr=False)
+    # AKI, CDP and AIA, DER-encoded once, appended to every certificate this CA issues.
+    issued_extensions: tuple[x509.Extension[x509.ExtensionType], ...] = field(repr=False)
 
 
 def make_issuer(
@@ -73,6 +75,10 @@ def make_issuer(
     key_type = key_type_of(private_key)
     chosen = signature_hash or default_signature_hash(key_type)
     ski = _subject_key_identifier(certificate)
+    # RFC 5280 §4.2.1.1: keyIdentifier of issued certificates = the CA's own SKI.
+    aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+    cdp = crl_distribution_points(crl_url) if crl_url else None
+    aia = authority_information_access(ocsp_url, ca_issuers_url)
     return Issuer(
         certificate=certificate,
         private_key=private_key,
@@ -83,16 +89,26 @@ def make_issuer(
         not_before=certificate.not_valid_before_utc,
         not_after=certificate.not_valid_after_utc,
         subject_key_identifier=ski.digest,
-        # RFC 5280 §4.2.1.1: keyIdentifier of issued certificates = the CA's own SKI.
-        authority_key_identifier=x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
-            ski
-        ),
-        crl_distribution_points=crl_distribution_points(crl_url) if crl_url else None,
-        authority_information_access=authority_information_access(ocsp_url, ca_issuers_url),
+        authority_key_identifier=aki,
+        crl_distribution_points=cdp,
+        authority_information_access=aia,
         cert_id_hashes=MappingProxyType(
             {name: _cert_id_hashes(certificate, algo) for name, algo in CERT_ID_HASHES.items()}
         ),
+        # RFC 5280 §4.2.1.1 (AKI), §4.2.1.13 (CDP), §4.2.2.1 (AIA): all non-critical.
+        issued_extensions=tuple(
+            encoded_extension(value, critical=False) for value in (aki, cdp, aia) if value
+        ),
     )
+
+
+def encoded_extension(
+    value: x509.ExtensionType, *, critical: bool
+) -> x509.Extension[x509.ExtensionType]:
+    """``value`` as an extension carrying its DER bytes: the certificate comes out
+    byte-identical, and signing skips re-encoding it for every certificate."""
+    raw = x509.UnrecognizedExtension(value.oid, value.public_bytes())
+    return x509.Extension(value.oid, critical, raw)
 
 
 def crl_distribution_points(url: str) -> x509.CRLDistributionPoints:

@@ -92,16 +92,6 @@ def hierarchy(request: pytest.FixtureRequest) -> Hierarchy:
     return fixture
 
 
-@pytest.fixture(scope="session")
-def leaf_key(key_cache: KeyCache) -> PrivateKey:
-    return key_cache.get("EC-P256")
-
-
-@pytest.fixture(scope="session")
-def rsa_leaf_key(key_cache: KeyCache) -> PrivateKey:
-    return key_cache.get("RSA-2048")
-
-
 Openssl = Callable[..., subprocess.CompletedProcess[str]]
 
 

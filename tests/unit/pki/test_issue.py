@@ -206,6 +206,28 @@ def test_validity_is_clamped_to_the_issuing_ca(
         issue_for(ec_hierarchy.issuing, key_cache.get("EC-P256"), now=before)
 
 
+def test_pre_encoded_extensions_are_byte_identical(
+    hierarchy: Hierarchy, key_cache: KeyCache
+) -> None:
+    # build_leaf hands the builder DER-encoded extensions; rebuilding the same certificate
+    # from parsed extension objects through the public fluent API must give the same TBS.
+    leaf = issue_for(hierarchy.issuing, leaf_key_for(hierarchy, key_cache))
+    fluent = (
+        x509.CertificateBuilder()
+        .serial_number(leaf.serial_number)
+        .issuer_name(leaf.issuer)
+        .subject_name(leaf.subject)
+        .public_key(leaf.public_key())  # type: ignore[arg-type]
+        .not_valid_before(leaf.not_valid_before_utc)
+        .not_valid_after(leaf.not_valid_after_utc)
+    )
+    for extension in leaf.extensions:
+        assert not isinstance(extension.value, x509.UnrecognizedExtension)
+        fluent = fluent.add_extension(extension.value, extension.critical)
+    rebuilt = issue.sign(fluent, hierarchy.issuing)
+    assert rebuilt.tbs_certificate_bytes == leaf.tbs_certificate_bytes
+
+
 def test_validity_window_directly() -> None:
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     assert issue.validity_window(1, now=start) == (start, start + dt.timedelta(seconds=86399))
