@@ -55,8 +55,12 @@ def register_actors() -> None:
 def register_blueprints(app: Flask) -> None:
     from app.admin import init_console
     from app.admin.auth import bp as auth_bp
+    from app.api.collect import bp as collect_bp
+    from app.api.pki import bp as pki_bp
 
     app.register_blueprint(auth_bp)
+    app.register_blueprint(pki_bp)
+    app.register_blueprint(collect_bp)
     init_console(app)
 
 

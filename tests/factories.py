@@ -69,3 +69,64 @@ def make_domain(
 
 def delegation_of(domain: Domain) -> Delegation:
     return domain.delegations[0]
+
+
+def make_pki(
+    *,
+    key_type: str = "EC-P256",
+    terms=(90, 199),
+    requires_approval: bool = True,
+    four_eyes: bool = False,
+    **profile_fields,
+):
+    """A root CA, an issuing CA under it and an SSL profile enrolling through it."""
+    from app.models import CertType, LintMode
+    from app.services import ca, profiles
+
+    root = ca.create_ca(
+        actor=None,
+        spec=ca.CaSpec(name="Test Root", key_type=key_type, customer_name="Test", country="DE"),
+    )
+    issuing = ca.create_ca(
+        actor=None,
+        spec=ca.CaSpec(
+            name="Test Issuing",
+            key_type=key_type,
+            customer_name="Test",
+            country="DE",
+            parent_id=root.id,
+        ),
+    )
+    profile = profiles.create_profile(
+        actor=None,
+        data=profiles.ProfileData(
+            name=profile_fields.pop("name", "TLS servers"),
+            cert_type=profile_fields.pop("cert_type", CertType.SSL),
+            ca_id=issuing.id,
+            terms=tuple(terms),
+            key_types=tuple(
+                profile_fields.pop("key_types", ("RSA-2048", "RSA-3072", "EC-P256", "EC-P384"))
+            ),
+            requires_approval=requires_approval,
+            four_eyes=four_eyes,
+            lint_mode=profile_fields.pop("lint_mode", LintMode.EVERY),
+            **profile_fields,
+        ),
+    )
+    db.session.commit()
+    return root, issuing, profile
+
+
+def make_csr(cn: str, *sans: str, key_type: str = "EC-P256", key=None):
+    """A real CSR (PEM bytes) and its private key."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from app.pki import csr, keys, names
+
+    key = key or keys.generate_private_key(key_type)
+    request = csr.build_csr(
+        key,
+        subject=names.build_subject(common_name=cn),
+        alt_names=names.parse_alt_names([cn, *sans]),
+    )
+    return request.public_bytes(Encoding.PEM), key

@@ -49,8 +49,12 @@ class CertificateRequest(db.Model):  # type: ignore[name-defined,misc]
     cert_type: Mapped[CertType] = mapped_column(str_enum(CertType, 16), index=True)
     profile_id: Mapped[int] = mapped_column(ForeignKey("certificate_profiles.id"), index=True)
     organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
-    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), nullable=True, index=True)
-    status: Mapped[RequestStatus] = mapped_column(str_enum(RequestStatus, 16), default=RequestStatus.REQUESTED, index=True)
+    department_id: Mapped[int | None] = mapped_column(
+        ForeignKey("departments.id"), nullable=True, index=True
+    )
+    status: Mapped[RequestStatus] = mapped_column(
+        str_enum(RequestStatus, 16), default=RequestStatus.REQUESTED, index=True
+    )
     mode: Mapped[RequestMode] = mapped_column(str_enum(RequestMode, 8))
     csr_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     public_key_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
@@ -61,7 +65,9 @@ class CertificateRequest(db.Model):  # type: ignore[name-defined,misc]
     # Final subject after organization values were applied: {"C":..,"ST":..,"L":..,"O":..,"OU":..,"CN":..}
     subject: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     term_days: Mapped[int] = mapped_column(Integer)
-    requester_id: Mapped[int | None] = mapped_column(ForeignKey("admins.id", ondelete="SET NULL"), nullable=True)
+    requester_id: Mapped[int | None] = mapped_column(
+        ForeignKey("admins.id", ondelete="SET NULL"), nullable=True
+    )
     requester_email: Mapped[str] = mapped_column(String(254), default="")
     external_requesters: Mapped[list[str]] = mapped_column(JSON, default=list)
     comments: Mapped[str] = mapped_column(Text, default="")
@@ -69,15 +75,38 @@ class CertificateRequest(db.Model):  # type: ignore[name-defined,misc]
     renew_days_before: Mapped[int] = mapped_column(Integer, default=30)
     eula_accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
-    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("admins.id", ondelete="SET NULL"), nullable=True)
+    decided_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("admins.id", ondelete="SET NULL"), nullable=True
+    )
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     decision_message: Mapped[str] = mapped_column(Text, default="")
     failure_reason: Mapped[str] = mapped_column(Text, default="")
     issue_attempts: Mapped[int] = mapped_column(Integer, default=0)
-    certificate_id: Mapped[int | None] = mapped_column(ForeignKey("certificates.id", use_alter=True, name="fk_certificate_requests_certificate_id_certificates"), nullable=True)
+    certificate_id: Mapped[int | None] = mapped_column(
+        ForeignKey(
+            "certificates.id",
+            use_alter=True,
+            name="fk_certificate_requests_certificate_id_certificates",
+        ),
+        nullable=True,
+    )
     # History: a renewal or replacement points at the certificate it succeeds.
-    renewal_of_id: Mapped[int | None] = mapped_column(ForeignKey("certificates.id", use_alter=True, name="fk_certificate_requests_renewal_of_id_certificates"), nullable=True)
-    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("certificates.id", use_alter=True, name="fk_certificate_requests_replaces_id_certificates"), nullable=True)
+    renewal_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey(
+            "certificates.id",
+            use_alter=True,
+            name="fk_certificate_requests_renewal_of_id_certificates",
+        ),
+        nullable=True,
+    )
+    replaces_id: Mapped[int | None] = mapped_column(
+        ForeignKey(
+            "certificates.id",
+            use_alter=True,
+            name="fk_certificate_requests_replaces_id_certificates",
+        ),
+        nullable=True,
+    )
 
     profile: Mapped[CertificateProfile] = relationship()
     organization: Mapped[Organization] = relationship()
@@ -112,17 +141,31 @@ class Certificate(db.Model):  # type: ignore[name-defined,misc]
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 hex of the DER
     der: Mapped[bytes] = mapped_column(LargeBinary)
-    cert_type: Mapped[CertType | None] = mapped_column(str_enum(CertType, 16), nullable=True, index=True)
+    cert_type: Mapped[CertType | None] = mapped_column(
+        str_enum(CertType, 16), nullable=True, index=True
+    )
     origin: Mapped[CertOrigin] = mapped_column(str_enum(CertOrigin, 16), index=True)
     status: Mapped[CertStatus] = mapped_column(str_enum(CertStatus, 16), index=True)
-    organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"), nullable=True)
-    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), nullable=True, index=True)
+    organization_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organizations.id"), nullable=True
+    )
+    department_id: Mapped[int | None] = mapped_column(
+        ForeignKey("departments.id"), nullable=True, index=True
+    )
     assigned_rule_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    assigned_by_id: Mapped[int | None] = mapped_column(ForeignKey("admins.id", ondelete="SET NULL"), nullable=True)
+    assigned_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("admins.id", ondelete="SET NULL"), nullable=True
+    )
     assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    ca_id: Mapped[int | None] = mapped_column(ForeignKey("certificate_authorities.id"), nullable=True)
-    profile_id: Mapped[int | None] = mapped_column(ForeignKey("certificate_profiles.id"), nullable=True)
-    request_id: Mapped[int | None] = mapped_column(ForeignKey("certificate_requests.id"), nullable=True, index=True)
+    ca_id: Mapped[int | None] = mapped_column(
+        ForeignKey("certificate_authorities.id"), nullable=True
+    )
+    profile_id: Mapped[int | None] = mapped_column(
+        ForeignKey("certificate_profiles.id"), nullable=True
+    )
+    request_id: Mapped[int | None] = mapped_column(
+        ForeignKey("certificate_requests.id"), nullable=True, index=True
+    )
     serial_hex: Mapped[str] = mapped_column(String(64))
     subject_dn: Mapped[str] = mapped_column(Text, default="")
     common_name: Mapped[str] = mapped_column(String(255), default="", index=True)
@@ -140,7 +183,9 @@ class Certificate(db.Model):  # type: ignore[name-defined,misc]
     is_ca: Mapped[bool] = mapped_column(Boolean, default=False)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revocation_reason: Mapped[str] = mapped_column(String(32), default="")
-    revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("admins.id", ondelete="SET NULL"), nullable=True)
+    revoked_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("admins.id", ondelete="SET NULL"), nullable=True
+    )
     replaced_by_id: Mapped[int | None] = mapped_column(ForeignKey("certificates.id"), nullable=True)
     # A server-generated key, sealed like CA keys; released only inside a PKCS#12.
     sealed_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -22,7 +32,9 @@ class CertificateAuthority(db.Model):  # type: ignore[name-defined,misc]
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
-    parent_id: Mapped[int | None] = mapped_column(ForeignKey("certificate_authorities.id"), nullable=True)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("certificate_authorities.id"), nullable=True
+    )
     key_type: Mapped[str] = mapped_column(String(16))
     signature_hash: Mapped[str] = mapped_column(String(16))
     customer_name: Mapped[str] = mapped_column(String(64))
@@ -43,7 +55,9 @@ class CertificateAuthority(db.Model):  # type: ignore[name-defined,misc]
     crl_this_update: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     crl_next_update: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("admins.id", ondelete="SET NULL"), nullable=True)
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("admins.id", ondelete="SET NULL"), nullable=True
+    )
 
     parent: Mapped[CertificateAuthority | None] = relationship(remote_side=[id])
 

@@ -15,7 +15,14 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import Admin, CaStatus, Certificate, CertificateAuthority, CertificateProfile, SerialNumber
+from app.models import (
+    Admin,
+    CaStatus,
+    Certificate,
+    CertificateAuthority,
+    CertificateProfile,
+    SerialNumber,
+)
 from app.pki import formats, issue, keys, keystore
 from app.pki.errors import PkiError
 from app.pki.issuer import Issuer, make_issuer
@@ -23,7 +30,21 @@ from app.pki.profiles import SignatureHash, hash_algorithm
 from app.services import audit
 from app.services.errors import DomainError, Forbidden, NotFound, ValidationFailed
 
-CA_FIELDS = ("name", "parent_id", "key_type", "signature_hash", "customer_name", "locality", "state", "country", "subject_dn", "serial_hex", "fingerprint", "not_before", "not_after")
+CA_FIELDS = (
+    "name",
+    "parent_id",
+    "key_type",
+    "signature_hash",
+    "customer_name",
+    "locality",
+    "state",
+    "country",
+    "subject_dn",
+    "serial_hex",
+    "fingerprint",
+    "not_before",
+    "not_after",
+)
 
 
 def keks() -> keystore.KeyEncryptionKeys:
@@ -53,14 +74,18 @@ class CaSpec:
     lifetime_years: int | None = None
 
 
-def _validate(spec: CaSpec) -> tuple[keys.KeyType, SignatureHash | None, CertificateAuthority | None]:
+def _validate(
+    spec: CaSpec,
+) -> tuple[keys.KeyType, SignatureHash | None, CertificateAuthority | None]:
     errors: dict[str, list[str]] = {}
     name = spec.name.strip()
     if not name:
         errors["name"] = ["The CA name is required."]
     elif len(name) > 128:
         errors["name"] = ["At most 128 characters."]
-    elif db.session.execute(select(CertificateAuthority.id).where(func.lower(CertificateAuthority.name) == name.lower())).first():
+    elif db.session.execute(
+        select(CertificateAuthority.id).where(func.lower(CertificateAuthority.name) == name.lower())
+    ).first():
         errors["name"] = [f"A CA named '{name}' already exists."]
     key_type: keys.KeyType | None = None
     try:
@@ -73,14 +98,18 @@ def _validate(spec: CaSpec) -> tuple[keys.KeyType, SignatureHash | None, Certifi
             chosen = SignatureHash(spec.signature_hash)
             hash_algorithm(chosen)  # SHA-1 is listed as legacy and refused with its reason
         except ValueError:
-            errors["signature_hash"] = [f"'{spec.signature_hash}' is not one of SHA-256, SHA-384, SHA-512."]
+            errors["signature_hash"] = [
+                f"'{spec.signature_hash}' is not one of SHA-256, SHA-384, SHA-512."
+            ]
         except PkiError as exc:
             errors["signature_hash"] = [str(exc)]
     customer = spec.customer_name.strip()
     if not customer:
         errors["customer_name"] = ["The customer name is required (it becomes the O and the CN)."]
     elif len(customer) + len(" Issuing CA") > 64:
-        errors["customer_name"] = [f"At most {64 - len(' Issuing CA')} characters (the CN adds ' Root CA' / ' Issuing CA' and is limited to 64)."]
+        errors["customer_name"] = [
+            f"At most {64 - len(' Issuing CA')} characters (the CN adds ' Root CA' / ' Issuing CA' and is limited to 64)."
+        ]
     if spec.country and len(spec.country.strip()) != 2:
         errors["country"] = ["Use the two-letter ISO 3166 country code."]
     if spec.lifetime_years is not None and not 1 <= spec.lifetime_years <= 30:
@@ -109,17 +138,45 @@ def create_ca(*, actor: Admin | None, spec: CaSpec) -> CertificateAuthority:
         raise Forbidden("Only an MRAO can create certificate authorities.")
     key_type, chosen, parent = _validate(spec)
     private_key = keys.generate_private_key(key_type)
-    subject = {"customer_name": spec.customer_name.strip(), "locality": spec.locality.strip() or None, "state": spec.state.strip() or None, "country": spec.country.strip().upper() or None}
+    subject = {
+        "customer_name": spec.customer_name.strip(),
+        "locality": spec.locality.strip() or None,
+        "state": spec.state.strip() or None,
+        "country": spec.country.strip().upper() or None,
+    }
     try:
         if parent is None:
-            cert = issue.create_root_ca(private_key, signature_hash=chosen, lifetime_years=spec.lifetime_years, serial=issue.new_serial(), **subject)  # type: ignore[arg-type]
+            cert = issue.create_root_ca(
+                private_key,
+                signature_hash=chosen,
+                lifetime_years=spec.lifetime_years,
+                serial=issue.new_serial(),
+                **subject,
+            )  # type: ignore[arg-type]
         else:
             parent_issuer = load_issuer(parent)
             if chosen is None:
-                chosen = SignatureHash(parent.signature_hash)  # an issuing CA defaults to its parent's hash
+                chosen = SignatureHash(
+                    parent.signature_hash
+                )  # an issuing CA defaults to its parent's hash
             serial = reserve_serials(parent, 1, purpose="ca")[0]
-            signer = parent_issuer if chosen == parent_issuer.signature_hash else make_issuer(parent_issuer.certificate, parent_issuer.private_key, signature_hash=chosen, **urls(parent.id))
-            cert = issue.create_issuing_ca(private_key.public_key(), signer, lifetime_years=spec.lifetime_years, serial=serial, **subject)  # type: ignore[arg-type]
+            signer = (
+                parent_issuer
+                if chosen == parent_issuer.signature_hash
+                else make_issuer(
+                    parent_issuer.certificate,
+                    parent_issuer.private_key,
+                    signature_hash=chosen,
+                    **urls(parent.id),
+                )
+            )
+            cert = issue.create_issuing_ca(
+                private_key.public_key(),
+                signer,
+                lifetime_years=spec.lifetime_years,
+                serial=serial,
+                **subject,
+            )  # type: ignore[arg-type]
     except PkiError as exc:
         raise DomainError(str(exc)) from exc
     ca = CertificateAuthority(
@@ -142,7 +199,17 @@ def create_ca(*, actor: Admin | None, spec: CaSpec) -> CertificateAuthority:
     )
     db.session.add(ca)
     db.session.flush()
-    audit.record(action="ca.create", actor=actor, object_type="CertificateAuthority", object_id=ca.id, label=ca.name, after=audit.snapshot(ca, CA_FIELDS))
+    from app.services.revocation import publish_crl  # the CRL module builds on this one
+
+    publish_crl(ca_id=ca.id, trigger="created")
+    audit.record(
+        action="ca.create",
+        actor=actor,
+        object_type="CertificateAuthority",
+        object_id=ca.id,
+        label=ca.name,
+        after=audit.snapshot(ca, CA_FIELDS),
+    )
     return ca
 
 
@@ -155,7 +222,15 @@ def reserve_serials(ca: CertificateAuthority, count: int, *, purpose: str = "lea
     serials = [issue.new_serial() for _ in range(count)]
     db.session.execute(
         SerialNumber.__table__.insert(),
-        [{"ca_id": ca.id, "serial_hex": f"{s:x}", "purpose": purpose, "reserved_at": audit.utcnow()} for s in serials],
+        [
+            {
+                "ca_id": ca.id,
+                "serial_hex": f"{s:x}",
+                "purpose": purpose,
+                "reserved_at": audit.utcnow(),
+            }
+            for s in serials
+        ],
     )
     return serials
 
@@ -178,7 +253,9 @@ class _IssuerCache:
             private_key = keystore.unseal_private_key(ca.sealed_key, keks())
         except PkiError as exc:
             raise DomainError(f"The key of CA '{ca.name}' cannot be unsealed: {exc}") from exc
-        issuer = make_issuer(cert, private_key, signature_hash=SignatureHash(ca.signature_hash), **urls(ca.id))
+        issuer = make_issuer(
+            cert, private_key, signature_hash=SignatureHash(ca.signature_hash), **urls(ca.id)
+        )
         with self._lock:
             self._items[key] = issuer
         return issuer
@@ -224,11 +301,25 @@ def retire_ca(*, actor: Admin, ca_id: int) -> CertificateAuthority:
     if not actor.is_master:
         raise Forbidden("Only an MRAO can retire certificate authorities.")
     ca = get_ca(ca_id)
-    in_use = db.session.execute(select(func.count()).select_from(CertificateProfile).where(CertificateProfile.ca_id == ca.id, CertificateProfile.active.is_(True))).scalar_one()
+    in_use = db.session.execute(
+        select(func.count())
+        .select_from(CertificateProfile)
+        .where(CertificateProfile.ca_id == ca.id, CertificateProfile.active.is_(True))
+    ).scalar_one()
     if in_use:
-        raise DomainError(f"{in_use} active certificate profiles still enroll through '{ca.name}'; point them at another CA first.")
+        raise DomainError(
+            f"{in_use} active certificate profiles still enroll through '{ca.name}'; point them at another CA first."
+        )
     ca.status = CaStatus.RETIRED
-    audit.record(action="ca.retire", actor=actor, object_type="CertificateAuthority", object_id=ca.id, label=ca.name, before={"status": "Active"}, after={"status": "Retired"})
+    audit.record(
+        action="ca.retire",
+        actor=actor,
+        object_type="CertificateAuthority",
+        object_id=ca.id,
+        label=ca.name,
+        before={"status": "Active"},
+        after={"status": "Retired"},
+    )
     return ca
 
 
@@ -239,8 +330,14 @@ def rotate_kek(*, actor: Admin | None) -> int:
     for ca in db.session.execute(select(CertificateAuthority)).scalars():
         ca.sealed_key = keystore.reseal(ca.sealed_key, current)
         count += 1
-    for cert in db.session.execute(select(Certificate).where(Certificate.sealed_key.is_not(None))).scalars():
+    for cert in db.session.execute(
+        select(Certificate).where(Certificate.sealed_key.is_not(None))
+    ).scalars():
         cert.sealed_key = keystore.reseal(cert.sealed_key, current)  # type: ignore[arg-type]
         count += 1
-    audit.record(action="kek.rotate", actor=actor, message=f"{count} keys re-sealed under the primary key-encryption key")
+    audit.record(
+        action="kek.rotate",
+        actor=actor,
+        message=f"{count} keys re-sealed under the primary key-encryption key",
+    )
     return count

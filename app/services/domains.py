@@ -7,9 +7,9 @@ covers all its departments; one to a department covers that department only.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 
-import ipaddress
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.sql import ColumnElement
 
@@ -53,13 +53,18 @@ def normalize_domain(raw: str, *, field: str = "name") -> str:
         except ValueError as exc:
             raise DomainError(f"'{raw}' is not a valid IP network: {exc}", field=field) from exc
     if "*" in text and not (text.startswith("*.") and "*" not in text[2:]):
-        raise DomainError(f"'{raw}': a wildcard is allowed only as the whole left-most label ('*.example.com').", field=field)
+        raise DomainError(
+            f"'{raw}': a wildcard is allowed only as the whole left-most label ('*.example.com').",
+            field=field,
+        )
     try:
         name = names.normalize_dns_name(text, allow_wildcard=True)
     except NamePolicyError as exc:
         raise DomainError(f"'{raw}' is not a valid domain name: {exc}", field=field) from exc
     if len(name.removeprefix("*.").split(".")) < 2:
-        raise DomainError(f"'{raw}' needs at least two labels (for example example.com).", field=field)
+        raise DomainError(
+            f"'{raw}' needs at least two labels (for example example.com).", field=field
+        )
     return name
 
 

@@ -41,7 +41,22 @@ from app.services.profiles import KIND_OF
 from app.services.scope import scope_of
 
 MAX_CSR_BYTES = 32 * 1024
-REQUEST_FIELDS = ("cert_type", "profile_id", "organization_id", "department_id", "mode", "key_type", "common_name", "sans", "subject", "term_days", "requester_email", "external_requesters", "auto_renew", "renew_days_before")
+REQUEST_FIELDS = (
+    "cert_type",
+    "profile_id",
+    "organization_id",
+    "department_id",
+    "mode",
+    "key_type",
+    "common_name",
+    "sans",
+    "subject",
+    "term_days",
+    "requester_email",
+    "external_requesters",
+    "auto_renew",
+    "renew_days_before",
+)
 
 
 @dataclass(frozen=True)
@@ -91,10 +106,15 @@ def _place(actor: Admin, data: RequestData) -> tuple[Organization, Department | 
     if data.department_id is not None:
         dept = db.session.get(Department, data.department_id)
         if dept is None or dept.organization_id != org.id:
-            raise DomainError("That department does not belong to the chosen organization.", field="department")
+            raise DomainError(
+                "That department does not belong to the chosen organization.", field="department"
+            )
     if not scope.may(data.cert_type, org.id, dept.id if dept else None):
         where = f"{org.name} / {dept.name}" if dept else org.name
-        raise Forbidden(f"You may not request {data.cert_type.label} certificates for {where}.", field="organization")
+        raise Forbidden(
+            f"You may not request {data.cert_type.label} certificates for {where}.",
+            field="organization",
+        )
     return org, dept
 
 
@@ -103,9 +123,15 @@ def _profile(data: RequestData) -> CertificateProfile:
     if profile is None or not profile.active:
         raise NotFound("No such active certificate profile.", field="profile")
     if profile.cert_type != data.cert_type:
-        raise DomainError(f"The profile '{profile.name}' is for {profile.cert_type.label} certificates, not {data.cert_type.label}.", field="profile")
+        raise DomainError(
+            f"The profile '{profile.name}' is for {profile.cert_type.label} certificates, not {data.cert_type.label}.",
+            field="profile",
+        )
     if data.term_days not in profile.terms:
-        raise DomainError(f"A term of {data.term_days} days is not allowed by the profile '{profile.name}' (allowed: {profile.terms_label}).", field="term")
+        raise DomainError(
+            f"A term of {data.term_days} days is not allowed by the profile '{profile.name}' (allowed: {profile.terms_label}).",
+            field="term",
+        )
     try:
         check_term(KIND_OF[profile.cert_type], data.term_days, utcnow())
     except PkiError as exc:
@@ -113,10 +139,15 @@ def _profile(data: RequestData) -> CertificateProfile:
     return profile
 
 
-def _key(data: RequestData, profile: CertificateProfile) -> tuple[str, bytes | None, bytes | None, pki_csr.ParsedCsr | None]:
+def _key(
+    data: RequestData, profile: CertificateProfile
+) -> tuple[str, bytes | None, bytes | None, pki_csr.ParsedCsr | None]:
     if data.mode == RequestMode.KEYGEN:
         if not data.key_type or data.key_type not in profile.key_types:
-            raise DomainError(f"Choose a key type the profile allows ({', '.join(profile.key_types)}).", field="key_type")
+            raise DomainError(
+                f"Choose a key type the profile allows ({', '.join(profile.key_types)}).",
+                field="key_type",
+            )
         return data.key_type, None, None, None
     if not data.csr:
         raise DomainError("Paste or upload a CSR (PEM or DER).", field="csr")
@@ -129,7 +160,9 @@ def _key(data: RequestData, profile: CertificateProfile) -> tuple[str, bytes | N
     try:
         key_type = keys.check_key_policy(parsed.public_key, profile.key_types)
     except PkiError as exc:
-        raise DomainError(f"{exc} (profile '{profile.name}' allows {', '.join(profile.key_types)})", field="csr") from exc
+        raise DomainError(
+            f"{exc} (profile '{profile.name}' allows {', '.join(profile.key_types)})", field="csr"
+        ) from exc
     public_der = parsed.public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     return key_type, public_der, parsed.csr.public_bytes(Encoding.DER), parsed
 
@@ -145,13 +178,18 @@ def _names(data: RequestData, parsed: pki_csr.ParsedCsr | None) -> tuple[str, li
     if not common_name:
         raise DomainError("Give a common name (or use 'get from CSR').", field="common_name")
     if len(common_name) > 64:
-        raise DomainError("The common name may be at most 64 characters (RFC 5280 ub-common-name).", field="common_name")
+        raise DomainError(
+            "The common name may be at most 64 characters (RFC 5280 ub-common-name).",
+            field="common_name",
+        )
     try:
         alt = names.parse_alt_names([common_name, *raw])
     except PkiError as exc:
         raise DomainError(f"Invalid name: {exc}", field="sans") from exc
     if alt.emails and data.cert_type == CertType.SSL:
-        raise DomainError("SSL certificates carry DNS names and IP addresses, not email addresses.", field="sans")
+        raise DomainError(
+            "SSL certificates carry DNS names and IP addresses, not email addresses.", field="sans"
+        )
     values = [*alt.dns_names, *(str(ip) for ip in alt.ip_addresses), *alt.emails]
     cn_host = names.common_name_host(common_name, single_label=True)
     if cn_host is not None:
@@ -168,12 +206,20 @@ def delegated_domains(org_id: int, dept_id: int | None, cert_type: CertType) -> 
     query = (
         select(Domain)
         .join(Delegation, Delegation.domain_id == Domain.id)
-        .where(Domain.active.is_(True), Delegation.organization_id == org_id, Delegation.status == DelegationStatus.APPROVED, getattr(Delegation, cert_type.value).is_(True), place)
+        .where(
+            Domain.active.is_(True),
+            Delegation.organization_id == org_id,
+            Delegation.status == DelegationStatus.APPROVED,
+            getattr(Delegation, cert_type.value).is_(True),
+            place,
+        )
     )
     return list(db.session.execute(query).scalars().unique())
 
 
-def check_names_delegated(values: Sequence[str], org: Organization, dept: Department | None, cert_type: CertType) -> None:
+def check_names_delegated(
+    values: Sequence[str], org: Organization, dept: Department | None, cert_type: CertType
+) -> None:
     """Every DNS name and IP must lie in an active domain delegated (Approved) for the type."""
     domains = delegated_domains(org.id, dept.id if dept else None, cert_type)
     where = f"{org.name} / {dept.name}" if dept else org.name
@@ -183,13 +229,26 @@ def check_names_delegated(values: Sequence[str], org: Organization, dept: Depart
         if _is_ip(value):
             ip = ipaddress.ip_address(value)
             if not any(is_network(d.name) and ip in ipaddress.ip_network(d.name) for d in domains):
-                raise DomainError(f"The IP address {value} is not inside a network delegated to {where} for {cert_type.label} certificates.", field="sans")
+                raise DomainError(
+                    f"The IP address {value} is not inside a network delegated to {where} for {cert_type.label} certificates.",
+                    field="sans",
+                )
             continue
         dns = [d for d in domains if not is_network(d.name)]
-        if not any(names.is_name_within_domain(value, d.name, allow_wildcard=d.is_wildcard) for d in dns):
-            if value.startswith("*.") and any(names.is_name_within_domain(value[2:], d.name) for d in dns):
-                raise DomainError(f"The wildcard name {value} needs a wildcard domain (*.{value[2:]} or above) delegated to {where}.", field="sans")
-            raise DomainError(f"The name {value} is not inside an active domain delegated to {where} for {cert_type.label} certificates.", field="sans")
+        if not any(
+            names.is_name_within_domain(value, d.name, allow_wildcard=d.is_wildcard) for d in dns
+        ):
+            if value.startswith("*.") and any(
+                names.is_name_within_domain(value[2:], d.name) for d in dns
+            ):
+                raise DomainError(
+                    f"The wildcard name {value} needs a wildcard domain (*.{value[2:]} or above) delegated to {where}.",
+                    field="sans",
+                )
+            raise DomainError(
+                f"The name {value} is not inside an active domain delegated to {where} for {cert_type.label} certificates.",
+                field="sans",
+            )
 
 
 def _is_ip(value: str) -> bool:
@@ -203,7 +262,9 @@ def _is_ip(value: str) -> bool:
 def check_request(*, actor: Admin, data: RequestData) -> Checked:
     """Every check of the request wizard, in the order a person fixes them."""
     if not data.eula_accepted:
-        raise DomainError("Accept the subscriber agreement (EULA) to submit the request.", field="eula")
+        raise DomainError(
+            "Accept the subscriber agreement (EULA) to submit the request.", field="eula"
+        )
     org, dept = _place(actor, data)
     profile = _profile(data)
     key_type, public_der, csr_der, parsed = _key(data, profile)
@@ -216,8 +277,34 @@ def check_request(*, actor: Admin, data: RequestData) -> Checked:
             raise DomainError("At most 20 external requesters.", field="external_requesters")
     if not 1 <= data.renew_days_before <= 365:
         raise DomainError("Renew between 1 and 365 days before expiry.", field="renew_days_before")
-    subject = {"C": org.country, "ST": org.state, "L": org.city, "O": org.name, "OU": dept.name if dept else "", "CN": common_name}
-    return Checked(org, dept, profile, key_type, public_der, csr_der, common_name, sans, {k: v for k, v in subject.items() if v}, external)
+    if data.cert_type == CertType.SSL and not (org.city or org.state):
+        raise DomainError(
+            f"The organization '{org.name}' needs a city or a state/province before it can appear in SSL certificates (CA/Browser Forum BR 7.1.4.2.2).",
+            field="organization",
+        )
+    # BR 7.1.2.7.2 forbids the OU in TLS subscriber certificates (since 2022-09-01), so the
+    # department goes into the OU of client, code signing and device certificates only.
+    ou = dept.name if dept and data.cert_type != CertType.SSL else ""
+    subject = {
+        "C": org.country,
+        "ST": org.state,
+        "L": org.city,
+        "O": org.name,
+        "OU": ou,
+        "CN": common_name,
+    }
+    return Checked(
+        org,
+        dept,
+        profile,
+        key_type,
+        public_der,
+        csr_der,
+        common_name,
+        sans,
+        {k: v for k, v in subject.items() if v},
+        external,
+    )
 
 
 def submit_request(*, actor: Admin, data: RequestData) -> CertificateRequest:
@@ -239,7 +326,9 @@ def submit_request(*, actor: Admin, data: RequestData) -> CertificateRequest:
         subject=checked.subject,
         term_days=data.term_days,
         requester_id=actor.id,
-        requester_email=normalize_email(data.requester_email or actor.email, field="requester_email"),
+        requester_email=normalize_email(
+            data.requester_email or actor.email, field="requester_email"
+        ),
         external_requesters=checked.external,
         comments=data.comments.strip(),
         auto_renew=data.auto_renew,
@@ -250,9 +339,22 @@ def submit_request(*, actor: Admin, data: RequestData) -> CertificateRequest:
     )
     db.session.add(req)
     db.session.flush()
-    audit.record(action="request.create", actor=actor, object_type="CertificateRequest", object_id=req.id, label=req.common_name, after=audit.snapshot(req, REQUEST_FIELDS), organization_id=req.organization_id, department_id=req.department_id)
+    audit.record(
+        action="request.create",
+        actor=actor,
+        object_type="CertificateRequest",
+        object_id=req.id,
+        label=req.common_name,
+        after=audit.snapshot(req, REQUEST_FIELDS),
+        organization_id=req.organization_id,
+        department_id=req.department_id,
+    )
     if not checked.profile.requires_approval:
-        _mark_approved([req.id], actor=None, message=f"approved automatically by profile '{checked.profile.name}'")
+        _mark_approved(
+            [req.id],
+            actor=None,
+            message=f"approved automatically by profile '{checked.profile.name}'",
+        )
         queue_issuance([req.id])
     return req
 
@@ -270,22 +372,45 @@ def _mark_approved(ids: list[int], *, actor: Admin | None, message: str) -> list
     for request_id in ids:
         result = db.session.execute(
             update(CertificateRequest)
-            .where(CertificateRequest.id == request_id, CertificateRequest.status == RequestStatus.REQUESTED)
-            .values(status=RequestStatus.APPROVED, decided_by_id=actor.id if actor else None, decided_at=utcnow(), decision_message=message)
+            .where(
+                CertificateRequest.id == request_id,
+                CertificateRequest.status == RequestStatus.REQUESTED,
+            )
+            .values(
+                status=RequestStatus.APPROVED,
+                decided_by_id=actor.id if actor else None,
+                decided_at=utcnow(),
+                decision_message=message,
+            )
         )
         if result.rowcount == 1:
             approved.append(request_id)
             req = db.session.get(CertificateRequest, request_id)
             assert req is not None
-            audit.record(action="request.approve", actor=actor or "system", object_type="CertificateRequest", object_id=request_id, label=req.common_name, before={"status": "Requested"}, after={"status": "Approved"}, message=message, organization_id=req.organization_id, department_id=req.department_id)
+            audit.record(
+                action="request.approve",
+                actor=actor or "system",
+                object_type="CertificateRequest",
+                object_id=request_id,
+                label=req.common_name,
+                before={"status": "Requested"},
+                after={"status": "Approved"},
+                message=message,
+                organization_id=req.organization_id,
+                department_id=req.department_id,
+            )
     return approved
 
 
 def _check_decider(actor: Admin, req: CertificateRequest) -> None:
     if not scope_of(actor).may(req.cert_type, req.organization_id, req.department_id):
-        raise Forbidden(f"You may not approve {req.cert_type.label} requests of this organization/department.")
+        raise Forbidden(
+            f"You may not approve {req.cert_type.label} requests of this organization/department."
+        )
     if req.profile.four_eyes and req.requester_id == actor.id:
-        raise Forbidden(f"The profile '{req.profile.name}' requires four eyes: someone other than the requester must approve.")
+        raise Forbidden(
+            f"The profile '{req.profile.name}' requires four eyes: someone other than the requester must approve."
+        )
 
 
 def approve(*, actor: Admin, request_ids: Sequence[int], message: str = "") -> list[int]:
@@ -302,7 +427,9 @@ def approve(*, actor: Admin, request_ids: Sequence[int], message: str = "") -> l
         _check_decider(actor, req)
     approved = _mark_approved([r.id for r in reqs], actor=actor, message=message.strip())
     if len(reqs) == 1 and not approved:
-        raise Conflict(f"Request #{reqs[0].id} is {reqs[0].status.value}, not Requested; nothing to approve.")
+        raise Conflict(
+            f"Request #{reqs[0].id} is {reqs[0].status.value}, not Requested; nothing to approve."
+        )
     if approved:
         queue_issuance(approved)
     return approved
@@ -312,15 +439,37 @@ def decline(*, actor: Admin, request_id: int, message: str) -> CertificateReques
     req = get_request(actor=actor, request_id=request_id)
     _check_decider(actor, req)
     if not message.strip():
-        raise DomainError("Say why the request is declined (the requester is told).", field="message")
+        raise DomainError(
+            "Say why the request is declined (the requester is told).", field="message"
+        )
     result = db.session.execute(
         update(CertificateRequest)
-        .where(CertificateRequest.id == req.id, CertificateRequest.status == RequestStatus.REQUESTED)
-        .values(status=RequestStatus.DECLINED, decided_by_id=actor.id, decided_at=utcnow(), decision_message=message.strip())
+        .where(
+            CertificateRequest.id == req.id, CertificateRequest.status == RequestStatus.REQUESTED
+        )
+        .values(
+            status=RequestStatus.DECLINED,
+            decided_by_id=actor.id,
+            decided_at=utcnow(),
+            decision_message=message.strip(),
+        )
     )
     if result.rowcount != 1:
-        raise Conflict(f"Request #{req.id} is {req.status.value}, not Requested; it cannot be declined.")
-    audit.record(action="request.decline", actor=actor, object_type="CertificateRequest", object_id=req.id, label=req.common_name, before={"status": "Requested"}, after={"status": "Declined"}, message=message.strip(), organization_id=req.organization_id, department_id=req.department_id)
+        raise Conflict(
+            f"Request #{req.id} is {req.status.value}, not Requested; it cannot be declined."
+        )
+    audit.record(
+        action="request.decline",
+        actor=actor,
+        object_type="CertificateRequest",
+        object_id=req.id,
+        label=req.common_name,
+        before={"status": "Requested"},
+        after={"status": "Declined"},
+        message=message.strip(),
+        organization_id=req.organization_id,
+        department_id=req.department_id,
+    )
     db.session.expire(req)
     return req
 
@@ -334,9 +483,13 @@ def queue_issuance(request_ids: Sequence[int], *, batch_size: int = BATCH_SIZE) 
     ids = list(request_ids)
     for start in range(0, len(ids), batch_size):
         chunk = ids[start : start + batch_size]
-        job = jobs.create_job(kind="issue_certificates", payload={"request_ids": chunk}, max_attempts=3)
+        job = jobs.create_job(
+            kind="issue_certificates", payload={"request_ids": chunk}, max_attempts=3
+        )
         job_ids.append(job.id)
     return job_ids
 
 
-orgs.register_reference("certificate requests", CertificateRequest, "organization_id", "department_id")
+orgs.register_reference(
+    "certificate requests", CertificateRequest, "organization_id", "department_id"
+)

@@ -7,7 +7,16 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import Admin, CaStatus, CertificateAuthority, CertificateProfile, CertificateRequest, CertType, LintMode, RequestStatus
+from app.models import (
+    Admin,
+    CaStatus,
+    CertificateAuthority,
+    CertificateProfile,
+    CertificateRequest,
+    CertType,
+    LintMode,
+    RequestStatus,
+)
 from app.models.types import utcnow
 from app.pki import keys
 from app.pki.errors import PkiError
@@ -15,7 +24,21 @@ from app.pki.profiles import CertKind, max_tls_validity_days
 from app.services import audit
 from app.services.errors import DomainError, Forbidden, NotFound, ValidationFailed
 
-PROFILE_FIELDS = ("name", "description", "cert_type", "ca_id", "terms", "key_types", "requires_approval", "four_eyes", "allow_key_reuse", "include_client_auth", "lint_mode", "lint_sample_n", "active")
+PROFILE_FIELDS = (
+    "name",
+    "description",
+    "cert_type",
+    "ca_id",
+    "terms",
+    "key_types",
+    "requires_approval",
+    "four_eyes",
+    "allow_key_reuse",
+    "include_client_auth",
+    "lint_mode",
+    "lint_sample_n",
+    "active",
+)
 
 KIND_OF = {
     CertType.SSL: CertKind.SSL,
@@ -60,7 +83,12 @@ def _clean(data: ProfileData, profile_id: int | None) -> dict[str, object]:
     name = data.name.strip()
     if not name:
         errors["name"] = ["The profile name is required."]
-    elif db.session.execute(select(CertificateProfile.id).where(func.lower(CertificateProfile.name) == name.lower(), CertificateProfile.id != (profile_id or 0))).first():
+    elif db.session.execute(
+        select(CertificateProfile.id).where(
+            func.lower(CertificateProfile.name) == name.lower(),
+            CertificateProfile.id != (profile_id or 0),
+        )
+    ).first():
         errors["name"] = [f"A profile named '{name}' already exists."]
     ca = db.session.get(CertificateAuthority, data.ca_id)
     if ca is None:
@@ -73,7 +101,9 @@ def _clean(data: ProfileData, profile_id: int | None) -> dict[str, object]:
         limit = max_tls_validity_days(utcnow())
         too_long = [t for t in data.terms if t > limit]
         if too_long:
-            errors["terms"] = [f"{', '.join(map(str, too_long))} days exceeds the CA/Browser Forum maximum for TLS certificates issued now ({limit} days)."]
+            errors["terms"] = [
+                f"{', '.join(map(str, too_long))} days exceeds the CA/Browser Forum maximum for TLS certificates issued now ({limit} days)."
+            ]
     if not data.key_types:
         errors["key_types"] = ["Allow at least one key type."]
     else:
@@ -85,14 +115,25 @@ def _clean(data: ProfileData, profile_id: int | None) -> dict[str, object]:
     if data.lint_mode == LintMode.SAMPLE and not 1 <= data.lint_sample_n <= 100000:
         errors["lint_sample_n"] = ["Lint one in N: N between 1 and 100000."]
     if data.include_client_auth and data.cert_type != CertType.SSL:
-        errors["include_client_auth"] = ["clientAuth as an extra usage applies to SSL profiles only."]
+        errors["include_client_auth"] = [
+            "clientAuth as an extra usage applies to SSL profiles only."
+        ]
     if errors:
         raise ValidationFailed(errors)
     return {
-        "name": name, "description": data.description.strip(), "cert_type": data.cert_type, "ca_id": data.ca_id,
-        "terms": list(data.terms), "key_types": list(data.key_types), "requires_approval": data.requires_approval,
-        "four_eyes": data.four_eyes, "allow_key_reuse": data.allow_key_reuse, "include_client_auth": data.include_client_auth,
-        "lint_mode": data.lint_mode, "lint_sample_n": data.lint_sample_n, "active": data.active,
+        "name": name,
+        "description": data.description.strip(),
+        "cert_type": data.cert_type,
+        "ca_id": data.ca_id,
+        "terms": list(data.terms),
+        "key_types": list(data.key_types),
+        "requires_approval": data.requires_approval,
+        "four_eyes": data.four_eyes,
+        "allow_key_reuse": data.allow_key_reuse,
+        "include_client_auth": data.include_client_auth,
+        "lint_mode": data.lint_mode,
+        "lint_sample_n": data.lint_sample_n,
+        "active": data.active,
     }
 
 
@@ -102,7 +143,14 @@ def create_profile(*, actor: Admin | None, data: ProfileData) -> CertificateProf
     profile = CertificateProfile(**_clean(data, None))
     db.session.add(profile)
     db.session.flush()
-    audit.record(action="profile.create", actor=actor, object_type="CertificateProfile", object_id=profile.id, label=profile.name, after=audit.snapshot(profile, PROFILE_FIELDS))
+    audit.record(
+        action="profile.create",
+        actor=actor,
+        object_type="CertificateProfile",
+        object_id=profile.id,
+        label=profile.name,
+        after=audit.snapshot(profile, PROFILE_FIELDS),
+    )
     return profile
 
 
@@ -118,7 +166,15 @@ def update_profile(*, actor: Admin, profile_id: int, data: ProfileData) -> Certi
         # Any change restarts sampling: the next certificate is linted.
         profile.changed_at = utcnow()
         profile.issued_since_change = 0
-        audit.record(action="profile.update", actor=actor, object_type="CertificateProfile", object_id=profile.id, label=profile.name, before=old, after=new)
+        audit.record(
+            action="profile.update",
+            actor=actor,
+            object_type="CertificateProfile",
+            object_id=profile.id,
+            label=profile.name,
+            before=old,
+            after=new,
+        )
     return profile
 
 
@@ -126,10 +182,23 @@ def delete_profile(*, actor: Admin, profile_id: int) -> None:
     if not actor.is_master:
         raise Forbidden("Only an MRAO can manage certificate profiles.")
     profile = get_profile(profile_id)
-    used = db.session.execute(select(func.count()).select_from(CertificateRequest).where(CertificateRequest.profile_id == profile.id)).scalar_one()
+    used = db.session.execute(
+        select(func.count())
+        .select_from(CertificateRequest)
+        .where(CertificateRequest.profile_id == profile.id)
+    ).scalar_one()
     if used:
-        raise DomainError(f"The profile '{profile.name}' has {used} requests; deactivate it instead of deleting it.")
-    audit.record(action="profile.delete", actor=actor, object_type="CertificateProfile", object_id=profile.id, label=profile.name, before=audit.snapshot(profile, PROFILE_FIELDS))
+        raise DomainError(
+            f"The profile '{profile.name}' has {used} requests; deactivate it instead of deleting it."
+        )
+    audit.record(
+        action="profile.delete",
+        actor=actor,
+        object_type="CertificateProfile",
+        object_id=profile.id,
+        label=profile.name,
+        before=audit.snapshot(profile, PROFILE_FIELDS),
+    )
     db.session.delete(profile)
 
 
@@ -141,4 +210,13 @@ def get_profile(profile_id: int) -> CertificateProfile:
 
 
 def pending_requests(profile: CertificateProfile) -> int:
-    return int(db.session.execute(select(func.count()).select_from(CertificateRequest).where(CertificateRequest.profile_id == profile.id, CertificateRequest.status == RequestStatus.REQUESTED)).scalar_one())
+    return int(
+        db.session.execute(
+            select(func.count())
+            .select_from(CertificateRequest)
+            .where(
+                CertificateRequest.profile_id == profile.id,
+                CertificateRequest.status == RequestStatus.REQUESTED,
+            )
+        ).scalar_one()
+    )

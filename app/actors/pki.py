@@ -1,0 +1,66 @@
+"""PKI actors: issuance batches, CRL refresh, expiry and auto-renew sweeps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+
+from app.broker import broker  # noqa: F401  (declares actors on the configured broker)
+from app.extensions import db
+from app.models import Job
+from app.services import issuance, jobs, renewal, revocation
+
+
+def _issue(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
+    ids = [int(i) for i in job.payload.get("request_ids", [])]
+    try:
+        result = issuance.issue_requests(ids)
+    except issuance.IssuanceRaced as exc:
+        db.session.rollback()
+        return {"message": f"nothing stored: {exc}"}
+    return {
+        "message": result.summary(),
+        "issued": result.issued,
+        "failed": result.failed,
+        "skipped": result.skipped,
+    }
+
+
+@dramatiq.actor(queue_name="issuance", max_retries=0, time_limit=600_000)
+def issue_certificates(job_id: int) -> None:
+    jobs.execute(job_id, _issue)
+
+
+def _crl_refresh(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
+    published = revocation.refresh_crls()
+    return {"message": f"{len(published)} CRLs re-published", "cas": published}
+
+
+@dramatiq.actor(queue_name="default", max_retries=0, time_limit=600_000)
+def refresh_crls(job_id: int) -> None:
+    jobs.execute(job_id, _crl_refresh)
+
+
+def _lifecycle(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
+    expired = revocation.expire_sweep()
+    renewed = renewal.auto_renew_sweep()
+    return {
+        "message": f"{expired} certificates expired, {len(renewed)} auto-renewals requested",
+        "renewal_requests": renewed,
+    }
+
+
+@dramatiq.actor(queue_name="default", max_retries=0, time_limit=1_800_000)
+def certificate_lifecycle(job_id: int) -> None:
+    jobs.execute(job_id, _lifecycle)
+
+
+jobs.register_kind("issue_certificates", "Issue approved certificates", issue_certificates)
+jobs.register_kind("crl_refresh", "Re-publish CRLs before they expire", refresh_crls, every=3600)
+jobs.register_kind(
+    "certificate_lifecycle",
+    "Expire certificates and request auto-renewals",
+    certificate_lifecycle,
+    every=3600,
+)

@@ -1,0 +1,249 @@
+"""The SSL lifecycle through the services and a real worker, judged by openssl and ssl."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import threading
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import (
+    AuditEvent,
+    Certificate,
+    CertificateRequest,
+    CertStatus,
+    OutboxMessage,
+    RequestMode,
+    RequestStatus,
+    Role,
+    SerialNumber,
+)
+from app.services import enrollment, revocation
+from app.services.errors import Conflict, DomainError, Forbidden
+from tests.conftest import drain
+from tests.factories import make_admin, make_csr, make_dept, make_domain, make_org, make_pki
+
+
+@pytest.fixture
+def world(app):
+    mrao = make_admin("mrao")
+    org = make_org("Acme", city="Berlin", state="Berlin")
+    dept = make_dept(org, "Web")
+    make_domain("acme.example", by=mrao, org=org)
+    root, issuing, profile = make_pki()
+    return {
+        "mrao": mrao,
+        "org": org,
+        "dept": dept,
+        "root": root,
+        "issuing": issuing,
+        "profile": profile,
+    }
+
+
+def request(world, *, csr=None, cn="www.acme.example", sans=(), term=90, **extra):
+    if csr is None:
+        csr, _ = make_csr(cn, *sans)
+    data = enrollment.RequestData(
+        organization_id=world["org"].id,
+        profile_id=world["profile"].id,
+        term_days=term,
+        mode=RequestMode.CSR,
+        csr=csr,
+        eula_accepted=True,
+        **extra,
+    )
+    req = enrollment.submit_request(actor=world["mrao"], data=data)
+    db.session.commit()
+    return req
+
+
+def issue(world, stub_worker, **kw):
+    req = request(world, **kw)
+    enrollment.approve(actor=world["mrao"], request_ids=[req.id], message="ok")
+    drain(stub_worker)
+    db.session.refresh(req)
+    assert req.status == RequestStatus.ISSUED, req.failure_reason
+    return req, req.certificate
+
+
+def pem(der: bytes) -> bytes:
+    return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
+
+
+def test_request_approve_issue_and_openssl_verifies(world, stub_worker, tmp_path):
+    req, cert = issue(world, stub_worker, sans=("api.acme.example",))
+    assert cert.status == CertStatus.ISSUED and cert.common_name == "www.acme.example"
+    assert set(cert.sans) == {"www.acme.example", "api.acme.example"}
+    (tmp_path / "root.pem").write_bytes(pem(world["root"].cert_der))
+    (tmp_path / "issuing.pem").write_bytes(pem(world["issuing"].cert_der))
+    (tmp_path / "leaf.pem").write_bytes(pem(cert.der))
+    out = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            tmp_path / "root.pem",
+            "-untrusted",
+            tmp_path / "issuing.pem",
+            tmp_path / "leaf.pem",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0 and ": OK" in out.stdout, out.stdout + out.stderr
+    parsed = x509.load_der_x509_certificate(cert.der)
+    assert parsed.subject.rfc4514_string() == "CN=www.acme.example,O=Acme,L=Berlin,ST=Berlin,C=DE"
+    assert (
+        db.session.execute(
+            select(func.count())
+            .select_from(SerialNumber)
+            .where(SerialNumber.serial_hex == cert.serial_hex)
+        ).scalar_one()
+        == 1
+    )
+    mail = db.session.execute(
+        select(OutboxMessage).where(OutboxMessage.category == "issuance")
+    ).scalar_one()
+    assert "mrao@example.com" in mail.to and f"/collect/{cert.id}/" in mail.body
+    actions = list(db.session.execute(select(AuditEvent.action)).scalars())
+    assert {"request.create", "request.approve", "certificate.issue"} <= set(actions)
+
+
+def test_tls_handshake_with_an_issued_certificate(world, stub_worker, tmp_path):
+    csr, key = make_csr("www.acme.example")
+    _, cert = issue(world, stub_worker, csr=csr)
+    from app.pki import keys
+
+    (tmp_path / "chain.pem").write_bytes(pem(cert.der) + pem(world["issuing"].cert_der))
+    (tmp_path / "key.pem").write_bytes(keys.private_key_to_pem(key))
+    (tmp_path / "root.pem").write_bytes(pem(world["root"].cert_der))
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(tmp_path / "chain.pem", tmp_path / "key.pem")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def serve():
+            conn, _ = listener.accept()
+            with server_ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.sendall(b"hello")
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        client_ctx = ssl.create_default_context(cafile=tmp_path / "root.pem")
+        with (
+            socket.create_connection(("127.0.0.1", port)) as raw,
+            client_ctx.wrap_socket(raw, server_hostname="www.acme.example") as tls,
+        ):
+            assert tls.recv(5) == b"hello"
+        thread.join(5)
+
+
+def test_names_outside_delegated_domains_are_refused(world):
+    with pytest.raises(
+        DomainError,
+        match=r"The name www.other.example is not inside an active domain delegated to Acme",
+    ):
+        request(world, cn="www.other.example")
+    with pytest.raises(DomainError, match=r"wildcard name \*.acme.example needs a wildcard domain"):
+        request(world, cn="*.acme.example")
+    with pytest.raises(
+        DomainError, match="The IP address 10.1.2.3 is not inside a network delegated"
+    ):
+        request(world, sans=("10.1.2.3",))
+    db.session.rollback()
+    assert (
+        db.session.execute(select(func.count()).select_from(CertificateRequest)).scalar_one() == 0
+    )
+
+
+def test_weak_key_term_and_csr_errors(world):
+    weak, _ = make_csr(
+        "www.acme.example",
+        key=__import__(
+            "cryptography.hazmat.primitives.asymmetric.rsa", fromlist=["x"]
+        ).generate_private_key(65537, 1024),
+    )
+    with pytest.raises(DomainError, match="RSA-1024"):
+        request(world, csr=weak)
+    with pytest.raises(DomainError, match="A term of 365 days is not allowed by the profile"):
+        request(world, term=365)
+    with pytest.raises(DomainError, match="The CSR is not usable"):
+        request(
+            world,
+            csr=b"-----BEGIN CERTIFICATE REQUEST-----\nnot base64\n-----END CERTIFICATE REQUEST-----\n",
+        )
+    with pytest.raises(DomainError, match="limit is 32 KB"):
+        request(world, csr=b"A" * 40000)
+    with pytest.raises(DomainError, match="Accept the subscriber agreement"):
+        enrollment.submit_request(
+            actor=world["mrao"],
+            data=enrollment.RequestData(
+                organization_id=world["org"].id,
+                profile_id=world["profile"].id,
+                term_days=90,
+                mode=RequestMode.CSR,
+                csr=make_csr("www.acme.example")[0],
+            ),
+        )
+
+
+def test_double_approval_issues_one_certificate(world, stub_worker):
+    req = request(world)
+    other = make_admin("mrao2")
+    enrollment.approve(actor=world["mrao"], request_ids=[req.id])
+    db.session.commit()
+    with pytest.raises(Conflict):
+        enrollment.approve(actor=other, request_ids=[req.id])
+    db.session.rollback()
+    drain(stub_worker)
+    # A retried issuance message for the same request stores nothing new.
+    enrollment.queue_issuance([req.id])
+    drain(stub_worker)
+    assert db.session.execute(select(func.count()).select_from(Certificate)).scalar_one() == 1
+
+
+def test_four_eyes_and_scope_of_approver(world):
+    world["profile"].four_eyes = True
+    db.session.commit()
+    req = request(world)
+    with pytest.raises(Forbidden, match="requires four eyes"):
+        enrollment.approve(actor=world["mrao"], request_ids=[req.id])
+    db.session.rollback()
+    other_org = make_org("Other", city="Paris")
+    outsider = make_admin("outsider", Role.RAO, org=other_org)
+    with pytest.raises(DomainError, match="No such certificate request"):
+        enrollment.approve(actor=outsider, request_ids=[req.id])
+
+
+def test_revocation_updates_crl_and_ocsp(world, stub_worker, tmp_path):
+    _, cert = issue(world, stub_worker)
+    revocation.revoke(actor=world["mrao"], certificate_ids=[cert.id], reason="keyCompromise")
+    db.session.commit()
+    db.session.refresh(world["issuing"])
+    crl = x509.load_der_x509_crl(world["issuing"].crl_der)
+    entry = crl.get_revoked_certificate_by_serial_number(int(cert.serial_hex, 16))
+    assert entry is not None
+    assert (
+        entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+        == x509.ReasonFlags.key_compromise
+    )
+    (tmp_path / "crl.der").write_bytes(world["issuing"].crl_der)
+    out = subprocess.run(
+        ["openssl", "crl", "-inform", "DER", "-in", tmp_path / "crl.der", "-noout", "-text"],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        out.returncode == 0
+        and cert.serial_hex.upper() in out.stdout.upper().replace(":", "")
+        and "Key Compromise" in out.stdout
+    )
+    with pytest.raises(Conflict, match="already Revoked"):
+        revocation.revoke(actor=world["mrao"], certificate_ids=[cert.id], reason="superseded")
