@@ -7,21 +7,27 @@ from flask_admin import Admin as Console
 from flask_admin.theme import Bootstrap4Theme
 
 from app.admin.admins import AdminView
+from app.admin.certificates import CertificateView, RequestView
 from app.admin.dashboard import DashboardView, PendingTabView
 from app.admin.domains import DelegationView, DomainView
 from app.admin.orgs import DepartmentView, OrganizationView
-from app.admin.system import AboutView, AuditView, JobView, OutboxView, ProfileView
+from app.admin.pki import CaView, ProfileView
+from app.admin.system import AboutView, AuditView, JobView, OutboxView, ProfileView as MyProfileView
 from app.models import (
     Admin,
     AuditEvent,
+    CertificateAuthority,
+    CertificateProfile,
+    CertType,
     Delegation,
     Department,
     Domain,
     Job,
     Organization,
     OutboxMessage,
-    Role,
 )
+
+CERT_TYPES = (CertType.SSL, CertType.CLIENT, CertType.DEVICE, CertType.CODE_SIGNING)
 
 
 def init_console(app: Flask) -> Console:
@@ -31,19 +37,24 @@ def init_console(app: Flask) -> Console:
         theme=Bootstrap4Theme(base_template="admin/cw_base.html", fluid=True),
         index_view=DashboardView(name="Dashboard", url="/admin"),
     )
-    console.add_view(
-        PendingTabView(
-            name="Certificates",
-            endpoint="certificates",
-            summary="The certificate inventory: SSL, Client, Device and Code Signing certificates, issued by the private CA, discovered on the network or imported.",
-            parts=[
-                ("SSL certificates", False),
-                ("Client certificates", False),
-                ("Device certificates", False),
-                ("Code Signing certificates", False),
-            ],
+    for cert_type in CERT_TYPES:
+        label, key = cert_type.label, cert_type.value
+        console.add_view(
+            CertificateView(
+                cert_type,
+                name=f"{label} Certificates",
+                category="Certificates",
+                endpoint=f"{key}_certs",
+            )
         )
-    )
+        console.add_view(
+            RequestView(
+                cert_type,
+                name=f"{label} Requests",
+                category="Certificates",
+                endpoint=f"{key}_requests",
+            )
+        )
     console.add_view(
         PendingTabView(
             name="Discovery",
@@ -56,27 +67,41 @@ def init_console(app: Flask) -> Console:
         AuditView(AuditEvent, name="Account Activity", category="Reports", endpoint="audit")
     )
     console.add_view(AdminView(Admin, name="Admins", endpoint="admins"))
-    console.add_view(
-        OrganizationView(
-            Organization, name="Organizations", category="Settings", endpoint="organization"
-        )
+    settings = (
+        (
+            OrganizationView(
+                Organization, name="Organizations", category="Settings", endpoint="organization"
+            )
+        ),
+        (
+            DepartmentView(
+                Department, name="Departments", category="Settings", endpoint="department"
+            )
+        ),
+        (DomainView(Domain, name="Domains", category="Settings", endpoint="domain")),
+        (
+            DelegationView(
+                Delegation, name="Domain Delegations", category="Settings", endpoint="delegation"
+            )
+        ),
+        (CaView(CertificateAuthority, name="Private CAs", category="Settings", endpoint="cas")),
+        (
+            ProfileView(
+                CertificateProfile,
+                name="Certificate Profiles",
+                category="Settings",
+                endpoint="profiles",
+            )
+        ),
     )
-    console.add_view(
-        DepartmentView(Department, name="Departments", category="Settings", endpoint="department")
-    )
-    console.add_view(DomainView(Domain, name="Domains", category="Settings", endpoint="domain"))
-    console.add_view(
-        DelegationView(
-            Delegation, name="Domain Delegations", category="Settings", endpoint="delegation"
-        )
-    )
+    for view in settings:
+        console.add_view(view)
     console.add_view(AboutView(name="About Certwright", category="About", endpoint="about"))
     console.add_view(JobView(Job, name="Background Jobs", category="About", endpoint="jobs"))
     console.add_view(
         OutboxView(OutboxMessage, name="Mail Outbox", category="About", endpoint="outbox")
     )
-    profile = ProfileView(name="My Profile", endpoint="profile")
+    profile = MyProfileView(name="My Profile", endpoint="profile")
     profile.is_visible = lambda: False  # type: ignore[method-assign]  # reached from the user menu
     console.add_view(profile)
-    _ = Role  # roles per view are declared on the view classes
     return console

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 
 from cryptography import x509
 from sqlalchemy.sql import ColumnElement
@@ -103,6 +104,21 @@ def pkcs12(*, actor: Admin, certificate_id: int, password: str) -> formats.Downl
         department_id=cert.department_id,
     )
     return result
+
+
+# Discovery registers how many endpoints present a certificate (install state).
+_INSTALL_PROBES: list[Callable[[Certificate], int]] = []
+
+
+def register_install_probe(probe: Callable[[Certificate], int]) -> None:
+    _INSTALL_PROBES.append(probe)
+
+
+def install_state(cert: Certificate) -> str:
+    if not _INSTALL_PROBES:
+        return "Unknown"
+    seen = sum(probe(cert) for probe in _INSTALL_PROBES)
+    return f"Installed ({seen} endpoint{'s' if seen != 1 else ''})" if seen else "Not found on the network"
 
 
 orgs.register_reference("certificates", Certificate, "organization_id", "department_id")
