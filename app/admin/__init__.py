@@ -12,7 +12,8 @@ from app.admin.dashboard import DashboardView, PendingTabView
 from app.admin.domains import DelegationView, DomainView
 from app.admin.orgs import DepartmentView, OrganizationView
 from app.admin.pki import CaView, ProfileView
-from app.admin.system import AboutView, AuditView, JobView, OutboxView, ProfileView as MyProfileView
+from app.admin.system import AboutView, AuditView, JobView, OutboxView
+from app.admin.system import ProfileView as MyProfileView
 from app.models import (
     Admin,
     AuditEvent,

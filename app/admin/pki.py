@@ -11,7 +11,14 @@ from sqlalchemy import select
 from wtforms import BooleanField, HiddenField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
-from app.admin.base import AdminForm, SecureModelView, actor, apply_errors, current_scope, select_choices
+from app.admin.base import (
+    AdminForm,
+    SecureModelView,
+    actor,
+    apply_errors,
+    current_scope,
+    select_choices,
+)
 from app.admin.domains import MultiCheckboxField
 from app.admin.orgs import COUNTRIES
 from app.extensions import db
@@ -24,15 +31,31 @@ from app.services.errors import DomainError
 from app.services.scope import Scope
 
 KEY_TYPE_CHOICES = [(k, k.replace("EC-", "ECDSA ")) for k in keys.KEY_TYPES]
-HASH_CHOICES = [("", "Default (the parent's, or by key type)"), ("SHA-256", "SHA-256"), ("SHA-384", "SHA-384"), ("SHA-512", "SHA-512"), ("SHA-1", "SHA-1 (legacy, not accepted for signing)")]
+HASH_CHOICES = [
+    ("", "Default (the parent's, or by key type)"),
+    ("SHA-256", "SHA-256"),
+    ("SHA-384", "SHA-384"),
+    ("SHA-512", "SHA-512"),
+    ("SHA-1", "SHA-1 (legacy, not accepted for signing)"),
+]
 
 
 class CaForm(AdminForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=128)])
-    parent_id = SelectField("Parent issuer", coerce=str, description="None makes a self-issued root CA.")
-    key_type = SelectField("Template (key type)", choices=select_choices(KEY_TYPE_CHOICES), description="Sets the lifetime: root 20 years; issuing CA 5 years for RSA-2048, 10 otherwise.")
+    parent_id = SelectField(
+        "Parent issuer", coerce=str, description="None makes a self-issued root CA."
+    )
+    key_type = SelectField(
+        "Template (key type)",
+        choices=select_choices(KEY_TYPE_CHOICES),
+        description="Sets the lifetime: root 20 years; issuing CA 5 years for RSA-2048, 10 otherwise.",
+    )
     signature_hash = SelectField("Signature hash", choices=select_choices(HASH_CHOICES))
-    customer_name = StringField("Customer name", validators=[DataRequired(), Length(max=53)], description="Used as O, and as CN with ' Root CA' / ' Issuing CA' appended.")
+    customer_name = StringField(
+        "Customer name",
+        validators=[DataRequired(), Length(max=128)],
+        description="Used as O, and as CN with ' Root CA' / ' Issuing CA' appended.",
+    )
     locality = StringField("City", validators=[Length(max=128)])
     state = StringField("State / province", validators=[Length(max=128)])
     country = SelectField("Country", choices=select_choices(COUNTRIES))
@@ -46,16 +69,53 @@ def _ca_status(view: Any, context: Any, model: CertificateAuthority, name: str) 
 
 def _ca_downloads(view: Any, context: Any, model: CertificateAuthority, name: str) -> Markup:
     return Markup('<a href="{}">.cer</a> · <a href="{}">.pem</a> · <a href="{}">CRL</a>').format(
-        url_for("pki.ca_certificate", ca_id=model.id), url_for("pki.ca_certificate_pem", ca_id=model.id), url_for("pki.crl", ca_id=model.id)
+        url_for("pki.ca_certificate", ca_id=model.id),
+        url_for("pki.ca_certificate_pem", ca_id=model.id),
+        url_for("pki.crl", ca_id=model.id),
     )
 
 
 class CaView(SecureModelView):
+    form = CaForm
     can_edit = False
     can_delete = False
-    column_list = ("name", "kind_label", "parent", "key_type", "signature_hash", "subject_dn", "not_after", "status", "crl_next_update", "downloads")
-    column_labels = {"kind_label": "Kind", "subject_dn": "Subject", "not_after": "Valid to", "crl_next_update": "CRL next update", "signature_hash": "Hash"}
-    column_details_list = ("name", "kind_label", "parent", "key_type", "signature_hash", "subject_dn", "serial_hex", "fingerprint", "not_before", "not_after", "status", "crl_number", "crl_this_update", "crl_next_update", "created_at", "downloads")
+    column_list = (
+        "name",
+        "kind_label",
+        "parent",
+        "key_type",
+        "signature_hash",
+        "subject_dn",
+        "not_after",
+        "status",
+        "crl_next_update",
+        "downloads",
+    )
+    column_labels = {
+        "kind_label": "Kind",
+        "subject_dn": "Subject",
+        "not_after": "Valid to",
+        "crl_next_update": "CRL next update",
+        "signature_hash": "Hash",
+    }
+    column_details_list = (
+        "name",
+        "kind_label",
+        "parent",
+        "key_type",
+        "signature_hash",
+        "subject_dn",
+        "serial_hex",
+        "fingerprint",
+        "not_before",
+        "not_after",
+        "status",
+        "crl_number",
+        "crl_this_update",
+        "crl_next_update",
+        "created_at",
+        "downloads",
+    )
     column_formatters = {"status": _ca_status, "downloads": _ca_downloads}
     column_sortable_list = ("name", "not_after", "key_type")
     column_default_sort = "id"
@@ -69,8 +129,14 @@ class CaView(SecureModelView):
         return current_scope().is_master
 
     def prepare_form(self, form: Any, obj: Any = None) -> Any:
-        parents = db.session.execute(select(CertificateAuthority).where(CertificateAuthority.status == CaStatus.ACTIVE).order_by(CertificateAuthority.name)).scalars()
-        form.parent_id.choices = select_choices([("", "None (root CA)"), *((str(c.id), f"{c.name} ({c.kind_label})") for c in parents)])
+        parents = db.session.execute(
+            select(CertificateAuthority)
+            .where(CertificateAuthority.status == CaStatus.ACTIVE)
+            .order_by(CertificateAuthority.name)
+        ).scalars()
+        form.parent_id.choices = select_choices(
+            [("", "None (root CA)"), *((str(c.id), f"{c.name} ({c.kind_label})") for c in parents)]
+        )
         return form
 
     @expose("/new/", methods=("GET", "POST"))
@@ -81,9 +147,14 @@ class CaView(SecureModelView):
         form = self.create_form()
         if request.method == "POST" and form.validate():
             spec = ca_service.CaSpec(
-                name=form.name.data or "", key_type=form.key_type.data, customer_name=form.customer_name.data or "",
-                parent_id=int(form.parent_id.data) if form.parent_id.data else None, signature_hash=form.signature_hash.data or None,
-                locality=form.locality.data or "", state=form.state.data or "", country=form.country.data or "",
+                name=form.name.data or "",
+                key_type=form.key_type.data,
+                customer_name=form.customer_name.data or "",
+                parent_id=int(form.parent_id.data) if form.parent_id.data else None,
+                signature_hash=form.signature_hash.data or None,
+                locality=form.locality.data or "",
+                state=form.state.data or "",
+                country=form.country.data or "",
             )
             if form.confirmed.data != "yes":
                 try:
@@ -112,14 +183,26 @@ def _preview(spec: ca_service.CaSpec) -> dict[str, str]:
     parent = db.session.get(CertificateAuthority, spec.parent_id) if spec.parent_id else None
     key_type = keys.parse_key_type(spec.key_type)
     years = default_ca_lifetime_years(key_type, is_root=parent is None)
-    chosen = spec.signature_hash or (parent.signature_hash if parent else default_signature_hash(key_type).value)
+    chosen = spec.signature_hash or (
+        parent.signature_hash if parent else default_signature_hash(key_type).value
+    )
     suffix = "Root CA" if parent is None else "Issuing CA"
     subject = f"CN={spec.customer_name} {suffix}, O={spec.customer_name}"
     for label, value in (("L", spec.locality), ("ST", spec.state), ("C", spec.country)):
         if value:
             subject += f", {label}={value}"
-    lifetime = f"{years} years" + (f" (cut to the parent's expiry, {parent.not_after:%Y-%m-%d}, if sooner)" if parent else "")
-    return {"Name": spec.name, "Kind": suffix, "Parent": parent.name if parent else "none (self-issued)", "Key": spec.key_type, "Signature hash": chosen, "Subject": subject, "Lifetime": lifetime}
+    lifetime = f"{years} years" + (
+        f" (cut to the parent's expiry, {parent.not_after:%Y-%m-%d}, if sooner)" if parent else ""
+    )
+    return {
+        "Name": spec.name,
+        "Kind": suffix,
+        "Parent": parent.name if parent else "none (self-issued)",
+        "Key": spec.key_type,
+        "Signature hash": chosen,
+        "Subject": subject,
+        "Lifetime": lifetime,
+    }
 
 
 class ProfileForm(AdminForm):
@@ -127,32 +210,74 @@ class ProfileForm(AdminForm):
     description = TextAreaField("Description", validators=[Length(max=2000)])
     cert_type = SelectField("Type", choices=select_choices((t.value, t.label) for t in CertType))
     ca_id = SelectField("Enrolling backend (issuing CA)", coerce=int)
-    terms = StringField("Allowed terms (days)", validators=[DataRequired()], description="Comma separated, e.g. 90, 199")
+    terms = StringField(
+        "Allowed terms (days)",
+        validators=[DataRequired()],
+        description="Comma separated, e.g. 90, 199",
+    )
     key_types = MultiCheckboxField("Allowed key types", choices=select_choices(KEY_TYPE_CHOICES))
     requires_approval = BooleanField("Requests need approval", default=True)
     four_eyes = BooleanField("Four eyes (the requester cannot approve)")
     allow_key_reuse = BooleanField("Renewals may reuse the key", default=True)
     include_client_auth = BooleanField("SSL: add clientAuth to the extended key usage")
-    lint_mode = SelectField("Lint before signing", choices=select_choices([(LintMode.EVERY.value, "Every certificate"), (LintMode.SAMPLE.value, "The first after a change, then one in N")]))
-    lint_sample_n = IntegerField("N (sampling)", default=100, validators=[Optional(), NumberRange(min=1, max=100000)])
+    lint_mode = SelectField(
+        "Lint before signing",
+        choices=select_choices(
+            [
+                (LintMode.EVERY.value, "Every certificate"),
+                (LintMode.SAMPLE.value, "The first after a change, then one in N"),
+            ]
+        ),
+    )
+    lint_sample_n = IntegerField(
+        "N (sampling)", default=100, validators=[Optional(), NumberRange(min=1, max=100000)]
+    )
     active = BooleanField("Active", default=True)
 
 
 def _profile_data(form: Any) -> profiles.ProfileData:
     return profiles.ProfileData(
-        name=form.name.data or "", description=form.description.data or "", cert_type=CertType(form.cert_type.data),
-        ca_id=form.ca_id.data or 0, terms=profiles.parse_terms(form.terms.data or ""), key_types=tuple(form.key_types.data or ()),
-        requires_approval=form.requires_approval.data, four_eyes=form.four_eyes.data, allow_key_reuse=form.allow_key_reuse.data,
-        include_client_auth=form.include_client_auth.data, lint_mode=LintMode(form.lint_mode.data), lint_sample_n=form.lint_sample_n.data or 100,
+        name=form.name.data or "",
+        description=form.description.data or "",
+        cert_type=CertType(form.cert_type.data),
+        ca_id=form.ca_id.data or 0,
+        terms=profiles.parse_terms(form.terms.data or ""),
+        key_types=tuple(form.key_types.data or ()),
+        requires_approval=form.requires_approval.data,
+        four_eyes=form.four_eyes.data,
+        allow_key_reuse=form.allow_key_reuse.data,
+        include_client_auth=form.include_client_auth.data,
+        lint_mode=LintMode(form.lint_mode.data),
+        lint_sample_n=form.lint_sample_n.data or 100,
         active=form.active.data,
     )
 
 
 class ProfileView(SecureModelView):
     form = ProfileForm
-    column_list = ("name", "cert_type", "ca", "terms_label", "key_types", "requires_approval", "four_eyes", "lint_mode", "active")
-    column_labels = {"cert_type": "Type", "ca": "Issuing CA", "terms_label": "Terms", "key_types": "Key types", "requires_approval": "Approval", "lint_mode": "Lint"}
-    column_formatters = {"cert_type": lambda v, c, m, n: m.cert_type.label, "key_types": lambda v, c, m, n: ", ".join(m.key_types or [])}
+    column_list = (
+        "name",
+        "cert_type",
+        "ca",
+        "terms_label",
+        "key_types",
+        "requires_approval",
+        "four_eyes",
+        "lint_mode",
+        "active",
+    )
+    column_labels = {
+        "cert_type": "Type",
+        "ca": "Issuing CA",
+        "terms_label": "Terms",
+        "key_types": "Key types",
+        "requires_approval": "Approval",
+        "lint_mode": "Lint",
+    }
+    column_formatters = {
+        "cert_type": lambda v, c, m, n: m.cert_type.label,
+        "key_types": lambda v, c, m, n: ", ".join(m.key_types or []),
+    }
     column_default_sort = "name"
 
     def scope_clause(self, scope: Scope) -> Any:
@@ -166,7 +291,14 @@ class ProfileView(SecureModelView):
     can_delete = can_create
 
     def prepare_form(self, form: Any, obj: Any = None) -> Any:
-        cas = db.session.execute(select(CertificateAuthority).where(CertificateAuthority.status == CaStatus.ACTIVE, CertificateAuthority.parent_id.is_not(None)).order_by(CertificateAuthority.name)).scalars()
+        cas = db.session.execute(
+            select(CertificateAuthority)
+            .where(
+                CertificateAuthority.status == CaStatus.ACTIVE,
+                CertificateAuthority.parent_id.is_not(None),
+            )
+            .order_by(CertificateAuthority.name)
+        ).scalars()
         form.ca_id.choices = select_choices((c.id, c.name) for c in cas)
         if obj is not None and request.method == "GET":
             form.terms.data = ", ".join(str(t) for t in obj.terms)
@@ -184,12 +316,17 @@ class ProfileView(SecureModelView):
 
     def create_model(self, form: Any) -> Any:
         data = self._data(form)
-        return data is not None and self.run_service(form, lambda: profiles.create_profile(actor=actor(), data=data))
+        return data is not None and self.run_service(
+            form, lambda: profiles.create_profile(actor=actor(), data=data)
+        )
 
     def update_model(self, form: Any, model: Any) -> Any:
         data = self._data(form)
-        return data is not None and self.run_service(form, lambda: profiles.update_profile(actor=actor(), profile_id=model.id, data=data))
+        return data is not None and self.run_service(
+            form, lambda: profiles.update_profile(actor=actor(), profile_id=model.id, data=data)
+        )
 
     def delete_model(self, model: Any) -> Any:
-        return self.run_service(None, lambda: profiles.delete_profile(actor=actor(), profile_id=model.id))
-
+        return self.run_service(
+            None, lambda: profiles.delete_profile(actor=actor(), profile_id=model.id)
+        )

@@ -118,7 +118,11 @@ def install_state(cert: Certificate) -> str:
     if not _INSTALL_PROBES:
         return "Unknown"
     seen = sum(probe(cert) for probe in _INSTALL_PROBES)
-    return f"Installed ({seen} endpoint{'s' if seen != 1 else ''})" if seen else "Not found on the network"
+    return (
+        f"Installed ({seen} endpoint{'s' if seen != 1 else ''})"
+        if seen
+        else "Not found on the network"
+    )
 
 
 orgs.register_reference("certificates", Certificate, "organization_id", "department_id")

@@ -11,10 +11,28 @@ import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import Admin, Certificate, CertType, Delegation, Department, Domain, Organization, RequestMode, Role
+from app.models import (
+    Admin,
+    Certificate,
+    CertType,
+    Delegation,
+    Department,
+    Domain,
+    Organization,
+    RequestMode,
+    Role,
+)
 from app.services import enrollment, issuance
 from tests.conftest import csrf_token, login
-from tests.factories import PASSWORD, make_admin, make_csr, make_dept, make_domain, make_org, make_pki
+from tests.factories import (
+    PASSWORD,
+    make_admin,
+    make_csr,
+    make_dept,
+    make_domain,
+    make_org,
+    make_pki,
+)
 
 BETA_MARKERS = ("Beta Corp", "beta.example", "beta-rao", "Secret", "www.beta.example")
 
@@ -37,7 +55,15 @@ def world(app):
     *_, profile = make_pki(requires_approval=False)
     certs = {}
     for org, dept, cn in ((alpha, ops, "www.ops.alpha.example"), (beta, None, "www.beta.example")):
-        data = enrollment.RequestData(organization_id=org.id, department_id=dept.id if dept else None, profile_id=profile.id, term_days=90, mode=RequestMode.CSR, csr=make_csr(cn)[0], eula_accepted=True)
+        data = enrollment.RequestData(
+            organization_id=org.id,
+            department_id=dept.id if dept else None,
+            profile_id=profile.id,
+            term_days=90,
+            mode=RequestMode.CSR,
+            csr=make_csr(cn)[0],
+            eula_accepted=True,
+        )
         certs[cn] = enrollment.submit_request(actor=mrao, data=data).id
     db.session.commit()
     issuance.issue_requests(list(certs.values()))
@@ -61,8 +87,12 @@ def world(app):
             select(Domain.id).where(Domain.name == "lab.alpha.example")
         ).scalar_one(),
         "beta_request": certs["www.beta.example"],
-        "beta_cert": db.session.execute(select(Certificate.id).where(Certificate.common_name == "www.beta.example")).scalar_one(),
-        "ops_cert": db.session.execute(select(Certificate.id).where(Certificate.common_name == "www.ops.alpha.example")).scalar_one(),
+        "beta_cert": db.session.execute(
+            select(Certificate.id).where(Certificate.common_name == "www.beta.example")
+        ).scalar_one(),
+        "ops_cert": db.session.execute(
+            select(Certificate.id).where(Certificate.common_name == "www.ops.alpha.example")
+        ).scalar_one(),
     }
 
 
@@ -82,7 +112,11 @@ LIST_PAGES = [
     "/admin/outbox/",
     "/admin/about/",
     "/admin/profile/",
-    "/admin/ssl_certs/", "/admin/ssl_requests/", "/admin/ssl_requests/new/", "/admin/cas/", "/admin/profiles/",
+    "/admin/ssl_certs/",
+    "/admin/ssl_requests/",
+    "/admin/ssl_requests/new/",
+    "/admin/cas/",
+    "/admin/profiles/",
     "/admin/discovery/",
     "/admin/department/new/",
     "/admin/domain/new/",
@@ -113,7 +147,13 @@ def test_mrao_sees_everything(client, world):
     as_(client, "mrao")
     seen = "".join(
         client.get(u).get_data(as_text=True)
-        for u in ["/admin/organization/", "/admin/domain/", "/admin/admins/", "/admin/department/", "/admin/ssl_certs/"]
+        for u in [
+            "/admin/organization/",
+            "/admin/domain/",
+            "/admin/admins/",
+            "/admin/department/",
+            "/admin/ssl_certs/",
+        ]
     )
     for marker in BETA_MARKERS:
         assert marker in seen
@@ -235,14 +275,24 @@ def test_certificates_and_requests_are_scoped(client, world, who):
     as_(client, who)
     listing = client.get("/admin/ssl_certs/").get_data(as_text=True)
     assert "www.ops.alpha.example" in listing and "www.beta.example" not in listing
-    for url in (f"/admin/ssl_certs/details/?id={world['beta_cert']}", f"/admin/ssl_certs/download/?id={world['beta_cert']}&format=x509",
-                f"/admin/ssl_requests/details/?id={world['beta_request']}", f"/admin/ssl_certs/revoke/?ids={world['beta_cert']}",
-                f"/admin/ssl_requests/decide/?id={world['beta_request']}"):
+    for url in (
+        f"/admin/ssl_certs/details/?id={world['beta_cert']}",
+        f"/admin/ssl_certs/download/?id={world['beta_cert']}&format=x509",
+        f"/admin/ssl_requests/details/?id={world['beta_request']}",
+        f"/admin/ssl_certs/revoke/?ids={world['beta_cert']}",
+        f"/admin/ssl_requests/decide/?id={world['beta_request']}",
+    ):
         resp = client.get(url, follow_redirects=True)
         assert b"www.beta.example" not in resp.data and b"BEGIN CERTIFICATE" not in resp.data, url
     token = csrf_token(client, "/admin/ssl_certs/")
-    client.post("/admin/ssl_certs/revoke/", data={"ids": str(world["beta_cert"]), "reason": "keyCompromise", "csrf_token": token})
-    client.post("/admin/ssl_certs/action/", data={"action": "revoke", "rowid": [str(world["beta_cert"])], "csrf_token": token})
+    client.post(
+        "/admin/ssl_certs/revoke/",
+        data={"ids": str(world["beta_cert"]), "reason": "keyCompromise", "csrf_token": token},
+    )
+    client.post(
+        "/admin/ssl_certs/action/",
+        data={"action": "revoke", "rowid": [str(world["beta_cert"])], "csrf_token": token},
+    )
     assert db.session.get(Certificate, world["beta_cert"]).status.value == "Issued"
 
 

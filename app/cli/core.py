@@ -1,4 +1,4 @@
-"""Command line (flask --app wsgi ...): bootstrap, admin, audit, jobs, scheduler."""
+"""Command line: bootstrap, admin, audit, jobs, scheduler."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import sys
 import time
 
 import click
-from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 
@@ -206,6 +205,4 @@ def scheduler_command() -> None:
     run_scheduler_forever(current_app._get_current_object())  # type: ignore[attr-defined]
 
 
-def register(app: Flask) -> None:
-    for command in (bootstrap_command, admin_cli, audit_cli, jobs_cli, scheduler_command):
-        app.cli.add_command(command)
+COMMANDS = (bootstrap_command, admin_cli, audit_cli, jobs_cli, scheduler_command)

@@ -1,0 +1,12 @@
+"""Command line (flask --app wsgi ...): one module per area, registered here."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from app.cli import core, pki
+
+
+def register(app: Flask) -> None:
+    for command in (*core.COMMANDS, *pki.COMMANDS):
+        app.cli.add_command(command)
