@@ -287,7 +287,6 @@ class ProfileView(SecureView):
 
     @expose("/dismiss-welcome/", methods=("POST",))
     def dismiss_welcome(self) -> Any:
-        me = actor()
-        me.welcome_dismissed = True
+        accounts.dismiss_welcome(admin=actor())
         db.session.commit()
         return redirect(request.form.get("next") or url_for("admin.index"))

@@ -364,3 +364,10 @@ def change_own_password(*, admin: Admin, current: str, new: str, keep_token: str
         object_id=admin.id,
         label=admin.login,
     )
+
+
+def dismiss_welcome(*, admin: Admin) -> None:
+    """The admin hid the welcome panel (a preference, audited like every change)."""
+    if not admin.welcome_dismissed:
+        admin.welcome_dismissed = True
+        audit.record(action="admin.preferences", actor=admin, object_type="Admin", object_id=admin.id, label=admin.login, before={"welcome_dismissed": False}, after={"welcome_dismissed": True})
