@@ -10,6 +10,16 @@ from app.models.certificates import (
     RequestMode,
     RequestStatus,
 )
+from app.models.discovery import (
+    HEALTH_FLAGS,
+    AssignmentRule,
+    DiscoveryTask,
+    Endpoint,
+    RunStatus,
+    ScanRun,
+    ScanShard,
+    TaskRule,
+)
 from app.models.jobs import Job, JobStatus, Schedule, WorkerHeartbeat
 from app.models.mail import MailStatus, OutboxMessage
 from app.models.org import CertType, Delegation, DelegationStatus, Department, Domain, Organization
@@ -23,6 +33,14 @@ from app.models.pki import (
 )
 
 __all__ = [
+    "HEALTH_FLAGS",
+    "AssignmentRule",
+    "DiscoveryTask",
+    "Endpoint",
+    "RunStatus",
+    "ScanRun",
+    "ScanShard",
+    "TaskRule",
     "Admin",
     "AdminScope",
     "AdminSession",

@@ -1,0 +1,187 @@
+"""Network discovery: tasks, assignment rules, scan runs and their shards, endpoints.
+
+An Endpoint is "where a certificate is deployed": one row per (task, ip, port, host name),
+pointing at the one inventory Certificate it presented (deduplicated by fingerprint).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.certificates import Certificate
+from app.models.org import Department, Organization
+from app.models.types import UTCDateTime, str_enum, utcnow
+
+
+class DiscoveryTask(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "discovery_tasks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    agent: Mapped[str] = mapped_column(String(32), default="Auto")
+    # What the admin typed, validated by app.scan.targets; re-parsed for every run.
+    ranges: Mapped[str] = mapped_column(Text)
+    ports: Mapped[str] = mapped_column(String(512), default="443")
+    host_overrides: Mapped[str] = mapped_column(Text, default="")
+    connect_timeout: Mapped[float] = mapped_column(Float, default=3.0)
+    handshake_timeout: Mapped[float] = mapped_column(Float, default=5.0)
+    concurrency: Mapped[int] = mapped_column(Integer, default=256)
+    # The app.scan.schedule dict ({"kind": "manual"} when unscheduled).
+    schedule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedules.id", ondelete="SET NULL"), nullable=True)
+    # Owner: an organization for an RAO's task; None for an account-wide (MRAO) task.
+    organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"), nullable=True, index=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("admins.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    organization: Mapped[Organization | None] = relationship()
+    rule_links: Mapped[list[TaskRule]] = relationship(back_populates="task", cascade="all, delete-orphan", order_by="TaskRule.position")
+
+    @property
+    def rules(self) -> list[AssignmentRule]:
+        return [link.rule for link in self.rule_links]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AssignmentRule(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "assignment_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    match_mode: Mapped[str] = mapped_column(String(8), default="all")  # all | any
+    conditions: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)  # [{field, operator, value}]
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), nullable=True, index=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("admins.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    organization: Mapped[Organization] = relationship()
+    department: Mapped[Department | None] = relationship()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TaskRule(db.Model):  # type: ignore[name-defined,misc]
+    """A rule attached to a task, in order (the first matching rule assigns)."""
+
+    __tablename__ = "task_rules"
+    __table_args__ = (UniqueConstraint("task_id", "rule_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("discovery_tasks.id", ondelete="CASCADE"), index=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("assignment_rules.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    task: Mapped[DiscoveryTask] = relationship(back_populates="rule_links")
+    rule: Mapped[AssignmentRule] = relationship()
+
+
+class RunStatus(enum.StrEnum):
+    RUNNING = "Running"
+    SUCCESSFUL = "Successful"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self is not RunStatus.RUNNING
+
+
+class ScanRun(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "scan_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("discovery_tasks.id", ondelete="CASCADE"), index=True)
+    status: Mapped[RunStatus] = mapped_column(str_enum(RunStatus, 16), default=RunStatus.RUNNING, index=True)
+    trigger: Mapped[str] = mapped_column(String(32), default="manual")
+    started_by_id: Mapped[int | None] = mapped_column(ForeignKey("admins.id", ondelete="SET NULL"), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    targets_total: Mapped[int] = mapped_column(Integer, default=0)
+    shards_total: Mapped[int] = mapped_column(Integer, default=0)
+    # Filled when the run ends (sums over shards, so a retried shard is counted once).
+    targets_done: Mapped[int] = mapped_column(Integer, default=0)
+    tls_endpoints: Mapped[int] = mapped_column(Integer, default=0)
+    certificates: Mapped[int] = mapped_column(Integer, default=0)
+    new_certificates: Mapped[int] = mapped_column(Integer, default=0)
+    assigned: Mapped[int] = mapped_column(Integer, default=0)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # outcomes by kind, summaries
+    message: Mapped[str] = mapped_column(Text, default="")
+
+    task: Mapped[DiscoveryTask] = relationship()
+
+
+class ScanShard(db.Model):  # type: ignore[name-defined,misc]
+    """One address block of a run, scanned by one dramatiq message (a Job)."""
+
+    __tablename__ = "scan_shards"
+    __table_args__ = (UniqueConstraint("run_id", "index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("scan_runs.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True, index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # app.scan.shards.Shard.to_dict()
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending running done failed cancelled
+    targets_total: Mapped[int] = mapped_column(Integer, default=0)
+    targets_done: Mapped[int] = mapped_column(Integer, default=0)
+    tls_endpoints: Mapped[int] = mapped_column(Integer, default=0)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+HEALTH_FLAGS = (
+    "self_signed_leaf", "incomplete_chain", "misordered_chain", "hostname_mismatch", "expired",
+    "not_yet_valid", "weak_key", "sha1_signature", "legacy_tls",
+)
+
+
+class Endpoint(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "endpoints"
+    __table_args__ = (
+        UniqueConstraint("task_id", "ip", "port", "host_name"),
+        Index("ix_endpoints_certificate_id", "certificate_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("discovery_tasks.id", ondelete="CASCADE"), index=True)
+    certificate_id: Mapped[int | None] = mapped_column(ForeignKey("certificates.id"), nullable=True)
+    ip: Mapped[str] = mapped_column(String(45))
+    port: Mapped[int] = mapped_column(Integer)
+    host_name: Mapped[str] = mapped_column(String(253), default="")
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    last_run_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    tls_version: Mapped[str] = mapped_column(String(16), default="")
+    cipher: Mapped[str] = mapped_column(String(128), default="")
+    chain: Mapped[list[str]] = mapped_column(JSON, default=list)  # SHA-256 fingerprints, leaf first
+    error: Mapped[str] = mapped_column(String(32), default="")  # ErrorKind or ''
+    error_detail: Mapped[str] = mapped_column(String(512), default="")
+    self_signed_leaf: Mapped[bool] = mapped_column(Boolean, default=False)
+    incomplete_chain: Mapped[bool] = mapped_column(Boolean, default=False)
+    misordered_chain: Mapped[bool] = mapped_column(Boolean, default=False)
+    hostname_mismatch: Mapped[bool] = mapped_column(Boolean, default=False)
+    expired: Mapped[bool] = mapped_column(Boolean, default=False)
+    not_yet_valid: Mapped[bool] = mapped_column(Boolean, default=False)
+    weak_key: Mapped[bool] = mapped_column(Boolean, default=False)
+    sha1_signature: Mapped[bool] = mapped_column(Boolean, default=False)
+    legacy_tls: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    task: Mapped[DiscoveryTask] = relationship()
+    certificate: Mapped[Certificate | None] = relationship()
+
+    @property
+    def flags(self) -> list[str]:
+        return [f for f in HEALTH_FLAGS if getattr(self, f)]
