@@ -64,6 +64,8 @@ class Kind:
     name: str
     label: str
     actor: Sender
+    # Called in the transaction that marks a job of this kind failed for good.
+    on_failure: Callable[[Job], None] | None = None
 
 
 KINDS: dict[str, Kind] = {}
@@ -74,9 +76,9 @@ RECURRENCES: dict[str, Callable[[dict[str, Any], datetime], datetime | None]] = 
 SYSTEM_SCHEDULES: dict[str, int] = {}
 
 
-def register_kind(name: str, label: str, actor: Sender, *, every: int | None = None) -> None:
+def register_kind(name: str, label: str, actor: Sender, *, every: int | None = None, on_failure: Callable[[Job], None] | None = None) -> None:
     """Make a job kind known; `every` (seconds) also makes it a recurring system job."""
-    KINDS[name] = Kind(name, label, actor)
+    KINDS[name] = Kind(name, label, actor, on_failure)
     if every:
         SYSTEM_SCHEDULES[name] = every
 
@@ -290,8 +292,15 @@ def _fail_or_retry(ctx: JobContext, reason: str) -> str:
     job.status = JobStatus.FAILED
     job.finished_at = utcnow()
     job.message = f"failed after {job.attempts} attempts: {reason}"[:2000]
+    _failed_for_good(job)
     db.session.commit()
     return "failed"
+
+
+def _failed_for_good(job: Job) -> None:
+    kind = KINDS.get(job.kind)
+    if kind is not None and kind.on_failure is not None:
+        kind.on_failure(job)
 
 
 def heartbeat(leases: dict[int, str]) -> None:
