@@ -210,9 +210,13 @@ class Console:
 
 
 @pytest.fixture
-def console(browser_context: Any, console_url: str, shots: Path) -> Iterator[Console]:
+def console(
+    browser_context: Any, console_url: str, shots: Path, request: pytest.FixtureRequest
+) -> Iterator[Console]:
     page = browser_context.new_page()
+    mine = shots / request.node.name
+    mine.mkdir(exist_ok=True)
     try:
-        yield Console(page=page, base=console_url, shots=shots)
+        yield Console(page=page, base=console_url, shots=mine)
     finally:
         page.close()

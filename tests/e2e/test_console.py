@@ -155,9 +155,17 @@ def test_foundation_story(console: Console) -> None:
     c.menu("Settings", "Organizations")
     page.click("a:has-text('Create')")
     page.fill("#name", ORG)
-    c.save()  # no country chosen
-    assert "is not an ISO 3166 two-letter country code" in c.field_errors("country")
+    c.save()  # no country chosen: the browser itself asks for one, nothing is sent
+    assert page.eval_on_selector("#country", "s => s.validationMessage") == (
+        "Please select an item in the list."
+    )
+    assert "/admin/organization/new/" in page.url and not c.flashes()
     c.shot("story-org-country-missing")
+    # A code that is not in the list (a hand-made request) is refused by the service.
+    page.eval_on_selector("#country", "s => s.add(new Option('Atlantis (XX)', 'XX'))")
+    choose(c, "country", "Atlantis (XX)")
+    c.save()
+    assert "'XX' is not an ISO 3166 two-letter country code" in c.field_errors("country")
     page.fill("#city", "Berlin")
     choose(c, "country", "Germany (DE)")
     c.save()
@@ -277,6 +285,12 @@ def test_foundation_story(console: Console) -> None:
     c.menu("Settings", "Domain Delegations")
     status = dict(zip(c.table_column("Domain"), c.table_column("Status"), strict=True))
     assert status["shop.globex.example"] == "Requested"
+    by = dict(zip(c.table_column("Domain"), c.table_column("Requested By"), strict=True))
+    assert by == {
+        "shop.globex.example": RAO,
+        "globex.example": ADMIN_LOGIN,
+        "eng.globex.example": ADMIN_LOGIN,
+    }
     c.shot("rao-delegations")
     c.sign_out()
 
