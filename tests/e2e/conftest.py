@@ -213,6 +213,7 @@ class Console:
 def console(
     browser_context: Any, console_url: str, shots: Path, request: pytest.FixtureRequest
 ) -> Iterator[Console]:
+    browser_context.clear_cookies()  # every test starts signed out
     page = browser_context.new_page()
     mine = shots / request.node.name
     mine.mkdir(exist_ok=True)

@@ -82,7 +82,7 @@ def service_status() -> dict[str, str]:
             probe()
             status[name] = ""
         except Exception as exc:
-            status[name] = f"{type(exc).__name__}: {exc}".strip()[:300]
+            status[name] = f"{type(exc).__name__}: {str(exc) or repr(exc)}"[:300]
     return status
 
 
