@@ -141,8 +141,8 @@ class Console:
     shots: Path
     taken: list[Path] = field(default_factory=list)
 
-    def go(self, path: str) -> None:
-        self.page.goto(self.base + path)
+    def go(self, path: str) -> Any:
+        return self.page.goto(self.base + path)
 
     def shot(self, name: str) -> Path:
         path = (
