@@ -83,6 +83,10 @@ class Heartbeat(threading.Thread):
         self.kind = kind
         self.ident_str = f"{socket.gethostname()}:{os.getpid()}:{kind}"
         self.stopping = threading.Event()
+        # Well inside CW_JOB_STALE_SECONDS: a job whose heartbeat is older than that is
+        # taken from its process, so a live one must never get near it between beats.
+        stale = float(app.config["CW_JOB_STALE_SECONDS"])
+        self.interval = max(0.5, min(HEARTBEAT_SECONDS, stale / 3))
 
     def beat(self) -> None:
         from app.broker import BROKER_URL, broker_kind
@@ -120,7 +124,7 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         while not self.stopping.is_set():
             self.beat()
-            self.stopping.wait(HEARTBEAT_SECONDS)
+            self.stopping.wait(self.interval)
 
 
 class SchedulerLoop(threading.Thread):

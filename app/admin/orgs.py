@@ -63,7 +63,12 @@ class OrganizationForm(AdminForm):
     city = StringField("City", validators=[Length(max=128)])
     state = StringField("State / province", validators=[Length(max=128)])
     postal_code = StringField("Postal code", validators=[Length(max=40)])
-    country = SelectField("Country", choices=select_choices(COUNTRIES), validate_choice=False)
+    country = SelectField(
+        "Country",
+        choices=select_choices(COUNTRIES),
+        validate_choice=False,  # the service names a wrong code; this names a missing one
+        validators=[DataRequired(message="Choose the country.")],
+    )
 
 
 def _org_data(form: Any) -> orgs.OrgData:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.types import UTCDateTime, str_enum, utcnow
+
+if TYPE_CHECKING:
+    from app.models.accounts import Admin
 
 
 class CertType(enum.StrEnum):
@@ -134,6 +138,7 @@ class Delegation(db.Model):  # type: ignore[name-defined,misc]
     domain: Mapped[Domain] = relationship(back_populates="delegations")
     organization: Mapped[Organization] = relationship()
     department: Mapped[Department | None] = relationship()
+    requested_by: Mapped[Admin | None] = relationship("Admin", foreign_keys=[requested_by_id])
 
     def types(self) -> list[CertType]:
         return [t for t in CertType if getattr(self, t.value)]

@@ -64,12 +64,11 @@ def visible_admins_clause(scope: Scope) -> ColumnElement[bool] | None:
     if scope.orgs:
         covered.append(AdminScope.organization_id.in_(sorted(scope.orgs)))
     if scope.depts:
-        # IS NOT NULL first: NOT (NULL IN (...)) is NULL, which would hide an org-wide scope.
+        # NOT (NULL IN (...)) is NULL, not true: without the IS NOT NULL an organization-wide
+        # scope (department NULL) would never count as outside a DRAO's departments.
         covered.append(
-            and_(
-                AdminScope.department_id.is_not(None),
-                AdminScope.department_id.in_(sorted(scope.depts)),
-            )
+            AdminScope.department_id.is_not(None)
+            & AdminScope.department_id.in_(sorted(scope.depts))
         )
     is_covered = or_(*covered) if covered else AdminScope.id.is_(None)
     outside = exists().where(AdminScope.admin_id == Admin.id, not_(is_covered))
