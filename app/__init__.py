@@ -77,6 +77,10 @@ def register_request_hooks(app: Flask) -> None:
         if token is not None:
             audit.pop_source(token)
 
+    from app.admin.display import local_time
+
+    app.jinja_env.globals["local_time"] = local_time
+
     @app.after_request
     def _security_headers(response: Response) -> Response:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -25,6 +25,7 @@ from sqlalchemy import false
 from sqlalchemy.sql import ColumnElement
 from wtforms.fields.choices import SelectChoice
 
+from app.admin import display
 from app.extensions import db
 from app.models import Admin, Role
 from app.services.errors import DomainError, ValidationFailed
@@ -133,6 +134,11 @@ class SecureModelView(SecureMixin, ModelView):
     """Every console list/edit view derives from this."""
 
     form_base_class = AdminForm
+    column_type_formatters = display.FORMATTERS
+    column_type_formatters_detail = display.DETAIL_FORMATTERS
+    column_type_formatters_export = display.EXPORT_FORMATTERS
+    # Service errors name semantic fields; a view maps them to its form's field names.
+    field_map: dict[str, str] = {}
     can_view_details = True
     can_export = False
     can_set_page_size = True
@@ -197,6 +203,8 @@ class SecureModelView(SecureMixin, ModelView):
         except DomainError as exc:
             db.session.rollback()
             if form is not None:
+                if exc.field in self.field_map:
+                    exc.field = self.field_map[exc.field]
                 apply_errors(form, exc)
             else:
                 flash(exc.message, "error")

@@ -23,6 +23,7 @@ from app.admin.base import (
     per_request,
     select_choices,
 )
+from app.admin.display import local_time
 from app.admin.orgs import org_choices
 from app.extensions import db
 from app.models import Certificate, CertificateRequest, CertStatus, CertType, RequestStatus
@@ -109,7 +110,7 @@ class CertificateView(TypeAccessMixin, SecureModelView):
     column_formatters = {
         "status": lambda v, c, m, n: badge(display_status(m)),
         "install_state": lambda v, c, m, n: install_state(m),
-        "not_after": lambda v, c, m, n: m.not_after.strftime("%Y-%m-%d %H:%M UTC"),
+        "not_after": lambda v, c, m, n: local_time(m.not_after),
     }
     column_formatters_export = {
         "status": lambda v, c, m, n: display_status(m),
@@ -348,6 +349,7 @@ EULA = "The subscriber accepts the certificate policy of this private CA, protec
 class RequestView(TypeAccessMixin, SecureModelView):
     """Requests of one certificate type: the request wizard, approve and decline."""
 
+    field_map = {"organization": "target", "department": "target", "profile": "profile_id", "term": "term_days"}
     can_edit = False
     can_delete = False
     column_list = (

@@ -76,6 +76,7 @@ def _delegations_html(view: Any, context: Any, model: Domain, name: str) -> Mark
 
 
 class DomainView(SecureModelView):
+    field_map = {"organization": "target", "department": "target"}
     column_list = ("name", "description", "active", "delegations", "created_at")
     column_labels = {"created_at": "Created", "name": "Domain"}
     column_searchable_list = ("name", "description")
@@ -165,6 +166,7 @@ def _status_badge(view: Any, context: Any, model: Delegation, name: str) -> Mark
 
 
 class DelegationView(SecureModelView):
+    field_map = {"organization": "target", "department": "target"}
     column_list = (
         "domain",
         "organization",
@@ -183,7 +185,10 @@ class DelegationView(SecureModelView):
         "status",
         "decided_at",
     )
-    column_formatters = {"status": _status_badge}
+    column_formatters = {
+        "status": _status_badge,
+        "department": lambda v, c, m, n: m.department.name if m.department else "",
+    }
     column_default_sort = ("created_at", True)
 
     def scope_clause(self, scope: Scope) -> Any:

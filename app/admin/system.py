@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from typing import Any
+from zoneinfo import available_timezones
 
 from flask import current_app, flash, redirect, request, session, url_for
 from flask_admin import expose
@@ -12,9 +13,10 @@ from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import DateTimeBetweenFilter, FilterEqual, FilterLike
 from markupsafe import Markup
 from sqlalchemy import func, or_, select
-from wtforms import PasswordField
+from wtforms import PasswordField, SelectField
 from wtforms.validators import DataRequired
 
+from app.admin import display
 from app.admin.base import (
     AdminForm,
     SecureModelView,
@@ -23,6 +25,7 @@ from app.admin.base import (
     apply_errors,
     current_scope,
     per_request,
+    select_choices,
 )
 from app.broker import BROKER_URL, broker_kind
 from app.extensions import db
@@ -36,9 +39,14 @@ from app.version import __version__
 
 def _json(view: Any, context: Any, model: Any, name: str) -> Any:
     value = getattr(model, name)
+    return display.compact_json(value) if value else ""
+
+
+def _json_full(view: Any, context: Any, model: Any, name: str) -> Any:
+    value = getattr(model, name)
     if not value:
         return ""
-    return Markup("<code>{}</code>").format(json.dumps(value, sort_keys=True, ensure_ascii=False))
+    return Markup("<pre class='mb-0'>{}</pre>").format(json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False))
 
 
 class AuditView(SecureModelView):
@@ -64,7 +72,7 @@ class AuditView(SecureModelView):
     )
     column_labels = {
         "seq": "#",
-        "at": "When (UTC)",
+        "at": "When",
         "ip": "Source IP",
         "object_type": "Object",
         "object_label": "Name",
@@ -73,6 +81,8 @@ class AuditView(SecureModelView):
     column_sortable_list = ("seq", "at", "actor", "action")
     column_default_sort = ("seq", True)
     column_formatters = {"before": _json, "after": _json}
+    column_formatters_detail = {"before": _json_full, "after": _json_full}
+    list_template = "admin/audit_list.html"
     column_details_list = (
         "seq",
         "at",
@@ -257,11 +267,34 @@ class PasswordChangeForm(AdminForm):
     confirm = PasswordField("Repeat the new password", validators=[DataRequired()])
 
 
+ZONES = sorted(available_timezones())
+
+
+class TimezoneForm(AdminForm):
+    timezone = SelectField("Show times in", choices=select_choices((z, z) for z in ZONES))
+
+
 class ProfileView(SecureView):
+    @expose("/timezone/", methods=("POST",))
+    def timezone_view(self) -> Any:
+        form = TimezoneForm()
+        if form.validate_on_submit():
+            try:
+                accounts.set_timezone(admin=actor(), timezone=form.timezone.data)
+                db.session.commit()
+                flash(f"Times are now shown in {form.timezone.data}.", "success")
+            except DomainError as exc:
+                db.session.rollback()
+                flash(exc.message, "error")
+        else:
+            flash("Choose a time zone from the list.", "error")
+        return redirect(url_for(".index"))
+
     @expose("/", methods=("GET", "POST"))
     def index(self) -> Any:
         me = actor()
         form = PasswordChangeForm()
+        zone_form = TimezoneForm(timezone=me.timezone)
         if form.validate_on_submit():
             if form.new_password.data != form.confirm.data:
                 form.confirm.errors = ["The two new passwords differ."]
@@ -283,7 +316,7 @@ class ProfileView(SecureView):
                 except DomainError as exc:
                     db.session.commit()  # the failed attempt stays in the audit log
                     apply_errors(form, exc)
-        return self.render("admin/profile.html", form=form, me=me, scopes=me.scopes)
+        return self.render("admin/profile.html", form=form, zone_form=zone_form, me=me, scopes=me.scopes)
 
     @expose("/dismiss-welcome/", methods=("POST",))
     def dismiss_welcome(self) -> Any:

@@ -30,11 +30,14 @@ def test_every_console_page_shows_its_content(console: Console) -> None:
     }
     c.shot("dashboard")
 
-    c.menu("Certificates")
-    assert page.title() == "Certificates - Certwright"
-    for part in ("SSL certificates", "Client certificates", "Device certificates"):
-        assert part in c.main_text()
-    c.shot("certificates")
+    for kind in ("SSL", "Client", "Device", "Code Signing"):
+        c.menu("Certificates", f"{kind} Certificates")
+        assert page.title() == f"{kind} Certificates - Certwright"
+        assert c.table_column("Common name") == []  # a new install has no certificates
+        c.shot(f"certificates-{kind}")
+        c.menu("Certificates", f"{kind} Requests")
+        assert page.title() == f"{kind} Requests - Certwright"
+        c.shot(f"requests-{kind}")
 
     c.menu("Discovery")
     assert "Network Discovery Tasks" in c.main_text() and "Network Assets" in c.main_text()
@@ -62,6 +65,8 @@ def test_every_console_page_shows_its_content(console: Console) -> None:
         ("Departments", "Organization"),
         ("Domains", "Domain"),
         ("Domain Delegations", "Domain"),
+        ("Private CAs", "Name"),
+        ("Certificate Profiles", "Name"),
     ):
         c.menu("Settings", entry)
         assert page.title() == f"{entry} - Certwright"

@@ -1,0 +1,52 @@
+"""How the console shows values: times in the admin's zone, enums by label, JSON compactly."""
+
+from __future__ import annotations
+
+import enum
+import json
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask_admin.model import typefmt
+from flask_login import current_user
+from markupsafe import Markup
+
+
+def admin_zone() -> ZoneInfo:
+    name = getattr(current_user, "timezone", "UTC") if current_user and current_user.is_authenticated else "UTC"
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def local_time(value: datetime | None, *, seconds: bool = False) -> str:
+    """An aware UTC time in the signed-in admin's time zone: '2026-11-27 11:23 CET'."""
+    if value is None:
+        return ""
+    local = value.astimezone(admin_zone())
+    return local.strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z")
+
+
+def _datetime(view: Any, value: datetime, name: str) -> str:
+    return local_time(value)
+
+
+def _enum(view: Any, value: enum.Enum, name: str) -> str:
+    return str(getattr(value, "label", value.value))
+
+
+def compact_json(value: Any, limit: int = 160) -> Markup:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    short = text if len(text) <= limit else text[: limit - 1] + "…"
+    return Markup('<code title="{}">{}</code>').format(text, short)
+
+
+FORMATTERS = dict(typefmt.BASE_FORMATTERS)
+FORMATTERS.update({type(None): typefmt.empty_formatter, datetime: _datetime, enum.Enum: _enum})
+DETAIL_FORMATTERS = dict(typefmt.DETAIL_FORMATTERS)
+DETAIL_FORMATTERS.update({datetime: _datetime, enum.Enum: _enum})
+DETAIL_FORMATTERS[datetime] = lambda view, value, name: local_time(value, seconds=True)
+EXPORT_FORMATTERS = dict(typefmt.EXPORT_FORMATTERS)
+EXPORT_FORMATTERS.update({datetime: lambda view, value, name: value.isoformat(), enum.Enum: lambda view, value, name: value.value})
