@@ -1,0 +1,1 @@
+"""Certwright discovery (pure asyncio): targets, probe, sweep, health, rules, schedule."""

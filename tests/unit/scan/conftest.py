@@ -1,0 +1,109 @@
+"""Fixtures for app.scan: generated PKI material and real servers on 127.0.10.x and ::1."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from scan_testbed import (
+    NOW,
+    Issued,
+    ServerFarm,
+    free_port,
+    issue,
+    make_key,
+    make_name,
+    server_context,
+    sni_context,
+)
+
+
+@dataclass(frozen=True)
+class Pki:
+    root: Issued
+    intermediate: Issued
+    rsa_leaf: Issued
+    ec_leaf: Issued
+    expired_leaf: Issued
+    self_signed: Issued
+    alpha: Issued
+    beta: Issued
+    default: Issued
+
+
+@pytest.fixture(scope="session")
+def pki() -> Pki:
+    root = issue(make_name("Test Root", "Certwright Test"), ca=True)
+    intermediate = issue(make_name("Test Intermediate", "Certwright Test"), ca=True, issuer=root)
+
+    def leaf(name: str, **kwargs: object) -> Issued:
+        subject = make_name(name, "Example Corp", "Web")
+        return issue(subject, issuer=intermediate, sans=[name], **kwargs)  # type: ignore[arg-type]
+
+    return Pki(
+        root=root,
+        intermediate=intermediate,
+        rsa_leaf=leaf("rsa.test", key=make_key("rsa2048")),
+        ec_leaf=leaf("ec.test"),
+        expired_leaf=leaf(
+            "expired.test",
+            not_before=NOW - dt.timedelta(days=100),
+            not_after=NOW - dt.timedelta(days=10),
+        ),
+        self_signed=issue(make_name("self.test"), sans=["self.test"]),
+        alpha=leaf("alpha.test"),
+        beta=leaf("beta.test"),
+        default=leaf("default.test"),
+    )
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where each kind of server listens; every one on the same ``port``."""
+
+    port: int
+    rsa: str = "127.0.10.1"
+    ec: str = "127.0.10.2"
+    missing_intermediate: str = "127.0.10.3"
+    self_signed: str = "127.0.10.4"
+    expired: str = "127.0.10.5"
+    sni: str = "127.0.10.6"
+    tls12_only: str = "127.0.10.7"
+    http: str = "127.0.10.8"
+    silent: str = "127.0.10.9"
+    closed: str = "127.0.10.10"
+    closing: str = "127.0.10.11"
+    misordered: str = "127.0.10.12"
+    ipv6: str = "::1"
+
+
+@pytest.fixture(scope="session")
+def endpoints(pki: Pki) -> Iterator[Endpoints]:
+    hosts = [f"127.0.10.{i}" for i in range(1, 13)] + ["::1"]
+    port = free_port(hosts)
+    ep = Endpoints(port)
+    chain = [pki.ec_leaf, pki.intermediate]
+    with ServerFarm() as farm:
+        farm.add_tls(ep.rsa, port, server_context([pki.rsa_leaf, pki.intermediate]))
+        farm.add_tls(ep.ec, port, server_context(chain))
+        farm.add_tls(ep.missing_intermediate, port, server_context([pki.ec_leaf]))
+        farm.add_tls(ep.self_signed, port, server_context([pki.self_signed]))
+        farm.add_tls(ep.expired, port, server_context([pki.expired_leaf, pki.intermediate]))
+        by_name = {
+            "alpha.test": server_context([pki.alpha, pki.intermediate]),
+            "beta.test": server_context([pki.beta, pki.intermediate]),
+        }
+        default = server_context([pki.default, pki.intermediate])
+        farm.add_tls(ep.sni, port, sni_context(default, by_name))
+        tls12 = server_context(chain, maximum=ssl.TLSVersion.TLSv1_2)
+        farm.add_tls(ep.tls12_only, port, tls12)
+        farm.add_plain(ep.http, port, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        farm.add_silent(ep.silent, port)
+        farm.add_closing(ep.closing, port)
+        misordered = server_context([pki.ec_leaf, pki.root, pki.intermediate])
+        farm.add_tls(ep.misordered, port, misordered)
+        farm.add_tls(ep.ipv6, port, server_context(chain))
+        yield ep

@@ -1,0 +1,318 @@
+"""Test bed for app.scan: test certificates and real TLS / plain / silent servers on loopback.
+
+Servers only ever bind 127.0.0.0/8 or ::1. A ServerFarm runs an asyncio loop in one thread;
+``close()`` stops every server and connection. Run as a script it serves many TLS listeners
+for benchmarks (see ``python tests/unit/scan/scan_testbed.py --help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import ipaddress
+import os
+import resource
+import signal
+import socket
+import ssl
+import tempfile
+import threading
+import warnings
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import NameOID
+
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
+
+def make_key(kind: str = "ec256") -> PrivateKey:
+    if kind.startswith("rsa"):
+        return rsa.generate_private_key(public_exponent=65537, key_size=int(kind[3:]))
+    if kind == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    curve = {"ec256": ec.SECP256R1(), "ec384": ec.SECP384R1(), "ec192": ec.SECP192R1()}[kind]
+    return ec.generate_private_key(curve)
+
+
+def make_name(cn: str, org: str | None = None, ou: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    if org:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    if ou:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ou))
+    return x509.Name(attrs)
+
+
+@dataclass(frozen=True)
+class Issued:
+    cert: x509.Certificate
+    key: PrivateKey
+
+    @property
+    def der(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+
+def issue(
+    subject: x509.Name | str,
+    *,
+    key: PrivateKey | None = None,
+    issuer: Issued | None = None,
+    ca: bool = False,
+    sans: Sequence[str] = (),
+    ips: Sequence[str] = (),
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+    hash_name: str = "sha256",
+    with_san: bool = True,
+) -> Issued:
+    """A certificate for ``subject``; self-signed when ``issuer`` is None."""
+    key = key or make_key()
+    name = make_name(subject) if isinstance(subject, str) else subject
+    signer_key = issuer.key if issuer else key
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer.cert.subject if issuer else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before or NOW - dt.timedelta(days=1))
+        .not_valid_after(not_after or NOW + dt.timedelta(days=90))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    general: list[x509.GeneralName] = [x509.DNSName(s) for s in sans]
+    general += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    if general and with_san:
+        builder = builder.add_extension(x509.SubjectAlternativeName(general), critical=False)
+    algorithm: hashes.HashAlgorithm | None = None
+    if not isinstance(signer_key, ed25519.Ed25519PrivateKey):
+        algorithm = {"sha256": hashes.SHA256(), "sha1": hashes.SHA1()}[hash_name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SHA-1 signing is deprecated; tests need it
+        cert = builder.sign(signer_key, algorithm)  # type: ignore[arg-type]
+    return Issued(cert, key)
+
+
+def server_context(
+    chain: Sequence[Issued],
+    *,
+    maximum: ssl.TLSVersion | None = None,
+    minimum: ssl.TLSVersion | None = None,
+) -> ssl.SSLContext:
+    """A server context presenting ``chain`` (leaf first) exactly as given."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if minimum is not None:
+            context.minimum_version = minimum
+        if maximum is not None:
+            context.maximum_version = maximum
+    if minimum is not None and minimum < ssl.TLSVersion.TLSv1_2:
+        context.set_ciphers("ALL:@SECLEVEL=0")
+    context.num_tickets = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        cert_path = os.path.join(tmp, "chain.pem")
+        key_path = os.path.join(tmp, "key.pem")
+        with open(cert_path, "wb") as handle:
+            handle.write(b"".join(item.pem for item in chain))
+        with open(key_path, "wb") as handle:
+            handle.write(chain[0].key_pem)
+        context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+def sni_context(default: ssl.SSLContext, by_name: dict[str, ssl.SSLContext]) -> ssl.SSLContext:
+    """``default`` with an sni_callback switching to ``by_name[server_name]``."""
+
+    def pick(ssl_object: Any, server_name: str | None, _: ssl.SSLContext) -> None:
+        if server_name in by_name:
+            ssl_object.context = by_name[server_name]
+
+    default.sni_callback = pick
+    return default
+
+
+def raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def free_port(hosts: Sequence[str]) -> int:
+    """A port free on every one of ``hosts`` (all loopback)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        try:
+            for host in hosts:
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                with socket.socket(family) as sock:
+                    sock.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no common free port")
+
+
+def _check_loopback(host: str) -> None:
+    if not ipaddress.ip_address(host).is_loopback:
+        raise ValueError(f"test servers bind loopback only, not {host}")
+
+
+class ServerFarm:
+    """Many small servers on one asyncio loop in a background thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.loop.set_exception_handler(lambda loop, context: None)
+        self._servers: list[asyncio.Server] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.handshakes = 0
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    def _track(self, handler: Callable[..., Coroutine[Any, Any, None]]) -> Any:
+        async def wrapped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._tasks.add(task)
+            try:
+                await handler(reader, writer)
+            except (OSError, asyncio.IncompleteReadError, ssl.SSLError):
+                pass
+            finally:
+                self._tasks.discard(task)
+                writer.transport.abort()
+
+        return wrapped
+
+    def _start(self, host: str, port: int, handler: Any, **kwargs: Any) -> None:
+        _check_loopback(host)
+
+        async def start() -> asyncio.Server:
+            return await asyncio.start_server(
+                self._track(handler), host, port, reuse_address=True, backlog=512, **kwargs
+            )
+
+        self._servers.append(self._run(start()))
+
+    def add_tls(self, host: str, port: int, context: ssl.SSLContext) -> None:
+        async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.handshakes += 1
+            await asyncio.wait_for(reader.read(1024), timeout=10)
+
+        self._start(host, port, hold, ssl=context, ssl_handshake_timeout=10)
+
+    def add_plain(self, host: str, port: int, payload: bytes) -> None:
+        """Answers every connection with ``payload`` (e.g. an HTTP response) and closes."""
+
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(payload)
+            await writer.drain()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(reader.read(1024), timeout=0.2)
+
+        self._start(host, port, answer)
+
+    def add_silent(self, host: str, port: int) -> None:
+        """Accepts and never says anything (a TLS handshake timeout)."""
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await asyncio.wait_for(reader.read(), timeout=30)
+
+        self._start(host, port, silent)
+
+    def add_closing(self, host: str, port: int) -> None:
+        """Reads the client's first bytes, then closes (FIN) without answering."""
+
+        async def close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await asyncio.wait_for(reader.read(4096), timeout=10)
+            writer.close()
+            await writer.wait_closed()
+
+        self._start(host, port, close)
+
+    def close(self) -> None:
+        async def stop() -> None:
+            for server in self._servers:
+                server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            for server in self._servers:
+                await server.wait_closed()
+
+        try:
+            self._run(stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+            self.loop.close()
+
+    def __enter__(self) -> ServerFarm:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def loopback_hosts(count: int, base: str = "127.10.0.1") -> list[str]:
+    start = int(ipaddress.IPv4Address(base))
+    hosts = [str(ipaddress.IPv4Address(start + i)) for i in range(count)]
+    for host in hosts:
+        _check_loopback(host)
+    return hosts
+
+
+def serve_main(argv: Sequence[str] | None = None) -> None:
+    """Benchmark server: ``--count`` ECDSA TLS listeners on consecutive 127.x addresses."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--base", default="127.10.0.1")
+    parser.add_argument("--port", type=int, default=8443)
+    parser.add_argument("--key", default="ec256", help="ec256 | rsa2048 | ...")
+    args = parser.parse_args(argv)
+    raise_nofile()
+    root = issue("Bench Root", ca=True, key=make_key(args.key))
+    intermediate = issue("Bench Intermediate", ca=True, issuer=root, key=make_key(args.key))
+    leaf = issue("bench.test", issuer=intermediate, sans=["bench.test"], key=make_key(args.key))
+    context = server_context([leaf, intermediate])
+    farm = ServerFarm()
+    for host in loopback_hosts(args.count, args.base):
+        farm.add_tls(host, args.port, context)
+    print(f"serving {args.count} TLS listeners from {args.base} port {args.port}", flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    stopped.wait()
+    print(f"handshakes served: {farm.handshakes}", flush=True)
+    farm.close()
+
+
+if __name__ == "__main__":
+    serve_main()
