@@ -91,6 +91,8 @@ class Reactor:
         # (deadline, job); timeouts are constant, so each deque is sorted by deadline.
         self._connect_deadlines: deque[tuple[float, _Job]] = deque()
         self._tls_deadlines: deque[tuple[float, _Job]] = deque()
+        self._spares: dict[int, socket.socket] = {}  # one reusable socket per family
+        self._reuse = True
         self.failure: BaseException | None = None
         self._closed = False
         self._exhausted = False
@@ -126,9 +128,12 @@ class Reactor:
             self._timer.cancel()
             self._timer = None
         try:
+            for spare in self._spares.values():
+                spare.close()
             for job in [*self._connecting.values(), *self._waiting, *self._handshaking.values()]:
                 self._release(job)
         finally:
+            self._spares.clear()
             self._connecting.clear()
             self._waiting.clear()
             self._handshaking.clear()
@@ -188,25 +193,36 @@ class Reactor:
 
     def _connect(self, target: Target) -> None:
         family, sockaddr = sockaddr_for(target.ip, target.port)
+        sock = self._spares.pop(family, None)
+        reused = sock is not None
+        if sock is None:
+            try:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+            except OSError as exc:
+                self._connect_failed(target, exc.errno)
+                return
+        owned = True  # this frame closes sock unless a table or the spare slot takes it
         try:
-            sock = socket.socket(family, socket.SOCK_STREAM)
-        except OSError as exc:
-            self._connect_failed(target, exc.errno)
-            return
-        owned = True
-        try:
-            sock.setblocking(False)
+            if not reused:
+                sock.setblocking(False)
             code = sock.connect_ex(sockaddr)
             if code == errno.EINPROGRESS:
-                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if code == 0:
-                    job = _Job(target, sock, self.loop.time())
-                    self._selector.register(sock.fileno(), _WRITE, job)
-                    job.events = _WRITE
-                    self._connecting[sock.fileno()] = job
-                    self._connect_deadlines.append((job.started + self._connect_timeout, job))
+                # A RST that already arrived (loopback, a near LAN) is reported by a second
+                # connect, which on Linux also resets the socket so it can be reused: a
+                # refused port then costs two syscalls, not socket + connect + close.
+                code = sock.connect_ex(sockaddr)
+                if code in (errno.EALREADY, errno.EINPROGRESS):
+                    self._await_connect(target, sock)
                     owned = False
                     return
+                if code not in (0, errno.EISCONN) and self._reuse:
+                    self._spares[family] = sock
+                    owned = False
+            elif reused and code in (errno.EINVAL, errno.EALREADY, errno.EISCONN):
+                # This platform does not reset a failed socket; stop reusing.
+                self._reuse = False
+                self._connect(target)
+                return
             if code in (0, errno.EISCONN):
                 owned = False
                 self._connected(_Job(target, sock, self.loop.time()))
@@ -215,6 +231,13 @@ class Reactor:
         finally:
             if owned:
                 sock.close()
+
+    def _await_connect(self, target: Target, sock: socket.socket) -> None:
+        job = _Job(target, sock, self.loop.time())
+        self._selector.register(sock.fileno(), _WRITE, job)
+        job.events = _WRITE
+        self._connecting[sock.fileno()] = job
+        self._connect_deadlines.append((job.started + self._connect_timeout, job))
 
     def _connect_failed(self, target: Target, code: int | None) -> None:
         if code in _RETRY_LATER:

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from app.scan.addresses import DEFAULT_DENY, AddressBlock, DenyEntry, address_to_int, find_denied
+from app.scan.addresses import (
+    DEFAULT_DENY,
+    AddressBlock,
+    DenyEntry,
+    address_to_int,
+    find_denied,
+    int_to_address,
+)
 
 
 @dataclass(frozen=True)
@@ -37,17 +44,20 @@ def screen_addresses(
         except ValueError:
             continue
         bucket = denied if find_denied(AddressBlock(value, value, version), deny) else allowed
-        if candidate not in bucket:
-            bucket.append(candidate)
+        address = int_to_address(value, version)
+        if address not in bucket:
+            bucket.append(address)
     error = None if allowed else ("only denied addresses" if denied else "no address")
     return Resolution(host_name, tuple(allowed), tuple(denied), error)
 
 
-async def _lookup(name: str, timeout: float) -> list[str]:
+Lookup = Callable[[str], Awaitable[list[str]]]
+
+
+async def lookup_addresses(name: str) -> list[str]:
+    """Every IPv4 and IPv6 address of ``name`` from the system resolver, in its order."""
     loop = asyncio.get_running_loop()
-    infos = await asyncio.wait_for(
-        loop.getaddrinfo(name, None, type=socket.SOCK_STREAM), timeout=timeout
-    )
+    infos = await loop.getaddrinfo(name, None, type=socket.SOCK_STREAM)
     addresses: list[str] = []
     for family, _, _, _, sockaddr in infos:
         if family in (socket.AF_INET, socket.AF_INET6):
@@ -64,10 +74,12 @@ async def resolve_host_names(
     deny: Sequence[DenyEntry] = DEFAULT_DENY,
     timeout: float = 5.0,
     concurrency: int = 16,
+    lookup: Lookup = lookup_addresses,
 ) -> dict[str, Resolution]:
     """Resolve each name to all of its addresses; ``overrides`` win over DNS.
 
     Never raises for a lookup failure: the Resolution carries ``error`` instead.
+    ``lookup`` is the resolver (injectable for tests; default: ``loop.getaddrinfo``).
     """
     overrides = overrides or {}
     limit = asyncio.Semaphore(max(1, concurrency))
@@ -77,7 +89,7 @@ async def resolve_host_names(
             return screen_addresses(name, overrides[name], deny)
         async with limit:
             try:
-                found = await _lookup(name, timeout)
+                found = await asyncio.wait_for(lookup(name), timeout=timeout)
             except TimeoutError:
                 return Resolution(name, (), error="DNS lookup timed out")
             except (OSError, UnicodeError) as exc:

@@ -22,7 +22,7 @@ from app.scan.addresses import DEFAULT_DENY, DenyEntry, iter_ports
 from app.scan.engine import Reactor
 from app.scan.errors import ScanInputError
 from app.scan.probe import ErrorKind, ProbeResult, make_client_context
-from app.scan.resolve import resolve_host_names
+from app.scan.resolve import Lookup, lookup_addresses, resolve_host_names
 from app.scan.shards import Shard, Target, iter_targets
 
 BatchCallback = Callable[["SweepBatch"], Awaitable[None] | None]
@@ -168,12 +168,15 @@ async def _run(
                 stopped = True
                 reactor.stop()
             finished = reactor.idle
-            batch = SweepBatch(tuple(tally.results), tally.progress(loop.time() - started))
-            tally.results.clear()
-            if on_batch is not None:
-                outcome = on_batch(batch)
-                if inspect.isawaitable(outcome):
-                    await outcome
+            progress = tally.progress(loop.time() - started)
+            results, tally.results = tally.results, []
+            size = options.batch_size
+            for offset in range(0, max(len(results), 1), size):
+                batch = SweepBatch(tuple(results[offset : offset + size]), progress)
+                if on_batch is not None:
+                    outcome = on_batch(batch)
+                    if inspect.isawaitable(outcome):
+                        await outcome
             if finished:
                 break
     finally:
@@ -209,6 +212,7 @@ async def sweep_shard(
     should_stop: Callable[[], bool] | None = None,
     context: ssl.SSLContext | None = None,
     deny: Sequence[DenyEntry] = DEFAULT_DENY,
+    lookup: Lookup = lookup_addresses,
 ) -> SweepSummary:
     """Scan every target of ``shard``; host names are resolved first (overrides win).
 
@@ -227,19 +231,20 @@ async def sweep_shard(
         overrides=dict(shard.host_overrides),
         deny=deny,
         timeout=options.resolve_timeout,
+        lookup=lookup,
     )
     ports = list(iter_ports(shard.ports))
     for name, resolution in resolutions.items():
-        kind = ErrorKind.DENIED if resolution.denied else ErrorKind.UNRESOLVED
         for port in ports:
             if resolution.addresses:
                 tally.host_remaining[(name, port)] = len(resolution.addresses)
             else:
                 tally.done += 1
-                tally.record(ProbeResult("", port, name, error=kind, detail=resolution.error))
+            if not resolution.addresses and not resolution.denied:
+                unresolved = ErrorKind.UNRESOLVED
+                tally.record(ProbeResult("", port, name, error=unresolved, detail=resolution.error))
             for address in resolution.denied:
-                denied = ProbeResult(address, port, name, error=ErrorKind.DENIED)
-                tally.record(denied)
+                tally.record(ProbeResult(address, port, name, error=ErrorKind.DENIED))
     resolved = {name: r.addresses for name, r in resolutions.items()}
     targets = iter_targets(shard, resolved)
     return await _run(targets, tally, options, on_batch, should_stop, context)

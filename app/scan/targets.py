@@ -183,10 +183,13 @@ def parse_entry(entry: str) -> AddressBlock | str:
     if entry.startswith("*."):
         raise _EntryError("is a wildcard; list the host names to scan")
     if "/" in entry:
+        address_text, _, prefix = entry.partition("/")
+        if _is_address(address_text):
+            bits = 32 if ipaddress.ip_address(address_text).version == 4 else 128
+            if not prefix.isdigit() or int(prefix) > bits:
+                raise _EntryError(f"has an invalid prefix length (/0-/{bits})")
         try:
             return parse_block(entry)
-        except ipaddress.NetmaskValueError:
-            raise _EntryError("has an invalid prefix length") from None
         except ValueError as exc:
             if "has host bits set" in str(exc):
                 network = ipaddress.ip_network(entry, strict=False)

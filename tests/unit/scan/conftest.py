@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 from scan_testbed import (
     NOW,
+    Endpoints,
     Issued,
+    Pki,
     ServerFarm,
     free_port,
     issue,
@@ -19,19 +20,6 @@ from scan_testbed import (
     server_context,
     sni_context,
 )
-
-
-@dataclass(frozen=True)
-class Pki:
-    root: Issued
-    intermediate: Issued
-    rsa_leaf: Issued
-    ec_leaf: Issued
-    expired_leaf: Issued
-    self_signed: Issued
-    alpha: Issued
-    beta: Issued
-    default: Issued
 
 
 @pytest.fixture(scope="session")
@@ -60,29 +48,9 @@ def pki() -> Pki:
     )
 
 
-@dataclass(frozen=True)
-class Endpoints:
-    """Where each kind of server listens; every one on the same ``port``."""
-
-    port: int
-    rsa: str = "127.0.10.1"
-    ec: str = "127.0.10.2"
-    missing_intermediate: str = "127.0.10.3"
-    self_signed: str = "127.0.10.4"
-    expired: str = "127.0.10.5"
-    sni: str = "127.0.10.6"
-    tls12_only: str = "127.0.10.7"
-    http: str = "127.0.10.8"
-    silent: str = "127.0.10.9"
-    closed: str = "127.0.10.10"
-    closing: str = "127.0.10.11"
-    misordered: str = "127.0.10.12"
-    ipv6: str = "::1"
-
-
 @pytest.fixture(scope="session")
 def endpoints(pki: Pki) -> Iterator[Endpoints]:
-    hosts = [f"127.0.10.{i}" for i in range(1, 13)] + ["::1"]
+    hosts = [f"127.0.10.{i}" for i in range(1, 15)] + ["::1"]
     port = free_port(hosts)
     ep = Endpoints(port)
     chain = [pki.ec_leaf, pki.intermediate]
@@ -106,4 +74,7 @@ def endpoints(pki: Pki) -> Iterator[Endpoints]:
         misordered = server_context([pki.ec_leaf, pki.root, pki.intermediate])
         farm.add_tls(ep.misordered, port, misordered)
         farm.add_tls(ep.ipv6, port, server_context(chain))
+        tls10 = ssl.TLSVersion.TLSv1
+        farm.add_tls(ep.legacy, port, server_context(chain, minimum=tls10, maximum=tls10))
+        farm.add_resetting(ep.resetting, port)
         yield ep

@@ -17,6 +17,7 @@ import resource
 import signal
 import socket
 import ssl
+import struct
 import tempfile
 import threading
 import warnings
@@ -152,6 +153,41 @@ def sni_context(default: ssl.SSLContext, by_name: dict[str, ssl.SSLContext]) -> 
     return default
 
 
+@dataclass(frozen=True)
+class Pki:
+    root: Issued
+    intermediate: Issued
+    rsa_leaf: Issued
+    ec_leaf: Issued
+    expired_leaf: Issued
+    self_signed: Issued
+    alpha: Issued
+    beta: Issued
+    default: Issued
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where each kind of server listens; every one on the same ``port``."""
+
+    port: int
+    rsa: str = "127.0.10.1"
+    ec: str = "127.0.10.2"
+    missing_intermediate: str = "127.0.10.3"
+    self_signed: str = "127.0.10.4"
+    expired: str = "127.0.10.5"
+    sni: str = "127.0.10.6"
+    tls12_only: str = "127.0.10.7"
+    http: str = "127.0.10.8"
+    silent: str = "127.0.10.9"
+    closed: str = "127.0.10.10"
+    closing: str = "127.0.10.11"
+    misordered: str = "127.0.10.12"
+    legacy: str = "127.0.10.13"
+    resetting: str = "127.0.10.14"
+    ipv6: str = "::1"
+
+
 def raise_nofile() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
@@ -257,6 +293,17 @@ class ServerFarm:
 
         self._start(host, port, close)
 
+    def add_resetting(self, host: str, port: int) -> None:
+        """Reads the client's first bytes, then aborts with a TCP RST."""
+
+        async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await asyncio.wait_for(reader.read(4096), timeout=10)
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+
+        self._start(host, port, reset)
+
     def close(self) -> None:
         async def stop() -> None:
             for server in self._servers:
@@ -289,21 +336,53 @@ def loopback_hosts(count: int, base: str = "127.10.0.1") -> list[str]:
     return hosts
 
 
-def serve_main(argv: Sequence[str] | None = None) -> None:
-    """Benchmark server: ``--count`` ECDSA TLS listeners on consecutive 127.x addresses."""
+async def _baseline(hosts: Sequence[str], port: int, concurrency: int, timeout: float) -> int:
+    """The reference: a bare asyncio handshake loop, no storage, no parsing."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(host: str) -> bool:
+        async with limit:
+            try:
+                connect = asyncio.open_connection(host, port, ssl=context)
+                _, writer = await asyncio.wait_for(connect, timeout)
+            except (OSError, TimeoutError):
+                return False
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return True
+
+    return sum(await asyncio.gather(*(one(host) for host in hosts)))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("mode", choices=["serve", "baseline"])
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--base", default="127.10.0.1")
     parser.add_argument("--port", type=int, default=8443)
-    parser.add_argument("--key", default="ec256", help="ec256 | rsa2048 | ...")
+    parser.add_argument("--key", default="ec256", help="serve: ec256 | rsa2048 | ...")
+    parser.add_argument("--concurrency", type=int, default=128, help="baseline only")
     args = parser.parse_args(argv)
     raise_nofile()
+    hosts = loopback_hosts(args.count, args.base)
+    if args.mode == "baseline":
+        import time
+
+        started = time.perf_counter()
+        ok = asyncio.run(_baseline(hosts, args.port, args.concurrency, 10.0))
+        elapsed = time.perf_counter() - started
+        print(f"baseline: {ok}/{len(hosts)} handshakes in {elapsed:.3f}s = {ok / elapsed:.0f}/s")
+        return
     root = issue("Bench Root", ca=True, key=make_key(args.key))
     intermediate = issue("Bench Intermediate", ca=True, issuer=root, key=make_key(args.key))
     leaf = issue("bench.test", issuer=intermediate, sans=["bench.test"], key=make_key(args.key))
     context = server_context([leaf, intermediate])
     farm = ServerFarm()
-    for host in loopback_hosts(args.count, args.base):
+    for host in hosts:
         farm.add_tls(host, args.port, context)
     print(f"serving {args.count} TLS listeners from {args.base} port {args.port}", flush=True)
     stopped = threading.Event()
@@ -315,4 +394,4 @@ def serve_main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    serve_main()
+    main()
