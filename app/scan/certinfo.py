@@ -6,6 +6,7 @@ exceptions. Pure (cryptography only).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from cryptography import x509
@@ -14,8 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.x509.oid import NameOID
 
 
+@functools.lru_cache(maxsize=4096)
 def load_certificate(der: bytes) -> x509.Certificate | None:
-    """The parsed certificate, or None when the DER does not parse."""
+    """The parsed certificate, or None when the DER does not parse (cached by DER)."""
     try:
         return x509.load_der_x509_certificate(der)
     except ValueError:
@@ -101,10 +103,44 @@ def is_self_issued(cert: x509.Certificate) -> bool:
     return cert.subject == cert.issuer
 
 
+@functools.lru_cache(maxsize=4096)
 def is_issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    """True when ``parent``'s name and key verify ``child``'s signature. No trust implied."""
+    """True when ``parent`` names and signed ``child``. No trust is implied.
+
+    Signatures this cryptography cannot verify (SHA-1, exotic algorithms) fall back to the
+    key identifiers (RFC 5280 4.2.1.1/4.2.1.2), so legacy chains still link up and get
+    flagged for what they are instead of looking incomplete. Cached: a sweep sees the same
+    chain on many endpoints.
+    """
+    if child.issuer != parent.subject:
+        return False
     try:
         child.verify_directly_issued_by(parent)
-    except (ValueError, TypeError, UnsupportedAlgorithm, InvalidSignature):
+    except InvalidSignature:
         return False
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return _key_identifiers_match(child, parent)
     return True
+
+
+def _key_identifiers_match(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    try:
+        authority = child.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    except x509.ExtensionNotFound:
+        return True  # nothing to contradict the name match
+    except ValueError:
+        return False
+    key_id = authority.value.key_identifier
+    if key_id is None:
+        return True
+    try:
+        subject_id = parent.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        return key_id == subject_id.value.digest
+    except x509.ExtensionNotFound:
+        pass
+    except ValueError:
+        return False
+    try:
+        return key_id == x509.SubjectKeyIdentifier.from_public_key(parent.public_key()).digest
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False

@@ -16,7 +16,7 @@ Rules (each decided without fetching anything the certificate points to):
   (RFC 6125 6.4.4).
 - ``expired`` / ``not_yet_valid``: the leaf's validity period against ``now``.
 - ``weak_key``: any presented certificate with RSA/DSA < 2048 bits or ECDSA < 256 bits.
-- ``sha1_signature``: any presented certificate, except a self-signed one (a root's own
+- ``sha1_signature``: any presented certificate, except a self-issued one (a root's own
   signature is not checked by clients), signed with SHA-1 or weaker (MD5).
 - ``legacy_tls``: the session used TLS 1.0/1.1 (or SSL).
 - ``unparseable_certificate``: the leaf is not a valid X.509 certificate.
@@ -172,7 +172,7 @@ def assess_chain(
     presented = [cert for cert in certs if cert is not None]
     if any(_is_weak_key(cert) for cert in presented):
         flags.add(HealthFlag.WEAK_KEY)
-    if any(_has_weak_signature(c) and not is_issued_by(c, c) for c in presented):
+    if any(_has_weak_signature(c) and not is_self_issued(c) for c in presented):
         flags.add(HealthFlag.SHA1_SIGNATURE)
     return frozenset(flags)
 

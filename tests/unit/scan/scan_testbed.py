@@ -27,7 +27,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import NameOID
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -84,7 +84,6 @@ def issue(
     ips: Sequence[str] = (),
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
-    hash_name: str = "sha256",
     with_san: bool = True,
 ) -> Issued:
     """A certificate for ``subject``; self-signed when ``issuer`` is None."""
@@ -105,13 +104,51 @@ def issue(
     general += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
     if general and with_san:
         builder = builder.add_extension(x509.SubjectAlternativeName(general), critical=False)
-    algorithm: hashes.HashAlgorithm | None = None
-    if not isinstance(signer_key, ed25519.Ed25519PrivateKey):
-        algorithm = {"sha256": hashes.SHA256(), "sha1": hashes.SHA1()}[hash_name]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # SHA-1 signing is deprecated; tests need it
-        cert = builder.sign(signer_key, algorithm)  # type: ignore[arg-type]
-    return Issued(cert, key)
+    algorithm = None if isinstance(signer_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return Issued(builder.sign(signer_key, algorithm), key)
+
+
+def _der_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    return bytes([tag]) + _der_length(len(content)) + content
+
+
+def _read_tlv(data: bytes, pos: int) -> tuple[bytes, int]:
+    length = data[pos + 1]
+    start = pos + 2
+    if length & 0x80:
+        count = length & 0x7F
+        length = int.from_bytes(data[start : start + count], "big")
+        start += count
+    return data[start : start + length], start + length
+
+
+def with_sha1_signature(issued: Issued, signer: Issued) -> x509.Certificate:
+    """``issued`` re-signed by ``signer`` with SHA-1 (cryptography's builder refuses SHA-1)."""
+    body, _ = _read_tlv(issued.der, 0)
+    tbs, _ = _read_tlv(body, 0)
+    key = signer.key
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        old = _tlv(0x30, _tlv(0x06, bytes.fromhex("2a8648ce3d040302")))  # ecdsa-with-SHA256
+        new = _tlv(0x30, _tlv(0x06, bytes.fromhex("2a8648ce3d0401")))  # ecdsa-with-SHA1
+    else:
+        old = _tlv(0x30, _tlv(0x06, bytes.fromhex("2a864886f70d01010b")) + b"\x05\x00")
+        new = _tlv(0x30, _tlv(0x06, bytes.fromhex("2a864886f70d010105")) + b"\x05\x00")
+    assert old in tbs
+    new_tbs = _tlv(0x30, tbs.replace(old, new, 1))
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        signature = key.sign(new_tbs, ec.ECDSA(hashes.SHA1()))
+    else:
+        assert isinstance(key, rsa.RSAPrivateKey)
+        signature = key.sign(new_tbs, padding.PKCS1v15(), hashes.SHA1())
+    der = _tlv(0x30, new_tbs + new + _tlv(0x03, b"\x00" + signature))
+    return x509.load_der_x509_certificate(der)
 
 
 def server_context(
