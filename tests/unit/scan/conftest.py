@@ -7,19 +7,8 @@ import ssl
 from collections.abc import Iterator
 
 import pytest
-from scan_testbed import (
-    NOW,
-    Endpoints,
-    Issued,
-    Pki,
-    ServerFarm,
-    free_port,
-    issue,
-    make_key,
-    make_name,
-    server_context,
-    sni_context,
-)
+from scan_certs import NOW, Issued, Pki, issue, make_key, make_name
+from scan_testbed import Endpoints, ServerFarm, free_port, server_context, sni_context
 
 
 @pytest.fixture(scope="session")

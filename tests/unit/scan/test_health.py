@@ -8,8 +8,9 @@ import datetime as dt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from scan_testbed import NOW, Endpoints, Issued, Pki, issue, make_key, make_name
-from scan_testbed import with_sha1_signature as sha1
+from scan_certs import NOW, Issued, Pki, issue, make_key, make_name
+from scan_certs import with_sha1_signature as sha1
+from scan_testbed import Endpoints
 
 from app.scan.health import (
     HealthFlag,

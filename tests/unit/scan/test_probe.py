@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from cryptography import x509
-from scan_testbed import Endpoints, Pki
+from scan_certs import Pki
+from scan_testbed import Endpoints
 
 from app.scan.probe import (
     ErrorKind,

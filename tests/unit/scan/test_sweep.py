@@ -11,7 +11,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from scan_testbed import Endpoints, Pki, ServerFarm, free_port, loopback_hosts, server_context
+from scan_certs import Pki
+from scan_testbed import Endpoints, ServerFarm, free_port, loopback_hosts, server_context
 
 from app.scan.errors import ScanInputError
 from app.scan.probe import ErrorKind, ProbeResult
