@@ -301,11 +301,10 @@ class Reactor:
             self._end_tls(job)
             self._tls_failed(job, exc)
             return
+        target = job.target
         try:
-            result = tls_result(
-                tls, job.target.ip, job.target.port, job.target.host_name,
-                self.loop.time() - job.started,
-            )  # fmt: skip
+            elapsed = self.loop.time() - job.started
+            result = tls_result(tls, target.ip, target.port, target.host_name, elapsed)
         finally:
             self._end_tls(job)
         self._finish(job.target, None, result)
@@ -379,11 +378,9 @@ class Reactor:
         target = job.target
         self._end_tls(job)
         elapsed = self.loop.time() - job.started
-        result = ProbeResult(
-            target.ip, target.port, target.host_name,
-            error=ErrorKind.HANDSHAKE_TIMEOUT, elapsed=elapsed,
-        )  # fmt: skip
-        self._finish(target, ErrorKind.HANDSHAKE_TIMEOUT, result)
+        kind = ErrorKind.HANDSHAKE_TIMEOUT
+        result = ProbeResult(target.ip, target.port, target.host_name, error=kind, elapsed=elapsed)
+        self._finish(target, kind, result)
 
 
 def describe_errno(code: int | None) -> str:

@@ -17,7 +17,11 @@ from app.scan.rules import Observation
 
 
 def observe(
-    leaf: bytes | None, *, ip: str | None = None, port: int | None = None, host_name: str | None
+    leaf: bytes | None,
+    *,
+    ip: str | None = None,
+    port: int | None = None,
+    host_name: str | None = None,
 ) -> Observation:
     """Observation of a leaf certificate (DER) found at ``ip:port`` (and ``host_name``).
 

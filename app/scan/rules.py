@@ -106,6 +106,11 @@ class Rule:
     target: AssignmentTarget
     rule_id: int | None = None
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Rule:
+        """parse_rule(data); raises RuleError."""
+        return parse_rule(data)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "rule_id": self.rule_id,

@@ -34,6 +34,7 @@ from app.scan.errors import ScheduleError
 
 _TIME = re.compile(r"(?P<hour>[01]?\d|2[0-3]):(?P<minute>[0-5]\d)")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_NO_OFFSET = "give the one-off date and time without an offset; the schedule's time zone applies"
 _MAX_SCAN = 1_000  # occurrences examined per call; far more than any kind needs
 
 
@@ -53,6 +54,12 @@ _BY_DAY_OF_MONTH = {
     ScheduleKind.QUARTERLY,
     ScheduleKind.SEMIANNUALLY,
     ScheduleKind.ANNUALLY,
+}
+_LABELS = {
+    ScheduleKind.MONTHLY: "Monthly",
+    ScheduleKind.QUARTERLY: "Quarterly",
+    ScheduleKind.SEMIANNUALLY: "Semi-annually",
+    ScheduleKind.ANNUALLY: "Annually",
 }
 _CYCLE = {ScheduleKind.QUARTERLY: 3, ScheduleKind.SEMIANNUALLY: 6, ScheduleKind.ANNUALLY: 12}
 
@@ -83,6 +90,11 @@ class Schedule:
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Schedule:
+        """parse_schedule(data); raises ScheduleError."""
+        return parse_schedule(data)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind.value,
@@ -111,8 +123,7 @@ class Schedule:
             assert self.weekday is not None
             return f"Weekly on {WEEKDAYS[self.weekday].title()} {when}"
         months = ", ".join(dt.date(2000, m, 1).strftime("%b") for m in self.run_months())
-        label = {"monthly": "Monthly", "quarterly": "Quarterly", "semiannually": "Semi-annually",
-                 "annually": "Annually"}[kind.value]  # fmt: skip
+        label = _LABELS[kind]
         scope = "" if kind is ScheduleKind.MONTHLY else f" in {months}"
         return f"{label} {day}{scope} {when}"
 
@@ -197,8 +208,7 @@ def parse_schedule(data: Mapping[str, Any]) -> Schedule:
             problems.append(f"'{data['at']}' is not a date and time (YYYY-MM-DDTHH:MM)")
         else:
             if at.tzinfo is not None:
-                problems.append("give the one-off date and time without an offset; "
-                                "the schedule's time zone applies")  # fmt: skip
+                problems.append(_NO_OFFSET)
                 at = None
     timezone = str(data.get("timezone") or "UTC").strip()
     weekday = _parse_weekday(data.get("weekday"), problems)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import queue
+import resource
 import ssl
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -25,6 +26,7 @@ from app.scan.probe import ErrorKind, ProbeResult, make_client_context
 from app.scan.resolve import Lookup, lookup_addresses, resolve_host_names
 from app.scan.shards import Shard, Target, iter_targets
 
+RESERVED_FDS = 128
 BatchCallback = Callable[["SweepBatch"], Awaitable[None] | None]
 
 
@@ -132,6 +134,19 @@ class _Tally:
         return SweepProgress(self.total, self.done, self.open_ports, self.tls, elapsed)
 
 
+def fit_descriptor_limit(options: SweepOptions) -> tuple[int, int]:
+    """(connect, tls) concurrency that fits the process's open-file soft limit.
+
+    A sweep holds at most connect + 2 x tls sockets (TLS backlog included); RESERVED_FDS stay
+    free for the rest of the worker (database, broker, logs). Workers that want more should
+    raise RLIMIT_NOFILE at start-up (``python -m app.scan`` does).
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    budget = max(48, (soft if soft != resource.RLIM_INFINITY else 1 << 20) - RESERVED_FDS)
+    tls = max(1, min(options.tls_concurrency, budget // 4))
+    return max(1, min(options.connect_concurrency, budget - 2 * tls)), tls
+
+
 async def _run(
     targets: Iterator[Target],
     tally: _Tally,
@@ -142,13 +157,14 @@ async def _run(
 ) -> SweepSummary:
     loop = asyncio.get_running_loop()
     started = loop.time()
+    connect_limit, tls_limit = fit_descriptor_limit(options)
     reactor = Reactor(
         targets,
         context=context or make_client_context(),
         connect_timeout=options.connect_timeout,
         handshake_timeout=options.handshake_timeout,
-        connect_concurrency=options.connect_concurrency,
-        tls_concurrency=options.tls_concurrency,
+        connect_concurrency=connect_limit,
+        tls_concurrency=tls_limit,
         finish=tally.finish,
         on_idle=tally.wakeup.set,
     )

@@ -255,3 +255,15 @@ def test_options_are_validated(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ScanInputError) as info:
         SweepOptions(**kwargs)  # type: ignore[arg-type]
     assert info.value.messages == (message,)
+
+
+def test_concurrency_fits_the_open_file_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
+    from app.scan.sweep import fit_descriptor_limit
+
+    options = SweepOptions(connect_concurrency=5_000, tls_concurrency=500)
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 4096))
+    assert fit_descriptor_limit(options) == (896 - 2 * 224, 224)
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (100_000, 100_000))
+    assert fit_descriptor_limit(options) == (5_000, 500)
