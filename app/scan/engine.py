@@ -29,6 +29,7 @@ from app.scan.probe import (
     ProbeResult,
     classify_errno,
     classify_handshake_error,
+    sni_problem,
     sockaddr_for,
     tls_result,
 )
@@ -272,13 +273,17 @@ class Reactor:
             self._waiting.append(job)
 
     def _start_tls(self, job: _Job) -> None:
-        try:
-            job.tls = self._context.wrap_socket(
-                job.sock, server_hostname=job.target.host_name, do_handshake_on_connect=False
-            )
-        except (ssl.SSLError, OSError) as exc:
+        failure = sni_problem(job.target.host_name)
+        if failure is None:
+            try:
+                job.tls = self._context.wrap_socket(
+                    job.sock, server_hostname=job.target.host_name, do_handshake_on_connect=False
+                )
+            except (ssl.SSLError, OSError) as exc:
+                failure = classify_handshake_error(exc)[1]
+        if job.tls is None:
             self._release(job)
-            self._tls_failed(job, exc)
+            self._tls_failed(job, ErrorKind.HANDSHAKE_FAILURE, failure or "wrap failed")
             self._schedule_fill()
             return
         job.stage = _HANDSHAKING
@@ -299,7 +304,7 @@ class Reactor:
             return
         except (ssl.SSLError, OSError) as exc:
             self._end_tls(job)
-            self._tls_failed(job, exc)
+            self._tls_failed(job, *classify_handshake_error(exc))
             return
         target = job.target
         try:
@@ -324,8 +329,7 @@ class Reactor:
         if self.idle:
             self._on_idle()
 
-    def _tls_failed(self, job: _Job, exc: BaseException) -> None:
-        kind, detail = classify_handshake_error(exc)
+    def _tls_failed(self, job: _Job, kind: ErrorKind, detail: str) -> None:
         target = job.target
         elapsed = self.loop.time() - job.started
         result = ProbeResult(

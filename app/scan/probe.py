@@ -158,6 +158,21 @@ def classify_handshake_error(exc: BaseException) -> tuple[ErrorKind, str]:
     return ErrorKind.HANDSHAKE_FAILURE, type(exc).__name__
 
 
+def sni_problem(host_name: str | None) -> str | None:
+    """Why ``host_name`` cannot be sent as SNI, or None.
+
+    Checked before ``wrap_socket``: Python encodes the name only after taking over the
+    socket, so a failure there would orphan the descriptor.
+    """
+    if host_name is None:
+        return None
+    try:
+        host_name.encode("idna")
+    except UnicodeError as exc:
+        return f"cannot send this host name as SNI: {exc}"
+    return None
+
+
 def presented_chain(tls: ssl.SSLSocket) -> tuple[bytes, ...]:
     """The certificates the server sent, DER, leaf first, unverified.
 
@@ -247,6 +262,9 @@ async def probe(
             return failed(ErrorKind.TIMEOUT)
         except OSError as exc:
             return failed(classify_errno(exc.errno), os.strerror(exc.errno or 0))
+        problem = sni_problem(host_name)
+        if problem is not None:
+            return failed(ErrorKind.HANDSHAKE_FAILURE, problem)
         with context.wrap_socket(
             sock, server_hostname=host_name, do_handshake_on_connect=False
         ) as tls:

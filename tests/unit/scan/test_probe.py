@@ -199,3 +199,9 @@ def test_handshake_errors_classify() -> None:
     )
     reset = ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
     assert classify_handshake_error(reset) == (ErrorKind.RESET, "Connection reset by peer")
+
+
+def test_a_name_that_cannot_be_sni_fails_cleanly(prober: Prober, endpoints: Endpoints) -> None:
+    result = prober(endpoints.ec, endpoints.port, "a" * 300 + ".test")
+    assert result.error is ErrorKind.HANDSHAKE_FAILURE
+    assert result.detail and result.detail.startswith("cannot send this host name as SNI")
