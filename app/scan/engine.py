@@ -1,10 +1,10 @@
 """The two-stage sweep reactor behind app.scan.sweep (internal; use sweep.py).
 
-Stage 1 opens raw non-blocking sockets and calls ``connect_ex`` directly: a refused or
-unreachable address costs one socket, one connect and one getsockopt, no asyncio Transport,
-Future or Task. Connects still in progress wait in a private ``selectors`` object (epoll on
-Linux) whose own descriptor is registered with the asyncio loop, so thousands of sockets
-cost the loop one reader. Stage 2 runs TLS handshakes only on connected sockets: a
+Stage 1 calls ``connect_ex`` on raw non-blocking sockets: no asyncio Transport, Future or
+Task per address. A refusal that is already known (loopback, a near LAN) costs two connect
+calls on a reused socket; connects still in progress wait in a private ``selectors`` object
+(epoll on Linux) whose own descriptor is registered with the asyncio loop, so thousands of
+sockets cost the loop one reader. Stage 2 runs TLS handshakes only on connected sockets: a
 non-blocking ``ssl.SSLSocket`` driven by the same selector, one shared SSLContext, bounded
 by ``tls_concurrency``. Stage 1 pauses while stage 2 has a full backlog.
 
@@ -29,6 +29,7 @@ from app.scan.probe import (
     ProbeResult,
     classify_errno,
     classify_handshake_error,
+    failed_tls_result,
     sni_problem,
     sockaddr_for,
     tls_result,
@@ -243,7 +244,7 @@ class Reactor:
     def _connect_failed(self, target: Target, code: int | None) -> None:
         if code in _RETRY_LATER:
             if not (self._connecting or self._handshaking):
-                raise OSError(code, f"cannot open a socket: {describe_errno(code)}")
+                raise OSError(code, f"cannot open a socket: {os.strerror(code or 0)}")
             # Out of descriptors or local ports: retry once something in flight finishes.
             self._retry.append(target)
             self._connect_limit = max(1, len(self._connecting))
@@ -303,16 +304,21 @@ class Reactor:
             self._want(job, tls.fileno(), _WRITE)
             return
         except (ssl.SSLError, OSError) as exc:
-            self._end_tls(job)
-            self._tls_failed(job, *classify_handshake_error(exc))
-            return
+            error: BaseException | None = exc
+        else:
+            error = None
         target = job.target
+        elapsed = self.loop.time() - job.started
         try:
-            elapsed = self.loop.time() - job.started
-            result = tls_result(tls, target.ip, target.port, target.host_name, elapsed)
+            if error is None:
+                result = tls_result(tls, target.ip, target.port, target.host_name, elapsed)
+            else:
+                result = failed_tls_result(
+                    tls, error, target.ip, target.port, target.host_name, elapsed
+                )
         finally:
             self._end_tls(job)
-        self._finish(job.target, None, result)
+        self._finish(target, result.error, result)
 
     def _want(self, job: _Job, fd: int, events: int) -> None:
         if job.events == 0:
@@ -385,7 +391,3 @@ class Reactor:
         kind = ErrorKind.HANDSHAKE_TIMEOUT
         result = ProbeResult(target.ip, target.port, target.host_name, error=kind, elapsed=elapsed)
         self._finish(target, kind, result)
-
-
-def describe_errno(code: int | None) -> str:
-    return os.strerror(code) if code else "unknown error"

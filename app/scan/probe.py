@@ -189,7 +189,10 @@ def presented_chain(tls: ssl.SSLSocket) -> tuple[bytes, ...]:
         for item in items or ()
     )
     if not chain:
-        leaf = tls.getpeercert(binary_form=True)
+        try:
+            leaf = tls.getpeercert(binary_form=True)
+        except ValueError:  # handshake not finished
+            leaf = None
         chain = (leaf,) if leaf else ()
     return chain
 
@@ -206,6 +209,39 @@ def tls_result(
         tls_version=tls.version(),
         cipher=cipher[0] if cipher else None,
         chain=presented_chain(tls),
+        elapsed=elapsed,
+    )
+
+
+def failed_tls_result(
+    tls: ssl.SSLSocket,
+    exc: BaseException,
+    ip: str,
+    port: int,
+    host_name: str | None,
+    elapsed: float,
+) -> ProbeResult:
+    """ProbeResult of a failed handshake, keeping any chain the server sent first.
+
+    A TLS 1.2 server that demands a client certificate sends its own chain and then hangs
+    up or alerts; the chain is still worth recording, and the peer clearly speaks TLS, so
+    such a failure is ``handshake_failure`` rather than ``not_tls``/``reset``.
+    """
+    kind, detail = classify_handshake_error(exc)
+    chain = presented_chain(tls)
+    cipher = tls.cipher() if chain else None
+    if chain and kind in (ErrorKind.NOT_TLS, ErrorKind.RESET):
+        ending = "closed" if kind is ErrorKind.NOT_TLS else "reset"
+        kind, detail = ErrorKind.HANDSHAKE_FAILURE, f"{ending} after sending its certificate"
+    return ProbeResult(
+        ip=ip,
+        port=port,
+        host_name=host_name,
+        tls_version=cipher[1] if cipher else None,
+        cipher=cipher[0] if cipher else None,
+        chain=chain,
+        error=kind,
+        detail=detail,
         elapsed=elapsed,
     )
 
@@ -278,7 +314,8 @@ async def probe(
                 except ssl.SSLWantWriteError:
                     want_write = True
                 except (ssl.SSLError, OSError) as exc:
-                    return failed(*classify_handshake_error(exc))
+                    elapsed = loop.time() - started
+                    return failed_tls_result(tls, exc, ip, port, host_name, elapsed)
                 try:
                     await _wait_io(loop, tls.fileno(), want_write, deadline - loop.time())
                 except TimeoutError:

@@ -32,7 +32,14 @@ BatchCallback = Callable[["SweepBatch"], Awaitable[None] | None]
 
 @dataclass(frozen=True)
 class SweepOptions:
-    """Knobs of one sweep (a discovery task's timeouts and concurrency)."""
+    """Knobs of one sweep (a discovery task's timeouts and concurrency).
+
+    ``connect_concurrency`` bounds TCP connects in flight, ``tls_concurrency`` handshakes in
+    flight (both shrink to fit RLIMIT_NOFILE). Results are always returned for ports that
+    accepted TCP and for host-name targets; refused / timed-out / unreachable IP targets
+    are only counted unless ``report_closed`` is set (an empty /16 would otherwise be 65,536
+    rows of nothing). ``dataclasses.asdict`` / ``SweepOptions(**data)`` serialise it.
+    """
 
     connect_timeout: float = 3.0
     handshake_timeout: float = 5.0

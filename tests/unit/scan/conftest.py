@@ -39,7 +39,7 @@ def pki() -> Pki:
 
 @pytest.fixture(scope="session")
 def endpoints(pki: Pki) -> Iterator[Endpoints]:
-    hosts = [f"127.0.10.{i}" for i in range(1, 15)] + ["::1"]
+    hosts = [f"127.0.10.{i}" for i in range(1, 17)] + ["::1"]
     port = free_port(hosts)
     ep = Endpoints(port)
     chain = [pki.ec_leaf, pki.intermediate]
@@ -66,4 +66,9 @@ def endpoints(pki: Pki) -> Iterator[Endpoints]:
         tls10 = ssl.TLSVersion.TLSv1
         farm.add_tls(ep.legacy, port, server_context(chain, minimum=tls10, maximum=tls10))
         farm.add_resetting(ep.resetting, port)
+        client_auth = server_context(chain, maximum=ssl.TLSVersion.TLSv1_2)
+        client_auth.verify_mode = ssl.CERT_REQUIRED  # TLS 1.2: fails after its certificate
+        client_auth.load_verify_locations(cadata=pki.root.pem.decode())
+        farm.add_tls(ep.client_auth, port, client_auth)
+        farm.add_plain(ep.ssh, port, b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
         yield ep

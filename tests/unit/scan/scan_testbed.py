@@ -85,6 +85,8 @@ class Endpoints:
     misordered: str = "127.0.10.12"
     legacy: str = "127.0.10.13"
     resetting: str = "127.0.10.14"
+    client_auth: str = "127.0.10.15"
+    ssh: str = "127.0.10.16"
     ipv6: str = "::1"
 
 

@@ -112,6 +112,7 @@ def test_sni_is_sent_only_for_host_names(
     ("name", "kind"),
     [
         ("http", ErrorKind.NOT_TLS),
+        ("ssh", ErrorKind.NOT_TLS),
         ("closing", ErrorKind.NOT_TLS),
         ("closed", ErrorKind.REFUSED),
         ("silent", ErrorKind.HANDSHAKE_TIMEOUT),
@@ -205,3 +206,13 @@ def test_a_name_that_cannot_be_sni_fails_cleanly(prober: Prober, endpoints: Endp
     result = prober(endpoints.ec, endpoints.port, "a" * 300 + ".test")
     assert result.error is ErrorKind.HANDSHAKE_FAILURE
     assert result.detail and result.detail.startswith("cannot send this host name as SNI")
+
+
+def test_a_server_demanding_a_client_certificate_still_shows_its_chain(
+    prober: Prober, endpoints: Endpoints, pki: Pki
+) -> None:
+    result = prober(endpoints.client_auth, endpoints.port, "ec.test")
+    assert result.error is ErrorKind.HANDSHAKE_FAILURE
+    assert result.chain == (pki.ec_leaf.der, pki.intermediate.der)
+    assert result.tls_version == "TLSv1.2"
+    assert not result.is_tls
