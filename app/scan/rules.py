@@ -282,7 +282,11 @@ class _Matcher:
         return any(block.contains(number, version) for block in self.blocks)
 
     def _in_ports(self, value: str) -> bool:
-        return value.isdigit() and any(p.first <= int(value) <= p.last for p in self.ports)
+        return (
+            value.isascii()
+            and value.isdigit()
+            and any(p.first <= int(value) <= p.last for p in self.ports)
+        )
 
     def _test_text(self, value: str) -> bool:
         if self.pattern is not None:

@@ -175,7 +175,7 @@ def _parse_int(value: Any, label: str, problems: list[str]) -> int | None:
 
 
 def _parse_weekday(value: Any, problems: list[str]) -> int | None:
-    if isinstance(value, str) and value.strip() and not value.strip().isdigit():
+    if isinstance(value, str) and value.strip() and not value.strip().isdecimal():
         name = value.strip().lower()
         matches = [i for i, day in enumerate(WEEKDAYS) if day.startswith(name[:3])]
         if len(name) >= 3 and len(matches) == 1 and WEEKDAYS[matches[0]].startswith(name):

@@ -144,7 +144,7 @@ def split_entries(text: str) -> Iterable[tuple[int, str]]:
 def _parse_range(entry: str) -> AddressBlock:
     first_text, _, last_text = entry.partition("-")
     first, version = address_to_int(first_text)
-    if version == 4 and last_text.isdigit():
+    if version == 4 and _is_number(last_text):
         octet = int(last_text)
         if octet > 255:
             raise _EntryError(f"has an invalid range end '{last_text}' (last octet 0-255)")
@@ -186,7 +186,7 @@ def parse_entry(entry: str) -> AddressBlock | str:
         address_text, _, prefix = entry.partition("/")
         if _is_address(address_text):
             bits = 32 if ipaddress.ip_address(address_text).version == 4 else 128
-            if not prefix.isdigit() or int(prefix) > bits:
+            if not _is_number(prefix) or int(prefix) > bits:
                 raise _EntryError(f"has an invalid prefix length (/0-/{bits})")
         try:
             return parse_block(entry)
@@ -209,6 +209,11 @@ def parse_entry(entry: str) -> AddressBlock | str:
 _NOT_A_TARGET = "is not an IPv4/IPv6 address, CIDR block, range or host name"
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only (str.isdigit also accepts '²', which int() refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def _is_address(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
@@ -227,7 +232,7 @@ def parse_ports(text: str) -> tuple[PortRange, ...]:
     ranges: list[PortRange] = []
     for _, entry in split_entries(text):
         first_text, dash, last_text = entry.partition("-")
-        if not first_text.isdigit() or (dash and not last_text.isdigit()):
+        if not _is_number(first_text) or (dash and not _is_number(last_text)):
             errors.append(f"ports: '{entry}' is not a port number or range (1-65535)")
             continue
         first = int(first_text)

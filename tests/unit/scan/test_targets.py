@@ -97,6 +97,8 @@ def test_overlaps_merge_and_duplicates_collapse() -> None:
         ("10.0.0.0/33", "has an invalid prefix length (/0-/32)"),
         ("2001:db8::/129", "has an invalid prefix length (/0-/128)"),
         ("10.0.0.0/x", "has an invalid prefix length (/0-/32)"),
+        ("10.0.0.0/²", "has an invalid prefix length (/0-/32)"),
+        ("10.0.0.1-²", "has an invalid range end '²' (a full address, or for IPv4 the last octet)"),
         ("10.0.0.300/24", "is not an IPv4/IPv6 address, CIDR block, range or host name"),
         ("10.0.0.50-10.0.0.1", "ends before it starts"),
         ("10.0.0.50-7", "ends before it starts"),
@@ -127,7 +129,7 @@ def test_exact_message_from_the_issue() -> None:
 
 
 def test_every_bad_entry_is_reported_at_once() -> None:
-    found = messages("10.0.0.300, 10.0.0.1\n10.0.0.9-1\n\n*.x.example", "0,443,99999,9-8,x")
+    found = messages("10.0.0.300, 10.0.0.1\n10.0.0.9-1\n\n*.x.example", "0,443,99999,9-8,x,4²")
     assert found == (
         "line 1: '10.0.0.300' is not an IPv4/IPv6 address, CIDR block, range or host name",
         "line 2: '10.0.0.9-1' ends before it starts",
@@ -136,6 +138,7 @@ def test_every_bad_entry_is_reported_at_once() -> None:
         "ports: '99999' is outside 1-65535",
         "ports: '9-8' ends before it starts",
         "ports: 'x' is not a port number or range (1-65535)",
+        "ports: '4²' is not a port number or range (1-65535)",
     )
 
 
