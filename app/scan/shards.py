@@ -53,7 +53,8 @@ class Shard:
             parts.append(f"... ({len(self.blocks)} blocks)")
         text = ", ".join(parts)
         if self.host_names:
-            text += f"{' + ' if text else ''}{len(self.host_names)} host names"
+            count = len(self.host_names)
+            text += f"{' + ' if text else ''}{count} host name{'s' if count > 1 else ''}"
         return text
 
     def to_dict(self) -> dict[str, Any]:

@@ -53,6 +53,7 @@ def test_host_names_travel_with_their_overrides() -> None:
     assert shards[0].host_overrides == ()
     assert shards[1].host_overrides == (("b.example", ("10.0.0.20", "10.0.0.21")),)
     assert shards[1].describe() == "2 host names"
+    assert shards[0].describe() == "10.0.0.1 + 1 host name"
     assert list(iter_targets(shards[1])) == [
         Target("10.0.0.20", 443, "b.example", 4),
         Target("10.0.0.21", 443, "b.example", 4),
