@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.scan.addresses import DEFAULT_DENY, DenyEntry, iter_ports
+from app.scan.addresses import DEFAULT_DENY, DenyEntry, find_denied, iter_ports
 from app.scan.engine import Reactor
-from app.scan.errors import ScanInputError
+from app.scan.errors import ScanInputError, TargetSpecError
 from app.scan.probe import ErrorKind, ProbeResult, make_client_context
 from app.scan.resolve import Lookup, lookup_addresses, resolve_host_names
 from app.scan.shards import Shard, Target, iter_targets
@@ -244,9 +244,20 @@ async def sweep_shard(
     ``should_stop`` (e.g. ``event.is_set``) is asked between batches; on True in-flight
     probes are dropped and the summary says ``stopped``.
 
+    The deny list is enforced again here, so a shard message that was altered (or built
+    without parse_target_spec) cannot reach a denied address.
+
     Raises:
+        TargetSpecError: a block of the shard overlaps ``deny``; nothing was contacted.
         OSError: the process cannot open sockets at all (the shard should be retried).
     """
+    denied = [
+        f"shard {shard.index}: {block.describe()} includes denied addresses ({entry.describe()})"
+        for block in shard.blocks
+        if (entry := find_denied(block, deny)) is not None
+    ]
+    if denied:
+        raise TargetSpecError(denied)
     options = options or SweepOptions()
     tally = _Tally(shard.target_count, options.report_closed, options.batch_size, asyncio.Event())
     resolutions = await resolve_host_names(

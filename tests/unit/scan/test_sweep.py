@@ -275,3 +275,16 @@ def test_concurrency_fits_the_open_file_limit(monkeypatch: pytest.MonkeyPatch) -
     assert fit_descriptor_limit(options) == (896 - 2 * 224, 224)
     monkeypatch.setattr(resource, "getrlimit", lambda _: (100_000, 100_000))
     assert fit_descriptor_limit(options) == (5_000, 500)
+
+
+def test_a_shard_with_denied_addresses_is_refused_by_the_worker() -> None:
+    from app.scan.addresses import AddressBlock, PortRange
+    from app.scan.errors import TargetSpecError
+
+    tampered = Shard(7, (AddressBlock(0xA9FEA9FE, 0xA9FEA9FE, 4),), (), (PortRange(80, 80),))
+    with pytest.raises(TargetSpecError) as info:
+        asyncio.run(sweep_shard(tampered, FAST))
+    assert info.value.messages == (
+        "shard 7: 169.254.169.254 includes denied addresses "
+        "(169.254.0.0/16 (link-local, cloud metadata))",
+    )
