@@ -1,0 +1,393 @@
+"""The two-stage sweep reactor behind app.scan.sweep (internal; use sweep.py).
+
+Stage 1 calls ``connect_ex`` on raw non-blocking sockets: no asyncio Transport, Future or
+Task per address. A refusal that is already known (loopback, a near LAN) costs two connect
+calls on a reused socket; connects still in progress wait in a private ``selectors`` object
+(epoll on Linux) whose own descriptor is registered with the asyncio loop, so thousands of
+sockets cost the loop one reader. Stage 2 runs TLS handshakes only on connected sockets: a
+non-blocking ``ssl.SSLSocket`` driven by the same selector, one shared SSLContext, bounded
+by ``tls_concurrency``. Stage 1 pauses while stage 2 has a full backlog.
+
+Every socket is owned by exactly one table (connecting, waiting, handshaking) and every
+transition closes it in a ``finally`` unless ownership moved on; ``close_all`` empties the
+tables on stop, cancellation or error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import selectors
+import socket
+import ssl
+from collections import deque
+from collections.abc import Callable, Iterator
+
+from app.scan.probe import (
+    ErrorKind,
+    ProbeResult,
+    classify_errno,
+    classify_handshake_error,
+    failed_tls_result,
+    sni_problem,
+    sockaddr_for,
+    tls_result,
+)
+from app.scan.shards import Target
+
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+_CONNECTS_PER_CALLBACK = 512
+_RETRY_LATER = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL}
+
+Finish = Callable[[Target, ErrorKind | None, ProbeResult | None], None]
+
+
+_CONNECTING, _CONNECTED, _HANDSHAKING, _DONE = range(4)
+
+
+class _Job:
+    """One target in flight: its socket (plain, then TLS), stage and selector interest."""
+
+    __slots__ = ("events", "sock", "stage", "started", "target", "tls")
+
+    def __init__(self, target: Target, sock: socket.socket, started: float) -> None:
+        self.target = target
+        self.sock = sock
+        self.tls: ssl.SSLSocket | None = None
+        self.started = started
+        self.stage = _CONNECTING
+        self.events = 0
+
+
+class Reactor:
+    """Drives targets through connect and handshake on the running loop; see module doc."""
+
+    def __init__(
+        self,
+        targets: Iterator[Target],
+        *,
+        context: ssl.SSLContext,
+        connect_timeout: float,
+        handshake_timeout: float,
+        connect_concurrency: int,
+        tls_concurrency: int,
+        finish: Finish,
+        on_idle: Callable[[], None],
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._targets = targets
+        self._retry: deque[Target] = deque()
+        self._context = context
+        self._connect_timeout = connect_timeout
+        self._handshake_timeout = handshake_timeout
+        self._connect_limit = connect_concurrency
+        self._tls_limit = tls_concurrency
+        self._finish = finish
+        self._on_idle = on_idle
+        self._selector = selectors.DefaultSelector()
+        self._connecting: dict[int, _Job] = {}
+        self._waiting: deque[_Job] = deque()
+        self._handshaking: dict[int, _Job] = {}
+        # (deadline, job); timeouts are constant, so each deque is sorted by deadline.
+        self._connect_deadlines: deque[tuple[float, _Job]] = deque()
+        self._tls_deadlines: deque[tuple[float, _Job]] = deque()
+        self._spares: dict[int, socket.socket] = {}  # one reusable socket per family
+        self._reuse = True
+        self.failure: BaseException | None = None
+        self._closed = False
+        self._exhausted = False
+        self._stopping = False
+        self._fill_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._tick = max(0.005, min(0.05, connect_timeout / 4, handshake_timeout / 4))
+
+    @property
+    def idle(self) -> bool:
+        return (self._exhausted or self._stopping) and not (
+            self._connecting or self._waiting or self._handshaking
+        )
+
+    def start(self) -> None:
+        self.loop.add_reader(self._selector.fileno(), self._on_events)
+        self._timer = self.loop.call_later(self._tick, self._on_tick)
+        self._schedule_fill()
+
+    def stop(self) -> None:
+        """Start nothing new and drop what is in flight (no results for it)."""
+        self._stopping = True
+        self.close_all()
+        self._on_idle()
+
+    def close_all(self) -> None:
+        """Close every socket still owned; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stopping = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        try:
+            for spare in self._spares.values():
+                spare.close()
+            for job in [*self._connecting.values(), *self._waiting, *self._handshaking.values()]:
+                self._release(job)
+        finally:
+            self._spares.clear()
+            self._connecting.clear()
+            self._waiting.clear()
+            self._handshaking.clear()
+            if not self.loop.is_closed():
+                self.loop.remove_reader(self._selector.fileno())
+            self._selector.close()
+
+    def _fail(self, exc: BaseException) -> None:
+        """An unexpected error inside a callback: stop and let sweep() re-raise it."""
+        if self.failure is None:
+            self.failure = exc
+        self.stop()
+
+    def _release(self, job: _Job) -> None:
+        job.stage = _DONE
+        if job.events:
+            self._selector.unregister(job.sock.fileno() if job.tls is None else job.tls.fileno())
+            job.events = 0
+        try:
+            if job.tls is not None:
+                job.tls.close()
+        finally:
+            job.sock.close()
+
+    # stage 1: connect -------------------------------------------------------------------
+
+    def _schedule_fill(self) -> None:
+        if not self._fill_scheduled and not self._stopping:
+            self._fill_scheduled = True
+            self.loop.call_soon(self._fill)
+
+    def _fill(self) -> None:
+        """Start connects up to the limits; yields to the loop every few hundred."""
+        self._fill_scheduled = False
+        try:
+            while self._waiting and len(self._handshaking) < self._tls_limit:
+                self._start_tls(self._waiting.popleft())
+            budget = _CONNECTS_PER_CALLBACK
+            while (
+                budget
+                and not self._stopping
+                and len(self._connecting) < self._connect_limit
+                and len(self._waiting) < self._tls_limit
+            ):
+                target = self._retry.popleft() if self._retry else next(self._targets, None)
+                if target is None:
+                    self._exhausted = True
+                    break
+                budget -= 1
+                self._connect(target)
+            if budget == 0 and not self._exhausted:
+                self._schedule_fill()
+        except Exception as exc:  # surfaced by sweep(), never swallowed
+            self._fail(exc)
+        if self.idle:
+            self._on_idle()
+
+    def _connect(self, target: Target) -> None:
+        family, sockaddr = sockaddr_for(target.ip, target.port)
+        sock = self._spares.pop(family, None)
+        reused = sock is not None
+        if sock is None:
+            try:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+            except OSError as exc:
+                self._connect_failed(target, exc.errno)
+                return
+        owned = True  # this frame closes sock unless a table or the spare slot takes it
+        try:
+            if not reused:
+                sock.setblocking(False)
+            code = sock.connect_ex(sockaddr)
+            if code == errno.EINPROGRESS:
+                # A RST that already arrived (loopback, a near LAN) is reported by a second
+                # connect, which on Linux also resets the socket so it can be reused: a
+                # refused port then costs two syscalls, not socket + connect + close.
+                code = sock.connect_ex(sockaddr)
+                if code in (errno.EALREADY, errno.EINPROGRESS):
+                    self._await_connect(target, sock)
+                    owned = False
+                    return
+                if code not in (0, errno.EISCONN) and self._reuse:
+                    self._spares[family] = sock
+                    owned = False
+            elif reused and code in (errno.EINVAL, errno.EALREADY, errno.EISCONN):
+                # This platform does not reset a failed socket; stop reusing.
+                self._reuse = False
+                self._connect(target)
+                return
+            if code in (0, errno.EISCONN):
+                owned = False
+                self._connected(_Job(target, sock, self.loop.time()))
+                return
+            self._connect_failed(target, code)
+        finally:
+            if owned:
+                sock.close()
+
+    def _await_connect(self, target: Target, sock: socket.socket) -> None:
+        job = _Job(target, sock, self.loop.time())
+        self._selector.register(sock.fileno(), _WRITE, job)
+        job.events = _WRITE
+        self._connecting[sock.fileno()] = job
+        self._connect_deadlines.append((job.started + self._connect_timeout, job))
+
+    def _connect_failed(self, target: Target, code: int | None) -> None:
+        if code in _RETRY_LATER:
+            if not (self._connecting or self._handshaking):
+                raise OSError(code, f"cannot open a socket: {os.strerror(code or 0)}")
+            # Out of descriptors or local ports: retry once something in flight finishes.
+            self._retry.append(target)
+            self._connect_limit = max(1, len(self._connecting))
+            return
+        self._finish(target, classify_errno(code), None)
+
+    def _on_connect_ready(self, job: _Job) -> None:
+        fd = job.sock.fileno()
+        del self._connecting[fd]
+        self._selector.unregister(fd)
+        job.events = 0
+        code = job.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            self._release(job)
+            self._finish(job.target, classify_errno(code), None)
+        else:
+            self._connected(job)
+        self._schedule_fill()
+
+    # stage 2: TLS handshake -------------------------------------------------------------
+
+    def _connected(self, job: _Job) -> None:
+        job.stage = _CONNECTED
+        if len(self._handshaking) < self._tls_limit:
+            self._start_tls(job)
+        else:
+            self._waiting.append(job)
+
+    def _start_tls(self, job: _Job) -> None:
+        failure = sni_problem(job.target.host_name)
+        if failure is None:
+            try:
+                job.tls = self._context.wrap_socket(
+                    job.sock, server_hostname=job.target.host_name, do_handshake_on_connect=False
+                )
+            except (ssl.SSLError, OSError) as exc:
+                failure = classify_handshake_error(exc)[1]
+        if job.tls is None:
+            self._release(job)
+            self._tls_failed(job, ErrorKind.HANDSHAKE_FAILURE, failure or "wrap failed")
+            self._schedule_fill()
+            return
+        job.stage = _HANDSHAKING
+        self._handshaking[job.tls.fileno()] = job
+        self._tls_deadlines.append((self.loop.time() + self._handshake_timeout, job))
+        self._step(job)
+
+    def _step(self, job: _Job) -> None:
+        tls = job.tls
+        assert tls is not None  # set by _start_tls before any step
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            self._want(job, tls.fileno(), _READ)
+            return
+        except ssl.SSLWantWriteError:
+            self._want(job, tls.fileno(), _WRITE)
+            return
+        except (ssl.SSLError, OSError) as exc:
+            error: BaseException | None = exc
+        else:
+            error = None
+        target = job.target
+        elapsed = self.loop.time() - job.started
+        try:
+            if error is None:
+                result = tls_result(tls, target.ip, target.port, target.host_name, elapsed)
+            else:
+                result = failed_tls_result(
+                    tls, error, target.ip, target.port, target.host_name, elapsed
+                )
+        finally:
+            self._end_tls(job)
+        self._finish(target, result.error, result)
+
+    def _want(self, job: _Job, fd: int, events: int) -> None:
+        if job.events == 0:
+            self._selector.register(fd, events, job)
+        elif job.events != events:
+            self._selector.modify(fd, events, job)
+        job.events = events
+
+    def _end_tls(self, job: _Job) -> None:
+        assert job.tls is not None  # only called for handshaking jobs
+        self._handshaking.pop(job.tls.fileno(), None)
+        self._release(job)
+        self._schedule_fill()  # starts waiting handshakes too; no recursion here
+        if self.idle:
+            self._on_idle()
+
+    def _tls_failed(self, job: _Job, kind: ErrorKind, detail: str) -> None:
+        target = job.target
+        elapsed = self.loop.time() - job.started
+        result = ProbeResult(
+            target.ip, target.port, target.host_name, error=kind, detail=detail, elapsed=elapsed
+        )
+        self._finish(target, kind, result)
+
+    # events and timers ------------------------------------------------------------------
+
+    def _on_events(self) -> None:
+        try:
+            for key, _ in self._selector.select(0):
+                job: _Job = key.data
+                if job.stage == _CONNECTING:
+                    self._on_connect_ready(job)
+                elif job.stage == _HANDSHAKING:
+                    self._step(job)
+        except Exception as exc:  # surfaced by sweep(), never swallowed
+            self._fail(exc)
+
+    def _on_tick(self) -> None:
+        now = self.loop.time()
+        try:
+            self._expire(self._connect_deadlines, now, _CONNECTING, self._expire_connect)
+            self._expire(self._tls_deadlines, now, _HANDSHAKING, self._expire_tls)
+        except Exception as exc:  # surfaced by sweep(), never swallowed
+            self._fail(exc)
+        if not self._stopping:
+            self._timer = self.loop.call_later(self._tick, self._on_tick)
+
+    @staticmethod
+    def _expire(
+        deadlines: deque[tuple[float, _Job]],
+        now: float,
+        stage: int,
+        expire: Callable[[_Job], None],
+    ) -> None:
+        while deadlines and (deadlines[0][1].stage != stage or deadlines[0][0] <= now):
+            _, job = deadlines.popleft()
+            if job.stage == stage:
+                expire(job)
+
+    def _expire_connect(self, job: _Job) -> None:
+        self._connecting.pop(job.sock.fileno(), None)
+        self._release(job)
+        self._finish(job.target, ErrorKind.TIMEOUT, None)
+        self._schedule_fill()
+
+    def _expire_tls(self, job: _Job) -> None:
+        target = job.target
+        self._end_tls(job)
+        elapsed = self.loop.time() - job.started
+        kind = ErrorKind.HANDSHAKE_TIMEOUT
+        result = ProbeResult(target.ip, target.port, target.host_name, error=kind, elapsed=elapsed)
+        self._finish(target, kind, result)
