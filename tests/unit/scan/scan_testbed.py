@@ -20,6 +20,7 @@ import ssl
 import struct
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -273,8 +274,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     raise_nofile()
     hosts = loopback_hosts(args.count, args.base)
     if args.mode == "baseline":
-        import time
-
         started = time.perf_counter()
         ok = asyncio.run(_baseline(hosts, args.port, args.concurrency, 10.0))
         elapsed = time.perf_counter() - started
