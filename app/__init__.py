@@ -20,6 +20,7 @@ def create_app(config: Any = None) -> Flask:
         level=app.config.get("LOG_LEVEL", logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     hops = env_int("CW_PROXY_HOPS", 0)
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]

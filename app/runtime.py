@@ -187,6 +187,10 @@ class Embedded:
             self.scheduler.stopping.set()
         self.heartbeat.stopping.set()
         self.worker.stop()
+        broker = self.worker.broker
+        broker.middleware[:] = [
+            m for m in broker.middleware if getattr(m, "worker", None) is not self.worker
+        ]
 
 
 def run_scheduler_forever(app: Flask) -> None:

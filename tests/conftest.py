@@ -107,6 +107,10 @@ def stub_worker(app: Flask) -> Iterator[Any]:
     worker.start()
     yield worker
     worker.stop()
+    # dramatiq's Worker adds a middleware to the broker and never removes it.
+    broker.middleware[:] = [
+        m for m in broker.middleware if getattr(m, "worker", None) is not worker
+    ]
     broker.flush_all()
 
 

@@ -349,7 +349,12 @@ EULA = "The subscriber accepts the certificate policy of this private CA, protec
 class RequestView(TypeAccessMixin, SecureModelView):
     """Requests of one certificate type: the request wizard, approve and decline."""
 
-    field_map = {"organization": "target", "department": "target", "profile": "profile_id", "term": "term_days"}
+    field_map = {
+        "organization": "target",
+        "department": "target",
+        "profile": "profile_id",
+        "term": "term_days",
+    }
     can_edit = False
     can_delete = False
     column_list = (

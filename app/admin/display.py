@@ -14,7 +14,11 @@ from markupsafe import Markup
 
 
 def admin_zone() -> ZoneInfo:
-    name = getattr(current_user, "timezone", "UTC") if current_user and current_user.is_authenticated else "UTC"
+    name = (
+        getattr(current_user, "timezone", "UTC")
+        if current_user and current_user.is_authenticated
+        else "UTC"
+    )
     try:
         return ZoneInfo(name or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
@@ -49,4 +53,9 @@ DETAIL_FORMATTERS = dict(typefmt.DETAIL_FORMATTERS)
 DETAIL_FORMATTERS.update({datetime: _datetime, enum.Enum: _enum})
 DETAIL_FORMATTERS[datetime] = lambda view, value, name: local_time(value, seconds=True)
 EXPORT_FORMATTERS = dict(typefmt.EXPORT_FORMATTERS)
-EXPORT_FORMATTERS.update({datetime: lambda view, value, name: value.isoformat(), enum.Enum: lambda view, value, name: value.value})
+EXPORT_FORMATTERS.update(
+    {
+        datetime: lambda view, value, name: value.isoformat(),
+        enum.Enum: lambda view, value, name: value.value,
+    }
+)

@@ -46,7 +46,9 @@ def _json_full(view: Any, context: Any, model: Any, name: str) -> Any:
     value = getattr(model, name)
     if not value:
         return ""
-    return Markup("<pre class='mb-0'>{}</pre>").format(json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False))
+    return Markup("<pre class='mb-0'>{}</pre>").format(
+        json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False)
+    )
 
 
 class AuditView(SecureModelView):
@@ -316,7 +318,9 @@ class ProfileView(SecureView):
                 except DomainError as exc:
                     db.session.commit()  # the failed attempt stays in the audit log
                     apply_errors(form, exc)
-        return self.render("admin/profile.html", form=form, zone_form=zone_form, me=me, scopes=me.scopes)
+        return self.render(
+            "admin/profile.html", form=form, zone_form=zone_form, me=me, scopes=me.scopes
+        )
 
     @expose("/dismiss-welcome/", methods=("POST",))
     def dismiss_welcome(self) -> Any:

@@ -45,14 +45,22 @@ class DiscoveryTask(db.Model):  # type: ignore[name-defined,misc]
     concurrency: Mapped[int] = mapped_column(Integer, default=256)
     # The app.scan.schedule dict ({"kind": "manual"} when unscheduled).
     schedule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedules.id", ondelete="SET NULL"), nullable=True)
+    schedule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("schedules.id", ondelete="SET NULL"), nullable=True
+    )
     # Owner: an organization for an RAO's task; None for an account-wide (MRAO) task.
-    organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"), nullable=True, index=True)
-    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("admins.id", ondelete="SET NULL"), nullable=True)
+    organization_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organizations.id"), nullable=True, index=True
+    )
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("admins.id", ondelete="SET NULL"), nullable=True
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     organization: Mapped[Organization | None] = relationship()
-    rule_links: Mapped[list[TaskRule]] = relationship(back_populates="task", cascade="all, delete-orphan", order_by="TaskRule.position")
+    rule_links: Mapped[list[TaskRule]] = relationship(
+        back_populates="task", cascade="all, delete-orphan", order_by="TaskRule.position"
+    )
 
     @property
     def rules(self) -> list[AssignmentRule]:
@@ -68,10 +76,16 @@ class AssignmentRule(db.Model):  # type: ignore[name-defined,misc]
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
     match_mode: Mapped[str] = mapped_column(String(8), default="all")  # all | any
-    conditions: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)  # [{field, operator, value}]
+    conditions: Mapped[list[dict[str, str]]] = mapped_column(
+        JSON, default=list
+    )  # [{field, operator, value}]
     organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
-    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), nullable=True, index=True)
-    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("admins.id", ondelete="SET NULL"), nullable=True)
+    department_id: Mapped[int | None] = mapped_column(
+        ForeignKey("departments.id"), nullable=True, index=True
+    )
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("admins.id", ondelete="SET NULL"), nullable=True
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     organization: Mapped[Organization] = relationship()
@@ -88,7 +102,9 @@ class TaskRule(db.Model):  # type: ignore[name-defined,misc]
     __table_args__ = (UniqueConstraint("task_id", "rule_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    task_id: Mapped[int] = mapped_column(ForeignKey("discovery_tasks.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[int] = mapped_column(
+        ForeignKey("discovery_tasks.id", ondelete="CASCADE"), index=True
+    )
     rule_id: Mapped[int] = mapped_column(ForeignKey("assignment_rules.id"), index=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
 
@@ -111,10 +127,16 @@ class ScanRun(db.Model):  # type: ignore[name-defined,misc]
     __tablename__ = "scan_runs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    task_id: Mapped[int] = mapped_column(ForeignKey("discovery_tasks.id", ondelete="CASCADE"), index=True)
-    status: Mapped[RunStatus] = mapped_column(str_enum(RunStatus, 16), default=RunStatus.RUNNING, index=True)
+    task_id: Mapped[int] = mapped_column(
+        ForeignKey("discovery_tasks.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[RunStatus] = mapped_column(
+        str_enum(RunStatus, 16), default=RunStatus.RUNNING, index=True
+    )
     trigger: Mapped[str] = mapped_column(String(32), default="manual")
-    started_by_id: Mapped[int | None] = mapped_column(ForeignKey("admins.id", ondelete="SET NULL"), nullable=True)
+    started_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("admins.id", ondelete="SET NULL"), nullable=True
+    )
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     targets_total: Mapped[int] = mapped_column(Integer, default=0)
@@ -125,7 +147,9 @@ class ScanRun(db.Model):  # type: ignore[name-defined,misc]
     certificates: Mapped[int] = mapped_column(Integer, default=0)
     new_certificates: Mapped[int] = mapped_column(Integer, default=0)
     assigned: Mapped[int] = mapped_column(Integer, default=0)
-    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # outcomes by kind, summaries
+    counts: Mapped[dict[str, Any]] = mapped_column(
+        JSON, default=dict
+    )  # outcomes by kind, summaries
     message: Mapped[str] = mapped_column(Text, default="")
 
     task: Mapped[DiscoveryTask] = relationship()
@@ -140,9 +164,13 @@ class ScanShard(db.Model):  # type: ignore[name-defined,misc]
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("scan_runs.id", ondelete="CASCADE"), index=True)
     index: Mapped[int] = mapped_column(Integer)
-    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True, index=True)
+    job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True, index=True
+    )
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # app.scan.shards.Shard.to_dict()
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending running done failed cancelled
+    status: Mapped[str] = mapped_column(
+        String(16), default="pending", index=True
+    )  # pending running done failed cancelled
     targets_total: Mapped[int] = mapped_column(Integer, default=0)
     targets_done: Mapped[int] = mapped_column(Integer, default=0)
     tls_endpoints: Mapped[int] = mapped_column(Integer, default=0)
@@ -153,8 +181,15 @@ class ScanShard(db.Model):  # type: ignore[name-defined,misc]
 
 
 HEALTH_FLAGS = (
-    "self_signed_leaf", "incomplete_chain", "misordered_chain", "hostname_mismatch", "expired",
-    "not_yet_valid", "weak_key", "sha1_signature", "legacy_tls",
+    "self_signed_leaf",
+    "incomplete_chain",
+    "misordered_chain",
+    "hostname_mismatch",
+    "expired",
+    "not_yet_valid",
+    "weak_key",
+    "sha1_signature",
+    "legacy_tls",
 )
 
 
@@ -166,7 +201,9 @@ class Endpoint(db.Model):  # type: ignore[name-defined,misc]
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    task_id: Mapped[int] = mapped_column(ForeignKey("discovery_tasks.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[int] = mapped_column(
+        ForeignKey("discovery_tasks.id", ondelete="CASCADE"), index=True
+    )
     certificate_id: Mapped[int | None] = mapped_column(ForeignKey("certificates.id"), nullable=True)
     ip: Mapped[str] = mapped_column(String(45))
     port: Mapped[int] = mapped_column(Integer)

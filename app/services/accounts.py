@@ -370,13 +370,31 @@ def dismiss_welcome(*, admin: Admin) -> None:
     """The admin hid the welcome panel (a preference, audited like every change)."""
     if not admin.welcome_dismissed:
         admin.welcome_dismissed = True
-        audit.record(action="admin.preferences", actor=admin, object_type="Admin", object_id=admin.id, label=admin.login, before={"welcome_dismissed": False}, after={"welcome_dismissed": True})
+        audit.record(
+            action="admin.preferences",
+            actor=admin,
+            object_type="Admin",
+            object_id=admin.id,
+            label=admin.login,
+            before={"welcome_dismissed": False},
+            after={"welcome_dismissed": True},
+        )
 
 
 def set_timezone(*, admin: Admin, timezone: str) -> None:
     """Times in the console are shown in this IANA zone (storage stays UTC)."""
     if timezone not in available_timezones():
-        raise DomainError(f"'{timezone}' is not an IANA time zone (for example Europe/Berlin).", field="timezone")
+        raise DomainError(
+            f"'{timezone}' is not an IANA time zone (for example Europe/Berlin).", field="timezone"
+        )
     if admin.timezone != timezone:
-        audit.record(action="admin.preferences", actor=admin, object_type="Admin", object_id=admin.id, label=admin.login, before={"timezone": admin.timezone}, after={"timezone": timezone})
+        audit.record(
+            action="admin.preferences",
+            actor=admin,
+            object_type="Admin",
+            object_id=admin.id,
+            label=admin.login,
+            before={"timezone": admin.timezone},
+            after={"timezone": timezone},
+        )
         admin.timezone = timezone

@@ -20,7 +20,7 @@ from datetime import date, datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from app.extensions import db
@@ -150,6 +150,9 @@ def _chain_pending(session: Session) -> None:
     pending: list[dict[str, Any]] = session.info.pop(_PENDING, [])
     if not pending:
         return
+    # Write first, then read: the no-op UPDATE takes the row lock on PostgreSQL and the
+    # write lock on SQLite, so concurrent commits chain one after the other.
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq))
     head = session.execute(
         select(AuditHead).where(AuditHead.id == 1).with_for_update()
     ).scalar_one_or_none()

@@ -42,36 +42,74 @@ from app.scan.observation import observe
 from app.scan.probe import ErrorKind, ProbeResult
 from app.services import audit, certificates, jobs
 from app.services.discovery_tasks import deny_list, get_task, rule_objects, target_spec
-from app.services.errors import Conflict, DomainError, NotFound, ValidationFailed
+from app.services.errors import Conflict, DomainError, NotFound
 from app.services.scope import scope_of
 
 SHARD_SIZE = 4096  # targets (address x port) per message
-KEPT_ERRORS = {ErrorKind.NOT_TLS, ErrorKind.HANDSHAKE_FAILURE, ErrorKind.HANDSHAKE_TIMEOUT, ErrorKind.RESET}
+KEPT_ERRORS = {
+    ErrorKind.NOT_TLS,
+    ErrorKind.HANDSHAKE_FAILURE,
+    ErrorKind.HANDSHAKE_TIMEOUT,
+    ErrorKind.RESET,
+}
 
 
-def start_run(*, actor: Admin | None, task_id: int, trigger: str = "manual", shard_size: int = SHARD_SIZE) -> ScanRun:
+def start_run(
+    *, actor: Admin | None, task_id: int, trigger: str = "manual", shard_size: int = SHARD_SIZE
+) -> ScanRun:
     """Create the run and one job per shard; messages are sent after commit.
 
     Raises:
         Conflict: the task is already scanning.
         ValidationFailed: the task's targets are no longer valid (e.g. a new deny entry).
     """
-    task = get_task(actor=actor, task_id=task_id) if actor else db.session.get(DiscoveryTask, task_id)
+    task = (
+        get_task(actor=actor, task_id=task_id) if actor else db.session.get(DiscoveryTask, task_id)
+    )
     if task is None:
         raise NotFound("No such discovery task.")
-    if db.session.execute(select(ScanRun.id).where(ScanRun.task_id == task.id, ScanRun.status == RunStatus.RUNNING)).first():
+    if db.session.execute(
+        select(ScanRun.id).where(ScanRun.task_id == task.id, ScanRun.status == RunStatus.RUNNING)
+    ).first():
         raise Conflict(f"'{task.name}' is already scanning.")
     spec = target_spec(task)
-    run = ScanRun(task_id=task.id, trigger=trigger, started_by_id=actor.id if actor else None, targets_total=spec.target_count)
+    run = ScanRun(
+        task_id=task.id,
+        trigger=trigger,
+        started_by_id=actor.id if actor else None,
+        targets_total=spec.target_count,
+    )
     db.session.add(run)
     db.session.flush()
     count = 0
     for shard in shards.split_into_shards(spec, shard_size):
-        job = jobs.create_job(kind="scan_shard", payload={"run_id": run.id, "index": shard.index}, organization_id=task.organization_id, max_attempts=3, actor=actor)
-        db.session.add(ScanShard(run_id=run.id, index=shard.index, job_id=job.id, spec=shard.to_dict(), targets_total=shard.target_count))
+        job = jobs.create_job(
+            kind="scan_shard",
+            payload={"run_id": run.id, "index": shard.index},
+            organization_id=task.organization_id,
+            max_attempts=3,
+            actor=actor,
+        )
+        db.session.add(
+            ScanShard(
+                run_id=run.id,
+                index=shard.index,
+                job_id=job.id,
+                spec=shard.to_dict(),
+                targets_total=shard.target_count,
+            )
+        )
         count += 1
     run.shards_total = count
-    audit.record(action="discovery.scan", actor=actor or "scheduler", object_type="DiscoveryTask", object_id=task.id, label=task.name, after={"run": run.id, "shards": count, "targets": spec.target_count, "trigger": trigger}, organization_id=task.organization_id)
+    audit.record(
+        action="discovery.scan",
+        actor=actor or "scheduler",
+        object_type="DiscoveryTask",
+        object_id=task.id,
+        label=task.name,
+        after={"run": run.id, "shards": count, "targets": spec.target_count, "trigger": trigger},
+        organization_id=task.organization_id,
+    )
     return run
 
 
@@ -80,12 +118,36 @@ def cancel_run(*, actor: Admin, run_id: int) -> ScanRun:
     if run is None:
         raise NotFound("No such scan.")
     get_task(actor=actor, task_id=run.task_id)
-    moved = db.session.execute(update(ScanRun).where(ScanRun.id == run.id, ScanRun.status == RunStatus.RUNNING).values(status=RunStatus.CANCELLED, finished_at=utcnow(), message=f"cancelled by {actor.login}"))
+    moved = db.session.execute(
+        update(ScanRun)
+        .where(ScanRun.id == run.id, ScanRun.status == RunStatus.RUNNING)
+        .values(
+            status=RunStatus.CANCELLED, finished_at=utcnow(), message=f"cancelled by {actor.login}"
+        )
+    )
     if moved.rowcount != 1:
         raise Conflict(f"Scan #{run.id} has already ended ({run.status.value}).")
-    db.session.execute(update(Job).where(Job.id.in_(select(ScanShard.job_id).where(ScanShard.run_id == run.id)), Job.status.in_([JobStatus.PENDING, JobStatus.RUNNING])).values(status=JobStatus.CANCELLED, finished_at=utcnow(), message="scan cancelled"))
-    db.session.execute(update(ScanShard).where(ScanShard.run_id == run.id, ScanShard.status.in_(["pending", "running"])).values(status="cancelled"))
-    audit.record(action="discovery.cancel", actor=actor, object_type="ScanRun", object_id=run.id, label=run.task.name, organization_id=run.task.organization_id)
+    db.session.execute(
+        update(Job)
+        .where(
+            Job.id.in_(select(ScanShard.job_id).where(ScanShard.run_id == run.id)),
+            Job.status.in_([JobStatus.PENDING, JobStatus.RUNNING]),
+        )
+        .values(status=JobStatus.CANCELLED, finished_at=utcnow(), message="scan cancelled")
+    )
+    db.session.execute(
+        update(ScanShard)
+        .where(ScanShard.run_id == run.id, ScanShard.status.in_(["pending", "running"]))
+        .values(status="cancelled")
+    )
+    audit.record(
+        action="discovery.cancel",
+        actor=actor,
+        object_type="ScanRun",
+        object_id=run.id,
+        label=run.task.name,
+        organization_id=run.task.organization_id,
+    )
     db.session.expire(run)
     _finalize(run.id)
     return run
@@ -94,12 +156,19 @@ def cancel_run(*, actor: Admin, run_id: int) -> ScanRun:
 def progress(run: ScanRun) -> int:
     """Percent of targets done, live (shards report after every batch)."""
     if run.status != RunStatus.RUNNING:
-        return 100 if run.status == RunStatus.SUCCESSFUL else min(100, int(100 * run.targets_done / max(1, run.targets_total)))
-    done = db.session.execute(select(func.coalesce(func.sum(ScanShard.targets_done), 0)).where(ScanShard.run_id == run.id)).scalar_one()
+        return (
+            100
+            if run.status == RunStatus.SUCCESSFUL
+            else min(100, int(100 * run.targets_done / max(1, run.targets_total)))
+        )
+    done = db.session.execute(
+        select(func.coalesce(func.sum(ScanShard.targets_done), 0)).where(ScanShard.run_id == run.id)
+    ).scalar_one()
     return min(99, int(100 * int(done) / max(1, run.targets_total)))
 
 
 # --- executing one shard (called by the scan_shard actor through jobs.execute) ----------
+
 
 @dataclass
 class _Context:
@@ -113,34 +182,75 @@ class _Context:
 
 def run_shard_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
     run = db.session.get(ScanRun, int(job.payload["run_id"]))
-    shard_row = db.session.execute(select(ScanShard).where(ScanShard.run_id == job.payload["run_id"], ScanShard.index == job.payload["index"])).scalar_one_or_none()
+    shard_row = db.session.execute(
+        select(ScanShard).where(
+            ScanShard.run_id == job.payload["run_id"], ScanShard.index == job.payload["index"]
+        )
+    ).scalar_one_or_none()
     if run is None or shard_row is None or run.status != RunStatus.RUNNING:
         return {"message": "scan no longer running"}
     # A retry starts the shard over: its counters restart from zero (never counted twice).
-    shard_row.status, shard_row.targets_done, shard_row.tls_endpoints, shard_row.counts = "running", 0, 0, {}
+    shard_row.status, shard_row.targets_done, shard_row.tls_endpoints, shard_row.counts = (
+        "running",
+        0,
+        0,
+        {},
+    )
     shard_row.attempts += 1
     task = run.task
-    context = _Context(task, run.id, shard_row.id, rule_objects(task), _anchors(), {"new": 0, "assigned": 0})
+    context = _Context(
+        task, run.id, shard_row.id, rule_objects(task), _anchors(), {"new": 0, "assigned": 0}
+    )
     db.session.commit()
-    options = sweep.SweepOptions(connect_timeout=task.connect_timeout, handshake_timeout=task.handshake_timeout, connect_concurrency=max(task.concurrency, 64), tls_concurrency=task.concurrency)
+    options = sweep.SweepOptions(
+        connect_timeout=task.connect_timeout,
+        handshake_timeout=task.handshake_timeout,
+        connect_concurrency=max(task.concurrency, 64),
+        tls_concurrency=task.concurrency,
+    )
 
     def on_batch(batch: sweep.SweepBatch) -> None:
         store_results(context, batch.results)
-        db.session.execute(update(ScanShard).where(ScanShard.id == context.shard_id).values(targets_done=batch.progress.targets_done, tls_endpoints=batch.progress.tls_endpoints))
-        ctx.progress(int(100 * batch.progress.targets_done / max(1, batch.progress.targets_total)))  # commits
+        db.session.execute(
+            update(ScanShard)
+            .where(ScanShard.id == context.shard_id)
+            .values(
+                targets_done=batch.progress.targets_done, tls_endpoints=batch.progress.tls_endpoints
+            )
+        )
+        ctx.progress(
+            int(100 * batch.progress.targets_done / max(1, batch.progress.targets_total))
+        )  # commits
 
     def should_stop() -> bool:
         return ctx.is_cancelled()
 
-    summary = sweep.run_shard(shards.Shard.from_dict(shard_row.spec), options, on_batch=on_batch, should_stop=should_stop, deny=deny_list())
+    summary = sweep.run_shard(
+        shards.Shard.from_dict(shard_row.spec),
+        options,
+        on_batch=on_batch,
+        should_stop=should_stop,
+        deny=deny_list(),
+    )
     counts = {**summary.count_by_outcome, **context.counts}
-    _finish_shard(context.shard_id, "cancelled" if summary.stopped else "done", summary.progress.targets_done, summary.progress.tls_endpoints, counts)
-    return {"message": f"{summary.progress.targets_done} targets, {summary.progress.tls_endpoints} TLS endpoints", "counts": counts}
+    _finish_shard(
+        context.shard_id,
+        "cancelled" if summary.stopped else "done",
+        summary.progress.targets_done,
+        summary.progress.tls_endpoints,
+        counts,
+    )
+    return {
+        "message": f"{summary.progress.targets_done} targets, {summary.progress.tls_endpoints} TLS endpoints",
+        "counts": counts,
+    }
 
 
 def on_shard_failure(job: Job) -> None:
     """jobs calls this when a shard is out of attempts: record it and maybe end the run."""
-    shard = db.session.execute(select(ScanShard).where(ScanShard.job_id == job.id)).scalar_one_or_none()
+    shard = db.session.execute(
+        select(ScanShard).where(ScanShard.job_id == job.id)
+    ).scalar_one_or_none()
     if shard is not None:
         shard.status, shard.error, shard.finished_at = "failed", job.message[:2000], utcnow()
         db.session.flush()
@@ -148,14 +258,24 @@ def on_shard_failure(job: Job) -> None:
 
 
 def _finish_shard(shard_id: int, status: str, done: int, tls: int, counts: dict[str, int]) -> None:
-    db.session.execute(update(ScanShard).where(ScanShard.id == shard_id).values(status=status, targets_done=done, tls_endpoints=tls, counts=counts, finished_at=utcnow()))
-    run_id = db.session.execute(select(ScanShard.run_id).where(ScanShard.id == shard_id)).scalar_one()
+    db.session.execute(
+        update(ScanShard)
+        .where(ScanShard.id == shard_id)
+        .values(
+            status=status, targets_done=done, tls_endpoints=tls, counts=counts, finished_at=utcnow()
+        )
+    )
+    run_id = db.session.execute(
+        select(ScanShard.run_id).where(ScanShard.id == shard_id)
+    ).scalar_one()
     _finalize(run_id)
 
 
 def _finalize(run_id: int) -> None:
     """End the run once every shard is final (the run row is locked while deciding)."""
-    run = db.session.execute(select(ScanRun).where(ScanRun.id == run_id).with_for_update()).scalar_one()
+    run = db.session.execute(
+        select(ScanRun).where(ScanRun.id == run_id).with_for_update()
+    ).scalar_one()
     rows = db.session.execute(select(ScanShard).where(ScanShard.run_id == run_id)).scalars().all()
     if any(s.status in ("pending", "running") for s in rows) and run.status == RunStatus.RUNNING:
         return
@@ -167,28 +287,44 @@ def _finalize(run_id: int) -> None:
     run.tls_endpoints = sum(s.tls_endpoints for s in rows)
     run.new_certificates = totals.pop("new", 0)
     run.assigned = totals.pop("assigned", 0)
-    run.certificates = db.session.execute(select(func.count(func.distinct(Endpoint.certificate_id))).where(Endpoint.last_run_id == run_id, Endpoint.certificate_id.is_not(None))).scalar_one()
+    run.certificates = db.session.execute(
+        select(func.count(func.distinct(Endpoint.certificate_id))).where(
+            Endpoint.last_run_id == run_id, Endpoint.certificate_id.is_not(None)
+        )
+    ).scalar_one()
     run.counts = {"outcomes": totals, "summary": task_summary(run.task_id)}
     failed = [s for s in rows if s.status == "failed"]
     if run.status == RunStatus.RUNNING:
         run.status = RunStatus.FAILED if failed else RunStatus.SUCCESSFUL
-        run.message = f"{len(failed)} of {len(rows)} shards failed: {failed[0].error}" if failed else f"{run.tls_endpoints} TLS endpoints, {run.certificates} certificates ({run.new_certificates} new)"
+        run.message = (
+            f"{len(failed)} of {len(rows)} shards failed: {failed[0].error}"
+            if failed
+            else f"{run.tls_endpoints} TLS endpoints, {run.certificates} certificates ({run.new_certificates} new)"
+        )
         run.finished_at = utcnow()
 
 
 # --- storing what a batch found ---------------------------------------------------------
 
+
 def _anchors() -> list[x509.Certificate]:
-    return [x509.load_der_x509_certificate(der) for der in db.session.execute(select(CertificateAuthority.cert_der)).scalars()]
+    return [
+        x509.load_der_x509_certificate(der)
+        for der in db.session.execute(select(CertificateAuthority.cert_der)).scalars()
+    ]
 
 
-def _upsert(model: Any, rows: list[dict[str, Any]], keys: Sequence[str], update_cols: Sequence[str]) -> None:
+def _upsert(
+    model: Any, rows: list[dict[str, Any]], keys: Sequence[str], update_cols: Sequence[str]
+) -> None:
     if not rows:
         return
     dialect = db.session.get_bind().dialect.name
     insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
     if update_cols:
-        statement = insert.on_conflict_do_update(index_elements=list(keys), set_={c: getattr(insert.excluded, c) for c in update_cols})
+        statement = insert.on_conflict_do_update(
+            index_elements=list(keys), set_={c: getattr(insert.excluded, c) for c in update_cols}
+        )
     else:
         statement = insert.on_conflict_do_nothing(index_elements=list(keys))
     db.session.execute(statement, rows)
@@ -199,7 +335,17 @@ def store_results(context: _Context, results: Sequence[ProbeResult]) -> None:
     now = utcnow()
     kept = [r for r in results if r.error is None or r.error in KEPT_ERRORS or r.host_name]
     leaves = {hashlib.sha256(r.chain[0]).hexdigest(): r for r in kept if r.chain}
-    existing = dict(db.session.execute(select(Certificate.fingerprint, Certificate.id).where(Certificate.fingerprint.in_(list(leaves)))).all()) if leaves else {}
+    existing = (
+        dict(
+            db.session.execute(
+                select(Certificate.fingerprint, Certificate.id).where(
+                    Certificate.fingerprint.in_(list(leaves))
+                )
+            ).all()
+        )
+        if leaves
+        else {}
+    )
     new_rows = []
     for fingerprint, result in leaves.items():
         if fingerprint in existing:
@@ -209,85 +355,199 @@ def store_results(context: _Context, results: Sequence[ProbeResult]) -> None:
             new_rows.append(row)
     _upsert(Certificate, new_rows, ["fingerprint"], [])
     if leaves:
-        ids = dict(db.session.execute(select(Certificate.fingerprint, Certificate.id).where(Certificate.fingerprint.in_(list(leaves)))).all())
-        db.session.execute(update(Certificate).where(Certificate.id.in_(list(ids.values()))).values(last_seen_at=now))
-        db.session.execute(update(Certificate).where(Certificate.id.in_(list(ids.values())), Certificate.first_seen_at.is_(None)).values(first_seen_at=now))
+        ids = dict(
+            db.session.execute(
+                select(Certificate.fingerprint, Certificate.id).where(
+                    Certificate.fingerprint.in_(list(leaves))
+                )
+            ).all()
+        )
+        db.session.execute(
+            update(Certificate)
+            .where(Certificate.id.in_(list(ids.values())))
+            .values(last_seen_at=now)
+        )
+        db.session.execute(
+            update(Certificate)
+            .where(Certificate.id.in_(list(ids.values())), Certificate.first_seen_at.is_(None))
+            .values(first_seen_at=now)
+        )
         context.counts["new"] += len([r for r in new_rows if r["fingerprint"] not in existing])
         context.counts["assigned"] += len([r for r in new_rows if r["organization_id"] is not None])
     else:
         ids = {}
     endpoint_rows = []
     for result in kept:
-        flags = health.assess_result(result, now=now, anchors=context.anchors) if result.chain else frozenset()
+        flags = (
+            health.assess_result(result, now=now, anchors=context.anchors)
+            if result.chain
+            else frozenset()
+        )
         fingerprint = hashlib.sha256(result.chain[0]).hexdigest() if result.chain else None
-        endpoint_rows.append({
-            "task_id": context.task.id, "ip": result.ip, "port": result.port, "host_name": result.host_name or "",
-            "certificate_id": ids.get(fingerprint) if fingerprint else None, "first_seen_at": now, "last_seen_at": now,
-            "last_run_id": context.run_id, "tls_version": result.tls_version or "", "cipher": (result.cipher or "")[:128],
-            "chain": [hashlib.sha256(der).hexdigest() for der in result.chain], "error": result.error.value if result.error else "",
-            "error_detail": (result.detail or "")[:512], **{flag: flag in {f.value for f in flags} for flag in HEALTH_FLAGS},
-        })
-    _upsert(Endpoint, endpoint_rows, ["task_id", "ip", "port", "host_name"], ["certificate_id", "last_seen_at", "last_run_id", "tls_version", "cipher", "chain", "error", "error_detail", *HEALTH_FLAGS])
+        endpoint_rows.append(
+            {
+                "task_id": context.task.id,
+                "ip": result.ip,
+                "port": result.port,
+                "host_name": result.host_name or "",
+                "certificate_id": ids.get(fingerprint) if fingerprint else None,
+                "first_seen_at": now,
+                "last_seen_at": now,
+                "last_run_id": context.run_id,
+                "tls_version": result.tls_version or "",
+                "cipher": (result.cipher or "")[:128],
+                "chain": [hashlib.sha256(der).hexdigest() for der in result.chain],
+                "error": result.error.value if result.error else "",
+                "error_detail": (result.detail or "")[:512],
+                **{flag: flag in {f.value for f in flags} for flag in HEALTH_FLAGS},
+            }
+        )
+    _upsert(
+        Endpoint,
+        endpoint_rows,
+        ["task_id", "ip", "port", "host_name"],
+        [
+            "certificate_id",
+            "last_seen_at",
+            "last_run_id",
+            "tls_version",
+            "cipher",
+            "chain",
+            "error",
+            "error_detail",
+            *HEALTH_FLAGS,
+        ],
+    )
 
 
-def _certificate_row(result: ProbeResult, fingerprint: str, context: _Context, now: Any) -> dict[str, Any] | None:
+def _certificate_row(
+    result: ProbeResult, fingerprint: str, context: _Context, now: Any
+) -> dict[str, Any] | None:
     try:
         cert = x509.load_der_x509_certificate(result.chain[0])
     except ValueError:
         return None
     info = describe_certificate(cert)
-    match = rules.first_match(context.rules, observe(result.chain[0], ip=result.ip, port=result.port, host_name=result.host_name))
+    match = rules.first_match(
+        context.rules,
+        observe(result.chain[0], ip=result.ip, port=result.port, host_name=result.host_name),
+    )
     return {
-        "fingerprint": fingerprint, "der": result.chain[0], "cert_type": CertType.SSL, "origin": CertOrigin.DISCOVERED,
-        "status": CertStatus.EXTERNAL, "organization_id": match.target.organization_id if match else None,
-        "department_id": match.target.department_id if match else None, "assigned_rule_id": match.rule.rule_id if match else None,
-        "assigned_at": now if match else None, "serial_hex": info.serial_hex, "subject_dn": info.subject, "common_name": (info.subject_cn or "")[:255],
-        "subject_o": (info.subject_o or "")[:255], "subject_ou": (info.subject_ou or "")[:255], "issuer_dn": info.issuer,
-        "issuer_cn": (info.issuer_cn or "")[:255], "sans": list(info.sans), "not_before": info.not_before, "not_after": info.not_after,
-        "key_algorithm": info.key_algorithm, "key_size": info.key_size, "signature_algorithm": info.signature_algorithm[:64],
-        "is_self_signed": info.is_self_signed, "is_ca": info.is_ca, "chain_der": [der.hex() for der in result.chain[1:]],
-        "first_seen_at": now, "last_seen_at": now, "created_at": now,
+        "fingerprint": fingerprint,
+        "der": result.chain[0],
+        "cert_type": CertType.SSL,
+        "origin": CertOrigin.DISCOVERED,
+        "status": CertStatus.EXTERNAL,
+        "organization_id": match.target.organization_id if match else None,
+        "department_id": match.target.department_id if match else None,
+        "assigned_rule_id": match.rule.rule_id if match else None,
+        "assigned_at": now if match else None,
+        "serial_hex": info.serial_hex,
+        "subject_dn": info.subject,
+        "common_name": (info.subject_cn or "")[:255],
+        "subject_o": (info.subject_o or "")[:255],
+        "subject_ou": (info.subject_ou or "")[:255],
+        "issuer_dn": info.issuer,
+        "issuer_cn": (info.issuer_cn or "")[:255],
+        "sans": list(info.sans),
+        "not_before": info.not_before,
+        "not_after": info.not_after,
+        "key_algorithm": info.key_algorithm,
+        "key_size": info.key_size,
+        "signature_algorithm": info.signature_algorithm[:64],
+        "is_self_signed": info.is_self_signed,
+        "is_ca": info.is_ca,
+        "chain_der": [der.hex() for der in result.chain[1:]],
+        "first_seen_at": now,
+        "last_seen_at": now,
+        "created_at": now,
     }
 
 
 # --- what the Network Assets page shows -------------------------------------------------
 
+
 def task_summary(task_id: int) -> dict[str, int]:
     """Distinct certificates a task has found: total, managed, external, self-signed,
     expired, expiring within 30 days."""
     now = utcnow()
-    certs = select(Certificate).join(Endpoint, Endpoint.certificate_id == Certificate.id).where(Endpoint.task_id == task_id).distinct().subquery()
-    row = db.session.execute(select(
-        func.count(),
-        func.coalesce(func.sum((certs.c.origin == CertOrigin.ISSUED.value).cast(db.Integer)), 0),
-        func.coalesce(func.sum(certs.c.is_self_signed.cast(db.Integer)), 0),
-        func.coalesce(func.sum((certs.c.not_after < now).cast(db.Integer)), 0),
-        func.coalesce(func.sum(((certs.c.not_after >= now) & (certs.c.not_after < now + timedelta(days=30))).cast(db.Integer)), 0),
-    ).select_from(certs)).one()
+    certs = (
+        select(Certificate)
+        .join(Endpoint, Endpoint.certificate_id == Certificate.id)
+        .where(Endpoint.task_id == task_id)
+        .distinct()
+        .subquery()
+    )
+    row = db.session.execute(
+        select(
+            func.count(),
+            func.coalesce(
+                func.sum((certs.c.origin == CertOrigin.ISSUED.value).cast(db.Integer)), 0
+            ),
+            func.coalesce(func.sum(certs.c.is_self_signed.cast(db.Integer)), 0),
+            func.coalesce(func.sum((certs.c.not_after < now).cast(db.Integer)), 0),
+            func.coalesce(
+                func.sum(
+                    (
+                        (certs.c.not_after >= now) & (certs.c.not_after < now + timedelta(days=30))
+                    ).cast(db.Integer)
+                ),
+                0,
+            ),
+        ).select_from(certs)
+    ).one()
     total, managed, self_signed, expired, expiring = (int(v or 0) for v in row)
-    return {"total": total, "managed": managed, "external": total - managed, "self_signed": self_signed, "expired": expired, "expiring_30": expiring}
+    return {
+        "total": total,
+        "managed": managed,
+        "external": total - managed,
+        "self_signed": self_signed,
+        "expired": expired,
+        "expiring_30": expiring,
+    }
 
 
-def assign(*, actor: Admin, certificate_ids: Sequence[int], organization_id: int, department_id: int | None) -> int:
+def assign(
+    *, actor: Admin, certificate_ids: Sequence[int], organization_id: int, department_id: int | None
+) -> int:
     """Bulk Assign To: place discovered/imported certificates in an org/department."""
     scope = scope_of(actor)
-    if not scope.covers(organization_id, department_id) or not scope.may(CertType.SSL, organization_id, department_id):
+    if not scope.covers(organization_id, department_id) or not scope.may(
+        CertType.SSL, organization_id, department_id
+    ):
         raise DomainError("Assign only to your own organizations and departments.", field="target")
     count = 0
-    for cert in db.session.execute(select(Certificate).where(Certificate.id.in_(list(certificate_ids)))).scalars():
+    for cert in db.session.execute(
+        select(Certificate).where(Certificate.id.in_(list(certificate_ids)))
+    ).scalars():
         if cert.origin == CertOrigin.ISSUED:
             continue  # ours are placed by their request
         before = {"organization_id": cert.organization_id, "department_id": cert.department_id}
         cert.organization_id, cert.department_id = organization_id, department_id
         cert.assigned_by_id, cert.assigned_rule_id, cert.assigned_at = actor.id, None, utcnow()
-        audit.record(action="certificate.assign", actor=actor, object_type="Certificate", object_id=cert.id, label=cert.common_name, before=before, after={"organization_id": organization_id, "department_id": department_id}, organization_id=organization_id, department_id=department_id)
+        audit.record(
+            action="certificate.assign",
+            actor=actor,
+            object_type="Certificate",
+            object_id=cert.id,
+            label=cert.common_name,
+            before=before,
+            after={"organization_id": organization_id, "department_id": department_id},
+            organization_id=organization_id,
+            department_id=department_id,
+        )
         count += 1
     return count
 
 
 def _installed(cert: Certificate) -> int:
-    return int(db.session.execute(select(func.count()).select_from(Endpoint).where(Endpoint.certificate_id == cert.id, Endpoint.error == "")).scalar_one())
+    return int(
+        db.session.execute(
+            select(func.count())
+            .select_from(Endpoint)
+            .where(Endpoint.certificate_id == cert.id, Endpoint.error == "")
+        ).scalar_one()
+    )
 
 
 certificates.register_install_probe(_installed)
-_ = ValidationFailed

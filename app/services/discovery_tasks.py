@@ -19,7 +19,19 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from app.extensions import db
-from app.models import Admin, AssignmentRule, Certificate, Department, DiscoveryTask, Endpoint, Organization, RunStatus, Schedule, ScanRun, TaskRule
+from app.models import (
+    Admin,
+    AssignmentRule,
+    Certificate,
+    Department,
+    DiscoveryTask,
+    Endpoint,
+    Organization,
+    RunStatus,
+    ScanRun,
+    Schedule,
+    TaskRule,
+)
 from app.models.types import utcnow
 from app.scan import addresses, rules, schedule, targets
 from app.scan.errors import ScanInputError
@@ -28,12 +40,29 @@ from app.services import audit, jobs, orgs
 from app.services.errors import DomainError, NotFound, ValidationFailed
 from app.services.scope import Scope, scope_of
 
-TASK_FIELDS = ("name", "description", "ranges", "ports", "host_overrides", "connect_timeout", "handshake_timeout", "concurrency", "schedule", "organization_id")
+TASK_FIELDS = (
+    "name",
+    "description",
+    "ranges",
+    "ports",
+    "host_overrides",
+    "connect_timeout",
+    "handshake_timeout",
+    "concurrency",
+    "schedule",
+    "organization_id",
+)
 
 
 def deny_list() -> tuple[addresses.DenyEntry, ...]:
-    extra = [e.strip() for e in str(current_app.config.get("CW_SCAN_DENY", "")).split(",") if e.strip()]
-    return (*addresses.DEFAULT_DENY, *addresses.parse_deny_list(extra)) if extra else addresses.DEFAULT_DENY
+    extra = [
+        e.strip() for e in str(current_app.config.get("CW_SCAN_DENY", "")).split(",") if e.strip()
+    ]
+    return (
+        (*addresses.DEFAULT_DENY, *addresses.parse_deny_list(extra))
+        if extra
+        else addresses.DEFAULT_DENY
+    )
 
 
 def max_addresses() -> int:
@@ -64,10 +93,18 @@ def target_spec(task: DiscoveryTask | TaskData) -> targets.TargetSpec:
     except ScanInputError as exc:
         errors["host_overrides"] = list(exc.messages)
     try:
-        return targets.parse_target_spec(task.ranges or "", task.ports or "443", host_overrides=overrides, max_addresses=max_addresses(), deny=deny_list())
+        return targets.parse_target_spec(
+            task.ranges or "",
+            task.ports or "443",
+            host_overrides=overrides,
+            max_addresses=max_addresses(),
+            deny=deny_list(),
+        )
     except ScanInputError as exc:
         for message in exc.messages:
-            errors.setdefault("ports" if message.startswith("port") else "ranges", []).append(message)
+            errors.setdefault("ports" if message.startswith("port") else "ranges", []).append(
+                message
+            )
     raise ValidationFailed(errors)
 
 
@@ -81,7 +118,9 @@ def visible_tasks_clause(scope: Scope) -> ColumnElement[bool] | None:
 def get_task(*, actor: Admin, task_id: int) -> DiscoveryTask:
     task = db.session.get(DiscoveryTask, task_id)
     scope = scope_of(actor)
-    if task is None or not (scope.is_master or (task.organization_id is not None and task.organization_id in scope.orgs)):
+    if task is None or not (
+        scope.is_master or (task.organization_id is not None and task.organization_id in scope.orgs)
+    ):
         raise NotFound("No such discovery task.")
     return task
 
@@ -91,7 +130,11 @@ def _clean(actor: Admin | None, data: TaskData, task_id: int | None) -> dict[str
     name = data.name.strip()
     if not name:
         errors["name"] = ["The task name is required."]
-    elif db.session.execute(select(DiscoveryTask.id).where(func.lower(DiscoveryTask.name) == name.lower(), DiscoveryTask.id != (task_id or 0))).first():
+    elif db.session.execute(
+        select(DiscoveryTask.id).where(
+            func.lower(DiscoveryTask.name) == name.lower(), DiscoveryTask.id != (task_id or 0)
+        )
+    ).first():
         errors["name"] = [f"A task named '{name}' already exists."]
     try:
         target_spec(data)
@@ -109,23 +152,39 @@ def _clean(actor: Admin | None, data: TaskData, task_id: int | None) -> dict[str
     scope = scope_of(actor) if actor else None
     if scope is not None and not scope.is_master:
         if data.organization_id is None or data.organization_id not in scope.orgs:
-            errors["organization_id"] = ["Choose one of your organizations as the owner of the task."]
-    elif data.organization_id is not None and db.session.get(Organization, data.organization_id) is None:
+            errors["organization_id"] = [
+                "Choose one of your organizations as the owner of the task."
+            ]
+    elif (
+        data.organization_id is not None
+        and db.session.get(Organization, data.organization_id) is None
+    ):
         errors["organization_id"] = ["No such organization."]
     rule_rows = []
     for rule_id in data.rule_ids:
         rule = db.session.get(AssignmentRule, rule_id)
-        if rule is None or (scope is not None and not scope.covers(rule.organization_id, rule.department_id)):
-            errors["rule_ids"] = ["One of the chosen rules does not exist or is outside your scope."]
+        if rule is None or (
+            scope is not None and not scope.covers(rule.organization_id, rule.department_id)
+        ):
+            errors["rule_ids"] = [
+                "One of the chosen rules does not exist or is outside your scope."
+            ]
             break
         rule_rows.append(rule)
     if errors:
         raise ValidationFailed(errors)
     return {
-        "name": name, "description": data.description.strip(), "ranges": data.ranges.strip(), "ports": data.ports.strip() or "443",
-        "host_overrides": data.host_overrides.strip(), "connect_timeout": float(data.connect_timeout),
-        "handshake_timeout": float(data.handshake_timeout), "concurrency": int(data.concurrency),
-        "schedule": schedule.parse_schedule(data.schedule).to_dict(), "organization_id": data.organization_id, "_rules": rule_rows,
+        "name": name,
+        "description": data.description.strip(),
+        "ranges": data.ranges.strip(),
+        "ports": data.ports.strip() or "443",
+        "host_overrides": data.host_overrides.strip(),
+        "connect_timeout": float(data.connect_timeout),
+        "handshake_timeout": float(data.handshake_timeout),
+        "concurrency": int(data.concurrency),
+        "schedule": schedule.parse_schedule(data.schedule).to_dict(),
+        "organization_id": data.organization_id,
+        "_rules": rule_rows,
     }
 
 
@@ -152,7 +211,15 @@ def create_task(*, actor: Admin | None, data: TaskData) -> DiscoveryTask:
     db.session.add(task)
     _apply(task, values)
     db.session.flush()
-    audit.record(action="discovery_task.create", actor=actor, object_type="DiscoveryTask", object_id=task.id, label=task.name, after=_snapshot(task), organization_id=task.organization_id)
+    audit.record(
+        action="discovery_task.create",
+        actor=actor,
+        object_type="DiscoveryTask",
+        object_id=task.id,
+        label=task.name,
+        after=_snapshot(task),
+        organization_id=task.organization_id,
+    )
     return task
 
 
@@ -163,16 +230,35 @@ def update_task(*, actor: Admin, task_id: int, data: TaskData) -> DiscoveryTask:
     db.session.flush()
     old, new = audit.changes(before, _snapshot(task))
     if new:
-        audit.record(action="discovery_task.update", actor=actor, object_type="DiscoveryTask", object_id=task.id, label=task.name, before=old, after=new, organization_id=task.organization_id)
+        audit.record(
+            action="discovery_task.update",
+            actor=actor,
+            object_type="DiscoveryTask",
+            object_id=task.id,
+            label=task.name,
+            before=old,
+            after=new,
+            organization_id=task.organization_id,
+        )
     return task
 
 
 def delete_task(*, actor: Admin, task_id: int) -> None:
     task = get_task(actor=actor, task_id=task_id)
-    running = db.session.execute(select(ScanRun.id).where(ScanRun.task_id == task.id, ScanRun.status == RunStatus.RUNNING)).first()
+    running = db.session.execute(
+        select(ScanRun.id).where(ScanRun.task_id == task.id, ScanRun.status == RunStatus.RUNNING)
+    ).first()
     if running:
         raise DomainError(f"'{task.name}' is scanning now; cancel the scan first.")
-    audit.record(action="discovery_task.delete", actor=actor, object_type="DiscoveryTask", object_id=task.id, label=task.name, before=_snapshot(task), organization_id=task.organization_id)
+    audit.record(
+        action="discovery_task.delete",
+        actor=actor,
+        object_type="DiscoveryTask",
+        object_id=task.id,
+        label=task.name,
+        before=_snapshot(task),
+        organization_id=task.organization_id,
+    )
     if task.schedule_id:
         sched = db.session.get(Schedule, task.schedule_id)
         task.schedule_id = None
@@ -214,20 +300,25 @@ def preview_schedule(data: dict[str, Any], count: int = 5) -> list[datetime]:
     return schedule.next_runs(schedule.parse_schedule(data), utcnow(), count)
 
 
-CSV_COLUMNS = ("name", "ranges", "ports", "connect_timeout", "handshake_timeout", "concurrency", "organization", "description")
-
-
-@dataclass
-class ImportResult:
-    created: list[DiscoveryTask] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+CSV_COLUMNS = (
+    "name",
+    "ranges",
+    "ports",
+    "connect_timeout",
+    "handshake_timeout",
+    "concurrency",
+    "organization",
+    "description",
+)
 
 
 class CsvImportError(DomainError):
     """Rows with errors: nothing was imported; `lines` has one message per problem."""
 
     def __init__(self, lines: list[str]) -> None:
-        super().__init__(f"Nothing was imported: {len(lines)} problem(s) in the file.", field="file")
+        super().__init__(
+            f"Nothing was imported: {len(lines)} problem(s) in the file.", field="file"
+        )
         self.lines = lines
 
 
@@ -238,43 +329,61 @@ def import_csv(*, actor: Admin | None, text: str) -> list[DiscoveryTask]:
     Raises:
         CsvImportError: with every problem, line by line (the caller rolls back).
     """
-    result = ImportResult()
+    errors: list[str] = []
+    valid: list[TaskData] = []
     reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None or "name" not in reader.fieldnames or "ranges" not in reader.fieldnames:
-        raise DomainError(f"The CSV needs a header line with at least 'name' and 'ranges' (columns: {', '.join(CSV_COLUMNS)}).", field="file")
+    if (
+        reader.fieldnames is None
+        or "name" not in reader.fieldnames
+        or "ranges" not in reader.fieldnames
+    ):
+        raise DomainError(
+            f"The CSV needs a header line with at least 'name' and 'ranges' (columns: {', '.join(CSV_COLUMNS)}).",
+            field="file",
+        )
     seen: set[str] = set()
     for row in reader:
         line = reader.line_num
         try:
             org_id = None
             if (row.get("organization") or "").strip():
-                org = db.session.execute(select(Organization).where(Organization.name == row["organization"].strip())).scalar_one_or_none()
+                org = db.session.execute(
+                    select(Organization).where(Organization.name == row["organization"].strip())
+                ).scalar_one_or_none()
                 if org is None:
-                    raise ValidationFailed({"organization": [f"no organization named '{row['organization'].strip()}'"]})
+                    raise ValidationFailed(
+                        {"organization": [f"no organization named '{row['organization'].strip()}'"]}
+                    )
                 org_id = org.id
             name = (row.get("name") or "").strip()
             if name.lower() in seen:
                 raise ValidationFailed({"name": [f"'{name}' appears twice in the file"]})
             seen.add(name.lower())
             data = TaskData(
-                name=name, ranges=(row.get("ranges") or "").replace(";", "\n"), ports=(row.get("ports") or "443").replace(";", ","),
-                connect_timeout=float(row.get("connect_timeout") or 3), handshake_timeout=float(row.get("handshake_timeout") or 5),
-                concurrency=int(row.get("concurrency") or 256), organization_id=org_id, description=row.get("description") or "",
+                name=name,
+                ranges=(row.get("ranges") or "").replace(";", "\n"),
+                ports=(row.get("ports") or "443").replace(";", ","),
+                connect_timeout=float(row.get("connect_timeout") or 3),
+                handshake_timeout=float(row.get("handshake_timeout") or 5),
+                concurrency=int(row.get("concurrency") or 256),
+                organization_id=org_id,
+                description=row.get("description") or "",
             )
-            with db.session.begin_nested():
-                result.created.append(create_task(actor=actor, data=data))
+            _clean(actor, data, None)  # validate every row before anything is written
+            valid.append(data)
         except ValidationFailed as exc:
-            result.errors += [f"line {line}: {f}: {m}" for f, ms in exc.errors.items() for m in ms]
+            errors += [f"line {line}: {f}: {m}" for f, ms in exc.errors.items() for m in ms]
         except (DomainError, ValueError) as exc:
-            result.errors.append(f"line {line}: {getattr(exc, 'message', exc)}")
-    if not result.created and not result.errors:
-        result.errors.append("the file has no task rows")
-    if result.errors:
-        raise CsvImportError(result.errors)
-    return result.created
+            errors.append(f"line {line}: {getattr(exc, 'message', exc)}")
+    if not valid and not errors:
+        errors.append("the file has no task rows")
+    if errors:
+        raise CsvImportError(errors)
+    return [create_task(actor=actor, data=data) for data in valid]
 
 
 # --- assignment rules ------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RuleData:
@@ -301,7 +410,11 @@ def check_rule(actor: Admin, data: RuleData, rule_id: int | None = None) -> rule
     name = data.name.strip()
     if not name:
         errors["name"] = ["The rule name is required."]
-    elif db.session.execute(select(AssignmentRule.id).where(func.lower(AssignmentRule.name) == name.lower(), AssignmentRule.id != (rule_id or 0))).first():
+    elif db.session.execute(
+        select(AssignmentRule.id).where(
+            func.lower(AssignmentRule.name) == name.lower(), AssignmentRule.id != (rule_id or 0)
+        )
+    ).first():
         errors["name"] = [f"A rule named '{name}' already exists."]
     org = db.session.get(Organization, data.organization_id)
     if org is None or not scope_of(actor).covers(org.id, data.department_id):
@@ -310,7 +423,13 @@ def check_rule(actor: Admin, data: RuleData, rule_id: int | None = None) -> rule
         dept = db.session.get(Department, data.department_id)
         if dept is None or dept.organization_id != data.organization_id:
             errors["target"] = ["That department does not belong to the chosen organization."]
-    payload = {"name": name or "rule", "match": data.match_mode, "conditions": list(data.conditions), "organization_id": data.organization_id, "department_id": data.department_id}
+    payload = {
+        "name": name or "rule",
+        "match": data.match_mode,
+        "conditions": list(data.conditions),
+        "organization_id": data.organization_id,
+        "department_id": data.department_id,
+    }
     problems = rules.validate_rule(payload)
     if problems:
         errors["conditions"] = problems
@@ -321,24 +440,56 @@ def check_rule(actor: Admin, data: RuleData, rule_id: int | None = None) -> rule
 
 def save_rule(*, actor: Admin, data: RuleData, rule_id: int | None = None) -> AssignmentRule:
     check_rule(actor, data, rule_id)
-    rule = get_rule(actor=actor, rule_id=rule_id) if rule_id else AssignmentRule(created_by_id=actor.id)
-    before = audit.snapshot(rule, ("name", "match_mode", "conditions", "organization_id", "department_id")) if rule_id else None
+    rule = (
+        get_rule(actor=actor, rule_id=rule_id)
+        if rule_id
+        else AssignmentRule(created_by_id=actor.id)
+    )
+    before = (
+        audit.snapshot(
+            rule, ("name", "match_mode", "conditions", "organization_id", "department_id")
+        )
+        if rule_id
+        else None
+    )
     rule.name, rule.match_mode = data.name.strip(), data.match_mode
     rule.conditions = [dict(c) for c in data.conditions]
     rule.organization_id, rule.department_id = data.organization_id, data.department_id
     db.session.add(rule)
     db.session.flush()
-    after = audit.snapshot(rule, ("name", "match_mode", "conditions", "organization_id", "department_id"))
-    audit.record(action="assignment_rule.update" if rule_id else "assignment_rule.create", actor=actor, object_type="AssignmentRule", object_id=rule.id, label=rule.name, before=before, after=after, organization_id=rule.organization_id, department_id=rule.department_id)
+    after = audit.snapshot(
+        rule, ("name", "match_mode", "conditions", "organization_id", "department_id")
+    )
+    audit.record(
+        action="assignment_rule.update" if rule_id else "assignment_rule.create",
+        actor=actor,
+        object_type="AssignmentRule",
+        object_id=rule.id,
+        label=rule.name,
+        before=before,
+        after=after,
+        organization_id=rule.organization_id,
+        department_id=rule.department_id,
+    )
     return rule
 
 
 def delete_rule(*, actor: Admin, rule_id: int) -> None:
     rule = get_rule(actor=actor, rule_id=rule_id)
-    used = db.session.execute(select(func.count()).select_from(TaskRule).where(TaskRule.rule_id == rule.id)).scalar_one()
+    used = db.session.execute(
+        select(func.count()).select_from(TaskRule).where(TaskRule.rule_id == rule.id)
+    ).scalar_one()
     if used:
         raise DomainError(f"The rule '{rule.name}' is attached to {used} tasks; detach it first.")
-    audit.record(action="assignment_rule.delete", actor=actor, object_type="AssignmentRule", object_id=rule.id, label=rule.name, before={"name": rule.name, "conditions": rule.conditions}, organization_id=rule.organization_id)
+    audit.record(
+        action="assignment_rule.delete",
+        actor=actor,
+        object_type="AssignmentRule",
+        object_id=rule.id,
+        label=rule.name,
+        before={"name": rule.name, "conditions": rule.conditions},
+        organization_id=rule.organization_id,
+    )
     db.session.delete(rule)
 
 
@@ -347,7 +498,18 @@ def rule_objects(task: DiscoveryTask) -> list[rules.Rule]:
     out = []
     for link in task.rule_links:
         r = link.rule
-        out.append(rules.parse_rule({"rule_id": r.id, "name": r.name, "match": r.match_mode, "conditions": r.conditions, "organization_id": r.organization_id, "department_id": r.department_id}))
+        out.append(
+            rules.parse_rule(
+                {
+                    "rule_id": r.id,
+                    "name": r.name,
+                    "match": r.match_mode,
+                    "conditions": r.conditions,
+                    "organization_id": r.organization_id,
+                    "department_id": r.department_id,
+                }
+            )
+        )
     return out
 
 
@@ -361,14 +523,25 @@ def dry_run(*, actor: Admin, data: RuleData, limit: int = 200) -> list[DryRunHit
     """Which already-discovered certificates (by their endpoints) the rule would match."""
     rule = check_rule(actor, data)
     scope = scope_of(actor)
-    query = select(Endpoint, Certificate).join(Certificate, Endpoint.certificate_id == Certificate.id)
+    query = select(Endpoint, Certificate).join(
+        Certificate, Endpoint.certificate_id == Certificate.id
+    )
     if not scope.is_master:
-        owned = [t for t in db.session.execute(select(DiscoveryTask.id).where(visible_tasks_clause(scope))).scalars()]  # type: ignore[arg-type]
+        owned = [
+            t
+            for t in db.session.execute(
+                select(DiscoveryTask.id).where(visible_tasks_clause(scope))
+            ).scalars()
+        ]  # type: ignore[arg-type]
         clause = scope.row_filter(Certificate.organization_id, Certificate.department_id)
-        query = query.where(or_(clause, Endpoint.task_id.in_(owned or [-1]) & Certificate.organization_id.is_(None)))  # type: ignore[arg-type]
+        query = query.where(
+            or_(clause, Endpoint.task_id.in_(owned or [-1]) & Certificate.organization_id.is_(None))
+        )  # type: ignore[arg-type]
     hits: list[DryRunHit] = []
     for endpoint, cert in db.session.execute(query.order_by(Endpoint.id).limit(20_000)):
-        observation = observe(cert.der, ip=endpoint.ip, port=endpoint.port, host_name=endpoint.host_name or None)
+        observation = observe(
+            cert.der, ip=endpoint.ip, port=endpoint.port, host_name=endpoint.host_name or None
+        )
         if rules.first_match([rule], observation) is not None:
             hits.append(DryRunHit(cert, endpoint))
             if len(hits) >= limit:

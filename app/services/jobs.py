@@ -76,7 +76,14 @@ RECURRENCES: dict[str, Callable[[dict[str, Any], datetime], datetime | None]] = 
 SYSTEM_SCHEDULES: dict[str, int] = {}
 
 
-def register_kind(name: str, label: str, actor: Sender, *, every: int | None = None, on_failure: Callable[[Job], None] | None = None) -> None:
+def register_kind(
+    name: str,
+    label: str,
+    actor: Sender,
+    *,
+    every: int | None = None,
+    on_failure: Callable[[Job], None] | None = None,
+) -> None:
     """Make a job kind known; `every` (seconds) also makes it a recurring system job."""
     KINDS[name] = Kind(name, label, actor, on_failure)
     if every:

@@ -171,9 +171,17 @@ def test_time_zone_preference_changes_how_times_are_shown(client):
     make_admin("alice")
     login(client, "alice", PASSWORD)
     token = csrf_token(client, "/admin/profile/")
-    page = client.post("/admin/profile/timezone/", data={"csrf_token": token, "timezone": "Asia/Tokyo"}, follow_redirects=True).get_data(as_text=True)
+    page = client.post(
+        "/admin/profile/timezone/",
+        data={"csrf_token": token, "timezone": "Asia/Tokyo"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
     assert "Times are now shown in Asia/Tokyo." in page and " JST" in page
-    page = client.post("/admin/profile/timezone/", data={"csrf_token": token, "timezone": "Mars/Olympus"}, follow_redirects=True).get_data(as_text=True)
+    page = client.post(
+        "/admin/profile/timezone/",
+        data={"csrf_token": token, "timezone": "Mars/Olympus"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
     assert "Choose a time zone from the list." in page
     assert "admin.preferences" in actions()
 
@@ -184,5 +192,7 @@ def test_audit_list_offers_chain_verification(client):
     page = client.get("/admin/audit/").get_data(as_text=True)
     assert 'id="cw-verify-audit"' in page
     token = csrf_token(client, "/admin/audit/")
-    page = client.post("/admin/audit/verify/", data={"csrf_token": token}, follow_redirects=True).get_data(as_text=True)
+    page = client.post(
+        "/admin/audit/verify/", data={"csrf_token": token}, follow_redirects=True
+    ).get_data(as_text=True)
     assert "Verification started as job #" in page

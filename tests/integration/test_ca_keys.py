@@ -24,7 +24,11 @@ def test_keys_are_sealed_and_rotation_reseals_under_the_new_key(app):
     new_key = Fernet.generate_key().decode()
     app.config["CW_KEK"] = f"{new_key},{old_key}"
     ca.ISSUERS.clear()
-    assert app.test_cli_runner().invoke(args=["ca", "rotate-kek"]).output.startswith("Re-sealed 2 keys")
+    assert (
+        app.test_cli_runner()
+        .invoke(args=["ca", "rotate-kek"])
+        .output.startswith("Re-sealed 2 keys")
+    )
     app.config["CW_KEK"] = new_key  # the old key is gone
     ca.ISSUERS.clear()
     db.session.expire_all()
@@ -50,6 +54,12 @@ def test_crl_refresh_publishes_before_expiry(app):
     db.session.commit()
     assert revocation.refresh_crls() == [issuing.id]
     db.session.commit()
-    assert issuing.crl_number == before + 1 and issuing.crl_next_update > utcnow() + timedelta(days=6)
-    triggers = list(db.session.execute(select(CrlPublication.trigger).where(CrlPublication.ca_id == issuing.id)).scalars())
+    assert issuing.crl_number == before + 1 and issuing.crl_next_update > utcnow() + timedelta(
+        days=6
+    )
+    triggers = list(
+        db.session.execute(
+            select(CrlPublication.trigger).where(CrlPublication.ca_id == issuing.id)
+        ).scalars()
+    )
     assert triggers == ["created", "schedule"]

@@ -7,8 +7,9 @@ import ssl
 from collections.abc import Iterator
 
 import pytest
-from scan_certs import NOW, Issued, Pki, issue, make_key, make_name
-from scan_testbed import Endpoints, ServerFarm, free_port, server_context, sni_context
+
+from tests.tlsbed.certs import NOW, Issued, Pki, issue, make_key, make_name
+from tests.tlsbed.farm import Endpoints, ServerFarm, free_port, server_context, sni_context
 
 
 @pytest.fixture(scope="session")

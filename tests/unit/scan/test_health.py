@@ -8,9 +8,6 @@ import datetime as dt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from scan_certs import NOW, Issued, Pki, issue, make_key, make_name
-from scan_certs import with_sha1_signature as sha1
-from scan_testbed import Endpoints
 
 from app.scan.health import (
     HealthFlag,
@@ -20,6 +17,9 @@ from app.scan.health import (
     matches_host_name,
 )
 from app.scan.probe import probe
+from tests.tlsbed.certs import NOW, Issued, Pki, issue, make_key, make_name
+from tests.tlsbed.certs import with_sha1_signature as sha1
+from tests.tlsbed.farm import Endpoints
 
 F = HealthFlag
 

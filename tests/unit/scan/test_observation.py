@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from scan_certs import Pki, issue, make_key, make_name
-
 from app.scan.observation import observe, observe_result
 from app.scan.probe import ErrorKind, ProbeResult
 from app.scan.rules import Observation
+from tests.tlsbed.certs import Pki, issue, make_key, make_name
 
 
 def test_leaf_fields(pki: Pki) -> None:

@@ -12,8 +12,6 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from cryptography import x509
-from scan_certs import Pki
-from scan_testbed import Endpoints
 
 from app.scan.probe import (
     ErrorKind,
@@ -25,6 +23,8 @@ from app.scan.probe import (
 )
 from app.scan.shards import Target
 from app.scan.sweep import SweepBatch, SweepOptions, sweep_targets
+from tests.tlsbed.certs import Pki
+from tests.tlsbed.farm import Endpoints
 
 Prober = Callable[[str, int, str | None], ProbeResult]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from scan_testbed import Endpoints
 
 from app.scan.__main__ import main
+from tests.tlsbed.farm import Endpoints
 
 
 def test_sweep_from_the_command_line(

@@ -11,8 +11,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from scan_certs import Pki
-from scan_testbed import Endpoints, ServerFarm, free_port, loopback_hosts, server_context
 
 from app.scan.errors import ScanInputError
 from app.scan.probe import ErrorKind, ProbeResult
@@ -26,6 +24,8 @@ from app.scan.sweep import (
     sweep_targets,
 )
 from app.scan.targets import parse_target_spec
+from tests.tlsbed.certs import Pki
+from tests.tlsbed.farm import Endpoints, ServerFarm, free_port, loopback_hosts, server_context
 
 FAST = SweepOptions(connect_timeout=1, handshake_timeout=0.5, batch_interval=0.1)
 

@@ -2,7 +2,7 @@
 
 Servers only ever bind 127.0.0.0/8 or ::1. A ServerFarm runs an asyncio loop in one thread;
 ``close()`` stops every server and connection. Run as a script it serves many TLS listeners
-for benchmarks (see ``python tests/unit/scan/scan_testbed.py --help``).
+for benchmarks (see ``python tests/tlsbed/farm.py --help``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scan_certs import Issued, issue, make_key
+from tests.tlsbed.certs import Issued, issue, make_key
 
 
 def server_context(
