@@ -73,3 +73,15 @@ def test_the_rule_catches_a_violation(tmp_path):
     bad.write_text("from sqlalchemy import select\nimport app.models\n")
     names = [n for _, n in imported_modules(bad)]
     assert names == ["sqlalchemy", "app.models"]
+
+
+def test_no_placeholders_in_the_application():
+    """A feature with a TODO or a NotImplementedError is not done."""
+    markers = ("TODO", "FIXME", "raise NotImplementedError", "raise NotImplemented")
+    offences = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in python_files("app")
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if any(marker in line for marker in markers)
+    ]
+    assert offences == []
