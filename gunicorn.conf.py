@@ -16,7 +16,7 @@ accesslog = "-"
 forwarded_allow_ips = os.environ.get("CW_FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
-def post_worker_init(worker):  # noqa: ANN001, ANN201  (gunicorn hook signature)
+def post_worker_init(worker):
     if embedded and os.environ.get("CW_EMBEDDED_WORKER", "1") != "0":
         from app.runtime import Embedded
 

@@ -18,7 +18,7 @@ from tests.factories import make_pki
 
 
 def test_keys_are_sealed_and_rotation_reseals_under_the_new_key(app):
-    root, issuing, _ = make_pki()
+    _root, issuing, _ = make_pki()
     old_key = app.config["CW_KEK"]
     assert b"PRIVATE KEY" not in issuing.sealed_key
     new_key = Fernet.generate_key().decode()

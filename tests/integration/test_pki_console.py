@@ -102,12 +102,12 @@ def world(client):
         by=db.session.get(__import__("app.models", fromlist=["Admin"]).Admin, 1),
         org=org,
     )
-    root, issuing, profile = make_pki()
+    _root, issuing, profile = make_pki()
     return org, issuing, profile
 
 
 def submit(client, org, profile, **changes):
-    csr, key = make_csr("www.acme.example", "api.acme.example")
+    csr, _key = make_csr("www.acme.example", "api.acme.example")
     data = {
         "mode": "csr",
         "csr": csr.decode(),
@@ -129,7 +129,7 @@ def submit(client, org, profile, **changes):
 
 
 def test_request_wizard_approve_download_revoke(client, mrao, stub_worker):
-    org, issuing, profile = world(client)
+    org, _issuing, profile = world(client)
     page = submit(client, org, profile).get_data(as_text=True)
     assert "for www.acme.example is Requested" in page
     req = db.session.execute(select(CertificateRequest)).scalar_one()
@@ -161,7 +161,7 @@ def test_request_wizard_approve_download_revoke(client, mrao, stub_worker):
 
 
 def test_wizard_get_from_csr_and_field_errors(client, mrao):
-    org, issuing, profile = world(client)
+    org, _issuing, profile = world(client)
     page = submit(client, org, profile, from_csr="1").get_data(as_text=True)
     assert (
         'value="www.acme.example"' in page and "api.acme.example" in page and "Read the CSR" in page
@@ -180,7 +180,7 @@ def test_wizard_get_from_csr_and_field_errors(client, mrao):
 
 
 def test_keygen_request_and_pkcs12_download(client, mrao, stub_worker):
-    org, issuing, profile = world(client)
+    org, _issuing, profile = world(client)
     profile.requires_approval = False
     db.session.commit()
     page = submit(
@@ -212,7 +212,7 @@ def test_keygen_request_and_pkcs12_download(client, mrao, stub_worker):
 
 
 def test_profile_form(client, mrao):
-    org, issuing, profile = world(client)
+    _org, issuing, _profile = world(client)
     data = {
         "name": "Web 47",
         "description": "",

@@ -37,7 +37,7 @@ def issued(app, stub_worker, tmp_path):
     org = make_org("Acme", city="Berlin")
     make_domain("acme.example", by=mrao, org=org)
     root, issuing, profile = make_pki(key_type="RSA-2048")
-    csr, key = make_csr("www.acme.example", key_type="RSA-2048")
+    csr, _key = make_csr("www.acme.example", key_type="RSA-2048")
     req = enrollment.submit_request(
         actor=mrao,
         data=enrollment.RequestData(
