@@ -60,6 +60,15 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+TIER_ORDER = {"services": 1, "browser": 2}
+
+
+@pytest.hookimpl(trylast=True)  # after the tiers' own hooks have added their markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Fast tiers first: unit and integration, then services, then the browser."""
+    items.sort(key=lambda item: max((TIER_ORDER.get(m.name, 0) for m in item.iter_markers()), default=0))
+
+
 class IsolatedClient(FlaskClient):
     """Each request runs on its own thread, so in its own app context, g and DB session,
     exactly as in production (the test's own app context would otherwise be reused and

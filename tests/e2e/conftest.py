@@ -106,9 +106,12 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser_context(chromium: str) -> Iterator[Any]:
-    """Debian's Chromium with a fresh profile (user-data dir) for this run."""
+    """Debian's Chromium with a fresh profile (user-data dir) per test module.
+
+    Module scope on purpose: Playwright's sync API keeps an asyncio loop marked as running
+    on the main thread while it is open, which would break asyncio.run() in later tests."""
     from playwright.sync_api import sync_playwright
 
     profile = tempfile.mkdtemp(prefix="cw-chromium-")
