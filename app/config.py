@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -19,15 +20,26 @@ def instance_dir() -> Path:
 
 
 def persistent_secret(name: str, make: object = None) -> str:
-    """Return the secret stored in instance/<name>, generating it once (mode 0600)."""
+    """Return the secret stored in instance/<name>, generating it once (mode 0600).
+
+    Several processes may start at once (web + workers): the value is written to a private
+    temporary file and hard-linked into place, which is atomic and fails if another
+    process won; then everyone reads the winner's complete file.
+    """
     path = instance_dir() / name
     if path.exists():
         return path.read_text().strip()
-    value = make() if callable(make) else secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(str(value))
-    return str(value)
+    value = str(make() if callable(make) else secrets.token_urlsafe(48))
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value)
+        os.link(temp, path)
+    except FileExistsError:
+        return path.read_text().strip()
+    finally:
+        os.unlink(temp)
+    return value
 
 
 def env_bool(name: str, default: bool) -> bool:
