@@ -66,7 +66,9 @@ TIER_ORDER = {"services": 1, "browser": 2}
 @pytest.hookimpl(trylast=True)  # after the tiers' own hooks have added their markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Fast tiers first: unit and integration, then services, then the browser."""
-    items.sort(key=lambda item: max((TIER_ORDER.get(m.name, 0) for m in item.iter_markers()), default=0))
+    items.sort(
+        key=lambda item: max((TIER_ORDER.get(m.name, 0) for m in item.iter_markers()), default=0)
+    )
 
 
 class IsolatedClient(FlaskClient):

@@ -65,10 +65,11 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def console_url(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Iterator[str]:
     """The console as `make run` serves it: migrated, bootstrapped, one gunicorn process
-    with the embedded worker and scheduler, on a free port of 127.0.0.1."""
+    with the embedded worker and scheduler, on a free port of 127.0.0.1 — a fresh install
+    per test module, so each story starts from a new machine."""
     home = tmp_path_factory.mktemp("console")
     port = free_port()
     env = app_env(
