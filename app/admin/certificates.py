@@ -23,13 +23,13 @@ from app.admin.base import (
     per_request,
     select_choices,
 )
-from app.admin.display import local_time
+from app.admin.display import FLAG_LABELS, local_time
 from app.admin.orgs import org_choices
 from app.extensions import db
 from app.models import Certificate, CertificateRequest, CertStatus, CertType, RequestStatus
 from app.models.types import utcnow
 from app.pki.info import describe_certificate
-from app.services import certificates, enrollment, renewal, revocation
+from app.services import certificates, enrollment, network_assets, renewal, revocation
 from app.services.errors import DomainError
 from app.services.scope import Scope
 
@@ -91,8 +91,10 @@ class CertificateView(TypeAccessMixin, SecureModelView):
         "install_state",
         "renewal_state",
         "origin",
+        "assigned_by",
     )
     column_labels = {
+        "assigned_by": "Assigned by",
         "common_name": "Common name",
         "not_after": "Expires",
         "install_state": "Install state",
@@ -111,10 +113,12 @@ class CertificateView(TypeAccessMixin, SecureModelView):
         "status": lambda v, c, m, n: badge(display_status(m)),
         "install_state": lambda v, c, m, n: install_state(m),
         "not_after": lambda v, c, m, n: local_time(m.not_after),
+        "assigned_by": lambda v, c, m, n: network_assets.assigned_by(actor=actor(), certificate=m),
     }
     column_formatters_export = {
         "status": lambda v, c, m, n: display_status(m),
         "install_state": lambda v, c, m, n: install_state(m),
+        "assigned_by": lambda v, c, m, n: network_assets.assigned_by(actor=actor(), certificate=m),
     }
     details_template = "admin/cert_details.html"
 
@@ -172,6 +176,9 @@ class CertificateView(TypeAccessMixin, SecureModelView):
             reasons=revocation.reason_choices(),
             request_url=requests,
             formats=certificates_formats(),
+            assigned_by=network_assets.assigned_by(actor=actor(), certificate=cert),
+            endpoints=network_assets.endpoints_of(actor=actor(), certificate_id=cert.id),
+            flag_labels=FLAG_LABELS,
         )
 
     @expose("/download/")

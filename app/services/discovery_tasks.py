@@ -519,9 +519,13 @@ class DryRunHit:
     endpoint: Endpoint
 
 
-def dry_run(*, actor: Admin, data: RuleData, limit: int = 200) -> list[DryRunHit]:
-    """Which already-discovered certificates (by their endpoints) the rule would match."""
-    rule = check_rule(actor, data)
+def dry_run(
+    *, actor: Admin, data: RuleData, limit: int = 200, rule_id: int | None = None
+) -> list[DryRunHit]:
+    """Which already-discovered certificates (by their endpoints) the rule would match.
+
+    ``rule_id``: the rule being edited (its own name is not a duplicate)."""
+    rule = check_rule(actor, data, rule_id)
     scope = scope_of(actor)
     query = select(Endpoint, Certificate).join(
         Certificate, Endpoint.certificate_id == Certificate.id
