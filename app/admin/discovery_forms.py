@@ -101,7 +101,9 @@ class TaskForm(AdminForm):
     owner = SelectField("Owner organization", validate_choice=False)
     rule_order = FieldList(SelectField("Rule", validate_choice=False), label="Assignment rules")
     schedule_kind = SelectField(
-        "Schedule", choices=select_choices((k.value, label) for k, label in KIND_LABELS.items())
+        "Schedule",
+        choices=select_choices((k.value, label) for k, label in KIND_LABELS.items()),
+        validate_choice=False,  # the schedule parser names an unknown kind
     )
     schedule_time = StringField("Time of day (HH:MM, 24-hour)", default="02:00")
     schedule_timezone = SelectField(
@@ -110,15 +112,18 @@ class TaskForm(AdminForm):
     schedule_weekday = SelectField(
         "Day of the week",
         choices=select_choices((str(i), d.title()) for i, d in enumerate(WEEKDAYS)),
+        validate_choice=False,  # only some kinds use it; the schedule parser checks it
     )
     schedule_day_of_month = SelectField(
         "Day of the month",
         choices=select_choices((str(d), str(d)) for d in range(1, 32)),
+        validate_choice=False,
         description="A day the month lacks runs on its last day (31 -> Feb 28/29, Apr 30).",
     )
     schedule_month = SelectField(
         "Month",
         choices=select_choices((str(i), m) for i, m in enumerate(MONTHS, start=1)),
+        validate_choice=False,
         description="Annually: the month of the run. Quarterly / semi-annually: any month "
         "the runs should fall in.",
     )

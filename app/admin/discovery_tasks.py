@@ -133,8 +133,19 @@ def _run_buttons(view: Any, context: Any, model: DiscoveryTask, name: str) -> Ma
     return scan + cancel
 
 
+def _visible_rule_ids() -> set[int] | None:
+    clause = discovery_tasks.visible_rules_clause(current_scope())
+    if clause is None:
+        return None
+    return set(db.session.execute(select(AssignmentRule.id).where(clause)).scalars())
+
+
 def _rules(view: Any, context: Any, model: DiscoveryTask, name: str) -> str:
-    return " → ".join(f"{n}. {r.name}" for n, r in enumerate(model.rules, start=1)) or "none"
+    visible = _visible_rule_ids()
+    shown = [r.name for r in model.rules if visible is None or r.id in visible]
+    hidden = len(model.rules) - len(shown)
+    text = " → ".join(f"{n}. {rule}" for n, rule in enumerate(shown, start=1)) or "none"
+    return text + (f" (and {hidden} outside your scope)" if hidden else "")
 
 
 def _next_run(view: Any, context: Any, model: DiscoveryTask, name: str) -> str:
@@ -258,7 +269,8 @@ class DiscoveryTaskView(SecureModelView):
                 while form.rule_order.entries:
                     form.rule_order.pop_entry()
                 for link in task.rule_links:
-                    form.rule_order.append_entry(str(link.rule_id))
+                    if any(value == str(link.rule_id) for value, _ in rules):
+                        form.rule_order.append_entry(str(link.rule_id))
         attached = len([e for e in form.rule_order.entries if e.data])
         while len(form.rule_order.entries) < attached + RULE_SLOTS:
             form.rule_order.append_entry("")
@@ -322,12 +334,19 @@ class DiscoveryTaskView(SecureModelView):
                     return redirect(url_for(".index_view"))
         elif request.method == "GET":
             preview = self._preview(form)
+        hidden = 0
+        if task is not None:
+            ids = _visible_rule_ids()
+            hidden = len(
+                [link for link in task.rule_links if ids is not None and link.rule_id not in ids]
+            )
         return self.render(
             self.form_template,
             form=form,
             task=task,
             preview=preview,
             preview_url=url_for(".schedule_preview_view"),
+            hidden_rules=hidden,
         )
 
     @expose("/new/", methods=("GET", "POST"))
