@@ -62,6 +62,15 @@ def install_state(cert: Certificate) -> str:
     return certificates.install_state(cert)
 
 
+def _install_link(cert: Certificate) -> Markup | str:
+    """The install state; where discovery found it, a link to those endpoints."""
+    state = install_state(cert)
+    if not state.startswith("Installed"):
+        return state
+    url = url_for("network_assets.index_view", flt0_certificate_id_equals=cert.id)
+    return Markup('<a href="{}">{}</a>').format(url, state)
+
+
 class TypeAccessMixin:
     """A certificate-type tab is open to admins holding that type's privilege somewhere."""
 
@@ -111,7 +120,7 @@ class CertificateView(TypeAccessMixin, SecureModelView):
     column_default_sort = ("not_after", False)
     column_formatters = {
         "status": lambda v, c, m, n: badge(display_status(m)),
-        "install_state": lambda v, c, m, n: install_state(m),
+        "install_state": lambda v, c, m, n: _install_link(m),
         "not_after": lambda v, c, m, n: local_time(m.not_after),
         "assigned_by": lambda v, c, m, n: network_assets.assigned_by(actor=actor(), certificate=m),
     }

@@ -107,7 +107,7 @@ def _last_run(view: Any, context: Any, model: DiscoveryTask, name: str) -> Marku
 
 def _run_form(action: str, css: str, task_id: int, button: str, label: str) -> Markup:
     return Markup(
-        '<form method="post" action="{}" class="d-inline {}" data-task="{}">'
+        '<form method="post" action="{}" class="{}" style="display: inline" data-task="{}">'
         '<input type="hidden" name="csrf_token" value="{}">'
         '<input type="hidden" name="id" value="{}">'
         '<button class="btn btn-sm {}" type="submit">{}</button></form>'

@@ -88,7 +88,10 @@ def _cert(attr: str) -> Any:
         if cert is None:
             return ""
         value = getattr(cert, attr)
-        return display.local_time(value) if attr.startswith("not_") else value
+        if attr.startswith("not_"):  # the day in the list, the full time on hover
+            day = value.astimezone(display.admin_zone()).strftime("%Y-%m-%d")
+            return Markup('<span title="{}">{}</span>').format(display.local_time(value), day)
+        return value
 
     return show
 
@@ -124,7 +127,6 @@ class NetworkAssetView(SecureModelView):
         "tls_version",
         "flags",
         "task",
-        "last_seen_at",
     )
     column_labels = {
         "ip": "IP",
@@ -156,7 +158,6 @@ class NetworkAssetView(SecureModelView):
         ("common_name", "certificate.common_name"),
         ("not_after", "certificate.not_after"),
         "tls_version",
-        "last_seen_at",
     )
     column_default_sort = [("ip", False), ("port", False)]
     column_searchable_list = ("ip", "host_name")

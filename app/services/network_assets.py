@@ -255,6 +255,7 @@ def history_rows(task_id: int, limit: int = 200) -> list[dict[str, Any]]:
     """Finished runs of a task as plain rows for app.reports.figures.scan_points."""
     return [
         {
+            "id": run.id,
             "started_at": run.started_at,
             "finished_at": run.finished_at,
             "status": run.status.value,

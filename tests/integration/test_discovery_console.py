@@ -383,7 +383,7 @@ def test_cancel_then_delete(client, bed):
 
 def list_rows(page):
     """The rows of a Flask-Admin list table: [{column: cell text}]."""
-    table = page.split("model-list", 1)[1].split("</thead>", 1)[1].split("</table>", 1)[0]
+    table = page.split('model-list">', 1)[1].split("</thead>", 1)[1].split("</table>", 1)[0]
     rows = []
     for row in re.findall(r"<tr>(.*?)</tr>", table, re.S):
         cells = re.findall(r'<td class="col-(\w+)">(.*?)</td>', row, re.S)
@@ -576,6 +576,13 @@ def test_ssl_inventory_shows_origin_placement_and_install_state(client, bed):
     cert = db.session.execute(
         select(Certificate).where(Certificate.common_name == "www.ext.test")
     ).scalar_one()
+    link = re.search(r'href="(/admin/network_assets/\?flt0_certificate_id_equals=\d+)"', row)
+    where = rows_of(text(client.get(link.group(1).replace("&amp;", "&"))))
+    assert set(where) == {
+        (HOST["ext"], ""),
+        (HOST["ext2"], ""),
+        (HOST["ext"], "wrong.acme.example"),
+    }
     details = text(client.get(f"/admin/ssl_certs/details/?id={cert.id}"))
     assert "assigned by rule Example Corp to Acme" in details
     assert "Discovered" in details and "Installed (3 endpoints)" in details

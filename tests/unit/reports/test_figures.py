@@ -81,7 +81,7 @@ def test_figure_has_a_line_per_count_and_bars_for_new_certificates():
     assert by_name["Expiring in 30 days"]["y"] == [0, 2]
     assert by_name["New certificates"]["type"] == "bar"
     assert by_name["New certificates"]["y"] == [4, 2]
-    assert by_name["Total"]["x"] == ["2026-03-28 23:30:00", "2026-04-04 23:30:00"]
+    assert by_name["Total"]["x"] == ["2026-03-28 23:30", "2026-04-04 23:30"]
     assert figure["layout"]["title"]["text"] == "Loopback: counts per scan"
     assert "annotations" not in figure["layout"]
     go.Figure(figure)  # plotly validates every property name and value
@@ -97,8 +97,18 @@ def test_times_are_wall_clock_in_the_chosen_zone_across_dst():
         ]
     )
     figure = scan_history_figure(points, title="t", zone=berlin, zone_name="Europe/Berlin")
-    assert figure["data"][1]["x"] == ["2026-03-29 00:30:00", "2026-03-30 01:30:00"]
+    assert figure["data"][1]["x"] == ["2026-03-29 00:30", "2026-03-30 01:30"]
     assert figure["layout"]["xaxis"]["title"]["text"] == "Scan finished (Europe/Berlin)"
+
+
+def test_scans_in_the_same_minute_stay_apart_by_number():
+    rows = [
+        {"id": 7, **run(T0, summary(4))},
+        {"id": 8, **run(T0 + dt.timedelta(seconds=20), summary(5))},
+    ]
+    figure = scan_history_figure(scan_points(rows), title="t")
+    assert figure["data"][0]["x"] == ["2026-03-28 23:30 #7", "2026-03-28 23:30 #8"]
+    assert figure["layout"]["xaxis"]["type"] == "category"
 
 
 def test_no_scans_yet_says_so():
