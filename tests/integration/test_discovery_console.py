@@ -213,6 +213,49 @@ def test_task_form_previews_five_runs_then_saves_with_rules_in_order(client, bed
     assert first_rule and first_rule.group(1) == str(second.id)
 
 
+@pytest.mark.parametrize(
+    ("fields", "describe", "first"),
+    [
+        # Any month of the cycle names it: May -> Feb, May, Aug, Nov.
+        (
+            {"schedule_kind": "quarterly", "schedule_day_of_month": "31", "schedule_month": "5"},
+            "Quarterly on day 31 in Feb, May, Aug, Nov at 09:30 (America/New_York)",
+            r"\w{3} \d{4}-(02-2[89]|05-31|08-31|11-30) 09:30 E[SD]T",
+        ),
+        (
+            {"schedule_kind": "annually", "schedule_day_of_month": "29", "schedule_month": "2"},
+            "Annually on day 29 in Feb at 09:30 (America/New_York)",
+            r"\w{3} \d{4}-02-2[89] 09:30 EST",
+        ),
+        (
+            {"schedule_kind": "once", "schedule_at": "2099-07-01T08:15"},
+            "Once on 2099-07-01 08:15 (America/New_York)",
+            r"Wed 2099-07-01 08:15 EDT",
+        ),
+        ({"schedule_kind": "daily", "schedule_time": "7pm"}, None, None),
+        ({"schedule_timezone": "Mars/Olympus"}, None, None),
+    ],
+)
+def test_schedule_preview_for_every_kind(client, bed, fields, describe, first):
+    query = {
+        "schedule_kind": "daily",
+        "schedule_time": "09:30",
+        "schedule_timezone": "America/New_York",
+        **fields,
+    }
+    preview = client.get("/admin/discovery_tasks/schedule-preview/", query_string=query).get_json()
+    if describe is None:
+        assert preview["errors"] and not preview.get("runs")
+        assert any(
+            "is not a time of day" in e or "is not an IANA time zone" in e
+            for e in preview["errors"]
+        )
+        return
+    assert preview["describe"] == describe
+    assert len(preview["runs"]) == (1 if query["schedule_kind"] == "once" else 5)
+    assert re.match(first, preview["runs"][0]), preview["runs"]
+
+
 def test_task_form_shows_every_error_at_its_field_and_saves_nothing(client, bed):
     rule = make_rule(bed)
     form = task_form(

@@ -321,3 +321,33 @@ def test_mrao_sees_every_task_rule_and_endpoint(client, disco):
     assert "Beta Corp rule" in rules and "Alpha lab rule" in rules
     page = client.get("/admin/network_assets/").get_data(as_text=True)
     assert {"shared.beta.example", "hidden.beta.example", "www2.beta.example"} <= cns_listed(page)
+
+
+def test_csv_import_answers_for_another_organization_as_for_a_missing_one(client, disco):
+    as_(client, "alpha-rao")
+    url = "/admin/discovery_tasks/import/"
+    pages = {}
+    for org in ("Beta Corp", "No Such Org"):
+        text = f"name,ranges,organization\nImported,10.9.0.0/30,{org}\n"
+        pages[org] = client.post(
+            url, data={"text": text, "csrf_token": csrf_token(client, url)}, follow_redirects=True
+        ).get_data(as_text=True)
+    assert (
+        "line 2: organization: no organization named &#39;No Such Org&#39;" in pages["No Such Org"]
+    )
+    assert "line 2: organization: no organization named &#39;Beta Corp&#39;" in pages["Beta Corp"]
+    assert (
+        db.session.execute(
+            select(func.count()).select_from(DiscoveryTask).where(DiscoveryTask.name == "Imported")
+        ).scalar_one()
+        == 0
+    )
+    text = "name,ranges,organization\nImported,10.9.0.0/30,Alpha Inc\n"
+    page = client.post(
+        url, data={"text": text, "csrf_token": csrf_token(client, url)}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "Imported 1 task(s): Imported." in page
+    task = db.session.execute(
+        select(DiscoveryTask).where(DiscoveryTask.name == "Imported")
+    ).scalar_one()
+    assert task.organization_id == disco["alpha"]
