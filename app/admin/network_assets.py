@@ -268,7 +268,7 @@ class NetworkAssetView(SecureModelView):
                 db.session.commit()
                 where = next(
                     (c.label for c in form.target.choices if c.value == form.target.data), ""
-                )
+                ).removesuffix(" (whole organization)")
                 message = f"{result.assigned} certificate(s) assigned to {where}."
                 if result.managed:
                     message += f" {result.managed} managed certificate(s) keep the place their request gave them."

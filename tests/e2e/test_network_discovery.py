@@ -232,3 +232,32 @@ def test_discover_the_test_bed(console: Console, testbed: SimpleNamespace) -> No
     assert f"assigned by rule {RULE}" in page.inner_text("#cw-cert-placed")
     assert "www.shop.test" in page.inner_text("#cw-deployed")
     c.shot("ssl-certificate-details")
+
+    # --- bulk Assign To: the unmatched expired certificate, by hand ----------------------
+    c.menu("Discovery", "Network Assets")
+    page.locator("tr", has_text="old.legacy.test").locator("input.action-checkbox").check()
+    page.click("a.dropdown-toggle:has-text('With selected')")
+    page.click("a.dropdown-item:has-text('Assign To')")
+    page.wait_for_load_state()
+    assert "old.legacy.test" in page.inner_text("#cw-assign-list")
+    choose(c, "#target", f"{ORG} (whole organization)")
+    c.shot("assign-to")
+    page.click("button:has-text('Assign')")
+    page.wait_for_load_state()
+    assert f"1 certificate(s) assigned to {ORG}." in c.flashes()
+    c.menu("Certificates", "SSL Certificates")
+    inventory = {r["Common name"]: r for r in rows(c)}
+    assert inventory["old.legacy.test"]["Assigned by"] == ADMIN_LOGIN
+    assert inventory["old.legacy.test"]["Status"] == "External"
+
+    # --- Import from CSV: every bad line is listed, nothing is created --------------------
+    c.menu("Discovery", "Network Discovery Tasks")
+    page.click("#cw-import-csv")
+    page.fill("#text", "name,ranges,ports\nBranch A,10.20.0.0/24,443\nBranch B,10.21.0.300,443\n")
+    page.click("button:has-text('Import')")
+    page.wait_for_load_state()
+    problems = page.inner_text("#cw-import-problems")
+    assert "line 3: ranges: line 1: '10.21.0.300'" in problems
+    c.shot("import-csv-errors")
+    c.menu("Discovery", "Network Discovery Tasks")
+    assert [r["Name"] for r in rows(c)] == [TASK]
