@@ -116,6 +116,7 @@ class DiscoveryTaskView(SecureModelView):
         "status": status_cell,
     }
     list_template = "admin/discovery/task_list.html"
+    details_template = "admin/discovery/task_details.html"
     form_template = "admin/discovery/task_form.html"
 
     def __init__(self, **kwargs: Any) -> None:

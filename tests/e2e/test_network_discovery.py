@@ -261,3 +261,12 @@ def test_discover_the_test_bed(console: Console, testbed: SimpleNamespace) -> No
     c.shot("import-csv-errors")
     c.menu("Discovery", "Network Discovery Tasks")
     assert [r["Name"] for r in rows(c)] == [TASK]
+    page.locator("tr", has_text=TASK).locator("a[title='View Record']").click()
+    page.wait_for_load_state()
+    details = page.inner_text("table.searchable")
+    assert f"1. {RULE}" in details and "Weekly on Monday at 03:00 (Europe/Berlin)" in details
+    assert re.search(r"Next run\s+\d{4}-\d\d-\d\d 0[12]:00 UTC", details), details
+    c.shot("task-details")
+    page.click("ul.nav-tabs a:has-text('History')")
+    page.wait_for_load_state()
+    assert page.locator("#cw-history tbody tr").count() == 1
