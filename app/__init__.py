@@ -55,11 +55,13 @@ def register_actors() -> None:
 
 def register_blueprints(app: Flask) -> None:
     from app.admin import init_console
+    from app.admin.assets import bp as assets_bp
     from app.admin.auth import bp as auth_bp
     from app.api.collect import bp as collect_bp
     from app.api.pki import bp as pki_bp
 
     app.register_blueprint(auth_bp)
+    app.register_blueprint(assets_bp)
     app.register_blueprint(pki_bp)
     app.register_blueprint(collect_bp)
     init_console(app)

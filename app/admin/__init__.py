@@ -8,8 +8,11 @@ from flask_admin.theme import Bootstrap4Theme
 
 from app.admin.admins import AdminView
 from app.admin.certificates import CertificateView, RequestView
-from app.admin.dashboard import DashboardView, PendingTabView
+from app.admin.dashboard import DashboardView
+from app.admin.discovery_rules import AssignmentRuleView
+from app.admin.discovery_tasks import DiscoveryTaskView
 from app.admin.domains import DelegationView, DomainView
+from app.admin.network_assets import NetworkAssetView
 from app.admin.orgs import DepartmentView, OrganizationView
 from app.admin.pki import CaView, ProfileView
 from app.admin.system import AboutView, AuditView, JobView, OutboxView
@@ -57,11 +60,16 @@ def init_console(app: Flask) -> Console:
             )
         )
     console.add_view(
-        PendingTabView(
-            name="Discovery",
-            endpoint="discovery",
-            summary="Network discovery finds the certificates already deployed on your network and brings them into the inventory.",
-            parts=[("Network Discovery Tasks", False), ("Network Assets", False)],
+        NetworkAssetView(name="Network Assets", category="Discovery", endpoint="network_assets")
+    )
+    console.add_view(
+        DiscoveryTaskView(
+            name="Network Discovery Tasks", category="Discovery", endpoint="discovery_tasks"
+        )
+    )
+    console.add_view(
+        AssignmentRuleView(
+            name="Assignment Rules", category="Discovery", endpoint="assignment_rules"
         )
     )
     console.add_view(

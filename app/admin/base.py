@@ -205,6 +205,11 @@ class SecureModelView(SecureMixin, ModelView):
             if form is not None:
                 if exc.field in self.field_map:
                     exc.field = self.field_map[exc.field]
+                if isinstance(exc, ValidationFailed):
+                    mapped: dict[str, list[str]] = {}
+                    for field, messages in exc.errors.items():
+                        mapped.setdefault(self.field_map.get(field, field), []).extend(messages)
+                    exc.errors = mapped
                 apply_errors(form, exc)
             else:
                 flash(exc.message, "error")

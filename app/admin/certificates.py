@@ -23,13 +23,13 @@ from app.admin.base import (
     per_request,
     select_choices,
 )
-from app.admin.display import local_time
+from app.admin.display import FLAG_LABELS, local_time
 from app.admin.orgs import org_choices
 from app.extensions import db
 from app.models import Certificate, CertificateRequest, CertStatus, CertType, RequestStatus
 from app.models.types import utcnow
 from app.pki.info import describe_certificate
-from app.services import certificates, enrollment, renewal, revocation
+from app.services import certificates, enrollment, network_assets, renewal, revocation
 from app.services.errors import DomainError
 from app.services.scope import Scope
 
@@ -62,6 +62,15 @@ def install_state(cert: Certificate) -> str:
     return certificates.install_state(cert)
 
 
+def _install_link(cert: Certificate) -> Markup | str:
+    """The install state; where discovery found it, a link to those endpoints."""
+    state = install_state(cert)
+    if not state.startswith("Installed"):
+        return state
+    url = url_for("network_assets.index_view", flt0_certificate_id_equals=cert.id)
+    return Markup('<a href="{}">{}</a>').format(url, state)
+
+
 class TypeAccessMixin:
     """A certificate-type tab is open to admins holding that type's privilege somewhere."""
 
@@ -91,8 +100,10 @@ class CertificateView(TypeAccessMixin, SecureModelView):
         "install_state",
         "renewal_state",
         "origin",
+        "assigned_by",
     )
     column_labels = {
+        "assigned_by": "Assigned by",
         "common_name": "Common name",
         "not_after": "Expires",
         "install_state": "Install state",
@@ -109,12 +120,14 @@ class CertificateView(TypeAccessMixin, SecureModelView):
     column_default_sort = ("not_after", False)
     column_formatters = {
         "status": lambda v, c, m, n: badge(display_status(m)),
-        "install_state": lambda v, c, m, n: install_state(m),
+        "install_state": lambda v, c, m, n: _install_link(m),
         "not_after": lambda v, c, m, n: local_time(m.not_after),
+        "assigned_by": lambda v, c, m, n: network_assets.assigned_by(actor=actor(), certificate=m),
     }
     column_formatters_export = {
         "status": lambda v, c, m, n: display_status(m),
         "install_state": lambda v, c, m, n: install_state(m),
+        "assigned_by": lambda v, c, m, n: network_assets.assigned_by(actor=actor(), certificate=m),
     }
     details_template = "admin/cert_details.html"
 
@@ -172,6 +185,9 @@ class CertificateView(TypeAccessMixin, SecureModelView):
             reasons=revocation.reason_choices(),
             request_url=requests,
             formats=certificates_formats(),
+            assigned_by=network_assets.assigned_by(actor=actor(), certificate=cert),
+            endpoints=network_assets.endpoints_of(actor=actor(), certificate_id=cert.id),
+            flag_labels=FLAG_LABELS,
         )
 
     @expose("/download/")

@@ -9,7 +9,7 @@ from flask_admin import AdminIndexView, expose
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from app.admin.base import SecureMixin, SecureView, current_scope
+from app.admin.base import SecureMixin, current_scope
 from app.extensions import db
 from app.models import (
     Admin,
@@ -61,16 +61,3 @@ class DashboardView(SecureMixin, AdminIndexView):
             me=current_user,
             show_welcome=not current_user.welcome_dismissed,
         )
-
-
-class PendingTabView(SecureView):
-    """A console tab whose features have not landed yet: it says so, and shows what exists."""
-
-    def __init__(self, *, summary: str, parts: list[tuple[str, bool]], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.summary = summary
-        self.parts = parts
-
-    @expose("/")
-    def index(self) -> Any:
-        return self.render("admin/pending_tab.html", summary=self.summary, parts=self.parts)

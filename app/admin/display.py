@@ -47,6 +47,31 @@ def compact_json(value: Any, limit: int = 160) -> Markup:
     return Markup('<code title="{}">{}</code>').format(text, short)
 
 
+# Discovery: an endpoint's health flags and handshake error kinds, as people read them.
+FLAG_LABELS = {
+    "self_signed_leaf": "Self-signed leaf",
+    "incomplete_chain": "Incomplete chain",
+    "misordered_chain": "Misordered chain",
+    "hostname_mismatch": "Host name mismatch",
+    "expired": "Expired",
+    "not_yet_valid": "Not yet valid",
+    "weak_key": "Weak key",
+    "sha1_signature": "SHA-1 signature",
+    "legacy_tls": "Legacy TLS (1.0/1.1)",
+}
+ERROR_LABELS = {
+    "not_tls": "Not TLS",
+    "handshake_failure": "Handshake failure",
+    "handshake_timeout": "Handshake timeout",
+    "reset": "Connection reset",
+    "refused": "Connection refused",
+    "timeout": "Connect timeout",
+    "unreachable": "Unreachable",
+    "unresolved": "Host name not resolved",
+    "denied": "Denied address",
+}
+
+
 FORMATTERS = dict(typefmt.BASE_FORMATTERS)
 FORMATTERS.update({type(None): typefmt.empty_formatter, datetime: _datetime, enum.Enum: _enum})
 DETAIL_FORMATTERS = dict(typefmt.DETAIL_FORMATTERS)

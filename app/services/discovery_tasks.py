@@ -342,14 +342,17 @@ def import_csv(*, actor: Admin | None, text: str) -> list[DiscoveryTask]:
             field="file",
         )
     seen: set[str] = set()
+    scope = scope_of(actor) if actor is not None else None
+    owners = sorted(scope.orgs) if scope is not None and not scope.is_master else None
     for row in reader:
         line = reader.line_num
         try:
             org_id = None
             if (row.get("organization") or "").strip():
-                org = db.session.execute(
-                    select(Organization).where(Organization.name == row["organization"].strip())
-                ).scalar_one_or_none()
+                query = select(Organization).where(Organization.name == row["organization"].strip())
+                if owners is not None:  # another organization answers like a missing one
+                    query = query.where(Organization.id.in_(owners or [-1]))
+                org = db.session.execute(query).scalar_one_or_none()
                 if org is None:
                     raise ValidationFailed(
                         {"organization": [f"no organization named '{row['organization'].strip()}'"]}
@@ -519,9 +522,13 @@ class DryRunHit:
     endpoint: Endpoint
 
 
-def dry_run(*, actor: Admin, data: RuleData, limit: int = 200) -> list[DryRunHit]:
-    """Which already-discovered certificates (by their endpoints) the rule would match."""
-    rule = check_rule(actor, data)
+def dry_run(
+    *, actor: Admin, data: RuleData, limit: int = 200, rule_id: int | None = None
+) -> list[DryRunHit]:
+    """Which already-discovered certificates (by their endpoints) the rule would match.
+
+    ``rule_id``: the rule being edited (its own name is not a duplicate)."""
+    rule = check_rule(actor, data, rule_id)
     scope = scope_of(actor)
     query = select(Endpoint, Certificate).join(
         Certificate, Endpoint.certificate_id == Certificate.id

@@ -39,9 +39,15 @@ def test_every_console_page_shows_its_content(console: Console) -> None:
         assert page.title() == f"{kind} Requests - Certwright"
         c.shot(f"requests-{kind}")
 
-    c.menu("Discovery")
-    assert "Network Discovery Tasks" in c.main_text() and "Network Assets" in c.main_text()
-    c.shot("discovery")
+    for entry, heading in (
+        ("Network Assets", "IP"),
+        ("Network Discovery Tasks", "Name"),
+        ("Assignment Rules", "Name"),
+    ):
+        c.menu("Discovery", entry)
+        assert page.title() == f"{entry} - Certwright"
+        assert c.table_column(heading) == []  # nothing discovered on a new install
+        c.shot(f"discovery-{entry}")
 
     c.menu("Reports", "Account Activity")
     assert page.title() == "Account Activity - Certwright"
