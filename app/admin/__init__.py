@@ -7,7 +7,7 @@ from flask_admin import Admin as Console
 from flask_admin.theme import Bootstrap4Theme
 
 from app.admin.admins import AdminView
-from app.admin.certificates import CertificateView, RequestView
+from app.admin.certificates import CertificateView
 from app.admin.dashboard import DashboardView
 from app.admin.discovery_rules import AssignmentRuleView
 from app.admin.discovery_tasks import DiscoveryTaskView
@@ -15,6 +15,7 @@ from app.admin.domains import DelegationView, DomainView
 from app.admin.network_assets import NetworkAssetView
 from app.admin.orgs import DepartmentView, OrganizationView
 from app.admin.pki import CaView, ProfileView
+from app.admin.requests import RequestView
 from app.admin.system import AboutView, AuditView, JobView, OutboxView
 from app.admin.system import ProfileView as MyProfileView
 from app.models import (

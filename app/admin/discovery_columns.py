@@ -15,7 +15,7 @@ from app.admin.base import current_scope
 from app.extensions import db
 from app.models import AssignmentRule, DiscoveryTask, ScanRun, Schedule
 from app.scan import schedule as scan_schedule
-from app.services import discovery_runs, discovery_tasks, network_assets
+from app.services import discovery_rules, discovery_runs, network_assets
 
 STATUS_BADGE = {
     "Running": "primary",
@@ -121,7 +121,7 @@ def run_buttons(view: Any, context: Any, model: DiscoveryTask, name: str) -> Mar
 
 
 def visible_rule_ids() -> set[int] | None:
-    clause = discovery_tasks.visible_rules_clause(current_scope())
+    clause = discovery_rules.visible_rules_clause(current_scope())
     if clause is None:
         return None
     return set(db.session.execute(select(AssignmentRule.id).where(clause)).scalars())

@@ -18,7 +18,7 @@ from app.admin.discovery_forms import (
 from app.admin.orgs import parse_target, target_choices
 from app.extensions import db
 from app.models import AssignmentRule, DiscoveryTask, TaskRule
-from app.services import discovery_tasks, network_assets
+from app.services import discovery_rules, network_assets
 from app.services.errors import DomainError, ValidationFailed
 from app.services.scope import Scope
 
@@ -70,7 +70,7 @@ class AssignmentRuleView(SecureModelView):
         super().__init__(AssignmentRule, **kwargs)
 
     def scope_clause(self, scope: Scope) -> Any:
-        return discovery_tasks.visible_rules_clause(scope)
+        return discovery_rules.visible_rules_clause(scope)
 
     def _form(self, rule: AssignmentRule | None) -> RuleForm:
         form = RuleForm(obj=None)
@@ -96,7 +96,7 @@ class AssignmentRuleView(SecureModelView):
         if request.method == "POST" and form.validate():
             conditions, rows = rule_conditions(form)
             org_id, dept_id = parse_target(form.target.data or "")
-            data = discovery_tasks.RuleData(
+            data = discovery_rules.RuleData(
                 name=form.name.data or "",
                 match_mode=form.match_mode.data or "all",
                 conditions=conditions,
@@ -105,11 +105,11 @@ class AssignmentRuleView(SecureModelView):
             )
             try:
                 if "dry_run" in request.form:
-                    hits = discovery_tasks.dry_run(
+                    hits = discovery_rules.dry_run(
                         actor=actor(), data=data, rule_id=rule.id if rule else None
                     )
                 else:
-                    saved = discovery_tasks.save_rule(
+                    saved = discovery_rules.save_rule(
                         actor=actor(), data=data, rule_id=rule.id if rule else None
                     )
                     db.session.commit()
@@ -149,5 +149,5 @@ class AssignmentRuleView(SecureModelView):
 
     def delete_model(self, model: AssignmentRule) -> Any:
         return self.run_service(
-            None, lambda: discovery_tasks.delete_rule(actor=actor(), rule_id=model.id)
+            None, lambda: discovery_rules.delete_rule(actor=actor(), rule_id=model.id)
         )

@@ -36,7 +36,7 @@ from app.admin.orgs import org_choices
 from app.extensions import db
 from app.models import AssignmentRule, DiscoveryTask, Role, RunStatus, ScanRun
 from app.scan import schedule as scan_schedule
-from app.services import discovery_runs, discovery_tasks, network_assets
+from app.services import discovery_rules, discovery_runs, discovery_tasks, network_assets
 from app.services.errors import DomainError, ValidationFailed
 from app.services.scope import Scope
 
@@ -140,7 +140,7 @@ class DiscoveryTaskView(SecureModelView):
             ([("", "— none: account-wide —")] if scope.is_master else []) + owners
         )
         query = select(AssignmentRule).order_by(AssignmentRule.name)
-        clause = discovery_tasks.visible_rules_clause(scope)
+        clause = discovery_rules.visible_rules_clause(scope)
         if clause is not None:
             query = query.where(clause)
         rules = [

@@ -41,7 +41,8 @@ from app.scan import health, rules, shards, sweep
 from app.scan.observation import observe
 from app.scan.probe import ErrorKind, ProbeResult
 from app.services import audit, certificates, jobs
-from app.services.discovery_tasks import deny_list, get_task, rule_objects, target_spec
+from app.services.discovery_rules import rule_objects
+from app.services.discovery_tasks import deny_list, get_task, target_spec
 from app.services.errors import Conflict, DomainError, NotFound
 from app.services.scope import scope_of
 

@@ -17,7 +17,7 @@ from app.models import (
     RequestMode,
     ScanRun,
 )
-from app.services import discovery_tasks, enrollment
+from app.services import discovery_rules, enrollment
 from tests.conftest import csrf_token, drain, login
 from tests.factories import (
     PASSWORD,
@@ -106,9 +106,9 @@ def text(resp):
 
 
 def make_rule(bed, name="Example Corp to Acme", value="Example Corp"):
-    rule = discovery_tasks.save_rule(
+    rule = discovery_rules.save_rule(
         actor=bed.mrao,
-        data=discovery_tasks.RuleData(
+        data=discovery_rules.RuleData(
             name=name,
             match_mode="all",
             conditions=[{"field": "subject_o", "operator": "equals", "value": value}],

@@ -24,7 +24,7 @@ from app.models import (
     Schedule,
 )
 from app.models.types import utcnow
-from app.services import discovery_runs, discovery_tasks, enrollment, jobs
+from app.services import discovery_rules, discovery_runs, discovery_tasks, enrollment, jobs
 from app.services.errors import Conflict, ValidationFailed
 from tests.conftest import drain
 from tests.factories import make_admin, make_csr, make_domain, make_org, make_pki
@@ -104,9 +104,9 @@ def bed(app, stub_worker):
 
 
 def make_task(bed, **changes):
-    rule = discovery_tasks.save_rule(
+    rule = discovery_rules.save_rule(
         actor=bed.mrao,
-        data=discovery_tasks.RuleData(
+        data=discovery_rules.RuleData(
             name="Example Corp to Acme",
             match_mode="all",
             conditions=[{"field": "subject_o", "operator": "equals", "value": "Example Corp"}],
@@ -247,18 +247,18 @@ def test_cli_runs_a_task_and_prints_counts(bed, app):
 def test_dry_run_shows_matches_before_saving(bed):
     task = make_task(bed)
     scan(bed, task)
-    data = discovery_tasks.RuleData(
+    data = discovery_rules.RuleData(
         name="Other Inc",
         match_mode="any",
         conditions=[{"field": "subject_o", "operator": "equals", "value": "Other Inc"}],
         organization_id=bed.org.id,
     )
-    hits = discovery_tasks.dry_run(actor=bed.mrao, data=data)
+    hits = discovery_rules.dry_run(actor=bed.mrao, data=data)
     assert [h.certificate.common_name for h in hits] == ["old.ext.test"]
     with pytest.raises(ValidationFailed) as err:
-        discovery_tasks.dry_run(
+        discovery_rules.dry_run(
             actor=bed.mrao,
-            data=discovery_tasks.RuleData(
+            data=discovery_rules.RuleData(
                 name="bad",
                 match_mode="all",
                 conditions=[{"field": "subject_cn", "operator": "matches", "value": "(a"}],

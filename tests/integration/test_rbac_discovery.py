@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AssignmentRule, Certificate, DiscoveryTask, Endpoint, ScanRun
-from app.services import discovery_runs, discovery_tasks, network_assets
+from app.services import discovery_rules, discovery_runs, discovery_tasks, network_assets
 from tests.conftest import csrf_token, drain
 from tests.integration.test_rbac import BETA_MARKERS, as_, world  # noqa: F401  (fixture)
 from tests.tlsbed.certs import issue, make_name
@@ -37,9 +37,9 @@ SERVED = {  # last octet -> (CN, subject O)
 
 
 def _rule(mrao, name, value, org, dept=None):
-    return discovery_tasks.save_rule(
+    return discovery_rules.save_rule(
         actor=mrao,
-        data=discovery_tasks.RuleData(
+        data=discovery_rules.RuleData(
             name=name,
             match_mode="all",
             conditions=[{"field": "subject_o", "operator": "equals", "value": value}],

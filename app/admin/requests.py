@@ -1,0 +1,327 @@
+"""Console: Certificates > <type> Requests: the request wizard, approve and decline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash, redirect, request, url_for
+from flask_admin import expose
+from flask_admin.actions import action
+from flask_admin.contrib.sqla.filters import FilterEqual
+from markupsafe import Markup
+from sqlalchemy import and_, select
+from wtforms import SelectField, StringField, TextAreaField
+from wtforms.validators import Length
+
+from app.admin.base import (
+    AdminForm,
+    SecureModelView,
+    actor,
+    current_scope,
+    select_choices,
+)
+from app.admin.certificates import TypeAccessMixin, badge
+from app.extensions import db
+from app.models import CertificateRequest, CertType, RequestStatus
+from app.services import enrollment
+from app.services.errors import DomainError
+from app.services.scope import Scope
+
+
+class RequestForm(AdminForm):
+    mode = SelectField(
+        "Mode",
+        choices=select_choices(
+            [("csr", "Paste or upload a CSR"), ("keygen", "Let Certwright generate the key")]
+        ),
+    )
+    csr = TextAreaField(
+        "CSR (PEM; or upload a PEM/DER file below; at most 32 KB)",
+        validators=[Length(max=enrollment.MAX_CSR_BYTES * 2)],
+    )
+    key_type = SelectField("Key type (server-generated keys)", validate_choice=False)
+    target = SelectField("Organization / department", validate_choice=False)
+    profile_id = SelectField("Certificate profile", coerce=int, validate_choice=False)
+    term_days = SelectField("Term", coerce=int, validate_choice=False)
+    common_name = StringField("Common name", validators=[Length(max=255)])
+    sans = TextAreaField(
+        "Subject alternative names (one per line: DNS names or IP addresses)",
+        validators=[Length(max=20000)],
+    )
+    requester_email = StringField("Requester email", validators=[Length(max=254)])
+    external_requesters = TextAreaField(
+        "External requesters (emails, one per line; they get the collection email)",
+        validators=[Length(max=5000)],
+    )
+    auto_renew = SelectField("Auto renew", choices=select_choices([("off", "Off"), ("on", "On")]))
+    renew_days_before = StringField("Renew this many days before expiry", default="30")
+    comments = TextAreaField("Comments", validators=[Length(max=2000)])
+    eula = SelectField(
+        "Subscriber agreement",
+        choices=select_choices(
+            [("", "— choose —"), ("accept", "I accept the subscriber agreement (EULA)")]
+        ),
+    )
+
+
+EULA = "The subscriber accepts the certificate policy of this private CA, protects the private key, uses the certificate only for the names listed, and asks for revocation at once if the key is compromised or a name is no longer theirs."
+
+
+class RequestView(TypeAccessMixin, SecureModelView):
+    """Requests of one certificate type: the request wizard, approve and decline."""
+
+    field_map = {
+        "organization": "target",
+        "department": "target",
+        "profile": "profile_id",
+        "term": "term_days",
+    }
+    can_edit = False
+    can_delete = False
+    column_list = (
+        "id",
+        "common_name",
+        "organization",
+        "department",
+        "profile",
+        "term_days",
+        "status",
+        "requester_email",
+        "created_at",
+    )
+    column_labels = {
+        "id": "#",
+        "common_name": "Common name",
+        "term_days": "Term (days)",
+        "requester_email": "Requester",
+        "created_at": "Requested",
+    }
+    column_searchable_list = ("common_name", "requester_email")
+    column_sortable_list = ("id", "common_name", "status", "created_at")
+    column_default_sort = ("id", True)
+    column_details_list = (
+        "id",
+        "cert_type",
+        "status",
+        "common_name",
+        "sans",
+        "subject",
+        "organization",
+        "department",
+        "profile",
+        "term_days",
+        "mode",
+        "key_type",
+        "requester_email",
+        "external_requesters",
+        "auto_renew",
+        "renew_days_before",
+        "comments",
+        "created_at",
+        "decided_at",
+        "decision_message",
+        "failure_reason",
+        "certificate",
+        "renewal_of_id",
+        "replaces_id",
+    )
+    create_template = "admin/request_wizard.html"
+
+    def _status(view: Any, context: Any, model: CertificateRequest, name: str) -> Markup:
+        html = badge(model.status.value)
+        if model.status == RequestStatus.REQUESTED:
+            html += Markup(
+                ' <a class="btn btn-sm btn-outline-primary" href="{}">Approve / decline</a>'
+            ).format(url_for(".decide_view", id=model.id))
+        if model.certificate_id:
+            html += Markup(' <a href="{}">certificate</a>').format(
+                url_for(
+                    f"{view.endpoint.removesuffix('_requests')}_certs.details_view",
+                    id=model.certificate_id,
+                )
+            )
+        return html
+
+    column_formatters = {
+        "status": _status,
+        "sans": lambda v, c, m, n: ", ".join(m.sans),
+        "cert_type": lambda v, c, m, n: m.cert_type.label,
+    }
+
+    def __init__(self, cert_type: CertType, **kwargs: Any) -> None:
+        self.cert_type = cert_type
+        super().__init__(CertificateRequest, **kwargs)
+
+    def scope_clause(self, scope: Scope) -> Any:
+        base = CertificateRequest.cert_type == self.cert_type
+        clause = scope.type_filter(
+            CertificateRequest.organization_id, CertificateRequest.department_id, self.cert_type
+        )
+        return base if clause is None else and_(base, clause)
+
+    def get_filters(self) -> Any:
+        return [
+            FilterEqual(
+                CertificateRequest.status,
+                "Status",
+                options=[(s.value, s.value) for s in RequestStatus],
+            )
+        ]
+
+    def _choices(self, form: RequestForm) -> None:
+        from app.admin.orgs import target_choices
+        from app.models import CertificateProfile
+
+        scope = current_scope()
+        places = []
+        for value, label in target_choices():
+            org_id, dept_id = _target(value)
+            if scope.may(self.cert_type, org_id, dept_id):
+                places.append((value, label))
+        form.target.choices = select_choices(places)
+        profiles = (
+            db.session.execute(
+                select(CertificateProfile)
+                .where(
+                    CertificateProfile.cert_type == self.cert_type,
+                    CertificateProfile.active.is_(True),
+                )
+                .order_by(CertificateProfile.name)
+            )
+            .scalars()
+            .all()
+        )
+        form.profile_id.choices = select_choices(
+            (
+                p.id,
+                f"{p.name} ({p.terms_label}; {'approval' if p.requires_approval else 'no approval'})",
+            )
+            for p in profiles
+        )
+        terms = sorted({t for p in profiles for t in p.terms})
+        form.term_days.choices = select_choices((t, f"{t} days") for t in terms)
+        key_types = sorted({k for p in profiles for k in p.key_types})
+        form.key_type.choices = select_choices((k, k) for k in key_types)
+        if request.method == "GET" and not form.requester_email.data:
+            form.requester_email.data = actor().email
+
+    @expose("/new/", methods=("GET", "POST"))
+    def create_view(self) -> Any:
+        form = RequestForm()
+        self._choices(form)
+        if request.method == "POST" and form.validate():
+            upload = request.files.get("csr_file")
+            csr = (
+                upload.read(enrollment.MAX_CSR_BYTES + 1)
+                if upload and upload.filename
+                else (form.csr.data or "").strip().encode()
+            )
+            if "from_csr" in request.form:
+                self._fill_from_csr(form, csr)
+            else:
+                org_id, dept_id = _target(form.target.data)
+                try:
+                    renew_days = int(form.renew_days_before.data or 30)
+                except ValueError:
+                    renew_days = -1
+                data = enrollment.RequestData(
+                    organization_id=org_id,
+                    department_id=dept_id,
+                    profile_id=form.profile_id.data or 0,
+                    term_days=form.term_days.data or 0,
+                    mode=enrollment.RequestMode(form.mode.data),
+                    csr=csr if form.mode.data == "csr" else None,
+                    key_type=form.key_type.data,
+                    common_name=form.common_name.data or "",
+                    sans=[s.strip() for s in (form.sans.data or "").splitlines() if s.strip()],
+                    requester_email=form.requester_email.data or "",
+                    external_requesters=[
+                        s.strip()
+                        for s in (form.external_requesters.data or "")
+                        .replace(",", "\n")
+                        .splitlines()
+                        if s.strip()
+                    ],
+                    auto_renew=form.auto_renew.data == "on",
+                    renew_days_before=renew_days,
+                    eula_accepted=form.eula.data == "accept",
+                    comments=form.comments.data or "",
+                    cert_type=self.cert_type,
+                )
+                req = self.run_service(
+                    form, lambda: enrollment.submit_request(actor=actor(), data=data)
+                )
+                if req:
+                    flash(
+                        f"Request #{req.id} for {req.common_name} is {req.status.value}.", "success"
+                    )
+                    return redirect(url_for(".details_view", id=req.id))
+        return self.render(self.create_template, form=form, eula=EULA, cert_type=self.cert_type)
+
+    def _fill_from_csr(self, form: RequestForm, csr: bytes) -> None:
+        from app.pki import csr as pki_csr
+        from app.pki.errors import PkiError
+
+        try:
+            parsed = pki_csr.parse_csr(csr)
+        except PkiError as exc:
+            form.csr.errors = [f"The CSR is not usable: {exc}"]
+            return
+        form.csr.data = csr.decode(errors="replace") if csr.startswith(b"-----") else form.csr.data
+        form.common_name.data = parsed.common_name or ""
+        form.sans.data = "\n".join([*parsed.dns_names, *(str(ip) for ip in parsed.ip_addresses)])
+        flash(f"Read the CSR: {parsed.key_type} key, CN {parsed.common_name or '(none)'}.", "info")
+
+    @expose("/decide/", methods=("GET", "POST"))
+    def decide_view(self) -> Any:
+        from app.admin.domains import DecideForm
+
+        req = self.get_one(request.args.get("id"))
+        if req is None:
+            flash("No such request.", "error")
+            return redirect(url_for(".index_view"))
+        form = DecideForm()
+        if form.validate_on_submit():
+            try:
+                if "approve" in request.form:
+                    enrollment.approve(
+                        actor=actor(), request_ids=[req.id], message=form.message.data or ""
+                    )
+                    flash(
+                        f"Request #{req.id} approved; the certificate is being issued.", "success"
+                    )
+                else:
+                    enrollment.decline(
+                        actor=actor(), request_id=req.id, message=form.message.data or ""
+                    )
+                    flash(f"Request #{req.id} declined.", "success")
+                db.session.commit()
+                return redirect(url_for(".details_view", id=req.id))
+            except DomainError as exc:
+                db.session.rollback()
+                flash(exc.message, "error")
+        summary = f"#{req.id} {req.common_name} ({', '.join(req.sans)}) for {req.organization.name}{' / ' + req.department.name if req.department else ''}, {req.term_days} days, profile {req.profile.name}, requested by {req.requester_email}"
+        return self.render(
+            "admin/decide.html",
+            form=form,
+            item=req,
+            title=f"{self.cert_type.label} request",
+            summary=summary,
+        )
+
+    @action("approve", "Approve", "Approve the selected requests?")
+    def action_approve(self, ids: list[str]) -> None:
+        visible = [r.id for r in (self.get_one(i) for i in ids) if r is not None]
+        try:
+            approved = enrollment.approve(actor=actor(), request_ids=visible)
+            db.session.commit()
+            flash(f"{len(approved)} request(s) approved; issuance queued.", "success")
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+
+
+def _target(value: str | None) -> tuple[int, int | None]:
+    from app.admin.orgs import parse_target
+
+    return parse_target(value or "")
