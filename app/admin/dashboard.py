@@ -13,6 +13,7 @@ from app.admin.base import SecureMixin, current_scope
 from app.extensions import db
 from app.models import (
     Admin,
+    CertType,
     Delegation,
     DelegationStatus,
     Department,
@@ -21,7 +22,8 @@ from app.models import (
     JobStatus,
     Organization,
 )
-from app.services import accounts, domains
+from app.reports import overview as figures
+from app.services import accounts, domains, overview
 from app.services.scope import department_clause, organization_clause
 
 
@@ -60,4 +62,46 @@ class DashboardView(SecureMixin, AdminIndexView):
             running=running,
             me=current_user,
             show_welcome=not current_user.welcome_dismissed,
+            overview=(summary := overview.certificate_overview(actor=current_user)),
+            charts=self._charts(summary),
         )
+
+    def _list_url(self, endpoint: str, filter_name: str | None = None, value: str = "") -> str:
+        """The list a chart element summarises (filtered), if the admin may open it."""
+        view = next(
+            (v for v in self.admin._views if getattr(v, "endpoint", None) == endpoint), None
+        )
+        if view is None or not view.is_accessible():
+            return ""
+        if filter_name is None:
+            return url_for(f"{endpoint}.index_view")
+        for index, flt in enumerate(view._filters or []):
+            if flt.name == filter_name:
+                return url_for(
+                    f"{endpoint}.index_view", **{f"flt0_{view.get_filter_arg(index, flt)}": value}
+                )
+        return url_for(f"{endpoint}.index_view")
+
+    def _charts(self, summary: overview.Overview) -> dict[str, Any]:
+        statuses = ("Issued", "Expired", "Revoked", "Replaced", "External")
+        by_status = [
+            figures.Bar(
+                s,
+                summary.by_status.get(s, 0),
+                self._list_url("ssl_certs", "Status", s),
+                figures.STATUS_COLOURS[s],
+            )
+            for s in statuses
+        ]
+        by_type = [
+            figures.Bar(t.label, summary.by_type.get(t, 0), self._list_url(f"{t.value}_certs"))
+            for t in CertType
+        ]
+        by_key = [figures.Bar(k, n) for k, n in sorted(summary.by_key.items())]
+        expiring = figures.expiry_bars(summary.expiring, [self._list_url("ssl_certs")] * 3)
+        return {
+            "cw-chart-status": figures.bar_figure("Certificates by status", by_status),
+            "cw-chart-expiring": figures.bar_figure("Expiring soon", expiring),
+            "cw-chart-type": figures.bar_figure("Certificates by type", by_type),
+            "cw-chart-key": figures.donut_figure("Keys", by_key),
+        }

@@ -322,3 +322,11 @@ def test_privilege_per_type_hides_other_types(client, world):
     as_(client, "alpha-rao")  # SSL only
     assert client.get("/admin/client_certs/").status_code == 403
     assert client.get("/admin/ssl_certs/").status_code == 200
+
+
+@pytest.mark.parametrize(("who", "certificates"), [("mrao", 2), ("alpha-rao", 1), ("ops-drao", 1)])
+def test_dashboard_counts_only_what_the_admin_may_see(client, world, who, certificates):
+    as_(client, who)
+    page = client.get("/admin/").get_data(as_text=True)
+    assert f'data-count="Certificates">{certificates}<' in page
+    assert 'id="cw-chart-status"' in page and "/admin/ssl_certs/?flt0_" in page
