@@ -63,7 +63,12 @@ def bar_figure(title: str, bars: Sequence[Bar]) -> dict[str, Any]:
             }
         ]
     )
-    return {"data": data, "layout": _layout(title, empty=empty)}
+    layout = _layout(title, empty=empty)
+    if not empty:
+        # Counts are whole numbers: small charts get one tick per unit, never "1.5".
+        top = max(bar.count for bar in bars)
+        layout["yaxis"] = {"rangemode": "tozero", "tickformat": ",d", **({"dtick": 1} if top <= 6 else {})}
+    return {"data": data, "layout": layout}
 
 
 def donut_figure(title: str, slices: Sequence[Bar]) -> dict[str, Any]:
