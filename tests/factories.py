@@ -130,3 +130,36 @@ def make_csr(cn: str, *sans: str, key_type: str = "EC-P256", key=None):
         alt_names=names.parse_alt_names([cn, *sans]),
     )
     return request.public_bytes(Encoding.PEM), key
+
+
+def request_certificate(
+    *,
+    by: Admin,
+    org: Organization,
+    profile,
+    cn: str,
+    key_type: str = "EC-P256",
+    approve: bool = False,
+    **fields,
+):
+    """Submit a CSR request through the service (and approve it); returns (request, key).
+
+    Issuance runs when the caller drains the stub worker."""
+    from app.models import RequestMode
+    from app.services import enrollment
+
+    csr, key = make_csr(cn, key_type=key_type)
+    data = enrollment.RequestData(
+        organization_id=org.id,
+        profile_id=profile.id,
+        term_days=90,
+        mode=RequestMode.CSR,
+        csr=csr,
+        eula_accepted=True,
+        **fields,
+    )
+    req = enrollment.submit_request(actor=by, data=data)
+    if approve:
+        enrollment.approve(actor=by, request_ids=[req.id])
+    db.session.commit()
+    return req, key

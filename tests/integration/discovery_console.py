@@ -14,19 +14,18 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import (
     DiscoveryTask,
-    RequestMode,
     ScanRun,
 )
-from app.services import discovery_rules, enrollment
+from app.services import discovery_rules
 from tests.conftest import csrf_token, drain, login
 from tests.factories import (
     PASSWORD,
     make_admin,
-    make_csr,
     make_dept,
     make_domain,
     make_org,
     make_pki,
+    request_certificate,
 )
 from tests.tlsbed.certs import NOW, Issued, issue, make_name
 from tests.tlsbed.farm import ServerFarm, free_port, server_context
@@ -51,18 +50,7 @@ def serve_bed(client, stub_worker):
     make_org("Other Org")
     make_domain("acme.example", by=mrao, org=org)
     *_, profile = make_pki(requires_approval=False)
-    csr, key = make_csr("managed.acme.example")
-    req = enrollment.submit_request(
-        actor=mrao,
-        data=enrollment.RequestData(
-            organization_id=org.id,
-            profile_id=profile.id,
-            term_days=90,
-            mode=RequestMode.CSR,
-            csr=csr,
-            eula_accepted=True,
-        ),
-    )
+    req, key = request_certificate(by=mrao, org=org, profile=profile, cn="managed.acme.example")
     drain(stub_worker)
     db.session.refresh(req)
     ours = Issued(x509.load_der_x509_certificate(req.certificate.der), key)

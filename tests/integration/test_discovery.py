@@ -8,6 +8,7 @@ import datetime as dt
 from types import SimpleNamespace
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import func, select
 
@@ -18,16 +19,21 @@ from app.models import (
     DiscoveryTask,
     Endpoint,
     Job,
-    RequestMode,
     RunStatus,
     ScanRun,
     Schedule,
 )
 from app.models.types import utcnow
-from app.services import discovery_rules, discovery_runs, discovery_tasks, enrollment, jobs
+from app.services import discovery_rules, discovery_runs, discovery_tasks, jobs
 from app.services.errors import Conflict, ValidationFailed
 from tests.conftest import drain
-from tests.factories import make_admin, make_csr, make_domain, make_org, make_pki
+from tests.factories import (
+    make_admin,
+    make_domain,
+    make_org,
+    make_pki,
+    request_certificate,
+)
 from tests.tlsbed.certs import NOW, Issued, issue, make_name
 from tests.tlsbed.farm import ServerFarm, free_port, server_context
 
@@ -40,24 +46,11 @@ def bed(app, stub_worker):
     org = make_org("Acme", city="Berlin")
     make_domain("acme.example", by=mrao, org=org)
     *_, profile = make_pki(requires_approval=False)
-    csr, key = make_csr("managed.acme.example")
-    req = enrollment.submit_request(
-        actor=mrao,
-        data=enrollment.RequestData(
-            organization_id=org.id,
-            profile_id=profile.id,
-            term_days=90,
-            mode=RequestMode.CSR,
-            csr=csr,
-            eula_accepted=True,
-        ),
-    )
+    req, key = request_certificate(by=mrao, org=org, profile=profile, cn="managed.acme.example")
     drain(stub_worker)
     db.session.refresh(req)
     ours = Issued(
-        __import__("cryptography.x509", fromlist=["x"]).load_der_x509_certificate(
-            req.certificate.der
-        ),
+        x509.load_der_x509_certificate(req.certificate.der),
         key,
     )
     root = issue(make_name("Ext Root", "Example Corp"), ca=True)
@@ -84,9 +77,7 @@ def bed(app, stub_worker):
                 [
                     ours,
                     Issued(
-                        __import__("cryptography.x509", fromlist=["x"]).load_der_x509_certificate(
-                            req.certificate.request.profile.ca.cert_der
-                        ),
+                        x509.load_der_x509_certificate(req.certificate.request.profile.ca.cert_der),
                         key,
                     ),
                 ]

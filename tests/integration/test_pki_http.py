@@ -17,7 +17,14 @@ from app.models import CertificateRequest, RequestMode, RequestStatus
 from app.services import certificates, enrollment, ocsp, renewal, revocation
 from app.services.errors import DomainError
 from tests.conftest import drain
-from tests.factories import make_admin, make_csr, make_domain, make_org, make_pki
+from tests.factories import (
+    make_admin,
+    make_csr,
+    make_domain,
+    make_org,
+    make_pki,
+    request_certificate,
+)
 
 
 @pytest.fixture
@@ -37,21 +44,16 @@ def issued(app, stub_worker, tmp_path):
     org = make_org("Acme", city="Berlin")
     make_domain("acme.example", by=mrao, org=org)
     root, issuing, profile = make_pki(key_type="RSA-2048")
-    csr, _key = make_csr("www.acme.example", key_type="RSA-2048")
-    req = enrollment.submit_request(
-        actor=mrao,
-        data=enrollment.RequestData(
-            organization_id=org.id,
-            profile_id=profile.id,
-            term_days=90,
-            mode=RequestMode.CSR,
-            csr=csr,
-            eula_accepted=True,
-            auto_renew=True,
-            renew_days_before=30,
-        ),
+    req, _ = request_certificate(
+        by=mrao,
+        org=org,
+        profile=profile,
+        cn="www.acme.example",
+        key_type="RSA-2048",
+        approve=True,
+        auto_renew=True,
+        renew_days_before=30,
     )
-    enrollment.approve(actor=mrao, request_ids=[req.id])
     drain(stub_worker)
     db.session.refresh(req)
     cert = req.certificate
