@@ -170,7 +170,8 @@ def approved_requests(world: dict[str, Any], spec: dict[str, Any], n: int) -> li
     db.session.commit()
     ids = list(
         db.session.execute(
-            select(table.c.id).where(table.c.id > first, table.c.profile_id == row["profile_id"])
+            select(table.c.id)
+            .where(table.c.id > first, table.c.profile_id == row["profile_id"])
             .order_by(table.c.id)
         ).scalars()
     )
@@ -216,7 +217,9 @@ def timed_run(world: dict[str, Any], spec: dict[str, Any], timeout: float) -> di
     ended = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
 
     t0 = time.perf_counter()
-    job_ids = enrollment.queue_issuance(ids, **({"batch_size": spec["batch"]} if spec.get("batch") else {}))
+    job_ids = enrollment.queue_issuance(
+        ids, **({"batch_size": spec["batch"]} if spec.get("batch") else {})
+    )
     db.session.commit()
     t_queued = time.perf_counter()
     deadline = t0 + timeout

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from app.extensions import db
 from app.models import Admin, AuditEvent, AuditHead
 from app.models.types import utcnow
+from app.services import bulk
 
 GENESIS = "0" * 64
 _PENDING = "cw_audit_pending"
@@ -162,7 +163,8 @@ def _chain_pending(session: Session) -> None:
         seq += 1
         row.update(seq=seq, prev_hash=prev)
         row["hash"] = prev = _digest(key, row)
-        session.add(AuditEvent(**row))
+    # One bulk insert while the head row is locked: issuance batches write hundreds.
+    bulk.insert_rows(AuditEvent.__table__, pending, session=session)
     head.seq, head.hash = seq, prev
 
 
