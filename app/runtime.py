@@ -39,6 +39,11 @@ class AppContextMiddleware(Middleware):
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         app = self.ensure_app()
+        # Build pkilint's validators (about a second) now rather than inside the first
+        # issuance batch of every process.
+        from app.pki import lint
+
+        lint.warm_up()
         # A standalone `dramatiq` worker process announces itself and heartbeats its jobs.
         if not getattr(worker, "cw_embedded", False):
             Heartbeat(app, kind="worker").start()

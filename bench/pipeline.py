@@ -31,6 +31,60 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of the given processes so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICK
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all processors spent not idle since boot (/proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / TICK
+
+
+def process_tree(root: int) -> list[int]:
+    """root and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def database_backends() -> list[int]:
+    """PostgreSQL backend pids serving this database (none on SQLite)."""
+    from sqlalchemy import text
+
+    from app.extensions import db
+
+    if db.engine.dialect.name != "postgresql":
+        return []
+    pids = db.session.execute(
+        text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+    ).scalars()
+    result = list(pids)
+    db.session.commit()
+    return result
 
 
 def migrate() -> None:
@@ -202,7 +256,9 @@ def counts(since_cert_id: int) -> dict[str, int]:
     }
 
 
-def timed_run(world: dict[str, Any], spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+def timed_run(
+    world: dict[str, Any], spec: dict[str, Any], timeout: float, worker_root: int
+) -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from app.extensions import db
@@ -216,7 +272,11 @@ def timed_run(world: dict[str, Any], spec: dict[str, Any], timeout: float) -> di
     db.session.commit()
     ended = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
 
+    workers = process_tree(worker_root)
+    backends = database_backends()
+    cpu0 = cpu_seconds(workers), cpu_seconds(backends), machine_busy_seconds()
     t0 = time.perf_counter()
+    wall0 = time.time()
     job_ids = enrollment.queue_issuance(
         ids, **({"batch_size": spec["batch"]} if spec.get("batch") else {})
     )
@@ -233,6 +293,9 @@ def timed_run(world: dict[str, Any], spec: dict[str, Any], timeout: float) -> di
             break
         time.sleep(0.01)
     t1 = time.perf_counter()
+    backends = sorted(set(backends) | set(database_backends()))  # the pool may have grown
+    cpu1 = cpu_seconds(workers), cpu_seconds(backends), machine_busy_seconds()
+    worker_cpu, db_cpu, busy = (b - a for a, b in zip(cpu0, cpu1, strict=True))
 
     issued = db.session.execute(
         select(func.count())
@@ -244,6 +307,9 @@ def timed_run(world: dict[str, Any], spec: dict[str, Any], timeout: float) -> di
         )
     ).scalar_one()
     after = counts(last_cert)
+    started, ended_at = db.session.execute(
+        select(func.min(Job.started_at), func.max(Job.finished_at)).where(Job.id.in_(job_ids))
+    ).one()
     failed_jobs = db.session.execute(
         select(Job.message).where(Job.id.in_(job_ids), Job.status != JobStatus.DONE)
     ).all()
@@ -257,6 +323,9 @@ def timed_run(world: dict[str, Any], spec: dict[str, Any], timeout: float) -> di
         "batches": len(job_ids),
         "seconds": round(seconds, 3),
         "queue_seconds": round(t_queued - t0, 3),
+        # from queueing to the first job claimed, and to the last job finished
+        "first_claim_seconds": round(started.timestamp() - wall0, 3) if started else None,
+        "last_finish_seconds": round(ended_at.timestamp() - wall0, 3) if ended_at else None,
         "rate": round(issued / seconds, 1) if finished == len(job_ids) else 0.0,
         "issued": issued,
         "certificates": after["certificates"] - before["certificates"],
@@ -266,6 +335,14 @@ def timed_run(world: dict[str, Any], spec: dict[str, Any], timeout: float) -> di
         "job_problems": [m for (m,) in failed_jobs][:3],
         "verified_sample": verified,
         "complete": issued == n and finished == len(job_ids),
+        # CPU seconds in the timed span: worker processes, PostgreSQL backends of this
+        # database, and everything the machine did (other = busy - workers - database).
+        "cpu": {
+            "workers": round(worker_cpu, 2),
+            "database": round(db_cpu, 2),
+            "machine": round(busy, 2),
+            "other": round(busy - worker_cpu - db_cpu, 2),
+        },
     }
 
 
@@ -378,8 +455,9 @@ def main() -> None:
                 from app.runtime import Embedded
 
                 embedded = Embedded(app, threads=args.embedded_threads, scheduler=False).start()
+            root = workers.pid if workers is not None else os.getpid()
             for spec in specs:
-                result = timed_run(world, spec, args.timeout)
+                result = timed_run(world, spec, args.timeout, root)
                 print(json.dumps(result), file=sys.stderr, flush=True)
                 results["runs"].append(result)
         finally:
