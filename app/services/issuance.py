@@ -8,6 +8,7 @@ collection mails are written, then everything commits at once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from collections import defaultdict
@@ -16,8 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 from flask import current_app
 from sqlalchemy import Row, func, select, update
 
@@ -36,7 +39,7 @@ from app.models.types import utcnow
 from app.pki import issue, keys, keystore, names
 from app.pki.errors import PkiError
 from app.pki.issuer import Issuer
-from app.pki.profiles import LeafProfile
+from app.pki.profiles import CertKind, LeafProfile
 from app.services import audit, bulk, ca, mail, revocation
 from app.services.profiles import KIND_OF
 
@@ -91,7 +94,7 @@ def _should_lint(profile: CertificateProfile, index: int) -> bool:
     return position == 0 or position % max(1, profile.lint_sample_n) == 0
 
 
-def _subject(req: Request) -> Any:
+def _subject(req: Request) -> x509.Name:
     s = req.subject
     return names.build_subject(
         common_name=s.get("CN"),
@@ -101,6 +104,27 @@ def _subject(req: Request) -> Any:
         state=s.get("ST"),
         country=s.get("C"),
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _attribute_dn(oid: x509.ObjectIdentifier, value: str) -> str:
+    return x509.NameAttribute(oid, value).rfc4514_string()
+
+
+def _subject_dn(subject: x509.Name, cert: x509.Certificate, kind: CertKind) -> str:
+    """cert.subject.rfc4514_string() without parsing the certificate back: from the
+    subject we built (one attribute per RDN, most significant first; RFC 4514 lists them
+    in reverse). The organization's attributes repeat from request to request, so their
+    escaped forms are cached. build_leaf() puts the CN into its normalised host form; a
+    request's CN already is in that form, but should it not be, the certificate decides.
+    """
+    cn = next((a.value for a in subject if a.oid == NameOID.COMMON_NAME), None)
+    host = names.common_name_host(
+        cn if isinstance(cn, str) else None, single_label=kind is CertKind.SSL
+    )
+    if host is not None and str(host) != cn:
+        return cert.subject.rfc4514_string()
+    return ",".join(_attribute_dn(a.oid, a.value) for a in reversed(list(subject)))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -128,7 +152,8 @@ def _issuer_fields(issuer: Issuer, profile: CertificateProfile) -> _IssuerFields
 
 def _row(
     req: Request,
-    cert: Any,
+    cert: x509.Certificate,
+    subject_dn: str,
     der: bytes,
     fields: _IssuerFields,
     sealed: bytes | None,
@@ -151,7 +176,7 @@ def _row(
         "profile_id": fields.profile_id,
         "request_id": req.id,
         "serial_hex": f"{cert.serial_number:x}",
-        "subject_dn": cert.subject.rfc4514_string(),
+        "subject_dn": subject_dn,
         "common_name": req.common_name,
         "subject_o": subject.get("O", ""),
         "subject_ou": subject.get("OU", ""),
@@ -219,10 +244,11 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
                     sealed = keystore.seal_private_key(private_key, ca.keks())
                 else:
                     public_key = serialization.load_der_public_key(req.public_key_der or b"")
+                subject = _subject(req)
                 cert = issue.issue_leaf(
                     issuer,
                     public_key=public_key,
-                    subject=_subject(req),
+                    subject=subject,
                     alt_names=names.parse_alt_names(req.sans),  # type: ignore[arg-type]
                     profile=leaf,
                     serial=serial,
@@ -237,7 +263,8 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
             token = secrets.token_urlsafe(24)
             der = cert.public_bytes(Encoding.DER)
             token_hash = hashlib.sha256(token.encode()).hexdigest()
-            rows.append(_row(req, cert, der, fields, sealed, token_hash, created_at))
+            subject_dn = _subject_dn(subject, cert, leaf.kind)
+            rows.append(_row(req, cert, subject_dn, der, fields, sealed, token_hash, created_at))
             issued.append((req, token))
         counted[profile.id] = len(group)
     if rows:

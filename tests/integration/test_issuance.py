@@ -247,3 +247,49 @@ def test_revocation_updates_crl_and_ocsp(world, stub_worker, tmp_path):
     )
     with pytest.raises(Conflict, match="already Revoked"):
         revocation.revoke(actor=world["mrao"], certificate_ids=[cert.id], reason="superseded")
+
+
+def _described(cert):
+    """The inventory columns that describe the certificate, read back from its DER."""
+    parsed = x509.load_der_x509_certificate(cert.der)
+    return {
+        "subject_dn": parsed.subject.rfc4514_string(),
+        "issuer_dn": parsed.issuer.rfc4514_string(),
+        "serial_hex": f"{parsed.serial_number:x}",
+        "not_before": parsed.not_valid_before_utc,
+        "not_after": parsed.not_valid_after_utc,
+        "fingerprint": __import__("hashlib").sha256(cert.der).hexdigest(),
+    }
+
+
+def test_inventory_columns_match_the_certificate(stub_worker):
+    """Issuance fills the inventory from the request, not by parsing the certificate
+    back: the columns must still say exactly what the certificate says, escaping included."""
+    mrao = make_admin("mrao")
+    org = make_org('Acme, "Labs" + Co; <EU>', city=" Berlin", state="Berlin#1")
+    make_domain("acme.example", by=mrao, org=org)
+    _root, issuing, profile = make_pki()
+    world = {"mrao": mrao, "org": org, "profile": profile}
+    req, cert = issue(world, stub_worker, cn="www.acme.example", sans=("api.acme.example",))
+    assert {k: getattr(cert, k) for k in _described(cert)} == _described(cert)
+    assert cert.subject_dn.startswith('CN=www.acme.example,O=Acme\\, \\"Labs\\" \\+ Co\\; \\<EU\\>')
+    assert (
+        cert.issuer_dn == x509.load_der_x509_certificate(issuing.cert_der).subject.rfc4514_string()
+    )
+    assert cert.key_algorithm == "EC" and cert.key_size == 256
+    assert cert.signature_algorithm == "SHA-256 with ECDSA"
+
+
+def test_a_common_name_not_in_host_form_is_described_as_signed(world, stub_worker):
+    """The certificate carries the CN in its normalised host form (BR 7.1.4.3); should a
+    stored request hold another spelling, the inventory follows the certificate."""
+    req = request(world, cn="www.acme.example")
+    req.subject = {**req.subject, "CN": "WWW.Acme.Example."}
+    db.session.commit()
+    enrollment.approve(actor=world["mrao"], request_ids=[req.id], message="ok")
+    drain(stub_worker)
+    db.session.refresh(req)
+    assert req.status == RequestStatus.ISSUED, req.failure_reason
+    cert = req.certificate
+    assert cert.subject_dn == x509.load_der_x509_certificate(cert.der).subject.rfc4514_string()
+    assert cert.subject_dn.startswith("CN=www.acme.example,")
