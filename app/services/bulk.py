@@ -52,40 +52,67 @@ def _copy(
     connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], return_ids: bool
 ) -> list[int]:
     dialect = connection.dialect
-    given = list(rows[0])
-    columns = [c for c in table.columns if c.key in given or _has_python_default(c)]
+    given = set(rows[0])
     if return_ids and "id" in given:
         raise ValueError("rows that carry their own ids cannot also ask for new ones")
+    columns = [c for c in table.columns if c.key in given or _has_python_default(c)]
     ids: list[int] = []
-    driver = connection.connection.driver_connection
-    assert driver is not None
     if return_ids:
-        ids = [
-            row_id
-            for (row_id,) in connection.execute(
+        ids = list(
+            connection.execute(
                 text(
                     "SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
                     "FROM generate_series(1, :count)"
                 ),
                 {"table": table.name, "count": len(rows)},
-            )
-        ]
+            ).scalars()
+        )
         columns = [table.c.id, *columns]
-    plan = [(c.key, _default_of(c), _processor(c, dialect)) for c in columns]
+    # Per column: where its value comes from (the row, a default, a new id) and its
+    # bind processor (enums -> values, JSON -> Json, UTC timestamps), as an INSERT does.
+    plan = [
+        (c.key, None if c.key in given else _default_of(c), _processor(c, dialect)) for c in columns
+    ]
     names = ", ".join(dialect.identifier_preparer.quote(c.name) for c in columns)
-    with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+    driver = connection.connection.driver_connection
+    if driver is None:
+        raise RuntimeError("the database connection is closed")
+    with (
+        driver.cursor() as cursor,
+        cursor.copy(f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
+        # Binary COPY: no text escaping of DER bytes on either side.
+        copy.set_types([_pg_type(c, dialect) for c in columns])
         for index, row in enumerate(rows):
             values = []
             for key, default, process in plan:
-                if key == "id" and return_ids:
-                    value: Any = ids[index]
-                elif key in row:
+                if key in given:
                     value = row[key]
+                elif key == "id":
+                    value = ids[index]
                 else:
                     value = default() if default is not None else None
-                values.append(process(value) if process is not None else value)
+                values.append(value if process is None else process(value))
             copy.write_row(values)
     return ids
+
+
+# SQL spellings of column types -> PostgreSQL type names psycopg knows, for binary COPY.
+_PG_TYPES = {
+    "integer": "int4",
+    "bigint": "int8",
+    "smallint": "int2",
+    "boolean": "bool",
+    "timestamp with time zone": "timestamptz",
+    "timestamp without time zone": "timestamp",
+    "double precision": "float8",
+}
+
+
+def _pg_type(column: Any, dialect: Any) -> str:
+    spelled = str(column.type.dialect_impl(dialect).compile(dialect=dialect)).lower()
+    name = spelled.split("(", 1)[0].strip()
+    return _PG_TYPES.get(name, name)
 
 
 def _has_python_default(column: Any) -> bool:
