@@ -10,7 +10,9 @@ their audit events and mails); everything else keeps the ORM.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Table, insert, text
@@ -51,11 +53,10 @@ def insert_rows(
 def _copy(
     connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], return_ids: bool
 ) -> list[int]:
-    dialect = connection.dialect
-    given = set(rows[0])
+    given = frozenset(rows[0])
     if return_ids and "id" in given:
         raise ValueError("rows that carry their own ids cannot also ask for new ones")
-    columns = [c for c in table.columns if c.key in given or _has_python_default(c)]
+    plan = _copy_plan(table, given, return_ids, connection.dialect)
     ids: list[int] = []
     if return_ids:
         ids = list(
@@ -67,25 +68,14 @@ def _copy(
                 {"table": table.name, "count": len(rows)},
             ).scalars()
         )
-        columns = [table.c.id, *columns]
-    # Per column: where its value comes from (the row, a default, a new id) and its
-    # bind processor (enums -> values, JSON -> Json, UTC timestamps), as an INSERT does.
-    plan = [
-        (c.key, None if c.key in given else _default_of(c), _processor(c, dialect)) for c in columns
-    ]
-    names = ", ".join(dialect.identifier_preparer.quote(c.name) for c in columns)
     driver = connection.connection.driver_connection
     if driver is None:
         raise RuntimeError("the database connection is closed")
-    with (
-        driver.cursor() as cursor,
-        cursor.copy(f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)") as copy,
-    ):
-        # Binary COPY: no text escaping of DER bytes on either side.
-        copy.set_types([_pg_type(c, dialect) for c in columns])
+    with driver.cursor() as cursor, cursor.copy(plan.statement) as copy:
+        copy.set_types(plan.types)
         for index, row in enumerate(rows):
             values = []
-            for key, default, process in plan:
+            for key, default, process in plan.columns:
                 if key in given:
                     value = row[key]
                 elif key == "id":
@@ -95,6 +85,32 @@ def _copy(
                 values.append(value if process is None else process(value))
             copy.write_row(values)
     return ids
+
+
+@dataclass(frozen=True)
+class _CopyPlan:
+    statement: str
+    types: list[str]
+    # Per column: its key, its default (None when the row gives it or for a new id) and
+    # its bind processor (enums -> values, JSON -> Json, UTC timestamps), as an INSERT has.
+    columns: list[tuple[str, Callable[[], Any] | None, _Processor]]
+
+
+@functools.lru_cache(maxsize=64)
+def _copy_plan(table: Table, given: frozenset[str], return_ids: bool, dialect: Any) -> _CopyPlan:
+    columns = [c for c in table.columns if c.key in given or _has_python_default(c)]
+    if return_ids:
+        columns = [table.c.id, *columns]
+    names = ", ".join(dialect.identifier_preparer.quote(c.name) for c in columns)
+    return _CopyPlan(
+        # Binary COPY: no text escaping of DER bytes on either side.
+        statement=f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)",
+        types=[_pg_type(c, dialect) for c in columns],
+        columns=[
+            (c.key, None if c.key in given else _default_of(c), _processor(c, dialect))
+            for c in columns
+        ],
+    )
 
 
 # SQL spellings of column types -> PostgreSQL type names psycopg knows, for binary COPY.

@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from flask import current_app
-from sqlalchemy import BindParameter, Row, bindparam, func, select, update
+from sqlalchemy import Row, bindparam, func, select, update
+from sqlalchemy.orm import joinedload
 
 from app.extensions import db
 from app.models import (
@@ -205,13 +206,8 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
             caller must roll back (nothing of this batch may be stored).
     """
     result = BatchResult()
-    table = CertificateRequest.__table__
     # Plain rows, not ORM objects: a batch reads hundreds and changes them with one UPDATE.
-    reqs = db.session.execute(
-        select(*(table.c[name] for name in _REQUEST_COLUMNS))
-        .where(table.c.id.in_(_literal_ids(request_ids)))
-        .order_by(table.c.id)
-    ).all()
+    reqs = db.session.execute(_LOAD, {"ids": [int(i) for i in request_ids]}).all()
     pending = [r for r in reqs if r.status == RequestStatus.APPROVED]
     result.skipped = [r.id for r in reqs if r.status != RequestStatus.APPROVED]
     by_profile: dict[int, list[Request]] = defaultdict(list)
@@ -223,7 +219,9 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
     now = issue.utc_now()
     created_at = utcnow()
     for profile_id, group in by_profile.items():
-        profile = db.session.get_one(CertificateProfile, profile_id)
+        profile = db.session.get_one(
+            CertificateProfile, profile_id, options=[joinedload(CertificateProfile.ca)]
+        )
         try:
             issuer = ca.load_issuer(profile.ca)
         except Exception as exc:  # a retired CA or an unsealable key fails the whole group
@@ -321,12 +319,6 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
     return result
 
 
-def _literal_ids(ids: Sequence[int]) -> BindParameter[list[int]]:
-    # Integer ids written into the SQL text: psycopg turns each placeholder of a long
-    # IN list into a server parameter in Python, which costs more than the query itself.
-    return bindparam("ids", [int(i) for i in ids], expanding=True, literal_execute=True)
-
-
 def _mark_issued(request_ids: list[int]) -> None:
     """Approved -> Issued, linked to the certificate just stored for each request, in one
     conditional UPDATE; all or nothing.
@@ -334,27 +326,35 @@ def _mark_issued(request_ids: list[int]) -> None:
     Raises:
         IssuanceRaced: some request was not Approved any more (another worker won).
     """
-    table = CertificateRequest.__table__
-    certificates = Certificate.__table__
-    moved = db.session.execute(
-        update(table)
-        .where(
-            table.c.id.in_(_literal_ids(request_ids)),
-            table.c.status == RequestStatus.APPROVED.value,
-        )
-        .values(
-            status=RequestStatus.ISSUED.value,
-            certificate_id=select(func.max(certificates.c.id))
-            .where(certificates.c.request_id == table.c.id)
-            .scalar_subquery(),
-            issue_attempts=table.c.issue_attempts + 1,
-        )
-    )
+    moved = db.session.execute(_MARK, {"ids": request_ids})
     if moved.rowcount != len(request_ids):
         # Someone else issued some of these meanwhile: store nothing from this batch.
         raise IssuanceRaced(
             f"{len(request_ids) - moved.rowcount} of {len(request_ids)} requests were issued by another worker"
         )
+
+
+# The batch statements, built once. The request ids are written into the SQL (integers
+# only): psycopg turns each placeholder of a long IN list into a parameter in Python,
+# which costs more than the query itself.
+_REQUESTS = CertificateRequest.__table__
+_IDS = bindparam("ids", expanding=True, literal_execute=True)
+_LOAD = (
+    select(*(_REQUESTS.c[name] for name in _REQUEST_COLUMNS))
+    .where(_REQUESTS.c.id.in_(_IDS))
+    .order_by(_REQUESTS.c.id)
+)
+_MARK = (
+    update(_REQUESTS)
+    .where(_REQUESTS.c.id.in_(_IDS), _REQUESTS.c.status == RequestStatus.APPROVED.value)
+    .values(
+        status=RequestStatus.ISSUED.value,
+        certificate_id=select(func.max(Certificate.__table__.c.id))
+        .where(Certificate.__table__.c.request_id == _REQUESTS.c.id)
+        .scalar_subquery(),
+        issue_attempts=_REQUESTS.c.issue_attempts + 1,
+    )
+)
 
 
 class IssuanceRaced(Exception):
