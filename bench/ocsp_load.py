@@ -128,8 +128,10 @@ def issued_pairs(count: int) -> list[tuple[int, x509.Certificate, x509.Certifica
     return pairs
 
 
-def start_gunicorn(port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_gunicorn(port: int, log: Path, threads: int | None) -> subprocess.Popen[bytes]:
     env = dict(os.environ, CW_BIND=f"127.0.0.1:{port}", CW_WEB_WORKERS="2")
+    if threads:
+        env["CW_WEB_THREADS"] = str(threads)
     if not env.get("BROKER_URL"):
         raise SystemExit("BROKER_URL must be set: with it gunicorn runs web processes only")
     gunicorn = Path(sys.executable).with_name("gunicorn")
@@ -239,6 +241,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--port", type=int, default=0, help="default: a free one")
+    parser.add_argument("--threads", type=int, default=0, help="CW_WEB_THREADS (default: 8)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--log-dir", required=True)
     args = parser.parse_args()
@@ -255,8 +258,12 @@ def main() -> None:
     port = args.port or free_port()
     base = f"http://127.0.0.1:{port}"
     log = Path(args.log_dir) / "gunicorn.log"
-    server = start_gunicorn(port, log)
-    result: dict[str, Any] = {"serials": len(pairs), "connections": args.connections}
+    server = start_gunicorn(port, log, args.threads)
+    result: dict[str, Any] = {
+        "serials": len(pairs),
+        "connections": args.connections,
+        "threads": args.threads or int(os.environ.get("CW_WEB_THREADS", "8")),
+    }
     try:
         wait_ready(base, server, log)
         result["checked_answers"] = check_answers(base, pairs)
