@@ -22,7 +22,10 @@ forwarded_allow_ips = os.environ.get("CW_FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
 def post_worker_init(worker):  # noqa: ANN001, ANN201  (gunicorn hook signature)
+    from app.runtime import freeze_startup_objects
+
     if embedded and os.environ.get("CW_EMBEDDED_WORKER", "1") != "0":
         from app.runtime import Embedded
 
         Embedded(worker.wsgi, threads=int(os.environ.get("CW_WORKER_THREADS", "4"))).start()
+    freeze_startup_objects()
