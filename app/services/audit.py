@@ -53,7 +53,12 @@ def source(*, ip: str = "", label: str = "") -> Iterator[None]:
         pop_source(tokens)
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def jsonable(value: Any) -> Any:
+    if type(value) in _PLAIN:  # the common case first (an enum member is not plain)
+        return value
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, datetime | date):

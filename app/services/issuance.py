@@ -8,6 +8,7 @@ collection mails are written, then everything commits at once.
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import secrets
@@ -20,7 +21,6 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 from flask import current_app
 from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.orm import joinedload
@@ -108,24 +108,21 @@ def _subject(req: Request) -> x509.Name:
 
 
 @functools.lru_cache(maxsize=4096)
-def _attribute_dn(oid: x509.ObjectIdentifier, value: str) -> str:
-    return x509.NameAttribute(oid, value).rfc4514_string()
+def _rdn_dn(rdn: x509.RelativeDistinguishedName) -> str:
+    return rdn.rfc4514_string()
 
 
-def _subject_dn(subject: x509.Name, cert: x509.Certificate, kind: CertKind) -> str:
+def _subject_dn(subject: x509.Name, cn: str, cert: x509.Certificate, kind: CertKind) -> str:
     """cert.subject.rfc4514_string() without parsing the certificate back: from the
-    subject we built (one attribute per RDN, most significant first; RFC 4514 lists them
-    in reverse). The organization's attributes repeat from request to request, so their
-    escaped forms are cached. build_leaf() puts the CN into its normalised host form; a
-    request's CN already is in that form, but should it not be, the certificate decides.
+    subject we built (RFC 4514 lists its RDNs in reverse). The organization's RDNs repeat
+    from request to request, so their escaped forms are cached. build_leaf() puts the CN
+    into its normalised host form; a request's CN already is in that form, but should it
+    not be, the certificate decides.
     """
-    cn = next((a.value for a in subject if a.oid == NameOID.COMMON_NAME), None)
-    host = names.common_name_host(
-        cn if isinstance(cn, str) else None, single_label=kind is CertKind.SSL
-    )
+    host = names.common_name_host(cn or None, single_label=kind is CertKind.SSL)
     if host is not None and str(host) != cn:
         return cert.subject.rfc4514_string()
-    return ",".join(_attribute_dn(a.oid, a.value) for a in reversed(list(subject)))  # type: ignore[arg-type]
+    return ",".join([_rdn_dn(rdn) for rdn in reversed(subject.rdns)])
 
 
 @dataclass(frozen=True)
@@ -154,6 +151,7 @@ def _issuer_fields(issuer: Issuer, profile: CertificateProfile) -> _IssuerFields
 def _row(
     req: Request,
     cert: x509.Certificate,
+    serial: int,
     subject_dn: str,
     der: bytes,
     fields: _IssuerFields,
@@ -176,7 +174,7 @@ def _row(
         "ca_id": fields.ca_id,
         "profile_id": fields.profile_id,
         "request_id": req.id,
-        "serial_hex": f"{cert.serial_number:x}",
+        "serial_hex": f"{serial:x}",
         "subject_dn": subject_dn,
         "common_name": req.common_name,
         "subject_o": subject.get("O", ""),
@@ -233,6 +231,7 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
         )
         fields = _issuer_fields(issuer, profile)
         serials = ca.reserve_serials(profile.ca, len(group))
+        entropy = secrets.token_bytes(24 * len(group))
         for index, (req, serial) in enumerate(zip(group, serials, strict=True)):
             sealed = None
             try:
@@ -258,11 +257,15 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
             except (PkiError, ValueError) as exc:
                 result.failed[req.id] = str(exc)
                 continue
-            token = secrets.token_urlsafe(24)
+            # secrets.token_urlsafe(24), from one draw of the CSPRNG for the whole group
+            token = base64.urlsafe_b64encode(entropy[24 * index : 24 * index + 24]).decode()
             der = cert.public_bytes(Encoding.DER)
             token_hash = hashlib.sha256(token.encode()).hexdigest()
-            subject_dn = _subject_dn(subject, cert, leaf.kind)
-            rows.append(_row(req, cert, subject_dn, der, fields, sealed, token_hash, created_at))
+            cn = str(req.subject.get("CN") or "").strip()
+            subject_dn = _subject_dn(subject, cn, cert, leaf.kind)
+            rows.append(
+                _row(req, cert, serial, subject_dn, der, fields, sealed, token_hash, created_at)
+            )
             issued.append((req, token))
         counted[profile.id] = len(group)
     if rows:
@@ -270,6 +273,7 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
         _mark_issued([req.id for req, _ in issued])
         result.issued = cert_ids
         mails = []
+        base = str(current_app.config["CW_BASE_URL"])
         for (req, token), row, cert_id in zip(issued, rows, cert_ids, strict=True):
             audit.record(
                 action="certificate.issue",
@@ -281,7 +285,7 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
                 organization_id=req.organization_id,
                 department_id=req.department_id,
             )
-            mails.append(_collection_mail(req, cert_id, token))
+            mails.append(_collection_mail(req, cert_id, token, base))
             if req.renewal_of_id or req.replaces_id:
                 revocation.supersede(
                     old_id=req.renewal_of_id or req.replaces_id,
@@ -361,8 +365,7 @@ class IssuanceRaced(Exception):
     """A concurrent batch won the conditional update: this one must roll back."""
 
 
-def _collection_mail(req: Request, cert_id: int, token: str) -> mail.Mail:
-    base = str(current_app.config["CW_BASE_URL"])
+def _collection_mail(req: Request, cert_id: int, token: str, base: str) -> mail.Mail:
     link = f"{base}/collect/{cert_id}/{token}"
     if req.mode == RequestMode.KEYGEN:
         how = "The private key was generated by Certwright: an administrator downloads it as a password-protected PKCS#12 from the console (Certificates > SSL > details)."
