@@ -74,11 +74,11 @@ def normalize_dns_name(name: str, *, allow_wildcard: bool = True) -> str:
         text = text[:-1]
     if not text:
         raise NamePolicyError("DNS name is empty")
-    lowered = text.lower()  # the common case first: ASCII LDH labels without any "--"
-    fast = _LDH_NAME.fullmatch(lowered) if text.isascii() and "--" not in text else None
-    if fast and len(lowered) <= MAX_DNS_NAME_LENGTH and not fast[2].isdigit():
-        if allow_wildcard or not fast[1]:
-            return lowered
+    # The common case first: ASCII LDH labels without any "--", checked by one regex.
+    plain = text.isascii() and "--" not in text and len(text) <= MAX_DNS_NAME_LENGTH
+    fast = _LDH_NAME.fullmatch(text.lower()) if plain else None
+    if fast and not fast[2].isdigit() and (allow_wildcard or not fast[1]):
+        return fast[0]
     labels = text.split(".")
     wildcard = labels[0] == "*"
     if wildcard:
