@@ -17,7 +17,8 @@ It prints its figures, each ratio to its reference and PASS/FAIL per target, and
 Wall-clock rates are the figures; CPU-normalised rates (work per CPU-second of our own
 processes) are printed beside them because other load on a shared machine moves the first
 and hardly the second. Needs PostgreSQL (BENCH_POSTGRES_URL, a database it may create
-databases from) and Redis (BENCH_REDIS_URL, an empty database number is picked).
+databases from) and redis-server (a private one on a unix socket; BENCH_REDIS_URL to use
+another).
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from bench.pipeline import machine_busy_seconds
 
 REPO = Path(__file__).resolve().parent.parent
 POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 
 TARGETS = {
     ("RSA-2048", "sample"): 0.60,
@@ -84,29 +84,41 @@ def idle_fraction(seconds: float = 1.0) -> float:
     return max(0.0, 1 - (machine_busy_seconds() - busy) / seconds / (os.cpu_count() or 1))
 
 
-def free_redis_url() -> str:
-    """A Redis database number nobody uses (none of its keys), highest first."""
-    import redis
-
-    for number in range(15, 7, -1):
-        client = redis.Redis.from_url(f"{REDIS}/{number}")
-        if client.dbsize() == 0:
-            return f"{REDIS}/{number}"
-    raise SystemExit(f"no empty Redis database among 8-15 at {REDIS}")
-
-
-def run_child(module: str, args: list[str], env: dict[str, str], timeout: float) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+def start_redis(work: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
+    """A private redis-server on a unix socket (other users of a shared Redis cannot take
+    our messages), unless BENCH_REDIS_URL names one to use."""
+    if os.environ.get("BENCH_REDIS_URL"):
+        return None, os.environ["BENCH_REDIS_URL"]
+    sock = work / "redis.sock"
+    server = subprocess.Popen(
+        [
+            *("redis-server", "--port", "0", "--unixsocket", str(sock)),
+            *("--save", "", "--appendonly", "no", "--dir", str(work)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
+    deadline = time.monotonic() + 10
+    while not sock.exists():
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise SystemExit("redis-server did not start")
+        time.sleep(0.05)
+    return server, f"unix://{sock}"
+
+
+def run_child(module: str, args: list[str], env: dict[str, str], timeout: float, log: Path) -> None:
+    with log.open("w") as out:
+        proc = subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            check=False,
+        )
     if proc.returncode != 0:
-        raise RuntimeError(f"{module} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"{module} failed, see {log}:\n{log.read_text()[-3000:]}")
 
 
 def raw_rates(seconds: float, lint_seconds: float) -> dict[tuple[str, str], raw.RawRate]:
@@ -162,7 +174,7 @@ def main() -> None:
 
     admin = psycopg.connect(POSTGRES, autocommit=True)
     admin.execute(f'CREATE DATABASE "{database}"')
-    redis_url = free_redis_url()
+    redis_server, redis_url = start_redis(work)
     try:
         pg_env = dict(
             env,
@@ -186,6 +198,7 @@ def main() -> None:
             ],
             pg_env,
             timeout=600,
+            log=work / "pipeline-postgres.log",
         )
         results["postgres"] = json.loads((work / "postgres.json").read_text())
         results["postgres"]["version"] = admin.execute("SHOW server_version").fetchone()[0]
@@ -205,14 +218,15 @@ def main() -> None:
             ],
             pg_env,
             timeout=300,
+            log=work / "ocsp.log",
         )
         results["ocsp"] = json.loads((work / "ocsp.json").read_text())
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         admin.close()
-        import redis
-
-        redis.Redis.from_url(redis_url).flushdb()
+        if redis_server is not None:
+            redis_server.terminate()
+            redis_server.wait(10)
 
     log("(b) pipeline: SQLite, embedded worker")
     sqlite_env = dict(env, DATABASE_URL=f"sqlite:///{work / 'bench.db'}")
@@ -230,6 +244,7 @@ def main() -> None:
         ],
         sqlite_env,
         timeout=600,
+        log=work / "pipeline-sqlite.log",
     )
     results["sqlite"] = json.loads((work / "sqlite.json").read_text())
 

@@ -284,7 +284,11 @@ def timed_run(
     t_queued = time.perf_counter()
     deadline = t0 + timeout
     finished = 0
+    claimed = select(func.count()).select_from(Job).where(Job.id.in_(job_ids), Job.attempts > 0)
     while time.perf_counter() < deadline:
+        if time.perf_counter() - t0 > 30 and not db.session.execute(claimed).scalar_one():
+            print("no job claimed within 30 s: are the workers consuming?", file=sys.stderr)
+            break
         finished = db.session.execute(
             select(func.count()).select_from(Job).where(Job.id.in_(job_ids), Job.status.in_(ended))
         ).scalar_one()
