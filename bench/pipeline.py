@@ -295,7 +295,7 @@ def timed_run(
         db.session.commit()
         if finished == len(job_ids):
             break
-        time.sleep(0.01)
+        time.sleep(0.025)
     t1 = time.perf_counter()
     backends = sorted(set(backends) | set(database_backends()))  # the pool may have grown
     cpu1 = cpu_seconds(workers), cpu_seconds(backends), machine_busy_seconds()

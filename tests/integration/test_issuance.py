@@ -337,3 +337,38 @@ def test_a_batch_on_postgresql(postgres_app):
     db.session.commit()
     assert again.issued == [] and sorted(again.skipped) == sorted(r.id for r in reqs)
     assert db.session.execute(select(func.count()).select_from(Certificate)).scalar_one() == 7
+
+
+def test_batches_are_smaller_for_profiles_that_lint_every_certificate(world):
+    """Linting takes milliseconds a certificate: those requests go 50 to a job, the
+    others 500 to a job, so that a large approval spreads over every worker."""
+    from app.models import CertType, Job, LintMode
+    from app.services import profiles
+
+    sampled = profiles.create_profile(
+        actor=None,
+        data=profiles.ProfileData(
+            name="Sampled",
+            cert_type=CertType.SSL,
+            ca_id=world["issuing"].id,
+            terms=(90,),
+            key_types=("EC-P256",),
+            lint_mode=LintMode.SAMPLE,
+        ),
+    )
+    db.session.commit()
+    assert world["profile"].lint_mode == LintMode.EVERY
+    csr, _ = make_csr("www.acme.example")
+    linted = [request(world, csr=csr).id for _ in range(enrollment.LINTED_BATCH_SIZE + 3)]
+    other = [request({**world, "profile": sampled}, csr=csr).id for _ in range(3)]
+    ids = [i for pair in zip(linted, other, strict=False) for i in pair] + linted[len(other) :]
+    job_ids = enrollment.queue_issuance(ids)
+    db.session.commit()
+    batches = [db.session.get(Job, job_id).payload["request_ids"] for job_id in job_ids]
+    assert batches == [
+        other,
+        linted[: enrollment.LINTED_BATCH_SIZE],
+        linted[enrollment.LINTED_BATCH_SIZE :],
+    ]
+    (whole,) = enrollment.queue_issuance(ids, batch_size=1000)  # an explicit size: one batch
+    assert db.session.get(Job, whole).payload["request_ids"] == ids
