@@ -140,7 +140,7 @@ def main() -> None:
     args = parser.parse_args()
     quick = args.quick
     n = args.n or (5000 if quick else 20000)
-    lint_n = args.lint_n or (200 if quick else 600)
+    lint_n = args.lint_n or (300 if quick else 1000)
     sqlite_n = n // 4 if quick else 6000
     raw_seconds, lint_seconds = (1.5, 2.0) if quick else (2.5, 3.0)
 
