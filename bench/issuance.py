@@ -2,7 +2,8 @@
 the OCSP responder. One run, on this machine, everything on 127.0.0.1:
 
   (a) raw `cryptography` CSR -> certificate on every core (two processes), RSA-2048 and
-      P-256 CAs, without and with a pkilint run per certificate (bench/raw.py);
+      P-256 CAs, without and with a pkilint run per certificate (bench/raw.py), measured
+      right before and right after each (b) run: its reference is the mean of the two;
   (b) N approved requests -> stored, downloadable certificates by two `dramatiq app.actors`
       worker processes on PostgreSQL + Redis, per key type, lint sampled (only the first
       certificate) and lint on every certificate; and by the embedded worker on SQLite
@@ -36,7 +37,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import raw
 from bench.pipeline import machine_busy_seconds
 
 REPO = Path(__file__).resolve().parent.parent
@@ -121,13 +121,29 @@ def run_child(module: str, args: list[str], env: dict[str, str], timeout: float,
         raise RuntimeError(f"{module} failed, see {log}:\n{log.read_text()[-3000:]}")
 
 
-def raw_rates(seconds: float, lint_seconds: float) -> dict[tuple[str, str], raw.RawRate]:
-    rates = {}
-    for key_type in ("RSA-2048", "EC-P256"):
-        material = raw.make_material(key_type)
-        rates[(key_type, "sample")] = raw.measure(material, lint=False, seconds=seconds)
-        rates[(key_type, "every")] = raw.measure(material, lint=True, seconds=lint_seconds)
-    return rates
+def reference(run: dict[str, Any]) -> dict[str, float]:
+    """(a) for one run: the mean of the measurements right before and after it."""
+    pair = [run["raw"][when] for when in ("before", "after")]
+    return {
+        "rate": sum(p["rate"] for p in pair) / 2,
+        "cpu_rate": sum(p["cpu_rate"] for p in pair) / 2,
+    }
+
+
+def raw_means(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """(a) per key type and lint mode: the mean over every measurement in the run."""
+    out: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        label = f"{run['key_type']} lint {run['lint']}"
+        entry = out.setdefault(label, {"samples": []})
+        entry["samples"] += [run["raw"]["before"], run["raw"]["after"]]
+    for entry in out.values():
+        samples = entry["samples"]
+        entry["rate"] = sum(s["rate"] for s in samples) / len(samples)
+        entry["cpu_rate"] = sum(s["cpu_rate"] for s in samples) / len(samples)
+        entry["min"] = min(s["rate"] for s in samples)
+        entry["max"] = max(s["rate"] for s in samples)
+    return out
 
 
 def main() -> None:
@@ -161,9 +177,6 @@ def main() -> None:
     )
     results: dict[str, Any] = {"machine": info, "threads": args.threads}
 
-    log("(a) raw cryptography on both cores")
-    before = raw_rates(raw_seconds, lint_seconds)
-
     runs = [
         {"name": f"{kt} lint {mode}", "key_type": kt, "lint": mode, "n": count}
         for kt in ("RSA-2048", "EC-P256")
@@ -181,7 +194,8 @@ def main() -> None:
             DATABASE_URL=f"{POSTGRES.rsplit('/', 1)[0]}/{database}",
             BROKER_URL=redis_url,
         )
-        log(f"(b) pipeline: PostgreSQL {database}, Redis {redis_url}, {args.threads} threads")
+        log(f"(b) pipeline: PostgreSQL {database}, Redis {redis_url}, {args.threads} threads;")
+        log("    (a) raw cryptography on both cores right before and after each run")
         run_child(
             "bench.pipeline",
             [
@@ -191,6 +205,7 @@ def main() -> None:
                 "2",
                 "--threads",
                 str(args.threads),
+                *("--raw-seconds", str(raw_seconds), "--raw-lint-seconds", str(lint_seconds)),
                 "--out",
                 str(work / "postgres.json"),
                 "--log-dir",
@@ -239,6 +254,7 @@ def main() -> None:
         "bench.pipeline",
         [
             *("--runs", json.dumps(sqlite_runs)),
+            *("--raw-seconds", str(raw_seconds), "--raw-lint-seconds", str(lint_seconds)),
             *("--out", str(work / "sqlite.json")),
             *("--log-dir", str(work)),
         ],
@@ -248,17 +264,7 @@ def main() -> None:
     )
     results["sqlite"] = json.loads((work / "sqlite.json").read_text())
 
-    log("(a) raw cryptography again (the reference is the mean of before and after)")
-    after = raw_rates(raw_seconds, lint_seconds)
-    results["raw"] = {
-        f"{kt} lint {mode}": {
-            "before": before[(kt, mode)].__dict__,
-            "after": after[(kt, mode)].__dict__,
-            "rate": (before[(kt, mode)].rate + after[(kt, mode)].rate) / 2,
-            "cpu_rate": (before[(kt, mode)].cpu_rate + after[(kt, mode)].cpu_rate) / 2,
-        }
-        for kt, mode in before
-    }
+    results["raw"] = raw_means(results["postgres"]["runs"] + results["sqlite"]["runs"])
     report(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
@@ -299,8 +305,8 @@ def report(results: dict[str, Any]) -> None:
         name = f"(a) raw {kt}" + (" + pkilint" if mode == "every" else "")
         print(_row(name, ref["rate"]))
         notes.append(
-            f"{name}: before {ref['before']['rate']:.0f}/s, after {ref['after']['rate']:.0f}/s "
-            f"(CPU-normalised {ref['cpu_rate']:.0f}/s)"
+            f"{name}: mean of {len(ref['samples'])} measurements, {ref['min']:.0f} to "
+            f"{ref['max']:.0f}/s (CPU-normalised {ref['cpu_rate']:.0f}/s)"
         )
     threads = results["threads"]
     for store, runs in (
@@ -309,7 +315,7 @@ def report(results: dict[str, Any]) -> None:
     ):
         for run in runs:
             key = (run["key_type"], run["lint"])
-            ref = raw_of[f"{run['key_type']} lint {run['lint']}"]
+            ref = reference(run)  # measured right before and after this run
             cpu = run["cpu"]
             ours = cpu["workers"] + cpu["database"]
             cpu_rate = run["issued"] / ours * 2 if ours else 0.0  # our processes on two cores

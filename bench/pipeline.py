@@ -426,6 +426,31 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
+class RawReference:
+    """(a) for one run, measured right before and right after it (bench/raw.py): on a
+    machine shared with other work, the reference then sees the same load as the run."""
+
+    def __init__(
+        self, spec: dict[str, Any], materials: dict[str, Any], seconds: float, lint_seconds: float
+    ) -> None:
+        from bench import raw
+
+        self.lint = spec["lint"] == "every"
+        self.seconds = lint_seconds if self.lint else seconds
+        key_type = spec["key_type"]
+        if self.seconds and key_type not in materials:
+            materials[key_type] = raw.make_material(key_type)
+        self.material = materials.get(key_type)
+        self.figures: dict[str, Any] = {}
+
+    def measure(self, when: str) -> None:
+        from bench import raw
+
+        if self.seconds:
+            rate = raw.measure(self.material, lint=self.lint, seconds=self.seconds)
+            self.figures[when] = rate.__dict__
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", required=True, help="JSON list of run specs")
@@ -433,6 +458,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--embedded-threads", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--raw-seconds", type=float, default=0.0, help="(a) before/after")
+    parser.add_argument("--raw-lint-seconds", type=float, default=0.0)
     parser.add_argument("--out", required=True)
     parser.add_argument("--log-dir", required=True)
     args = parser.parse_args()
@@ -460,8 +487,13 @@ def main() -> None:
 
                 embedded = Embedded(app, threads=args.embedded_threads, scheduler=False).start()
             root = workers.pid if workers is not None else os.getpid()
+            materials: dict[str, Any] = {}
             for spec in specs:
+                reference = RawReference(spec, materials, args.raw_seconds, args.raw_lint_seconds)
+                reference.measure("before")
                 result = timed_run(world, spec, args.timeout, root)
+                reference.measure("after")
+                result["raw"] = reference.figures
                 print(json.dumps(result), file=sys.stderr, flush=True)
                 results["runs"].append(result)
         finally:

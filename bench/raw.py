@@ -15,6 +15,7 @@ import datetime as dt
 import multiprocessing as mp
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -152,7 +153,13 @@ def _issue_one(
     )
 
 
-def _worker(material: Material, lint: bool, seconds: float, start: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
+def _worker(
+    material: Material,
+    lint: bool,
+    seconds: float,
+    ready: Any,  # a multiprocessing Barrier: everyone starts timing together
+    out: Any,  # a multiprocessing Queue for (count, wall seconds, CPU seconds)
+) -> None:
     ca_key = serialization.load_pem_private_key(material.ca_key_pem, None)
     ca_cert = x509.load_der_x509_certificate(material.ca_cert_der)
     subject = x509.Name(
@@ -176,8 +183,7 @@ def _worker(material: Material, lint: bool, seconds: float, start: float, out: m
 
         check(_issue_one(material.csr_der, ca_cert, ca_key, subject))  # type: ignore[arg-type]
     _issue_one(material.csr_der, ca_cert, ca_key, subject)  # type: ignore[arg-type]
-    while time.time() < start:
-        time.sleep(0.001)
+    ready.wait()
     count = 0
     t0, c0 = time.perf_counter(), time.process_time()
     deadline = t0 + seconds
@@ -200,21 +206,30 @@ class RawRate:
     other_cpu: float  # CPU seconds the rest of the machine used meanwhile
 
 
-def measure(material: Material, *, lint: bool, seconds: float, processes: int = 2) -> RawRate:
-    """Certificates per second over ``processes`` processes running at the same time."""
+def measure(
+    material: Material,
+    *,
+    lint: bool,
+    seconds: float,
+    processes: int = 2,
+    context: str = "spawn",
+) -> RawRate:
+    """Certificates per second over ``processes`` processes timing the same window.
+
+    ``spawn`` (the default) starts clean interpreters, safe from a parent with threads.
+    """
     from bench.pipeline import machine_busy_seconds
 
-    ctx = mp.get_context("fork")
-    out: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
-    start = time.time() + (3.0 if lint else 0.5)  # linters take a moment to build
+    ctx = mp.get_context(context)
+    out = ctx.Queue()
+    ready = ctx.Barrier(processes + 1)
     procs = [
-        ctx.Process(target=_worker, args=(material, lint, seconds, start, out))
+        ctx.Process(target=_worker, args=(material, lint, seconds, ready, out))
         for _ in range(processes)
     ]
     for proc in procs:
         proc.start()
-    while time.time() < start:
-        time.sleep(0.001)
+    ready.wait(timeout=120)
     busy0 = machine_busy_seconds()
     results = [out.get(timeout=seconds + 60) for _ in procs]
     busy = machine_busy_seconds() - busy0
