@@ -388,6 +388,8 @@ def start_dramatiq(processes: int, threads: int, log: Path) -> subprocess.Popen[
                 str(threads),
             ],
             cwd=REPO,
+            # as `make worker` runs them: an idle worker polls at least every 200 ms
+            env={**os.environ, "dramatiq_worker_timeout": "200"},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
