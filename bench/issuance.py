@@ -11,7 +11,7 @@ the OCSP responder. One run, on this machine, everything on 127.0.0.1:
   (c) OCSP responses/s from two gunicorn web processes, RFC 5019 client mix over keep-alive
       connections (bench/ocsp_load.py, needs `wrk`).
 
-    .venv/bin/python -m bench.issuance            # full run, about 3 minutes
+    .venv/bin/python -m bench.issuance            # full run, about 2 minutes
     .venv/bin/python -m bench.issuance --quick    # smaller N, shorter windows
 
 It prints its figures, each ratio to its reference and PASS/FAIL per target, and exits 0.
