@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -157,6 +158,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, help="requests per lint-sampled run")
     parser.add_argument("--lint-n", type=int, help="requests per lint-every run")
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args()
     quick = args.quick
     n = args.n or (5000 if quick else 20000)
@@ -272,6 +274,10 @@ def main() -> None:
     report(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    if args.keep:
+        log(f"logs and intermediate figures kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _row(
