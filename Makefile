@@ -35,6 +35,7 @@ web: migrate ## Scale-out: web processes only (needs BROKER_URL)
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 worker: venv ## Scale-out: a dramatiq worker process (needs BROKER_URL)
+	dramatiq_worker_timeout=$${dramatiq_worker_timeout:-200} \
 	$(BIN)/dramatiq app.actors --processes $${CW_WORKER_PROCESSES:-2} --threads $${CW_WORKER_THREADS:-4}
 
 scheduler: venv ## Scale-out: the scheduler process (needs BROKER_URL)

@@ -11,13 +11,21 @@ bind = os.environ.get("CW_BIND", f"127.0.0.1:{os.environ.get('PORT', '5000')}")
 workers = 1 if embedded else int(os.environ.get("CW_WEB_WORKERS", "2"))
 threads = int(os.environ.get("CW_WEB_THREADS", "8"))
 worker_class = "gthread"
+# A listening socket per worker (SO_REUSEPORT): the kernel spreads new connections over
+# the workers. With one shared socket, whichever worker wakes first accepts a burst of
+# keep-alive connections and keeps them, so one process served everything while the
+# other idled (docs/benchmarks.md, OCSP).
+reuse_port = True
 timeout = 120
 accesslog = "-"
 forwarded_allow_ips = os.environ.get("CW_FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
 def post_worker_init(worker):
+    from app.runtime import freeze_startup_objects
+
     if embedded and os.environ.get("CW_EMBEDDED_WORKER", "1") != "0":
         from app.runtime import Embedded
 
         Embedded(worker.wsgi, threads=int(os.environ.get("CW_WORKER_THREADS", "4"))).start()
+    freeze_startup_objects()

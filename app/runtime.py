@@ -3,6 +3,7 @@ scheduler loop. Used by dramatiq worker processes, the web process and the sched
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -25,6 +26,7 @@ class AppContextMiddleware(Middleware):
         self.app: Flask | None = None
         self._local = threading.local()
         self._lock = threading.Lock()
+        self.owns_process = False
 
     def bind(self, app: Flask) -> None:
         self.app = app
@@ -37,8 +39,20 @@ class AppContextMiddleware(Middleware):
                 self.app = create_app()
             return self.app
 
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        # Only `dramatiq` worker processes emit this (not the embedded or a test worker):
+        # the process is ours to tune.
+        self.owns_process = True
+
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         app = self.ensure_app()
+        # Build pkilint's validators (about a second) now rather than inside the first
+        # issuance batch of every process.
+        from app.pki import lint
+
+        lint.warm_up()
+        if self.owns_process:
+            freeze_startup_objects()
         # A standalone `dramatiq` worker process announces itself and heartbeats its jobs.
         if not getattr(worker, "cw_embedded", False):
             Heartbeat(app, kind="worker").start()
@@ -72,6 +86,14 @@ class AppContextMiddleware(Middleware):
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         self._pop()
+
+
+def freeze_startup_objects() -> None:
+    """Move everything built at start-up (the app, SQLAlchemy's mappers, pkilint's
+    validators) out of the garbage collector's sight: full collections then scan only what
+    the work allocates. Issuing a batch spent 6% of its CPU re-scanning those objects."""
+    gc.collect()
+    gc.freeze()
 
 
 class Heartbeat(threading.Thread):

@@ -27,7 +27,7 @@ from flask import Flask, has_app_context  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 
 from app import create_app  # noqa: E402
-from app.config import TestConfig  # noqa: E402
+from app.config import TestConfig, engine_options  # noqa: E402
 from app.extensions import db  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def make_config(url: str, **overrides: Any) -> TestConfig:
     return TestConfig(
         SQLALCHEMY_DATABASE_URI=url,
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(url),
         MIGRATIONS_DIR=str(ROOT / "migrations"),
         SECRET_KEY="test-secret-key",
         CW_AUDIT_KEY="test-audit-key",
@@ -98,6 +99,40 @@ def app(template_db: Path, tmp_path: Path) -> Iterator[Flask]:
         yield app
         db.session.remove()
         db.engine.dispose()
+
+
+# The PostgreSQL tier (-m services): a server this URL reaches, where the tests may create
+# and drop databases. Absent, those tests skip; with CI=true they fail instead.
+POSTGRES_URL = os.environ.get("CW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def postgres_app() -> Iterator[Flask]:
+    """An app on a fresh PostgreSQL database built by the migrations, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"cw_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        url = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+        url = f"{url}/{name}"
+        try:
+            migrate(url)
+            app = create_app(make_config(url))
+            with app.app_context():
+                yield app
+                db.session.remove()
+                db.engine.dispose()
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

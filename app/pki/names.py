@@ -32,6 +32,10 @@ MAX_EMAIL_LENGTH: Final = 254
 
 # RFC 952/1123 LDH label, lower case (the input is folded first).
 _LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+_L = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_LDH_NAME = re.compile(rf"(\*\.(?={_L}\.))?(?:{_L}\.)*({_L})")  # maybe "*." + >= 2 labels
+# C0 controls and DEL, refused in subject values.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # RFC 5322 §3.2.3 dot-atom text; certificates carry rfc822Name as IA5String (RFC 5280 §4.2.1.6).
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 
@@ -70,6 +74,11 @@ def normalize_dns_name(name: str, *, allow_wildcard: bool = True) -> str:
         text = text[:-1]
     if not text:
         raise NamePolicyError("DNS name is empty")
+    # The common case first: ASCII LDH labels without any "--", checked by one regex.
+    plain = text.isascii() and "--" not in text and len(text) <= MAX_DNS_NAME_LENGTH
+    fast = _LDH_NAME.fullmatch(text.lower()) if plain else None
+    if fast and not fast[2].isdigit() and (allow_wildcard or not fast[1]):
+        return fast[0]
     labels = text.split(".")
     wildcard = labels[0] == "*"
     if wildcard:
@@ -323,7 +332,7 @@ def build_subject(
         value = (given[field] or "").strip()
         if not value:
             continue
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        if _CONTROL.search(value) is not None:
             raise NamePolicyError(f"{_LABELS[field]} contains a control character")
         if field == "country":
             value = value.upper()

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from app.extensions import db
 from app.models import Admin, AuditEvent, AuditHead
 from app.models.types import utcnow
+from app.services import bulk
 
 GENESIS = "0" * 64
 _PENDING = "cw_audit_pending"
@@ -52,7 +53,12 @@ def source(*, ip: str = "", label: str = "") -> Iterator[None]:
         pop_source(tokens)
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def jsonable(value: Any) -> Any:
+    if type(value) in _PLAIN:  # the common case first (an enum member is not plain)
+        return value
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, datetime | date):
@@ -154,7 +160,10 @@ def _chain_pending(session: Session) -> None:
     # write lock on SQLite, so concurrent commits chain one after the other.
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq))
     head = session.execute(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update()
+        select(AuditHead)
+        .where(AuditHead.id == 1)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).scalar_one_or_none()
     if head is None:
         head = AuditHead(id=1, seq=0, hash=GENESIS)
@@ -165,7 +174,8 @@ def _chain_pending(session: Session) -> None:
         seq += 1
         row.update(seq=seq, prev_hash=prev)
         row["hash"] = prev = _digest(key, row)
-        session.add(AuditEvent(**row))
+    # One bulk insert while the head row is locked: issuance batches write hundreds.
+    bulk.insert_rows(AuditEvent.__table__, pending, session=session)
     head.seq, head.hash = seq, prev
 
 

@@ -27,7 +27,7 @@ from app.pki import formats, issue, keys, keystore
 from app.pki.errors import PkiError
 from app.pki.issuer import Issuer, make_issuer
 from app.pki.profiles import SignatureHash, hash_algorithm
-from app.services import audit
+from app.services import audit, bulk
 from app.services.errors import DomainError, Forbidden, NotFound, ValidationFailed
 
 CA_FIELDS = (
@@ -220,15 +220,11 @@ def reserve_serials(ca: CertificateAuthority, count: int, *, purpose: str = "lea
     uses the serial is stored; with 159 random bits it does not happen in practice.
     """
     serials = [issue.new_serial() for _ in range(count)]
-    db.session.execute(
-        SerialNumber.__table__.insert(),
+    now = audit.utcnow()
+    bulk.insert_rows(
+        SerialNumber.__table__,
         [
-            {
-                "ca_id": ca.id,
-                "serial_hex": f"{s:x}",
-                "purpose": purpose,
-                "reserved_at": audit.utcnow(),
-            }
+            {"ca_id": ca.id, "serial_hex": f"{s:x}", "purpose": purpose, "reserved_at": now}
             for s in serials
         ],
     )

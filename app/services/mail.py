@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import smtplib
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
@@ -14,6 +16,7 @@ from sqlalchemy import update
 from app.extensions import db
 from app.models import MailStatus, OutboxMessage
 from app.models.types import utcnow
+from app.services import bulk
 from app.services.jobs import after_commit
 
 # The mail actor registers itself here: fn(message_id) sends the delivery message.
@@ -52,6 +55,42 @@ def send_mail(
         message_id, fn = msg.id, _deliver[0]
         after_commit(lambda: fn(message_id))
     return msg
+
+
+@dataclass(frozen=True)
+class Mail:
+    """One message for send_mails()."""
+
+    to: Sequence[str]
+    subject: str
+    body: str
+    category: str = ""
+    organization_id: int | None = None
+
+
+def send_mails(mails: Sequence[Mail]) -> None:
+    """Queue many messages in the current transaction with one bulk insert (as send_mail
+    does one by one); each is delivered after commit."""
+    if not mails:
+        return
+    queued = smtp_configured()
+    status = MailStatus.QUEUED if queued else MailStatus.OUTBOX
+    now = utcnow()
+    rows = [
+        {
+            "to": ", ".join(sorted({a.strip() for a in m.to if a and a.strip()})),
+            "subject": m.subject[:256],
+            "body": m.body,
+            "category": m.category,
+            "organization_id": m.organization_id,
+            "status": status,
+            "created_at": now,
+        }
+        for m in mails
+    ]
+    ids = bulk.insert_rows(OutboxMessage.__table__, rows, return_ids=queued and bool(_deliver))
+    for message_id in ids:
+        after_commit(functools.partial(_deliver[0], message_id))
 
 
 def deliver(message_id: int) -> str:

@@ -247,3 +247,128 @@ def test_revocation_updates_crl_and_ocsp(world, stub_worker, tmp_path):
     )
     with pytest.raises(Conflict, match="already Revoked"):
         revocation.revoke(actor=world["mrao"], certificate_ids=[cert.id], reason="superseded")
+
+
+def _described(cert):
+    """The inventory columns that describe the certificate, read back from its DER."""
+    parsed = x509.load_der_x509_certificate(cert.der)
+    return {
+        "subject_dn": parsed.subject.rfc4514_string(),
+        "issuer_dn": parsed.issuer.rfc4514_string(),
+        "serial_hex": f"{parsed.serial_number:x}",
+        "not_before": parsed.not_valid_before_utc,
+        "not_after": parsed.not_valid_after_utc,
+        "fingerprint": __import__("hashlib").sha256(cert.der).hexdigest(),
+    }
+
+
+def test_inventory_columns_match_the_certificate(stub_worker):
+    """Issuance fills the inventory from the request, not by parsing the certificate
+    back: the columns must still say exactly what the certificate says, escaping included."""
+    mrao = make_admin("mrao")
+    org = make_org('Acme, "Labs" + Co; <EU>', city=" Berlin", state="Berlin#1")
+    make_domain("acme.example", by=mrao, org=org)
+    _root, issuing, profile = make_pki()
+    world = {"mrao": mrao, "org": org, "profile": profile}
+    _req, cert = issue(world, stub_worker, cn="www.acme.example", sans=("api.acme.example",))
+    assert {k: getattr(cert, k) for k in _described(cert)} == _described(cert)
+    assert cert.subject_dn.startswith('CN=www.acme.example,O=Acme\\, \\"Labs\\" \\+ Co\\; \\<EU\\>')
+    assert (
+        cert.issuer_dn == x509.load_der_x509_certificate(issuing.cert_der).subject.rfc4514_string()
+    )
+    assert cert.key_algorithm == "EC" and cert.key_size == 256
+    assert cert.signature_algorithm == "SHA-256 with ECDSA"
+
+
+def test_a_common_name_not_in_host_form_is_described_as_signed(world, stub_worker):
+    """The certificate carries the CN in its normalised host form (BR 7.1.4.3); should a
+    stored request hold another spelling, the inventory follows the certificate."""
+    req = request(world, cn="www.acme.example")
+    req.subject = {**req.subject, "CN": "WWW.Acme.Example."}
+    db.session.commit()
+    enrollment.approve(actor=world["mrao"], request_ids=[req.id], message="ok")
+    drain(stub_worker)
+    db.session.refresh(req)
+    assert req.status == RequestStatus.ISSUED, req.failure_reason
+    cert = req.certificate
+    assert cert.subject_dn == x509.load_der_x509_certificate(cert.der).subject.rfc4514_string()
+    assert cert.subject_dn.startswith("CN=www.acme.example,")
+
+
+@pytest.mark.services
+def test_a_batch_on_postgresql(postgres_app):
+    """The bulk paths (binary COPY, one conditional UPDATE) on PostgreSQL: every request
+    Issued with its own certificate, serial reservation, audit event and mail; the audit
+    chain verifies; a second run of the same batch stores nothing."""
+    from app.services import audit, issuance
+
+    mrao = make_admin("mrao")
+    org = make_org("Acme", city="Berlin", state="Berlin")
+    make_domain("acme.example", by=mrao, org=org)
+    _root, issuing, profile = make_pki(key_type="RSA-2048")
+    world = {"mrao": mrao, "org": org, "profile": profile}
+    reqs = [request(world, cn=f"h{i}.acme.example") for i in range(7)]
+    enrollment._mark_approved([r.id for r in reqs], actor=mrao, message="ok")
+    db.session.commit()
+    result = issuance.issue_requests([r.id for r in reqs])
+    db.session.commit()
+    assert len(result.issued) == 7 and not result.failed and not result.skipped
+    certs = db.session.execute(select(Certificate).order_by(Certificate.id)).scalars().all()
+    assert [c.request_id for c in certs] == [r.id for r in reqs]
+    for req, cert in zip(reqs, certs, strict=True):
+        db.session.refresh(req)
+        assert req.status == RequestStatus.ISSUED and req.certificate_id == cert.id
+        assert req.issue_attempts == 1
+        assert {k: getattr(cert, k) for k in _described(cert)} == _described(cert)
+        x509.load_der_x509_certificate(cert.der).verify_directly_issued_by(
+            x509.load_der_x509_certificate(issuing.cert_der)
+        )
+    serials = set(db.session.execute(select(SerialNumber.serial_hex)).scalars())
+    assert {c.serial_hex for c in certs} <= serials
+    mails = (
+        db.session.execute(select(OutboxMessage).where(OutboxMessage.category == "issuance"))
+        .scalars()
+        .all()
+    )
+    assert len(mails) == 7
+    assert all(any(f"/collect/{c.id}/" in m.body for m in mails) for c in certs)
+    assert audit.verify().ok
+    again = issuance.issue_requests([r.id for r in reqs])
+    db.session.commit()
+    assert again.issued == [] and sorted(again.skipped) == sorted(r.id for r in reqs)
+    assert db.session.execute(select(func.count()).select_from(Certificate)).scalar_one() == 7
+
+
+def test_batches_are_smaller_for_profiles_that_lint_every_certificate(world):
+    """Linting takes milliseconds a certificate: those requests go 50 to a job, the
+    others 500 to a job, so that a large approval spreads over every worker."""
+    from app.models import CertType, Job, LintMode
+    from app.services import profiles
+
+    sampled = profiles.create_profile(
+        actor=None,
+        data=profiles.ProfileData(
+            name="Sampled",
+            cert_type=CertType.SSL,
+            ca_id=world["issuing"].id,
+            terms=(90,),
+            key_types=("EC-P256",),
+            lint_mode=LintMode.SAMPLE,
+        ),
+    )
+    db.session.commit()
+    assert world["profile"].lint_mode == LintMode.EVERY
+    csr, _ = make_csr("www.acme.example")
+    linted = [request(world, csr=csr).id for _ in range(enrollment.LINTED_BATCH_SIZE + 3)]
+    other = [request({**world, "profile": sampled}, csr=csr).id for _ in range(3)]
+    ids = [i for pair in zip(linted, other, strict=False) for i in pair] + linted[len(other) :]
+    job_ids = enrollment.queue_issuance(ids)
+    db.session.commit()
+    batches = [db.session.get(Job, job_id).payload["request_ids"] for job_id in job_ids]
+    assert batches == [
+        other,
+        linted[: enrollment.LINTED_BATCH_SIZE],
+        linted[enrollment.LINTED_BATCH_SIZE :],
+    ]
+    (whole,) = enrollment.queue_issuance(ids, batch_size=1000)  # an explicit size: one batch
+    assert db.session.get(Job, whole).payload["request_ids"] == ids

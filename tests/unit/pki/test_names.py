@@ -22,6 +22,10 @@ from app.pki.errors import NamePolicyError
         ("printer1", "printer1"),
         ("a-b.c0.example", "a-b.c0.example"),
         ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+        ("*.Example.COM.", "*.example.com"),
+        ("x" * 63 + ".example", "x" * 63 + ".example"),
+        (".".join(["a" * 63] * 4)[:253], ".".join(["a" * 63] * 4)[:253]),  # the longest
+        ("host.b1", "host.b1"),
     ],
 )
 def test_dns_names_are_normalised(raw: str, expected: str) -> None:
@@ -54,6 +58,8 @@ def test_invalid_idn_is_refused() -> None:
         ("ab--c.example.com", "DNS label has reserved hyphens in positions 3-4"),
         ("x" * 64 + ".example.com", "DNS label is longer than 63 characters"),
         (".".join(["a" * 60] * 5), "DNS name is longer than 253 characters"),
+        (".".join(["a" * 63] * 4)[:254], "DNS name is longer than 253 characters"),
+        ("*.a", "a wildcard must be followed by at least two labels"),
         ("a.*.example.com", "'*' is allowed only as the whole left-most label"),
         ("w*.example.com", "'*' is allowed only as the whole left-most label"),
         ("*.com", "a wildcard must be followed by at least two labels"),
@@ -247,6 +253,8 @@ def test_country_must_be_iso_alpha2() -> None:
 def test_control_characters_are_refused() -> None:
     with pytest.raises(NamePolicyError, match=r"organization \(O\) contains a control character"):
         names.build_subject(organization="Acme\nEvil")
+    with pytest.raises(NamePolicyError, match=r"common name \(CN\) contains a control character"):
+        names.build_subject(common_name="www\x7fexample")
 
 
 def test_subject_fields_round_trip() -> None:

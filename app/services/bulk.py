@@ -1,0 +1,153 @@
+"""Bulk writes: many rows of one table in one round trip, in the caller's transaction.
+
+PostgreSQL: COPY ... FROM STDIN through psycopg (ids drawn from the table's sequence
+first when the caller needs them); elsewhere one executemany INSERT (RETURNING the ids
+when needed). Column defaults and type conversions (enums, JSON, UTC timestamps) are
+applied here as a Core INSERT applies them, so a row reads back the same either way.
+Use it for the hot paths that write hundreds of rows per transaction (issuance batches,
+their audit events and mails); everything else keeps the ORM.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Table, insert, text
+from sqlalchemy.orm import Session
+
+from app.extensions import db
+
+_Processor = Callable[[Any], Any] | None
+
+
+def insert_rows(
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    return_ids: bool = False,
+    session: Session | None = None,
+) -> list[int]:
+    """Insert ``rows`` (all with the same keys) into ``table``; the new ids in row order
+    when ``return_ids`` (else an empty list).
+
+    Raises:
+        sqlalchemy.exc.IntegrityError (or psycopg's error on COPY, wrapped likewise):
+            a constraint failed; the transaction is then unusable, as with any INSERT.
+    """
+    if not rows:
+        return []
+    session = session if session is not None else db.session()
+    connection = session.connection()
+    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+        return _copy(connection, table, rows, return_ids)
+    if return_ids:
+        statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        return [row_id for (row_id,) in session.execute(statement, list(rows))]
+    session.execute(insert(table), list(rows))
+    return []
+
+
+def _copy(
+    connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], return_ids: bool
+) -> list[int]:
+    given = frozenset(rows[0])
+    if return_ids and "id" in given:
+        raise ValueError("rows that carry their own ids cannot also ask for new ones")
+    plan = _copy_plan(table, given, return_ids, connection.dialect)
+    ids: list[int] = []
+    if return_ids:
+        ids = list(
+            connection.execute(
+                text(
+                    "SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
+                    "FROM generate_series(1, :count)"
+                ),
+                {"table": table.name, "count": len(rows)},
+            ).scalars()
+        )
+    driver = connection.connection.driver_connection
+    if driver is None:
+        raise RuntimeError("the database connection is closed")
+    with driver.cursor() as cursor, cursor.copy(plan.statement) as copy:
+        copy.set_types(plan.types)
+        for index, row in enumerate(rows):
+            values = []
+            for key, default, process in plan.columns:
+                if key in given:
+                    value = row[key]
+                elif key == "id":
+                    value = ids[index]
+                else:
+                    value = default() if default is not None else None
+                values.append(value if process is None else process(value))
+            copy.write_row(values)
+    return ids
+
+
+@dataclass(frozen=True)
+class _CopyPlan:
+    statement: str
+    types: list[str]
+    # Per column: its key, its default (None when the row gives it or for a new id) and
+    # its bind processor (enums -> values, JSON -> Json, UTC timestamps), as an INSERT has.
+    columns: list[tuple[str, Callable[[], Any] | None, _Processor]]
+
+
+@functools.lru_cache(maxsize=64)
+def _copy_plan(table: Table, given: frozenset[str], return_ids: bool, dialect: Any) -> _CopyPlan:
+    columns = [c for c in table.columns if c.key in given or _has_python_default(c)]
+    if return_ids:
+        columns = [table.c.id, *columns]
+    names = ", ".join(dialect.identifier_preparer.quote(c.name) for c in columns)
+    return _CopyPlan(
+        # Binary COPY: no text escaping of DER bytes on either side.
+        statement=f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)",
+        types=[_pg_type(c, dialect) for c in columns],
+        columns=[
+            (c.key, None if c.key in given else _default_of(c), _processor(c, dialect))
+            for c in columns
+        ],
+    )
+
+
+# SQL spellings of column types -> PostgreSQL type names psycopg knows, for binary COPY.
+_PG_TYPES = {
+    "integer": "int4",
+    "bigint": "int8",
+    "smallint": "int2",
+    "boolean": "bool",
+    "timestamp with time zone": "timestamptz",
+    "timestamp without time zone": "timestamp",
+    "double precision": "float8",
+}
+
+
+def _pg_type(column: Any, dialect: Any) -> str:
+    spelled = str(column.type.dialect_impl(dialect).compile(dialect=dialect)).lower()
+    name = spelled.split("(", 1)[0].strip()
+    return _PG_TYPES.get(name, name)
+
+
+def _has_python_default(column: Any) -> bool:
+    default = column.default
+    return default is not None and (default.is_scalar or default.is_callable)
+
+
+def _default_of(column: Any) -> Callable[[], Any] | None:
+    default = column.default
+    if default is None:
+        return None
+    if default.is_callable:
+        return lambda: default.arg(None)  # zero-argument callables, wrapped by SQLAlchemy
+    if default.is_scalar:
+        value = default.arg
+        return lambda: value
+    return None
+
+
+def _processor(column: Any, dialect: Any) -> _Processor:
+    processor: _Processor = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return processor
