@@ -67,7 +67,11 @@ def bar_figure(title: str, bars: Sequence[Bar]) -> dict[str, Any]:
     if not empty:
         # Counts are whole numbers: small charts get one tick per unit, never "1.5".
         top = max(bar.count for bar in bars)
-        layout["yaxis"] = {"rangemode": "tozero", "tickformat": ",d", **({"dtick": 1} if top <= 6 else {})}
+        layout["yaxis"] = {
+            "rangemode": "tozero",
+            "tickformat": ",d",
+            **({"dtick": 1} if top <= 6 else {}),
+        }
     return {"data": data, "layout": layout}
 
 

@@ -24,7 +24,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
-from app.config import engine_options
 from app.extensions import db
 from tests.conftest import IsolatedClient, login, make_config
 from tests.factories import PASSWORD, make_admin
@@ -150,7 +149,7 @@ def pg_url(service_status: dict[str, str], run_id: str, logs: Path) -> Iterator[
 def pg_app(pg_url: str) -> Iterator[Flask]:
     """The app in this process on the run's PostgreSQL database (to arrange and to look)."""
     sa_url = "postgresql+psycopg://" + pg_url.split("://", 1)[1]
-    app = create_app(make_config(sa_url, SQLALCHEMY_ENGINE_OPTIONS=engine_options(sa_url)))
+    app = create_app(make_config(sa_url))
     app.test_client_class = IsolatedClient
     yield app
     with app.app_context():

@@ -9,7 +9,6 @@ from pathlib import Path
 from sqlalchemy import create_engine, inspect
 
 from app import create_app
-from app.config import engine_options
 from app.extensions import db
 from tests.conftest import make_config
 from tests.processes import ROOT, app_env, flask, flask_ok
@@ -41,7 +40,7 @@ def test_migrations_downgrade_to_empty_and_upgrade_again(service_status) -> None
     name = f"cw_t_{secrets.token_hex(4)}_rt"
     url = create_database(name)
     sa_url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    app = create_app(make_config(sa_url, SQLALCHEMY_ENGINE_OPTIONS=engine_options(sa_url)))
+    app = create_app(make_config(sa_url))
     migrations = str(ROOT / "migrations")
     try:
         with app.app_context():
