@@ -154,7 +154,9 @@ def raw_means(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller N, shorter windows")
-    parser.add_argument("--threads", type=int, default=2, help="dramatiq --threads (T)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="dramatiq --threads (T) of the issuance workers"
+    )
     parser.add_argument("--n", type=int, help="requests per lint-sampled run")
     parser.add_argument("--lint-n", type=int, help="requests per lint-every run")
     parser.add_argument("--json", help="also write the figures here")

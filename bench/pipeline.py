@@ -10,7 +10,7 @@ enrollment.check_request(), then N approved copies bulk-inserted with distinct i
 
 Timed: enrollment.queue_issuance() (one job and one dramatiq message per batch) + commit,
 until every job is finished. Then (not timed) the results are checked: every request is
-Issued with its certificate row, one audit event and one collection mail per certificate,
+Issued with its certificate row, audited (one event per batch and organization listing every certificate) and mailed (one collection mail per set of recipients),
 and a sample of certificates verifies against its issuing CA.
 
 Workers: with BROKER_URL set, `dramatiq app.actors --processes P --threads T` started
@@ -382,6 +382,10 @@ def start_dramatiq(processes: int, threads: int, log: Path) -> subprocess.Popen[
             [
                 str(dramatiq),
                 "app.actors",
+                # dedicated issuance workers, as README "Scale-out" recommends for
+                # issuance-heavy deployments (CPU-bound: one thread per process)
+                "--queues",
+                "issuance",
                 "--processes",
                 str(processes),
                 "--threads",

@@ -46,7 +46,7 @@ class CertificateRequest(db.Model):  # type: ignore[name-defined,misc]
     __tablename__ = "certificate_requests"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    cert_type: Mapped[CertType] = mapped_column(str_enum(CertType, 16), index=True)
+    cert_type: Mapped[CertType] = mapped_column(str_enum(CertType, 16))
     profile_id: Mapped[int] = mapped_column(ForeignKey("certificate_profiles.id"), index=True)
     organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
     department_id: Mapped[int | None] = mapped_column(
@@ -74,7 +74,7 @@ class CertificateRequest(db.Model):  # type: ignore[name-defined,misc]
     auto_renew: Mapped[bool] = mapped_column(Boolean, default=False)
     renew_days_before: Mapped[int] = mapped_column(Integer, default=30)
     eula_accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     decided_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("admins.id", ondelete="SET NULL"), nullable=True
     )
@@ -141,10 +141,8 @@ class Certificate(db.Model):  # type: ignore[name-defined,misc]
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 hex of the DER
     der: Mapped[bytes] = mapped_column(LargeBinary)
-    cert_type: Mapped[CertType | None] = mapped_column(
-        str_enum(CertType, 16), nullable=True, index=True
-    )
-    origin: Mapped[CertOrigin] = mapped_column(str_enum(CertOrigin, 16), index=True)
+    cert_type: Mapped[CertType | None] = mapped_column(str_enum(CertType, 16), nullable=True)
+    origin: Mapped[CertOrigin] = mapped_column(str_enum(CertOrigin, 16))
     status: Mapped[CertStatus] = mapped_column(str_enum(CertStatus, 16), index=True)
     organization_id: Mapped[int | None] = mapped_column(
         ForeignKey("organizations.id"), nullable=True
@@ -198,7 +196,7 @@ class Certificate(db.Model):  # type: ignore[name-defined,misc]
     chain_der: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     first_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     organization: Mapped[Organization | None] = relationship()
