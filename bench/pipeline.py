@@ -8,7 +8,7 @@ services an MRAO, an organization, a delegated domain, a root + issuing CA per k
 and one SSL profile per (key type, lint mode); one request validated by
 enrollment.check_request(), then N approved copies bulk-inserted with distinct ids.
 
-Timed: enrollment.queue_issuance() (one job and one dramatiq message per batch) + commit,
+Timed: approvals.queue_issuance() (one job and one dramatiq message per batch) + commit,
 until every job is finished. Then (not timed) the results are checked: every request is
 Issued with its certificate row, audited (one event per batch and organization listing every certificate) and mailed (one collection mail per set of recipients),
 and a sample of certificates verifies against its issuing CA.
@@ -263,7 +263,7 @@ def timed_run(
 
     from app.extensions import db
     from app.models import Certificate, CertificateRequest, Job, JobStatus, RequestStatus
-    from app.services import enrollment
+    from app.services import approvals
 
     n = int(spec["n"])
     ids = approved_requests(world, spec, n)
@@ -277,7 +277,7 @@ def timed_run(
     cpu0 = cpu_seconds(workers), cpu_seconds(backends), machine_busy_seconds()
     t0 = time.perf_counter()
     wall0 = time.time()
-    job_ids = enrollment.queue_issuance(
+    job_ids = approvals.queue_issuance(
         ids, **({"batch_size": spec["batch"]} if spec.get("batch") else {})
     )
     db.session.commit()

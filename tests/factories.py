@@ -146,7 +146,7 @@ def request_certificate(
 
     Issuance runs when the caller drains the stub worker."""
     from app.models import RequestMode
-    from app.services import enrollment
+    from app.services import approvals, enrollment
 
     csr, key = make_csr(cn, key_type=key_type)
     data = enrollment.RequestData(
@@ -160,6 +160,6 @@ def request_certificate(
     )
     req = enrollment.submit_request(actor=by, data=data)
     if approve:
-        enrollment.approve(actor=by, request_ids=[req.id])
+        approvals.approve(actor=by, request_ids=[req.id])
     db.session.commit()
     return req, key

@@ -23,7 +23,7 @@ from app.admin.base import (
 from app.admin.certificates import TypeAccessMixin, badge
 from app.extensions import db
 from app.models import CertificateRequest, CertType, RequestStatus
-from app.services import enrollment
+from app.services import approvals, enrollment
 from app.services.errors import DomainError
 from app.services.scope import Scope
 
@@ -284,14 +284,14 @@ class RequestView(TypeAccessMixin, SecureModelView):
         if form.validate_on_submit():
             try:
                 if "approve" in request.form:
-                    enrollment.approve(
+                    approvals.approve(
                         actor=actor(), request_ids=[req.id], message=form.message.data or ""
                     )
                     flash(
                         f"Request #{req.id} approved; the certificate is being issued.", "success"
                     )
                 else:
-                    enrollment.decline(
+                    approvals.decline(
                         actor=actor(), request_id=req.id, message=form.message.data or ""
                     )
                     flash(f"Request #{req.id} declined.", "success")
@@ -313,7 +313,7 @@ class RequestView(TypeAccessMixin, SecureModelView):
     def action_approve(self, ids: list[str]) -> None:
         visible = [r.id for r in (self.get_one(i) for i in ids) if r is not None]
         try:
-            approved = enrollment.approve(actor=actor(), request_ids=visible)
+            approved = approvals.approve(actor=actor(), request_ids=visible)
             db.session.commit()
             flash(f"{len(approved)} request(s) approved; issuance queued.", "success")
         except DomainError as exc:

@@ -21,7 +21,7 @@ from app.models import (
     RequestMode,
     Role,
 )
-from app.services import audit, ca, certificates, enrollment, revocation
+from app.services import approvals, audit, ca, certificates, enrollment, revocation
 
 ca_cli = AppGroup("ca", help="Private certificate authorities.")
 cert_cli = AppGroup("cert", help="Certificates: request, approve, revoke, download.")
@@ -234,7 +234,7 @@ def cert_approve(request_ids: tuple[int, ...], message: str, as_login: str | Non
     actor = _operator(as_login)
     with audit.source(label="cli"):
         approved = commit_or_fail(
-            lambda: enrollment.approve(actor=actor, request_ids=list(request_ids), message=message)
+            lambda: approvals.approve(actor=actor, request_ids=list(request_ids), message=message)
         )
     click.echo(f"Approved {len(approved)} request(s): {', '.join(map(str, approved))}")  # type: ignore[arg-type]
 

@@ -20,7 +20,7 @@ from app.models import (
 from app.models.types import utcnow
 from app.pki.errors import PkiError
 from app.pki.profiles import check_term
-from app.services import audit, enrollment
+from app.services import approvals, audit, enrollment
 from app.services.errors import DomainError, Forbidden, NotFound
 from app.services.profiles import KIND_OF
 from app.services.scope import scope_of
@@ -130,8 +130,8 @@ def renew(*, actor: Admin | None, certificate_id: int, auto: bool = False) -> Ce
             if auto
             else f"approved automatically by profile '{profile.name}'"
         )
-        enrollment._mark_approved([req.id], actor=None, message=why)
-        enrollment.queue_issuance([req.id])
+        approvals.mark_approved([req.id], actor=None, message=why)
+        approvals.queue_issuance([req.id])
     return req
 
 

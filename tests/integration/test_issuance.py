@@ -24,7 +24,7 @@ from app.models import (
     Role,
     SerialNumber,
 )
-from app.services import enrollment, revocation
+from app.services import approvals, enrollment, revocation
 from app.services.errors import Conflict, DomainError, Forbidden
 from tests.conftest import drain
 from tests.factories import make_admin, make_csr, make_dept, make_domain, make_org, make_pki
@@ -66,7 +66,7 @@ def request(world, *, csr=None, cn="www.acme.example", sans=(), term=90, **extra
 
 def issue(world, stub_worker, **kw):
     req = request(world, **kw)
-    enrollment.approve(actor=world["mrao"], request_ids=[req.id], message="ok")
+    approvals.approve(actor=world["mrao"], request_ids=[req.id], message="ok")
     drain(stub_worker)
     db.session.refresh(req)
     assert req.status == RequestStatus.ISSUED, req.failure_reason
@@ -197,14 +197,14 @@ def test_weak_key_term_and_csr_errors(world):
 def test_double_approval_issues_one_certificate(world, stub_worker):
     req = request(world)
     other = make_admin("mrao2")
-    enrollment.approve(actor=world["mrao"], request_ids=[req.id])
+    approvals.approve(actor=world["mrao"], request_ids=[req.id])
     db.session.commit()
     with pytest.raises(Conflict):
-        enrollment.approve(actor=other, request_ids=[req.id])
+        approvals.approve(actor=other, request_ids=[req.id])
     db.session.rollback()
     drain(stub_worker)
     # A retried issuance message for the same request stores nothing new.
-    enrollment.queue_issuance([req.id])
+    approvals.queue_issuance([req.id])
     drain(stub_worker)
     assert db.session.execute(select(func.count()).select_from(Certificate)).scalar_one() == 1
 
@@ -214,12 +214,12 @@ def test_four_eyes_and_scope_of_approver(world):
     db.session.commit()
     req = request(world)
     with pytest.raises(Forbidden, match="requires four eyes"):
-        enrollment.approve(actor=world["mrao"], request_ids=[req.id])
+        approvals.approve(actor=world["mrao"], request_ids=[req.id])
     db.session.rollback()
     other_org = make_org("Other", city="Paris")
     outsider = make_admin("outsider", Role.RAO, org=other_org)
     with pytest.raises(DomainError, match="No such certificate request"):
-        enrollment.approve(actor=outsider, request_ids=[req.id])
+        approvals.approve(actor=outsider, request_ids=[req.id])
 
 
 def test_revocation_updates_crl_and_ocsp(world, stub_worker, tmp_path):
@@ -286,7 +286,7 @@ def test_a_common_name_not_in_host_form_is_described_as_signed(world, stub_worke
     req = request(world, cn="www.acme.example")
     req.subject = {**req.subject, "CN": "WWW.Acme.Example."}
     db.session.commit()
-    enrollment.approve(actor=world["mrao"], request_ids=[req.id], message="ok")
+    approvals.approve(actor=world["mrao"], request_ids=[req.id], message="ok")
     drain(stub_worker)
     db.session.refresh(req)
     assert req.status == RequestStatus.ISSUED, req.failure_reason
@@ -309,7 +309,7 @@ def test_a_batch_on_postgresql(postgres_app):
     _root, issuing, profile = make_pki(key_type="RSA-2048")
     world = {"mrao": mrao, "org": org, "profile": profile}
     reqs = [request(world, cn=f"h{i}.acme.example") for i in range(7)]
-    enrollment._mark_approved([r.id for r in reqs], actor=mrao, message="ok")
+    approvals.mark_approved([r.id for r in reqs], actor=mrao, message="ok")
     db.session.commit()
     result = issuance.issue_requests([r.id for r in reqs])
     db.session.commit()
@@ -360,16 +360,16 @@ def test_batches_are_smaller_for_profiles_that_lint_every_certificate(world):
     db.session.commit()
     assert world["profile"].lint_mode == LintMode.EVERY
     csr, _ = make_csr("www.acme.example")
-    linted = [request(world, csr=csr).id for _ in range(enrollment.LINTED_BATCH_SIZE + 3)]
+    linted = [request(world, csr=csr).id for _ in range(approvals.LINTED_BATCH_SIZE + 3)]
     other = [request({**world, "profile": sampled}, csr=csr).id for _ in range(3)]
     ids = [i for pair in zip(linted, other, strict=False) for i in pair] + linted[len(other) :]
-    job_ids = enrollment.queue_issuance(ids)
+    job_ids = approvals.queue_issuance(ids)
     db.session.commit()
     batches = [db.session.get(Job, job_id).payload["request_ids"] for job_id in job_ids]
     assert batches == [
         other,
-        linted[: enrollment.LINTED_BATCH_SIZE],
-        linted[enrollment.LINTED_BATCH_SIZE :],
+        linted[: approvals.LINTED_BATCH_SIZE],
+        linted[approvals.LINTED_BATCH_SIZE :],
     ]
-    (whole,) = enrollment.queue_issuance(ids, batch_size=1000)  # an explicit size: one batch
+    (whole,) = approvals.queue_issuance(ids, batch_size=1000)  # an explicit size: one batch
     assert db.session.get(Job, whole).payload["request_ids"] == ids

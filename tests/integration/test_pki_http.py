@@ -14,7 +14,7 @@ from werkzeug.serving import make_server
 
 from app.extensions import db
 from app.models import CertificateRequest, RequestMode, RequestStatus
-from app.services import certificates, enrollment, ocsp, renewal, revocation
+from app.services import approvals, certificates, enrollment, ocsp, renewal, revocation
 from app.services.errors import DomainError
 from tests.conftest import drain
 from tests.factories import (
@@ -249,7 +249,7 @@ def test_renewal_keeps_key_and_links_history(app, issued, stub_worker):
     new_req = renewal.renew(actor=issued["mrao"], certificate_id=issued["cert"].id)
     db.session.commit()
     assert new_req.status == RequestStatus.REQUESTED and new_req.renewal_of_id == issued["cert"].id
-    enrollment.approve(actor=issued["mrao"], request_ids=[new_req.id])
+    approvals.approve(actor=issued["mrao"], request_ids=[new_req.id])
     drain(stub_worker)
     db.session.refresh(new_req)
     old = issued["cert"]
@@ -265,7 +265,7 @@ def test_renewal_keeps_key_and_links_history(app, issued, stub_worker):
 def test_replace_revokes_the_old_certificate(app, issued, stub_worker):
     csr, _ = make_csr("www.acme.example", key_type="RSA-2048")
     req = renewal.replace(actor=issued["mrao"], certificate_id=issued["cert"].id, csr=csr)
-    enrollment.approve(actor=issued["mrao"], request_ids=[req.id])
+    approvals.approve(actor=issued["mrao"], request_ids=[req.id])
     drain(stub_worker)
     old = issued["cert"]
     db.session.refresh(old)
@@ -303,7 +303,7 @@ def test_keygen_request_yields_pkcs12_readable_by_openssl(app, issued, stub_work
         eula_accepted=True,
     )
     req = enrollment.submit_request(actor=issued["mrao"], data=data)
-    enrollment.approve(actor=issued["mrao"], request_ids=[req.id])
+    approvals.approve(actor=issued["mrao"], request_ids=[req.id])
     drain(stub_worker)
     db.session.refresh(req)
     p12 = certificates.pkcs12(
