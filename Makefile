@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help run test venv migrate bootstrap worker scheduler web lint typecheck browser clean
+.PHONY: help run test venv migrate bootstrap worker scheduler web lint typecheck browser tools packages clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,11 +42,19 @@ scheduler: venv ## Scale-out: the scheduler process (needs BROKER_URL)
 	$(FLASK) scheduler
 
 browser: ## Install Debian's Chromium for the browser tests (when missing)
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "Chromium missing and not root: browser tests will skip (CI=true makes them fail)"; fi; }
+	@$(MAKE) --no-print-directory packages WANT=chromium
 
-test: venv browser ## Set up and run the whole test suite
+tools: ## Install the benchmarks' reference tools when missing: wrk (OCSP load), nmap
+	@$(MAKE) --no-print-directory packages WANT="wrk nmap"
+
+packages:
+	@missing=""; for p in $(WANT); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "Missing:$$missing and not root: the tests that need them skip (CI=true makes them fail)"; fi; fi
+
+test: venv ## Set up and run the whole test suite
+	@$(MAKE) --no-print-directory packages WANT="chromium wrk nmap"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv ## ruff check + format check, mypy --strict on the pure packages

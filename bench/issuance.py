@@ -13,6 +13,7 @@ the OCSP responder. One run, on this machine, everything on 127.0.0.1:
 
     .venv/bin/python -m bench.issuance            # full run, about 2 minutes
     .venv/bin/python -m bench.issuance --quick    # smaller N, shorter windows
+    .venv/bin/python -m bench.issuance --smoke    # does every part work? (CI, ~30 s)
 
 It prints its figures, each ratio to its reference and PASS/FAIL per target, and exits 0.
 Wall-clock rates are the figures; CPU-normalised rates (work per CPU-second of our own
@@ -155,6 +156,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller N, shorter windows")
     parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny N and windows: checks that every part works (CI), its figures mean nothing",
+    )
+    parser.add_argument(
         "--threads", type=int, default=1, help="dramatiq --threads (T) of the issuance workers"
     )
     parser.add_argument("--n", type=int, help="requests per lint-sampled run")
@@ -162,11 +168,12 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args()
-    quick = args.quick
-    n = args.n or (5000 if quick else 20000)
-    lint_n = args.lint_n or (300 if quick else 1600)
+    quick = args.quick or args.smoke
+    n = args.n or (400 if args.smoke else 5000 if quick else 20000)
+    lint_n = args.lint_n or (20 if args.smoke else 300 if quick else 1600)
     sqlite_n = n // 4 if quick else 6000
-    raw_seconds, lint_seconds = (1.5, 2.0) if quick else (2.5, 3.0)
+    raw_seconds, lint_seconds = (0.3, 0.3) if args.smoke else (1.5, 2.0) if quick else (2.5, 3.0)
+    ocsp_seconds, ocsp_warmup = ("1", "1") if args.smoke else ("5", "3") if quick else ("10", "5")
 
     info = machine()
     info["idle_before"] = round(idle_fraction(), 2)
@@ -230,10 +237,7 @@ def main() -> None:
         run_child(
             "bench.ocsp_load",
             [
-                "--seconds",
-                "5" if quick else "10",
-                "--warmup",
-                "3" if quick else "5",
+                *("--seconds", ocsp_seconds, "--warmup", ocsp_warmup),
                 "--out",
                 str(work / "ocsp.json"),
                 "--log-dir",

@@ -1,0 +1,66 @@
+"""The benchmarks keep working: each runs end to end in its smallest form.
+
+These tests judge no speed (the figures of a tiny run on a shared machine mean nothing;
+docs/benchmarks.md has the real ones). They check that every part of a benchmark runs and
+that what it times really happened: every request issued, stored, audited and mailed, a
+sample verified against its CA, every OCSP answer a signed response.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.processes import PY, ROOT
+from tests.services.conftest import IN_CI, POSTGRES, need
+
+
+def _tool(name: str) -> None:
+    if shutil.which(name) is None:
+        message = f"the benchmark needs `{name}` on PATH (`make tools` installs it)"
+        if IN_CI:
+            pytest.fail(f"CI=true: {message}", pytrace=False)
+        pytest.skip(message)
+
+
+def test_issuance_benchmark_runs_every_part(service_status: dict[str, str], tmp_path: Path):
+    need(service_status, "PostgreSQL", POSTGRES)
+    for tool in ("wrk", "redis-server"):
+        _tool(tool)
+    out = tmp_path / "figures.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CW_", "DATABASE_URL"))}
+    env["BENCH_POSTGRES_URL"] = POSTGRES
+    done = subprocess.run(
+        [PY, "-m", "bench.issuance", "--smoke", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    runs = figures["postgres"]["runs"] + figures["sqlite"]["runs"]
+    assert [(r["key_type"], r["lint"]) for r in figures["postgres"]["runs"]] == [
+        ("RSA-2048", "sample"),
+        ("RSA-2048", "every"),
+        ("EC-P256", "sample"),
+        ("EC-P256", "every"),
+    ]
+    for run in runs:
+        assert run["complete"], run
+        assert run["issued"] == run["certificates"] == run["n"] > 0, run
+        assert run["audit_events"] >= 1 and run["mails"] >= 1, run
+        assert run["verified_sample"] > 0 and not run["job_problems"], run
+        assert run["rate"] > 0 and run["raw"], run
+    ocsp = figures["ocsp"]
+    assert ocsp["rate"] > 0 and ocsp["bad"] == 0 and ocsp["errors"] == 0, ocsp
+    for line in ("(a) raw RSA-2048", "(a) raw EC-P256 + pkilint", "(c) OCSP responses"):
+        assert line in done.stdout, done.stdout
+    assert done.stdout.count("PASS") + done.stdout.count("FAIL") == 5, done.stdout
