@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
+from app.models.accounts import Admin
 from app.models.certificates import Certificate
 from app.models.org import Department, Organization
 from app.models.types import UTCDateTime, str_enum, utcnow
@@ -153,6 +154,7 @@ class ScanRun(db.Model):  # type: ignore[name-defined,misc]
     message: Mapped[str] = mapped_column(Text, default="")
 
     task: Mapped[DiscoveryTask] = relationship()
+    started_by: Mapped[Admin | None] = relationship(lazy="joined")
 
 
 class ScanShard(db.Model):  # type: ignore[name-defined,misc]

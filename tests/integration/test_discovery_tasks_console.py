@@ -211,7 +211,7 @@ def test_scan_shows_live_progress_then_history(client, bed):
     cells = [
         re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
     ]
-    assert cells[2:4] == ["manual", "Successful"]
+    assert cells[2:4] == ["manual by mrao", "Successful"]
     assert cells[5] == "10 / 10"
     assert cells[6:10] == [
         str(run.tls_endpoints),
