@@ -32,9 +32,13 @@ from app.models.types import UTCDateTime, str_enum, utcnow
 
 class DiscoveryTask(db.Model):  # type: ignore[name-defined,misc]
     __tablename__ = "discovery_tasks"
+    # Names are unique per owner (app.services.discovery_tasks also checks them
+    # case-insensitively, and among the account-wide tasks, whose owner is NULL): an RAO
+    # must not learn from "already exists" what another organization calls its tasks.
+    __table_args__ = (UniqueConstraint("organization_id", "name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
     description: Mapped[str] = mapped_column(Text, default="")
     agent: Mapped[str] = mapped_column(String(32), default="Auto")
     # What the admin typed, validated by app.scan.targets; re-parsed for every run.
@@ -73,9 +77,11 @@ class DiscoveryTask(db.Model):  # type: ignore[name-defined,misc]
 
 class AssignmentRule(db.Model):  # type: ignore[name-defined,misc]
     __tablename__ = "assignment_rules"
+    # Unique per organization and department, for the same reason as task names.
+    __table_args__ = (UniqueConstraint("organization_id", "department_id", "name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
     match_mode: Mapped[str] = mapped_column(String(8), default="all")  # all | any
     conditions: Mapped[list[dict[str, str]]] = mapped_column(
         JSON, default=list

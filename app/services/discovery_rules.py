@@ -58,7 +58,13 @@ def check_rule(actor: Admin, data: RuleData, rule_id: int | None = None) -> rule
         errors["name"] = ["The rule name is required."]
     elif db.session.execute(
         select(AssignmentRule.id).where(
-            func.lower(AssignmentRule.name) == name.lower(), AssignmentRule.id != (rule_id or 0)
+            func.lower(AssignmentRule.name) == name.lower(),
+            AssignmentRule.id != (rule_id or 0),
+            # unique per organization and department, like task names per owner
+            AssignmentRule.organization_id == data.organization_id,
+            AssignmentRule.department_id.is_(None)
+            if data.department_id is None
+            else AssignmentRule.department_id == data.department_id,
         )
     ).first():
         errors["name"] = [f"A rule named '{name}' already exists."]

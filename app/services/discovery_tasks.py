@@ -128,7 +128,12 @@ def _clean(actor: Admin | None, data: TaskData, task_id: int | None) -> dict[str
         errors["name"] = ["The task name is required."]
     elif db.session.execute(
         select(DiscoveryTask.id).where(
-            func.lower(DiscoveryTask.name) == name.lower(), DiscoveryTask.id != (task_id or 0)
+            func.lower(DiscoveryTask.name) == name.lower(),
+            DiscoveryTask.id != (task_id or 0),
+            # unique per owner: another organization's names are none of this one's business
+            DiscoveryTask.organization_id.is_(None)
+            if data.organization_id is None
+            else DiscoveryTask.organization_id == data.organization_id,
         )
     ).first():
         errors["name"] = [f"A task named '{name}' already exists."]

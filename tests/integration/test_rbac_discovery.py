@@ -351,3 +351,44 @@ def test_csv_import_answers_for_another_organization_as_for_a_missing_one(client
         select(DiscoveryTask).where(DiscoveryTask.name == "Imported")
     ).scalar_one()
     assert task.organization_id == disco["alpha"]
+
+
+def test_names_are_unique_per_owner_so_another_organizations_names_stay_hidden(client, disco):
+    """Beta's task and rule names do not block Alpha's RAO (an "already exists" would
+    tell them what Beta has); inside Alpha the same name is refused, in any letter case."""
+    as_(client, "alpha-rao")
+    task = {
+        "ranges": "10.9.0.1",
+        "ports": "443",
+        "connect_timeout": "3",
+        "handshake_timeout": "5",
+        "concurrency": "10",
+        "owner": str(disco["alpha"]),
+        "schedule_kind": "manual",
+        "schedule_timezone": "UTC",
+    }
+    rule = {
+        "match_mode": "any",
+        "target": f"o:{disco['alpha']}",
+        "conditions-0-field": "subject_cn",
+        "conditions-0-operator": "contains",
+        "conditions-0-value": "example",
+    }
+    for url, form, name, model in (
+        ("/admin/discovery_tasks/new/", task, "Beta Corp scan", DiscoveryTask),
+        ("/admin/assignment_rules/new/", rule, "Beta Corp rule", AssignmentRule),
+    ):
+        for attempt in (name, name.upper()):
+            page = client.post(
+                url,
+                data={**form, "name": attempt, "csrf_token": csrf_token(client, url)},
+                follow_redirects=True,
+            ).get_data(as_text=True)
+            if attempt == name:
+                assert "already exists" not in page
+            else:
+                assert f"named &#39;{attempt}&#39; already exists." in page
+        owners = db.session.execute(
+            select(model.organization_id).where(func.lower(model.name) == name.lower())
+        ).scalars()
+        assert sorted(owners) == sorted([disco["alpha"], disco["beta"]])
