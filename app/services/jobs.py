@@ -8,7 +8,9 @@ process died) is reclaimed, and a message for a finished job is a no-op.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -207,11 +209,17 @@ class _Running:
 RUNNING = _Running()
 
 
+def new_lease() -> str:
+    """A claim's lease: unique, and naming the process that holds the job (host:pid:random,
+    as in that process's worker heartbeat id), so an operator can tell who runs what."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(8)}"
+
+
 def claim(job_id: int, *, lease: str | None = None) -> JobContext | None:
     """Take the job for this process; None if it is finished or alive elsewhere."""
     now = utcnow()
     stale = now - timedelta(seconds=int(current_app.config["CW_JOB_STALE_SECONDS"]))
-    lease = lease or secrets.token_hex(16)
+    lease = lease or new_lease()
     result = db.session.execute(
         update(Job)
         .where(
