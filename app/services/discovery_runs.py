@@ -472,8 +472,11 @@ def task_summary(task_id: int) -> dict[str, int]:
     """Distinct certificates a task has found: total, managed, external, self-signed,
     expired, expiring within 30 days."""
     now = utcnow()
+    # Only the columns counted: DISTINCT over the JSON columns fails on PostgreSQL.
     certs = (
-        select(Certificate)
+        select(
+            Certificate.id, Certificate.origin, Certificate.is_self_signed, Certificate.not_after
+        )
         .join(Endpoint, Endpoint.certificate_id == Certificate.id)
         .where(Endpoint.task_id == task_id)
         .distinct()
