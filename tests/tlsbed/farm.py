@@ -206,9 +206,7 @@ class ServerFarm:
                     transport.abort()
 
         async def start() -> asyncio.Server:
-            return await self.loop.create_server(
-                Held, host, port, reuse_address=True, backlog=512
-            )
+            return await self.loop.create_server(Held, host, port, reuse_address=True, backlog=512)
 
         self._servers.append(self._run(start()))
 
