@@ -13,6 +13,7 @@ exactly the truth.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import subprocess
 import threading
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -127,7 +129,7 @@ def lease_pid(lease: str) -> int | None:
 
 
 def test_a_scan_shared_by_two_workers_survives_one_killed_mid_shard(
-    pg: Flask, pg_url: str, redis_url: str, stack_logs, bed: Bed
+    pg: Flask, pg_url: str, redis_url: str, stack_logs, bed: Bed, mrao_client: FlaskClient
 ) -> None:
     mrao = make_admin(f"mrao-{secrets.token_hex(3)}")
     org = make_org(bed.org)
@@ -207,7 +209,7 @@ def test_a_scan_shared_by_two_workers_survives_one_killed_mid_shard(
         assert run is not None and run.shards_total == SHARDS and run.targets_total == len(HOSTS)
         db.session.rollback()
 
-        samples: list[int] = []
+        samples: list[int] = []  # percent, as the task list polls it
 
         def shards() -> list[tuple[ScanShard, Job]]:
             rows = fresh(
@@ -216,9 +218,8 @@ def test_a_scan_shared_by_two_workers_survives_one_killed_mid_shard(
                 .where(ScanShard.run_id == run_id)
                 .order_by(ScanShard.index)
             )
-            run = db.session.get(ScanRun, run_id)
-            samples.append(discovery_runs.progress(run))
-            db.session.rollback()
+            poll = mrao_client.get(f"/admin/discovery_tasks/progress/?ids={task_id}")
+            samples.append(poll.get_json()[str(task_id)]["percent"])
             return [(row[0], row[1]) for row in rows]
 
         def mid_shard() -> dict[int, int]:
@@ -294,6 +295,13 @@ def test_a_scan_shared_by_two_workers_survives_one_killed_mid_shard(
     # Intermediate progress was visible while the scan ran.
     assert samples[-1] == 100
     assert len({value for value in samples if 0 < value < 100}) >= 2, samples
+
+    # History keeps the run with its counts.
+    page = mrao_client.get(f"/admin/discovery_tasks/history/?id={task_id}").get_data(as_text=True)
+    row = page.split(f'<tr data-run="{run_id}">', 1)[1].split("</tr>", 1)[0]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+    assert ">Successful</span>" in cells[3]
+    assert cells[5:10] == ["48 / 48", "24", "10", "10", "5"], cells
 
     # Every endpoint stored exactly once; one inventory certificate per fingerprint.
     endpoints = [row[0] for row in fresh(select(Endpoint).where(Endpoint.task_id == task_id))]
