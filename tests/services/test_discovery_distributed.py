@@ -315,9 +315,9 @@ def test_a_scan_shared_by_two_workers_survives_one_killed_mid_shard(
         )
     )
     assert stored.keys() == certificates
-    for ip, print_ in bed.presented.items():
+    for ip, leaf in bed.presented.items():
         endpoint = by_ip[ip]
-        assert (endpoint.error, endpoint.certificate_id) == ("", stored[print_]), ip
+        assert (endpoint.error, endpoint.certificate_id) == ("", stored[leaf]), ip
         assert endpoint.port == bed.port and endpoint.last_run_id == run_id
     for ip in bed.not_tls:
         assert by_ip[ip].error == "not_tls" and by_ip[ip].certificate_id is None
