@@ -1,13 +1,10 @@
 """One network scan shared by two real `dramatiq` worker processes over Redis and
-PostgreSQL, one of them SIGKILLed in the middle of a shard.
+PostgreSQL: one worker SIGKILLed in the middle of a shard, or the scan cancelled.
 
 How a shard is caught mid-way without guessing at timing: every shard holds one "slow"
 TLS server that accepts at once but answers the ClientHello only when the test opens a
 gate. Each worker runs one thread, so once both have stored the rest of their first shard
-(progress 5 of 6) each is provably inside one shard. Worker A is killed, then the gate
-opens: the scheduler must hand A's shard (and any message A had prefetched) to worker B,
-and the run must end Successful with every endpoint stored once and counts that are
-exactly the truth.
+(progress 5 of 6) each is provably inside one shard, and stays there until the gate opens.
 """
 
 from __future__ import annotations
@@ -19,15 +16,18 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import (
+    Admin,
     Certificate,
     CertOrigin,
     Endpoint,
@@ -39,8 +39,9 @@ from app.models import (
     WorkerHeartbeat,
 )
 from app.services import discovery_rules, discovery_runs, discovery_tasks
+from tests.conftest import csrf_token
 from tests.factories import make_admin, make_org
-from tests.processes import PY, ROOT, describe, wait_until
+from tests.processes import PY, ROOT, Proc, describe, wait_until
 from tests.services.conftest import Stack
 from tests.tlsbed.certs import Issued, issue, make_name
 from tests.tlsbed.farm import ServerFarm, free_port, server_context
@@ -128,13 +129,21 @@ def lease_pid(lease: str) -> int | None:
     return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
 
 
-def test_a_scan_shared_by_two_workers_survives_one_killed_mid_shard(
-    pg: Flask, pg_url: str, redis_url: str, stack_logs, bed: Bed, mrao_client: FlaskClient
-) -> None:
-    mrao = make_admin(f"mrao-{secrets.token_hex(3)}")
+@dataclass
+class Scan:
+    """A task over HOSTS with a rule placing the certificates whose O is the bed's org."""
+
+    task_id: int
+    org_id: int
+    admin: Admin
+
+
+@pytest.fixture
+def scan(pg: Flask, bed: Bed) -> Scan:
+    admin = make_admin(f"mrao-{secrets.token_hex(3)}")
     org = make_org(bed.org)
     rule = discovery_rules.save_rule(
-        actor=mrao,
+        actor=admin,
         data=discovery_rules.RuleData(
             name=f"{bed.org} by O",
             match_mode="all",
@@ -143,7 +152,7 @@ def test_a_scan_shared_by_two_workers_survives_one_killed_mid_shard(
         ),
     )
     task = discovery_tasks.create_task(
-        actor=mrao,
+        actor=admin,
         data=discovery_tasks.TaskData(
             name=f"Shared scan {secrets.token_hex(3)}",
             ranges=f"{HOSTS[0]}-{HOSTS[-1]}",
@@ -155,18 +164,30 @@ def test_a_scan_shared_by_two_workers_survives_one_killed_mid_shard(
         ),
     )
     db.session.commit()
-    task_id = task.id
+    return Scan(task.id, org.id, admin)
 
-    stack = Stack(
-        pg_url, redis_url, stack_logs, {"CW_JOB_STALE_SECONDS": STALE, "CW_SCHEDULER_INTERVAL": 1}
-    )
+
+@dataclass
+class Cluster:
+    scheduler: Proc
+    worker_a: Proc
+    worker_b: Proc
+    pid_a: int  # the dramatiq worker process under each
+    pid_b: int
+
+    def logs(self) -> str:
+        return describe(self.worker_a, self.worker_b, self.scheduler)()
+
+
+@contextmanager
+def cluster(stack: Stack) -> Iterator[Cluster]:
+    """A scheduler and two single-threaded worker processes, each up and heartbeating."""
     with (
         stack.scheduler("scheduler") as sched,
         stack.workers("worker-a", processes=1, threads=1) as worker_a,
         stack.workers("worker-b", processes=1, threads=1) as worker_b,
     ):
-        everyone = describe(worker_a, worker_b, sched)
-        # Both workers up (their child process heartbeats) before the scan is sent.
+        why = describe(worker_a, worker_b, sched)
         pids = wait_until(
             lambda: (
                 len(worker_a.children()) == 1
@@ -175,9 +196,8 @@ def test_a_scan_shared_by_two_workers_survives_one_killed_mid_shard(
             ),
             timeout=30,
             what="one dramatiq worker process under each of worker-a and worker-b",
-            why=everyone,
+            why=why,
         )
-        pid_a, pid_b = pids
         wait_until(
             lambda: (
                 len(
@@ -191,88 +211,122 @@ def test_a_scan_shared_by_two_workers_survives_one_killed_mid_shard(
             ),
             timeout=40,
             what="a heartbeat from both worker processes",
-            why=everyone,
+            why=why,
         )
+        yield Cluster(sched, worker_a, worker_b, *pids)
 
-        started = subprocess.run(
-            [PY, "-c", START_RUN, str(task_id), str(SHARD_SIZE)],
-            cwd=ROOT,
-            env=stack.env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+
+def start_run(stack: Stack, task_id: int) -> int:
+    started = subprocess.run(
+        [PY, "-c", START_RUN, str(task_id), str(SHARD_SIZE)],
+        cwd=ROOT,
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    run_id = int(started.stdout.strip().splitlines()[-1])
+    run = db.session.get(ScanRun, run_id)
+    assert run is not None and run.shards_total == SHARDS and run.targets_total == len(HOSTS)
+    db.session.rollback()
+    return run_id
+
+
+@dataclass
+class Watch:
+    """Looks at one run the way an operator does, keeping every progress value seen."""
+
+    run_id: int
+    task_id: int
+    client: FlaskClient
+    cluster: Cluster
+    samples: list[int] = field(default_factory=list)  # percent, as the task list polls it
+
+    def shards(self) -> list[tuple[ScanShard, Job]]:
+        rows = fresh(
+            select(ScanShard, Job)
+            .join(Job, Job.id == ScanShard.job_id)
+            .where(ScanShard.run_id == self.run_id)
+            .order_by(ScanShard.index)
         )
-        assert started.returncode == 0, started.stdout + started.stderr
-        run_id = int(started.stdout.strip().splitlines()[-1])
-        run = db.session.get(ScanRun, run_id)
-        assert run is not None and run.shards_total == SHARDS and run.targets_total == len(HOSTS)
-        db.session.rollback()
+        poll = self.client.get(f"/admin/discovery_tasks/progress/?ids={self.task_id}")
+        self.samples.append(poll.get_json()[str(self.task_id)]["percent"])
+        return [(row[0], row[1]) for row in rows]
 
-        samples: list[int] = []  # percent, as the task list polls it
+    def status(self) -> RunStatus:
+        return fresh(select(ScanRun.status).where(ScanRun.id == self.run_id))[0][0]
 
-        def shards() -> list[tuple[ScanShard, Job]]:
-            rows = fresh(
-                select(ScanShard, Job)
-                .join(Job, Job.id == ScanShard.job_id)
-                .where(ScanShard.run_id == run_id)
-                .order_by(ScanShard.index)
-            )
-            poll = mrao_client.get(f"/admin/discovery_tasks/progress/?ids={task_id}")
-            samples.append(poll.get_json()[str(task_id)]["percent"])
-            return [(row[0], row[1]) for row in rows]
+    def state(self) -> str:
+        lines = [
+            f"shard {shard.index}: {shard.status} {shard.targets_done}/{shard.targets_total},"
+            f" job {job.id} {job.status.value} attempt {job.attempts} lease {job.lease}"
+            f" {job.message!r}"
+            for shard, job in self.shards()
+        ]
+        return "\n".join([*lines, f"progress samples {self.samples}", self.cluster.logs()])
 
-        def mid_shard() -> dict[int, int]:
-            """worker pid -> job id, for shards stored up to the slow server."""
+    def both_workers_mid_shard(self) -> dict[int, int]:
+        """Wait until each worker process holds a shard stored up to its slow server;
+        returns worker pid -> job id."""
+
+        def held() -> dict[int, int]:
             return {
                 pid: job.id
-                for shard, job in shards()
+                for shard, job in self.shards()
                 if job.status == JobStatus.RUNNING
                 and shard.targets_done == shard.targets_total - 1
                 and (pid := lease_pid(job.lease)) is not None
             }
 
-        def state() -> str:
-            lines = [
-                f"shard {shard.index}: {shard.status} {shard.targets_done}/{shard.targets_total},"
-                f" job {job.id} {job.status.value} attempt {job.attempts} lease {job.lease}"
-                f" {job.message!r}"
-                for shard, job in shards()
-            ]
-            return "\n".join([*lines, f"progress samples {samples}", everyone()])
-
+        pids = {self.cluster.pid_a, self.cluster.pid_b}
         holders = wait_until(
-            lambda: (found := mid_shard()).keys() == {pid_a, pid_b} and found,
+            lambda: (found := held()).keys() == pids and found,
             timeout=30,
             what="each worker process inside a shard, all but the slow server stored",
-            why=state,
+            why=self.state,
         )
         # Two shards of six, five targets each done: progress is live and exact.
-        assert samples[-1] == 100 * 10 // len(HOSTS)
-        killed_job = holders[pid_a]
+        assert self.samples[-1] == 100 * 10 // len(HOSTS)
+        return holders
 
-        worker_a.kill()
+    def history(self) -> list[str]:
+        """The run's row on the task's History page, cell by cell."""
+        page = self.client.get(f"/admin/discovery_tasks/history/?id={self.task_id}")
+        row = page.get_data(as_text=True).split(f'<tr data-run="{self.run_id}">', 1)[1]
+        return re.findall(r"<td[^>]*>(.*?)</td>", row.split("</tr>", 1)[0], re.S)
+
+
+def test_a_scan_shared_by_two_workers_survives_one_killed_mid_shard(
+    pg_url: str, redis_url: str, stack_logs, bed: Bed, scan: Scan, mrao_client: FlaskClient
+) -> None:
+    stack = Stack(
+        pg_url, redis_url, stack_logs, {"CW_JOB_STALE_SECONDS": STALE, "CW_SCHEDULER_INTERVAL": 1}
+    )
+    with cluster(stack) as procs:
+        run_id = start_run(stack, scan.task_id)
+        watch = Watch(run_id, scan.task_id, mrao_client, procs)
+        killed_job = watch.both_workers_mid_shard()[procs.pid_a]
+
+        procs.worker_a.kill()
         killed_at = time.monotonic()
-        bed.gate.set()  # the slow servers answer from now on
-
+        bed.gate.set()  # the slow servers answer from now on: B's shard goes on
+        # The scheduler must hand A's shard, and what A had prefetched, to B.
         wait_until(
-            lambda: (
-                shards()
-                and fresh(select(ScanRun.status).where(ScanRun.id == run_id))[0][0]
-                != RunStatus.RUNNING
-            ),
+            lambda: watch.shards() and watch.status() != RunStatus.RUNNING,
             timeout=45,
             what="the run to end after worker A was killed",
-            why=state,
+            why=watch.state,
         )
         finished_in = time.monotonic() - killed_at
-        assert worker_b.alive() and sched.alive(), everyone()
+        assert procs.worker_b.alive() and procs.scheduler.alive(), procs.logs()
 
-    rows = shards()
+    rows = watch.shards()
     run = db.session.get(ScanRun, run_id)
     assert run is not None
     # Successful, with counts that are the truth: nothing lost, nothing counted twice.
-    assert run.status == RunStatus.SUCCESSFUL, (run.message, everyone())
+    assert run.status == RunStatus.SUCCESSFUL, (run.message, procs.logs())
     certificates = set(bed.presented.values())
     assert run.targets_done == run.targets_total == len(HOSTS)
     assert run.tls_endpoints == len(bed.presented) == 24
@@ -288,23 +342,22 @@ def test_a_scan_shared_by_two_workers_survives_one_killed_mid_shard(
     # The killed shard was started over once (by B); every other shard ran once.
     assert [shard.status for shard, _ in rows] == ["done"] * SHARDS
     attempts = {job.id: (job.status, job.attempts) for _, job in rows}
-    assert attempts.pop(killed_job) == (JobStatus.DONE, 2), everyone()
+    assert attempts.pop(killed_job) == (JobStatus.DONE, 2), procs.logs()
     assert set(attempts.values()) == {(JobStatus.DONE, 1)}, attempts
     assert {shard.job_id: shard.attempts for shard, _ in rows}[killed_job] == 2
+    assert {lease_pid(job.lease) for _, job in rows if job.id == killed_job} == {procs.pid_b}
 
     # Intermediate progress was visible while the scan ran.
-    assert samples[-1] == 100
-    assert len({value for value in samples if 0 < value < 100}) >= 2, samples
+    assert watch.samples[-1] == 100
+    assert len({value for value in watch.samples if 0 < value < 100}) >= 2, watch.samples
 
     # History keeps the run with its counts.
-    page = mrao_client.get(f"/admin/discovery_tasks/history/?id={task_id}").get_data(as_text=True)
-    row = page.split(f'<tr data-run="{run_id}">', 1)[1].split("</tr>", 1)[0]
-    cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+    cells = watch.history()
     assert ">Successful</span>" in cells[3]
     assert cells[5:10] == ["48 / 48", "24", "10", "10", "5"], cells
 
     # Every endpoint stored exactly once; one inventory certificate per fingerprint.
-    endpoints = [row[0] for row in fresh(select(Endpoint).where(Endpoint.task_id == task_id))]
+    endpoints = [row[0] for row in fresh(select(Endpoint).where(Endpoint.task_id == scan.task_id))]
     assert sorted(e.ip for e in endpoints) == sorted([*bed.presented, *bed.not_tls])
     by_ip = {e.ip: e for e in endpoints}
     stored = dict(
@@ -325,7 +378,7 @@ def test_a_scan_shared_by_two_workers_survives_one_killed_mid_shard(
         fresh(
             select(Certificate.fingerprint, func.count(Endpoint.id))
             .join(Endpoint, Endpoint.certificate_id == Certificate.id)
-            .where(Endpoint.task_id == task_id)
+            .where(Endpoint.task_id == scan.task_id)
             .group_by(Certificate.fingerprint)
         )
     )
@@ -339,5 +392,57 @@ def test_a_scan_shared_by_two_workers_survives_one_killed_mid_shard(
             )
         )
     )
-    assert {f for f, org_id in placed.items() if org_id == org.id} == bed.assigned
+    assert {f for f, owner in placed.items() if owner == scan.org_id} == bed.assigned
     assert len(placed) == len(certificates)
+
+
+def test_cancel_stops_the_shards_running_on_two_workers_and_the_rest(
+    pg_url: str, redis_url: str, stack_logs, bed: Bed, scan: Scan, mrao_client: FlaskClient
+) -> None:
+    stack = Stack(pg_url, redis_url, stack_logs, {"CW_SCHEDULER_INTERVAL": 1})
+    with cluster(stack) as procs:
+        run_id = start_run(stack, scan.task_id)
+        watch = Watch(run_id, scan.task_id, mrao_client, procs)
+        held = set(watch.both_workers_mid_shard().values())
+
+        page = "/admin/discovery_tasks/"
+        cancelled = mrao_client.post(
+            "/admin/discovery_tasks/cancel/",
+            data={"id": scan.task_id, "csrf_token": csrf_token(mrao_client, page)},
+            follow_redirects=True,
+        )
+        assert f"Scan #{run_id} of" in cancelled.get_data(as_text=True)
+        # Running shards stop at their next batch although their slow server never
+        # answered; the workers take the other shards' messages off the queue and skip them.
+        queue = redis.Redis.from_url(redis_url)
+        try:
+            wait_until(
+                lambda: (
+                    all(
+                        shard.finished_at is not None
+                        for shard, job in watch.shards()
+                        if job.id in held
+                    )
+                    and queue.llen("dramatiq:scan") == 0
+                ),
+                timeout=20,
+                what="both workers to stop their shards after Cancel and take the rest",
+                why=watch.state,
+            )
+        finally:
+            queue.close()
+        rows = watch.shards()
+        bed.gate.set()
+        assert procs.worker_a.alive() and procs.worker_b.alive(), procs.logs()
+
+    run = db.session.get(ScanRun, run_id)
+    assert run is not None and run.status == RunStatus.CANCELLED
+    assert run.message.startswith("cancelled by mrao-")
+    assert run.targets_done == 10 and discovery_runs.progress(run) == 100 * 10 // len(HOSTS)
+    for shard, job in rows:
+        assert job.status == JobStatus.CANCELLED and shard.status == "cancelled", watch.state()
+        if job.id in held:  # stopped mid-way: its slow server's target never done
+            assert (job.attempts, shard.targets_done) == (1, SHARD_SIZE - 1)
+        else:  # never started
+            assert (job.attempts, shard.targets_done, shard.finished_at) == (0, 0, None)
+    assert ">Cancelled</span>" in watch.history()[3]
