@@ -1,9 +1,10 @@
 """Scan runs: split a task into shards (one job each), persist results, finish the run.
 
 A shard can be delivered twice or retried after its worker died: results are upserts
-(endpoints by task/ip/port/host, certificates by fingerprint), and a shard's counters are
-reset when it is claimed again and summed into the run only when the run ends, so nothing
-is lost or counted twice.
+(endpoints by task/ip/port/host, certificates by fingerprint), a shard's progress counters
+are reset when it is claimed again and summed into the run only when the run ends, and the
+count of certificates a shard inserted is committed with them, so nothing is lost or
+counted twice.
 """
 
 from __future__ import annotations
@@ -190,18 +191,18 @@ def run_shard_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
     ).scalar_one_or_none()
     if run is None or shard_row is None or run.status != RunStatus.RUNNING:
         return {"message": "scan no longer running"}
-    # A retry starts the shard over: its counters restart from zero (never counted twice).
+    # A retry starts the shard over: its counters restart from zero (never counted twice),
+    # except the certificates earlier attempts inserted: they stay, and so does their count.
+    inserted = {key: int((shard_row.counts or {}).get(key, 0)) for key in ("new", "assigned")}
     shard_row.status, shard_row.targets_done, shard_row.tls_endpoints, shard_row.counts = (
         "running",
         0,
         0,
-        {},
+        dict(inserted),
     )
     shard_row.attempts += 1
     task = run.task
-    context = _Context(
-        task, run.id, shard_row.id, rule_objects(task), _anchors(), {"new": 0, "assigned": 0}
-    )
+    context = _Context(task, run.id, shard_row.id, rule_objects(task), _anchors(), inserted)
     db.session.commit()
     options = sweep.SweepOptions(
         connect_timeout=task.connect_timeout,
@@ -216,7 +217,9 @@ def run_shard_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
             update(ScanShard)
             .where(ScanShard.id == context.shard_id)
             .values(
-                targets_done=batch.progress.targets_done, tls_endpoints=batch.progress.tls_endpoints
+                targets_done=batch.progress.targets_done,
+                tls_endpoints=batch.progress.tls_endpoints,
+                counts=dict(context.counts),  # committed with the certificates they count
             )
         )
         ctx.progress(
@@ -316,10 +319,16 @@ def _anchors() -> list[x509.Certificate]:
 
 
 def _upsert(
-    model: Any, rows: list[dict[str, Any]], keys: Sequence[str], update_cols: Sequence[str]
-) -> None:
+    model: Any,
+    rows: list[dict[str, Any]],
+    keys: Sequence[str],
+    update_cols: Sequence[str],
+    *,
+    returning: str | None = None,
+) -> set[Any]:
+    """Insert or update rows; with ``returning``, that column of the rows written."""
     if not rows:
-        return
+        return set()
     dialect = db.session.get_bind().dialect.name
     insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
     if update_cols:
@@ -328,7 +337,10 @@ def _upsert(
         )
     else:
         statement = insert.on_conflict_do_nothing(index_elements=list(keys))
-    db.session.execute(statement, rows)
+    if returning is None:
+        db.session.execute(statement, rows)
+        return set()
+    return set(db.session.execute(statement.returning(getattr(model, returning)), rows).scalars())
 
 
 def store_results(context: _Context, results: Sequence[ProbeResult]) -> None:
@@ -354,7 +366,9 @@ def store_results(context: _Context, results: Sequence[ProbeResult]) -> None:
         row = _certificate_row(result, fingerprint, context, now)
         if row is not None:
             new_rows.append(row)
-    _upsert(Certificate, new_rows, ["fingerprint"], [])
+    # Another shard may insert the same certificate at the same moment: count only the rows
+    # this one wrote.
+    inserted = _upsert(Certificate, new_rows, ["fingerprint"], [], returning="fingerprint")
     if leaves:
         ids = dict(
             db.session.execute(
@@ -373,8 +387,10 @@ def store_results(context: _Context, results: Sequence[ProbeResult]) -> None:
             .where(Certificate.id.in_(list(ids.values())), Certificate.first_seen_at.is_(None))
             .values(first_seen_at=now)
         )
-        context.counts["new"] += len([r for r in new_rows if r["fingerprint"] not in existing])
-        context.counts["assigned"] += len([r for r in new_rows if r["organization_id"] is not None])
+        context.counts["new"] += len(inserted)
+        context.counts["assigned"] += sum(
+            1 for r in new_rows if r["fingerprint"] in inserted and r["organization_id"] is not None
+        )
     else:
         ids = {}
     endpoint_rows = []
@@ -472,8 +488,11 @@ def task_summary(task_id: int) -> dict[str, int]:
     """Distinct certificates a task has found: total, managed, external, self-signed,
     expired, expiring within 30 days."""
     now = utcnow()
+    # Only the columns counted: DISTINCT over the JSON columns fails on PostgreSQL.
     certs = (
-        select(Certificate)
+        select(
+            Certificate.id, Certificate.origin, Certificate.is_self_signed, Certificate.not_after
+        )
         .join(Endpoint, Endpoint.certificate_id == Certificate.id)
         .where(Endpoint.task_id == task_id)
         .distinct()

@@ -8,7 +8,9 @@ process died) is reclaimed, and a message for a finished job is a no-op.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from app.extensions import db
-from app.models import Admin, Job, JobStatus, Schedule
+from app.models import Admin, Job, JobStatus, Schedule, WorkerHeartbeat
 from app.models.types import utcnow
 from app.services import audit
 from app.services.errors import Conflict, NotFound
@@ -207,11 +209,17 @@ class _Running:
 RUNNING = _Running()
 
 
+def new_lease() -> str:
+    """A claim's lease: unique, and naming the process that holds the job (host:pid:random,
+    as in that process's worker heartbeat id), so an operator can tell who runs what."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(8)}"
+
+
 def claim(job_id: int, *, lease: str | None = None) -> JobContext | None:
     """Take the job for this process; None if it is finished or alive elsewhere."""
     now = utcnow()
     stale = now - timedelta(seconds=int(current_app.config["CW_JOB_STALE_SECONDS"]))
-    lease = lease or secrets.token_hex(16)
+    lease = lease or new_lease()
     result = db.session.execute(
         update(Job)
         .where(
@@ -356,7 +364,7 @@ def recover(now: datetime | None = None) -> dict[str, int]:
     """Retry jobs whose process died; fail those out of attempts; re-send lost messages."""
     now = now or utcnow()
     stale = now - timedelta(seconds=int(current_app.config["CW_JOB_STALE_SECONDS"]))
-    counts = {"retried": 0, "failed": 0, "resent": 0}
+    counts = {"retried": 0, "failed": 0, "resent": _resend_held_by_dead_workers(stale)}
     lost = (
         db.session.execute(
             select(Job)
@@ -378,6 +386,7 @@ def recover(now: datetime | None = None) -> dict[str, int]:
             job.message = (
                 f"failed: the worker stopped responding on each of {job.attempts} attempts"
             )
+            _failed_for_good(job)
             counts["failed"] += 1
     # A pending job whose message was lost (broker restart, embedded queue gone).
     unsent = (
@@ -398,6 +407,48 @@ def recover(now: datetime | None = None) -> dict[str, int]:
             counts["resent"] += 1
     db.session.commit()
     return counts
+
+
+def _resend_held_by_dead_workers(stale: datetime) -> int:
+    """Once per consuming process that stopped heartbeating, re-send every pending job.
+
+    A worker fetches more messages than it runs (dramatiq prefetches). When it dies, the
+    ones it had not started are still its own: Redis keeps them in the dead consumer's set
+    until dramatiq's maintenance notices, minutes later, and an embedded worker's queue dies
+    with it. Their jobs are pending, not running, so no lease goes stale. Which pending job
+    it held is unknown, so all are sent again; a second message for a job is a no-op (the
+    claim is conditional). Runs before the stale-lease retries, which send their own.
+    """
+    dead = (
+        db.session.execute(
+            select(WorkerHeartbeat)
+            .where(
+                WorkerHeartbeat.kind.in_(["worker", "embedded"]),
+                WorkerHeartbeat.seen_at < stale,
+            )
+            .with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
+    )
+    if not dead:
+        return 0
+    for row in dead:
+        log.warning("worker %s stopped heartbeating; re-sending pending jobs", row.id)
+        db.session.delete(row)  # handled once; a process that was only slow signs in again
+    pending = (
+        db.session.execute(
+            select(Job).where(Job.status == JobStatus.PENDING).with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
+    )
+    sent = 0
+    for job in pending:
+        if job.kind in KINDS:
+            enqueue(job)
+            sent += 1
+    return sent
 
 
 def resend_pending() -> int:

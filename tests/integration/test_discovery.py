@@ -200,6 +200,23 @@ def test_a_retried_shard_is_not_counted_twice(bed):
     assert run.status == RunStatus.SUCCESSFUL and run.targets_done == 5 and run.tls_endpoints == 5
 
 
+def test_a_shard_whose_worker_died_on_every_attempt_fails_the_run(bed, app):
+    task = make_task(bed)
+    run = discovery_runs.start_run(actor=bed.mrao, task_id=task.id)
+    db.session.commit()
+    bed.worker.broker.flush_all()
+    job = db.session.execute(select(Job).where(Job.kind == "scan_shard")).scalar_one()
+    stale = utcnow() - dt.timedelta(seconds=app.config["CW_JOB_STALE_SECONDS"] + 5)
+    job.status, job.attempts, job.heartbeat_at, job.lease = "running", 3, stale, "gone:1:x"
+    db.session.commit()
+    assert jobs.recover()["failed"] == 1
+    db.session.refresh(run)
+    assert run.status == RunStatus.FAILED and run.finished_at is not None
+    assert run.message == (
+        "1 of 1 shards failed: failed: the worker stopped responding on each of 3 attempts"
+    )
+
+
 def test_cancel_ends_the_run(bed):
     task = make_task(bed)
     run = discovery_runs.start_run(actor=bed.mrao, task_id=task.id)

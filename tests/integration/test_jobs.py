@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from app.broker import broker
 from app.extensions import db
-from app.models import Job, JobStatus, Schedule
+from app.models import Job, JobStatus, Schedule, WorkerHeartbeat
 from app.models.types import utcnow
 from app.services import jobs
 from tests.conftest import drain
@@ -121,6 +121,42 @@ def test_stale_running_job_is_retried_or_failed(app):
     )
     assert alive.status == JobStatus.RUNNING
     assert queued() == 1
+    broker.flush_all()
+
+
+def test_jobs_a_dead_worker_may_have_prefetched_are_sent_again_once(app):
+    """A pending job's message can sit in the buffer of a worker that died (dramatiq
+    prefetches): when a worker stops heartbeating, pending jobs are sent again, once."""
+    now = utcnow()
+    stale = now - timedelta(seconds=app.config["CW_JOB_STALE_SECONDS"] + 5)
+
+    def beat(ident: str, kind: str, seen_at) -> WorkerHeartbeat:
+        host, pid, _ = ident.split(":")
+        return WorkerHeartbeat(
+            id=ident, kind=kind, host=host, pid=int(pid), broker="redis", seen_at=seen_at
+        )
+
+    db.session.add_all(
+        [
+            beat("w1:11:worker", "worker", stale),
+            beat("w2:12:worker", "worker", now),
+            beat("w1:13:scheduler", "scheduler", stale),  # consumes no messages
+        ]
+    )
+    waiting = jobs.create_job(kind="audit_verify")
+    done = Job(kind="audit_verify", status=JobStatus.DONE, enqueued_at=now)
+    db.session.add(done)
+    db.session.commit()
+    broker.flush_all()
+
+    assert jobs.recover()["resent"] == 1
+    assert queued() == 1
+    db.session.expire_all()
+    assert db.session.get(WorkerHeartbeat, "w1:11:worker") is None  # handled once
+    assert db.session.get(WorkerHeartbeat, "w2:12:worker") is not None
+    assert db.session.get(WorkerHeartbeat, "w1:13:scheduler") is not None
+    assert jobs.recover()["resent"] == 0 and queued() == 1
+    assert db.session.get(Job, waiting.id).status == JobStatus.PENDING
     broker.flush_all()
 
 

@@ -168,6 +168,48 @@ class ServerFarm:
 
         self._start(host, port, hold, ssl=context, ssl_handshake_timeout=10)
 
+    def add_gated_tls(
+        self, host: str, port: int, context: ssl.SSLContext, gate: threading.Event
+    ) -> None:
+        """A TLS server that accepts at once but answers the ClientHello only once ``gate``
+        is set (a slow server): a client's handshake stays in flight until then."""
+        _check_loopback(host)
+        farm = self
+
+        class Held(asyncio.Protocol):
+            def __init__(self) -> None:
+                self.closed = farm.loop.create_future()
+
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                assert isinstance(transport, asyncio.Transport)
+                transport.pause_reading()  # the ClientHello waits in the kernel
+                task = farm.loop.create_task(self.serve(transport))
+                farm._tasks.add(task)
+                task.add_done_callback(farm._tasks.discard)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                if not self.closed.done():
+                    self.closed.set_result(None)
+
+            async def serve(self, transport: asyncio.Transport) -> None:
+                try:
+                    while not gate.is_set():
+                        await asyncio.sleep(0.02)
+                    await farm.loop.start_tls(
+                        transport, self, context, server_side=True, ssl_handshake_timeout=10
+                    )
+                    farm.handshakes += 1
+                    await asyncio.wait_for(self.closed, timeout=10)
+                except (OSError, ssl.SSLError, TimeoutError, ConnectionError):
+                    pass
+                finally:
+                    transport.abort()
+
+        async def start() -> asyncio.Server:
+            return await self.loop.create_server(Held, host, port, reuse_address=True, backlog=512)
+
+        self._servers.append(self._run(start()))
+
     def add_plain(self, host: str, port: int, payload: bytes) -> None:
         """Answers every connection with ``payload`` (e.g. an HTTP response) and closes."""
 
