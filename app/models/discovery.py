@@ -160,7 +160,7 @@ class ScanRun(db.Model):  # type: ignore[name-defined,misc]
     message: Mapped[str] = mapped_column(Text, default="")
 
     task: Mapped[DiscoveryTask] = relationship()
-    started_by: Mapped[Admin | None] = relationship(lazy="joined")
+    started_by: Mapped[Admin | None] = relationship()
 
 
 class ScanShard(db.Model):  # type: ignore[name-defined,misc]

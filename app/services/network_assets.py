@@ -16,6 +16,7 @@ from typing import Any
 
 from cryptography import x509
 from sqlalchemy import and_, desc, false, or_, select
+from sqlalchemy.orm import joinedload
 from sqlalchemy.sql import ColumnElement
 
 from app.extensions import db
@@ -244,6 +245,7 @@ def run_history(task_id: int, limit: int = 200) -> list[ScanRun]:
     return list(
         db.session.execute(
             select(ScanRun)
+            .options(joinedload(ScanRun.started_by))
             .where(ScanRun.task_id == task_id)
             .order_by(desc(ScanRun.id))
             .limit(limit)
