@@ -212,6 +212,7 @@ def run_shard_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
     )
 
     def on_batch(batch: sweep.SweepBatch) -> None:
+        ctx.hold()  # a retry elsewhere owns the shard's rows now: store nothing
         store_results(context, batch.results)
         db.session.execute(
             update(ScanShard)
@@ -237,6 +238,7 @@ def run_shard_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
         deny=deny_list(),
     )
     counts = {**summary.count_by_outcome, **context.counts}
+    ctx.hold()
     _finish_shard(
         context.shard_id,
         "cancelled" if summary.stopped else "done",

@@ -153,6 +153,11 @@ class JobCancelled(Exception):
     """Raised inside a handler when an admin cancelled its job."""
 
 
+class LeaseLost(Exception):
+    """Raised inside a handler whose job was given to another attempt: this one missed its
+    heartbeats long enough to be presumed dead. It stops and stores nothing more."""
+
+
 @dataclass
 class JobContext:
     job_id: int
@@ -181,6 +186,20 @@ class JobContext:
     def check_cancelled(self) -> None:
         if self.is_cancelled():
             raise JobCancelled()
+
+    def hold(self) -> None:
+        """Check that this attempt still holds the job and keep it until the transaction
+        ends (a row lock on PostgreSQL): call before writing results, so that an attempt
+        presumed dead and retried elsewhere cannot overwrite what the retry writes.
+
+        Raises:
+            LeaseLost: the job was claimed again by another attempt.
+        """
+        lease = db.session.execute(
+            select(Job.lease).where(Job.id == self.job_id).with_for_update()
+        ).scalar_one_or_none()
+        if lease != self.lease:
+            raise LeaseLost()
 
 
 Handler = Callable[[Job, JobContext], dict[str, Any] | None]
@@ -259,6 +278,10 @@ def execute(job_id: int, handler: Handler) -> str:
     except JobCancelled:
         db.session.rollback()
         return "cancelled"
+    except LeaseLost:
+        db.session.rollback()
+        log.warning("job %s: another attempt took it over; this one stopped", job_id)
+        return "lost"
     except Exception as exc:
         db.session.rollback()
         log.exception("job %s failed", job_id)

@@ -7,6 +7,7 @@ from datetime import timedelta
 import dramatiq
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy import update as sa_update
 
 from app.broker import broker
 from app.extensions import db
@@ -213,3 +214,44 @@ def test_system_schedules_exist_after_bootstrap(app):
     assert {"audit_verify", "housekeeping"} <= kinds
     again = app.test_cli_runner().invoke(args=["bootstrap"])
     assert again.exit_code == 0 and "Created" not in again.output
+
+
+def test_an_attempt_presumed_dead_stops_at_its_next_write(app):
+    """A worker that missed its heartbeats long enough is presumed dead and its job claimed
+    again; when the first attempt wakes up, hold() stops it before it writes anything."""
+    job = jobs.create_job(kind="audit_verify", send=False)
+    db.session.commit()
+    first = jobs.claim(job.id)
+    assert first is not None
+    first.hold()  # still ours
+    db.session.commit()
+    stale = utcnow() - timedelta(seconds=app.config["CW_JOB_STALE_SECONDS"] + 5)
+    db.session.execute(sa_update(Job).where(Job.id == job.id).values(heartbeat_at=stale))
+    db.session.commit()
+    second = jobs.claim(job.id)
+    assert second is not None and second.lease != first.lease
+    with pytest.raises(jobs.LeaseLost):
+        first.hold()
+    db.session.rollback()
+    second.hold()
+    db.session.rollback()
+
+    # Through execute(): the handler's attempt is overtaken while it works; its write is
+    # rolled back and the job stays with the attempt that took it over.
+    other = jobs.create_job(kind="audit_verify", send=False)
+    db.session.commit()
+
+    def overtaken(job: Job, ctx: jobs.JobContext) -> dict:
+        db.session.execute(
+            sa_update(Job).where(Job.id == job.id).values(lease="another-worker:1:x")
+        )
+        db.session.commit()  # what a retry's claim elsewhere does
+        job.message = "written by the attempt presumed dead"
+        ctx.hold()
+        return {"message": "never recorded"}
+
+    assert jobs.execute(other.id, overtaken) == "lost"
+    db.session.expire_all()
+    row = db.session.get(Job, other.id)
+    assert row.lease == "another-worker:1:x" and row.status == JobStatus.RUNNING
+    assert row.message != "written by the attempt presumed dead"
