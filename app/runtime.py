@@ -159,11 +159,11 @@ class SchedulerLoop(threading.Thread):
 
     def tick(self) -> dict[str, Any]:
         from app.extensions import db
-        from app.services import jobs
+        from app.services import scheduling
 
         with self.app.app_context():
             try:
-                return jobs.tick()
+                return scheduling.tick()
             except Exception:
                 log.exception("scheduler tick failed")
                 db.session.rollback()
@@ -193,12 +193,12 @@ class Embedded:
 
     def start(self) -> Embedded:
         from app.extensions import db
-        from app.services import jobs
+        from app.services import scheduling
 
         self.worker.start()
         self.heartbeat.start()
         with self.app.app_context():
-            jobs.resend_pending()  # the in-memory queue starts empty
+            scheduling.resend_pending()  # the in-memory queue starts empty
             db.session.remove()
         if self.scheduler is not None:
             self.scheduler.start()

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Admin, Organization, Role
-from app.services import accounts, jobs, orgs
+from app.services import accounts, orgs, scheduling
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def bootstrap(
     *, login: str, password: str | None, email: str, org_name: str, country: str
 ) -> BootstrapResult:
     """Idempotent: does nothing that already exists. The caller commits."""
-    jobs.ensure_system_schedules()
+    scheduling.ensure_system_schedules()
     have_admin = (
         db.session.execute(
             select(func.count()).select_from(Admin).where(Admin.role == Role.MRAO)

@@ -24,7 +24,7 @@ from app.models import (
     Schedule,
 )
 from app.models.types import utcnow
-from app.services import discovery_rules, discovery_runs, discovery_tasks, jobs
+from app.services import discovery_rules, discovery_runs, discovery_tasks, scheduling
 from app.services.errors import Conflict, ValidationFailed
 from tests.conftest import drain
 from tests.factories import (
@@ -209,7 +209,7 @@ def test_a_shard_whose_worker_died_on_every_attempt_fails_the_run(bed, app):
     stale = utcnow() - dt.timedelta(seconds=app.config["CW_JOB_STALE_SECONDS"] + 5)
     job.status, job.attempts, job.heartbeat_at, job.lease = "running", 3, stale, "gone:1:x"
     db.session.commit()
-    assert jobs.recover()["failed"] == 1
+    assert scheduling.recover()["failed"] == 1
     db.session.refresh(run)
     assert run.status == RunStatus.FAILED and run.finished_at is not None
     assert run.message == (
@@ -293,7 +293,7 @@ def test_weekly_schedule_fires_once(bed, app):
     )  # Monday 03:00 Berlin = Monday 01/02:00 UTC
     sched.next_run_at = utcnow() - dt.timedelta(seconds=1)
     db.session.commit()
-    assert len(jobs.fire_due_schedules()) == 1 and jobs.fire_due_schedules() == []
+    assert len(scheduling.fire_due_schedules()) == 1 and scheduling.fire_due_schedules() == []
     drain(bed.worker)
     assert (
         db.session.execute(

@@ -13,7 +13,7 @@ from app.broker import broker
 from app.extensions import db
 from app.models import Job, JobStatus, Schedule, WorkerHeartbeat
 from app.models.types import utcnow
-from app.services import jobs
+from app.services import jobs, scheduling
 from tests.conftest import drain
 from tests.factories import make_admin
 
@@ -113,7 +113,7 @@ def test_stale_running_job_is_retried_or_failed(app):
     db.session.add_all([retry, give_up, alive])
     db.session.commit()
     broker.flush_all()
-    counts = jobs.recover()
+    counts = scheduling.recover()
     assert counts["retried"] == 1 and counts["failed"] == 1
     assert retry.status == JobStatus.PENDING and "stopped responding" in retry.message
     assert (
@@ -150,13 +150,13 @@ def test_jobs_a_dead_worker_may_have_prefetched_are_sent_again_once(app):
     db.session.commit()
     broker.flush_all()
 
-    assert jobs.recover()["resent"] == 1
+    assert scheduling.recover()["resent"] == 1
     assert queued() == 1
     db.session.expire_all()
     assert db.session.get(WorkerHeartbeat, "w1:11:worker") is None  # handled once
     assert db.session.get(WorkerHeartbeat, "w2:12:worker") is not None
     assert db.session.get(WorkerHeartbeat, "w1:13:scheduler") is not None
-    assert jobs.recover()["resent"] == 0 and queued() == 1
+    assert scheduling.recover()["resent"] == 0 and queued() == 1
     assert db.session.get(Job, waiting.id).status == JobStatus.PENDING
     broker.flush_all()
 
@@ -179,8 +179,8 @@ def test_due_schedule_fires_exactly_once(app):
     )
     db.session.add(sched)
     db.session.commit()
-    first = jobs.fire_due_schedules()
-    second = jobs.fire_due_schedules()
+    first = scheduling.fire_due_schedules()
+    second = scheduling.fire_due_schedules()
     assert len(first) == 1 and second == []
     db.session.refresh(sched)
     assert sched.next_run_at > utcnow() + timedelta(minutes=59)

@@ -13,7 +13,7 @@ from app.broker import broker
 from app.extensions import db
 from app.models import Job, JobStatus, Schedule
 from app.models.types import utcnow
-from app.services import jobs
+from app.services import scheduling
 
 SCHEDULERS = 4
 ROUNDS = 60
@@ -43,7 +43,7 @@ def test_concurrent_schedulers_fire_each_due_time_exactly_once(pg: Flask) -> Non
                 for round_no in range(ROUNDS):
                     start.wait()
                     now = base + timedelta(seconds=EVERY * round_no)
-                    mine = jobs.fire_due_schedules(now)
+                    mine = scheduling.fire_due_schedules(now)
                     fired[round_no].extend(mine)
             except BaseException as exc:
                 errors.append(exc)
