@@ -472,11 +472,12 @@ def task_summary(task_id: int) -> dict[str, int]:
     """Distinct certificates a task has found: total, managed, external, self-signed,
     expired, expiring within 30 days."""
     now = utcnow()
+    # IN, not JOIN + DISTINCT over whole rows: PostgreSQL has no equality for json columns
     certs = (
-        select(Certificate)
-        .join(Endpoint, Endpoint.certificate_id == Certificate.id)
-        .where(Endpoint.task_id == task_id)
-        .distinct()
+        select(Certificate.origin, Certificate.is_self_signed, Certificate.not_after)
+        .where(
+            Certificate.id.in_(select(Endpoint.certificate_id).where(Endpoint.task_id == task_id))
+        )
         .subquery()
     )
     row = db.session.execute(
