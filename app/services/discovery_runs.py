@@ -315,24 +315,57 @@ def _anchors() -> list[x509.Certificate]:
     ]
 
 
-def _upsert(
-    model: Any, rows: list[dict[str, Any]], keys: Sequence[str], update_cols: Sequence[str]
-) -> None:
+def _insert(model: Any) -> Any:
+    dialect = db.session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model.__table__)
+
+
+def _insert_new_certificates(rows: list[dict[str, Any]]) -> set[str]:
+    """Insert certificates not stored yet; the fingerprints this call inserted.
+
+    Two shards may find the same certificate at the same moment: the loser's rows are
+    skipped by the unique fingerprint, and only the winner counts them as new.
+    """
+    if not rows:
+        return set()
+    statement = (
+        _insert(Certificate)
+        .on_conflict_do_nothing(index_elements=["fingerprint"])
+        .returning(Certificate.__table__.c.fingerprint)
+    )
+    return set(db.session.connection().execute(statement, rows).scalars())
+
+
+def _upsert_endpoints(rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
-    dialect = db.session.get_bind().dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
-    if update_cols:
-        statement = insert.on_conflict_do_update(
-            index_elements=list(keys), set_={c: getattr(insert.excluded, c) for c in update_cols}
-        )
-    else:
-        statement = insert.on_conflict_do_nothing(index_elements=list(keys))
-    db.session.execute(statement, rows)
+    insert = _insert(Endpoint)
+    statement = insert.on_conflict_do_update(
+        index_elements=["task_id", "ip", "port", "host_name"],
+        set_={c: getattr(insert.excluded, c) for c in ENDPOINT_UPDATES},
+    )
+    db.session.connection().execute(statement, rows)
+
+
+ENDPOINT_UPDATES = (
+    "certificate_id",
+    "last_seen_at",
+    "last_run_id",
+    "tls_version",
+    "cipher",
+    "chain",
+    "error",
+    "error_detail",
+    *HEALTH_FLAGS,
+)
 
 
 def store_results(context: _Context, results: Sequence[ProbeResult]) -> None:
-    """Upsert certificates (by fingerprint) and endpoints (by task, ip, port, host name)."""
+    """Upsert certificates (by fingerprint) and endpoints (by task, ip, port, host name).
+
+    Core statements on the session's connection (no ORM objects: a batch is hundreds of
+    rows); certificates already stored only get their sighting times moved, in one UPDATE.
+    """
     now = utcnow()
     kept = [r for r in results if r.error is None or r.error in KEPT_ERRORS or r.host_name]
     leaves = {hashlib.sha256(r.chain[0]).hexdigest(): r for r in kept if r.chain}
@@ -354,37 +387,42 @@ def store_results(context: _Context, results: Sequence[ProbeResult]) -> None:
         row = _certificate_row(result, fingerprint, context, now)
         if row is not None:
             new_rows.append(row)
-    _upsert(Certificate, new_rows, ["fingerprint"], [])
-    if leaves:
-        ids = dict(
+    inserted = _insert_new_certificates(new_rows)
+    context.counts["new"] += len(inserted)
+    context.counts["assigned"] += sum(
+        1 for r in new_rows if r["fingerprint"] in inserted and r["organization_id"] is not None
+    )
+    ids = dict(existing)
+    if existing:
+        db.session.execute(
+            update(Certificate)
+            .where(Certificate.id.in_(list(existing.values())))
+            .values(last_seen_at=now, first_seen_at=func.coalesce(Certificate.first_seen_at, now))
+        )
+    if len(ids) < len(leaves):  # inserted here or, a moment ago, by another shard
+        ids.update(
             db.session.execute(
                 select(Certificate.fingerprint, Certificate.id).where(
-                    Certificate.fingerprint.in_(list(leaves))
+                    Certificate.fingerprint.in_([f for f in leaves if f not in ids])
                 )
             ).all()
         )
-        db.session.execute(
-            update(Certificate)
-            .where(Certificate.id.in_(list(ids.values())))
-            .values(last_seen_at=now)
-        )
-        db.session.execute(
-            update(Certificate)
-            .where(Certificate.id.in_(list(ids.values())), Certificate.first_seen_at.is_(None))
-            .values(first_seen_at=now)
-        )
-        context.counts["new"] += len([r for r in new_rows if r["fingerprint"] not in existing])
-        context.counts["assigned"] += len([r for r in new_rows if r["organization_id"] is not None])
-    else:
-        ids = {}
     endpoint_rows = []
+    # Four addresses behind one load balancer present one chain: assess it once.
+    assessed: dict[tuple[Any, ...], dict[str, bool]] = {}
+    no_flags = dict.fromkeys(HEALTH_FLAGS, False)
     for result in kept:
-        flags = (
-            health.assess_result(result, now=now, anchors=context.anchors)
-            if result.chain
-            else frozenset()
-        )
-        fingerprint = hashlib.sha256(result.chain[0]).hexdigest() if result.chain else None
+        fingerprint = None
+        flag_values = no_flags
+        if result.chain:
+            fingerprint = hashlib.sha256(result.chain[0]).hexdigest()
+            key = (result.chain, result.host_name, result.tls_version)
+            flag_values = assessed.get(key)  # type: ignore[assignment]
+            if flag_values is None:
+                flags = {
+                    f.value for f in health.assess_result(result, now=now, anchors=context.anchors)
+                }
+                flag_values = assessed[key] = {flag: flag in flags for flag in HEALTH_FLAGS}
         endpoint_rows.append(
             {
                 "task_id": context.task.id,
@@ -400,25 +438,10 @@ def store_results(context: _Context, results: Sequence[ProbeResult]) -> None:
                 "chain": [hashlib.sha256(der).hexdigest() for der in result.chain],
                 "error": result.error.value if result.error else "",
                 "error_detail": (result.detail or "")[:512],
-                **{flag: flag in {f.value for f in flags} for flag in HEALTH_FLAGS},
+                **flag_values,
             }
         )
-    _upsert(
-        Endpoint,
-        endpoint_rows,
-        ["task_id", "ip", "port", "host_name"],
-        [
-            "certificate_id",
-            "last_seen_at",
-            "last_run_id",
-            "tls_version",
-            "cipher",
-            "chain",
-            "error",
-            "error_detail",
-            *HEALTH_FLAGS,
-        ],
-    )
+    _upsert_endpoints(endpoint_rows)
 
 
 def _certificate_row(
