@@ -277,6 +277,15 @@ def serve(
     return served
 
 
+def _serve_child(hosts: Sequence[str], contexts: Sequence[ssl.SSLContext], port: int) -> None:
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    served = serve(hosts, contexts, port, stopped)
+    print(f"served {served}", flush=True)
+    os._exit(0)
+
+
 def serve_main(count: int, port: int, names: int, processes: int) -> None:
     """Build every context, then fork ``processes`` servers sharing the addresses out."""
     raise_nofile()
@@ -286,13 +295,8 @@ def serve_main(count: int, port: int, names: int, processes: int) -> None:
     for k in range(processes):
         pid = os.fork()
         if pid == 0:
-            stopped = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-            signal.signal(signal.SIGINT, lambda *_: stopped.set())
             # interleaved, so that a scan in address order keeps every process busy
-            served = serve(hosts[k::processes], contexts[k::processes], port, stopped)
-            print(f"served {served}", flush=True)
-            os._exit(0)
+            _serve_child(hosts[k::processes], contexts[k::processes], port)
         children.append(pid)
 
     def forward(signum: int, _: object) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -198,7 +197,7 @@ def timed_scan(
     world: dict[str, Any], task_id: int, pids: dict[str, list[int]], timeout: float
 ) -> dict[str, Any]:
     """start_run + commit until the run has ended; then its row and shard timings."""
-    from sqlalchemy import func, select
+    from sqlalchemy import select
 
     from app.extensions import db
     from app.models import Admin, Job, RunStatus, ScanRun, ScanShard
