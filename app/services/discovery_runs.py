@@ -46,7 +46,7 @@ from app.services.discovery_tasks import deny_list, get_task, target_spec
 from app.services.errors import Conflict, DomainError, NotFound
 from app.services.scope import scope_of
 
-SHARD_SIZE = 4096  # targets (address x port) per message
+SHARD_SIZE = shards.DEFAULT_SHARD_SIZE  # at most this many targets (address x port) a message
 KEPT_ERRORS = {
     ErrorKind.NOT_TLS,
     ErrorKind.HANDSHAKE_FAILURE,
@@ -56,9 +56,16 @@ KEPT_ERRORS = {
 
 
 def start_run(
-    *, actor: Admin | None, task_id: int, trigger: str = "manual", shard_size: int = SHARD_SIZE
+    *,
+    actor: Admin | None,
+    task_id: int,
+    trigger: str = "manual",
+    shard_size: int | None = None,
 ) -> ScanRun:
     """Create the run and one job per shard; messages are sent after commit.
+
+    Shards hold at most SHARD_SIZE targets; a smaller task is cut in four
+    (app.scan.shards.pick_shard_size) so that several worker processes share it.
 
     Raises:
         Conflict: the task is already scanning.
@@ -83,7 +90,8 @@ def start_run(
     db.session.add(run)
     db.session.flush()
     count = 0
-    for shard in shards.split_into_shards(spec, shard_size):
+    size = shard_size or shards.pick_shard_size(spec.target_count, SHARD_SIZE)
+    for shard in shards.split_into_shards(spec, size):
         job = jobs.create_job(
             kind="scan_shard",
             payload={"run_id": run.id, "index": shard.index},
