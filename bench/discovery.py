@@ -189,7 +189,7 @@ def main() -> None:
     parser.add_argument("--shard-size", type=int, default=0, help="experiments: shard size")
     parser.add_argument("--skip-sweep", action="store_true", help="experiments: TLS only")
     parser.add_argument(
-        "--poll-ms", type=int, default=200, help="dramatiq_worker_timeout of the workers"
+        "--poll-ms", type=int, default=50, help="dramatiq_worker_timeout of the workers"
     )
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
