@@ -9,10 +9,14 @@ One run on this machine, everything on 127.0.0.0/8:
   * TLS: Certwright's full scan path (start_run -> shards as dramatiq messages -> two
     `dramatiq app.actors` worker processes -> results stored and assigned by a rule, until
     the run is Successful) over the bed's addresses and SNI names, against a bare asyncio
-    handshake loop over the same targets and `nmap --script ssl-cert` over the addresses,
-    each measured right before and right after the run (the faster is the reference);
+    handshake loop over the same targets (64 in flight: the fastest of 32 to 512 here) and
+    `nmap --script ssl-cert` over the addresses, each measured right before and right
+    after the run (the faster is the reference);
   * sweep: an empty /16 (127.77.0.0/16, nothing listens) through the same full path with
     two worker processes and with one, against `nmap -sT` over the same range.
+
+Workers are dedicated scan workers as README "Scale-out" describes them:
+`dramatiq app.actors --queues scan --threads 1` with dramatiq_worker_timeout=50.
 
     .venv/bin/python -m bench.discovery [--rounds R] [--json FILE]
 
@@ -184,7 +188,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="dramatiq --threads")
     parser.add_argument("--concurrency", type=int, default=256, help="the task's concurrency")
-    parser.add_argument("--bare-concurrency", type=int, default=256)
+    parser.add_argument("--bare-concurrency", type=int, default=64)
     parser.add_argument("--bed-processes", type=int, default=2)
     parser.add_argument("--shard-size", type=int, default=0, help="experiments: shard size")
     parser.add_argument("--skip-sweep", action="store_true", help="experiments: TLS only")
@@ -268,6 +272,15 @@ def main() -> None:
         f"{world['concurrency']}, dramatiq --threads {args.threads}"
     )
     results["verdicts"] = [report_round(e, world) for e in results["rounds"]]
+    if len(results["verdicts"]) > 1:
+        print(f"\nOver {len(results['verdicts'])} rounds:")
+        for i, first in enumerate(results["verdicts"][0]):
+            ratios = sorted(v[i]["ratio"] for v in results["verdicts"])
+            passed = sum(v[i]["verdict"] == "PASS" for v in results["verdicts"])
+            print(
+                f"  {first['target']:40} {ratios[0]:.2f} to {ratios[-1]:.2f}, "
+                f"median {ratios[len(ratios) // 2]:.2f}; PASS in {passed} of {len(ratios)}"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
     if args.keep:

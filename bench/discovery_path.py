@@ -380,7 +380,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=256)
-    parser.add_argument("--bare-concurrency", type=int, default=256)
+    parser.add_argument("--bare-concurrency", type=int, default=64)
     parser.add_argument("--shard-size", type=int, default=0, help="override start_run's")
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--poll-ms", type=int, default=50)
