@@ -375,17 +375,19 @@ def verify_sample(request_ids: list[int], key_type: str, k: int = 20) -> int:
     return ok
 
 
-def start_dramatiq(processes: int, threads: int, log: Path) -> subprocess.Popen[bytes]:
+def start_dramatiq(
+    processes: int, threads: int, log: Path, queue: str = "issuance", poll_ms: int = 200
+) -> subprocess.Popen[bytes]:
     dramatiq = Path(sys.executable).with_name("dramatiq")
     with log.open("wb") as out:
         return subprocess.Popen(
             [
                 str(dramatiq),
                 "app.actors",
-                # dedicated issuance workers, as README "Scale-out" recommends for
+                # dedicated workers for one queue, as README "Scale-out" recommends for
                 # issuance-heavy deployments (CPU-bound: one thread per process)
                 "--queues",
-                "issuance",
+                queue,
                 "--processes",
                 str(processes),
                 "--threads",
@@ -393,7 +395,7 @@ def start_dramatiq(processes: int, threads: int, log: Path) -> subprocess.Popen[
             ],
             cwd=REPO,
             # as `make worker` runs them: an idle worker polls at least every 200 ms
-            env={**os.environ, "dramatiq_worker_timeout": "200"},
+            env={**os.environ, "dramatiq_worker_timeout": str(poll_ms)},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -13,6 +13,7 @@ Targets (app.scan.targets, .addresses, .shards, .resolve)
     parse_deny_list(lines) -> tuple[DenyEntry, ...]; DEFAULT_DENY
     split_into_shards(spec, shard_size=4096) -> Iterator[Shard]   (lazy; size in targets)
     count_shards(spec, shard_size) -> int
+    pick_shard_size(target_count, largest=4096) -> int   (small tasks: four shards)
     Shard: index, blocks [(start, end, version)], host_names, ports, host_overrides;
         target_count, describe(), to_dict()/from_dict()
     iter_targets(shard, resolved=None) -> Iterator[Target(ip, port, host_name, version)]

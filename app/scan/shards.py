@@ -16,6 +16,11 @@ from app.scan.errors import TargetSpecError
 from app.scan.targets import TargetSpec, blocks_from_json, ports_from_json
 
 DEFAULT_SHARD_SIZE = 4096
+# A small task is still cut into MIN_SHARDS messages (of at least MIN_SHARD_SIZE targets):
+# a dramatiq worker process takes two messages at a time (prefetch = 2 x threads), so one
+# or two shards would all land on one process while the others idle.
+MIN_SHARDS = 4
+MIN_SHARD_SIZE = 256
 
 
 class Target(NamedTuple):
@@ -86,6 +91,16 @@ class Shard:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise TargetSpecError([f"not a serialised shard: {exc!r}"]) from None
+
+
+def pick_shard_size(target_count: int, largest: int = DEFAULT_SHARD_SIZE) -> int:
+    """Targets per shard for a task of ``target_count``: ``largest`` for big tasks; below
+    MIN_SHARDS x ``largest`` targets, a quarter of the task (at least MIN_SHARD_SIZE), so
+    that a few thousand TLS endpoints are shared by several worker processes."""
+    if largest < 1:
+        raise ValueError("largest must be at least 1")
+    quarter = -(-target_count // MIN_SHARDS)
+    return min(largest, max(MIN_SHARD_SIZE, quarter))
 
 
 def _addresses_per_shard(spec: TargetSpec, shard_size: int) -> int:

@@ -47,7 +47,7 @@ from app.services.discovery_tasks import deny_list, get_task, target_spec
 from app.services.errors import Conflict, DomainError, NotFound
 from app.services.scope import scope_of
 
-SHARD_SIZE = 4096  # targets (address x port) per message
+SHARD_SIZE = shards.DEFAULT_SHARD_SIZE  # at most this many targets (address x port) a message
 KEPT_ERRORS = {
     ErrorKind.NOT_TLS,
     ErrorKind.HANDSHAKE_FAILURE,
@@ -57,9 +57,16 @@ KEPT_ERRORS = {
 
 
 def start_run(
-    *, actor: Admin | None, task_id: int, trigger: str = "manual", shard_size: int = SHARD_SIZE
+    *,
+    actor: Admin | None,
+    task_id: int,
+    trigger: str = "manual",
+    shard_size: int | None = None,
 ) -> ScanRun:
     """Create the run and one job per shard; messages are sent after commit.
+
+    Shards hold at most SHARD_SIZE targets; a smaller task is cut in four
+    (app.scan.shards.pick_shard_size) so that several worker processes share it.
 
     Raises:
         Conflict: the task is already scanning.
@@ -84,7 +91,8 @@ def start_run(
     db.session.add(run)
     db.session.flush()
     count = 0
-    for shard in shards.split_into_shards(spec, shard_size):
+    size = shard_size or shards.pick_shard_size(spec.target_count, SHARD_SIZE)
+    for shard in shards.split_into_shards(spec, size):
         job = jobs.create_job(
             kind="scan_shard",
             payload={"run_id": run.id, "index": shard.index},
@@ -320,33 +328,57 @@ def _anchors() -> list[x509.Certificate]:
     ]
 
 
-def _upsert(
-    model: Any,
-    rows: list[dict[str, Any]],
-    keys: Sequence[str],
-    update_cols: Sequence[str],
-    *,
-    returning: str | None = None,
-) -> set[Any]:
-    """Insert or update rows; with ``returning``, that column of the rows written."""
+def _insert(model: Any) -> Any:
+    dialect = db.session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model.__table__)
+
+
+def _insert_new_certificates(rows: list[dict[str, Any]]) -> set[str]:
+    """Insert certificates not stored yet; the fingerprints this call inserted.
+
+    Two shards may find the same certificate at the same moment: the loser's rows are
+    skipped by the unique fingerprint, and only the winner counts them as new.
+    """
     if not rows:
         return set()
-    dialect = db.session.get_bind().dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
-    if update_cols:
-        statement = insert.on_conflict_do_update(
-            index_elements=list(keys), set_={c: getattr(insert.excluded, c) for c in update_cols}
-        )
-    else:
-        statement = insert.on_conflict_do_nothing(index_elements=list(keys))
-    if returning is None:
-        db.session.execute(statement, rows)
-        return set()
-    return set(db.session.execute(statement.returning(getattr(model, returning)), rows).scalars())
+    statement = (
+        _insert(Certificate)
+        .on_conflict_do_nothing(index_elements=["fingerprint"])
+        .returning(Certificate.__table__.c.fingerprint)
+    )
+    return set(db.session.connection().execute(statement, rows).scalars())
+
+
+def _upsert_endpoints(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    insert = _insert(Endpoint)
+    statement = insert.on_conflict_do_update(
+        index_elements=["task_id", "ip", "port", "host_name"],
+        set_={c: getattr(insert.excluded, c) for c in ENDPOINT_UPDATES},
+    )
+    db.session.connection().execute(statement, rows)
+
+
+ENDPOINT_UPDATES = (
+    "certificate_id",
+    "last_seen_at",
+    "last_run_id",
+    "tls_version",
+    "cipher",
+    "chain",
+    "error",
+    "error_detail",
+    *HEALTH_FLAGS,
+)
 
 
 def store_results(context: _Context, results: Sequence[ProbeResult]) -> None:
-    """Upsert certificates (by fingerprint) and endpoints (by task, ip, port, host name)."""
+    """Upsert certificates (by fingerprint) and endpoints (by task, ip, port, host name).
+
+    Core statements on the session's connection (no ORM objects: a batch is hundreds of
+    rows); certificates already stored only get their sighting times moved, in one UPDATE.
+    """
     now = utcnow()
     kept = [r for r in results if r.error is None or r.error in KEPT_ERRORS or r.host_name]
     leaves = {hashlib.sha256(r.chain[0]).hexdigest(): r for r in kept if r.chain}
@@ -368,41 +400,42 @@ def store_results(context: _Context, results: Sequence[ProbeResult]) -> None:
         row = _certificate_row(result, fingerprint, context, now)
         if row is not None:
             new_rows.append(row)
-    # Another shard may insert the same certificate at the same moment: count only the rows
-    # this one wrote.
-    inserted = _upsert(Certificate, new_rows, ["fingerprint"], [], returning="fingerprint")
-    if leaves:
-        ids = dict(
+    inserted = _insert_new_certificates(new_rows)
+    context.counts["new"] += len(inserted)
+    context.counts["assigned"] += sum(
+        1 for r in new_rows if r["fingerprint"] in inserted and r["organization_id"] is not None
+    )
+    ids = dict(existing)
+    if existing:
+        db.session.execute(
+            update(Certificate)
+            .where(Certificate.id.in_(list(existing.values())))
+            .values(last_seen_at=now, first_seen_at=func.coalesce(Certificate.first_seen_at, now))
+        )
+    if len(ids) < len(leaves):  # inserted here or, a moment ago, by another shard
+        ids.update(
             db.session.execute(
                 select(Certificate.fingerprint, Certificate.id).where(
-                    Certificate.fingerprint.in_(list(leaves))
+                    Certificate.fingerprint.in_([f for f in leaves if f not in ids])
                 )
             ).all()
         )
-        db.session.execute(
-            update(Certificate)
-            .where(Certificate.id.in_(list(ids.values())))
-            .values(last_seen_at=now)
-        )
-        db.session.execute(
-            update(Certificate)
-            .where(Certificate.id.in_(list(ids.values())), Certificate.first_seen_at.is_(None))
-            .values(first_seen_at=now)
-        )
-        context.counts["new"] += len(inserted)
-        context.counts["assigned"] += sum(
-            1 for r in new_rows if r["fingerprint"] in inserted and r["organization_id"] is not None
-        )
-    else:
-        ids = {}
     endpoint_rows = []
+    # Four addresses behind one load balancer present one chain: assess it once.
+    assessed: dict[tuple[Any, ...], dict[str, bool]] = {}
+    no_flags = dict.fromkeys(HEALTH_FLAGS, False)
     for result in kept:
-        flags = (
-            health.assess_result(result, now=now, anchors=context.anchors)
-            if result.chain
-            else frozenset()
-        )
-        fingerprint = hashlib.sha256(result.chain[0]).hexdigest() if result.chain else None
+        fingerprint = None
+        flag_values = no_flags
+        if result.chain:
+            fingerprint = hashlib.sha256(result.chain[0]).hexdigest()
+            key = (result.chain, result.host_name, result.tls_version)
+            flag_values = assessed.get(key)  # type: ignore[assignment]
+            if flag_values is None:
+                flags = {
+                    f.value for f in health.assess_result(result, now=now, anchors=context.anchors)
+                }
+                flag_values = assessed[key] = {flag: flag in flags for flag in HEALTH_FLAGS}
         endpoint_rows.append(
             {
                 "task_id": context.task.id,
@@ -418,25 +451,10 @@ def store_results(context: _Context, results: Sequence[ProbeResult]) -> None:
                 "chain": [hashlib.sha256(der).hexdigest() for der in result.chain],
                 "error": result.error.value if result.error else "",
                 "error_detail": (result.detail or "")[:512],
-                **{flag: flag in {f.value for f in flags} for flag in HEALTH_FLAGS},
+                **flag_values,
             }
         )
-    _upsert(
-        Endpoint,
-        endpoint_rows,
-        ["task_id", "ip", "port", "host_name"],
-        [
-            "certificate_id",
-            "last_seen_at",
-            "last_run_id",
-            "tls_version",
-            "cipher",
-            "chain",
-            "error",
-            "error_detail",
-            *HEALTH_FLAGS,
-        ],
-    )
+    _upsert_endpoints(endpoint_rows)
 
 
 def _certificate_row(
@@ -490,14 +508,12 @@ def task_summary(task_id: int) -> dict[str, int]:
     """Distinct certificates a task has found: total, managed, external, self-signed,
     expired, expiring within 30 days."""
     now = utcnow()
-    # Only the columns counted: DISTINCT over the JSON columns fails on PostgreSQL.
+    # IN, not JOIN + DISTINCT over whole rows: PostgreSQL has no equality for json columns
     certs = (
-        select(
-            Certificate.id, Certificate.origin, Certificate.is_self_signed, Certificate.not_after
+        select(Certificate.origin, Certificate.is_self_signed, Certificate.not_after)
+        .where(
+            Certificate.id.in_(select(Endpoint.certificate_id).where(Endpoint.task_id == task_id))
         )
-        .join(Endpoint, Endpoint.certificate_id == Certificate.id)
-        .where(Endpoint.task_id == task_id)
-        .distinct()
         .subquery()
     )
     row = db.session.execute(

@@ -5,6 +5,7 @@ our own certificates as managed, assigns by rule, and records health flags."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from types import SimpleNamespace
 
 import pytest
@@ -24,6 +25,7 @@ from app.models import (
     Schedule,
 )
 from app.models.types import utcnow
+from app.scan.probe import ProbeResult
 from app.services import discovery_rules, discovery_runs, discovery_tasks, scheduling
 from app.services.errors import Conflict, ValidationFailed
 from tests.conftest import drain
@@ -215,6 +217,22 @@ def test_a_shard_whose_worker_died_on_every_attempt_fails_the_run(bed, app):
     assert run.message == (
         "1 of 1 shards failed: failed: the worker stopped responding on each of 3 attempts"
     )
+
+
+def test_a_certificate_two_shards_insert_at_once_counts_as_new_once(bed):
+    """Two shards that both looked the certificate up before either stored it: the unique
+    fingerprint keeps one row, and only the shard whose insert took counts it as new."""
+    task = make_task(bed)
+    result = ProbeResult(HOSTS[0], bed.port, chain=(bed.ext.der,), tls_version="TLSv1.3")
+    fingerprint = hashlib.sha256(bed.ext.der).hexdigest()
+    contexts = [
+        discovery_runs._Context(task, 0, 0, [], [], {"new": 0, "assigned": 0}) for _ in "ab"
+    ]
+    rows = [discovery_runs._certificate_row(result, fingerprint, ctx, utcnow()) for ctx in contexts]
+    inserted = [discovery_runs._insert_new_certificates([row]) for row in rows]
+    assert inserted == [{fingerprint}, set()]
+    count = select(func.count()).where(Certificate.fingerprint == fingerprint)
+    assert db.session.execute(count).scalar_one() == 1
 
 
 def test_cancel_ends_the_run(bed):

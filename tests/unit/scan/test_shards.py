@@ -11,7 +11,14 @@ import pytest
 
 from app.scan.addresses import AddressBlock
 from app.scan.errors import TargetSpecError
-from app.scan.shards import Shard, Target, count_shards, iter_targets, split_into_shards
+from app.scan.shards import (
+    Shard,
+    Target,
+    count_shards,
+    iter_targets,
+    pick_shard_size,
+    split_into_shards,
+)
 from app.scan.targets import parse_target_spec
 
 
@@ -110,3 +117,14 @@ def test_a_slash_16_of_targets_streams_without_a_list() -> None:
     targets = iter_targets(shard)
     assert not isinstance(targets, list | tuple)
     assert sum(1 for _ in targets) == 65_536
+
+
+def test_small_tasks_are_cut_in_four_so_several_workers_share_them() -> None:
+    assert pick_shard_size(65_536) == 4096  # big tasks: full shards
+    assert pick_shard_size(16_384) == 4096
+    assert pick_shard_size(1100) == 275  # 1,000 addresses + 100 names: four messages
+    spec = parse_target_spec("10.0.0.0-10.0.4.75", "443")
+    assert count_shards(spec, pick_shard_size(spec.target_count)) == 4
+    assert pick_shard_size(600) == 256  # never below 256 targets a shard
+    assert pick_shard_size(5) == 256  # a handful of endpoints stays one message
+    assert pick_shard_size(1100, largest=100) == 100
