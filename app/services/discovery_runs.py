@@ -405,6 +405,7 @@ def store_results(context: _Context, results: Sequence[ProbeResult]) -> None:
     context.counts["assigned"] += sum(
         1 for r in new_rows if r["fingerprint"] in inserted and r["organization_id"] is not None
     )
+    context.counts["assigned"] += _place_unassigned(context, existing, leaves, now)
     ids = dict(existing)
     if existing:
         db.session.execute(
@@ -455,6 +456,48 @@ def store_results(context: _Context, results: Sequence[ProbeResult]) -> None:
             }
         )
     _upsert_endpoints(endpoint_rows)
+
+
+def _place_unassigned(
+    context: _Context, existing: dict[str, int], leaves: dict[str, ProbeResult], now: Any
+) -> int:
+    """Let the task's rules place certificates found before and still unassigned (a rule
+    added since, or found by a task without rules). Never one an administrator placed:
+    Assign To records who, and the update is conditional on nobody having placed it."""
+    if not context.rules or not existing:
+        return 0
+    unplaced = db.session.execute(
+        select(Certificate.fingerprint, Certificate.id).where(
+            Certificate.id.in_(list(existing.values())),
+            Certificate.organization_id.is_(None),
+            Certificate.assigned_by_id.is_(None),
+            Certificate.origin == CertOrigin.DISCOVERED,
+        )
+    ).all()
+    placed = 0
+    for fingerprint, cert_id in unplaced:
+        result = leaves[fingerprint]
+        match = rules.first_match(
+            context.rules,
+            observe(result.chain[0], ip=result.ip, port=result.port, host_name=result.host_name),
+        )
+        if match is None:
+            continue
+        placed += db.session.execute(
+            update(Certificate)
+            .where(
+                Certificate.id == cert_id,
+                Certificate.organization_id.is_(None),
+                Certificate.assigned_by_id.is_(None),
+            )
+            .values(
+                organization_id=match.target.organization_id,
+                department_id=match.target.department_id,
+                assigned_rule_id=match.rule.rule_id,
+                assigned_at=now,
+            )
+        ).rowcount
+    return placed
 
 
 def _certificate_row(

@@ -31,6 +31,7 @@ from app.services.errors import Conflict, ValidationFailed
 from tests.conftest import drain
 from tests.factories import (
     make_admin,
+    make_dept,
     make_domain,
     make_org,
     make_pki,
@@ -187,6 +188,51 @@ def test_a_second_scan_updates_instead_of_duplicating(bed):
     assert db.session.execute(select(func.count()).select_from(Certificate)).scalar_one() == 4
     row = db.session.execute(select(Endpoint).where(Endpoint.ip == HOSTS[0])).scalar_one()
     assert row.first_seen_at == first_seen and row.last_run_id == run.id
+
+
+def test_a_rescan_lets_rules_place_what_is_still_unassigned_never_what_an_admin_placed(bed):
+    task = make_task(bed)
+    scan(bed, task)
+    by_cn = {c.common_name: c for c in db.session.execute(select(Certificate)).scalars().all()}
+    old, selfsigned = by_cn["old.ext.test"], by_cn["self.test"]
+    assert old.organization_id is None and selfsigned.organization_id is None
+    it = make_dept(bed.org, "IT")
+    discovery_runs.assign(
+        actor=bed.mrao,
+        certificate_ids=[selfsigned.id],
+        organization_id=bed.org.id,
+        department_id=it.id,
+    )
+    rule_id = task.rule_links[0].rule_id
+    discovery_rules.save_rule(
+        actor=bed.mrao,
+        rule_id=rule_id,
+        data=discovery_rules.RuleData(
+            name="Example Corp to Acme",
+            match_mode="any",
+            conditions=[
+                {"field": "subject_o", "operator": "equals", "value": "Example Corp"},
+                {"field": "subject_o", "operator": "equals", "value": "Other Inc"},
+                {"field": "subject_cn", "operator": "equals", "value": "self.test"},
+            ],
+            organization_id=bed.org.id,
+        ),
+    )
+    db.session.commit()
+    run = scan(bed, task)
+    assert run.status == RunStatus.SUCCESSFUL and run.new_certificates == 0
+    assert run.assigned == 1  # old.ext.test, placed now
+    db.session.refresh(old)
+    db.session.refresh(selfsigned)
+    assert (old.organization_id, old.department_id, old.assigned_rule_id) == (
+        bed.org.id,
+        None,
+        rule_id,
+    )
+    assert old.assigned_by_id is None and old.assigned_at is not None
+    # An administrator's placement stands, even where a rule now matches.
+    assert (selfsigned.department_id, selfsigned.assigned_by_id) == (it.id, bed.mrao.id)
+    assert selfsigned.assigned_rule_id is None
 
 
 def test_a_retried_shard_is_not_counted_twice(bed):
