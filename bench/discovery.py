@@ -19,6 +19,7 @@ Workers are dedicated scan workers as README "Scale-out" describes them:
 `dramatiq app.actors --queues scan --threads 1` with dramatiq_worker_timeout=50.
 
     .venv/bin/python -m bench.discovery [--rounds R] [--json FILE]
+    .venv/bin/python -m bench.discovery --smoke     # does every part work? (CI)
 
 It prints endpoints (or addresses) per second, ratios, PASS/FAIL per target, CPU-normalised
 figures and how much CPU other processes used in each window, and exits 0. Needs
@@ -224,9 +225,16 @@ def main() -> None:
     parser.add_argument(
         "--poll-ms", type=int, default=50, help="dramatiq_worker_timeout of the workers"
     )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny bed, one run of each kind: checks that every part works (CI)",
+    )
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args()
+    if args.smoke:
+        args.count, args.names, args.rounds, args.repeats = 64, 8, 1, 1
     if shutil.which("nmap") is None:
         raise SystemExit("nmap is needed (Debian: apt-get install nmap)")
 

@@ -64,3 +64,40 @@ def test_issuance_benchmark_runs_every_part(service_status: dict[str, str], tmp_
     for line in ("(a) raw RSA-2048", "(a) raw EC-P256 + pkilint", "(c) OCSP responses"):
         assert line in done.stdout, done.stdout
     assert done.stdout.count("PASS") + done.stdout.count("FAIL") == 5, done.stdout
+
+
+def test_discovery_benchmark_runs_every_part(service_status: dict[str, str], tmp_path: Path):
+    need(service_status, "PostgreSQL", POSTGRES)
+    for tool in ("nmap", "redis-server"):
+        _tool(tool)
+    out = tmp_path / "figures.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CW_", "DATABASE_URL"))}
+    env["BENCH_POSTGRES_URL"] = POSTGRES
+    done = subprocess.run(
+        [PY, "-m", "bench.discovery", "--smoke", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    [entry] = figures["rounds"]
+    # The full path found every bed endpoint, stored each certificate once and assigned by
+    # rule exactly the expected ones; the run's counters agree with what is stored.
+    assert entry["tls"], entry
+    for run in entry["tls"]:
+        assert run["verified"]["ok"], run["verified"]
+        assert run["verified"]["stored_endpoints"] == 64 + 8
+    refs = entry["tls_references"]
+    assert refs["bare"] and all(r["complete"] for r in refs["bare"]), refs["bare"]
+    assert refs["nmap ssl-cert"] and all(r["complete"] for r in refs["nmap ssl-cert"])
+    # The empty /16, with two worker processes and with one: every address refused, nothing
+    # stored; nmap -sT over the same range as the reference.
+    assert sorted(entry["sweep"]) == ["1", "2"]
+    for group in entry["sweep"].values():
+        assert group["runs"] and all(r["verified"]["ok"] for r in group["runs"]), group
+        assert all(group["references"].values()), group["references"]
+    assert done.stdout.count("PASS") + done.stdout.count("FAIL") >= 4, done.stdout
