@@ -32,9 +32,7 @@ import ipaddress
 import json
 import os
 import resource
-import selectors
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -49,6 +47,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+
+from tests.tlsbed.farm import serve_handshakes
 
 BASE = "127.20.0.1"
 SHARE = 4  # consecutive addresses presenting the same certificate
@@ -220,61 +220,9 @@ def serve(
     hosts: Sequence[str], contexts: Sequence[ssl.SSLContext], port: int, stopped: threading.Event
 ) -> int:
     """One selector: accept, non-blocking server handshake, close. Returns handshakes done."""
-    selector = selectors.DefaultSelector()
-    owned: dict[int, socket.socket] = {}
-    served = 0
-
-    def drop(sock: socket.socket) -> None:
-        if owned.pop(sock.fileno(), None) is not None:
-            selector.unregister(sock)
-        sock.close()
-
-    def step(tls: ssl.SSLSocket) -> None:
-        nonlocal served
-        try:
-            tls.do_handshake()
-        except ssl.SSLWantReadError:
-            selector.modify(tls, selectors.EVENT_READ, tls)
-            return
-        except ssl.SSLWantWriteError:
-            selector.modify(tls, selectors.EVENT_WRITE, tls)
-            return
-        except (ssl.SSLError, OSError):
-            drop(tls)
-            return
-        served += 1
-        drop(tls)
-
-    try:
-        for host, context in zip(hosts, contexts, strict=True):
-            listener = socket.socket(socket.AF_INET)
-            owned[listener.fileno()] = listener
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((host, port))
-            listener.listen(1024)
-            listener.setblocking(False)
-            selector.register(listener, selectors.EVENT_READ, context)
-        print(f"ready {len(hosts)}", flush=True)
-        while not stopped.is_set():
-            for key, _ in selector.select(timeout=0.2):
-                if isinstance(key.data, ssl.SSLSocket):
-                    step(key.data)
-                    continue
-                with contextlib.suppress(BlockingIOError, ConnectionAbortedError):
-                    while True:
-                        conn, _ = key.fileobj.accept()  # type: ignore[union-attr]
-                        conn.setblocking(False)
-                        tls = key.data.wrap_socket(
-                            conn, server_side=True, do_handshake_on_connect=False
-                        )
-                        owned[tls.fileno()] = tls
-                        selector.register(tls, selectors.EVENT_READ, tls)
-                        step(tls)
-    finally:
-        for sock in list(owned.values()):
-            drop(sock)
-        selector.close()
-    return served
+    return serve_handshakes(
+        hosts, port, contexts, stopped, ready=lambda: print(f"ready {len(hosts)}", flush=True)
+    )
 
 
 def _serve_child(hosts: Sequence[str], contexts: Sequence[ssl.SSLContext], port: int) -> None:

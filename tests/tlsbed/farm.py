@@ -327,17 +327,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
-    served = serve_handshakes(hosts, args.port, server_context([leaf, intermediate]), stopped)
+    served = serve_handshakes(
+        hosts,
+        args.port,
+        server_context([leaf, intermediate]),
+        stopped,
+        ready=lambda: print(f"serving {len(hosts)} TLS listeners from {hosts[0]}", flush=True),
+    )
     print(f"handshakes served: {served}", flush=True)
 
 
 def serve_handshakes(
-    hosts: Sequence[str], port: int, context: ssl.SSLContext, stopped: threading.Event
+    hosts: Sequence[str],
+    port: int,
+    contexts: ssl.SSLContext | Sequence[ssl.SSLContext],
+    stopped: threading.Event,
+    *,
+    ready: Callable[[], None] | None = None,
 ) -> int:
     """Benchmark server: one selector, non-blocking server-side handshakes, then close.
 
-    Cheaper per handshake than asyncio streams, so a benchmark measures the client.
+    ``contexts``: one for every host, or one per host. Cheaper per handshake than asyncio
+    streams, so a benchmark measures the client. ``ready`` is called once every listener
+    is bound. Returns the handshakes completed.
     """
+    per_host = [contexts] * len(hosts) if isinstance(contexts, ssl.SSLContext) else contexts
     selector = selectors.DefaultSelector()
     sockets: dict[int, socket.socket] = {}
     served = 0
@@ -364,7 +378,7 @@ def serve_handshakes(
         drop(tls)
 
     try:
-        for host in hosts:
+        for host, context in zip(hosts, per_host, strict=True):
             _check_loopback(host)
             listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
             sockets[listener.fileno()] = listener
@@ -372,18 +386,19 @@ def serve_handshakes(
             listener.bind((host, port))
             listener.listen(1024)
             listener.setblocking(False)
-            selector.register(listener, selectors.EVENT_READ, None)
-        print(f"serving {len(hosts)} TLS listeners from {hosts[0]} port {port}", flush=True)
+            selector.register(listener, selectors.EVENT_READ, context)
+        if ready is not None:
+            ready()
         while not stopped.is_set():
             for key, _ in selector.select(timeout=0.2):
-                if key.data is not None:
+                if isinstance(key.data, ssl.SSLSocket):
                     step(key.data)
                     continue
                 with contextlib.suppress(BlockingIOError, ConnectionAbortedError):
                     while True:
                         conn, _ = key.fileobj.accept()  # type: ignore[union-attr]
                         conn.setblocking(False)
-                        tls = context.wrap_socket(
+                        tls = key.data.wrap_socket(
                             conn, server_side=True, do_handshake_on_connect=False
                         )
                         sockets[tls.fileno()] = tls
