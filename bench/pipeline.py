@@ -394,7 +394,7 @@ def start_dramatiq(
                 str(threads),
             ],
             cwd=REPO,
-            # as `make worker` runs them: an idle worker polls at least every 200 ms
+            # an idle worker polls every poll_ms (dedicated workers: 50, README "Scale-out")
             env={**os.environ, "dramatiq_worker_timeout": str(poll_ms)},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -487,7 +487,7 @@ def main() -> None:
         try:
             if os.environ.get("BROKER_URL"):
                 workers = start_dramatiq(
-                    args.processes, args.threads, Path(args.log_dir) / "dramatiq.log"
+                    args.processes, args.threads, Path(args.log_dir) / "dramatiq.log", poll_ms=50
                 )
                 wait_for_workers(args.processes, workers)
             else:
