@@ -14,6 +14,7 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import Middleware
 from flask import Flask
+from sqlalchemy import delete
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
@@ -55,7 +56,15 @@ class AppContextMiddleware(Middleware):
             freeze_startup_objects()
         # A standalone `dramatiq` worker process announces itself and heartbeats its jobs.
         if not getattr(worker, "cw_embedded", False):
-            Heartbeat(app, kind="worker").start()
+            self.heartbeat = Heartbeat(app, kind="worker")
+            self.heartbeat.start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # dramatiq hands the messages this process had fetched back to the broker on a
+        # graceful stop, so recovery need not send them again: sign off.
+        heartbeat = getattr(self, "heartbeat", None)
+        if heartbeat is not None and not getattr(worker, "cw_embedded", False):
+            heartbeat.sign_off()
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         ctx = self.ensure_app().app_context()
@@ -148,6 +157,27 @@ class Heartbeat(threading.Thread):
             self.beat()
             self.stopping.wait(self.interval)
 
+    def sign_off(self) -> None:
+        """A graceful stop: no more beats, and the row goes. A process that dies leaves its
+        row to go stale, which tells recovery to send its fetched messages again."""
+        from app.extensions import db
+        from app.models import WorkerHeartbeat
+
+        self.stopping.set()
+        if self.is_alive():
+            self.join(timeout=self.interval + 5)
+        with self.app.app_context():
+            try:
+                db.session.execute(
+                    delete(WorkerHeartbeat).where(WorkerHeartbeat.id == self.ident_str)
+                )
+                db.session.commit()
+            except Exception:
+                log.exception("heartbeat sign-off failed")
+                db.session.rollback()
+            finally:
+                db.session.remove()
+
 
 class SchedulerLoop(threading.Thread):
     """Fires due schedules and recovers lost jobs every CW_SCHEDULER_INTERVAL seconds."""
@@ -207,8 +237,8 @@ class Embedded:
     def stop(self) -> None:
         if self.scheduler is not None:
             self.scheduler.stopping.set()
-        self.heartbeat.stopping.set()
-        self.worker.stop()
+        self.worker.stop()  # hands back what it had fetched, after the running jobs end
+        self.heartbeat.sign_off()
         broker = self.worker.broker
         broker.middleware[:] = [
             m for m in broker.middleware if getattr(m, "worker", None) is not self.worker

@@ -152,6 +152,7 @@ def stub_worker(app: Flask) -> Iterator[Any]:
     worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=2)
     worker.start()
     yield worker
+    db.session.rollback()  # the worker signs off on stop: let its write through (SQLite)
     worker.stop()
     # dramatiq's Worker adds a middleware to the broker and never removes it.
     broker.middleware[:] = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import dramatiq
@@ -255,3 +256,30 @@ def test_an_attempt_presumed_dead_stops_at_its_next_write(app):
     row = db.session.get(Job, other.id)
     assert row.lease == "another-worker:1:x" and row.status == JobStatus.RUNNING
     assert row.message != "written by the attempt presumed dead"
+
+
+def test_a_worker_that_stops_gracefully_signs_off_so_nothing_is_sent_again(app):
+    """dramatiq hands a stopping worker's fetched messages back to the broker: its
+    heartbeat row goes with it, and recovery later has no dead worker to re-send for."""
+    from app.runtime import Heartbeat
+
+    heartbeat = Heartbeat(app, kind="worker")
+    heartbeat.start()
+    ident = heartbeat.ident_str
+    waiting = jobs.create_job(kind="audit_verify")
+    db.session.commit()
+    broker.flush_all()
+    for _ in range(100):
+        db.session.expire_all()
+        if db.session.get(WorkerHeartbeat, ident) is not None:
+            break
+        time.sleep(0.05)
+    assert db.session.get(WorkerHeartbeat, ident) is not None
+    db.session.rollback()
+    heartbeat.sign_off()
+    assert not heartbeat.is_alive()
+    db.session.expire_all()
+    assert db.session.get(WorkerHeartbeat, ident) is None
+    later = utcnow() + timedelta(seconds=app.config["CW_JOB_STALE_SECONDS"] + 5)
+    assert scheduling.recover(later)["resent"] == 0 and queued() == 0
+    assert db.session.get(Job, waiting.id).status == JobStatus.PENDING

@@ -79,6 +79,9 @@ def run_audit_verify(stack: Stack, *, workers: int, pg: Flask, about: FlaskClien
         for pid in children:
             assert f"worker on {beats[pid].host} (pid {pid})" in workers_cell, workers_cell
         assert proc.alive(), proc.log()
+    # Stopped gracefully (SIGTERM): every process signed off, so no row is left to go stale
+    # and make recovery send their (handed back) messages again.
+    assert worker_rows(children) == {}, proc.log()
     return job
 
 
