@@ -28,7 +28,7 @@ from app.admin.orgs import parse_target, target_choices
 from app.extensions import db
 from app.models import CertType, DiscoveryTask, Endpoint
 from app.reports import figures
-from app.services import certificates, discovery_runs, network_assets
+from app.services import certificates, discovery_store, network_assets
 from app.services.errors import DomainError, NotFound
 from app.services.scope import Scope
 
@@ -172,7 +172,7 @@ class NetworkAssetView(SecureModelView):
 
     def get_filters(self) -> Any:
         states = [(s, s) for s in network_assets.INVENTORY_STATES]
-        errors = [(k, v) for k, v in ERROR_LABELS.items() if k in discovery_runs.KEPT_ERRORS]
+        errors = [(k, v) for k, v in ERROR_LABELS.items() if k in discovery_store.KEPT_ERRORS]
         return [
             FilterEqual(Endpoint.task_id, "Task", options=per_request(visible_task_choices)),
             InventoryStateFilter(Endpoint.certificate_id, "Inventory state", options=states),
@@ -189,7 +189,7 @@ class NetworkAssetView(SecureModelView):
 
     def _summaries(self) -> dict[str, Any]:
         tasks = [db.session.get(DiscoveryTask, task_id) for task_id, _ in visible_task_choices()]
-        rows = [(t, discovery_runs.task_summary(t.id)) for t in tasks if t is not None]
+        rows = [(t, network_assets.task_summary(t.id)) for t in tasks if t is not None]
         chosen = request.args.get("chart", "")
         chart_task = next((t for t, _ in rows if str(t.id) == chosen), None)
         if chart_task is None:

@@ -1,5 +1,5 @@
-"""Network Assets: which discovered endpoints an admin may see, bulk Assign To by endpoint,
-the chain an endpoint presented, who placed a certificate, and a task's scan history.
+"""Network Assets: which discovered endpoints an admin may see, bulk Assign To, the chain an
+endpoint presented, who placed a certificate, a task's summary and its scan history.
 
 Visibility (docs/authorization.md): an MRAO sees every endpoint; an RAO sees the endpoints
 of the tasks their organizations own (unless the certificate there is placed in another
@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from cryptography import x509
-from sqlalchemy import and_, desc, false, or_, select
+from sqlalchemy import and_, desc, false, func, or_, select
 from sqlalchemy.orm import joinedload
 from sqlalchemy.sql import ColumnElement
 
@@ -26,14 +27,16 @@ from app.models import (
     Certificate,
     CertificateAuthority,
     CertOrigin,
+    CertType,
     Department,
     DiscoveryTask,
     Endpoint,
     Organization,
     ScanRun,
 )
+from app.models.types import utcnow
 from app.pki.info import CertificateInfo, describe_certificate
-from app.services import accounts, discovery_runs
+from app.services import accounts, audit, certificates
 from app.services.discovery_tasks import visible_tasks_clause
 from app.services.errors import DomainError, NotFound
 from app.services.scope import Scope, scope_of
@@ -157,7 +160,7 @@ def assign_endpoints(
             )
         ).all()
     )
-    assigned = discovery_runs.assign(
+    assigned = assign_certificates(
         actor=actor,
         certificate_ids=cert_ids,
         organization_id=organization_id,
@@ -268,3 +271,90 @@ def history_rows(task_id: int, limit: int = 200) -> list[dict[str, Any]]:
         for run in run_history(task_id, limit)
         if run.finished_at is not None
     ]
+
+
+def task_summary(task_id: int) -> dict[str, int]:
+    """Distinct certificates a task has found: total, managed, external, self-signed,
+    expired, expiring within 30 days."""
+    now = utcnow()
+    # IN, not JOIN + DISTINCT over whole rows: PostgreSQL has no equality for json columns
+    certs = (
+        select(Certificate.origin, Certificate.is_self_signed, Certificate.not_after)
+        .where(
+            Certificate.id.in_(select(Endpoint.certificate_id).where(Endpoint.task_id == task_id))
+        )
+        .subquery()
+    )
+    row = db.session.execute(
+        select(
+            func.count(),
+            func.coalesce(
+                func.sum((certs.c.origin == CertOrigin.ISSUED.value).cast(db.Integer)), 0
+            ),
+            func.coalesce(func.sum(certs.c.is_self_signed.cast(db.Integer)), 0),
+            func.coalesce(func.sum((certs.c.not_after < now).cast(db.Integer)), 0),
+            func.coalesce(
+                func.sum(
+                    (
+                        (certs.c.not_after >= now) & (certs.c.not_after < now + timedelta(days=30))
+                    ).cast(db.Integer)
+                ),
+                0,
+            ),
+        ).select_from(certs)
+    ).one()
+    total, managed, self_signed, expired, expiring = (int(v or 0) for v in row)
+    return {
+        "total": total,
+        "managed": managed,
+        "external": total - managed,
+        "self_signed": self_signed,
+        "expired": expired,
+        "expiring_30": expiring,
+    }
+
+
+def assign_certificates(
+    *, actor: Admin, certificate_ids: Sequence[int], organization_id: int, department_id: int | None
+) -> int:
+    """Bulk Assign To: place discovered/imported certificates in an org/department."""
+    scope = scope_of(actor)
+    if not scope.covers(organization_id, department_id) or not scope.may(
+        CertType.SSL, organization_id, department_id
+    ):
+        raise DomainError("Assign only to your own organizations and departments.", field="target")
+    count = 0
+    for cert in db.session.execute(
+        select(Certificate).where(Certificate.id.in_(list(certificate_ids)))
+    ).scalars():
+        if cert.origin == CertOrigin.ISSUED:
+            continue  # ours are placed by their request
+        before = {"organization_id": cert.organization_id, "department_id": cert.department_id}
+        cert.organization_id, cert.department_id = organization_id, department_id
+        cert.assigned_by_id, cert.assigned_rule_id, cert.assigned_at = actor.id, None, utcnow()
+        audit.record(
+            action="certificate.assign",
+            actor=actor,
+            object_type="Certificate",
+            object_id=cert.id,
+            label=cert.common_name,
+            before=before,
+            after={"organization_id": organization_id, "department_id": department_id},
+            organization_id=organization_id,
+            department_id=department_id,
+        )
+        count += 1
+    return count
+
+
+def _installed(cert: Certificate) -> int:
+    return int(
+        db.session.execute(
+            select(func.count())
+            .select_from(Endpoint)
+            .where(Endpoint.certificate_id == cert.id, Endpoint.error == "")
+        ).scalar_one()
+    )
+
+
+certificates.register_install_probe(_installed)

@@ -26,7 +26,14 @@ from app.models import (
 )
 from app.models.types import utcnow
 from app.scan.probe import ProbeResult
-from app.services import discovery_rules, discovery_runs, discovery_tasks, scheduling
+from app.services import (
+    discovery_rules,
+    discovery_runs,
+    discovery_store,
+    discovery_tasks,
+    network_assets,
+    scheduling,
+)
 from app.services.errors import Conflict, ValidationFailed
 from tests.conftest import drain
 from tests.factories import (
@@ -162,7 +169,7 @@ def test_scan_finds_every_certificate_once_and_assigns_by_rule(bed):
     flags = {e.ip: set(e.flags) for e in db.session.execute(select(Endpoint)).scalars()}
     assert "expired" in flags[HOSTS[2]] and "self_signed_leaf" in flags[HOSTS[3]]
     assert flags[HOSTS[0]] == set()
-    summary = discovery_runs.task_summary(task.id)
+    summary = network_assets.task_summary(task.id)
     assert summary == {
         "total": 4,
         "managed": 1,
@@ -197,7 +204,7 @@ def test_a_rescan_lets_rules_place_what_is_still_unassigned_never_what_an_admin_
     old, selfsigned = by_cn["old.ext.test"], by_cn["self.test"]
     assert old.organization_id is None and selfsigned.organization_id is None
     it = make_dept(bed.org, "IT")
-    discovery_runs.assign(
+    network_assets.assign_certificates(
         actor=bed.mrao,
         certificate_ids=[selfsigned.id],
         organization_id=bed.org.id,
@@ -272,10 +279,10 @@ def test_a_certificate_two_shards_insert_at_once_counts_as_new_once(bed):
     result = ProbeResult(HOSTS[0], bed.port, chain=(bed.ext.der,), tls_version="TLSv1.3")
     fingerprint = hashlib.sha256(bed.ext.der).hexdigest()
     contexts = [
-        discovery_runs._Context(task, 0, 0, [], [], {"new": 0, "assigned": 0}) for _ in "ab"
+        discovery_store.BatchContext(task, 0, 0, [], [], {"new": 0, "assigned": 0}) for _ in "ab"
     ]
-    rows = [discovery_runs._certificate_row(result, fingerprint, ctx, utcnow()) for ctx in contexts]
-    inserted = [discovery_runs._insert_new_certificates([row]) for row in rows]
+    rows = [discovery_store.certificate_row(result, fingerprint, ctx, utcnow()) for ctx in contexts]
+    inserted = [discovery_store.insert_new_certificates([row]) for row in rows]
     assert inserted == [{fingerprint}, set()]
     count = select(func.count()).where(Certificate.fingerprint == fingerprint)
     assert db.session.execute(count).scalar_one() == 1
