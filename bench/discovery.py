@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -42,9 +41,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.issuance import POSTGRES, idle_fraction, log, machine, run_child, start_redis
+from bench.harness import (
+    POSTGRES,
+    REPO,
+    app_env,
+    idle_fraction,
+    log,
+    machine,
+    run_child,
+    start_redis,
+)
 
-REPO = Path(__file__).resolve().parent.parent
 TLS_VS_NMAP = 2.0  # at least 2x nmap ssl-cert on the TLS endpoints
 TLS_VS_BARE = 0.75  # at least 75% of the bare handshake loop
 SWEEP_VS_NMAP = 1.0  # the empty /16 no slower than nmap -sT
@@ -242,19 +249,8 @@ def main() -> None:
     info["idle_before"] = round(idle_fraction(), 2)
     log(f"machine: {info['cpu']}, load {info['load_average']}, idle {info['idle_before']:.0%}")
     work = Path(tempfile.mkdtemp(prefix="cw-disc-bench-"))
-    from cryptography.fernet import Fernet
-
     database = f"cw_disc_bench_{os.getpid()}"
-    env = dict(
-        os.environ,
-        CW_KEK=Fernet.generate_key().decode(),
-        CW_AUDIT_KEY=secrets.token_urlsafe(32),
-        SECRET_KEY=secrets.token_urlsafe(32),
-        CW_INSTANCE_DIR=str(work / "instance"),
-        CW_BASE_URL="http://127.0.0.1:5000",
-        PYTHONPATH=str(REPO),
-        DATABASE_URL=f"{POSTGRES.rsplit('/', 1)[0]}/{database}",
-    )
+    env = app_env(work, DATABASE_URL=f"{POSTGRES.rsplit('/', 1)[0]}/{database}")
     import psycopg
 
     admin = psycopg.connect(POSTGRES, autocommit=True)

@@ -33,8 +33,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.discovery_bed import NMAP_TLS, ORG_A, SHARE, addresses, run_nmap, sni_name
-from bench.pipeline import (
+from bench import discovery_checks
+from bench.discovery_bed import NMAP_TLS, ORG_A, addresses, run_nmap, sni_name
+from bench.harness import (
+    REPO,
     cpu_seconds,
     database_backends,
     machine_busy_seconds,
@@ -42,9 +44,9 @@ from bench.pipeline import (
     process_tree,
     start_dramatiq,
     stop,
+    wait_for_workers,
 )
 
-REPO = Path(__file__).resolve().parent.parent
 SWEEP_RANGE = "127.77.0.0/16"
 POLL_SECONDS = 0.01  # how often the run's status is read while timing
 # nmap -sT over the empty /16: as the issue gives it (-n: no reverse DNS; nmap first
@@ -79,32 +81,6 @@ class Window:
         used["machine"] = machine_busy_seconds() - self.machine0
         used["other"] = used["machine"] - sum(v for k, v in used.items() if k != "machine")
         return {"seconds": seconds, "cpu": {k: round(v, 2) for k, v in used.items()}}
-
-
-def wait_for_workers(processes: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    """Until every worker process of ``proc`` has announced itself (rows of processes
-    stopped earlier do not count)."""
-    from sqlalchemy import func, select
-
-    from app.extensions import db
-    from app.models import WorkerHeartbeat
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the dramatiq workers exited during start-up")
-        alive = db.session.execute(
-            select(func.count())
-            .select_from(WorkerHeartbeat)
-            .where(
-                WorkerHeartbeat.kind == "worker", WorkerHeartbeat.pid.in_(process_tree(proc.pid))
-            )
-        ).scalar_one()
-        db.session.commit()
-        if alive >= processes:
-            return
-        time.sleep(0.1)
-    raise RuntimeError("the dramatiq workers did not start in time")
 
 
 def make_world(count: int, names: int, port: int, concurrency: int) -> dict[str, Any]:
@@ -155,17 +131,6 @@ def make_world(count: int, names: int, port: int, concurrency: int) -> dict[str,
         "concurrency": concurrency,
         "count": count,
         "names": named,
-    }
-
-
-def expected(world: dict[str, Any]) -> dict[str, int]:
-    """What a complete scan of the bed stores (see bench/discovery_bed.py)."""
-    distinct = -(-world["count"] // SHARE)
-    return {
-        "endpoints": world["count"] + world["names"],
-        "certificates": distinct + world["names"],
-        # certificate j is Corp A when j is even; every SNI certificate is Corp A
-        "assigned": (distinct + 1) // 2 + world["names"],
     }
 
 
@@ -274,90 +239,6 @@ def timed_scan(
     }
 
 
-def verify_tls(world: dict[str, Any], task_id: int, result: dict[str, Any]) -> dict[str, Any]:
-    """Untimed: every bed endpoint stored with its certificate, one row per certificate,
-    the rule's assignments present, the run's counters equal to what is stored."""
-    from sqlalchemy import func, select
-
-    from app.extensions import db
-    from app.models import Certificate, CertOrigin, Endpoint
-
-    want = expected(world)
-    stored = {
-        (ip, host): (cert, error)
-        for ip, host, cert, error in db.session.execute(
-            select(Endpoint.ip, Endpoint.host_name, Endpoint.certificate_id, Endpoint.error).where(
-                Endpoint.task_id == task_id
-            )
-        )
-    }
-    hosts = addresses(world["count"])
-    wanted = {(h, "") for h in hosts} | {(hosts[i], sni_name(i)) for i in range(world["names"])}
-    missing = wanted - set(stored)
-    without_cert = [k for k, (cert, error) in stored.items() if cert is None or error]
-    certs = db.session.execute(
-        select(func.count(), func.count(Certificate.organization_id)).where(
-            Certificate.origin == CertOrigin.DISCOVERED
-        )
-    ).one()
-    assigned_to_org = db.session.execute(
-        select(func.count()).where(
-            Certificate.origin == CertOrigin.DISCOVERED,
-            Certificate.organization_id == world["org_id"],
-            Certificate.assigned_rule_id == world["rule_id"],
-            Certificate.subject_o == ORG_A,
-        )
-    ).scalar_one()
-    distinct_on_endpoints = db.session.execute(
-        select(func.count(func.distinct(Endpoint.certificate_id))).where(
-            Endpoint.task_id == task_id
-        )
-    ).scalar_one()
-    db.session.commit()
-    checks = {
-        "every bed endpoint stored": not missing and len(stored) == want["endpoints"],
-        "every endpoint has its certificate": not without_cert,
-        "certificates deduplicated": certs[0] == distinct_on_endpoints == want["certificates"],
-        "rule assignments present": certs[1] == assigned_to_org == want["assigned"],
-        "run counters agree": (
-            result["status"] == "Successful"
-            and result["tls_endpoints"] == want["endpoints"]
-            and result["certificates"] == want["certificates"]
-            and result["new_certificates"] == want["certificates"]
-            and result["assigned"] == want["assigned"]
-        ),
-    }
-    return {
-        "expected": want,
-        "stored_endpoints": len(stored),
-        "missing": len(missing),
-        "certificates": certs[0],
-        "assigned": certs[1],
-        "checks": checks,
-        "ok": all(checks.values()),
-    }
-
-
-def verify_sweep(result: dict[str, Any]) -> dict[str, Any]:
-    from sqlalchemy import func, select
-
-    from app.extensions import db
-    from app.models import Endpoint, ScanRun
-
-    run = db.session.get(ScanRun, result["run_id"])
-    stored = db.session.execute(
-        select(func.count()).select_from(Endpoint).where(Endpoint.last_run_id == run.id)
-    ).scalar_one()
-    db.session.commit()
-    checks = {
-        "run successful": result["status"] == "Successful",
-        "every address done": result["targets_done"] == result["targets"] == 65536,
-        "every address refused": result["outcomes"] == {"refused": 65536},
-        "nothing stored": stored == 0,
-    }
-    return {"checks": checks, "ok": all(checks.values())}
-
-
 def bare_reference(world: dict[str, Any], concurrency: int) -> dict[str, Any]:
     window = Window({})
     done = subprocess.run(
@@ -446,7 +327,7 @@ def main() -> None:
                     if repeat:
                         task_id = fresh_tls_task(world, round_no * 100 + repeat)
                         result = timed_scan(world, task_id, pids, args.timeout)
-                        result["verified"] = verify_tls(world, task_id, result)
+                        result["verified"] = discovery_checks.verify_tls(world, task_id, result)
                         entry["tls"].append(result)
                     refs["bare"].append(bare_reference(world, args.bare_concurrency))
                     refs["nmap ssl-cert"].append(
@@ -466,7 +347,7 @@ def main() -> None:
                     for repeat in range(args.repeats + 1):
                         if repeat:
                             result = timed_scan(world, world["sweep_task_id"], pids, args.timeout)
-                            result["verified"] = verify_sweep(result)
+                            result["verified"] = discovery_checks.verify_sweep(result)
                             group["runs"].append(result)
                         if repeat in (0, args.repeats):  # nmap -sT takes 2-4 s: twice
                             for name, options in NMAP_SWEEPS.items():

@@ -26,23 +26,22 @@ another).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
-import secrets
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from bench.pipeline import machine_busy_seconds
-
-REPO = Path(__file__).resolve().parent.parent
-POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from bench.harness import (
+    POSTGRES,
+    app_env,
+    idle_fraction,
+    log,
+    machine,
+    run_child,
+    start_redis,
+)
 
 TARGETS = {
     ("RSA-2048", "sample"): 0.60,
@@ -51,76 +50,6 @@ TARGETS = {
     ("EC-P256", "every"): 0.60,
 }
 OCSP_TARGET = 2000.0
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def machine() -> dict[str, Any]:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    memory = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
-    import cryptography
-
-    return {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": f"{os.cpu_count()} x {model}",
-        "memory_gib": memory,
-        "python": platform.python_version(),
-        "cryptography": cryptography.__version__,
-        "load_average": os.getloadavg(),
-    }
-
-
-def idle_fraction(seconds: float = 1.0) -> float:
-    """How much of the machine nobody used over ``seconds`` (before we start)."""
-    busy = machine_busy_seconds()
-    time.sleep(seconds)
-    return max(0.0, 1 - (machine_busy_seconds() - busy) / seconds / (os.cpu_count() or 1))
-
-
-def start_redis(work: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
-    """A private redis-server on a unix socket (other users of a shared Redis cannot take
-    our messages), unless BENCH_REDIS_URL names one to use."""
-    if os.environ.get("BENCH_REDIS_URL"):
-        return None, os.environ["BENCH_REDIS_URL"]
-    sock = work / "redis.sock"
-    server = subprocess.Popen(
-        [
-            *("redis-server", "--port", "0", "--unixsocket", str(sock)),
-            *("--save", "", "--appendonly", "no", "--dir", str(work)),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while not sock.exists():
-        if time.monotonic() > deadline or server.poll() is not None:
-            raise SystemExit("redis-server did not start")
-        time.sleep(0.05)
-    return server, f"unix://{sock}"
-
-
-def run_child(module: str, args: list[str], env: dict[str, str], timeout: float, log: Path) -> None:
-    with log.open("w") as out:
-        proc = subprocess.run(
-            [sys.executable, "-m", module, *args],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            timeout=timeout,
-            check=False,
-        )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{module} failed, see {log}:\n{log.read_text()[-3000:]}")
 
 
 def reference(run: dict[str, Any]) -> dict[str, float]:
@@ -179,17 +108,7 @@ def main() -> None:
     info["idle_before"] = round(idle_fraction(), 2)
     log(f"machine: {info['cpu']}, load {info['load_average']}, idle {info['idle_before']:.0%}")
     work = Path(tempfile.mkdtemp(prefix="cw-bench-"))
-    from cryptography.fernet import Fernet
-
-    env = dict(
-        os.environ,
-        CW_KEK=Fernet.generate_key().decode(),
-        CW_AUDIT_KEY=secrets.token_urlsafe(32),
-        SECRET_KEY=secrets.token_urlsafe(32),
-        CW_INSTANCE_DIR=str(work / "instance"),
-        CW_BASE_URL="http://127.0.0.1:5000",
-        PYTHONPATH=str(REPO),
-    )
+    env = app_env(work)
     results: dict[str, Any] = {"machine": info, "threads": args.threads}
 
     runs = [

@@ -23,74 +23,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of the given processes so far (Linux /proc)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICK
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all processors spent not idle since boot (/proc/stat)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / TICK
-
-
-def process_tree(root: int) -> list[int]:
-    """root and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def database_backends() -> list[int]:
-    """PostgreSQL backend pids serving this database (none on SQLite)."""
-    from sqlalchemy import text
-
-    from app.extensions import db
-
-    if db.engine.dialect.name != "postgresql":
-        return []
-    pids = db.session.execute(
-        text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
-    ).scalars()
-    result = list(pids)
-    db.session.commit()
-    return result
-
-
-def migrate() -> None:
-    from flask_migrate import upgrade
-
-    upgrade(directory=str(REPO / "migrations"))
+from bench import raw
+from bench.harness import (
+    cpu_seconds,
+    database_backends,
+    machine_busy_seconds,
+    migrate,
+    process_tree,
+    start_dramatiq,
+    stop,
+    wait_for_workers,
+)
 
 
 def make_world(specs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -375,90 +324,6 @@ def verify_sample(request_ids: list[int], key_type: str, k: int = 20) -> int:
     return ok
 
 
-def start_dramatiq(
-    processes: int, threads: int, log: Path, queue: str = "issuance", poll_ms: int = 200
-) -> subprocess.Popen[bytes]:
-    dramatiq = Path(sys.executable).with_name("dramatiq")
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [
-                str(dramatiq),
-                "app.actors",
-                # dedicated workers for one queue, as README "Scale-out" recommends for
-                # issuance-heavy deployments (CPU-bound: one thread per process)
-                "--queues",
-                queue,
-                "--processes",
-                str(processes),
-                "--threads",
-                str(threads),
-            ],
-            cwd=REPO,
-            # an idle worker polls every poll_ms (dedicated workers: 50, README "Scale-out")
-            env={**os.environ, "dramatiq_worker_timeout": str(poll_ms)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def wait_for_workers(count: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    from sqlalchemy import func, select
-
-    from app.extensions import db
-    from app.models import WorkerHeartbeat
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the dramatiq workers exited during start-up")
-        alive = db.session.execute(
-            select(func.count())
-            .select_from(WorkerHeartbeat)
-            .where(WorkerHeartbeat.kind == "worker")
-        ).scalar_one()
-        db.session.commit()
-        if alive >= count:
-            return
-        time.sleep(0.1)
-    raise RuntimeError("the dramatiq workers did not start in time")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-
-
-class RawReference:
-    """(a) for one run, measured right before and right after it (bench/raw.py): on a
-    machine shared with other work, the reference then sees the same load as the run."""
-
-    def __init__(
-        self, spec: dict[str, Any], materials: dict[str, Any], seconds: float, lint_seconds: float
-    ) -> None:
-        from bench import raw
-
-        self.lint = spec["lint"] == "every"
-        self.seconds = lint_seconds if self.lint else seconds
-        key_type = spec["key_type"]
-        if self.seconds and key_type not in materials:
-            materials[key_type] = raw.make_material(key_type)
-        self.material = materials.get(key_type)
-        self.figures: dict[str, Any] = {}
-
-    def measure(self, when: str) -> None:
-        from bench import raw
-
-        if self.seconds:
-            rate = raw.measure(self.material, lint=self.lint, seconds=self.seconds)
-            self.figures[when] = rate.__dict__
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", required=True, help="JSON list of run specs")
@@ -497,7 +362,9 @@ def main() -> None:
             root = workers.pid if workers is not None else os.getpid()
             materials: dict[str, Any] = {}
             for spec in specs:
-                reference = RawReference(spec, materials, args.raw_seconds, args.raw_lint_seconds)
+                reference = raw.RawReference(
+                    spec, materials, args.raw_seconds, args.raw_lint_seconds
+                )
                 reference.measure("before")
                 result = timed_run(world, spec, args.timeout, root)
                 reference.measure("after")

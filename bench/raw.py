@@ -218,7 +218,7 @@ def measure(
 
     ``spawn`` (the default) starts clean interpreters, safe from a parent with threads.
     """
-    from bench.pipeline import machine_busy_seconds
+    from bench.harness import machine_busy_seconds
 
     ctx = mp.get_context(context)
     out = ctx.Queue()
@@ -241,6 +241,27 @@ def measure(
         cpu_rate=sum(count for count, _, _ in results) / cpu * processes if cpu else 0.0,
         other_cpu=max(0.0, busy - cpu),
     )
+
+
+class RawReference:
+    """(a) for one run, measured right before and right after it: on a
+    machine shared with other work, the reference then sees the same load as the run."""
+
+    def __init__(
+        self, spec: dict[str, Any], materials: dict[str, Any], seconds: float, lint_seconds: float
+    ) -> None:
+        self.lint = spec["lint"] == "every"
+        self.seconds = lint_seconds if self.lint else seconds
+        key_type = spec["key_type"]
+        if self.seconds and key_type not in materials:
+            materials[key_type] = make_material(key_type)
+        self.material = materials.get(key_type)
+        self.figures: dict[str, Any] = {}
+
+    def measure(self, when: str) -> None:
+        if self.seconds:
+            rate = measure(self.material, lint=self.lint, seconds=self.seconds)
+            self.figures[when] = rate.__dict__
 
 
 if __name__ == "__main__":

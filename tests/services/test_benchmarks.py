@@ -28,24 +28,30 @@ def _tool(name: str) -> None:
         pytest.skip(message)
 
 
-def test_issuance_benchmark_runs_every_part(service_status: dict[str, str], tmp_path: Path):
-    need(service_status, "PostgreSQL", POSTGRES)
-    for tool in ("wrk", "redis-server"):
+def run_smoke(module: str, tools: tuple[str, ...], status: dict[str, str], tmp_path: Path):
+    """`python -m MODULE --smoke --json FILE` against the test PostgreSQL: its printout and
+    its figures, after it exited 0."""
+    need(status, "PostgreSQL", POSTGRES)
+    for tool in tools:
         _tool(tool)
     out = tmp_path / "figures.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CW_", "DATABASE_URL"))}
     env["BENCH_POSTGRES_URL"] = POSTGRES
     done = subprocess.run(
-        [PY, "-m", "bench.issuance", "--smoke", "--json", str(out)],
+        [PY, "-m", module, "--smoke", "--json", str(out)],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    figures = json.loads(out.read_text())
+    return done.stdout, json.loads(out.read_text())
+
+
+def test_issuance_benchmark_runs_every_part(service_status: dict[str, str], tmp_path: Path):
+    stdout, figures = run_smoke("bench.issuance", ("wrk", "redis-server"), service_status, tmp_path)
     runs = figures["postgres"]["runs"] + figures["sqlite"]["runs"]
     assert [(r["key_type"], r["lint"]) for r in figures["postgres"]["runs"]] == [
         ("RSA-2048", "sample"),
@@ -62,28 +68,14 @@ def test_issuance_benchmark_runs_every_part(service_status: dict[str, str], tmp_
     ocsp = figures["ocsp"]
     assert ocsp["rate"] > 0 and ocsp["bad"] == 0 and ocsp["errors"] == 0, ocsp
     for line in ("(a) raw RSA-2048", "(a) raw EC-P256 + pkilint", "(c) OCSP responses"):
-        assert line in done.stdout, done.stdout
-    assert done.stdout.count("PASS") + done.stdout.count("FAIL") == 5, done.stdout
+        assert line in stdout, stdout
+    assert stdout.count("PASS") + stdout.count("FAIL") == 5, stdout
 
 
 def test_discovery_benchmark_runs_every_part(service_status: dict[str, str], tmp_path: Path):
-    need(service_status, "PostgreSQL", POSTGRES)
-    for tool in ("nmap", "redis-server"):
-        _tool(tool)
-    out = tmp_path / "figures.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CW_", "DATABASE_URL"))}
-    env["BENCH_POSTGRES_URL"] = POSTGRES
-    done = subprocess.run(
-        [PY, "-m", "bench.discovery", "--smoke", "--json", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    stdout, figures = run_smoke(
+        "bench.discovery", ("nmap", "redis-server"), service_status, tmp_path
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    figures = json.loads(out.read_text())
     [entry] = figures["rounds"]
     # The full path found every bed endpoint, stored each certificate once and assigned by
     # rule exactly the expected ones; the run's counters agree with what is stored.
@@ -100,4 +92,4 @@ def test_discovery_benchmark_runs_every_part(service_status: dict[str, str], tmp
     for group in entry["sweep"].values():
         assert group["runs"] and all(r["verified"]["ok"] for r in group["runs"]), group
         assert all(group["references"].values()), group["references"]
-    assert done.stdout.count("PASS") + done.stdout.count("FAIL") >= 4, done.stdout
+    assert stdout.count("PASS") + stdout.count("FAIL") >= 4, stdout
