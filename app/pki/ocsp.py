@@ -101,7 +101,8 @@ def parse_request(der: bytes) -> OcspQuery:
         raise OcspRequestError("OCSP request is empty or too large")
     try:
         request = ocsp.load_der_ocsp_request(der)
-    # cryptography signals a request for several certificates with NotImplementedError.
+    # A request listing several certificates is refused (RFC 5019 profiles one; see
+    # docs/pki.md): cryptography reports it as an unsupported feature, NotImplementedError.
     except (ValueError, NotImplementedError) as exc:
         raise OcspRequestError(f"OCSP request could not be parsed: {exc}") from None
     try:
