@@ -4,7 +4,6 @@ servers on 127.0.31.x, and the helpers that drive the task and rule forms."""
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from types import SimpleNamespace
 
@@ -27,7 +26,7 @@ from tests.factories import (
     make_pki,
     request_certificate,
 )
-from tests.tlsbed.certs import NOW, Issued, issue, make_name
+from tests.tlsbed.certs import Issued, external_set, issue, make_name
 from tests.tlsbed.farm import ServerFarm, free_port, server_context
 
 NET = "127.0.31"
@@ -55,20 +54,12 @@ def serve_bed(client, stub_worker):
     db.session.refresh(req)
     ours = Issued(x509.load_der_x509_certificate(req.certificate.der), key)
     ca = Issued(x509.load_der_x509_certificate(req.certificate.request.profile.ca.cert_der), key)
-    root = issue(make_name("Ext Root", "Example Corp"), ca=True)
-    inter = issue(make_name("Ext Intermediate", "Example Corp"), ca=True, issuer=root)
-    ext = issue(make_name("www.ext.test", "Example Corp"), issuer=inter, sans=["www.ext.test"])
-    expired = issue(
-        make_name("old.ext.test", "Other Inc"),
-        issuer=inter,
-        sans=["old.ext.test"],
-        not_before=NOW - dt.timedelta(days=90),
-        not_after=NOW - dt.timedelta(days=1),
-    )
+    external = external_set()
+    inter, ext, expired = external.inter, external.ext, external.expired
     lonely = issue(
         make_name("lonely.ext.test", "Example Corp"), issuer=inter, sans=["lonely.ext.test"]
     )
-    selfsigned = issue(make_name("self.test"), sans=["self.test"])
+    selfsigned = external.selfsigned
     port = free_port(list(HOST.values()))
     with ServerFarm() as farm:
         farm.add_tls(HOST["ext"], port, server_context([ext, inter]))

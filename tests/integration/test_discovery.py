@@ -44,7 +44,7 @@ from tests.factories import (
     make_pki,
     request_certificate,
 )
-from tests.tlsbed.certs import NOW, Issued, issue, make_name
+from tests.tlsbed.certs import Issued, external_set
 from tests.tlsbed.farm import ServerFarm, free_port, server_context
 
 HOSTS = [f"127.0.30.{i}" for i in range(1, 6)]
@@ -63,17 +63,9 @@ def bed(app, stub_worker):
         x509.load_der_x509_certificate(req.certificate.der),
         key,
     )
-    root = issue(make_name("Ext Root", "Example Corp"), ca=True)
-    inter = issue(make_name("Ext Intermediate", "Example Corp"), ca=True, issuer=root)
-    ext = issue(make_name("www.ext.test", "Example Corp"), issuer=inter, sans=["www.ext.test"])
-    expired = issue(
-        make_name("old.ext.test", "Other Inc"),
-        issuer=inter,
-        sans=["old.ext.test"],
-        not_before=NOW - dt.timedelta(days=90),
-        not_after=NOW - dt.timedelta(days=1),
-    )
-    selfsigned = issue(make_name("self.test"), sans=["self.test"])
+    external = external_set()
+    inter, ext, expired = external.inter, external.ext, external.expired
+    selfsigned = external.selfsigned
     port = free_port(HOSTS)
     with ServerFarm() as farm:
         farm.add_tls(HOSTS[0], port, server_context([ext, inter]))

@@ -90,6 +90,35 @@ def issue(
     return Issued(builder.sign(signer_key, algorithm), key)
 
 
+@dataclass(frozen=True)
+class ExternalSet:
+    """Certificates of a CA that is not ours, as the discovery tests find them deployed:
+    a leaf with its intermediate (subject O "Example Corp"), an expired one ("Other Inc")
+    and a self-signed one."""
+
+    inter: Issued
+    ext: Issued
+    expired: Issued
+    selfsigned: Issued
+
+
+def external_set() -> ExternalSet:
+    root = issue(make_name("Ext Root", "Example Corp"), ca=True)
+    inter = issue(make_name("Ext Intermediate", "Example Corp"), ca=True, issuer=root)
+    return ExternalSet(
+        inter=inter,
+        ext=issue(make_name("www.ext.test", "Example Corp"), issuer=inter, sans=["www.ext.test"]),
+        expired=issue(
+            make_name("old.ext.test", "Other Inc"),
+            issuer=inter,
+            sans=["old.ext.test"],
+            not_before=NOW - dt.timedelta(days=90),
+            not_after=NOW - dt.timedelta(days=1),
+        ),
+        selfsigned=issue(make_name("self.test"), sans=["self.test"]),
+    )
+
+
 def _der_length(n: int) -> bytes:
     if n < 0x80:
         return bytes([n])
