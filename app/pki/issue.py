@@ -39,6 +39,7 @@ from app.pki.profiles import (
 # RFC 5280 §4.1.2.2: a positive INTEGER of at most 20 octets, so below 2**159.
 MAX_SERIAL: Final = 2**159 - 1
 _ONE_SECOND: Final = dt.timedelta(seconds=1)
+_PUBLIC_KEY_TYPES: Final = (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)
 _LEAF_BASIC_CONSTRAINTS: Final = encoded_extension(
     x509.BasicConstraints(ca=False, path_length=None), critical=True
 )
@@ -59,6 +60,8 @@ def utc_now() -> dt.datetime:
 
 def to_utc(moment: dt.datetime) -> dt.datetime:
     """``moment`` in UTC truncated to the second; a naive datetime is taken as UTC."""
+    if moment.tzinfo is dt.UTC and not moment.microsecond:
+        return moment  # already so (utc_now()): the issuance hot path
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     return moment.astimezone(dt.UTC).replace(microsecond=0)
@@ -125,7 +128,7 @@ def build_leaf(
     moment = to_utc(now) if now is not None else utc_now()
     if moment < issuer.not_before:
         raise ProfileError(f"the issuing CA is not valid before {issuer.not_before.isoformat()}")
-    not_before, not_after = validity_window(term_days, now=moment, not_after_limit=issuer.not_after)
+    not_before, not_after = _naive_window(term_days, moment, issuer.not_after)
     extensions = [
         # RFC 5280 §4.2.1.9 / BR §7.1.2.7.8: cA FALSE; we mark it critical.
         _LEAF_BASIC_CONSTRAINTS,
@@ -140,16 +143,19 @@ def build_leaf(
         # AKI, CRL distribution point and AIA, pre-encoded in the Issuer.
         *issuer.issued_extensions,
     ]
-    # The extension list goes to the constructor: it is built here without duplicates,
-    # and eight add_extension() copies would cost more than the rest of this function.
-    return (
-        x509.CertificateBuilder(extensions=extensions)
-        .serial_number(_checked_serial(serial))
-        .issuer_name(issuer.name)
-        .subject_name(subject)
-        .public_key(public_key)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
+    # Everything goes to the constructor, checked here: the extension list is built
+    # without duplicates, the times are naive UTC (as the setters make them), and
+    # the setters' six builder copies would cost more than the rest of this function.
+    if not isinstance(public_key, _PUBLIC_KEY_TYPES):
+        raise TypeError(f"unsupported public key type {type(public_key).__name__}")
+    return x509.CertificateBuilder(
+        issuer_name=issuer.name,
+        subject_name=subject,
+        public_key=public_key,
+        serial_number=_checked_serial(serial),
+        not_valid_before=not_before,
+        not_valid_after=not_after,
+        extensions=extensions,
     )
 
 
@@ -374,6 +380,16 @@ def _throwaway_key(family: str) -> PrivateKey:
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
     curves: dict[str, ec.EllipticCurve] = {"EC-P256": ec.SECP256R1(), "EC-P384": ec.SECP384R1()}
     return ec.generate_private_key(curves[family])
+
+
+@functools.lru_cache(maxsize=256)
+def _naive_window(
+    term_days: int, moment: dt.datetime, not_after_limit: dt.datetime
+) -> tuple[dt.datetime, dt.datetime]:
+    # validity_window() as naive UTC, as the builder's setters would make it; a batch
+    # signs its certificates with one `now`, so this runs once per batch and term.
+    not_before, not_after = validity_window(term_days, now=moment, not_after_limit=not_after_limit)
+    return not_before.replace(tzinfo=None), not_after.replace(tzinfo=None)
 
 
 def _checked_serial(serial: int) -> int:

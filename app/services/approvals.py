@@ -164,16 +164,12 @@ def queue_issuance(request_ids: Sequence[int], *, batch_size: int | None = None)
             ([i for i in ids if i not in linted], BATCH_SIZE),
             ([i for i in ids if i in linted], LINTED_BATCH_SIZE),
         ]
-    job_ids = []
-    for group, size in groups:
-        for start in range(0, len(group), size):
-            job = jobs.create_job(
-                kind="issue_certificates",
-                payload={"request_ids": group[start : start + size]},
-                max_attempts=3,
-            )
-            job_ids.append(job.id)
-    return job_ids
+    payloads = [
+        {"request_ids": group[start : start + size]}
+        for group, size in groups
+        for start in range(0, len(group), size)
+    ]
+    return jobs.create_jobs(kind="issue_certificates", payloads=payloads, max_attempts=3)
 
 
 def _linting_every_certificate(request_ids: list[int]) -> set[int]:

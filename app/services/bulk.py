@@ -11,6 +11,7 @@ their audit events and mails); everything else keeps the ORM.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,19 +72,18 @@ def _copy(
     driver = connection.connection.driver_connection
     if driver is None:
         raise RuntimeError("the database connection is closed")
+    fetch, defaults, processed = plan.fetch, plan.defaults, plan.processed
     with driver.cursor() as cursor, cursor.copy(plan.statement) as copy:
         copy.set_types(plan.types)
+        write = copy.write_row
         for index, row in enumerate(rows):
-            values = []
-            for key, default, process in plan.columns:
-                if key in given:
-                    value = row[key]
-                elif key == "id":
-                    value = ids[index]
-                else:
-                    value = default() if default is not None else None
-                values.append(value if process is None else process(value))
-            copy.write_row(values)
+            # The plan orders the columns: [new id], the row's own keys, then defaults.
+            values = [ids[index]] if return_ids else []
+            values.extend(fetch(row))
+            values.extend([default() for default in defaults])
+            for position, process in processed:
+                values[position] = process(values[position])
+            write(values)
     return ids
 
 
@@ -91,25 +91,30 @@ def _copy(
 class _CopyPlan:
     statement: str
     types: list[str]
-    # Per column: its key, its default (None when the row gives it or for a new id) and
-    # its bind processor (enums -> values, JSON -> Json, UTC timestamps), as an INSERT has.
-    columns: list[tuple[str, Callable[[], Any] | None, _Processor]]
+    # A row's values in COPY column order: [the new id], fetch(row) (a tuple of the row's
+    # own values), then each default(); processed: (position, bind processor) for the
+    # columns that have one (enums -> values, JSON -> Json, UTC timestamps), as an INSERT.
+    fetch: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+    defaults: list[Callable[[], Any]]
+    processed: list[tuple[int, Callable[[Any], Any]]]
 
 
 @functools.lru_cache(maxsize=64)
 def _copy_plan(table: Table, given: frozenset[str], return_ids: bool, dialect: Any) -> _CopyPlan:
-    columns = [c for c in table.columns if c.key in given or _has_python_default(c)]
-    if return_ids:
-        columns = [table.c.id, *columns]
+    own = [c for c in table.columns if c.key in given]
+    defaulted = [c for c in table.columns if c.key not in given and _has_python_default(c)]
+    columns = [*([table.c.id] if return_ids else []), *own, *defaulted]
     names = ", ".join(dialect.identifier_preparer.quote(c.name) for c in columns)
+    keys = [c.key for c in own]
+    getter = operator.itemgetter(*keys)
+    processors = [_processor(c, dialect) for c in columns]
     return _CopyPlan(
         # Binary COPY: no text escaping of DER bytes on either side.
         statement=f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)",
         types=[_pg_type(c, dialect) for c in columns],
-        columns=[
-            (c.key, None if c.key in given else _default_of(c), _processor(c, dialect))
-            for c in columns
-        ],
+        fetch=getter if len(keys) > 1 else lambda row: (getter(row),),
+        defaults=[_default_of(c) for c in defaulted],
+        processed=[(i, p) for i, p in enumerate(processors) if p is not None],
     )
 
 
@@ -136,16 +141,13 @@ def _has_python_default(column: Any) -> bool:
     return default is not None and (default.is_scalar or default.is_callable)
 
 
-def _default_of(column: Any) -> Callable[[], Any] | None:
+def _default_of(column: Any) -> Callable[[], Any]:
+    """The Python-side default of a column that has one (see _has_python_default)."""
     default = column.default
-    if default is None:
-        return None
     if default.is_callable:
         return lambda: default.arg(None)  # zero-argument callables, wrapped by SQLAlchemy
-    if default.is_scalar:
-        value = default.arg
-        return lambda: value
-    return None
+    value = default.arg
+    return lambda: value
 
 
 def _processor(column: Any, dialect: Any) -> _Processor:

@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import Encoding
 from flask import current_app
-from sqlalchemy import Row, bindparam, func, select, update
+from sqlalchemy import Row, String, bindparam, func, select, type_coerce, update
 from sqlalchemy.orm import joinedload
 
 from app.extensions import db
@@ -359,8 +359,18 @@ def _mark_issued(request_ids: list[int]) -> None:
 # which costs more than the query itself.
 _REQUESTS = CertificateRequest.__table__
 _IDS = bindparam("ids", expanding=True, literal_execute=True)
+# Enum columns come back as their plain values (StrEnum members compare equal to them):
+# converting three a row to members costs more than loading the rest of it.
+_AS_VALUES = frozenset({"status", "cert_type", "mode"})
 _LOAD = (
-    select(*(_REQUESTS.c[name] for name in _REQUEST_COLUMNS))
+    select(
+        *(
+            type_coerce(_REQUESTS.c[name], String).label(name)
+            if name in _AS_VALUES
+            else _REQUESTS.c[name]
+            for name in _REQUEST_COLUMNS
+        )
+    )
     .where(_REQUESTS.c.id.in_(_IDS))
     .order_by(_REQUESTS.c.id)
 )

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from app.models import RequestMode
+from app.models import CertType, RequestMode
 from app.services import audit, mail
 
 Request = Row[Any]  # a request row as app.services.issuance reads it
@@ -81,7 +81,7 @@ def _collection_mail(to: list[str], items: Sequence[Issued], base: str) -> mail.
         else:
             how = f"Download (PEM with chain, certificate only, PKCS#7 or DER):\n  {base}/collect/{item.cert_id}/{item.token}"
         blocks.append(
-            f"{req.cert_type.label} certificate for {req.common_name}\n"
+            f"{CertType(req.cert_type).label} certificate for {req.common_name}\n"
             f"Names: {', '.join(req.sans)}\nTerm: {req.term_days} days\nRequest: #{req.id}\n{how}\n"
         )
     first = items[0].req

@@ -8,6 +8,7 @@ process died) is reclaimed, and a message for a finished job is a no-op.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 from app.extensions import db
 from app.models import Admin, Job, JobStatus
 from app.models.types import utcnow
-from app.services import audit
+from app.services import audit, bulk
 from app.services.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,30 @@ def create_job(
     if send:
         enqueue(job)
     return job
+
+
+def create_jobs(*, kind: str, payloads: list[dict[str, Any]], max_attempts: int = 3) -> list[int]:
+    """Add one pending system job per payload in one bulk insert and send their messages
+    after commit, in order; their ids. For fan-out (an approval of thousands of requests):
+    one INSERT instead of two statements a job."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown job kind {kind!r}")
+    now = utcnow()
+    rows = [
+        {
+            "kind": kind,
+            "payload": payload,
+            "max_attempts": max_attempts,
+            "status": JobStatus.PENDING,
+            "created_at": now,
+            "enqueued_at": now,
+        }
+        for payload in payloads
+    ]
+    ids = bulk.insert_rows(Job.__table__, rows, return_ids=True)
+    for job_id in ids:
+        after_commit(functools.partial(_send, job_id, kind))
+    return ids
 
 
 # --- running ---------------------------------------------------------------------------
