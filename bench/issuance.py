@@ -104,6 +104,8 @@ def main() -> None:
     raw_seconds, lint_seconds = (0.3, 0.3) if args.smoke else (1.5, 2.0) if quick else (2.5, 3.0)
     ocsp_seconds, ocsp_warmup = ("1", "1") if args.smoke else ("5", "3") if quick else ("10", "5")
 
+    if shutil.which("wrk") is None:  # checked first: (c) comes after minutes of (a) and (b)
+        raise SystemExit("wrk is needed for (c) (Debian: apt-get install wrk; or make tools)")
     info = machine()
     info["idle_before"] = round(idle_fraction(), 2)
     log(f"machine: {info['cpu']}, load {info['load_average']}, idle {info['idle_before']:.0%}")

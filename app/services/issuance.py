@@ -89,11 +89,13 @@ _REQUEST_COLUMNS = (
 Request = Row[Any]  # a row of _REQUEST_COLUMNS
 
 
-def _should_lint(profile: CertificateProfile, index: int) -> bool:
+def _lint_plan(profile: CertificateProfile, count: int) -> list[bool]:
+    """Which of the group's ``count`` certificates to lint: all, or in sample mode the
+    profile's first since a change and then one in N."""
     if profile.lint_mode == LintMode.EVERY:
-        return True
-    position = profile.issued_since_change + index
-    return position == 0 or position % max(1, profile.lint_sample_n) == 0
+        return [True] * count
+    first, every = profile.issued_since_change, max(1, profile.lint_sample_n)
+    return [first + i == 0 or (first + i) % every == 0 for i in range(count)]
 
 
 _SUBJECT_KEYS = ("CN", "O", "OU", "L", "ST", "C")
@@ -115,7 +117,7 @@ def _subject_of(values: tuple[str | None, ...]) -> x509.Name:
 
 
 def _subject(req: Request) -> x509.Name:
-    return _subject_of(tuple(req.subject.get(key) for key in _SUBJECT_KEYS))
+    return _subject_of(tuple(map(req.subject.get, _SUBJECT_KEYS)))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -255,6 +257,7 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
         fields = _issuer_fields(issuer, profile)
         serials = ca.reserve_serials(profile.ca, len(group))
         entropy = secrets.token_bytes(24 * len(group))
+        lint_plan, allowed = _lint_plan(profile, len(group)), profile.key_types
         for index, (req, serial) in enumerate(zip(group, serials, strict=True)):
             sealed = None
             try:
@@ -274,8 +277,8 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
                     serial=serial,
                     term_days=req.term_days,
                     now=now,
-                    allowed_key_types=profile.key_types,
-                    lint=_should_lint(profile, index),  # type: ignore[arg-type]
+                    allowed_key_types=allowed,  # type: ignore[arg-type]
+                    lint=lint_plan[index],
                 )
             except (PkiError, ValueError) as exc:
                 result.failed[req.id] = str(exc)

@@ -373,3 +373,28 @@ def test_batches_are_smaller_for_profiles_that_lint_every_certificate(world):
     ]
     (whole,) = approvals.queue_issuance(ids, batch_size=1000)  # an explicit size: one batch
     assert db.session.get(Job, whole).payload["request_ids"] == ids
+
+
+@pytest.mark.parametrize(
+    ("mode", "since_change", "every", "expected"),
+    [
+        ("every", 7, 100, [True] * 5),
+        ("sample", 0, 3, [True, False, False, True, False]),  # the first after a change
+        ("sample", 5, 3, [False, True, False, False, True]),  # positions 5..9: 6 and 9
+        ("sample", 4, 1, [True] * 5),
+    ],
+)
+def test_lint_sampling_picks_the_first_certificate_then_one_in_n(
+    mode, since_change, every, expected
+):
+    from types import SimpleNamespace
+
+    from app.models import LintMode
+    from app.services import issuance
+
+    profile = SimpleNamespace(
+        lint_mode=LintMode.EVERY if mode == "every" else LintMode.SAMPLE,
+        issued_since_change=since_change,
+        lint_sample_n=every,
+    )
+    assert issuance._lint_plan(profile, 5) == expected
