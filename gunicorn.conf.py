@@ -29,3 +29,10 @@ def post_worker_init(worker):
 
         Embedded(worker.wsgi, threads=int(os.environ.get("CW_WORKER_THREADS", "4"))).start()
     freeze_startup_objects()
+
+
+def post_request(worker, req, environ, resp):
+    # The OCSP fast path corks its answers (app/api/ocsp_wsgi.py): one segment, not two.
+    from app.api.ocsp_wsgi import uncork
+
+    uncork(environ.get("gunicorn.socket"))

@@ -143,3 +143,39 @@ def test_a_database_error_is_answered_by_flask(app, issued):  # noqa: F811
         db.session.rollback()
         db.session.execute(text("ALTER TABLE certificates_gone RENAME TO certificates"))
         db.session.commit()
+
+
+def test_under_gunicorn_an_answer_leaves_in_one_piece_when_the_request_ends(app, issued):  # noqa: F811
+    """gunicorn sends headers and body with two send()s on a TCP_NODELAY socket: the fast
+    path corks the connection and gunicorn.conf.py's post_request hook uncorks it, so
+    the answer goes out as one segment, and only then."""
+    import runpy
+    import select
+    import socket
+
+    hooks = runpy.run_path(os.path.join(os.path.dirname(app.root_path), "gunicorn.conf.py"))
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    with client, server:
+        server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as gunicorn does
+        environ = EnvironBuilder(
+            method="POST",
+            path="/pki/ocsp",
+            data=request_der(issued),
+            content_type="application/ocsp-request",
+        ).get_environ()
+        environ["gunicorn.socket"] = server
+        body, status, _ = run_wsgi_app(app.wsgi_app, environ, buffered=True)
+        assert status == "200 OK"
+        assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK) == 1
+        server.sendall(b"HTTP/1.1 200 OK\r\n\r\n")  # what gunicorn writes: headers, then body
+        server.sendall(b"".join(body))
+        assert select.select([client], [], [], 0.05)[0] == []  # held back while corked
+        hooks["post_request"](None, None, environ, None)
+        assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK) == 0
+        assert select.select([client], [], [], 5)[0] == [client]
+        received = b""
+        while len(received) < 19 + len(b"".join(body)):
+            received += client.recv(65536)
+        assert received == b"HTTP/1.1 200 OK\r\n\r\n" + b"".join(body)
