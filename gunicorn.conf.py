@@ -22,7 +22,10 @@ forwarded_allow_ips = os.environ.get("CW_FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
 def post_worker_init(worker):
+    from app.api.ocsp_wsgi import enable_cork
     from app.runtime import freeze_startup_objects
+
+    enable_cork()  # post_request below uncorks what the OCSP fast path corks
 
     if embedded and os.environ.get("CW_EMBEDDED_WORKER", "1") != "0":
         from app.runtime import Embedded

@@ -35,13 +35,24 @@ _POST = re.compile(r"/pki/ocsp(?:/[0-9]+)?")
 _GET = re.compile(r"/pki/ocsp/[0-9]+/([^/].*)")
 
 
+# Set by gunicorn.conf.py in each worker: its post_request hook uncorks every connection.
+# Under another gunicorn configuration nothing would, and a corked answer would wait for
+# the kernel's 200 ms ceiling, so cork() does nothing there.
+_UNCORK_HOOKED = False
+
+
+def enable_cork() -> None:
+    global _UNCORK_HOOKED
+    _UNCORK_HOOKED = True
+
+
 def cork(environ: dict[str, Any]) -> None:
-    """Under gunicorn, hold back the response's segments until gunicorn.conf.py's
-    post_request hook uncorks the socket: gunicorn writes the headers and the body with
-    two send()s (TCP_NODELAY), which made two segments of a ~1 KB answer, and on loopback
-    or a LAN each segment costs both ends more than producing a cached answer."""
+    """Under gunicorn.conf.py, hold back the response's segments until its post_request
+    hook uncorks the socket: gunicorn writes the headers and the body with two send()s
+    (TCP_NODELAY), which made two segments of a ~1 KB answer, and on loopback or a LAN
+    each segment costs both ends more than producing a cached answer."""
     sock = environ.get("gunicorn.socket")
-    if sock is not None and hasattr(socket, "TCP_CORK"):
+    if _UNCORK_HOOKED and sock is not None and hasattr(socket, "TCP_CORK"):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
 

@@ -8,6 +8,7 @@ and the body (or, for signatures made fresh, what the response says).
 from __future__ import annotations
 
 import base64
+import io
 import os
 import urllib.parse
 
@@ -145,7 +146,11 @@ def test_a_database_error_is_answered_by_flask(app, issued):  # noqa: F811
         db.session.commit()
 
 
-def test_under_gunicorn_an_answer_leaves_in_one_piece_when_the_request_ends(app, issued):  # noqa: F811
+def test_under_gunicorn_an_answer_leaves_in_one_piece_when_the_request_ends(
+    app,
+    issued,  # noqa: F811
+    monkeypatch,
+):
     """gunicorn sends headers and body with two send()s on a TCP_NODELAY socket: the fast
     path corks the connection and gunicorn.conf.py's post_request hook uncorks it, so
     the answer goes out as one segment, and only then."""
@@ -159,13 +164,18 @@ def test_under_gunicorn_an_answer_leaves_in_one_piece_when_the_request_ends(app,
         server, _ = listener.accept()
     with client, server:
         server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as gunicorn does
+        der = request_der(issued)
         environ = EnvironBuilder(
-            method="POST",
-            path="/pki/ocsp",
-            data=request_der(issued),
-            content_type="application/ocsp-request",
+            method="POST", path="/pki/ocsp", data=der, content_type="application/ocsp-request"
         ).get_environ()
         environ["gunicorn.socket"] = server
+        # Not under gunicorn.conf.py (nothing would uncork): no cork.
+        monkeypatch.setattr("app.api.ocsp_wsgi._UNCORK_HOOKED", False)
+        run_wsgi_app(app.wsgi_app, dict(environ, **{"wsgi.input": io.BytesIO(der)}))
+        assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK) == 0
+        monkeypatch.setenv("CW_EMBEDDED_WORKER", "0")
+        monkeypatch.setattr("app.runtime.freeze_startup_objects", lambda: None)
+        hooks["post_worker_init"](None)  # what each gunicorn worker runs after loading us
         body, status, _ = run_wsgi_app(app.wsgi_app, environ, buffered=True)
         assert status == "200 OK"
         assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK) == 1
