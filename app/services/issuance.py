@@ -159,9 +159,26 @@ class _IssuerFields:
     issuer_dn: str
     issuer_cn: str
     signature_algorithm: str
+    created_at: datetime
+
+    @functools.cached_property
+    def columns(self) -> dict[str, Any]:
+        """These fields as inventory columns, with the origin and status of every row."""
+        return {
+            "origin": CertOrigin.ISSUED,
+            "status": CertStatus.ISSUED,
+            "ca_id": self.ca_id,
+            "profile_id": self.profile_id,
+            "issuer_dn": self.issuer_dn,
+            "issuer_cn": self.issuer_cn,
+            "signature_algorithm": self.signature_algorithm,
+            "created_at": self.created_at,
+        }
 
 
-def _issuer_fields(issuer: Issuer, profile: CertificateProfile) -> _IssuerFields:
+def _issuer_fields(
+    issuer: Issuer, profile: CertificateProfile, created_at: datetime
+) -> _IssuerFields:
     issuer_dn = issuer.name.rfc4514_string()
     family = "RSA" if issuer.key_type.startswith("RSA") else "ECDSA"
     return _IssuerFields(
@@ -170,6 +187,7 @@ def _issuer_fields(issuer: Issuer, profile: CertificateProfile) -> _IssuerFields
         issuer_dn=issuer_dn,
         issuer_cn=issuer_dn.split("CN=", 1)[-1].split(",", 1)[0],
         signature_algorithm=f"{issuer.signature_hash.value} with {family}",
+        created_at=created_at,
     )
 
 
@@ -182,42 +200,34 @@ def _row(
     fields: _IssuerFields,
     sealed: bytes | None,
     token_hash: str,
-    now: datetime,
 ) -> dict[str, Any]:
     # Everything but the subject DN, serial and validity is known from the request and
     # the issuer: the certificate is not parsed back to describe it.
     algorithm, size = KEY_ALGORITHM.get(req.key_type, ("", None))
     subject = req.subject
     return {
+        **fields.columns,
         "fingerprint": hashlib.sha256(der).hexdigest(),
         "der": der,
         "cert_type": req.cert_type,
-        "origin": CertOrigin.ISSUED,
-        "status": CertStatus.ISSUED,
         "organization_id": req.organization_id,
         "department_id": req.department_id,
-        "ca_id": fields.ca_id,
-        "profile_id": fields.profile_id,
         "request_id": req.id,
         "serial_hex": f"{serial:x}",
         "subject_dn": subject_dn,
         "common_name": req.common_name,
         "subject_o": subject.get("O", ""),
         "subject_ou": subject.get("OU", ""),
-        "issuer_dn": fields.issuer_dn,
-        "issuer_cn": fields.issuer_cn,
         "sans": req.sans,
         "not_before": cert.not_valid_before_utc,
         "not_after": cert.not_valid_after_utc,
         "key_algorithm": algorithm,
         "key_size": size,
-        "signature_algorithm": fields.signature_algorithm,
         "sealed_key": sealed,
         "collect_token_hash": token_hash,
         "auto_renew": req.auto_renew,
         "renew_days_before": req.renew_days_before,
         "renewal_state": "Auto-renew on" if req.auto_renew else "",
-        "created_at": now,
     }
 
 
@@ -254,7 +264,7 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
         leaf = LeafProfile(
             KIND_OF[profile.cert_type], include_client_auth=profile.include_client_auth
         )
-        fields = _issuer_fields(issuer, profile)
+        fields = _issuer_fields(issuer, profile, created_at)
         serials = ca.reserve_serials(profile.ca, len(group))
         entropy = secrets.token_bytes(24 * len(group))
         lint_plan, allowed = _lint_plan(profile, len(group)), profile.key_types
@@ -289,9 +299,7 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
             token_hash = hashlib.sha256(token.encode()).hexdigest()
             cn = str(req.subject.get("CN") or "").strip()
             subject_dn = _subject_dn(subject, cn, cert, leaf.kind)
-            rows.append(
-                _row(req, cert, serial, subject_dn, der, fields, sealed, token_hash, created_at)
-            )
+            rows.append(_row(req, cert, serial, subject_dn, der, fields, sealed, token_hash))
             issued.append((req, token))
         counted[profile.id] = len(group)
     if rows:
