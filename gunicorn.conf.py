@@ -6,6 +6,8 @@ worker and the scheduler. BROKER_URL set: CW_WEB_WORKERS processes, web only.
 
 import os
 
+from gunicorn.glogging import Logger
+
 embedded = not os.environ.get("BROKER_URL")
 bind = os.environ.get("CW_BIND", f"127.0.0.1:{os.environ.get('PORT', '5000')}")
 workers = 1 if embedded else int(os.environ.get("CW_WEB_WORKERS", "2"))
@@ -18,6 +20,26 @@ worker_class = "gthread"
 reuse_port = True
 timeout = 120
 accesslog = "-"
+log_ocsp = os.environ.get("CW_OCSP_ACCESS_LOG", "0") == "1"
+
+
+class AccessLog(Logger):
+    """gunicorn's logger, except that an OCSP answer (status 200 under /pki/ocsp) gets no
+    access line unless CW_OCSP_ACCESS_LOG=1: a busy responder answers thousands a second,
+    and writing a line each cost about a third of its capacity (docs/benchmarks.md).
+    Every other request, and every OCSP request that was not answered 200, is logged."""
+
+    def access(self, resp, req, environ, request_time):
+        if (
+            not log_ocsp
+            and resp.status_code == 200
+            and environ.get("PATH_INFO", "").startswith("/pki/ocsp")
+        ):
+            return
+        super().access(resp, req, environ, request_time)
+
+
+logger_class = AccessLog
 forwarded_allow_ips = os.environ.get("CW_FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 

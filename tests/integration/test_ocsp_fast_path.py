@@ -189,3 +189,50 @@ def test_under_gunicorn_an_answer_leaves_in_one_piece_when_the_request_ends(
         while len(received) < 19 + len(b"".join(body)):
             received += client.recv(65536)
         assert received == b"HTTP/1.1 200 OK\r\n\r\n" + b"".join(body)
+
+
+@pytest.mark.parametrize("log_ocsp", ["0", "1"])
+def test_gunicorn_logs_every_request_but_answered_ocsp_ones(tmp_path, monkeypatch, log_ocsp):
+    """gunicorn.conf.py's logger skips the access line of each OCSP answer (status 200)
+    unless CW_OCSP_ACCESS_LOG=1; the console, and OCSP requests that failed, are logged."""
+    import datetime as dt
+    import runpy
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    monkeypatch.setenv("CW_OCSP_ACCESS_LOG", log_ocsp)
+    conf = runpy.run_path(os.path.join(os.path.dirname(__file__), "..", "..", "gunicorn.conf.py"))
+    cfg = Config()
+    cfg.set("accesslog", str(tmp_path / "access.log"))
+    logger = conf["logger_class"](cfg)
+
+    def request(method, path, status):
+        environ = {
+            "REQUEST_METHOD": method,
+            "RAW_URI": path,
+            "PATH_INFO": path,
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "127.0.0.1",
+        }
+        resp = SimpleNamespace(status=status, status_code=int(status[:3]), sent=5, headers=[])
+        logger.access(resp, SimpleNamespace(headers=[]), environ, dt.timedelta(milliseconds=2))
+
+    try:
+        request("POST", "/pki/ocsp", "200 OK")
+        request("GET", "/pki/ocsp/2/MFMwUTBPME0wSzAJBgUrDgMCGgUABBQ", "200 OK")
+        request("GET", "/admin/", "200 OK")
+        request("POST", "/pki/ocsp/9", "500 INTERNAL SERVER ERROR")
+    finally:
+        for handler in [*logger.access_log.handlers, *logger.error_log.handlers]:
+            handler.close()
+    lines = (tmp_path / "access.log").read_text().splitlines()
+    logged = [line.split('"')[1] for line in lines]
+    ocsp_answers = [
+        "POST /pki/ocsp HTTP/1.1",
+        "GET /pki/ocsp/2/MFMwUTBPME0wSzAJBgUrDgMCGgUABBQ HTTP/1.1",
+    ]
+    assert logged == (ocsp_answers if log_ocsp == "1" else []) + [
+        "GET /admin/ HTTP/1.1",
+        "POST /pki/ocsp/9 HTTP/1.1",
+    ]
