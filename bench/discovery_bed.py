@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from tests.tlsbed.farm import serve_handshakes
+from tests.tlsbed.farm import handshake_loop, serve_handshakes
 
 BASE = "127.20.0.1"
 SHARE = 4  # consecutive addresses presenting the same certificate
@@ -267,35 +267,11 @@ def targets(count: int, names: int) -> list[tuple[str, str | None]]:
     return [(h, None) for h in hosts] + [(hosts[i], sni_name(i)) for i in range(min(names, count))]
 
 
-async def bare_loop(
-    items: Sequence[tuple[str, str | None]], port: int, concurrency: int, timeout: float
-) -> int:
-    """Handshakes completed: open, handshake, close; nothing parsed or kept."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    limit = asyncio.Semaphore(concurrency)
-
-    async def one(host: str, name: str | None) -> bool:
-        async with limit:
-            try:
-                connect = asyncio.open_connection(host, port, ssl=context, server_hostname=name)
-                _, writer = await asyncio.wait_for(connect, timeout)
-            except (OSError, TimeoutError):
-                return False
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            return True
-
-    return sum(await asyncio.gather(*(one(host, name) for host, name in items)))
-
-
 def bare_main(count: int, port: int, names: int, concurrency: int) -> None:
     raise_nofile()
     items = targets(count, names)
     started = time.perf_counter()
-    ok = asyncio.run(bare_loop(items, port, concurrency, 10.0))
+    ok = asyncio.run(handshake_loop(items, port, concurrency, 10.0))
     seconds = time.perf_counter() - started
     print(json.dumps({"endpoints": len(items), "handshakes": ok, "seconds": seconds}))
 

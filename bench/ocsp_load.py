@@ -16,7 +16,6 @@ import json
 import os
 import random
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.harness import REPO, stop
 
 LUA = """
 local requests = {%(requests)s}
@@ -279,13 +278,7 @@ def main() -> None:
         result.update(measured)
         result["rate"] = round(measured["requests"] / measured["seconds"], 1)
     finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(5)
+        stop(server)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(json.dumps(result))
 
