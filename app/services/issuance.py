@@ -150,45 +150,22 @@ def _built_dn(subject: x509.Name, cn: str, kind: CertKind) -> str | None:
     return ",".join([_rdn_dn(rdn) for rdn in reversed(subject.rdns)])
 
 
-@dataclass(frozen=True)
-class _IssuerFields:
-    """The inventory columns that are the same for every certificate of one profile."""
-
-    ca_id: int
-    profile_id: int
-    issuer_dn: str
-    issuer_cn: str
-    signature_algorithm: str
-    created_at: datetime
-
-    @functools.cached_property
-    def columns(self) -> dict[str, Any]:
-        """These fields as inventory columns, with the origin and status of every row."""
-        return {
-            "origin": CertOrigin.ISSUED,
-            "status": CertStatus.ISSUED,
-            "ca_id": self.ca_id,
-            "profile_id": self.profile_id,
-            "issuer_dn": self.issuer_dn,
-            "issuer_cn": self.issuer_cn,
-            "signature_algorithm": self.signature_algorithm,
-            "created_at": self.created_at,
-        }
-
-
-def _issuer_fields(
+def _batch_columns(
     issuer: Issuer, profile: CertificateProfile, created_at: datetime
-) -> _IssuerFields:
+) -> dict[str, Any]:
+    """The inventory columns that are the same for every certificate of a profile's batch."""
     issuer_dn = issuer.name.rfc4514_string()
     family = "RSA" if issuer.key_type.startswith("RSA") else "ECDSA"
-    return _IssuerFields(
-        ca_id=profile.ca_id,
-        profile_id=profile.id,
-        issuer_dn=issuer_dn,
-        issuer_cn=issuer_dn.split("CN=", 1)[-1].split(",", 1)[0],
-        signature_algorithm=f"{issuer.signature_hash.value} with {family}",
-        created_at=created_at,
-    )
+    return {
+        "origin": CertOrigin.ISSUED,
+        "status": CertStatus.ISSUED,
+        "ca_id": profile.ca_id,
+        "profile_id": profile.id,
+        "issuer_dn": issuer_dn,
+        "issuer_cn": issuer_dn.split("CN=", 1)[-1].split(",", 1)[0],
+        "signature_algorithm": f"{issuer.signature_hash.value} with {family}",
+        "created_at": created_at,
+    }
 
 
 def _row(
@@ -197,7 +174,7 @@ def _row(
     serial: int,
     subject_dn: str,
     der: bytes,
-    fields: _IssuerFields,
+    common: dict[str, Any],
     sealed: bytes | None,
     token_hash: str,
 ) -> dict[str, Any]:
@@ -206,7 +183,7 @@ def _row(
     algorithm, size = KEY_ALGORITHM.get(req.key_type, ("", None))
     subject = req.subject
     return {
-        **fields.columns,
+        **common,
         "fingerprint": hashlib.sha256(der).hexdigest(),
         "der": der,
         "cert_type": req.cert_type,
@@ -264,7 +241,7 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
         leaf = LeafProfile(
             KIND_OF[profile.cert_type], include_client_auth=profile.include_client_auth
         )
-        fields = _issuer_fields(issuer, profile, created_at)
+        common = _batch_columns(issuer, profile, created_at)
         serials = ca.reserve_serials(profile.ca, len(group))
         entropy = secrets.token_bytes(24 * len(group))
         lint_plan, allowed = _lint_plan(profile, len(group)), profile.key_types
@@ -299,7 +276,7 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
             token_hash = hashlib.sha256(token.encode()).hexdigest()
             cn = str(req.subject.get("CN") or "").strip()
             subject_dn = _subject_dn(subject, cn, cert, leaf.kind)
-            rows.append(_row(req, cert, serial, subject_dn, der, fields, sealed, token_hash))
+            rows.append(_row(req, cert, serial, subject_dn, der, common, sealed, token_hash))
             issued.append((req, token))
         counted[profile.id] = len(group)
     if rows:
