@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help run test venv migrate bootstrap worker scheduler web lint typecheck browser tools packages clean
+.PHONY: help run test check venv migrate bootstrap worker scheduler web lint typecheck browser tools packages clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -57,10 +57,14 @@ test: venv ## Set up and run the whole test suite
 	@$(MAKE) --no-print-directory packages WANT="chromium wrk nmap"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: venv ## ruff check + format check, mypy --strict on the pure packages
+check: lint ## The fast loop: lint, then the unit and integration tiers on SQLite
+	$(BIN)/python -m pytest tests/unit tests/integration -q $(PYTEST_ARGS)
+
+lint: venv ## ruff check + format check, mypy --strict on the pure packages, import contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 clean: ## Remove the virtualenv and caches (keeps instance/ with your data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

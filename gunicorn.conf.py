@@ -44,20 +44,20 @@ forwarded_allow_ips = os.environ.get("CW_FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
 def post_worker_init(worker):
-    from app.api.ocsp_wsgi import enable_cork
-    from app.runtime import freeze_startup_objects
+    from app.api.relying_party.ocsp_wsgi import enable_cork
+    from app.runtime.context import freeze_startup_objects
 
     enable_cork()  # post_request below uncorks what the OCSP fast path corks
 
     if embedded and os.environ.get("CW_EMBEDDED_WORKER", "1") != "0":
-        from app.runtime import Embedded
+        from app.runtime.embedded import Embedded
 
         Embedded(worker.wsgi, threads=int(os.environ.get("CW_WORKER_THREADS", "4"))).start()
     freeze_startup_objects()
 
 
 def post_request(worker, req, environ, resp):
-    # The OCSP fast path corks its answers (app/api/ocsp_wsgi.py): one segment, not two.
-    from app.api.ocsp_wsgi import uncork
+    # The OCSP fast path corks its answers (app/api/relying_party/ocsp_wsgi.py): one segment, not two.
+    from app.api.relying_party.ocsp_wsgi import uncork
 
     uncork(environ.get("gunicorn.socket"))

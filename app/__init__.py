@@ -56,10 +56,10 @@ def register_actors() -> None:
 
 def register_blueprints(app: Flask) -> None:
     from app.admin import init_console
-    from app.admin.assets import bp as assets_bp
     from app.admin.auth import bp as auth_bp
-    from app.api.collect import bp as collect_bp
-    from app.api.pki import bp as pki_bp
+    from app.admin.vendor import bp as assets_bp
+    from app.api.relying_party.endpoints import bp as pki_bp
+    from app.portal.collect import bp as collect_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(assets_bp)
@@ -103,9 +103,9 @@ def register_request_hooks(app: Flask) -> None:
 
 
 def register_fast_paths(app: Flask) -> None:
-    """The OCSP responder answers in front of Flask (app/api/ocsp_wsgi.py): a responder
+    """The OCSP responder answers in front of Flask (app/api/relying_party/ocsp_wsgi.py): a responder
     serves thousands of requests a second, and Flask's per-request work outweighs it."""
-    from app.api.ocsp_wsgi import OcspFastPath
+    from app.api.relying_party.ocsp_wsgi import OcspFastPath
 
     app.wsgi_app = OcspFastPath(app, app.wsgi_app, SECURITY_HEADERS)  # type: ignore[method-assign]
 

@@ -54,6 +54,18 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value not in (None, "") else default
 
 
+def broker_kind(url: str) -> str:
+    if not url:
+        return "embedded"
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return "redis"
+    if url.startswith(("amqp://", "amqps://")):
+        return "rabbitmq"
+    raise ValueError(
+        f"BROKER_URL must start with redis:// or amqp://, not {url.split(':', 1)[0]}://"
+    )
+
+
 def database_url() -> str:
     url = os.environ.get("DATABASE_URL", "").strip()
     if not url:

@@ -86,20 +86,23 @@ class Window:
 def make_world(count: int, names: int, port: int, concurrency: int) -> dict[str, Any]:
     from app.extensions import db
     from app.models import Role
-    from app.services import accounts, discovery_rules, discovery_tasks, orgs
+    from app.services.accounts import admins
+    from app.services.discovery import rules, tasks
+    from app.services.scope import SYSTEM
+    from app.services.structure import orgs
 
-    mrao = accounts.create_admin(
-        actor=None,
+    mrao = admins.create_admin(
+        actor=SYSTEM,
         login="bench",
         email="bench@bench.example",
         role=Role.MRAO,
         password="a-long-timing-password-1",
     )
-    org = orgs.create_org(actor=None, data=orgs.OrgData(name="Bench", country="DE"))
+    org = orgs.create_org(actor=SYSTEM, data=orgs.OrgData(name="Bench", country="DE"))
     db.session.flush()
-    rule = discovery_rules.save_rule(
+    rule = rules.save_rule(
         actor=mrao,
-        data=discovery_rules.RuleData(
+        data=rules.RuleData(
             name="Corp A to Bench",
             match_mode="all",
             conditions=[{"field": "subject_o", "operator": "equals", "value": ORG_A}],
@@ -108,9 +111,9 @@ def make_world(count: int, names: int, port: int, concurrency: int) -> dict[str,
     )
     hosts = addresses(count)
     named = min(names, count)
-    sweep = discovery_tasks.create_task(
+    sweep = tasks.create_task(
         actor=mrao,
-        data=discovery_tasks.TaskData(
+        data=tasks.TaskData(
             name="Empty /16",
             ranges=SWEEP_RANGE,
             ports=str(port),
@@ -153,13 +156,13 @@ def fresh_tls_task(world: dict[str, Any], round_no: int) -> int:
 
     from app.extensions import db
     from app.models import Admin, Certificate, CertOrigin, Endpoint
-    from app.services import discovery_tasks
+    from app.services.discovery import tasks
 
     db.session.execute(delete(Endpoint))
     db.session.execute(delete(Certificate).where(Certificate.origin == CertOrigin.DISCOVERED))
-    task = discovery_tasks.create_task(
+    task = tasks.create_task(
         actor=db.session.get(Admin, world["admin_id"]),
-        data=discovery_tasks.TaskData(
+        data=tasks.TaskData(
             name=f"TLS bed, round {round_no}",
             ranges=world["ranges"],
             ports=str(world["port"]),
@@ -183,7 +186,7 @@ def timed_scan(
 
     from app.extensions import db
     from app.models import Admin, Job, RunStatus, ScanRun, ScanShard
-    from app.services import discovery_runs
+    from app.services.discovery import runs
 
     admin = db.session.get(Admin, world["admin_id"])
     # this process's own backend (polling the run's status) is not Certwright's work
@@ -192,7 +195,7 @@ def timed_scan(
     window = Window({**pids, "database": backends, "bench": [os.getpid(), mine]})
     wall0 = time.time()
     sizing = {"shard_size": world["shard_size"]} if world.get("shard_size") else {}
-    run = discovery_runs.start_run(actor=admin, task_id=task_id, **sizing)
+    run = runs.start_run(actor=admin, task_id=task_id, **sizing)
     db.session.commit()
     run_id = run.id
     committed = time.perf_counter() - window.t0

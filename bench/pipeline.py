@@ -14,7 +14,7 @@ Issued with its certificate row, audited (one event per batch and organization l
 and a sample of certificates verifies against its issuing CA.
 
 Workers: with BROKER_URL set, `dramatiq app.actors --processes P --threads T` started
-here; without it, the embedded worker (app.runtime.Embedded) in this process, as the
+here; without it, the embedded worker (app.runtime.embedded.Embedded) in this process, as the
 one-machine web process runs it.
 """
 
@@ -46,17 +46,20 @@ def make_world(specs: list[dict[str, Any]]) -> dict[str, Any]:
     """MRAO, org, domain; per key type a root and an issuing CA; a profile per run."""
     from app.extensions import db
     from app.models import CertType, LintMode, Role
-    from app.services import accounts, ca, domains, orgs, profiles
+    from app.services.accounts import admins
+    from app.services.ca import authorities, profiles
+    from app.services.scope import SYSTEM
+    from app.services.structure import domains, orgs
 
-    mrao = accounts.create_admin(
-        actor=None,
+    mrao = admins.create_admin(
+        actor=SYSTEM,
         login="bench",
         email="bench@bench.example",
         role=Role.MRAO,
         password="a-long-timing-password-1",
     )
     org = orgs.create_org(
-        actor=None, data=orgs.OrgData(name="Bench", country="DE", city="Berlin", state="Berlin")
+        actor=SYSTEM, data=orgs.OrgData(name="Bench", country="DE", city="Berlin", state="Berlin")
     )
     db.session.flush()
     domains.create_domain(
@@ -64,18 +67,18 @@ def make_world(specs: list[dict[str, Any]]) -> dict[str, Any]:
     )
     issuing: dict[str, int] = {}
     for key_type in sorted({s["key_type"] for s in specs}):
-        root = ca.create_ca(
-            actor=None,
-            spec=ca.CaSpec(
+        root = authorities.create_ca(
+            actor=SYSTEM,
+            spec=authorities.CaSpec(
                 name=f"Bench Root {key_type}",
                 key_type=key_type,
                 customer_name=f"Bench {key_type}",
                 country="DE",
             ),
         )
-        sub = ca.create_ca(
-            actor=None,
-            spec=ca.CaSpec(
+        sub = authorities.create_ca(
+            actor=SYSTEM,
+            spec=authorities.CaSpec(
                 name=f"Bench Issuing {key_type}",
                 key_type=key_type,
                 customer_name=f"Bench {key_type}",
@@ -88,7 +91,7 @@ def make_world(specs: list[dict[str, Any]]) -> dict[str, Any]:
     for spec in specs:
         every = spec["lint"] == "every"
         profile = profiles.create_profile(
-            actor=None,
+            actor=SYSTEM,
             data=profiles.ProfileData(
                 name=f"Bench {spec['name']}",
                 cert_type=CertType.SSL,
@@ -116,7 +119,7 @@ def approved_requests(world: dict[str, Any], spec: dict[str, Any], n: int) -> li
     from app.models.types import utcnow
     from app.pki import csr as pki_csr
     from app.pki import keys, names
-    from app.services import enrollment
+    from app.services.certificates import enrollment
 
     admin = db.session.get(Admin, world["admin_id"])
     key = keys.generate_private_key(keys.parse_key_type(spec["key_type"]))
@@ -212,7 +215,7 @@ def timed_run(
 
     from app.extensions import db
     from app.models import Certificate, CertificateRequest, Job, JobStatus, RequestStatus
-    from app.services import approvals
+    from app.services.certificates import approvals
 
     n = int(spec["n"])
     ids = approved_requests(world, spec, n)
@@ -360,7 +363,7 @@ def main() -> None:
                 )
                 wait_for_workers(args.processes, workers)
             else:
-                from app.runtime import Embedded
+                from app.runtime.embedded import Embedded
 
                 embedded = Embedded(app, threads=args.embedded_threads, scheduler=False).start()
             root = workers.pid if workers is not None else os.getpid()

@@ -145,7 +145,7 @@ def stub_worker(app: Flask) -> Iterator[Any]:
     """A real dramatiq worker on the stub broker, running actors in this process."""
     import dramatiq
 
-    from app.broker import APP_CONTEXT, broker
+    from app.runtime.broker import APP_CONTEXT, broker
 
     APP_CONTEXT.bind(app)
     broker.flush_all()
@@ -163,7 +163,7 @@ def stub_worker(app: Flask) -> Iterator[Any]:
 
 def drain(worker: Any) -> None:
     """Run every queued message (including ones that actors queue) to completion."""
-    from app.broker import broker
+    from app.runtime.broker import broker
 
     db.session.commit()
     for _ in range(50):

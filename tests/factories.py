@@ -6,19 +6,21 @@ from collections.abc import Iterable
 
 from app.extensions import db
 from app.models import Admin, CertType, Delegation, Department, Domain, Organization, Role
-from app.services import accounts, domains, orgs
+from app.services.accounts import admins
+from app.services.scope import SYSTEM
+from app.services.structure import domains, orgs
 
 PASSWORD = "a-long-test-password-1"
 
 
 def make_org(name: str = "Acme", country: str = "DE", **fields: str) -> Organization:
-    org = orgs.create_org(actor=None, data=orgs.OrgData(name=name, country=country, **fields))
+    org = orgs.create_org(actor=SYSTEM, data=orgs.OrgData(name=name, country=country, **fields))
     db.session.commit()
     return org
 
 
 def make_dept(org: Organization, name: str = "IT") -> Department:
-    dept = orgs.create_dept(actor=None, organization_id=org.id, name=name)
+    dept = orgs.create_dept(actor=SYSTEM, organization_id=org.id, name=name)
     db.session.commit()
     return dept
 
@@ -35,9 +37,9 @@ def make_admin(
     grants = []
     if role != Role.MRAO:
         assert org is not None
-        grants.append(accounts.Grant(org.id, dept.id if dept else None, frozenset(privileges)))
-    admin = accounts.create_admin(
-        actor=None,
+        grants.append(admins.Grant(org.id, dept.id if dept else None, frozenset(privileges)))
+    admin = admins.create_admin(
+        actor=SYSTEM,
         login=login,
         email=f"{login}@example.com",
         role=role,
@@ -81,15 +83,17 @@ def make_pki(
 ):
     """A root CA, an issuing CA under it and an SSL profile enrolling through it."""
     from app.models import CertType, LintMode
-    from app.services import ca, profiles
+    from app.services.ca import authorities, profiles
 
-    root = ca.create_ca(
-        actor=None,
-        spec=ca.CaSpec(name="Test Root", key_type=key_type, customer_name="Test", country="DE"),
+    root = authorities.create_ca(
+        actor=SYSTEM,
+        spec=authorities.CaSpec(
+            name="Test Root", key_type=key_type, customer_name="Test", country="DE"
+        ),
     )
-    issuing = ca.create_ca(
-        actor=None,
-        spec=ca.CaSpec(
+    issuing = authorities.create_ca(
+        actor=SYSTEM,
+        spec=authorities.CaSpec(
             name="Test Issuing",
             key_type=key_type,
             customer_name="Test",
@@ -98,7 +102,7 @@ def make_pki(
         ),
     )
     profile = profiles.create_profile(
-        actor=None,
+        actor=SYSTEM,
         data=profiles.ProfileData(
             name=profile_fields.pop("name", "TLS servers"),
             cert_type=profile_fields.pop("cert_type", CertType.SSL),
@@ -146,7 +150,7 @@ def request_certificate(
 
     Issuance runs when the caller drains the stub worker."""
     from app.models import RequestMode
-    from app.services import approvals, enrollment
+    from app.services.certificates import approvals, enrollment
 
     csr, key = make_csr(cn, key_type=key_type)
     data = enrollment.RequestData(

@@ -3,5 +3,5 @@
 Start standalone workers with:  dramatiq app.actors --processes N --threads T
 """
 
-import app.broker  # noqa: F401  (sets the global broker before any actor is declared)
+import app.runtime.broker  # noqa: F401  (sets the global broker before any actor is declared)
 from app.actors import discovery, pki, system  # noqa: F401

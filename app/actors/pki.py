@@ -6,10 +6,12 @@ from typing import Any
 
 import dramatiq
 
-from app.broker import broker  # noqa: F401  (declares actors on the configured broker)
 from app.extensions import db
 from app.models import Job
-from app.services import issuance, jobs, renewal, revocation
+from app.runtime.broker import broker  # noqa: F401  (declares actors on the configured broker)
+from app.services.ca import crl
+from app.services.certificates import inventory, issuance, renewal
+from app.services.platform import jobs
 
 
 def _issue(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
@@ -33,7 +35,7 @@ def issue_certificates(job_id: int) -> None:
 
 
 def _crl_refresh(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
-    published = revocation.refresh_crls()
+    published = crl.refresh_crls()
     return {"message": f"{len(published)} CRLs re-published", "cas": published}
 
 
@@ -43,7 +45,7 @@ def refresh_crls(job_id: int) -> None:
 
 
 def _lifecycle(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
-    expired = revocation.expire_sweep()
+    expired = inventory.expire_sweep()
     renewed = renewal.auto_renew_sweep()
     return {
         "message": f"{expired} certificates expired, {len(renewed)} auto-renewals requested",

@@ -8,11 +8,13 @@ from typing import Any
 import dramatiq
 from sqlalchemy import delete
 
-from app.broker import broker  # noqa: F401  (declares actors on the configured broker)
 from app.extensions import db
 from app.models import AdminSession, Job, WorkerHeartbeat
 from app.models.types import utcnow
-from app.services import audit, jobs, mail
+from app.runtime.broker import broker  # noqa: F401  (declares actors on the configured broker)
+from app.services import audit
+from app.services.platform import jobs, mail
+from app.services.scope import SYSTEM
 
 
 @dramatiq.actor(queue_name="mail", max_retries=5, min_backoff=5_000, time_limit=120_000)
@@ -31,7 +33,7 @@ def _verify_audit(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
             "ok": True,
             "rows": verdict.rows,
         }
-    audit.record(action="audit.verify_failed", actor="system", message=verdict.reason)
+    audit.record(action="audit.verify_failed", actor=SYSTEM, message=verdict.reason)
     db.session.commit()
     return {
         "message": f"audit chain BROKEN: {verdict.reason}",

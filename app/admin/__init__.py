@@ -9,10 +9,10 @@ from flask_admin.theme import Bootstrap4Theme
 from app.admin.admins import AdminView
 from app.admin.certificates import CertificateView
 from app.admin.dashboard import DashboardView
-from app.admin.discovery_rules import AssignmentRuleView
-from app.admin.discovery_tasks import DiscoveryTaskView
+from app.admin.discovery.assets import NetworkAssetView
+from app.admin.discovery.rules import AssignmentRuleView
+from app.admin.discovery.tasks import DiscoveryTaskView
 from app.admin.domains import DelegationView, DomainView
-from app.admin.network_assets import NetworkAssetView
 from app.admin.orgs import DepartmentView, OrganizationView
 from app.admin.pki import CaView, ProfileView
 from app.admin.requests import RequestView

@@ -11,10 +11,10 @@ from wtforms import BooleanField, PasswordField, SelectField, SelectMultipleFiel
 from wtforms.validators import DataRequired, Length, Optional
 
 from app.admin.base import AdminForm, SecureModelView, actor, select_choices
-from app.admin.domains import TYPE_CHOICES, MultiCheckboxField
-from app.admin.orgs import parse_target, target_choices
+from app.admin.choices import TYPE_CHOICES, parse_target, target_choices
+from app.admin.fields import MultiCheckboxField
 from app.models import Admin, CertType, Role
-from app.services import accounts
+from app.services.accounts import admins
 from app.services.scope import Scope
 
 ROLE_HELP = "MRAO: the whole account. RAO: whole organizations. DRAO: departments."
@@ -56,12 +56,12 @@ def _scopes_html(view: Any, context: Any, model: Admin, name: str) -> Markup:
     return Markup("<br>").join(str(s) for s in model.scopes)
 
 
-def _grants(form: Any) -> list[accounts.Grant]:
+def _grants(form: Any) -> list[admins.Grant]:
     privileges = frozenset(CertType(p) for p in form.privileges.data or [])
     grants = []
     for value in form.scopes.data or []:
         org_id, dept_id = parse_target(value)
-        grants.append(accounts.Grant(org_id, dept_id, privileges))
+        grants.append(admins.Grant(org_id, dept_id, privileges))
     return grants
 
 
@@ -96,7 +96,7 @@ class AdminView(SecureModelView):
     column_default_sort = "login"
 
     def scope_clause(self, scope: Scope) -> Any:
-        return accounts.visible_admins_clause(scope)
+        return admins.visible_admins_clause(scope)
 
     def get_filters(self) -> Any:
         return [FilterEqual(Admin.role, "Role", options=[(r.value, r.value) for r in Role])]
@@ -130,7 +130,7 @@ class AdminView(SecureModelView):
     def create_model(self, form: Any) -> Any:
         return self.run_service(
             form,
-            lambda: accounts.create_admin(
+            lambda: admins.create_admin(
                 actor=actor(),
                 login=form.login.data or "",
                 email=form.email.data or "",
@@ -144,7 +144,7 @@ class AdminView(SecureModelView):
     def update_model(self, form: Any, model: Any) -> Any:
         return self.run_service(
             form,
-            lambda: accounts.update_admin(
+            lambda: admins.update_admin(
                 actor=actor(),
                 admin_id=model.id,
                 email=form.email.data or "",
@@ -157,6 +157,4 @@ class AdminView(SecureModelView):
         )
 
     def delete_model(self, model: Any) -> Any:
-        return self.run_service(
-            None, lambda: accounts.delete_admin(actor=actor(), admin_id=model.id)
-        )
+        return self.run_service(None, lambda: admins.delete_admin(actor=actor(), admin_id=model.id))

@@ -13,8 +13,8 @@ from wtforms.validators import DataRequired, Length
 
 from app.extensions import db, login_manager
 from app.models import Admin
-from app.services import sessions
-from app.services.sessions import SignInRefused
+from app.services.accounts import sessions
+from app.services.accounts.sessions import SignInRefused
 
 bp = Blueprint("auth", __name__)
 SESSION_KEY = "cw_sid"

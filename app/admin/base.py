@@ -27,7 +27,7 @@ from wtforms.fields.choices import SelectChoice
 
 from app.admin import display
 from app.extensions import db
-from app.models import Admin, Role
+from app.models import Admin, CertType, Role
 from app.services.errors import DomainError, ValidationFailed
 from app.services.scope import Scope, scope_of
 
@@ -91,9 +91,12 @@ def apply_errors(form: Any, exc: DomainError) -> None:
 
 
 class SecureMixin:
-    """Access control shared by model views and custom pages."""
+    """Access control shared by model views and custom pages, and the one way a console
+    view calls a service (run_service)."""
 
     roles: Sequence[Role] = ALL_ROLES
+    # Service errors name semantic fields; a view maps them to its form's field names.
+    field_map: dict[str, str] = {}
 
     def is_accessible(self) -> bool:
         return bool(current_user.is_authenticated and current_user.role in self.roles)
@@ -102,6 +105,37 @@ class SecureMixin:
         if not current_user.is_authenticated:
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
         abort(403)
+
+    def run_service(
+        self,
+        form: Any,
+        fn: Callable[[], Any],
+        *,
+        success: str | Callable[[Any], str] | None = None,
+    ) -> Any:
+        """Call a service and commit once; flash `success` (a message, or one made from the
+        result). On refusal roll back and show the message on the form (or flash it);
+        return False. The console's one commit/rollback/flash block."""
+        try:
+            result = fn()
+            db.session.commit()
+        except DomainError as exc:
+            db.session.rollback()
+            if form is not None:
+                if exc.field in self.field_map:
+                    exc.field = self.field_map[exc.field]
+                if isinstance(exc, ValidationFailed):
+                    mapped: dict[str, list[str]] = {}
+                    for field, messages in exc.errors.items():
+                        mapped.setdefault(self.field_map.get(field, field), []).extend(messages)
+                    exc.errors = mapped
+                apply_errors(form, exc)
+            else:
+                flash(exc.message, "error")
+            return False
+        if success is not None:
+            flash(success(result) if callable(success) else success, "success")
+        return result if result is not None else True
 
 
 class SecureView(SecureMixin, BaseView):
@@ -137,8 +171,6 @@ class SecureModelView(SecureMixin, ModelView):
     column_type_formatters = display.FORMATTERS
     column_type_formatters_detail = display.DETAIL_FORMATTERS
     column_type_formatters_export = display.EXPORT_FORMATTERS
-    # Service errors name semantic fields; a view maps them to its form's field names.
-    field_map: dict[str, str] = {}
     can_view_details = True
     can_export = False
     can_set_page_size = True
@@ -194,27 +226,6 @@ class SecureModelView(SecureMixin, ModelView):
             return True
         return bool(super().handle_view_exception(exc))
 
-    def run_service(self, form: Any, fn: Callable[[], Any]) -> Any:
-        """Call a service, commit once; on refusal roll back and show the message."""
-        try:
-            result = fn()
-            db.session.commit()
-            return result if result is not None else True
-        except DomainError as exc:
-            db.session.rollback()
-            if form is not None:
-                if exc.field in self.field_map:
-                    exc.field = self.field_map[exc.field]
-                if isinstance(exc, ValidationFailed):
-                    mapped: dict[str, list[str]] = {}
-                    for field, messages in exc.errors.items():
-                        mapped.setdefault(self.field_map.get(field, field), []).extend(messages)
-                    exc.errors = mapped
-                apply_errors(form, exc)
-            else:
-                flash(exc.message, "error")
-            return False
-
     # --- export --------------------------------------------------------------------
     def get_export_value(self, model: Any, name: str) -> Any:
         return escape_formula(super().get_export_value(model, name))
@@ -222,3 +233,16 @@ class SecureModelView(SecureMixin, ModelView):
 
 def link(url: str, text: Any) -> Markup:
     return Markup('<a href="{}">{}</a>').format(url, escape(text))
+
+
+class TypeAccessMixin:
+    """A certificate-type tab is open to admins holding that type's privilege somewhere."""
+
+    cert_type: CertType
+
+    def is_accessible(self) -> bool:
+        if not super().is_accessible():  # type: ignore[misc]
+            return False
+        scope = current_scope()
+        held = [*scope.orgs.values(), *(p for _, p in scope.depts.values())]
+        return scope.is_master or any(self.cert_type in p for p in held)

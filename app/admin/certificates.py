@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cryptography import x509
-from flask import Response, flash, redirect, request, url_for
+from flask import flash, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import FilterEqual
@@ -17,39 +17,21 @@ from wtforms.validators import Length
 from app.admin.base import (
     AdminForm,
     SecureModelView,
+    TypeAccessMixin,
     actor,
-    apply_errors,
-    current_scope,
     per_request,
     select_choices,
 )
-from app.admin.display import FLAG_LABELS, local_time
-from app.admin.orgs import org_choices
-from app.extensions import db
+from app.admin.choices import org_choices
+from app.admin.display import FLAG_LABELS, badge, local_time
+from app.downloads import attachment
 from app.models import Certificate, CertStatus, CertType
 from app.models.types import utcnow
 from app.pki.info import describe_certificate
-from app.services import certificates, enrollment, network_assets, renewal, revocation
+from app.services.certificates import enrollment, inventory, renewal, revocation
+from app.services.discovery import endpoints
 from app.services.errors import DomainError
 from app.services.scope import Scope
-
-STATUS_BADGE = {
-    "Issued": "success",
-    "Revoked": "danger",
-    "Expired": "secondary",
-    "Replaced": "info",
-    "External": "dark",
-    "Requested": "warning",
-    "Approved": "primary",
-    "Declined": "secondary",
-    "Failed": "danger",
-}
-
-
-def badge(text: str) -> Markup:
-    return Markup('<span class="badge badge-{}">{}</span>').format(
-        STATUS_BADGE.get(text, "light"), text
-    )
 
 
 def display_status(cert: Certificate) -> str:
@@ -59,7 +41,7 @@ def display_status(cert: Certificate) -> str:
 
 
 def install_state(cert: Certificate) -> str:
-    return certificates.install_state(cert)
+    return inventory.install_state(cert)
 
 
 def _install_link(cert: Certificate) -> Markup | str:
@@ -69,19 +51,6 @@ def _install_link(cert: Certificate) -> Markup | str:
         return state
     url = url_for("network_assets.index_view", flt0_certificate_id_equals=cert.id)
     return Markup('<a href="{}">{}</a>').format(url, state)
-
-
-class TypeAccessMixin:
-    """A certificate-type tab is open to admins holding that type's privilege somewhere."""
-
-    cert_type: CertType
-
-    def is_accessible(self) -> bool:
-        if not super().is_accessible():  # type: ignore[misc]
-            return False
-        scope = current_scope()
-        held = [*scope.orgs.values(), *(p for _, p in scope.depts.values())]
-        return scope.is_master or any(self.cert_type in p for p in held)
 
 
 class CertificateView(TypeAccessMixin, SecureModelView):
@@ -122,12 +91,12 @@ class CertificateView(TypeAccessMixin, SecureModelView):
         "status": lambda v, c, m, n: badge(display_status(m)),
         "install_state": lambda v, c, m, n: _install_link(m),
         "not_after": lambda v, c, m, n: local_time(m.not_after),
-        "assigned_by": lambda v, c, m, n: network_assets.assigned_by(actor=actor(), certificate=m),
+        "assigned_by": lambda v, c, m, n: endpoints.assigned_by(actor=actor(), certificate=m),
     }
     column_formatters_export = {
         "status": lambda v, c, m, n: display_status(m),
         "install_state": lambda v, c, m, n: install_state(m),
-        "assigned_by": lambda v, c, m, n: network_assets.assigned_by(actor=actor(), certificate=m),
+        "assigned_by": lambda v, c, m, n: endpoints.assigned_by(actor=actor(), certificate=m),
     }
     details_template = "admin/cert_details.html"
 
@@ -139,7 +108,7 @@ class CertificateView(TypeAccessMixin, SecureModelView):
         base = and_(
             Certificate.cert_type == self.cert_type, Certificate.organization_id.is_not(None)
         )
-        clause = certificates.visible_clause(scope, self.cert_type)
+        clause = inventory.visible_clause(scope, self.cert_type)
         return base if clause is None else and_(base, clause)
 
     def get_filters(self) -> Any:
@@ -167,7 +136,7 @@ class CertificateView(TypeAccessMixin, SecureModelView):
             flash("Record does not exist.", "error")
             return redirect(url_for(".index_view"))
         info = describe_certificate(x509.load_der_x509_certificate(cert.der))
-        chain = [describe_certificate(c) for c in certificates.chain_for(cert)]
+        chain = [describe_certificate(c) for c in inventory.chain_for(cert)]
         requests = (
             url_for(
                 f"{self.endpoint.removesuffix('_certs')}_requests.details_view", id=cert.request_id
@@ -185,8 +154,8 @@ class CertificateView(TypeAccessMixin, SecureModelView):
             reasons=revocation.reason_choices(),
             request_url=requests,
             formats=certificates_formats(),
-            assigned_by=network_assets.assigned_by(actor=actor(), certificate=cert),
-            endpoints=network_assets.endpoints_of(actor=actor(), certificate_id=cert.id),
+            assigned_by=endpoints.assigned_by(actor=actor(), certificate=cert),
+            endpoints=endpoints.endpoints_of(actor=actor(), certificate_id=cert.id),
             flag_labels=FLAG_LABELS,
         )
 
@@ -196,15 +165,14 @@ class CertificateView(TypeAccessMixin, SecureModelView):
         if cert is None:
             return redirect(url_for(".index_view"))
         try:
-            result = certificates.render(cert, request.args.get("format", "x509"))
+            result = inventory.render(cert, request.args.get("format", "x509"))
         except DomainError as exc:
             flash(exc.message, "error")
             return redirect(url_for(".details_view", id=cert.id))
-        name = cert.common_name.replace("*", "star") or "certificate"
-        return Response(
+        return attachment(
             result.content,
+            filename=f"{cert.common_name or 'certificate'}.{result.extension}",
             mimetype=result.mime_type,
-            headers={"Content-Disposition": f'attachment; filename="{name}.{result.extension}"'},
         )
 
     @expose("/pkcs12/", methods=("POST",))
@@ -212,21 +180,16 @@ class CertificateView(TypeAccessMixin, SecureModelView):
         cert = self.get_one(request.form.get("id"))
         if cert is None:
             return redirect(url_for(".index_view"))
-        try:
-            result = certificates.pkcs12(
+        result = self.run_service(
+            None,
+            lambda: inventory.pkcs12(
                 actor=actor(), certificate_id=cert.id, password=request.form.get("password", "")
-            )
-            db.session.commit()
-        except DomainError as exc:
-            db.session.rollback()
-            flash(exc.message, "error")
+            ),
+        )
+        if not result:
             return redirect(url_for(".details_view", id=cert.id))
-        return Response(
-            result.content,
-            mimetype=result.mime_type,
-            headers={
-                "Content-Disposition": f'attachment; filename="{cert.common_name.replace("*", "star")}.p12"'
-            },
+        return attachment(
+            result.content, filename=f"{cert.common_name}.p12", mimetype=result.mime_type
         )
 
     @expose("/revoke/", methods=("GET", "POST"))
@@ -238,27 +201,23 @@ class CertificateView(TypeAccessMixin, SecureModelView):
             return redirect(url_for(".index_view"))
         form = RevokeForm()
         form.reason.choices = select_choices(revocation.reason_choices())
-        if form.validate_on_submit():
-            try:
-                done = revocation.revoke(
-                    actor=actor(),
-                    certificate_ids=[c.id for c in certs],
-                    reason=form.reason.data,
-                    message=form.message.data or "",
-                )
-                db.session.commit()
-                flash(
-                    f"{len(done)} certificate(s) revoked ({form.reason.data}); the CRL was re-published.",
-                    "success",
-                )
-                return redirect(
-                    url_for(".index_view")
-                    if len(certs) > 1
-                    else url_for(".details_view", id=certs[0].id)
-                )
-            except DomainError as exc:
-                db.session.rollback()
-                apply_errors(form, exc)
+        if form.validate_on_submit() and self.run_service(
+            form,
+            lambda: revocation.revoke(
+                actor=actor(),
+                certificate_ids=[c.id for c in certs],
+                reason=form.reason.data,
+                message=form.message.data or "",
+            ),
+            success=lambda done: (
+                f"{len(done)} certificate(s) revoked ({form.reason.data}); the CRL was re-published."
+            ),
+        ):
+            return redirect(
+                url_for(".index_view")
+                if len(certs) > 1
+                else url_for(".details_view", id=certs[0].id)
+            )
         return self.render(
             "admin/revoke.html", form=form, certs=certs, ids=",".join(str(c.id) for c in certs)
         )
@@ -271,13 +230,11 @@ class CertificateView(TypeAccessMixin, SecureModelView):
     def renew_view(self) -> Any:
         cert = self.get_one(request.form.get("id"))
         if cert is not None:
-            try:
-                req = renewal.renew(actor=actor(), certificate_id=cert.id)
-                db.session.commit()
-                flash(f"Renewal request #{req.id} created ({req.status.value}).", "success")
-            except DomainError as exc:
-                db.session.rollback()
-                flash(exc.message, "error")
+            self.run_service(
+                None,
+                lambda: renewal.renew(actor=actor(), certificate_id=cert.id),
+                success=lambda req: f"Renewal request #{req.id} created ({req.status.value}).",
+            )
             return redirect(url_for(".details_view", id=cert.id))
         return redirect(url_for(".index_view"))
 
@@ -294,22 +251,19 @@ class CertificateView(TypeAccessMixin, SecureModelView):
                 if upload and upload.filename
                 else (form.csr.data or "").encode()
             )
-            try:
-                req = renewal.replace(actor=actor(), certificate_id=cert.id, csr=csr)
-                db.session.commit()
-                flash(
-                    f"Replacement request #{req.id} created ({req.status.value}); the old certificate is revoked when the new one is issued.",
-                    "success",
-                )
+            if self.run_service(
+                form,
+                lambda: renewal.replace(actor=actor(), certificate_id=cert.id, csr=csr),
+                success=lambda req: (
+                    f"Replacement request #{req.id} created ({req.status.value}); the old certificate is revoked when the new one is issued."
+                ),
+            ):
                 return redirect(url_for(".details_view", id=cert.id))
-            except DomainError as exc:
-                db.session.rollback()
-                apply_errors(form, exc)
         return self.render("admin/replace.html", form=form, cert=cert)
 
 
 def certificates_formats() -> list[tuple[str, str]]:
-    from app.api.collect import FORMAT_LABELS
+    from app.pki.formats import FORMAT_LABELS
 
     return FORMAT_LABELS
 

@@ -22,9 +22,11 @@ from app.models import (
     JobStatus,
     Organization,
 )
-from app.reports import overview as figures
-from app.services import accounts, domains, overview
+from app.reports import charts
+from app.services.accounts import admins
+from app.services.reports import dashboard
 from app.services.scope import department_clause, organization_clause
+from app.services.structure import domains
 
 
 def _count(model: Any, clause: Any) -> int:
@@ -49,7 +51,7 @@ class DashboardView(SecureMixin, AdminIndexView):
             "Departments": _count(Department, department_clause(scope)),
             "Domains": _count(Domain, domains.visible_domains_clause(scope)),
             "Delegations awaiting approval": _count(Delegation, pending_clause),
-            "Administrators": _count(Admin, accounts.visible_admins_clause(scope)),
+            "Administrators": _count(Admin, admins.visible_admins_clause(scope)),
         }
         running = (
             _count(Job, Job.status.in_([JobStatus.PENDING, JobStatus.RUNNING]))
@@ -62,7 +64,7 @@ class DashboardView(SecureMixin, AdminIndexView):
             running=running,
             me=current_user,
             show_welcome=not current_user.welcome_dismissed,
-            overview=(summary := overview.certificate_overview(actor=current_user)),
+            overview=(summary := dashboard.certificate_overview(actor=current_user)),
             charts=self._charts(summary),
         )
 
@@ -82,26 +84,26 @@ class DashboardView(SecureMixin, AdminIndexView):
                 )
         return url_for(f"{endpoint}.index_view")
 
-    def _charts(self, summary: overview.Overview) -> dict[str, Any]:
+    def _charts(self, summary: dashboard.Overview) -> dict[str, Any]:
         statuses = ("Issued", "Expired", "Revoked", "Replaced", "External")
         by_status = [
-            figures.Bar(
+            charts.Bar(
                 s,
                 summary.by_status.get(s, 0),
                 self._list_url("ssl_certs", "Status", s),
-                figures.STATUS_COLOURS[s],
+                charts.STATUS_COLOURS[s],
             )
             for s in statuses
         ]
         by_type = [
-            figures.Bar(t.label, summary.by_type.get(t, 0), self._list_url(f"{t.value}_certs"))
+            charts.Bar(t.label, summary.by_type.get(t, 0), self._list_url(f"{t.value}_certs"))
             for t in CertType
         ]
-        by_key = [figures.Bar(k, n) for k, n in sorted(summary.by_key.items())]
-        expiring = figures.expiry_bars(summary.expiring, [self._list_url("ssl_certs")] * 3)
+        by_key = [charts.Bar(k, n) for k, n in sorted(summary.by_key.items())]
+        expiring = charts.expiry_bars(summary.expiring, [self._list_url("ssl_certs")] * 3)
         return {
-            "cw-chart-status": figures.bar_figure("Certificates by status", by_status),
-            "cw-chart-expiring": figures.bar_figure("Expiring soon", expiring),
-            "cw-chart-type": figures.bar_figure("Certificates by type", by_type),
-            "cw-chart-key": figures.donut_figure("Keys", by_key),
+            "cw-chart-status": charts.bar_figure("Certificates by status", by_status),
+            "cw-chart-expiring": charts.bar_figure("Expiring soon", expiring),
+            "cw-chart-type": charts.bar_figure("Certificates by type", by_type),
+            "cw-chart-key": charts.donut_figure("Keys", by_key),
         }

@@ -84,3 +84,22 @@ EXPORT_FORMATTERS.update(
         enum.Enum: lambda view, value, name: value.value,
     }
 )
+
+
+STATUS_BADGE = {
+    "Issued": "success",
+    "Revoked": "danger",
+    "Expired": "secondary",
+    "Replaced": "info",
+    "External": "dark",
+    "Requested": "warning",
+    "Approved": "primary",
+    "Declined": "secondary",
+    "Failed": "danger",
+}
+
+
+def badge(text: str) -> Markup:
+    return Markup('<span class="badge badge-{}">{}</span>').format(
+        STATUS_BADGE.get(text, "light"), text
+    )

@@ -10,24 +10,18 @@ from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import FilterEqual
 from markupsafe import Markup, escape
 from sqlalchemy import select
-from wtforms import BooleanField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms import BooleanField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
-from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.admin.base import AdminForm, SecureModelView, actor, current_scope, select_choices
-from app.admin.orgs import parse_target, target_choices
+from app.admin.choices import TYPE_CHOICES, parse_target, target_choices
+from app.admin.decisions import DecideForm
+from app.admin.fields import MultiCheckboxField
 from app.extensions import db
 from app.models import CertType, Delegation, DelegationStatus, Domain
-from app.services import domains
 from app.services.errors import DomainError
 from app.services.scope import Scope
-
-TYPE_CHOICES = select_choices((t.value, t.label) for t in CertType)
-
-
-class MultiCheckboxField(SelectMultipleField):
-    widget = ListWidget(prefix_label=False)
-    option_widget = CheckboxInput()
+from app.services.structure import domains
 
 
 class DomainCreateForm(AdminForm):
@@ -285,19 +279,17 @@ class DelegationView(SecureModelView):
         form = DecideForm()
         if form.validate_on_submit():
             approve = "approve" in request.form
-            try:
-                domains.decide_delegation(
+            if self.run_service(
+                None,
+                lambda: domains.decide_delegation(
                     actor=actor(),
                     delegation_id=delegation.id,
                     approve=approve,
                     message=form.message.data or "",
-                )
-                db.session.commit()
-                flash(f"Delegation {'approved' if approve else 'rejected'}.", "success")
+                ),
+                success=f"Delegation {'approved' if approve else 'rejected'}.",
+            ):
                 return redirect(url_for(".index_view"))
-            except DomainError as exc:
-                db.session.rollback()
-                flash(exc.message, "error")
         return self.render(
             "admin/decide.html",
             form=form,
@@ -305,9 +297,3 @@ class DelegationView(SecureModelView):
             title="Domain delegation",
             summary=escape(str(delegation)),
         )
-
-
-class DecideForm(AdminForm):
-    message = TextAreaField(
-        "Message (optional, kept in the audit log)", validators=[Length(max=2000)]
-    )

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import iso3166
 from flask_admin.contrib.sqla.filters import FilterEqual
-from sqlalchemy import select
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
@@ -18,41 +16,14 @@ from app.admin.base import (
     per_request,
     select_choices,
 )
-from app.extensions import db
-from app.models import Department, Organization
-from app.services import orgs
+from app.admin.choices import COUNTRIES, org_choices
+from app.models import Department
 from app.services.scope import (
     Scope,
     department_clause,
-    managed_organization_clause,
     organization_clause,
 )
-
-COUNTRIES = [
-    ("", "— choose —"),
-    *sorted(((c.alpha2, f"{c.name} ({c.alpha2})") for c in iso3166.countries), key=lambda x: x[1]),
-]
-
-
-def org_choices(*, managed_only: bool = False) -> list[tuple[int, str]]:
-    """Organizations for a select box: only those the admin may see (or manage)."""
-    scope = current_scope()
-    clause = managed_organization_clause(scope) if managed_only else organization_clause(scope)
-    query = select(Organization).order_by(Organization.name)
-    if clause is not None:
-        query = query.where(clause)
-    return [(o.id, o.name) for o in db.session.execute(query).scalars()]
-
-
-def dept_choices() -> list[tuple[int, str]]:
-    """Departments for a select box, labelled 'Org / Dept', scoped."""
-    clause = department_clause(current_scope())
-    query = select(Department).join(Organization).order_by(Organization.name, Department.name)
-    if clause is not None:
-        query = query.where(clause)
-    return [
-        (d.id, f"{d.organization.name} / {d.name}") for d in db.session.execute(query).scalars()
-    ]
+from app.services.structure import orgs
 
 
 class OrganizationForm(AdminForm):
@@ -181,26 +152,3 @@ class DepartmentView(SecureModelView):
 
     def delete_model(self, model: Any) -> Any:
         return self.run_service(None, lambda: orgs.delete_dept(actor=actor(), dept_id=model.id))
-
-
-def target_choices(*, managed_only: bool = False) -> list[tuple[str, str]]:
-    """Places (whole organization 'o:ID' or department 'd:ID') for a select box, scoped."""
-    scope = current_scope()
-    choices: list[tuple[str, str]] = []
-    for org_id, name in org_choices():
-        if (scope.manages_org(org_id) or not managed_only) and scope.covers(org_id, None):
-            choices.append((f"o:{org_id}", f"{name} (whole organization)"))
-    for dept_id, label in dept_choices():
-        choices.append((f"d:{dept_id}", label))
-    return sorted(choices, key=lambda c: c[1].lower())
-
-
-def parse_target(value: str) -> tuple[int, int | None]:
-    """'o:3' -> (3, None); 'd:5' -> (org of 5, 5). Unknown -> (0, None) (service refuses)."""
-    kind, _, raw = (value or "").partition(":")
-    if not raw.isdigit():
-        return 0, None
-    if kind == "o":
-        return int(raw), None
-    dept = db.session.get(Department, int(raw))
-    return (dept.organization_id, dept.id) if dept else (0, None)

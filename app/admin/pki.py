@@ -19,14 +19,13 @@ from app.admin.base import (
     current_scope,
     select_choices,
 )
-from app.admin.domains import MultiCheckboxField
-from app.admin.orgs import COUNTRIES
+from app.admin.choices import COUNTRIES
+from app.admin.fields import MultiCheckboxField
 from app.extensions import db
 from app.models import CaStatus, CertificateAuthority, CertType, LintMode
 from app.pki import keys
 from app.pki.profiles import default_ca_lifetime_years, default_signature_hash
-from app.services import ca as ca_service
-from app.services import profiles
+from app.services.ca import authorities, profiles
 from app.services.errors import DomainError
 from app.services.scope import Scope
 
@@ -146,7 +145,7 @@ class CaView(SecureModelView):
             return redirect(url_for(".index_view"))
         form = self.create_form()
         if request.method == "POST" and form.validate():
-            spec = ca_service.CaSpec(
+            spec = authorities.CaSpec(
                 name=form.name.data or "",
                 key_type=form.key_type.data,
                 customer_name=form.customer_name.data or "",
@@ -158,13 +157,15 @@ class CaView(SecureModelView):
             )
             if form.confirmed.data != "yes":
                 try:
-                    ca_service._validate(spec)  # show errors before the confirmation step
+                    authorities._validate(spec)  # show errors before the confirmation step
                 except DomainError as exc:
                     apply_errors(form, exc)
                     return self.render(self.create_template, form=form, confirm=None)
                 form.confirmed.data = "yes"
                 return self.render(self.create_template, form=form, confirm=_preview(spec))
-            created = self.run_service(form, lambda: ca_service.create_ca(actor=actor(), spec=spec))
+            created = self.run_service(
+                form, lambda: authorities.create_ca(actor=actor(), spec=spec)
+            )
             if created:
                 flash(f"Created the CA '{created.name}' ({created.kind_label}).", "success")
                 return redirect(url_for(".details_view", id=created.id))
@@ -175,11 +176,11 @@ class CaView(SecureModelView):
     def retire_view(self) -> Any:
         authority = self.get_one(request.form.get("id"))
         if authority is not None:
-            self.run_service(None, lambda: ca_service.retire_ca(actor=actor(), ca_id=authority.id))
+            self.run_service(None, lambda: authorities.retire_ca(actor=actor(), ca_id=authority.id))
         return redirect(url_for(".index_view"))
 
 
-def _preview(spec: ca_service.CaSpec) -> dict[str, str]:
+def _preview(spec: authorities.CaSpec) -> dict[str, str]:
     parent = db.session.get(CertificateAuthority, spec.parent_id) if spec.parent_id else None
     key_type = keys.parse_key_type(spec.key_type)
     years = default_ca_lifetime_years(key_type, is_root=parent is None)

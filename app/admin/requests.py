@@ -16,15 +16,17 @@ from wtforms.validators import Length
 from app.admin.base import (
     AdminForm,
     SecureModelView,
+    TypeAccessMixin,
     actor,
     current_scope,
     select_choices,
 )
-from app.admin.certificates import TypeAccessMixin, badge
+from app.admin.choices import parse_target, target_choices
+from app.admin.decisions import DecideForm
+from app.admin.display import badge
 from app.extensions import db
 from app.models import CertificateRequest, CertType, RequestStatus
-from app.services import approvals, enrollment
-from app.services.errors import DomainError
+from app.services.certificates import approvals, enrollment
 from app.services.scope import Scope
 
 
@@ -169,7 +171,6 @@ class RequestView(TypeAccessMixin, SecureModelView):
         ]
 
     def _choices(self, form: RequestForm) -> None:
-        from app.admin.orgs import target_choices
         from app.models import CertificateProfile
 
         scope = current_scope()
@@ -274,32 +275,28 @@ class RequestView(TypeAccessMixin, SecureModelView):
 
     @expose("/decide/", methods=("GET", "POST"))
     def decide_view(self) -> Any:
-        from app.admin.domains import DecideForm
-
         req = self.get_one(request.args.get("id"))
         if req is None:
             flash("No such request.", "error")
             return redirect(url_for(".index_view"))
         form = DecideForm()
         if form.validate_on_submit():
-            try:
-                if "approve" in request.form:
-                    approvals.approve(
-                        actor=actor(), request_ids=[req.id], message=form.message.data or ""
-                    )
-                    flash(
-                        f"Request #{req.id} approved; the certificate is being issued.", "success"
-                    )
-                else:
-                    approvals.decline(
-                        actor=actor(), request_id=req.id, message=form.message.data or ""
-                    )
-                    flash(f"Request #{req.id} declined.", "success")
-                db.session.commit()
+            approve = "approve" in request.form
+            message = form.message.data or ""
+
+            def decide() -> Any:
+                if approve:
+                    return approvals.approve(actor=actor(), request_ids=[req.id], message=message)
+                return approvals.decline(actor=actor(), request_id=req.id, message=message)
+
+            if self.run_service(
+                None,
+                decide,
+                success=f"Request #{req.id} approved; the certificate is being issued."
+                if approve
+                else f"Request #{req.id} declined.",
+            ):
                 return redirect(url_for(".details_view", id=req.id))
-            except DomainError as exc:
-                db.session.rollback()
-                flash(exc.message, "error")
         summary = f"#{req.id} {req.common_name} ({', '.join(req.sans)}) for {req.organization.name}{' / ' + req.department.name if req.department else ''}, {req.term_days} days, profile {req.profile.name}, requested by {req.requester_email}"
         return self.render(
             "admin/decide.html",
@@ -312,16 +309,12 @@ class RequestView(TypeAccessMixin, SecureModelView):
     @action("approve", "Approve", "Approve the selected requests?")
     def action_approve(self, ids: list[str]) -> None:
         visible = [r.id for r in (self.get_one(i) for i in ids) if r is not None]
-        try:
-            approved = approvals.approve(actor=actor(), request_ids=visible)
-            db.session.commit()
-            flash(f"{len(approved)} request(s) approved; issuance queued.", "success")
-        except DomainError as exc:
-            db.session.rollback()
-            flash(exc.message, "error")
+        self.run_service(
+            None,
+            lambda: approvals.approve(actor=actor(), request_ids=visible),
+            success=lambda approved: f"{len(approved)} request(s) approved; issuance queued.",
+        )
 
 
 def _target(value: str | None) -> tuple[int, int | None]:
-    from app.admin.orgs import parse_target
-
     return parse_target(value or "")

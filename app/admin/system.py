@@ -27,12 +27,13 @@ from app.admin.base import (
     per_request,
     select_choices,
 )
-from app.broker import BROKER_URL, broker_kind
+from app.config import broker_kind
 from app.extensions import db
 from app.models import AuditEvent, Job, JobStatus, OutboxMessage, Role, WorkerHeartbeat
 from app.models.types import utcnow
-from app.services import accounts, jobs
+from app.services.accounts import admins
 from app.services.errors import DomainError
+from app.services.platform import jobs
 from app.services.scope import Scope
 from app.version import __version__
 
@@ -191,13 +192,11 @@ class JobView(SecureModelView):
             job = self.get_one(raw)
             if job is None:
                 continue
-            try:
-                jobs.cancel(actor=actor(), job_id=job.id)
-                db.session.commit()
-                flash(f"Job #{job.id} cancelled.", "success")
-            except DomainError as exc:
-                db.session.rollback()
-                flash(exc.message, "error")
+            self.run_service(
+                None,
+                lambda job_id=job.id: jobs.cancel(actor=actor(), job_id=job_id),
+                success=f"Job #{job.id} cancelled.",
+            )
 
 
 class OutboxView(SecureModelView):
@@ -252,7 +251,7 @@ class AboutView(SecureView):
             version=__version__,
             database=engine.dialect.name,
             database_url=engine.url.render_as_string(hide_password=True),
-            broker=broker_kind(BROKER_URL),
+            broker=broker_kind(current_app.config["BROKER_URL"]),
             workers=alive,
             job_counts={s.value if hasattr(s, "value") else s: n for s, n in counts.items()},
             smtp=current_app.config.get("SMTP_HOST") or "",
@@ -281,13 +280,11 @@ class ProfileView(SecureView):
     def timezone_view(self) -> Any:
         form = TimezoneForm()
         if form.validate_on_submit():
-            try:
-                accounts.set_timezone(admin=actor(), timezone=form.timezone.data)
-                db.session.commit()
-                flash(f"Times are now shown in {form.timezone.data}.", "success")
-            except DomainError as exc:
-                db.session.rollback()
-                flash(exc.message, "error")
+            self.run_service(
+                None,
+                lambda: admins.set_timezone(admin=actor(), timezone=form.timezone.data),
+                success=f"Times are now shown in {form.timezone.data}.",
+            )
         else:
             flash("Choose a time zone from the list.", "error")
         return redirect(url_for(".index"))
@@ -304,7 +301,7 @@ class ProfileView(SecureView):
                 try:
                     from app.admin.auth import SESSION_KEY
 
-                    accounts.change_own_password(
+                    admins.change_own_password(
                         admin=me,
                         current=form.current_password.data,
                         new=form.new_password.data,
@@ -324,6 +321,6 @@ class ProfileView(SecureView):
 
     @expose("/dismiss-welcome/", methods=("POST",))
     def dismiss_welcome(self) -> Any:
-        accounts.dismiss_welcome(admin=actor())
+        admins.dismiss_welcome(admin=actor())
         db.session.commit()
         return redirect(request.form.get("next") or url_for("admin.index"))

@@ -1,1 +1,2 @@
-"""Machine-facing front doors: CRL/OCSP/CA certificates, collection links, REST API, ACME."""
+"""Machine-facing front doors, a package per audience: relying_party/ (CRL, OCSP, CA
+certificates) now; scm/ (SCM REST v1) and acme/ (RFC 8555) as they land."""

@@ -12,8 +12,11 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import CertType, Department, Job, Organization, Role
-from app.services import accounts, audit, bootstrap, jobs
+from app.services import audit
+from app.services.accounts import admins, bootstrap
 from app.services.errors import DomainError
+from app.services.platform import jobs
+from app.services.scope import SYSTEM
 
 
 def fail(message: str) -> None:
@@ -63,7 +66,7 @@ def bootstrap_command() -> None:
 admin_cli = AppGroup("admin", help="Manage administrators.")
 
 
-def _parse_scope(text: str) -> accounts.Grant:
+def _parse_scope(text: str) -> admins.Grant:
     """'Org Name[/Dept Name][:ssl,client,code_signing,device]'."""
     where, _, privs = text.partition(":")
     org_name, _, dept_name = where.partition("/")
@@ -90,7 +93,7 @@ def _parse_scope(text: str) -> accounts.Grant:
         )
     except ValueError:
         fail(f"privileges must be among {', '.join(t.value for t in CertType)}")
-    return accounts.Grant(org.id, dept_id, types)
+    return admins.Grant(org.id, dept_id, types)
 
 
 @admin_cli.command("create")
@@ -119,8 +122,8 @@ def admin_create(
     grants = [_parse_scope(s) for s in scopes]
     with audit.source(label="cli"):
         admin = commit_or_fail(
-            lambda: accounts.create_admin(
-                actor=None,
+            lambda: admins.create_admin(
+                actor=SYSTEM,
                 login=login,
                 email=email,
                 role=Role(role),
@@ -200,7 +203,7 @@ def scheduler_command() -> None:
     """Run the scheduler loop (one per deployment; a second one is harmless)."""
     from flask import current_app
 
-    from app.runtime import run_scheduler_forever
+    from app.runtime.scheduler import run_scheduler_forever
 
     run_scheduler_forever(current_app._get_current_object())  # type: ignore[attr-defined]
 

@@ -11,12 +11,13 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from app.broker import BROKER_URL
 from app.cli.core import commit_or_fail, fail
 from app.extensions import db
 from app.models import DiscoveryTask, RunStatus, ScanRun
-from app.services import audit, discovery_runs, discovery_tasks
+from app.services import audit
+from app.services.discovery import runs, tasks
 from app.services.errors import DomainError
+from app.services.scope import SYSTEM
 
 discovery_cli = AppGroup("discovery", help="Network discovery tasks.")
 
@@ -45,14 +46,14 @@ def discovery_run(task: str, timeout: int) -> None:
     """
     chosen = _task(task)
     embedded = None
-    if not BROKER_URL:
-        from app.runtime import Embedded
+    if not current_app.config["BROKER_URL"]:
+        from app.runtime.embedded import Embedded
 
         embedded = Embedded(current_app._get_current_object(), threads=2, scheduler=False).start()  # type: ignore[attr-defined]
     try:
         with audit.source(label="cli"):
             run = commit_or_fail(
-                lambda: discovery_runs.start_run(actor=None, task_id=chosen.id, trigger="cli")
+                lambda: runs.start_run(actor=SYSTEM, task_id=chosen.id, trigger="cli")
             )
         assert isinstance(run, ScanRun)
         run_id = run.id
@@ -63,7 +64,7 @@ def discovery_run(task: str, timeout: int) -> None:
         while time.monotonic() < deadline:
             db.session.expire_all()
             run = db.session.get(ScanRun, run_id)
-            percent = discovery_runs.progress(run)
+            percent = runs.progress(run)
             db.session.commit()
             if percent != last:
                 click.echo(f"  {percent:3d}%")
@@ -92,11 +93,9 @@ def discovery_import(path: Path) -> None:
     concurrency,organization,description); nothing is created if any row is wrong."""
     try:
         with audit.source(label="cli"):
-            created = discovery_tasks.import_csv(
-                actor=None, text=path.read_text(encoding="utf-8-sig")
-            )
+            created = tasks.import_csv(actor=SYSTEM, text=path.read_text(encoding="utf-8-sig"))
             db.session.commit()
-    except discovery_tasks.CsvImportError as exc:
+    except tasks.CsvImportError as exc:
         db.session.rollback()
         for line in exc.lines:
             click.secho(line, fg="red", err=True)

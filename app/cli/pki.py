@@ -21,7 +21,10 @@ from app.models import (
     RequestMode,
     Role,
 )
-from app.services import approvals, audit, ca, certificates, enrollment, revocation
+from app.services import audit
+from app.services.ca import authorities
+from app.services.certificates import approvals, enrollment, inventory, revocation
+from app.services.scope import SYSTEM
 
 ca_cli = AppGroup("ca", help="Private certificate authorities.")
 cert_cli = AppGroup("cert", help="Certificates: request, approve, revoke, download.")
@@ -91,7 +94,7 @@ def ca_create(
         if found is None:
             fail(f"no CA named '{parent}'")
         parent_id = found.id  # type: ignore[union-attr]
-    spec = ca.CaSpec(
+    spec = authorities.CaSpec(
         name=name,
         key_type=key_type,
         customer_name=customer_name,
@@ -103,7 +106,7 @@ def ca_create(
         lifetime_years=years,
     )
     with audit.source(label="cli"):
-        created = commit_or_fail(lambda: ca.create_ca(actor=None, spec=spec))
+        created = commit_or_fail(lambda: authorities.create_ca(actor=SYSTEM, spec=spec))
     assert isinstance(created, CertificateAuthority)
     click.echo(
         f"Created {created.kind_label} '{created.name}' (id {created.id}): {created.subject_dn}, valid to {created.not_after:%Y-%m-%d}"
@@ -124,7 +127,7 @@ def ca_list() -> None:
 def ca_rotate_kek() -> None:
     """Re-seal every CA key under the first key of CW_KEK (prepend a new key first)."""
     with audit.source(label="cli"):
-        count = commit_or_fail(lambda: ca.rotate_kek(actor=None))
+        count = commit_or_fail(lambda: authorities.rotate_kek(actor=SYSTEM))
     click.echo(f"Re-sealed {count} keys under the primary key-encryption key.")
 
 
@@ -281,7 +284,7 @@ def cert_revoke(
 def cert_download(certificate_id: int, fmt: str, out: Path | None, as_login: str | None) -> None:
     actor = _operator(as_login)
     result = commit_or_fail(
-        lambda: certificates.download(actor=actor, certificate_id=certificate_id, fmt=fmt)
+        lambda: inventory.download(actor=actor, certificate_id=certificate_id, fmt=fmt)
     )
     if out:
         out.write_bytes(result.content)  # type: ignore[union-attr]

@@ -20,9 +20,10 @@ from app.models.discovery import (
     ScanShard,
     TaskRule,
 )
+from app.models.domains import Delegation, DelegationStatus, Domain
 from app.models.jobs import Job, JobStatus, Schedule, WorkerHeartbeat
 from app.models.mail import MailStatus, OutboxMessage
-from app.models.org import CertType, Delegation, DelegationStatus, Department, Domain, Organization
+from app.models.org import CertType, Department, Organization
 from app.models.pki import (
     CaStatus,
     CertificateAuthority,

@@ -28,11 +28,12 @@ from app.models.accounts import Admin
 from app.models.certificates import Certificate
 from app.models.org import Department, Organization
 from app.models.types import UTCDateTime, str_enum, utcnow
+from app.scan import settings
 
 
 class DiscoveryTask(db.Model):  # type: ignore[name-defined,misc]
     __tablename__ = "discovery_tasks"
-    # Names are unique per owner (app.services.discovery_tasks also checks them
+    # Names are unique per owner (app.services.discovery.tasks also checks them
     # case-insensitively, and among the account-wide tasks, whose owner is NULL): an RAO
     # must not learn from "already exists" what another organization calls its tasks.
     __table_args__ = (UniqueConstraint("organization_id", "name"),)
@@ -43,12 +44,12 @@ class DiscoveryTask(db.Model):  # type: ignore[name-defined,misc]
     agent: Mapped[str] = mapped_column(String(32), default="Auto")
     # What the admin typed, validated by app.scan.targets; re-parsed for every run.
     ranges: Mapped[str] = mapped_column(Text)
-    ports: Mapped[str] = mapped_column(String(512), default="443")
+    ports: Mapped[str] = mapped_column(String(512), default=settings.PORTS)
     host_overrides: Mapped[str] = mapped_column(Text, default="")
-    connect_timeout: Mapped[float] = mapped_column(Float, default=3.0)
-    handshake_timeout: Mapped[float] = mapped_column(Float, default=5.0)
-    concurrency: Mapped[int] = mapped_column(Integer, default=256)
-    # The app.scan.schedule dict ({"kind": "manual"} when unscheduled).
+    connect_timeout: Mapped[float] = mapped_column(Float, default=settings.CONNECT_TIMEOUT)
+    handshake_timeout: Mapped[float] = mapped_column(Float, default=settings.HANDSHAKE_TIMEOUT)
+    concurrency: Mapped[int] = mapped_column(Integer, default=settings.CONCURRENCY)
+    # The app.recurrence dict ({"kind": "manual"} when unscheduled).
     schedule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     schedule_id: Mapped[int | None] = mapped_column(
         ForeignKey("schedules.id", ondelete="SET NULL"), nullable=True

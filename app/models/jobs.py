@@ -71,7 +71,7 @@ class Schedule(db.Model):  # type: ignore[name-defined,misc]
     owner_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Recurrence: {"kind": "interval", "seconds": N} for system sweeps, or the
-    # discovery schedule spec (rrule parts + IANA zone) owned by app.scan.schedule.
+    # discovery schedule spec (rrule parts + IANA zone) owned by app.recurrence.
     spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)

@@ -7,10 +7,17 @@ imports the rest of the package at run time, so every module can raise them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from app.pki.lint import LintFinding
+
+class LintFinding(Protocol):
+    """What LintError carries (app.pki.lint.LintFinding is the implementation)."""
+
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def severity(self) -> str: ...
 
 
 class PkiError(Exception):

@@ -64,6 +64,19 @@ class DownloadFormat(enum.StrEnum):
     CER = "cer"
 
 
+# What each format is called where people choose one (console, collection page).
+FORMAT_LABELS: Final[list[tuple[str, str]]] = [
+    (DownloadFormat.X509.value, "PEM: certificate, intermediates and root"),
+    (DownloadFormat.X509CO.value, "PEM: certificate only"),
+    (DownloadFormat.X509IO.value, "PEM: intermediates and root only"),
+    (DownloadFormat.X509IOR.value, "PEM: root and intermediates only (reversed)"),
+    (DownloadFormat.PEMIA.value, "PEM: certificate and intermediates (no root)"),
+    (DownloadFormat.BASE64.value, "PKCS#7, base64"),
+    (DownloadFormat.BIN.value, "PKCS#7, binary"),
+    (DownloadFormat.CER.value, "DER certificate (.cer)"),
+]
+
+
 @dataclass(frozen=True)
 class Download:
     """A file to hand to the browser: bytes, MIME type and file extension (no dot)."""

@@ -1,4 +1,4 @@
-"""Certwright discovery, pure: targets, TLS probing, the sweep engine, health, rules, schedules.
+"""Certwright discovery, pure: targets, TLS probing, the sweep engine, health, rules (schedules: app/recurrence.py).
 
 Nothing here imports Flask, SQLAlchemy, app.models, app.services or app.extensions (a test
 walks the AST). Services persist what these functions return; actors call ``run_shard``.
@@ -50,12 +50,6 @@ Rules (app.scan.rules, .observation, .saferegex)
         rule_id); Condition(field: Field, operator: Operator, value)
     RuleSet(rules).first_match(observation) -> RuleMatch(rule, index) | None
     observe(leaf_der, *, ip, port, host_name) -> Observation;  observe_result(result)
-
-Schedules (app.scan.schedule)
-    parse_schedule(data) -> Schedule  raises ScheduleError;  validate_schedule(data)
-    Schedule(kind, timezone, time, at, weekday, day_of_month, month); describe(); to_dict()
-    next_runs(schedule, after, count=5) -> list[datetime];  next_run(schedule, after)
-        (``after`` aware; results aware UTC)
 
 Command line: ``python -m app.scan "10.0.0.0/24" --ports 443,8443`` (see --help).
 """

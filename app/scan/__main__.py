@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from app.scan import settings
 from app.scan.errors import ScanInputError
 from app.scan.shards import Shard, count_shards, split_into_shards
 from app.scan.sweep import SweepBatch, SweepOptions, sweep_shard
@@ -50,9 +51,9 @@ def _run_one(job: tuple[dict[str, Any], dict[str, Any], bool]) -> tuple[dict[str
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.scan", description=__doc__)
     parser.add_argument("ranges", help="range text, e.g. '127.10.0.0/22, ::1'")
-    parser.add_argument("--ports", default="443")
-    parser.add_argument("--connect-timeout", type=float, default=3.0)
-    parser.add_argument("--handshake-timeout", type=float, default=5.0)
+    parser.add_argument("--ports", default=settings.PORTS)
+    parser.add_argument("--connect-timeout", type=float, default=settings.CONNECT_TIMEOUT)
+    parser.add_argument("--handshake-timeout", type=float, default=settings.HANDSHAKE_TIMEOUT)
     parser.add_argument("--connect-concurrency", type=int, default=1024)
     parser.add_argument("--tls-concurrency", type=int, default=128)
     parser.add_argument("--shard-size", type=int, default=65_536)

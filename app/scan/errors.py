@@ -1,4 +1,4 @@
-"""Validation errors raised by the pure parsers in app.scan (targets, rules, schedules)."""
+"""Validation errors raised by the pure parsers in app.scan (targets, rules)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,3 @@ class TargetSpecError(ScanInputError):
 
 class RuleError(ScanInputError):
     """An assignment rule is invalid."""
-
-
-class ScheduleError(ScanInputError):
-    """A schedule is invalid."""

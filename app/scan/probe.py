@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from app.scan import settings
+
 # OpenSSL 3 refuses servers without RFC 5746 secure renegotiation unless this is set;
 # Python exposes the name only from 3.12.
 _OP_LEGACY_SERVER_CONNECT = 0x4
@@ -272,8 +274,8 @@ async def probe(
     port: int,
     host_name: str | None = None,
     *,
-    connect_timeout: float = 3.0,
-    handshake_timeout: float = 5.0,
+    connect_timeout: float = settings.CONNECT_TIMEOUT,
+    handshake_timeout: float = settings.HANDSHAKE_TIMEOUT,
     context: ssl.SSLContext | None = None,
 ) -> ProbeResult:
     """Connect to ``ip:port`` and run a TLS handshake (SNI = ``host_name`` when given).

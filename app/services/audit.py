@@ -27,6 +27,7 @@ from app.extensions import db
 from app.models import Admin, AuditEvent, AuditHead
 from app.models.types import utcnow
 from app.services import bulk
+from app.services.scope import Actor, require_actor
 
 GENESIS = "0" * 64
 _PENDING = "cw_audit_pending"
@@ -81,7 +82,7 @@ def snapshot(obj: Any, fields: Iterable[str]) -> dict[str, Any]:
 def record(
     *,
     action: str,
-    actor: Admin | str | None,
+    actor: Actor | str,
     object_type: str = "",
     object_id: Any = "",
     label: str = "",
@@ -92,10 +93,12 @@ def record(
     department_id: int | None = None,
 ) -> None:
     """Queue an audit event in the current transaction (it is written at commit)."""
-    if isinstance(actor, Admin):
+    if isinstance(actor, str):  # someone not signed in, named by what they claimed (a login)
+        actor_id, actor_name = None, actor
+    elif isinstance(require_actor(actor), Admin):
         actor_id, actor_name = actor.id, actor.login
-    else:
-        actor_id, actor_name = None, actor or _source_label.get() or "system"
+    else:  # the system: named by its source (the scheduler, the command line) if known
+        actor_id, actor_name = None, _source_label.get() or "system"
     pending: list[dict[str, Any]] = db.session.info.setdefault(_PENDING, [])
     pending.append(
         {

@@ -12,13 +12,41 @@ Privileges (SSL, Client, Code Signing, Device) are held per scope.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, TypeAlias
 
 from sqlalchemy import false, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from app.extensions import db
-from app.models import Admin, CertType, Department
+from app.models import Admin, CertType, Department, Role
+
+
+class SystemActor:
+    """The system acting on its own authority: scheduled sweeps, first-start bootstrap,
+    and an operator's command on the server (who holds the database and keys anyway).
+
+    Passed explicitly as ``SYSTEM``; ``None`` is never an actor, so a front door that forgets
+    to pass its admin fails loudly instead of acting with an MRAO's powers.
+    """
+
+    id: Final = None
+    login: Final = "system"
+    role: Final = Role.MRAO
+    is_master: Final = True
+
+    def __repr__(self) -> str:
+        return "SYSTEM"
+
+
+SYSTEM: Final = SystemActor()
+Actor: TypeAlias = Admin | SystemActor
+
+
+def require_actor(actor: object) -> Actor:
+    """The actor itself; a programming error (TypeError) for anything else, None included."""
+    if isinstance(actor, Admin | SystemActor):
+        return actor
+    raise TypeError(f"actor must be an Admin or scope.SYSTEM, not {actor!r}")
 
 
 @dataclass(frozen=True)
@@ -98,8 +126,11 @@ class Scope:
         return or_(*clauses) if clauses else false()
 
 
-def scope_of(admin: Admin) -> Scope:
-    """Build the admin's scope from their AdminScope rows."""
+def scope_of(admin: Actor) -> Scope:
+    """Build the admin's scope from their AdminScope rows (the system's: everything)."""
+    if require_actor(admin) is SYSTEM:
+        return Scope(admin_id=0, is_master=True)
+    assert isinstance(admin, Admin)
     if admin.is_master:
         return Scope(admin_id=admin.id, is_master=True)
     orgs: dict[int, set[CertType]] = {}

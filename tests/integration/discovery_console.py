@@ -15,7 +15,7 @@ from app.models import (
     DiscoveryTask,
     ScanRun,
 )
-from app.services import discovery_rules
+from app.services.discovery import rules
 from tests.conftest import csrf_token, drain, login
 from tests.factories import (
     PASSWORD,
@@ -85,9 +85,9 @@ def text(resp):
 
 
 def make_rule(bed, name="Example Corp to Acme", value="Example Corp"):
-    rule = discovery_rules.save_rule(
+    rule = rules.save_rule(
         actor=bed.mrao,
-        data=discovery_rules.RuleData(
+        data=rules.RuleData(
             name=name,
             match_mode="all",
             conditions=[{"field": "subject_o", "operator": "equals", "value": value}],

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Admin, Role
-from app.services.accounts import visible_admins_clause
+from app.services.accounts.admins import visible_admins_clause
 from app.services.scope import scope_of
 from tests.conftest import login
 from tests.factories import PASSWORD, make_admin, make_dept, make_org

@@ -7,18 +7,18 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Admin, AuditEvent, CertType, Role
-from app.services import accounts
+from app.services.accounts import admins
 from app.services.errors import DomainError, Forbidden
 from tests.conftest import csrf_token, login
 from tests.factories import PASSWORD, make_admin, make_dept, make_org
 
 
 def grant(org, dept=None, *types):
-    return accounts.Grant(org.id, dept.id if dept else None, frozenset(types or CertType))
+    return admins.Grant(org.id, dept.id if dept else None, frozenset(types or CertType))
 
 
 def create(actor, login_name, role, *grants, password="another-long-password"):
-    return accounts.create_admin(
+    return admins.create_admin(
         actor=actor,
         login=login_name,
         email=f"{login_name}@example.com",
@@ -62,7 +62,7 @@ def test_grants_beyond_own_are_refused(app, case, message):
         "rao_with_dept": lambda: create(rao, "new4", Role.RAO, grant(org, dept, CertType.SSL)),
         "drao_without_dept": lambda: create(rao, "new5", Role.DRAO, grant(org, None, CertType.SSL)),
         "foreign_dept": lambda: create(
-            rao, "new6", Role.DRAO, accounts.Grant(org.id, other_dept.id, frozenset([CertType.SSL]))
+            rao, "new6", Role.DRAO, admins.Grant(org.id, other_dept.id, frozenset([CertType.SSL]))
         ),
         "no_scope": lambda: create(rao, "new7", Role.RAO),
     }
@@ -86,7 +86,7 @@ def test_weak_password_and_duplicate_login(app):
 def test_last_mrao_cannot_be_deleted_or_demoted(app):
     mrao = make_admin("mrao")
     with pytest.raises(Forbidden, match="cannot change your own role"):
-        accounts.update_admin(
+        admins.update_admin(
             actor=mrao,
             admin_id=mrao.id,
             email="m@example.com",
@@ -101,10 +101,10 @@ def test_last_mrao_cannot_be_deleted_or_demoted(app):
     second.active = False
     db.session.commit()
     with pytest.raises(DomainError, match="'mrao' is the last active MRAO"):
-        accounts.delete_admin(actor=second, admin_id=mrao.id)
+        admins.delete_admin(actor=second, admin_id=mrao.id)
     db.session.rollback()
     with pytest.raises(DomainError, match="'mrao' is the last active MRAO"):
-        accounts.update_admin(
+        admins.update_admin(
             actor=second,
             admin_id=mrao.id,
             email="m@example.com",
@@ -121,7 +121,7 @@ def test_admin_cannot_delete_itself(app):
     mrao = make_admin("mrao")
     make_admin("second")
     with pytest.raises(Forbidden, match="own account"):
-        accounts.delete_admin(actor=mrao, admin_id=mrao.id)
+        admins.delete_admin(actor=mrao, admin_id=mrao.id)
 
 
 def test_create_rao_via_console(client):

@@ -8,6 +8,7 @@ from sqlalchemy import text
 from app.extensions import db
 from app.models import AuditEvent
 from app.services import audit
+from app.services.scope import SYSTEM
 from tests.factories import make_admin, make_dept, make_org
 
 
@@ -78,9 +79,9 @@ def test_reordered_rows_are_detected(history):
 def test_rolled_back_work_leaves_no_audit_rows(history):
     make_org("Temp")  # commits
     before = audit.verify().rows
-    from app.services import orgs
+    from app.services.structure import orgs
 
-    orgs.create_org(actor=None, data=orgs.OrgData(name="Never", country="DE"))
+    orgs.create_org(actor=SYSTEM, data=orgs.OrgData(name="Never", country="DE"))
     db.session.rollback()
     make_org("After")
     assert audit.verify().ok and audit.verify().rows == before + 1

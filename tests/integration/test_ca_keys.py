@@ -13,7 +13,7 @@ from app.models import CertificateAuthority, CrlPublication
 from app.models.types import utcnow
 from app.pki import keystore
 from app.pki.errors import SealError
-from app.services import ca, revocation
+from app.services.ca import crl, signing
 from tests.factories import make_pki
 
 
@@ -23,17 +23,17 @@ def test_keys_are_sealed_and_rotation_reseals_under_the_new_key(app):
     assert b"PRIVATE KEY" not in issuing.sealed_key
     new_key = Fernet.generate_key().decode()
     app.config["CW_KEK"] = f"{new_key},{old_key}"
-    ca.ISSUERS.clear()
+    signing.ISSUERS.clear()
     assert (
         app.test_cli_runner()
         .invoke(args=["ca", "rotate-kek"])
         .output.startswith("Re-sealed 2 keys")
     )
     app.config["CW_KEK"] = new_key  # the old key is gone
-    ca.ISSUERS.clear()
+    signing.ISSUERS.clear()
     db.session.expire_all()
     authority = db.session.get(CertificateAuthority, issuing.id)
-    assert ca.load_issuer(authority).certificate.serial_number == int(authority.serial_hex, 16)
+    assert signing.load_issuer(authority).certificate.serial_number == int(authority.serial_hex, 16)
     with pytest.raises(SealError):
         keystore.unseal(authority.sealed_key, keystore.parse_keks(old_key))
 
@@ -41,18 +41,18 @@ def test_keys_are_sealed_and_rotation_reseals_under_the_new_key(app):
 def test_wrong_kek_gives_a_clear_message(app):
     _, issuing, _ = make_pki()
     app.config["CW_KEK"] = Fernet.generate_key().decode()
-    ca.ISSUERS.clear()
+    signing.ISSUERS.clear()
     with pytest.raises(Exception, match="cannot be unsealed"):
-        ca.load_issuer(issuing)
+        signing.load_issuer(issuing)
 
 
 def test_crl_refresh_publishes_before_expiry(app):
     _, issuing, _ = make_pki()
     before = issuing.crl_number
-    assert revocation.refresh_crls() == []  # fresh CRLs: nothing to do
+    assert crl.refresh_crls() == []  # fresh CRLs: nothing to do
     issuing.crl_next_update = utcnow() + timedelta(days=1)
     db.session.commit()
-    assert revocation.refresh_crls() == [issuing.id]
+    assert crl.refresh_crls() == [issuing.id]
     db.session.commit()
     assert issuing.crl_number == before + 1 and issuing.crl_next_update > utcnow() + timedelta(
         days=6

@@ -26,15 +26,9 @@ from app.models import (
 )
 from app.models.types import utcnow
 from app.scan.probe import ProbeResult
-from app.services import (
-    discovery_rules,
-    discovery_runs,
-    discovery_store,
-    discovery_tasks,
-    network_assets,
-    scheduling,
-)
+from app.services.discovery import endpoints, results, rules, runs, tasks
 from app.services.errors import Conflict, ValidationFailed
+from app.services.platform import scheduling
 from tests.conftest import drain
 from tests.factories import (
     make_admin,
@@ -97,16 +91,16 @@ def bed(app, stub_worker):
 
 
 def make_task(bed, **changes):
-    rule = discovery_rules.save_rule(
+    rule = rules.save_rule(
         actor=bed.mrao,
-        data=discovery_rules.RuleData(
+        data=rules.RuleData(
             name="Example Corp to Acme",
             match_mode="all",
             conditions=[{"field": "subject_o", "operator": "equals", "value": "Example Corp"}],
             organization_id=bed.org.id,
         ),
     )
-    data = discovery_tasks.TaskData(
+    data = tasks.TaskData(
         name="Loopback",
         ranges=f"{HOSTS[0]}-{HOSTS[3]}\nmanaged.acme.example",
         ports=str(bed.port),
@@ -116,13 +110,13 @@ def make_task(bed, **changes):
         rule_ids=[rule.id],
         **changes,
     )
-    task = discovery_tasks.create_task(actor=bed.mrao, data=data)
+    task = tasks.create_task(actor=bed.mrao, data=data)
     db.session.commit()
     return task
 
 
 def scan(bed, task):
-    run = discovery_runs.start_run(actor=bed.mrao, task_id=task.id)
+    run = runs.start_run(actor=bed.mrao, task_id=task.id)
     drain(bed.worker)
     db.session.refresh(run)
     return run
@@ -161,7 +155,7 @@ def test_scan_finds_every_certificate_once_and_assigns_by_rule(bed):
     flags = {e.ip: set(e.flags) for e in db.session.execute(select(Endpoint)).scalars()}
     assert "expired" in flags[HOSTS[2]] and "self_signed_leaf" in flags[HOSTS[3]]
     assert flags[HOSTS[0]] == set()
-    summary = network_assets.task_summary(task.id)
+    summary = endpoints.task_summary(task.id)
     assert summary == {
         "total": 4,
         "managed": 1,
@@ -170,9 +164,9 @@ def test_scan_finds_every_certificate_once_and_assigns_by_rule(bed):
         "expired": 1,
         "expiring_30": 0,
     }
-    from app.services import certificates
+    from app.services.certificates import inventory
 
-    assert certificates.install_state(bed.ours) == "Installed (1 endpoint)"
+    assert inventory.install_state(bed.ours) == "Installed (1 endpoint)"
 
 
 def test_a_second_scan_updates_instead_of_duplicating(bed):
@@ -196,17 +190,17 @@ def test_a_rescan_lets_rules_place_what_is_still_unassigned_never_what_an_admin_
     old, selfsigned = by_cn["old.ext.test"], by_cn["self.test"]
     assert old.organization_id is None and selfsigned.organization_id is None
     it = make_dept(bed.org, "IT")
-    network_assets.assign_certificates(
+    endpoints.assign_certificates(
         actor=bed.mrao,
         certificate_ids=[selfsigned.id],
         organization_id=bed.org.id,
         department_id=it.id,
     )
     rule_id = task.rule_links[0].rule_id
-    discovery_rules.save_rule(
+    rules.save_rule(
         actor=bed.mrao,
         rule_id=rule_id,
-        data=discovery_rules.RuleData(
+        data=rules.RuleData(
             name="Example Corp to Acme",
             match_mode="any",
             conditions=[
@@ -236,7 +230,7 @@ def test_a_rescan_lets_rules_place_what_is_still_unassigned_never_what_an_admin_
 
 def test_a_retried_shard_is_not_counted_twice(bed):
     task = make_task(bed)
-    run = discovery_runs.start_run(actor=bed.mrao, task_id=task.id)
+    run = runs.start_run(actor=bed.mrao, task_id=task.id)
     db.session.commit()
     job_id = db.session.execute(select(Job.id).where(Job.kind == "scan_shard")).scalar_one()
     from app.actors.discovery import scan_shard
@@ -249,7 +243,7 @@ def test_a_retried_shard_is_not_counted_twice(bed):
 
 def test_a_shard_whose_worker_died_on_every_attempt_fails_the_run(bed, app):
     task = make_task(bed)
-    run = discovery_runs.start_run(actor=bed.mrao, task_id=task.id)
+    run = runs.start_run(actor=bed.mrao, task_id=task.id)
     db.session.commit()
     bed.worker.broker.flush_all()
     job = db.session.execute(select(Job).where(Job.kind == "scan_shard")).scalar_one()
@@ -270,11 +264,9 @@ def test_a_certificate_two_shards_insert_at_once_counts_as_new_once(bed):
     task = make_task(bed)
     result = ProbeResult(HOSTS[0], bed.port, chain=(bed.ext.der,), tls_version="TLSv1.3")
     fingerprint = hashlib.sha256(bed.ext.der).hexdigest()
-    contexts = [
-        discovery_store.BatchContext(task, 0, 0, [], [], {"new": 0, "assigned": 0}) for _ in "ab"
-    ]
-    rows = [discovery_store.certificate_row(result, fingerprint, ctx, utcnow()) for ctx in contexts]
-    inserted = [discovery_store.insert_new_certificates([row]) for row in rows]
+    contexts = [results.BatchContext(task, 0, 0, [], [], {"new": 0, "assigned": 0}) for _ in "ab"]
+    rows = [results.certificate_row(result, fingerprint, ctx, utcnow()) for ctx in contexts]
+    inserted = [results.insert_new_certificates([row]) for row in rows]
     assert inserted == [{fingerprint}, set()]
     count = select(func.count()).where(Certificate.fingerprint == fingerprint)
     assert db.session.execute(count).scalar_one() == 1
@@ -282,23 +274,23 @@ def test_a_certificate_two_shards_insert_at_once_counts_as_new_once(bed):
 
 def test_cancel_ends_the_run(bed):
     task = make_task(bed)
-    run = discovery_runs.start_run(actor=bed.mrao, task_id=task.id)
+    run = runs.start_run(actor=bed.mrao, task_id=task.id)
     db.session.commit()
-    discovery_runs.cancel_run(actor=bed.mrao, run_id=run.id)
+    runs.cancel_run(actor=bed.mrao, run_id=run.id)
     db.session.commit()
     drain(bed.worker)
     db.session.refresh(run)
     assert run.status == RunStatus.CANCELLED and "cancelled by mrao" in run.message
     with pytest.raises(Conflict, match="already ended"):
-        discovery_runs.cancel_run(actor=bed.mrao, run_id=run.id)
+        runs.cancel_run(actor=bed.mrao, run_id=run.id)
 
 
 def test_only_one_run_at_a_time(bed):
     task = make_task(bed)
-    discovery_runs.start_run(actor=bed.mrao, task_id=task.id)
+    runs.start_run(actor=bed.mrao, task_id=task.id)
     db.session.commit()
     with pytest.raises(Conflict, match="already scanning"):
-        discovery_runs.start_run(actor=bed.mrao, task_id=task.id)
+        runs.start_run(actor=bed.mrao, task_id=task.id)
     db.session.rollback()
     drain(bed.worker)
 
@@ -318,18 +310,18 @@ def test_cli_runs_a_task_and_prints_counts(bed, app):
 def test_dry_run_shows_matches_before_saving(bed):
     task = make_task(bed)
     scan(bed, task)
-    data = discovery_rules.RuleData(
+    data = rules.RuleData(
         name="Other Inc",
         match_mode="any",
         conditions=[{"field": "subject_o", "operator": "equals", "value": "Other Inc"}],
         organization_id=bed.org.id,
     )
-    hits = discovery_rules.dry_run(actor=bed.mrao, data=data)
+    hits = rules.dry_run(actor=bed.mrao, data=data)
     assert [h.certificate.common_name for h in hits] == ["old.ext.test"]
     with pytest.raises(ValidationFailed) as err:
-        discovery_rules.dry_run(
+        rules.dry_run(
             actor=bed.mrao,
-            data=discovery_rules.RuleData(
+            data=rules.RuleData(
                 name="bad",
                 match_mode="all",
                 conditions=[{"field": "subject_cn", "operator": "matches", "value": "(a"}],
@@ -368,9 +360,9 @@ def test_weekly_schedule_fires_once(bed, app):
 
 def test_bad_targets_are_refused_with_line_numbers(bed):
     with pytest.raises(ValidationFailed) as err:
-        discovery_tasks.create_task(
+        tasks.create_task(
             actor=bed.mrao,
-            data=discovery_tasks.TaskData(
+            data=tasks.TaskData(
                 name="Bad", ranges="10.0.0.1\n10.0.0.300\n169.254.0.0/16", ports="443,70000"
             ),
         )
@@ -382,9 +374,7 @@ def test_bad_targets_are_refused_with_line_numbers(bed):
         and "70000" in messages
     )
     with pytest.raises(ValidationFailed) as err:
-        discovery_tasks.create_task(
-            actor=bed.mrao, data=discovery_tasks.TaskData(name="Huge", ranges="10.0.0.0/8")
-        )
+        tasks.create_task(actor=bed.mrao, data=tasks.TaskData(name="Huge", ranges="10.0.0.0/8"))
     assert "the limit is 65,536 per task" in " ".join(err.value.errors["ranges"])
     db.session.rollback()
     assert db.session.execute(select(func.count()).select_from(DiscoveryTask)).scalar_one() == 0

@@ -7,8 +7,8 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AuditEvent, CertType, Delegation, DelegationStatus, Domain, Role
-from app.services import domains
 from app.services.errors import Conflict, DomainError, Forbidden
+from app.services.structure import domains
 from tests.conftest import csrf_token, login
 from tests.factories import PASSWORD, make_admin, make_dept, make_domain, make_org
 

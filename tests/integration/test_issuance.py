@@ -24,8 +24,9 @@ from app.models import (
     Role,
     SerialNumber,
 )
-from app.services import approvals, enrollment, revocation
+from app.services.certificates import approvals, enrollment, revocation
 from app.services.errors import Conflict, DomainError, Forbidden
+from app.services.scope import SYSTEM
 from tests.conftest import drain
 from tests.factories import make_admin, make_csr, make_dept, make_domain, make_org, make_pki
 
@@ -301,7 +302,8 @@ def test_a_batch_on_postgresql(postgres_app):
     Issued with its own certificate and serial reservation, one audit event and one collection
     mail for the batch (one requester) naming every certificate; the audit chain verifies; a
     second run of the same batch stores nothing."""
-    from app.services import audit, issuance
+    from app.services import audit
+    from app.services.certificates import issuance
 
     mrao = make_admin("mrao")
     org = make_org("Acme", city="Berlin", state="Berlin")
@@ -344,10 +346,10 @@ def test_batches_are_smaller_for_profiles_that_lint_every_certificate(world):
     """Linting takes milliseconds a certificate: those requests go 50 to a job, the
     others 500 to a job, so that a large approval spreads over every worker."""
     from app.models import CertType, Job, LintMode
-    from app.services import profiles
+    from app.services.ca import profiles
 
     sampled = profiles.create_profile(
-        actor=None,
+        actor=SYSTEM,
         data=profiles.ProfileData(
             name="Sampled",
             cert_type=CertType.SSL,
@@ -390,7 +392,7 @@ def test_lint_sampling_picks_the_first_certificate_then_one_in_n(
     from types import SimpleNamespace
 
     from app.models import LintMode
-    from app.services import issuance
+    from app.services.certificates import issuance
 
     profile = SimpleNamespace(
         lint_mode=LintMode.EVERY if mode == "every" else LintMode.SAMPLE,

@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy import update as sa_update
 
-from app.broker import broker
 from app.extensions import db
 from app.models import Job, JobStatus, Schedule, WorkerHeartbeat
 from app.models.types import utcnow
-from app.services import jobs, scheduling
+from app.runtime.broker import broker
+from app.services.platform import jobs, scheduling
 from tests.conftest import drain
 from tests.factories import make_admin
 
@@ -261,7 +261,7 @@ def test_an_attempt_presumed_dead_stops_at_its_next_write(app):
 def test_a_worker_that_stops_gracefully_signs_off_so_nothing_is_sent_again(app):
     """dramatiq hands a stopping worker's fetched messages back to the broker: its
     heartbeat row goes with it, and recovery later has no dead worker to re-send for."""
-    from app.runtime import Heartbeat
+    from app.runtime.heartbeat import Heartbeat
 
     heartbeat = Heartbeat(app, kind="worker")
     heartbeat.start()

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import MailStatus, OutboxMessage
-from app.services import mail
+from app.services.platform import mail
 from tests.conftest import drain
 
 
@@ -70,7 +70,7 @@ def test_with_smtp_mail_is_delivered(app, stub_worker, smtp_server):
 
 
 def test_smtp_failure_is_recorded_and_retried(app):
-    from app.broker import broker
+    from app.runtime.broker import broker
 
     app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=free_port())  # nothing listens there
     msg = mail.send_mail(to=["c@example.com"], subject="x", body="y")

@@ -1,4 +1,4 @@
-"""The responder's per-process cache of pre-produced answers (app/services/ocsp.py):
+"""The responder's per-process cache of pre-produced answers (app/services/ca/ocsp.py):
 good answers are reused, yet a revocation and a newly issued serial show within
 CW_OCSP_CACHE_SECONDS, without anyone clearing the cache."""
 
@@ -13,7 +13,9 @@ from cryptography.x509 import ocsp as x509_ocsp
 
 from app.extensions import db
 from app.models import Certificate
-from app.services import bulk, ocsp, revocation
+from app.services import bulk
+from app.services.ca import ocsp
+from app.services.certificates import revocation
 from tests.integration.test_pki_http import issued  # noqa: F401  (fixture)
 
 TTL = 0.2

@@ -1,4 +1,4 @@
-"""The OCSP fast path (app/api/ocsp_wsgi.py) answers exactly as the Flask routes do.
+"""The OCSP fast path (app/api/relying_party/ocsp_wsgi.py) answers exactly as the Flask routes do.
 
 Each request is sent twice, through the whole app (fast path in front) and through
 Flask alone (the wrapped WSGI app), and the answers are compared: status, headers,
@@ -21,9 +21,9 @@ from flask import request_started
 from sqlalchemy import text
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from app.api.ocsp_wsgi import OcspFastPath
+from app.api.relying_party.ocsp_wsgi import OcspFastPath
 from app.extensions import db
-from app.services import ocsp
+from app.services.ca import ocsp
 from tests.integration.test_pki_http import issued  # noqa: F401  (fixture)
 
 
@@ -170,11 +170,11 @@ def test_under_gunicorn_an_answer_leaves_in_one_piece_when_the_request_ends(
         ).get_environ()
         environ["gunicorn.socket"] = server
         # Not under gunicorn.conf.py (nothing would uncork): no cork.
-        monkeypatch.setattr("app.api.ocsp_wsgi._UNCORK_HOOKED", False)
+        monkeypatch.setattr("app.api.relying_party.ocsp_wsgi._UNCORK_HOOKED", False)
         run_wsgi_app(app.wsgi_app, dict(environ, **{"wsgi.input": io.BytesIO(der)}))
         assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK) == 0
         monkeypatch.setenv("CW_EMBEDDED_WORKER", "0")
-        monkeypatch.setattr("app.runtime.freeze_startup_objects", lambda: None)
+        monkeypatch.setattr("app.runtime.context.freeze_startup_objects", lambda: None)
         hooks["post_worker_init"](None)  # what each gunicorn worker runs after loading us
         body, status, _ = run_wsgi_app(app.wsgi_app, environ, buffered=True)
         assert status == "200 OK"

@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Certificate, CertificateAuthority, CertificateRequest, CertStatus
+from app.services.scope import SYSTEM
 from tests.conftest import drain
 from tests.factories import make_admin, make_csr, make_domain, make_org
 
@@ -52,10 +53,10 @@ def test_ca_and_certificate_from_the_command_line(app, stub_worker, tmp_path):
     ).scalar_one()
     assert issuing.signature_hash == "SHA-384"  # inherited from the P-384 root
     from app.models import CertType
-    from app.services import profiles
+    from app.services.ca import profiles
 
     profiles.create_profile(
-        actor=None,
+        actor=SYSTEM,
         data=profiles.ProfileData(
             name="web",
             cert_type=CertType.SSL,

@@ -14,7 +14,8 @@ from werkzeug.serving import make_server
 
 from app.extensions import db
 from app.models import CertificateRequest, RequestMode, RequestStatus
-from app.services import approvals, certificates, enrollment, ocsp, renewal, revocation
+from app.services.ca import ocsp
+from app.services.certificates import approvals, enrollment, inventory, renewal, revocation
 from app.services.errors import DomainError
 from tests.conftest import drain
 from tests.factories import (
@@ -201,14 +202,14 @@ def test_every_download_format(app, issued):
         "cer": None,
     }
     for fmt, count in expected.items():
-        result = certificates.download(actor=issued["mrao"], certificate_id=cert.id, fmt=fmt)
+        result = inventory.download(actor=issued["mrao"], certificate_id=cert.id, fmt=fmt)
         if count is not None:
             assert result.content.count(b"BEGIN CERTIFICATE") == count, fmt
     assert (
-        certificates.download(actor=issued["mrao"], certificate_id=cert.id, fmt="cer").content
+        inventory.download(actor=issued["mrao"], certificate_id=cert.id, fmt="cer").content
         == cert.der
     )
-    p7 = certificates.download(actor=issued["mrao"], certificate_id=cert.id, fmt="bin").content
+    p7 = inventory.download(actor=issued["mrao"], certificate_id=cert.id, fmt="bin").content
     (issued["dir"] / "c.p7b").write_bytes(p7)
     out = subprocess.run(
         [
@@ -226,7 +227,7 @@ def test_every_download_format(app, issued):
     )
     assert out.stdout.count("subject=") == 3
     with pytest.raises(DomainError, match="unknown download format"):
-        certificates.download(actor=issued["mrao"], certificate_id=cert.id, fmt="zip")
+        inventory.download(actor=issued["mrao"], certificate_id=cert.id, fmt="zip")
 
 
 def test_collection_link(app, issued, client):
@@ -306,7 +307,7 @@ def test_keygen_request_yields_pkcs12_readable_by_openssl(app, issued, stub_work
     approvals.approve(actor=issued["mrao"], request_ids=[req.id])
     drain(stub_worker)
     db.session.refresh(req)
-    p12 = certificates.pkcs12(
+    p12 = inventory.pkcs12(
         actor=issued["mrao"], certificate_id=req.certificate_id, password="s3cret-pass"
     )
     (issued["dir"] / "k.p12").write_bytes(p12.content)
@@ -329,6 +330,6 @@ def test_keygen_request_yields_pkcs12_readable_by_openssl(app, issued, stub_work
         and out.stdout.count("BEGIN CERTIFICATE") == 3
     ), out.stderr
     with pytest.raises(DomainError, match="does not hold the key"):
-        certificates.pkcs12(
+        inventory.pkcs12(
             actor=issued["mrao"], certificate_id=issued["cert"].id, password="s3cret-pass"
         )

@@ -22,7 +22,8 @@ from app.models import (
     RequestMode,
     Role,
 )
-from app.services import enrollment, issuance
+from app.services.certificates import enrollment, issuance
+from app.services.scope import SYSTEM
 from tests.conftest import csrf_token, login
 from tests.factories import (
     PASSWORD,
@@ -283,9 +284,9 @@ def test_drao_cannot_edit_the_organization(client, world):
 
 
 def test_exports_are_scoped_and_formula_safe(client, world):
-    from app.services import orgs
+    from app.services.structure import orgs
 
-    orgs.create_org(actor=None, data=orgs.OrgData(name='=HYPERLINK("http://x")', country="DE"))
+    orgs.create_org(actor=SYSTEM, data=orgs.OrgData(name='=HYPERLINK("http://x")', country="DE"))
     db.session.commit()
     as_(client, "mrao")
     csv = client.get("/admin/audit/export/csv/").get_data(as_text=True)

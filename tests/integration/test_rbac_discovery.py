@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AssignmentRule, Certificate, DiscoveryTask, Endpoint, ScanRun
-from app.services import discovery_rules, discovery_runs, discovery_tasks, network_assets
+from app.services.discovery import endpoints, rules, runs, tasks
 from tests.conftest import csrf_token, drain
 from tests.integration.test_rbac import BETA_MARKERS, as_, world  # noqa: F401  (fixture)
 from tests.tlsbed.certs import issue, make_name
@@ -37,9 +37,9 @@ SERVED = {  # last octet -> (CN, subject O)
 
 
 def _rule(mrao, name, value, org, dept=None):
-    return discovery_rules.save_rule(
+    return rules.save_rule(
         actor=mrao,
-        data=discovery_rules.RuleData(
+        data=rules.RuleData(
             name=name,
             match_mode="all",
             conditions=[{"field": "subject_o", "operator": "equals", "value": value}],
@@ -59,21 +59,21 @@ def disco(world, stub_worker):  # noqa: F811  (the fixture above, by name)
     beta_rule = _rule(mrao, "Beta Corp rule", "Beta Corp", world["beta"])
     hosts = [f"{NET}.{i}" for i in SERVED]
     port = free_port(hosts)
-    tasks = {}
-    for name, org, ranges, rules in (
+    made = {}
+    for name, org, ranges, task_rules in (
         ("Alpha net", world["alpha"], f"{NET}.1-{NET}.4", [ops_rule, lab_rule, beta_rule]),
         ("Beta Corp scan", world["beta"], f"{NET}.5-{NET}.7", [beta_rule]),
     ):
-        tasks[name] = discovery_tasks.create_task(
+        made[name] = tasks.create_task(
             actor=mrao,
-            data=discovery_tasks.TaskData(
+            data=tasks.TaskData(
                 name=name,
                 ranges=ranges,
                 ports=str(port),
                 organization_id=org,
                 connect_timeout=2,
                 handshake_timeout=3,
-                rule_ids=[r.id for r in rules],
+                rule_ids=[r.id for r in task_rules],
             ),
         )
     db.session.commit()
@@ -82,18 +82,18 @@ def disco(world, stub_worker):  # noqa: F811  (the fixture above, by name)
             farm.add_tls(
                 f"{NET}.{octet}", port, server_context([issue(make_name(cn, o), sans=[cn])])
             )
-        for task in tasks.values():
-            discovery_runs.start_run(actor=mrao, task_id=task.id)
+        for task in made.values():
+            runs.start_run(actor=mrao, task_id=task.id)
             drain(stub_worker)
     moved = db.session.execute(select(Endpoint).where(Endpoint.ip == f"{NET}.7")).scalar_one()
-    network_assets.assign_endpoints(
+    endpoints.assign_endpoints(
         actor=mrao,
         endpoint_ids=[moved.id],
         organization_id=world["alpha"],
         department_id=world["ops"],
     )
     db.session.commit()
-    endpoints = {
+    endpoint_ids = {
         octet: db.session.execute(
             select(Endpoint.id).where(Endpoint.ip == f"{NET}.{octet}")
         ).scalar_one()
@@ -101,11 +101,11 @@ def disco(world, stub_worker):  # noqa: F811  (the fixture above, by name)
     }
     return {
         **world,
-        "alpha_task": tasks["Alpha net"].id,
-        "beta_task": tasks["Beta Corp scan"].id,
+        "alpha_task": made["Alpha net"].id,
+        "beta_task": made["Beta Corp scan"].id,
         "beta_rule": beta_rule.id,
         "lab_rule": lab_rule.id,
-        "endpoints": endpoints,
+        "endpoints": endpoint_ids,
     }
 
 

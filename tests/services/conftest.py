@@ -208,7 +208,7 @@ def purge_queues(url: str) -> None:
     """Empty the app's queues (those that exist) in the vhost of url."""
     import pika
 
-    from app.broker import broker
+    from app.runtime.broker import broker
 
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:

@@ -38,7 +38,7 @@ from app.models import (
     ScanShard,
     WorkerHeartbeat,
 )
-from app.services import discovery_rules, discovery_runs, discovery_tasks
+from app.services.discovery import rules, runs, tasks
 from tests.conftest import csrf_token
 from tests.factories import make_admin, make_org
 from tests.processes import PY, ROOT, Proc, describe, wait_until
@@ -57,9 +57,10 @@ START_RUN = """
 import sys
 from wsgi import app
 from app.extensions import db
-from app.services import discovery_runs
+from app.services.discovery import runs
+from app.services.scope import SYSTEM
 with app.app_context():
-    run = discovery_runs.start_run(actor=None, task_id=int(sys.argv[1]), shard_size=int(sys.argv[2]))
+    run = runs.start_run(actor=SYSTEM, task_id=int(sys.argv[1]), shard_size=int(sys.argv[2]))
     db.session.commit()
     print(run.id)
 """
@@ -142,18 +143,18 @@ class Scan:
 def scan(pg: Flask, bed: Bed) -> Scan:
     admin = make_admin(f"mrao-{secrets.token_hex(3)}")
     org = make_org(bed.org)
-    rule = discovery_rules.save_rule(
+    rule = rules.save_rule(
         actor=admin,
-        data=discovery_rules.RuleData(
+        data=rules.RuleData(
             name=f"{bed.org} by O",
             match_mode="all",
             conditions=[{"field": "subject_o", "operator": "equals", "value": bed.org}],
             organization_id=org.id,
         ),
     )
-    task = discovery_tasks.create_task(
+    task = tasks.create_task(
         actor=admin,
-        data=discovery_tasks.TaskData(
+        data=tasks.TaskData(
             name=f"Shared scan {secrets.token_hex(3)}",
             ranges=f"{HOSTS[0]}-{HOSTS[-1]}",
             ports=str(bed.port),
@@ -336,7 +337,7 @@ def test_a_scan_shared_by_two_workers_survives_one_killed_mid_shard(
     refused = len(HOSTS) - len(bed.presented) - len(bed.not_tls)
     assert run.counts["outcomes"] == {"tls": 24, "not_tls": 4, "refused": refused}
     assert run.message == "24 TLS endpoints, 10 certificates (10 new)"
-    assert discovery_runs.progress(run) == 100
+    assert runs.progress(run) == 100
     assert finished_in < 30, f"the run took {finished_in:.0f} s to end after the kill"
 
     # The killed shard was started over once (by B); every other shard ran once.
@@ -438,7 +439,7 @@ def test_cancel_stops_the_shards_running_on_two_workers_and_the_rest(
     run = db.session.get(ScanRun, run_id)
     assert run is not None and run.status == RunStatus.CANCELLED
     assert run.message.startswith("cancelled by mrao-")
-    assert run.targets_done == 10 and discovery_runs.progress(run) == 100 * 10 // len(HOSTS)
+    assert run.targets_done == 10 and runs.progress(run) == 100 * 10 // len(HOSTS)
     for shard, job in rows:
         assert job.status == JobStatus.CANCELLED and shard.status == "cancelled", watch.state()
         if job.id in held:  # stopped mid-way: its slow server's target never done

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Certificate, RunStatus, ScanRun
-from app.services import discovery_rules, discovery_tasks
+from app.services.discovery import rules, tasks
 from tests.factories import make_admin, make_org
 from tests.services.conftest import Stack
 from tests.tlsbed.certs import issue, make_name
@@ -26,9 +26,9 @@ def test_scan_through_a_worker_on_postgres_ends_successful(
     tag = secrets.token_hex(3)
     mrao = make_admin(f"mrao-{tag}")
     org = make_org(f"Scanned {tag}")
-    rule = discovery_rules.save_rule(
+    rule = rules.save_rule(
         actor=mrao,
-        data=discovery_rules.RuleData(
+        data=rules.RuleData(
             name=f"Corp {tag}",
             match_mode="all",
             conditions=[{"field": "subject_o", "operator": "equals", "value": f"Corp {tag}"}],
@@ -39,9 +39,9 @@ def test_scan_through_a_worker_on_postgres_ends_successful(
     leaf = issue(make_name(f"a-{tag}.test", f"Corp {tag}"), issuer=root, sans=[f"a-{tag}.test"])
     other = issue(make_name(f"b-{tag}.test", "Elsewhere"), sans=[f"b-{tag}.test"])
     port = free_port(HOSTS)
-    task = discovery_tasks.create_task(
+    task = tasks.create_task(
         actor=mrao,
-        data=discovery_tasks.TaskData(
+        data=tasks.TaskData(
             name=f"Loopback {tag}",
             ranges=f"{HOSTS[0]}-{HOSTS[-1]}",
             ports=str(port),

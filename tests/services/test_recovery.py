@@ -22,7 +22,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Job, JobStatus
 from app.models.types import utcnow
-from app.services import jobs
+from app.services.platform import jobs
 from tests.processes import describe, wait_until
 from tests.services.conftest import Stack
 

@@ -9,11 +9,11 @@ from datetime import timedelta
 from flask import Flask
 from sqlalchemy import select, update
 
-from app.broker import broker
 from app.extensions import db
 from app.models import Job, JobStatus, Schedule
 from app.models.types import utcnow
-from app.services import scheduling
+from app.runtime.broker import broker
+from app.services.platform import scheduling
 
 SCHEDULERS = 4
 ROUNDS = 60

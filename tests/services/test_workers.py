@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AuditEvent, Job, WorkerHeartbeat
-from app.services import orgs
+from app.services.scope import SYSTEM
+from app.services.structure import orgs
 from tests.processes import describe, wait_until
 from tests.services.conftest import Stack
 
@@ -39,7 +40,7 @@ def audit_rows() -> int:
 def run_audit_verify(stack: Stack, *, workers: int, pg: Flask, about: FlaskClient) -> Job:
     """Start `workers` worker processes, run audit_verify through the CLI, check the row."""
     # Something for the job to verify: a real audit event, written the app's way.
-    orgs.create_org(actor=None, data=orgs.OrgData(name=f"Org of {stack.logs.name}", country="DE"))
+    orgs.create_org(actor=SYSTEM, data=orgs.OrgData(name=f"Org of {stack.logs.name}", country="DE"))
     db.session.commit()
     expected_rows = audit_rows()
     with stack.workers("workers", processes=workers, threads=2) as proc:

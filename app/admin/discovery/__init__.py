@@ -1,0 +1,1 @@
+"""Console: Discovery (Network Discovery Tasks, Assignment Rules, Network Assets)."""

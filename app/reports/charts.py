@@ -1,0 +1,103 @@
+"""Dashboard charts: counts -> Plotly figure dicts with click-through links. Pure.
+
+Every bar or slice carries the URL of the list it summarises in ``customdata``; the
+console's script opens it on click (the "breakdown" of the chart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+STATUS_COLOURS: Mapping[str, str] = {
+    "Issued": "#28a745",
+    "Expired": "#6c757d",
+    "Revoked": "#dc3545",
+    "Replaced": "#17a2b8",
+    "External": "#343a40",
+}
+EXPIRY_COLOURS = ("#dc3545", "#fd7e14", "#ffc107")
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One bar (or slice): its label, count and the list that shows those certificates."""
+
+    label: str
+    count: int
+    url: str = ""
+    colour: str = "#007bff"
+
+
+def _layout(title: str, *, empty: bool) -> dict[str, Any]:
+    layout: dict[str, Any] = {
+        "title": {"text": title, "font": {"size": 14}},
+        "margin": {"l": 40, "r": 10, "t": 40, "b": 40},
+        "height": 260,
+        "showlegend": False,
+    }
+    if empty:
+        layout["annotations"] = [
+            {"text": "nothing yet", "showarrow": False, "font": {"color": "#6c757d"}}
+        ]
+        layout["xaxis"] = {"visible": False}
+        layout["yaxis"] = {"visible": False}
+    return layout
+
+
+def bar_figure(title: str, bars: Sequence[Bar]) -> dict[str, Any]:
+    """A vertical bar chart; bars with a zero count are kept (a zero is information)."""
+    empty = not any(bar.count for bar in bars)
+    data = (
+        []
+        if empty
+        else [
+            {
+                "type": "bar",
+                "x": [bar.label for bar in bars],
+                "y": [bar.count for bar in bars],
+                "marker": {"color": [bar.colour for bar in bars]},
+                "customdata": [bar.url for bar in bars],
+                "hovertemplate": "%{x}: %{y}<extra></extra>",
+            }
+        ]
+    )
+    layout = _layout(title, empty=empty)
+    if not empty:
+        # Counts are whole numbers: small charts get one tick per unit, never "1.5".
+        top = max(bar.count for bar in bars)
+        layout["yaxis"] = {
+            "rangemode": "tozero",
+            "tickformat": ",d",
+            **({"dtick": 1} if top <= 6 else {}),
+        }
+    return {"data": data, "layout": layout}
+
+
+def donut_figure(title: str, slices: Sequence[Bar]) -> dict[str, Any]:
+    """A donut of the non-zero slices."""
+    shown = [s for s in slices if s.count]
+    data = (
+        []
+        if not shown
+        else [
+            {
+                "type": "pie",
+                "hole": 0.5,
+                "labels": [s.label for s in shown],
+                "values": [s.count for s in shown],
+                "customdata": [s.url for s in shown],
+                "textinfo": "label+value",
+                "hovertemplate": "%{label}: %{value}<extra></extra>",
+            }
+        ]
+    )
+    return {"data": data, "layout": _layout(title, empty=not shown)}
+
+
+def expiry_bars(counts: Sequence[int], urls: Sequence[str] = ()) -> list[Bar]:
+    """The 0-30, 31-60 and 61-90 day windows, most urgent in red."""
+    labels = ("up to 30 days", "31 to 60 days", "61 to 90 days")
+    links = list(urls) + [""] * (3 - len(urls))
+    return [Bar(labels[i], counts[i], links[i], EXPIRY_COLOURS[i]) for i in range(3)]

@@ -1,0 +1,99 @@
+"""Actors run inside a Flask app context: the dramatiq middleware that builds the app once per
+process, warms pkilint, and starts the process heartbeat."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import Middleware
+from flask import Flask
+
+from app.runtime.heartbeat import Heartbeat
+
+
+class AppContextMiddleware(Middleware):
+    """Runs every message inside a Flask app context; builds the app once per process."""
+
+    def __init__(self) -> None:
+        self.app: Flask | None = None
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.owns_process = False
+
+    def bind(self, app: Flask) -> None:
+        self.app = app
+
+    def ensure_app(self) -> Flask:
+        with self._lock:
+            if self.app is None:
+                from app import create_app
+
+                self.app = create_app()
+            return self.app
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        # Only `dramatiq` worker processes emit this (not the embedded or a test worker):
+        # the process is ours to tune.
+        self.owns_process = True
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        app = self.ensure_app()
+        # Build pkilint's validators (about a second) now rather than inside the first
+        # issuance batch of every process.
+        from app.pki import lint
+
+        lint.warm_up()
+        if self.owns_process:
+            freeze_startup_objects()
+        # A standalone `dramatiq` worker process announces itself and heartbeats its jobs.
+        if not getattr(worker, "cw_embedded", False):
+            self.heartbeat = Heartbeat(app, kind="worker")
+            self.heartbeat.start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # dramatiq hands the messages this process had fetched back to the broker on a
+        # graceful stop, so recovery need not send them again: sign off.
+        heartbeat = getattr(self, "heartbeat", None)
+        if heartbeat is not None and not getattr(worker, "cw_embedded", False):
+            heartbeat.sign_off()
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        ctx = self.ensure_app().app_context()
+        ctx.push()
+        self._local.ctx = ctx
+
+    def _pop(self) -> None:
+        ctx = getattr(self._local, "ctx", None)
+        if ctx is None:
+            return
+        from app.extensions import db
+
+        try:
+            db.session.remove()
+        finally:
+            ctx.pop()
+            self._local.ctx = None
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: Any,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        self._pop()
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        self._pop()
+
+
+def freeze_startup_objects() -> None:
+    """Move everything built at start-up (the app, SQLAlchemy's mappers, pkilint's
+    validators) out of the garbage collector's sight: full collections then scan only what
+    the work allocates. Issuing a batch spent 6% of its CPU re-scanning those objects."""
+    gc.collect()
+    gc.freeze()

@@ -1,0 +1,1 @@
+"""Administrators: accounts and their scopes, passwords, sign-in sessions, first start."""

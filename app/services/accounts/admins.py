@@ -1,0 +1,400 @@
+"""Administrators: create, edit, delete, change password; nobody grants more than they hold."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from zoneinfo import available_timezones
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import and_, exists, func, not_, or_, select
+from sqlalchemy.sql import ColumnElement
+
+from app.extensions import db
+from app.models import Admin, AdminScope, CertType, Department, Organization, Role
+from app.models.types import utcnow
+from app.services import audit
+from app.services.accounts.passwords import check_policy, hash_password, verify_password
+from app.services.accounts.sessions import revoke_other_sessions
+from app.services.errors import DomainError, Forbidden, NotFound
+from app.services.scope import SYSTEM, Actor, Scope, require_actor, scope_of
+
+LOGIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{2,63}$")
+AUDIT_FIELDS = ("login", "email", "full_name", "role", "active", "scopes")
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A scope to give an administrator: an organization, or one of its departments."""
+
+    organization_id: int
+    department_id: int | None
+    privileges: frozenset[CertType]
+
+
+def _scopes_json(admin: Admin) -> list[dict[str, object]]:
+    return [
+        {
+            "organization_id": s.organization_id,
+            "department_id": s.department_id,
+            "privileges": sorted(p.value for p in s.privileges()),
+        }
+        for s in admin.scopes
+    ]
+
+
+def _snapshot(admin: Admin) -> dict[str, object]:
+    data = audit.snapshot(admin, AUDIT_FIELDS[:-1])
+    data["scopes"] = _scopes_json(admin)
+    return data
+
+
+def normalize_email(value: str, *, field: str = "email") -> str:
+    try:
+        return validate_email(value.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise DomainError(f"'{value}' is not a valid email address: {exc}", field=field) from exc
+
+
+def visible_admins_clause(scope: Scope) -> ColumnElement[bool] | None:
+    """Admins the viewer may see: themselves, and others placed wholly inside their scope."""
+    if scope.is_master:
+        return None
+    covered = []
+    if scope.orgs:
+        covered.append(AdminScope.organization_id.in_(sorted(scope.orgs)))
+    if scope.depts:
+        # NOT (NULL IN (...)) is NULL, not true: without the IS NOT NULL an organization-wide
+        # scope (department NULL) would never count as outside a DRAO's departments.
+        covered.append(
+            AdminScope.department_id.is_not(None)
+            & AdminScope.department_id.in_(sorted(scope.depts))
+        )
+    is_covered = or_(*covered) if covered else AdminScope.id.is_(None)
+    outside = exists().where(AdminScope.admin_id == Admin.id, not_(is_covered))
+    has_any = exists().where(AdminScope.admin_id == Admin.id)
+    return or_(Admin.id == scope.admin_id, and_(Admin.role != Role.MRAO, has_any, not_(outside)))
+
+
+def get_visible_admin(*, actor: Admin, admin_id: int) -> Admin:
+    query = select(Admin).where(Admin.id == admin_id)
+    clause = visible_admins_clause(scope_of(actor))
+    if clause is not None:
+        query = query.where(clause)
+    admin = db.session.execute(query).scalar_one_or_none()
+    if admin is None:
+        raise NotFound("No such administrator.")
+    return admin
+
+
+def _check_grants(
+    *, actor: Admin, role: Role, grants: Sequence[Grant], existing: Admin | None
+) -> list[tuple[Grant, Organization, Department | None]]:
+    scope = scope_of(actor)
+    if role.rank > actor.role.rank:
+        raise Forbidden(
+            f"A {actor.role.value} cannot create or promote an administrator to {role.value}.",
+            field="role",
+        )
+    if role == Role.MRAO:
+        if grants:
+            raise DomainError(
+                "An MRAO works account-wide; remove the organization/department scopes.",
+                field="scopes",
+            )
+        return []
+    if not grants:
+        what = "an organization" if role == Role.RAO else "a department"
+        raise DomainError(
+            f"A {role.value} needs at least one scope: choose {what}.", field="scopes"
+        )
+    old: dict[tuple[int, int | None], frozenset[CertType]] = {}
+    if existing is not None:
+        old = {
+            (s.organization_id, s.department_id): frozenset(s.privileges()) for s in existing.scopes
+        }
+    checked = []
+    seen: set[tuple[int, int | None]] = set()
+    for g in grants:
+        org = db.session.get(Organization, g.organization_id)
+        if org is None or not (scope.is_master or org.id in scope.visible_org_ids):
+            raise NotFound("No such organization.", field="scopes")
+        dept = None
+        if role == Role.RAO and g.department_id is not None:
+            raise DomainError(
+                "An RAO is scoped to whole organizations; choose DRAO for a department.",
+                field="scopes",
+            )
+        if role == Role.DRAO:
+            if g.department_id is None:
+                raise DomainError(
+                    f"A DRAO must be scoped to a department of {org.name}.", field="scopes"
+                )
+            dept = db.session.get(Department, g.department_id)
+            if dept is None:
+                raise NotFound("No such department.", field="scopes")
+            if dept.organization_id != org.id:
+                raise DomainError(
+                    f"Department '{dept.name}' does not belong to organization '{org.name}'.",
+                    field="scopes",
+                )
+        key = (org.id, g.department_id)
+        if key in seen:
+            raise DomainError(
+                f"The scope {org.name}{' / ' + dept.name if dept else ''} is listed twice.",
+                field="scopes",
+            )
+        seen.add(key)
+        if not scope.covers(org.id, g.department_id):
+            place = f"{org.name} / {dept.name}" if dept else org.name
+            raise Forbidden(
+                f"You cannot grant a scope on {place}: it is outside your own.", field="scopes"
+            )
+        held = scope.privileges(org.id, g.department_id) | old.get(key, frozenset())
+        extra = g.privileges - held
+        if extra:
+            names = ", ".join(sorted(t.label for t in extra))
+            raise Forbidden(
+                f"You cannot grant privileges you do not hold: {names}.", field="scopes"
+            )
+        checked.append((g, org, dept))
+    return checked
+
+
+def _apply_grants(
+    admin: Admin, checked: list[tuple[Grant, Organization, Department | None]]
+) -> None:
+    admin.scopes.clear()
+    db.session.flush()
+    for g, org, dept in checked:
+        admin.scopes.append(
+            AdminScope(
+                organization_id=org.id,
+                department_id=dept.id if dept else None,
+                **{t.value: t in g.privileges for t in CertType},
+            )
+        )
+
+
+def _validate_login(login: str) -> str:
+    login = login.strip()
+    if not LOGIN_RE.match(login):
+        raise DomainError(
+            "The login must be 3-64 characters: letters, digits, '.', '_', '@' or '-', starting with a letter or digit.",
+            field="login",
+        )
+    taken = db.session.execute(
+        select(Admin.id).where(func.lower(Admin.login) == login.lower())
+    ).first()
+    if taken:
+        raise DomainError(
+            f"An administrator with the login '{login}' already exists.", field="login"
+        )
+    return login
+
+
+def create_admin(
+    *,
+    actor: Actor,
+    login: str,
+    email: str,
+    role: Role,
+    password: str,
+    full_name: str = "",
+    grants: Sequence[Grant] = (),
+) -> Admin:
+    """Create an administrator. SYSTEM (bootstrap, the command line) has full authority.
+
+    Raises:
+        DomainError: invalid or duplicate login, bad email, weak password, bad scopes.
+        Forbidden: granting beyond the actor's own role, scope or privileges.
+    """
+    login = _validate_login(login)
+    email = normalize_email(email)
+    check_policy(password, login=login)
+    checked = (
+        _trusted_grants(role, grants)
+        if require_actor(actor) is SYSTEM
+        else _check_grants(actor=actor, role=role, grants=grants, existing=None)
+    )
+    admin = Admin(
+        login=login,
+        email=email,
+        full_name=full_name.strip()[:128],
+        role=role,
+        password_hash=hash_password(password),
+        created_by_id=actor.id,
+    )
+    db.session.add(admin)
+    db.session.flush()
+    _apply_grants(admin, checked)
+    db.session.flush()
+    audit.record(
+        action="admin.create",
+        actor=actor,
+        object_type="Admin",
+        object_id=admin.id,
+        label=login,
+        after=_snapshot(admin),
+    )
+    return admin
+
+
+def _trusted_grants(
+    role: Role, grants: Sequence[Grant]
+) -> list[tuple[Grant, Organization, Department | None]]:
+    """Grants from the command line: validated for shape, not for the (absent) actor's scope."""
+    system = Admin(id=0, login="system", role=Role.MRAO, email="", password_hash="")
+    return _check_grants(actor=system, role=role, grants=grants, existing=None)
+
+
+def update_admin(
+    *,
+    actor: Admin,
+    admin_id: int,
+    email: str,
+    full_name: str,
+    role: Role,
+    active: bool,
+    grants: Sequence[Grant],
+    new_password: str | None = None,
+) -> Admin:
+    """Edit another administrator (or oneself, except role, scopes and active flag)."""
+    admin = get_visible_admin(actor=actor, admin_id=admin_id)
+    before = _snapshot(admin)
+    if admin.id == actor.id and (role != admin.role or not active or grants_differ(admin, grants)):
+        raise Forbidden(
+            "You cannot change your own role, scopes or active flag; ask another administrator."
+        )
+    if admin.role == Role.MRAO and (role != Role.MRAO or not active):
+        _refuse_if_last_mrao(admin)
+    if admin.id != actor.id:
+        checked = _check_grants(actor=actor, role=role, grants=grants, existing=admin)
+        admin.role = role
+        admin.active = active
+        _apply_grants(admin, checked)
+    admin.email = normalize_email(email)
+    admin.full_name = full_name.strip()[:128]
+    if new_password:
+        check_policy(new_password, login=admin.login)
+        admin.password_hash = hash_password(new_password)
+        revoke_other_sessions(admin=admin, keep_token=None)
+    db.session.flush()
+    db.session.refresh(admin)
+    old, new = audit.changes(before, _snapshot(admin))
+    if new_password:
+        new["password"] = "changed"  # noqa: S105  (a marker that it changed, not a secret)
+    audit.record(
+        action="admin.update",
+        actor=actor,
+        object_type="Admin",
+        object_id=admin.id,
+        label=admin.login,
+        before=old,
+        after=new,
+    )
+    return admin
+
+
+def grants_differ(admin: Admin, grants: Sequence[Grant]) -> bool:
+    current = {
+        (s.organization_id, s.department_id, frozenset(s.privileges())) for s in admin.scopes
+    }
+    wanted = {(g.organization_id, g.department_id, g.privileges) for g in grants}
+    return current != wanted
+
+
+def _refuse_if_last_mrao(admin: Admin) -> None:
+    others = db.session.execute(
+        select(func.count())
+        .select_from(Admin)
+        .where(Admin.role == Role.MRAO, Admin.active.is_(True), Admin.id != admin.id)
+    ).scalar_one()
+    if others == 0:
+        raise DomainError(f"'{admin.login}' is the last active MRAO; create another MRAO first.")
+
+
+def delete_admin(*, actor: Admin, admin_id: int) -> None:
+    admin = get_visible_admin(actor=actor, admin_id=admin_id)
+    if admin.id == actor.id:
+        raise Forbidden("You cannot delete your own account.")
+    if admin.role.rank > actor.role.rank:
+        raise Forbidden(f"A {actor.role.value} cannot delete an {admin.role.value}.")
+    if admin.role == Role.MRAO:
+        _refuse_if_last_mrao(admin)
+    before = _snapshot(admin)
+    revoke_other_sessions(admin=admin, keep_token=None)
+    audit.record(
+        action="admin.delete",
+        actor=actor,
+        object_type="Admin",
+        object_id=admin.id,
+        label=admin.login,
+        before=before,
+    )
+    db.session.delete(admin)
+    db.session.flush()
+
+
+def change_own_password(*, admin: Admin, current: str, new: str, keep_token: str | None) -> None:
+    """My Profile: the current password is required; other sessions are signed out."""
+    if not verify_password(admin.password_hash, current):
+        audit.record(
+            action="admin.password_change_failed",
+            actor=admin,
+            object_type="Admin",
+            object_id=admin.id,
+            label=admin.login,
+            message="wrong current password",
+        )
+        raise DomainError("The current password is not correct.", field="current_password")
+    check_policy(new, login=admin.login, field="new_password")
+    if verify_password(admin.password_hash, new):
+        raise DomainError(
+            "The new password must differ from the current one.", field="new_password"
+        )
+    admin.password_hash = hash_password(new)
+    admin.password_changed_at = utcnow()
+    revoke_other_sessions(admin=admin, keep_token=keep_token)
+    audit.record(
+        action="admin.password_change",
+        actor=admin,
+        object_type="Admin",
+        object_id=admin.id,
+        label=admin.login,
+    )
+
+
+def dismiss_welcome(*, admin: Admin) -> None:
+    """The admin hid the welcome panel (a preference, audited like every change)."""
+    if not admin.welcome_dismissed:
+        admin.welcome_dismissed = True
+        audit.record(
+            action="admin.preferences",
+            actor=admin,
+            object_type="Admin",
+            object_id=admin.id,
+            label=admin.login,
+            before={"welcome_dismissed": False},
+            after={"welcome_dismissed": True},
+        )
+
+
+def set_timezone(*, admin: Admin, timezone: str) -> None:
+    """Times in the console are shown in this IANA zone (storage stays UTC)."""
+    if timezone not in available_timezones():
+        raise DomainError(
+            f"'{timezone}' is not an IANA time zone (for example Europe/Berlin).", field="timezone"
+        )
+    if admin.timezone != timezone:
+        audit.record(
+            action="admin.preferences",
+            actor=admin,
+            object_type="Admin",
+            object_id=admin.id,
+            label=admin.login,
+            before={"timezone": admin.timezone},
+            after={"timezone": timezone},
+        )
+        admin.timezone = timezone

@@ -1,0 +1,366 @@
+"""Certificate requests: validate, store, approve or decline.
+
+Each failure raises a DomainError with a specific message and nothing is stored. The
+subject is always the organization's (O, L, ST, C; OU = department) with the requested CN:
+values missing from a CSR or different from the organization's are replaced.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import (
+    Admin,
+    CertificateProfile,
+    CertificateRequest,
+    CertType,
+    Delegation,
+    DelegationStatus,
+    Department,
+    Domain,
+    Organization,
+    RequestMode,
+    RequestStatus,
+)
+from app.models.types import utcnow
+from app.pki import csr as pki_csr
+from app.pki import keys, names
+from app.pki.errors import PkiError
+from app.pki.profiles import check_term
+from app.services import audit
+from app.services.accounts.admins import normalize_email
+from app.services.ca.profiles import KIND_OF
+from app.services.certificates import approvals
+from app.services.errors import DomainError, Forbidden, NotFound
+from app.services.scope import SYSTEM, scope_of
+from app.services.structure import orgs
+from app.services.structure.domains import is_network
+
+MAX_CSR_BYTES = 32 * 1024
+REQUEST_FIELDS = (
+    "cert_type",
+    "profile_id",
+    "organization_id",
+    "department_id",
+    "mode",
+    "key_type",
+    "common_name",
+    "sans",
+    "subject",
+    "term_days",
+    "requester_email",
+    "external_requesters",
+    "auto_renew",
+    "renew_days_before",
+)
+
+
+@dataclass(frozen=True)
+class RequestData:
+    organization_id: int
+    profile_id: int
+    term_days: int
+    mode: RequestMode
+    department_id: int | None = None
+    csr: bytes | None = None
+    key_type: str | None = None
+    common_name: str = ""
+    sans: Sequence[str] = ()
+    requester_email: str = ""
+    external_requesters: Sequence[str] = ()
+    auto_renew: bool = False
+    renew_days_before: int = 30
+    eula_accepted: bool = False
+    comments: str = ""
+    cert_type: CertType = CertType.SSL
+    renewal_of_id: int | None = None
+    replaces_id: int | None = None
+
+
+@dataclass
+class Checked:
+    """A request that passed every check, ready to store."""
+
+    org: Organization
+    dept: Department | None
+    profile: CertificateProfile
+    key_type: str
+    public_key_der: bytes | None
+    csr_der: bytes | None
+    common_name: str
+    sans: list[str]
+    subject: dict[str, str]
+    external: list[str] = field(default_factory=list)
+
+
+def _place(actor: Admin, data: RequestData) -> tuple[Organization, Department | None]:
+    org = db.session.get(Organization, data.organization_id)
+    scope = scope_of(actor)
+    if org is None or not (scope.is_master or org.id in scope.visible_org_ids):
+        raise NotFound("No such organization.", field="organization")
+    dept = None
+    if data.department_id is not None:
+        dept = db.session.get(Department, data.department_id)
+        if dept is None or dept.organization_id != org.id:
+            raise DomainError(
+                "That department does not belong to the chosen organization.", field="department"
+            )
+    if not scope.may(data.cert_type, org.id, dept.id if dept else None):
+        where = f"{org.name} / {dept.name}" if dept else org.name
+        raise Forbidden(
+            f"You may not request {data.cert_type.label} certificates for {where}.",
+            field="organization",
+        )
+    return org, dept
+
+
+def _profile(data: RequestData) -> CertificateProfile:
+    profile = db.session.get(CertificateProfile, data.profile_id)
+    if profile is None or not profile.active:
+        raise NotFound("No such active certificate profile.", field="profile")
+    if profile.cert_type != data.cert_type:
+        raise DomainError(
+            f"The profile '{profile.name}' is for {profile.cert_type.label} certificates, not {data.cert_type.label}.",
+            field="profile",
+        )
+    if data.term_days not in profile.terms:
+        raise DomainError(
+            f"A term of {data.term_days} days is not allowed by the profile '{profile.name}' (allowed: {profile.terms_label}).",
+            field="term",
+        )
+    try:
+        check_term(KIND_OF[profile.cert_type], data.term_days, utcnow())
+    except PkiError as exc:
+        raise DomainError(str(exc), field="term") from exc
+    return profile
+
+
+def _key(
+    data: RequestData, profile: CertificateProfile
+) -> tuple[str, bytes | None, bytes | None, pki_csr.ParsedCsr | None]:
+    if data.mode == RequestMode.KEYGEN:
+        if not data.key_type or data.key_type not in profile.key_types:
+            raise DomainError(
+                f"Choose a key type the profile allows ({', '.join(profile.key_types)}).",
+                field="key_type",
+            )
+        return data.key_type, None, None, None
+    if not data.csr:
+        raise DomainError("Paste or upload a CSR (PEM or DER).", field="csr")
+    if len(data.csr) > MAX_CSR_BYTES:
+        raise DomainError(f"The CSR is {len(data.csr)} bytes; the limit is 32 KB.", field="csr")
+    try:
+        parsed = pki_csr.parse_csr(data.csr)
+    except PkiError as exc:
+        raise DomainError(f"The CSR is not usable: {exc}", field="csr") from exc
+    try:
+        key_type = keys.check_key_policy(parsed.public_key, profile.key_types)
+    except PkiError as exc:
+        raise DomainError(
+            f"{exc} (profile '{profile.name}' allows {', '.join(profile.key_types)})", field="csr"
+        ) from exc
+    public_der = parsed.public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return key_type, public_der, parsed.csr.public_bytes(Encoding.DER), parsed
+
+
+def _names(data: RequestData, parsed: pki_csr.ParsedCsr | None) -> tuple[str, list[str]]:
+    """The CN (form, else the CSR's) and the SANs (CSR's plus the form's), normalised."""
+    common_name = data.common_name.strip() or (parsed.common_name if parsed else "") or ""
+    raw = list(data.sans)
+    if parsed is not None:
+        raw = [*parsed.dns_names, *(str(ip) for ip in parsed.ip_addresses), *raw]
+    if not common_name and raw:
+        common_name = raw[0]
+    if not common_name:
+        raise DomainError("Give a common name (or use 'get from CSR').", field="common_name")
+    if len(common_name) > 64:
+        raise DomainError(
+            "The common name may be at most 64 characters (RFC 5280 ub-common-name).",
+            field="common_name",
+        )
+    try:
+        alt = names.parse_alt_names([common_name, *raw])
+    except PkiError as exc:
+        raise DomainError(f"Invalid name: {exc}", field="sans") from exc
+    if alt.emails and data.cert_type == CertType.SSL:
+        raise DomainError(
+            "SSL certificates carry DNS names and IP addresses, not email addresses.", field="sans"
+        )
+    values = [*alt.dns_names, *(str(ip) for ip in alt.ip_addresses), *alt.emails]
+    cn_host = names.common_name_host(common_name, single_label=True)
+    if cn_host is not None:
+        common_name = str(cn_host)
+    return common_name, values
+
+
+def delegated_domains(org_id: int, dept_id: int | None, cert_type: CertType) -> list[Domain]:
+    """Active domains whose delegation for cert_type is Approved for this org/department
+    (a delegation to the organization covers all its departments)."""
+    place = Delegation.department_id.is_(None)
+    if dept_id is not None:
+        place = place | (Delegation.department_id == dept_id)
+    query = (
+        select(Domain)
+        .join(Delegation, Delegation.domain_id == Domain.id)
+        .where(
+            Domain.active.is_(True),
+            Delegation.organization_id == org_id,
+            Delegation.status == DelegationStatus.APPROVED,
+            getattr(Delegation, cert_type.value).is_(True),
+            place,
+        )
+    )
+    return list(db.session.execute(query).scalars().unique())
+
+
+def check_names_delegated(
+    values: Sequence[str], org: Organization, dept: Department | None, cert_type: CertType
+) -> None:
+    """Every DNS name and IP must lie in an active domain delegated (Approved) for the type."""
+    domains = delegated_domains(org.id, dept.id if dept else None, cert_type)
+    where = f"{org.name} / {dept.name}" if dept else org.name
+    for value in values:
+        if "@" in value:
+            continue  # email SANs are checked against the person's domain (client certificates)
+        if _is_ip(value):
+            ip = ipaddress.ip_address(value)
+            if not any(is_network(d.name) and ip in ipaddress.ip_network(d.name) for d in domains):
+                raise DomainError(
+                    f"The IP address {value} is not inside a network delegated to {where} for {cert_type.label} certificates.",
+                    field="sans",
+                )
+            continue
+        dns = [d for d in domains if not is_network(d.name)]
+        if not any(
+            names.is_name_within_domain(value, d.name, allow_wildcard=d.is_wildcard) for d in dns
+        ):
+            if value.startswith("*.") and any(
+                names.is_name_within_domain(value[2:], d.name) for d in dns
+            ):
+                raise DomainError(
+                    f"The wildcard name {value} needs a wildcard domain (*.{value[2:]} or above) delegated to {where}.",
+                    field="sans",
+                )
+            raise DomainError(
+                f"The name {value} is not inside an active domain delegated to {where} for {cert_type.label} certificates.",
+                field="sans",
+            )
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def check_request(*, actor: Admin, data: RequestData) -> Checked:
+    """Every check of the request wizard, in the order a person fixes them."""
+    if not data.eula_accepted:
+        raise DomainError(
+            "Accept the subscriber agreement (EULA) to submit the request.", field="eula"
+        )
+    org, dept = _place(actor, data)
+    profile = _profile(data)
+    key_type, public_der, csr_der, parsed = _key(data, profile)
+    common_name, sans = _names(data, parsed)
+    check_names_delegated(sans, org, dept, data.cert_type)
+    external = []
+    for i, address in enumerate(a for a in data.external_requesters if a.strip()):
+        external.append(normalize_email(address, field="external_requesters"))
+        if i >= 19:
+            raise DomainError("At most 20 external requesters.", field="external_requesters")
+    if not 1 <= data.renew_days_before <= 365:
+        raise DomainError("Renew between 1 and 365 days before expiry.", field="renew_days_before")
+    if data.cert_type == CertType.SSL and not (org.city or org.state):
+        raise DomainError(
+            f"The organization '{org.name}' needs a city or a state/province before it can appear in SSL certificates (CA/Browser Forum BR 7.1.4.2.2).",
+            field="organization",
+        )
+    # BR 7.1.2.7.2 forbids the OU in TLS subscriber certificates (since 2022-09-01), so the
+    # department goes into the OU of client, code signing and device certificates only.
+    ou = dept.name if dept and data.cert_type != CertType.SSL else ""
+    subject = {
+        "C": org.country,
+        "ST": org.state,
+        "L": org.city,
+        "O": org.name,
+        "OU": ou,
+        "CN": common_name,
+    }
+    return Checked(
+        org,
+        dept,
+        profile,
+        key_type,
+        public_der,
+        csr_der,
+        common_name,
+        sans,
+        {k: v for k, v in subject.items() if v},
+        external,
+    )
+
+
+def submit_request(*, actor: Admin, data: RequestData) -> CertificateRequest:
+    """Validate and store a request (status Requested, or Approved at once when the
+    profile needs no approval, in which case issuance is queued after commit)."""
+    checked = check_request(actor=actor, data=data)
+    req = CertificateRequest(
+        cert_type=data.cert_type,
+        profile_id=checked.profile.id,
+        organization_id=checked.org.id,
+        department_id=checked.dept.id if checked.dept else None,
+        status=RequestStatus.REQUESTED,
+        mode=data.mode,
+        csr_der=checked.csr_der,
+        public_key_der=checked.public_key_der,
+        key_type=checked.key_type,
+        common_name=checked.common_name,
+        sans=checked.sans,
+        subject=checked.subject,
+        term_days=data.term_days,
+        requester_id=actor.id,
+        requester_email=normalize_email(
+            data.requester_email or actor.email, field="requester_email"
+        ),
+        external_requesters=checked.external,
+        comments=data.comments.strip(),
+        auto_renew=data.auto_renew,
+        renew_days_before=data.renew_days_before,
+        eula_accepted_at=utcnow(),
+        renewal_of_id=data.renewal_of_id,
+        replaces_id=data.replaces_id,
+    )
+    db.session.add(req)
+    db.session.flush()
+    audit.record(
+        action="request.create",
+        actor=actor,
+        object_type="CertificateRequest",
+        object_id=req.id,
+        label=req.common_name,
+        after=audit.snapshot(req, REQUEST_FIELDS),
+        organization_id=req.organization_id,
+        department_id=req.department_id,
+    )
+    if not checked.profile.requires_approval:
+        approvals.mark_approved(
+            [req.id],
+            actor=SYSTEM,
+            message=f"approved automatically by profile '{checked.profile.name}'",
+        )
+        approvals.queue_issuance([req.id])
+    return req
+
+
+orgs.register_reference(
+    "certificate requests", CertificateRequest, "organization_id", "department_id"
+)

@@ -1,0 +1,153 @@
+"""The certificate inventory as admins see it: scoped lookups, downloads, collection links."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+
+from cryptography import x509
+from sqlalchemy import update
+from sqlalchemy.sql import ColumnElement
+
+from app.extensions import db
+from app.models import Admin, Certificate, CertificateAuthority, CertStatus, CertType
+from app.models.types import utcnow
+from app.pki import formats, keystore
+from app.pki.errors import PkiError
+from app.services import audit
+from app.services.ca import signing
+from app.services.errors import DomainError, Forbidden, NotFound
+from app.services.scope import Actor, Scope, scope_of
+from app.services.structure import orgs
+
+
+def visible_clause(scope: Scope, cert_type: CertType | None = None) -> ColumnElement[bool] | None:
+    """Certificates the admin may see: placed in scope (and of a type they hold there).
+
+    Unassigned certificates (discovered, no organization yet) are visible to MRAOs only."""
+    if cert_type is None:
+        return scope.row_filter(Certificate.organization_id, Certificate.department_id)
+    return scope.type_filter(Certificate.organization_id, Certificate.department_id, cert_type)
+
+
+def get_certificate(*, actor: Actor, certificate_id: int, action: str = "") -> Certificate:
+    """The certificate, if this actor may see it, or act on it when ``action`` names the act.
+
+    Raises:
+        NotFound: no such certificate, or one outside the actor's scope (nothing is learnt).
+        Forbidden: the actor sees it but lacks its type's privilege there and asked to act
+            ("You may not revoke www.example.com: ..."); merely looking is NotFound then.
+    """
+    cert = db.session.get(Certificate, certificate_id)
+    scope = scope_of(actor)
+    if cert is None or not scope.covers(cert.organization_id, cert.department_id):
+        raise NotFound("No such certificate.")
+    if cert.cert_type is not None and not scope.may(
+        cert.cert_type, cert.organization_id, cert.department_id
+    ):
+        if not action:
+            raise NotFound("No such certificate.")
+        raise Forbidden(
+            f"You may not {action} {cert.common_name}: you lack the privilege for its type here."
+        )
+    return cert
+
+
+def chain_for(cert: Certificate) -> list[x509.Certificate]:
+    """Issuer-first chain: our CA hierarchy, or what the endpoint presented."""
+    if cert.ca_id is not None:
+        authority = db.session.get(CertificateAuthority, cert.ca_id)
+        assert authority is not None
+        return signing.chain_of(authority)
+    return [x509.load_der_x509_certificate(bytes.fromhex(d)) for d in (cert.chain_der or [])]
+
+
+def render(cert: Certificate, fmt: str) -> formats.Download:
+    try:
+        chosen = formats.parse_download_format(fmt)
+        return formats.render_download(
+            x509.load_der_x509_certificate(cert.der), chain_for(cert), chosen
+        )
+    except PkiError as exc:
+        raise DomainError(str(exc), field="format") from exc
+
+
+def download(*, actor: Admin, certificate_id: int, fmt: str) -> formats.Download:
+    return render(get_certificate(actor=actor, certificate_id=certificate_id), fmt)
+
+
+def collect(*, certificate_id: int, token: str, fmt: str) -> formats.Download:
+    """The requester's collection link: the certificate (never a key) for the right token."""
+    cert = db.session.get(Certificate, certificate_id)
+    expected = cert.collect_token_hash if cert is not None else ""
+    given = hashlib.sha256(token.encode()).hexdigest()
+    if cert is None or not expected or not hmac.compare_digest(expected, given):
+        raise NotFound("This collection link is not valid.")
+    return render(cert, fmt)
+
+
+def pkcs12(*, actor: Admin, certificate_id: int, password: str) -> formats.Download:
+    """A server-generated key with its certificate and chain, as a password-protected PKCS#12."""
+    cert = get_certificate(actor=actor, certificate_id=certificate_id)
+    if cert.sealed_key is None:
+        raise DomainError(
+            "Certwright does not hold the key of this certificate (it came from a CSR)."
+        )
+    if cert.cert_type is None or not scope_of(actor).may(
+        cert.cert_type, cert.organization_id, cert.department_id
+    ):
+        raise Forbidden("You may not export this certificate's key.")
+    if len(password) < 8:
+        raise DomainError("Choose a PKCS#12 password of at least 8 characters.", field="password")
+    key = keystore.unseal_private_key(cert.sealed_key, signing.keks())
+    result = formats.export_pkcs12(
+        key,
+        x509.load_der_x509_certificate(cert.der),
+        chain_for(cert),
+        password=password.encode(),
+        friendly_name=cert.common_name,
+    )
+    audit.record(
+        action="certificate.key_export",
+        actor=actor,
+        object_type="Certificate",
+        object_id=cert.id,
+        label=cert.common_name,
+        message="PKCS#12 with the server-generated key downloaded",
+        organization_id=cert.organization_id,
+        department_id=cert.department_id,
+    )
+    return result
+
+
+# Discovery registers how many endpoints present a certificate (install state).
+_INSTALL_PROBES: list[Callable[[Certificate], int]] = []
+
+
+def register_install_probe(probe: Callable[[Certificate], int]) -> None:
+    _INSTALL_PROBES.append(probe)
+
+
+def install_state(cert: Certificate) -> str:
+    if not _INSTALL_PROBES:
+        return "Unknown"
+    seen = sum(probe(cert) for probe in _INSTALL_PROBES)
+    return (
+        f"Installed ({seen} endpoint{'s' if seen != 1 else ''})"
+        if seen
+        else "Not found on the network"
+    )
+
+
+orgs.register_reference("certificates", Certificate, "organization_id", "department_id")
+
+
+def expire_sweep() -> int:
+    """Issued certificates whose notAfter has passed become Expired."""
+    result = db.session.execute(
+        update(Certificate)
+        .where(Certificate.status == CertStatus.ISSUED, Certificate.not_after < utcnow())
+        .values(status=CertStatus.EXPIRED)
+    )
+    return int(result.rowcount or 0)

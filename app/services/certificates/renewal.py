@@ -1,0 +1,194 @@
+"""Renewal (same key for CSR requests unless the profile forbids reuse; a fresh key for
+server-generated ones), replacement with a new CSR, and the auto-renew sweep."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import (
+    Admin,
+    Certificate,
+    CertificateRequest,
+    CertOrigin,
+    CertStatus,
+    RequestMode,
+    RequestStatus,
+)
+from app.models.types import utcnow
+from app.pki.errors import PkiError
+from app.pki.profiles import check_term
+from app.services import audit
+from app.services.ca.profiles import KIND_OF
+from app.services.certificates import approvals, enrollment, inventory
+from app.services.errors import DomainError
+from app.services.scope import SYSTEM, Actor
+
+RENEWABLE = (CertStatus.ISSUED, CertStatus.EXPIRED)
+
+
+def _ours(actor: Actor, certificate_id: int, action: str) -> Certificate:
+    cert = inventory.get_certificate(actor=actor, certificate_id=certificate_id, action=action)
+    if cert.origin != CertOrigin.ISSUED or cert.request is None:
+        raise DomainError(
+            f"{cert.common_name} was not issued by Certwright; request a new certificate instead."
+        )
+    return cert
+
+
+def _term(old: CertificateRequest) -> int:
+    profile = old.profile
+    if old.term_days in profile.terms:
+        term = old.term_days
+    else:
+        term = (
+            max(t for t in profile.terms if t <= old.term_days)
+            if any(t <= old.term_days for t in profile.terms)
+            else min(profile.terms)
+        )
+    try:
+        check_term(KIND_OF[profile.cert_type], term, utcnow())
+    except PkiError as exc:
+        raise DomainError(f"The profile's term of {term} days is no longer allowed: {exc}") from exc
+    return term
+
+
+def renew(*, actor: Actor, certificate_id: int, auto: bool = False) -> CertificateRequest:
+    """Create the renewal request of an issued certificate, linked to it.
+
+    Auto-renewals (actor SYSTEM) are approved at once: the original was approved and the
+    renewal asks for nothing new. A manual renewal follows the profile's approval rule.
+    """
+    cert = _ours(actor, certificate_id, "renew")
+    if cert.status not in RENEWABLE:
+        raise DomainError(
+            f"{cert.common_name} is {cert.status.value}; only issued or expired certificates are renewed."
+        )
+    old = cert.request
+    assert old is not None
+    profile = old.profile
+    if not profile.active:
+        raise DomainError(
+            f"The profile '{profile.name}' is no longer active; request a new certificate with another profile."
+        )
+    if old.mode == RequestMode.CSR and not profile.allow_key_reuse:
+        raise DomainError(
+            f"The profile '{profile.name}' forbids reusing a key: replace the certificate with a new CSR instead."
+        )
+    enrollment.check_names_delegated(old.sans, old.organization, old.department, old.cert_type)
+    req = CertificateRequest(
+        cert_type=old.cert_type,
+        profile_id=old.profile_id,
+        organization_id=old.organization_id,
+        department_id=old.department_id,
+        status=RequestStatus.REQUESTED,
+        mode=old.mode,
+        csr_der=old.csr_der,
+        public_key_der=old.public_key_der,
+        key_type=old.key_type,
+        common_name=old.common_name,
+        sans=list(old.sans),
+        subject=dict(old.subject),
+        term_days=_term(old),
+        requester_id=old.requester_id if actor is SYSTEM else actor.id,
+        requester_email=old.requester_email,
+        external_requesters=list(old.external_requesters),
+        auto_renew=old.auto_renew,
+        renew_days_before=old.renew_days_before,
+        eula_accepted_at=old.eula_accepted_at,
+        renewal_of_id=cert.id,
+        comments=f"renewal of certificate #{cert.id}",
+    )
+    db.session.add(req)
+    db.session.flush()
+    cert.renewal_state = "Renewal requested"
+    audit.record(
+        action="certificate.renew",
+        actor=actor,
+        object_type="Certificate",
+        object_id=cert.id,
+        label=cert.common_name,
+        after={"renewal_request": req.id, "auto": auto},
+        organization_id=cert.organization_id,
+        department_id=cert.department_id,
+    )
+    if auto or not profile.requires_approval:
+        why = (
+            "auto-renewal of an approved certificate"
+            if auto
+            else f"approved automatically by profile '{profile.name}'"
+        )
+        approvals.mark_approved([req.id], actor=SYSTEM, message=why)
+        approvals.queue_issuance([req.id])
+    return req
+
+
+def replace(*, actor: Admin, certificate_id: int, csr: bytes) -> CertificateRequest:
+    """Request a replacement with a new CSR; when issued, the old one is revoked (superseded)."""
+    cert = _ours(actor, certificate_id, "replace")
+    if cert.status not in RENEWABLE:
+        raise DomainError(
+            f"{cert.common_name} is {cert.status.value}; only issued or expired certificates are replaced."
+        )
+    old = cert.request
+    assert old is not None
+    data = enrollment.RequestData(
+        organization_id=old.organization_id,
+        department_id=old.department_id,
+        profile_id=old.profile_id,
+        term_days=_term(old),
+        mode=RequestMode.CSR,
+        csr=csr,
+        common_name=old.common_name,
+        sans=[s for s in old.sans if s != old.common_name],
+        requester_email=old.requester_email,
+        external_requesters=old.external_requesters,
+        auto_renew=old.auto_renew,
+        renew_days_before=old.renew_days_before,
+        eula_accepted=True,
+        cert_type=old.cert_type,
+        replaces_id=cert.id,
+        comments=f"replacement of certificate #{cert.id}",
+    )
+    req = enrollment.submit_request(actor=actor, data=data)
+    cert.renewal_state = "Replacement requested"
+    return req
+
+
+def auto_renew_sweep() -> list[int]:
+    """Renew every auto-renew certificate that is within its renewal window."""
+    now = utcnow()
+    candidates = (
+        db.session.execute(
+            select(Certificate).where(
+                Certificate.auto_renew.is_(True),
+                Certificate.status == CertStatus.ISSUED,
+                Certificate.origin == CertOrigin.ISSUED,
+                Certificate.not_after <= now + timedelta(days=366),
+                Certificate.renewal_state.not_in(["Renewal requested", "Renewal failed"]),
+            )
+        )
+        .scalars()
+        .all()
+    )
+    created = []
+    for cert in candidates:
+        if cert.not_after - timedelta(days=cert.renew_days_before) > now:
+            continue
+        try:  # renew() checks everything before it writes, so a refusal leaves no trace
+            created.append(renew(actor=SYSTEM, certificate_id=cert.id, auto=True).id)
+        except DomainError as exc:
+            cert.renewal_state = "Renewal failed"
+            audit.record(
+                action="certificate.renew_failed",
+                actor=SYSTEM,
+                object_type="Certificate",
+                object_id=cert.id,
+                label=cert.common_name,
+                message=exc.message,
+                organization_id=cert.organization_id,
+                department_id=cert.department_id,
+            )
+    return created

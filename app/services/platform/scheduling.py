@@ -1,0 +1,191 @@
+"""Recovery and the scheduler: what keeps background jobs moving when processes die.
+
+The scheduler process (or the embedded one) calls tick() every few seconds: due schedules
+become jobs (row locks with SKIP LOCKED, so two schedulers never fire one twice), jobs
+whose worker stopped heartbeating are retried or failed with a reason, and messages that
+were lost with a dead worker or a restarted broker are sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import or_, select
+
+from app.extensions import db
+from app.models import Job, JobStatus, Schedule, WorkerHeartbeat
+from app.models.types import utcnow
+from app.services.platform import jobs
+
+log = logging.getLogger(__name__)
+
+
+def recover(now: datetime | None = None) -> dict[str, int]:
+    """Retry jobs whose process died; fail those out of attempts; re-send lost messages."""
+    now = now or utcnow()
+    stale = now - timedelta(seconds=int(current_app.config["CW_JOB_STALE_SECONDS"]))
+    counts = {"retried": 0, "failed": 0, "resent": _resend_held_by_dead_workers(stale)}
+    lost = (
+        db.session.execute(
+            select(Job)
+            .where(Job.status == JobStatus.RUNNING, Job.heartbeat_at < stale)
+            .with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
+    )
+    for job in lost:
+        if job.attempts < job.max_attempts:
+            job.status = JobStatus.PENDING
+            job.message = f"the worker running attempt {job.attempts} stopped responding; retrying"
+            jobs.enqueue(job)
+            counts["retried"] += 1
+        else:
+            job.status = JobStatus.FAILED
+            job.finished_at = now
+            job.message = (
+                f"failed: the worker stopped responding on each of {job.attempts} attempts"
+            )
+            jobs.failed_for_good(job)
+            counts["failed"] += 1
+    # A pending job whose message was lost (broker restart, embedded queue gone).
+    unsent = (
+        db.session.execute(
+            select(Job)
+            .where(
+                Job.status == JobStatus.PENDING,
+                or_(Job.enqueued_at.is_(None), Job.enqueued_at < now - timedelta(minutes=5)),
+            )
+            .with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
+    )
+    for job in unsent:
+        if job.kind in jobs.KINDS:
+            jobs.enqueue(job)
+            counts["resent"] += 1
+    db.session.commit()
+    return counts
+
+
+def _resend_held_by_dead_workers(stale: datetime) -> int:
+    """Once per consuming process that stopped heartbeating, re-send every pending job.
+
+    A worker fetches more messages than it runs (dramatiq prefetches). When it dies, the
+    ones it had not started are still its own: Redis keeps them in the dead consumer's set
+    until dramatiq's maintenance notices, minutes later, and an embedded worker's queue dies
+    with it. Their jobs are pending, not running, so no lease goes stale. Which pending job
+    it held is unknown, so all are sent again; a second message for a job is a no-op (the
+    claim is conditional). Runs before the stale-lease retries, which send their own.
+    """
+    dead = (
+        db.session.execute(
+            select(WorkerHeartbeat)
+            .where(
+                WorkerHeartbeat.kind.in_(["worker", "embedded"]),
+                WorkerHeartbeat.seen_at < stale,
+            )
+            .with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
+    )
+    if not dead:
+        return 0
+    for row in dead:
+        log.warning("worker %s stopped heartbeating; re-sending pending jobs", row.id)
+        db.session.delete(row)  # handled once; a process that was only slow signs in again
+    pending = (
+        db.session.execute(
+            select(Job).where(Job.status == JobStatus.PENDING).with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
+    )
+    sent = 0
+    for job in pending:
+        if job.kind in jobs.KINDS:
+            jobs.enqueue(job)
+            sent += 1
+    return sent
+
+
+def resend_pending() -> int:
+    """On start of an embedded worker: its in-memory queue is empty, so re-send everything."""
+    pending = db.session.execute(select(Job).where(Job.status == JobStatus.PENDING)).scalars().all()
+    for job in pending:
+        if job.kind in jobs.KINDS:
+            jobs.enqueue(job)
+    db.session.commit()
+    return len(pending)
+
+
+def next_due(spec: dict[str, Any], after: datetime) -> datetime | None:
+    fn = jobs.RECURRENCES.get(str(spec.get("kind", "")))
+    return fn(spec, after) if fn else None
+
+
+def fire_due_schedules(now: datetime | None = None) -> list[int]:
+    """Turn due schedules into jobs. Row locks (SKIP LOCKED) make two schedulers safe."""
+    now = now or utcnow()
+    due = (
+        db.session.execute(
+            select(Schedule)
+            .where(
+                Schedule.enabled.is_(True),
+                Schedule.next_run_at.is_not(None),
+                Schedule.next_run_at <= now,
+            )
+            .order_by(Schedule.next_run_at)
+            .with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
+    )
+    created = []
+    for sched in due:
+        if sched.job_kind in jobs.KINDS:
+            job = jobs.create_job(
+                kind=sched.job_kind, payload=dict(sched.payload), schedule_id=sched.id
+            )
+            sched.last_job_id = job.id
+            created.append(job.id)
+        sched.last_run_at = now
+        sched.next_run_at = next_due(sched.spec, now)
+    db.session.commit()
+    return created
+
+
+def tick(now: datetime | None = None) -> dict[str, Any]:
+    """One scheduler pass: fire due schedules, then recover."""
+    fired = fire_due_schedules(now)
+    recovered = recover(now)
+    return {"fired": fired, **recovered}
+
+
+def ensure_interval_schedule(
+    job_kind: str, seconds: int, *, first_at: datetime | None = None
+) -> Schedule:
+    """Idempotently create a system schedule that runs job_kind every `seconds`."""
+    sched = db.session.execute(
+        select(Schedule).where(Schedule.job_kind == job_kind, Schedule.owner_type == "system")
+    ).scalar_one_or_none()
+    if sched is None:
+        sched = Schedule(
+            job_kind=job_kind,
+            owner_type="system",
+            spec={"kind": "interval", "seconds": seconds},
+            next_run_at=first_at or utcnow(),
+        )
+        db.session.add(sched)
+        db.session.flush()
+    return sched
+
+
+def ensure_system_schedules() -> None:
+    for kind, seconds in jobs.SYSTEM_SCHEDULES.items():
+        ensure_interval_schedule(kind, seconds)

@@ -1,0 +1,1 @@
+"""Dashboards and reports over the inventory (scoped like everything else)."""

@@ -1,0 +1,97 @@
+"""Dashboard numbers: certificates and requests the admin may see, by status, type, key
+and expiry window (every query goes through the admin's scope)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import case, func, or_, select
+from sqlalchemy.sql import ColumnElement
+
+from app.extensions import db
+from app.models import Admin, Certificate, CertificateRequest, CertStatus, CertType, RequestStatus
+from app.models.types import utcnow
+from app.services.certificates import inventory
+from app.services.scope import scope_of
+
+
+@dataclass
+class Overview:
+    by_status: dict[str, int] = field(default_factory=dict)
+    by_type: dict[CertType, int] = field(default_factory=dict)
+    by_key: dict[str, int] = field(default_factory=dict)
+    expiring: list[int] = field(default_factory=lambda: [0, 0, 0])  # <=30, 31-60, 61-90 days
+    awaiting_approval: int = 0
+    total: int = 0
+
+
+def _visible(actor: Admin) -> ColumnElement[bool]:
+    """Placed certificates of the types the admin holds (unassigned discoveries excepted)."""
+    scope = scope_of(actor)
+    placed = Certificate.organization_id.is_not(None)
+    parts = []
+    for cert_type in CertType:
+        clause = inventory.visible_clause(scope, cert_type)
+        typed = Certificate.cert_type == cert_type
+        parts.append(typed if clause is None else typed & clause)
+    return placed & or_(*parts)
+
+
+def certificate_overview(*, actor: Admin) -> Overview:
+    now = utcnow()
+    visible = _visible(actor)
+    result = Overview()
+    expired_but_issued = (Certificate.status == CertStatus.ISSUED.value) & (
+        Certificate.not_after < now
+    )
+    display = case((expired_but_issued, "Expired"), else_=Certificate.status)
+    for status, count in db.session.execute(
+        select(display, func.count()).where(visible).group_by(display)
+    ):
+        label = status.value if hasattr(status, "value") else str(status)
+        result.by_status[label] = result.by_status.get(label, 0) + int(count)
+    result.total = sum(result.by_status.values())
+    for cert_type, count in db.session.execute(
+        select(Certificate.cert_type, func.count()).where(visible).group_by(Certificate.cert_type)
+    ):
+        if cert_type is not None:
+            result.by_type[CertType(cert_type)] = int(count)
+    key = (
+        func.coalesce(Certificate.key_algorithm, "")
+        + "-"
+        + func.coalesce(func.cast(Certificate.key_size, db.String), "")
+    )
+    for label, count in db.session.execute(select(key, func.count()).where(visible).group_by(key)):
+        result.by_key[str(label).strip("-") or "unknown"] = int(count)
+    live = (
+        visible
+        & Certificate.status.in_([CertStatus.ISSUED.value, CertStatus.EXTERNAL.value])
+        & (Certificate.not_after >= now)
+    )
+    for index, (start, end) in enumerate(((0, 30), (30, 60), (60, 90))):
+        window = (Certificate.not_after >= now + timedelta(days=start)) & (
+            Certificate.not_after < now + timedelta(days=end)
+        )
+        result.expiring[index] = int(
+            db.session.execute(
+                select(func.count()).select_from(Certificate).where(live & window)
+            ).scalar_one()
+        )
+    scope = scope_of(actor)
+    pending = (
+        select(func.count())
+        .select_from(CertificateRequest)
+        .where(CertificateRequest.status == RequestStatus.REQUESTED)
+    )
+    if not scope.is_master:
+        parts = [
+            scope.type_filter(
+                CertificateRequest.organization_id, CertificateRequest.department_id, t
+            )
+            & (CertificateRequest.cert_type == t)
+            for t in CertType
+        ]  # type: ignore[operator]
+        pending = pending.where(or_(*parts))
+    result.awaiting_approval = int(db.session.execute(pending).scalar_one())
+    return result

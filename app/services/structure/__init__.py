@@ -1,0 +1,1 @@
+"""Account structure: organizations, departments, domains and their delegations."""

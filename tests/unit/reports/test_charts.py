@@ -1,0 +1,40 @@
+"""Dashboard figures: what each chart draws and where a click leads."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from app.reports import charts
+
+
+def test_bars_carry_their_list_urls_and_validate_with_plotly():
+    figure = charts.bar_figure(
+        "By status",
+        [
+            charts.Bar("Issued", 3, "/admin/ssl_certs/?flt0_0=Issued"),
+            charts.Bar("Revoked", 0, "/x"),
+        ],
+    )
+    go.Figure(figure)  # plotly accepts it as is
+    trace = figure["data"][0]
+    assert trace["x"] == ["Issued", "Revoked"] and trace["y"] == [3, 0]
+    assert trace["customdata"] == ["/admin/ssl_certs/?flt0_0=Issued", "/x"]
+
+
+def test_an_empty_chart_says_so_instead_of_drawing_nothing():
+    figure = charts.bar_figure("By status", [charts.Bar("Issued", 0)])
+    assert figure["data"] == [] and figure["layout"]["annotations"][0]["text"] == "nothing yet"
+    assert charts.donut_figure("Keys", [])["data"] == []
+
+
+def test_donut_leaves_out_zero_slices():
+    figure = charts.donut_figure("Keys", [charts.Bar("EC-256", 2), charts.Bar("RSA-1024", 0)])
+    go.Figure(figure)
+    assert figure["data"][0]["labels"] == ["EC-256"]
+
+
+def test_expiry_windows_are_ordered_by_urgency():
+    bars = charts.expiry_bars([5, 1, 0], ["/a", "/b"])
+    assert [b.label for b in bars] == ["up to 30 days", "31 to 60 days", "61 to 90 days"]
+    assert [b.url for b in bars] == ["/a", "/b", ""]
+    assert bars[0].colour == charts.EXPIRY_COLOURS[0]
