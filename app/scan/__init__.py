@@ -44,12 +44,13 @@ Health (app.scan.health, .certinfo)
         not_yet_valid weak_key sha1_signature legacy_tls unparseable_certificate
     match_dns_pattern(pattern, host_name); matches_host_name(cert, host_name)
 
-Rules (app.scan.rules, .observation, .saferegex)
+Rules (app.scan.rules, .observation, .patterns)
     parse_rule(data) -> Rule  raises RuleError;  validate_rule(data) -> list[str]
     Rule(name, match: MatchMode, conditions: tuple[Condition], target: AssignmentTarget,
         rule_id); Condition(field: Field, operator: Operator, value)
     RuleSet(rules).first_match(observation) -> RuleMatch(rule, index) | None
     observe(leaf_der, *, ip, port, host_name) -> Observation;  observe_result(result)
+    SafePattern(pattern) raises PatternError;  .search(text) -> bool  (RE2, ignoring case)
 
 Command line: ``python -m app.scan "10.0.0.0/24" --ports 443,8443`` (see --help).
 """

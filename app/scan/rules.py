@@ -8,9 +8,10 @@ value does; a missing value (no host name for an IP target) never matches.
 ``ip`` and ``port`` with ``equals`` test membership: the value is an address, CIDR block or
 range (``10.0.0.0/8``, ``10.1.0.5-10.1.0.9``) / a port list or range (``443,8000-8100``).
 Their other operators compare the text form. ``matches`` is a case-insensitive regex search
-run by app.scan.saferegex in linear time (no catastrophic backtracking). A value longer than
-MAX_VALUE characters never matches a text condition: no real name is that long, and
-matching a cut-off prefix could wrongly satisfy an anchored pattern.
+in RE2 syntax, run by RE2 through app.scan.patterns in linear time (no catastrophic
+backtracking). A value longer than MAX_VALUE characters never matches a text condition: no
+real name is that long, and matching a cut-off prefix could wrongly satisfy an anchored
+pattern.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from app.scan.addresses import AddressBlock, PortRange, address_to_int
 from app.scan.errors import RuleError, TargetSpecError
-from app.scan.saferegex import PatternError, SafePattern
+from app.scan.patterns import PatternError, SafePattern
 from app.scan.targets import parse_entry, parse_ports
 
 MAX_VALUE = 4_096
