@@ -57,8 +57,8 @@ test: venv ## Set up and run the whole test suite
 	@$(MAKE) --no-print-directory packages WANT="chromium wrk nmap"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-check: lint ## The fast loop: lint, then the unit and integration tiers on SQLite
-	$(BIN)/python -m pytest tests/unit tests/integration -q $(PYTEST_ARGS)
+check: lint ## The fast loop: lint, then the unit and integration tiers on SQLite (all cores)
+	$(BIN)/python -m pytest -n auto tests/unit tests/integration -q $(PYTEST_ARGS)
 
 lint: venv ## ruff check + format check, mypy --strict on the pure packages, import contracts
 	$(BIN)/ruff check .

@@ -38,7 +38,7 @@ def test_plain_names_need_no_extended_parameter():
 
 def test_non_ascii_names_travel_in_filename_star():
     header = content_disposition("bücher.例え.pem")
-    assert header.startswith('attachment; filename="b_cher.__.pem"; filename*=UTF-8\'\'')
+    assert header.startswith("attachment; filename=\"b_cher.__.pem\"; filename*=UTF-8''")
     assert "\r" not in header and "\n" not in header
     assert extended_filename(header) == "bücher.例え.pem"
 
