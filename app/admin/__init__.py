@@ -14,10 +14,9 @@ from app.admin.discovery.rules import AssignmentRuleView
 from app.admin.discovery.tasks import DiscoveryTaskView
 from app.admin.domains import DelegationView, DomainView
 from app.admin.orgs import DepartmentView, OrganizationView
-from app.admin.pki import CaView, ProfileView
+from app.admin.pki import CaView, CertificateProfileView
 from app.admin.requests import RequestView
-from app.admin.system import AboutView, AuditView, JobView, OutboxView
-from app.admin.system import ProfileView as MyProfileView
+from app.admin.system import AboutView, AuditView, JobView, MyProfileView, OutboxView
 from app.models import (
     Admin,
     AuditEvent,
@@ -96,7 +95,7 @@ def init_console(app: Flask) -> Console:
         ),
         (CaView(CertificateAuthority, name="Private CAs", category="Settings", endpoint="cas")),
         (
-            ProfileView(
+            CertificateProfileView(
                 CertificateProfile,
                 name="Certificate Profiles",
                 category="Settings",

@@ -254,7 +254,7 @@ def _profile_data(form: Any) -> profiles.ProfileData:
     )
 
 
-class ProfileView(SecureModelView):
+class CertificateProfileView(SecureModelView):
     form = ProfileForm
     column_list = (
         "name",

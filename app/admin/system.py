@@ -275,7 +275,7 @@ class TimezoneForm(AdminForm):
     timezone = SelectField("Show times in", choices=select_choices((z, z) for z in ZONES))
 
 
-class ProfileView(SecureView):
+class MyProfileView(SecureView):
     @expose("/timezone/", methods=("POST",))
     def timezone_view(self) -> Any:
         form = TimezoneForm()
