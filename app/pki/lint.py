@@ -2,8 +2,10 @@
 
 SSL certificates are linted against the CA/Browser Forum TLS Baseline Requirements
 (pkilint's serverauth validators: OV type when the subject names an organisation, DV
-otherwise); Client, CodeSigning and Device certificates and CA certificates against the
-RFC 5280 validators. Validators are built once per type (a few hundred milliseconds each)
+otherwise); Client certificates against the S/MIME Baseline Requirements (pkilint's
+lint_cabf_smime_cert validators: Multipurpose generation, mailbox- or individual-validated
+by the subject, app/pki/smime.py); CodeSigning and Device certificates and CA certificates
+against the RFC 5280 validators. Validators are built once per type (a few hundred milliseconds each)
 and reused; linting one certificate takes a few milliseconds.
 
 Certwright is a PRIVATE CA, so some findings that matter for publicly-trusted TLS are
@@ -27,12 +29,14 @@ from cryptography.x509.oid import NameOID
 
 # pkilint ships no type information (no py.typed); its objects are handled as Any here.
 from pkilint import finding_filter, loader, validation  # type: ignore[import-untyped]
-from pkilint.cabf import serverauth  # type: ignore[import-untyped]
+from pkilint.cabf import serverauth, smime  # type: ignore[import-untyped]
 from pkilint.cabf.serverauth import serverauth_constants  # type: ignore[import-untyped]
+from pkilint.cabf.smime import smime_constants  # type: ignore[import-untyped]
 from pkilint.pkix import certificate, extension, name  # type: ignore[import-untyped]
 
 from app.pki.errors import LintError
 from app.pki.profiles import CertKind
+from app.pki.smime import ValidationLevel, validation_level_of
 
 # Finding code -> why a private CA accepts it. Reviewed entries only; keep one line each.
 LINT_ALLOW_LIST: Final[Mapping[str, str]] = {
@@ -59,6 +63,10 @@ LINT_ALLOW_LIST: Final[Mapping[str, str]] = {
     "cabf.serverauth.subscriber_rsa_digitalsignature_and_keyencipherment_present": (
         "RSA server keys keep keyEncipherment for TLS 1.2 RSA key transport by legacy "
         "internal clients (BR 7.1.2.7.11 MAY)"
+    ),
+    "cabf.smime.certificate_policies_extension_missing": (
+        "private CA: asserting a CA/B Forum S/MIME policy OID would claim audited public "
+        "trust; the certificates follow the Multipurpose profile otherwise (docs/pki.md)"
     ),
     "pkix.subject_key_identifier_method_1_identified": (
         "informational: the SKI is the RFC 5280 §4.2.1.2 method 1 SHA-1 key hash"
@@ -106,11 +114,19 @@ class LintTarget(enum.StrEnum):
 
     SERVERAUTH_DV = "cabf-serverauth-dv"
     SERVERAUTH_OV = "cabf-serverauth-ov"
+    SMIME_MAILBOX = "cabf-smime-mailbox-multipurpose"
+    SMIME_INDIVIDUAL = "cabf-smime-individual-multipurpose"
     RFC5280 = "rfc5280"
 
 
 def lint_target(cert: x509.Certificate, kind: CertKind | None) -> LintTarget:
-    """SSL leaves by BR subscriber type (OV when the subject has O); the rest by RFC 5280."""
+    """SSL leaves by BR subscriber type (OV when the subject has O); Client leaves by
+    S/MIME validation level (individual when the subject names a person); the rest by
+    RFC 5280."""
+    if kind is CertKind.CLIENT:
+        if validation_level_of(cert.subject) is ValidationLevel.INDIVIDUAL:
+            return LintTarget.SMIME_INDIVIDUAL
+        return LintTarget.SMIME_MAILBOX
     if kind is not CertKind.SSL:
         return LintTarget.RFC5280
     if cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME):
@@ -186,6 +202,17 @@ def _linter(target: LintTarget) -> _Linter:
                 certificate.create_extensions_validator_container([]),
                 certificate.create_spki_validator_container([]),
             ],
+        )
+        return _Linter(validator, [])
+    if target in (LintTarget.SMIME_MAILBOX, LintTarget.SMIME_INDIVIDUAL):
+        level = (
+            smime_constants.ValidationLevel.INDIVIDUAL
+            if target is LintTarget.SMIME_INDIVIDUAL
+            else smime_constants.ValidationLevel.MAILBOX
+        )
+        validator = certificate.create_pkix_certificate_validator_container(
+            smime.create_decoding_validators(),
+            smime.create_subscriber_validators(level, smime_constants.Generation.MULTIPURPOSE),
         )
         return _Linter(validator, [])
     cert_type = (

@@ -134,6 +134,7 @@ def test_make_issuer_refusals(rsa_hierarchy: Hierarchy, key_cache: KeyCache) -> 
     [
         (CertKind.SSL, "sslserver"),
         (CertKind.CLIENT, "sslclient"),
+        (CertKind.CLIENT, "smimesign"),
         (CertKind.DEVICE, "sslclient"),
         (CertKind.CODE_SIGNING, "any"),
     ],
@@ -147,6 +148,8 @@ def test_openssl_verifies_issued_leaves(
     purpose: str,
 ) -> None:
     subject = {"common_name": "app.certwright.test"} if kind is CertKind.SSL else {}
+    if kind is CertKind.CLIENT:  # S/MIME BR mailbox-validated: the CN is the mailbox
+        subject = {"common_name": "device-7@certwright.test"}
     leaf = issue_for(hierarchy.issuing, leaf_key_for(hierarchy, key_cache), kind, **subject)
     root = write_pem("root.pem", [hierarchy.root.certificate])
     issuing = write_pem("issuing.pem", [hierarchy.issuing.certificate])
