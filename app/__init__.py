@@ -60,11 +60,17 @@ def register_blueprints(app: Flask) -> None:
     from app.admin.vendor import bp as assets_bp
     from app.api.relying_party.endpoints import bp as pki_bp
     from app.portal.collect import bp as collect_bp
+    from app.portal.home import bp as portal_home_bp
+    from app.portal.register import bp as register_bp
+    from app.portal.selfservice import bp as selfservice_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(assets_bp)
     app.register_blueprint(pki_bp)
     app.register_blueprint(collect_bp)
+    app.register_blueprint(portal_home_bp)
+    app.register_blueprint(register_bp)
+    app.register_blueprint(selfservice_bp)
     init_console(app)
 
 
@@ -97,7 +103,7 @@ def register_request_hooks(app: Flask) -> None:
     def _security_headers(response: Response) -> Response:
         for name, value in SECURITY_HEADERS:
             response.headers.setdefault(name, value)
-        if request.path.startswith(("/admin", "/login")):
+        if request.path.startswith(("/admin", "/login", "/enroll", "/portal")):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 

@@ -14,6 +14,7 @@ from app.admin.discovery.rules import AssignmentRuleView
 from app.admin.discovery.tasks import DiscoveryTaskView
 from app.admin.domains import DelegationView, DomainView
 from app.admin.orgs import DepartmentView, OrganizationView
+from app.admin.persons import InvitationView, PersonView
 from app.admin.pki import CaView, CertificateProfileView
 from app.admin.requests import RequestView
 from app.admin.system import AboutView, AuditView, JobView, MyProfileView, OutboxView
@@ -26,9 +27,11 @@ from app.models import (
     Delegation,
     Department,
     Domain,
+    Invitation,
     Job,
     Organization,
     OutboxMessage,
+    Person,
 )
 
 CERT_TYPES = (CertType.SSL, CertType.CLIENT, CertType.DEVICE, CertType.CODE_SIGNING)
@@ -59,6 +62,20 @@ def init_console(app: Flask) -> Console:
                 endpoint=f"{key}_requests",
             )
         )
+        if cert_type == CertType.CLIENT:  # the end users of client certificates
+            console.add_view(
+                PersonView(
+                    Person, name="Client Persons", category="Certificates", endpoint="persons"
+                )
+            )
+            console.add_view(
+                InvitationView(
+                    Invitation,
+                    name="Client Invitations",
+                    category="Certificates",
+                    endpoint="invitations",
+                )
+            )
     console.add_view(
         NetworkAssetView(name="Network Assets", category="Discovery", endpoint="network_assets")
     )

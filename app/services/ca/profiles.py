@@ -36,6 +36,8 @@ PROFILE_FIELDS = (
     "four_eyes",
     "allow_key_reuse",
     "include_client_auth",
+    "key_escrow",
+    "pkcs12_legacy",
     "lint_mode",
     "lint_sample_n",
     "active",
@@ -61,6 +63,8 @@ class ProfileData:
     four_eyes: bool = False
     allow_key_reuse: bool = True
     include_client_auth: bool = False
+    key_escrow: bool = False
+    pkcs12_legacy: bool = False
     lint_mode: LintMode = LintMode.EVERY
     lint_sample_n: int = 100
     active: bool = True
@@ -119,6 +123,9 @@ def _clean(data: ProfileData, profile_id: int | None) -> dict[str, object]:
         errors["include_client_auth"] = [
             "clientAuth as an extra usage applies to SSL profiles only."
         ]
+    for flag, label in (("key_escrow", "Key escrow"), ("pkcs12_legacy", "Legacy PKCS#12")):
+        if getattr(data, flag) and data.cert_type != CertType.CLIENT:
+            errors[flag] = [f"{label} applies to Client profiles (keys made for persons) only."]
     if errors:
         raise ValidationFailed(errors)
     return {
@@ -132,6 +139,8 @@ def _clean(data: ProfileData, profile_id: int | None) -> dict[str, object]:
         "four_eyes": data.four_eyes,
         "allow_key_reuse": data.allow_key_reuse,
         "include_client_auth": data.include_client_auth,
+        "key_escrow": data.key_escrow,
+        "pkcs12_legacy": data.pkcs12_legacy,
         "lint_mode": data.lint_mode,
         "lint_sample_n": data.lint_sample_n,
         "active": data.active,

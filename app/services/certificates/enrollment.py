@@ -2,13 +2,15 @@
 
 Each failure raises a DomainError with a specific message and nothing is stored. The
 subject is always the organization's (O, L, ST, C; OU = department) with the requested CN:
-values missing from a CSR or different from the organization's are replaced.
+values missing from a CSR or different from the organization's are replaced. Client
+(S/MIME) certificates are the exception: their subject follows the S/MIME BR mailbox- or
+individual-validated profile (app/pki/smime.py), which forbids O and OU.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -16,7 +18,6 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import (
-    Admin,
     CertificateProfile,
     CertificateRequest,
     CertType,
@@ -30,7 +31,7 @@ from app.models import (
 )
 from app.models.types import utcnow
 from app.pki import csr as pki_csr
-from app.pki import keys, names
+from app.pki import keys, names, smime
 from app.pki.errors import PkiError
 from app.pki.profiles import check_term
 from app.services import audit
@@ -38,7 +39,7 @@ from app.services.accounts.admins import normalize_email
 from app.services.ca.profiles import KIND_OF
 from app.services.certificates import approvals
 from app.services.errors import DomainError, Forbidden, NotFound
-from app.services.scope import SYSTEM, scope_of
+from app.services.scope import SYSTEM, Actor, scope_of
 from app.services.structure import orgs
 from app.services.structure.domains import is_network
 
@@ -81,6 +82,10 @@ class RequestData:
     cert_type: CertType = CertType.SSL
     renewal_of_id: int | None = None
     replaces_id: int | None = None
+    # Client certificates of a person (app/services/persons): who, and the S/MIME subject
+    # (smime.subject_values); without it a client subject is mailbox-validated.
+    person_id: int | None = None
+    smime_subject: Mapping[str, str] | None = None
 
 
 @dataclass
@@ -99,7 +104,7 @@ class Checked:
     external: list[str] = field(default_factory=list)
 
 
-def _place(actor: Admin, data: RequestData) -> tuple[Organization, Department | None]:
+def _place(actor: Actor, data: RequestData) -> tuple[Organization, Department | None]:
     org = db.session.get(Organization, data.organization_id)
     scope = scope_of(actor)
     if org is None or not (scope.is_master or org.id in scope.visible_org_ids):
@@ -136,6 +141,8 @@ def _profile(data: RequestData) -> CertificateProfile:
         )
     try:
         check_term(KIND_OF[profile.cert_type], data.term_days, utcnow())
+        if profile.cert_type == CertType.CLIENT:
+            smime.check_term(data.term_days)
     except PkiError as exc:
         raise DomainError(str(exc), field="term") from exc
     return profile
@@ -197,6 +204,61 @@ def _names(data: RequestData, parsed: pki_csr.ParsedCsr | None) -> tuple[str, li
     if cn_host is not None:
         common_name = str(cn_host)
     return common_name, values
+
+
+def _client_names(
+    data: RequestData, parsed: pki_csr.ParsedCsr | None
+) -> tuple[str, list[str], dict[str, str]]:
+    """A client certificate's CN, SANs (email addresses only) and S/MIME subject."""
+    raw = [*(parsed.emails if parsed else ()), *data.sans]
+    try:
+        alt = names.parse_alt_names(raw)
+    except PkiError as exc:
+        raise DomainError(f"Invalid name: {exc}", field="sans") from exc
+    if alt.dns_names or alt.ip_addresses:
+        raise DomainError(
+            "Client (S/MIME) certificates carry email addresses only, not DNS names or IP addresses.",
+            field="sans",
+        )
+    if not alt.emails:
+        raise DomainError("A client certificate needs an email address.", field="sans")
+    try:
+        subject = dict(
+            data.smime_subject
+            or smime.subject_values(smime.ValidationLevel.MAILBOX, email=alt.emails[0])
+        )
+        smime.build_subject(subject)
+    except PkiError as exc:
+        raise DomainError(f"Invalid subject: {exc}", field="common_name") from exc
+    return subject["CN"], list(alt.emails), subject
+
+
+def check_emails_delegated(
+    emails: Sequence[str], org: Organization, dept: Department | None, cert_type: CertType
+) -> dict[str, Domain]:
+    """Every email address must be inside an active domain delegated (Approved) for the
+    type to the organization/department; returns the domain of each address.
+
+    Raises:
+        DomainError: naming the first address outside every such domain.
+    """
+    domains = [
+        d
+        for d in delegated_domains(org.id, dept.id if dept else None, cert_type)
+        if not is_network(d.name)
+    ]
+    where = f"{org.name} / {dept.name}" if dept else org.name
+    found: dict[str, Domain] = {}
+    for email in emails:
+        host = email.rpartition("@")[2]
+        match = next((d for d in domains if names.is_name_within_domain(host, d.name)), None)
+        if match is None:
+            raise DomainError(
+                f"The email address {email} is not inside an active domain delegated to {where} for {cert_type.label} certificates.",
+                field="sans",
+            )
+        found[email] = match
+    return found
 
 
 def delegated_domains(org_id: int, dept_id: int | None, cert_type: CertType) -> list[Domain]:
@@ -261,7 +323,7 @@ def _is_ip(value: str) -> bool:
     return True
 
 
-def check_request(*, actor: Admin, data: RequestData) -> Checked:
+def check_request(*, actor: Actor, data: RequestData) -> Checked:
     """Every check of the request wizard, in the order a person fixes them."""
     if not data.eula_accepted:
         raise DomainError(
@@ -270,8 +332,13 @@ def check_request(*, actor: Admin, data: RequestData) -> Checked:
     org, dept = _place(actor, data)
     profile = _profile(data)
     key_type, public_der, csr_der, parsed = _key(data, profile)
-    common_name, sans = _names(data, parsed)
-    check_names_delegated(sans, org, dept, data.cert_type)
+    client_subject: dict[str, str] | None = None
+    if data.cert_type == CertType.CLIENT:
+        common_name, sans, client_subject = _client_names(data, parsed)
+        check_emails_delegated(sans, org, dept, data.cert_type)
+    else:
+        common_name, sans = _names(data, parsed)
+        check_names_delegated(sans, org, dept, data.cert_type)
     external = []
     for i, address in enumerate(a for a in data.external_requesters if a.strip()):
         external.append(normalize_email(address, field="external_requesters"))
@@ -285,9 +352,10 @@ def check_request(*, actor: Admin, data: RequestData) -> Checked:
             field="organization",
         )
     # BR 7.1.2.7.2 forbids the OU in TLS subscriber certificates (since 2022-09-01), so the
-    # department goes into the OU of client, code signing and device certificates only.
+    # department goes into the OU of code signing and device certificates only; the S/MIME
+    # BR's mailbox and individual profiles forbid O and OU (client_subject).
     ou = dept.name if dept and data.cert_type != CertType.SSL else ""
-    subject = {
+    subject = client_subject or {
         "C": org.country,
         "ST": org.state,
         "L": org.city,
@@ -309,9 +377,14 @@ def check_request(*, actor: Admin, data: RequestData) -> Checked:
     )
 
 
-def submit_request(*, actor: Admin, data: RequestData) -> CertificateRequest:
+def submit_request(*, actor: Actor, data: RequestData, approved_by: str = "") -> CertificateRequest:
     """Validate and store a request (status Requested, or Approved at once when the
-    profile needs no approval, in which case issuance is queued after commit)."""
+    profile needs no approval, in which case issuance is queued after commit).
+
+    ``approved_by`` approves it at once whatever the profile says, naming the decision
+    (a person's invitation, sent by an administrator holding the Client privilege, is the
+    approval of the registration it leads to); the caller then queues the issuance.
+    """
     checked = check_request(actor=actor, data=data)
     req = CertificateRequest(
         cert_type=data.cert_type,
@@ -329,7 +402,7 @@ def submit_request(*, actor: Admin, data: RequestData) -> CertificateRequest:
         term_days=data.term_days,
         requester_id=actor.id,
         requester_email=normalize_email(
-            data.requester_email or actor.email, field="requester_email"
+            data.requester_email or getattr(actor, "email", ""), field="requester_email"
         ),
         external_requesters=checked.external,
         comments=data.comments.strip(),
@@ -338,6 +411,7 @@ def submit_request(*, actor: Admin, data: RequestData) -> CertificateRequest:
         eula_accepted_at=utcnow(),
         renewal_of_id=data.renewal_of_id,
         replaces_id=data.replaces_id,
+        person_id=data.person_id,
     )
     db.session.add(req)
     db.session.flush()
@@ -351,7 +425,9 @@ def submit_request(*, actor: Admin, data: RequestData) -> CertificateRequest:
         organization_id=req.organization_id,
         department_id=req.department_id,
     )
-    if not checked.profile.requires_approval:
+    if approved_by:
+        approvals.mark_approved([req.id], actor=SYSTEM, message=approved_by)
+    elif not checked.profile.requires_approval:
         approvals.mark_approved(
             [req.id],
             actor=SYSTEM,

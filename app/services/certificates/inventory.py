@@ -98,6 +98,10 @@ def pkcs12(*, actor: Admin, certificate_id: int, password: str) -> formats.Downl
         cert.cert_type, cert.organization_id, cert.department_id
     ):
         raise Forbidden("You may not export this certificate's key.")
+    if cert.request is not None and cert.request.person_id is not None and not actor.is_master:
+        # A person's key is escrowed only when the profile says so, and only an MRAO
+        # releases it (docs/pki.md).
+        raise Forbidden("Only an MRAO may export a person's escrowed key.")
     if len(password) < 8:
         raise DomainError("Choose a PKCS#12 password of at least 8 characters.", field="password")
     key = keystore.unseal_private_key(cert.sealed_key, signing.keks())

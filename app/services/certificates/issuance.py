@@ -32,12 +32,13 @@ from app.models import (
     CertificateRequest,
     CertOrigin,
     CertStatus,
+    CertType,
     LintMode,
     RequestMode,
     RequestStatus,
 )
 from app.models.types import utcnow
-from app.pki import issue, keys, keystore, names
+from app.pki import issue, keys, keystore, names, smime
 from app.pki.errors import PkiError
 from app.pki.issuer import Issuer
 from app.pki.profiles import CertKind, LeafProfile
@@ -88,6 +89,7 @@ _REQUEST_COLUMNS = (
     "renew_days_before",
     "renewal_of_id",
     "replaces_id",
+    "person_id",
 )
 Request = Row[Any]  # a row of _REQUEST_COLUMNS
 
@@ -119,7 +121,16 @@ def _subject_of(values: tuple[str | None, ...]) -> x509.Name:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _smime_subject_of(values: tuple[str | None, ...]) -> x509.Name:
+    return smime.build_subject(
+        {k: v or "" for k, v in zip(smime.SUBJECT_KEYS, values, strict=True)}
+    )
+
+
 def _subject(req: Request) -> x509.Name:
+    if req.cert_type == CertType.CLIENT:  # the S/MIME BR profile (app/pki/smime.py)
+        return _smime_subject_of(tuple(map(req.subject.get, smime.SUBJECT_KEYS)))
     return _subject_of(tuple(map(req.subject.get, _SUBJECT_KEYS)))
 
 
@@ -131,12 +142,12 @@ def _alt_names(values: tuple[str, ...]) -> names.AltNames:
 
 @functools.lru_cache(maxsize=4096)
 def _rdn_dn(rdn: x509.RelativeDistinguishedName) -> str:
-    return rdn.rfc4514_string()
+    return rdn.rfc4514_string(smime.DN_NAMES)
 
 
 def _subject_dn(subject: x509.Name, cn: str, cert: x509.Certificate, kind: CertKind) -> str:
     dn = _built_dn(subject, cn, kind)
-    return dn if dn is not None else cert.subject.rfc4514_string()
+    return dn if dn is not None else cert.subject.rfc4514_string(smime.DN_NAMES)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -66,9 +66,12 @@ def audit_issued(done: Sequence[Issued]) -> None:
 
 def collection_mails(done: Sequence[Issued], base: str) -> list[mail.Mail]:
     """One collection mail per set of recipients: a requester who asked for 300
-    certificates gets one message listing them, not 300."""
+    certificates gets one message listing them, not 300. A person's certificate is
+    collected on the enrollment portal instead (app/services/persons/registration.py)."""
     groups: dict[tuple[str, ...], list[Issued]] = defaultdict(list)
     for item in done:
+        if item.req.person_id is not None:
+            continue
         recipients = tuple(sorted({item.req.requester_email, *item.req.external_requesters} - {""}))
         groups[recipients].append(item)
     return [_collection_mail(list(recipients), items, base) for recipients, items in groups.items()]

@@ -86,7 +86,7 @@ def test_organization_in_a_client_subject_is_refused_by_the_smime_linter(
 ) -> None:
     # The old client subject (O, OU, C) breaks the mailbox profile: issuance refuses it.
     subject = names.build_subject(common_name=ALT[0], organization="Acme", country="DE")
-    with pytest.raises(LintError, match="cabf.smime.prohibited_attribute"):
+    with pytest.raises(LintError, match=r"cabf\.smime\.prohibited_attribute"):
         _client(hierarchy, key_cache, subject)
 
 
