@@ -1,8 +1,8 @@
 """The portal's mails (invitation, registration complete, renewal): each organization may
 word them itself (Settings > Organizations > Email Template); built-in wording otherwise.
 
-Templates are Jinja in a sandbox (no attribute access to internals, no imports, bounded
-loops) over plain string values. Mail is sent as text/plain, so values are inserted as
+Templates are Jinja in a sandbox (no attribute access to internals, no imports, ranges of
+at most MAX_RANGE items) over plain string values. Mail is sent as text/plain, so values are inserted as
 they are except for control characters, which are removed (a name cannot add lines or
 headers); a template that names an unknown value is refused when saved.
 """
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import select
 
@@ -94,12 +95,39 @@ works once and until {{ expires }}. If you did not ask for this, ignore this mes
 }
 
 
+MAX_RANGE = 1000
+
+
+def _bounded_range(*args: int) -> range:
+    """range() for templates written by administrators: a loop never costs a worker
+    minutes (jinja2's own sandbox limit is 100,000 items, a nested loop 10**10)."""
+    items = range(*args)
+    if len(items) > MAX_RANGE:
+        raise SecurityError(f"a range in a mail template has at most {MAX_RANGE} items")
+    return items
+
+
 class _Sandbox(SandboxedEnvironment):
-    # Templates are written by administrators: keep a loop from costing a worker minutes.
-    MAX_RANGE = 1000
+    """Also bounds what * and ** can build ("x" * 10**10 would exhaust the process's memory)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        numbers = [v for v in (left, right) if isinstance(v, int)]
+        if operator == "**" and isinstance(right, int) and right > 64:
+            raise SecurityError("an exponent in a mail template is at most 64")
+        if (
+            operator == "*"
+            and any(abs(n) > MAX_RANGE for n in numbers)
+            and not all(isinstance(v, int | float) for v in (left, right))
+        ):
+            raise SecurityError(f"a repetition in a mail template is at most {MAX_RANGE}")
+        return super().call_binop(context, operator, left, right)
 
 
 _ENV = _Sandbox(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
+_ENV.globals["range"] = _bounded_range
+MAX_OUTPUT = 100_000
 
 
 def clean_value(value: object) -> str:
@@ -111,6 +139,8 @@ def _render(subject: str, body: str, context: Mapping[str, object]) -> tuple[str
     values = {k: clean_value(v) for k, v in context.items()}
     rendered_subject = _ENV.from_string(subject).render(values)
     rendered_body = _ENV.from_string(body).render(values)
+    if len(rendered_body) > MAX_OUTPUT:
+        raise SecurityError(f"a rendered mail is at most {MAX_OUTPUT} characters")
     return clean_value(rendered_subject).strip()[:256], rendered_body
 
 
