@@ -92,6 +92,8 @@ class CertificateProfile(db.Model):  # type: ignore[name-defined,misc]
     four_eyes: Mapped[bool] = mapped_column(Boolean, default=False)
     allow_key_reuse: Mapped[bool] = mapped_column(Boolean, default=True)
     include_client_auth: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Device certificates: serverAuth beside clientAuth (a device that also serves TLS).
+    include_server_auth: Mapped[bool] = mapped_column(Boolean, default=False)
     # Client certificates: keep the server-generated key sealed under the KEK (exportable
     # by an MRAO, audited); otherwise it exists only inside the end user's PKCS#12.
     key_escrow: Mapped[bool] = mapped_column(Boolean, default=False)

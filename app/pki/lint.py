@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import functools
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -35,6 +36,7 @@ from pkilint.cabf.smime import smime_constants  # type: ignore[import-untyped]
 from pkilint.pkix import certificate, extension, name  # type: ignore[import-untyped]
 
 from app.pki.errors import LintError
+from app.pki.names import URN
 from app.pki.profiles import CertKind
 from app.pki.smime import ValidationLevel, validation_level_of
 
@@ -89,6 +91,17 @@ LINT_ALLOW_LIST: Final[Mapping[str, str]] = {
 }
 
 _DECODE_FAILED: Final = "certwright.lint.decode_failed"
+_URI_FINDING = re.compile(r'Invalid URI syntax: "(.*)"')
+
+
+def _is_urn_san(finding: LintFinding) -> bool:
+    """pkilint judges URIs with a URL validator, which knows no URNs; RFC 5280 §4.2.1.6
+    accepts any RFC 3986 URI with a scheme in a SAN, and a device's URN (RFC 8141) is
+    one. Only that finding, only in the subjectAltName, only for a well-formed URN."""
+    if finding.code != "pkix.invalid_uri_syntax" or "subjectAltName" not in finding.path:
+        return False
+    found = _URI_FINDING.fullmatch(finding.message or "")
+    return found is not None and URN.fullmatch(found.group(1)) is not None
 
 
 @dataclass(frozen=True)
@@ -102,7 +115,7 @@ class LintFinding:
 
     @property
     def is_allowed(self) -> bool:
-        return self.code in LINT_ALLOW_LIST
+        return self.code in LINT_ALLOW_LIST or _is_urn_san(self)
 
     def __str__(self) -> str:
         detail = f": {self.message}" if self.message else ""

@@ -1,6 +1,7 @@
 """Client certificates for end users: persons, invitations, portal enrollments, the
 portal's guessing throttle, per-organization portal settings and mail templates; profiles
-choose key escrow and legacy PKCS#12; a request may be for a person.
+choose key escrow and legacy PKCS#12, device profiles serverAuth; a request may be for a
+person.
 
 Revision ID: 0012
 Revises: 0005_names_per_owner (the lead re-chains at merge)
@@ -132,6 +133,7 @@ def upgrade():
     with op.batch_alter_table('certificate_profiles', schema=None) as batch_op:
         batch_op.add_column(sa.Column('key_escrow', sa.Boolean(), nullable=False, server_default=sa.false()))
         batch_op.add_column(sa.Column('pkcs12_legacy', sa.Boolean(), nullable=False, server_default=sa.false()))
+        batch_op.add_column(sa.Column('include_server_auth', sa.Boolean(), nullable=False, server_default=sa.false()))
 
     with op.batch_alter_table('certificate_requests', schema=None) as batch_op:
         batch_op.add_column(sa.Column('person_id', sa.Integer(), nullable=True))
@@ -149,6 +151,7 @@ def downgrade():
         batch_op.drop_column('person_id')
 
     with op.batch_alter_table('certificate_profiles', schema=None) as batch_op:
+        batch_op.drop_column('include_server_auth')
         batch_op.drop_column('pkcs12_legacy')
         batch_op.drop_column('key_escrow')
 

@@ -36,7 +36,7 @@ from app.pki.errors import PkiError
 from app.pki.profiles import check_term
 from app.services import audit
 from app.services.accounts.admins import normalize_email
-from app.services.ca.profiles import KIND_OF
+from app.services.ca.profiles import CODE_SIGNING_KEY_TYPES, KIND_OF
 from app.services.certificates import approvals
 from app.services.errors import DomainError, Forbidden, NotFound
 from app.services.scope import SYSTEM, Actor, scope_of
@@ -152,6 +152,11 @@ def _key(
     data: RequestData, profile: CertificateProfile
 ) -> tuple[str, bytes | None, bytes | None, pki_csr.ParsedCsr | None]:
     if data.mode == RequestMode.KEYGEN:
+        if data.cert_type == CertType.CODE_SIGNING:
+            raise DomainError(
+                "Code signing keys never leave the publisher: send a CSR (Certwright does not generate code signing keys).",
+                field="mode",
+            )
         if not data.key_type or data.key_type not in profile.key_types:
             raise DomainError(
                 f"Choose a key type the profile allows ({', '.join(profile.key_types)}).",
@@ -172,6 +177,11 @@ def _key(
         raise DomainError(
             f"{exc} (profile '{profile.name}' allows {', '.join(profile.key_types)})", field="csr"
         ) from exc
+    if data.cert_type == CertType.CODE_SIGNING and key_type not in CODE_SIGNING_KEY_TYPES:
+        raise DomainError(
+            f"A code signing key must be RSA-3072 or larger, or EC-P256/EC-P384 (CS BR 6.1.5.2), not {key_type}.",
+            field="csr",
+        )
     public_der = parsed.public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     return key_type, public_der, parsed.csr.public_bytes(Encoding.DER), parsed
 
@@ -199,11 +209,65 @@ def _names(data: RequestData, parsed: pki_csr.ParsedCsr | None) -> tuple[str, li
         raise DomainError(
             "SSL certificates carry DNS names and IP addresses, not email addresses.", field="sans"
         )
+    if alt.uris:
+        raise DomainError(
+            f"URIs go into Device certificates only, not {data.cert_type.label} certificates.",
+            field="sans",
+        )
     values = [*alt.dns_names, *(str(ip) for ip in alt.ip_addresses), *alt.emails]
     cn_host = names.common_name_host(common_name, single_label=True)
     if cn_host is not None:
         common_name = str(cn_host)
     return common_name, values
+
+
+def _device_names(data: RequestData, parsed: pki_csr.ParsedCsr | None) -> tuple[str, list[str]]:
+    """A device certificate's CN (the device name or serial, free text) and SANs: DNS
+    names, IP addresses and URIs; a CN that is a host name or address is one of them."""
+    raw = list(data.sans)
+    if parsed is not None:
+        raw = [*parsed.dns_names, *(str(ip) for ip in parsed.ip_addresses), *raw]
+    common_name = " ".join(
+        (data.common_name or (parsed.common_name if parsed else "") or "").split()
+    )
+    if not common_name and raw:
+        common_name = raw[0]
+    if not common_name:
+        raise DomainError(
+            "Give the device's name or serial number as the common name.", field="common_name"
+        )
+    if len(common_name) > 64 or any(ord(ch) < 32 or ord(ch) == 127 for ch in common_name):
+        raise DomainError(
+            "The common name has at most 64 characters and no control characters.",
+            field="common_name",
+        )
+    host = names.common_name_host(common_name)
+    try:
+        alt = names.parse_alt_names([*([str(host)] if host is not None else []), *raw])
+    except PkiError as exc:
+        raise DomainError(f"Invalid name: {exc}", field="sans") from exc
+    if alt.emails:
+        raise DomainError(
+            "Device certificates carry DNS names, IP addresses and URIs, not email addresses.",
+            field="sans",
+        )
+    values = [*alt.dns_names, *(str(ip) for ip in alt.ip_addresses), *alt.uris]
+    return (str(host) if host is not None else common_name), values
+
+
+def _code_signing_names(
+    data: RequestData, parsed: pki_csr.ParsedCsr | None, org: Organization
+) -> tuple[str, list[str]]:
+    """The publisher is the organization (CS BR 7.1.4.2: the CN is the subject's name),
+    whatever the CSR says; code signing certificates name nothing else."""
+    if [s for s in data.sans if s.strip()] or (
+        parsed is not None and (parsed.dns_names or parsed.ip_addresses or parsed.emails)
+    ):
+        raise DomainError(
+            "Code signing certificates name the publisher (the organization) in the subject and carry no alternative names.",
+            field="sans",
+        )
+    return org.name, []
 
 
 def _client_names(
@@ -288,8 +352,13 @@ def check_names_delegated(
     domains = delegated_domains(org.id, dept.id if dept else None, cert_type)
     where = f"{org.name} / {dept.name}" if dept else org.name
     for value in values:
-        if "@" in value:
+        if "@" in value and ":" not in value:
             continue  # email SANs are checked against the person's domain (client certificates)
+        if ":" in value and not _is_ip(value):  # a device URI: its host, if it has one
+            host = names.uri_host(value)
+            if host is None:
+                continue  # a URN names no host: nothing to delegate
+            value = host.strip("[]")
         if _is_ip(value):
             ip = ipaddress.ip_address(value)
             if not any(is_network(d.name) and ip in ipaddress.ip_network(d.name) for d in domains):
@@ -336,6 +405,11 @@ def check_request(*, actor: Actor, data: RequestData) -> Checked:
     if data.cert_type == CertType.CLIENT:
         common_name, sans, client_subject = _client_names(data, parsed)
         check_emails_delegated(sans, org, dept, data.cert_type)
+    elif data.cert_type == CertType.DEVICE:
+        common_name, sans = _device_names(data, parsed)
+        check_names_delegated(sans, org, dept, data.cert_type)
+    elif data.cert_type == CertType.CODE_SIGNING:
+        common_name, sans = _code_signing_names(data, parsed, org)
     else:
         common_name, sans = _names(data, parsed)
         check_names_delegated(sans, org, dept, data.cert_type)
@@ -427,7 +501,8 @@ def submit_request(*, actor: Actor, data: RequestData, approved_by: str = "") ->
     )
     if approved_by:
         approvals.mark_approved([req.id], actor=SYSTEM, message=approved_by)
-    elif not checked.profile.requires_approval:
+    elif not checked.profile.requires_approval and data.cert_type != CertType.CODE_SIGNING:
+        # Code signing requests always wait for an administrator's approval.
         approvals.mark_approved(
             [req.id],
             actor=SYSTEM,

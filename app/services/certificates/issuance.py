@@ -253,7 +253,9 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
                 result.failed[req.id] = str(getattr(exc, "message", exc))
             continue
         leaf = LeafProfile(
-            KIND_OF[profile.cert_type], include_client_auth=profile.include_client_auth
+            KIND_OF[profile.cert_type],
+            include_client_auth=profile.include_client_auth,
+            include_server_auth=profile.include_server_auth,
         )
         common = _batch_columns(issuer, profile, created_at)
         serials = signing.reserve_serials(profile.ca, len(group))

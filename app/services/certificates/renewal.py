@@ -14,6 +14,7 @@ from app.models import (
     CertificateRequest,
     CertOrigin,
     CertStatus,
+    CertType,
     RequestMode,
     RequestStatus,
 )
@@ -114,7 +115,8 @@ def renew(*, actor: Actor, certificate_id: int, auto: bool = False) -> Certifica
         organization_id=cert.organization_id,
         department_id=cert.department_id,
     )
-    if auto or not profile.requires_approval:
+    # Code signing renewals, like code signing requests, always wait for an approval.
+    if (auto or not profile.requires_approval) and old.cert_type != CertType.CODE_SIGNING:
         why = (
             "auto-renewal of an approved certificate"
             if auto
