@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -159,3 +160,14 @@ def test_wrong_passphrases_are_throttled_and_unknown_addresses_look_the_same(
         ).get_data(as_text=True)
     blocked = post_form(client, "/portal/renew", email=person.email, passphrase=PASSPHRASE)
     assert blocked.status_code == 429 and "Retry-After" in blocked.headers
+
+
+def test_a_persons_certificate_is_renewed_on_the_portal_not_in_the_console(
+    app, client, stub_worker
+):
+    from app.services.certificates import renewal
+    from app.services.errors import DomainError
+
+    world, _person, cert, _ = enrolled(client, stub_worker)
+    with pytest.raises(DomainError, match="they renew it on the enrollment portal"):
+        renewal.renew(actor=world.mrao, certificate_id=cert.id)

@@ -36,6 +36,11 @@ def _ours(actor: Actor, certificate_id: int, action: str) -> Certificate:
         raise DomainError(
             f"{cert.common_name} was not issued by Certwright; request a new certificate instead."
         )
+    if cert.request.person_id is not None:
+        # The key lives in the person's PKCS#12 only (docs/portal.md).
+        raise DomainError(
+            f"{cert.common_name} belongs to a person: they renew it on the enrollment portal, or you send them a new invitation."
+        )
     return cert
 
 

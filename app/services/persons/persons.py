@@ -28,9 +28,9 @@ from app.models.types import utcnow
 from app.pki import names, smime
 from app.pki.errors import PkiError
 from app.services import audit
-from app.services.accounts import passwords
 from app.services.certificates import enrollment, revocation
 from app.services.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
+from app.services.persons import passphrases
 from app.services.scope import Actor, Scope, require_actor, scope_of
 from app.services.structure import orgs
 
@@ -233,7 +233,7 @@ def create_person(*, actor: Actor, data: PersonData) -> Person:
     values = _clean(require_actor(actor), data, None)
     person = Person(**values, created_by_id=actor.id)
     if data.secret_id.strip():
-        person.secret_id_hash = passwords.hash_password(data.secret_id.strip())
+        person.secret_id_hash = passphrases.hash_passphrase(data.secret_id.strip())
     db.session.add(person)
     db.session.flush()
     audit.record(
@@ -320,7 +320,7 @@ def update_person(
     if data.clear_secret_id:
         person.secret_id_hash = ""
     elif data.secret_id.strip():
-        person.secret_id_hash = passwords.hash_password(data.secret_id.strip())
+        person.secret_id_hash = passphrases.hash_passphrase(data.secret_id.strip())
     old, new = audit.changes(before, _snapshot(person))
     if data.secret_id.strip() and "secret_id_set" not in new:
         old["secret_id"], new["secret_id"] = "(set)", "(changed)"  # never the value

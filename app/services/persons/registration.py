@@ -43,11 +43,10 @@ from app.models.types import utcnow
 from app.pki import formats, keystore, smime
 from app.pki.errors import PkiError
 from app.services import audit
-from app.services.accounts import passwords
 from app.services.ca import signing
 from app.services.certificates import enrollment, inventory, issuance, revocation
 from app.services.errors import Conflict, DomainError, NotFound, ValidationFailed
-from app.services.persons import invitations, mailing, throttle
+from app.services.persons import invitations, mailing, passphrases, throttle
 from app.services.platform import jobs
 from app.services.scope import SYSTEM
 
@@ -165,7 +164,7 @@ def redeem(data: Registration, keys: list[str], kind: InvitationKind) -> Invitat
         and hmac.compare_digest(person.email.encode(), email.encode())
     )
     if ok and person is not None and person.secret_id_hash:
-        ok = passwords.verify_password(person.secret_id_hash, data.secret_id.strip())
+        ok = passphrases.verify_passphrase(person.secret_id_hash, data.secret_id.strip())
     if ok and invitation is not None:
         moved = db.session.execute(
             update(Invitation)
@@ -272,7 +271,7 @@ def register(*, data: Registration) -> tuple[PortalEnrollment, str]:
     check_secrets(data, with_passphrase=True)
     invitation = redeem(data, keys, InvitationKind.REGISTRATION)
     person = invitation.person
-    person.passphrase_hash = passwords.hash_password(data.passphrase)
+    person.passphrase_hash = passphrases.hash_passphrase(data.passphrase)
     inviter = db.session.get(Admin, invitation.created_by_id or 0)
     enr, token = start_enrollment(
         invitation=invitation,

@@ -20,10 +20,9 @@ from app.models import (
     PortalEnrollment,
 )
 from app.services import audit
-from app.services.accounts import passwords
 from app.services.certificates import revocation
 from app.services.errors import DomainError
-from app.services.persons import invitations, mailing, registration, throttle
+from app.services.persons import invitations, mailing, passphrases, registration, throttle
 from app.services.persons.persons import find_by_email, valid_certificates
 from app.services.scope import SYSTEM
 
@@ -61,10 +60,10 @@ def authenticate(creds: Credentials) -> Person:
     throttle.check(keys)
     person = find_by_email(creds.email)
     if person is None or not person.passphrase_hash:
-        passwords.burn_time(creds.passphrase)
+        passphrases.burn_time(creds.passphrase)
         ok = False
     else:
-        ok = passwords.verify_password(person.passphrase_hash, creds.passphrase)
+        ok = passphrases.verify_passphrase(person.passphrase_hash, creds.passphrase)
     if not ok or person is None:
         db.session.rollback()
         throttle.record_failure(keys)
