@@ -11,7 +11,7 @@ from app.extensions import db
 from app.models import Job
 from app.runtime.broker import broker  # noqa: F401  (declares actors on the configured broker)
 from app.services.certificates import issuance
-from app.services.persons import registration
+from app.services.persons import registration, throttle
 from app.services.platform import jobs
 
 
@@ -36,7 +36,10 @@ def _enrollment_failed(job: Job) -> None:
 
 def _sweep(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
     expired = registration.expire_uncollected()
-    return {"message": f"{expired} uncollected PKCS#12 files deleted"}
+    forgotten = throttle.purge()
+    return {
+        "message": f"{expired} uncollected PKCS#12 files deleted, {forgotten} old throttle counters"
+    }
 
 
 @dramatiq.actor(queue_name="default", max_retries=0, time_limit=600_000)
@@ -52,7 +55,7 @@ jobs.register_kind(
 )
 jobs.register_kind(
     "portal_housekeeping",
-    "Delete PKCS#12 files not downloaded in time",
+    "Delete PKCS#12 files not downloaded in time and old throttle counters",
     portal_housekeeping,
     every=3600,
 )

@@ -7,6 +7,7 @@ import subprocess
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -117,6 +118,24 @@ def test_high_validation_is_individual_validated_and_escrow_keeps_the_key(app, c
     assert subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "Max Otto Mustermann"
     cert = db.session.execute(select(Certificate)).scalar_one()
     assert cert.sealed_key is not None  # escrowed under the KEK
+    # Only an MRAO exports an escrowed key, and the export is audited.
+    from app.models import AuditEvent, CertType, Role
+    from app.services.certificates import inventory
+    from app.services.errors import Forbidden
+    from tests.factories import make_admin
+
+    rao = make_admin("rao", Role.RAO, org=world.org, privileges=[CertType.CLIENT])
+    with pytest.raises(Forbidden, match="Only an MRAO may export a person's escrowed key"):
+        inventory.pkcs12(actor=rao, certificate_id=cert.id, password="escrow-export")
+    exported = inventory.pkcs12(actor=world.mrao, certificate_id=cert.id, password="escrow-export")
+    db.session.commit()
+    assert pkcs12.load_pkcs12(exported.content, b"escrow-export").key is not None
+    assert (
+        db.session.execute(select(AuditEvent).where(AuditEvent.action == "certificate.key_export"))
+        .scalar_one()
+        .actor
+        == "mrao"
+    )
 
 
 def test_bad_codes_get_one_neutral_message(app, client, stub_worker):
@@ -245,3 +264,26 @@ def test_legacy_profile_builds_a_3des_pkcs12(app, client, stub_worker, tmp_path:
     path.write_bytes(p12)
     info = openssl("pkcs12", "-in", str(path), "-passin", f"pass:{P12_PASSWORD}", "-nodes", "-info")
     assert info.returncode == 0 and "pbeWithSHA1And3-KeyTripleDES-CBC" in info.stderr, info.stderr
+
+
+def test_housekeeping_deletes_uncollected_files_and_old_counters(app, client, stub_worker):
+    from app.models import PortalThrottle
+    from tests.conftest import drain
+
+    world = make_world()
+    jane = add_person(world)
+    progress = register(client, jane.email, invite(world, jane)).headers["Location"]
+    register(client, "nobody@acme.example", "WRONG")
+    drain(stub_worker)
+    db.session.execute(
+        update(PortalEnrollment).values(
+            ready_at=utcnow() - registration.KEEP_READY - timedelta(hours=1)
+        )
+    )
+    db.session.execute(update(PortalThrottle).values(window_start=utcnow() - timedelta(days=2)))
+    assert registration.expire_uncollected() == 1
+    assert throttle.purge() == 2
+    db.session.commit()
+    enrollment = db.session.execute(select(PortalEnrollment)).scalar_one()
+    assert enrollment.status == EnrollmentStatus.EXPIRED and enrollment.sealed_pkcs12 is None
+    assert "not downloaded in time" in client.get(progress).get_data(as_text=True)

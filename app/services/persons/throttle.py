@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
@@ -79,3 +79,11 @@ def record_failure(keys: Sequence[str]) -> None:
             conn.execute(
                 update(table).where(table.c.key == key).values(failures=table.c.failures + 1)
             )
+
+
+def purge() -> int:
+    """Forget counters whose window ended a day ago (housekeeping)."""
+    result = db.session.execute(
+        delete(PortalThrottle).where(PortalThrottle.window_start < utcnow() - timedelta(days=1))
+    )
+    return int(result.rowcount or 0)
