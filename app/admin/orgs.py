@@ -63,8 +63,13 @@ def _org_data(form: Any) -> orgs.OrgData:
 
 class OrganizationView(SecureModelView):
     form = OrganizationForm
-    column_list = ("id", "name", "city", "state", "country", "departments", "created_at")
-    column_labels = {"id": "OrgID", "state": "State/Province", "created_at": "Created"}
+    column_list = ("id", "name", "city", "state", "country", "departments", "created_at", "portal")
+    column_labels = {
+        "id": "OrgID",
+        "state": "State/Province",
+        "created_at": "Created",
+        "portal": "Portal mails",
+    }
     column_searchable_list = ("name", "city")
     column_sortable_list = ("id", "name", "city", "country", "created_at")
     column_details_list = (
@@ -84,12 +89,10 @@ class OrganizationView(SecureModelView):
         "departments": lambda v, c, m, n: ", ".join(
             d.name for d in m.departments if current_scope().covers(m.id, d.id)
         ),
-        "name": lambda v, c, m, n: (
-            Markup('{} <a class="small ml-1" href="{}">email template</a>').format(
-                m.name, url_for(".portal_view", id=m.id)
-            )
+        "portal": lambda v, c, m, n: (
+            Markup('<a href="{}">email template</a>').format(url_for(".portal_view", id=m.id))
             if current_scope().manages_org(m.id)
-            else m.name
+            else ""
         ),
     }
     column_default_sort = "name"
