@@ -335,3 +335,46 @@ def test_console_adds_edits_with_confirmation_and_imports(app, client, stub_work
         and 'id="cw-import-report"' in page
         and "the email is listed twice" in page
     )
+
+
+def test_client_requests_from_the_console_obey_the_same_rules(app, stub_worker):
+    from app.models import CertificateRequest, RequestMode
+    from app.services.certificates import enrollment
+
+    world = make_world(requires_approval=False)
+
+    def client_request(*sans):
+        req = enrollment.submit_request(
+            actor=world.mrao,
+            data=enrollment.RequestData(
+                organization_id=world.org.id,
+                profile_id=world.profile.id,
+                term_days=365,
+                mode=RequestMode.KEYGEN,
+                key_type="EC-P256",
+                sans=list(sans),
+                eula_accepted=True,
+                cert_type=CertType.CLIENT,
+            ),
+        )
+        db.session.commit()
+        return req
+
+    for sans, message in (
+        (
+            ["ceo@google.com"],
+            "ceo@google.com is not inside an active domain delegated to Acme for Client",
+        ),
+        (["www.acme.example"], "carry email addresses only"),
+        ([], "A client certificate needs an email address."),
+    ):
+        with pytest.raises(DomainError, match=message):
+            client_request(*sans)
+        db.session.rollback()
+    req = client_request("ops@acme.example")
+    from tests.conftest import drain
+
+    drain(stub_worker)
+    issued = db.session.get(CertificateRequest, req.id)
+    assert issued.subject == {"CN": "ops@acme.example"}
+    assert issued.certificate.subject_dn == "CN=ops@acme.example"
