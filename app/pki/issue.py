@@ -32,8 +32,8 @@ from app.pki.profiles import (
     SignatureHash,
     check_term,
     default_ca_lifetime_years,
-    default_signature_hash,
     hash_algorithm,
+    signature_hash_for,
 )
 
 # RFC 5280 §4.1.2.2: a positive INTEGER of at most 20 octets, so below 2**159.
@@ -225,6 +225,8 @@ def create_root_ca(
 ) -> x509.Certificate:
     """Create a self-signed root "<customer_name> Root CA" (default 20 years), linted.
 
+    ``signature_hash`` applies to RSA keys; an ECDSA key signs with its curve's hash.
+
     Raises:
         KeyPolicyError, NamePolicyError, ProfileError, LintError.
     """
@@ -241,7 +243,8 @@ def create_root_ca(
         x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
         critical=False,
     )
-    algo = hash_algorithm(signature_hash or default_signature_hash(key_type))
+    # The root signs itself with the hash its own key fixes (BR §7.1.3.2).
+    algo = hash_algorithm(signature_hash_for(key_type, signature_hash))
     return _sign_linted(builder, private_key, algo, None)
 
 

@@ -65,9 +65,56 @@ def hash_algorithm(choice: SignatureHash) -> hashes.SHA256 | hashes.SHA384 | has
     return _HASHES[choice]()
 
 
+# BR §7.1.3.2.2: the curve of an ECDSA signing key fixes the hash. P-521 is not a key type
+# Certwright generates, but a key of that curve would sign with SHA-512.
+_CURVE_HASHES: Final[dict[str, SignatureHash]] = {
+    "EC-P256": SignatureHash.SHA256,
+    "EC-P384": SignatureHash.SHA384,
+    "EC-P521": SignatureHash.SHA512,
+}
+
+
+def signature_hash_for(key_type: str, preferred: SignatureHash | None = None) -> SignatureHash:
+    """The hash a CA key of ``key_type`` signs with: the curve's own for ECDSA keys (P-256
+    SHA-256, P-384 SHA-384, P-521 SHA-512; BR §7.1.3.2.2), whatever ``preferred`` says;
+    ``preferred`` (default SHA-256) for RSA keys (BR §7.1.3.2.1 allows all three).
+
+    The SIGNING key decides: a P-384 root signs its P-256 issuing CA with SHA-384, and that
+    issuing CA signs its own certificates, CRLs and OCSP responses with SHA-256.
+
+    Raises:
+        ProfileError: SHA-1 preferred, or a key type that cannot sign certificates.
+    """
+    if preferred is not None:
+        hash_algorithm(preferred)  # refuses SHA-1 with its reason
+    if key_type in _CURVE_HASHES:
+        return _CURVE_HASHES[key_type]
+    if key_type.startswith("RSA-"):
+        return preferred or SignatureHash.SHA256
+    raise ProfileError(f"{key_type} keys cannot sign certificates; use RSA or ECDSA")
+
+
+def check_signature_hash(key_type: str, chosen: SignatureHash) -> SignatureHash:
+    """``chosen`` when a key of ``key_type`` may sign with it (for a form that offers the
+    choice); signature_hash_for() instead silently takes the curve's hash.
+
+    Raises:
+        ProfileError: e.g. "an EC-P256 key signs with SHA-256 (CA/B Forum BR 7.1.3.2.2);
+            SHA-384 cannot be chosen for it", or SHA-1.
+    """
+    fixed = signature_hash_for(key_type, chosen)
+    if fixed is not chosen:
+        raise ProfileError(
+            f"an {key_type} key signs with {fixed} (CA/B Forum BR 7.1.3.2.2); "
+            f"{chosen} cannot be chosen for it"
+        )
+    return fixed
+
+
 def default_signature_hash(key_type: KeyType) -> SignatureHash:
-    """SHA-384 for P-384 keys (BR §7.1.3.2 pairs the curve with it), SHA-256 otherwise."""
-    return SignatureHash.SHA384 if key_type == "EC-P384" else SignatureHash.SHA256
+    """The hash a key of ``key_type`` signs with when nothing is chosen: SHA-384 for P-384
+    keys, SHA-256 otherwise (see signature_hash_for)."""
+    return signature_hash_for(key_type)
 
 
 def _key_usage(*, key_encipherment: bool = False, key_agreement: bool = False) -> x509.KeyUsage:

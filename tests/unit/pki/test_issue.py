@@ -92,6 +92,39 @@ def test_ca_signature_hashes(rsa_hierarchy: Hierarchy, ec_hierarchy: Hierarchy) 
     assert ec_hierarchy.root.signature_hash is SignatureHash.SHA384
 
 
+def test_each_ca_signs_with_the_hash_of_its_own_key(
+    key_cache: KeyCache, openssl: Openssl, write_pem: WritePem
+) -> None:
+    # A stored choice that does not fit the signing key (a P-384 root told SHA-256, a P-256
+    # issuing CA told SHA-384, as an issuing CA "inheriting" its parent's hash was) must
+    # not reach a signature: BR 7.1.3.2.2 ties the hash to the curve of the SIGNING key.
+    root_key, issuing_key = key_cache.get("EC-P384", 1), key_cache.get("EC-P256", 2)
+    root_cert = issue.create_root_ca(
+        root_key, customer_name="Hash", country="US", signature_hash=SignatureHash.SHA256
+    )
+    root = make_issuer(root_cert, root_key, signature_hash=SignatureHash.SHA256)
+    assert root.signature_hash is SignatureHash.SHA384
+    issuing_cert = issue.create_issuing_ca(
+        issuing_key.public_key(), root, customer_name="Hash", country="US"
+    )
+    issuing = make_issuer(
+        issuing_cert,
+        issuing_key,
+        signature_hash=SignatureHash.SHA384,
+        crl_url="http://pki.certwright.test/hash.crl",
+        ocsp_url="http://pki.certwright.test/ocsp",
+        ca_issuers_url="http://pki.certwright.test/hash.crt",
+    )
+    assert issuing.signature_hash is SignatureHash.SHA256
+    leaf = issue_for(issuing, key_cache.get("EC-P256"))
+    signed = {"root": root_cert, "issuing": issuing_cert, "leaf": leaf}
+    for name, expected in (("root", "384"), ("issuing", "384"), ("leaf", "256")):
+        text = openssl(
+            "x509", "-noout", "-text", "-in", str(write_pem(f"{name}.pem", [signed[name]]))
+        )
+        assert f"Signature Algorithm: ecdsa-with-SHA{expected}" in text.stdout, name
+
+
 def test_issuing_ca_never_outlives_its_parent(key_cache: KeyCache) -> None:
     parent_key = key_cache.get("EC-P256", 10)
     root_cert = issue.create_root_ca(parent_key, customer_name="Short", lifetime_years=3)
