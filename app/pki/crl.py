@@ -16,8 +16,9 @@ from typing import Final
 from cryptography import x509
 
 from app.pki.errors import ProfileError
-from app.pki.issue import MAX_SERIAL, to_utc, utc_now
+from app.pki.issue import MAX_SERIAL
 from app.pki.issuer import Issuer
+from app.pki.validity import to_utc, utc_now
 
 # RFC 5280 §5.3.1 CRLReason, in code order (7 is not used).
 REASON_CODES: Final[Mapping[x509.ReasonFlags, int]] = MappingProxyType(

@@ -35,10 +35,15 @@ from app.pki.profiles import (
     hash_algorithm,
     signature_hash_for,
 )
+from app.pki.validity import ONE_SECOND, add_years, backdated
+
+# Re-exported: callers have always found the clock and the validity window here.
+from app.pki.validity import to_utc as to_utc
+from app.pki.validity import utc_now as utc_now
+from app.pki.validity import validity_window as validity_window
 
 # RFC 5280 §4.1.2.2: a positive INTEGER of at most 20 octets, so below 2**159.
 MAX_SERIAL: Final = 2**159 - 1
-_ONE_SECOND: Final = dt.timedelta(seconds=1)
 _PUBLIC_KEY_TYPES: Final = (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)
 _LEAF_BASIC_CONSTRAINTS: Final = encoded_extension(
     x509.BasicConstraints(ca=False, path_length=None), critical=True
@@ -51,41 +56,6 @@ def new_serial() -> int:
     while serial == 0:
         serial = x509.random_serial_number()
     return serial
-
-
-def utc_now() -> dt.datetime:
-    """The current time in UTC truncated to the second (X.509 time has no fractions)."""
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-
-def to_utc(moment: dt.datetime) -> dt.datetime:
-    """``moment`` in UTC truncated to the second; a naive datetime is taken as UTC."""
-    if moment.tzinfo is dt.UTC and not moment.microsecond:
-        return moment  # already so (utc_now()): the issuance hot path
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).replace(microsecond=0)
-
-
-def validity_window(
-    term_days: int, *, now: dt.datetime, not_after_limit: dt.datetime | None = None
-) -> tuple[dt.datetime, dt.datetime]:
-    """(notBefore, notAfter) for a term of ``term_days`` starting at ``now``.
-
-    RFC 5280 §4.1.2.5: notAfter is inclusive, so a 90-day term ends 90 days minus one
-    second after notBefore. The end is clamped to ``not_after_limit`` (the issuing CA's
-    notAfter): a certificate never outlives its issuer.
-
-    Raises:
-        ProfileError: the issuing CA has expired by ``now``.
-    """
-    not_before = to_utc(now)
-    not_after = not_before + dt.timedelta(days=term_days) - _ONE_SECOND
-    if not_after_limit is not None:
-        if not_before >= not_after_limit:
-            raise ProfileError(f"the issuing CA expired on {not_after_limit.isoformat()}")
-        not_after = min(not_after, not_after_limit)
-    return not_before, not_after
 
 
 def build_leaf(
@@ -128,7 +98,7 @@ def build_leaf(
     moment = to_utc(now) if now is not None else utc_now()
     if moment < issuer.not_before:
         raise ProfileError(f"the issuing CA is not valid before {issuer.not_before.isoformat()}")
-    not_before, not_after = _naive_window(term_days, moment, issuer.not_after)
+    not_before, not_after = _naive_window(term_days, moment, issuer.not_before, issuer.not_after)
     extensions = [
         # RFC 5280 §4.2.1.9 / BR §7.1.2.7.8: cA FALSE; we mark it critical.
         _LEAF_BASIC_CONSTRAINTS,
@@ -233,8 +203,9 @@ def create_root_ca(
     key_type = key_type_of(private_key)
     subject = _ca_subject(customer_name, "Root CA", locality, state, country)
     years = lifetime_years or default_ca_lifetime_years(key_type, is_root=True)
-    not_before = to_utc(now) if now is not None else utc_now()
-    not_after = _add_years(not_before, years) - _ONE_SECOND
+    # BR §7.1.2.1.1: notBefore no earlier than a day before signing; we backdate an hour.
+    not_before = backdated(to_utc(now) if now is not None else utc_now())
+    not_after = add_years(not_before, years) - ONE_SECOND
     ski = x509.SubjectKeyIdentifier.from_public_key(private_key.public_key())
     builder = _ca_builder(
         ROOT_CA_PROFILE, subject, subject, private_key.public_key(), serial, not_before, not_after
@@ -270,13 +241,15 @@ def create_issuing_ca(
     key_type = check_key_policy(public_key)
     subject = _ca_subject(customer_name, "Issuing CA", locality, state, country)
     years = lifetime_years or default_ca_lifetime_years(key_type, is_root=False)
-    not_before = to_utc(now) if now is not None else utc_now()
-    if not_before < parent.not_before:
+    moment = to_utc(now) if now is not None else utc_now()
+    if moment < parent.not_before:
         raise ProfileError(f"the parent CA is not valid before {parent.not_before.isoformat()}")
-    if not_before >= parent.not_after:
+    if moment >= parent.not_after:
         raise ProfileError(f"the parent CA expired on {parent.not_after.isoformat()}")
+    # BR §7.1.2.10.1: notBefore no earlier than a day before signing; we backdate an hour.
+    not_before = backdated(moment, not_before_limit=parent.not_before)
     # An issuing CA never outlives its parent (RFC 5280 §6.1.3 checks every link's validity).
-    not_after = min(_add_years(not_before, years) - _ONE_SECOND, parent.not_after)
+    not_after = min(add_years(not_before, years) - ONE_SECOND, parent.not_after)
     builder = _ca_builder(
         ISSUING_CA_PROFILE, subject, parent.name, public_key, serial, not_before, not_after
     )
@@ -387,11 +360,13 @@ def _throwaway_key(family: str) -> PrivateKey:
 
 @functools.lru_cache(maxsize=256)
 def _naive_window(
-    term_days: int, moment: dt.datetime, not_after_limit: dt.datetime
+    term_days: int, moment: dt.datetime, not_before_limit: dt.datetime, not_after_limit: dt.datetime
 ) -> tuple[dt.datetime, dt.datetime]:
     # validity_window() as naive UTC, as the builder's setters would make it; a batch
     # signs its certificates with one `now`, so this runs once per batch and term.
-    not_before, not_after = validity_window(term_days, now=moment, not_after_limit=not_after_limit)
+    not_before, not_after = validity_window(
+        term_days, now=moment, not_before_limit=not_before_limit, not_after_limit=not_after_limit
+    )
     return not_before.replace(tzinfo=None), not_after.replace(tzinfo=None)
 
 
@@ -401,10 +376,3 @@ def _checked_serial(serial: int) -> int:
             "serial number must be a positive integer of at most 20 octets (RFC 5280 §4.1.2.2)"
         )
     return serial
-
-
-def _add_years(moment: dt.datetime, years: int) -> dt.datetime:
-    try:
-        return moment.replace(year=moment.year + years)
-    except ValueError:  # 29 February in a non-leap target year
-        return moment.replace(year=moment.year + years, day=28)

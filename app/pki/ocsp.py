@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
 from app.pki.errors import OcspRequestError
-from app.pki.issue import to_utc, utc_now
 from app.pki.issuer import CERT_ID_HASHES, Issuer
+from app.pki.validity import to_utc, utc_now
 
 MAX_NONCE_LENGTH: Final = 32  # RFC 8954 §2.1
 MAX_REQUEST_BYTES: Final = 64 * 1024

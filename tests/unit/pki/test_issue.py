@@ -13,7 +13,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from app.pki import issue, names
+from app.pki import issue, names, validity
 from app.pki.errors import KeyPolicyError, NamePolicyError, ProfileError
 from app.pki.issuer import Issuer, make_issuer
 from app.pki.keys import PrivateKey
@@ -220,7 +220,7 @@ def test_openssl_shows_the_expected_extensions(
 def test_validity_end_second_is_inclusive(ec_hierarchy: Hierarchy, key_cache: KeyCache) -> None:
     now = ec_hierarchy.issuing.not_before + dt.timedelta(days=1, microseconds=999)
     leaf = issue_for(ec_hierarchy.issuing, key_cache.get("EC-P256"), now=now, term_days=90)
-    assert leaf.not_valid_before_utc == now.replace(microsecond=0)
+    assert leaf.not_valid_before_utc == now.replace(microsecond=0) - validity.BACKDATE
     assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == dt.timedelta(days=90, seconds=-1)
 
 
@@ -262,8 +262,9 @@ def test_pre_encoded_extensions_are_byte_identical(
 
 
 def test_validity_window_directly() -> None:
-    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    assert issue.validity_window(1, now=start) == (start, start + dt.timedelta(seconds=86399))
+    signed = dt.datetime(2026, 1, 1, 1, tzinfo=dt.UTC)
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # backdated one hour
+    assert issue.validity_window(1, now=signed) == (start, start + dt.timedelta(seconds=86399))
 
 
 def test_cn_is_repeated_in_san_and_san_is_critical_without_subject(
