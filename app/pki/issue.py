@@ -24,12 +24,14 @@ from app.pki.keys import KEY_TYPES, KeyType, PrivateKey, PublicKey, check_key_po
 from app.pki.lint import check_certificate
 from app.pki.names import AltNames, build_subject, common_name_host
 from app.pki.profiles import (
-    ISSUING_CA_PROFILE,
+    ISSUING_CA_PROFILES,
     ROOT_CA_PROFILE,
     CaProfile,
+    CaPurpose,
     CertKind,
     LeafProfile,
     SignatureHash,
+    check_issuer_purpose,
     check_term,
     default_ca_lifetime_years,
     hash_algorithm,
@@ -44,6 +46,13 @@ from app.pki.validity import validity_window as validity_window
 
 # RFC 5280 §4.1.2.2: a positive INTEGER of at most 20 octets, so below 2**159.
 MAX_SERIAL: Final = 2**159 - 1
+# BR §7.1.2.1.1: a root CA certificate is valid at least 2922 and at most 9132 days.
+ROOT_CA_MIN_YEARS: Final = 8
+ROOT_CA_MAX_YEARS: Final = 25
+_COUNTRY_REQUIRED: Final = (
+    "a CA certificate must name the country (C) of the CA's place of business "
+    "(CA/B Forum BR 7.1.2.10.2)"
+)
 _PUBLIC_KEY_TYPES: Final = (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)
 _LEAF_BASIC_CONSTRAINTS: Final = encoded_extension(
     x509.BasicConstraints(ca=False, path_length=None), critical=True
@@ -142,13 +151,16 @@ def issue_leaf(
     allowed_key_types: Collection[KeyType] = KEY_TYPES,
     lint: bool = True,
 ) -> x509.Certificate:
-    """Check key policy and term, build, lint (unless ``lint`` is false) and sign a leaf.
+    """Check key policy, the issuing CA's purpose and the term, build, lint (unless
+    ``lint`` is false) and sign a leaf.
 
     Raises:
-        KeyPolicyError, NamePolicyError, ProfileError: the request breaks a policy.
+        KeyPolicyError, NamePolicyError, ProfileError: the request breaks a policy, or
+            the issuing CA was built for another kind of certificate.
         LintError: pkilint findings outside the allow-list; nothing was signed by the CA.
     """
     check_key_policy(public_key, allowed_key_types)
+    check_issuer_purpose(issuer.purpose, profile.kind)
     moment = to_utc(now) if now is not None else utc_now()
     check_term(profile.kind, term_days, moment)
     builder = build_leaf(
@@ -193,16 +205,26 @@ def create_root_ca(
     signature_hash: SignatureHash | None = None,
     now: dt.datetime | None = None,
 ) -> x509.Certificate:
-    """Create a self-signed root "<customer_name> Root CA" (default 20 years), linted.
+    """Create a self-signed root "<customer_name> Root CA" (default 20 years) to the CA/B
+    Forum root profile (TLS BR §7.1.2.1), linted with pkilint's root CA validator.
 
     ``signature_hash`` applies to RSA keys; an ECDSA key signs with its curve's hash.
 
     Raises:
-        KeyPolicyError, NamePolicyError, ProfileError, LintError.
+        KeyPolicyError, NamePolicyError: e.g. no country; ProfileError: e.g. a lifetime
+            outside 8 to 25 years; LintError.
     """
     key_type = key_type_of(private_key)
     subject = _ca_subject(customer_name, "Root CA", locality, state, country)
+    if not (country or "").strip():
+        raise NamePolicyError(_COUNTRY_REQUIRED)
     years = lifetime_years or default_ca_lifetime_years(key_type, is_root=True)
+    if not ROOT_CA_MIN_YEARS <= years <= ROOT_CA_MAX_YEARS:
+        # BR §7.1.2.1.1: a root's validity is 2922 to 9132 days (8 to 25 years).
+        raise ProfileError(
+            f"a root CA certificate is valid {ROOT_CA_MIN_YEARS} to {ROOT_CA_MAX_YEARS} years "
+            f"(CA/B Forum BR 7.1.2.1.1: 2922 to 9132 days), not {years}"
+        )
     # BR §7.1.2.1.1: notBefore no earlier than a day before signing; we backdate an hour.
     not_before = backdated(to_utc(now) if now is not None else utc_now())
     not_after = add_years(not_before, years) - ONE_SECOND
@@ -230,15 +252,27 @@ def create_issuing_ca(
     serial: int | None = None,
     lifetime_years: int | None = None,
     now: dt.datetime | None = None,
+    purpose: CaPurpose = CaPurpose.TLS,
 ) -> x509.Certificate:
-    """Create "<customer_name> Issuing CA" signed by ``parent`` (pathLen 0), linted.
+    """Create "<customer_name> Issuing CA" signed by ``parent`` (pathLen 0) for ``purpose``,
+    linted before the parent signs it.
 
+    The purpose decides extendedKeyUsage (profiles.CaProfile): TLS (the default) is the
+    TLS BR §7.1.2.6 subordinate CA, linted as such; S/MIME (S/MIME BR §7.1.2.2), code
+    signing (Code Signing BR §7.1.2.2) and device CAs are linted as TLS BR §7.1.2.3
+    non-TLS subordinate CAs (pkilint has no S/MIME or code-signing CA validators). A
+    missing ``country`` is the parent's (BR §7.1.2.10.2: countryName MUST be present).
     Default lifetime 5 years for RSA-2048, 10 otherwise, clamped to the parent's notAfter.
 
     Raises:
         KeyPolicyError, NamePolicyError, ProfileError, LintError.
     """
     key_type = check_key_policy(public_key)
+    if not (country or "").strip():
+        inherited = parent.name.get_attributes_for_oid(NameOID.COUNTRY_NAME)
+        if not inherited:
+            raise NamePolicyError(_COUNTRY_REQUIRED)
+        country = str(inherited[0].value)
     subject = _ca_subject(customer_name, "Issuing CA", locality, state, country)
     years = lifetime_years or default_ca_lifetime_years(key_type, is_root=False)
     moment = to_utc(now) if now is not None else utc_now()
@@ -251,7 +285,13 @@ def create_issuing_ca(
     # An issuing CA never outlives its parent (RFC 5280 §6.1.3 checks every link's validity).
     not_after = min(add_years(not_before, years) - ONE_SECOND, parent.not_after)
     builder = _ca_builder(
-        ISSUING_CA_PROFILE, subject, parent.name, public_key, serial, not_before, not_after
+        ISSUING_CA_PROFILES[purpose],
+        subject,
+        parent.name,
+        public_key,
+        serial,
+        not_before,
+        not_after,
     )
     for extension in parent.issued_extensions:  # AKI, CDP, AIA of the parent
         builder = builder.add_extension(extension.value, extension.critical)
@@ -267,7 +307,7 @@ def _ca_builder(
     not_before: dt.datetime,
     not_after: dt.datetime,
 ) -> x509.CertificateBuilder:
-    return (
+    builder = (
         x509.CertificateBuilder()
         .serial_number(_checked_serial(serial if serial is not None else new_serial()))
         .issuer_name(issuer_name)
@@ -282,6 +322,13 @@ def _ca_builder(
         # RFC 5280 §4.2.1.2: CA certificates MUST carry a (non-critical) SKI.
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
+    # Issuing CAs: BR §7.1.2.6.1 (and S/MIME BR §7.1.2.2, Code Signing BR §7.1.2.2): both
+    # MUST be present and not critical.
+    if profile.extended_key_usage is not None:
+        builder = builder.add_extension(profile.extended_key_usage, critical=False)
+    if profile.certificate_policies is not None:
+        builder = builder.add_extension(profile.certificate_policies, critical=False)
+    return builder
 
 
 def _ca_subject(

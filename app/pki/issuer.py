@@ -19,7 +19,13 @@ from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from app.pki.errors import ProfileError
 from app.pki.keys import KeyType, PrivateKey, key_type_of
-from app.pki.profiles import SignatureHash, hash_algorithm, signature_hash_for
+from app.pki.profiles import (
+    CaPurpose,
+    SignatureHash,
+    ca_purpose_of,
+    hash_algorithm,
+    signature_hash_for,
+)
 
 # RFC 6960 §4.1.1 CertID hash algorithms we answer for: SHA-1 (what most clients send)
 # and SHA-256.
@@ -49,6 +55,9 @@ class Issuer:
     cert_id_hashes: Mapping[str, tuple[bytes, bytes]] = field(repr=False)
     # AKI, CDP and AIA, DER-encoded once, appended to every certificate this CA issues.
     issued_extensions: tuple[x509.Extension[x509.ExtensionType], ...] = field(repr=False)
+    # What the CA issues, from its extendedKeyUsage (None: a root, or a CA built before
+    # purposes, which issues every kind).
+    purpose: CaPurpose | None = None
 
 
 def make_issuer(
@@ -101,6 +110,7 @@ def make_issuer(
         issued_extensions=tuple(
             encoded_extension(value, critical=False) for value in (aki, cdp, aia) if value
         ),
+        purpose=ca_purpose_of(certificate),
     )
 
 

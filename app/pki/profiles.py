@@ -1,7 +1,8 @@
 """Certificate profiles: what each kind of certificate contains, as frozen data; no I/O.
 
 Leaf kinds (SSL, Client, CodeSigning, Device) decide keyUsage and extKeyUsage; CA profiles
-decide basicConstraints and keyUsage for roots and issuing CAs. Also the signature hashes,
+decide basicConstraints and keyUsage for roots and issuing CAs, and an issuing CA's purpose
+(TLS, S/MIME, code signing, device) its extKeyUsage and certificatePolicies. Also the signature hashes,
 default CA lifetimes and the CA/Browser Forum TLS validity ceiling by issuance date.
 """
 
@@ -183,21 +184,99 @@ class LeafProfile:
 LEAF_PROFILES: Final[dict[CertKind, LeafProfile]] = {kind: LeafProfile(kind) for kind in CertKind}
 
 
+class CaPurpose(enum.StrEnum):
+    """What an issuing CA issues, which decides its extendedKeyUsage and the profile it is
+    built and linted to. Stored as its value."""
+
+    TLS = "TLS"
+    SMIME = "SMIME"
+    CODE_SIGNING = "CodeSigning"
+    DEVICE = "Device"
+
+    @property
+    def label(self) -> str:
+        return _PURPOSE_LABELS[self]
+
+
+_PURPOSE_LABELS: Final = {
+    CaPurpose.TLS: "TLS",
+    CaPurpose.SMIME: "S/MIME",
+    CaPurpose.CODE_SIGNING: "code signing",
+    CaPurpose.DEVICE: "device",
+}
+
+# The extendedKeyUsage of an issuing CA, by purpose. Relying parties chain EKUs (Windows
+# CryptoAPI, and OpenSSL when it checks a purpose): a CA must list every usage of the
+# certificates it issues, and by the CA/B Forum rules nothing else.
+_CA_EKUS: Final[dict[CaPurpose, tuple[x509.ObjectIdentifier, ...]]] = {
+    # TLS BR §7.1.2.10.6: serverAuth MUST, clientAuth MAY (SSL profiles may add it to
+    # leaves); codeSigning, emailProtection, timeStamping, OCSPSigning, any MUST NOT.
+    CaPurpose.TLS: (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
+    # S/MIME BR §7.1.2.2(g): emailProtection SHALL; serverAuth, codeSigning, timeStamping
+    # and any SHALL NOT; others MAY: clientAuth, which every Client certificate carries.
+    CaPurpose.SMIME: (ExtendedKeyUsageOID.EMAIL_PROTECTION, ExtendedKeyUsageOID.CLIENT_AUTH),
+    # Code Signing BR §7.1.2.2(g): codeSigning MUST; timeStamping, any, serverAuth and
+    # emailProtection MUST NOT; others SHOULD NOT.
+    CaPurpose.CODE_SIGNING: (ExtendedKeyUsageOID.CODE_SIGNING,),
+    # No CA/B Forum document covers device certificates: RFC 5280 §4.2.1.12 only, and
+    # TLS BR §7.1.2.3.3 for a non-TLS CA under a root that also serves TLS (no serverAuth).
+    CaPurpose.DEVICE: (ExtendedKeyUsageOID.CLIENT_AUTH,),
+}
+
+# The one leaf kind each purpose issues.
+CA_PURPOSE_KINDS: Final[dict[CaPurpose, CertKind]] = {
+    CaPurpose.TLS: CertKind.SSL,
+    CaPurpose.SMIME: CertKind.CLIENT,
+    CaPurpose.CODE_SIGNING: CertKind.CODE_SIGNING,
+    CaPurpose.DEVICE: CertKind.DEVICE,
+}
+
+ANY_POLICY: Final = x509.ObjectIdentifier("2.5.29.32.0")  # RFC 5280 §4.2.1.4
+
+
 @dataclass(frozen=True)
 class CaProfile:
-    """basicConstraints and keyUsage of a CA certificate (RFC 5280 §4.2.1.9, §4.2.1.3).
+    """The CA-specific extensions of a CA certificate: basicConstraints and keyUsage (RFC
+    5280 §4.2.1.9, §4.2.1.3), and for an issuing CA its purpose's extendedKeyUsage and
+    certificatePolicies.
 
-    Both extensions are marked critical: §4.2.1.9 says basicConstraints MUST be critical in
-    CA certificates and §4.2.1.3 says keyUsage SHOULD be. digitalSignature is included
-    because the CA signs its own OCSP responses (RFC 6960 §4.2.2.2).
+    basicConstraints and keyUsage are marked critical: §4.2.1.9 says basicConstraints MUST
+    be critical in CA certificates and §4.2.1.3 says keyUsage SHOULD be (TLS BR
+    §7.1.2.10.7 and S/MIME BR §7.1.2.2(e): MUST). digitalSignature is included because the
+    CA signs its own OCSP responses (RFC 6960 §4.2.2.2; BR §7.1.2.10.7 footnote).
+
+    A root carries neither extendedKeyUsage (TLS BR §7.1.2.1.2, S/MIME BR §7.1.2.1(d), Code
+    Signing BR §7.1.2.1(d): MUST NOT) nor certificatePolicies (NOT RECOMMENDED). An issuing
+    CA carries both; its certificatePolicies is the single anyPolicy of TLS BR §7.1.2.10.5
+    and §7.1.2.3.2 "No Policy Restrictions (Affiliated CA)", which S/MIME BR §7.1.6.3 also
+    allows an affiliated subordinate CA: Certwright's issuing CAs belong to the same
+    operator as their root, and a private CA must not assert the CA/B Forum reserved
+    policy identifiers, which claim compliance with the publicly-trusted requirements.
     """
 
     is_root: bool
     path_length: int | None
+    purpose: CaPurpose | None = None
+
+    def __post_init__(self) -> None:
+        if self.is_root and self.purpose is not None:
+            raise ProfileError("a root CA has no purpose: it carries no extendedKeyUsage")
 
     @property
     def basic_constraints(self) -> x509.BasicConstraints:
         return x509.BasicConstraints(ca=True, path_length=self.path_length)
+
+    @property
+    def extended_key_usage(self) -> x509.ExtendedKeyUsage | None:
+        if self.purpose is None:
+            return None
+        return x509.ExtendedKeyUsage(_CA_EKUS[self.purpose])
+
+    @property
+    def certificate_policies(self) -> x509.CertificatePolicies | None:
+        if self.purpose is None:
+            return None
+        return x509.CertificatePolicies([x509.PolicyInformation(ANY_POLICY, None)])
 
     @property
     def key_usage(self) -> x509.KeyUsage:
@@ -215,7 +294,38 @@ class CaProfile:
 
 
 ROOT_CA_PROFILE: Final = CaProfile(is_root=True, path_length=None)
-ISSUING_CA_PROFILE: Final = CaProfile(is_root=False, path_length=0)
+ISSUING_CA_PROFILES: Final[dict[CaPurpose, CaProfile]] = {
+    purpose: CaProfile(is_root=False, path_length=0, purpose=purpose) for purpose in CaPurpose
+}
+# The TLS issuing CA, what create_issuing_ca() builds unless told another purpose.
+ISSUING_CA_PROFILE: Final = ISSUING_CA_PROFILES[CaPurpose.TLS]
+
+
+def ca_purpose_of(certificate: x509.Certificate) -> CaPurpose | None:
+    """The purpose an issuing CA certificate was built for, read from its
+    extendedKeyUsage; None for a root or a CA certificate without (or with another)
+    extendedKeyUsage, which constrains nothing."""
+    try:
+        usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+    found = frozenset(usages)
+    return next((p for p, ekus in _CA_EKUS.items() if frozenset(ekus) == found), None)
+
+
+def check_issuer_purpose(purpose: CaPurpose | None, kind: CertKind) -> None:
+    """Refuse a leaf ``kind`` that an issuing CA of ``purpose`` does not issue (None, a CA
+    built before purposes, issues every kind).
+
+    Raises:
+        ProfileError: e.g. "this S/MIME issuing CA issues Client certificates only, not
+            SSL certificates (its extendedKeyUsage does not cover them)".
+    """
+    if purpose is not None and CA_PURPOSE_KINDS[purpose] is not kind:
+        raise ProfileError(
+            f"this {purpose.label} issuing CA issues {CA_PURPOSE_KINDS[purpose]} certificates "
+            f"only, not {kind} certificates (its extendedKeyUsage does not cover them)"
+        )
 
 
 def default_ca_lifetime_years(key_type: KeyType, *, is_root: bool) -> int:

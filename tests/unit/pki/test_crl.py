@@ -78,9 +78,11 @@ def test_openssl_reads_the_crl(
 def test_openssl_crl_check_rejects_revoked_leaf(
     hierarchy: Hierarchy, key_cache: KeyCache, openssl: Openssl, write_pem: WritePem, tmp_path: Path
 ) -> None:
+    device_ca = hierarchy.issuing_for(CertKind.DEVICE)
+
     def leaf() -> x509.Certificate:
         return issue.issue_leaf(
-            hierarchy.issuing,
+            device_ca,
             public_key=key_cache.get("EC-P256").public_key(),
             subject=names.build_subject(common_name="Device 9"),
             alt_names=names.build_alt_names(emails=["device9@certwright.test"]),
@@ -92,7 +94,7 @@ def test_openssl_crl_check_rejects_revoked_leaf(
     good, bad = leaf(), leaf()
     now = issue.utc_now()
     built = crl.build_crl(
-        hierarchy.issuing,
+        device_ca,
         revoked=[crl.RevokedEntry(bad.serial_number, now, R.cessation_of_operation)],
         crl_number=1,
         next_update_in=dt.timedelta(days=1),
@@ -101,7 +103,7 @@ def test_openssl_crl_check_rejects_revoked_leaf(
     crl_path = tmp_path / "issuing.crl.pem"
     crl_path.write_bytes(built.public_bytes(Encoding.PEM))
     root = str(write_pem("root.pem", [hierarchy.root.certificate]))
-    untrusted = str(write_pem("issuing.pem", [hierarchy.issuing.certificate]))
+    untrusted = str(write_pem("issuing.pem", [device_ca.certificate]))
 
     def verify(cert: x509.Certificate) -> str:
         result = openssl(

@@ -9,11 +9,10 @@ import pytest
 
 from app.pki import issue, names, validity
 from app.pki.errors import ProfileError
-from app.pki.issuer import make_issuer
 from app.pki.profiles import LEAF_PROFILES, CertKind
 
 if TYPE_CHECKING:
-    from conftest import Hierarchy, KeyCache, Openssl, WritePem
+    from conftest import Hierarchy, KeyCache, Openssl, ReadyIssuer, WritePem
 
 SIGNED = dt.datetime(2026, 5, 4, 12, 30, 15, tzinfo=dt.UTC)
 
@@ -70,7 +69,9 @@ def test_leaf_from_a_fast_ca_clock_is_valid_for_a_correct_client(
     assert result.returncode == 0, result.stderr
 
 
-def test_ca_certificates_are_backdated_inside_their_parent(key_cache: KeyCache) -> None:
+def test_ca_certificates_are_backdated_inside_their_parent(
+    key_cache: KeyCache, ready_issuer: ReadyIssuer
+) -> None:
     root_key = key_cache.get("EC-P256", 20)
     root_cert = issue.create_root_ca(root_key, customer_name="Clock", country="US", now=SIGNED)
     assert root_cert.not_valid_before_utc == SIGNED - validity.BACKDATE
@@ -78,7 +79,7 @@ def test_ca_certificates_are_backdated_inside_their_parent(key_cache: KeyCache) 
     assert root_cert.not_valid_after_utc == start.replace(year=start.year + 20) - dt.timedelta(
         seconds=1
     )
-    root = make_issuer(root_cert, root_key)
+    root = ready_issuer(root_cert, root_key, "clock")
     later = SIGNED + dt.timedelta(minutes=10)
     child = issue.create_issuing_ca(
         key_cache.get("EC-P256", 21).public_key(), root, customer_name="Clock", now=later
