@@ -380,12 +380,19 @@ def _sign_linted(
 ) -> x509.Certificate:
     # The throwaway signature gives pkilint a complete certificate whose TBS (including
     # the signature AlgorithmIdentifier, RFC 5280 §4.1.2.3) is what the CA will sign.
-    rehearsal = builder.sign(_throwaway_key(_algorithm_family(private_key)), algorithm)
+    rehearsal = builder.sign(rehearsal_key(private_key), algorithm)
     check_certificate(rehearsal, kind)
     certificate = builder.sign(private_key, algorithm)
     if certificate.tbs_certificate_bytes != rehearsal.tbs_certificate_bytes:
         raise PkiError("the signed certificate differs from the linted one; it was not issued")
     return certificate
+
+
+def rehearsal_key(private_key: PrivateKey) -> PrivateKey:
+    """A throwaway key of ``private_key``'s algorithm (and curve), to sign a rehearsal of
+    a document for linting: its AlgorithmIdentifier, hence its to-be-signed bytes, are
+    those the CA key will sign. Never trusted, stored or published."""
+    return _throwaway_key(_algorithm_family(private_key))
 
 
 def _algorithm_family(private_key: PrivateKey) -> str:

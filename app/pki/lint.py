@@ -84,7 +84,7 @@ LINT_ALLOW_LIST: Final[Mapping[str, str]] = {
     ),
 }
 
-_DECODE_FAILED: Final = "certwright.lint.decode_failed"
+DECODE_FAILED: Final = "certwright.lint.decode_failed"
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,7 @@ class LintFinding:
 
     @property
     def is_allowed(self) -> bool:
+        """On the certificate allow-list (CRLs and OCSP responses have their own)."""
         return self.code in LINT_ALLOW_LIST
 
     def __str__(self) -> str:
@@ -161,9 +162,27 @@ def lint_certificate(cert: x509.Certificate, kind: CertKind | None) -> tuple[Lin
     return linter.lint(cert.public_bytes(serialization.Encoding.DER))
 
 
-def refused_findings(findings: Iterable[LintFinding]) -> tuple[LintFinding, ...]:
-    """The findings not on LINT_ALLOW_LIST, i.e. those that refuse issuance."""
-    return tuple(finding for finding in findings if not finding.is_allowed)
+def refused_findings(
+    findings: Iterable[LintFinding], allow_list: Mapping[str, str] = LINT_ALLOW_LIST
+) -> tuple[LintFinding, ...]:
+    """The findings not on ``allow_list`` (LINT_ALLOW_LIST for certificates), i.e. those
+    that refuse issuance or publication."""
+    return tuple(finding for finding in findings if finding.code not in allow_list)
+
+
+def findings_of(results: Iterable[Any]) -> tuple[LintFinding, ...]:
+    """pkilint validation results as LintFindings, INFO and above."""
+    return tuple(
+        LintFinding(
+            code=description.finding.code,
+            severity=description.finding.severity.name,
+            message=description.message,
+            path=str(result.node.path),
+        )
+        for result in results
+        for description in result.finding_descriptions
+        if description.finding.severity <= validation.ValidationFindingSeverity.INFO
+    )
 
 
 def check_certificate(cert: x509.Certificate, kind: CertKind | None) -> tuple[LintFinding, ...]:
@@ -191,22 +210,12 @@ class _Linter:
         try:
             document = self._loader.load_der_document(der, "certificate")
         except Exception as exc:  # pkilint raises pyasn1 and ValueError types alike
-            return (LintFinding(_DECODE_FAILED, "FATAL", f"pkilint could not decode it: {exc}"),)
+            return (LintFinding(DECODE_FAILED, "FATAL", f"pkilint could not decode it: {exc}"),)
         results = self._validator.validate(document.root)
         if self._filters:
             # Drops PKIX findings the CA/B Forum requirements supersede (pkilint's own list).
             results, _excluded = finding_filter.filter_results(self._filters, results)
-        return tuple(
-            LintFinding(
-                code=description.finding.code,
-                severity=description.finding.severity.name,
-                message=description.message,
-                path=str(result.node.path),
-            )
-            for result in results
-            for description in result.finding_descriptions
-            if description.finding.severity <= validation.ValidationFindingSeverity.INFO
-        )
+        return findings_of(results)
 
 
 @functools.cache

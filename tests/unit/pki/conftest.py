@@ -3,6 +3,7 @@ and the openssl command line as an independent checker."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -166,23 +167,51 @@ def openssl() -> Openssl:
     return run
 
 
-Pkilint = Callable[..., subprocess.CompletedProcess[str]]
+@dataclass(frozen=True)
+class PkilintRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+Pkilint = Callable[..., list[PkilintRun]]
+
+# Runs pkilint's command-line entry points (pkilint.bin.<tool>.main) once per argument list,
+# in one child process so that pkilint's imports and validators are paid once.
+_PKILINT_RUNNER = """
+import contextlib, importlib, io, json, sys
+tool, runs = sys.argv[1], json.loads(sys.argv[2])
+main = importlib.import_module("pkilint.bin." + tool).main
+results = []
+for args in runs:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(args)
+        except SystemExit as exc:
+            code = exc.code
+    results.append([code, out.getvalue(), err.getvalue()])
+print(json.dumps(results))
+"""
 
 
 @pytest.fixture(scope="session")
 def pkilint() -> Pkilint:
-    """Run one of pkilint's command-line linters (``lint_crl``, ``lint_cabf_serverauth_cert``
-    ...) from this virtualenv: an independent check of what app.pki produces, outside our
-    own wrapper and allow-list. Returns the completed process (text), never raises."""
+    """Run one of pkilint's command-line linters (``lint_crl``, ``lint_ocsp_response``,
+    ``lint_cabf_serverauth_cert`` ...) on each of the given argument lists: an independent
+    check of what app.pki produces, through pkilint's own entry points, outside our
+    wrapper and allow-lists. The exit code is the number of findings at or above the
+    severity asked for (``-s``)."""
 
-    def run(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(Path(sys.executable).parent / tool), *args],
+    def run(tool: str, *runs: Sequence[str]) -> list[PkilintRun]:
+        completed = subprocess.run(
+            [sys.executable, "-c", _PKILINT_RUNNER, tool, json.dumps([list(r) for r in runs])],
             capture_output=True,
             text=True,
-            timeout=120,
-            check=False,
+            timeout=300,
+            check=True,
         )
+        return [PkilintRun(*result) for result in json.loads(completed.stdout)]
 
     return run
 

@@ -465,9 +465,12 @@ def test_ca_certificates_pass_pkilint_as_their_ca_type(
         f"{_DETECTED[purpose]} ({purpose})": issuer.certificate
         for purpose, issuer in hierarchy.by_purpose.items()
     }
-    for label, certificate in cas.items():
-        path = write_pem("ca.pem", [certificate])
-        result = pkilint("lint_cabf_serverauth_cert", "lint", "-d", "-o", "-s", "NOTICE", str(path))
+    paths = [write_pem(f"ca{i}.pem", [cert]) for i, cert in enumerate(cas.values())]
+    results = pkilint(
+        "lint_cabf_serverauth_cert",
+        *(["lint", "-d", "-o", "-s", "NOTICE", str(path)] for path in paths),
+    )
+    for label, result in zip(cas, results, strict=True):
         assert result.stderr.strip() == label.split(" ")[0], label
         assert result.returncode == 0, f"{label}: {result.stdout}"
 
@@ -480,10 +483,10 @@ def test_tls_issuing_ca_passes_pkilint_as_a_subordinate_tls_ca(
     # as an internal one: anyPolicy is for a CA affiliated with its parent (BR
     # 7.1.2.10.5), as a Certwright issuing CA is with its root.
     path = write_pem("issuing.pem", [public_hierarchy.issuing.certificate])
-    result = pkilint(
-        "lint_cabf_serverauth_cert", "lint", "-t", "INTERNAL-UNCONSTRAINED-TLS-CA",
-        "-s", "NOTICE", str(path),
-    )  # fmt: skip
+    (result,) = pkilint(
+        "lint_cabf_serverauth_cert",
+        ["lint", "-t", "INTERNAL-UNCONSTRAINED-TLS-CA", "-s", "NOTICE", str(path)],
+    )
     assert result.returncode == 0, result.stdout
 
 
