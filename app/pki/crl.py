@@ -1,7 +1,8 @@
 """Full CRLs (RFC 5280 §5), built, checked and linted before they are published; no I/O.
 
 The caller supplies the revoked entries, the next CRL number (monotonic, kept in the
-database) and the update interval; build_crl() returns the signed, linted CRL. The
+database), the update interval and, to keep thisUpdate monotonic whatever the clock
+does, the previous CRL's thisUpdate; build_crl() returns the signed, linted CRL. The
 CRLReason vocabulary lives in revocation.py and is re-exported here.
 """
 
@@ -22,7 +23,7 @@ from app.pki.revocation import REASON_NAMES as REASON_NAMES
 from app.pki.revocation import check_publishable_reason
 from app.pki.revocation import parse_reason as parse_reason
 from app.pki.status_lint import check_crl
-from app.pki.validity import to_utc, utc_now
+from app.pki.validity import ONE_SECOND, to_utc, utc_now
 
 # A CRL with at most this many entries is linted whole (pkilint: ~1 ms an entry).
 FULL_LINT_MAX_ENTRIES: Final = 200
@@ -39,6 +40,17 @@ class RevokedEntry:
     is_ca: bool = False
 
 
+def next_this_update(now: dt.datetime, previous: dt.datetime | None) -> dt.datetime:
+    """thisUpdate for the next CRL: ``now``, but at least one second after the previous
+    CRL's thisUpdate, so that CRLs stay in order (RFC 5280 §5.1.2.4, §5.2.3: a later CRL
+    number is a later CRL) even when the clock steps back or two CRLs fall in one second.
+    """
+    moment = to_utc(now)
+    if previous is not None:
+        moment = max(moment, to_utc(previous) + ONE_SECOND)
+    return moment
+
+
 def build_crl(
     issuer: Issuer,
     *,
@@ -46,10 +58,12 @@ def build_crl(
     crl_number: int,
     next_update_in: dt.timedelta,
     now: dt.datetime | None = None,
+    previous_this_update: dt.datetime | None = None,
+    previous_crl_number: int | None = None,
     lint: bool = True,
 ) -> x509.CertificateRevocationList:
-    """Build, lint and sign a full CRL with AKI and CRL number, thisUpdate = ``now`` and
-    nextUpdate = ``now + next_update_in``.
+    """Build, lint and sign a full CRL with AKI and CRL number; thisUpdate is
+    next_this_update(now, previous_this_update), nextUpdate thisUpdate + ``next_update_in``.
 
     Every entry's reason must be publishable (revocation.check_publishable_reason). Unless
     ``lint`` is false, the CRL is linted before the CA key signs it (status_lint.check_crl)
@@ -59,18 +73,23 @@ def build_crl(
     for each reason, the entries with the extreme serials and dates (_representatives).
 
     Raises:
-        ProfileError: CRL number out of range, non-positive interval, or an entry with a
-            serial out of range.
+        ProfileError: CRL number out of range or not above ``previous_crl_number``,
+            non-positive interval, or an entry with a serial out of range.
         RevocationPolicyError: an entry whose reason no CRL may carry (certificateHold,
             removeFromCRL, cACompromise for an end entity, none for a CA certificate).
         LintError: pkilint findings outside the CRL allow-list; the CA key signed nothing.
     """
-    # RFC 5280 §5.2.3: a non-negative integer of at most 20 octets.
+    # RFC 5280 §5.2.3 / BR §7.2.2: a non-negative integer below 2**159, strictly increasing.
     if not 0 <= crl_number <= MAX_SERIAL:
         raise ProfileError("CRL number must be a non-negative integer of at most 20 octets")
+    if previous_crl_number is not None and crl_number <= previous_crl_number:
+        raise ProfileError(
+            f"CRL number {crl_number} does not follow {previous_crl_number}: CRL numbers "
+            "strictly increase (RFC 5280 §5.2.3, CA/B Forum BR 7.2.2)"
+        )
     if next_update_in <= dt.timedelta(0):
         raise ProfileError("the CRL update interval must be positive")
-    this_update = to_utc(now) if now is not None else utc_now()
+    this_update = next_this_update(now if now is not None else utc_now(), previous_this_update)
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(issuer.name)

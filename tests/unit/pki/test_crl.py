@@ -337,6 +337,36 @@ def test_a_ca_certificate_is_listed_with_its_reason(hierarchy: Hierarchy) -> Non
         )
 
 
+# -- thisUpdate and CRL numbers keep their order whatever the clock does -----------------------
+
+
+def test_this_update_never_goes_back(hierarchy: Hierarchy) -> None:
+    previous = NOW + dt.timedelta(minutes=5)  # the clock has since stepped back 5 minutes
+    built = crl.build_crl(
+        hierarchy.issuing,
+        revoked=[],
+        crl_number=8,
+        next_update_in=dt.timedelta(days=7),
+        now=NOW,
+        previous_this_update=previous,
+        previous_crl_number=7,
+    )
+    assert built.last_update_utc == previous + dt.timedelta(seconds=1)
+    assert built.next_update_utc == built.last_update_utc + dt.timedelta(days=7)
+    # Two CRLs in the same second still get distinct, increasing thisUpdates.
+    assert crl.next_this_update(NOW, NOW) == NOW + dt.timedelta(seconds=1)
+    assert crl.next_this_update(NOW, NOW - dt.timedelta(hours=1)) == NOW
+    assert crl.next_this_update(NOW, None) == NOW
+    with pytest.raises(ProfileError, match=r"CRL number 7 does not follow 7: .*strictly increase"):
+        crl.build_crl(
+            hierarchy.issuing,
+            revoked=[],
+            crl_number=7,
+            next_update_in=dt.timedelta(days=7),
+            previous_crl_number=7,
+        )
+
+
 def test_a_long_crl_is_linted_through_its_representatives(
     public_hierarchy: Hierarchy, pkilint: Pkilint, tmp_path: Path
 ) -> None:
