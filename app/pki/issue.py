@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Collection
+from collections.abc import Collection, Container
 from typing import Final
 
 from cryptography import x509
@@ -150,16 +150,17 @@ def issue_leaf(
     now: dt.datetime | None = None,
     allowed_key_types: Collection[KeyType] = KEY_TYPES,
     lint: bool = True,
+    blocked_spki_sha256: Container[str] = frozenset(),
 ) -> x509.Certificate:
-    """Check key policy, the issuing CA's purpose and the term, build, lint (unless
-    ``lint`` is false) and sign a leaf.
+    """Check key policy (``blocked_spki_sha256``: see keys.check_key_policy), the issuing
+    CA's purpose and the term, build, lint (unless ``lint`` is false) and sign a leaf.
 
     Raises:
         KeyPolicyError, NamePolicyError, ProfileError: the request breaks a policy, or
             the issuing CA was built for another kind of certificate.
         LintError: pkilint findings outside the allow-list; nothing was signed by the CA.
     """
-    check_key_policy(public_key, allowed_key_types)
+    check_key_policy(public_key, allowed_key_types, blocked_spki_sha256=blocked_spki_sha256)
     check_issuer_purpose(issuer.purpose, profile.kind)
     moment = to_utc(now) if now is not None else utc_now()
     check_term(profile.kind, term_days, moment)
