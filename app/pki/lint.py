@@ -2,9 +2,13 @@
 
 SSL certificates are linted against the CA/Browser Forum TLS Baseline Requirements
 (pkilint's serverauth validators: OV type when the subject names an organisation, DV
-otherwise); Client, CodeSigning and Device certificates and CA certificates against the
-RFC 5280 validators. Validators are built once per type (a few hundred milliseconds each)
-and reused; linting one certificate takes a few milliseconds.
+otherwise); Client, CodeSigning and Device certificates against the RFC 5280 validators.
+CA certificates are linted against the TLS BR CA profiles, as pkilint's
+lint_cabf_serverauth_cert would type them: a root as ROOT_CA (BR §7.1.2.1), an issuing CA
+with serverAuth as INTERNAL_UNCONSTRAINED_TLS_CA (§7.1.2.6), any other issuing CA as
+NON_TLS_CA (§7.1.2.3; pkilint has no S/MIME or code-signing CA validators). Validators are
+built once per type (a few hundred milliseconds each) and reused; linting one certificate
+takes a few milliseconds.
 
 Certwright is a PRIVATE CA, so some findings that matter for publicly-trusted TLS are
 expected; LINT_ALLOW_LIST names each one with the reason it is accepted. Every other
@@ -23,7 +27,7 @@ from typing import Any, Final
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 # pkilint ships no type information (no py.typed); its objects are handled as Any here.
 from pkilint import finding_filter, loader, validation  # type: ignore[import-untyped]
@@ -80,7 +84,7 @@ LINT_ALLOW_LIST: Final[Mapping[str, str]] = {
     ),
 }
 
-_DECODE_FAILED: Final = "certwright.lint.decode_failed"
+DECODE_FAILED: Final = "certwright.lint.decode_failed"
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ class LintFinding:
 
     @property
     def is_allowed(self) -> bool:
+        """On the certificate allow-list (CRLs and OCSP responses have their own)."""
         return self.code in LINT_ALLOW_LIST
 
     def __str__(self) -> str:
@@ -107,15 +112,48 @@ class LintTarget(enum.StrEnum):
     SERVERAUTH_DV = "cabf-serverauth-dv"
     SERVERAUTH_OV = "cabf-serverauth-ov"
     RFC5280 = "rfc5280"
+    SERVERAUTH_ROOT_CA = "cabf-serverauth-root-ca"
+    SERVERAUTH_TLS_CA = "cabf-serverauth-tls-ca"
+    SERVERAUTH_NON_TLS_CA = "cabf-serverauth-non-tls-ca"
+
+
+# What leaf issuance uses; warm_up() builds these unless told otherwise.
+LEAF_TARGETS: Final = (LintTarget.SERVERAUTH_DV, LintTarget.SERVERAUTH_OV, LintTarget.RFC5280)
+
+_CA_TYPES: Final = {
+    LintTarget.SERVERAUTH_ROOT_CA: serverauth_constants.CertificateType.ROOT_CA,
+    # Certwright's issuing CAs are operated by the operator of their root: "internal".
+    LintTarget.SERVERAUTH_TLS_CA: (
+        serverauth_constants.CertificateType.INTERNAL_UNCONSTRAINED_TLS_CA
+    ),
+    LintTarget.SERVERAUTH_NON_TLS_CA: serverauth_constants.CertificateType.NON_TLS_CA,
+}
 
 
 def lint_target(cert: x509.Certificate, kind: CertKind | None) -> LintTarget:
-    """SSL leaves by BR subscriber type (OV when the subject has O); the rest by RFC 5280."""
+    """SSL leaves by BR subscriber type (OV when the subject has O), other leaves by RFC
+    5280; CA certificates (``kind`` None) by BR CA profile: a self-issued root, an issuing
+    CA with serverAuth (TLS) or another extendedKeyUsage (non-TLS). A CA certificate
+    without extendedKeyUsage (built before CA purposes) is judged by RFC 5280 only."""
+    if kind is None:
+        return _ca_lint_target(cert)
     if kind is not CertKind.SSL:
         return LintTarget.RFC5280
     if cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME):
         return LintTarget.SERVERAUTH_OV
     return LintTarget.SERVERAUTH_DV
+
+
+def _ca_lint_target(cert: x509.Certificate) -> LintTarget:
+    if cert.issuer == cert.subject:
+        return LintTarget.SERVERAUTH_ROOT_CA
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return LintTarget.RFC5280
+    if ExtendedKeyUsageOID.SERVER_AUTH in usages:
+        return LintTarget.SERVERAUTH_TLS_CA
+    return LintTarget.SERVERAUTH_NON_TLS_CA
 
 
 def lint_certificate(cert: x509.Certificate, kind: CertKind | None) -> tuple[LintFinding, ...]:
@@ -124,9 +162,27 @@ def lint_certificate(cert: x509.Certificate, kind: CertKind | None) -> tuple[Lin
     return linter.lint(cert.public_bytes(serialization.Encoding.DER))
 
 
-def refused_findings(findings: Iterable[LintFinding]) -> tuple[LintFinding, ...]:
-    """The findings not on LINT_ALLOW_LIST, i.e. those that refuse issuance."""
-    return tuple(finding for finding in findings if not finding.is_allowed)
+def refused_findings(
+    findings: Iterable[LintFinding], allow_list: Mapping[str, str] = LINT_ALLOW_LIST
+) -> tuple[LintFinding, ...]:
+    """The findings not on ``allow_list`` (LINT_ALLOW_LIST for certificates), i.e. those
+    that refuse issuance or publication."""
+    return tuple(finding for finding in findings if finding.code not in allow_list)
+
+
+def findings_of(results: Iterable[Any]) -> tuple[LintFinding, ...]:
+    """pkilint validation results as LintFindings, INFO and above."""
+    return tuple(
+        LintFinding(
+            code=description.finding.code,
+            severity=description.finding.severity.name,
+            message=description.message,
+            path=str(result.node.path),
+        )
+        for result in results
+        for description in result.finding_descriptions
+        if description.finding.severity <= validation.ValidationFindingSeverity.INFO
+    )
 
 
 def check_certificate(cert: x509.Certificate, kind: CertKind | None) -> tuple[LintFinding, ...]:
@@ -154,22 +210,12 @@ class _Linter:
         try:
             document = self._loader.load_der_document(der, "certificate")
         except Exception as exc:  # pkilint raises pyasn1 and ValueError types alike
-            return (LintFinding(_DECODE_FAILED, "FATAL", f"pkilint could not decode it: {exc}"),)
+            return (LintFinding(DECODE_FAILED, "FATAL", f"pkilint could not decode it: {exc}"),)
         results = self._validator.validate(document.root)
         if self._filters:
             # Drops PKIX findings the CA/B Forum requirements supersede (pkilint's own list).
             results, _excluded = finding_filter.filter_results(self._filters, results)
-        return tuple(
-            LintFinding(
-                code=description.finding.code,
-                severity=description.finding.severity.name,
-                message=description.message,
-                path=str(result.node.path),
-            )
-            for result in results
-            for description in result.finding_descriptions
-            if description.finding.severity <= validation.ValidationFindingSeverity.INFO
-        )
+        return findings_of(results)
 
 
 @functools.cache
@@ -188,18 +234,19 @@ def _linter(target: LintTarget) -> _Linter:
             ],
         )
         return _Linter(validator, [])
-    cert_type = (
-        serverauth_constants.CertificateType.OV_FINAL_CERTIFICATE
-        if target is LintTarget.SERVERAUTH_OV
-        else serverauth_constants.CertificateType.DV_FINAL_CERTIFICATE
-    )
+    if target in _CA_TYPES:
+        cert_type = _CA_TYPES[target]
+    elif target is LintTarget.SERVERAUTH_OV:
+        cert_type = serverauth_constants.CertificateType.OV_FINAL_CERTIFICATE
+    else:
+        cert_type = serverauth_constants.CertificateType.DV_FINAL_CERTIFICATE
     validator = certificate.create_pkix_certificate_validator_container(
         serverauth.create_decoding_validators(), serverauth.create_validators(cert_type)
     )
     return _Linter(validator, serverauth.create_serverauth_finding_filters(cert_type))
 
 
-def warm_up(targets: Iterable[LintTarget] = tuple(LintTarget)) -> None:
+def warm_up(targets: Iterable[LintTarget] = LEAF_TARGETS) -> None:
     """Build the validators and lint one sample certificate with each now (e.g. at worker
     start), so that the first issuance pays neither (pkilint loads the public suffix list
     on its first DNS name: a third of a second)."""
