@@ -32,13 +32,15 @@ def _verify_audit(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
             "message": f"audit chain intact: {verdict.rows} rows verified",
             "ok": True,
             "rows": verdict.rows,
+            "expected": verdict.expected,
         }
     audit.record(action="audit.verify_failed", actor=SYSTEM, message=verdict.reason)
     db.session.commit()
     return {
-        "message": f"audit chain BROKEN: {verdict.reason}",
+        "message": f"audit chain {verdict.summary()}",
         "ok": False,
         "rows": verdict.rows,
+        "expected": verdict.expected,
         "first_bad_seq": verdict.first_bad_seq,
     }
 
