@@ -58,7 +58,12 @@ def certificate_lifecycle(job_id: int) -> None:
     jobs.execute(job_id, _lifecycle)
 
 
-jobs.register_kind("issue_certificates", "Issue approved certificates", issue_certificates)
+jobs.register_kind(
+    "issue_certificates",
+    "Issue approved certificates",
+    issue_certificates,
+    on_failure=issuance.issuance_job_failed,
+)
 jobs.register_kind("crl_refresh", "Re-publish CRLs before they expire", refresh_crls, every=3600)
 jobs.register_kind(
     "certificate_lifecycle",

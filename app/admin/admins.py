@@ -74,9 +74,8 @@ class AdminView(SecureModelView):
         "scopes",
         "active",
         "last_login_at",
-        "locked_until",
     )
-    column_labels = {"last_login_at": "Last sign-in", "locked_until": "Locked until"}
+    column_labels = {"last_login_at": "Last sign-in"}
     column_searchable_list = ("login", "email", "full_name")
     column_sortable_list = ("login", "email", "role", "active", "last_login_at")
     column_formatters = {"scopes": _scopes_html}
@@ -91,7 +90,6 @@ class AdminView(SecureModelView):
         "created_at",
         "last_login_at",
         "password_changed_at",
-        "locked_until",
     )
     column_default_sort = "login"
 

@@ -14,7 +14,7 @@ from wtforms.validators import DataRequired, Length
 from app.extensions import db, login_manager
 from app.models import Admin
 from app.services.accounts import sessions
-from app.services.accounts.sessions import SignInRefused
+from app.services.accounts.sessions import SignInRefused, SignInThrottled
 
 bp = Blueprint("auth", __name__)
 SESSION_KEY = "cw_sid"
@@ -63,7 +63,10 @@ def login() -> Any:
         except SignInRefused as exc:
             db.session.commit()  # keep the failure count and the audit event
             form.password.errors = [exc.message]
-            return render_template("auth/login.html", form=form), 401
+            page = render_template("auth/login.html", form=form)
+            if isinstance(exc, SignInThrottled):
+                return page, exc.status, {"Retry-After": str(exc.retry_after)}
+            return page, exc.status
         token = sessions.start_session(
             admin=admin, ip=client_ip(), user_agent=request.headers.get("User-Agent", "")
         )

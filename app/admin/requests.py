@@ -8,6 +8,7 @@ from flask import flash, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import FilterEqual
+from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 from sqlalchemy import and_, select
 from wtforms import SelectField, StringField, TextAreaField
@@ -135,6 +136,19 @@ class RequestView(TypeAccessMixin, SecureModelView):
             html += Markup(
                 ' <a class="btn btn-sm btn-outline-primary" href="{}">Approve / decline</a>'
             ).format(url_for(".decide_view", id=model.id))
+        if model.status == RequestStatus.FAILED:
+            reason = model.failure_reason or "no reason recorded"
+            short = reason if len(reason) <= 120 else reason[:117] + "..."
+            html += Markup(' <span class="text-danger small" title="{}">{}</span>').format(
+                reason, short
+            )
+            html += Markup(
+                ' <form method="post" action="{}" class="d-inline">'
+                '<input type="hidden" name="csrf_token" value="{}">'
+                '<input type="hidden" name="id" value="{}">'
+                '<button class="btn btn-sm btn-outline-primary" type="submit">Retry</button>'
+                "</form>"
+            ).format(url_for(".retry_view"), generate_csrf(), model.id)
         if model.certificate_id:
             html += Markup(' <a href="{}">certificate</a>').format(
                 url_for(
@@ -304,6 +318,33 @@ class RequestView(TypeAccessMixin, SecureModelView):
             item=req,
             title=f"{self.cert_type.label} request",
             summary=summary,
+        )
+
+    @expose("/retry/", methods=("POST",))
+    def retry_view(self) -> Any:
+        req = self.get_one(request.form.get("id", ""))
+        if req is None:
+            flash("No such request.", "error")
+            return redirect(url_for(".index_view"))
+        request_id = req.id
+        self.run_service(
+            None,
+            lambda: approvals.retry(actor=actor(), request_ids=[request_id]),
+            success=lambda retried: (
+                f"Request #{request_id} is queued for issuance again."
+                if retried
+                else f"Request #{request_id} is already being issued or issued; nothing to retry."
+            ),
+        )
+        return redirect(url_for(".details_view", id=request_id))
+
+    @action("retry", "Retry issuance", "Queue the selected failed requests for issuance again?")
+    def action_retry(self, ids: list[str]) -> None:
+        visible = [r.id for r in (self.get_one(i) for i in ids) if r is not None]
+        self.run_service(
+            None,
+            lambda: approvals.retry(actor=actor(), request_ids=visible),
+            success=lambda retried: f"{len(retried)} failed request(s) queued for issuance again.",
         )
 
     @action("approve", "Approve", "Approve the selected requests?")

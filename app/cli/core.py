@@ -140,12 +140,13 @@ audit_cli = AppGroup("audit", help="The audit log.")
 
 @audit_cli.command("verify")
 def audit_verify() -> None:
-    """Check the hash chain; name the first edited, deleted or reordered row."""
+    """Check the hash chain and its authenticated head; name the first edited, deleted,
+    inserted or reordered row and say how many rows the head expects."""
     verdict = audit.verify()
     if verdict.ok:
-        click.echo(f"OK: {verdict.rows} audit rows, chain intact.")
+        click.echo(verdict.summary())
         return
-    click.secho(f"BROKEN at row {verdict.first_bad_seq}: {verdict.reason}", fg="red")
+    click.secho(verdict.summary(), fg="red")
     sys.exit(1)
 
 

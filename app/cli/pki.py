@@ -1,4 +1,4 @@
-"""Command line for the private CA: ca create/list/rotate-kek, cert request/approve/revoke/download."""
+"""Command line for the private CA: ca create/list/rotate-kek, cert request/approve/retry/revoke/download."""
 
 from __future__ import annotations
 
@@ -240,6 +240,19 @@ def cert_approve(request_ids: tuple[int, ...], message: str, as_login: str | Non
             lambda: approvals.approve(actor=actor, request_ids=list(request_ids), message=message)
         )
     click.echo(f"Approved {len(approved)} request(s): {', '.join(map(str, approved))}")  # type: ignore[arg-type]
+
+
+@cert_cli.command("retry")
+@click.argument("request_ids", type=int, nargs=-1, required=True)
+@click.option("--as", "as_login", default=None)
+def cert_retry(request_ids: tuple[int, ...], as_login: str | None) -> None:
+    """Queue Failed requests for issuance again (the reason is kept in the audit log)."""
+    actor = _operator(as_login)
+    with audit.source(label="cli"):
+        retried = commit_or_fail(
+            lambda: approvals.retry(actor=actor, request_ids=list(request_ids))
+        )
+    click.echo(f"Queued {len(retried)} request(s) again: {', '.join(map(str, retried))}")  # type: ignore[arg-type]
 
 
 @cert_cli.command("revoke")

@@ -1,6 +1,6 @@
 """ORM models, one module per aggregate; importing this registers them all."""
 
-from app.models.accounts import Admin, AdminScope, AdminSession, Role
+from app.models.accounts import Admin, AdminScope, AdminSession, Role, SignInThrottle
 from app.models.audit import AuditEvent, AuditHead
 from app.models.certificates import (
     Certificate,
@@ -70,6 +70,7 @@ __all__ = [
     "ScanShard",
     "Schedule",
     "SerialNumber",
+    "SignInThrottle",
     "TaskRule",
     "WorkerHeartbeat",
 ]

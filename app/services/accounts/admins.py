@@ -354,6 +354,7 @@ def change_own_password(*, admin: Admin, current: str, new: str, keep_token: str
         raise DomainError(
             "The new password must differ from the current one.", field="new_password"
         )
+    before = {"password_changed_at": audit.jsonable(admin.password_changed_at)}
     admin.password_hash = hash_password(new)
     admin.password_changed_at = utcnow()
     revoke_other_sessions(admin=admin, keep_token=keep_token)
@@ -363,6 +364,8 @@ def change_own_password(*, admin: Admin, current: str, new: str, keep_token: str
         object_type="Admin",
         object_id=admin.id,
         label=admin.login,
+        before=before,  # when, never what: no hash goes into the log
+        after={"password_changed_at": audit.jsonable(admin.password_changed_at)},
     )
 
 

@@ -21,7 +21,7 @@ from app.pki.issuer import make_issuer
 from app.pki.profiles import SignatureHash, hash_algorithm
 from app.services import audit
 from app.services.ca import crl, signing
-from app.services.errors import DomainError, Forbidden, NotFound, ValidationFailed
+from app.services.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from app.services.scope import Actor, require_actor
 
 CA_FIELDS = (
@@ -212,6 +212,9 @@ def retire_ca(*, actor: Admin, ca_id: int) -> CertificateAuthority:
         raise DomainError(
             f"{in_use} active certificate profiles still enroll through '{ca.name}'; point them at another CA first."
         )
+    if ca.status == CaStatus.RETIRED:
+        raise Conflict(f"'{ca.name}' is already retired.")
+    before = {"status": ca.status.value}
     ca.status = CaStatus.RETIRED
     audit.record(
         action="ca.retire",
@@ -219,8 +222,8 @@ def retire_ca(*, actor: Admin, ca_id: int) -> CertificateAuthority:
         object_type="CertificateAuthority",
         object_id=ca.id,
         label=ca.name,
-        before={"status": "Active"},
-        after={"status": "Retired"},
+        before=before,
+        after={"status": ca.status.value},
     )
     return ca
 

@@ -32,6 +32,7 @@ from app.models import (
     CertificateRequest,
     CertOrigin,
     CertStatus,
+    Job,
     LintMode,
     RequestMode,
     RequestStatus,
@@ -301,25 +302,7 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
                     revoke=bool(req.replaces_id),
                 )  # type: ignore[arg-type]
     for request_id, reason in result.failed.items():
-        db.session.execute(
-            update(CertificateRequest)
-            .where(
-                CertificateRequest.id == request_id,
-                CertificateRequest.status == RequestStatus.APPROVED,
-            )
-            .values(status=RequestStatus.FAILED, failure_reason=reason[:2000])
-        )
-        req = next(r for r in pending if r.id == request_id)
-        audit.record(
-            action="request.fail",
-            actor=SYSTEM,
-            object_type="CertificateRequest",
-            object_id=request_id,
-            label=req.common_name,
-            message=reason[:500],
-            organization_id=req.organization_id,
-            department_id=req.department_id,
-        )
+        _fail(next(r for r in pending if r.id == request_id), reason)
     # Last, so that concurrent batches of one profile wait on its row lock only briefly.
     for profile_id, count in counted.items():
         db.session.execute(
@@ -328,6 +311,49 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
             .values(issued_since_change=CertificateProfile.issued_since_change + count)
         )
     return result
+
+
+def _fail(req: Request, reason: str) -> bool:
+    """Approved -> Failed with the reason (conditional), audited; whether it moved."""
+    moved = db.session.execute(
+        update(CertificateRequest)
+        .where(
+            CertificateRequest.id == req.id,
+            CertificateRequest.status == RequestStatus.APPROVED,
+        )
+        .values(status=RequestStatus.FAILED, failure_reason=reason[:2000])
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if moved == 1:
+        audit.record(
+            action="request.fail",
+            actor=SYSTEM,
+            object_type="CertificateRequest",
+            object_id=req.id,
+            label=req.common_name,
+            before={"status": RequestStatus.APPROVED.value, "failure_reason": ""},
+            after={"status": RequestStatus.FAILED.value, "failure_reason": reason[:2000]},
+            message=reason[:500],
+            organization_id=req.organization_id,
+            department_id=req.department_id,
+        )
+    return moved == 1
+
+
+def fail_unissued(*, request_ids: Sequence[int], reason: str) -> list[int]:
+    """Requests of an issuance job that gave up for good (out of attempts, or its worker
+    died each time): those still Approved become Failed with the reason, so they show why
+    and can be retried (approvals.retry) instead of waiting forever. The caller commits."""
+    reqs = db.session.execute(_LOAD, {"ids": [int(i) for i in request_ids]}).all()
+    return [req.id for req in reqs if req.status == RequestStatus.APPROVED and _fail(req, reason)]
+
+
+def issuance_job_failed(job: Job) -> None:
+    """The issue_certificates kind's failure hook (app/services/platform/jobs.py)."""
+    fail_unissued(
+        request_ids=job.payload.get("request_ids", []),
+        reason=f"Issuance job #{job.id} {job.message}",
+    )
 
 
 def _mark_issued(request_ids: list[int]) -> None:

@@ -103,6 +103,7 @@ def renew(*, actor: Actor, certificate_id: int, auto: bool = False) -> Certifica
     )
     db.session.add(req)
     db.session.flush()
+    before = {"renewal_state": cert.renewal_state}
     cert.renewal_state = "Renewal requested"
     audit.record(
         action="certificate.renew",
@@ -110,7 +111,8 @@ def renew(*, actor: Actor, certificate_id: int, auto: bool = False) -> Certifica
         object_type="Certificate",
         object_id=cert.id,
         label=cert.common_name,
-        after={"renewal_request": req.id, "auto": auto},
+        before=before,
+        after={"renewal_state": cert.renewal_state, "renewal_request": req.id, "auto": auto},
         organization_id=cert.organization_id,
         department_id=cert.department_id,
     )
@@ -180,6 +182,7 @@ def auto_renew_sweep() -> list[int]:
         try:  # renew() checks everything before it writes, so a refusal leaves no trace
             created.append(renew(actor=SYSTEM, certificate_id=cert.id, auto=True).id)
         except DomainError as exc:
+            before = {"renewal_state": cert.renewal_state}
             cert.renewal_state = "Renewal failed"
             audit.record(
                 action="certificate.renew_failed",
@@ -187,6 +190,8 @@ def auto_renew_sweep() -> list[int]:
                 object_type="Certificate",
                 object_id=cert.id,
                 label=cert.common_name,
+                before=before,
+                after={"renewal_state": cert.renewal_state},
                 message=exc.message,
                 organization_id=cert.organization_id,
                 department_id=cert.department_id,

@@ -65,6 +65,8 @@ def revoke(
     now = utcnow()
     done = []
     for cert in certs:
+        # Read before the UPDATE: the ORM then sets the loaded object to the new values.
+        before = {"status": cert.status.value, "reason": cert.revocation_reason}
         result = db.session.execute(
             update(Certificate)
             .where(Certificate.id == cert.id, Certificate.status.in_(REVOCABLE))
@@ -84,7 +86,7 @@ def revoke(
                 object_type="Certificate",
                 object_id=cert.id,
                 label=cert.common_name,
-                before={"status": cert.status.value},
+                before=before,
                 after={"status": "Revoked", "reason": flag.value, "serial": cert.serial_hex},
                 message=message.strip(),
                 organization_id=cert.organization_id,
@@ -104,6 +106,7 @@ def supersede(*, old_id: int, new_id: int, revoke: bool) -> None:
     old = db.session.get(Certificate, old_id)
     if old is None or old.status not in REVOCABLE:
         return
+    before = {"status": old.status.value, "renewal_state": old.renewal_state}
     if revoke and old.origin == CertOrigin.ISSUED:
         old.status = CertStatus.REVOKED
         old.revoked_at = utcnow()
@@ -120,7 +123,12 @@ def supersede(*, old_id: int, new_id: int, revoke: bool) -> None:
         object_type="Certificate",
         object_id=old.id,
         label=old.common_name,
-        after={"status": old.status.value, "replaced_by": new_id},
+        before={**before, "replaced_by": None},
+        after={
+            "status": old.status.value,
+            "renewal_state": old.renewal_state,
+            "replaced_by": new_id,
+        },
         organization_id=old.organization_id,
         department_id=old.department_id,
     )

@@ -91,6 +91,9 @@ def check_rule(actor: Admin, data: RuleData, rule_id: int | None = None) -> rule
     return rules.parse_rule(payload)
 
 
+RULE_FIELDS = ("name", "match_mode", "conditions", "organization_id", "department_id")
+
+
 def save_rule(*, actor: Admin, data: RuleData, rule_id: int | None = None) -> AssignmentRule:
     check_rule(actor, data, rule_id)
     rule = (
@@ -98,21 +101,13 @@ def save_rule(*, actor: Admin, data: RuleData, rule_id: int | None = None) -> As
         if rule_id
         else AssignmentRule(created_by_id=actor.id)
     )
-    before = (
-        audit.snapshot(
-            rule, ("name", "match_mode", "conditions", "organization_id", "department_id")
-        )
-        if rule_id
-        else None
-    )
+    before = audit.snapshot(rule, RULE_FIELDS) if rule_id else None
     rule.name, rule.match_mode = data.name.strip(), data.match_mode
     rule.conditions = [dict(c) for c in data.conditions]
     rule.organization_id, rule.department_id = data.organization_id, data.department_id
     db.session.add(rule)
     db.session.flush()
-    after = audit.snapshot(
-        rule, ("name", "match_mode", "conditions", "organization_id", "department_id")
-    )
+    after = audit.snapshot(rule, RULE_FIELDS)
     audit.record(
         action="assignment_rule.update" if rule_id else "assignment_rule.create",
         actor=actor,
@@ -140,7 +135,7 @@ def delete_rule(*, actor: Admin, rule_id: int) -> None:
         object_type="AssignmentRule",
         object_id=rule.id,
         label=rule.name,
-        before={"name": rule.name, "conditions": rule.conditions},
+        before=audit.snapshot(rule, RULE_FIELDS),
         organization_id=rule.organization_id,
     )
     db.session.delete(rule)

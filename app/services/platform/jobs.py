@@ -387,14 +387,17 @@ def cancel(*, actor: Admin, job_id: int, visible: Callable[[Job], bool] | None =
     job = db.session.get(Job, job_id)
     if job is None or (visible is not None and not visible(job)):
         raise NotFound("No such job.")
+    before = job.status.value
     result = db.session.execute(
         update(Job)
         .where(Job.id == job.id, Job.status.in_([JobStatus.PENDING, JobStatus.RUNNING]))
         .values(
             status=JobStatus.CANCELLED, finished_at=utcnow(), message="cancelled by " + actor.login
         )
+        .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
+        db.session.refresh(job)  # what it is now, not the copy loaded before
         raise Conflict(f"Job #{job.id} has already ended ({job.status.value}).")
     audit.record(
         action="job.cancel",
@@ -402,6 +405,8 @@ def cancel(*, actor: Admin, job_id: int, visible: Callable[[Job], bool] | None =
         object_type="Job",
         object_id=job.id,
         label=f"{job.kind} #{job.id}",
+        before={"status": before},
+        after={"status": JobStatus.CANCELLED.value},
         organization_id=job.organization_id,
     )
     db.session.expire(job)

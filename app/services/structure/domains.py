@@ -312,6 +312,7 @@ def decide_delegation(
         )
     )
     if result.rowcount != 1:
+        db.session.refresh(d)  # what it is now, not the copy loaded before
         raise Conflict(f"This delegation was already decided ({d.status.value}).")
     db.session.expire(d)
     audit.record(
