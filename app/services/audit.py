@@ -158,7 +158,7 @@ def _key() -> bytes:
 
 def head_mac(key: bytes, seq: int, last_hash: str) -> str:
     """HMAC-SHA256 of the chain head (row count and last hash), domain-separated from the
-    row hashes. Migration 0007 computes the same value for existing heads."""
+    row hashes. Migration 0006_trust computes the same value for existing heads."""
     return hmac.new(
         key, f"certwright-audit-head:{seq}:{last_hash}".encode(), hashlib.sha256
     ).hexdigest()

@@ -3,7 +3,7 @@ audit key (so truncating the log needs the key); sign-in failures are counted pe
 and per (login, address) in signin_throttles, replacing the per-account hard lock
 (admins.failed_logins, admins.locked_until) that let anyone lock an administrator out.
 
-Revision ID: 0007
+Revision ID: 0006_trust
 Revises: 0005_names_per_owner
 Create Date: 2026-11-28 09:00:00
 
@@ -17,7 +17,7 @@ from flask import current_app
 
 
 # revision identifiers, used by Alembic.
-revision = "0007"
+revision = "0006_trust"
 down_revision = "0005_names_per_owner"
 branch_labels = None
 depends_on = None
