@@ -252,6 +252,8 @@ class AboutView(SecureView):
             database=engine.dialect.name,
             database_url=engine.url.render_as_string(hide_password=True),
             broker=broker_kind(current_app.config["BROKER_URL"]),
+            base_url=current_app.config["CW_BASE_URL"],
+            base_url_source=current_app.config.get("CW_BASE_URL_SOURCE", "configuration"),
             workers=alive,
             job_counts={s.value if hasattr(s, "value") else s: n for s, n in counts.items()},
             smtp=current_app.config.get("SMTP_HOST") or "",
