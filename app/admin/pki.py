@@ -29,7 +29,7 @@ from app.services.ca import authorities, profiles, signing
 from app.services.errors import DomainError
 from app.services.scope import Scope
 
-KEY_TYPE_CHOICES = [(k, k.replace("EC-", "ECDSA ")) for k in keys.KEY_TYPES]
+KEY_TYPE_CHOICES = [(k, k) for k in keys.KEY_TYPES]  # the one vocabulary: app/pki/algorithms.py
 HASH_CHOICES = [
     ("", "Default (the parent's, or by key type)"),
     ("SHA-256", "SHA-256"),
