@@ -169,15 +169,17 @@ def backoff(failed_attempts: int) -> timedelta:
 
 
 def _claim(message_id: int, attempt: int | None, now: datetime) -> bool:
-    """Take the row for one attempt; False when sent, failed, not yet due, or another
-    message for the same attempt took it first."""
-    conditions = [
-        OutboxMessage.id == message_id,
-        OutboxMessage.status == MailStatus.QUEUED,
-        or_(OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= now),
-    ]
-    if attempt is not None:  # None: a message from before attempts were named
+    """Take the row for one attempt; False when sent, failed, or another message for the
+    same attempt took it first. The attempt number is the guard, not the clock: a message
+    for attempt n exists only once attempt n is due (sent at once, or by the scheduler after
+    the backoff), so a worker whose clock runs behind the sender's still delivers at once."""
+    conditions = [OutboxMessage.id == message_id, OutboxMessage.status == MailStatus.QUEUED]
+    if attempt is not None:
         conditions.append(OutboxMessage.attempts == attempt)
+    else:  # a message from before attempts were named: only when due
+        conditions.append(
+            or_(OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= now)
+        )
     claimed = db.session.execute(
         update(OutboxMessage)
         .where(*conditions)
