@@ -512,5 +512,7 @@ class TestConfig(Config):
         super().__init__()
         self.CW_ARGON2_FAST = True
         self.SERVER_NAME = None
+        if "CW_BASE_URL" in overrides:
+            self.CW_BASE_URL_SOURCE = "the test configuration"
         for key, value in overrides.items():
             setattr(self, key, value)
