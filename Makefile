@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
 PORT ?= 5000
+# Defaults as declared in app/config.py (SETTINGS); the environment overrides them.
+CW_WORKER_PROCESSES ?= 2
+CW_WORKER_THREADS ?= 4
 
 .DEFAULT_GOAL := help
 .PHONY: help run test check venv migrate bootstrap worker scheduler web lint typecheck browser tools packages clean
@@ -36,7 +39,7 @@ web: migrate ## Scale-out: web processes only (needs BROKER_URL)
 
 worker: venv ## Scale-out: a dramatiq worker process (needs BROKER_URL)
 	dramatiq_worker_timeout=$${dramatiq_worker_timeout:-200} \
-	$(BIN)/dramatiq app.actors --processes $${CW_WORKER_PROCESSES:-2} --threads $${CW_WORKER_THREADS:-4}
+	$(BIN)/dramatiq app.actors --processes $(CW_WORKER_PROCESSES) --threads $(CW_WORKER_THREADS)
 
 scheduler: venv ## Scale-out: the scheduler process (needs BROKER_URL)
 	$(FLASK) scheduler

@@ -10,7 +10,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app.config import Config, env_int
+from app.config import Config
 
 
 def create_app(config: Any = None) -> Flask:
@@ -21,7 +21,7 @@ def create_app(config: Any = None) -> Flask:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    hops = env_int("CW_PROXY_HOPS", 0)
+    hops = int(app.config["CW_PROXY_HOPS"])
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     register_extensions(app)

@@ -12,6 +12,7 @@ from app.admin.dashboard import DashboardView
 from app.admin.discovery.assets import NetworkAssetView
 from app.admin.discovery.rules import AssignmentRuleView
 from app.admin.discovery.tasks import DiscoveryTaskView
+from app.admin.display import base_url_mismatch
 from app.admin.domains import DelegationView, DomainView
 from app.admin.orgs import DepartmentView, OrganizationView
 from app.admin.pki import CaView, CertificateProfileView
@@ -35,6 +36,7 @@ CERT_TYPES = (CertType.SSL, CertType.CLIENT, CertType.DEVICE, CertType.CODE_SIGN
 
 
 def init_console(app: Flask) -> Console:
+    app.jinja_env.globals["cw_base_url_mismatch"] = base_url_mismatch
     console = Console(
         app,
         name="Certwright",

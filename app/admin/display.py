@@ -6,8 +6,10 @@ import enum
 import json
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from flask import current_app, request
 from flask_admin.model import typefmt
 from flask_login import current_user
 from markupsafe import Markup
@@ -31,6 +33,22 @@ def local_time(value: datetime | None, *, seconds: bool = False) -> str:
         return ""
     local = value.astimezone(admin_zone())
     return local.strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z")
+
+
+def _authority(scheme: str, netloc: str) -> str:
+    host = netloc.lower()
+    default = {"http": ":80", "https": ":443"}.get(scheme.lower())
+    return host[: -len(default)] if default and host.endswith(default) else host
+
+
+def base_url_mismatch() -> tuple[str, str]:
+    """("reached", "configured") when this request came in under another host (or port)
+    than CW_BASE_URL, whose URLs go into certificates and mail; ("", "") when they agree."""
+    configured = str(current_app.config["CW_BASE_URL"])
+    parts = urlsplit(configured)
+    if _authority(request.scheme, request.host) == _authority(parts.scheme, parts.netloc):
+        return "", ""
+    return request.host_url.rstrip("/"), configured
 
 
 def _datetime(view: Any, value: datetime, name: str) -> str:

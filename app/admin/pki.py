@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, redirect, request, url_for
+from flask import current_app, flash, redirect, request, url_for
 from flask_admin import expose
 from markupsafe import Markup
 from sqlalchemy import select
@@ -25,11 +25,11 @@ from app.extensions import db
 from app.models import CaStatus, CertificateAuthority, CertType, LintMode
 from app.pki import keys
 from app.pki.profiles import default_ca_lifetime_years, default_signature_hash
-from app.services.ca import authorities, profiles
+from app.services.ca import authorities, profiles, signing
 from app.services.errors import DomainError
 from app.services.scope import Scope
 
-KEY_TYPE_CHOICES = [(k, k.replace("EC-", "ECDSA ")) for k in keys.KEY_TYPES]
+KEY_TYPE_CHOICES = [(k, k) for k in keys.KEY_TYPES]  # the one vocabulary: app/pki/algorithms.py
 HASH_CHOICES = [
     ("", "Default (the parent's, or by key type)"),
     ("SHA-256", "SHA-256"),
@@ -195,6 +195,7 @@ def _preview(spec: authorities.CaSpec) -> dict[str, str]:
     lifetime = f"{years} years" + (
         f" (cut to the parent's expiry, {parent.not_after:%Y-%m-%d}, if sooner)" if parent else ""
     )
+    own = signing.urls("<id>")
     return {
         "Name": spec.name,
         "Kind": suffix,
@@ -203,7 +204,18 @@ def _preview(spec: authorities.CaSpec) -> dict[str, str]:
         "Signature hash": chosen,
         "Subject": subject,
         "Lifetime": lifetime,
+        "URLs in this certificate": (
+            _url_lines(signing.urls(parent.id))
+            if parent
+            else "none (a root names no CRL, OCSP or issuer URL)"
+        ),
+        "URLs in the certificates it issues": _url_lines(own)
+        + f" (<id> is this CA's number; from CW_BASE_URL, {current_app.config['CW_BASE_URL']})",
     }
+
+
+def _url_lines(urls: dict[str, str]) -> str:
+    return f"CRL {urls['crl_url']} · OCSP {urls['ocsp_url']} · CA issuers {urls['ca_issuers_url']}"
 
 
 class ProfileForm(AdminForm):

@@ -205,7 +205,18 @@ class OutboxView(SecureModelView):
     can_create = False
     can_edit = False
     can_delete = False
-    column_list = ("id", "created_at", "to", "subject", "category", "status", "sent_at", "error")
+    column_list = (
+        "id",
+        "created_at",
+        "to",
+        "subject",
+        "category",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "sent_at",
+        "error",
+    )
     column_details_list = (
         "id",
         "created_at",
@@ -215,10 +226,11 @@ class OutboxView(SecureModelView):
         "status",
         "sent_at",
         "attempts",
+        "next_attempt_at",
         "error",
         "body",
     )
-    column_labels = {"created_at": "Created", "sent_at": "Sent"}
+    column_labels = {"created_at": "Created", "sent_at": "Sent", "next_attempt_at": "Next attempt"}
     column_searchable_list = ("to", "subject")
     column_default_sort = ("id", True)
     column_formatters_detail = {"body": lambda v, c, m, n: Markup("<pre>{}</pre>").format(m.body)}
@@ -252,6 +264,8 @@ class AboutView(SecureView):
             database=engine.dialect.name,
             database_url=engine.url.render_as_string(hide_password=True),
             broker=broker_kind(current_app.config["BROKER_URL"]),
+            base_url=current_app.config["CW_BASE_URL"],
+            base_url_source=current_app.config.get("CW_BASE_URL_SOURCE", "configuration"),
             workers=alive,
             job_counts={s.value if hasattr(s, "value") else s: n for s, n in counts.items()},
             smtp=current_app.config.get("SMTP_HOST") or "",

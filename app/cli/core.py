@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -10,6 +9,7 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from app.config import SETTING, setting
 from app.extensions import db
 from app.models import CertType, Department, Job, Organization, Role
 from app.services import audit
@@ -41,11 +41,11 @@ def bootstrap_command() -> None:
     with audit.source(label="bootstrap"):
         result = commit_or_fail(
             lambda: bootstrap.bootstrap(
-                login=os.environ.get("CW_ADMIN_LOGIN", "admin"),
-                password=os.environ.get("CW_ADMIN_PASSWORD") or None,
-                email=os.environ.get("CW_ADMIN_EMAIL", "admin@example.com"),
-                org_name=os.environ.get("CW_ORG_NAME", "My Organization"),
-                country=os.environ.get("CW_ORG_COUNTRY", "US"),
+                login=setting("CW_ADMIN_LOGIN"),
+                password=setting("CW_ADMIN_PASSWORD") or None,
+                email=setting("CW_ADMIN_EMAIL"),
+                org_name=setting("CW_ORG_NAME"),
+                country=setting("CW_ORG_COUNTRY"),
             )
         )
     assert isinstance(result, bootstrap.BootstrapResult)
@@ -109,7 +109,7 @@ def _parse_scope(text: str) -> admins.Grant:
 @click.option("--full-name", default="")
 @click.option(
     "--password",
-    envvar="CW_NEW_ADMIN_PASSWORD",
+    envvar=SETTING["CW_NEW_ADMIN_PASSWORD"].name,
     default=None,
     help="or CW_NEW_ADMIN_PASSWORD; prompted when absent",
 )

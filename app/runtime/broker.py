@@ -6,13 +6,11 @@ redis://...: RedisBroker. amqp://...: RabbitmqBroker. Actor modules import this 
 
 from __future__ import annotations
 
-import os
-
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
 
-from app.config import broker_kind
+from app.config import broker_kind, setting
 from app.runtime.context import AppContextMiddleware
 
 
@@ -34,7 +32,7 @@ def make_broker(url: str) -> dramatiq.Broker:
     return broker
 
 
-BROKER_URL = os.environ.get("BROKER_URL", "").strip()
+BROKER_URL = str(setting("BROKER_URL"))
 APP_CONTEXT = AppContextMiddleware()
 broker = make_broker(BROKER_URL)
 dramatiq.set_broker(broker)

@@ -59,8 +59,8 @@ def test_private_ca_story(console: Console, tmp_path: Path) -> None:
     # The CA wizard: form, confirmation, creation; a root, then an issuing CA under it.
     ca_ids: dict[str, str] = {}
     for name, parent, key in (
-        ("Wayne Root", "None (root CA)", "ECDSA P384"),
-        ("Wayne Issuing", "Wayne Root (Root CA)", "ECDSA P256"),
+        ("Wayne Root", "None (root CA)", "EC-P384"),
+        ("Wayne Issuing", "Wayne Root (Root CA)", "EC-P256"),
     ):
         c.menu("Settings", "Private CAs")
         page.click("a:has-text('Create')")

@@ -52,10 +52,7 @@ def test_network_assets_list_filters_details_and_chain(client, bed):
     }
     ext = rows[(HOST["ext"], "")]
     assert (
-        "www.ext.test" in ext
-        and "Assigned" in ext
-        and "EC 256" in ext
-        and "ecdsa-with-SHA256" in ext
+        "www.ext.test" in ext and "Assigned" in ext and "EC-P256" in ext and "ECDSA-SHA256" in ext
     )
     assert "none" in ext and "Loopback" in ext
     assert (

@@ -101,7 +101,7 @@ def _key(view: Any, context: Any, model: Endpoint, name: str) -> str:
     cert = model.certificate
     if cert is None:
         return ""
-    return f"{cert.key_algorithm} {cert.key_size}" if cert.key_size else cert.key_algorithm
+    return cert.key_type or cert.key_algorithm
 
 
 class AssignForm(AdminForm):

@@ -111,7 +111,7 @@ def _follow_revocations(now: float, every: float) -> None:
 
 
 def _cached(issuer: Issuer, serial: int, hash_name: str) -> bytes:
-    ttl = float(current_app.config.get("CW_OCSP_CACHE_SECONDS", 5))
+    ttl = float(current_app.config["CW_OCSP_CACHE_SECONDS"])
     ca_id = _ca_id(issuer)
     now = time.monotonic()
     _follow_revocations(now, ttl)

@@ -29,8 +29,9 @@ def keks() -> keystore.KeyEncryptionKeys:
     return keystore.parse_keks(str(current_app.config["CW_KEK"]))
 
 
-def urls(ca_id: int) -> dict[str, str]:
-    """Where relying parties find this CA's CRL, OCSP responder and certificate."""
+def urls(ca_id: int | str) -> dict[str, str]:
+    """Where relying parties find this CA's CRL, OCSP responder and certificate (a text
+    ca_id such as "<id>" shows the pattern before the CA exists)."""
     base = str(current_app.config["CW_BASE_URL"])
     return {
         "crl_url": f"{base}/pki/crl/{ca_id}.crl",

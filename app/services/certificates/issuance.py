@@ -38,7 +38,7 @@ from app.models import (
     RequestStatus,
 )
 from app.models.types import utcnow
-from app.pki import issue, keys, keystore, names
+from app.pki import algorithms, issue, keys, keystore, names
 from app.pki.errors import PkiError
 from app.pki.issuer import Issuer
 from app.pki.profiles import CertKind, LeafProfile
@@ -159,7 +159,7 @@ def _batch_columns(
 ) -> dict[str, Any]:
     """The inventory columns that are the same for every certificate of a profile's batch."""
     issuer_dn = issuer.name.rfc4514_string()
-    family = "RSA" if issuer.key_type.startswith("RSA") else "ECDSA"
+    family = "RSA" if issuer.key_type.startswith("RSA") else "EC"
     return {
         "origin": CertOrigin.ISSUED,
         "status": CertStatus.ISSUED,
@@ -167,7 +167,7 @@ def _batch_columns(
         "profile_id": profile.id,
         "issuer_dn": issuer_dn,
         "issuer_cn": issuer_dn.split("CN=", 1)[-1].split(",", 1)[0],
-        "signature_algorithm": f"{issuer.signature_hash.value} with {family}",
+        "signature_algorithm": algorithms.signature_name_of(family, issuer.signature_hash.value),
         "created_at": created_at,
     }
 
@@ -204,6 +204,7 @@ def _row(
         "not_after": cert.not_valid_after_utc,
         "key_algorithm": algorithm,
         "key_size": size,
+        "key_type": req.key_type,
         "sealed_key": sealed,
         "collect_token_hash": token_hash,
         "auto_renew": req.auto_renew,

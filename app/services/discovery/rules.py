@@ -95,7 +95,7 @@ RULE_FIELDS = ("name", "match_mode", "conditions", "organization_id", "departmen
 
 
 def save_rule(*, actor: Admin, data: RuleData, rule_id: int | None = None) -> AssignmentRule:
-    check_rule(actor, data, rule_id)
+    parsed = check_rule(actor, data, rule_id)
     rule = (
         get_rule(actor=actor, rule_id=rule_id)
         if rule_id
@@ -103,7 +103,8 @@ def save_rule(*, actor: Admin, data: RuleData, rule_id: int | None = None) -> As
     )
     before = audit.snapshot(rule, RULE_FIELDS) if rule_id else None
     rule.name, rule.match_mode = data.name.strip(), data.match_mode
-    rule.conditions = [dict(c) for c in data.conditions]
+    # As parsed: trimmed, and key types in the one vocabulary ("ECDSA-256" is EC-P256).
+    rule.conditions = parsed.to_dict()["conditions"]
     rule.organization_id, rule.department_id = data.organization_id, data.department_id
     db.session.add(rule)
     db.session.flush()

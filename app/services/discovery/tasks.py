@@ -54,9 +54,7 @@ TASK_FIELDS = (
 
 
 def deny_list() -> tuple[addresses.DenyEntry, ...]:
-    extra = [
-        e.strip() for e in str(current_app.config.get("CW_SCAN_DENY", "")).split(",") if e.strip()
-    ]
+    extra = [e.strip() for e in str(current_app.config["CW_SCAN_DENY"]).split(",") if e.strip()]
     return (
         (*addresses.DEFAULT_DENY, *addresses.parse_deny_list(extra))
         if extra
@@ -65,7 +63,7 @@ def deny_list() -> tuple[addresses.DenyEntry, ...]:
 
 
 def max_addresses() -> int:
-    return int(current_app.config.get("CW_SCAN_MAX_ADDRESSES", 65_536))
+    return int(current_app.config["CW_SCAN_MAX_ADDRESSES"])
 
 
 @dataclass(frozen=True)

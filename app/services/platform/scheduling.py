@@ -18,7 +18,7 @@ from sqlalchemy import or_, select
 from app.extensions import db
 from app.models import Job, JobStatus, Schedule, WorkerHeartbeat
 from app.models.types import utcnow
-from app.services.platform import jobs
+from app.services.platform import jobs, mail
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +115,15 @@ def _resend_held_by_dead_workers(stale: datetime) -> int:
 
 
 def resend_pending() -> int:
-    """On start of an embedded worker: its in-memory queue is empty, so re-send everything."""
+    """On start of an embedded worker: its in-memory queue is empty, so re-send every
+    pending job and every queued mail that is due."""
     pending = db.session.execute(select(Job).where(Job.status == JobStatus.PENDING)).scalars().all()
     for job in pending:
         if job.kind in jobs.KINDS:
             jobs.enqueue(job)
+    mails = mail.dispatch_due(restarted=True)
     db.session.commit()
-    return len(pending)
+    return len(pending) + mails
 
 
 def next_due(spec: dict[str, Any], after: datetime) -> datetime | None:
@@ -161,10 +163,12 @@ def fire_due_schedules(now: datetime | None = None) -> list[int]:
 
 
 def tick(now: datetime | None = None) -> dict[str, Any]:
-    """One scheduler pass: fire due schedules, then recover."""
+    """One scheduler pass: fire due schedules, recover, dispatch mail that is due."""
     fired = fire_due_schedules(now)
     recovered = recover(now)
-    return {"fired": fired, **recovered}
+    mails = mail.dispatch_due(now)
+    db.session.commit()
+    return {"fired": fired, **recovered, "mail": mails}
 
 
 def ensure_interval_schedule(

@@ -57,13 +57,13 @@ def certificate_overview(*, actor: Admin) -> Overview:
     ):
         if cert_type is not None:
             result.by_type[CertType(cert_type)] = int(count)
-    key = (
-        func.coalesce(Certificate.key_algorithm, "")
-        + "-"
-        + func.coalesce(func.cast(Certificate.key_size, db.String), "")
-    )
-    for label, count in db.session.execute(select(key, func.count()).where(visible).group_by(key)):
-        result.by_key[str(label).strip("-") or "unknown"] = int(count)
+    # Key types in the one vocabulary (app.pki.algorithms): issued, discovered and imported
+    # EC-P256 keys are one slice.
+    for label, count in db.session.execute(
+        select(Certificate.key_type, func.count()).where(visible).group_by(Certificate.key_type)
+    ):
+        name = label or "unknown"
+        result.by_key[name] = result.by_key.get(name, 0) + int(count)
     live = (
         visible
         & Certificate.status.in_([CertStatus.ISSUED.value, CertStatus.EXTERNAL.value])
