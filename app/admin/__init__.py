@@ -13,6 +13,7 @@ from app.admin.discovery.assets import NetworkAssetView
 from app.admin.discovery.rules import AssignmentRuleView
 from app.admin.discovery.tasks import DiscoveryTaskView
 from app.admin.domains import DelegationView, DomainView
+from app.admin.errors import init_error_pages
 from app.admin.orgs import DepartmentView, OrganizationView
 from app.admin.pki import CaView, ProfileView
 from app.admin.requests import RequestView
@@ -114,4 +115,5 @@ def init_console(app: Flask) -> Console:
     profile = MyProfileView(name="My Profile", endpoint="profile")
     profile.is_visible = lambda: False  # type: ignore[method-assign]  # reached from the user menu
     console.add_view(profile)
+    init_error_pages(app, console)
     return console

@@ -77,6 +77,9 @@ class AdminView(SecureModelView):
         "locked_until",
     )
     column_labels = {"last_login_at": "Last sign-in", "locked_until": "Locked until"}
+    record_noun = "Administrator"
+    search_hint = "Search by login, email or name"
+    empty_text = "No administrators besides you."
     column_searchable_list = ("login", "email", "full_name")
     column_sortable_list = ("login", "email", "role", "active", "last_login_at")
     column_formatters = {"scopes": _scopes_html}

@@ -36,6 +36,7 @@ def safe_next(target: str | None) -> str:
         target
         and target.startswith("/")
         and not target.startswith("//")
+        and "\\" not in target
         and not urlsplit(target).netloc
     ):
         return target

@@ -143,7 +143,7 @@ def test_create_rao_via_console(client):
         },
         follow_redirects=True,
     ).get_data(as_text=True)
-    assert "Record was successfully created." in page
+    assert "Administrator &#39;acme-rao&#39; created." in page
     rao = db.session.execute(select(Admin).where(Admin.login == "acme-rao")).scalar_one()
     assert rao.role == Role.RAO and rao.scopes[0].organization_id == org.id
     assert rao.scopes[0].privileges() == {CertType.SSL, CertType.CLIENT}
