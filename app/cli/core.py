@@ -46,6 +46,8 @@ def bootstrap_command() -> None:
                 email=os.environ.get("CW_ADMIN_EMAIL", "admin@example.com"),
                 org_name=os.environ.get("CW_ORG_NAME", "My Organization"),
                 country=os.environ.get("CW_ORG_COUNTRY", "US"),
+                city=os.environ.get("CW_ORG_CITY", ""),
+                state=os.environ.get("CW_ORG_STATE", ""),
             )
         )
     assert isinstance(result, bootstrap.BootstrapResult)
