@@ -212,7 +212,7 @@ class JobView(SecureModelView):
         "created_at",
         "finished_at",
     )
-    column_labels = {"id": "#", "kind": "Job", "created_at": "Created", "finished_at": "Finished"}
+    column_labels = {"id": "#", "created_at": "Created", "finished_at": "Finished"}
     record_noun = "Job"
     empty_text = "No background jobs yet: scans, issuance and checks appear here while they run."
     search_hint = "Search by job kind or message"

@@ -20,13 +20,20 @@
     Array.prototype.forEach.call((root || document).querySelectorAll(selector), fn);
   }
 
-  /* Flask-Admin's own templates use href="javascript:void(0)" for menu toggles; a strict
-     CSP refuses to navigate there, so such clicks never navigate (nor do "Add Filter"
-     entries, which Flask-Admin's filter script handles). */
+  /* Flask-Admin's own templates use href="javascript:void(0)" for menu toggles and tabs;
+     a strict CSP reports every such link followed as a violation. They become "#" links
+     that never navigate (as do "Add Filter" entries, which Flask-Admin's script handles). */
+  function inertLinks() {
+    each('a[href^="javascript:"]', function (link) {
+      link.setAttribute("href", "#");
+      link.setAttribute("data-cw-inert", "");
+    });
+  }
+  inertLinks();
   document.addEventListener("click", function (event) {
-    var link = event.target.closest && event.target.closest('a[href^="javascript:"], a.filter');
+    var link = event.target.closest && event.target.closest("a[data-cw-inert], a.filter");
     if (link) { event.preventDefault(); }
-  });
+  }, true);
 
   function confirmations() {
     document.addEventListener("submit", function (event) {
@@ -156,6 +163,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    inertLinks();
     confirmations();
     bulkActions();
     charts();
