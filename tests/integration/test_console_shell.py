@@ -26,7 +26,7 @@ INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.I)
 INLINE_HANDLER = re.compile(r"<[a-z][^>]*\son[a-z]+\s*=", re.I)
 # Single words that are the right label as Flask-Admin would title-case them.
 PLAIN_WORDS = {
-    "Action", "Active", "Actor", "After", "Agent", "Attempts", "Before", "Body", "Category",
+    "Action", "Active", "Actor", "After", "Agent", "Attempts", "Before", "Body", "Category", "Kind",
     "City", "Comments", "Concurrency", "Conditions", "Country", "Department", "Departments",
     "Description", "Domain", "Downloads", "Email", "Error", "Key", "Login", "Message", "Name",
     "Organization", "Origin", "Port", "Ports", "Progress", "Ranges", "Role", "Schedule",
