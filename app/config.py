@@ -277,6 +277,20 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         in_app=False,
     ),
     Setting(
+        "CW_ORG_CITY",
+        str,
+        "",
+        "city of the first organization (bootstrap only; without it and `CW_ORG_STATE` the first sign-in asks, since SSL certificates need one of them)",
+        in_app=False,
+    ),
+    Setting(
+        "CW_ORG_STATE",
+        str,
+        "",
+        "state or province of the first organization (bootstrap only)",
+        in_app=False,
+    ),
+    Setting(
         "CW_NEW_ADMIN_PASSWORD",
         str,
         "",

@@ -14,6 +14,7 @@ from app.admin.discovery.rules import AssignmentRuleView
 from app.admin.discovery.tasks import DiscoveryTaskView
 from app.admin.display import base_url_mismatch
 from app.admin.domains import DelegationView, DomainView
+from app.admin.errors import init_error_pages
 from app.admin.orgs import DepartmentView, OrganizationView
 from app.admin.pki import CaView, CertificateProfileView
 from app.admin.requests import RequestView
@@ -115,4 +116,5 @@ def init_console(app: Flask) -> Console:
     profile = MyProfileView(name="My Profile", endpoint="profile")
     profile.is_visible = lambda: False  # type: ignore[method-assign]  # reached from the user menu
     console.add_view(profile)
+    init_error_pages(app, console)
     return console

@@ -6,6 +6,11 @@ Flask-Admin's defaults are open; this closes them once for all views:
 - scope: get_query, get_count_query AND get_one (edit, details, delete, actions) are
   filtered by the admin's scope; filter choices and ajax lookups are computed per request;
 - export: cells that a spreadsheet would run as formulas are neutralised.
+
+It also replaces the framework's visible defaults once for all views: human column labels
+(COMMON_LABELS, then each view's column_labels), a search placeholder naming what is
+searched, an empty list that says what it holds and links to the first action, and
+success messages that name the record ("Organization 'Acme Corp' created.").
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from flask import abort, flash, has_request_context, redirect, request, url_for
-from flask_admin import BaseView
+from flask import abort, flash, g, has_request_context, redirect, request, session, url_for
+from flask_admin import BaseView, expose
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
 from flask_login import current_user
@@ -32,6 +37,75 @@ from app.services.errors import DomainError, ValidationFailed
 from app.services.scope import Scope, scope_of
 
 ALL_ROLES = (Role.MRAO, Role.RAO, Role.DRAO)
+
+# Column labels shared by every screen; a view's own column_labels win. Flask-Admin's
+# default would show the attribute name title-cased ("Crl Number", "Renewal Of Id").
+COMMON_LABELS = {
+    "id": "#",
+    "created_at": "Created",
+    "updated_at": "Updated",
+    "active": "Active",
+    "address1": "Address line 1",
+    "address2": "Address line 2",
+    "address3": "Address line 3",
+    "postal_code": "Postal code",
+    "state": "State / province",
+    "full_name": "Full name",
+    "timezone": "Time zone",
+    "password_changed_at": "Password changed",
+    "must_change_password": "Must change password",
+    "last_login_at": "Last sign-in",
+    "locked_until": "Locked until",
+    "common_name": "Common name",
+    "subject": "Subject",
+    "subject_dn": "Subject",
+    "issuer_dn": "Issuer",
+    "sans": "Subject alternative names",
+    "serial_hex": "Serial number",
+    "fingerprint": "SHA-256 fingerprint",
+    "not_before": "Valid from",
+    "not_after": "Valid to",
+    "key_type": "Key type",
+    "signature_hash": "Signature hash",
+    "cert_type": "Certificate type",
+    "crl_number": "CRL number",
+    "crl_this_update": "CRL published",
+    "crl_next_update": "CRL next update",
+    "renewal_of_id": "Renewal of",
+    "replaces_id": "Replaces",
+    "certificate": "Certificate",
+    "decided_at": "Decided",
+    "decision_message": "Decision message",
+    "failure_reason": "Failure reason",
+    "external_requesters": "External requesters",
+    "requester_email": "Requester",
+    "auto_renew": "Auto-renew",
+    "renew_days_before": "Renew days before expiry",
+    "term_days": "Term (days)",
+    "requested_by": "Requested by",
+    "four_eyes": "Four eyes",
+    "actor_id": "Actor ID",
+    "object_id": "Object ID",
+    "object_type": "Object",
+    "organization_id": "Organization ID",
+    "department_id": "Department ID",
+    "prev_hash": "Previous hash",
+    "hash": "Hash (HMAC)",
+    "finished_at": "Finished",
+    "sent_at": "Sent",
+    "to": "To",
+    "body": "Body",
+}
+# Flask-Admin's stock flash messages, replaced by ones that name the record.
+_STOCK_FLASHES = {
+    "Record was successfully created.": "created",
+    "Record was successfully saved.": "saved",
+    "Record was successfully deleted.": "deleted",
+}
+_STOCK_FAILURES = {
+    "Failed to create record.": "was not created",
+    "Failed to save record.": "was not saved",
+}
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -119,6 +193,7 @@ class SecureMixin:
         try:
             result = fn()
             db.session.commit()
+            g.cw_record = result
         except DomainError as exc:
             db.session.rollback()
             if form is not None:
@@ -166,6 +241,13 @@ class ScopedAjaxLoader(QueryAjaxModelLoader):
 
 class SecureModelView(SecureMixin, ModelView):
     """Every console list/edit view derives from this."""
+
+    # What one row is called in messages ("Organization 'Acme Corp' created.").
+    record_noun = "Record"
+    # What an empty list holds, said to someone who has never used the screen.
+    empty_text = "Nothing here yet."
+    # The search box says what one can search for; None: built from the labels.
+    search_hint: str | None = None
 
     form_base_class = AdminForm
     column_type_formatters = display.FORMATTERS
@@ -225,6 +307,86 @@ class SecureModelView(SecureMixin, ModelView):
             flash(exc.message, "error")
             return True
         return bool(super().handle_view_exception(exc))
+
+    # --- labels, search, empty lists, messages ----------------------------------------
+    def get_column_name(self, field: str) -> str:
+        if self.column_labels and field in self.column_labels:
+            return str(self.column_labels[field])
+        if field in COMMON_LABELS:
+            return COMMON_LABELS[field]
+        return str(super().get_column_name(field))
+
+    def search_placeholder(self) -> str | None:
+        if not self.column_searchable_list:
+            return None
+        if self.search_hint:
+            return self.search_hint
+        names = [
+            self.get_column_name(c if isinstance(c, str) else c.key)
+            for c in self.column_searchable_list
+        ]
+        words = [n if n.isupper() or n[:2].isupper() else n.lower() for n in names]
+        head = ", ".join(words[:-1])
+        return "Search by " + (f"{head} or {words[-1]}" if head else words[-1])
+
+    def get_empty_list_message(self) -> str:
+        return self.empty_text
+
+    def empty_actions(self) -> list[tuple[str, str]]:
+        """Buttons an empty list offers: (label, URL); by default the create form."""
+        if self.can_create:
+            return [(f"Create the first {self.record_noun.lower()}", url_for(".create_view"))]
+        return []
+
+    def menu_links(self) -> list[tuple[str, str, str]]:
+        """Extra entries of the list's tab bar: (label, URL, element id)."""
+        return []
+
+    def record_label(self, model: Any) -> str:
+        return str(model)
+
+    def _name_the_record(self, label: str | None) -> None:
+        """Replace Flask-Admin's 'Record was successfully ...' with a named message."""
+        flashes = session.get("_flashes")
+        if not flashes:
+            return
+        noun = self.record_noun
+        named = []
+        for category, message in flashes:
+            if message in _STOCK_FLASHES and label:
+                message = f"{noun} '{label}' {_STOCK_FLASHES[message]}."
+            elif message in _STOCK_FAILURES:
+                message = f"The {noun.lower()} {_STOCK_FAILURES[message]}: correct the fields marked below."
+            named.append((category, message))
+        session["_flashes"] = named
+
+    def _created_label(self) -> str | None:
+        record = g.pop("cw_record", None)
+        return self.record_label(record) if record not in (None, True, False) else None
+
+    @expose("/new/", methods=("GET", "POST"))
+    def create_view(self) -> Any:
+        response = super().create_view()
+        self._name_the_record(self._created_label())
+        return response
+
+    @expose("/edit/", methods=("GET", "POST"))
+    def edit_view(self) -> Any:
+        response = super().edit_view()
+        label = self._created_label()
+        if label is None:
+            model = self.get_one(request.args.get("id"))
+            label = self.record_label(model) if model is not None else None
+        self._name_the_record(label)
+        return response
+
+    @expose("/delete/", methods=("POST",))
+    def delete_view(self) -> Any:
+        model = self.get_one(request.form.get("id"))
+        label = self.record_label(model) if model is not None else None
+        response = super().delete_view()
+        self._name_the_record(label)
+        return response
 
     # --- export --------------------------------------------------------------------
     def get_export_value(self, model: Any, name: str) -> Any:

@@ -48,8 +48,14 @@ def _org_data(form: Any) -> orgs.OrgData:
 
 class OrganizationView(SecureModelView):
     form = OrganizationForm
+    record_noun = "Organization"
+    empty_text = (
+        "No organizations yet. An organization is the subject (O, L, ST, C) of the "
+        "certificates issued for it, and the unit that RAOs administer."
+    )
+    search_hint = "Search by name or city"
     column_list = ("id", "name", "city", "state", "country", "departments", "created_at")
-    column_labels = {"id": "OrgID", "state": "State/Province", "created_at": "Created"}
+    column_labels = {"id": "OrgID", "state": "State / province", "address1": "Address"}
     column_searchable_list = ("name", "city")
     column_sortable_list = ("id", "name", "city", "country", "created_at")
     column_details_list = (
@@ -105,6 +111,12 @@ class DepartmentForm(AdminForm):
 
 class DepartmentView(SecureModelView):
     form = DepartmentForm
+    record_noun = "Department"
+    empty_text = (
+        "No departments yet. Departments divide an organization (the OU of its "
+        "certificates) and are what DRAOs administer."
+    )
+    search_hint = "Search by department name"
     column_list = ("id", "organization", "name", "created_at")
     column_labels = {"created_at": "Created"}
     column_searchable_list = ("name",)

@@ -20,6 +20,7 @@ from app.admin.base import (
     select_choices,
 )
 from app.admin.choices import COUNTRIES
+from app.admin.display import dn
 from app.admin.fields import MultiCheckboxField
 from app.extensions import db
 from app.models import CaStatus, CertificateAuthority, CertType, LintMode
@@ -76,6 +77,15 @@ def _ca_downloads(view: Any, context: Any, model: CertificateAuthority, name: st
 
 class CaView(SecureModelView):
     form = CaForm
+    record_noun = "CA"
+    empty_text = (
+        "No private CA yet. Start with a root CA (self-issued, kept offline in spirit), "
+        "then an issuing CA under it that signs your certificates."
+    )
+
+    def empty_actions(self) -> list[tuple[str, str]]:
+        return [("Create your root CA", url_for(".create_view"))] if self.can_create else []
+
     can_edit = False
     can_delete = False
     column_list = (
@@ -95,7 +105,10 @@ class CaView(SecureModelView):
         "subject_dn": "Subject",
         "not_after": "Valid to",
         "crl_next_update": "CRL next update",
-        "signature_hash": "Hash",
+        "signature_hash": "Signature hash",
+        "parent": "Parent CA",
+        "downloads": "Downloads",
+        "created_at": "Created",
     }
     column_details_list = (
         "name",
@@ -115,7 +128,11 @@ class CaView(SecureModelView):
         "created_at",
         "downloads",
     )
-    column_formatters = {"status": _ca_status, "downloads": _ca_downloads}
+    column_formatters = {
+        "status": _ca_status,
+        "downloads": _ca_downloads,
+        "subject_dn": lambda v, c, m, n: dn(m.subject_dn),
+    }
     column_sortable_list = ("name", "not_after", "key_type")
     column_default_sort = "id"
     create_template = "admin/ca_wizard.html"
@@ -268,6 +285,11 @@ def _profile_data(form: Any) -> profiles.ProfileData:
 
 class CertificateProfileView(SecureModelView):
     form = ProfileForm
+    record_noun = "Profile"
+    empty_text = (
+        "No certificate profiles yet. A profile ties a certificate type to an issuing CA, "
+        "with the terms, key types and approval rules requests must follow."
+    )
     column_list = (
         "name",
         "cert_type",
@@ -284,8 +306,10 @@ class CertificateProfileView(SecureModelView):
         "ca": "Issuing CA",
         "terms_label": "Terms",
         "key_types": "Key types",
-        "requires_approval": "Approval",
-        "lint_mode": "Lint",
+        "requires_approval": "Needs approval",
+        "lint_mode": "Lint before signing",
+        "four_eyes": "Four eyes",
+        "active": "Active",
     }
     column_formatters = {
         "cert_type": lambda v, c, m, n: m.cert_type.label,

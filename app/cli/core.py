@@ -46,6 +46,8 @@ def bootstrap_command() -> None:
                 email=setting("CW_ADMIN_EMAIL"),
                 org_name=setting("CW_ORG_NAME"),
                 country=setting("CW_ORG_COUNTRY"),
+                city=setting("CW_ORG_CITY"),
+                state=setting("CW_ORG_STATE"),
             )
         )
     assert isinstance(result, bootstrap.BootstrapResult)
@@ -113,8 +115,20 @@ def _parse_scope(text: str) -> admins.Grant:
     default=None,
     help="or CW_NEW_ADMIN_PASSWORD; prompted when absent",
 )
+@click.option(
+    "--must-change-password/--no-must-change-password",
+    default=True,
+    show_default=True,
+    help="the administrator chooses a new password at first sign-in",
+)
 def admin_create(
-    login: str, email: str, role: str, scopes: tuple[str, ...], full_name: str, password: str | None
+    login: str,
+    email: str,
+    role: str,
+    scopes: tuple[str, ...],
+    full_name: str,
+    password: str | None,
+    must_change_password: bool,
 ) -> None:
     """Create an administrator (for scripts)."""
     if password is None:
@@ -130,6 +144,7 @@ def admin_create(
                 password=password,
                 full_name=full_name,
                 grants=grants,
+                must_change_password=must_change_password,
             )
         )
     click.echo(f"Created {role} '{admin.login}' (id {admin.id}).")  # type: ignore[union-attr]

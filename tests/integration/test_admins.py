@@ -137,13 +137,13 @@ def test_create_rao_via_console(client):
             "full_name": "Rao",
             "role": "RAO",
             "scopes": [f"o:{org.id}"],
-            "privileges": ["ssl", "client"],
+            "scopes-priv": [f"o:{org.id}:ssl", f"o:{org.id}:client"],
             "password": "the-rao-password-1",
             "csrf_token": token,
         },
         follow_redirects=True,
     ).get_data(as_text=True)
-    assert "Record was successfully created." in page
+    assert "Administrator &#39;acme-rao&#39; created." in page
     rao = db.session.execute(select(Admin).where(Admin.login == "acme-rao")).scalar_one()
     assert rao.role == Role.RAO and rao.scopes[0].organization_id == org.id
     assert rao.scopes[0].privileges() == {CertType.SSL, CertType.CLIENT}
@@ -171,7 +171,7 @@ def test_console_shows_field_errors_for_bad_admin(client):
             "email": "not-an-email",
             "role": "RAO",
             "scopes": [f"o:{org.id}"],
-            "privileges": ["ssl"],
+            "scopes-priv": [f"o:{org.id}:ssl"],
             "password": "weak",
             "csrf_token": token,
         },

@@ -4,6 +4,7 @@ SSL inventory showing who placed each certificate, and a rule's dry run before s
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -118,7 +119,7 @@ def test_summary_and_chart_per_task(client, bed):
         "expired": "1",
         "expiring_30": "0",
     }
-    figure = json.loads(re.search(r"var figure = (\{.*?\});\n", page).group(1))
+    figure = json.loads(html.unescape(re.search(r"data-figure='([^']*)'", page).group(1)))
     total = next(t for t in figure["data"] if t["name"] == "Total")
     assert total["y"] == [5, 5] and len(total["x"]) == 2
     new = next(t for t in figure["data"] if t["name"] == "New certificates")

@@ -226,7 +226,7 @@ def test_profile_form(client, mrao):
         "active": "y",
     }
     page = post(client, "/admin/profiles/new/", data).get_data(as_text=True)
-    assert "Record was successfully created." in page
+    assert "Profile &#39;Web 47&#39; created." in page
     page = post(
         client, "/admin/profiles/new/", {**data, "name": "Too long", "terms": "400"}
     ).get_data(as_text=True)

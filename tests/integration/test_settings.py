@@ -237,6 +237,8 @@ PROBES: dict[str, tuple[str, Callable[[Probe, str], None]]] = {
     "CW_ADMIN_EMAIL": ("pki@example.org", lambda p, v: _eq(_bootstrapped(p)[0].email, v)),
     "CW_ORG_NAME": ("Example Trust", lambda p, v: _eq(_bootstrapped(p)[1].name, v)),
     "CW_ORG_COUNTRY": ("NL", lambda p, v: _eq(_bootstrapped(p)[1].country, v)),
+    "CW_ORG_CITY": ("Utrecht", lambda p, v: _eq(_bootstrapped(p)[1].city, v)),
+    "CW_ORG_STATE": ("Utrecht", lambda p, v: _eq(_bootstrapped(p)[1].state, v)),
     "CW_NEW_ADMIN_PASSWORD": ("Tea-Kettle-Password-42", lambda p, v: _new_admin(p, v)),
     "SMTP_HOST": ("smtp.example.net", lambda p, v: _eq(p.config().SMTP_HOST, v)),
     "SMTP_PORT": ("2525", lambda p, v: _eq(p.config().SMTP_PORT, 2525)),

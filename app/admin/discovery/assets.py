@@ -129,8 +129,20 @@ class NetworkAssetView(SecureModelView):
         "flags",
         "task",
     )
+    record_noun = "Endpoint"
+
+    def empty_actions(self) -> list[tuple[str, str]]:
+        return [("Open Network Discovery Tasks", url_for("discovery_tasks.index_view"))]
+
+    empty_text = (
+        "Nothing found on the network yet: the endpoints that discovery tasks find appear "
+        "here with their certificates and health."
+    )
+    search_hint = "Search by IP address or host name"
     column_labels = {
         "ip": "IP",
+        "port": "Port",
+        "task": "Found by task",
         "host_name": "Host name",
         "common_name": "CN",
         "not_before": "Valid from",

@@ -58,6 +58,12 @@ class DiscoveryTaskView(SecureModelView):
         "status",
         "run",
     )
+    record_noun = "Discovery task"
+    empty_text = (
+        "No network discovery tasks yet. A task scans host names, IP addresses and ranges "
+        "for TLS certificates, on demand or on a schedule, and places what it finds."
+    )
+    search_hint = "Search by name, range or description"
     column_labels = {
         "organization": "Owner",
         "schedule": "Schedule",

@@ -129,6 +129,26 @@ def update_org(*, actor: Admin, org_id: int, data: OrgData) -> Organization:
     return org
 
 
+def set_location(*, actor: Admin, org_id: int, city: str, state: str) -> Organization:
+    """The welcome's first step: the city and state/province that SSL subjects of the
+    organization carry (L and ST; the CA/Browser Forum BRs 7.1.4.2.2 want at least one
+    of them beside O). Every other field is kept.
+
+    Raises:
+        DomainError: neither a city nor a state was given.
+    """
+    if not city.strip() and not state.strip():
+        raise DomainError(
+            "Give the city (and the state or province): SSL certificates for this "
+            "organization name where it is.",
+            field="city",
+        )
+    org = get_org(actor=actor, org_id=org_id)
+    fields = {f: getattr(org, f) or "" for f in ORG_FIELDS}
+    fields.update(city=city, state=state)
+    return update_org(actor=actor, org_id=org_id, data=OrgData(**fields))
+
+
 def _refuse_if_referenced(what: str, org_id: int, dept_id: int | None) -> None:
     found = []
     if dept_id is None:
