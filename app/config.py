@@ -108,6 +108,9 @@ class Config:
         self.CW_LOGIN_LOCK_MINUTES = env_int("CW_LOGIN_LOCK_MINUTES", 15)
         self.CW_LOGIN_IP_MAX_FAILURES = env_int("CW_LOGIN_IP_MAX_FAILURES", 20)
         self.CW_JOB_STALE_SECONDS = env_int("CW_JOB_STALE_SECONDS", 45)
+        # A worker process whose heartbeat (every second) is this old died: its jobs and
+        # fetched messages go to the other workers (app.services.platform.processes).
+        self.CW_WORKER_STALE_SECONDS = env_int("CW_WORKER_STALE_SECONDS", 10)
         self.CW_SCHEDULER_INTERVAL = env_int("CW_SCHEDULER_INTERVAL", 5)
 
     SESSION_COOKIE_HTTPONLY = True

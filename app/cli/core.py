@@ -201,9 +201,16 @@ def jobs_wait(job_id: int, timeout: int) -> None:
 @click.command("scheduler")
 def scheduler_command() -> None:
     """Run the scheduler loop (one per deployment; a second one is harmless)."""
+    import logging
+
     from flask import current_app
 
     from app.runtime.scheduler import run_scheduler_forever
+
+    logging.basicConfig(
+        level=logging.INFO,
+        format="[%(asctime)s] [PID %(process)d] [%(name)s] %(levelname)s: %(message)s",
+    )
 
     run_scheduler_forever(current_app._get_current_object())  # type: ignore[attr-defined]
 
