@@ -19,6 +19,19 @@ worker_class = "gthread"
 # other idled (docs/benchmarks.md, OCSP).
 reuse_port = True
 timeout = 120
+# gunicorn's control socket (for gunicornc) defaults to one path per user
+# ($XDG_RUNTIME_DIR/gunicorn.ctl, else ~/.gunicorn/gunicorn.ctl): a second gunicorn on the
+# host took it over, and whichever stopped first deleted it. Each instance gets its own in
+# its instance folder (gunicornc -s instance/gunicorn.ctl); CW_CONTROL_SOCKET names another
+# path, or "off" disables it.
+_instance = os.environ.get("CW_INSTANCE_DIR") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "instance"
+)
+_control = os.environ.get("CW_CONTROL_SOCKET", "").strip()
+if _control.lower() in ("off", "0", "no", "false"):
+    control_socket_disable = True
+else:
+    control_socket = os.path.abspath(_control or os.path.join(_instance, "gunicorn.ctl"))
 accesslog = "-"
 log_ocsp = os.environ.get("CW_OCSP_ACCESS_LOG", "0") == "1"
 

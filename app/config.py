@@ -19,6 +19,22 @@ def instance_dir() -> Path:
     return path
 
 
+def new_token() -> str:
+    """A random secret for SECRET_KEY or CW_AUDIT_KEY (384 bits, URL-safe base64)."""
+    return secrets.token_urlsafe(48)
+
+
+def new_kek() -> str:
+    """A key-encryption key for CW_KEK (a Fernet key: AES-128-CBC + HMAC-SHA256)."""
+    return Fernet.generate_key().decode()
+
+
+def generate_secrets() -> dict[str, str]:
+    """Fresh values of the three secrets every process of a deployment shares, by the same
+    rules as the ones generated into instance/ when they are not set."""
+    return {"SECRET_KEY": new_token(), "CW_KEK": new_kek(), "CW_AUDIT_KEY": new_token()}
+
+
 def persistent_secret(name: str, make: object = None) -> str:
     """Return the secret stored in instance/<name>, generating it once (mode 0600).
 
@@ -29,7 +45,7 @@ def persistent_secret(name: str, make: object = None) -> str:
     path = instance_dir() / name
     if path.exists():
         return path.read_text().strip()
-    value = str(make() if callable(make) else secrets.token_urlsafe(48))
+    value = str(make() if callable(make) else new_token())
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.")
     try:
         with os.fdopen(fd, "w") as fh:
@@ -90,9 +106,7 @@ class Config:
         self.BROKER_URL = os.environ.get("BROKER_URL", "").strip()
         # Key-encryption keys for CA private keys: "primary,older,...". Rotate by
         # prepending a new key and running `flask --app wsgi ca rotate-kek`.
-        self.CW_KEK = os.environ.get("CW_KEK") or persistent_secret(
-            "kek", lambda: Fernet.generate_key().decode()
-        )
+        self.CW_KEK = os.environ.get("CW_KEK") or persistent_secret("kek", new_kek)
         # HMAC key that chains the audit log (tamper evidence).
         self.CW_AUDIT_KEY = os.environ.get("CW_AUDIT_KEY") or persistent_secret("audit_key")
         self.CW_BASE_URL = os.environ.get("CW_BASE_URL", "http://127.0.0.1:5000").rstrip("/")

@@ -16,7 +16,9 @@ from app.config import broker_kind
 from app.runtime.context import AppContextMiddleware
 
 
-def make_broker(url: str) -> dramatiq.Broker:
+def make_broker(url: str, *, redis_namespace: str = "dramatiq") -> dramatiq.Broker:
+    """The broker for BROKER_URL. Deployments that share a Redis database keep apart by
+    the prefix of every key (``redis_namespace``); on RabbitMQ, by the URL's vhost."""
     kind = broker_kind(url)
     broker: dramatiq.Broker
     if kind == "embedded":
@@ -24,7 +26,7 @@ def make_broker(url: str) -> dramatiq.Broker:
     elif kind == "redis":
         from dramatiq.brokers.redis import RedisBroker
 
-        broker = RedisBroker(url=url)
+        broker = RedisBroker(url=url, namespace=redis_namespace)
     else:
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
@@ -35,6 +37,7 @@ def make_broker(url: str) -> dramatiq.Broker:
 
 
 BROKER_URL = os.environ.get("BROKER_URL", "").strip()
+REDIS_NAMESPACE = os.environ.get("CW_REDIS_NAMESPACE", "").strip() or "dramatiq"
 APP_CONTEXT = AppContextMiddleware()
-broker = make_broker(BROKER_URL)
+broker = make_broker(BROKER_URL, redis_namespace=REDIS_NAMESPACE)
 dramatiq.set_broker(broker)
