@@ -60,9 +60,11 @@ class AppContextMiddleware(Middleware):
             self.heartbeat = Heartbeat(app, kind="worker")
             self.heartbeat.start()
 
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        # dramatiq hands the messages this process had fetched back to the broker on a
-        # graceful stop, so recovery need not send them again: sign off.
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # A graceful stop lets the running messages finish (their jobs keep heartbeating
+        # meanwhile) and hands the fetched ones back to the broker, so recovery need not
+        # send them again: sign off once that is done. A process killed before then (a
+        # supervisor's stop timeout) leaves its row to go stale, and recovery takes over.
         heartbeat = getattr(self, "heartbeat", None)
         if heartbeat is not None and not getattr(worker, "cw_embedded", False):
             heartbeat.sign_off()
