@@ -24,6 +24,22 @@ def instance_dir() -> Path:
     return path
 
 
+def new_token() -> str:
+    """A random secret for SECRET_KEY or CW_AUDIT_KEY (384 bits, URL-safe base64)."""
+    return secrets.token_urlsafe(48)
+
+
+def new_kek() -> str:
+    """A key-encryption key for CW_KEK (a Fernet key: AES-128-CBC + HMAC-SHA256)."""
+    return Fernet.generate_key().decode()
+
+
+def generate_secrets() -> dict[str, str]:
+    """Fresh values of the three secrets every process of a deployment shares, by the same
+    rules as the ones generated into instance/ when they are not set."""
+    return {"SECRET_KEY": new_token(), "CW_KEK": new_kek(), "CW_AUDIT_KEY": new_token()}
+
+
 def persistent_secret(name: str, make: object = None) -> str:
     """Return the secret stored in instance/<name>, generating it once (mode 0600).
 
@@ -34,7 +50,7 @@ def persistent_secret(name: str, make: object = None) -> str:
     path = instance_dir() / name
     if path.exists():
         return path.read_text().strip()
-    value = str(make() if callable(make) else secrets.token_urlsafe(48))
+    value = str(make() if callable(make) else new_token())
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.")
     try:
         with os.fdopen(fd, "w") as fh:
@@ -355,7 +371,30 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "a running job without a heartbeat this long is retried (its worker died)",
         minimum=1,
     ),
+    Setting(
+        "CW_WORKER_STALE_SECONDS",
+        int,
+        10,
+        "a worker process whose heartbeat (every second) is this old died: its running jobs are retried and its fetched messages sent to the other workers at the scheduler's next pass",
+        minimum=2,
+    ),
     Setting("CW_SCHEDULER_INTERVAL", int, 5, "seconds between scheduler passes", minimum=1),
+    Setting(
+        "CW_REDIS_NAMESPACE",
+        str,
+        "",
+        "prefix of dramatiq's Redis keys (default `dramatiq`): deployments sharing one Redis database each set their own, or use their own database number in `BROKER_URL`",
+        shown_default="`dramatiq`",
+        in_app=False,
+    ),
+    Setting(
+        "CW_CONTROL_SOCKET",
+        str,
+        "",
+        "gunicorn's control socket (for `gunicornc -s`): a path, or `off`; each instance gets its own by default",
+        shown_default="`$CW_INSTANCE_DIR/gunicorn.ctl`",
+        in_app=False,
+    ),
     Setting(
         "CW_SCAN_DENY",
         str,

@@ -57,7 +57,11 @@ class RequestForm(AdminForm):
         validators=[Length(max=5000)],
     )
     auto_renew = SelectField("Auto renew", choices=select_choices([("off", "Off"), ("on", "On")]))
-    renew_days_before = StringField("Renew this many days before expiry", default="30")
+    renew_days_before = StringField(
+        "Renew this many days before expiry",
+        default="30",
+        description="With auto-renew: at most half the term (45 of 90 days).",
+    )
     comments = TextAreaField("Comments", validators=[Length(max=2000)])
     eula = SelectField(
         "Subscriber agreement",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any
 from zoneinfo import available_timezones
 
@@ -30,11 +29,10 @@ from app.admin.base import (
 )
 from app.config import broker_kind
 from app.extensions import db
-from app.models import AuditEvent, Job, JobStatus, OutboxMessage, Role, WorkerHeartbeat
-from app.models.types import utcnow
+from app.models import AuditEvent, Job, JobStatus, OutboxMessage, Role
 from app.services.accounts import admins
 from app.services.errors import DomainError
-from app.services.platform import jobs
+from app.services.platform import jobs, processes
 from app.services.scope import Scope
 from app.version import __version__
 
@@ -310,16 +308,7 @@ class OutboxView(SecureModelView):
 class AboutView(SecureView):
     @expose("/")
     def index(self) -> Any:
-        now = utcnow()
-        alive = (
-            db.session.execute(
-                select(WorkerHeartbeat)
-                .where(WorkerHeartbeat.seen_at >= now - timedelta(seconds=30))
-                .order_by(WorkerHeartbeat.kind, WorkerHeartbeat.id)
-            )
-            .scalars()
-            .all()
-        )
+        alive = processes.live_processes()
         engine = db.engine
         counts = dict(
             db.session.execute(select(Job.status, func.count()).group_by(Job.status)).all()

@@ -1,4 +1,4 @@
-"""Command line: bootstrap, admin, audit, jobs, scheduler."""
+"""Command line: bootstrap, admin, audit, jobs, scheduler, secrets."""
 
 from __future__ import annotations
 
@@ -217,11 +217,45 @@ def jobs_wait(job_id: int, timeout: int) -> None:
 @click.command("scheduler")
 def scheduler_command() -> None:
     """Run the scheduler loop (one per deployment; a second one is harmless)."""
+    import logging
+
     from flask import current_app
 
     from app.runtime.scheduler import run_scheduler_forever
 
+    logging.basicConfig(
+        level=logging.INFO,
+        format="[%(asctime)s] [PID %(process)d] [%(name)s] %(levelname)s: %(message)s",
+    )
+
     run_scheduler_forever(current_app._get_current_object())  # type: ignore[attr-defined]
 
 
-COMMANDS = (bootstrap_command, admin_cli, audit_cli, jobs_cli, scheduler_command)
+secrets_cli = AppGroup("secrets", help="The secrets every process of a deployment shares.")
+
+
+@secrets_cli.command("generate")
+def secrets_generate() -> None:
+    """Print new SECRET_KEY, CW_KEK and CW_AUDIT_KEY as an environment file.
+
+    For a new deployment: put the lines into the environment of every web, worker and
+    scheduler process (e.g. /etc/certwright/certwright.env). Never replace the CW_KEK or
+    CW_AUDIT_KEY of an existing installation with new ones: its CA keys are sealed with the
+    one and its audit log is chained with the other.
+    """
+    from app.config import generate_secrets
+
+    click.echo("# Certwright secrets: the same values on every process of this deployment.")
+    click.echo("# Keep them as safe as the CA keys; without CW_KEK they cannot be unsealed.")
+    for name, value in generate_secrets().items():
+        click.echo(f"{name}={value}")
+    click.secho(
+        "Existing installation? Keep its CW_KEK and CW_AUDIT_KEY (the instance folder's kek "
+        "and audit_key files when they were generated): new ones cannot unseal its CA keys "
+        "or verify its audit log.",
+        err=True,
+        fg="yellow",
+    )
+
+
+COMMANDS = (bootstrap_command, admin_cli, audit_cli, jobs_cli, scheduler_command, secrets_cli)

@@ -14,7 +14,9 @@ from app.config import broker_kind, setting
 from app.runtime.context import AppContextMiddleware
 
 
-def make_broker(url: str) -> dramatiq.Broker:
+def make_broker(url: str, *, redis_namespace: str = "dramatiq") -> dramatiq.Broker:
+    """The broker for BROKER_URL. Deployments that share a Redis database keep apart by
+    the prefix of every key (``redis_namespace``); on RabbitMQ, by the URL's vhost."""
     kind = broker_kind(url)
     broker: dramatiq.Broker
     if kind == "embedded":
@@ -22,7 +24,7 @@ def make_broker(url: str) -> dramatiq.Broker:
     elif kind == "redis":
         from dramatiq.brokers.redis import RedisBroker
 
-        broker = RedisBroker(url=url)
+        broker = RedisBroker(url=url, namespace=redis_namespace)
     else:
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
@@ -33,6 +35,7 @@ def make_broker(url: str) -> dramatiq.Broker:
 
 
 BROKER_URL = str(setting("BROKER_URL"))
+REDIS_NAMESPACE = str(setting("CW_REDIS_NAMESPACE")) or "dramatiq"
 APP_CONTEXT = AppContextMiddleware()
-broker = make_broker(BROKER_URL)
+broker = make_broker(BROKER_URL, redis_namespace=REDIS_NAMESPACE)
 dramatiq.set_broker(broker)

@@ -92,3 +92,45 @@ def test_admin_create_errors(app):
         env={"CW_NEW_ADMIN_PASSWORD": "a-strong-password-1"},
     )
     assert code == 2
+
+
+def test_secrets_generate_prints_an_environment_file_a_deployment_can_use(app, tmp_path):
+    """`secrets generate` gives the three shared secrets as KEY=value lines; what it prints
+    is what the configuration accepts: a Fernet key that seals and unseals a CA key."""
+    import os
+    import subprocess
+    import sys
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from app.pki import keystore
+
+    result = app.test_cli_runner().invoke(args=["secrets", "generate"])
+    assert result.exit_code == 0, result.output
+    assert "Keep its CW_KEK and CW_AUDIT_KEY" in result.stderr
+    lines = [line for line in result.stdout.splitlines() if not line.startswith("#")]
+    values = dict(line.split("=", 1) for line in lines)
+    assert list(values) == ["SECRET_KEY", "CW_KEK", "CW_AUDIT_KEY"]
+    assert len(values["SECRET_KEY"]) == 64 and len(values["CW_AUDIT_KEY"]) == 64
+    again = app.test_cli_runner().invoke(args=["secrets", "generate"]).stdout
+    assert not set(values.values()) & set(again.split())  # fresh every time
+    (tmp_path / "certwright.env").write_text(result.stdout)
+    env = {**os.environ, "CW_INSTANCE_DIR": str(tmp_path / "instance"), **values}
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from app.config import Config; c = Config(); "
+            "print(c.SECRET_KEY, c.CW_KEK, c.CW_AUDIT_KEY)",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=app.root_path + "/..",
+    ).stdout.split()
+    assert shown == [values["SECRET_KEY"], values["CW_KEK"], values["CW_AUDIT_KEY"]]
+    keks = keystore.parse_keks(values["CW_KEK"])
+    key = ec.generate_private_key(ec.SECP256R1())
+    sealed = keystore.seal_private_key(key, keks)
+    assert keystore.unseal_private_key(sealed, keks).private_numbers() == key.private_numbers()

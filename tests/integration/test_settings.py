@@ -221,6 +221,12 @@ PROBES: dict[str, tuple[str, Callable[[Probe, str], None]]] = {
     ),
     "CW_OCSP_ACCESS_LOG": ("1", lambda p, v: _eq(p.gunicorn()["log_ocsp"], True)),
     "CW_EMBEDDED_WORKER": ("0", lambda p, v: _eq(p.gunicorn()["embedded_worker"], False)),
+    "CW_CONTROL_SOCKET": (
+        "/tmp/cw-probe.ctl",
+        lambda p, v: _eq(p.gunicorn()["control_socket"], "/tmp/cw-probe.ctl"),
+    ),
+    "CW_REDIS_NAMESPACE": ("cw-probe", lambda p, v: _eq(_redis_namespace(p), "cw-probe")),
+    "CW_WORKER_STALE_SECONDS": ("9", lambda p, v: _eq(p.config().CW_WORKER_STALE_SECONDS, 9)),
     "CW_WORKER_PROCESSES": ("7", lambda p, v: _has(p.make_worker(), "--processes 7 ")),
     "CW_WORKER_THREADS": (
         "3",
@@ -274,6 +280,23 @@ def _eq(observed: object, expected: object) -> None:
 
 def _has(text: str, part: str) -> None:
     assert part in text, text
+
+
+def _redis_namespace(probe: Probe) -> str:
+    done = subprocess.run(
+        [PY, "-c", "from app.runtime.broker import broker; print(broker.namespace)"],
+        cwd=ROOT,
+        env=app_env(
+            BROKER_URL="redis://127.0.0.1:1/0",
+            CW_REDIS_NAMESPACE="cw-probe",
+            CW_INSTANCE_DIR=probe.tmp_path / "broker-instance",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.strip()
 
 
 def _broker_class(probe: Probe, url: str) -> str:

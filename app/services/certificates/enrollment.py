@@ -261,6 +261,33 @@ def _is_ip(value: str) -> bool:
     return True
 
 
+def max_renewal_window(term_days: int) -> int:
+    """The most days before expiry an auto-renewal may start for a term: half of it.
+
+    A certificate serves at least half its term before it is renewed. A window as long as
+    the term (or longer) would put every renewal inside its own window at birth, and the
+    hourly sweep would renew it again at once, and again; half the term also leaves room
+    for the usual settings (30 days of 90, 90 days of a year). A one-day term has none.
+    """
+    return term_days // 2
+
+
+def check_renewal_window(term_days: int, renew_days_before: int) -> None:
+    """Raises DomainError when auto-renewal N days before expiry does not fit the term."""
+    most = max_renewal_window(term_days)
+    if most < 1:
+        raise DomainError(
+            f"A {term_days}-day term is too short to renew automatically: turn auto-renew off or choose a term of at least 2 days.",
+            field="renew_days_before",
+        )
+    if renew_days_before > most:
+        raise DomainError(
+            f"Renewing {renew_days_before} days before expiry does not fit a {term_days}-day term: "
+            f"a certificate serves at least half its term before it is renewed, so renew at most {most} days before expiry.",
+            field="renew_days_before",
+        )
+
+
 def check_request(*, actor: Admin, data: RequestData) -> Checked:
     """Every check of the request wizard, in the order a person fixes them."""
     if not data.eula_accepted:
@@ -279,6 +306,8 @@ def check_request(*, actor: Admin, data: RequestData) -> Checked:
             raise DomainError("At most 20 external requesters.", field="external_requesters")
     if not 1 <= data.renew_days_before <= 365:
         raise DomainError("Renew between 1 and 365 days before expiry.", field="renew_days_before")
+    if data.auto_renew:
+        check_renewal_window(data.term_days, data.renew_days_before)
     if data.cert_type == CertType.SSL and not (org.city or org.state):
         raise DomainError(
             f"The organization '{org.name}' needs a city or a state/province before it can appear in SSL certificates (CA/Browser Forum BR 7.1.4.2.2).",

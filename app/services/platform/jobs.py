@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import secrets
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from app.models import Admin, Job, JobStatus
 from app.models.types import utcnow
 from app.services import audit, bulk
 from app.services.errors import Conflict, NotFound
+from app.services.platform import processes
 from app.services.scope import SYSTEM, Actor
 
 log = logging.getLogger(__name__)
@@ -222,10 +221,12 @@ class JobContext:
         Raises:
             LeaseLost: the job was claimed again by another attempt.
         """
-        lease = db.session.execute(
-            select(Job.lease).where(Job.id == self.job_id).with_for_update()
-        ).scalar_one_or_none()
-        if lease != self.lease:
+        row = db.session.execute(
+            select(Job.lease, Job.status).where(Job.id == self.job_id).with_for_update()
+        ).one_or_none()
+        # Pending again with this lease: recovery took the job back (this process was
+        # presumed dead) and another attempt is about to claim it.
+        if row is None or row.lease != self.lease or row.status == JobStatus.PENDING:
             raise LeaseLost()
 
 
@@ -256,9 +257,10 @@ RUNNING = _Running()
 
 
 def new_lease() -> str:
-    """A claim's lease: unique, and naming the process that holds the job (host:pid:random,
-    as in that process's worker heartbeat id), so an operator can tell who runs what."""
-    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(8)}"
+    """A claim's lease: unique, and naming the process that holds the job
+    (host:pid:token:random, its heartbeat id without the kind), so an operator can tell who
+    runs what and recovery can take a dead process's jobs back at once."""
+    return f"{processes.process_ident()}:{secrets.token_hex(6)}"
 
 
 def claim(job_id: int, *, lease: str | None = None) -> JobContext | None:
@@ -370,16 +372,22 @@ def failed_for_good(job: Job) -> None:
 
 
 def heartbeat(leases: dict[int, str]) -> None:
-    """Called every few seconds by each process for the jobs it is running."""
+    """Called every second by each process for the jobs it is running.
+
+    A job row that the job itself holds locked (JobContext.hold() until its transaction
+    commits) is skipped, not waited for: the beat must not stall behind the work it
+    vouches for, and the commit that releases the lock refreshes the row anyway.
+    """
     if not leases:
         return
     now = utcnow()
     for job_id, lease in leases.items():
-        db.session.execute(
-            update(Job)
+        free = (
+            select(Job.id)
             .where(Job.id == job_id, Job.lease == lease, Job.status == JobStatus.RUNNING)
-            .values(heartbeat_at=now)
+            .with_for_update(skip_locked=True)
         )
+        db.session.execute(update(Job).where(Job.id.in_(free)).values(heartbeat_at=now))
     db.session.commit()
 
 
