@@ -1,7 +1,9 @@
 """The dramatiq broker, built once from BROKER_URL before any actor is declared.
 
-Unset: dramatiq's StubBroker, drained by the in-process worker (app/runtime/embedded.py).
-redis://...: RedisBroker. amqp://...: RabbitmqBroker. Actor modules import this first.
+Unset: dramatiq's StubBroker, drained by the in-process worker (app/runtime/embedded.py);
+a `flask --app wsgi` command without such a worker hands its jobs to the server instead
+(app.services.platform.jobs.set_handoff). redis://...: RedisBroker. amqp://...:
+RabbitmqBroker. Actor modules import this first.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dramatiq.middleware import CurrentMessage
 
 from app.config import broker_kind
 from app.runtime.context import AppContextMiddleware
+from app.services.platform import jobs
 
 
 def make_broker(url: str) -> dramatiq.Broker:
@@ -34,7 +37,21 @@ def make_broker(url: str) -> dramatiq.Broker:
     return broker
 
 
+def has_local_worker(broker: dramatiq.Broker) -> bool:
+    """Does a dramatiq worker of this process consume this broker? (Each Worker adds its
+    own middleware to the broker, and removes it when stopped by Embedded.stop.)"""
+    return any(getattr(m, "worker", None) is not None for m in broker.middleware)
+
+
+def is_command_without_worker() -> bool:
+    """A `flask --app wsgi ...` process (Flask sets FLASK_RUN_FROM_CLI for every command)
+    with no worker of its own: what it sent to the in-memory broker would never run."""
+    return os.environ.get("FLASK_RUN_FROM_CLI") == "true" and not has_local_worker(broker)
+
+
 BROKER_URL = os.environ.get("BROKER_URL", "").strip()
 APP_CONTEXT = AppContextMiddleware()
 broker = make_broker(BROKER_URL)
 dramatiq.set_broker(broker)
+if broker_kind(BROKER_URL) == "embedded":
+    jobs.set_handoff(is_command_without_worker)

@@ -114,6 +114,31 @@ def _resend_held_by_dead_workers(stale: datetime) -> int:
     return sent
 
 
+def pick_up_handed_off(limit: int = 1000) -> int:
+    """Send the pending jobs that another process handed to this one (enqueued_at empty:
+    no message exists anywhere; see jobs.set_handoff). Called every half second by the
+    embedded worker, so a job created by a command-line process starts at once."""
+    found = (
+        db.session.execute(
+            select(Job)
+            .where(
+                Job.status == JobStatus.PENDING,
+                Job.enqueued_at.is_(None),
+                Job.kind.in_(sorted(jobs.KINDS)),
+            )
+            .order_by(Job.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
+    )
+    for job in found:
+        jobs.enqueue(job)
+    db.session.commit()
+    return len(found)
+
+
 def resend_pending() -> int:
     """On start of an embedded worker: its in-memory queue is empty, so re-send everything."""
     pending = db.session.execute(select(Job).where(Job.status == JobStatus.PENDING)).scalars().all()
