@@ -9,6 +9,11 @@ and reused; linting one certificate takes a few milliseconds.
 Certwright is a PRIVATE CA, so some findings that matter for publicly-trusted TLS are
 expected; LINT_ALLOW_LIST names each one with the reason it is accepted. Every other
 finding (any severity from INFO up) refuses issuance.
+
+pkilint ships no type information (no py.typed); its objects are handled as Any here. It
+is imported where a certificate is first linted, not with this module: importing it takes
+about half a second, which every command-line call paid whether or not it signed anything
+(docs/benchmarks.md, command-line start-up).
 """
 
 from __future__ import annotations
@@ -24,12 +29,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-# pkilint ships no type information (no py.typed); its objects are handled as Any here.
-from pkilint import finding_filter, loader, validation  # type: ignore[import-untyped]
-from pkilint.cabf import serverauth  # type: ignore[import-untyped]
-from pkilint.cabf.serverauth import serverauth_constants  # type: ignore[import-untyped]
-from pkilint.pkix import certificate, extension, name  # type: ignore[import-untyped]
 
 from app.pki.errors import LintError
 from app.pki.profiles import CertKind
@@ -146,9 +145,13 @@ class _Linter:
     """A built pkilint validator (expensive) plus the finding filters that go with it."""
 
     def __init__(self, validator: Any, filters: list[Any]) -> None:
+        from pkilint import finding_filter, loader, validation  # type: ignore[import-untyped]
+
         self._validator = validator
         self._filters = filters
         self._loader = loader.RFC5280CertificateDocumentLoader()
+        self._filter_results = finding_filter.filter_results
+        self._info = validation.ValidationFindingSeverity.INFO
 
     def lint(self, der: bytes) -> tuple[LintFinding, ...]:
         try:
@@ -158,7 +161,7 @@ class _Linter:
         results = self._validator.validate(document.root)
         if self._filters:
             # Drops PKIX findings the CA/B Forum requirements supersede (pkilint's own list).
-            results, _excluded = finding_filter.filter_results(self._filters, results)
+            results, _excluded = self._filter_results(self._filters, results)
         return tuple(
             LintFinding(
                 code=description.finding.code,
@@ -168,12 +171,16 @@ class _Linter:
             )
             for result in results
             for description in result.finding_descriptions
-            if description.finding.severity <= validation.ValidationFindingSeverity.INFO
+            if description.finding.severity <= self._info
         )
 
 
 @functools.cache
 def _linter(target: LintTarget) -> _Linter:
+    from pkilint.cabf import serverauth  # type: ignore[import-untyped]
+    from pkilint.cabf.serverauth import serverauth_constants  # type: ignore[import-untyped]
+    from pkilint.pkix import certificate, extension, name  # type: ignore[import-untyped]
+
     if target is LintTarget.RFC5280:
         validator = certificate.create_pkix_certificate_validator_container(
             certificate.create_decoding_validators(
