@@ -272,3 +272,23 @@ admins:
         ("IT Operations", ["device", "ssl"])
     ]
     assert run(app, "config", "plan", write(tmp_path, text))[0] == 0
+
+
+def test_plan_reads_standard_input_and_prints_json(app, tmp_path):
+    import json
+
+    make_admin("mrao")
+    code, out, err = run(app, "config", "plan", "-", "--json", input=EXAMPLE)
+    assert code == 2, err
+    plan = json.loads(out)
+    assert plan["changed"] is True and plan["passwords"] == {}
+    assert {
+        "action": "create",
+        "kind": "authority",
+        "name": "Acme Root",
+        "details": ["EC-P384", "root"],
+    } in plan["changes"]
+    code, out, err = run(app, "config", "apply", "-", "--json", input=EXAMPLE)
+    assert code == 0 and json.loads(out)["changed"] is True
+    code, out, err = run(app, "config", "plan", "-", "--json", input=EXAMPLE)
+    assert code == 0 and json.loads(out) == {"changed": False, "changes": [], "passwords": {}}
