@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask, Response, request
@@ -55,7 +57,6 @@ def register_actors() -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.admin import init_console
     from app.admin.auth import bp as auth_bp
     from app.admin.vendor import bp as assets_bp
     from app.api.relying_party.endpoints import bp as pki_bp
@@ -65,7 +66,42 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(assets_bp)
     app.register_blueprint(pki_bp)
     app.register_blueprint(collect_bp)
-    init_console(app)
+    console = ConsoleOnFirstRequest(app, app.wsgi_app)
+    app.extensions["cw_console"] = console
+    app.wsgi_app = console  # type: ignore[method-assign]
+
+
+class ConsoleOnFirstRequest:
+    """Builds the admin console (Flask-Admin and every view, about half of what creating the
+    app costs) before the process serves its first request instead of in create_app: a
+    `flask --app wsgi ...` command serves none and starts faster without it. gunicorn builds
+    it when a worker starts (gunicorn.conf.py), so no request waits for it. Flask allows
+    blueprints until its first request, which only begins after this has run."""
+
+    def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.wsgi_app = wsgi_app
+        self.built = False
+        self._lock = threading.Lock()
+
+    def ensure(self) -> None:
+        if self.built:
+            return
+        with self._lock:
+            if not self.built:
+                from app.admin import init_console
+
+                init_console(self.app)
+                self.built = True
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        self.ensure()
+        return self.wsgi_app(environ, start_response)
+
+
+def ensure_console(app: Flask) -> None:
+    """Build the console now (a server process at start, a test, `flask routes`)."""
+    app.extensions["cw_console"].ensure()
 
 
 # Content-Security-Policy of every page: scripts only from our own origin (no inline

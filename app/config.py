@@ -17,6 +17,12 @@ from cryptography.fernet import Fernet
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+def is_flask_command() -> bool:
+    """Is this process a `flask --app wsgi ...` command? (Flask sets FLASK_RUN_FROM_CLI for
+    every command it runs; it is Flask's variable, not a setting of ours.)"""
+    return os.environ.get("FLASK_RUN_FROM_CLI") == "true"
+
+
 def instance_dir() -> Path:
     """The writable instance folder (SQLite file, generated secrets)."""
     path = Path(setting("CW_INSTANCE_DIR") or BASE_DIR / "instance")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from datetime import timedelta
+from typing import Any
 
 import click
 from flask.cli import AppGroup
@@ -11,7 +14,8 @@ from sqlalchemy import select
 
 from app.config import SETTING, setting
 from app.extensions import db
-from app.models import CertType, Department, Job, Organization, Role
+from app.models import CertType, Department, Job, Organization, Role, WorkerHeartbeat
+from app.models.types import utcnow
 from app.services import audit
 from app.services.accounts import admins, bootstrap
 from app.services.errors import DomainError
@@ -22,6 +26,30 @@ from app.services.scope import SYSTEM
 def fail(message: str) -> None:
     click.secho(f"error: {message}", fg="red", err=True)
     sys.exit(2)
+
+
+def emit_json(value: Any) -> None:
+    """One JSON document on standard output (what --json promises scripts)."""
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")
+
+
+def no_worker_hint() -> str:
+    """Why background work may not start: no live worker process, or nothing at all."""
+    recent = utcnow() - timedelta(seconds=30)
+    alive = db.session.execute(
+        select(WorkerHeartbeat.id).where(
+            WorkerHeartbeat.kind.in_(["worker", "embedded"]), WorkerHeartbeat.seen_at >= recent
+        )
+    ).first()
+    db.session.rollback()
+    if alive:
+        return ""
+    return (
+        " No worker is running: start the server (`make run`) or, with BROKER_URL, `make worker`."
+    )
 
 
 def commit_or_fail(fn: object) -> object:
@@ -109,6 +137,7 @@ def _parse_scope(text: str) -> admins.Grant:
     help="'Org[/Dept][:ssl,client,code_signing,device]'; repeat for several",
 )
 @click.option("--full-name", default="")
+@json_option
 @click.option(
     "--password",
     envvar=SETTING["CW_NEW_ADMIN_PASSWORD"].name,
@@ -127,6 +156,7 @@ def admin_create(
     role: str,
     scopes: tuple[str, ...],
     full_name: str,
+    as_json: bool,
     password: str | None,
     must_change_password: bool,
 ) -> None:
@@ -147,7 +177,11 @@ def admin_create(
                 must_change_password=must_change_password,
             )
         )
-    click.echo(f"Created {role} '{admin.login}' (id {admin.id}).")  # type: ignore[union-attr]
+    assert admin is not None
+    if as_json:
+        emit_json({"id": admin.id, "login": admin.login, "role": role})  # type: ignore[attr-defined]
+        return
+    click.echo(f"Created {role} '{admin.login}' (id {admin.id}).")  # type: ignore[attr-defined]
 
 
 audit_cli = AppGroup("audit", help="The audit log.")
@@ -172,36 +206,62 @@ jobs_cli = AppGroup("jobs", help="Background jobs.")
 @click.argument("kind")
 @click.option("--wait", is_flag=True, help="wait until it ends and print its result")
 @click.option("--timeout", default=120, show_default=True)
-def jobs_enqueue(kind: str, wait: bool, timeout: int) -> None:
-    """Start a job of KIND (for example audit_verify, housekeeping)."""
+@json_option
+def jobs_enqueue(kind: str, wait: bool, timeout: int, as_json: bool) -> None:
+    """Start a job of KIND (for example audit_verify, housekeeping).
+
+    Without a broker (`make run`) the running server's worker starts it within a second."""
     if kind not in jobs.KINDS:
         fail(f"unknown job kind '{kind}'; known: {', '.join(sorted(jobs.KINDS))}")
     with audit.source(label="cli"):
         job = jobs.create_job(kind=kind)
         db.session.commit()
-    click.echo(f"job {job.id} {kind} pending")
+    if not as_json:
+        click.echo(f"job {job.id} {kind} pending")
     if wait:
-        _wait(job.id, timeout)
+        _wait(job.id, timeout, as_json=as_json)
+    elif as_json:
+        emit_json(_job_json(job))
 
 
-def _wait(job_id: int, timeout: int) -> None:
+def _job_json(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.status.value,
+        "progress": job.progress,
+        "attempts": job.attempts,
+        "message": job.message,
+        "result": job.result,
+    }
+
+
+def _wait(job_id: int, timeout: int, *, as_json: bool = False) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         db.session.expire_all()
         job = db.session.get(Job, job_id)
         assert job is not None
         if job.status.is_final:
-            click.echo(f"job {job.id} {job.status.value}: {job.message}")
+            if as_json:
+                emit_json(_job_json(job))
+            else:
+                click.echo(f"job {job.id} {job.status.value}: {job.message}")
             sys.exit(0 if job.status.value == "done" else 1)
         db.session.commit()
         time.sleep(0.2)
-    fail(f"job {job_id} did not finish within {timeout} s")
+    fail(f"job {job_id} did not finish within {timeout} s.{no_worker_hint()}")
 
 
 @jobs_cli.command("list")
 @click.option("--limit", default=20, show_default=True)
-def jobs_list(limit: int) -> None:
-    for job in db.session.execute(select(Job).order_by(Job.id.desc()).limit(limit)).scalars():
+@json_option
+def jobs_list(limit: int, as_json: bool) -> None:
+    found = db.session.execute(select(Job).order_by(Job.id.desc()).limit(limit)).scalars().all()
+    if as_json:
+        emit_json([_job_json(job) for job in found])
+        return
+    for job in found:
         click.echo(
             f"{job.id:>6} {job.kind:<20} {job.status.value:<9} {job.progress:>3}% attempts={job.attempts} {job.message}"
         )
@@ -210,8 +270,9 @@ def jobs_list(limit: int) -> None:
 @jobs_cli.command("wait")
 @click.argument("job_id", type=int)
 @click.option("--timeout", default=120, show_default=True)
-def jobs_wait(job_id: int, timeout: int) -> None:
-    _wait(job_id, timeout)
+@json_option
+def jobs_wait(job_id: int, timeout: int, as_json: bool) -> None:
+    _wait(job_id, timeout, as_json=as_json)
 
 
 @click.command("scheduler")

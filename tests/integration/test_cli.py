@@ -134,3 +134,38 @@ def test_secrets_generate_prints_an_environment_file_a_deployment_can_use(app, t
     key = ec.generate_private_key(ec.SECP256R1())
     sealed = keystore.seal_private_key(key, keks)
     assert keystore.unseal_private_key(sealed, keks).private_numbers() == key.private_numbers()
+
+
+def test_a_command_imports_neither_pkilint_nor_the_console(tmp_path):
+    """Start-up of every `flask --app wsgi ...` call (issue 9, E5): building the app must not
+    import pkilint (half a second) nor build the Flask-Admin console; both come when used."""
+    import subprocess
+
+    from tests.processes import PY, ROOT, app_env
+
+    probe = (
+        "import sys, wsgi; "
+        "print(sorted(m for m in ('pkilint', 'flask_admin.contrib.sqla', 'app.admin.certificates') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [PY, "-c", probe],
+        cwd=ROOT,
+        env=app_env(CW_INSTANCE_DIR=tmp_path, FLASK_RUN_FROM_CLI="true"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_console_is_built_before_the_first_request(app, client):
+    from app import ensure_console
+
+    client.get("/login")
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
+    assert {"admin.index", "ssl_certs.index_view", "network_assets.index_view"} <= endpoints
+    ensure_console(app)  # a second time is a no-op (gunicorn calls it at worker start)
+    assert {rule.endpoint for rule in app.url_map.iter_rules()} == endpoints

@@ -422,3 +422,51 @@ def test_about_lists_live_processes_only(app, client):
     page = client.get("/admin/about/").get_data(as_text=True)
     assert "worker on live-host (pid 101)" in page
     assert "dead-host" not in page
+
+
+def test_a_command_without_a_worker_hands_its_job_to_the_running_server(app, monkeypatch):
+    """Embedded mode: a `flask --app wsgi jobs enqueue` process has no worker, so a message
+    it sent to its in-memory broker would die with it (the job then waited five minutes for
+    the stale resend). It leaves the row for the server's embedded worker, which starts it
+    within a second."""
+    from app.runtime.embedded import Embedded
+
+    make_admin()
+    broker.flush_all()
+    monkeypatch.setenv("FLASK_RUN_FROM_CLI", "true")  # what Flask sets for every command
+    result = app.test_cli_runner().invoke(args=["jobs", "enqueue", "audit_verify"])
+    assert result.exit_code == 0, result.output
+    job = db.session.execute(select(Job).order_by(Job.id.desc())).scalars().first()
+    assert job.status == JobStatus.PENDING and job.enqueued_at is None
+    assert queued() == 0  # nothing went to a queue that nobody drains
+    monkeypatch.delenv("FLASK_RUN_FROM_CLI")
+
+    def finished_within(job_id: int, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            db.session.expire_all()
+            if db.session.get(Job, job_id).status == JobStatus.DONE:
+                return True
+            db.session.commit()
+            time.sleep(0.05)
+        return False
+
+    server = Embedded(app, threads=1, scheduler=False).start()  # no scheduler passes
+    try:
+        assert finished_within(job.id, 5)  # handed off before the server started
+        # ... and one handed off while it runs (the row another process commits):
+        later = jobs.create_job(kind="audit_verify", send=False)
+        db.session.commit()
+        assert later.enqueued_at is None
+        assert finished_within(later.id, 3)
+    finally:
+        server.stop()
+
+
+def test_a_command_with_its_own_worker_sends_as_usual(app, stub_worker, monkeypatch):
+    monkeypatch.setenv("FLASK_RUN_FROM_CLI", "true")
+    job = jobs.create_job(kind="audit_verify")
+    assert job.enqueued_at is not None
+    drain(stub_worker)
+    db.session.refresh(job)
+    assert job.status == JobStatus.DONE

@@ -341,7 +341,46 @@ def check_request(*, actor: Admin, data: RequestData) -> Checked:
 def submit_request(*, actor: Admin, data: RequestData) -> CertificateRequest:
     """Validate and store a request (status Requested, or Approved at once when the
     profile needs no approval, in which case issuance is queued after commit)."""
-    checked = check_request(actor=actor, data=data)
+    req = _store(actor, data, check_request(actor=actor, data=data))
+    _approve_automatically([req])
+    return req
+
+
+class BatchRejected(DomainError):
+    """Requests of a batch that failed their checks: nothing was stored; ``lines`` has one
+    message per refused request, named by its label (a CSR's file name)."""
+
+    def __init__(self, lines: list[str], total: int) -> None:
+        super().__init__(
+            f"Nothing was submitted: {len(lines)} of {total} requests were refused.", field="csr"
+        )
+        self.lines = lines
+
+
+def submit_requests(
+    *, actor: Admin, requests: Sequence[tuple[str, RequestData]]
+) -> list[CertificateRequest]:
+    """Submit many requests at once, all or nothing (one CSR per request, for scripts that
+    enroll a fleet). Every request is checked before any is stored, and the ones whose
+    profile needs no approval are queued for issuance together.
+
+    Raises:
+        BatchRejected: with every refused request and its reason; nothing is stored.
+    """
+    checked, lines = [], []
+    for label, data in requests:
+        try:
+            checked.append((data, check_request(actor=actor, data=data)))
+        except DomainError as exc:
+            lines.append(f"{label}: {exc.message}")
+    if lines:
+        raise BatchRejected(lines, len(requests))
+    stored = [_store(actor, data, item) for data, item in checked]
+    _approve_automatically(stored)
+    return stored
+
+
+def _store(actor: Admin, data: RequestData, checked: Checked) -> CertificateRequest:
     req = CertificateRequest(
         cert_type=data.cert_type,
         profile_id=checked.profile.id,
@@ -380,14 +419,22 @@ def submit_request(*, actor: Admin, data: RequestData) -> CertificateRequest:
         organization_id=req.organization_id,
         department_id=req.department_id,
     )
-    if not checked.profile.requires_approval:
-        approvals.mark_approved(
-            [req.id],
-            actor=SYSTEM,
-            message=f"approved automatically by profile '{checked.profile.name}'",
-        )
-        approvals.queue_issuance([req.id])
     return req
+
+
+def _approve_automatically(reqs: Sequence[CertificateRequest]) -> None:
+    """Requests whose profile needs no approval are approved and queued, in one go."""
+    by_profile: dict[str, list[int]] = {}
+    for req in reqs:
+        if not req.profile.requires_approval:
+            by_profile.setdefault(req.profile.name, []).append(req.id)
+    for name, ids in by_profile.items():
+        approvals.mark_approved(
+            ids, actor=SYSTEM, message=f"approved automatically by profile '{name}'"
+        )
+    queued = [i for ids in by_profile.values() for i in ids]
+    if queued:
+        approvals.queue_issuance(queued)
 
 
 orgs.register_reference(

@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 
 from cryptography import x509
-from sqlalchemy import update
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import selectinload
 from sqlalchemy.sql import ColumnElement
 
 from app.extensions import db
@@ -29,6 +32,98 @@ def visible_clause(scope: Scope, cert_type: CertType | None = None) -> ColumnEle
     if cert_type is None:
         return scope.row_filter(Certificate.organization_id, Certificate.department_id)
     return scope.type_filter(Certificate.organization_id, Certificate.department_id, cert_type)
+
+
+def held_types_clause(scope: Scope) -> ColumnElement[bool] | None:
+    """Certificates the admin may see in lists: of a type they hold where the certificate is
+    placed (as get_certificate decides for one), or untyped ones placed in their scope."""
+    if scope.is_master:
+        return None
+    parts = []
+    for cert_type in CertType:
+        clause = scope.type_filter(
+            Certificate.organization_id, Certificate.department_id, cert_type
+        )
+        assert clause is not None
+        parts.append(and_(Certificate.cert_type == cert_type, clause))
+    untyped = scope.row_filter(Certificate.organization_id, Certificate.department_id)
+    assert untyped is not None
+    parts.append(and_(Certificate.cert_type.is_(None), untyped))
+    return or_(*parts)
+
+
+STATUSES = ("Issued", "Revoked", "Expired", "Replaced", "External")
+
+
+def effective_status(cert: Certificate) -> str:
+    """The status a person should see: an issued certificate past its notAfter is Expired
+    even before the daily sweep marks it."""
+    if cert.status == CertStatus.ISSUED and cert.not_after < utcnow():
+        return CertStatus.EXPIRED.value
+    return cert.status.value
+
+
+@dataclass(frozen=True)
+class CertificateFilter:
+    organization_id: int | None = None
+    department_id: int | None = None
+    status: str | None = None  # one of STATUSES, as effective_status names it
+    cert_type: CertType | None = None
+    expiring_within_days: int | None = None  # issued, valid now, notAfter within N days
+    limit: int | None = 1000
+
+
+def list_certificates(*, actor: Actor, where: CertificateFilter) -> list[Certificate]:
+    """The certificates the actor may see that match, soonest to expire first.
+
+    Raises:
+        DomainError: an unknown status or a negative number of days.
+    """
+    now = utcnow()
+    query = select(Certificate).options(
+        selectinload(Certificate.organization), selectinload(Certificate.department)
+    )
+    clause = held_types_clause(scope_of(actor))
+    if clause is not None:
+        query = query.where(clause)
+    if where.organization_id is not None:
+        query = query.where(Certificate.organization_id == where.organization_id)
+    if where.department_id is not None:
+        query = query.where(Certificate.department_id == where.department_id)
+    if where.cert_type is not None:
+        query = query.where(Certificate.cert_type == where.cert_type)
+    if where.status is not None:
+        status = where.status.strip().capitalize()
+        if status not in STATUSES:
+            raise DomainError(
+                f"'{where.status}' is not a certificate status ({', '.join(STATUSES)}).",
+                field="status",
+            )
+        if status == "Issued":
+            query = query.where(
+                Certificate.status == CertStatus.ISSUED, Certificate.not_after >= now
+            )
+        elif status == "Expired":
+            query = query.where(
+                or_(
+                    Certificate.status == CertStatus.EXPIRED,
+                    and_(Certificate.status == CertStatus.ISSUED, Certificate.not_after < now),
+                )
+            )
+        else:
+            query = query.where(Certificate.status == CertStatus(status))
+    if where.expiring_within_days is not None:
+        if where.expiring_within_days < 0:
+            raise DomainError("The number of days must be 0 or more.", field="expiring_days")
+        query = query.where(
+            Certificate.status == CertStatus.ISSUED,
+            Certificate.not_after >= now,
+            Certificate.not_after <= now + timedelta(days=where.expiring_within_days),
+        )
+    query = query.order_by(Certificate.not_after, Certificate.id)
+    if where.limit:
+        query = query.limit(where.limit)
+    return list(db.session.execute(query).scalars())
 
 
 def get_certificate(*, actor: Actor, certificate_id: int, action: str = "") -> Certificate:

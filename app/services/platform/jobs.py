@@ -107,14 +107,48 @@ def _interval(spec: dict[str, Any], after: datetime) -> datetime:
 register_recurrence("interval", _interval)
 
 
+# --- handing jobs to the server: a process whose messages no worker can receive ---------
+#
+# Without a broker (BROKER_URL unset) messages live in the memory of the process that sent
+# them, and only a worker inside that same process runs them. A `flask --app wsgi ...`
+# command next to a running `make run` server has no worker: a message it sent would be
+# lost with it. Such a process hands its jobs to the server instead: it sends nothing and
+# leaves the row's enqueued_at empty ("no message exists"), and the server's embedded
+# worker picks those rows up within a second (pick_up_handed_off, app.runtime.embedded).
+# The runtime decides which processes hand off (set_handoff); by default messages are sent.
+
+
+def _never() -> bool:
+    return False
+
+
+_handoff: Callable[[], bool] = _never
+
+
+def set_handoff(rule: Callable[[], bool] | None) -> None:
+    """Install the rule telling whether this process hands its jobs off (None: never)."""
+    global _handoff
+    _handoff = rule or _never
+
+
+def hands_off() -> bool:
+    """True when jobs created now are left for the server's worker instead of sent."""
+    return _handoff()
+
+
 def _send(job_id: int, kind: str, delay_ms: int | None = None) -> None:
     KINDS[kind].actor.send_with_options(args=(job_id,), delay=delay_ms)
 
 
 def enqueue(job: Job, *, delay_ms: int | None = None) -> None:
-    """Send the job's message once the current transaction commits."""
+    """Send the job's message once the current transaction commits (or, in a process that
+    hands its jobs off, leave the row for the server's worker to pick up)."""
     if job.kind not in KINDS:
         raise ValueError(f"unknown job kind {job.kind!r}")
+    if hands_off():
+        job.enqueued_at = None
+        db.session.flush()
+        return
     job.enqueued_at = utcnow()
     db.session.flush()
     job_id, kind = job.id, job.kind
@@ -155,6 +189,7 @@ def create_jobs(*, kind: str, payloads: list[dict[str, Any]], max_attempts: int 
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}")
     now = utcnow()
+    handed_off = hands_off()
     rows = [
         {
             "kind": kind,
@@ -162,13 +197,14 @@ def create_jobs(*, kind: str, payloads: list[dict[str, Any]], max_attempts: int 
             "max_attempts": max_attempts,
             "status": JobStatus.PENDING,
             "created_at": now,
-            "enqueued_at": now,
+            "enqueued_at": None if handed_off else now,
         }
         for payload in payloads
     ]
     ids = bulk.insert_rows(Job.__table__, rows, return_ids=True)
-    for job_id in ids:
-        after_commit(functools.partial(_send, job_id, kind))
+    if not handed_off:
+        for job_id in ids:
+            after_commit(functools.partial(_send, job_id, kind))
     return ids
 
 

@@ -132,6 +132,31 @@ def _recover_dead_workers(counts: dict[str, int], now: datetime | None) -> None:
             counts["resent"] += 1
 
 
+def pick_up_handed_off(limit: int = 1000) -> int:
+    """Send the pending jobs that another process handed to this one (enqueued_at empty:
+    no message exists anywhere; see jobs.set_handoff). Called every half second by the
+    embedded worker, so a job created by a command-line process starts at once."""
+    found = (
+        db.session.execute(
+            select(Job)
+            .where(
+                Job.status == JobStatus.PENDING,
+                Job.enqueued_at.is_(None),
+                Job.kind.in_(sorted(jobs.KINDS)),
+            )
+            .order_by(Job.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
+    )
+    for job in found:
+        jobs.enqueue(job)
+    db.session.commit()
+    return len(found)
+
+
 def resend_pending() -> int:
     """On start of an embedded worker: its in-memory queue is empty, so re-send every
     pending job and every queued mail that is due."""
