@@ -54,6 +54,13 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value not in (None, "") else default
 
 
+def env_positive(name: str, default: int) -> int:
+    value = env_int(name, default)
+    if value < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, not {value}")
+    return value
+
+
 def broker_kind(url: str) -> str:
     if not url:
         return "embedded"
@@ -109,6 +116,11 @@ class Config:
         self.CW_LOGIN_IP_MAX_FAILURES = env_int("CW_LOGIN_IP_MAX_FAILURES", 20)
         self.CW_JOB_STALE_SECONDS = env_int("CW_JOB_STALE_SECONDS", 45)
         self.CW_SCHEDULER_INTERVAL = env_int("CW_SCHEDULER_INTERVAL", 5)
+        # A web request waits this long for a database lock or connection, then answers
+        # 503 with Retry-After (app/unavailable.py); background work waits longer.
+        self.CW_DB_LOCK_TIMEOUT = env_positive("CW_DB_LOCK_TIMEOUT", 5)
+        # Console CSV exports stream at most this many rows, then say they were capped.
+        self.CW_EXPORT_MAX_ROWS = env_positive("CW_EXPORT_MAX_ROWS", 100_000)
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -125,7 +137,14 @@ def engine_options(url: str) -> dict[str, object]:
     if url.startswith("sqlite"):
         # Threads of one process share the file; wait for locks instead of failing.
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+    return {
+        "pool_pre_ping": True,
+        "pool_size": 10,
+        "max_overflow": 20,
+        # An unreachable server fails fast (a web request then answers 503), not after the
+        # operating system's TCP timeout.
+        "connect_args": {"connect_timeout": env_positive("CW_DB_LOCK_TIMEOUT", 5)},
+    }
 
 
 class TestConfig(Config):

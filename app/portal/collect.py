@@ -33,7 +33,7 @@ def download(cert_id: int, token: str, fmt: str) -> Any:
     except DomainError:
         abort(404)
     cert = db.session.get(Certificate, cert_id)
-    name = cert.common_name if cert else "certificate"
+    name = (cert.common_name if cert else "") or "certificate"
     return attachment(
         result.content, filename=f"{name}.{result.extension}", mimetype=result.mime_type
     )

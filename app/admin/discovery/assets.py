@@ -26,6 +26,7 @@ from app.admin.base import (
 from app.admin.choices import parse_target, target_choices
 from app.admin.display import ERROR_LABELS, FLAG_LABELS
 from app.extensions import db
+from app.ids import parse_ids
 from app.models import CertType, DiscoveryTask, Endpoint
 from app.reports import figures
 from app.services.certificates import inventory
@@ -245,8 +246,8 @@ class NetworkAssetView(SecureModelView):
 
     @expose("/assign/", methods=("GET", "POST"))
     def assign_view(self) -> Any:
-        ids = [int(i) for i in (request.values.get("ids") or "").split(",") if i.isdigit()]
-        chosen = [e for e in (self.get_one(i) for i in ids[:1000]) if e is not None]
+        ids = parse_ids(request.values.get("ids"))
+        chosen = [e for e in (self.get_one(i) for i in ids) if e is not None]
         if not chosen:
             flash("Choose the endpoints whose certificates to assign.", "error")
             return redirect(url_for(".index_view"))
