@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, abort, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -28,6 +28,7 @@ def create_app(config: Any = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     register_extensions(app)
     register_actors()
+    register_routing(app)
     register_blueprints(app)
     register_request_hooks(app)
     register_fast_paths(app)
@@ -54,6 +55,13 @@ def register_extensions(app: Flask) -> None:
 
 def register_actors() -> None:
     import app.actors  # noqa: F401  (registers job kinds and mail delivery)
+
+
+def register_routing(app: Flask) -> None:
+    """Every `<int:...>` route takes ids of at most 63 bits (app/ids.py); set before any route."""
+    from app.ids import IdConverter
+
+    app.url_map.converters["int"] = IdConverter
 
 
 def register_blueprints(app: Flask) -> None:
@@ -125,7 +133,20 @@ SECURITY_HEADERS = (
 
 
 def register_request_hooks(app: Flask) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app import unavailable
+    from app.extensions import db
     from app.services import audit
+
+    unavailable.register(app)
+
+    @app.before_request
+    def _refuse_nul() -> None:
+        # No input of ours may hold NUL; PostgreSQL text cannot store it (a 500 otherwise).
+        fields = (*request.args.listvalues(), *request.form.listvalues())
+        if "\x00" in request.path or any("\x00" in v for vs in fields for v in vs):
+            abort(400, "A parameter holds a NUL character.")
 
     @app.before_request
     def _audit_source() -> None:
@@ -136,6 +157,15 @@ def register_request_hooks(app: Flask) -> None:
         token = request.environ.pop("cw.audit", None)
         if token is not None:
             audit.pop_source(token)
+
+    @app.teardown_request
+    def _write_denials(exc: BaseException | None) -> None:
+        # Denied cross-scope attempts of this request (the refused work was rolled back).
+        try:
+            audit.commit_denials()
+        except SQLAlchemyError:
+            logging.getLogger(__name__).exception("could not record denied access attempts")
+            db.session.rollback()
 
     from app.admin.display import live, local_time
 

@@ -378,6 +378,20 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         minimum=1,
     ),
     Setting(
+        "CW_DB_LOCK_TIMEOUT",
+        int,
+        5,
+        "seconds a web request waits for a database lock or connection before it answers 503 with `Retry-After` (background work waits longer; `docs/authorization.md`)",
+        minimum=1,
+    ),
+    Setting(
+        "CW_EXPORT_MAX_ROWS",
+        int,
+        100_000,
+        "rows a console CSV export streams at most; a capped file ends with a line saying so",
+        minimum=1,
+    ),
+    Setting(
         "CW_WORKER_STALE_SECONDS",
         int,
         10,
@@ -565,7 +579,14 @@ def engine_options(url: str) -> dict[str, object]:
     if url.startswith("sqlite"):
         # Threads of one process share the file; wait for locks instead of failing.
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+    return {
+        "pool_pre_ping": True,
+        "pool_size": 10,
+        "max_overflow": 20,
+        # An unreachable server fails fast (a web request then answers 503), not after the
+        # operating system's TCP timeout.
+        "connect_args": {"connect_timeout": int(setting("CW_DB_LOCK_TIMEOUT"))},
+    }
 
 
 class TestConfig(Config):

@@ -31,12 +31,14 @@ def client_ip() -> str:
 
 
 def safe_next(target: str | None) -> str:
-    """Only same-site paths: never an open redirect."""
+    """Only same-site paths: never an open redirect ("/\\evil.example" is "//evil.example"
+    to a browser), never a control character (CR/LF would split the Location header)."""
     if (
         target
         and target.startswith("/")
         and not target.startswith("//")
         and "\\" not in target
+        and target.isprintable()
         and not urlsplit(target).netloc
     ):
         return target

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cryptography import x509
-from flask import flash, redirect, request, url_for
+from flask import flash, g, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import FilterEqual
@@ -25,6 +25,7 @@ from app.admin.base import (
 from app.admin.choices import org_choices
 from app.admin.display import FLAG_LABELS, badge, dn, local_time
 from app.downloads import attachment, certificate_filename
+from app.ids import parse_ids
 from app.models import Certificate, CertificateRequest, CertStatus, CertType
 from app.models.types import utcnow
 from app.pki.info import describe_certificate
@@ -41,6 +42,10 @@ def display_status(cert: Certificate) -> str:
 
 
 def install_state(cert: Certificate) -> str:
+    """From the counts CertificateView.prepare_rows loaded for the page or export chunk."""
+    counts = g.get("cw_install_counts")
+    if counts is not None and cert.id in counts:
+        return inventory.install_label(counts[cert.id])
     return inventory.install_state(cert)
 
 
@@ -135,6 +140,10 @@ class CertificateView(TypeAccessMixin, SecureModelView):
         )
         clause = inventory.visible_clause(scope, self.cert_type)
         return base if clause is None else and_(base, clause)
+
+    def prepare_rows(self, rows: list[Any]) -> None:
+        counts = inventory.install_counts([row.id for row in rows])
+        g.cw_install_counts = counts if counts is not None else {}
 
     def get_filters(self) -> Any:
         statuses = [(s.value, s.value) for s in CertStatus]
@@ -251,7 +260,7 @@ class CertificateView(TypeAccessMixin, SecureModelView):
 
     @expose("/revoke/", methods=("GET", "POST"))
     def revoke_view(self) -> Any:
-        ids = [int(i) for i in (request.values.get("ids") or "").split(",") if i.isdigit()]
+        ids = parse_ids(request.values.get("ids"))
         certs = [c for c in (self.get_one(i) for i in ids) if c is not None]
         if not certs:
             flash("Choose the certificates to revoke.", "error")

@@ -18,6 +18,7 @@ from app.admin.choices import TYPE_CHOICES, parse_target, target_choices
 from app.admin.decisions import DecideForm
 from app.admin.fields import MultiCheckboxField
 from app.extensions import db
+from app.ids import parse_id
 from app.models import CertType, Delegation, DelegationStatus, Domain
 from app.services.errors import DomainError
 from app.services.scope import Scope
@@ -233,8 +234,9 @@ class DelegationView(SecureModelView):
                 (d.id, d.name) for d in db.session.execute(query).scalars()
             )
             form.target.choices = select_choices(target_choices())
-            if request.method == "GET" and request.args.get("domain_id", "").isdigit():
-                form.domain_id.data = int(request.args["domain_id"])
+            domain_id = parse_id(request.args.get("domain_id"))
+            if request.method == "GET" and domain_id is not None:
+                form.domain_id.data = domain_id
         elif request.method == "GET":
             form.types.data = [t.value for t in obj.types()]
         return form

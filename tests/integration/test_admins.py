@@ -45,7 +45,7 @@ def test_rao_creates_drao_for_its_department_with_subset_privileges(app):
         ("promote_to_mrao", "A RAO cannot create or promote an administrator to MRAO."),
         ("rao_with_dept", "An RAO is scoped to whole organizations"),
         ("drao_without_dept", "A DRAO must be scoped to a department"),
-        ("foreign_dept", "does not belong to organization"),
+        ("foreign_dept", "No such department."),  # never named outside the scope
         ("no_scope", "A RAO needs at least one scope"),
     ],
 )

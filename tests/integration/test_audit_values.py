@@ -77,6 +77,9 @@ class Seen:
     after: dict[str, Any] | None
     aliases: dict[str, str] = field(default_factory=dict)
     no_values: bool = False  # the action changes nothing the log may hold
+    # A summary of other audited changes (each of which has its own event): its after holds
+    # the list of changes, not column values.
+    summary: bool = False
 
 
 class World:
@@ -501,6 +504,20 @@ def certificate_key_export(w: World) -> Seen:
     return Seen(None, None, no_values=True)
 
 
+def config_apply(w: World) -> Seen:
+    from app.services.configuration import changes
+
+    text = (
+        "organizations:\n"
+        "  - {name: Acme, city: Berlin, state: Berlin, country: DE}\n"
+        "  - {name: Beta, city: Bonn, country: DE}\n"
+    )
+    outcome = commit(lambda: changes.apply(actor=w.mrao, text=text))
+    assert outcome.changes
+    assert db.session.execute(select(Organization).where(Organization.name == "Beta")).scalar()
+    return Seen(None, None, summary=True)
+
+
 def certificate_assign(w: World) -> Seen:
     found = Certificate(
         fingerprint="ab" * 32,
@@ -694,6 +711,7 @@ CASES: dict[str, Callable[[World], Seen]] = {
     "discovery.cancel": discovery_cancel,
     "job.cancel": job_cancel,
     "audit.verify_failed": audit_verify_failed,
+    "config.apply": config_apply,
     "audit.head_forged": audit_head_forged,
 }
 
@@ -718,6 +736,9 @@ def test_before_and_after_are_the_real_old_and_new_values(app, stub_worker, case
     event = recorded[-1]
     if seen.no_values:
         assert (event.before, event.after) == (None, None)
+        return
+    if seen.summary:
+        assert event.before is None and event.after and event.after["changes"], event.after
         return
     compared = 0
     for side, values, row in (

@@ -227,6 +227,8 @@ PROBES: dict[str, tuple[str, Callable[[Probe, str], None]]] = {
     ),
     "CW_REDIS_NAMESPACE": ("cw-probe", lambda p, v: _eq(_redis_namespace(p), "cw-probe")),
     "CW_WORKER_STALE_SECONDS": ("9", lambda p, v: _eq(p.config().CW_WORKER_STALE_SECONDS, 9)),
+    "CW_DB_LOCK_TIMEOUT": ("3", lambda p, v: _eq(p.config().CW_DB_LOCK_TIMEOUT, 3)),
+    "CW_EXPORT_MAX_ROWS": ("7", lambda p, v: _eq(p.config().CW_EXPORT_MAX_ROWS, 7)),
     "CW_WORKER_PROCESSES": ("7", lambda p, v: _has(p.make_worker(), "--processes 7 ")),
     "CW_WORKER_THREADS": (
         "3",

@@ -4,14 +4,11 @@ bulk Assign To)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, flash, g, redirect, request, stream_with_context, url_for
+from flask import flash, g, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
-from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.filters import BaseSQLAFilter, BooleanEqualFilter, FilterEqual
 from markupsafe import Markup
 from sqlalchemy import select
@@ -29,8 +26,8 @@ from app.admin.base import (
 )
 from app.admin.choices import parse_target, target_choices
 from app.admin.display import ERROR_LABELS, FLAG_LABELS
-from app.downloads import content_disposition
 from app.extensions import db
+from app.ids import parse_ids
 from app.models import CertType, DiscoveryTask, Endpoint
 from app.reports import figures
 from app.services.certificates import inventory
@@ -287,36 +284,6 @@ class NetworkAssetView(SecureModelView):
             )
         return {"summaries": rows, "chart_task": chart_task, "figure": figure}
 
-    # --- exports -------------------------------------------------------------------
-    @expose("/export/<export_type>/")
-    def export(self, export_type: str) -> Any:
-        if export_type == "json" and self.can_export:
-            return self._export_json()
-        return super().export(export_type)
-
-    def _export_json(self) -> Response:
-        """A JSON array of objects keyed by column name."""
-        _, rows = self._export_data()
-        columns = [name for name, _ in self._export_columns]
-        # JSON is read by programs, not spreadsheets: values stay as they are (formula
-        # escaping is for CSV cells). Built before the response, while the session is open.
-        items = [
-            json.dumps({name: ModelView.get_export_value(self, row, name) for name in columns})
-            for row in rows
-        ]
-
-        def generate() -> Iterator[str]:
-            yield "["
-            for index, item in enumerate(items):
-                yield ("," if index else "") + "\n" + item
-            yield "\n]\n"
-
-        return Response(
-            stream_with_context(generate()),
-            mimetype="application/json",
-            headers={"Content-Disposition": content_disposition(self.get_export_name("json"))},
-        )
-
     # --- details -------------------------------------------------------------------
     @expose("/details/")
     def details_view(self) -> Any:
@@ -354,8 +321,8 @@ class NetworkAssetView(SecureModelView):
 
     @expose("/assign/", methods=("GET", "POST"))
     def assign_view(self) -> Any:
-        ids = [int(i) for i in (request.values.get("ids") or "").split(",") if i.isdigit()]
-        chosen = [e for e in (self.get_one(i) for i in ids[:1000]) if e is not None]
+        ids = parse_ids(request.values.get("ids"))
+        chosen = [e for e in (self.get_one(i) for i in ids) if e is not None]
         if not chosen:
             flash("Choose the endpoints whose certificates to assign.", "error")
             return redirect(url_for(".index_view"))

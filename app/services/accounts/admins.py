@@ -95,7 +95,7 @@ def get_visible_admin(*, actor: Admin, admin_id: int) -> Admin:
         query = query.where(clause)
     admin = db.session.execute(query).scalar_one_or_none()
     if admin is None:
-        raise NotFound("No such administrator.")
+        raise audit.not_found(actor=actor, what="administrator", model=Admin, object_id=admin_id)
     return admin
 
 
@@ -129,8 +129,16 @@ def _check_grants(
     seen: set[tuple[int, int | None]] = set()
     for g in grants:
         org = db.session.get(Organization, g.organization_id)
-        if org is None or not (scope.is_master or org.id in scope.visible_org_ids):
+        if org is None:
             raise NotFound("No such organization.", field="scopes")
+        if not (scope.is_master or org.id in scope.visible_org_ids):
+            raise audit.denied(
+                actor=actor,
+                what="organization",
+                object_type="Organization",
+                object_id=org.id,
+                field="scopes",
+            )
         dept = None
         if role == Role.RAO and g.department_id is not None:
             raise DomainError(
@@ -145,6 +153,14 @@ def _check_grants(
             dept = db.session.get(Department, g.department_id)
             if dept is None:
                 raise NotFound("No such department.", field="scopes")
+            if not scope.covers(dept.organization_id, dept.id):  # never named to this admin
+                raise audit.denied(
+                    actor=actor,
+                    what="department",
+                    object_type="Department",
+                    object_id=dept.id,
+                    field="scopes",
+                )
             if dept.organization_id != org.id:
                 raise DomainError(
                     f"Department '{dept.name}' does not belong to organization '{org.name}'.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -137,7 +137,9 @@ def get_certificate(*, actor: Actor, certificate_id: int, action: str = "") -> C
     cert = db.session.get(Certificate, certificate_id)
     scope = scope_of(actor)
     if cert is None or not scope.covers(cert.organization_id, cert.department_id):
-        raise NotFound("No such certificate.")
+        raise audit.not_found(
+            actor=actor, what="certificate", model=Certificate, object_id=certificate_id
+        )
     if cert.cert_type is not None and not scope.may(
         cert.cert_type, cert.organization_id, cert.department_id
     ):
@@ -216,23 +218,41 @@ def pkcs12(*, actor: Admin, certificate_id: int, password: str) -> formats.Downl
     return result
 
 
-# Discovery registers how many endpoints present a certificate (install state).
-_INSTALL_PROBES: list[Callable[[Certificate], int]] = []
+# Discovery registers how many endpoints present each of a batch of certificates
+# ({certificate id: endpoints}; ids it never saw may be left out).
+InstallProbe = Callable[[Sequence[int]], dict[int, int]]
+_INSTALL_PROBES: list[InstallProbe] = []
 
 
-def register_install_probe(probe: Callable[[Certificate], int]) -> None:
+def register_install_probe(probe: InstallProbe) -> None:
     _INSTALL_PROBES.append(probe)
 
 
-def install_state(cert: Certificate) -> str:
+def install_counts(certificate_ids: Sequence[int]) -> dict[int, int] | None:
+    """How many endpoints present each certificate, in one query per probe (lists and
+    exports ask for a page or a chunk at once); None when nothing probes."""
     if not _INSTALL_PROBES:
+        return None
+    counts = dict.fromkeys(certificate_ids, 0)
+    for probe in _INSTALL_PROBES:
+        for cert_id, seen in probe(certificate_ids).items():
+            counts[cert_id] = counts.get(cert_id, 0) + seen
+    return counts
+
+
+def install_label(seen: int | None) -> str:
+    if seen is None:
         return "Unknown"
-    seen = sum(probe(cert) for probe in _INSTALL_PROBES)
     return (
         f"Installed ({seen} endpoint{'s' if seen != 1 else ''})"
         if seen
         else "Not found on the network"
     )
+
+
+def install_state(cert: Certificate) -> str:
+    counts = install_counts([cert.id])
+    return install_label(None if counts is None else counts[cert.id])
 
 
 orgs.register_reference("certificates", Certificate, "organization_id", "department_id")

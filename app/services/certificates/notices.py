@@ -65,13 +65,19 @@ def audit_issued(done: Sequence[Issued]) -> None:
 
 
 def collection_mails(done: Sequence[Issued], base: str) -> list[mail.Mail]:
-    """One collection mail per set of recipients: a requester who asked for 300
-    certificates gets one message listing them, not 300."""
-    groups: dict[tuple[str, ...], list[Issued]] = defaultdict(list)
+    """One collection mail per set of recipients and organization/department: a requester
+    who asked for 300 certificates gets one message listing them, not 300; and a message
+    never mixes places, since its links are readable by whoever may see its place in the
+    outbox."""
+    groups: dict[tuple[int, int | None, tuple[str, ...]], list[Issued]] = defaultdict(list)
     for item in done:
-        recipients = tuple(sorted({item.req.requester_email, *item.req.external_requesters} - {""}))
-        groups[recipients].append(item)
-    return [_collection_mail(list(recipients), items, base) for recipients, items in groups.items()]
+        req = item.req
+        recipients = tuple(sorted({req.requester_email, *req.external_requesters} - {""}))
+        groups[(req.organization_id, req.department_id, recipients)].append(item)
+    return [
+        _collection_mail(list(recipients), items, base)
+        for (_, _, recipients), items in groups.items()
+    ]
 
 
 def _succession(req: Request) -> str:
@@ -136,4 +142,5 @@ def _collection_mail(to: list[str], items: Sequence[Issued], base: str) -> mail.
         body=body,
         category="issuance",
         organization_id=first.organization_id,
+        department_id=first.department_id,
     )

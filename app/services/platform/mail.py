@@ -57,8 +57,10 @@ def send_mail(
     body: str,
     category: str = "",
     organization_id: int | None = None,
+    department_id: int | None = None,
 ) -> OutboxMessage:
-    """Queue a message in the current transaction; it is delivered after commit."""
+    """Queue a message in the current transaction; it is delivered after commit. The
+    organization/department it concerns decides who may read it in the outbox."""
     recipients = sorted({a.strip() for a in to if a and a.strip()})
     queued = smtp_configured()
     now = utcnow()
@@ -68,6 +70,7 @@ def send_mail(
         body=body,
         category=category,
         organization_id=organization_id,
+        department_id=department_id,
         status=MailStatus.QUEUED if queued else MailStatus.OUTBOX,
         attempts=0,
         next_attempt_at=now if queued else None,
@@ -89,6 +92,7 @@ class Mail:
     body: str
     category: str = ""
     organization_id: int | None = None
+    department_id: int | None = None
 
 
 def send_mails(mails: Sequence[Mail]) -> None:
@@ -107,6 +111,7 @@ def send_mails(mails: Sequence[Mail]) -> None:
             "body": m.body,
             "category": m.category,
             "organization_id": m.organization_id,
+            "department_id": m.department_id,
             "status": status,
             "attempts": 0,
             "next_attempt_at": now if queued else None,

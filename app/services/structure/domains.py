@@ -109,7 +109,7 @@ def get_domain(*, actor: Admin, domain_id: int) -> Domain:
         query = query.where(clause)
     domain = db.session.execute(query).scalar_one_or_none()
     if domain is None:
-        raise NotFound("No such domain.")
+        raise audit.not_found(actor=actor, what="domain", model=Domain, object_id=domain_id)
     return domain
 
 
@@ -288,7 +288,9 @@ def get_delegation(*, actor: Admin, delegation_id: int) -> Delegation:
         query = query.where(delegation_clause(scope))
     d = db.session.execute(query).scalar_one_or_none()
     if d is None:
-        raise NotFound("No such delegation.")
+        raise audit.not_found(
+            actor=actor, what="delegation", model=Delegation, object_id=delegation_id
+        )
     return d
 
 

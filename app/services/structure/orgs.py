@@ -83,7 +83,9 @@ def _clean(data: OrgData, *, org_id: int | None) -> dict[str, str]:
 def get_org(*, actor: Admin, org_id: int) -> Organization:
     org = db.session.get(Organization, org_id)
     if org is None or not (actor.is_master or org.id in scope_of(actor).visible_org_ids):
-        raise NotFound("No such organization.")
+        raise audit.not_found(
+            actor=actor, what="organization", model=Organization, object_id=org_id
+        )
     return org
 
 
@@ -194,7 +196,7 @@ def delete_org(*, actor: Admin, org_id: int) -> None:
 def get_dept(*, actor: Admin, dept_id: int) -> Department:
     dept = db.session.get(Department, dept_id)
     if dept is None or not scope_of(actor).covers(dept.organization_id, dept.id):
-        raise NotFound("No such department.")
+        raise audit.not_found(actor=actor, what="department", model=Department, object_id=dept_id)
     return dept
 
 
