@@ -45,9 +45,12 @@ forwarded_allow_ips = os.environ.get("CW_FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 def post_worker_init(worker):
     from app.api.relying_party.ocsp_wsgi import enable_cork
+    from app.pki import status_lint
     from app.runtime.context import freeze_startup_objects
 
     enable_cork()  # post_request below uncorks what the OCSP fast path corks
+    # Build pkilint's OCSP and CRL validators now, not inside the first OCSP answer.
+    status_lint.warm_up()
 
     if embedded and os.environ.get("CW_EMBEDDED_WORKER", "1") != "0":
         from app.runtime.embedded import Embedded
