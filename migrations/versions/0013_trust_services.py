@@ -78,15 +78,17 @@ def _refused(text):
 
 
 def upgrade():
-    with op.batch_alter_table("certificate_authorities", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(
-            sa.Column(
-                "revocation_reason", sa.String(length=32), nullable=False, server_default=""
-            )
-        )
-    with op.batch_alter_table("certificate_authorities", schema=None) as batch_op:
-        batch_op.alter_column("revocation_reason", server_default=None)
+    # Plain ADD COLUMN (no batch table copy): on SQLite a copy of certificate_authorities
+    # fails while certificates and profiles refer to it (foreign keys are on). The server
+    # default stays: it is what the model's default writes anyway.
+    op.add_column(
+        "certificate_authorities",
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    op.add_column(
+        "certificate_authorities",
+        sa.Column("revocation_reason", sa.String(length=32), nullable=False, server_default=""),
+    )
 
     blocked = op.create_table(
         "blocked_keys",
@@ -181,6 +183,6 @@ def upgrade():
 
 def downgrade():
     op.drop_table("blocked_keys")
-    with op.batch_alter_table("certificate_authorities", schema=None) as batch_op:
-        batch_op.drop_column("revocation_reason")
-        batch_op.drop_column("revoked_at")
+    # ALTER TABLE ... DROP COLUMN (SQLite 3.35+ too), not a batch table copy: see upgrade().
+    for column in ("revocation_reason", "revoked_at"):
+        op.execute(sa.text(f"ALTER TABLE certificate_authorities DROP COLUMN {column}"))
