@@ -111,9 +111,7 @@ def test_trust_services_migration_fixes_the_data(app, stub_worker) -> None:
     assert reasons == ["unspecified", "keyCompromise", "keyCompromise"]
     blocked = set(db.session.execute(select(BlockedKey.spki_sha256)).scalars())
     assert blocked == {
-        spki_sha256(
-            x509.load_der_x509_certificate(db.session.get(Certificate, i).der).public_key()
-        )
+        spki_sha256(x509.load_der_x509_certificate(db.session.get(Certificate, i).der).public_key())
         for i in cert_ids[1:]
     }
     names = set(db.session.execute(select(Organization.name)).scalars())
