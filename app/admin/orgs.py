@@ -163,6 +163,9 @@ class DepartmentView(SecureModelView):
             )
         )
 
+    def delete_model(self, model: Any) -> Any:
+        return self.run_service(None, lambda: orgs.delete_dept(actor=actor(), dept_id=model.id))
+
 
 def _warned(saved: Any) -> Any:
     """Flash what the subject-text rules warn about a saved name (e.g. mixed scripts)."""
@@ -170,6 +173,3 @@ def _warned(saved: Any) -> Any:
         for warning in orgs.name_warnings(saved.name):
             flash(warning, "warning")
     return saved
-
-    def delete_model(self, model: Any) -> Any:
-        return self.run_service(None, lambda: orgs.delete_dept(actor=actor(), dept_id=model.id))
