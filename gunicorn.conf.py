@@ -116,10 +116,13 @@ def when_ready(server):
 def post_worker_init(worker):
     from app import ensure_console
     from app.api.relying_party.ocsp_wsgi import enable_cork
+    from app.pki import status_lint
     from app.runtime.context import freeze_startup_objects
 
     enable_cork()  # post_request below uncorks what the OCSP fast path corks
     ensure_console(worker.wsgi)  # built now, not by the first request (app/__init__.py)
+    # Build pkilint's OCSP and CRL validators now, not inside the first OCSP answer.
+    status_lint.warm_up()
 
     if embedded_worker:
         from app.runtime.embedded import Embedded

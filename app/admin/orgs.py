@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import flash
 from flask_admin.contrib.sqla.filters import FilterEqual
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length
@@ -93,11 +94,15 @@ class OrganizationView(SecureModelView):
         return scope.is_master or bool(scope.orgs)
 
     def create_model(self, form: Any) -> Any:
-        return self.run_service(form, lambda: orgs.create_org(actor=actor(), data=_org_data(form)))
+        return _warned(
+            self.run_service(form, lambda: orgs.create_org(actor=actor(), data=_org_data(form)))
+        )
 
     def update_model(self, form: Any, model: Any) -> Any:
-        return self.run_service(
-            form, lambda: orgs.update_org(actor=actor(), org_id=model.id, data=_org_data(form))
+        return _warned(
+            self.run_service(
+                form, lambda: orgs.update_org(actor=actor(), org_id=model.id, data=_org_data(form))
+            )
         )
 
     def delete_model(self, model: Any) -> Any:
@@ -149,18 +154,34 @@ class DepartmentView(SecureModelView):
         return form
 
     def create_model(self, form: Any) -> Any:
-        return self.run_service(
-            form,
-            lambda: orgs.create_dept(
-                actor=actor(), organization_id=form.organization_id.data, name=form.name.data or ""
-            ),
+        return _warned(
+            self.run_service(
+                form,
+                lambda: orgs.create_dept(
+                    actor=actor(),
+                    organization_id=form.organization_id.data,
+                    name=form.name.data or "",
+                ),
+            )
         )
 
     def update_model(self, form: Any, model: Any) -> Any:
-        return self.run_service(
-            form,
-            lambda: orgs.update_dept(actor=actor(), dept_id=model.id, name=form.name.data or ""),
+        return _warned(
+            self.run_service(
+                form,
+                lambda: orgs.update_dept(
+                    actor=actor(), dept_id=model.id, name=form.name.data or ""
+                ),
+            )
         )
 
     def delete_model(self, model: Any) -> Any:
         return self.run_service(None, lambda: orgs.delete_dept(actor=actor(), dept_id=model.id))
+
+
+def _warned(saved: Any) -> Any:
+    """Flash what the subject-text rules warn about a saved name (e.g. mixed scripts)."""
+    if saved:
+        for warning in orgs.name_warnings(saved.name):
+            flash(warning, "warning")
+    return saved

@@ -21,6 +21,7 @@ from app.services.accounts import admins, bootstrap
 from app.services.errors import DomainError
 from app.services.platform import jobs
 from app.services.scope import SYSTEM
+from app.services.structure import orgs
 
 
 def fail(message: str) -> None:
@@ -91,6 +92,8 @@ def bootstrap_command() -> None:
             click.secho("=" * 64, fg="yellow")
     if result.org_created:
         click.echo("Created the first organization (rename it in Settings > Organizations).")
+        for warning in orgs.name_warnings(str(setting("CW_ORG_NAME"))):
+            click.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
 admin_cli = AppGroup("admin", help="Manage administrators.")

@@ -1,4 +1,5 @@
-"""Command line for the private CA: ca create/list/rotate-kek, cert request/approve/retry/revoke/download."""
+"""Command line for the private CA: ca create/list/revoke/rotate-kek, cert
+request/approve/retry/revoke/download."""
 
 from __future__ import annotations
 
@@ -29,12 +30,19 @@ from app.models import (
     RequestStatus,
     Role,
 )
+from app.pki.profiles import CaPurpose
 from app.services import audit
 from app.services.ca import authorities
 from app.services.certificates import approvals, enrollment, inventory, revocation
 from app.services.scope import SYSTEM
 
 ca_cli = AppGroup("ca", help="Private certificate authorities.")
+PURPOSES = {
+    "tls": CaPurpose.TLS,
+    "smime": CaPurpose.SMIME,
+    "codesigning": CaPurpose.CODE_SIGNING,
+    "device": CaPurpose.DEVICE,
+}
 cert_cli = AppGroup("cert", help="Certificates: request, approve, list, show, revoke, download.")
 
 # Files a directory given to `cert request --csr DIR` contributes, in name order.
@@ -79,7 +87,14 @@ def _operator(login: str | None) -> Admin:
     "--hash",
     "signature_hash",
     default=None,
-    help="SHA-256, SHA-384, SHA-512 (default: parent's or by key type)",
+    help="SHA-256, SHA-384, SHA-512 for RSA keys (default SHA-256); an ECDSA key signs with its curve's hash",
+)
+@click.option(
+    "--purpose",
+    type=click.Choice(sorted(PURPOSES), case_sensitive=False),
+    default="tls",
+    show_default=True,
+    help="what an issuing CA issues (sets its extended key usage); ignored for a root",
 )
 @click.option("--city", default="")
 @click.option("--state", default="")
@@ -97,6 +112,7 @@ def ca_create(
     country: str,
     years: int | None,
     as_json: bool,
+    purpose: str,
 ) -> None:
     """Create a root CA, or an issuing CA under --parent."""
     parent_id = None
@@ -117,6 +133,7 @@ def ca_create(
         state=state,
         country=country,
         lifetime_years=years,
+        purpose=PURPOSES[purpose.lower()].value,
     )
     with audit.source(label="cli"):
         created = commit_or_fail(lambda: authorities.create_ca(actor=SYSTEM, spec=spec))
@@ -124,8 +141,10 @@ def ca_create(
     if as_json:
         emit_json(_ca_json(created))
         return
+    issues = "" if created.is_root else f", issues {authorities.purpose_label(created)}"
     click.echo(
-        f"Created {created.kind_label} '{created.name}' (id {created.id}): {created.subject_dn}, valid to {created.not_after:%Y-%m-%d}"
+        f"Created {created.kind_label} '{created.name}' (id {created.id}): {created.subject_dn}, "
+        f"signs with {created.signature_hash}{issues}, valid to {created.not_after:%Y-%m-%d}"
     )
 
 
@@ -137,6 +156,7 @@ def _ca_json(ca: CertificateAuthority) -> dict[str, Any]:
         "parent": ca.parent.name if ca.parent is not None else None,
         "key_type": ca.key_type,
         "signature_hash": ca.signature_hash,
+        "issues": None if ca.is_root else authorities.purpose_label(ca),
         "status": ca.status.value,
         "subject": ca.subject_dn,
         "serial": ca.serial_hex,
@@ -159,8 +179,42 @@ def ca_list(as_json: bool) -> None:
         return
     for item in found:
         click.echo(
-            f"{item.id:>4} {item.name:<30} {item.kind_label:<11} {item.key_type:<9} {item.status.value:<8} to {item.not_after:%Y-%m-%d}  {item.subject_dn}"
+            f"{item.id:>4} {item.name:<30} {item.kind_label:<11} {authorities.purpose_label(item):<12} {item.key_type:<9} {item.status.value:<8} to {item.not_after:%Y-%m-%d}  {item.subject_dn}"
         )
+
+
+@ca_cli.command("revoke")
+@click.argument("name")
+@click.option(
+    "--reason",
+    required=True,
+    help="cACompromise, affiliationChanged, superseded, cessationOfOperation or privilegeWithdrawn",
+)
+@click.option("--message", default="")
+@click.option("--as", "as_login", default=None, help="act as this MRAO (default: the first)")
+def ca_revoke(name: str, reason: str, message: str, as_login: str | None) -> None:
+    """Revoke an issuing CA (by name or id); its parent publishes a new CRL at once."""
+    found = db.session.execute(
+        select(CertificateAuthority).where(
+            (CertificateAuthority.name == name)
+            | (CertificateAuthority.id == (int(name) if name.isdigit() else -1))
+        )
+    ).scalar_one_or_none()
+    if found is None:
+        fail(f"no CA named '{name}'")
+    assert found is not None
+    actor = _operator(as_login)
+    with audit.source(label="cli"):
+        revoked = commit_or_fail(
+            lambda: authorities.revoke_ca(
+                actor=actor, ca_id=found.id, reason=reason, message=message
+            )
+        )
+    assert isinstance(revoked, CertificateAuthority)
+    click.echo(
+        f"Revoked the CA '{revoked.name}' ({revoked.revocation_reason}); "
+        f"the CRL of '{revoked.parent.name if revoked.parent else ''}' lists it."
+    )
 
 
 @ca_cli.command("rotate-kek")

@@ -25,6 +25,7 @@ from app.models.jobs import Job, JobStatus, Schedule, WorkerHeartbeat
 from app.models.mail import MailStatus, OutboxMessage
 from app.models.org import CertType, Department, Organization
 from app.models.pki import (
+    BlockedKey,
     CaStatus,
     CertificateAuthority,
     CertificateProfile,
@@ -41,6 +42,7 @@ __all__ = [
     "AssignmentRule",
     "AuditEvent",
     "AuditHead",
+    "BlockedKey",
     "CaStatus",
     "CertOrigin",
     "CertStatus",

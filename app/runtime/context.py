@@ -49,9 +49,10 @@ class AppContextMiddleware(Middleware):
         app = self.ensure_app()
         # Build pkilint's validators (about a second) now rather than inside the first
         # issuance batch of every process.
-        from app.pki import lint
+        from app.pki import lint, status_lint
 
         lint.warm_up()
+        status_lint.warm_up()  # CRLs and OCSP responses are linted too
         if self.owns_process:
             freeze_startup_objects()
             ParentWatch(self.parent_pid).start()

@@ -83,7 +83,7 @@ def test_private_ca_story(console: Console, tmp_path: Path) -> None:
     c.menu("Settings", "Certificate Profiles")
     page.click("a:has-text('Create')")
     page.fill("#name", "Wayne TLS")
-    select(c, "ca_id", "Wayne Issuing")
+    select(c, "ca_id", "Wayne Issuing (issues TLS)")
     page.fill("#terms", "90")
     page.check("input[name=key_types][value=EC-P256]")
     c.save()

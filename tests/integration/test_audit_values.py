@@ -356,6 +356,25 @@ def ca_retire(w: World) -> Seen:
     return Seen(old, observed(CertificateAuthority, ca.id))
 
 
+def ca_revoke(w: World) -> Seen:
+    root = _root("Gamma Root")
+    ca = commit(
+        lambda: authorities.create_ca(
+            actor=SYSTEM,
+            spec=authorities.CaSpec(
+                name="Gamma Issuing", key_type="EC-P256", customer_name="Gamma", parent_id=root.id
+            ),
+        )
+    )
+    old = observed(CertificateAuthority, ca.id)
+    commit(lambda: authorities.revoke_ca(actor=w.mrao, ca_id=ca.id, reason="superseded"))
+    return Seen(
+        old,
+        observed(CertificateAuthority, ca.id),
+        aliases={"reason": "revocation_reason", "serial": "serial_hex"},
+    )
+
+
 def kek_rotate(w: World) -> Seen:
     commit(lambda: authorities.rotate_kek(actor=w.mrao))
     return Seen(None, None, no_values=True)  # sealed keys never go into the log
@@ -364,9 +383,9 @@ def kek_rotate(w: World) -> Seen:
 def _profile_data(w: World, **changes: Any) -> profiles.ProfileData:
     fields: dict[str, Any] = {
         "name": "Clients",
-        "cert_type": CertType.CLIENT,
+        "cert_type": CertType.SSL,  # what make_pki's TLS issuing CA enrolls
         "ca_id": w.issuing.id,
-        "terms": (365,),
+        "terms": (90,),
         "key_types": ("EC-P256",),
     }
     return profiles.ProfileData(**{**fields, **changes})
@@ -685,6 +704,7 @@ CASES: dict[str, Callable[[World], Seen]] = {
     "delegation.delete": delegation_delete,
     "ca.create": ca_create,
     "ca.retire": ca_retire,
+    "ca.revoke": ca_revoke,
     "kek.rotate": kek_rotate,
     "profile.create": profile_create,
     "profile.update": profile_update,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import pkcs12
 from sqlalchemy import func, select
 
@@ -61,7 +63,12 @@ def test_ca_and_certificate_from_the_command_line(app, stub_worker, tmp_path):
     issuing = db.session.execute(
         select(CertificateAuthority).where(CertificateAuthority.name == "Issuing")
     ).scalar_one()
-    assert issuing.signature_hash == "SHA-384"  # inherited from the P-384 root
+    # BR 7.1.3.2.2: the signing key decides. The P-384 root signed the issuing CA's
+    # certificate with SHA-384; the P-256 issuing CA signs with SHA-256.
+    assert issuing.signature_hash == "SHA-256"
+    issuing_cert = x509.load_der_x509_certificate(issuing.cert_der)
+    assert isinstance(issuing_cert.signature_hash_algorithm, hashes.SHA384)
+    assert "signs with SHA-256, issues TLS" in out
     from app.models import CertType
     from app.services.ca import profiles
 
@@ -114,6 +121,8 @@ def test_ca_and_certificate_from_the_command_line(app, stub_worker, tmp_path):
     assert code == 0 and "Revoked 1 certificate(s)." in out
     db.session.refresh(cert)
     assert cert.status == CertStatus.REVOKED
+    leaf = x509.load_der_x509_certificate(cert.der)
+    assert isinstance(leaf.signature_hash_algorithm, hashes.SHA256)
 
 
 def test_cli_errors_are_specific(app):

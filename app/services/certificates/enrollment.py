@@ -7,12 +7,10 @@ values missing from a CSR or different from the organization's are replaced.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import select
 
 from app.extensions import db
 from app.models import (
@@ -20,10 +18,7 @@ from app.models import (
     CertificateProfile,
     CertificateRequest,
     CertType,
-    Delegation,
-    DelegationStatus,
     Department,
-    Domain,
     Organization,
     RequestMode,
     RequestStatus,
@@ -35,12 +30,12 @@ from app.pki.errors import PkiError
 from app.pki.profiles import check_term
 from app.services import audit
 from app.services.accounts.admins import normalize_email
+from app.services.ca import blocked_keys
 from app.services.ca.profiles import KIND_OF
 from app.services.certificates import approvals
 from app.services.errors import DomainError, Forbidden, NotFound
 from app.services.scope import SYSTEM, scope_of
-from app.services.structure import orgs
-from app.services.structure.domains import is_network
+from app.services.structure import domains, orgs
 
 MAX_CSR_BYTES = 32 * 1024
 REQUEST_FIELDS = (
@@ -179,7 +174,9 @@ def _key(
     except PkiError as exc:
         raise DomainError(f"The CSR is not usable: {exc}", field="csr") from exc
     try:
-        key_type = keys.check_key_policy(parsed.public_key, profile.key_types)
+        key_type = keys.check_key_policy(
+            parsed.public_key, profile.key_types, blocked_spki_sha256=blocked_keys.BLOCKED
+        )
     except PkiError as exc:
         raise DomainError(
             f"{exc} (profile '{profile.name}' allows {', '.join(profile.key_types)})", field="csr"
@@ -188,12 +185,38 @@ def _key(
     return key_type, public_der, parsed.csr.public_bytes(Encoding.DER), parsed
 
 
+def _refuse_unissued_names(parsed: pki_csr.ParsedCsr, cert_type: CertType) -> None:
+    """A name the CSR asks for that the certificate would not carry is refused, never
+    silently dropped: emails in an SSL CSR, and any URI, directory name, other name or
+    registered ID (Certwright certifies DNS names, IP addresses and emails only)."""
+    if parsed.emails and cert_type == CertType.SSL:
+        raise DomainError(
+            f"The CSR asks for the email address {parsed.emails[0]}: SSL certificates carry "
+            "DNS names and IP addresses only. Make a CSR without it (or request a Client "
+            "certificate).",
+            field="csr",
+        )
+    if parsed.other_names:
+        raise DomainError(
+            f"The CSR asks for the subject alternative name {parsed.other_names[0]}, which "
+            f"{cert_type.label} certificates from Certwright do not carry (only DNS names, "
+            "IP addresses and email addresses). Make a CSR without it.",
+            field="csr",
+        )
+
+
 def _names(data: RequestData, parsed: pki_csr.ParsedCsr | None) -> tuple[str, list[str]]:
     """The CN (form, else the CSR's) and the SANs (CSR's plus the form's), normalised."""
     common_name = data.common_name.strip() or (parsed.common_name if parsed else "") or ""
     raw = list(data.sans)
     if parsed is not None:
-        raw = [*parsed.dns_names, *(str(ip) for ip in parsed.ip_addresses), *raw]
+        _refuse_unissued_names(parsed, data.cert_type)
+        raw = [
+            *parsed.dns_names,
+            *(str(ip) for ip in parsed.ip_addresses),
+            *parsed.emails,
+            *raw,
+        ]
     if not common_name and raw:
         common_name = raw[0]
     if not common_name:
@@ -216,68 +239,6 @@ def _names(data: RequestData, parsed: pki_csr.ParsedCsr | None) -> tuple[str, li
     if cn_host is not None:
         common_name = str(cn_host)
     return common_name, values
-
-
-def delegated_domains(org_id: int, dept_id: int | None, cert_type: CertType) -> list[Domain]:
-    """Active domains whose delegation for cert_type is Approved for this org/department
-    (a delegation to the organization covers all its departments)."""
-    place = Delegation.department_id.is_(None)
-    if dept_id is not None:
-        place = place | (Delegation.department_id == dept_id)
-    query = (
-        select(Domain)
-        .join(Delegation, Delegation.domain_id == Domain.id)
-        .where(
-            Domain.active.is_(True),
-            Delegation.organization_id == org_id,
-            Delegation.status == DelegationStatus.APPROVED,
-            getattr(Delegation, cert_type.value).is_(True),
-            place,
-        )
-    )
-    return list(db.session.execute(query).scalars().unique())
-
-
-def check_names_delegated(
-    values: Sequence[str], org: Organization, dept: Department | None, cert_type: CertType
-) -> None:
-    """Every DNS name and IP must lie in an active domain delegated (Approved) for the type."""
-    domains = delegated_domains(org.id, dept.id if dept else None, cert_type)
-    where = f"{org.name} / {dept.name}" if dept else org.name
-    for value in values:
-        if "@" in value:
-            continue  # email SANs are checked against the person's domain (client certificates)
-        if _is_ip(value):
-            ip = ipaddress.ip_address(value)
-            if not any(is_network(d.name) and ip in ipaddress.ip_network(d.name) for d in domains):
-                raise DomainError(
-                    f"The IP address {value} is not inside a network delegated to {where} for {cert_type.label} certificates.",
-                    field="sans",
-                )
-            continue
-        dns = [d for d in domains if not is_network(d.name)]
-        if not any(
-            names.is_name_within_domain(value, d.name, allow_wildcard=d.is_wildcard) for d in dns
-        ):
-            if value.startswith("*.") and any(
-                names.is_name_within_domain(value[2:], d.name) for d in dns
-            ):
-                raise DomainError(
-                    f"The wildcard name {value} needs a wildcard domain (*.{value[2:]} or above) delegated to {where}.",
-                    field="sans",
-                )
-            raise DomainError(
-                f"The name {value} is not inside an active domain delegated to {where} for {cert_type.label} certificates.",
-                field="sans",
-            )
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def max_renewal_window(term_days: int) -> int:
@@ -317,7 +278,7 @@ def check_request(*, actor: Admin, data: RequestData) -> Checked:
     profile = _profile(data)
     key_type, public_der, csr_der, parsed = _key(data, profile)
     common_name, sans = _names(data, parsed)
-    check_names_delegated(sans, org, dept, data.cert_type)
+    domains.check_names_delegated(sans, org, dept, data.cert_type)
     external = []
     for i, address in enumerate(a for a in data.external_requesters if a.strip()):
         external.append(normalize_email(address, field="external_requesters"))

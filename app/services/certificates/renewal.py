@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
 from app.extensions import db
@@ -18,13 +19,16 @@ from app.models import (
     RequestStatus,
 )
 from app.models.types import utcnow
+from app.pki import keys
 from app.pki.errors import PkiError
 from app.pki.profiles import check_term
 from app.services import audit
+from app.services.ca import blocked_keys
 from app.services.ca.profiles import KIND_OF
 from app.services.certificates import approvals, enrollment, inventory
 from app.services.errors import DomainError
 from app.services.scope import SYSTEM, Actor
+from app.services.structure import domains
 
 RENEWABLE = (CertStatus.ISSUED, CertStatus.EXPIRED)
 
@@ -36,6 +40,23 @@ def _ours(actor: Actor, certificate_id: int, action: str) -> Certificate:
             f"{cert.common_name} was not issued by Certwright; request a new certificate instead."
         )
     return cert
+
+
+def _check_reused_key(old: CertificateRequest) -> None:
+    """A renewal that reuses the key is refused when the key is now known weak (ROCA, close
+    primes) or blocked as compromised (CA/B Forum BR 6.1.1.3)."""
+    try:
+        public_key = serialization.load_der_public_key(old.public_key_der or b"")
+        keys.check_key_policy(
+            public_key,  # type: ignore[arg-type]
+            old.profile.key_types,
+            blocked_spki_sha256=blocked_keys.BLOCKED,
+        )
+    except (PkiError, ValueError) as exc:
+        raise DomainError(
+            f"The certificate's key cannot be certified again: {exc}. Replace the "
+            "certificate with a CSR for a new key instead."
+        ) from exc
 
 
 def _term(old: CertificateRequest) -> int:
@@ -97,7 +118,9 @@ def renew(*, actor: Actor, certificate_id: int, auto: bool = False) -> Certifica
         raise DomainError(
             f"The profile '{profile.name}' forbids reusing a key: replace the certificate with a new CSR instead."
         )
-    enrollment.check_names_delegated(old.sans, old.organization, old.department, old.cert_type)
+    domains.check_names_delegated(old.sans, old.organization, old.department, old.cert_type)
+    if old.mode == RequestMode.CSR:
+        _check_reused_key(old)
     term = _term(old)
     auto_renew, window = _renewal_window(old, term)
     req = CertificateRequest(
