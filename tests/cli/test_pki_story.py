@@ -50,6 +50,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Proc]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # some forty separate CLI processes; about 2 minutes on a quiet machine
 def test_the_pki_story_from_the_command_line_alone(
     server: tuple[str, dict[str, str], Proc],
 ) -> None:

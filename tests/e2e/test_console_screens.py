@@ -118,8 +118,8 @@ def test_first_sign_in_to_first_certificate_without_a_reload(console: Console) -
     c.save()
     assert "Domain 'example.test' created." in c.flashes()
     for name, parent, key in (
-        ("Example Root", "None (root CA)", "ECDSA P384"),
-        ("Example Issuing", "Example Root (Root CA)", "ECDSA P256"),
+        ("Example Root", "None (root CA)", "EC-P384"),
+        ("Example Issuing", "Example Root (Root CA)", "EC-P256"),
     ):
         c.menu("Dashboard")
         page.click("[data-step=ca] a")
@@ -134,7 +134,7 @@ def test_first_sign_in_to_first_certificate_without_a_reload(console: Console) -
     c.menu("Dashboard")
     page.click("[data-step=profile] a")
     page.fill("#name", "TLS 90 days")
-    page.select_option("#ca_id", label="Example Issuing")
+    page.select_option("#ca_id", label="Example Issuing (issues TLS)")
     page.fill("#terms", "90")
     page.check("input[name=key_types][value=EC-P256]")
     c.save()
