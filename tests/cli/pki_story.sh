@@ -30,9 +30,10 @@ domains:
 authorities:
   - {name: Acme Root, customer: Acme, key_type: EC-P384, country: US}
   - {name: Acme Issuing, customer: Acme, key_type: EC-P256, parent: Acme Root, country: US}
+  - {name: Acme Devices, customer: Acme, key_type: EC-P256, parent: Acme Root, country: US, purpose: device}
 profiles:
   - {name: TLS 90d, type: ssl, ca: Acme Issuing, terms: [90], key_types: [RSA-2048, EC-P256], approval: required}
-  - {name: Devices, type: device, ca: Acme Issuing, terms: [365], key_types: [EC-P256], approval: automatic}
+  - {name: Devices, type: device, ca: Acme Devices, terms: [365], key_types: [EC-P256], approval: automatic}
 YAML
 set +e; cw config plan "$WORK/certwright.yaml" >"$WORK/plan.txt"; code=$?; set -e
 [ "$code" = 2 ] || fail "config plan should exit 2 (changes), not $code"

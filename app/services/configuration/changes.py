@@ -376,6 +376,7 @@ class _Run:
                     state=entry["state"],
                     country=entry["country"],
                     lifetime_years=entry["lifetime_years"],
+                    purpose=entry.get("purpose") or "TLS",
                 ),
             )
 
@@ -385,6 +386,8 @@ class _Run:
             f"{entry['key_type']}",
             f"under '{entry['parent']}'" if entry["parent"] else "root",
         ]
+        if entry["parent"]:
+            details.append(f"issues {entry.get('purpose') or 'TLS'}")
         if entry["fingerprint"]:
             details.append("a new key: the file's fingerprint cannot be reproduced")
         return tuple(details)
@@ -396,6 +399,8 @@ class _Run:
             fixed.append("signature_hash")
         if entry["fingerprint"]:
             fixed.append("fingerprint")
+        if entry.get("purpose"):
+            fixed.append("purpose")
         differ = [k for k in fixed if (now.get(k) or "").lower() != (entry.get(k) or "").lower()]
         if differ:
             shown = "; ".join(

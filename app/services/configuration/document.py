@@ -230,6 +230,10 @@ def _canonical_key_type(r: _Reader, value: str, where: str) -> str:
         return value
 
 
+# What an issuing CA issues (its extendedKeyUsage), as the file may spell it.
+CA_PURPOSES = {"tls": "TLS", "smime": "SMIME", "codesigning": "CodeSigning", "device": "Device"}
+
+
 def _authority(r: _Reader, raw: Any, where: str) -> dict[str, Any]:
     data = r.mapping(
         raw,
@@ -245,6 +249,7 @@ def _authority(r: _Reader, raw: Any, where: str) -> dict[str, Any]:
             "country",
             "lifetime_years",
             "fingerprint",
+            "purpose",
             *CA_READ_ONLY,
         ),
     )
@@ -268,6 +273,12 @@ def _authority(r: _Reader, raw: Any, where: str) -> dict[str, Any]:
     ca["country"] = r.text(data, "country", where).upper()
     ca["lifetime_years"] = r.number(data, "lifetime_years", where, None, int)
     ca["fingerprint"] = r.text(data, "fingerprint", where).replace(":", "").lower() or None
+    purpose = r.text(data, "purpose", where)
+    ca["purpose"] = None
+    if purpose:
+        ca["purpose"] = CA_PURPOSES.get(purpose.lower().replace("_", "").replace("/", ""))
+        if ca["purpose"] is None:
+            r.fail(f"{where}.purpose", f"'{purpose}' is not tls, smime, codesigning or device")
     return ca
 
 

@@ -23,6 +23,7 @@ from app.models import (
     Domain,
     Organization,
 )
+from app.services.ca.authorities import purpose_of
 from app.services.configuration.document import ORG_TEXT, SECTIONS, Doc
 
 
@@ -65,6 +66,7 @@ def authorities() -> list[dict[str, Any]]:
                 "country": ca.country,
                 "lifetime_years": None,
                 "fingerprint": ca.fingerprint,
+                "purpose": _purpose(ca),
                 # Read-only: what the CA is (apply never changes a CA's certificate).
                 "status": ca.status.value,
                 "subject": ca.subject_dn,
@@ -216,3 +218,12 @@ READERS = {
 
 def read(sections: tuple[str, ...] = SECTIONS) -> Doc:
     return {section: READERS[section]() for section in sections}
+
+
+def _purpose(ca: CertificateAuthority) -> str | None:
+    """What an issuing CA issues (CaPurpose value); None for a root or a CA made before
+    purposes (it issues every kind)."""
+    if ca.is_root:
+        return None
+    purpose = purpose_of(ca)
+    return purpose.value if purpose is not None else None
