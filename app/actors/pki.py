@@ -35,8 +35,11 @@ def issue_certificates(job_id: int) -> None:
 
 
 def _crl_refresh(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
-    published = crl.refresh_crls()
-    return {"message": f"{len(published)} CRLs re-published", "cas": published}
+    result = crl.refresh_crls()
+    message = f"{len(result.published)} CRLs re-published"
+    if result.failed:
+        message += f", {len(result.failed)} failed: " + "; ".join(result.failed.values())
+    return {"message": message, "cas": result.published, "failed": result.failed}
 
 
 @dramatiq.actor(queue_name="default", max_retries=0, time_limit=600_000)
@@ -58,7 +61,12 @@ def certificate_lifecycle(job_id: int) -> None:
     jobs.execute(job_id, _lifecycle)
 
 
-jobs.register_kind("issue_certificates", "Issue approved certificates", issue_certificates)
+jobs.register_kind(
+    "issue_certificates",
+    "Issue approved certificates",
+    issue_certificates,
+    on_failure=issuance.issuance_job_failed,
+)
 jobs.register_kind("crl_refresh", "Re-publish CRLs before they expire", refresh_crls, every=3600)
 jobs.register_kind(
     "certificate_lifecycle",

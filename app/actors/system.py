@@ -13,16 +13,19 @@ from app.models import AdminSession, Job, WorkerHeartbeat
 from app.models.types import utcnow
 from app.runtime.broker import broker  # noqa: F401  (declares actors on the configured broker)
 from app.services import audit
+from app.services.accounts import sessions as signins
 from app.services.platform import jobs, mail
 from app.services.scope import SYSTEM
 
 
-@dramatiq.actor(queue_name="mail", max_retries=5, min_backoff=5_000, time_limit=120_000)
-def deliver_mail(message_id: int) -> None:
-    mail.deliver(message_id)
+# No dramatiq retries: the outbox row is the durable record, and the scheduler dispatches it
+# again after its backoff (app/services/platform/mail.py), surviving restarts.
+@dramatiq.actor(queue_name="mail", max_retries=0, time_limit=600_000)
+def deliver_mail(message_id: int, attempt: int | None = None) -> None:
+    mail.deliver(message_id, attempt)
 
 
-mail.register_deliverer(lambda message_id: deliver_mail.send(message_id))
+mail.register_deliverer(lambda message_id, attempt: deliver_mail.send(message_id, attempt))
 
 
 def _verify_audit(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
@@ -32,13 +35,15 @@ def _verify_audit(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
             "message": f"audit chain intact: {verdict.rows} rows verified",
             "ok": True,
             "rows": verdict.rows,
+            "expected": verdict.expected,
         }
     audit.record(action="audit.verify_failed", actor=SYSTEM, message=verdict.reason)
     db.session.commit()
     return {
-        "message": f"audit chain BROKEN: {verdict.reason}",
+        "message": f"audit chain {verdict.summary()}",
         "ok": False,
         "rows": verdict.rows,
+        "expected": verdict.expected,
         "first_bad_seq": verdict.first_bad_seq,
     }
 
@@ -56,8 +61,12 @@ def _housekeeping(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
     beats = db.session.execute(
         delete(WorkerHeartbeat).where(WorkerHeartbeat.seen_at < now - timedelta(days=1))
     ).rowcount
+    throttles = signins.forget_old_failures()
     db.session.commit()
-    return {"message": f"removed {sessions} old sessions and {beats} old worker heartbeats"}
+    return {
+        "message": f"removed {sessions} old sessions, {beats} old worker heartbeats and "
+        f"{throttles} forgotten sign-in failure counts"
+    }
 
 
 @dramatiq.actor(queue_name="default", max_retries=0, time_limit=600_000)

@@ -63,10 +63,17 @@ def _org_data(form: Any) -> orgs.OrgData:
 
 class OrganizationView(SecureModelView):
     form = OrganizationForm
+    record_noun = "Organization"
+    empty_text = (
+        "No organizations yet. An organization is the subject (O, L, ST, C) of the "
+        "certificates issued for it, and the unit that RAOs administer."
+    )
+    search_hint = "Search by name or city"
     column_list = ("id", "name", "city", "state", "country", "departments", "created_at", "portal")
     column_labels = {
         "id": "OrgID",
-        "state": "State/Province",
+        "state": "State / province",
+        "address1": "Address",
         "created_at": "Created",
         "portal": "Portal mails",
     }
@@ -185,11 +192,15 @@ class OrganizationView(SecureModelView):
         return scope.is_master or bool(scope.orgs)
 
     def create_model(self, form: Any) -> Any:
-        return self.run_service(form, lambda: orgs.create_org(actor=actor(), data=_org_data(form)))
+        return _warned(
+            self.run_service(form, lambda: orgs.create_org(actor=actor(), data=_org_data(form)))
+        )
 
     def update_model(self, form: Any, model: Any) -> Any:
-        return self.run_service(
-            form, lambda: orgs.update_org(actor=actor(), org_id=model.id, data=_org_data(form))
+        return _warned(
+            self.run_service(
+                form, lambda: orgs.update_org(actor=actor(), org_id=model.id, data=_org_data(form))
+            )
         )
 
     def delete_model(self, model: Any) -> Any:
@@ -203,6 +214,12 @@ class DepartmentForm(AdminForm):
 
 class DepartmentView(SecureModelView):
     form = DepartmentForm
+    record_noun = "Department"
+    empty_text = (
+        "No departments yet. Departments divide an organization (the OU of its "
+        "certificates) and are what DRAOs administer."
+    )
+    search_hint = "Search by department name"
     column_list = ("id", "organization", "name", "created_at")
     column_labels = {"created_at": "Created"}
     column_searchable_list = ("name",)
@@ -235,18 +252,34 @@ class DepartmentView(SecureModelView):
         return form
 
     def create_model(self, form: Any) -> Any:
-        return self.run_service(
-            form,
-            lambda: orgs.create_dept(
-                actor=actor(), organization_id=form.organization_id.data, name=form.name.data or ""
-            ),
+        return _warned(
+            self.run_service(
+                form,
+                lambda: orgs.create_dept(
+                    actor=actor(),
+                    organization_id=form.organization_id.data,
+                    name=form.name.data or "",
+                ),
+            )
         )
 
     def update_model(self, form: Any, model: Any) -> Any:
-        return self.run_service(
-            form,
-            lambda: orgs.update_dept(actor=actor(), dept_id=model.id, name=form.name.data or ""),
+        return _warned(
+            self.run_service(
+                form,
+                lambda: orgs.update_dept(
+                    actor=actor(), dept_id=model.id, name=form.name.data or ""
+                ),
+            )
         )
 
     def delete_model(self, model: Any) -> Any:
         return self.run_service(None, lambda: orgs.delete_dept(actor=actor(), dept_id=model.id))
+
+
+def _warned(saved: Any) -> Any:
+    """Flash what the subject-text rules warn about a saved name (e.g. mixed scripts)."""
+    if saved:
+        for warning in orgs.name_warnings(saved.name):
+            flash(warning, "warning")
+    return saved

@@ -1,6 +1,6 @@
 """ORM models, one module per aggregate; importing this registers them all."""
 
-from app.models.accounts import Admin, AdminScope, AdminSession, Role
+from app.models.accounts import Admin, AdminScope, AdminSession, Role, SignInThrottle
 from app.models.audit import AuditEvent, AuditHead
 from app.models.certificates import (
     Certificate,
@@ -37,6 +37,7 @@ from app.models.persons import (
     ValidationType,
 )
 from app.models.pki import (
+    BlockedKey,
     CaStatus,
     CertificateAuthority,
     CertificateProfile,
@@ -53,6 +54,7 @@ __all__ = [
     "AssignmentRule",
     "AuditEvent",
     "AuditHead",
+    "BlockedKey",
     "CaStatus",
     "CertOrigin",
     "CertStatus",
@@ -91,6 +93,7 @@ __all__ = [
     "ScanShard",
     "Schedule",
     "SerialNumber",
+    "SignInThrottle",
     "TaskRule",
     "ValidationType",
     "WorkerHeartbeat",

@@ -1,11 +1,12 @@
-"""Administrators, their scopes (org/department + privileges) and sign-in sessions."""
+"""Administrators, their scopes (org/department + privileges), sign-in sessions and the
+sign-in throttle."""
 
 from __future__ import annotations
 
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -33,12 +34,14 @@ class Admin(db.Model):  # type: ignore[name-defined,misc]
     role: Mapped[Role] = mapped_column(str_enum(Role, 8))
     password_hash: Mapped[str] = mapped_column(String(256))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     welcome_dismissed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Someone else chose the password: the console asks for a new one before anything else.
+    must_change_password: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("admins.id", ondelete="SET NULL"), nullable=True
@@ -119,3 +122,19 @@ class AdminSession(db.Model):  # type: ignore[name-defined,misc]
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     admin: Mapped[Admin] = relationship(back_populates="sessions")
+
+
+class SignInThrottle(db.Model):  # type: ignore[name-defined,misc]
+    """Failed sign-ins from one address (login "") or of one login from one address, and
+    until when further attempts are answered "wait" (app/services/accounts/sessions.py).
+    Rows, not process memory: every web process sees the same counts."""
+
+    __tablename__ = "signin_throttles"
+    __table_args__ = (UniqueConstraint("address", "login"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(64))
+    login: Mapped[str] = mapped_column(String(64), default="")
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

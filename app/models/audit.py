@@ -38,13 +38,15 @@ class AuditEvent(db.Model):  # type: ignore[name-defined,misc]
 
 
 class AuditHead(db.Model):  # type: ignore[name-defined,misc]
-    """One row: the last seq and hash of the chain (locked while appending)."""
+    """One row: the last seq and hash of the chain (locked while appending), and their
+    HMAC under the audit key, so that cutting rows off the end needs the key too."""
 
     __tablename__ = "audit_head"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
     hash: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str] = mapped_column(String(64), default="")
 
 
 @event.listens_for(AuditEvent, "before_update")

@@ -1,72 +1,53 @@
-"""Full CRLs (RFC 5280 §5) and the CRLReason vocabulary; no I/O.
+"""Full CRLs (RFC 5280 §5), built, checked and linted before they are published; no I/O.
 
 The caller supplies the revoked entries, the next CRL number (monotonic, kept in the
-database) and the update interval; build_crl() returns the signed CRL.
+database), the update interval and, to keep thisUpdate monotonic whatever the clock
+does, the previous CRL's thisUpdate; build_crl() returns the signed, linted CRL. The
+CRLReason vocabulary lives in revocation.py and is re-exported here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Final
 
 from cryptography import x509
 
-from app.pki.errors import ProfileError
-from app.pki.issue import MAX_SERIAL, to_utc, utc_now
+from app.pki.errors import PkiError, ProfileError
+from app.pki.issue import MAX_SERIAL, rehearsal_key
 from app.pki.issuer import Issuer
+from app.pki.revocation import REASON_CODES as REASON_CODES
+from app.pki.revocation import REASON_NAMES as REASON_NAMES
+from app.pki.revocation import check_publishable_reason
+from app.pki.revocation import parse_reason as parse_reason
+from app.pki.validity import ONE_SECOND, to_utc, utc_now
 
-# RFC 5280 §5.3.1 CRLReason, in code order (7 is not used).
-REASON_CODES: Final[Mapping[x509.ReasonFlags, int]] = MappingProxyType(
-    {
-        x509.ReasonFlags.unspecified: 0,
-        x509.ReasonFlags.key_compromise: 1,
-        x509.ReasonFlags.ca_compromise: 2,
-        x509.ReasonFlags.affiliation_changed: 3,
-        x509.ReasonFlags.superseded: 4,
-        x509.ReasonFlags.cessation_of_operation: 5,
-        x509.ReasonFlags.certificate_hold: 6,
-        x509.ReasonFlags.remove_from_crl: 8,
-        x509.ReasonFlags.privilege_withdrawn: 9,
-        x509.ReasonFlags.aa_compromise: 10,
-    }
-)
-REASON_NAMES: Final[tuple[str, ...]] = tuple(reason.value for reason in REASON_CODES)
-
-_FOLDED: Final = {re.sub(r"[^a-z]", "", reason.value.lower()): reason for reason in REASON_CODES}
-_BY_CODE: Final = {code: reason for reason, code in REASON_CODES.items()}
-
-
-def parse_reason(value: str | int) -> x509.ReasonFlags:
-    """Read a CRLReason from its RFC name ("keyCompromise"), a loose spelling
-    ("key compromise", "KEY_COMPROMISE") or its code (1 or "1").
-
-    Raises:
-        ProfileError: not one of the RFC 5280 §5.3.1 reasons.
-    """
-    if isinstance(value, int) or value.strip().isdigit():
-        code = int(value)
-        if code in _BY_CODE:
-            return _BY_CODE[code]
-    else:
-        folded = re.sub(r"[^a-z]", "", value.lower())
-        if folded in _FOLDED:
-            return _FOLDED[folded]
-    raise ProfileError(
-        f"unknown revocation reason {value!r}; expected one of {', '.join(REASON_NAMES)}"
-    )
+# A CRL with at most this many entries is linted whole (pkilint: ~1 ms an entry).
+FULL_LINT_MAX_ENTRIES: Final = 200
 
 
 @dataclass(frozen=True)
 class RevokedEntry:
-    """One revoked certificate as a CRL lists it."""
+    """One revoked certificate as a CRL lists it; ``is_ca`` for a CA certificate (its
+    reason must be stated, and may be cACompromise: RFC 5280 §5.3.1, BR §7.2.2)."""
 
     serial: int
     revoked_at: dt.datetime
     reason: x509.ReasonFlags = x509.ReasonFlags.unspecified
+    is_ca: bool = False
+
+
+def next_this_update(now: dt.datetime, previous: dt.datetime | None) -> dt.datetime:
+    """thisUpdate for the next CRL: ``now``, but at least one second after the previous
+    CRL's thisUpdate, so that CRLs stay in order (RFC 5280 §5.1.2.4, §5.2.3: a later CRL
+    number is a later CRL) even when the clock steps back or two CRLs fall in one second.
+    """
+    moment = to_utc(now)
+    if previous is not None:
+        moment = max(moment, to_utc(previous) + ONE_SECOND)
+    return moment
 
 
 def build_crl(
@@ -76,20 +57,38 @@ def build_crl(
     crl_number: int,
     next_update_in: dt.timedelta,
     now: dt.datetime | None = None,
+    previous_this_update: dt.datetime | None = None,
+    previous_crl_number: int | None = None,
+    lint: bool = True,
 ) -> x509.CertificateRevocationList:
-    """Build and sign a full CRL with AKI and CRL number, thisUpdate = ``now`` and
-    nextUpdate = ``now + next_update_in``.
+    """Build, lint and sign a full CRL with AKI and CRL number; thisUpdate is
+    next_this_update(now, previous_this_update), nextUpdate thisUpdate + ``next_update_in``.
+
+    Every entry's reason must be publishable (revocation.check_publishable_reason). Unless
+    ``lint`` is false, the CRL is linted before the CA key signs it (status_lint.check_crl)
+    as a CRL of CA certificates when an entry ``is_ca``, else as one of subscriber
+    certificates. pkilint takes about a millisecond per entry, so a CRL of more than
+    FULL_LINT_MAX_ENTRIES entries is linted through a rehearsal with the same header and,
+    for each reason, the entries with the extreme serials and dates (_representatives).
 
     Raises:
-        ProfileError: CRL number out of range, non-positive interval, or an entry with
-            removeFromCRL (delta CRLs only) or a serial out of range.
+        ProfileError: CRL number out of range or not above ``previous_crl_number``,
+            non-positive interval, or an entry with a serial out of range.
+        RevocationPolicyError: an entry whose reason no CRL may carry (certificateHold,
+            removeFromCRL, cACompromise for an end entity, none for a CA certificate).
+        LintError: pkilint findings outside the CRL allow-list; the CA key signed nothing.
     """
-    # RFC 5280 §5.2.3: a non-negative integer of at most 20 octets.
+    # RFC 5280 §5.2.3 / BR §7.2.2: a non-negative integer below 2**159, strictly increasing.
     if not 0 <= crl_number <= MAX_SERIAL:
         raise ProfileError("CRL number must be a non-negative integer of at most 20 octets")
+    if previous_crl_number is not None and crl_number <= previous_crl_number:
+        raise ProfileError(
+            f"CRL number {crl_number} does not follow {previous_crl_number}: CRL numbers "
+            "strictly increase (RFC 5280 §5.2.3, CA/B Forum BR 7.2.2)"
+        )
     if next_update_in <= dt.timedelta(0):
         raise ProfileError("the CRL update interval must be positive")
-    this_update = to_utc(now) if now is not None else utc_now()
+    this_update = next_this_update(now if now is not None else utc_now(), previous_this_update)
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(issuer.name)
@@ -100,22 +99,68 @@ def build_crl(
         .add_extension(issuer.authority_key_identifier, critical=False)
         .add_extension(x509.CRLNumber(crl_number), critical=False)
     )
-    for entry in revoked:
-        builder = builder.add_revoked_certificate(_revoked_certificate(entry))
-    return builder.sign(issuer.private_key, issuer.hash_algorithm)
+    entries = [(entry, _revoked_certificate(entry)) for entry in revoked]
+    if not lint:
+        return _with_entries(builder, entries).sign(issuer.private_key, issuer.hash_algorithm)
+    # Lint-before-sign, as for certificates: a rehearsal signed by a throwaway key of the
+    # CA's algorithm is linted, and only then does the CA key sign.
+    whole = len(entries) <= FULL_LINT_MAX_ENTRIES
+    rehearsal = _with_entries(builder, entries if whole else _representatives(entries)).sign(
+        rehearsal_key(issuer.private_key), issuer.hash_algorithm
+    )
+    from app.pki.status_lint import check_crl  # pkilint: imported when first used
+
+    check_crl(rehearsal, lists_ca_certificates=any(entry.is_ca for entry, _ in entries))
+    signed = _with_entries(builder, entries).sign(issuer.private_key, issuer.hash_algorithm)
+    if whole and signed.tbs_certlist_bytes != rehearsal.tbs_certlist_bytes:
+        raise PkiError("the signed CRL differs from the linted one; it was not published")
+    return signed
+
+
+def _with_entries(
+    builder: x509.CertificateRevocationListBuilder,
+    entries: Iterable[tuple[RevokedEntry, x509.RevokedCertificate]],
+) -> x509.CertificateRevocationListBuilder:
+    for _entry, revoked_certificate in entries:
+        builder = builder.add_revoked_certificate(revoked_certificate)
+    return builder
+
+
+def _representatives(
+    entries: list[tuple[RevokedEntry, x509.RevokedCertificate]],
+) -> list[tuple[RevokedEntry, x509.RevokedCertificate]]:
+    # Every entry is made by _revoked_certificate(); two entries differ only in serial,
+    # revocation date and reason (with is_ca). pkilint's entry checks look at exactly
+    # those: the serial's range and encoding, the date's encoding, the reason and its
+    # extension. So for each (reason, is_ca), the entries with the smallest and largest
+    # serial and the earliest and latest date stand for the others.
+    groups: dict[tuple[x509.ReasonFlags, bool], list[tuple[RevokedEntry, x509.RevokedCertificate]]]
+    groups = {}
+    for pair in entries:
+        groups.setdefault((pair[0].reason, pair[0].is_ca), []).append(pair)
+    chosen: dict[int, tuple[RevokedEntry, x509.RevokedCertificate]] = {}
+    for group in groups.values():
+        for pick in (
+            min(group, key=lambda pair: pair[0].serial),
+            max(group, key=lambda pair: pair[0].serial),
+            min(group, key=lambda pair: to_utc(pair[0].revoked_at)),
+            max(group, key=lambda pair: to_utc(pair[0].revoked_at)),
+        ):
+            chosen[id(pick)] = pick
+    return list(chosen.values())
 
 
 def _revoked_certificate(entry: RevokedEntry) -> x509.RevokedCertificate:
     if not 0 < entry.serial <= MAX_SERIAL:
         raise ProfileError(f"revoked serial {entry.serial} is not a valid serial number")
-    if entry.reason is x509.ReasonFlags.remove_from_crl:
-        raise ProfileError("removeFromCRL is only valid in delta CRLs (RFC 5280 §5.3.1)")
+    check_publishable_reason(entry.reason, is_ca=entry.is_ca)
     builder = (
         x509.RevokedCertificateBuilder()
         .serial_number(entry.serial)
         .revocation_date(to_utc(entry.revoked_at))
     )
-    # RFC 5280 §5.3.1: the reasonCode extension SHOULD be absent rather than unspecified.
+    # RFC 5280 §5.3.1 (SHOULD) and BR §7.2.2 (MUST): unspecified is published as no
+    # reasonCode; check_publishable_reason() has refused it for CA certificates.
     if entry.reason is not x509.ReasonFlags.unspecified:
         builder = builder.add_extension(x509.CRLReason(entry.reason), critical=False)
     return builder.build()

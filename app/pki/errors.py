@@ -40,16 +40,23 @@ class ProfileError(PkiError):
     """A request does not fit the certificate profile (term, kind, names, CA state)."""
 
 
+class RevocationPolicyError(ProfileError):
+    """A revocation reason that may not be chosen (for this certificate, by this revoker)
+    or may not be published (in a CRL or OCSP response)."""
+
+
 class LintError(PkiError):
     """pkilint reported findings that are not on the reviewed allow-list.
 
-    The certificate was never signed with the CA key; ``findings`` lists what to fix.
+    A certificate was never signed with the CA key, and a CRL or OCSP response is not
+    published; ``findings`` lists what to fix, ``document`` says what was refused.
     """
 
-    def __init__(self, findings: Sequence[LintFinding]) -> None:
+    def __init__(self, findings: Sequence[LintFinding], document: str = "certificate") -> None:
         self.findings: tuple[LintFinding, ...] = tuple(findings)
+        self.document = document
         listed = "; ".join(str(finding) for finding in self.findings)
-        super().__init__(f"certificate refused by lint: {listed}")
+        super().__init__(f"{document} refused by lint: {listed}")
 
 
 class SealError(PkiError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Collection
+from collections.abc import Collection, Container
 from typing import Final
 
 from cryptography import x509
@@ -24,21 +24,35 @@ from app.pki.keys import KEY_TYPES, KeyType, PrivateKey, PublicKey, check_key_po
 from app.pki.lint import check_certificate
 from app.pki.names import AltNames, build_subject, common_name_host
 from app.pki.profiles import (
-    ISSUING_CA_PROFILE,
+    ISSUING_CA_PROFILES,
     ROOT_CA_PROFILE,
     CaProfile,
+    CaPurpose,
     CertKind,
     LeafProfile,
     SignatureHash,
+    check_issuer_purpose,
     check_term,
     default_ca_lifetime_years,
-    default_signature_hash,
     hash_algorithm,
+    signature_hash_for,
 )
+from app.pki.validity import ONE_SECOND, add_years, backdated
+
+# Re-exported: callers have always found the clock and the validity window here.
+from app.pki.validity import to_utc as to_utc
+from app.pki.validity import utc_now as utc_now
+from app.pki.validity import validity_window as validity_window
 
 # RFC 5280 §4.1.2.2: a positive INTEGER of at most 20 octets, so below 2**159.
 MAX_SERIAL: Final = 2**159 - 1
-_ONE_SECOND: Final = dt.timedelta(seconds=1)
+# BR §7.1.2.1.1: a root CA certificate is valid at least 2922 and at most 9132 days.
+ROOT_CA_MIN_YEARS: Final = 8
+ROOT_CA_MAX_YEARS: Final = 25
+_COUNTRY_REQUIRED: Final = (
+    "a CA certificate must name the country (C) of the CA's place of business "
+    "(CA/B Forum BR 7.1.2.10.2)"
+)
 _PUBLIC_KEY_TYPES: Final = (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)
 _LEAF_BASIC_CONSTRAINTS: Final = encoded_extension(
     x509.BasicConstraints(ca=False, path_length=None), critical=True
@@ -51,41 +65,6 @@ def new_serial() -> int:
     while serial == 0:
         serial = x509.random_serial_number()
     return serial
-
-
-def utc_now() -> dt.datetime:
-    """The current time in UTC truncated to the second (X.509 time has no fractions)."""
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-
-def to_utc(moment: dt.datetime) -> dt.datetime:
-    """``moment`` in UTC truncated to the second; a naive datetime is taken as UTC."""
-    if moment.tzinfo is dt.UTC and not moment.microsecond:
-        return moment  # already so (utc_now()): the issuance hot path
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).replace(microsecond=0)
-
-
-def validity_window(
-    term_days: int, *, now: dt.datetime, not_after_limit: dt.datetime | None = None
-) -> tuple[dt.datetime, dt.datetime]:
-    """(notBefore, notAfter) for a term of ``term_days`` starting at ``now``.
-
-    RFC 5280 §4.1.2.5: notAfter is inclusive, so a 90-day term ends 90 days minus one
-    second after notBefore. The end is clamped to ``not_after_limit`` (the issuing CA's
-    notAfter): a certificate never outlives its issuer.
-
-    Raises:
-        ProfileError: the issuing CA has expired by ``now``.
-    """
-    not_before = to_utc(now)
-    not_after = not_before + dt.timedelta(days=term_days) - _ONE_SECOND
-    if not_after_limit is not None:
-        if not_before >= not_after_limit:
-            raise ProfileError(f"the issuing CA expired on {not_after_limit.isoformat()}")
-        not_after = min(not_after, not_after_limit)
-    return not_before, not_after
 
 
 def build_leaf(
@@ -131,7 +110,7 @@ def build_leaf(
     moment = to_utc(now) if now is not None else utc_now()
     if moment < issuer.not_before:
         raise ProfileError(f"the issuing CA is not valid before {issuer.not_before.isoformat()}")
-    not_before, not_after = _naive_window(term_days, moment, issuer.not_after)
+    not_before, not_after = _naive_window(term_days, moment, issuer.not_before, issuer.not_after)
     extensions = [
         # RFC 5280 §4.2.1.9 / BR §7.1.2.7.8: cA FALSE; we mark it critical.
         _LEAF_BASIC_CONSTRAINTS,
@@ -178,14 +157,18 @@ def issue_leaf(
     now: dt.datetime | None = None,
     allowed_key_types: Collection[KeyType] = KEY_TYPES,
     lint: bool = True,
+    blocked_spki_sha256: Container[str] = frozenset(),
 ) -> x509.Certificate:
-    """Check key policy and term, build, lint (unless ``lint`` is false) and sign a leaf.
+    """Check key policy (``blocked_spki_sha256``: see keys.check_key_policy), the issuing
+    CA's purpose and the term, build, lint (unless ``lint`` is false) and sign a leaf.
 
     Raises:
-        KeyPolicyError, NamePolicyError, ProfileError: the request breaks a policy.
+        KeyPolicyError, NamePolicyError, ProfileError: the request breaks a policy, or
+            the issuing CA was built for another kind of certificate.
         LintError: pkilint findings outside the allow-list; nothing was signed by the CA.
     """
-    check_key_policy(public_key, allowed_key_types)
+    check_key_policy(public_key, allowed_key_types, blocked_spki_sha256=blocked_spki_sha256)
+    check_issuer_purpose(issuer.purpose, profile.kind)
     moment = to_utc(now) if now is not None else utc_now()
     check_term(profile.kind, term_days, moment)
     builder = build_leaf(
@@ -230,16 +213,29 @@ def create_root_ca(
     signature_hash: SignatureHash | None = None,
     now: dt.datetime | None = None,
 ) -> x509.Certificate:
-    """Create a self-signed root "<customer_name> Root CA" (default 20 years), linted.
+    """Create a self-signed root "<customer_name> Root CA" (default 20 years) to the CA/B
+    Forum root profile (TLS BR §7.1.2.1), linted with pkilint's root CA validator.
+
+    ``signature_hash`` applies to RSA keys; an ECDSA key signs with its curve's hash.
 
     Raises:
-        KeyPolicyError, NamePolicyError, ProfileError, LintError.
+        KeyPolicyError, NamePolicyError: e.g. no country; ProfileError: e.g. a lifetime
+            outside 8 to 25 years; LintError.
     """
     key_type = key_type_of(private_key)
     subject = _ca_subject(customer_name, "Root CA", locality, state, country)
+    if not (country or "").strip():
+        raise NamePolicyError(_COUNTRY_REQUIRED)
     years = lifetime_years or default_ca_lifetime_years(key_type, is_root=True)
-    not_before = to_utc(now) if now is not None else utc_now()
-    not_after = _add_years(not_before, years) - _ONE_SECOND
+    if not ROOT_CA_MIN_YEARS <= years <= ROOT_CA_MAX_YEARS:
+        # BR §7.1.2.1.1: a root's validity is 2922 to 9132 days (8 to 25 years).
+        raise ProfileError(
+            f"a root CA certificate is valid {ROOT_CA_MIN_YEARS} to {ROOT_CA_MAX_YEARS} years "
+            f"(CA/B Forum BR 7.1.2.1.1: 2922 to 9132 days), not {years}"
+        )
+    # BR §7.1.2.1.1: notBefore no earlier than a day before signing; we backdate an hour.
+    not_before = backdated(to_utc(now) if now is not None else utc_now())
+    not_after = add_years(not_before, years) - ONE_SECOND
     ski = x509.SubjectKeyIdentifier.from_public_key(private_key.public_key())
     builder = _ca_builder(
         ROOT_CA_PROFILE, subject, subject, private_key.public_key(), serial, not_before, not_after
@@ -248,7 +244,8 @@ def create_root_ca(
         x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
         critical=False,
     )
-    algo = hash_algorithm(signature_hash or default_signature_hash(key_type))
+    # The root signs itself with the hash its own key fixes (BR §7.1.3.2).
+    algo = hash_algorithm(signature_hash_for(key_type, signature_hash))
     return _sign_linted(builder, private_key, algo, None)
 
 
@@ -263,26 +260,46 @@ def create_issuing_ca(
     serial: int | None = None,
     lifetime_years: int | None = None,
     now: dt.datetime | None = None,
+    purpose: CaPurpose = CaPurpose.TLS,
 ) -> x509.Certificate:
-    """Create "<customer_name> Issuing CA" signed by ``parent`` (pathLen 0), linted.
+    """Create "<customer_name> Issuing CA" signed by ``parent`` (pathLen 0) for ``purpose``,
+    linted before the parent signs it.
 
+    The purpose decides extendedKeyUsage (profiles.CaProfile): TLS (the default) is the
+    TLS BR §7.1.2.6 subordinate CA, linted as such; S/MIME (S/MIME BR §7.1.2.2), code
+    signing (Code Signing BR §7.1.2.2) and device CAs are linted as TLS BR §7.1.2.3
+    non-TLS subordinate CAs (pkilint has no S/MIME or code-signing CA validators). A
+    missing ``country`` is the parent's (BR §7.1.2.10.2: countryName MUST be present).
     Default lifetime 5 years for RSA-2048, 10 otherwise, clamped to the parent's notAfter.
 
     Raises:
         KeyPolicyError, NamePolicyError, ProfileError, LintError.
     """
     key_type = check_key_policy(public_key)
+    if not (country or "").strip():
+        inherited = parent.name.get_attributes_for_oid(NameOID.COUNTRY_NAME)
+        if not inherited:
+            raise NamePolicyError(_COUNTRY_REQUIRED)
+        country = str(inherited[0].value)
     subject = _ca_subject(customer_name, "Issuing CA", locality, state, country)
     years = lifetime_years or default_ca_lifetime_years(key_type, is_root=False)
-    not_before = to_utc(now) if now is not None else utc_now()
-    if not_before < parent.not_before:
+    moment = to_utc(now) if now is not None else utc_now()
+    if moment < parent.not_before:
         raise ProfileError(f"the parent CA is not valid before {parent.not_before.isoformat()}")
-    if not_before >= parent.not_after:
+    if moment >= parent.not_after:
         raise ProfileError(f"the parent CA expired on {parent.not_after.isoformat()}")
+    # BR §7.1.2.10.1: notBefore no earlier than a day before signing; we backdate an hour.
+    not_before = backdated(moment, not_before_limit=parent.not_before)
     # An issuing CA never outlives its parent (RFC 5280 §6.1.3 checks every link's validity).
-    not_after = min(_add_years(not_before, years) - _ONE_SECOND, parent.not_after)
+    not_after = min(add_years(not_before, years) - ONE_SECOND, parent.not_after)
     builder = _ca_builder(
-        ISSUING_CA_PROFILE, subject, parent.name, public_key, serial, not_before, not_after
+        ISSUING_CA_PROFILES[purpose],
+        subject,
+        parent.name,
+        public_key,
+        serial,
+        not_before,
+        not_after,
     )
     for extension in parent.issued_extensions:  # AKI, CDP, AIA of the parent
         builder = builder.add_extension(extension.value, extension.critical)
@@ -298,7 +315,7 @@ def _ca_builder(
     not_before: dt.datetime,
     not_after: dt.datetime,
 ) -> x509.CertificateBuilder:
-    return (
+    builder = (
         x509.CertificateBuilder()
         .serial_number(_checked_serial(serial if serial is not None else new_serial()))
         .issuer_name(issuer_name)
@@ -313,6 +330,13 @@ def _ca_builder(
         # RFC 5280 §4.2.1.2: CA certificates MUST carry a (non-critical) SKI.
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
+    # Issuing CAs: BR §7.1.2.6.1 (and S/MIME BR §7.1.2.2, Code Signing BR §7.1.2.2): both
+    # MUST be present and not critical.
+    if profile.extended_key_usage is not None:
+        builder = builder.add_extension(profile.extended_key_usage, critical=False)
+    if profile.certificate_policies is not None:
+        builder = builder.add_extension(profile.certificate_policies, critical=False)
+    return builder
 
 
 def _ca_subject(
@@ -364,12 +388,19 @@ def _sign_linted(
 ) -> x509.Certificate:
     # The throwaway signature gives pkilint a complete certificate whose TBS (including
     # the signature AlgorithmIdentifier, RFC 5280 §4.1.2.3) is what the CA will sign.
-    rehearsal = builder.sign(_throwaway_key(_algorithm_family(private_key)), algorithm)
+    rehearsal = builder.sign(rehearsal_key(private_key), algorithm)
     check_certificate(rehearsal, kind)
     certificate = builder.sign(private_key, algorithm)
     if certificate.tbs_certificate_bytes != rehearsal.tbs_certificate_bytes:
         raise PkiError("the signed certificate differs from the linted one; it was not issued")
     return certificate
+
+
+def rehearsal_key(private_key: PrivateKey) -> PrivateKey:
+    """A throwaway key of ``private_key``'s algorithm (and curve), to sign a rehearsal of
+    a document for linting: its AlgorithmIdentifier, hence its to-be-signed bytes, are
+    those the CA key will sign. Never trusted, stored or published."""
+    return _throwaway_key(_algorithm_family(private_key))
 
 
 def _algorithm_family(private_key: PrivateKey) -> str:
@@ -391,11 +422,13 @@ def _throwaway_key(family: str) -> PrivateKey:
 
 @functools.lru_cache(maxsize=256)
 def _naive_window(
-    term_days: int, moment: dt.datetime, not_after_limit: dt.datetime
+    term_days: int, moment: dt.datetime, not_before_limit: dt.datetime, not_after_limit: dt.datetime
 ) -> tuple[dt.datetime, dt.datetime]:
     # validity_window() as naive UTC, as the builder's setters would make it; a batch
     # signs its certificates with one `now`, so this runs once per batch and term.
-    not_before, not_after = validity_window(term_days, now=moment, not_after_limit=not_after_limit)
+    not_before, not_after = validity_window(
+        term_days, now=moment, not_before_limit=not_before_limit, not_after_limit=not_after_limit
+    )
     return not_before.replace(tzinfo=None), not_after.replace(tzinfo=None)
 
 
@@ -405,10 +438,3 @@ def _checked_serial(serial: int) -> int:
             "serial number must be a positive integer of at most 20 octets (RFC 5280 §4.1.2.2)"
         )
     return serial
-
-
-def _add_years(moment: dt.datetime, years: int) -> dt.datetime:
-    try:
-        return moment.replace(year=moment.year + years)
-    except ValueError:  # 29 February in a non-leap target year
-        return moment.replace(year=moment.year + years, day=28)

@@ -19,7 +19,13 @@ from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from app.pki.errors import ProfileError
 from app.pki.keys import KeyType, PrivateKey, key_type_of
-from app.pki.profiles import SignatureHash, default_signature_hash, hash_algorithm
+from app.pki.profiles import (
+    CaPurpose,
+    SignatureHash,
+    ca_purpose_of,
+    hash_algorithm,
+    signature_hash_for,
+)
 
 # RFC 6960 §4.1.1 CertID hash algorithms we answer for: SHA-1 (what most clients send)
 # and SHA-256.
@@ -49,6 +55,9 @@ class Issuer:
     cert_id_hashes: Mapping[str, tuple[bytes, bytes]] = field(repr=False)
     # AKI, CDP and AIA, DER-encoded once, appended to every certificate this CA issues.
     issued_extensions: tuple[x509.Extension[x509.ExtensionType], ...] = field(repr=False)
+    # What the CA issues, from its extendedKeyUsage (None: a root, or a CA built before
+    # purposes, which issues every kind).
+    purpose: CaPurpose | None = None
 
 
 def make_issuer(
@@ -62,7 +71,9 @@ def make_issuer(
 ) -> Issuer:
     """Prepare a CA for signing; the URLs go into every certificate it issues.
 
-    ``signature_hash`` defaults by key type (SHA-384 for P-384, SHA-256 otherwise).
+    The CA signs with the hash its own key fixes (signature_hash_for): ``signature_hash``
+    is honoured for RSA keys and ignored for ECDSA keys, whose curve decides (BR
+    §7.1.3.2.2), so a stored choice that does not fit the key never reaches a signature.
 
     Raises:
         ProfileError: not a CA certificate, key does not match it, or SHA-1 chosen.
@@ -73,7 +84,7 @@ def make_issuer(
     if private_key.public_key() != certificate.public_key():
         raise ProfileError("CA private key does not match the CA certificate")
     key_type = key_type_of(private_key)
-    chosen = signature_hash or default_signature_hash(key_type)
+    chosen = signature_hash_for(key_type, signature_hash)
     ski = _subject_key_identifier(certificate)
     # RFC 5280 §4.2.1.1: keyIdentifier of issued certificates = the CA's own SKI.
     aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
@@ -99,6 +110,7 @@ def make_issuer(
         issued_extensions=tuple(
             encoded_extension(value, critical=False) for value in (aki, cdp, aia) if value
         ),
+        purpose=ca_purpose_of(certificate),
     )
 
 

@@ -2,20 +2,23 @@
 
 Key types are the strings Certwright stores and shows: "RSA-2048", "RSA-3072", "RSA-4096",
 "EC-P256", "EC-P384". The minimums follow the CA/Browser Forum TLS Baseline Requirements
-§6.1.5 (RSA modulus >= 2048 bits, ECDSA on P-256/P-384/P-521) and §6.1.6 (RSA exponent).
+§6.1.5 (RSA modulus >= 2048 bits, ECDSA on P-256/P-384/P-521) and §6.1.6 (RSA exponent);
+known-weak keys are refused per §6.1.1.3 (weak_keys.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Container
 from typing import Final, Literal, get_args
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
+from app.pki import algorithms
 from app.pki.errors import FormatError, KeyPolicyError
+from app.pki.weak_keys import spki_sha256, weak_key_reason
 
 KeyType = Literal["RSA-2048", "RSA-3072", "RSA-4096", "EC-P256", "EC-P384"]
 KEY_TYPES: Final[tuple[KeyType, ...]] = get_args(KeyType)
@@ -32,13 +35,6 @@ _RSA_BITS: Final[dict[KeyType, int]] = {"RSA-2048": 2048, "RSA-3072": 3072, "RSA
 _EC_CURVES: Final[dict[KeyType, type[ec.EllipticCurve]]] = {
     "EC-P256": ec.SECP256R1,
     "EC-P384": ec.SECP384R1,
-}
-_CURVE_LABELS: Final[dict[str, str]] = {
-    "secp192r1": "EC-P192",
-    "secp224r1": "EC-P224",
-    "secp256r1": "EC-P256",
-    "secp384r1": "EC-P384",
-    "secp521r1": "EC-P521",
 }
 _WEAK_CURVES: Final = frozenset({"EC-P192", "EC-P224"})
 
@@ -71,31 +67,25 @@ def parse_key_type(value: str) -> KeyType:
 
 
 def describe_public_key(public_key: PublicKeyTypes) -> str:
-    """Name any public key the way lists show it: "RSA-1024", "EC-P521", "Ed25519", "DSA-2048"."""
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return f"RSA-{public_key.key_size}"
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        return _CURVE_LABELS.get(public_key.curve.name, f"EC-{public_key.curve.name}")
-    if isinstance(public_key, dsa.DSAPublicKey):
-        return f"DSA-{public_key.key_size}"
-    if isinstance(public_key, ed25519.Ed25519PublicKey):
-        return "Ed25519"
-    if isinstance(public_key, ed448.Ed448PublicKey):
-        return "Ed448"
-    if isinstance(public_key, x25519.X25519PublicKey):
-        return "X25519"
-    if isinstance(public_key, x448.X448PublicKey):
-        return "X448"
-    return "unknown"
+    """Name any public key the way lists show it: "RSA-1024", "EC-P521", "Ed25519", "DSA-2048"
+    (the vocabulary of app.pki.algorithms)."""
+    return algorithms.key_type(public_key)
 
 
 def check_key_policy(
-    public_key: PublicKeyTypes, allowed: Collection[KeyType] = KEY_TYPES
+    public_key: PublicKeyTypes,
+    allowed: Collection[KeyType] = KEY_TYPES,
+    *,
+    blocked_spki_sha256: Container[str] = frozenset(),
 ) -> KeyType:
-    """Return the key's KeyType if it meets the minimums and is in ``allowed``.
+    """Return the key's KeyType if it meets the minimums, is not a known-weak key (ROCA,
+    close primes: BR §6.1.1.3(5)), is not blocked and is in ``allowed``.
+
+    ``blocked_spki_sha256``: weak_keys.spki_sha256() values of keys reported compromised
+    (BR §6.1.1.3(4)) or on a weak-key list (Debian, §6.1.1.3(5.1)).
 
     Raises:
-        KeyPolicyError: weak, unsupported or not-allowed key, e.g.
+        KeyPolicyError: weak, blocked, unsupported or not-allowed key, e.g.
             "RSA-1024 is below the minimum RSA-2048".
     """
     label = describe_public_key(public_key)
@@ -113,6 +103,17 @@ def check_key_policy(
             raise KeyPolicyError(f"{label} is below the minimum EC-P256")
     else:
         raise KeyPolicyError(f"{label} keys are not supported; use one of {_joined(KEY_TYPES)}")
+    weakness = weak_key_reason(public_key)
+    if weakness is not None:
+        raise KeyPolicyError(weakness)
+    if blocked_spki_sha256:
+        fingerprint = spki_sha256(public_key)
+        if fingerprint in blocked_spki_sha256:
+            raise KeyPolicyError(
+                f"the key is on the list of compromised or weak keys (SPKI SHA-256 "
+                f"{fingerprint}) and cannot be certified (CA/B Forum BR 6.1.1.3); "
+                "generate a new key"
+            )
     key_type = next((kt for kt in KEY_TYPES if kt == label), None)
     if key_type is None:
         raise KeyPolicyError(

@@ -4,13 +4,22 @@ SSL certificates are linted against the CA/Browser Forum TLS Baseline Requiremen
 (pkilint's serverauth validators: OV type when the subject names an organisation, DV
 otherwise); Client certificates against the S/MIME Baseline Requirements (pkilint's
 lint_cabf_smime_cert validators: Multipurpose generation, mailbox- or individual-validated
-by the subject, app/pki/smime.py); CodeSigning and Device certificates and CA certificates
-against the RFC 5280 validators. Validators are built once per type (a few hundred milliseconds each)
-and reused; linting one certificate takes a few milliseconds.
+by the subject, app/pki/smime.py); CodeSigning and Device certificates against the RFC 5280
+validators. CA certificates are linted against the TLS BR CA profiles, as pkilint's
+lint_cabf_serverauth_cert would type them: a root as ROOT_CA (BR §7.1.2.1), an issuing CA
+with serverAuth as INTERNAL_UNCONSTRAINED_TLS_CA (§7.1.2.6), any other issuing CA as
+NON_TLS_CA (§7.1.2.3; pkilint has no S/MIME or code-signing CA validators). Validators are
+built once per type (a few hundred milliseconds each) and reused; linting one certificate
+takes a few milliseconds.
 
 Certwright is a PRIVATE CA, so some findings that matter for publicly-trusted TLS are
 expected; LINT_ALLOW_LIST names each one with the reason it is accepted. Every other
 finding (any severity from INFO up) refuses issuance.
+
+pkilint ships no type information (no py.typed); its objects are handled as Any here. It
+is imported where a certificate is first linted, not with this module: importing it takes
+about half a second, which every command-line call paid whether or not it signed anything
+(docs/benchmarks.md, command-line start-up).
 """
 
 from __future__ import annotations
@@ -26,14 +35,7 @@ from typing import Any, Final
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
-# pkilint ships no type information (no py.typed); its objects are handled as Any here.
-from pkilint import finding_filter, loader, validation  # type: ignore[import-untyped]
-from pkilint.cabf import serverauth, smime  # type: ignore[import-untyped]
-from pkilint.cabf.serverauth import serverauth_constants  # type: ignore[import-untyped]
-from pkilint.cabf.smime import smime_constants  # type: ignore[import-untyped]
-from pkilint.pkix import certificate, extension, name  # type: ignore[import-untyped]
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from app.pki.errors import LintError
 from app.pki.names import URN
@@ -90,7 +92,7 @@ LINT_ALLOW_LIST: Final[Mapping[str, str]] = {
     ),
 }
 
-_DECODE_FAILED: Final = "certwright.lint.decode_failed"
+DECODE_FAILED: Final = "certwright.lint.decode_failed"
 _URI_FINDING = re.compile(r'Invalid URI syntax: "(.*)"')
 
 
@@ -115,6 +117,8 @@ class LintFinding:
 
     @property
     def is_allowed(self) -> bool:
+        """On the certificate allow-list, or a device's URN SAN (CRLs and OCSP responses
+        have their own lists)."""
         return self.code in LINT_ALLOW_LIST or _is_urn_san(self)
 
     def __str__(self) -> str:
@@ -130,12 +134,38 @@ class LintTarget(enum.StrEnum):
     SMIME_MAILBOX = "cabf-smime-mailbox-multipurpose"
     SMIME_INDIVIDUAL = "cabf-smime-individual-multipurpose"
     RFC5280 = "rfc5280"
+    SERVERAUTH_ROOT_CA = "cabf-serverauth-root-ca"
+    SERVERAUTH_TLS_CA = "cabf-serverauth-tls-ca"
+    SERVERAUTH_NON_TLS_CA = "cabf-serverauth-non-tls-ca"
+
+
+# What leaf issuance uses; warm_up() builds these unless told otherwise.
+LEAF_TARGETS: Final = (
+    LintTarget.SERVERAUTH_DV,
+    LintTarget.SERVERAUTH_OV,
+    LintTarget.SMIME_MAILBOX,
+    LintTarget.SMIME_INDIVIDUAL,
+    LintTarget.RFC5280,
+)
+
+# pkilint's certificate type per CA target (names of serverauth_constants.CertificateType).
+# Certwright's issuing CAs are operated by the operator of their root: "internal".
+_CA_TYPES: Final = {
+    LintTarget.SERVERAUTH_ROOT_CA: "ROOT_CA",
+    LintTarget.SERVERAUTH_TLS_CA: "INTERNAL_UNCONSTRAINED_TLS_CA",
+    LintTarget.SERVERAUTH_NON_TLS_CA: "NON_TLS_CA",
+}
 
 
 def lint_target(cert: x509.Certificate, kind: CertKind | None) -> LintTarget:
     """SSL leaves by BR subscriber type (OV when the subject has O); Client leaves by
-    S/MIME validation level (individual when the subject names a person); the rest by
-    RFC 5280."""
+    S/MIME validation level (individual when the subject names a person); other leaves by
+    RFC 5280; CA certificates (``kind`` None) by BR CA profile: a self-issued root, an
+    issuing CA with serverAuth (TLS) or another extendedKeyUsage (non-TLS). A CA
+    certificate without extendedKeyUsage (built before CA purposes) is judged by RFC 5280
+    only."""
+    if kind is None:
+        return _ca_lint_target(cert)
     if kind is CertKind.CLIENT:
         if validation_level_of(cert.subject) is ValidationLevel.INDIVIDUAL:
             return LintTarget.SMIME_INDIVIDUAL
@@ -147,15 +177,47 @@ def lint_target(cert: x509.Certificate, kind: CertKind | None) -> LintTarget:
     return LintTarget.SERVERAUTH_DV
 
 
+def _ca_lint_target(cert: x509.Certificate) -> LintTarget:
+    if cert.issuer == cert.subject:
+        return LintTarget.SERVERAUTH_ROOT_CA
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return LintTarget.RFC5280
+    if ExtendedKeyUsageOID.SERVER_AUTH in usages:
+        return LintTarget.SERVERAUTH_TLS_CA
+    return LintTarget.SERVERAUTH_NON_TLS_CA
+
+
 def lint_certificate(cert: x509.Certificate, kind: CertKind | None) -> tuple[LintFinding, ...]:
     """All findings (INFO and above) for ``cert``; ``kind`` None means a CA certificate."""
     linter = _linter(lint_target(cert, kind))
     return linter.lint(cert.public_bytes(serialization.Encoding.DER))
 
 
-def refused_findings(findings: Iterable[LintFinding]) -> tuple[LintFinding, ...]:
-    """The findings not on LINT_ALLOW_LIST, i.e. those that refuse issuance."""
-    return tuple(finding for finding in findings if not finding.is_allowed)
+def refused_findings(
+    findings: Iterable[LintFinding], allow_list: Mapping[str, str] = LINT_ALLOW_LIST
+) -> tuple[LintFinding, ...]:
+    """The findings not on ``allow_list`` (LINT_ALLOW_LIST for certificates), i.e. those
+    that refuse issuance or publication."""
+    return tuple(finding for finding in findings if finding.code not in allow_list)
+
+
+def findings_of(results: Iterable[Any]) -> tuple[LintFinding, ...]:
+    """pkilint validation results as LintFindings, INFO and above."""
+    from pkilint import validation  # type: ignore[import-untyped]
+
+    return tuple(
+        LintFinding(
+            code=description.finding.code,
+            severity=description.finding.severity.name,
+            message=description.message,
+            path=str(result.node.path),
+        )
+        for result in results
+        for description in result.finding_descriptions
+        if description.finding.severity <= validation.ValidationFindingSeverity.INFO
+    )
 
 
 def check_certificate(cert: x509.Certificate, kind: CertKind | None) -> tuple[LintFinding, ...]:
@@ -175,34 +237,32 @@ class _Linter:
     """A built pkilint validator (expensive) plus the finding filters that go with it."""
 
     def __init__(self, validator: Any, filters: list[Any]) -> None:
+        from pkilint import finding_filter, loader, validation
+
         self._validator = validator
         self._filters = filters
         self._loader = loader.RFC5280CertificateDocumentLoader()
+        self._filter_results = finding_filter.filter_results
+        self._info = validation.ValidationFindingSeverity.INFO
 
     def lint(self, der: bytes) -> tuple[LintFinding, ...]:
         try:
             document = self._loader.load_der_document(der, "certificate")
         except Exception as exc:  # pkilint raises pyasn1 and ValueError types alike
-            return (LintFinding(_DECODE_FAILED, "FATAL", f"pkilint could not decode it: {exc}"),)
+            return (LintFinding(DECODE_FAILED, "FATAL", f"pkilint could not decode it: {exc}"),)
         results = self._validator.validate(document.root)
         if self._filters:
             # Drops PKIX findings the CA/B Forum requirements supersede (pkilint's own list).
-            results, _excluded = finding_filter.filter_results(self._filters, results)
-        return tuple(
-            LintFinding(
-                code=description.finding.code,
-                severity=description.finding.severity.name,
-                message=description.message,
-                path=str(result.node.path),
-            )
-            for result in results
-            for description in result.finding_descriptions
-            if description.finding.severity <= validation.ValidationFindingSeverity.INFO
-        )
+            results, _excluded = self._filter_results(self._filters, results)
+        return findings_of(results)
 
 
 @functools.cache
 def _linter(target: LintTarget) -> _Linter:
+    from pkilint.cabf import serverauth  # type: ignore[import-untyped]
+    from pkilint.cabf.serverauth import serverauth_constants  # type: ignore[import-untyped]
+    from pkilint.pkix import certificate, extension, name  # type: ignore[import-untyped]
+
     if target is LintTarget.RFC5280:
         validator = certificate.create_pkix_certificate_validator_container(
             certificate.create_decoding_validators(
@@ -218,6 +278,9 @@ def _linter(target: LintTarget) -> _Linter:
         )
         return _Linter(validator, [])
     if target in (LintTarget.SMIME_MAILBOX, LintTarget.SMIME_INDIVIDUAL):
+        from pkilint.cabf import smime
+        from pkilint.cabf.smime import smime_constants  # type: ignore[import-untyped]
+
         level = (
             smime_constants.ValidationLevel.INDIVIDUAL
             if target is LintTarget.SMIME_INDIVIDUAL
@@ -228,18 +291,19 @@ def _linter(target: LintTarget) -> _Linter:
             smime.create_subscriber_validators(level, smime_constants.Generation.MULTIPURPOSE),
         )
         return _Linter(validator, [])
-    cert_type = (
-        serverauth_constants.CertificateType.OV_FINAL_CERTIFICATE
-        if target is LintTarget.SERVERAUTH_OV
-        else serverauth_constants.CertificateType.DV_FINAL_CERTIFICATE
-    )
+    if target in _CA_TYPES:
+        cert_type = serverauth_constants.CertificateType[_CA_TYPES[target]]
+    elif target is LintTarget.SERVERAUTH_OV:
+        cert_type = serverauth_constants.CertificateType.OV_FINAL_CERTIFICATE
+    else:
+        cert_type = serverauth_constants.CertificateType.DV_FINAL_CERTIFICATE
     validator = certificate.create_pkix_certificate_validator_container(
         serverauth.create_decoding_validators(), serverauth.create_validators(cert_type)
     )
     return _Linter(validator, serverauth.create_serverauth_finding_filters(cert_type))
 
 
-def warm_up(targets: Iterable[LintTarget] = tuple(LintTarget)) -> None:
+def warm_up(targets: Iterable[LintTarget] = LEAF_TARGETS) -> None:
     """Build the validators and lint one sample certificate with each now (e.g. at worker
     start), so that the first issuance pays neither (pkilint loads the public suffix list
     on its first DNS name: a third of a second)."""

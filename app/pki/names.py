@@ -19,6 +19,7 @@ from cryptography.x509.oid import NameOID
 from iso3166 import countries_by_alpha2
 
 from app.pki.errors import NamePolicyError
+from app.pki.subject_text import refused_character
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _T = TypeVar("_T")
@@ -34,8 +35,6 @@ MAX_EMAIL_LENGTH: Final = 254
 _LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 _L = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _LDH_NAME = re.compile(rf"(\*\.(?={_L}\.))?(?:{_L}\.)*({_L})")  # maybe "*." + >= 2 labels
-# C0 controls and DEL, refused in subject values.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # RFC 3986 §3.1 scheme, then the rest without spaces: device SANs (urn:, https://, ...).
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[!-~]+")
 MAX_URI_LENGTH: Final = 2048
@@ -384,8 +383,9 @@ def build_subject(
     """Build a subject DN in the order C, ST, L, O, OU, CN, one attribute per RDN.
 
     Raises:
-        NamePolicyError: a value over its RFC 5280 Appendix A upper bound, a control
-            character, or a country that is not an ISO 3166-1 alpha-2 code.
+        NamePolicyError: a value over its RFC 5280 Appendix A upper bound, a character
+            subject_text refuses (controls, bidirectional and other invisible format
+            characters), or a country that is not an ISO 3166-1 alpha-2 code.
     """
     given = {
         "common_name": common_name,
@@ -400,8 +400,9 @@ def build_subject(
         value = (given[field] or "").strip()
         if not value:
             continue
-        if _CONTROL.search(value) is not None:
-            raise NamePolicyError(f"{_LABELS[field]} contains a control character")
+        refused = refused_character(value)
+        if refused is not None:
+            raise NamePolicyError(f"{_LABELS[field]} contains {refused[1]}")
         if field == "country":
             value = value.upper()
             # X.520 countryName is a two-letter PrintableString from ISO 3166-1.

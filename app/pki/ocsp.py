@@ -30,8 +30,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
 from app.pki.errors import OcspRequestError
-from app.pki.issue import to_utc, utc_now
 from app.pki.issuer import CERT_ID_HASHES, Issuer
+from app.pki.revocation import check_publishable_reason
+from app.pki.validity import to_utc, utc_now
 
 MAX_NONCE_LENGTH: Final = 32  # RFC 8954 §2.1
 MAX_REQUEST_BYTES: Final = 64 * 1024
@@ -45,11 +46,14 @@ class CertStatus(enum.StrEnum):
 
 @dataclass(frozen=True)
 class StatusLookup:
-    """What the database says about one serial of one CA."""
+    """What the database says about one serial of one CA. ``is_ca``: the serial is a CA
+    certificate the CA signed (an issuing CA under a root), whose revocation must state
+    its reason (BR §7.3) and may be cACompromise (RFC 5280 §5.3.1)."""
 
     status: CertStatus
     revoked_at: dt.datetime | None = None
     reason: x509.ReasonFlags | None = None
+    is_ca: bool = False
 
     def __post_init__(self) -> None:
         if (self.status is CertStatus.REVOKED) != (self.revoked_at is not None):
@@ -150,17 +154,30 @@ def build_response(
     hash_name: str = "sha1",
     nonce: bytes | None = None,
     now: dt.datetime | None = None,
+    lint: bool = True,
 ) -> bytes:
-    """A signed, successful BasicOCSPResponse (DER) for one serial of ``issuer``.
+    """A signed, successful BasicOCSPResponse (DER) for one serial of ``issuer``, linted
+    before it is returned (status_lint.check_ocsp_response) unless ``lint`` is false.
 
     thisUpdate = ``now``, nextUpdate = ``now + valid_for``. The CertID uses ``hash_name``
-    ("sha1" or "sha256"); a client matches it against its request's CertID.
+    ("sha1" or "sha256"); a client matches it against its request's CertID. The serial
+    may be a leaf's or, for a CA that signs CA certificates, an issuing CA's
+    (``lookup.is_ca``): RFC 6960 answers for any certificate the CA issued.
+
+    Raises:
+        OcspRequestError: an unsupported CertID hash.
+        RevocationPolicyError: a revocation reason no response may carry (BR §7.3).
+        LintError: findings outside the OCSP allow-list; do not send it.
     """
     if hash_name not in CERT_ID_HASHES:
         raise OcspRequestError(f"OCSP CertID hash {hash_name} is not supported (SHA-1, SHA-256)")
     this_update = to_utc(now) if now is not None else utc_now()
     name_hash, key_hash = issuer.cert_id_hashes[hash_name]
     reason = lookup.reason
+    if lookup.status is CertStatus.REVOKED:
+        # BR §7.3: the reason must be one a CRL may carry (BR §7.2.2), and present for a
+        # CA certificate.
+        check_publishable_reason(reason or x509.ReasonFlags.unspecified, is_ca=lookup.is_ca)
     if reason is x509.ReasonFlags.unspecified:
         reason = None  # as in CRLs (RFC 5280 §5.3.1): omit rather than say unspecified
     builder = (
@@ -181,8 +198,12 @@ def build_response(
     )
     if nonce is not None:
         builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
-    signed = builder.sign(issuer.private_key, issuer.hash_algorithm)
-    return signed.public_bytes(_DER)
+    der = builder.sign(issuer.private_key, issuer.hash_algorithm).public_bytes(_DER)
+    if lint:
+        from app.pki.status_lint import check_ocsp_response  # pkilint: imported when first used
+
+        check_ocsp_response(der, for_ca_certificate=lookup.is_ca)
+    return der
 
 
 def respond(

@@ -19,7 +19,6 @@ reference, BR 7.1.4.2.2(d)) that a private CA has no source for, so Certwright u
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Mapping
 from typing import Final
 
@@ -27,12 +26,12 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from app.pki.errors import NamePolicyError, ProfileError
+from app.pki.subject_text import refused_character
 
 # BR 6.3.2: Multipurpose and Strict subscriber certificates are valid at most 825 days.
 MAX_VALIDITY_DAYS: Final = 825
 # RFC 5280 Appendix A ub-common-name; the same bound for the name parts we write.
 MAX_NAME_LENGTH: Final = 64
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 class ValidationLevel(enum.StrEnum):
@@ -124,7 +123,8 @@ _LABELS: Final = {"GN": "given name", "SN": "surname", "CN": "common name"}
 
 
 def _check_value(key: str, value: str) -> None:
-    if _CONTROL.search(value) is not None:
-        raise NamePolicyError(f"the {_LABELS[key]} contains a control or bidi character")
+    refused = refused_character(value)
+    if refused is not None:
+        raise NamePolicyError(f"the {_LABELS[key]} contains {refused[1]}")
     if len(value) > MAX_NAME_LENGTH:
         raise NamePolicyError(f"the {_LABELS[key]} is longer than {MAX_NAME_LENGTH} characters")

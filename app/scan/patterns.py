@@ -9,7 +9,8 @@ ignoring case (``(?-i)`` turns that off). Where RE2 differs from ``re``:
 
 - ``\\w \\d \\s \\b \\B`` are ASCII only; ``\\pL``, ``\\p{Greek}``, ``[[:alpha:]]`` go beyond.
 - ``$`` without ``(?m)`` matches only at the very end, not before a final newline; the end of
-  the text is ``\\z`` (``re`` calls it ``\\Z``, which RE2 refuses).
+  the text is ``\\z``, and ``re``'s spelling ``\\Z`` is accepted for it (rules written before
+  RE2 keep working).
 - Inline flags are ``i m s U``: no ``(?x)`` verbose mode, no ``(?#...)`` comments.
 
 Patterns are capped at MAX_PATTERN characters and MAX_MEMORY bytes of RE2 memory (the compiled
@@ -54,7 +55,13 @@ _SAME_MISTAKE = {
     "invalid repetition size": "min repeat greater than max repeat",
     "trailing \\": "bad escape (end of pattern)",
 }
-_HINTS = {r"\Z": r" (RE2 syntax: \z is the end of the text)"}
+# Python's \Z is RE2's \z (the very end of the text); an escaped backslash is skipped whole.
+_PYTHON_END = re.compile(r"(\\\\)|\\Z")
+
+
+def _as_re2(pattern: str) -> str:
+    """The pattern in RE2 spelling: re's ``\\Z`` becomes ``\\z``; nothing else changes."""
+    return _PYTHON_END.sub(lambda m: m.group(1) or r"\z", pattern)
 
 
 class PatternError(ValueError):
@@ -85,7 +92,7 @@ class SafePattern:
         if len(pattern) > MAX_PATTERN:
             raise PatternError(f"regular expression is longer than {MAX_PATTERN} characters")
         try:
-            self._regexp: Any = re2.compile(pattern, _OPTIONS)
+            self._regexp: Any = re2.compile(_as_re2(pattern), _OPTIONS)
         except UnicodeEncodeError as exc:  # RE2 takes UTF-8, which has no lone surrogates
             message = f"invalid regular expression: unpaired surrogate at position {exc.start}"
             raise PatternError(message) from None
@@ -114,7 +121,7 @@ def _explain(pattern: str, message: str) -> str:
         return f"invalid regular expression: {python}"
     if kind == "invalid repetition size":  # not min > max: a count over 1,000, or nested ones
         return _TOO_COMPLEX
-    return f"invalid regular expression: {message}{_HINTS.get(arg, '')}"
+    return f"invalid regular expression: {message}"
 
 
 def _unsupported_feature(pattern: str, kind: str, arg: str) -> str | None:

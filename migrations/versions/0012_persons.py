@@ -3,8 +3,8 @@ portal's guessing throttle, per-organization portal settings and mail templates;
 choose key escrow and legacy PKCS#12, device profiles serverAuth; a request may be for a
 person.
 
-Revision ID: 0012
-Revises: 0005_names_per_owner (the lead re-chains at merge)
+Revision ID: 0012_persons
+Revises: 0010_trust_services
 Create Date: 2026-12-06 20:04:19.024952
 
 """
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = "0012"
-down_revision = "0005_names_per_owner"  # the 0005 migration
+revision = "0012_persons"
+down_revision = "0010_trust_services"
 branch_labels = None
 depends_on = None
 

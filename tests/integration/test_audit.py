@@ -28,7 +28,8 @@ def test_chain_is_intact_and_counts_rows(history):
 
 def test_cli_reports_ok(app, history):
     result = app.test_cli_runner().invoke(args=["audit", "verify"])
-    assert result.exit_code == 0 and "OK: 4 audit rows, chain intact." in result.output
+    assert result.exit_code == 0
+    assert "OK: 4 audit rows, chain intact; the authenticated head expects 4 rows" in result.output
 
 
 def test_orm_refuses_to_change_audit_rows(history):
@@ -65,6 +66,74 @@ def test_deleted_tail_is_detected(history):
         and verdict.first_bad_seq == 4
         and "rows deleted from the end" in verdict.reason
     )
+    assert verdict.expected == 4 and "the authenticated head expects 4 rows" in verdict.summary()
+
+
+def cut_tail_and_rewrite_head(keep: int) -> None:
+    """What an attacker with database access but without the audit key can do."""
+    last = db.session.execute(text(f"SELECT hash FROM audit_events WHERE seq = {keep}")).scalar()
+    db.session.execute(text(f"DELETE FROM audit_events WHERE seq > {keep}"))
+    db.session.execute(text(f"UPDATE audit_head SET seq = {keep}, hash = '{last}' WHERE id = 1"))
+    db.session.commit()
+
+
+def test_cut_tail_with_rewritten_head_is_detected(app, history):
+    cut_tail_and_rewrite_head(keep=2)
+    verdict = audit.verify()
+    assert not verdict.ok and verdict.rows == 2 and verdict.first_bad_seq == 3
+    assert "does not match its MAC" in verdict.reason and verdict.expected is None
+    result = app.test_cli_runner().invoke(args=["audit", "verify"])
+    assert result.exit_code == 1 and "BROKEN at row 3" in result.output
+    assert "number of rows written is unknown" in result.output
+
+
+def test_appending_to_a_forged_head_records_it_for_good(history):
+    cut_tail_and_rewrite_head(keep=2)
+    make_org("Later")  # a legitimate change extends the chain from the forged head
+    verdict = audit.verify()
+    assert not verdict.ok and verdict.first_bad_seq == 3
+    assert "row 2" in verdict.reason and "did not match its MAC" in verdict.reason
+    actions = db.session.execute(
+        text("SELECT action FROM audit_events WHERE seq > 2 ORDER BY seq")
+    ).scalars()
+    assert list(actions) == ["audit.head_forged", "organization.create"]
+    assert verdict.expected == 4  # the head is authentic again: 2 + the evidence + the change
+
+
+def test_head_rewritten_to_hide_nothing_still_needs_the_key(history):
+    # Even the true values are refused without their MAC (a head written by hand).
+    db.session.execute(text("UPDATE audit_head SET mac = '' WHERE id = 1"))
+    db.session.commit()
+    assert "does not match its MAC" in audit.verify().reason
+
+
+def test_rows_appended_without_the_head_are_detected(history):
+    row = db.session.execute(text("SELECT * FROM audit_events WHERE seq = 4")).mappings().one()
+    forged = {**row, "seq": 5, "prev_hash": row["hash"], "action": "admin.create"}
+    columns = ", ".join(forged)
+    db.session.execute(
+        text(f"INSERT INTO audit_events ({columns}) VALUES ({', '.join(':' + c for c in forged)})"),
+        forged,
+    )
+    db.session.commit()
+    verdict = audit.verify()
+    assert not verdict.ok and verdict.first_bad_seq == 5
+    assert "beyond the last row the head knows (4)" in verdict.reason
+
+
+def test_migration_authenticates_an_existing_head(app, history):
+    from flask_migrate import downgrade, upgrade
+
+    from tests.conftest import ROOT
+
+    migrations = str(ROOT / "migrations")
+    db.session.remove()
+    downgrade(directory=migrations, revision="0005_names_per_owner")
+    upgrade(directory=migrations)
+    verdict = audit.verify()
+    assert verdict.ok and verdict.rows == 4 and verdict.expected == 4
+    make_org("After the upgrade")
+    assert audit.verify().ok and audit.verify().rows == 5
 
 
 def test_reordered_rows_are_detected(history):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
@@ -44,12 +46,13 @@ def needs_rehash(password_hash: str) -> bool:
 _DUMMY: dict[bool, str] = {}
 
 
-def burn_time(password: str) -> None:
-    """Spend as long as a real check, so unknown logins are not faster to reject."""
+def dummy_hash() -> str:
+    """A hash with the current parameters of a password nobody has: verifying against it
+    costs as much as verifying a real account's, so unknown logins are not faster."""
     fast = bool(current_app.config.get("CW_ARGON2_FAST"))
     if fast not in _DUMMY:
-        _DUMMY[fast] = hash_password("certwright-dummy-password")
-    verify_password(_DUMMY[fast], password)
+        _DUMMY[fast] = hash_password(secrets.token_urlsafe(32))
+    return _DUMMY[fast]
 
 
 def check_policy(password: str, *, login: str = "", field: str = "password") -> None:

@@ -1,98 +1,172 @@
-"""Sign-in, sign-out and server-side sessions for administrators."""
+"""Sign-in, sign-out and server-side sessions for administrators; the sign-in throttle.
+
+Every refused sign-in gets the same answer after the same work (one argon2id verify, the
+account's hash or a dummy one), so an answer tells nothing about whether a login exists.
+Failures are counted per address and per (login, address) in database rows, shared by every
+web process; past a threshold each further failure makes the next attempt from there wait
+(30 s, doubling, up to CW_LOGIN_LOCK_MINUTES), answered 429 with Retry-After. No count of
+unauthenticated failures ever locks an account: a stranger slows down only their own
+address, and the administrator signs in from theirs (docs/authorization.md).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
-from app.models import Admin, AdminSession, AuditEvent
+from app.models import Admin, AdminSession, SignInThrottle
 from app.models.types import utcnow
 from app.services import audit
-from app.services.accounts.passwords import burn_time, hash_password, needs_rehash, verify_password
+from app.services.accounts.passwords import (
+    dummy_hash,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
 from app.services.errors import DomainError
 
 INVALID = "Invalid login or password."
+FIRST_WAIT_SECONDS = 30
 
 
 class SignInRefused(DomainError):
     status = 401
 
 
+class SignInThrottled(SignInRefused):
+    """Too many recent failures from this address (for this login, or for any): wait."""
+
+    status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            f"Too many failed sign-ins from this address. Try again in {_duration(retry_after)}."
+        )
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} seconds"
+    return f"{math.ceil(seconds / 60)} minutes"
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def authenticate(*, login: str, password: str, ip: str) -> Admin:
-    """Check credentials with lockout and per-address throttling; audit every outcome.
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    per_login: int  # failures of one login from one address before waits start
+    per_address: int  # failures from one address (any logins) before waits start
+    longest: timedelta  # the longest wait
+    forget: timedelta  # a counter with no failure for this long starts again from zero
 
-    The caller commits whether this returns or raises (failures are recorded too).
+    @classmethod
+    def from_config(cls) -> ThrottlePolicy:
+        cfg = current_app.config
+        longest = timedelta(minutes=int(cfg["CW_LOGIN_LOCK_MINUTES"]))
+        return cls(
+            per_login=int(cfg["CW_LOGIN_MAX_FAILURES"]),
+            per_address=int(cfg["CW_LOGIN_IP_MAX_FAILURES"]),
+            longest=longest,
+            forget=max(timedelta(hours=1), 4 * longest),
+        )
+
+    def wait_after(self, failures: int, free: int) -> timedelta:
+        """The wait imposed by the ``failures``-th failure: none before ``free`` failures,
+        then 30 s, 60 s, 2 min, ... up to ``longest``."""
+        if failures < free:
+            return timedelta(0)
+        doublings = min(failures - free, 32)
+        return min(self.longest, timedelta(seconds=FIRST_WAIT_SECONDS * 2**doublings))
+
+
+def _counters(login: str, ip: str, policy: ThrottlePolicy) -> list[tuple[str, str, int]]:
+    """(address, login, free failures): the address as a whole, and this login from it."""
+    return [(ip[:64], "", policy.per_address), (ip[:64], login[:64], policy.per_login)]
+
+
+def _check_throttle(login: str, ip: str, now: datetime, policy: ThrottlePolicy) -> None:
+    keys = _counters(login, ip, policy)
+    until = db.session.execute(
+        select(SignInThrottle.blocked_until).where(
+            SignInThrottle.address == keys[0][0],
+            SignInThrottle.login.in_([k[1] for k in keys]),
+            SignInThrottle.blocked_until > now,
+        )
+    ).scalars()
+    latest = max(until, default=None)
+    if latest is not None:
+        raise SignInThrottled(max(1, math.ceil((latest - now).total_seconds())))
+
+
+def _count_failure(login: str, ip: str, now: datetime, policy: ThrottlePolicy) -> timedelta:
+    """Count one failure on both counters; the wait it imposes on the next attempt."""
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    wait = timedelta(0)
+    for address, name, free in _counters(login, ip, policy):
+        db.session.execute(
+            insert(SignInThrottle)
+            .values(address=address, login=name, failures=0, last_failure_at=now)
+            .on_conflict_do_nothing(index_elements=["address", "login"])
+        )
+        row = db.session.execute(
+            select(SignInThrottle)
+            .where(SignInThrottle.address == address, SignInThrottle.login == name)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalar_one()
+        if row.last_failure_at < now - policy.forget:
+            row.failures = 0
+        row.failures += 1
+        row.last_failure_at = now
+        this = policy.wait_after(row.failures, free)
+        row.blocked_until = now + this if this else None
+        wait = max(wait, this)
+    return wait
+
+
+def authenticate(*, login: str, password: str, ip: str) -> Admin:
+    """Check credentials under the throttle; audit every checked attempt.
+
+    The caller commits whether this returns or raises (failures are counted and recorded).
+    An unknown login, a wrong password and an account that is failing often get the same
+    answer after the same work.
 
     Raises:
-        SignInRefused: bad credentials, a locked or disabled account, or too many
-            failures from this address.
+        SignInThrottled: this address (for this login, or for all) must wait; nothing was
+            checked.
+        SignInRefused: bad credentials, or a disabled account (told only to someone who
+            knows its password).
     """
-    cfg = current_app.config
+    policy = ThrottlePolicy.from_config()
     now = utcnow()
-    window = now - timedelta(minutes=cfg["CW_LOGIN_LOCK_MINUTES"])
-    recent_ip_failures = db.session.execute(
-        select(func.count())
-        .select_from(AuditEvent)
-        .where(AuditEvent.action == "signin.failure", AuditEvent.ip == ip, AuditEvent.at >= window)
-    ).scalar_one()
-    if ip and recent_ip_failures >= cfg["CW_LOGIN_IP_MAX_FAILURES"]:
-        audit.record(
-            action="signin.throttled",
-            actor=login[:64] or "anonymous",
-            message="too many failures from this address",
-        )
-        raise SignInRefused("Too many failed sign-ins from this address. Try again later.")
-
+    _check_throttle(login, ip, now, policy)
     admin = db.session.execute(select(Admin).where(Admin.login == login)).scalar_one_or_none()
-    if admin is None:
-        burn_time(password)
-        audit.record(
-            action="signin.failure", actor=login[:64] or "anonymous", message="unknown login"
-        )
-        raise SignInRefused(INVALID)
-    if admin.locked_until is not None and admin.locked_until > now:
-        minutes = max(1, int((admin.locked_until - now).total_seconds() // 60) + 1)
-        audit.record(
-            action="signin.failure",
-            actor=admin,
-            object_type="Admin",
-            object_id=admin.id,
-            label=admin.login,
-            message="account locked",
-        )
-        raise SignInRefused(
-            f"This account is locked after repeated failed sign-ins. Try again in {minutes} minutes."
-        )
-    if not verify_password(admin.password_hash, password):
-        admin.failed_logins += 1
-        message = f"bad password ({admin.failed_logins} in a row)"
-        if admin.failed_logins >= cfg["CW_LOGIN_MAX_FAILURES"]:
-            admin.locked_until = now + timedelta(minutes=cfg["CW_LOGIN_LOCK_MINUTES"])
-            admin.failed_logins = 0
-            audit.record(
-                action="admin.locked",
-                actor=admin,
-                object_type="Admin",
-                object_id=admin.id,
-                label=admin.login,
-                message=f"locked for {cfg['CW_LOGIN_LOCK_MINUTES']} minutes after {cfg['CW_LOGIN_MAX_FAILURES']} failures",
-            )
+    # One argon2id verify on every path: against a dummy hash for a login that does not exist.
+    matches = verify_password(admin.password_hash if admin else dummy_hash(), password)
+    if admin is None or not matches:
+        wait = _count_failure(login, ip, now, policy)
+        reason = "unknown login" if admin is None else "bad password"
+        if wait:
+            reason += f"; the next attempt from {ip or 'this address'} waits {_duration(int(wait.total_seconds()))}"
         audit.record(
             action="signin.failure",
-            actor=admin,
-            object_type="Admin",
-            object_id=admin.id,
-            label=admin.login,
-            message=message,
+            actor=admin if admin is not None else (login[:64] or "anonymous"),
+            object_type="Admin" if admin is not None else "",
+            object_id=admin.id if admin is not None else "",
+            label=admin.login if admin is not None else "",
+            message=reason,
         )
         raise SignInRefused(INVALID)
     if not admin.active:
@@ -107,8 +181,14 @@ def authenticate(*, login: str, password: str, ip: str) -> Admin:
         raise SignInRefused("This account is disabled.")
     if needs_rehash(admin.password_hash):
         admin.password_hash = hash_password(password)
-    admin.failed_logins = 0
-    admin.locked_until = None
+    # A success clears this login's count from this address (not the address's own count:
+    # signing in to one's own account must not buy guesses at others).
+    db.session.execute(
+        delete(SignInThrottle).where(
+            SignInThrottle.address == ip[:64], SignInThrottle.login == login[:64]
+        )
+    )
+    before = {"last_login_at": audit.jsonable(admin.last_login_at)}
     admin.last_login_at = now
     audit.record(
         action="signin.success",
@@ -116,8 +196,20 @@ def authenticate(*, login: str, password: str, ip: str) -> Admin:
         object_type="Admin",
         object_id=admin.id,
         label=admin.login,
+        before=before,
+        after={"last_login_at": audit.jsonable(now)},
     )
     return admin
+
+
+def forget_old_failures() -> int:
+    """Delete throttle counters nobody has failed on for the forget period (housekeeping)."""
+    policy = ThrottlePolicy.from_config()
+    return int(
+        db.session.execute(
+            delete(SignInThrottle).where(SignInThrottle.last_failure_at < utcnow() - policy.forget)
+        ).rowcount
+    )
 
 
 def start_session(*, admin: Admin, ip: str, user_agent: str) -> str:

@@ -21,7 +21,7 @@ from app.models import (
 )
 from app.models.types import utcnow
 from app.services import audit
-from app.services.errors import Conflict, DomainError, Forbidden, NotFound
+from app.services.errors import Conflict, DomainError, Forbidden
 from app.services.platform import jobs
 from app.services.scope import Actor, scope_of
 
@@ -29,7 +29,9 @@ from app.services.scope import Actor, scope_of
 def get_request(*, actor: Admin, request_id: int) -> CertificateRequest:
     req = db.session.get(CertificateRequest, request_id)
     if req is None or not scope_of(actor).covers(req.organization_id, req.department_id):
-        raise NotFound("No such certificate request.")
+        raise audit.not_found(
+            actor=actor, what="certificate request", model=CertificateRequest, object_id=request_id
+        )
     return req
 
 
@@ -69,6 +71,21 @@ def mark_approved(ids: list[int], *, actor: Actor, message: str) -> list[int]:
     return approved
 
 
+def final_state(request_id: int) -> str:
+    """What a request is now, read afresh (not the copy loaded before a conditional update
+    that lost a race): "Request #7 was declined by bob; it is Declined"."""
+    row = db.session.execute(
+        select(CertificateRequest.status, Admin.login)
+        .outerjoin(Admin, Admin.id == CertificateRequest.decided_by_id)
+        .where(CertificateRequest.id == request_id)
+    ).one()
+    status = RequestStatus(row.status)
+    if row.login is None or status == RequestStatus.REQUESTED:
+        return f"Request #{request_id} is {status.value}"
+    decided = "declined" if status == RequestStatus.DECLINED else "approved"
+    return f"Request #{request_id} was {decided} by {row.login}; it is {status.value} now"
+
+
 def check_decider(actor: Admin, req: CertificateRequest) -> None:
     if not scope_of(actor).may(req.cert_type, req.organization_id, req.department_id):
         raise Forbidden(
@@ -94,9 +111,7 @@ def approve(*, actor: Admin, request_ids: Sequence[int], message: str = "") -> l
         check_decider(actor, req)
     approved = mark_approved([r.id for r in reqs], actor=actor, message=message.strip())
     if len(reqs) == 1 and not approved:
-        raise Conflict(
-            f"Request #{reqs[0].id} is {reqs[0].status.value}, not Requested; nothing to approve."
-        )
+        raise Conflict(f"{final_state(reqs[0].id)}; nothing to approve.")
     if approved:
         queue_issuance(approved)
     return approved
@@ -122,9 +137,7 @@ def decline(*, actor: Admin, request_id: int, message: str) -> CertificateReques
         )
     )
     if result.rowcount != 1:
-        raise Conflict(
-            f"Request #{req.id} is {req.status.value}, not Requested; it cannot be declined."
-        )
+        raise Conflict(f"{final_state(req.id)}; it cannot be declined.")
     audit.record(
         action="request.decline",
         actor=actor,
@@ -139,6 +152,64 @@ def decline(*, actor: Admin, request_id: int, message: str) -> CertificateReques
     )
     db.session.expire(req)
     return req
+
+
+def retry(*, actor: Admin, request_ids: Sequence[int]) -> list[int]:
+    """Queue Failed requests for issuance again (Failed -> Approved, one conditional update
+    each, audited with the failure it clears); the ids this call moved.
+
+    Retrying is not a new decision, so four eyes does not apply; the actor needs the
+    privilege to approve the request's type in its organization/department. Idempotent:
+    a request already Approved again (being issued) or Issued is left alone.
+
+    Raises:
+        NotFound, Forbidden: outside the actor's scope or privileges.
+        Conflict: a single request that is neither Failed nor already retried.
+    """
+    reqs = [get_request(actor=actor, request_id=i) for i in request_ids]
+    for req in reqs:
+        if not scope_of(actor).may(req.cert_type, req.organization_id, req.department_id):
+            raise Forbidden(
+                f"You may not retry {req.cert_type.label} requests of this organization/department."
+            )
+    retried = []
+    for req in reqs:
+        reason = req.failure_reason
+        result = db.session.execute(
+            update(CertificateRequest)
+            .where(
+                CertificateRequest.id == req.id, CertificateRequest.status == RequestStatus.FAILED
+            )
+            .values(status=RequestStatus.APPROVED, failure_reason="")
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            continue
+        retried.append(req.id)
+        audit.record(
+            action="request.retry",
+            actor=actor,
+            object_type="CertificateRequest",
+            object_id=req.id,
+            label=req.common_name,
+            before={"status": RequestStatus.FAILED.value, "failure_reason": reason},
+            after={"status": RequestStatus.APPROVED.value, "failure_reason": ""},
+            organization_id=req.organization_id,
+            department_id=req.department_id,
+        )
+        db.session.expire(req)
+    if len(reqs) == 1 and not retried:
+        status = db.session.execute(
+            select(CertificateRequest.status).where(CertificateRequest.id == reqs[0].id)
+        ).scalar_one()
+        if RequestStatus(status) not in (RequestStatus.APPROVED, RequestStatus.ISSUED):
+            raise Conflict(
+                f"Request #{reqs[0].id} is {RequestStatus(status).value}; only Failed requests "
+                "can be retried."
+            )
+    if retried:
+        queue_issuance(retried)
+    return retried
 
 
 # Requests per issuance job (one dramatiq message each). A batch costs about 7 ms of fixed

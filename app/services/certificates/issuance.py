@@ -33,17 +33,18 @@ from app.models import (
     CertOrigin,
     CertStatus,
     CertType,
+    Job,
     LintMode,
     RequestMode,
     RequestStatus,
 )
 from app.models.types import utcnow
-from app.pki import issue, keys, keystore, names, smime
+from app.pki import algorithms, issue, keys, keystore, names, smime
 from app.pki.errors import PkiError
 from app.pki.issuer import Issuer
 from app.pki.profiles import CertKind, LeafProfile
 from app.services import audit, bulk
-from app.services.ca import signing
+from app.services.ca import blocked_keys, signing
 from app.services.ca.profiles import KIND_OF
 from app.services.certificates import notices, revocation
 from app.services.platform import mail
@@ -169,7 +170,7 @@ def _batch_columns(
 ) -> dict[str, Any]:
     """The inventory columns that are the same for every certificate of a profile's batch."""
     issuer_dn = issuer.name.rfc4514_string()
-    family = "RSA" if issuer.key_type.startswith("RSA") else "ECDSA"
+    family = "RSA" if issuer.key_type.startswith("RSA") else "EC"
     return {
         "origin": CertOrigin.ISSUED,
         "status": CertStatus.ISSUED,
@@ -177,7 +178,7 @@ def _batch_columns(
         "profile_id": profile.id,
         "issuer_dn": issuer_dn,
         "issuer_cn": issuer_dn.split("CN=", 1)[-1].split(",", 1)[0],
-        "signature_algorithm": f"{issuer.signature_hash.value} with {family}",
+        "signature_algorithm": algorithms.signature_name_of(family, issuer.signature_hash.value),
         "created_at": created_at,
     }
 
@@ -214,6 +215,7 @@ def _row(
         "not_after": cert.not_valid_after_utc,
         "key_algorithm": algorithm,
         "key_size": size,
+        "key_type": req.key_type,
         "sealed_key": sealed,
         "collect_token_hash": token_hash,
         "auto_renew": req.auto_renew,
@@ -261,6 +263,14 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
         serials = signing.reserve_serials(profile.ca, len(group))
         entropy = secrets.token_bytes(24 * len(group))
         lint_plan, allowed = _lint_plan(profile, len(group)), profile.key_types
+        # Keys blocked since the request was made (BR 6.1.1.3(4)): one query per group.
+        # public_key_der is the DER SubjectPublicKeyInfo, so its SHA-256 is the key's
+        # blocklist identity (weak_keys.spki_sha256).
+        blocked = blocked_keys.blocked_among(
+            hashlib.sha256(req.public_key_der).hexdigest()
+            for req in group
+            if req.public_key_der is not None
+        )
         for index, (req, serial) in enumerate(zip(group, serials, strict=True)):
             sealed = None
             try:
@@ -282,6 +292,7 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
                     now=now,
                     allowed_key_types=allowed,  # type: ignore[arg-type]
                     lint=lint_plan[index],
+                    blocked_spki_sha256=blocked,
                 )
             except (PkiError, ValueError) as exc:
                 result.failed[req.id] = str(exc)
@@ -314,25 +325,7 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
                     revoke=bool(req.replaces_id),
                 )  # type: ignore[arg-type]
     for request_id, reason in result.failed.items():
-        db.session.execute(
-            update(CertificateRequest)
-            .where(
-                CertificateRequest.id == request_id,
-                CertificateRequest.status == RequestStatus.APPROVED,
-            )
-            .values(status=RequestStatus.FAILED, failure_reason=reason[:2000])
-        )
-        req = next(r for r in pending if r.id == request_id)
-        audit.record(
-            action="request.fail",
-            actor=SYSTEM,
-            object_type="CertificateRequest",
-            object_id=request_id,
-            label=req.common_name,
-            message=reason[:500],
-            organization_id=req.organization_id,
-            department_id=req.department_id,
-        )
+        _fail(next(r for r in pending if r.id == request_id), reason)
     # Last, so that concurrent batches of one profile wait on its row lock only briefly.
     for profile_id, count in counted.items():
         db.session.execute(
@@ -341,6 +334,49 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
             .values(issued_since_change=CertificateProfile.issued_since_change + count)
         )
     return result
+
+
+def _fail(req: Request, reason: str) -> bool:
+    """Approved -> Failed with the reason (conditional), audited; whether it moved."""
+    moved = db.session.execute(
+        update(CertificateRequest)
+        .where(
+            CertificateRequest.id == req.id,
+            CertificateRequest.status == RequestStatus.APPROVED,
+        )
+        .values(status=RequestStatus.FAILED, failure_reason=reason[:2000])
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if moved == 1:
+        audit.record(
+            action="request.fail",
+            actor=SYSTEM,
+            object_type="CertificateRequest",
+            object_id=req.id,
+            label=req.common_name,
+            before={"status": RequestStatus.APPROVED.value, "failure_reason": ""},
+            after={"status": RequestStatus.FAILED.value, "failure_reason": reason[:2000]},
+            message=reason[:500],
+            organization_id=req.organization_id,
+            department_id=req.department_id,
+        )
+    return moved == 1
+
+
+def fail_unissued(*, request_ids: Sequence[int], reason: str) -> list[int]:
+    """Requests of an issuance job that gave up for good (out of attempts, or its worker
+    died each time): those still Approved become Failed with the reason, so they show why
+    and can be retried (approvals.retry) instead of waiting forever. The caller commits."""
+    reqs = db.session.execute(_LOAD, {"ids": [int(i) for i in request_ids]}).all()
+    return [req.id for req in reqs if req.status == RequestStatus.APPROVED and _fail(req, reason)]
+
+
+def issuance_job_failed(job: Job) -> None:
+    """The issue_certificates kind's failure hook (app/services/platform/jobs.py)."""
+    fail_unissued(
+        request_ids=job.payload.get("request_ids", []),
+        reason=f"Issuance job #{job.id} {job.message}",
+    )
 
 
 def _mark_issued(request_ids: list[int]) -> None:

@@ -27,7 +27,7 @@ from app.scan import rules
 from app.scan.observation import observe
 from app.services import audit
 from app.services.discovery.tasks import visible_tasks_clause
-from app.services.errors import DomainError, NotFound, ValidationFailed
+from app.services.errors import DomainError, ValidationFailed
 from app.services.scope import Scope, scope_of
 from app.services.structure import orgs
 
@@ -48,7 +48,9 @@ def visible_rules_clause(scope: Scope) -> ColumnElement[bool] | None:
 def get_rule(*, actor: Admin, rule_id: int) -> AssignmentRule:
     rule = db.session.get(AssignmentRule, rule_id)
     if rule is None or not scope_of(actor).covers(rule.organization_id, rule.department_id):
-        raise NotFound("No such assignment rule.")
+        raise audit.not_found(
+            actor=actor, what="assignment rule", model=AssignmentRule, object_id=rule_id
+        )
     return rule
 
 
@@ -91,28 +93,24 @@ def check_rule(actor: Admin, data: RuleData, rule_id: int | None = None) -> rule
     return rules.parse_rule(payload)
 
 
+RULE_FIELDS = ("name", "match_mode", "conditions", "organization_id", "department_id")
+
+
 def save_rule(*, actor: Admin, data: RuleData, rule_id: int | None = None) -> AssignmentRule:
-    check_rule(actor, data, rule_id)
+    parsed = check_rule(actor, data, rule_id)
     rule = (
         get_rule(actor=actor, rule_id=rule_id)
         if rule_id
         else AssignmentRule(created_by_id=actor.id)
     )
-    before = (
-        audit.snapshot(
-            rule, ("name", "match_mode", "conditions", "organization_id", "department_id")
-        )
-        if rule_id
-        else None
-    )
+    before = audit.snapshot(rule, RULE_FIELDS) if rule_id else None
     rule.name, rule.match_mode = data.name.strip(), data.match_mode
-    rule.conditions = [dict(c) for c in data.conditions]
+    # As parsed: trimmed, and key types in the one vocabulary ("ECDSA-256" is EC-P256).
+    rule.conditions = parsed.to_dict()["conditions"]
     rule.organization_id, rule.department_id = data.organization_id, data.department_id
     db.session.add(rule)
     db.session.flush()
-    after = audit.snapshot(
-        rule, ("name", "match_mode", "conditions", "organization_id", "department_id")
-    )
+    after = audit.snapshot(rule, RULE_FIELDS)
     audit.record(
         action="assignment_rule.update" if rule_id else "assignment_rule.create",
         actor=actor,
@@ -140,7 +138,7 @@ def delete_rule(*, actor: Admin, rule_id: int) -> None:
         object_type="AssignmentRule",
         object_id=rule.id,
         label=rule.name,
-        before={"name": rule.name, "conditions": rule.conditions},
+        before=audit.snapshot(rule, RULE_FIELDS),
         organization_id=rule.organization_id,
     )
     db.session.delete(rule)

@@ -118,8 +118,10 @@ def cancel_run(*, actor: Admin, run_id: int) -> ScanRun:
         .values(
             status=RunStatus.CANCELLED, finished_at=utcnow(), message=f"cancelled by {actor.login}"
         )
+        .execution_options(synchronize_session=False)
     )
     if moved.rowcount != 1:
+        db.session.refresh(run)  # what it is now, not the copy loaded before
         raise Conflict(f"Scan #{run.id} has already ended ({run.status.value}).")
     db.session.execute(
         update(Job)
@@ -140,6 +142,8 @@ def cancel_run(*, actor: Admin, run_id: int) -> ScanRun:
         object_type="ScanRun",
         object_id=run.id,
         label=run.task.name,
+        before={"status": RunStatus.RUNNING.value},  # the conditional update's condition
+        after={"status": RunStatus.CANCELLED.value},
         organization_id=run.task.organization_id,
     )
     db.session.expire(run)

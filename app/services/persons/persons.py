@@ -27,17 +27,17 @@ from app.models import (
 from app.models.types import utcnow
 from app.pki import names, smime
 from app.pki.errors import PkiError
+from app.pki.subject_text import refused_character
 from app.services import audit
-from app.services.certificates import enrollment, revocation
+from app.services.certificates import revocation
 from app.services.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from app.services.persons import passphrases
 from app.services.scope import Actor, Scope, require_actor, scope_of
-from app.services.structure import orgs
+from app.services.structure import domains, orgs
 
 MAX_ALT_EMAILS = 10
 NAME_LIMIT = smime.MAX_NAME_LENGTH
 _PHONE = re.compile(r"[0-9 +()./-]{0,32}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 PERSON_FIELDS = (
     "organization_id",
     "department_id",
@@ -128,8 +128,8 @@ def _text(
         errors.setdefault(field, []).append(f"The {label} is required.")
     elif len(text) > NAME_LIMIT:
         errors.setdefault(field, []).append(f"The {label} may be at most {NAME_LIMIT} characters.")
-    elif _CONTROL.search(value.strip()):
-        errors.setdefault(field, []).append(f"The {label} contains a control or bidi character.")
+    elif (refused := refused_character(value.strip())) is not None:
+        errors.setdefault(field, []).append(f"The {label} may not contain {refused[1]}.")
     return text
 
 
@@ -169,21 +169,27 @@ def _clean(actor: Actor, data: PersonData, person_id: int | None) -> dict[str, A
         errors.setdefault("secret_id", []).append("The secret id may be at most 128 characters.")
     if errors:
         raise ValidationFailed(errors)
-    found = enrollment.check_emails_delegated([email, *alts], org, dept, CertType.CLIENT)
-    domain = found[email]
+    place = {"organization_id": org.id, "department_id": dept.id if dept else None}
+    domains.check_email_delegated(email, **place, field="email")
+    for alt in alts:
+        domains.check_email_delegated(alt, **place, field="alt_emails")
+    delegated = [
+        d
+        for d in domains.delegated_domains(org.id, place["department_id"], CertType.CLIENT)
+        if not domains.is_network(d.name)
+    ]
+    host = email.rpartition("@")[2]
+    covering = [d for d in delegated if names.is_name_within_domain(host, d.name)]
+    # The most specific delegated domain that holds the address, unless one was chosen.
+    domain = max(covering, key=lambda d: len(d.name))
     if data.domain_id is not None and data.domain_id != domain.id:
         chosen = db.session.get(Domain, data.domain_id)
-        if chosen is None or not names.is_name_within_domain(email.rpartition("@")[2], chosen.name):
+        if chosen is None or not names.is_name_within_domain(host, chosen.name):
             raise DomainError(
                 f"The email address {email} is not inside the domain {chosen.name if chosen else '?'}.",
                 field="domain",
             )
-        if chosen.id not in {
-            d.id
-            for d in enrollment.delegated_domains(
-                org.id, dept.id if dept else None, CertType.CLIENT
-            )
-        }:
+        if chosen.id not in {d.id for d in delegated}:
             raise DomainError(
                 f"The domain {chosen.name} is not delegated for Client certificates here.",
                 field="domain",

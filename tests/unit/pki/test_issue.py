@@ -13,14 +13,21 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from app.pki import issue, names
-from app.pki.errors import KeyPolicyError, NamePolicyError, ProfileError
+from app.pki import issue, names, validity
+from app.pki.errors import KeyPolicyError, LintError, NamePolicyError, ProfileError
 from app.pki.issuer import Issuer, make_issuer
 from app.pki.keys import PrivateKey
-from app.pki.profiles import LEAF_PROFILES, CertKind, LeafProfile, SignatureHash
+from app.pki.profiles import (
+    LEAF_PROFILES,
+    CaPurpose,
+    CertKind,
+    LeafProfile,
+    SignatureHash,
+    check_issuer_purpose,
+)
 
 if TYPE_CHECKING:
-    from conftest import Hierarchy, KeyCache, Openssl, WritePem
+    from conftest import Hierarchy, KeyCache, Openssl, Pkilint, ReadyIssuer, WritePem
 
 SSL = LEAF_PROFILES[CertKind.SSL]
 
@@ -92,10 +99,53 @@ def test_ca_signature_hashes(rsa_hierarchy: Hierarchy, ec_hierarchy: Hierarchy) 
     assert ec_hierarchy.root.signature_hash is SignatureHash.SHA384
 
 
-def test_issuing_ca_never_outlives_its_parent(key_cache: KeyCache) -> None:
+def test_each_ca_signs_with_the_hash_of_its_own_key(
+    key_cache: KeyCache, openssl: Openssl, write_pem: WritePem
+) -> None:
+    # A stored choice that does not fit the signing key (a P-384 root told SHA-256, a P-256
+    # issuing CA told SHA-384, as an issuing CA "inheriting" its parent's hash was) must
+    # not reach a signature: BR 7.1.3.2.2 ties the hash to the curve of the SIGNING key.
+    root_key, issuing_key = key_cache.get("EC-P384", 1), key_cache.get("EC-P256", 2)
+    root_cert = issue.create_root_ca(
+        root_key, customer_name="Hash", country="US", signature_hash=SignatureHash.SHA256
+    )
+    root = make_issuer(
+        root_cert,
+        root_key,
+        signature_hash=SignatureHash.SHA256,
+        crl_url="http://pki.certwright.test/hash-root.crl",
+        ca_issuers_url="http://pki.certwright.test/hash-root.crt",
+    )
+    assert root.signature_hash is SignatureHash.SHA384
+    issuing_cert = issue.create_issuing_ca(
+        issuing_key.public_key(), root, customer_name="Hash", country="US"
+    )
+    issuing = make_issuer(
+        issuing_cert,
+        issuing_key,
+        signature_hash=SignatureHash.SHA384,
+        crl_url="http://pki.certwright.test/hash.crl",
+        ocsp_url="http://pki.certwright.test/ocsp",
+        ca_issuers_url="http://pki.certwright.test/hash.crt",
+    )
+    assert issuing.signature_hash is SignatureHash.SHA256
+    leaf = issue_for(issuing, key_cache.get("EC-P256"))
+    signed = {"root": root_cert, "issuing": issuing_cert, "leaf": leaf}
+    for name, expected in (("root", "384"), ("issuing", "384"), ("leaf", "256")):
+        text = openssl(
+            "x509", "-noout", "-text", "-in", str(write_pem(f"{name}.pem", [signed[name]]))
+        )
+        assert f"Signature Algorithm: ecdsa-with-SHA{expected}" in text.stdout, name
+
+
+def test_issuing_ca_never_outlives_its_parent(
+    key_cache: KeyCache, ready_issuer: ReadyIssuer
+) -> None:
     parent_key = key_cache.get("EC-P256", 10)
-    root_cert = issue.create_root_ca(parent_key, customer_name="Short", lifetime_years=3)
-    parent = make_issuer(root_cert, parent_key)
+    root_cert = issue.create_root_ca(
+        parent_key, customer_name="Short", country="US", lifetime_years=8
+    )
+    parent = ready_issuer(root_cert, parent_key, "short")
     child = issue.create_issuing_ca(
         key_cache.get("EC-P256", 11).public_key(), parent, customer_name="Short"
     )
@@ -136,7 +186,7 @@ def test_make_issuer_refusals(rsa_hierarchy: Hierarchy, key_cache: KeyCache) -> 
         (CertKind.CLIENT, "sslclient"),
         (CertKind.CLIENT, "smimesign"),
         (CertKind.DEVICE, "sslclient"),
-        (CertKind.CODE_SIGNING, "any"),
+        (CertKind.CODE_SIGNING, "any"),  # OpenSSL 3.0 has no codesign purpose
     ],
 )
 def test_openssl_verifies_issued_leaves(
@@ -150,9 +200,10 @@ def test_openssl_verifies_issued_leaves(
     subject = {"common_name": "app.certwright.test"} if kind is CertKind.SSL else {}
     if kind is CertKind.CLIENT:  # S/MIME BR mailbox-validated: the CN is the mailbox
         subject = {"common_name": "device-7@certwright.test"}
-    leaf = issue_for(hierarchy.issuing, leaf_key_for(hierarchy, key_cache), kind, **subject)
+    ca = hierarchy.issuing_for(kind)
+    leaf = issue_for(ca, leaf_key_for(hierarchy, key_cache), kind, **subject)
     root = write_pem("root.pem", [hierarchy.root.certificate])
-    issuing = write_pem("issuing.pem", [hierarchy.issuing.certificate])
+    issuing = write_pem("issuing.pem", [ca.certificate])
     leaf_path = write_pem("leaf.pem", [leaf])
     result = openssl(
         "verify", "-x509_strict", "-purpose", purpose,
@@ -190,7 +241,7 @@ def test_openssl_shows_the_expected_extensions(
 def test_validity_end_second_is_inclusive(ec_hierarchy: Hierarchy, key_cache: KeyCache) -> None:
     now = ec_hierarchy.issuing.not_before + dt.timedelta(days=1, microseconds=999)
     leaf = issue_for(ec_hierarchy.issuing, key_cache.get("EC-P256"), now=now, term_days=90)
-    assert leaf.not_valid_before_utc == now.replace(microsecond=0)
+    assert leaf.not_valid_before_utc == now.replace(microsecond=0) - validity.BACKDATE
     assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == dt.timedelta(days=90, seconds=-1)
 
 
@@ -232,8 +283,9 @@ def test_pre_encoded_extensions_are_byte_identical(
 
 
 def test_validity_window_directly() -> None:
-    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    assert issue.validity_window(1, now=start) == (start, start + dt.timedelta(seconds=86399))
+    signed = dt.datetime(2026, 1, 1, 1, tzinfo=dt.UTC)
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # backdated one hour
+    assert issue.validity_window(1, now=signed) == (start, start + dt.timedelta(seconds=86399))
 
 
 def test_cn_is_repeated_in_san_and_san_is_critical_without_subject(
@@ -278,7 +330,7 @@ def test_name_refusals(ec_hierarchy: Hierarchy, key_cache: KeyCache) -> None:
     }
     with pytest.raises(NamePolicyError, match="needs at least one subject alternative name"):
         issue.issue_leaf(
-            ec_hierarchy.issuing,
+            ec_hierarchy.issuing_for(CertKind.CLIENT),
             subject=names.build_subject(common_name="Jane Doe"),
             alt_names=names.AltNames(),
             profile=LEAF_PROFILES[CertKind.CLIENT],
@@ -398,7 +450,7 @@ def test_code_signing_and_device_need_no_san_when_the_subject_names_them(
 ) -> None:
     for kind in (CertKind.CODE_SIGNING, CertKind.DEVICE):
         cert = issue.issue_leaf(
-            ec_hierarchy.issuing,
+            ec_hierarchy.issuing_for(kind),
             public_key=key_cache.get("EC-P256").public_key(),
             subject=names.build_subject(common_name="Acme Publisher", organization="Acme"),
             alt_names=names.AltNames(),
@@ -418,7 +470,7 @@ def test_a_device_urn_passes_lint_but_not_a_broken_uri(
 
     def device(uri: str) -> x509.Certificate:
         return issue.issue_leaf(
-            ec_hierarchy.issuing,
+            ec_hierarchy.issuing_for(CertKind.DEVICE),
             public_key=key_cache.get("EC-P256").public_key(),
             subject=names.build_subject(common_name="SN-1", organization="Acme"),
             alt_names=names.AltNames(uris=(uri,)),
@@ -431,3 +483,127 @@ def test_a_device_urn_passes_lint_but_not_a_broken_uri(
     assert [f.code for f in lint.lint_certificate(cert, CertKind.DEVICE) if not f.is_allowed] == []
     with pytest.raises(LintError, match=r"pkix\.invalid_uri_syntax"):
         device("foo:bar")  # AltNames built by hand: the linter is the last line
+
+
+# -- CA certificates to the CA/B Forum CA profiles (TLS BR 7.1.2.1, 7.1.2.3, 7.1.2.6) -------
+
+_DETECTED = {
+    CaPurpose.TLS: "INTERNAL-UNCONSTRAINED-TLS-CA",
+    CaPurpose.SMIME: "NON-TLS-CA",
+    CaPurpose.CODE_SIGNING: "NON-TLS-CA",
+    CaPurpose.DEVICE: "NON-TLS-CA",
+}
+
+
+def test_ca_certificates_pass_pkilint_as_their_ca_type(
+    public_hierarchy: Hierarchy, pkilint: Pkilint, write_pem: WritePem
+) -> None:
+    # pkilint's own command line, typing each certificate as it would (-d): the root as a
+    # BR 7.1.2.1 root, the TLS issuing CA as a 7.1.2.6 TLS subordinate CA, the others as
+    # 7.1.2.3 non-TLS subordinate CAs. Nothing from NOTICE up may be reported (INFO: the
+    # SKI is a method-1 key hash).
+    hierarchy = public_hierarchy
+    cas = {"ROOT-CA": hierarchy.root.certificate} | {
+        f"{_DETECTED[purpose]} ({purpose})": issuer.certificate
+        for purpose, issuer in hierarchy.by_purpose.items()
+    }
+    paths = [write_pem(f"ca{i}.pem", [cert]) for i, cert in enumerate(cas.values())]
+    results = pkilint(
+        "lint_cabf_serverauth_cert",
+        *(["lint", "-d", "-o", "-s", "NOTICE", str(path)] for path in paths),
+    )
+    for label, result in zip(cas, results, strict=True):
+        assert result.stderr.strip() == label.split(" ")[0], label
+        assert result.returncode == 0, f"{label}: {result.stdout}"
+
+
+def test_tls_issuing_ca_passes_pkilint_as_a_subordinate_tls_ca(
+    public_hierarchy: Hierarchy, pkilint: Pkilint, write_pem: WritePem
+) -> None:
+    # The finding of the issue: typed explicitly as a TLS subordinate CA, the issuing CA
+    # lacked certificatePolicies and extendedKeyUsage (two ERRORs, BR 7.1.2.6.1). Typed
+    # as an internal one: anyPolicy is for a CA affiliated with its parent (BR
+    # 7.1.2.10.5), as a Certwright issuing CA is with its root.
+    path = write_pem("issuing.pem", [public_hierarchy.issuing.certificate])
+    (result,) = pkilint(
+        "lint_cabf_serverauth_cert",
+        ["lint", "-t", "INTERNAL-UNCONSTRAINED-TLS-CA", "-s", "NOTICE", str(path)],
+    )
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize(
+    ("purpose", "usages"),
+    [
+        (CaPurpose.TLS, "TLS Web Server Authentication, TLS Web Client Authentication"),
+        (CaPurpose.SMIME, "E-mail Protection, TLS Web Client Authentication"),
+        (CaPurpose.CODE_SIGNING, "Code Signing"),
+        (CaPurpose.DEVICE, "TLS Web Client Authentication"),
+    ],
+)
+def test_issuing_ca_extensions_by_purpose(
+    hierarchy: Hierarchy, openssl: Openssl, write_pem: WritePem, purpose: CaPurpose, usages: str
+) -> None:
+    ca = hierarchy.by_purpose[purpose]
+    path = write_pem("ca.pem", [ca.certificate])
+    text = openssl("x509", "-noout", "-text", "-in", str(path)).stdout
+    assert f"X509v3 Extended Key Usage: \n                {usages}\n" in text
+    assert "X509v3 Certificate Policies: \n                Policy: X509v3 Any Policy\n" in text
+    assert "X509v3 Basic Constraints: critical\n                CA:TRUE, pathlen:0" in text
+    assert ca.purpose is purpose
+    eku = ca.certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    policies = ca.certificate.extensions.get_extension_for_class(x509.CertificatePolicies)
+    assert not eku.critical and not policies.critical
+
+
+def test_root_has_no_extended_key_usage_or_policies(hierarchy: Hierarchy) -> None:
+    # TLS BR 7.1.2.1.2: extKeyUsage MUST NOT, certificatePolicies NOT RECOMMENDED.
+    root = hierarchy.root.certificate
+    present = {type(extension.value) for extension in root.extensions}
+    assert x509.ExtendedKeyUsage not in present
+    assert x509.CertificatePolicies not in present
+    assert hierarchy.root.purpose is None
+
+
+def test_issuing_ca_issues_only_its_purpose(hierarchy: Hierarchy, key_cache: KeyCache) -> None:
+    key = leaf_key_for(hierarchy, key_cache)
+    smime = hierarchy.issuing_for(CertKind.CLIENT)
+    with pytest.raises(
+        ProfileError, match="this S/MIME issuing CA issues Client certificates only"
+    ):
+        issue_for(smime, key, CertKind.SSL)
+    with pytest.raises(ProfileError, match="this TLS issuing CA issues SSL certificates only"):
+        issue_for(hierarchy.issuing, key, CertKind.CODE_SIGNING)
+    # A CA built before purposes (no extendedKeyUsage) constrains nothing.
+    check_issuer_purpose(None, CertKind.CODE_SIGNING)
+
+
+def test_ca_certificates_need_a_country(key_cache: KeyCache, ready_issuer: ReadyIssuer) -> None:
+    key = key_cache.get("EC-P256", 30)
+    with pytest.raises(NamePolicyError, match=r"must name the country \(C\).*BR 7.1.2.10.2"):
+        issue.create_root_ca(key, customer_name="Nowhere")
+    root = ready_issuer(issue.create_root_ca(key, customer_name="Here", country="NL"), key, "nl")
+    # An issuing CA given no country takes its parent's.
+    child = issue.create_issuing_ca(
+        key_cache.get("EC-P256", 31).public_key(), root, customer_name="Here"
+    )
+    assert child.subject.rfc4514_string() == "CN=Here Issuing CA,O=Here,C=NL"
+
+
+@pytest.mark.parametrize("years", [7, 26])
+def test_root_lifetime_is_8_to_25_years(key_cache: KeyCache, years: int) -> None:
+    with pytest.raises(ProfileError, match=rf"valid 8 to 25 years .*BR 7.1.2.1.1.*not {years}"):
+        issue.create_root_ca(
+            key_cache.get("EC-P256", 30), customer_name="Span", country="US", lifetime_years=years
+        )
+
+
+def test_ca_certificate_is_linted_before_the_parent_signs_it(key_cache: KeyCache) -> None:
+    # A parent that would put no CRL distribution point in its issuing CA (BR 7.1.2.6.1:
+    # MUST): the lint refuses the issuing CA before the parent's key signs anything.
+    key = key_cache.get("EC-P256", 30)
+    bare_root = make_issuer(issue.create_root_ca(key, customer_name="Bare", country="US"), key)
+    with pytest.raises(LintError, match="crl_distribution_points_extension_absent"):
+        issue.create_issuing_ca(
+            key_cache.get("EC-P256", 31).public_key(), bare_root, customer_name="Bare"
+        )

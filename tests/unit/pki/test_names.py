@@ -251,10 +251,27 @@ def test_country_must_be_iso_alpha2() -> None:
 
 
 def test_control_characters_are_refused() -> None:
-    with pytest.raises(NamePolicyError, match=r"organization \(O\) contains a control character"):
+    with pytest.raises(
+        NamePolicyError,
+        match=r"organization \(O\) contains the control character U\+000A LINE FEED",
+    ):
         names.build_subject(organization="Acme\nEvil")
-    with pytest.raises(NamePolicyError, match=r"common name \(CN\) contains a control character"):
+    with pytest.raises(
+        NamePolicyError, match=r"common name \(CN\) contains the control character U\+007F DELETE"
+    ):
         names.build_subject(common_name="www\x7fexample")
+
+
+def test_invisible_and_bidi_characters_are_refused_in_subjects() -> None:
+    # A name stored before these rules still cannot reach a certificate.
+    with pytest.raises(
+        NamePolicyError,
+        match=r"organizational unit \(OU\) contains the bidirectional control character "
+        r"U\+202E RIGHT-TO-LEFT OVERRIDE",
+    ):
+        names.build_subject(organizational_unit="Sales\u202eselaS")
+    with pytest.raises(NamePolicyError, match=r"U\+0085 NEXT LINE"):
+        names.build_subject(organization="Acme\x85Evil")
 
 
 def test_subject_fields_round_trip() -> None:

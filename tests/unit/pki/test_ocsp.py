@@ -16,16 +16,17 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp as x509_ocsp
 
-from app.pki import issue, names, ocsp
-from app.pki.errors import OcspRequestError
+from app.pki import issue, names, ocsp, status_lint
+from app.pki.errors import LintError, OcspRequestError, RevocationPolicyError
 from app.pki.issuer import Issuer
 from app.pki.profiles import LEAF_PROFILES, CertKind
 
 if TYPE_CHECKING:
-    from conftest import Hierarchy, KeyCache, Openssl, WritePem
+    from conftest import Hierarchy, KeyCache, Openssl, Pkilint, WritePem
 
 REVOKED_AT = dt.datetime(2026, 11, 1, 8, 30, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
+R = x509.ReasonFlags
 
 
 @pytest.fixture(scope="module")
@@ -286,3 +287,159 @@ def test_get_path_decoding(rsa_hierarchy: Hierarchy) -> None:
     assert (
         x509_ocsp.load_der_ocsp_response(answer).certificate_status is x509_ocsp.OCSPCertStatus.GOOD
     )
+
+
+# -- every response linted before it is sent (RFC 6960; TLS BR 4.9.9, 7.3) -------------------
+
+
+def test_responses_pass_pkilint(
+    public_hierarchy: Hierarchy, pkilint: Pkilint, tmp_path: Path
+) -> None:
+    issuing = public_hierarchy.issuing
+    responses = {
+        "good": ocsp.build_response(issuing, serial=0x21, lookup=ocsp.GOOD, valid_for=DAY),
+        "unknown": ocsp.build_response(issuing, serial=0x22, lookup=ocsp.UNKNOWN, valid_for=DAY),
+        "revoked": ocsp.build_response(
+            issuing,
+            serial=0x23,
+            lookup=ocsp.StatusLookup(ocsp.CertStatus.REVOKED, REVOKED_AT, R.key_compromise),
+            valid_for=DAY,
+            nonce=b"0123456789abcdef",
+            hash_name="sha256",
+        ),
+        "revoked CA": ocsp.build_response(
+            public_hierarchy.root,
+            serial=issuing.certificate.serial_number,
+            lookup=ocsp.StatusLookup(
+                ocsp.CertStatus.REVOKED, REVOKED_AT, R.ca_compromise, is_ca=True
+            ),
+            valid_for=DAY,
+        ),
+    }
+    runs = []
+    for index, der in enumerate(responses.values()):
+        path = tmp_path / f"response{index}.der"
+        path.write_bytes(der)
+        runs.append(["lint", "-s", "INFO", str(path)])
+    results = pkilint("lint_ocsp_response", *runs)
+    for label, result in zip(responses, results, strict=True):
+        assert result.returncode == 0, f"{label}: {result.stdout}"
+
+
+def test_certificate_hold_response_is_refused(hierarchy: Hierarchy) -> None:
+    # BR 7.3: an OCSP response carries only a reason a CRL may carry (BR 7.2.2).
+    held = ocsp.StatusLookup(ocsp.CertStatus.REVOKED, REVOKED_AT, R.certificate_hold)
+    with pytest.raises(RevocationPolicyError, match="certificateHold cannot be published"):
+        ocsp.build_response(hierarchy.issuing, serial=0x31, lookup=held, valid_for=DAY)
+
+
+def test_response_outside_the_brs_is_refused_by_lint(hierarchy: Hierarchy) -> None:
+    # BR 4.9.9: at most ten days, thisUpdate..nextUpdate inclusive.
+    with pytest.raises(
+        LintError,
+        match=r"^OCSP response refused by lint: certwright.ocsp_validity_interval_exceeds_10_days",
+    ):
+        ocsp.build_response(
+            hierarchy.issuing, serial=0x32, lookup=ocsp.GOOD, valid_for=dt.timedelta(days=10)
+        )
+    ocsp.build_response(
+        hierarchy.issuing,
+        serial=0x32,
+        lookup=ocsp.GOOD,
+        valid_for=dt.timedelta(days=10, seconds=-1),
+    )
+
+
+def test_one_hour_responses_are_allow_listed(hierarchy: Hierarchy) -> None:
+    # What the responder sends today: valid one hour, below BR 4.9.9's eight, allowed by a
+    # reviewed entry (see OCSP_LINT_ALLOW_LIST).
+    der = ocsp.build_response(
+        hierarchy.issuing, serial=0x33, lookup=ocsp.GOOD, valid_for=dt.timedelta(hours=1)
+    )
+    findings = status_lint.lint_ocsp_response(der)
+    assert [f.code for f in findings] == ["certwright.ocsp_validity_interval_below_8_hours"]
+    assert status_lint.check_ocsp_response(der) == findings
+    for code, reason in status_lint.OCSP_LINT_ALLOW_LIST.items():
+        assert code.startswith("certwright.ocsp_") and len(reason) > 40
+
+
+def test_lint_sees_a_ca_revocation_without_reason(hierarchy: Hierarchy) -> None:
+    # Made around build_response (straight from cryptography): BR 7.3 wants the reason.
+    name_hash, key_hash = hierarchy.root.cert_id_hashes["sha1"]
+    raw = (
+        x509_ocsp.OCSPResponseBuilder()
+        .add_response_by_hash(
+            issuer_name_hash=name_hash,
+            issuer_key_hash=key_hash,
+            serial_number=hierarchy.issuing.certificate.serial_number,
+            algorithm=hashes.SHA1(),
+            cert_status=x509_ocsp.OCSPCertStatus.REVOKED,
+            this_update=REVOKED_AT,
+            next_update=REVOKED_AT + DAY,
+            revocation_time=REVOKED_AT,
+            revocation_reason=None,
+        )
+        .responder_id(x509_ocsp.OCSPResponderEncoding.HASH, hierarchy.root.certificate)
+        .sign(hierarchy.root.private_key, hierarchy.root.hash_algorithm)
+        .public_bytes(Encoding.DER)
+    )
+    codes = [f.code for f in status_lint.lint_ocsp_response(raw, for_ca_certificate=True)]
+    assert codes == ["certwright.ocsp_ca_revocation_reason_absent"]
+    assert status_lint.lint_ocsp_response(raw) == ()  # for a leaf, no reason is "unspecified"
+
+
+# -- a CA answers for the CA certificates it signed (RFC 6960) -------------------------------
+
+
+def test_root_answers_for_its_issuing_ca(
+    hierarchy: Hierarchy, openssl: Openssl, write_pem: WritePem, tmp_path: Path
+) -> None:
+    root = str(write_pem("root.pem", [hierarchy.root.certificate]))
+    issuing = str(write_pem("issuing.pem", [hierarchy.issuing.certificate]))
+    request_path, response_path = tmp_path / "req.der", tmp_path / "resp.der"
+    made = openssl(
+        "ocsp", "-issuer", root, "-cert", issuing, "-no_nonce", "-reqout", str(request_path)
+    )
+    assert made.returncode == 0, made.stderr
+    asked: list[tuple[Issuer, int]] = []
+
+    def lookup(revoked: bool) -> Callable[[Issuer, int], ocsp.StatusLookup]:
+        def answer(issuer: Issuer, serial: int) -> ocsp.StatusLookup:
+            asked.append((issuer, serial))
+            if revoked:
+                return ocsp.StatusLookup(
+                    ocsp.CertStatus.REVOKED, REVOKED_AT, R.ca_compromise, is_ca=True
+                )
+            return ocsp.StatusLookup(ocsp.CertStatus.GOOD, is_ca=True)
+
+        return answer
+
+    for revoked, expected in ((False, ": good"), (True, ": revoked")):
+        response_path.write_bytes(
+            ocsp.respond(
+                request_path.read_bytes(),
+                [hierarchy.issuing, hierarchy.root],
+                lookup(revoked),
+                valid_for=DAY,
+            )
+        )
+        shown = openssl(
+            "ocsp", "-issuer", root, "-cert", issuing, "-respin", str(response_path),
+            "-CAfile", root, "-no_nonce",
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert "Response verify OK" in shown.stderr
+        assert f"{issuing}{expected}" in shown.stdout
+        if revoked:
+            assert "Reason: cACompromise" in shown.stdout
+    # The root's responder was asked, about the issuing CA's serial.
+    assert {(i.name, s) for i, s in asked} == {
+        (hierarchy.root.name, hierarchy.issuing.certificate.serial_number)
+    }
+
+
+def test_a_revoked_ca_certificate_needs_its_reason(hierarchy: Hierarchy) -> None:
+    # BR 7.3: "revocationReason ... MUST be present" for a CA certificate.
+    unspecified = ocsp.StatusLookup(ocsp.CertStatus.REVOKED, REVOKED_AT, None, is_ca=True)
+    with pytest.raises(RevocationPolicyError, match="must be published with its reason"):
+        ocsp.build_response(hierarchy.root, serial=0x41, lookup=unspecified, valid_for=DAY)

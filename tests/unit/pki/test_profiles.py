@@ -135,3 +135,44 @@ def test_device_server_auth_is_a_device_option() -> None:
         ProfileError, match="include_server_auth applies to Device certificates only"
     ):
         LeafProfile(CertKind.SSL, include_server_auth=True)
+
+
+@pytest.mark.parametrize(
+    ("key_type", "preferred", "expected"),
+    [
+        # BR 7.1.3.2.2: the curve fixes the hash, whatever is preferred.
+        ("EC-P256", None, "SHA-256"),
+        ("EC-P256", "SHA-384", "SHA-256"),
+        ("EC-P384", "SHA-256", "SHA-384"),
+        ("EC-P384", "SHA-512", "SHA-384"),
+        ("EC-P521", None, "SHA-512"),
+        # BR 7.1.3.2.1: RSA keeps the chosen hash, SHA-256 by default.
+        ("RSA-2048", None, "SHA-256"),
+        ("RSA-3072", "SHA-384", "SHA-384"),
+        ("RSA-4096", "SHA-512", "SHA-512"),
+    ],
+)
+def test_signature_hash_is_fixed_by_the_signing_key(
+    key_type: str, preferred: str | None, expected: str
+) -> None:
+    chosen = profiles.SignatureHash(preferred) if preferred else None
+    assert profiles.signature_hash_for(key_type, chosen) is profiles.SignatureHash(expected)
+
+
+def test_signature_hash_refusals() -> None:
+    with pytest.raises(ProfileError, match="SHA-1 is a legacy signature hash"):
+        profiles.signature_hash_for("RSA-2048", profiles.SignatureHash.SHA1)
+    with pytest.raises(ProfileError, match="SHA-1 is a legacy signature hash"):
+        profiles.signature_hash_for("EC-P256", profiles.SignatureHash.SHA1)
+    with pytest.raises(ProfileError, match="Ed25519 keys cannot sign certificates"):
+        profiles.signature_hash_for("Ed25519")
+    assert (
+        profiles.check_signature_hash("RSA-2048", profiles.SignatureHash.SHA512)
+        is profiles.SignatureHash.SHA512
+    )
+    with pytest.raises(
+        ProfileError,
+        match=r"an EC-P256 key signs with SHA-256 \(CA/B Forum BR 7.1.3.2.2\); "
+        "SHA-384 cannot be chosen for it",
+    ):
+        profiles.check_signature_hash("EC-P256", profiles.SignatureHash.SHA384)

@@ -106,7 +106,6 @@ def test_re2_syntax_where_it_differs_from_re(pattern: str, text: str, expected: 
         ("[a", "invalid regular expression: unterminated character set at position 0"),
         # re does not know \p, so RE2 says what is wrong:
         (r"\pL(", r"invalid regular expression: missing ): \pL("),
-        (r"a\Z", r"invalid regular expression: invalid escape sequence: \Z (RE2 syntax: \z is the end of the text)"),
         (r"(?x) a b", "invalid regular expression: invalid perl operator: (?x"),
         (r"[a-z]{3000}", "regular expression is too complex (expand fewer repetitions)"),
         (r"(([a-z]{20}){20}){20}", "regular expression is too complex (expand fewer repetitions)"),
@@ -148,3 +147,18 @@ def test_large_patterns_within_the_limits_still_compile() -> None:
 def test_a_lone_surrogate_is_no_match_rather_than_an_error() -> None:
     assert SafePattern("b").search("a\ud800b") is True
     assert SafePattern(r"^\w+$").search("\ud800") is False
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "expected"),
+    [
+        (r"example\.com\Z", "www.example.com", True),  # re's \Z, as rules written before RE2 say
+        (r"example\.com\Z", "www.example.com.evil", False),
+        (r"example\.com\Z", "www.example.com\n", False),  # the very end, like re's \Z
+        (r"a\\Z", "a\\Z", True),  # an escaped backslash then a plain Z is not \Z
+        (r"a\\Z", "a", False),
+    ],
+)
+def test_python_end_of_text_is_accepted(pattern, text, expected):
+    assert SafePattern(pattern).search(text) is expected
+    assert SafePattern(pattern).pattern == pattern

@@ -1,0 +1,814 @@
+"""Every audited action records before/after values that are the real old and new values.
+
+One case per action string in app/ (a test below fails when an action has no case). Each
+case changes something through its service and returns what the database held before and
+after, read column by column (not through the services' own snapshots); the event's
+before/after must agree with those for every key that names a column (or an alias for one).
+Actions that change nothing an audit log may hold (a failed sign-in, a key export) must
+record neither.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text, update
+
+from app.extensions import db
+from app.models import (
+    Admin,
+    AuditEvent,
+    Certificate,
+    CertificateAuthority,
+    CertificateProfile,
+    CertificateRequest,
+    CertOrigin,
+    CertStatus,
+    CertType,
+    Delegation,
+    Department,
+    DiscoveryTask,
+    Domain,
+    Job,
+    Organization,
+    RequestMode,
+    Role,
+    ScanRun,
+)
+from app.models.discovery import AssignmentRule
+from app.models.types import utcnow
+from app.services import audit
+from app.services.accounts import admins, sessions
+from app.services.ca import authorities, profiles
+from app.services.certificates import (
+    approvals,
+    enrollment,
+    inventory,
+    issuance,
+    renewal,
+    revocation,
+)
+from app.services.discovery import endpoints, rules, runs, tasks
+from app.services.errors import DomainError
+from app.services.platform import jobs
+from app.services.scope import SYSTEM
+from app.services.structure import domains, orgs
+from tests.conftest import ROOT, drain
+from tests.factories import PASSWORD, make_admin, make_csr, make_dept, make_org, make_pki
+
+
+def observed(model: Any, object_id: Any) -> dict[str, Any] | None:
+    """Every column of the row as the database holds it now, as JSON values."""
+    table = model.__table__
+    row = db.session.execute(select(table).where(table.c.id == int(object_id))).mappings().first()
+    return None if row is None else {k: audit.jsonable(v) for k, v in row.items()}
+
+
+@dataclass
+class Seen:
+    """What a case observed: the row before and after, and event keys naming columns."""
+
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    aliases: dict[str, str] = field(default_factory=dict)
+    no_values: bool = False  # the action changes nothing the log may hold
+    # A summary of other audited changes (each of which has its own event): its after holds
+    # the list of changes, not column values.
+    summary: bool = False
+
+
+class World:
+    def __init__(self, worker: Any) -> None:
+        self.worker = worker
+        self.mrao = make_admin("mrao")
+        self.org = make_org("Acme", city="Berlin", state="Berlin")
+        self.dept = make_dept(self.org, "IT")
+        self.rao = make_admin("rao", Role.RAO, org=self.org)
+        self.domain = domains.create_domain(
+            actor=self.mrao,
+            name="acme.example",
+            organization_id=self.org.id,
+            types=list(CertType),
+        )
+        db.session.commit()
+        _, self.issuing, self.profile = make_pki()
+
+    def request(self, cn: str = "www.acme.example", **fields: Any) -> CertificateRequest:
+        mode = fields.pop("mode", RequestMode.CSR)
+        data = enrollment.RequestData(
+            organization_id=self.org.id,
+            profile_id=self.profile.id,
+            term_days=90,
+            mode=mode,
+            csr=make_csr(cn)[0] if mode == RequestMode.CSR else None,
+            common_name=cn,
+            eula_accepted=True,
+            **fields,
+        )
+        req = enrollment.submit_request(actor=self.mrao, data=data)
+        db.session.commit()
+        return req
+
+    def certificate(self, cn: str = "www.acme.example", **fields: Any) -> Certificate:
+        req = self.request(cn, **fields)
+        approvals.approve(actor=self.mrao, request_ids=[req.id])
+        drain(self.worker)
+        db.session.refresh(req)
+        assert req.certificate is not None, req.failure_reason
+        return req.certificate
+
+
+def commit(fn: Callable[[], Any]) -> Any:
+    result = fn()
+    db.session.commit()
+    return result
+
+
+def last_id(model: Any) -> int:
+    return db.session.execute(select(model.id).order_by(model.id.desc())).scalars().first()
+
+
+# --- one case per action ---------------------------------------------------------------
+
+
+def signin_success(w: World) -> Seen:
+    old = observed(Admin, w.rao.id)
+    commit(lambda: sessions.authenticate(login="rao", password=PASSWORD, ip="10.0.0.1"))
+    return Seen(old, observed(Admin, w.rao.id))
+
+
+def signin_failure(w: World) -> Seen:
+    with pytest.raises(DomainError):
+        sessions.authenticate(login="rao", password="wrong-password-1", ip="10.0.0.1")
+    db.session.commit()
+    return Seen(None, None, no_values=True)
+
+
+def signout(w: World) -> Seen:
+    token = commit(lambda: sessions.start_session(admin=w.rao, ip="10.0.0.1", user_agent="t"))
+    commit(lambda: sessions.end_session(token=token, admin=w.rao))
+    return Seen(None, None, no_values=True)
+
+
+def admin_create(w: World) -> Seen:
+    admin = make_admin("drao", Role.DRAO, org=w.org, dept=w.dept)
+    return Seen(None, observed(Admin, admin.id))
+
+
+def admin_update(w: World) -> Seen:
+    old = observed(Admin, w.rao.id)
+    commit(
+        lambda: admins.update_admin(
+            actor=w.mrao,
+            admin_id=w.rao.id,
+            email="new-rao@example.com",
+            full_name="Rao Renamed",
+            role=Role.RAO,
+            active=True,
+            grants=[admins.Grant(w.org.id, None, frozenset(CertType))],
+        )
+    )
+    return Seen(old, observed(Admin, w.rao.id))
+
+
+def admin_delete(w: World) -> Seen:
+    old = observed(Admin, w.rao.id)
+    commit(lambda: admins.delete_admin(actor=w.mrao, admin_id=w.rao.id))
+    return Seen(old, None)
+
+
+def admin_password_change_failed(w: World) -> Seen:
+    with pytest.raises(DomainError):
+        admins.change_own_password(
+            admin=w.rao, current="not-the-password", new="another-good-pass", keep_token=None
+        )
+    db.session.commit()
+    return Seen(None, None, no_values=True)
+
+
+def admin_password_change(w: World) -> Seen:
+    old = observed(Admin, w.rao.id)
+    commit(
+        lambda: admins.change_own_password(
+            admin=w.rao, current=PASSWORD, new="another-good-password", keep_token=None
+        )
+    )
+    return Seen(old, observed(Admin, w.rao.id))
+
+
+def admin_preferences_welcome(w: World) -> Seen:
+    old = observed(Admin, w.rao.id)
+    commit(lambda: admins.dismiss_welcome(admin=w.rao))
+    return Seen(old, observed(Admin, w.rao.id))
+
+
+def admin_preferences_timezone(w: World) -> Seen:
+    old = observed(Admin, w.rao.id)
+    commit(lambda: admins.set_timezone(admin=w.rao, timezone="Asia/Tokyo"))
+    return Seen(old, observed(Admin, w.rao.id))
+
+
+def organization_create(w: World) -> Seen:
+    org = make_org("Beta", city="Paris")
+    return Seen(None, observed(Organization, org.id))
+
+
+def organization_update(w: World) -> Seen:
+    old = observed(Organization, w.org.id)
+    commit(
+        lambda: orgs.update_org(
+            actor=w.mrao,
+            org_id=w.org.id,
+            data=orgs.OrgData(name="Acme Corp", country="FR", city="Lyon", state="Berlin"),
+        )
+    )
+    return Seen(old, observed(Organization, w.org.id))
+
+
+def organization_delete(w: World) -> Seen:
+    org = make_org("Empty")
+    old = observed(Organization, org.id)
+    commit(lambda: orgs.delete_org(actor=w.mrao, org_id=org.id))
+    return Seen(old, None)
+
+
+def department_create(w: World) -> Seen:
+    dept = make_dept(w.org, "Sales")
+    return Seen(None, observed(Department, dept.id))
+
+
+def department_update(w: World) -> Seen:
+    old = observed(Department, w.dept.id)
+    commit(lambda: orgs.update_dept(actor=w.mrao, dept_id=w.dept.id, name="IT Operations"))
+    return Seen(old, observed(Department, w.dept.id))
+
+
+def department_delete(w: World) -> Seen:
+    old = observed(Department, w.dept.id)
+    commit(lambda: orgs.delete_dept(actor=w.mrao, dept_id=w.dept.id))
+    return Seen(old, None)
+
+
+def domain_create(w: World) -> Seen:
+    domain = commit(lambda: domains.create_domain(actor=w.mrao, name="beta.example"))
+    return Seen(None, observed(Domain, domain.id))
+
+
+def domain_update(w: World) -> Seen:
+    old = observed(Domain, w.domain.id)
+    commit(
+        lambda: domains.update_domain(
+            actor=w.mrao, domain_id=w.domain.id, description="web", active=False
+        )
+    )
+    return Seen(old, observed(Domain, w.domain.id))
+
+
+def domain_delete(w: World) -> Seen:
+    domain = commit(lambda: domains.create_domain(actor=w.mrao, name="gone.example"))
+    old = observed(Domain, domain.id)
+    commit(lambda: domains.delete_domain(actor=w.mrao, domain_id=domain.id))
+    return Seen(old, None)
+
+
+def _requested_delegation(w: World) -> Delegation:
+    """An RAO's new domain: its delegation waits for an MRAO."""
+    domain = commit(
+        lambda: domains.create_domain(
+            actor=w.rao,
+            name="beta.example",
+            organization_id=w.org.id,
+            department_id=w.dept.id,
+            types=[CertType.SSL],
+        )
+    )
+    return domain.delegations[0]
+
+
+def delegation_row(delegation_id: int) -> dict[str, Any] | None:
+    """The delegation's columns, and its types as the list its boolean columns make."""
+    row = observed(Delegation, delegation_id)
+    if row is not None:
+        row["types"] = sorted(t.value for t in CertType if row[t.value])
+    return row
+
+
+def delegation_create(w: World) -> Seen:
+    return Seen(None, delegation_row(_requested_delegation(w).id))
+
+
+def delegation_approve(w: World) -> Seen:
+    d = _requested_delegation(w)
+    old = delegation_row(d.id)
+    commit(lambda: domains.decide_delegation(actor=w.mrao, delegation_id=d.id, approve=True))
+    return Seen(old, delegation_row(d.id))
+
+
+def delegation_reject(w: World) -> Seen:
+    d = _requested_delegation(w)
+    old = delegation_row(d.id)
+    commit(lambda: domains.decide_delegation(actor=w.mrao, delegation_id=d.id, approve=False))
+    return Seen(old, delegation_row(d.id))
+
+
+def delegation_update(w: World) -> Seen:
+    d = w.domain.delegations[0]
+    old = delegation_row(d.id)
+    commit(
+        lambda: domains.update_delegation_types(
+            actor=w.mrao, delegation_id=d.id, types=[CertType.SSL]
+        )
+    )
+    return Seen(old, delegation_row(d.id))
+
+
+def delegation_delete(w: World) -> Seen:
+    d = _requested_delegation(w)
+    old = delegation_row(d.id)
+    commit(lambda: domains.delete_delegation(actor=w.mrao, delegation_id=d.id))
+    return Seen(old, None)
+
+
+def _root(name: str) -> CertificateAuthority:
+    return commit(
+        lambda: authorities.create_ca(
+            actor=SYSTEM,
+            spec=authorities.CaSpec(
+                name=name, key_type="EC-P256", customer_name="Beta", country="DE"
+            ),
+        )
+    )
+
+
+def ca_create(w: World) -> Seen:
+    return Seen(None, observed(CertificateAuthority, _root("Beta Root").id))
+
+
+def ca_retire(w: World) -> Seen:
+    ca = _root("Old Root")
+    old = observed(CertificateAuthority, ca.id)
+    commit(lambda: authorities.retire_ca(actor=w.mrao, ca_id=ca.id))
+    return Seen(old, observed(CertificateAuthority, ca.id))
+
+
+def ca_revoke(w: World) -> Seen:
+    root = _root("Gamma Root")
+    ca = commit(
+        lambda: authorities.create_ca(
+            actor=SYSTEM,
+            spec=authorities.CaSpec(
+                name="Gamma Issuing", key_type="EC-P256", customer_name="Gamma", parent_id=root.id
+            ),
+        )
+    )
+    old = observed(CertificateAuthority, ca.id)
+    commit(lambda: authorities.revoke_ca(actor=w.mrao, ca_id=ca.id, reason="superseded"))
+    return Seen(
+        old,
+        observed(CertificateAuthority, ca.id),
+        aliases={"reason": "revocation_reason", "serial": "serial_hex"},
+    )
+
+
+def kek_rotate(w: World) -> Seen:
+    commit(lambda: authorities.rotate_kek(actor=w.mrao))
+    return Seen(None, None, no_values=True)  # sealed keys never go into the log
+
+
+def _profile_data(w: World, **changes: Any) -> profiles.ProfileData:
+    fields: dict[str, Any] = {
+        "name": "Clients",
+        "cert_type": CertType.SSL,  # what make_pki's TLS issuing CA enrolls
+        "ca_id": w.issuing.id,
+        "terms": (90,),
+        "key_types": ("EC-P256",),
+    }
+    return profiles.ProfileData(**{**fields, **changes})
+
+
+def profile_create(w: World) -> Seen:
+    profile = commit(lambda: profiles.create_profile(actor=w.mrao, data=_profile_data(w)))
+    return Seen(None, observed(CertificateProfile, profile.id))
+
+
+def profile_update(w: World) -> Seen:
+    profile = commit(lambda: profiles.create_profile(actor=w.mrao, data=_profile_data(w)))
+    old = observed(CertificateProfile, profile.id)
+    commit(
+        lambda: profiles.update_profile(
+            actor=w.mrao,
+            profile_id=profile.id,
+            data=_profile_data(w, description="people", four_eyes=True),
+        )
+    )
+    return Seen(old, observed(CertificateProfile, profile.id))
+
+
+def profile_delete(w: World) -> Seen:
+    profile = commit(lambda: profiles.create_profile(actor=w.mrao, data=_profile_data(w)))
+    old = observed(CertificateProfile, profile.id)
+    commit(lambda: profiles.delete_profile(actor=w.mrao, profile_id=profile.id))
+    return Seen(old, None)
+
+
+def request_create(w: World) -> Seen:
+    return Seen(None, observed(CertificateRequest, w.request().id))
+
+
+def request_approve(w: World) -> Seen:
+    req = w.request()
+    old = observed(CertificateRequest, req.id)
+    commit(lambda: approvals.approve(actor=w.mrao, request_ids=[req.id], message="ok"))
+    return Seen(old, observed(CertificateRequest, req.id))
+
+
+def request_decline(w: World) -> Seen:
+    req = w.request()
+    old = observed(CertificateRequest, req.id)
+    commit(lambda: approvals.decline(actor=w.mrao, request_id=req.id, message="not ours"))
+    return Seen(old, observed(CertificateRequest, req.id))
+
+
+def _failed_request(w: World) -> CertificateRequest:
+    req = w.request()
+    approvals.mark_approved([req.id], actor=w.mrao, message="")  # no issuance job sent
+    commit(lambda: issuance.fail_unissued(request_ids=[req.id], reason="the HSM is offline"))
+    return req
+
+
+def request_fail(w: World) -> Seen:
+    req = w.request()
+    commit(lambda: approvals.mark_approved([req.id], actor=w.mrao, message=""))
+    old = observed(CertificateRequest, req.id)
+    commit(lambda: issuance.fail_unissued(request_ids=[req.id], reason="the HSM is offline"))
+    return Seen(old, observed(CertificateRequest, req.id))
+
+
+def request_retry(w: World) -> Seen:
+    req = _failed_request(w)
+    old = observed(CertificateRequest, req.id)
+    commit(lambda: approvals.retry(actor=w.mrao, request_ids=[req.id]))
+    return Seen(old, observed(CertificateRequest, req.id))
+
+
+def certificate_issue(w: World) -> Seen:
+    cert = w.certificate()
+    row = observed(Certificate, cert.id)
+    assert row is not None
+    # The event lists the batch's certificates of this organization: here, this one.
+    row["certificates"] = [
+        {
+            "id": row["id"],
+            "request_id": row["request_id"],
+            "serial": row["serial_hex"],
+            "ca_id": row["ca_id"],
+        }
+    ]
+    return Seen(None, row)
+
+
+def certificate_revoke(w: World) -> Seen:
+    cert = w.certificate()
+    old = observed(Certificate, cert.id)
+    commit(
+        lambda: revocation.revoke(actor=w.mrao, certificate_ids=[cert.id], reason="keyCompromise")
+    )
+    return Seen(
+        old,
+        observed(Certificate, cert.id),
+        {"reason": "revocation_reason", "serial": "serial_hex"},
+    )
+
+
+def certificate_renew(w: World) -> Seen:
+    cert = w.certificate()
+    old = observed(Certificate, cert.id)
+    commit(lambda: renewal.renew(actor=w.mrao, certificate_id=cert.id))
+    return Seen(old, observed(Certificate, cert.id))
+
+
+def certificate_supersede(w: World) -> Seen:
+    cert = w.certificate()
+    req = commit(lambda: renewal.renew(actor=w.mrao, certificate_id=cert.id))
+    old = observed(Certificate, cert.id)
+    approvals.approve(actor=w.mrao, request_ids=[req.id])
+    drain(w.worker)
+    return Seen(old, observed(Certificate, cert.id), {"replaced_by": "replaced_by_id"})
+
+
+def certificate_renew_failed(w: World) -> Seen:
+    cert = w.certificate(auto_renew=True, renew_days_before=30)
+    db.session.execute(
+        update(Certificate)
+        .where(Certificate.id == cert.id)
+        .values(not_after=utcnow() + timedelta(days=10))
+    )
+    db.session.execute(
+        update(CertificateProfile).where(CertificateProfile.id == w.profile.id).values(active=False)
+    )
+    db.session.commit()
+    old = observed(Certificate, cert.id)
+    commit(renewal.auto_renew_sweep)
+    return Seen(old, observed(Certificate, cert.id))
+
+
+def certificate_key_export(w: World) -> Seen:
+    cert = w.certificate(mode=RequestMode.KEYGEN, key_type="EC-P256")
+    commit(lambda: inventory.pkcs12(actor=w.mrao, certificate_id=cert.id, password="pkcs12-pass"))
+    return Seen(None, None, no_values=True)
+
+
+def config_apply(w: World) -> Seen:
+    from app.services.configuration import changes
+
+    text = (
+        "organizations:\n"
+        "  - {name: Acme, city: Berlin, state: Berlin, country: DE}\n"
+        "  - {name: Beta, city: Bonn, country: DE}\n"
+    )
+    outcome = commit(lambda: changes.apply(actor=w.mrao, text=text))
+    assert outcome.changes
+    assert db.session.execute(select(Organization).where(Organization.name == "Beta")).scalar()
+    return Seen(None, None, summary=True)
+
+
+def certificate_assign(w: World) -> Seen:
+    found = Certificate(
+        fingerprint="ab" * 32,
+        der=b"\x30\x00",
+        origin=CertOrigin.DISCOVERED,
+        status=CertStatus.EXTERNAL,
+        cert_type=CertType.SSL,
+        serial_hex="1",
+        subject_dn="CN=found.example",
+        common_name="found.example",
+        issuer_dn="CN=Someone",
+        not_before=utcnow(),
+        not_after=utcnow() + timedelta(days=30),
+    )
+    db.session.add(found)
+    db.session.commit()
+    old = observed(Certificate, found.id)
+    commit(
+        lambda: endpoints.assign_certificates(
+            actor=w.mrao,
+            certificate_ids=[found.id],
+            organization_id=w.org.id,
+            department_id=w.dept.id,
+        )
+    )
+    return Seen(old, observed(Certificate, found.id))
+
+
+def _rule_data(w: World, **changes: Any) -> rules.RuleData:
+    fields: dict[str, Any] = {
+        "name": "Example Corp to Acme",
+        "match_mode": "all",
+        "conditions": [{"field": "subject_o", "operator": "equals", "value": "Example Corp"}],
+        "organization_id": w.org.id,
+    }
+    return rules.RuleData(**{**fields, **changes})
+
+
+def assignment_rule_create(w: World) -> Seen:
+    rule = commit(lambda: rules.save_rule(actor=w.mrao, data=_rule_data(w)))
+    return Seen(None, observed(AssignmentRule, rule.id))
+
+
+def assignment_rule_update(w: World) -> Seen:
+    rule = commit(lambda: rules.save_rule(actor=w.mrao, data=_rule_data(w)))
+    old = observed(AssignmentRule, rule.id)
+    commit(
+        lambda: rules.save_rule(
+            actor=w.mrao,
+            rule_id=rule.id,
+            data=_rule_data(w, name="Example to IT", department_id=w.dept.id),
+        )
+    )
+    return Seen(old, observed(AssignmentRule, rule.id))
+
+
+def assignment_rule_delete(w: World) -> Seen:
+    rule = commit(lambda: rules.save_rule(actor=w.mrao, data=_rule_data(w)))
+    old = observed(AssignmentRule, rule.id)
+    commit(lambda: rules.delete_rule(actor=w.mrao, rule_id=rule.id))
+    return Seen(old, None)
+
+
+def _task(w: World) -> DiscoveryTask:
+    data = tasks.TaskData(name="Lab", ranges="127.0.0.1", ports="1", organization_id=w.org.id)
+    return commit(lambda: tasks.create_task(actor=w.mrao, data=data))
+
+
+def discovery_task_create(w: World) -> Seen:
+    return Seen(None, observed(DiscoveryTask, _task(w).id))
+
+
+def discovery_task_update(w: World) -> Seen:
+    task = _task(w)
+    old = observed(DiscoveryTask, task.id)
+    data = tasks.TaskData(
+        name="Lab 2", ranges="127.0.0.2", ports="1", organization_id=w.org.id, concurrency=7
+    )
+    commit(lambda: tasks.update_task(actor=w.mrao, task_id=task.id, data=data))
+    return Seen(old, observed(DiscoveryTask, task.id))
+
+
+def discovery_task_delete(w: World) -> Seen:
+    task = _task(w)
+    old = observed(DiscoveryTask, task.id)
+    commit(lambda: tasks.delete_task(actor=w.mrao, task_id=task.id))
+    return Seen(old, None)
+
+
+def discovery_scan(w: World) -> Seen:
+    task = _task(w)
+    run = commit(lambda: runs.start_run(actor=w.mrao, task_id=task.id))
+    after = events("discovery.scan")[-1].after
+    row = observed(ScanRun, run.id)
+    assert (after["run"], after["shards"]) == (row["id"], row["shards_total"])
+    return Seen(None, row, {"run": "id", "shards": "shards_total"})
+
+
+def discovery_cancel(w: World) -> Seen:
+    task = _task(w)
+    run = runs.start_run(actor=w.mrao, task_id=task.id)  # not committed: no shard has run
+    db.session.flush()
+    old = observed(ScanRun, run.id)
+    commit(lambda: runs.cancel_run(actor=w.mrao, run_id=run.id))
+    return Seen(old, observed(ScanRun, run.id))
+
+
+def job_cancel(w: World) -> Seen:
+    job = jobs.create_job(kind="housekeeping", actor=w.mrao, send=False)
+    db.session.commit()
+    old = observed(Job, job.id)
+    commit(lambda: jobs.cancel(actor=w.mrao, job_id=job.id))
+    return Seen(old, observed(Job, job.id))
+
+
+def audit_verify_failed(w: World) -> Seen:
+    from app.actors.system import verify_audit_chain
+
+    db.session.execute(text("UPDATE audit_events SET actor = 'mallory' WHERE seq = 1"))
+    job = commit(lambda: jobs.create_job(kind="audit_verify", send=False))
+    verify_audit_chain.fn(job.id)
+    return Seen(None, None, no_values=True)
+
+
+def audit_head_forged(w: World) -> Seen:
+    head = db.session.execute(text("SELECT seq, hash FROM audit_head")).one()
+    last = db.session.execute(
+        text("SELECT hash FROM audit_events WHERE seq = :s"), {"s": head.seq - 1}
+    ).scalar_one()
+    db.session.execute(text("DELETE FROM audit_events WHERE seq = :s"), {"s": head.seq})
+    db.session.execute(
+        text("UPDATE audit_head SET seq = :s, hash = :h"), {"s": head.seq - 1, "h": last}
+    )
+    db.session.commit()
+    make_org("Later")
+    event = events("audit.head_forged")[-1]
+    assert event.before == {"seq": head.seq - 1, "hash": last} and event.after is None
+    return Seen({"seq": head.seq - 1, "hash": last}, None)
+
+
+CASES: dict[str, Callable[[World], Seen]] = {
+    "signin.success": signin_success,
+    "signin.failure": signin_failure,
+    "signout": signout,
+    "admin.create": admin_create,
+    "admin.update": admin_update,
+    "admin.delete": admin_delete,
+    "admin.password_change_failed": admin_password_change_failed,
+    "admin.password_change": admin_password_change,
+    "admin.preferences/welcome": admin_preferences_welcome,
+    "admin.preferences/timezone": admin_preferences_timezone,
+    "organization.create": organization_create,
+    "organization.update": organization_update,
+    "organization.delete": organization_delete,
+    "department.create": department_create,
+    "department.update": department_update,
+    "department.delete": department_delete,
+    "domain.create": domain_create,
+    "domain.update": domain_update,
+    "domain.delete": domain_delete,
+    "delegation.create": delegation_create,
+    "delegation.approve": delegation_approve,
+    "delegation.reject": delegation_reject,
+    "delegation.update": delegation_update,
+    "delegation.delete": delegation_delete,
+    "ca.create": ca_create,
+    "ca.retire": ca_retire,
+    "ca.revoke": ca_revoke,
+    "kek.rotate": kek_rotate,
+    "profile.create": profile_create,
+    "profile.update": profile_update,
+    "profile.delete": profile_delete,
+    "request.create": request_create,
+    "request.approve": request_approve,
+    "request.decline": request_decline,
+    "request.fail": request_fail,
+    "request.retry": request_retry,
+    "certificate.issue": certificate_issue,
+    "certificate.revoke": certificate_revoke,
+    "certificate.renew": certificate_renew,
+    "certificate.supersede": certificate_supersede,
+    "certificate.renew_failed": certificate_renew_failed,
+    "certificate.key_export": certificate_key_export,
+    "certificate.assign": certificate_assign,
+    "assignment_rule.create": assignment_rule_create,
+    "assignment_rule.update": assignment_rule_update,
+    "assignment_rule.delete": assignment_rule_delete,
+    "discovery_task.create": discovery_task_create,
+    "discovery_task.update": discovery_task_update,
+    "discovery_task.delete": discovery_task_delete,
+    "discovery.scan": discovery_scan,
+    "discovery.cancel": discovery_cancel,
+    "job.cancel": job_cancel,
+    "audit.verify_failed": audit_verify_failed,
+    "config.apply": config_apply,
+    "audit.head_forged": audit_head_forged,
+}
+
+
+def events(action: str) -> list[AuditEvent]:
+    return list(
+        db.session.execute(
+            select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)
+        ).scalars()
+    )
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_before_and_after_are_the_real_old_and_new_values(app, stub_worker, case):
+    world = World(stub_worker)
+    action = case.split("/")[0]
+    seen_before = len(events(action))
+    seen = CASES[case](world)
+    db.session.expire_all()
+    recorded = events(action)
+    assert len(recorded) > seen_before, f"{action} was not audited"
+    event = recorded[-1]
+    if seen.no_values:
+        assert (event.before, event.after) == (None, None)
+        return
+    if seen.summary:
+        assert event.before is None and event.after and event.after["changes"], event.after
+        return
+    compared = 0
+    for side, values, row in (
+        ("before", event.before, seen.before),
+        ("after", event.after, seen.after),
+    ):
+        if row is None:
+            assert values is None, f"{action}: {side} recorded for a row that did not exist"
+            continue
+        assert values, f"{action}: no {side} values"
+        for key, value in values.items():
+            column = seen.aliases.get(key, key)
+            if column in row:
+                assert value == row[column], (
+                    f"{action}: {side}[{key}] = {value!r}, was {row[column]!r}"
+                )
+                compared += 1
+    assert compared, f"{action}: no recorded value names a column"
+    if seen.before is not None and seen.after is not None:
+        # An update records what changed: each column it names really did change.
+        changed = [
+            k
+            for k in event.after
+            if seen.aliases.get(k, k) in seen.after
+            and seen.before.get(seen.aliases.get(k, k)) != seen.after[seen.aliases.get(k, k)]
+        ]
+        assert changed, f"{action}: after names no column that changed"
+
+
+def audited_actions() -> set[str]:
+    """Every action string passed to audit.record in app/ (and the chain's own)."""
+    found: set[str] = set()
+    for path in (ROOT / "app").rglob("*.py"):
+        source = path.read_text()
+        for call in re.finditer(r"\baudit\.record\(", source):
+            expression = re.search(r"\baction=([^\n]*)", source[call.end() : call.end() + 400])
+            assert expression, f"{path}: audit.record without action= nearby"
+            found.update(re.findall(r'"([a-z_.]+)"', expression.group(1)))
+        found.update(re.findall(r'FORGED_HEAD = "([a-z_.]+)"', source))
+    return found
+
+
+def test_every_audited_action_has_a_case():
+    covered = {case.split("/")[0] for case in CASES}
+    assert audited_actions() - covered == set()
+    assert covered - audited_actions() == set()
+
+
+def test_source_scan_finds_the_actions():
+    # The scan above must see conditional action names too, or it would prove nothing.
+    assert {"delegation.approve", "delegation.reject", "assignment_rule.create"} <= (
+        audited_actions()
+    )
