@@ -117,6 +117,16 @@ def _invitation_state(invitation: Invitation) -> str:
 class PersonView(TypeAccessMixin, SecureModelView):
     cert_type = CertType.CLIENT
     form = PersonForm
+    record_noun = "Person"
+    empty_text = (
+        "No persons yet. A person is an end user of client certificates: add them here or "
+        "import a CSV file, then send them an invitation to the enrollment portal."
+    )
+    search_hint = "Search by email or name"
+
+    def record_label(self, model: Any) -> str:
+        return str(model.email)
+
     field_map = {
         "organization": "target",
         "department": "target",
@@ -357,6 +367,11 @@ class ImportForm(AdminForm):
 
 class InvitationView(TypeAccessMixin, SecureModelView):
     cert_type = CertType.CLIENT
+    record_noun = "Invitation"
+    empty_text = (
+        "No invitations yet. Send one from a person's page (Client Persons): it mails a "
+        "one-time code for the enrollment portal."
+    )
     can_create = False
     can_edit = False
     can_delete = False
@@ -371,6 +386,8 @@ class InvitationView(TypeAccessMixin, SecureModelView):
         "created_at",
     )
     column_labels = {
+        "person": "Person (email)",
+        "profile": "Certificate profile",
         "term_days": "Term (days)",
         "key_type": "Key",
         "expires_at": "Expires",

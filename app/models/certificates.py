@@ -109,7 +109,7 @@ class CertificateRequest(db.Model):  # type: ignore[name-defined,misc]
     )
     # The end user a client certificate is for (persons, the enrollment portal).
     person_id: Mapped[int | None] = mapped_column(
-        ForeignKey("persons.id", ondelete="SET NULL"), nullable=True, index=True
+        ForeignKey("persons.id"), nullable=True, index=True
     )
 
     profile: Mapped[CertificateProfile] = relationship()

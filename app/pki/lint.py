@@ -224,10 +224,11 @@ def check_certificate(cert: x509.Certificate, kind: CertKind | None) -> tuple[Li
     """Lint ``cert`` and return its allow-listed findings.
 
     Raises:
-        LintError: at least one finding is not on LINT_ALLOW_LIST (all such are listed).
+        LintError: at least one finding is not allowed (LintFinding.is_allowed; all such
+            are listed).
     """
     findings = lint_certificate(cert, kind)
-    refused = refused_findings(findings)
+    refused = tuple(finding for finding in findings if not finding.is_allowed)
     if refused:
         raise LintError(refused)
     return findings

@@ -22,7 +22,7 @@ from app.models import (
     RequestMode,
     RequestStatus,
 )
-from app.services.ca import profiles
+from app.services.ca import authorities, profiles
 from app.services.certificates import approvals, enrollment, renewal
 from app.services.errors import DomainError, ValidationFailed
 from app.services.scope import SYSTEM
@@ -39,12 +39,28 @@ def world(app):
     root, issuing, device = make_pki(
         name="Devices", cert_type=CertType.DEVICE, terms=(365,), requires_approval=False
     )
+    # One issuing CA per purpose under the same root (a CA's extendedKeyUsage says what it
+    # issues): the device CA from make_pki, a code signing CA and a TLS CA.
+    signing_ca, tls_ca = (
+        authorities.create_ca(
+            actor=SYSTEM,
+            spec=authorities.CaSpec(
+                name=f"Test {purpose}",
+                key_type="EC-P256",
+                customer_name="Test",
+                country="DE",
+                parent_id=root.id,
+                purpose=purpose,
+            ),
+        )
+        for purpose in ("CodeSigning", "TLS")
+    )
     signing = profiles.create_profile(
         actor=SYSTEM,
         data=profiles.ProfileData(
             name="Code signing",
             cert_type=CertType.CODE_SIGNING,
-            ca_id=issuing.id,
+            ca_id=signing_ca.id,
             terms=(365,),
             key_types=("RSA-3072", "EC-P256"),
         ),
@@ -55,6 +71,8 @@ def world(app):
         "org": org,
         "root": root,
         "issuing": issuing,
+        "signing_ca": signing_ca,
+        "tls_ca": tls_ca,
         "device": device,
         "signing": signing,
     }
@@ -91,12 +109,17 @@ def openssl_verify(
     world, cert: x509.Certificate, purpose: str, tmp: Path
 ) -> subprocess.CompletedProcess[str]:
     root = db.session.get(CertificateAuthority, world["root"].id)
-    issuing = db.session.get(CertificateAuthority, world["issuing"].id)
     (tmp / "root.pem").write_bytes(
         x509.load_der_x509_certificate(root.cert_der).public_bytes(Encoding.PEM)
     )
+    # Every issuing CA (they share a subject): openssl picks the signer by its key id.
     (tmp / "issuing.pem").write_bytes(
-        x509.load_der_x509_certificate(issuing.cert_der).public_bytes(Encoding.PEM)
+        b"".join(
+            x509.load_der_x509_certificate(
+                db.session.get(CertificateAuthority, world[k].id).cert_der
+            ).public_bytes(Encoding.PEM)
+            for k in ("issuing", "signing_ca", "tls_ca")
+        )
     )
     (tmp / "leaf.pem").write_bytes(cert.public_bytes(Encoding.PEM))
     return subprocess.run(
@@ -180,7 +203,7 @@ def test_device_names_follow_the_delegation_rules(world):
         data=profiles.ProfileData(
             name="TLS",
             cert_type=CertType.SSL,
-            ca_id=world["issuing"].id,
+            ca_id=world["tls_ca"].id,
             terms=(90,),
             key_types=("EC-P256",),
         ),
@@ -226,7 +249,7 @@ def test_device_server_auth_when_the_profile_says(world, stub_worker):
             data=profiles.ProfileData(
                 name="x",
                 cert_type=CertType.SSL,
-                ca_id=world["issuing"].id,
+                ca_id=world["tls_ca"].id,
                 terms=(90,),
                 key_types=("EC-P256",),
                 include_server_auth=True,
@@ -254,7 +277,7 @@ def test_code_signing_csr_only_strong_keys_and_approval_always(world, stub_worke
                 data=profiles.ProfileData(
                     name="cs2",
                     cert_type=CertType.CODE_SIGNING,
-                    ca_id=world["issuing"].id,
+                    ca_id=world["signing_ca"].id,
                     terms=(365,),
                     **bad,
                 ),

@@ -275,7 +275,7 @@ def test_console_adds_edits_with_confirmation_and_imports(app, client, stub_work
         data={**form, "csrf_token": csrf_token(client, "/admin/persons/new/")},
         follow_redirects=True,
     ).get_data(as_text=True)
-    assert "Record was successfully created." in page
+    assert "Person &#39;kim@acme.example&#39; created." in page
     kim = persons.find_by_email("kim@acme.example")
     # Invite from the console: the form preselects the profile's first term and key type.
     invite_page = client.get(f"/admin/persons/invite/?id={kim.id}").get_data(as_text=True)
@@ -315,7 +315,7 @@ def test_console_adds_edits_with_confirmation_and_imports(app, client, stub_work
         },
         follow_redirects=True,
     ).get_data(as_text=True)
-    assert "Record was successfully saved." in page
+    assert "Person &#39;kim@acme.example&#39; saved." in page
     assert db.session.get(Certificate, cert.id).status == CertStatus.REVOKED
     # CSV import page and template.
     template = client.get("/admin/persons/template.csv")

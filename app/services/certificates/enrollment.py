@@ -338,11 +338,16 @@ def _code_signing_names(
 def _client_names(
     data: RequestData, parsed: pki_csr.ParsedCsr | None
 ) -> tuple[str, list[str], dict[str, str]]:
-    """A client certificate's CN, SANs (email addresses only) and S/MIME subject."""
+    """A client certificate's CN, SANs (email addresses only) and S/MIME subject. An
+    email-shaped common name (the form's, else the CSR's) is the first address; any other
+    common name is not used (the S/MIME subject is built from the address or the person)."""
     raw = list(data.sans)
     if parsed is not None:
         _refuse_unissued_names(parsed, data.cert_type)
         raw = [*parsed.dns_names, *(str(ip) for ip in parsed.ip_addresses), *parsed.emails, *raw]
+    common_name = data.common_name.strip() or (parsed.common_name if parsed else "") or ""
+    if "@" in common_name:
+        raw.insert(0, common_name)
     try:
         alt = names.parse_alt_names(raw)
     except PkiError as exc:
@@ -406,6 +411,8 @@ def check_request(*, actor: Actor, data: RequestData) -> Checked:
         common_name, sans, client_subject = _client_names(data, parsed)
     elif data.cert_type == CertType.DEVICE:
         common_name, sans = _device_names(data, parsed)
+        if "@" in common_name:  # an email-shaped device name is held to the email rule
+            domains.check_names_delegated([common_name], org, dept, data.cert_type)
     elif data.cert_type == CertType.CODE_SIGNING:
         common_name, sans = _code_signing_names(data, parsed, org)
     else:

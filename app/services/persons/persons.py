@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import String, cast, func, select, update
 
 from app.extensions import db
 from app.models import (
@@ -367,6 +367,12 @@ def delete_person(*, actor: Actor, person_id: int) -> None:
         before=_snapshot(person),
         organization_id=person.organization_id,
         department_id=person.department_id,
+    )
+    # Their requests and certificates stay in the inventory, no longer a person's.
+    db.session.execute(
+        update(CertificateRequest)
+        .where(CertificateRequest.person_id == person.id)
+        .values(person_id=None)
     )
     db.session.delete(person)
 

@@ -25,7 +25,7 @@ def _client(
     hierarchy: Hierarchy, key_cache: KeyCache, subject: x509.Name, key_type: str = "EC-P256"
 ) -> x509.Certificate:
     return issue.issue_leaf(
-        hierarchy.issuing,
+        hierarchy.issuing_for(CertKind.CLIENT),
         public_key=key_cache.get(key_type).public_key(),  # type: ignore[arg-type]
         subject=subject,
         alt_names=names.parse_alt_names(ALT),
