@@ -221,6 +221,8 @@ def test_person_invited_registers_imports_and_revokes(
         "Wayne Root",
         "--country",
         "US",
+        "--purpose",
+        "smime",
         env=install,
     )
     c.sign_in(ADMIN_LOGIN, ADMIN_PASSWORD)
@@ -231,16 +233,16 @@ def test_person_invited_registers_imports_and_revokes(
     select(c, "target", "My Organization (whole organization)")
     page.check("input[name=types][value=client]")
     c.save()
-    assert "Record was successfully created." in c.flashes()
+    assert "Domain 'wayne.example' created." in c.flashes(), c.flashes()
     c.menu("Settings", "Certificate Profiles")
     page.click("a:has-text('Create')")
     page.fill("#name", "People S/MIME")
     select(c, "cert_type", "Client")
-    select(c, "ca_id", "Wayne People")
+    select(c, "ca_id", "Wayne People (issues S/MIME)")
     page.fill("#terms", "365")
     page.check("input[name=key_types][value=EC-P256]")
     c.save()
-    assert "Record was successfully created." in c.flashes()
+    assert "Profile 'People S/MIME' created." in c.flashes(), c.flashes()
 
     # The administrator adds the person and sends the invitation.
     c.menu("Certificates", "Client Persons")
@@ -252,7 +254,7 @@ def test_person_invited_registers_imports_and_revokes(
     page.fill("#alt_emails", "batman@wayne.example")
     c.shot("person-form")
     c.save()
-    assert "Record was successfully created." in c.flashes()
+    assert "Person 'bruce.wayne@wayne.example' created." in c.flashes(), c.flashes()
     page.click("a[title='View Record']")
     page.click("#cw-send-invitation")
     assert page.input_value("#term_days") == "365" and page.input_value("#key_type") == "EC-P256"
