@@ -225,6 +225,7 @@ def setup(n: int, out: Path) -> None:
                 customer_name="Bench",
                 country="US",
                 parent_id=root.id,
+                purpose="SMIME",
             ),
         )
         by_mode = {
