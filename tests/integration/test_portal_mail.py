@@ -150,3 +150,24 @@ def test_invitation_validity_is_set_per_organization(app, client):
     )
     with pytest.raises(Forbidden):
         invitations.set_invitation_days(actor=drao, organization_id=world.org.id, days=3)
+
+
+def test_a_departments_portal_mail_is_shown_only_within_that_department(app):
+    # The invitation holds a one-time code: in the outbox, only whoever may see the
+    # person's department sees it (a DRAO of a sibling department does not).
+    from app.models import CertType, Role
+    from tests.factories import make_dept
+
+    world = make_world()
+    sales, ops = make_dept(world.org, "Sales"), make_dept(world.org, "Ops")
+    make_admin("ops-drao", Role.DRAO, org=world.org, dept=ops, privileges=[CertType.CLIENT])
+    make_admin("sales-drao", Role.DRAO, org=world.org, dept=sales, privileges=[CertType.CLIENT])
+    person = add_person(world, department_id=sales.id)
+    code = invite(world, person)
+    mail = last_mail(person.email)
+    assert (mail.organization_id, mail.department_id) == (world.org.id, sales.id)
+    for who, sees in (("sales-drao", True), ("ops-drao", False), ("mrao", True)):
+        client = app.test_client()
+        login(client, who, PASSWORD)
+        page = client.get(f"/admin/outbox/details/?id={mail.id}", follow_redirects=True)
+        assert (code in page.get_data(as_text=True)) is sees, who

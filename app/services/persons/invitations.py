@@ -214,6 +214,7 @@ def send_invitation(
     mailing.send(
         kind="invitation",
         organization_id=person.organization_id,
+        department_id=person.department_id,
         to=person.email,
         context={
             **person_context(person),

@@ -161,9 +161,16 @@ def template_of(organization_id: int | None, kind: str) -> tuple[str, str, bool]
 
 
 def send(
-    *, kind: str, organization_id: int, to: str, context: Mapping[str, object]
+    *,
+    kind: str,
+    organization_id: int,
+    to: str,
+    context: Mapping[str, object],
+    department_id: int | None = None,
 ) -> OutboxMessage:
-    """Render the organization's template of ``kind`` and queue the mail (after commit).
+    """Render the organization's template of ``kind`` and queue the mail (after commit),
+    placed in the person's organization/department: the outbox shows it only to whoever
+    may see that place (it holds one-time codes).
 
     A customised template that no longer renders (it was valid when saved) falls back to
     the built-in wording rather than leave the person without the mail."""
@@ -180,6 +187,7 @@ def send(
         body=rendered[1],
         category=f"portal.{kind}",
         organization_id=organization_id,
+        department_id=department_id,
     )
 
 

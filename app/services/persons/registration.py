@@ -338,6 +338,7 @@ def build_pkcs12(enrollment_id: int) -> dict[str, Any]:
     mailing.send(
         kind="registration_complete",
         organization_id=person.organization_id,
+        department_id=person.department_id,
         to=person.email,
         context={
             **invitations.person_context(person),

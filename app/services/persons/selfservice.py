@@ -140,6 +140,7 @@ def request_renewal(*, creds: Credentials) -> Certificate:
     mailing.send(
         kind="renewal",
         organization_id=person.organization_id,
+        department_id=person.department_id,
         to=person.email,
         context={
             **invitations.person_context(person),
