@@ -237,8 +237,17 @@ def test_persons_are_scoped_by_the_client_privilege(app, client):
     drao = make_admin("drao", Role.DRAO, org=world.org, dept=it, privileges=[CertType.CLIENT])
     jane = persons.find_by_email("jane.doe@acme.example")
     for admin in (ssl_only, globex, drao):
-        with pytest.raises(NotFound):
+        with pytest.raises(NotFound, match="^No such person.$"):
             persons.get_person(actor=admin, person_id=jane.id)
+    db.session.commit()  # the denied attempts are written with the next commit
+    denied = db.session.execute(
+        select(AuditEvent.actor, AuditEvent.object_type, AuditEvent.object_id).where(
+            AuditEvent.action == "access.denied"
+        )
+    ).all()
+    assert sorted(denied) == sorted(
+        (login_, "Person", str(jane.id)) for login_ in ("sslonly", "globex", "drao")
+    )
     with pytest.raises(
         DomainError, match="You may not manage persons \\(Client certificates\\) of Acme"
     ):

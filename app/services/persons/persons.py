@@ -77,13 +77,14 @@ def get_person(*, actor: Actor, person_id: int) -> Person:
     """The person, if the actor holds the Client privilege where the person is.
 
     Raises:
-        NotFound: no such person, or one outside the actor's scope (indistinguishable).
+        NotFound: no such person, or one outside the actor's scope (indistinguishable;
+            the attempt on an existing one is recorded as denied).
     """
     person = db.session.get(Person, person_id)
-    if person is None or not scope_of(actor).may(
-        CertType.CLIENT, person.organization_id, person.department_id
-    ):
+    if person is None:
         raise NotFound("No such person.")
+    if not scope_of(actor).may(CertType.CLIENT, person.organization_id, person.department_id):
+        raise audit.denied(actor=actor, what="person", object_type="Person", object_id=person.id)
     return person
 
 
