@@ -24,6 +24,7 @@ from app.models import (
     ValidationType,
 )
 from app.models.types import utcnow
+from app.services.errors import DomainError
 from app.services.persons import registration, throttle
 from tests.integration.portal_world import (
     P12_PASSWORD,
@@ -91,6 +92,10 @@ def test_registration_issues_an_smime_certificate_downloaded_once(
     assert stored.status == EnrollmentStatus.COLLECTED and stored.sealed_pkcs12 is None
     inventory = db.session.get(Certificate, stored.certificate_id)
     assert inventory.sealed_key is None  # no escrow: the key lives only in the .p12
+    from app.services.certificates import inventory as certificates
+
+    with pytest.raises(DomainError, match="its profile does not escrow keys"):
+        certificates.pkcs12(actor=world.mrao, certificate_id=inventory.id, password="x" * 12)
     assert inventory.subject_dn == "CN=jane.doe@acme.example"
     page = client.get(progress).get_data(as_text=True)
     assert "already downloaded" in page and "cw-download" not in page

@@ -188,6 +188,11 @@ def pkcs12(*, actor: Admin, certificate_id: int, password: str) -> formats.Downl
     """A server-generated key with its certificate and chain, as a password-protected PKCS#12."""
     cert = get_certificate(actor=actor, certificate_id=certificate_id)
     if cert.sealed_key is None:
+        if cert.request is not None and cert.request.person_id is not None:
+            raise DomainError(
+                "Certwright did not keep the key of this certificate: its profile does not "
+                "escrow keys, so the key exists only in the PKCS#12 the person downloaded."
+            )
         raise DomainError(
             "Certwright does not hold the key of this certificate (it came from a CSR)."
         )
