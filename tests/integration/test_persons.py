@@ -237,7 +237,7 @@ def test_persons_are_scoped_by_the_client_privilege(app, client):
     drao = make_admin("drao", Role.DRAO, org=world.org, dept=it, privileges=[CertType.CLIENT])
     jane = persons.find_by_email("jane.doe@acme.example")
     for admin in (ssl_only, globex, drao):
-        with pytest.raises(NotFound, match="^No such person.$"):
+        with pytest.raises(NotFound, match=r"^No such person\.$"):
             persons.get_person(actor=admin, person_id=jane.id)
     db.session.commit()  # the denied attempts are written with the next commit
     denied = db.session.execute(
