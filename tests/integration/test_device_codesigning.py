@@ -407,3 +407,39 @@ def test_device_request_from_the_console(app, world, client, stub_worker):
     assert (
         db.session.execute(select(CertificateRequest.status)).scalar_one() == RequestStatus.ISSUED
     )
+
+
+def test_a_device_csr_brings_its_uris_and_other_names_are_refused(world, stub_worker):
+    # Device certificates carry URIs: a CSR's URI SAN is kept (its host under the
+    # delegation rules), never dropped; names no certificate carries are refused.
+    csr, _ = make_csr("cam9.devices.acme.example", "urn:dev:mac:0024befffe804ff2")
+    req = request(world, CertType.DEVICE, mode=RequestMode.CSR, csr=csr)
+    assert req.sans == ["cam9.devices.acme.example", "urn:dev:mac:0024befffe804ff2"]
+    db.session.rollback()
+    outside, _ = make_csr("cam9.devices.acme.example", "https://cam9.elsewhere.example/")
+    with pytest.raises(DomainError, match=r"cam9\.elsewhere\.example is not inside"):
+        request(world, CertType.DEVICE, mode=RequestMode.CSR, csr=outside)
+    db.session.rollback()
+    from cryptography.hazmat.primitives import hashes
+
+    from app.pki import keys, names
+
+    key = keys.generate_private_key("EC-P256")
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        names.build_subject(common_name="cam9.devices.acme.example")
+    )
+    directory = builder.add_extension(
+        x509.SubjectAlternativeName(
+            [x509.DirectoryName(names.build_subject(common_name="someone else"))]
+        ),
+        critical=False,
+    ).sign(key, hashes.SHA256())
+    with pytest.raises(
+        DomainError, match=r"directory name CN=someone else.*only DNS names, IP addresses and URIs"
+    ):
+        request(
+            world,
+            CertType.DEVICE,
+            mode=RequestMode.CSR,
+            csr=directory.public_bytes(Encoding.PEM),
+        )
