@@ -21,6 +21,14 @@ from app.models.discovery import (
     TaskRule,
 )
 from app.models.domains import Delegation, DelegationStatus, Domain
+from app.models.imports import (
+    OUTCOMES,
+    CertificateFinding,
+    CertificateImport,
+    ImportedCertificate,
+    ImportResult,
+    ImportUpload,
+)
 from app.models.jobs import Job, JobStatus, Schedule, WorkerHeartbeat
 from app.models.mail import MailStatus, OutboxMessage
 from app.models.org import CertType, Department, Organization
@@ -36,6 +44,7 @@ from app.models.pki import (
 
 __all__ = [
     "HEALTH_FLAGS",
+    "OUTCOMES",
     "Admin",
     "AdminScope",
     "AdminSession",
@@ -49,6 +58,8 @@ __all__ = [
     "CertType",
     "Certificate",
     "CertificateAuthority",
+    "CertificateFinding",
+    "CertificateImport",
     "CertificateProfile",
     "CertificateRequest",
     "CrlPublication",
@@ -58,6 +69,9 @@ __all__ = [
     "DiscoveryTask",
     "Domain",
     "Endpoint",
+    "ImportResult",
+    "ImportUpload",
+    "ImportedCertificate",
     "Job",
     "JobStatus",
     "LintMode",
