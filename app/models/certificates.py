@@ -164,7 +164,7 @@ class Certificate(db.Model):  # type: ignore[name-defined,misc]
     request_id: Mapped[int | None] = mapped_column(
         ForeignKey("certificate_requests.id"), nullable=True, index=True
     )
-    serial_hex: Mapped[str] = mapped_column(String(64))
+    serial_hex: Mapped[str] = mapped_column(String(64), index=True)
     subject_dn: Mapped[str] = mapped_column(Text, default="")
     common_name: Mapped[str] = mapped_column(String(255), default="", index=True)
     subject_o: Mapped[str] = mapped_column(String(255), default="")

@@ -80,13 +80,16 @@ def describe_certificate(cert: x509.Certificate) -> CertificateInfo:
     ski = _extension(extensions, x509.SubjectKeyIdentifier)
     aki = _extension(extensions, x509.AuthorityKeyIdentifier)
     constraints = _extension(extensions, x509.BasicConstraints)
+    # A name whose strings are not valid in their encoding cannot even be loaded.
+    subject = _safe(lambda: cert.subject, x509.Name([]))
+    issuer = _safe(lambda: cert.issuer, x509.Name([]))
     return CertificateInfo(
-        subject=_safe(cert.subject.rfc4514_string, ""),
-        subject_cn=_attribute(cert.subject, NameOID.COMMON_NAME),
-        subject_o=_attribute(cert.subject, NameOID.ORGANIZATION_NAME),
-        subject_ou=_attribute(cert.subject, NameOID.ORGANIZATIONAL_UNIT_NAME),
-        issuer=_safe(cert.issuer.rfc4514_string, ""),
-        issuer_cn=_attribute(cert.issuer, NameOID.COMMON_NAME),
+        subject=_safe(subject.rfc4514_string, ""),
+        subject_cn=_attribute(subject, NameOID.COMMON_NAME),
+        subject_o=_attribute(subject, NameOID.ORGANIZATION_NAME),
+        subject_ou=_attribute(subject, NameOID.ORGANIZATIONAL_UNIT_NAME),
+        issuer=_safe(issuer.rfc4514_string, ""),
+        issuer_cn=_attribute(issuer, NameOID.COMMON_NAME),
         dns_names=_san_values(san, x509.DNSName),
         ip_addresses=_san_values(san, x509.IPAddress),
         emails=_san_values(san, x509.RFC822Name),

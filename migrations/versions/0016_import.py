@@ -5,7 +5,8 @@ Schema:
 * certificate_imports, import_uploads, import_results, imported_certificates;
 * certificate_findings: parse findings of odd certificates and key findings, by code;
 * certificates.issuer_id: the certificate in the inventory that signed this one;
-* certificates.spki_sha256: the key's identity (filled here for the certificates stored).
+* certificates.spki_sha256: the key's identity (filled here for the certificates stored);
+* an index on certificates.serial_hex (certificates reusing an issuer and serial).
 
 The downgrade drops them; nothing else changes.
 
@@ -162,6 +163,8 @@ def upgrade():
         sa.Column("spki_sha256", sa.String(length=64), nullable=False, server_default=""),
     )
     op.create_index(op.f("ix_certificates_spki_sha256"), "certificates", ["spki_sha256"])
+    # Certificates sharing an issuer and serial are found by serial (a finding).
+    op.create_index(op.f("ix_certificates_serial_hex"), "certificates", ["serial_hex"])
     _fill_spki()
 
 
@@ -200,6 +203,7 @@ def _fill_spki():
 
 
 def downgrade():
+    op.drop_index(op.f("ix_certificates_serial_hex"), table_name="certificates")
     op.drop_index(op.f("ix_certificates_spki_sha256"), table_name="certificates")
     op.execute(sa.text("ALTER TABLE certificates DROP COLUMN spki_sha256"))
     op.drop_index(op.f("ix_certificates_issuer_id"), table_name="certificates")

@@ -347,3 +347,49 @@ def test_the_system_may_import_anywhere(app, stub_worker, files):
         stub_worker, actor=SYSTEM, org=org, uploads=[imports.Upload("s.pem", files.pem("root"))]
     )
     assert record.counts["imported"] == 1
+
+
+def test_a_key_we_certified_and_an_imported_certificate_share_is_flagged_on_both(app, stub_worker):
+    from app.models import CertType
+    from app.services.structure import domains
+    from tests.factories import make_pki, request_certificate
+
+    mrao = make_admin()
+    org = make_org("Acme", city="Berlin", state="Berlin")
+    domains.create_domain(
+        actor=mrao, name="acme.example", organization_id=org.id, types=list(CertType)
+    )
+    db.session.commit()
+    _, _, profile = make_pki()
+    req, key = request_certificate(
+        by=mrao, org=org, profile=profile, cn="www.acme.example", approve=True
+    )
+    drain(stub_worker)
+    db.session.refresh(req)
+    ours = req.certificate
+    assert ours is not None and ours.spki_sha256 != ""
+    # The same key in a self-signed certificate someone made on the side.
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "side.acme.example")])
+    now = dt.datetime.now(dt.UTC)
+    side = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    run_upload(
+        stub_worker,
+        actor=mrao,
+        org=org,
+        uploads=[imports.Upload("side.pem", side.public_bytes(Encoding.PEM))],
+    )
+    flagged = db.session.execute(
+        select(CertificateFinding.certificate_id).where(CertificateFinding.code == "shared_key")
+    ).scalars()
+    assert sorted(flagged) == sorted(
+        [ours.id, by_fingerprint(fp(side.public_bytes(Encoding.PEM))).id]
+    )

@@ -93,21 +93,26 @@ def inventory_findings(certificate_ids: Sequence[int]) -> list[Found]:
         .group_by(Certificate.spki_sha256)
         .having(func.count(Certificate.id) > 1)
     ).all()
-    counts = {spki: count for spki, count in shared}
-    if counts:
-        for cert_id, spki in db.session.execute(
-            select(Certificate.id, Certificate.spki_sha256).where(
-                Certificate.spki_sha256.in_(list(counts))
+    keys = [spki for spki, _ in shared]
+    if keys:
+        # Only certificates not flagged yet: a key in thousands of certificates is not
+        # flagged again on all of them at every batch.
+        flagged = select(CertificateFinding.certificate_id).where(
+            CertificateFinding.code == "shared_key"
+        )
+        for cert_id in db.session.execute(
+            select(Certificate.id).where(
+                Certificate.spki_sha256.in_(keys), Certificate.id.not_in(flagged)
             )
-        ):
+        ).scalars():
             found.append(
                 Found(
                     cert_id,
                     Finding(
                         "shared_key",
                         "warning",
-                        f"The same public key is in {counts[spki]} certificates: one "
-                        "compromise exposes them all, and revoking one leaves the key in use.",
+                        "The same public key is in other certificates: one compromise "
+                        "exposes them all, and revoking one leaves the key in use.",
                     ),
                     "inventory",
                 )

@@ -29,6 +29,7 @@ from sqlalchemy import func, select, update
 from app.extensions import db
 from app.models import (
     Certificate,
+    CertificateFinding,
     CertificateImport,
     CertOrigin,
     CertStatus,
@@ -47,7 +48,7 @@ from app.services import audit
 from app.services.errors import DomainError, Forbidden, NotFound
 from app.services.imports import findings
 from app.services.platform import jobs
-from app.services.scope import Actor, scope_of
+from app.services.scope import Actor, Scope, scope_of
 
 JOB_KIND: Final = "certificate_import"
 BATCH: Final = 500
@@ -115,8 +116,10 @@ def start_import(
     organization_id: int,
     department_id: int | None,
     uploads: Sequence[Upload],
+    send: bool = True,
 ) -> CertificateImport:
-    """Store the uploads and a pending import job (sent after commit).
+    """Store the uploads and a pending import job (sent after commit unless ``send`` is
+    False: the caller then runs it itself with jobs.execute(job_id, run_import_job)).
 
     Raises:
         NotFound: no such organization (or one outside the actor's scope).
@@ -171,6 +174,7 @@ def start_import(
         actor=actor,
         organization_id=organization_id,
         max_attempts=3,
+        send=send,
     )
     record.job_id = job.id
     audit.record(
@@ -286,6 +290,17 @@ def run_import(
         "result_type": "CertificateImport",
         "result_id": import_id,
     }
+
+
+def run_import_job(job: Any, ctx: jobs.JobContext) -> dict[str, Any]:
+    """The job handler (dramatiq actor, or a command run in the foreground): progress and
+    cancellation through the job row, and the lease held before each batch is written."""
+
+    def progress(percent: int, message: str) -> None:
+        ctx.check_cancelled()
+        ctx.progress(percent, message)
+
+    return run_import(import_id=int(job.payload["import_id"]), progress=progress, hold=ctx.hold)
 
 
 def summary(counts: dict[str, int]) -> str:
@@ -669,3 +684,32 @@ def import_job_failed(job: Any) -> None:
     if record is not None:
         record.finished_at = utcnow()
         record.message = f"failed: {job.message}"[:2000]
+
+
+def shown_results(*, import_id: int, limit: int) -> list[ImportResult]:
+    """The first results of an import the caller already may see (get_import)."""
+    return list(
+        db.session.execute(
+            select(ImportResult)
+            .where(ImportResult.import_id == import_id)
+            .order_by(ImportResult.seq)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def findings_of_import(*, import_id: int, scope: Scope) -> list[tuple[str, int]]:
+    """How many certificates of this import carry each finding, among those the scope
+    covers (a certificate known elsewhere is not counted for an admin who cannot see it)."""
+    query = (
+        select(CertificateFinding.code, func.count(CertificateFinding.id))
+        .join(Certificate, Certificate.id == CertificateFinding.certificate_id)
+        .join(ImportedCertificate, ImportedCertificate.certificate_id == Certificate.id)
+        .where(ImportedCertificate.import_id == import_id)
+        .group_by(CertificateFinding.code)
+        .order_by(CertificateFinding.code)
+    )
+    clause = scope.row_filter(Certificate.organization_id, Certificate.department_id)
+    if clause is not None:
+        query = query.where(clause)
+    return [(code, int(count)) for code, count in db.session.execute(query)]

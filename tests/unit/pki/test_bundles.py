@@ -10,6 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from app.pki.bundles import certificate_type, read_file
+from app.pki.info import describe_certificate
 from tests.unit.pki.importfiles import OpensslFiles, run
 
 
@@ -128,6 +129,9 @@ def test_a_subject_that_is_not_utf8_is_kept_with_a_finding(files):
     content = read_file(mangled)
     assert codes(content) == ["subject_not_decodable"]
     assert content.certificates[0].fingerprint == hashlib.sha256(mangled).hexdigest()
+    # The inventory can still describe it: the rest of its fields, an empty subject.
+    info = describe_certificate(content.certificates[0].certificate)
+    assert (info.subject, info.subject_cn, info.issuer) == ("", None, "CN=Import Test Root")
 
 
 def test_certificate_types_come_from_eku_and_basic_constraints(files):
