@@ -245,6 +245,18 @@ def parse_findings(cert: x509.Certificate) -> list[Finding]:
     return findings
 
 
+def load_certificate(der: bytes) -> x509.Certificate:
+    """A stored certificate, without the warning cryptography gives for a serial that is not
+    positive (the inventory keeps such certificates, with a finding).
+
+    Raises:
+        ValueError: not a certificate cryptography can load.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return x509.load_der_x509_certificate(der)
+
+
 def serial_number(cert: x509.Certificate) -> int:
     """The serial number, without the warning cryptography gives for one that is not
     positive (such certificates are kept, with a finding)."""

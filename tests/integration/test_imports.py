@@ -393,3 +393,30 @@ def test_a_key_we_certified_and_an_imported_certificate_share_is_flagged_on_both
     assert sorted(flagged) == sorted(
         [ours.id, by_fingerprint(fp(side.public_bytes(Encoding.PEM))).id]
     )
+
+
+def test_the_dashboard_counts_certificates_with_weak_or_shared_keys_in_scope(
+    app, client, stub_worker, files
+):
+    from tests.conftest import login
+    from tests.factories import PASSWORD
+
+    acme, other = make_org("Acme"), make_org("Other")
+    make_admin("rao", Role.RAO, org=other)
+    run_upload(
+        stub_worker,
+        actor=make_admin(),
+        org=acme,
+        uploads=[
+            imports.Upload(
+                "keys.pem", files.pem("rsa1024") + files.pem("shared1") + files.pem("shared2")
+            )
+        ],
+    )
+    login(client, "mrao", PASSWORD)
+    label = "Certificates with weak or shared keys"
+    assert f'data-count="{label}">3<' in client.get("/admin/").get_data(as_text=True)
+    client.post("/logout")
+    other_client = app.test_client()
+    login(other_client, "rao", PASSWORD)
+    assert f'data-count="{label}">0<' in other_client.get("/admin/").get_data(as_text=True)

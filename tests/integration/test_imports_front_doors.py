@@ -148,3 +148,44 @@ def test_the_command_line_imports_files_in_the_foreground(app, files, tmp_path):
     make_admin("rao", Role.RAO, org=make_org("Other"))
     code, out = run(app, "cert", "import", str(bundle), "--org", "Acme", "--as", "rao")
     assert code == 2 and "No such organization." in out
+
+
+def test_findings_are_explained_on_the_details_page_and_filter_the_list(
+    app, client, stub_worker, files
+):
+    acme = make_org("Acme")
+    make_admin("mrao")
+    files.sign("negative", "/CN=negative.import.test", issuer="inter", serial="-3")
+    from app.models import Admin
+    from app.services.imports import imports
+
+    mrao = db.session.execute(select(Admin).where(Admin.login == "mrao")).scalar_one()
+    imports.start_import(
+        actor=mrao,
+        organization_id=acme.id,
+        department_id=None,
+        uploads=[imports.Upload("odd.pem", files.pem("negative") + files.pem("leaf"))],
+    )
+    db.session.commit()
+    drain(stub_worker)
+    odd = db.session.execute(
+        select(Certificate).where(Certificate.common_name == "negative.import.test")
+    ).scalar_one()
+    login(client, "mrao", PASSWORD)
+    # Untyped (no EKU in this openssl leaf): it is not in a typed list; the leaf is (SSL).
+    page = client.get("/admin/ssl_certs/").get_data(as_text=True)
+    assert "www.import.test" in page
+    import hashlib
+
+    from app.models import CertType
+
+    odd.cert_type = CertType.SSL
+    db.session.commit()
+    # Filters by position: Status (0), Organization (1), Finding (2).
+    listed = client.get("/admin/ssl_certs/?flt0_2=serial_not_positive")
+    text = listed.get_data(as_text=True)
+    assert "negative.import.test" in text and "www.import.test" not in text
+    details = client.get(f"/admin/ssl_certs/details/?id={odd.id}").get_data(as_text=True)
+    assert 'data-code="serial_not_positive"' in details
+    assert "RFC 5280 §4.1.2.2" in details
+    assert odd.fingerprint == hashlib.sha256(files.der("negative")).hexdigest()

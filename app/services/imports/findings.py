@@ -20,6 +20,8 @@ from app.extensions import db
 from app.models import BlockedKey, Certificate, CertificateFinding
 from app.models.types import utcnow
 from app.pki.bundles import Finding
+from app.services.certificates import inventory
+from app.services.scope import Actor, scope_of
 
 # code -> a short label for lists and filters
 LABELS = {
@@ -174,3 +176,35 @@ def inventory_findings(certificate_ids: Sequence[int]) -> list[Found]:
             )
         )
     return found
+
+
+def of_certificate(certificate_id: int) -> list[CertificateFinding]:
+    """A certificate's findings, worst first (the caller has checked it may see it)."""
+    order = {"error": 0, "warning": 1}
+    found = db.session.execute(
+        select(CertificateFinding).where(CertificateFinding.certificate_id == certificate_id)
+    ).scalars()
+    return sorted(found, key=lambda f: (order.get(f.severity, 2), f.code))
+
+
+def with_finding(code: str) -> Any:
+    """A WHERE clause: certificates that carry the finding ``code``."""
+    return Certificate.id.in_(
+        select(CertificateFinding.certificate_id).where(CertificateFinding.code == code)
+    )
+
+
+# The key hygiene findings (issue 16 §3): the dashboard counts certificates with any of them.
+KEY_CODES = ("weak_key_size", "roca", "close_primes", "weak_signature", "shared_key", "blocked_key")
+
+
+def count_with_findings(*, actor: Actor, codes: Sequence[str] = KEY_CODES) -> int:
+    """How many certificates the actor may see carry one of these findings."""
+    query = select(func.count(func.distinct(CertificateFinding.certificate_id))).join(
+        Certificate, Certificate.id == CertificateFinding.certificate_id
+    )
+    query = query.where(CertificateFinding.code.in_(list(codes)))
+    clause = inventory.held_types_clause(scope_of(actor))
+    if clause is not None:
+        query = query.where(clause)
+    return int(db.session.execute(query).scalar_one())
