@@ -420,3 +420,31 @@ def test_the_dashboard_counts_certificates_with_weak_or_shared_keys_in_scope(
     other_client = app.test_client()
     login(other_client, "rao", PASSWORD)
     assert f'data-count="{label}">0<' in other_client.get("/admin/").get_data(as_text=True)
+
+
+def test_two_certificates_with_one_issuer_and_serial_are_flagged_on_both(app, stub_worker, files):
+    one = files.sign("dup1", "/CN=dup-one.test", issuer="inter", serial="4242")
+    # The second arrives in a later import: the first, already stored, is flagged too.
+    run_upload(
+        stub_worker,
+        actor=make_admin(),
+        org=make_org("Acme"),
+        uploads=[imports.Upload("1.pem", one)],
+    )
+    two = files.sign("dup2", "/CN=dup-two.test", issuer="inter", serial="4242")
+    from app.models import Admin
+
+    mrao = db.session.execute(select(Admin)).scalar_one()
+    org_id = db.session.execute(select(Certificate.organization_id)).scalars().first()
+    imports.start_import(
+        actor=mrao, organization_id=org_id, department_id=None,
+        uploads=[imports.Upload("2.pem", two + files.pem("leaf"))],
+    )  # fmt: skip
+    db.session.commit()
+    drain(stub_worker)
+    flagged = db.session.execute(
+        select(CertificateFinding.certificate_id).where(
+            CertificateFinding.code == "duplicate_issuer_serial"
+        )
+    ).scalars()
+    assert sorted(flagged) == sorted(by_fingerprint(fp(p)).id for p in (one, two))
