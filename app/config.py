@@ -430,6 +430,44 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         minimum=1,
     ),
     Setting(
+        "CW_IMPORT_MAX_UPLOAD_BYTES",
+        int,
+        256 * 1024 * 1024,
+        "bytes one certificate import may upload in all (the console's uploads are also "
+        "bounded by its 64 MiB request size)",
+        minimum=1,
+    ),
+    Setting(
+        "CW_IMPORT_MAX_MEMBERS",
+        int,
+        200_000,
+        "members a ZIP archive given to an import may hold; a larger one is refused whole",
+        minimum=1,
+    ),
+    Setting(
+        "CW_IMPORT_MAX_TOTAL_BYTES",
+        int,
+        1024 * 1024 * 1024,
+        "bytes the members of one imported ZIP may inflate to in all; past it the archive is "
+        "refused whole",
+        minimum=1,
+    ),
+    Setting(
+        "CW_IMPORT_MAX_FILE_BYTES",
+        int,
+        4 * 1024 * 1024,
+        "bytes one imported file (or ZIP member, inflated) may have; a larger one is skipped",
+        minimum=1,
+    ),
+    Setting(
+        "CW_IMPORT_MAX_RATIO",
+        int,
+        100,
+        "compression ratio (inflated / compressed) above which a ZIP member is skipped "
+        "unread as a likely bomb",
+        minimum=1,
+    ),
+    Setting(
         "CW_OCSP_CACHE_SECONDS",
         float,
         5.0,

@@ -22,9 +22,11 @@ def init_console(app: Flask) -> Any:
     from app.admin.display import base_url_mismatch
     from app.admin.domains import DelegationView, DomainView
     from app.admin.errors import init_error_pages
+    from app.admin.imports import ImportView
     from app.admin.orgs import DepartmentView, OrganizationView
     from app.admin.persons import InvitationView, PersonView
     from app.admin.pki import CaView, CertificateProfileView
+    from app.admin.planner import ValidityPlannerView
     from app.admin.requests import RequestView
     from app.admin.system import AboutView, AuditView, JobView, MyProfileView, OutboxView
     from app.models import (
@@ -83,6 +85,7 @@ def init_console(app: Flask) -> Any:
                     endpoint="invitations",
                 )
             )
+    console.add_view(ImportView(name="Import", category="Certificates", endpoint="cert_import"))
     console.add_view(
         NetworkAssetView(name="Network Assets", category="Discovery", endpoint="network_assets")
     )
@@ -95,6 +98,9 @@ def init_console(app: Flask) -> Any:
         AssignmentRuleView(
             name="Assignment Rules", category="Discovery", endpoint="assignment_rules"
         )
+    )
+    console.add_view(
+        ValidityPlannerView(name="Validity Planner", category="Reports", endpoint="planner")
     )
     console.add_view(
         AuditView(AuditEvent, name="Account Activity", category="Reports", endpoint="audit")

@@ -21,6 +21,14 @@ from app.models.discovery import (
     TaskRule,
 )
 from app.models.domains import Delegation, DelegationStatus, Domain
+from app.models.imports import (
+    OUTCOMES,
+    CertificateFinding,
+    CertificateImport,
+    ImportedCertificate,
+    ImportResult,
+    ImportUpload,
+)
 from app.models.jobs import Job, JobStatus, Schedule, WorkerHeartbeat
 from app.models.mail import MailStatus, OutboxMessage
 from app.models.org import CertType, Department, Organization
@@ -48,6 +56,7 @@ from app.models.pki import (
 
 __all__ = [
     "HEALTH_FLAGS",
+    "OUTCOMES",
     "Admin",
     "AdminScope",
     "AdminSession",
@@ -61,6 +70,8 @@ __all__ = [
     "CertType",
     "Certificate",
     "CertificateAuthority",
+    "CertificateFinding",
+    "CertificateImport",
     "CertificateProfile",
     "CertificateRequest",
     "CrlPublication",
@@ -71,6 +82,9 @@ __all__ = [
     "Domain",
     "Endpoint",
     "EnrollmentStatus",
+    "ImportResult",
+    "ImportUpload",
+    "ImportedCertificate",
     "Invitation",
     "InvitationKind",
     "InvitationStatus",

@@ -910,6 +910,24 @@ def person_renew(w: World) -> Seen:
     return Seen(None, observed(PortalEnrollment, enr.id), {"enrollment_id": "id"})
 
 
+def certificate_import(w: World) -> Seen:
+    from app.models import CertificateImport
+    from app.services.imports import imports
+
+    pem = w.certificate("import.acme.example").der
+    record = commit(
+        lambda: imports.start_import(
+            actor=w.rao,
+            organization_id=w.org.id,
+            department_id=None,
+            uploads=[imports.Upload("ours.der", pem)],
+        )
+    )
+    return Seen(
+        None, observed(CertificateImport, record.id), {"bytes": "total_bytes", "job": "job_id"}
+    )
+
+
 CASES: dict[str, Callable[[World], Seen]] = {
     "signin.success": signin_success,
     "signin.failure": signin_failure,
@@ -954,6 +972,7 @@ CASES: dict[str, Callable[[World], Seen]] = {
     "certificate.renew_failed": certificate_renew_failed,
     "certificate.key_export": certificate_key_export,
     "certificate.assign": certificate_assign,
+    "certificate.import": certificate_import,
     "assignment_rule.create": assignment_rule_create,
     "assignment_rule.update": assignment_rule_update,
     "assignment_rule.delete": assignment_rule_delete,

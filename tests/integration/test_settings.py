@@ -273,7 +273,29 @@ PROBES: dict[str, tuple[str, Callable[[Probe, str], None]]] = {
         lambda p, v: _has(_refused_task(p, "10.9.0.0/27"), "16"),
     ),
     "CW_OCSP_CACHE_SECONDS": ("0.2", lambda p, v: _ocsp_unknown_serial_becomes_good_within(p)),
+    # Their effects: tests/integration/test_imports.py and tests/unit/pki/test_archive.py.
+    "CW_IMPORT_MAX_UPLOAD_BYTES": ("7", lambda p, v: _eq(_import_limits(p)[0], 7)),
+    "CW_IMPORT_MAX_MEMBERS": ("7", lambda p, v: _eq(_import_limits(p)[1].max_members, 7)),
+    "CW_IMPORT_MAX_TOTAL_BYTES": (
+        "7",
+        lambda p, v: _eq(_import_limits(p)[1].max_total_bytes, 7),
+    ),
+    "CW_IMPORT_MAX_FILE_BYTES": (
+        "7",
+        lambda p, v: _eq(_import_limits(p)[1].max_member_bytes, 7),
+    ),
+    "CW_IMPORT_MAX_RATIO": ("7", lambda p, v: _eq(_import_limits(p)[1].max_ratio, 7)),
 }
+
+
+def _import_limits(p: Probe) -> tuple[int, Any]:
+    """What the import service reads (upload bound, archive limits) in an app so set up."""
+    from app import create_app
+    from app.services.imports import imports
+
+    app = create_app(p.config())
+    with app.app_context():
+        return imports.max_upload_bytes(), imports.limits()
 
 
 def _eq(observed: object, expected: object) -> None:

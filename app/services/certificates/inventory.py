@@ -17,6 +17,7 @@ from app.extensions import db
 from app.models import Admin, Certificate, CertificateAuthority, CertStatus, CertType
 from app.models.types import utcnow
 from app.pki import formats, keystore
+from app.pki.bundles import load_certificate
 from app.pki.errors import PkiError
 from app.services import audit
 from app.services.ca import signing
@@ -163,9 +164,7 @@ def chain_for(cert: Certificate) -> list[x509.Certificate]:
 def render(cert: Certificate, fmt: str) -> formats.Download:
     try:
         chosen = formats.parse_download_format(fmt)
-        return formats.render_download(
-            x509.load_der_x509_certificate(cert.der), chain_for(cert), chosen
-        )
+        return formats.render_download(load_certificate(cert.der), chain_for(cert), chosen)
     except PkiError as exc:
         raise DomainError(str(exc), field="format") from exc
 

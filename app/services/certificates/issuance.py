@@ -39,7 +39,7 @@ from app.models import (
     RequestStatus,
 )
 from app.models.types import utcnow
-from app.pki import algorithms, issue, keys, keystore, names, smime
+from app.pki import algorithms, issue, keys, keystore, names, smime, weak_keys
 from app.pki.errors import PkiError
 from app.pki.issuer import Issuer
 from app.pki.profiles import CertKind, LeafProfile
@@ -303,7 +303,14 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
             token_hash = hashlib.sha256(token.encode()).hexdigest()
             cn = str(req.subject.get("CN") or "").strip()
             subject_dn = _subject_dn(subject, cn, cert, leaf.kind)
-            rows.append(_row(req, cert, serial, subject_dn, der, common, sealed, token_hash))
+            row = _row(req, cert, serial, subject_dn, der, common, sealed, token_hash)
+            # The key's identity, to find keys several certificates share (imports' findings).
+            row["spki_sha256"] = (
+                hashlib.sha256(req.public_key_der).hexdigest()
+                if req.public_key_der is not None
+                else weak_keys.spki_sha256(public_key)
+            )
+            rows.append(row)
             issued.append((req, token))
         counted[profile.id] = len(group)
     if rows:

@@ -30,6 +30,7 @@ from app.models import (
     Endpoint,
 )
 from app.models.types import utcnow
+from app.pki.hygiene import spki_of
 from app.pki.info import describe_certificate
 from app.scan import health, rules
 from app.scan.observation import observe
@@ -273,6 +274,7 @@ def certificate_row(
         "signature_algorithm": info.signature_algorithm[:64],
         "is_self_signed": info.is_self_signed,
         "is_ca": info.is_ca,
+        "spki_sha256": spki_of(cert),
         "chain_der": [der.hex() for der in result.chain[1:]],
         "first_seen_at": now,
         "last_seen_at": now,
