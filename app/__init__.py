@@ -59,12 +59,14 @@ def register_blueprints(app: Flask) -> None:
     from app.admin.auth import bp as auth_bp
     from app.admin.vendor import bp as assets_bp
     from app.api.relying_party.endpoints import bp as pki_bp
+    from app.api.scm import bp as scm_bp
     from app.portal.collect import bp as collect_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(assets_bp)
     app.register_blueprint(pki_bp)
     app.register_blueprint(collect_bp)
+    app.register_blueprint(scm_bp)
     init_console(app)
 
 

@@ -109,6 +109,13 @@ class Config:
         self.CW_LOGIN_IP_MAX_FAILURES = env_int("CW_LOGIN_IP_MAX_FAILURES", 20)
         self.CW_JOB_STALE_SECONDS = env_int("CW_JOB_STALE_SECONDS", 45)
         self.CW_SCHEDULER_INTERVAL = env_int("CW_SCHEDULER_INTERVAL", 5)
+        # REST API (docs/api.md): the customerUri scripts send, calls per minute per API
+        # administrator (0: no limit), the largest request body, how long an enroll's
+        # answer is replayed for a retry with the same body (0: only Idempotency-Key).
+        self.CW_CUSTOMER_URI = os.environ.get("CW_CUSTOMER_URI", "certwright").strip()
+        self.CW_API_RATE_LIMIT = env_int("CW_API_RATE_LIMIT", 600)
+        self.CW_API_MAX_BODY = env_int("CW_API_MAX_BODY", 128 * 1024)
+        self.CW_API_REPLAY_SECONDS = env_int("CW_API_REPLAY_SECONDS", 600)
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"

@@ -7,17 +7,33 @@ from typing import Any
 from flask import request
 from flask_admin.contrib.sqla.filters import FilterEqual
 from markupsafe import Markup
-from wtforms import BooleanField, PasswordField, SelectField, SelectMultipleField, StringField
+from wtforms import (
+    BooleanField,
+    PasswordField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, Length, Optional
 
 from app.admin.base import AdminForm, SecureModelView, actor, select_choices
 from app.admin.choices import TYPE_CHOICES, parse_target, target_choices
 from app.admin.fields import MultiCheckboxField
-from app.models import Admin, CertType, Role
+from app.models import Admin, AdminKind, CertType, Role
 from app.services.accounts import admins
 from app.services.scope import Scope
 
 ROLE_HELP = "MRAO: the whole account. RAO: whole organizations. DRAO: departments."
+KIND_CHOICES = [
+    (AdminKind.STANDARD.value, "Standard (signs in to the console)"),
+    (AdminKind.API.value, "API (REST API calls only, no console sign-in)"),
+]
+NETWORKS_HELP = "API accounts: the networks calls may come from (CIDR), one a line; empty = any"
+
+
+def _networks(form: Any) -> list[str]:
+    return (form.api_networks.data or "").replace(",", "\n").splitlines()
 
 
 class AdminCreateForm(AdminForm):
@@ -31,6 +47,10 @@ class AdminCreateForm(AdminForm):
         validate_choice=False,
     )
     privileges = MultiCheckboxField("Privileges on these scopes", choices=TYPE_CHOICES)
+    kind = SelectField(
+        "Type", choices=select_choices(KIND_CHOICES), default=AdminKind.STANDARD.value
+    )
+    api_networks = TextAreaField("Source networks", description=NETWORKS_HELP)
     password = PasswordField(
         "Password", validators=[DataRequired()], description="At least 12 characters"
     )
@@ -43,6 +63,7 @@ class AdminEditForm(AdminForm):
     active = BooleanField("Active")
     scopes = SelectMultipleField("Scopes", validate_choice=False)
     privileges = MultiCheckboxField("Privileges on these scopes", choices=TYPE_CHOICES)
+    api_networks = TextAreaField("Source networks", description=NETWORKS_HELP)
     new_password = PasswordField(
         "Set a new password",
         validators=[Optional()],
@@ -71,11 +92,16 @@ class AdminView(SecureModelView):
         "full_name",
         "email",
         "role",
+        "kind",
         "scopes",
         "active",
         "last_login_at",
     )
-    column_labels = {"last_login_at": "Last sign-in"}
+    column_labels = {
+        "last_login_at": "Last sign-in",
+        "kind": "Type",
+        "api_networks": "Source networks",
+    }
     column_searchable_list = ("login", "email", "full_name")
     column_sortable_list = ("login", "email", "role", "active", "last_login_at")
     column_formatters = {"scopes": _scopes_html}
@@ -84,6 +110,8 @@ class AdminView(SecureModelView):
         "full_name",
         "email",
         "role",
+        "kind",
+        "api_networks",
         "scopes",
         "active",
         "timezone",
@@ -119,6 +147,7 @@ class AdminView(SecureModelView):
             ]
             held = set().union(*(s.privileges() for s in obj.scopes)) if obj.scopes else set()
             form.privileges.data = [t.value for t in held]
+            form.api_networks.data = "\n".join(obj.api_networks or [])
         return form
 
     @property
@@ -136,6 +165,8 @@ class AdminView(SecureModelView):
                 role=Role(form.role.data),
                 password=form.password.data or "",
                 grants=_grants(form),
+                kind=AdminKind(form.kind.data or AdminKind.STANDARD.value),
+                api_networks=_networks(form),
             ),
         )
 
@@ -151,6 +182,7 @@ class AdminView(SecureModelView):
                 active=form.active.data,
                 grants=_grants(form),
                 new_password=form.new_password.data or None,
+                api_networks=_networks(form),
             ),
         )
 

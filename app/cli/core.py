@@ -11,7 +11,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import CertType, Department, Job, Organization, Role
+from app.models import AdminKind, CertType, Department, Job, Organization, Role
 from app.services import audit
 from app.services.accounts import admins, bootstrap
 from app.services.errors import DomainError
@@ -108,13 +108,34 @@ def _parse_scope(text: str) -> admins.Grant:
 )
 @click.option("--full-name", default="")
 @click.option(
+    "--type",
+    "kind",
+    type=click.Choice([k.value for k in AdminKind], case_sensitive=False),
+    default=AdminKind.STANDARD.value,
+    show_default=True,
+    help="API: a REST API account (header authentication, no console sign-in)",
+)
+@click.option(
+    "--network",
+    "networks",
+    multiple=True,
+    help="API accounts: a source network (CIDR) calls may come from; repeat for several",
+)
+@click.option(
     "--password",
     envvar="CW_NEW_ADMIN_PASSWORD",
     default=None,
     help="or CW_NEW_ADMIN_PASSWORD; prompted when absent",
 )
 def admin_create(
-    login: str, email: str, role: str, scopes: tuple[str, ...], full_name: str, password: str | None
+    login: str,
+    email: str,
+    role: str,
+    scopes: tuple[str, ...],
+    full_name: str,
+    kind: str,
+    networks: tuple[str, ...],
+    password: str | None,
 ) -> None:
     """Create an administrator (for scripts)."""
     if password is None:
@@ -130,9 +151,12 @@ def admin_create(
                 password=password,
                 full_name=full_name,
                 grants=grants,
+                kind=AdminKind(kind.upper()),
+                api_networks=networks,
             )
         )
-    click.echo(f"Created {role} '{admin.login}' (id {admin.id}).")  # type: ignore[union-attr]
+    what = f"{role} API account" if kind.upper() == AdminKind.API else role
+    click.echo(f"Created {what} '{admin.login}' (id {admin.id}).")  # type: ignore[union-attr]
 
 
 audit_cli = AppGroup("audit", help="The audit log.")

@@ -1,6 +1,7 @@
 """ORM models, one module per aggregate; importing this registers them all."""
 
-from app.models.accounts import Admin, AdminScope, AdminSession, Role, SignInThrottle
+from app.models.accounts import Admin, AdminKind, AdminScope, AdminSession, Role, SignInThrottle
+from app.models.api import ApiIdempotencyKey, ApiRateWindow
 from app.models.audit import AuditEvent, AuditHead
 from app.models.certificates import (
     Certificate,
@@ -36,8 +37,11 @@ from app.models.pki import (
 __all__ = [
     "HEALTH_FLAGS",
     "Admin",
+    "AdminKind",
     "AdminScope",
     "AdminSession",
+    "ApiIdempotencyKey",
+    "ApiRateWindow",
     "AssignmentRule",
     "AuditEvent",
     "AuditHead",

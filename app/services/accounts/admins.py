@@ -12,9 +12,10 @@ from sqlalchemy import and_, exists, func, not_, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from app.extensions import db
-from app.models import Admin, AdminScope, CertType, Department, Organization, Role
+from app.models import Admin, AdminKind, AdminScope, CertType, Department, Organization, Role
 from app.models.types import utcnow
 from app.services import audit
+from app.services.accounts.api_access import normalize_networks
 from app.services.accounts.passwords import check_policy, hash_password, verify_password
 from app.services.accounts.sessions import revoke_other_sessions
 from app.services.errors import DomainError, Forbidden, NotFound
@@ -47,6 +48,9 @@ def _scopes_json(admin: Admin) -> list[dict[str, object]]:
 def _snapshot(admin: Admin) -> dict[str, object]:
     data = audit.snapshot(admin, AUDIT_FIELDS[:-1])
     data["scopes"] = _scopes_json(admin)
+    if admin.kind == AdminKind.API:
+        data["kind"] = admin.kind.value
+        data["api_networks"] = list(admin.api_networks or [])
     return data
 
 
@@ -203,8 +207,12 @@ def create_admin(
     password: str,
     full_name: str = "",
     grants: Sequence[Grant] = (),
+    kind: AdminKind = AdminKind.STANDARD,
+    api_networks: Sequence[str] = (),
 ) -> Admin:
     """Create an administrator. SYSTEM (bootstrap, the command line) has full authority.
+    An API administrator (kind API) authenticates on REST API calls only, optionally
+    from ``api_networks`` alone (docs/api.md).
 
     Raises:
         DomainError: invalid or duplicate login, bad email, weak password, bad scopes.
@@ -213,6 +221,9 @@ def create_admin(
     login = _validate_login(login)
     email = normalize_email(email)
     check_policy(password, login=login)
+    networks = normalize_networks(api_networks)
+    if networks and kind != AdminKind.API:
+        raise DomainError("Source networks apply to API administrators only.", field="api_networks")
     checked = (
         _trusted_grants(role, grants)
         if require_actor(actor) is SYSTEM
@@ -225,6 +236,8 @@ def create_admin(
         role=role,
         password_hash=hash_password(password),
         created_by_id=actor.id,
+        kind=kind,
+        api_networks=networks,
     )
     db.session.add(admin)
     db.session.flush()
@@ -259,10 +272,19 @@ def update_admin(
     active: bool,
     grants: Sequence[Grant],
     new_password: str | None = None,
+    api_networks: Sequence[str] | None = None,
 ) -> Admin:
-    """Edit another administrator (or oneself, except role, scopes and active flag)."""
+    """Edit another administrator (or oneself, except role, scopes and active flag).
+    ``api_networks`` None keeps an API administrator's source networks."""
     admin = get_visible_admin(actor=actor, admin_id=admin_id)
     before = _snapshot(admin)
+    if api_networks is not None:
+        networks = normalize_networks(api_networks)
+        if networks and admin.kind != AdminKind.API:
+            raise DomainError(
+                "Source networks apply to API administrators only.", field="api_networks"
+            )
+        admin.api_networks = networks
     if admin.id == actor.id and (role != admin.role or not active or grants_differ(admin, grants)):
         raise Forbidden(
             "You cannot change your own role, scopes or active flag; ask another administrator."

@@ -1,0 +1,107 @@
+"""SCM REST API v1 (issue 14): API administrators (admins.kind, admins.api_networks),
+replayable enroll answers (api_idempotency_keys), per-admin call counts for rate limiting
+(api_rate_windows), the names a delegation allows (delegations.request_privileges) and
+domain control validation state on domains.
+
+Revision ID: 0014_api
+Revises: 0006_trust
+Create Date: 2026-12-06 20:30:00
+
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision = "0014_api"
+down_revision = "0006_trust"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table("admins", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("kind", sa.String(length=8), nullable=False, server_default="STANDARD")
+        )
+        batch_op.add_column(sa.Column("api_networks", sa.JSON(), nullable=True))
+    with op.batch_alter_table("delegations", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("request_privileges", sa.JSON(), nullable=True))
+    with op.batch_alter_table("domains", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("dcv_method", sa.String(length=8), nullable=False, server_default="")
+        )
+        batch_op.add_column(sa.Column("dcv_validated_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("dcv_expires_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(
+            sa.Column(
+                "dcv_order_status",
+                sa.String(length=16),
+                nullable=False,
+                server_default="NOT_INITIATED",
+            )
+        )
+        batch_op.add_column(
+            sa.Column("dcv_order_method", sa.String(length=8), nullable=False, server_default="")
+        )
+        batch_op.add_column(
+            sa.Column("dcv_token", sa.String(length=64), nullable=False, server_default="")
+        )
+
+    op.create_table(
+        "api_idempotency_keys",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("admin_id", sa.Integer(), nullable=False),
+        sa.Column("key", sa.String(length=160), nullable=False),
+        sa.Column("body_hash", sa.String(length=64), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=False),
+        sa.Column("response", sa.JSON(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["admin_id"],
+            ["admins.id"],
+            name=op.f("fk_api_idempotency_keys_admin_id_admins"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_idempotency_keys")),
+        sa.UniqueConstraint("admin_id", "key", name=op.f("uq_api_idempotency_keys_admin_id")),
+    )
+    with op.batch_alter_table("api_idempotency_keys", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_api_idempotency_keys_created_at"), ["created_at"], unique=False
+        )
+
+    op.create_table(
+        "api_rate_windows",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("admin_id", sa.Integer(), nullable=False),
+        sa.Column("window", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("calls", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["admin_id"],
+            ["admins.id"],
+            name=op.f("fk_api_rate_windows_admin_id_admins"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_rate_windows")),
+        sa.UniqueConstraint("admin_id", "window", name=op.f("uq_api_rate_windows_admin_id")),
+    )
+
+
+def downgrade():
+    op.drop_table("api_rate_windows")
+    with op.batch_alter_table("api_idempotency_keys", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_api_idempotency_keys_created_at"))
+    op.drop_table("api_idempotency_keys")
+    with op.batch_alter_table("domains", schema=None) as batch_op:
+        batch_op.drop_column("dcv_token")
+        batch_op.drop_column("dcv_order_method")
+        batch_op.drop_column("dcv_order_status")
+        batch_op.drop_column("dcv_expires_at")
+        batch_op.drop_column("dcv_validated_at")
+        batch_op.drop_column("dcv_method")
+    with op.batch_alter_table("delegations", schema=None) as batch_op:
+        batch_op.drop_column("request_privileges")
+    with op.batch_alter_table("admins", schema=None) as batch_op:
+        batch_op.drop_column("api_networks")
+        batch_op.drop_column("kind")
