@@ -116,6 +116,8 @@ class Config:
         self.CW_API_RATE_LIMIT = env_int("CW_API_RATE_LIMIT", 600)
         self.CW_API_MAX_BODY = env_int("CW_API_MAX_BODY", 128 * 1024)
         self.CW_API_REPLAY_SECONDS = env_int("CW_API_REPLAY_SECONDS", 600)
+        # Name servers for DCV lookups ("ip[:port],..."); empty: the system resolver.
+        self.CW_DCV_NAMESERVERS = os.environ.get("CW_DCV_NAMESERVERS", "").strip()
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"

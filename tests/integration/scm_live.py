@@ -24,12 +24,55 @@ from tests.processes import PY, Proc, app_env, describe, free_port, port_open, w
 API_PASSWORD = "an-api-script-password-1"
 
 
+class DnsServer:
+    """A tiny authoritative answerer on loopback UDP: CNAME records from ``records``."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.records: dict[str, str] = {}
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import dns.message
+        import dns.rcode
+        import dns.rrset
+
+        while not self._stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except OSError:
+                continue
+            query = dns.message.from_wire(data)
+            reply = dns.message.make_response(query)
+            question = query.question[0]
+            target = self.records.get(str(question.name).lower())
+            if target is not None and question.rdtype == dns.rdatatype.CNAME:
+                reply.answer.append(dns.rrset.from_text(question.name, 60, "IN", "CNAME", target))
+            else:
+                reply.set_rcode(dns.rcode.NXDOMAIN)
+            self.sock.sendto(reply.to_wire(), peer)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(2)
+        self.sock.close()
+
+
 @dataclass
 class Live:
     base: str
     app: Any
     ids: dict[str, int] = field(default_factory=dict)
     proc: Any = None
+    dns: Any = None
 
     def headers(
         self, login: str, password: str = API_PASSWORD, uri: str = "certwright"
@@ -135,6 +178,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, template_db: Path) -> Iterato
     ctx.push()
     try:
         ids = seed()
+        dns_server = DnsServer()
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         env = app_env(
@@ -146,6 +190,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, template_db: Path) -> Iterato
             CW_WEB_THREADS=4,
             CW_LOGIN_MAX_FAILURES=3,
             CW_API_RATE_LIMIT=0,
+            CW_DCV_NAMESERVERS=f"127.0.0.1:{dns_server.port}",
         )
         proc = Proc(
             "gunicorn",
@@ -155,9 +200,10 @@ def live(tmp_path_factory: pytest.TempPathFactory, template_db: Path) -> Iterato
         )
         try:
             wait_until(lambda: port_open(port), timeout=60, what="gunicorn", why=describe(proc))
-            yield Live(base=base, app=app, ids=ids, proc=proc)
+            yield Live(base=base, app=app, ids=ids, proc=proc, dns=dns_server)
         finally:
             proc.stop()
+            dns_server.close()
     finally:
         db.session.remove()
         db.engine.dispose()

@@ -213,3 +213,28 @@ def test_about_shows_the_customer_uri_scripts_send(client):
     login(client, "mrao", PASSWORD)
     page = client.get("/admin/about/").get_data(as_text=True)
     assert "customer URI <code>certwright</code>" in page and "/api</code>" in page
+
+
+def test_housekeeping_forgets_idempotency_keys_after_a_day(app):
+    from datetime import timedelta
+
+    from app.models import ApiIdempotencyKey
+    from app.models.types import utcnow
+    from app.services.certificates import orders
+
+    bot = make_bot()
+    now = utcnow()
+    db.session.add_all(
+        [
+            ApiIdempotencyKey(
+                admin_id=bot.id, key="key:old", body_hash="a", created_at=now - timedelta(hours=25)
+            ),
+            ApiIdempotencyKey(
+                admin_id=bot.id, key="key:new", body_hash="b", created_at=now - timedelta(hours=23)
+            ),
+        ]
+    )
+    db.session.commit()
+    assert orders.forget_old_keys() == 1
+    db.session.commit()
+    assert [k.key for k in db.session.execute(select(ApiIdempotencyKey)).scalars()] == ["key:new"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from flask import Response
 
-from app.api.scm import domain, organization, ssl
+from app.api.scm import admin, dcv, domain, organization, ssl
 from app.api.scm.base import ApiError, bp, route
 
-__all__ = ["bp", "domain", "organization", "ssl"]
+__all__ = ["admin", "bp", "dcv", "domain", "organization", "ssl"]
 
 
 @route("/<path:unknown>", methods=["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"])

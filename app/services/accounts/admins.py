@@ -25,6 +25,10 @@ LOGIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{2,63}$")
 AUDIT_FIELDS = ("login", "email", "full_name", "role", "active", "scopes")
 
 
+class DuplicateLogin(DomainError):
+    """Another administrator has that login (compared without case)."""
+
+
 @dataclass(frozen=True)
 class Grant:
     """A scope to give an administrator: an organization, or one of its departments."""
@@ -192,7 +196,7 @@ def _validate_login(login: str) -> str:
         select(Admin.id).where(func.lower(Admin.login) == login.lower())
     ).first()
     if taken:
-        raise DomainError(
+        raise DuplicateLogin(
             f"An administrator with the login '{login}' already exists.", field="login"
         )
     return login
