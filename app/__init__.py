@@ -60,6 +60,7 @@ def register_blueprints(app: Flask) -> None:
     from app.admin.vendor import bp as assets_bp
     from app.api.relying_party.endpoints import bp as pki_bp
     from app.api.scm import bp as scm_bp
+    from app.api.scm import doc_bp as scm_doc_bp
     from app.portal.collect import bp as collect_bp
 
     app.register_blueprint(auth_bp)
@@ -67,6 +68,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(pki_bp)
     app.register_blueprint(collect_bp)
     app.register_blueprint(scm_bp)
+    app.register_blueprint(scm_doc_bp)
     init_console(app)
 
 

@@ -7,8 +7,9 @@ from flask import Response
 
 from app.api.scm import admin, dcv, domain, organization, ssl
 from app.api.scm.base import ApiError, bp, route
+from app.api.scm.openapi import doc_bp
 
-__all__ = ["admin", "bp", "dcv", "domain", "organization", "ssl"]
+__all__ = ["admin", "bp", "dcv", "doc_bp", "domain", "organization", "ssl"]
 
 
 @route("/<path:unknown>", methods=["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"])

@@ -49,8 +49,13 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
+MAX_ID = 2**31 - 1
+
+
 def route(rule: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A blueprint route that also answers with a trailing '/' (contract §0.1)."""
+    """A blueprint route that also answers with a trailing '/' (contract §0.1); ids in the
+    path are 32-bit (a larger number matches no route: 404, never a database error)."""
+    rule = rule.replace("<int:", f"<int(max={MAX_ID}):")
     return bp.route(rule.rstrip("/") + "/", strict_slashes=False, **options)
 
 
@@ -130,15 +135,16 @@ def get_int(data: Mapping[str, Any], name: str, *, required: bool = False) -> in
         if required:
             missing(name)
         return None
-    if isinstance(value, bool):
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif (isinstance(value, str) and re.fullmatch(r"-?\d{1,10}", value.strip())) or (
+        isinstance(value, float) and value.is_integer()
+    ):
+        number = int(value)
+    if number is None or not -MAX_ID <= number <= MAX_ID:
         invalid(name, "Expected an integer.")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value.strip()):
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    invalid(name, "Expected an integer.")
+    return number
 
 
 def get_str(
@@ -174,15 +180,17 @@ def get_str_list(data: Mapping[str, Any], name: str) -> list[str] | None:
     return list(value)
 
 
-def query_int(name: str, *, minimum: int | None = None) -> int | None:
+def query_int(name: str, *, minimum: int | None = None, maximum: int | None = None) -> int | None:
     value = request.args.get(name)
     if value is None or value == "":
         return None
-    if not re.fullmatch(r"-?\d{1,18}", value.strip()):
+    if not re.fullmatch(r"-?\d{1,10}", value.strip()) or abs(int(value)) > MAX_ID:
         invalid(name, "Expected an integer.")
     number = int(value)
     if minimum is not None and number < minimum:
         invalid(name, f"At least {minimum}.")
+    if maximum is not None and number > maximum:
+        invalid(name, f"At most {maximum}.")
     return number
 
 

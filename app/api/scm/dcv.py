@@ -54,7 +54,7 @@ def list_validations() -> Response:
     order = query_str("orderStatus")
     org = query_int("org")
     dept = query_int("department")
-    expires_in = query_int("expiresIn", minimum=0)
+    expires_in = query_int("expiresIn", minimum=0, maximum=36500)
     if name is not None:
         found = [v for v in found if name.lower().rstrip(".") in v.domain.name]
     if status is not None:
