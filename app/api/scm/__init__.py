@@ -5,11 +5,21 @@ from __future__ import annotations
 
 from flask import Response
 
-from app.api.scm import admin, dcv, domain, organization, ssl
+from app.api.scm import acme, admin, dcv, domain, organization, report, ssl
 from app.api.scm.base import ApiError, bp, route
 from app.api.scm.openapi import doc_bp
 
-__all__ = ["admin", "bp", "dcv", "doc_bp", "domain", "organization", "ssl"]
+__all__ = [
+    "acme",
+    "admin",
+    "bp",
+    "dcv",
+    "doc_bp",
+    "domain",
+    "organization",
+    "report",
+    "ssl",
+]
 
 
 @route("/<path:unknown>", methods=["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"])

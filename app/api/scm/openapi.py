@@ -334,6 +334,17 @@ def listing(summary: str, tag: str, item: str, **query: dict[str, Any]) -> Opera
     return Operation(summary, tag, answer=array(ref(item)), query={**PAGE, **query}, paged=True)
 
 
+REPORT_FILTER = obj(
+    organizationIds={"type": ["array", "null"], "items": INT},
+    commonName=NSTR,
+    externalRequester=NSTR,
+    certificateStatus=NINT,
+    certificateDateAttribute=NINT,
+    certificateRequestSource=NSTR,
+    serialNumberFormat=NSTR,
+    **{"from": NSTR, "to": NSTR},
+)
+
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("scm.list_organizations", "GET"): Operation(
         "Organizations in scope, with departments",
@@ -499,6 +510,56 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         orderStatus=STR,
         expiresIn={"type": "integer", "minimum": 0, "maximum": 36500},
     ),
+    ("scm.run_report", "POST"): Operation(
+        "A report (activity, ssl-certificates, client-certificates, device-certificates, domains)",
+        "report",
+        body=REPORT_FILTER,
+        body_required=False,
+        answer=ref("ReportAnswer"),
+    ),
+    ("scm.list_accounts", "GET"): listing(
+        "ACME accounts of an organization",
+        "acme",
+        "AcmeAccount",
+        organizationId=INT,
+        name=STR,
+        acmeServer=STR,
+        certValidationType=STR,
+        status=STR,
+    ),
+    ("scm.account_details", "GET"): Operation("An ACME account", "acme", answer=ref("AcmeAccount")),
+    ("scm.create_account", "POST"): Operation(
+        "Create an ACME account",
+        "acme",
+        ok="201",
+        created=True,
+        body=obj(
+            ["name", "acmeServer", "organizationId"],
+            name=STR,
+            acmeServer=STR,
+            organizationId=INT,
+            evDetails={"type": ["object", "null"]},
+        ),
+    ),
+    ("scm.update_account", "PUT"): Operation(
+        "Rename an ACME account", "acme", body=obj(["name"], name=STR)
+    ),
+    ("scm.delete_account", "DELETE"): Operation("Delete an ACME account", "acme", ok="204"),
+    ("scm.add_account_domains", "POST"): Operation(
+        "Add domains to an ACME account",
+        "acme",
+        body=ref("AcmeDomains"),
+        answer=obj(["notAddedDomains"], notAddedDomains=array(STR)),
+    ),
+    ("scm.remove_account_domains", "DELETE"): Operation(
+        "Remove domains from an ACME account",
+        "acme",
+        body=ref("AcmeDomains"),
+        answer=obj(["notRemovedDomains"], notRemovedDomains=array(STR)),
+    ),
+    ("scm.list_servers", "GET"): listing(
+        "ACME servers", "acme", "AcmeServer", name=STR, url=STR, certValidationType=STR
+    ),
     ("scm.validation_status", "POST"): Operation(
         "A domain's validation state", "dcv", body=ref("DcvDomain"), answer=ref("DcvStatus")
     ),
@@ -510,6 +571,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
 }
 
+CATCH_ALL = "scm.unknown_operation"
 _CONVERTER = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
 
 
@@ -575,7 +637,7 @@ def build(app: Flask) -> dict[str, Any]:
     """The document for this application's routes."""
     paths: dict[str, dict[str, Any]] = {}
     for rule in app.url_map.iter_rules():
-        if not rule.endpoint.startswith(f"{bp.name}.") or "<path:" in rule.rule:
+        if not rule.endpoint.startswith(f"{bp.name}.") or rule.endpoint == CATCH_ALL:
             continue
         path, params = _path(rule.rule.removeprefix(bp.url_prefix or ""))
         for method in sorted(rule.methods or ()):
