@@ -44,17 +44,17 @@ scheduler: venv ## Scale-out: the scheduler process (needs BROKER_URL)
 browser: ## Install Debian's Chromium for the browser tests (when missing)
 	@$(MAKE) --no-print-directory packages WANT=chromium
 
-tools: ## Install the benchmarks' reference tools when missing: wrk (OCSP load), nmap
-	@$(MAKE) --no-print-directory packages WANT="wrk nmap"
+tools: ## Install the benchmarks' reference tools when missing: wrk (OCSP load), nmap, cfssl
+	@$(MAKE) --no-print-directory packages WANT="wrk nmap cfssl"
 
 packages:
 	@missing=""; for p in $(WANT); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$(echo $$missing | sed 's/\bcfssl\b/golang-cfssl/') >/dev/null; \
 	  else echo "Missing:$$missing and not root: the tests that need them skip (CI=true makes them fail)"; fi; fi
 
 test: venv ## Set up and run the whole test suite
-	@$(MAKE) --no-print-directory packages WANT="chromium wrk nmap"
+	@$(MAKE) --no-print-directory packages WANT="chromium wrk nmap cfssl"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: lint ## The fast loop: lint, then the unit and integration tiers on SQLite (all cores)

@@ -93,3 +93,21 @@ def test_discovery_benchmark_runs_every_part(service_status: dict[str, str], tmp
         assert group["runs"] and all(r["verified"]["ok"] for r in group["runs"]), group
         assert all(group["references"].values()), group["references"]
     assert stdout.count("PASS") + stdout.count("FAIL") >= 4, stdout
+
+
+def test_api_benchmark_runs_every_part(service_status: dict[str, str], tmp_path: Path):
+    stdout, figures = run_smoke("bench.api", ("cfssl", "redis-server"), service_status, tmp_path)
+    assert sorted(figures["runs"]) == ["EC-P256", "RSA-2048"]
+    for key_type, runs in figures["runs"].items():
+        assert sorted(runs) == ["bare_flask", "certwright", "cfssl"], key_type
+        for system, run in runs.items():
+            # every certificate came back, and a sample verifies against its issuer
+            assert run["count"] == figures["count"] and run["failures"] == 0, (system, run)
+            assert run["verified"] > 0 and run["per_second"] > 0 and run["p99_ms"] > 0, run
+    assert set(figures["targets"]) == {
+        "rsa_vs_cfssl",
+        "rsa_target",
+        "p256_vs_bare_flask",
+        "p256_target",
+    }
+    assert stdout.count("PASS") + stdout.count("FAIL") == 2, stdout

@@ -417,20 +417,17 @@ COLLECT_CODES_BY_CLASS = {
 
 
 def _collect(ssl_id: int, fmt: str) -> Response:
-    download = call(
+    download, cert = call(
         lambda: orders.collect(actor=actor(), order_id=ssl_id, fmt=fmt),
         Codes(not_found=_not_found(ssl_id), by_class=COLLECT_CODES_BY_CLASS),
     )
-    order = orders.get_order(actor=actor(), order_id=ssl_id)
     charset = "ISO-8859-1" if fmt.lower() == "bin" else "UTF-8"
     return Response(
         download.content,
         status=200,
         content_type=f"application/octet-stream;charset={charset}",
         headers={
-            "Content-Disposition": content_disposition(
-                f"{order.current.common_name}.{download.extension}"
-            )
+            "Content-Disposition": content_disposition(f"{cert.common_name}.{download.extension}")
         },
     )
 

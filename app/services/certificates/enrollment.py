@@ -40,7 +40,7 @@ from app.services.certificates import approvals
 from app.services.errors import DomainError, Forbidden, NotFound
 from app.services.scope import SYSTEM, scope_of
 from app.services.structure import orgs
-from app.services.structure.domains import is_network
+from app.services.structure.domains import covers_name, is_network
 
 MAX_CSR_BYTES = 32 * 1024
 REQUEST_FIELDS = (
@@ -219,11 +219,34 @@ def delegated_domains(org_id: int, dept_id: int | None, cert_type: CertType) -> 
     return list(db.session.execute(query).scalars().unique())
 
 
+def delegation_grants(
+    org_id: int, dept_id: int | None, cert_type: CertType
+) -> list[tuple[Domain, list[str] | None]]:
+    """Like delegated_domains, with each delegation's request privileges (None: default)."""
+    place = Delegation.department_id.is_(None)
+    if dept_id is not None:
+        place = place | (Delegation.department_id == dept_id)
+    query = (
+        select(Domain, Delegation.request_privileges)
+        .join(Delegation, Delegation.domain_id == Domain.id)
+        .where(
+            Domain.active.is_(True),
+            Delegation.organization_id == org_id,
+            Delegation.status == DelegationStatus.APPROVED,
+            getattr(Delegation, cert_type.value).is_(True),
+            place,
+        )
+    )
+    return [(d, p) for d, p in db.session.execute(query).all()]
+
+
 def check_names_delegated(
     values: Sequence[str], org: Organization, dept: Department | None, cert_type: CertType
 ) -> None:
-    """Every DNS name and IP must lie in an active domain delegated (Approved) for the type."""
-    domains = delegated_domains(org.id, dept.id if dept else None, cert_type)
+    """Every DNS name and IP must lie in an active domain delegated (Approved) for the type,
+    within the delegation's request privileges (structure.domains.covers_name)."""
+    grants = delegation_grants(org.id, dept.id if dept else None, cert_type)
+    domains = [d for d, _ in grants]
     where = f"{org.name} / {dept.name}" if dept else org.name
     for value in values:
         if "@" in value:
@@ -238,7 +261,9 @@ def check_names_delegated(
             continue
         dns = [d for d in domains if not is_network(d.name)]
         if not any(
-            names.is_name_within_domain(value, d.name, allow_wildcard=d.is_wildcard) for d in dns
+            covers_name(value, d.name, privileges)
+            for d, privileges in grants
+            if not is_network(d.name)
         ):
             if value.startswith("*.") and any(
                 names.is_name_within_domain(value[2:], d.name) for d in dns

@@ -432,8 +432,8 @@ class UnknownFormat(DomainError):
 
 def collect(
     *, actor: Actor, order_id: int, fmt: str, cert_type: CertType = CertType.SSL
-) -> formats.Download:
-    """The order's certificate in an SCM download format.
+) -> tuple[formats.Download, Certificate]:
+    """The order's certificate in an SCM download format, and the certificate.
 
     Raises:
         NotFound: no such order (in scope).
@@ -452,9 +452,8 @@ def collect(
     if status != "Issued" or cert is None:
         raise NotCollectable("Certificate is not collectable.")
     downloads = [inventory.render(cert, part) for part in parts]
-    return formats.Download(
-        b"".join(d.content for d in downloads), downloads[-1].mime_type, downloads[-1].extension
-    )
+    body = b"".join(d.content for d in downloads)
+    return formats.Download(body, downloads[-1].mime_type, downloads[-1].extension), cert
 
 
 def renew(*, actor: Admin, order_id: int, csr: bytes | None = None) -> CertificateRequest:

@@ -8,7 +8,7 @@ covers all its departments; one to a department covers that department only.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import String, exists, func, or_, select
 from sqlalchemy import cast as sa_cast
@@ -103,6 +103,33 @@ def normalize_domain(raw: str, *, field: str = "name") -> str:
             f"'{raw}' needs at least two labels (for example example.com).", field=field
         )
     return name
+
+
+def covers_name(value: str, domain_name: str, request_privileges: Sequence[str] | None) -> bool:
+    """Whether a delegation of ``domain_name`` with these request privileges allows the DNS
+    name ``value`` in a certificate.
+
+    Without privileges (None) the delegation allows the domain and every name below it, and
+    wildcard names only when the domain itself is a wildcard domain ('*.example.com'). With
+    them (SCM's domainCertificateRequestPrivileges): DOMAIN the domain's own name, SUBDOMAIN
+    names below it, WILDCARD_1ST_LEVEL '*.<domain>', WILDCARD_2ND_LEVEL '*.<label>.<domain>'.
+    """
+    if request_privileges is None:
+        return names.is_name_within_domain(
+            value, domain_name, allow_wildcard=domain_name.startswith("*.")
+        )
+    wanted = names.normalize_dns_name(value, allow_wildcard=True)
+    base = domain_name.removeprefix("*.")
+    held = set(request_privileges)
+    if wanted.startswith("*."):
+        parent = wanted[2:]
+        if parent == base:
+            return "WILDCARD_1ST_LEVEL" in held
+        label, _, rest = parent.partition(".")
+        return bool(label) and rest == base and "WILDCARD_2ND_LEVEL" in held
+    if wanted == base:
+        return "DOMAIN" in held and not domain_name.startswith("*.")
+    return wanted.endswith("." + base) and "SUBDOMAIN" in held
 
 
 def _looks_like_ip(text: str) -> bool:
