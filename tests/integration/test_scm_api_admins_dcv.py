@@ -310,3 +310,19 @@ def test_dcv_errors_and_scope(live):
     assert "beta.example" not in [
         v["domain"] for v in live.call("GET", "/dcv/v1/validation", "api-acme").json()
     ]
+
+
+def test_numbers_out_of_range_are_refused_not_crashed(live):
+    # schemathesis found these answering 500: a timedelta overflow and a 64-bit id
+    error(live.call("GET", "/dcv/v1/validation", params={"expiresIn": 335126357}), 400, -1601)
+    assert (
+        error(live.call("GET", f"/ssl/v1/{2**63}"), 404, -124)
+        == f"Wrong SSL certificate id {2**63}."
+    )
+    error(live.call("GET", f"/ssl/v1/collect/{2**40}/x509"), 404, -124)
+    error(live.call("GET", f"/domain/v1/{2**40}"), 404, -727)
+    error(live.call("GET", "/"), 404, -1)
+    answer = live.call(
+        "POST", "/ssl/v1/enroll", json={"orgId": 2**70, "csr": "x", "certType": 1, "term": 90}
+    )
+    error(answer, 400, -1601)

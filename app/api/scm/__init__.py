@@ -22,7 +22,8 @@ __all__ = [
 ]
 
 
+@route("/", methods=["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"])
 @route("/<path:unknown>", methods=["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"])
-def unknown_operation(unknown: str) -> Response:
+def unknown_operation(unknown: str = "") -> Response:
     """Anything under /api that is no operation of the contract (after authentication)."""
     raise ApiError(404, -1, f"No such operation: /api/{unknown.rstrip('/')}")

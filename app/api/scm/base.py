@@ -50,12 +50,19 @@ class ApiError(Exception):
 
 
 MAX_ID = 2**31 - 1
+# A path id larger than any id (ids are 32-bit) is a missing object, answered with the
+# operation's own code before any database sees the number.
+TOO_LARGE = {
+    "ssl_id": (-124, "Wrong SSL certificate id {0}."),
+    "domain_id": (-727, "The domain '{0}' does not exist."),
+    "org_id": (-1023, "Organization '{0}' not found."),
+    "admin_id": (-1, "Administrator '{0}' not found."),
+    "account_id": (-1, "ACME account '{0}' not found."),
+}
 
 
 def route(rule: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A blueprint route that also answers with a trailing '/' (contract §0.1); ids in the
-    path are 32-bit (a larger number matches no route: 404, never a database error)."""
-    rule = rule.replace("<int:", f"<int(max={MAX_ID}):")
+    """A blueprint route that also answers with a trailing '/' (contract §0.1)."""
     return bp.route(rule.rstrip("/") + "/", strict_slashes=False, **options)
 
 
@@ -314,6 +321,10 @@ def _authenticate() -> Response | None:
         raise ApiError(401, -16, api_access.UNKNOWN_USER) from None
     db.session.commit()
     g.scm_admin = admin
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, int) and value > MAX_ID:
+            code, text = TOO_LARGE.get(name, (-1, "No such object {0}."))
+            raise ApiError(404, code, text.format(value))
     return None
 
 
