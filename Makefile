@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
 PORT ?= 5000
+# Defaults as declared in app/config.py (SETTINGS); the environment overrides them.
+CW_WORKER_PROCESSES ?= 2
+CW_WORKER_THREADS ?= 4
 
 .DEFAULT_GOAL := help
 .PHONY: help run test check venv migrate bootstrap worker scheduler web lint typecheck browser tools packages clean
@@ -36,7 +39,7 @@ web: migrate ## Scale-out: web processes only (needs BROKER_URL)
 
 worker: venv ## Scale-out: a dramatiq worker process (needs BROKER_URL)
 	dramatiq_worker_timeout=$${dramatiq_worker_timeout:-200} \
-	$(BIN)/dramatiq app.actors --processes $${CW_WORKER_PROCESSES:-2} --threads $${CW_WORKER_THREADS:-4}
+	$(BIN)/dramatiq app.actors --processes $(CW_WORKER_PROCESSES) --threads $(CW_WORKER_THREADS)
 
 scheduler: venv ## Scale-out: the scheduler process (needs BROKER_URL)
 	$(FLASK) scheduler
@@ -45,16 +48,17 @@ browser: ## Install Debian's Chromium for the browser tests (when missing)
 	@$(MAKE) --no-print-directory packages WANT=chromium
 
 tools: ## Install the benchmarks' reference tools when missing: wrk (OCSP load), nmap, cfssl
-	@$(MAKE) --no-print-directory packages WANT="wrk nmap cfssl"
+	@$(MAKE) --no-print-directory packages WANT="wrk nmap cfssl:golang-cfssl"
 
+# WANT: commands to have, each "command" or "command:debian-package" when the names differ.
 packages:
-	@missing=""; for p in $(WANT); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for want in $(WANT); do command -v $${want%%:*} >/dev/null 2>&1 || missing="$$missing $${want#*:}"; done; \
 	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$(echo $$missing | sed 's/\bcfssl\b/golang-cfssl/') >/dev/null; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "Missing:$$missing and not root: the tests that need them skip (CI=true makes them fail)"; fi; fi
 
 test: venv ## Set up and run the whole test suite
-	@$(MAKE) --no-print-directory packages WANT="chromium wrk nmap cfssl"
+	@$(MAKE) --no-print-directory packages WANT="chromium wrk nmap cfssl:golang-cfssl systemd-analyze:systemd"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: lint ## The fast loop: lint, then the unit and integration tiers on SQLite (all cores)

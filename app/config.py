@@ -1,22 +1,49 @@
-"""Configuration classes; every setting can be overridden from the environment."""
+"""Settings: every environment variable declared once (SETTINGS), the Config classes built
+from them, and the public URL an instance embeds (CW_BASE_URL)."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import socket
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Final
 
 from cryptography.fernet import Fernet
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+def is_flask_command() -> bool:
+    """Is this process a `flask --app wsgi ...` command? (Flask sets FLASK_RUN_FROM_CLI for
+    every command it runs; it is Flask's variable, not a setting of ours.)"""
+    return os.environ.get("FLASK_RUN_FROM_CLI") == "true"
+
+
 def instance_dir() -> Path:
     """The writable instance folder (SQLite file, generated secrets)."""
-    path = Path(os.environ.get("CW_INSTANCE_DIR", BASE_DIR / "instance"))
+    path = Path(setting("CW_INSTANCE_DIR") or BASE_DIR / "instance")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def new_token() -> str:
+    """A random secret for SECRET_KEY or CW_AUDIT_KEY (384 bits, URL-safe base64)."""
+    return secrets.token_urlsafe(48)
+
+
+def new_kek() -> str:
+    """A key-encryption key for CW_KEK (a Fernet key: AES-128-CBC + HMAC-SHA256)."""
+    return Fernet.generate_key().decode()
+
+
+def generate_secrets() -> dict[str, str]:
+    """Fresh values of the three secrets every process of a deployment shares, by the same
+    rules as the ones generated into instance/ when they are not set."""
+    return {"SECRET_KEY": new_token(), "CW_KEK": new_kek(), "CW_AUDIT_KEY": new_token()}
 
 
 def persistent_secret(name: str, make: object = None) -> str:
@@ -29,7 +56,7 @@ def persistent_secret(name: str, make: object = None) -> str:
     path = instance_dir() / name
     if path.exists():
         return path.read_text().strip()
-    value = str(make() if callable(make) else secrets.token_urlsafe(48))
+    value = str(make() if callable(make) else new_token())
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.")
     try:
         with os.fdopen(fd, "w") as fh:
@@ -42,16 +69,491 @@ def persistent_secret(name: str, make: object = None) -> str:
     return value
 
 
-def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+class SettingError(ValueError):
+    """An environment variable holds a value its setting cannot take."""
 
 
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value not in (None, "") else default
+SettingValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its type, default and meaning (the README's table is
+    rendered from these declarations; tests/unit/test_settings.py keeps the two equal).
+
+    ``shown_default`` is the README's Default column when the default is not a plain value
+    (generated secrets, values derived from other settings). ``in_app`` settings are copied
+    into the Flask config; the others are read where they act (gunicorn.conf.py, the
+    Makefile, the bootstrap and admin commands) and kept out of it, first-admin passwords
+    above all.
+    """
+
+    name: str
+    type: type[SettingValue]
+    default: SettingValue
+    meaning: str
+    shown_default: str = ""
+    in_app: bool = True
+    minimum: int | None = None
+
+    @property
+    def documented_default(self) -> str:
+        if self.shown_default:
+            return self.shown_default
+        if self.type is bool:
+            return "on" if self.default else "off"
+        if self.default == "":
+            return "unset"
+        return f"`{self.default}`" if self.type is str else str(self.default)
+
+    def is_set(self, environ: Mapping[str, str] | None = None) -> bool:
+        value = (os.environ if environ is None else environ).get(self.name)
+        return value is not None and value.strip() != ""
+
+    def read(self, environ: Mapping[str, str] | None = None) -> Any:
+        """The variable's value, parsed; the default when unset or empty.
+
+        Raises:
+            SettingError: the value is not of the setting's type (a typo such as
+                SESSION_COOKIE_SECURE=ture fails the start instead of meaning "off").
+        """
+        if not self.is_set(environ):
+            return self.default
+        raw = (os.environ if environ is None else environ)[self.name].strip()
+        if self.type is bool:
+            folded = raw.lower()
+            if folded in _TRUE:
+                return True
+            if folded in _FALSE:
+                return False
+            raise SettingError(f"{self.name}={raw!r}: expected 1/0, true/false, yes/no or on/off")
+        if self.type is int or self.type is float:
+            try:
+                number = self.type(raw)
+            except ValueError:
+                kind = "an integer" if self.type is int else "a number"
+                raise SettingError(f"{self.name}={raw!r}: expected {kind}") from None
+            if self.minimum is not None and number < self.minimum:
+                raise SettingError(f"{self.name}={raw!r}: must be at least {self.minimum}")
+            return number
+        return raw
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+# Every environment variable Certwright reads, declared once. Order = the README's table.
+SETTINGS: Final[tuple[Setting, ...]] = (
+    Setting(
+        "DATABASE_URL",
+        str,
+        "",
+        "`postgresql://user:pass@host/db` for PostgreSQL (psycopg 3)",
+        shown_default="SQLite file `instance/certwright.db`",
+    ),
+    Setting(
+        "BROKER_URL",
+        str,
+        "",
+        "`redis://host:6379/0` or `amqp://user:pass@host:5672/` (dramatiq's Redis and "
+        "RabbitMQ brokers)",
+        shown_default="unset: embedded worker",
+    ),
+    Setting(
+        "SECRET_KEY",
+        str,
+        "",
+        "signs session cookies; set the same value on every web process",
+        shown_default="generated once into `instance/secret_key`",
+    ),
+    Setting(
+        "CW_KEK",
+        str,
+        "",
+        "key-encryption keys for CA private keys: comma-separated Fernet keys, first one encrypts",
+        shown_default="generated once into `instance/kek`",
+    ),
+    Setting(
+        "CW_AUDIT_KEY",
+        str,
+        "",
+        "HMAC key chaining the audit log",
+        shown_default="generated once into `instance/audit_key`",
+    ),
+    Setting(
+        "CW_BASE_URL",
+        str,
+        "http://127.0.0.1:5000",
+        "public URL of the console: links in mail, CRL/OCSP/CA issuer URLs in certificates "
+        "(see *Which URL goes into certificates* below)",
+        shown_default="`http://127.0.0.1:$PORT`, else the URL the server recorded in "
+        "`instance/base_url`",
+    ),
+    Setting(
+        "PORT",
+        int,
+        5000,
+        "where `make run` and gunicorn listen (on 127.0.0.1)",
+        in_app=False,
+        minimum=0,
+    ),
+    Setting(
+        "CW_BIND",
+        str,
+        "",
+        "gunicorn's full bind address instead of 127.0.0.1:`PORT`, e.g. `0.0.0.0:8443`",
+        shown_default="`127.0.0.1:$PORT`",
+        in_app=False,
+    ),
+    Setting(
+        "CW_WEB_WORKERS",
+        int,
+        2,
+        "gunicorn processes with a broker (embedded mode uses 1)",
+        in_app=False,
+        minimum=1,
+    ),
+    Setting("CW_WEB_THREADS", int, 8, "threads per gunicorn process", in_app=False, minimum=1),
+    Setting(
+        "CW_FORWARDED_ALLOW_IPS",
+        str,
+        "127.0.0.1",
+        "addresses gunicorn trusts to set X-Forwarded-Proto (gunicorn's `forwarded_allow_ips`)",
+        in_app=False,
+    ),
+    Setting(
+        "CW_OCSP_ACCESS_LOG",
+        bool,
+        False,
+        "on: gunicorn's access log also gets a line for every OCSP answer; by default only "
+        "OCSP requests that fail (status other than 200) are logged, since a busy responder "
+        "answers thousands a second",
+        in_app=False,
+    ),
+    Setting(
+        "CW_EMBEDDED_WORKER",
+        bool,
+        True,
+        "off: the `make run` web process runs no in-process worker and scheduler (jobs wait "
+        "for one)",
+        in_app=False,
+    ),
+    Setting(
+        "CW_WORKER_PROCESSES",
+        int,
+        2,
+        "`make worker` processes",
+        in_app=False,
+        minimum=1,
+    ),
+    Setting(
+        "CW_WORKER_THREADS",
+        int,
+        4,
+        "threads of each `make worker` process and of the embedded worker",
+        in_app=False,
+        minimum=1,
+    ),
+    Setting(
+        "CW_INSTANCE_DIR",
+        str,
+        "",
+        "where the SQLite file, the generated secrets and the recorded base URL live",
+        shown_default="`./instance`",
+        in_app=False,
+    ),
+    Setting(
+        "CW_ADMIN_LOGIN",
+        str,
+        "admin",
+        "login of the first MRAO (bootstrap only)",
+        in_app=False,
+    ),
+    Setting(
+        "CW_ADMIN_PASSWORD",
+        str,
+        "",
+        "password of the first MRAO (bootstrap only)",
+        shown_default="generated and printed once",
+        in_app=False,
+    ),
+    Setting(
+        "CW_ADMIN_EMAIL",
+        str,
+        "admin@example.com",
+        "e-mail address of the first MRAO (bootstrap only)",
+        in_app=False,
+    ),
+    Setting(
+        "CW_ORG_NAME",
+        str,
+        "My Organization",
+        "name of the first organization (bootstrap only)",
+        in_app=False,
+    ),
+    Setting(
+        "CW_ORG_COUNTRY",
+        str,
+        "US",
+        "ISO 3166 country of the first organization (bootstrap only)",
+        in_app=False,
+    ),
+    Setting(
+        "CW_ORG_CITY",
+        str,
+        "",
+        "city of the first organization (bootstrap only; without it and `CW_ORG_STATE` the first sign-in asks, since SSL certificates need one of them)",
+        in_app=False,
+    ),
+    Setting(
+        "CW_ORG_STATE",
+        str,
+        "",
+        "state or province of the first organization (bootstrap only)",
+        in_app=False,
+    ),
+    Setting(
+        "CW_NEW_ADMIN_PASSWORD",
+        str,
+        "",
+        "password of `flask --app wsgi admin create` when `--password` is not given",
+        shown_default="prompted",
+        in_app=False,
+    ),
+    Setting("SMTP_HOST", str, "", "SMTP relay for mail", shown_default="unset: outbox only"),
+    Setting("SMTP_PORT", int, 25, "port of the SMTP relay", minimum=1),
+    Setting("SMTP_USER", str, "", "SMTP login (with `SMTP_PASSWORD`)"),
+    Setting("SMTP_PASSWORD", str, "", "SMTP password"),
+    Setting("SMTP_STARTTLS", bool, False, "upgrade the SMTP connection with STARTTLS"),
+    Setting("SMTP_SSL", bool, False, "connect to the SMTP relay over TLS (SMTPS)"),
+    Setting("MAIL_FROM", str, "certwright@localhost", "sender address of every message"),
+    Setting(
+        "CW_MAIL_MAX_ATTEMPTS",
+        int,
+        8,
+        "SMTP delivery attempts before a message is marked failed",
+        minimum=1,
+    ),
+    Setting(
+        "CW_MAIL_RETRY_SECONDS",
+        int,
+        60,
+        "wait after the first failed delivery; doubled after each further failure, at most an hour",
+        minimum=1,
+    ),
+    Setting("SESSION_COOKIE_SECURE", bool, False, "set to `1` behind HTTPS"),
+    Setting(
+        "CW_PROXY_HOPS",
+        int,
+        0,
+        "number of trusted reverse proxies (X-Forwarded-For/Proto/Host)",
+        minimum=0,
+    ),
+    Setting(
+        "CW_LOGIN_MAX_FAILURES",
+        int,
+        5,
+        "failed sign-ins of one login from one address before each further failure makes the next attempt from there wait (30 s, doubling, at most `CW_LOGIN_LOCK_MINUTES`; answered 429 with `Retry-After`); accounts are never locked by failures (`docs/authorization.md`)",
+        minimum=1,
+    ),
+    Setting(
+        "CW_LOGIN_LOCK_MINUTES",
+        int,
+        15,
+        "the longest wait the sign-in throttle imposes",
+        minimum=1,
+    ),
+    Setting(
+        "CW_LOGIN_IP_MAX_FAILURES",
+        int,
+        20,
+        "failed sign-ins from one address over all logins before the same progressive wait applies to that address",
+        minimum=1,
+    ),
+    Setting(
+        "CW_JOB_STALE_SECONDS",
+        int,
+        45,
+        "a running job without a heartbeat this long is retried (its worker died)",
+        minimum=1,
+    ),
+    Setting(
+        "CW_DB_LOCK_TIMEOUT",
+        int,
+        5,
+        "seconds a web request waits for a database lock or connection before it answers 503 with `Retry-After` (background work waits longer; `docs/authorization.md`)",
+        minimum=1,
+    ),
+    Setting(
+        "CW_EXPORT_MAX_ROWS",
+        int,
+        100_000,
+        "rows a console CSV export streams at most; a capped file ends with a line saying so",
+        minimum=1,
+    ),
+    Setting(
+        "CW_WORKER_STALE_SECONDS",
+        int,
+        10,
+        "a worker process whose heartbeat (every second) is this old died: its running jobs are retried and its fetched messages sent to the other workers at the scheduler's next pass",
+        minimum=2,
+    ),
+    Setting("CW_SCHEDULER_INTERVAL", int, 5, "seconds between scheduler passes", minimum=1),
+    Setting(
+        "CW_REDIS_NAMESPACE",
+        str,
+        "",
+        "prefix of dramatiq's Redis keys (default `dramatiq`): deployments sharing one Redis database each set their own, or use their own database number in `BROKER_URL`",
+        shown_default="`dramatiq`",
+        in_app=False,
+    ),
+    Setting(
+        "CW_CONTROL_SOCKET",
+        str,
+        "",
+        "gunicorn's control socket (for `gunicornc -s`): a path, or `off`; each instance gets its own by default",
+        shown_default="`$CW_INSTANCE_DIR/gunicorn.ctl`",
+        in_app=False,
+    ),
+    Setting(
+        "CW_SCAN_DENY",
+        str,
+        "",
+        "addresses, CIDR blocks or ranges no discovery task may scan, comma separated, on "
+        "top of the built-in deny list (`docs/discovery.md`)",
+    ),
+    Setting(
+        "CW_SCAN_MAX_ADDRESSES",
+        int,
+        65_536,
+        "most addresses plus host names one discovery task may cover",
+        minimum=1,
+    ),
+    Setting(
+        "CW_OCSP_CACHE_SECONDS",
+        float,
+        5.0,
+        "seconds within which a revocation shows in OCSP answers (each web process checks "
+        "for new revocations this often) and an `unknown` answer is reused (`docs/pki.md`)",
+        shown_default="5",
+    ),
+    Setting(
+        "CW_CUSTOMER_URI",
+        str,
+        "certwright",
+        "the customer URI REST API calls send in the `customerUri` header (shown under About; "
+        "`docs/api.md`)",
+    ),
+    Setting(
+        "CW_API_RATE_LIMIT",
+        int,
+        600,
+        "REST API calls a minute per API administrator (0: no limit); past it 429 with "
+        "`Retry-After`",
+        minimum=0,
+    ),
+    Setting(
+        "CW_API_MAX_BODY",
+        int,
+        128 * 1024,
+        "largest REST API request body in bytes (413 above it)",
+        minimum=1,
+    ),
+    Setting(
+        "CW_API_REPLAY_SECONDS",
+        int,
+        600,
+        "an identical enroll from the same API administrator within this many seconds gets "
+        "the first answer again (0: only with an `Idempotency-Key`)",
+        minimum=0,
+    ),
+    Setting(
+        "CW_DCV_NAMESERVERS",
+        str,
+        "",
+        "name servers (`ip[:port],...`) for domain control validation lookups",
+        shown_default="unset: the system resolver",
+    ),
+)
+SETTING: Final[dict[str, Setting]] = {s.name: s for s in SETTINGS}
+
+
+def setting(name: str) -> Any:
+    """The value of the declared setting ``name`` from the environment (or its default)."""
+    return SETTING[name].read()
+
+
+def settings_table() -> str:
+    """The README's configuration table, rendered from SETTINGS."""
+    lines = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    lines += [f"| `{s.name}` | {s.documented_default} | {s.meaning} |" for s in SETTINGS]
+    return "\n".join(lines) + "\n"
+
+
+# --- the public URL (CW_BASE_URL) ---------------------------------------------------------
+
+BASE_URL_FILE: Final = "base_url"
+
+
+def bind_address() -> str:
+    """Where gunicorn listens: CW_BIND, else 127.0.0.1:PORT."""
+    return str(setting("CW_BIND")) or f"127.0.0.1:{setting('PORT')}"
+
+
+def url_of_bind(bind: str) -> str | None:
+    """The http URL a bind address serves: "127.0.0.1:6050" -> "http://127.0.0.1:6050".
+    All interfaces (0.0.0.0, ::) name this host; a Unix socket or fd has no URL (None)."""
+    if bind.startswith(("unix:", "fd://")) or "/" in bind:
+        return None
+    host, sep, port = bind.rpartition(":")
+    if not sep:
+        host, port = bind, "8000"  # gunicorn's own default port for a bare host
+    host = host.strip("[]")
+    if not port.isdigit():
+        return None
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104  (reading a bind address, not binding)
+        host = socket.getfqdn()
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def recorded_base_url() -> str | None:
+    path = instance_dir() / BASE_URL_FILE
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return text or None
+
+
+def resolve_base_url() -> tuple[str, str]:
+    """The public URL of this instance and where it came from, in this order: CW_BASE_URL;
+    CW_BIND or PORT when set (a serving process: `PORT=6050 make run`); the URL the last
+    server recorded in the instance folder (a command run from another terminal without
+    PORT); http://127.0.0.1:5000."""
+    if SETTING["CW_BASE_URL"].is_set():
+        return str(setting("CW_BASE_URL")).rstrip("/"), "CW_BASE_URL"
+    for name in ("CW_BIND", "PORT"):
+        if SETTING[name].is_set():
+            url = url_of_bind(bind_address())
+            if url is not None:
+                return url, name
+    recorded = recorded_base_url()
+    if recorded is not None:
+        return recorded, f"recorded by the server in {instance_dir() / BASE_URL_FILE}"
+    return str(SETTING["CW_BASE_URL"].default), "default"
+
+
+def record_base_url(url: str) -> Path:
+    """Write the URL this server embeds into the instance folder (atomically), so that
+    commands run without the server's environment embed the same one."""
+    path = instance_dir() / BASE_URL_FILE
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{BASE_URL_FILE}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(url + "\n")
+    os.chmod(temp, 0o644)
+    os.replace(temp, path)
+    return path
 
 
 def broker_kind(url: str) -> str:
@@ -67,7 +569,7 @@ def broker_kind(url: str) -> str:
 
 
 def database_url() -> str:
-    url = os.environ.get("DATABASE_URL", "").strip()
+    url = str(setting("DATABASE_URL"))
     if not url:
         return f"sqlite:///{instance_dir() / 'certwright.db'}"
     # Accept the common 'postgres://' / 'postgresql://' spellings; we ship psycopg 3.
@@ -84,40 +586,20 @@ class Config:
     TESTING = False
 
     def __init__(self) -> None:
-        self.SECRET_KEY = os.environ.get("SECRET_KEY") or persistent_secret("secret_key")
+        for declared in SETTINGS:
+            if declared.in_app:
+                setattr(self, declared.name, declared.read())
+        self.SECRET_KEY = self.SECRET_KEY or persistent_secret("secret_key")
         self.SQLALCHEMY_DATABASE_URI = database_url()
         self.SQLALCHEMY_ENGINE_OPTIONS = engine_options(self.SQLALCHEMY_DATABASE_URI)
-        self.BROKER_URL = os.environ.get("BROKER_URL", "").strip()
         # Key-encryption keys for CA private keys: "primary,older,...". Rotate by
         # prepending a new key and running `flask --app wsgi ca rotate-kek`.
-        self.CW_KEK = os.environ.get("CW_KEK") or persistent_secret(
+        self.CW_KEK = self.CW_KEK or persistent_secret(
             "kek", lambda: Fernet.generate_key().decode()
         )
         # HMAC key that chains the audit log (tamper evidence).
-        self.CW_AUDIT_KEY = os.environ.get("CW_AUDIT_KEY") or persistent_secret("audit_key")
-        self.CW_BASE_URL = os.environ.get("CW_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
-        self.SMTP_HOST = os.environ.get("SMTP_HOST", "")
-        self.SMTP_PORT = env_int("SMTP_PORT", 25)
-        self.SMTP_USER = os.environ.get("SMTP_USER", "")
-        self.SMTP_PASSWORD = os.environ.get("SMTP_PASSWORD", "")
-        self.SMTP_STARTTLS = env_bool("SMTP_STARTTLS", False)
-        self.SMTP_SSL = env_bool("SMTP_SSL", False)
-        self.MAIL_FROM = os.environ.get("MAIL_FROM", "certwright@localhost")
-        self.SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
-        self.CW_LOGIN_MAX_FAILURES = env_int("CW_LOGIN_MAX_FAILURES", 5)
-        self.CW_LOGIN_LOCK_MINUTES = env_int("CW_LOGIN_LOCK_MINUTES", 15)
-        self.CW_LOGIN_IP_MAX_FAILURES = env_int("CW_LOGIN_IP_MAX_FAILURES", 20)
-        self.CW_JOB_STALE_SECONDS = env_int("CW_JOB_STALE_SECONDS", 45)
-        self.CW_SCHEDULER_INTERVAL = env_int("CW_SCHEDULER_INTERVAL", 5)
-        # REST API (docs/api.md): the customerUri scripts send, calls per minute per API
-        # administrator (0: no limit), the largest request body, how long an enroll's
-        # answer is replayed for a retry with the same body (0: only Idempotency-Key).
-        self.CW_CUSTOMER_URI = os.environ.get("CW_CUSTOMER_URI", "certwright").strip()
-        self.CW_API_RATE_LIMIT = env_int("CW_API_RATE_LIMIT", 600)
-        self.CW_API_MAX_BODY = env_int("CW_API_MAX_BODY", 128 * 1024)
-        self.CW_API_REPLAY_SECONDS = env_int("CW_API_REPLAY_SECONDS", 600)
-        # Name servers for DCV lookups ("ip[:port],..."); empty: the system resolver.
-        self.CW_DCV_NAMESERVERS = os.environ.get("CW_DCV_NAMESERVERS", "").strip()
+        self.CW_AUDIT_KEY = self.CW_AUDIT_KEY or persistent_secret("audit_key")
+        self.CW_BASE_URL, self.CW_BASE_URL_SOURCE = resolve_base_url()
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -134,7 +616,14 @@ def engine_options(url: str) -> dict[str, object]:
     if url.startswith("sqlite"):
         # Threads of one process share the file; wait for locks instead of failing.
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+    return {
+        "pool_pre_ping": True,
+        "pool_size": 10,
+        "max_overflow": 20,
+        # An unreachable server fails fast (a web request then answers 503), not after the
+        # operating system's TCP timeout.
+        "connect_args": {"connect_timeout": int(setting("CW_DB_LOCK_TIMEOUT"))},
+    }
 
 
 class TestConfig(Config):
@@ -146,5 +635,7 @@ class TestConfig(Config):
         super().__init__()
         self.CW_ARGON2_FAST = True
         self.SERVER_NAME = None
+        if "CW_BASE_URL" in overrides:
+            self.CW_BASE_URL_SOURCE = "the test configuration"
         for key, value in overrides.items():
             setattr(self, key, value)

@@ -19,12 +19,14 @@ from app.services.platform import jobs, mail
 from app.services.scope import SYSTEM
 
 
-@dramatiq.actor(queue_name="mail", max_retries=5, min_backoff=5_000, time_limit=120_000)
-def deliver_mail(message_id: int) -> None:
-    mail.deliver(message_id)
+# No dramatiq retries: the outbox row is the durable record, and the scheduler dispatches it
+# again after its backoff (app/services/platform/mail.py), surviving restarts.
+@dramatiq.actor(queue_name="mail", max_retries=0, time_limit=600_000)
+def deliver_mail(message_id: int, attempt: int | None = None) -> None:
+    mail.deliver(message_id, attempt)
 
 
-mail.register_deliverer(lambda message_id: deliver_mail.send(message_id))
+mail.register_deliverer(lambda message_id, attempt: deliver_mail.send(message_id, attempt))
 
 
 def _verify_audit(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from app.models.jobs import Job, JobStatus, Schedule, WorkerHeartbeat
 from app.models.mail import MailStatus, OutboxMessage
 from app.models.org import CertType, Department, Organization
 from app.models.pki import (
+    BlockedKey,
     CaStatus,
     CertificateAuthority,
     CertificateProfile,
@@ -45,6 +46,7 @@ __all__ = [
     "AssignmentRule",
     "AuditEvent",
     "AuditHead",
+    "BlockedKey",
     "CaStatus",
     "CertOrigin",
     "CertStatus",

@@ -174,8 +174,11 @@ class Certificate(db.Model):  # type: ignore[name-defined,misc]
     sans: Mapped[list[str]] = mapped_column(JSON, default=list)
     not_before: Mapped[datetime] = mapped_column(UTCDateTime)
     not_after: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # Named in the vocabulary of app.pki.algorithms: family "EC", size 256, type "EC-P256",
+    # signature "ECDSA-SHA256", whether we issued, discovered or imported the certificate.
     key_algorithm: Mapped[str] = mapped_column(String(32), default="")
     key_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    key_type: Mapped[str] = mapped_column(String(32), default="")
     signature_algorithm: Mapped[str] = mapped_column(String(64), default="")
     is_self_signed: Mapped[bool] = mapped_column(Boolean, default=False)
     is_ca: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -16,33 +16,12 @@ from typing import Final, TypeVar
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
+from cryptography.x509.oid import NameOID
 
-from app.pki.keys import describe_public_key
+from app.pki import algorithms
 
 _T = TypeVar("_T")
 
-# OpenSSL's names for the signature algorithms one meets in the wild.
-_SIGNATURE_NAMES: Final[dict[x509.ObjectIdentifier, str]] = {
-    SignatureAlgorithmOID.RSA_WITH_MD5: "md5WithRSAEncryption",
-    SignatureAlgorithmOID.RSA_WITH_SHA1: "sha1WithRSAEncryption",
-    SignatureAlgorithmOID.RSA_WITH_SHA224: "sha224WithRSAEncryption",
-    SignatureAlgorithmOID.RSA_WITH_SHA256: "sha256WithRSAEncryption",
-    SignatureAlgorithmOID.RSA_WITH_SHA384: "sha384WithRSAEncryption",
-    SignatureAlgorithmOID.RSA_WITH_SHA512: "sha512WithRSAEncryption",
-    SignatureAlgorithmOID.RSASSA_PSS: "rsassaPss",
-    SignatureAlgorithmOID.ECDSA_WITH_SHA1: "ecdsa-with-SHA1",
-    SignatureAlgorithmOID.ECDSA_WITH_SHA224: "ecdsa-with-SHA224",
-    SignatureAlgorithmOID.ECDSA_WITH_SHA256: "ecdsa-with-SHA256",
-    SignatureAlgorithmOID.ECDSA_WITH_SHA384: "ecdsa-with-SHA384",
-    SignatureAlgorithmOID.ECDSA_WITH_SHA512: "ecdsa-with-SHA512",
-    SignatureAlgorithmOID.DSA_WITH_SHA1: "dsa_with_SHA1",
-    SignatureAlgorithmOID.DSA_WITH_SHA256: "dsa_with_SHA256",
-    SignatureAlgorithmOID.ED25519: "ED25519",
-    SignatureAlgorithmOID.ED448: "ED448",
-}
 _HASH_NAMES: Final = {
     "md5": "MD5",
     "sha1": "SHA-1",
@@ -70,10 +49,10 @@ class CertificateInfo:
     serial_hex: str
     not_before: dt.datetime
     not_after: dt.datetime
-    key_algorithm: str
+    key_algorithm: str  # the family: "RSA", "EC", "Ed25519" (app.pki.algorithms)
     key_size: int | None
-    key_type: str
-    signature_algorithm: str
+    key_type: str  # "RSA-2048", "EC-P256", "Ed25519"
+    signature_algorithm: str  # "SHA256-RSA", "ECDSA-SHA384"
     signature_hash: str | None
     is_self_signed: bool
     is_ca: bool
@@ -114,12 +93,10 @@ def describe_certificate(cert: x509.Certificate) -> CertificateInfo:
         serial_hex=format(cert.serial_number, "x"),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
-        key_algorithm=_key_algorithm(key),
-        key_size=_key_size(key),
-        key_type=describe_public_key(key) if key is not None else "unknown",
-        signature_algorithm=_SIGNATURE_NAMES.get(
-            cert.signature_algorithm_oid, cert.signature_algorithm_oid.dotted_string
-        ),
+        key_algorithm=algorithms.key_family(key),
+        key_size=algorithms.key_bits(key),
+        key_type=algorithms.key_type(key),
+        signature_algorithm=algorithms.signature_name(cert),
         signature_hash=_signature_hash(cert),
         is_self_signed=_is_self_signed(cert, ski, aki),
         is_ca=constraints.ca if constraints is not None else False,
@@ -160,32 +137,6 @@ def _san_values(
     if san is None:
         return ()
     return tuple(str(name.value) for name in san if isinstance(name, kind))
-
-
-def _key_algorithm(key: CertificatePublicKeyTypes | None) -> str:
-    if isinstance(key, rsa.RSAPublicKey):
-        return "RSA"
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return "EC"
-    if isinstance(key, dsa.DSAPublicKey):
-        return "DSA"
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return "Ed25519"
-    if isinstance(key, ed448.Ed448PublicKey):
-        return "Ed448"
-    return "unknown"
-
-
-def _key_size(key: CertificatePublicKeyTypes | None) -> int | None:
-    if isinstance(key, rsa.RSAPublicKey | dsa.DSAPublicKey):
-        return key.key_size
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return key.curve.key_size
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return 256
-    if isinstance(key, ed448.Ed448PublicKey):
-        return 456
-    return None
 
 
 def _signature_hash(cert: x509.Certificate) -> str | None:

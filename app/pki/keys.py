@@ -13,9 +13,10 @@ from typing import Final, Literal, get_args
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
+from app.pki import algorithms
 from app.pki.errors import FormatError, KeyPolicyError
 from app.pki.weak_keys import spki_sha256, weak_key_reason
 
@@ -34,13 +35,6 @@ _RSA_BITS: Final[dict[KeyType, int]] = {"RSA-2048": 2048, "RSA-3072": 3072, "RSA
 _EC_CURVES: Final[dict[KeyType, type[ec.EllipticCurve]]] = {
     "EC-P256": ec.SECP256R1,
     "EC-P384": ec.SECP384R1,
-}
-_CURVE_LABELS: Final[dict[str, str]] = {
-    "secp192r1": "EC-P192",
-    "secp224r1": "EC-P224",
-    "secp256r1": "EC-P256",
-    "secp384r1": "EC-P384",
-    "secp521r1": "EC-P521",
 }
 _WEAK_CURVES: Final = frozenset({"EC-P192", "EC-P224"})
 
@@ -73,22 +67,9 @@ def parse_key_type(value: str) -> KeyType:
 
 
 def describe_public_key(public_key: PublicKeyTypes) -> str:
-    """Name any public key the way lists show it: "RSA-1024", "EC-P521", "Ed25519", "DSA-2048"."""
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return f"RSA-{public_key.key_size}"
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        return _CURVE_LABELS.get(public_key.curve.name, f"EC-{public_key.curve.name}")
-    if isinstance(public_key, dsa.DSAPublicKey):
-        return f"DSA-{public_key.key_size}"
-    if isinstance(public_key, ed25519.Ed25519PublicKey):
-        return "Ed25519"
-    if isinstance(public_key, ed448.Ed448PublicKey):
-        return "Ed448"
-    if isinstance(public_key, x25519.X25519PublicKey):
-        return "X25519"
-    if isinstance(public_key, x448.X448PublicKey):
-        return "X448"
-    return "unknown"
+    """Name any public key the way lists show it: "RSA-1024", "EC-P521", "Ed25519", "DSA-2048"
+    (the vocabulary of app.pki.algorithms)."""
+    return algorithms.key_type(public_key)
 
 
 def check_key_policy(

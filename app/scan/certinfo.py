@@ -11,8 +11,10 @@ from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import NameOID
+
+from app.pki import algorithms
 
 
 @functools.lru_cache(maxsize=4096)
@@ -70,33 +72,25 @@ def san_values(cert: x509.Certificate) -> tuple[str, ...]:
 
 
 def key_description(cert: x509.Certificate) -> tuple[str, int | None]:
-    """``(algorithm, bits)``: ("RSA", 2048), ("ECDSA", 256), ("Ed25519", 256), ("unknown", None).
-
-    ECDSA bits are the curve size (P-256 -> 256).
-    """
-    try:
-        key = cert.public_key()
-    except (ValueError, UnsupportedAlgorithm):
-        return "unknown", None
-    if isinstance(key, rsa.RSAPublicKey):
-        return "RSA", key.key_size
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return "ECDSA", key.curve.key_size
-    if isinstance(key, dsa.DSAPublicKey):
-        return "DSA", key.key_size
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return "Ed25519", 256
-    if isinstance(key, ed448.Ed448PublicKey):
-        return "Ed448", 456
-    return "unknown", None
+    """``(family, bits)`` in the vocabulary of app.pki.algorithms: ("RSA", 2048), ("EC", 256),
+    ("Ed25519", 256), ("unknown", None). EC bits are the curve size (P-256 -> 256)."""
+    key = _public_key(cert)
+    return algorithms.key_family(key), algorithms.key_bits(key)
 
 
 def key_type_labels(cert: x509.Certificate) -> tuple[str, ...]:
-    """Values a ``key_type`` rule condition sees, e.g. ("RSA", "RSA-2048")."""
-    algorithm, bits = key_description(cert)
-    if bits is None or algorithm in ("Ed25519", "Ed448", "unknown"):
-        return (algorithm,)
-    return algorithm, f"{algorithm}-{bits}"
+    """Values a ``key_type`` rule condition sees: the family and the type, e.g.
+    ("RSA", "RSA-2048"), ("EC", "EC-P256"); just ("Ed25519",) where they are one."""
+    key = _public_key(cert)
+    family, name = algorithms.key_family(key), algorithms.key_type(key)
+    return (family,) if name == family else (family, name)
+
+
+def _public_key(cert: x509.Certificate) -> PublicKeyTypes | None:
+    try:
+        return cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return None
 
 
 def is_self_issued(cert: x509.Certificate) -> bool:

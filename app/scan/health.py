@@ -15,7 +15,7 @@ Rules (each decided without fetching anything the certificate points to):
   never ``*.tld``. The subject CN is used only when the certificate has no dNSName SAN
   (RFC 6125 6.4.4).
 - ``expired`` / ``not_yet_valid``: the leaf's validity period against ``now``.
-- ``weak_key``: any presented certificate with RSA/DSA < 2048 bits or ECDSA < 256 bits.
+- ``weak_key``: any presented certificate with RSA/DSA < 2048 bits or EC < 256 bits.
 - ``sha1_signature``: any presented certificate, except a self-issued one (a root's own
   signature is not checked by clients), signed with SHA-1 or weaker (MD5).
 - ``legacy_tls``: the session used TLS 1.0/1.1 (or SSL).
@@ -44,7 +44,7 @@ from app.scan.certinfo import (
 from app.scan.probe import ProbeResult
 
 LEGACY_TLS_VERSIONS = frozenset({"SSLv2", "SSLv3", "TLSv1", "TLSv1.1"})
-_MIN_BITS = {"RSA": 2048, "DSA": 2048, "ECDSA": 256}
+_MIN_BITS = {"RSA": 2048, "DSA": 2048, "EC": 256}
 _WEAK_HASHES = (hashes.SHA1, hashes.MD5)
 
 

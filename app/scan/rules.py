@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from app.pki import algorithms
 from app.scan.addresses import AddressBlock, PortRange, address_to_int
 from app.scan.errors import RuleError, TargetSpecError
 from app.scan.patterns import PatternError, SafePattern
@@ -61,7 +62,8 @@ class Observation:
     """What a rule sees: the leaf certificate's fields plus the endpoint it was found on.
 
     ``issuer`` holds the issuer's CN and O values and its full RFC 4514 name; ``key_type``
-    holds e.g. ("RSA", "RSA-2048") or ("ECDSA", "ECDSA-256"). Build it with
+    holds the key's family and type in the vocabulary of app.pki.algorithms, e.g.
+    ("RSA", "RSA-2048") or ("EC", "EC-P256"). Build it with
     app.scan.observation.observe().
     """
 
@@ -159,6 +161,9 @@ def _check_condition(number: int, data: Mapping[str, Any], errors: list[str]) ->
     if len(value) > MAX_CONDITION_VALUE:
         errors.append(f"{prefix}: the value is longer than {MAX_CONDITION_VALUE} characters")
         return None
+    if field is Field.KEY_TYPE and operator is Operator.EQUALS:
+        # Loose or older spellings ("ECDSA-256", "ec p-256") mean EC-P256, the name lists show.
+        value = algorithms.canonical_key_type(value) or value
     condition = Condition(field, operator, value)
     try:
         _Matcher(condition)

@@ -4,7 +4,7 @@ replayable enroll answers (api_idempotency_keys), per-admin call counts for rate
 domain control validation state on domains.
 
 Revision ID: 0014_api
-Revises: 0006_trust
+Revises: 0010_trust_services
 Create Date: 2026-12-06 20:30:00
 
 """
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = "0014_api"
-down_revision = "0006_trust"
+down_revision = "0010_trust_services"
 branch_labels = None
 depends_on = None
 

@@ -278,7 +278,7 @@ def test_inventory_columns_match_the_certificate(stub_worker):
         cert.issuer_dn == x509.load_der_x509_certificate(issuing.cert_der).subject.rfc4514_string()
     )
     assert cert.key_algorithm == "EC" and cert.key_size == 256
-    assert cert.signature_algorithm == "SHA-256 with ECDSA"
+    assert (cert.key_type, cert.signature_algorithm) == ("EC-P256", "ECDSA-SHA256")
 
 
 def test_a_common_name_not_in_host_form_is_described_as_signed(world, stub_worker):

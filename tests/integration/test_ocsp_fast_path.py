@@ -157,7 +157,9 @@ def test_under_gunicorn_an_answer_leaves_in_one_piece_when_the_request_ends(
     import runpy
     import select
     import socket
+    from types import SimpleNamespace
 
+    monkeypatch.setenv("CW_EMBEDDED_WORKER", "0")  # read when gunicorn loads its settings
     hooks = runpy.run_path(os.path.join(os.path.dirname(app.root_path), "gunicorn.conf.py"))
     with socket.create_server(("127.0.0.1", 0)) as listener:
         client = socket.create_connection(listener.getsockname())
@@ -173,9 +175,9 @@ def test_under_gunicorn_an_answer_leaves_in_one_piece_when_the_request_ends(
         monkeypatch.setattr("app.api.relying_party.ocsp_wsgi._UNCORK_HOOKED", False)
         run_wsgi_app(app.wsgi_app, dict(environ, **{"wsgi.input": io.BytesIO(der)}))
         assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK) == 0
-        monkeypatch.setenv("CW_EMBEDDED_WORKER", "0")
         monkeypatch.setattr("app.runtime.context.freeze_startup_objects", lambda: None)
-        hooks["post_worker_init"](None)  # what each gunicorn worker runs after loading us
+        # What each gunicorn worker runs after loading us (its `wsgi` is the app).
+        hooks["post_worker_init"](SimpleNamespace(wsgi=app))
         body, status, _ = run_wsgi_app(app.wsgi_app, environ, buffered=True)
         assert status == "200 OK"
         assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK) == 1

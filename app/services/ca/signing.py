@@ -29,8 +29,9 @@ def keks() -> keystore.KeyEncryptionKeys:
     return keystore.parse_keks(str(current_app.config["CW_KEK"]))
 
 
-def urls(ca_id: int) -> dict[str, str]:
-    """Where relying parties find this CA's CRL, OCSP responder and certificate."""
+def urls(ca_id: int | str) -> dict[str, str]:
+    """Where relying parties find this CA's CRL, OCSP responder and certificate (a text
+    ca_id such as "<id>" shows the pattern before the CA exists)."""
     base = str(current_app.config["CW_BASE_URL"])
     return {
         "crl_url": f"{base}/pki/crl/{ca_id}.crl",
@@ -91,8 +92,13 @@ ISSUERS = _IssuerCache()
 
 
 def load_issuer(ca: CertificateAuthority) -> Issuer:
+    """The CA ready to sign certificates.
+
+    Raises:
+        DomainError: the CA is retired or revoked (it signs nothing more).
+    """
     if ca.status != CaStatus.ACTIVE:
-        raise DomainError(f"The CA '{ca.name}' is retired and signs nothing.")
+        raise DomainError(f"The CA '{ca.name}' is {ca.status.value.lower()} and signs nothing.")
     return ISSUERS.get(ca)
 
 

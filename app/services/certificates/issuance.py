@@ -38,12 +38,12 @@ from app.models import (
     RequestStatus,
 )
 from app.models.types import utcnow
-from app.pki import issue, keys, keystore, names
+from app.pki import algorithms, issue, keys, keystore, names
 from app.pki.errors import PkiError
 from app.pki.issuer import Issuer
 from app.pki.profiles import CertKind, LeafProfile
 from app.services import audit, bulk
-from app.services.ca import signing
+from app.services.ca import blocked_keys, signing
 from app.services.ca.profiles import KIND_OF
 from app.services.certificates import notices, revocation
 from app.services.platform import mail
@@ -159,7 +159,7 @@ def _batch_columns(
 ) -> dict[str, Any]:
     """The inventory columns that are the same for every certificate of a profile's batch."""
     issuer_dn = issuer.name.rfc4514_string()
-    family = "RSA" if issuer.key_type.startswith("RSA") else "ECDSA"
+    family = "RSA" if issuer.key_type.startswith("RSA") else "EC"
     return {
         "origin": CertOrigin.ISSUED,
         "status": CertStatus.ISSUED,
@@ -167,7 +167,7 @@ def _batch_columns(
         "profile_id": profile.id,
         "issuer_dn": issuer_dn,
         "issuer_cn": issuer_dn.split("CN=", 1)[-1].split(",", 1)[0],
-        "signature_algorithm": f"{issuer.signature_hash.value} with {family}",
+        "signature_algorithm": algorithms.signature_name_of(family, issuer.signature_hash.value),
         "created_at": created_at,
     }
 
@@ -204,6 +204,7 @@ def _row(
         "not_after": cert.not_valid_after_utc,
         "key_algorithm": algorithm,
         "key_size": size,
+        "key_type": req.key_type,
         "sealed_key": sealed,
         "collect_token_hash": token_hash,
         "auto_renew": req.auto_renew,
@@ -249,6 +250,14 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
         serials = signing.reserve_serials(profile.ca, len(group))
         entropy = secrets.token_bytes(24 * len(group))
         lint_plan, allowed = _lint_plan(profile, len(group)), profile.key_types
+        # Keys blocked since the request was made (BR 6.1.1.3(4)): one query per group.
+        # public_key_der is the DER SubjectPublicKeyInfo, so its SHA-256 is the key's
+        # blocklist identity (weak_keys.spki_sha256).
+        blocked = blocked_keys.blocked_among(
+            hashlib.sha256(req.public_key_der).hexdigest()
+            for req in group
+            if req.public_key_der is not None
+        )
         for index, (req, serial) in enumerate(zip(group, serials, strict=True)):
             sealed = None
             try:
@@ -270,6 +279,7 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
                     now=now,
                     allowed_key_types=allowed,  # type: ignore[arg-type]
                     lint=lint_plan[index],
+                    blocked_spki_sha256=blocked,
                 )
             except (PkiError, ValueError) as exc:
                 result.failed[req.id] = str(exc)

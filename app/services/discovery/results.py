@@ -269,6 +269,7 @@ def certificate_row(
         "not_after": info.not_after,
         "key_algorithm": info.key_algorithm,
         "key_size": info.key_size,
+        "key_type": info.key_type[:32],
         "signature_algorithm": info.signature_algorithm[:64],
         "is_self_signed": info.is_self_signed,
         "is_ca": info.is_ca,

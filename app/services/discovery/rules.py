@@ -27,7 +27,7 @@ from app.scan import rules
 from app.scan.observation import observe
 from app.services import audit
 from app.services.discovery.tasks import visible_tasks_clause
-from app.services.errors import DomainError, NotFound, ValidationFailed
+from app.services.errors import DomainError, ValidationFailed
 from app.services.scope import Scope, scope_of
 from app.services.structure import orgs
 
@@ -48,7 +48,9 @@ def visible_rules_clause(scope: Scope) -> ColumnElement[bool] | None:
 def get_rule(*, actor: Admin, rule_id: int) -> AssignmentRule:
     rule = db.session.get(AssignmentRule, rule_id)
     if rule is None or not scope_of(actor).covers(rule.organization_id, rule.department_id):
-        raise NotFound("No such assignment rule.")
+        raise audit.not_found(
+            actor=actor, what="assignment rule", model=AssignmentRule, object_id=rule_id
+        )
     return rule
 
 
@@ -95,7 +97,7 @@ RULE_FIELDS = ("name", "match_mode", "conditions", "organization_id", "departmen
 
 
 def save_rule(*, actor: Admin, data: RuleData, rule_id: int | None = None) -> AssignmentRule:
-    check_rule(actor, data, rule_id)
+    parsed = check_rule(actor, data, rule_id)
     rule = (
         get_rule(actor=actor, rule_id=rule_id)
         if rule_id
@@ -103,7 +105,8 @@ def save_rule(*, actor: Admin, data: RuleData, rule_id: int | None = None) -> As
     )
     before = audit.snapshot(rule, RULE_FIELDS) if rule_id else None
     rule.name, rule.match_mode = data.name.strip(), data.match_mode
-    rule.conditions = [dict(c) for c in data.conditions]
+    # As parsed: trimmed, and key types in the one vocabulary ("ECDSA-256" is EC-P256).
+    rule.conditions = parsed.to_dict()["conditions"]
     rule.organization_id, rule.department_id = data.organization_id, data.department_id
     db.session.add(rule)
     db.session.flush()

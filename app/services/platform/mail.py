@@ -1,4 +1,16 @@
-"""Mail: every message becomes an outbox row; with SMTP configured an actor delivers it."""
+"""Mail: every message becomes an outbox row; with SMTP configured a queued row is durable
+work that an actor delivers.
+
+A queued row is delivered after commit (a message to the mail actor), and again by the
+scheduler when that message was lost (a restarted embedded worker starts with an empty
+queue; a command run from another terminal sends to a queue nobody reads) or when a failed
+attempt's backoff has passed. Each delivery message names the attempt it is for (the row's
+`attempts`); the first to claim the row for that attempt sends, any duplicate is a no-op.
+Every failure (refused connection, 4xx or 5xx reply) is retried after CW_MAIL_RETRY_SECONDS,
+doubled each time up to an hour, until CW_MAIL_MAX_ATTEMPTS attempts have failed; then the
+row is `failed` with the last error. Delivery is at least once: a process that dies after
+the relay accepted a message but before recording it sends it again after the lease.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +19,12 @@ import smtplib
 import ssl
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import or_, select, update
 
 from app.extensions import db
 from app.models import MailStatus, OutboxMessage
@@ -19,11 +32,17 @@ from app.models.types import utcnow
 from app.services import bulk
 from app.services.platform.jobs import after_commit
 
-# The mail actor registers itself here: fn(message_id) sends the delivery message.
-_deliver: list[Callable[[int], None]] = []
+# How long one attempt may take before the row is presumed abandoned (its process died) and
+# dispatched again: well above smtplib's 30 s per step (connect, TLS, login, send).
+SENDING_LEASE = timedelta(minutes=5)
+MAX_BACKOFF = timedelta(hours=1)
+DISPATCH_BATCH = 1_000
+
+# The mail actor registers itself here: fn(message_id, attempt) sends the delivery message.
+_deliver: list[Callable[[int, int], None]] = []
 
 
-def register_deliverer(fn: Callable[[int], None]) -> None:
+def register_deliverer(fn: Callable[[int, int], None]) -> None:
     _deliver[:] = [fn]
 
 
@@ -38,22 +57,29 @@ def send_mail(
     body: str,
     category: str = "",
     organization_id: int | None = None,
+    department_id: int | None = None,
 ) -> OutboxMessage:
-    """Queue a message in the current transaction; it is delivered after commit."""
+    """Queue a message in the current transaction; it is delivered after commit. The
+    organization/department it concerns decides who may read it in the outbox."""
     recipients = sorted({a.strip() for a in to if a and a.strip()})
+    queued = smtp_configured()
+    now = utcnow()
     msg = OutboxMessage(
         to=", ".join(recipients),
         subject=subject[:256],
         body=body,
         category=category,
         organization_id=organization_id,
-        status=MailStatus.QUEUED if smtp_configured() else MailStatus.OUTBOX,
+        department_id=department_id,
+        status=MailStatus.QUEUED if queued else MailStatus.OUTBOX,
+        attempts=0,
+        next_attempt_at=now if queued else None,
+        dispatched_at=now if queued and _deliver else None,
     )
     db.session.add(msg)
     db.session.flush()
-    if msg.status == MailStatus.QUEUED and _deliver:
-        message_id, fn = msg.id, _deliver[0]
-        after_commit(lambda: fn(message_id))
+    if queued and _deliver:
+        after_commit(functools.partial(_deliver[0], msg.id, 0))
     return msg
 
 
@@ -66,6 +92,7 @@ class Mail:
     body: str
     category: str = ""
     organization_id: int | None = None
+    department_id: int | None = None
 
 
 def send_mails(mails: Sequence[Mail]) -> None:
@@ -74,6 +101,7 @@ def send_mails(mails: Sequence[Mail]) -> None:
     if not mails:
         return
     queued = smtp_configured()
+    dispatch = queued and bool(_deliver)
     status = MailStatus.QUEUED if queued else MailStatus.OUTBOX
     now = utcnow()
     rows = [
@@ -83,21 +111,90 @@ def send_mails(mails: Sequence[Mail]) -> None:
             "body": m.body,
             "category": m.category,
             "organization_id": m.organization_id,
+            "department_id": m.department_id,
             "status": status,
+            "attempts": 0,
+            "next_attempt_at": now if queued else None,
+            "dispatched_at": now if dispatch else None,
             "created_at": now,
         }
         for m in mails
     ]
-    ids = bulk.insert_rows(OutboxMessage.__table__, rows, return_ids=queued and bool(_deliver))
+    ids = bulk.insert_rows(OutboxMessage.__table__, rows, return_ids=dispatch)
     for message_id in ids:
-        after_commit(functools.partial(_deliver[0], message_id))
+        after_commit(functools.partial(_deliver[0], message_id, 0))
 
 
-def deliver(message_id: int) -> str:
-    """Send one queued message over SMTP. Safe to call twice: only 'queued' is sent."""
-    msg = db.session.get(OutboxMessage, message_id)
-    if msg is None or msg.status != MailStatus.QUEUED:
-        return "skipped"
+def redispatch_after() -> timedelta:
+    """How long a sent delivery message may go unclaimed before it is sent again: a broker
+    keeps its messages, so only a long wait means one was lost; the embedded worker's queue
+    lives in one process, and messages from any other (a CLI command) never reach it."""
+    return timedelta(minutes=10) if current_app.config["BROKER_URL"] else timedelta(seconds=30)
+
+
+def dispatch_due(now: datetime | None = None, *, restarted: bool = False) -> int:
+    """Send a delivery message for each queued row that is due and has no recent message
+    (all due rows when ``restarted``: the embedded queue starts empty). The scheduler calls
+    this on every pass; row locks (SKIP LOCKED) keep two schedulers from doubling up. The
+    caller commits; the messages go after commit."""
+    if not smtp_configured() or not _deliver:
+        return 0
+    now = now or utcnow()
+    query = select(OutboxMessage).where(
+        OutboxMessage.status == MailStatus.QUEUED,
+        OutboxMessage.next_attempt_at <= now,
+    )
+    if not restarted:
+        query = query.where(
+            or_(
+                OutboxMessage.dispatched_at.is_(None),
+                OutboxMessage.dispatched_at < now - redispatch_after(),
+            )
+        )
+    rows = (
+        db.session.execute(
+            query.order_by(OutboxMessage.next_attempt_at)
+            .limit(DISPATCH_BATCH)
+            .with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
+    )
+    for msg in rows:
+        msg.dispatched_at = now
+        after_commit(functools.partial(_deliver[0], msg.id, msg.attempts))
+    db.session.flush()
+    return len(rows)
+
+
+def backoff(failed_attempts: int) -> timedelta:
+    """The wait after the n-th failed attempt: CW_MAIL_RETRY_SECONDS doubled each time."""
+    first = int(current_app.config["CW_MAIL_RETRY_SECONDS"])
+    return min(MAX_BACKOFF, timedelta(seconds=first * 2 ** max(0, failed_attempts - 1)))
+
+
+def _claim(message_id: int, attempt: int | None, now: datetime) -> bool:
+    """Take the row for one attempt; False when sent, failed, or another message for the
+    same attempt took it first. The attempt number is the guard, not the clock: a message
+    for attempt n exists only once attempt n is due (sent at once, or by the scheduler after
+    the backoff), so a worker whose clock runs behind the sender's still delivers at once."""
+    conditions = [OutboxMessage.id == message_id, OutboxMessage.status == MailStatus.QUEUED]
+    if attempt is not None:
+        conditions.append(OutboxMessage.attempts == attempt)
+    else:  # a message from before attempts were named: only when due
+        conditions.append(
+            or_(OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= now)
+        )
+    claimed = db.session.execute(
+        update(OutboxMessage)
+        .where(*conditions)
+        .values(attempts=OutboxMessage.attempts + 1, next_attempt_at=now + SENDING_LEASE)
+    )
+    db.session.commit()
+    return claimed.rowcount == 1
+
+
+def _email(msg: OutboxMessage) -> EmailMessage:
     cfg = current_app.config
     email = EmailMessage()
     email["From"] = cfg["MAIL_FROM"]
@@ -106,34 +203,64 @@ def deliver(message_id: int) -> str:
     email["Date"] = formatdate(localtime=False)
     email["Message-ID"] = make_msgid(domain=cfg["MAIL_FROM"].rpartition("@")[2] or "certwright")
     email.set_content(msg.body)
+    return email
+
+
+def _send(email: EmailMessage) -> None:
+    cfg = current_app.config
+    if cfg["SMTP_SSL"]:
+        client: smtplib.SMTP = smtplib.SMTP_SSL(
+            cfg["SMTP_HOST"], cfg["SMTP_PORT"], timeout=30, context=ssl.create_default_context()
+        )
+    else:
+        client = smtplib.SMTP(cfg["SMTP_HOST"], cfg["SMTP_PORT"], timeout=30)
+    with client:
+        if cfg["SMTP_STARTTLS"] and not cfg["SMTP_SSL"]:
+            client.starttls(context=ssl.create_default_context())
+        if cfg["SMTP_USER"]:
+            client.login(cfg["SMTP_USER"], cfg["SMTP_PASSWORD"])
+        client.send_message(email)
+
+
+def deliver(message_id: int, attempt: int | None = None) -> str:
+    """Make one delivery attempt of a queued message over SMTP: "sent", "retry" (failed,
+    due again after the backoff), "failed" (out of attempts) or "skipped" (not queued, not
+    due, or this attempt was already taken by another message)."""
+    now = utcnow()
+    if not _claim(message_id, attempt, now):
+        return "skipped"
+    msg = db.session.get(OutboxMessage, message_id)
+    if msg is None:
+        return "skipped"
     try:
-        if cfg["SMTP_SSL"]:
-            client: smtplib.SMTP = smtplib.SMTP_SSL(
-                cfg["SMTP_HOST"], cfg["SMTP_PORT"], timeout=30, context=ssl.create_default_context()
-            )
-        else:
-            client = smtplib.SMTP(cfg["SMTP_HOST"], cfg["SMTP_PORT"], timeout=30)
-        with client:
-            if cfg["SMTP_STARTTLS"] and not cfg["SMTP_SSL"]:
-                client.starttls(context=ssl.create_default_context())
-            if cfg["SMTP_USER"]:
-                client.login(cfg["SMTP_USER"], cfg["SMTP_PASSWORD"])
-            client.send_message(email)
-    except (OSError, smtplib.SMTPException) as exc:
-        msg.attempts += 1
-        msg.error = f"{type(exc).__name__}: {exc}"[:2000]
-        if msg.attempts >= 5:
-            msg.status = MailStatus.FAILED
-        db.session.commit()
-        if msg.status == MailStatus.QUEUED:
-            raise  # let the actor's retries try again later
-        return "failed"
+        _send(_email(msg))
+    except Exception as exc:  # refused, timed out, 4xx/5xx, bad header: record it, retry later
+        db.session.rollback()
+        return _failed(message_id, f"{type(exc).__name__}: {exc}")
     db.session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == msg.id, OutboxMessage.status == MailStatus.QUEUED)
-        .values(
-            status=MailStatus.SENT, sent_at=utcnow(), attempts=OutboxMessage.attempts + 1, error=""
-        )
+        .values(status=MailStatus.SENT, sent_at=utcnow(), error="", next_attempt_at=None)
     )
     db.session.commit()
     return "sent"
+
+
+def _failed(message_id: int, error: str) -> str:
+    maximum = int(current_app.config["CW_MAIL_MAX_ATTEMPTS"])
+    now = utcnow()
+    msg = db.session.get(OutboxMessage, message_id)
+    if msg is None or msg.status != MailStatus.QUEUED:
+        return "skipped"
+    if msg.attempts >= maximum:
+        msg.status = MailStatus.FAILED
+        msg.next_attempt_at = None
+        msg.error = f"gave up after {msg.attempts} attempts; last: {error}"[:2000]
+        outcome = "failed"
+    else:
+        msg.next_attempt_at = now + backoff(msg.attempts)
+        msg.dispatched_at = None  # the scheduler sends the next message when it is due
+        msg.error = f"attempt {msg.attempts} failed: {error}"[:2000]
+        outcome = "retry"
+    db.session.commit()
+    return outcome

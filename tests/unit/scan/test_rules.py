@@ -82,7 +82,8 @@ def holds(field: str, operator: str, value: str, observation: Observation = OBS)
         ("port", "ends_with", "43", True),
         ("key_type", "equals", "rsa", True),
         ("key_type", "equals", "RSA-2048", True),
-        ("key_type", "equals", "ECDSA", False),
+        ("key_type", "equals", "EC", False),
+        ("key_type", "equals", "ECDSA", False),  # read as EC
         ("key_type", "starts_with", "RSA-", True),
     ],
 )

@@ -1,0 +1,177 @@
+"""The public URL an instance embeds (CW_BASE_URL): a real gunicorn on another port records
+it, so that CAs created from the command line, without PORT, name that port; a second
+server on a busy port fails with "port in use"; About, the CA wizard and a warning on
+every console page show it."""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import AuthorityInformationAccessOID
+
+from app.config import resolve_base_url, url_of_bind
+from tests.conftest import csrf_token, login
+from tests.factories import PASSWORD, make_admin, make_pki
+from tests.processes import PY, Proc, app_env, describe, flask_ok, free_port, wait_until
+
+GUNICORN = [PY, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return bytes(resp.read())
+
+
+def embedded_urls(cert: x509.Certificate) -> list[str]:
+    points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    access = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    return [str(name.value) for point in points for name in point.full_name or ()] + [
+        str(d.access_location.value) for d in access
+    ]
+
+
+def test_the_cli_embeds_the_port_the_server_serves_and_a_second_server_is_refused(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    server_env = app_env(
+        CW_INSTANCE_DIR=tmp_path / "instance",
+        CW_ADMIN_PASSWORD="Correct-Horse-9-Battery",
+        CW_SCHEDULER_INTERVAL=1,
+        PORT=port,  # as `PORT=6050 make run` passes it; CW_BASE_URL unset
+    )
+    flask_ok("db", "upgrade", env=server_env)
+    flask_ok("bootstrap", env=server_env)
+    base = f"http://127.0.0.1:{port}"
+    with Proc("web", GUNICORN, env=server_env, logs=tmp_path) as web:
+        wait_until(lambda: answers(base + "/login"), timeout=40, what="gunicorn", why=describe(web))
+        assert (tmp_path / "instance" / "base_url").read_text().strip() == base
+
+        # Another terminal: the same instance folder, no PORT.
+        cli_env = {k: v for k, v in server_env.items() if k != "PORT"}
+        flask_ok(
+            "ca", "create", "--name", "Root", "--customer", "Acme", "--key-type", "EC-P256",
+            "--country", "DE", env=cli_env,
+        )  # fmt: skip
+        flask_ok(
+            "ca", "create", "--name", "Issuing", "--customer", "Acme", "--key-type", "EC-P256",
+            "--country", "DE", "--parent", "Root", env=cli_env,
+        )  # fmt: skip
+        issuing = x509.load_der_x509_certificate(fetch(f"{base}/pki/ca/2.cer"))
+        urls = embedded_urls(issuing)
+        assert urls == [f"{base}/pki/crl/1.crl", f"{base}/pki/ocsp/1", f"{base}/pki/ca/1.cer"]
+        # ... and they work: the CRL is there, signed by the root.
+        root = x509.load_der_x509_certificate(fetch(urls[2]))
+        crl = x509.load_der_x509_crl(fetch(urls[0]))
+        assert crl.is_signature_valid(root.public_key())  # type: ignore[arg-type]
+        ocsp_access = issuing.extensions.get_extension_for_class(
+            x509.AuthorityInformationAccess
+        ).value
+        assert [d.access_method for d in ocsp_access] == [
+            AuthorityInformationAccessOID.OCSP,
+            AuthorityInformationAccessOID.CA_ISSUERS,
+        ]
+
+        # A second `make run` on the busy port, with another database: refused at once.
+        other_env = app_env(CW_INSTANCE_DIR=tmp_path / "other", PORT=port)
+        flask_ok("db", "upgrade", env=other_env)
+        with Proc("second", GUNICORN, env=other_env, logs=tmp_path) as second:
+            second.popen.wait(timeout=30)
+            assert second.popen.returncode != 0
+            assert f"port in use: 127.0.0.1:{port}" in second.log(), second.log()
+            assert "Booting worker" not in second.log()
+        assert answers(base + "/login") and web.alive(), web.log()
+
+
+@pytest.mark.parametrize(
+    ("bind", "url"),
+    [
+        ("127.0.0.1:6050", "http://127.0.0.1:6050"),
+        ("[::1]:8443", "http://[::1]:8443"),
+        ("pki.example.net:80", "http://pki.example.net:80"),
+        ("unix:/run/certwright.sock", None),
+    ],
+)
+def test_the_url_of_a_bind_address(bind, url):
+    assert url_of_bind(bind) == url
+
+
+def test_order_explicit_then_port_then_recorded_then_default(monkeypatch, tmp_path):
+    for name in ("CW_BASE_URL", "PORT", "CW_BIND"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CW_INSTANCE_DIR", str(tmp_path))
+    assert resolve_base_url() == ("http://127.0.0.1:5000", "default")
+    (tmp_path / "base_url").write_text("http://127.0.0.1:6050\n")
+    assert resolve_base_url() == (
+        "http://127.0.0.1:6050",
+        f"recorded by the server in {tmp_path / 'base_url'}",
+    )
+    monkeypatch.setenv("PORT", "7000")
+    assert resolve_base_url() == ("http://127.0.0.1:7000", "PORT")
+    monkeypatch.setenv("CW_BASE_URL", "https://pki.example.net/")
+    assert resolve_base_url() == ("https://pki.example.net", "CW_BASE_URL")
+
+
+@pytest.fixture
+def mrao(client):
+    admin = make_admin("mrao")
+    login(client, "mrao", PASSWORD)
+    return admin
+
+
+# The test client signs in at http://localhost; its cookie goes to any port of that host.
+BASE = "http://localhost:6050"
+
+
+def test_about_shows_the_base_url_and_where_it_came_from(app, client, mrao):
+    app.config.update(CW_BASE_URL=BASE, CW_BASE_URL_SOURCE="PORT")
+    page = client.get("/admin/about/", base_url=BASE).get_data(as_text=True)
+    assert f'<td data-about="base-url"><code>{BASE}</code>' in page
+    assert "(PORT;" in page
+
+
+def test_the_console_warns_when_reached_under_another_host(app, client, mrao):
+    app.config["CW_BASE_URL"] = BASE
+    same = client.get("/admin/about/", base_url=BASE).get_data(as_text=True)
+    assert 'id="cw-base-url-warning"' not in same
+    other = client.get("/admin/about/", base_url="http://localhost:5000").get_data(as_text=True)
+    assert 'id="cw-base-url-warning"' in other
+    assert "<code>http://localhost:5000</code>" in other and f"<code>{BASE}</code>" in other
+
+
+def test_the_ca_wizard_confirmation_shows_the_urls_it_will_embed(app, client, mrao):
+    root, _, _ = make_pki()
+    app.config["CW_BASE_URL"] = BASE
+    url = "/admin/cas/new/"
+    form = {
+        "name": "Second Issuing",
+        "parent_id": str(root.id),
+        "key_type": "EC-P256",
+        "purpose": "TLS",
+        "signature_hash": "",
+        "customer_name": "Corp",
+        "locality": "",
+        "state": "",
+        "country": "DE",
+        "confirmed": "",
+        "csrf_token": csrf_token(client, url),
+    }
+    page = client.post(url, data=form).get_data(as_text=True)
+    assert 'id="cw-ca-confirm"' in page
+    base = BASE
+    assert (
+        f"CRL {base}/pki/crl/{root.id}.crl · OCSP {base}/pki/ocsp/{root.id} · "
+        f"CA issuers {base}/pki/ca/{root.id}.cer"
+    ) in page
+    assert f"CRL {base}/pki/crl/&lt;id&gt;.crl" in page
