@@ -8,6 +8,7 @@ Revises: 0010_trust_services
 Create Date: 2026-12-06 20:30:00
 
 """
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -20,33 +21,25 @@ depends_on = None
 
 
 def upgrade():
-    with op.batch_alter_table("admins", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("kind", sa.String(length=8), nullable=False, server_default="STANDARD")
-        )
-        batch_op.add_column(sa.Column("api_networks", sa.JSON(), nullable=True))
-    with op.batch_alter_table("delegations", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("request_privileges", sa.JSON(), nullable=True))
-    with op.batch_alter_table("domains", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("dcv_method", sa.String(length=8), nullable=False, server_default="")
-        )
-        batch_op.add_column(sa.Column("dcv_validated_at", sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column("dcv_expires_at", sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(
-            sa.Column(
-                "dcv_order_status",
-                sa.String(length=16),
-                nullable=False,
-                server_default="NOT_INITIATED",
-            )
-        )
-        batch_op.add_column(
-            sa.Column("dcv_order_method", sa.String(length=8), nullable=False, server_default="")
-        )
-        batch_op.add_column(
-            sa.Column("dcv_token", sa.String(length=64), nullable=False, server_default="")
-        )
+    # Plain ADD COLUMN (no batch table copy): on SQLite a copy of admins, delegations or
+    # domains fails while other rows refer to them (foreign keys are on), as 0010 found.
+    op.add_column(
+        "admins",
+        sa.Column("kind", sa.String(length=8), nullable=False, server_default="STANDARD"),
+    )
+    op.add_column("admins", sa.Column("api_networks", sa.JSON(), nullable=True))
+    op.add_column("delegations", sa.Column("request_privileges", sa.JSON(), nullable=True))
+    for column in (
+        sa.Column("dcv_method", sa.String(length=8), nullable=False, server_default=""),
+        sa.Column("dcv_validated_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("dcv_expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column(
+            "dcv_order_status", sa.String(length=16), nullable=False, server_default="NOT_INITIATED"
+        ),
+        sa.Column("dcv_order_method", sa.String(length=8), nullable=False, server_default=""),
+        sa.Column("dcv_token", sa.String(length=64), nullable=False, server_default=""),
+    ):
+        op.add_column("domains", column)
 
     op.create_table(
         "api_idempotency_keys",
@@ -93,15 +86,19 @@ def downgrade():
     with op.batch_alter_table("api_idempotency_keys", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_api_idempotency_keys_created_at"))
     op.drop_table("api_idempotency_keys")
-    with op.batch_alter_table("domains", schema=None) as batch_op:
-        batch_op.drop_column("dcv_token")
-        batch_op.drop_column("dcv_order_method")
-        batch_op.drop_column("dcv_order_status")
-        batch_op.drop_column("dcv_expires_at")
-        batch_op.drop_column("dcv_validated_at")
-        batch_op.drop_column("dcv_method")
-    with op.batch_alter_table("delegations", schema=None) as batch_op:
-        batch_op.drop_column("request_privileges")
-    with op.batch_alter_table("admins", schema=None) as batch_op:
-        batch_op.drop_column("api_networks")
-        batch_op.drop_column("kind")
+    # ALTER TABLE ... DROP COLUMN (SQLite 3.35+ too), not a batch table copy: see upgrade().
+    columns = {
+        "domains": (
+            "dcv_token",
+            "dcv_order_method",
+            "dcv_order_status",
+            "dcv_expires_at",
+            "dcv_validated_at",
+            "dcv_method",
+        ),
+        "delegations": ("request_privileges",),
+        "admins": ("api_networks", "kind"),
+    }
+    for table, names in columns.items():
+        for column in names:
+            op.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN {column}"))

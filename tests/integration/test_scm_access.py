@@ -94,13 +94,17 @@ def test_console_creates_an_api_administrator(client):
             "kind": "API",
             "api_networks": "192.0.2.0/24\n127.0.0.1",
             "password": "the-bot-password-1",
+            "must_change_password": "y",
             "csrf_token": token,
         },
         follow_redirects=True,
     ).get_data(as_text=True)
-    assert "Record was successfully created." in page
+    assert "Administrator &#39;deploy-bot&#39; created." in page
     bot = db.session.execute(select(Admin).where(Admin.login == "deploy-bot")).scalar_one()
     assert bot.kind == AdminKind.API and bot.api_networks == ["127.0.0.1/32", "192.0.2.0/24"]
+    # An API administrator has no console sign-in to choose a new password at.
+    assert bot.must_change_password is False
+    assert client.get("/api/organization/v1", headers=HEADERS).status_code == 200
     event = db.session.execute(
         select(AuditEvent).where(
             AuditEvent.action == "admin.create", AuditEvent.object_id == str(bot.id)

@@ -1,6 +1,6 @@
 """schemathesis against the live API (gunicorn): every operation of the OpenAPI document,
 first as an RAO's API account, then as an MRAO's. No 5xx, and every answer (status, content
-type, headers, body) fits the document. CW_SCHEMATHESIS_EXAMPLES sets the examples per
+type, headers, body) fits the document. CW_TEST_SCHEMATHESIS_EXAMPLES sets the examples per
 operation (default 12); the run is derandomized, so a failure reproduces."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-EXAMPLES = int(os.environ.get("CW_SCHEMATHESIS_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("CW_TEST_SCHEMATHESIS_EXAMPLES", "12"))
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -16,6 +16,7 @@ from typing import Any, NoReturn, TypeVar
 
 from flask import Blueprint, Response, current_app, g, request, url_for
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from app.extensions import csrf, db
 from app.models import Admin
@@ -61,8 +62,21 @@ TOO_LARGE = {
 }
 
 
+class PathNumber(IntegerConverter):
+    """An id in an API path: any run of digits. The app's ``int`` converter (app/ids.py)
+    refuses numbers past 63 bits, and then no route matches and the answer is the site's
+    404, not the operation's; _authenticate answers ids past MAX_ID with TOO_LARGE."""
+
+
+PATH_ID = "apiid"
+# Registered on the app before the blueprint's routes are added (deferred in this order).
+bp.record_once(lambda state: state.app.url_map.converters.setdefault(PATH_ID, PathNumber))
+
+
 def route(rule: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A blueprint route that also answers with a trailing '/' (contract §0.1)."""
+    """A blueprint route that also answers with a trailing '/' (contract §0.1); its
+    ``<int:...>`` ids take any number (PathNumber)."""
+    rule = rule.replace("<int:", f"<{PATH_ID}:")
     return bp.route(rule.rstrip("/") + "/", strict_slashes=False, **options)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app
 
-from app.api.scm.base import MAX_ID, MAX_PAGE, answer, bp
+from app.api.scm.base import MAX_ID, MAX_PAGE, PATH_ID, answer, bp
 from app.version import __version__
 
 JSON = "application/json"
@@ -580,7 +580,7 @@ def _path(rule: str) -> tuple[str, list[dict[str, Any]]]:
     for converter, name in _CONVERTER.findall(rule):
         schema: dict[str, Any] = (
             {"type": "integer", "minimum": 0, "maximum": MAX_ID}
-            if converter == "int"
+            if converter in ("int", PATH_ID)
             else {"type": "string"}
         )
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
