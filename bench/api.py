@@ -65,11 +65,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def wait_http(
+    url: str, proc: subprocess.Popen[bytes], timeout: float = 60, log_file: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{url}: the server exited during start-up")
+            tail = log_file.read_text(errors="replace")[-3000:] if log_file else ""
+            raise RuntimeError(f"{url}: the server exited during start-up\n{tail}")
         try:
             urllib.request.urlopen(url, timeout=2)
             return
@@ -416,7 +419,9 @@ def start_bare(port: int, ca: tuple[Path, Path], folder: Path) -> subprocess.Pop
                     "bench.bare_sign:app",
                 ),
             ],
-            cwd=REPO,
+            # Not the repository: gunicorn reads ./gunicorn.conf.py, Certwright's own settings
+            # (its worker hooks build the console), which the bare reference must not get.
+            cwd=folder,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=err,
@@ -490,7 +495,7 @@ def main() -> None:
         port = free_port()
         web = start_certwright(port, work)
         procs.append(web)
-        wait_http(f"http://127.0.0.1:{port}/login", web)
+        wait_http(f"http://127.0.0.1:{port}/login", web, log_file=work / "gunicorn.log")
         for key_type in KEY_TYPES:
             log(f"{key_type}: warming up")
             certwright_run(port, world, key_type, make_csrs(key_type, 8), 4)
@@ -501,7 +506,11 @@ def main() -> None:
             cport = free_port()
             cfssl = start_cfssl(cport, ca, work)
             procs.append(cfssl)
-            wait_http(f"http://127.0.0.1:{cport}/api/v1/cfssl/info", cfssl)
+            wait_http(
+                f"http://127.0.0.1:{cport}/api/v1/cfssl/info",
+                cfssl,
+                log_file=work / f"cfssl-{cport}.log",
+            )
             log(f"{key_type}: cfssl serve")
             cfssl_run(cport, make_csrs(key_type, 8), 4)
             theirs = cfssl_run(cport, csrs[key_type], clients)
@@ -510,7 +519,7 @@ def main() -> None:
             bport = free_port()
             bare = start_bare(bport, ca, work)
             procs.append(bare)
-            wait_http(f"http://127.0.0.1:{bport}/", bare)
+            wait_http(f"http://127.0.0.1:{bport}/", bare, log_file=work / f"bare-{bport}.log")
             log(f"{key_type}: bare Flask")
             bare_run(bport, make_csrs(key_type, 8), 4)
             plain = bare_run(bport, csrs[key_type], clients)
