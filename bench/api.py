@@ -29,6 +29,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -354,6 +355,26 @@ def verified(
 # --- servers ----------------------------------------------------------------------------
 
 
+def profile(folder: Path, key_type: str, pids: dict[str, int]) -> list[subprocess.Popen[bytes]]:
+    """py-spy sampling each process tree (100 a second, idle threads left out) until SIGINT."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spies = []
+    for name, pid in pids.items():
+        out = folder / f"{key_type}-{name}.txt"
+        spies.append(
+            subprocess.Popen(
+                [
+                    *("py-spy", "record", "--subprocesses", "--format", "raw", "--rate", "100"),
+                    *("--output", str(out), "--pid", str(pid)),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=(folder / f"{key_type}-{name}.log").open("wb"),
+            )
+        )
+    time.sleep(1)  # attached before the clients start
+    return spies
+
+
 def start_certwright(port: int, folder: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, CW_BIND=f"127.0.0.1:{port}", CW_WEB_WORKERS="2", CW_WEB_THREADS="8")
     gunicorn = Path(sys.executable).with_name("gunicorn")
@@ -458,10 +479,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="folder: py-spy samples the web and worker processes during Certwright's timed "
+        "runs and writes collapsed stacks there (<key type>-web.txt, -workers.txt)",
+    )
     args = parser.parse_args()
     count = 20 if args.smoke else 300 if args.quick else args.count
     clients = 4 if args.smoke else args.clients
-    for tool in ("cfssl", "redis-server"):
+    for tool in ("cfssl", "redis-server", *(("py-spy",) if args.profile else ())):
         if shutil.which(tool) is None:
             raise SystemExit(f"`{tool}` is not on PATH (Debian: golang-cfssl, redis-server)")
     results: dict[str, Any] = {"machine": machine(), "idle_before": round(idle_fraction(), 2)}
@@ -500,7 +527,15 @@ def main() -> None:
             log(f"{key_type}: warming up")
             certwright_run(port, world, key_type, make_csrs(key_type, 8), 4)
             log(f"{key_type}: Certwright, {count} enroll -> collect, {clients} clients")
+            spies = (
+                profile(args.profile, key_type, {"web": web.pid, "workers": workers.pid})
+                if args.profile
+                else []
+            )
             ours = certwright_run(port, world, key_type, csrs[key_type], clients)
+            for spy in spies:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
             ours["verified"] = verified(ours.pop("results"), world["issuing_der"][key_type], None)
             ca = reference_ca(key_type, work)
             cport = free_port()

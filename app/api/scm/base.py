@@ -321,7 +321,7 @@ def _authenticate() -> Response | None:
             customer_uri=request.headers.get("customerUri", ""),
             ip=request.remote_addr or "",
         )
-        api_access.count_call(admin=admin)
+        counted = api_access.count_call(admin=admin)
     except SignInThrottled as exc:
         db.session.commit()
         raise ApiError(
@@ -333,7 +333,12 @@ def _authenticate() -> Response | None:
     except SignInRefused:
         db.session.commit()
         raise ApiError(401, -16, api_access.UNKNOWN_USER) from None
-    db.session.commit()
+    if counted or db.session.dirty:
+        # The call's count (or a rehashed password) is kept even when the operation fails,
+        # and the count's row lock is not held through the operation.
+        db.session.commit()
+    # Otherwise nothing was written: the operation goes on in the same transaction, which
+    # spares a commit and a second connection checkout (its pre-ping) on every call.
     g.scm_admin = admin
     for name, value in (request.view_args or {}).items():
         if isinstance(value, int) and value > MAX_ID:

@@ -186,15 +186,16 @@ def authenticate(*, login: str, password: str, customer_uri: str, ip: str) -> Ad
     raise SignInRefused(UNKNOWN_USER)
 
 
-def count_call(*, admin: Admin) -> None:
-    """Count one call of this API administrator in the current minute.
+def count_call(*, admin: Admin) -> bool:
+    """Count one call of this API administrator in the current minute; False when the limit
+    is off (nothing counted, nothing written).
 
     Raises:
         ApiRateLimited: past CW_API_RATE_LIMIT calls this minute (0 turns the limit off).
     """
     limit = int(current_app.config["CW_API_RATE_LIMIT"])
     if limit <= 0:
-        return
+        return False
     now = time.time()
     window = int(now // RATE_WINDOW_SECONDS)
     dialect = db.session.get_bind().dialect.name
@@ -215,3 +216,4 @@ def count_call(*, admin: Admin) -> None:
     if calls > limit:
         retry_after = max(1, math.ceil((window + 1) * RATE_WINDOW_SECONDS - now))
         raise ApiRateLimited(retry_after, limit)
+    return True
