@@ -352,6 +352,79 @@ def verified(
     return good
 
 
+# --- CPU spent, whatever else runs on the machine ------------------------------------------
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of(pid: int) -> float:
+    """User + system CPU seconds of one process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _tree(root: int) -> list[int]:
+    """root and its descendants (gunicorn's workers, dramatiq's worker processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def _backends(database: str) -> list[int]:
+    """PostgreSQL's server processes serving ``database`` (same machine, readable /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if title.startswith("postgres: ") and f" {database} " in title:
+                found.append(int(entry.name))
+    return found
+
+
+class CpuMeter:
+    """CPU seconds of process trees (and a database's backends) between start and stop:
+    a measure of the work per certificate that other load on the machine barely moves."""
+
+    def __init__(self, roots: dict[str, int], database: str | None = None) -> None:
+        self.roots, self.database = roots, database
+        self.before = self._sample()
+
+    def _sample(self) -> dict[str, dict[int, float]]:
+        sample = {name: {p: _cpu_of(p) for p in _tree(pid)} for name, pid in self.roots.items()}
+        if self.database:
+            sample["postgres"] = {p: _cpu_of(p) for p in _backends(self.database)}
+        return sample
+
+    def stop(self, count: int) -> dict[str, float]:
+        """Milliseconds of CPU per certificate, per part and in total."""
+        after = self._sample()
+        spent = {
+            name: sum(cpu - self.before.get(name, {}).get(pid, 0.0) for pid, cpu in procs.items())
+            for name, procs in after.items()
+        }
+        per = {f"cpu_ms_{name}": round(1000 * s / max(count, 1), 2) for name, s in spent.items()}
+        per["cpu_ms_total"] = round(sum(per.values()), 2)
+        return per
+
+
 # --- servers ----------------------------------------------------------------------------
 
 
@@ -532,7 +605,9 @@ def main() -> None:
                 if args.profile
                 else []
             )
+            meter = CpuMeter({"web": web.pid, "workers": workers.pid}, db_name)
             ours = certwright_run(port, world, key_type, csrs[key_type], clients)
+            ours.update(meter.stop(count))
             for spy in spies:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(60)
@@ -548,7 +623,9 @@ def main() -> None:
             )
             log(f"{key_type}: cfssl serve")
             cfssl_run(cport, make_csrs(key_type, 8), 4)
+            meter = CpuMeter({"cfssl": cfssl.pid})
             theirs = cfssl_run(cport, csrs[key_type], clients)
+            theirs.update(meter.stop(count))
             theirs["verified"] = verified(theirs.pop("results"), None, ca[0])
             stop(cfssl)
             bport = free_port()
@@ -557,7 +634,9 @@ def main() -> None:
             wait_http(f"http://127.0.0.1:{bport}/", bare, log_file=work / f"bare-{bport}.log")
             log(f"{key_type}: bare Flask")
             bare_run(bport, make_csrs(key_type, 8), 4)
+            meter = CpuMeter({"bare": bare.pid})
             plain = bare_run(bport, csrs[key_type], clients)
+            plain.update(meter.stop(count))
             plain["verified"] = verified(plain.pop("results"), None, ca[0])
             stop(bare)
             results["runs"][key_type] = {"certwright": ours, "cfssl": theirs, "bare_flask": plain}
@@ -583,13 +662,17 @@ def report(results: dict[str, Any]) -> None:
         f"{results['count']} certificates per run, {results['clients']} keep-alive clients, machine idle before: {results['idle_before']:.0%}\n"
     )
     print(
-        f"{'key type':<10} {'system':<12} {'certs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'failures':>9} {'verified':>9}"
+        f"{'key type':<10} {'system':<12} {'certs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'failures':>9} {'verified':>9} {'CPU ms/cert':>12}"
     )
     for key_type, runs in results["runs"].items():
         for system, fig in runs.items():
             print(
-                f"{key_type:<10} {system:<12} {fig['per_second']:>9} {fig['p50_ms']:>8} {fig['p99_ms']:>8} {fig['failures']:>9} {fig['verified']:>9}"
+                f"{key_type:<10} {system:<12} {fig['per_second']:>9} {fig['p50_ms']:>8} {fig['p99_ms']:>8} {fig['failures']:>9} {fig['verified']:>9} {fig['cpu_ms_total']:>12}"
             )
+    for key_type, runs in results["runs"].items():
+        parts = {k[7:]: v for k, v in runs["certwright"].items() if k.startswith("cpu_ms_")}
+        shown = ", ".join(f"{k} {v}" for k, v in parts.items() if k != "total")
+        print(f"{key_type}: Certwright's CPU ms per certificate: {shown}")
     for key_type, runs in results["runs"].items():
         ours = runs["certwright"]
         print(
