@@ -23,6 +23,7 @@ def init_console(app: Flask) -> Any:
     from app.admin.domains import DelegationView, DomainView
     from app.admin.errors import init_error_pages
     from app.admin.orgs import DepartmentView, OrganizationView
+    from app.admin.persons import InvitationView, PersonView
     from app.admin.pki import CaView, CertificateProfileView
     from app.admin.requests import RequestView
     from app.admin.system import AboutView, AuditView, JobView, MyProfileView, OutboxView
@@ -35,9 +36,11 @@ def init_console(app: Flask) -> Any:
         Delegation,
         Department,
         Domain,
+        Invitation,
         Job,
         Organization,
         OutboxMessage,
+        Person,
     )
 
     app.jinja_env.globals["cw_base_url_mismatch"] = base_url_mismatch
@@ -66,6 +69,20 @@ def init_console(app: Flask) -> Any:
                 endpoint=f"{key}_requests",
             )
         )
+        if cert_type == CertType.CLIENT:  # the end users of client certificates
+            console.add_view(
+                PersonView(
+                    Person, name="Client Persons", category="Certificates", endpoint="persons"
+                )
+            )
+            console.add_view(
+                InvitationView(
+                    Invitation,
+                    name="Client Invitations",
+                    category="Certificates",
+                    endpoint="invitations",
+                )
+            )
     console.add_view(
         NetworkAssetView(name="Network Assets", category="Discovery", endpoint="network_assets")
     )

@@ -25,6 +25,18 @@ from app.models.domains import Delegation, DelegationStatus, Domain
 from app.models.jobs import Job, JobStatus, Schedule, WorkerHeartbeat
 from app.models.mail import MailStatus, OutboxMessage
 from app.models.org import CertType, Department, Organization
+from app.models.persons import (
+    EnrollmentStatus,
+    Invitation,
+    InvitationKind,
+    InvitationStatus,
+    MailTemplate,
+    Person,
+    PortalEnrollment,
+    PortalSettings,
+    PortalThrottle,
+    ValidationType,
+)
 from app.models.pki import (
     BlockedKey,
     CaStatus,
@@ -62,12 +74,21 @@ __all__ = [
     "DiscoveryTask",
     "Domain",
     "Endpoint",
+    "EnrollmentStatus",
+    "Invitation",
+    "InvitationKind",
+    "InvitationStatus",
     "Job",
     "JobStatus",
     "LintMode",
     "MailStatus",
+    "MailTemplate",
     "Organization",
     "OutboxMessage",
+    "Person",
+    "PortalEnrollment",
+    "PortalSettings",
+    "PortalThrottle",
     "RequestMode",
     "RequestStatus",
     "Role",
@@ -78,5 +99,6 @@ __all__ = [
     "SerialNumber",
     "SignInThrottle",
     "TaskRule",
+    "ValidationType",
     "WorkerHeartbeat",
 ]

@@ -107,6 +107,10 @@ class CertificateRequest(db.Model):  # type: ignore[name-defined,misc]
         ),
         nullable=True,
     )
+    # The end user a client certificate is for (persons, the enrollment portal).
+    person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("persons.id"), nullable=True, index=True
+    )
 
     profile: Mapped[CertificateProfile] = relationship()
     organization: Mapped[Organization] = relationship()

@@ -4,7 +4,7 @@ replayable enroll answers (api_idempotency_keys), per-admin call counts for rate
 domain control validation state on domains.
 
 Revision ID: 0014_api
-Revises: 0010_trust_services
+Revises: 0012_persons
 Create Date: 2026-12-06 20:30:00
 
 """
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = "0014_api"
-down_revision = "0010_trust_services"
+down_revision = "0012_persons"
 branch_labels = None
 depends_on = None
 

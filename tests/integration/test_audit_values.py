@@ -34,8 +34,13 @@ from app.models import (
     Department,
     DiscoveryTask,
     Domain,
+    Invitation,
     Job,
+    MailTemplate,
     Organization,
+    Person,
+    PortalEnrollment,
+    PortalSettings,
     RequestMode,
     Role,
     ScanRun,
@@ -55,6 +60,7 @@ from app.services.certificates import (
 )
 from app.services.discovery import endpoints, rules, runs, tasks
 from app.services.errors import DomainError
+from app.services.persons import invitations, mailing, persons, registration, selfservice
 from app.services.platform import jobs
 from app.services.scope import SYSTEM
 from app.services.structure import domains, orgs
@@ -703,6 +709,233 @@ def dcv_submit(w: World) -> Seen:
     return Seen(old, observed(Domain, w.domain.id))
 
 
+# --- persons, invitations and the enrollment portal (issue 11) ---------------------------
+
+
+def _client_profile(w: World) -> CertificateProfile:
+    """An S/MIME issuing CA beside the TLS one and a client profile enrolling through it."""
+    ca = authorities.create_ca(
+        actor=SYSTEM,
+        spec=authorities.CaSpec(
+            name="Test Mail",
+            key_type="EC-P256",
+            customer_name="Test",
+            country="DE",
+            parent_id=w.issuing.parent_id,
+            purpose="SMIME",
+        ),
+    )
+    profile = profiles.create_profile(
+        actor=SYSTEM,
+        data=profiles.ProfileData(
+            name="People",
+            cert_type=CertType.CLIENT,
+            ca_id=ca.id,
+            terms=(365,),
+            key_types=("EC-P256",),
+        ),
+    )
+    db.session.commit()
+    return profile
+
+
+def _person(w: World, email: str = "jane.doe@acme.example") -> Person:
+    data = persons.PersonData(
+        organization_id=w.org.id, email=email, first_name="Jane", last_name="Doe"
+    )
+    return commit(lambda: persons.create_person(actor=w.mrao, data=data))
+
+
+def _code(email: str) -> str:
+    from tests.integration.portal_world import CODE_RE, last_mail
+
+    found = CODE_RE.search(last_mail(email).body)
+    assert found is not None
+    return found.group(1)
+
+
+def _registration(email: str, code: str, **fields: Any) -> registration.Registration:
+    secret = "Import-me-2026!"
+    return registration.Registration(
+        email=email,
+        code=code,
+        pkcs12_password=secret,
+        pkcs12_password_again=secret,
+        **fields,
+    )
+
+
+_PASSPHRASE = "correct horse battery staple"
+
+
+def _registered(w: World) -> tuple[Person, PortalEnrollment, str]:
+    """A person invited and registered; the key generation job has not run yet."""
+    profile = _client_profile(w)
+    person = _person(w)
+    commit(
+        lambda: invitations.send_invitation(
+            actor=w.mrao,
+            person_id=person.id,
+            profile_id=profile.id,
+            term_days=365,
+            key_type="EC-P256",
+        )
+    )
+    data = _registration(
+        person.email,
+        _code(person.email),
+        passphrase=_PASSPHRASE,
+        passphrase_again=_PASSPHRASE,
+        eula_accepted=True,
+        ip="10.0.0.9",
+    )
+    enr, token = commit(lambda: registration.register(data=data))
+    return person, enr, token
+
+
+def _collected(w: World) -> tuple[Person, PortalEnrollment]:
+    person, enr, token = _registered(w)
+    drain(w.worker)
+    commit(lambda: registration.collect(enrollment_id=enr.id, token=token, ip="10.0.0.9"))
+    return person, enr
+
+
+def person_create(w: World) -> Seen:
+    return Seen(None, observed(Person, _person(w).id))
+
+
+def person_update(w: World) -> Seen:
+    person = _person(w)
+    old = observed(Person, person.id)
+    data = persons.PersonData(
+        organization_id=w.org.id,
+        email=person.email,
+        first_name="Jane",
+        last_name="Doe-Smith",
+        phone="+49 30 1234",
+    )
+    commit(lambda: persons.update_person(actor=w.mrao, person_id=person.id, data=data))
+    return Seen(old, observed(Person, person.id))
+
+
+def person_delete(w: World) -> Seen:
+    person = _person(w)
+    old = observed(Person, person.id)
+    commit(lambda: persons.delete_person(actor=w.mrao, person_id=person.id))
+    return Seen(old, None)
+
+
+def invitation_send(w: World) -> Seen:
+    profile = _client_profile(w)
+    person = _person(w)
+    invitation = commit(
+        lambda: invitations.send_invitation(
+            actor=w.mrao,
+            person_id=person.id,
+            profile_id=profile.id,
+            term_days=365,
+            key_type="EC-P256",
+        )
+    )
+    return Seen(None, observed(Invitation, invitation.id))
+
+
+def invitation_revoke(w: World) -> Seen:
+    profile = _client_profile(w)
+    person = _person(w)
+    invitation = commit(
+        lambda: invitations.send_invitation(
+            actor=w.mrao,
+            person_id=person.id,
+            profile_id=profile.id,
+            term_days=365,
+            key_type="EC-P256",
+        )
+    )
+    old = observed(Invitation, invitation.id)
+    commit(lambda: invitations.revoke_invitation(actor=w.mrao, invitation_id=invitation.id))
+    return Seen(old, observed(Invitation, invitation.id))
+
+
+def _portal_settings(org_id: int) -> dict[str, Any] | None:
+    table = PortalSettings.__table__
+    row = (
+        db.session.execute(select(table).where(table.c.organization_id == org_id))
+        .mappings()
+        .first()
+    )
+    return None if row is None else {k: audit.jsonable(v) for k, v in row.items()}
+
+
+def organization_invitation_days(w: World) -> Seen:
+    commit(lambda: invitations.set_invitation_days(actor=w.mrao, organization_id=w.org.id, days=10))
+    old = _portal_settings(w.org.id)
+    commit(lambda: invitations.set_invitation_days(actor=w.mrao, organization_id=w.org.id, days=21))
+    return Seen(old, _portal_settings(w.org.id))
+
+
+def _template(w: World, subject: str) -> MailTemplate:
+    return commit(
+        lambda: mailing.save_template(
+            actor=w.mrao,
+            organization_id=w.org.id,
+            kind="invitation",
+            subject=subject,
+            body="Hello {{ first_name }}, your code: {{ code }} at {{ link }}",
+        )
+    )
+
+
+def mail_template_save(w: World) -> Seen:
+    found = _template(w, "Your certificate")
+    old = observed(MailTemplate, found.id)
+    _template(w, "Your Acme certificate")
+    return Seen(old, observed(MailTemplate, found.id))
+
+
+def mail_template_reset(w: World) -> Seen:
+    found = _template(w, "Your certificate")
+    old = observed(MailTemplate, found.id)
+    commit(
+        lambda: mailing.reset_template(actor=w.mrao, organization_id=w.org.id, kind="invitation")
+    )
+    return Seen(old, None)
+
+
+def person_register(w: World) -> Seen:
+    _person, enr, _token = _registered(w)
+    event = events("person.register")[-1]
+    assert event.after["passphrase_set"] is True and event.before is None
+    return Seen(None, observed(PortalEnrollment, enr.id))
+
+
+def enrollment_ready(w: World) -> Seen:
+    _person, enr, _token = _registered(w)
+    drain(w.worker)
+    return Seen(None, observed(PortalEnrollment, enr.id), {"enrollment_id": "id"})
+
+
+def enrollment_collect(w: World) -> Seen:
+    _person, enr = _collected(w)
+    return Seen(None, observed(PortalEnrollment, enr.id), {"enrollment_id": "id"})
+
+
+def invitation_renewal(w: World) -> Seen:
+    person, _enr = _collected(w)
+    creds = selfservice.Credentials(email=person.email, passphrase=_PASSPHRASE, ip="10.0.0.9")
+    commit(lambda: selfservice.request_renewal(creds=creds))
+    return Seen(None, observed(Invitation, last_id(Invitation)))
+
+
+def person_renew(w: World) -> Seen:
+    person, _enr = _collected(w)
+    creds = selfservice.Credentials(email=person.email, passphrase=_PASSPHRASE, ip="10.0.0.9")
+    commit(lambda: selfservice.request_renewal(creds=creds))
+    data = _registration(person.email, _code(person.email), eula_accepted=True, ip="10.0.0.9")
+    enr, _token = commit(lambda: selfservice.complete_renewal(data=data))
+    return Seen(None, observed(PortalEnrollment, enr.id), {"enrollment_id": "id"})
+
+
 CASES: dict[str, Callable[[World], Seen]] = {
     "signin.success": signin_success,
     "signin.failure": signin_failure,
@@ -761,6 +994,19 @@ CASES: dict[str, Callable[[World], Seen]] = {
     "audit.verify_failed": audit_verify_failed,
     "config.apply": config_apply,
     "audit.head_forged": audit_head_forged,
+    "person.create": person_create,
+    "person.update": person_update,
+    "person.delete": person_delete,
+    "invitation.send": invitation_send,
+    "invitation.revoke": invitation_revoke,
+    "organization.invitation_days": organization_invitation_days,
+    "mail_template.save": mail_template_save,
+    "mail_template.reset": mail_template_reset,
+    "person.register": person_register,
+    "enrollment.ready": enrollment_ready,
+    "enrollment.collect": enrollment_collect,
+    "invitation.renewal": invitation_renewal,
+    "person.renew": person_renew,
 }
 
 

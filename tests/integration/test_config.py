@@ -292,3 +292,55 @@ def test_plan_reads_standard_input_and_prints_json(app, tmp_path):
     assert code == 0 and json.loads(out)["changed"] is True
     code, out, err = run(app, "config", "plan", "-", "--json", input=EXAMPLE)
     assert code == 0 and json.loads(out) == {"changed": False, "changes": [], "passwords": {}}
+
+
+def test_client_and_device_profile_options_round_trip(app, tmp_path):
+    # Key escrow and legacy PKCS#12 (client) and serverAuth (device) are exported, planned
+    # and applied like the other profile settings: an apply never turns them off silently.
+    make_admin("mrao")
+    document = """
+organizations:
+  - {name: Acme Corp, city: Springfield, state: Illinois, country: US}
+authorities:
+  - {name: Acme Root, customer: Acme, key_type: EC-P384, country: US}
+  - {name: Acme People, customer: Acme, key_type: EC-P256, parent: Acme Root, country: US, purpose: smime}
+  - {name: Acme Devices, customer: Acme, key_type: EC-P256, parent: Acme Root, country: US, purpose: device}
+profiles:
+  - {name: People, type: client, ca: Acme People, terms: [365], key_types: [EC-P256], key_escrow: true, legacy_pkcs12: true}
+  - {name: Devices, type: device, ca: Acme Devices, terms: [365], key_types: [EC-P256], server_auth: true}
+"""
+    path = write(tmp_path, document)
+    code, out, err = run(app, "config", "apply", path)
+    assert code == 0, (out, err)
+    db.session.expire_all()
+    people, devices = (
+        db.session.execute(
+            select(CertificateProfile).where(CertificateProfile.name == name)
+        ).scalar_one()
+        for name in ("People", "Devices")
+    )
+    assert people.key_escrow and people.pkcs12_legacy and not people.include_server_auth
+    assert devices.include_server_auth and not devices.key_escrow
+    code, out, err = run(app, "config", "export")
+    assert code == 0, err
+    exported = {p["name"]: p for p in yaml.safe_load(out)["profiles"]}
+    assert (exported["People"]["key_escrow"], exported["People"]["legacy_pkcs12"]) == (True, True)
+    assert exported["Devices"]["server_auth"] is True
+    assert run(app, "config", "plan", write(tmp_path, out, "export.yaml"))[0] == 0
+    # Leaving an option out of the file means false: the plan says what would change.
+    code, out, err = run(
+        app,
+        "config",
+        "plan",
+        write(tmp_path, document.replace(", key_escrow: true", ""), "less.yaml"),
+    )
+    assert code == 2, (out, err)
+    assert "~ update profile 'People': key_escrow: True -> False" in out.splitlines(), out
+    # A bad option names its place.
+    code, out, err = run(
+        app,
+        "config",
+        "plan",
+        write(tmp_path, document.replace("key_escrow: true", "key_escrow: maybe"), "bad.yaml"),
+    )
+    assert code != 0 and "profiles[0].key_escrow" in out + err, (out, err)

@@ -115,3 +115,19 @@ def test_api_benchmark_runs_every_part(service_status: dict[str, str], tmp_path:
         "p256_target",
     }
     assert stdout.count("PASS") + stdout.count("FAIL") == 2, stdout
+
+
+def test_portal_benchmark_runs_every_part(service_status: dict[str, str], tmp_path: Path):
+    stdout, figures = run_smoke("bench.portal", ("redis-server",), service_status, tmp_path)
+    assert [(r["key_type"], r["lint"]) for r in figures["runs"]] == [
+        ("EC-P256", "sample"),
+        ("RSA-2048", "sample"),
+        ("EC-P256", "every"),
+        ("RSA-2048", "every"),
+    ]
+    for run in figures["runs"]:
+        # Every registration went through and its PKCS#12 was downloaded once.
+        assert run["registrations"] == figures["n"] > 0, run
+        assert run["rate"] > 0 and run["raw_before"] > 0 and run["raw_after"] > 0, run
+        assert run["idle_requests"] > 0 and run["load_requests"] > 0, run
+    assert stdout.count("PASS") + stdout.count("FAIL") == 8, stdout

@@ -18,7 +18,7 @@ from app.models import (
     RequestStatus,
 )
 from app.models.types import utcnow
-from app.pki import keys
+from app.pki import keys, smime
 from app.pki.errors import PkiError
 from app.pki.profiles import (
     CertKind,
@@ -42,10 +42,16 @@ PROFILE_FIELDS = (
     "four_eyes",
     "allow_key_reuse",
     "include_client_auth",
+    "include_server_auth",
+    "key_escrow",
+    "pkcs12_legacy",
     "lint_mode",
     "lint_sample_n",
     "active",
 )
+
+# CS BR 6.1.5.2 (code signing subscriber keys).
+CODE_SIGNING_KEY_TYPES = ("RSA-3072", "RSA-4096", "EC-P256", "EC-P384")
 
 KIND_OF = {
     CertType.SSL: CertKind.SSL,
@@ -67,6 +73,9 @@ class ProfileData:
     four_eyes: bool = False
     allow_key_reuse: bool = True
     include_client_auth: bool = False
+    include_server_auth: bool = False
+    key_escrow: bool = False
+    pkcs12_legacy: bool = False
     lint_mode: LintMode = LintMode.EVERY
     lint_sample_n: int = 100
     active: bool = True
@@ -133,6 +142,26 @@ def _clean(data: ProfileData, profile_id: int | None) -> dict[str, object]:
         errors["include_client_auth"] = [
             "clientAuth as an extra usage applies to SSL profiles only."
         ]
+    for flag, label in (("key_escrow", "Key escrow"), ("pkcs12_legacy", "Legacy PKCS#12")):
+        if getattr(data, flag) and data.cert_type != CertType.CLIENT:
+            errors[flag] = [f"{label} applies to Client profiles (keys made for persons) only."]
+    if data.include_server_auth and data.cert_type != CertType.DEVICE:
+        errors["include_server_auth"] = [
+            "serverAuth as an extra usage applies to Device profiles only."
+        ]
+    if data.cert_type == CertType.CODE_SIGNING:
+        # CS BR 6.1.5.2: RSA of at least 3072 bits, or ECDSA on P-256 or P-384.
+        weak = [k for k in data.key_types if k not in CODE_SIGNING_KEY_TYPES]
+        if weak:
+            errors["key_types"] = [
+                f"Code signing keys are RSA-3072 or larger, or EC-P256/EC-P384 (CS BR 6.1.5.2); not {', '.join(weak)}."
+            ]
+        if not data.requires_approval:
+            errors["requires_approval"] = ["Code signing requests always need approval."]
+    if data.cert_type == CertType.CLIENT and any(t > smime.MAX_VALIDITY_DAYS for t in data.terms):
+        errors["terms"] = [
+            f"Client (S/MIME) certificates are valid at most {smime.MAX_VALIDITY_DAYS} days (S/MIME BR 6.3.2)."
+        ]
     if errors:
         raise ValidationFailed(errors)
     return {
@@ -146,6 +175,9 @@ def _clean(data: ProfileData, profile_id: int | None) -> dict[str, object]:
         "four_eyes": data.four_eyes,
         "allow_key_reuse": data.allow_key_reuse,
         "include_client_auth": data.include_client_auth,
+        "include_server_auth": data.include_server_auth,
+        "key_escrow": data.key_escrow,
+        "pkcs12_legacy": data.pkcs12_legacy,
         "lint_mode": data.lint_mode,
         "lint_sample_n": data.lint_sample_n,
         "active": data.active,

@@ -188,6 +188,11 @@ def pkcs12(*, actor: Admin, certificate_id: int, password: str) -> formats.Downl
     """A server-generated key with its certificate and chain, as a password-protected PKCS#12."""
     cert = get_certificate(actor=actor, certificate_id=certificate_id)
     if cert.sealed_key is None:
+        if cert.request is not None and cert.request.person_id is not None:
+            raise DomainError(
+                "Certwright did not keep the key of this certificate: its profile does not "
+                "escrow keys, so the key exists only in the PKCS#12 the person downloaded."
+            )
         raise DomainError(
             "Certwright does not hold the key of this certificate (it came from a CSR)."
         )
@@ -195,6 +200,10 @@ def pkcs12(*, actor: Admin, certificate_id: int, password: str) -> formats.Downl
         cert.cert_type, cert.organization_id, cert.department_id
     ):
         raise Forbidden("You may not export this certificate's key.")
+    if cert.request is not None and cert.request.person_id is not None and not actor.is_master:
+        # A person's key is escrowed only when the profile says so, and only an MRAO
+        # releases it (docs/pki.md).
+        raise Forbidden("Only an MRAO may export a person's escrowed key.")
     if len(password) < 8:
         raise DomainError("Choose a PKCS#12 password of at least 8 characters.", field="password")
     key = keystore.unseal_private_key(cert.sealed_key, signing.keks())

@@ -32,13 +32,14 @@ from app.models import (
     CertificateRequest,
     CertOrigin,
     CertStatus,
+    CertType,
     Job,
     LintMode,
     RequestMode,
     RequestStatus,
 )
 from app.models.types import utcnow
-from app.pki import algorithms, issue, keys, keystore, names
+from app.pki import algorithms, issue, keys, keystore, names, smime
 from app.pki.errors import PkiError
 from app.pki.issuer import Issuer
 from app.pki.profiles import CertKind, LeafProfile
@@ -89,6 +90,7 @@ _REQUEST_COLUMNS = (
     "renew_days_before",
     "renewal_of_id",
     "replaces_id",
+    "person_id",
 )
 Request = Row[Any]  # a row of _REQUEST_COLUMNS
 
@@ -120,7 +122,16 @@ def _subject_of(values: tuple[str | None, ...]) -> x509.Name:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _smime_subject_of(values: tuple[str | None, ...]) -> x509.Name:
+    return smime.build_subject(
+        {k: v or "" for k, v in zip(smime.SUBJECT_KEYS, values, strict=True)}
+    )
+
+
 def _subject(req: Request) -> x509.Name:
+    if req.cert_type == CertType.CLIENT:  # the S/MIME BR profile (app/pki/smime.py)
+        return _smime_subject_of(tuple(map(req.subject.get, smime.SUBJECT_KEYS)))
     return _subject_of(tuple(map(req.subject.get, _SUBJECT_KEYS)))
 
 
@@ -132,12 +143,12 @@ def _alt_names(values: tuple[str, ...]) -> names.AltNames:
 
 @functools.lru_cache(maxsize=4096)
 def _rdn_dn(rdn: x509.RelativeDistinguishedName) -> str:
-    return rdn.rfc4514_string()
+    return rdn.rfc4514_string(smime.DN_NAMES)
 
 
 def _subject_dn(subject: x509.Name, cn: str, cert: x509.Certificate, kind: CertKind) -> str:
     dn = _built_dn(subject, cn, kind)
-    return dn if dn is not None else cert.subject.rfc4514_string()
+    return dn if dn is not None else cert.subject.rfc4514_string(smime.DN_NAMES)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -244,7 +255,9 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
                 result.failed[req.id] = str(getattr(exc, "message", exc))
             continue
         leaf = LeafProfile(
-            KIND_OF[profile.cert_type], include_client_auth=profile.include_client_auth
+            KIND_OF[profile.cert_type],
+            include_client_auth=profile.include_client_auth,
+            include_server_auth=profile.include_server_auth,
         )
         common = _batch_columns(issuer, profile, created_at)
         serials = signing.reserve_serials(profile.ca, len(group))

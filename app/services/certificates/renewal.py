@@ -16,6 +16,7 @@ from app.models import (
     CertificateRequest,
     CertOrigin,
     CertStatus,
+    CertType,
     RequestMode,
     RequestStatus,
 )
@@ -39,6 +40,11 @@ def _ours(actor: Actor, certificate_id: int, action: str) -> Certificate:
     if cert.origin != CertOrigin.ISSUED or cert.request is None:
         raise DomainError(
             f"{cert.common_name} was not issued by Certwright; request a new certificate instead."
+        )
+    if cert.request.person_id is not None:
+        # The key lives in the person's PKCS#12 only (docs/portal.md).
+        raise DomainError(
+            f"{cert.common_name} belongs to a person: they renew it on the enrollment portal, or you send them a new invitation."
         )
     return cert
 
@@ -174,7 +180,8 @@ def renew(
         organization_id=cert.organization_id,
         department_id=cert.department_id,
     )
-    if auto or not profile.requires_approval:
+    # Code signing renewals, like code signing requests, always wait for an approval.
+    if (auto or not profile.requires_approval) and old.cert_type != CertType.CODE_SIGNING:
         why = (
             "auto-renewal of an approved certificate"
             if auto

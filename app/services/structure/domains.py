@@ -559,7 +559,8 @@ def check_names_delegated(
     """Every name of a certificate must lie in an active domain delegated (Approved) to
     the organization/department for ``cert_type``: DNS names in a domain, within the
     delegation's request privileges (covers_name), IP addresses in a delegated network,
-    email addresses (rfc822Name) by their domain part.
+    email addresses (rfc822Name) by their domain part, a device's URI by its host (a URN
+    names no host, so nothing to delegate).
 
     Raises:
         DomainError: at the field "sans", naming the first name outside.
@@ -568,7 +569,12 @@ def check_names_delegated(
     domains = [d for d, _ in grants]
     where = _where(org, dept)
     for value in values:
-        if "@" in value:
+        if ":" in value and not _looks_like_ip(value):  # a URI (device certificates)
+            host = names.uri_host(value)
+            if host is None:
+                continue
+            value = host.strip("[]")
+        elif "@" in value:
             _check_email(value, domains, where, cert_type, field="sans")
             continue
         if _looks_like_ip(value):
