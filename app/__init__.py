@@ -68,6 +68,8 @@ def register_blueprints(app: Flask) -> None:
     from app.admin.auth import bp as auth_bp
     from app.admin.vendor import bp as assets_bp
     from app.api.relying_party.endpoints import bp as pki_bp
+    from app.api.scm import bp as scm_bp
+    from app.api.scm import doc_bp as scm_doc_bp
     from app.portal.collect import bp as collect_bp
     from app.portal.home import bp as portal_home_bp
     from app.portal.register import bp as register_bp
@@ -77,6 +79,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(assets_bp)
     app.register_blueprint(pki_bp)
     app.register_blueprint(collect_bp)
+    app.register_blueprint(scm_bp)
+    app.register_blueprint(scm_doc_bp)
     app.register_blueprint(portal_home_bp)
     app.register_blueprint(register_bp)
     app.register_blueprint(selfservice_bp)

@@ -475,6 +475,43 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "for new revocations this often) and an `unknown` answer is reused (`docs/pki.md`)",
         shown_default="5",
     ),
+    Setting(
+        "CW_CUSTOMER_URI",
+        str,
+        "certwright",
+        "the customer URI REST API calls send in the `customerUri` header (shown under About; "
+        "`docs/api.md`)",
+    ),
+    Setting(
+        "CW_API_RATE_LIMIT",
+        int,
+        600,
+        "REST API calls a minute per API administrator (0: no limit); past it 429 with "
+        "`Retry-After`",
+        minimum=0,
+    ),
+    Setting(
+        "CW_API_MAX_BODY",
+        int,
+        128 * 1024,
+        "largest REST API request body in bytes (413 above it)",
+        minimum=1,
+    ),
+    Setting(
+        "CW_API_REPLAY_SECONDS",
+        int,
+        600,
+        "an identical enroll from the same API administrator within this many seconds gets "
+        "the first answer again (0: only with an `Idempotency-Key`)",
+        minimum=0,
+    ),
+    Setting(
+        "CW_DCV_NAMESERVERS",
+        str,
+        "",
+        "name servers (`ip[:port],...`) for domain control validation lookups",
+        shown_default="unset: the system resolver",
+    ),
 )
 SETTING: Final[dict[str, Setting]] = {s.name: s for s in SETTINGS}
 

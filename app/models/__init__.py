@@ -1,6 +1,7 @@
 """ORM models, one module per aggregate; importing this registers them all."""
 
-from app.models.accounts import Admin, AdminScope, AdminSession, Role, SignInThrottle
+from app.models.accounts import Admin, AdminKind, AdminScope, AdminSession, Role, SignInThrottle
+from app.models.api import ApiIdempotencyKey, ApiRateWindow
 from app.models.audit import AuditEvent, AuditHead
 from app.models.certificates import (
     Certificate,
@@ -58,8 +59,11 @@ __all__ = [
     "HEALTH_FLAGS",
     "OUTCOMES",
     "Admin",
+    "AdminKind",
     "AdminScope",
     "AdminSession",
+    "ApiIdempotencyKey",
+    "ApiRateWindow",
     "AssignmentRule",
     "AuditEvent",
     "AuditHead",

@@ -11,7 +11,7 @@ Schema:
 The downgrade drops them; nothing else changes.
 
 Revision ID: 0016_import
-Revises: 0012_persons
+Revises: 0014_api
 Create Date: 2026-12-06 23:00:00
 
 """
@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 # revision identifiers, used by Alembic.
 revision = "0016_import"
-down_revision = "0012_persons"
+down_revision = "0014_api"
 branch_labels = None
 depends_on = None
 

@@ -683,6 +683,32 @@ def audit_head_forged(w: World) -> Seen:
     return Seen({"seq": head.seq - 1, "hash": last}, None)
 
 
+def dcv_start(w: World) -> Seen:
+    from app.services.structure import dcv
+
+    old = observed(Domain, w.domain.id)
+    commit(lambda: dcv.start_cname(actor=w.mrao, name="acme.example"))
+    return Seen(old, observed(Domain, w.domain.id))
+
+
+def dcv_submit(w: World) -> Seen:
+    from flask import current_app
+
+    from app.services.structure import dcv
+    from tests.integration.scm_live import DnsServer
+
+    started = commit(lambda: dcv.start_cname(actor=w.mrao, name="acme.example"))
+    server = DnsServer()
+    try:
+        server.records[started.host] = started.point
+        current_app.config["CW_DCV_NAMESERVERS"] = f"127.0.0.1:{server.port}"
+        old = observed(Domain, w.domain.id)
+        commit(lambda: dcv.submit_cname(actor=w.mrao, name="acme.example"))
+    finally:
+        server.close()
+    return Seen(old, observed(Domain, w.domain.id))
+
+
 # --- persons, invitations and the enrollment portal (issue 11) ---------------------------
 
 
@@ -953,6 +979,8 @@ CASES: dict[str, Callable[[World], Seen]] = {
     "delegation.reject": delegation_reject,
     "delegation.update": delegation_update,
     "delegation.delete": delegation_delete,
+    "dcv.start": dcv_start,
+    "dcv.submit": dcv_submit,
     "ca.create": ca_create,
     "ca.retire": ca_retire,
     "ca.revoke": ca_revoke,

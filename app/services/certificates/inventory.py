@@ -157,7 +157,7 @@ def chain_for(cert: Certificate) -> list[x509.Certificate]:
     if cert.ca_id is not None:
         authority = db.session.get(CertificateAuthority, cert.ca_id)
         assert authority is not None
-        return signing.chain_of(authority)
+        return signing.cached_chain_of(authority)
     return [x509.load_der_x509_certificate(bytes.fromhex(d)) for d in (cert.chain_der or [])]
 
 
