@@ -1,6 +1,14 @@
 """ORM models, one module per aggregate; importing this registers them all."""
 
 from app.models.accounts import Admin, AdminScope, AdminSession, Role, SignInThrottle
+from app.models.acme import (
+    AcmeAccount,
+    AcmeAuthorization,
+    AcmeChallenge,
+    AcmeExternalKey,
+    AcmeNonce,
+    AcmeOrder,
+)
 from app.models.audit import AuditEvent, AuditHead
 from app.models.certificates import (
     Certificate,
@@ -36,6 +44,12 @@ from app.models.pki import (
 
 __all__ = [
     "HEALTH_FLAGS",
+    "AcmeAccount",
+    "AcmeAuthorization",
+    "AcmeChallenge",
+    "AcmeExternalKey",
+    "AcmeNonce",
+    "AcmeOrder",
     "Admin",
     "AdminScope",
     "AdminSession",

@@ -34,7 +34,7 @@ from app.services.ca import blocked_keys
 from app.services.ca.profiles import KIND_OF
 from app.services.certificates import approvals
 from app.services.errors import DomainError, Forbidden, NotFound
-from app.services.scope import SYSTEM, scope_of
+from app.services.scope import SYSTEM, SystemActor, scope_of
 from app.services.structure import domains, orgs
 
 MAX_CSR_BYTES = 32 * 1024
@@ -360,6 +360,13 @@ def submit_requests(
     return stored
 
 
+def _requester_email(actor: Admin | SystemActor, data: RequestData) -> str:
+    """The request's email: the form's, else the admin's; the system (an ACME order of an
+    account without a contact) may have none."""
+    email = data.requester_email or (actor.email if isinstance(actor, Admin) else "")
+    return normalize_email(email, field="requester_email") if email else ""
+
+
 def _store(actor: Admin, data: RequestData, checked: Checked) -> CertificateRequest:
     req = CertificateRequest(
         cert_type=data.cert_type,
@@ -376,9 +383,7 @@ def _store(actor: Admin, data: RequestData, checked: Checked) -> CertificateRequ
         subject=checked.subject,
         term_days=data.term_days,
         requester_id=actor.id,
-        requester_email=normalize_email(
-            data.requester_email or actor.email, field="requester_email"
-        ),
+        requester_email=_requester_email(actor, data),
         external_requesters=checked.external,
         comments=data.comments.strip(),
         auto_renew=data.auto_renew,
