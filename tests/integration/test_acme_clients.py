@@ -1,7 +1,7 @@
-"""Debian's certbot, unchanged, against a `make run`-style Certwright (gunicorn with the
+"""Debian's certbot and lego, unchanged, against a `make run`-style Certwright (gunicorn with the
 embedded worker, SQLite) on 127.0.0.1: EAB registration, http-01 served by certbot
 --standalone on a free port (CW_ACME_HTTP01_PORT, the test-only port setting, as pebble's
-httpPort), names resolved by a real DNS server (CW_ACME_RESOLVER), issuance, forced
+httpPort; lego's --http.port), names resolved by a real DNS server (CW_ACME_RESOLVER), issuance, forced
 renewal and revocation; openssl judges the chain, the names and the CRL."""
 
 from __future__ import annotations
@@ -73,12 +73,17 @@ def openssl(*args: str | Path) -> str:
     return done.stdout
 
 
+def root_pem(world) -> bytes:
+    return subprocess.run(
+        ["openssl", "x509", "-inform", "DER"],
+        input=fetch(f"{world['base']}/pki/ca/{world['root']}.cer"),
+        capture_output=True,
+        check=True,
+    ).stdout
+
+
 @pytest.fixture
 def certwright(tmp_path):
-    if CERTBOT is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("certbot is missing (apt-get install certbot)")
-        pytest.skip("certbot is missing (apt-get install certbot)")
     port, http_port = free_port(), free_port()
     with dns_server({name: ["127.0.0.1"] for name in NAMES}) as dns:
         env = app_env(
@@ -142,7 +147,15 @@ def certbot(world, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def need(tool: str | None, name: str) -> None:
+    if tool is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is missing (apt-get install {name})")
+        pytest.skip(f"{name} is missing (apt-get install {name})")
+
+
 def test_certbot_obtains_renews_and_revokes(certwright):
+    need(CERTBOT, "certbot")
     world = certwright
     tmp = world["tmp"]
     first = certbot(
@@ -159,14 +172,7 @@ def test_certbot_obtains_renews_and_revokes(certwright):
     text = openssl("x509", "-in", live / "cert.pem", "-noout", "-text")
     assert "DNS:www.acme.example" in text and "DNS:api.acme.example" in text
     serial = openssl("x509", "-in", live / "cert.pem", "-noout", "-serial").strip().split("=")[1]
-    (tmp / "root.pem").write_bytes(
-        subprocess.run(
-            ["openssl", "x509", "-inform", "DER"],
-            input=fetch(f"{world['base']}/pki/ca/{world['root']}.cer"),
-            capture_output=True,
-            check=True,
-        ).stdout
-    )
+    (tmp / "root.pem").write_bytes(root_pem(world))
     verified = openssl(
         "verify", "-CAfile", tmp / "root.pem", "-untrusted", live / "chain.pem",
         "-purpose", "sslserver", live / "cert.pem",
@@ -198,3 +204,66 @@ def test_certbot_obtains_renews_and_revokes(certwright):
     assert again.returncode != 0
     log = (tmp / "certbot" / "logs" / "letsencrypt.log").read_text()
     assert "urn:ietf:params:acme:error:alreadyRevoked" in log
+
+
+LEGO = shutil.which("lego")
+
+
+def lego(world, *args: str, names: tuple[str, ...] = NAMES) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            LEGO,
+            "--server",
+            f"{world['base']}/acme/tls/directory",
+            "--path",
+            str(world["tmp"] / "lego"),
+            "--email",
+            "ops@acme.example",
+            "--accept-tos",
+            "--eab",
+            "--kid",
+            world["kid"],
+            "--hmac",
+            world["hmac"],
+            "--key-type",
+            "ec256",
+            "--http",
+            "--http.port",
+            f"127.0.0.1:{world['http_port']}",
+            *(part for name in names for part in ("--domains", name)),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+def test_lego_obtains_renews_and_revokes(certwright):
+    need(LEGO, "lego")
+    world = certwright
+    tmp = world["tmp"]
+    first = lego(world, "run")
+    assert first.returncode == 0, first.stdout + first.stderr + world["web"].log()
+    bundle = tmp / "lego" / "certificates" / f"{NAMES[0]}.crt"
+    text = openssl("x509", "-in", bundle, "-noout", "-text")
+    assert "DNS:www.acme.example" in text and "DNS:api.acme.example" in text
+    serial = openssl("x509", "-in", bundle, "-noout", "-serial").strip().split("=")[1]
+    (tmp / "root.pem").write_bytes(root_pem(world))
+    verified = openssl(
+        "verify", "-CAfile", tmp / "root.pem", "-untrusted", bundle, "-purpose", "sslserver", bundle
+    )
+    assert verified.strip().endswith(": OK")
+
+    renewed = lego(world, "renew", "--days", "366", "--no-random-sleep")
+    assert renewed.returncode == 0, renewed.stdout + renewed.stderr + world["web"].log()
+    new_serial = openssl("x509", "-in", bundle, "-noout", "-serial").strip().split("=")[1]
+    assert new_serial != serial
+
+    # lego revokes the certificate file of each --domains: the one named after the first.
+    revoked = lego(world, "revoke", "--reason", "4", names=NAMES[:1])
+    assert revoked.returncode == 0, revoked.stdout + revoked.stderr + world["web"].log()
+    (tmp / "issuing.crl").write_bytes(fetch(f"{world['base']}/pki/crl/{world['issuing']}.crl"))
+    crl = openssl("crl", "-inform", "DER", "-in", tmp / "issuing.crl", "-noout", "-text")
+    assert f"Serial Number: {new_serial}" in crl and "Superseded" in crl
