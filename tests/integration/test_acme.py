@@ -431,3 +431,17 @@ def test_a_wrong_answer_makes_the_challenge_invalid(client, world):
     got = acme.post(chall["url"], None).get_json()
     assert got["status"] == "invalid"
     assert got["error"]["type"] == ERR + "incorrectResponse"
+
+
+def test_a_second_finalize_is_refused_and_makes_no_second_request(client, world):
+    from app.models import CertificateRequest
+
+    acme = registered(client, world)
+    created = acme.order("www.acme.example")
+    order = created.get_json()
+    validate(acme, world, order)
+    csr, _ = csr_for("www.acme.example")
+    assert acme.post(order["finalize"], {"csr": csr}).status_code == 200
+    again = acme.post(order["finalize"], {"csr": csr})
+    problem(again, "orderNotReady", 403)
+    assert len(db.session.execute(select(CertificateRequest)).scalars().all()) == 1

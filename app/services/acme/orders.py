@@ -15,7 +15,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.acme import challenges, jose, messages
 from app.acme.messages import Status
@@ -323,6 +323,16 @@ def finalize(*, account: AcmeAccount, order_id: int, csr_der: bytes) -> AcmeOrde
         comments=f"ACME order #{order.id} of account #{account.id} ({order.user_agent})"[:2000],
         cert_type=CertType.SSL,
     )
+    # Ready -> processing by one conditional UPDATE: of two finalize requests racing for
+    # one order, one makes a certificate request and the other is refused.
+    moved = db.session.execute(
+        update(AcmeOrder)
+        .where(AcmeOrder.id == order.id, AcmeOrder.status == Status.READY.value)
+        .values(status=Status.PROCESSING.value)
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:
+        raise AcmeProblem("orderNotReady", "the order is being finalized already")
     try:
         req = enrollment.submit_request(actor=SYSTEM, data=data)
     except DomainError as exc:

@@ -101,9 +101,10 @@ def _fetch(ip: IpAddress, port: int, host: str, token: str) -> bytes:
 
 
 def validate_http01(*, name: str, token: str, key_authorization: str) -> Outcome:
-    """§8.3: every address of ``name`` that answers must serve the key authorization at
-    http://<name>:<CW_ACME_HTTP01_PORT>/.well-known/acme-challenge/<token>; redirects are
-    not followed. A denied address fails the validation without a connection."""
+    """§8.3: the first address of ``name`` that answers must serve the key authorization
+    at http://<name>:<CW_ACME_HTTP01_PORT>/.well-known/acme-challenge/<token> (addresses
+    that refuse or time out are skipped); redirects are not followed. A denied address
+    fails the validation before any connection."""
     port = int(current_app.config["CW_ACME_HTTP01_PORT"])
     try:
         ips = resolve(name)
