@@ -67,6 +67,7 @@ def register_routing(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from app.admin.auth import bp as auth_bp
     from app.admin.vendor import bp as assets_bp
+    from app.api.acme.endpoints import bp as acme_bp
     from app.api.relying_party.endpoints import bp as pki_bp
     from app.api.scm import bp as scm_bp
     from app.api.scm import doc_bp as scm_doc_bp
@@ -78,6 +79,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(auth_bp)
     app.register_blueprint(assets_bp)
     app.register_blueprint(pki_bp)
+    app.register_blueprint(acme_bp)
     app.register_blueprint(collect_bp)
     app.register_blueprint(scm_bp)
     app.register_blueprint(scm_doc_bp)

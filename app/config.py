@@ -423,6 +423,22 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "top of the built-in deny list (`docs/discovery.md`)",
     ),
     Setting(
+        "CW_ACME_RESOLVER",
+        str,
+        "",
+        "DNS server ACME validation asks for the addresses of names (`host` or `host:port`; "
+        "`docs/acme.md`)",
+        shown_default="unset: the system resolver",
+    ),
+    Setting(
+        "CW_ACME_HTTP01_PORT",
+        int,
+        80,
+        "port ACME http-01 validation connects to; RFC 8555 §8.3 says 80: change it for tests "
+        "only (as pebble's httpPort)",
+        minimum=1,
+    ),
+    Setting(
         "CW_SCAN_MAX_ADDRESSES",
         int,
         65_536,

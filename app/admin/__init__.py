@@ -13,6 +13,7 @@ def init_console(app: Flask) -> Any:
     from flask_admin import Admin as Console
     from flask_admin.theme import Bootstrap4Theme
 
+    from app.admin.acme import AcmeKeyView
     from app.admin.admins import AdminView
     from app.admin.certificates import CertificateView
     from app.admin.dashboard import DashboardView
@@ -30,6 +31,7 @@ def init_console(app: Flask) -> Any:
     from app.admin.requests import RequestView
     from app.admin.system import AboutView, AuditView, JobView, MyProfileView, OutboxView
     from app.models import (
+        AcmeExternalKey,
         Admin,
         AuditEvent,
         CertificateAuthority,
@@ -131,6 +133,9 @@ def init_console(app: Flask) -> Any:
                 category="Settings",
                 endpoint="profiles",
             )
+        ),
+        AcmeKeyView(
+            AcmeExternalKey, name="ACME accounts", category="Settings", endpoint="acme_keys"
         ),
     )
     for view in settings:

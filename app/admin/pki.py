@@ -340,6 +340,12 @@ class ProfileForm(AdminForm):
         "N (sampling)", default=100, validators=[Optional(), NumberRange(min=1, max=100000)]
     )
     active = BooleanField("Active", default=True)
+    acme_slug = StringField(
+        "ACME directory name",
+        validators=[Length(max=63)],
+        description="SSL profiles only: set it (e.g. tls-servers) to serve an ACME directory "
+        "at /acme/<name>/directory; empty: no ACME",
+    )
 
 
 def _profile_data(form: Any) -> profiles.ProfileData:
@@ -360,6 +366,7 @@ def _profile_data(form: Any) -> profiles.ProfileData:
         lint_mode=LintMode(form.lint_mode.data),
         lint_sample_n=form.lint_sample_n.data or 100,
         active=form.active.data,
+        acme_slug=form.acme_slug.data or "",
     )
 
 

@@ -1,6 +1,14 @@
 """ORM models, one module per aggregate; importing this registers them all."""
 
 from app.models.accounts import Admin, AdminKind, AdminScope, AdminSession, Role, SignInThrottle
+from app.models.acme import (
+    AcmeAccount,
+    AcmeAuthorization,
+    AcmeChallenge,
+    AcmeExternalKey,
+    AcmeNonce,
+    AcmeOrder,
+)
 from app.models.api import ApiIdempotencyKey, ApiRateWindow
 from app.models.audit import AuditEvent, AuditHead
 from app.models.certificates import (
@@ -58,6 +66,12 @@ from app.models.pki import (
 __all__ = [
     "HEALTH_FLAGS",
     "OUTCOMES",
+    "AcmeAccount",
+    "AcmeAuthorization",
+    "AcmeChallenge",
+    "AcmeExternalKey",
+    "AcmeNonce",
+    "AcmeOrder",
     "Admin",
     "AdminKind",
     "AdminScope",

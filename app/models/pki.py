@@ -109,6 +109,10 @@ class CertificateProfile(db.Model):  # type: ignore[name-defined,misc]
     # Counts certificates since the last change, for the sampling lint mode.
     issued_since_change: Mapped[int] = mapped_column(Integer, default=0)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Set: the profile has an ACME directory at /acme/<acme_slug>/directory (RFC 8555).
+    acme_slug: Mapped[str | None] = mapped_column(
+        String(63), unique=True, index=True, nullable=True
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -954,6 +954,111 @@ def certificate_import(w: World) -> Seen:
     )
 
 
+# --- ACME (issue 15) ------------------------------------------------------------------
+
+
+def _acme_key(w: World) -> Any:
+    from app.services.acme import external_keys
+
+    created = external_keys.create_key(
+        actor=w.mrao, organization_id=w.org.id, department_id=None, label="web"
+    )
+    db.session.commit()
+    return created
+
+
+def _acme_account(w: World) -> Any:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from app.acme import jose, messages
+    from app.services.acme import accounts
+    from tests.acme_client import external_binding, jwk_of
+
+    created = _acme_key(w)
+    key = ec.generate_private_key(ec.SECP256R1())
+    url = "http://localhost/acme/tls/new-account"
+    hmac_key = jose.b64decode(created.hmac_key, what="hmac")
+    binding = external_binding(key, kid=created.key.key_id, hmac_key=hmac_key, url=url)
+    done = accounts.register(
+        jwk=jose.parse_jwk(jwk_of(key)),
+        request=messages.NewAccount(("mailto:ops@acme.example",), True, False, binding),
+        url=url,
+        user_agent="test-client",
+    )
+    db.session.commit()
+    return done.account
+
+
+def acme_key_create(w: World) -> Seen:
+    from app.models import AcmeExternalKey
+
+    created = _acme_key(w)
+    return Seen(None, observed(AcmeExternalKey, created.key.id))
+
+
+def acme_key_revoke(w: World) -> Seen:
+    from app.models import AcmeExternalKey
+    from app.services.acme import external_keys
+
+    created = _acme_key(w)
+    old = observed(AcmeExternalKey, created.key.id)
+    commit(lambda: external_keys.revoke_key(actor=w.mrao, key_id=created.key.id))
+    return Seen(old, observed(AcmeExternalKey, created.key.id))
+
+
+def acme_account_create(w: World) -> Seen:
+    from app.models import AcmeAccount
+
+    return Seen(None, observed(AcmeAccount, _acme_account(w).id))
+
+
+def acme_account_update(w: World) -> Seen:
+    from app.acme import messages
+    from app.models import AcmeAccount
+    from app.services.acme import accounts
+
+    account = _acme_account(w)
+    old = observed(AcmeAccount, account.id)
+    change = messages.AccountUpdate(contact=("mailto:new@acme.example",), deactivate=True)
+    commit(lambda: accounts.update_account(account=account, change=change))
+    return Seen(old, observed(AcmeAccount, account.id))
+
+
+def _acme_order(w: World) -> Any:
+    from app.acme import messages
+    from app.services.acme import orders
+
+    account = _acme_account(w)
+    w.profile.acme_slug = "tls"
+    db.session.commit()
+    request = messages.parse_new_order(
+        {"identifiers": [{"type": "dns", "value": "www.acme.example"}]}
+    )
+    order = orders.new_order(account=account, profile=w.profile, request=request, user_agent="t")
+    db.session.commit()
+    return order
+
+
+def acme_order_create(w: World) -> Seen:
+    from app.models import AcmeOrder
+
+    return Seen(None, observed(AcmeOrder, _acme_order(w).id))
+
+
+def acme_challenge_validate(w: World) -> Seen:
+    from app.models import AcmeChallenge
+    from app.services.acme import orders, validation
+
+    order = _acme_order(w)
+    chall = order.authorizations[0].challenges[0]
+    orders.respond(account=order.account, challenge_id=chall.id)
+    db.session.commit()
+    old = observed(AcmeChallenge, chall.id)
+    answer = validation.Outcome(False, "connection", "127.0.0.1:80: refused")
+    commit(lambda: orders.validate(challenge_id=chall.id, check=lambda **_: answer))
+    return Seen(old, observed(AcmeChallenge, chall.id))
+
+
 CASES: dict[str, Callable[[World], Seen]] = {
     "signin.success": signin_success,
     "signin.failure": signin_failure,
@@ -1026,6 +1131,12 @@ CASES: dict[str, Callable[[World], Seen]] = {
     "enrollment.collect": enrollment_collect,
     "invitation.renewal": invitation_renewal,
     "person.renew": person_renew,
+    "acme.key.create": acme_key_create,
+    "acme.key.revoke": acme_key_revoke,
+    "acme.account.create": acme_account_create,
+    "acme.account.update": acme_account_update,
+    "acme.order.create": acme_order_create,
+    "acme.challenge.validate": acme_challenge_validate,
 }
 
 

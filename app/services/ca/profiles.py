@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -48,6 +49,7 @@ PROFILE_FIELDS = (
     "lint_mode",
     "lint_sample_n",
     "active",
+    "acme_slug",
 )
 
 # CS BR 6.1.5.2 (code signing subscriber keys).
@@ -79,6 +81,10 @@ class ProfileData:
     lint_mode: LintMode = LintMode.EVERY
     lint_sample_n: int = 100
     active: bool = True
+    acme_slug: str = ""  # set: an ACME directory at /acme/<acme_slug>/directory
+
+
+ACME_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def parse_terms(text: str) -> tuple[int, ...]:
@@ -162,9 +168,26 @@ def _clean(data: ProfileData, profile_id: int | None) -> dict[str, object]:
         errors["terms"] = [
             f"Client (S/MIME) certificates are valid at most {smime.MAX_VALIDITY_DAYS} days (S/MIME BR 6.3.2)."
         ]
+    slug = data.acme_slug.strip().lower()
+    if slug:
+        if not ACME_SLUG.match(slug):
+            errors["acme_slug"] = [
+                "An ACME directory name is 1 to 63 lower-case letters, digits and hyphens "
+                "(not first or last), e.g. 'tls-servers'."
+            ]
+        elif data.cert_type != CertType.SSL:
+            errors["acme_slug"] = ["ACME issues SSL certificates only: leave it empty."]
+        elif db.session.execute(
+            select(CertificateProfile.id).where(
+                CertificateProfile.acme_slug == slug,
+                CertificateProfile.id != (profile_id or 0),
+            )
+        ).first():
+            errors["acme_slug"] = [f"Another profile has the ACME directory '{slug}'."]
     if errors:
         raise ValidationFailed(errors)
     return {
+        "acme_slug": slug or None,
         "name": name,
         "description": data.description.strip(),
         "cert_type": data.cert_type,

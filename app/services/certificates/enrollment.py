@@ -508,6 +508,13 @@ def submit_requests(
     return stored
 
 
+def _requester_email(actor: Actor, data: RequestData) -> str:
+    """The request's email: the form's, else the admin's; the system (an ACME order of an
+    account without a contact) may have none."""
+    email = data.requester_email or getattr(actor, "email", "")
+    return normalize_email(email, field="requester_email") if email else ""
+
+
 def _store(actor: Actor, data: RequestData, checked: Checked) -> CertificateRequest:
     req = CertificateRequest(
         cert_type=data.cert_type,
@@ -524,9 +531,7 @@ def _store(actor: Actor, data: RequestData, checked: Checked) -> CertificateRequ
         subject=checked.subject,
         term_days=data.term_days,
         requester_id=actor.id,
-        requester_email=normalize_email(
-            data.requester_email or getattr(actor, "email", ""), field="requester_email"
-        ),
+        requester_email=_requester_email(actor, data),
         external_requesters=checked.external,
         comments=data.comments.strip(),
         auto_renew=data.auto_renew,

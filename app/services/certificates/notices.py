@@ -77,9 +77,12 @@ def collection_mails(done: Sequence[Issued], base: str) -> list[mail.Mail]:
             continue
         recipients = tuple(sorted({req.requester_email, *req.external_requesters} - {""}))
         groups[(req.organization_id, req.department_id, recipients)].append(item)
+    # A request without any recipient (an ACME order of an account with no contact) has
+    # nobody to tell; its certificate is collected by the ACME client.
     return [
         _collection_mail(list(recipients), items, base)
         for (_, _, recipients), items in groups.items()
+        if recipients
     ]
 
 
