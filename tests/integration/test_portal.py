@@ -292,3 +292,50 @@ def test_housekeeping_deletes_uncollected_files_and_old_counters(app, client, st
     enrollment = db.session.execute(select(PortalEnrollment)).scalar_one()
     assert enrollment.status == EnrollmentStatus.EXPIRED and enrollment.sealed_pkcs12 is None
     assert "not downloaded in time" in client.get(progress).get_data(as_text=True)
+
+
+def test_a_failed_registration_is_not_retried_outside_the_portal(app, client, stub_worker):
+    """Retrying a Failed portal request would generate a key nobody can collect (the
+    PKCS#12 password is gone) and keep it against a non-escrow profile: it is refused, in
+    the service, the CLI and the console alike, and nothing is issued."""
+    from app.models import CaStatus, CertificateRequest, RequestStatus
+    from app.services.certificates import approvals
+    from app.services.errors import Conflict
+    from tests.conftest import csrf_token, login
+    from tests.factories import PASSWORD
+
+    world = make_world()
+    person = add_person(world)
+    code = invite(world, person)
+    world.issuing.status = CaStatus.RETIRED  # issuance fails on the worker
+    db.session.commit()
+    progress = register(client, person.email, code).headers["Location"]
+    from tests.conftest import drain
+
+    drain(stub_worker)
+    db.session.expire_all()
+    enrollment = db.session.execute(select(PortalEnrollment)).scalar_one()
+    req = db.session.get(CertificateRequest, enrollment.request_id)
+    assert enrollment.status == EnrollmentStatus.FAILED
+    assert req.status == RequestStatus.FAILED and "retired" in req.failure_reason
+    world.issuing.status = CaStatus.ACTIVE  # the cause is fixed; a retry would now issue
+    db.session.commit()
+
+    with pytest.raises(Conflict, match=f"Request\\(s\\) #{req.id} came from the enrollment portal"):
+        approvals.retry(actor=world.mrao, request_ids=[req.id])
+    db.session.rollback()
+    result = app.test_cli_runner().invoke(args=["cert", "retry", str(req.id), "--as", "mrao"])
+    assert result.exit_code != 0 and "resend the person's invitation" in result.output
+    login(client, "mrao", PASSWORD)
+    page = client.post(
+        "/admin/client_requests/retry/",
+        data={"csrf_token": csrf_token(client, "/admin/client_requests/"), "id": str(req.id)},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "came from the enrollment portal" in page
+
+    drain(stub_worker)
+    db.session.expire_all()
+    assert db.session.get(CertificateRequest, req.id).status == RequestStatus.FAILED
+    assert db.session.execute(select(Certificate)).scalars().all() == []
+    assert db.session.get(PortalEnrollment, enrollment.id).status == EnrollmentStatus.FAILED
