@@ -259,6 +259,28 @@ def test_progress_and_download_need_the_token(app, client, stub_worker):
     assert registration.page_token(db.session.get(PortalEnrollment, int(enrollment_id))) in progress
 
 
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("get", "/enroll/progress/1/forged"),
+        ("post", "/enroll/download/1/forged"),
+        ("get", "/enroll/nothing-here"),
+        ("get", "/portal/nothing-here"),
+    ],
+)
+def test_a_bad_portal_link_gets_the_portal_page_not_the_console(app, client, method, path):
+    """An end user who mistypes a link sees the portal's page pointing back to the portal,
+    never the console's menu or its sign-in (the collection page's message stays its own)."""
+    client.application.config["WTF_CSRF_ENABLED"] = False
+    response = getattr(client, method)(path)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 404
+    assert "This link is not valid" in html and 'href="/portal/"' in html
+    assert "/login" not in html and "Sign in" not in html and "Use the menu" not in html
+    collect = client.get("/collect/1/forged").get_data(as_text=True)
+    assert "This collection link is not valid" in collect and "/login" not in collect
+
+
 def test_legacy_profile_builds_a_3des_pkcs12(app, client, stub_worker, tmp_path: Path):
     world = make_world(pkcs12_legacy=True)
     jane = add_person(world)
