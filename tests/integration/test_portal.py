@@ -15,17 +15,22 @@ from sqlalchemy import select, update
 
 from app.extensions import db
 from app.models import (
+    CaStatus,
     Certificate,
     CertificateRequest,
     EnrollmentStatus,
     Invitation,
     Job,
     PortalEnrollment,
+    RequestStatus,
     ValidationType,
 )
 from app.models.types import utcnow
-from app.services.errors import DomainError
+from app.services.certificates import approvals
+from app.services.errors import Conflict, DomainError
 from app.services.persons import registration, throttle
+from tests.conftest import csrf_token, drain, login
+from tests.factories import PASSWORD
 from tests.integration.portal_world import (
     P12_PASSWORD,
     add_person,
@@ -320,26 +325,19 @@ def test_a_failed_registration_is_not_retried_outside_the_portal(app, client, st
     """Retrying a Failed portal request would generate a key nobody can collect (the
     PKCS#12 password is gone) and keep it against a non-escrow profile: it is refused, in
     the service, the CLI and the console alike, and nothing is issued."""
-    from app.models import CaStatus, CertificateRequest, RequestStatus
-    from app.services.certificates import approvals
-    from app.services.errors import Conflict
-    from tests.conftest import csrf_token, login
-    from tests.factories import PASSWORD
-
     world = make_world()
     person = add_person(world)
     code = invite(world, person)
     world.issuing.status = CaStatus.RETIRED  # issuance fails on the worker
     db.session.commit()
     progress = register(client, person.email, code).headers["Location"]
-    from tests.conftest import drain
-
     drain(stub_worker)
     db.session.expire_all()
     enrollment = db.session.execute(select(PortalEnrollment)).scalar_one()
     req = db.session.get(CertificateRequest, enrollment.request_id)
     assert enrollment.status == EnrollmentStatus.FAILED
     assert req.status == RequestStatus.FAILED and "retired" in req.failure_reason
+    assert 'data-status="failed"' in client.get(progress).get_data(as_text=True)
     world.issuing.status = CaStatus.ACTIVE  # the cause is fixed; a retry would now issue
     db.session.commit()
 
