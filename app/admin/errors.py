@@ -46,7 +46,9 @@ def init_error_pages(app: Flask, console: Console) -> None:
             # End users: the portal's own page, never the console's menu or sign-in.
             return (
                 render_template(
-                    "portal/error.html", title=title, collection=request.path.startswith("/collect/")
+                    "portal/error.html",
+                    title=title,
+                    collection=request.path.startswith("/collect/"),
                 ),
                 code,
             )

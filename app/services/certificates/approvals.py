@@ -175,11 +175,15 @@ def retry(*, actor: Admin, request_ids: Sequence[int]) -> list[int]:
             raise Forbidden(
                 f"You may not retry {req.cert_type.label} requests of this organization/department."
             )
-    portal = db.session.execute(
-        select(PortalEnrollment.request_id).where(
-            PortalEnrollment.request_id.in_([req.id for req in reqs])
+    portal = (
+        db.session.execute(
+            select(PortalEnrollment.request_id).where(
+                PortalEnrollment.request_id.in_([req.id for req in reqs])
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     if portal:
         ids = ", ".join(f"#{i}" for i in sorted(portal))
         raise Conflict(
