@@ -15,17 +15,22 @@ from sqlalchemy import select, update
 
 from app.extensions import db
 from app.models import (
+    CaStatus,
     Certificate,
     CertificateRequest,
     EnrollmentStatus,
     Invitation,
     Job,
     PortalEnrollment,
+    RequestStatus,
     ValidationType,
 )
 from app.models.types import utcnow
-from app.services.errors import DomainError
+from app.services.certificates import approvals
+from app.services.errors import Conflict, DomainError
 from app.services.persons import registration, throttle
+from tests.conftest import csrf_token, drain, login
+from tests.factories import PASSWORD
 from tests.integration.portal_world import (
     P12_PASSWORD,
     add_person,
@@ -259,6 +264,28 @@ def test_progress_and_download_need_the_token(app, client, stub_worker):
     assert registration.page_token(db.session.get(PortalEnrollment, int(enrollment_id))) in progress
 
 
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("get", "/enroll/progress/1/forged"),
+        ("post", "/enroll/download/1/forged"),
+        ("get", "/enroll/nothing-here"),
+        ("get", "/portal/nothing-here"),
+    ],
+)
+def test_a_bad_portal_link_gets_the_portal_page_not_the_console(app, client, method, path):
+    """An end user who mistypes a link sees the portal's page pointing back to the portal,
+    never the console's menu or its sign-in (the collection page's message stays its own)."""
+    client.application.config["WTF_CSRF_ENABLED"] = False
+    response = getattr(client, method)(path)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 404
+    assert "This link is not valid" in html and 'href="/portal/"' in html
+    assert "/login" not in html and "Sign in" not in html and "Use the menu" not in html
+    collect = client.get("/collect/1/forged").get_data(as_text=True)
+    assert "This collection link is not valid" in collect and "/login" not in collect
+
+
 def test_legacy_profile_builds_a_3des_pkcs12(app, client, stub_worker, tmp_path: Path):
     world = make_world(pkcs12_legacy=True)
     jane = add_person(world)
@@ -292,3 +319,43 @@ def test_housekeeping_deletes_uncollected_files_and_old_counters(app, client, st
     enrollment = db.session.execute(select(PortalEnrollment)).scalar_one()
     assert enrollment.status == EnrollmentStatus.EXPIRED and enrollment.sealed_pkcs12 is None
     assert "not downloaded in time" in client.get(progress).get_data(as_text=True)
+
+
+def test_a_failed_registration_is_not_retried_outside_the_portal(app, client, stub_worker):
+    """Retrying a Failed portal request would generate a key nobody can collect (the
+    PKCS#12 password is gone) and keep it against a non-escrow profile: it is refused, in
+    the service, the CLI and the console alike, and nothing is issued."""
+    world = make_world()
+    person = add_person(world)
+    code = invite(world, person)
+    world.issuing.status = CaStatus.RETIRED  # issuance fails on the worker
+    db.session.commit()
+    progress = register(client, person.email, code).headers["Location"]
+    drain(stub_worker)
+    db.session.expire_all()
+    enrollment = db.session.execute(select(PortalEnrollment)).scalar_one()
+    req = db.session.get(CertificateRequest, enrollment.request_id)
+    assert enrollment.status == EnrollmentStatus.FAILED
+    assert req.status == RequestStatus.FAILED and "retired" in req.failure_reason
+    assert 'data-status="failed"' in client.get(progress).get_data(as_text=True)
+    world.issuing.status = CaStatus.ACTIVE  # the cause is fixed; a retry would now issue
+    db.session.commit()
+
+    with pytest.raises(Conflict, match=f"Request\\(s\\) #{req.id} came from the enrollment portal"):
+        approvals.retry(actor=world.mrao, request_ids=[req.id])
+    db.session.rollback()
+    result = app.test_cli_runner().invoke(args=["cert", "retry", str(req.id), "--as", "mrao"])
+    assert result.exit_code != 0 and "resend the person's invitation" in result.output
+    login(client, "mrao", PASSWORD)
+    page = client.post(
+        "/admin/client_requests/retry/",
+        data={"csrf_token": csrf_token(client, "/admin/client_requests/"), "id": str(req.id)},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "came from the enrollment portal" in page
+
+    drain(stub_worker)
+    db.session.expire_all()
+    assert db.session.get(CertificateRequest, req.id).status == RequestStatus.FAILED
+    assert db.session.execute(select(Certificate)).scalars().all() == []
+    assert db.session.get(PortalEnrollment, enrollment.id).status == EnrollmentStatus.FAILED
