@@ -14,6 +14,11 @@ from app.admin.discovery.rules import AssignmentRuleView
 from app.admin.discovery.tasks import DiscoveryTaskView
 from app.admin.display import base_url_mismatch
 from app.admin.domains import DelegationView, DomainView
+from app.admin.notifications import (
+    NotificationRuleView,
+    NotificationWebhookView,
+    SentNotificationView,
+)
 from app.admin.orgs import DepartmentView, OrganizationView
 from app.admin.pki import CaView, CertificateProfileView
 from app.admin.requests import RequestView
@@ -77,6 +82,11 @@ def init_console(app: Flask) -> Console:
     console.add_view(
         AuditView(AuditEvent, name="Account Activity", category="Reports", endpoint="audit")
     )
+    console.add_view(
+        SentNotificationView(
+            name="Sent Notifications", category="Reports", endpoint="sent_notifications"
+        )
+    )
     console.add_view(AdminView(Admin, name="Admins", endpoint="admins"))
     settings = (
         (
@@ -94,6 +104,12 @@ def init_console(app: Flask) -> Console:
             DelegationView(
                 Delegation, name="Domain Delegations", category="Settings", endpoint="delegation"
             )
+        ),
+        NotificationRuleView(
+            name="Notifications", category="Settings", endpoint="notification_rules"
+        ),
+        NotificationWebhookView(
+            name="Notification Webhooks", category="Settings", endpoint="notification_webhooks"
         ),
         (CaView(CertificateAuthority, name="Private CAs", category="Settings", endpoint="cas")),
         (

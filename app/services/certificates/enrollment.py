@@ -28,6 +28,7 @@ from app.models import (
     RequestMode,
     RequestStatus,
 )
+from app.models.notifications import NotificationType
 from app.models.types import utcnow
 from app.pki import csr as pki_csr
 from app.pki import keys, names
@@ -38,6 +39,7 @@ from app.services.accounts.admins import normalize_email
 from app.services.ca.profiles import KIND_OF
 from app.services.certificates import approvals
 from app.services.errors import DomainError, Forbidden, NotFound
+from app.services.notifications import events
 from app.services.scope import SYSTEM, scope_of
 from app.services.structure import orgs
 from app.services.structure.domains import is_network
@@ -350,6 +352,15 @@ def submit_request(*, actor: Admin, data: RequestData) -> CertificateRequest:
         after=audit.snapshot(req, REQUEST_FIELDS),
         organization_id=req.organization_id,
         department_id=req.department_id,
+    )
+    events.emit(
+        events.request_event(
+            NotificationType.REQUEST_CREATED,
+            req,
+            Profile=checked.profile.name,
+            Term=f"{req.term_days} days",
+        ),
+        actor=actor,
     )
     if not checked.profile.requires_approval:
         approvals.mark_approved(

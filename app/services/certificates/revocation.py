@@ -19,6 +19,7 @@ from app.models import (
     CertOrigin,
     CertStatus,
 )
+from app.models.notifications import NotificationType
 from app.models.types import utcnow
 from app.pki import crl as pki_crl
 from app.pki.errors import PkiError
@@ -26,6 +27,7 @@ from app.services import audit
 from app.services.ca import crl
 from app.services.certificates import inventory
 from app.services.errors import Conflict, DomainError
+from app.services.notifications import events
 from app.services.scope import SYSTEM
 
 REVOCABLE = (CertStatus.ISSUED, CertStatus.EXPIRED, CertStatus.REPLACED)
@@ -94,6 +96,19 @@ def revoke(
             )
     if len(certs) == 1 and not done:
         raise Conflict(f"{certs[0].common_name} is already {certs[0].status.value}.")
+    events.emit_many(
+        [
+            events.certificate_event(
+                NotificationType.CERTIFICATE_REVOKED,
+                cert,
+                cert.request,
+                Reason=flag.value,
+                **{"Revoked by": actor.login},
+            )
+            for cert in done
+        ],
+        actor=actor,
+    )
     for ca_id in sorted({c.ca_id for c in done if c.ca_id is not None}):
         crl.publish_crl(ca_id=ca_id, trigger="revocation")
     for cert in done:
