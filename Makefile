@@ -50,14 +50,15 @@ browser: ## Install Debian's Chromium for the browser tests (when missing)
 tools: ## Install the benchmarks' reference tools when missing: wrk (OCSP load), nmap
 	@$(MAKE) --no-print-directory packages WANT="wrk nmap"
 
+# WANT: commands to have, each "command" or "command:debian-package" when the names differ.
 packages:
-	@missing=""; for p in $(WANT); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for want in $(WANT); do command -v $${want%%:*} >/dev/null 2>&1 || missing="$$missing $${want#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "Missing:$$missing and not root: the tests that need them skip (CI=true makes them fail)"; fi; fi
 
 test: venv ## Set up and run the whole test suite
-	@$(MAKE) --no-print-directory packages WANT="chromium wrk nmap"
+	@$(MAKE) --no-print-directory packages WANT="chromium wrk nmap systemd-analyze:systemd"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: lint ## The fast loop: lint, then the unit and integration tiers on SQLite (all cores)

@@ -12,7 +12,7 @@ import sys
 
 from gunicorn.glogging import Logger
 
-from app.config import bind_address, record_base_url, resolve_base_url, setting
+from app.config import bind_address, instance_dir, record_base_url, resolve_base_url, setting
 
 embedded = not setting("BROKER_URL")
 bind = bind_address()
@@ -28,6 +28,16 @@ worker_class = "gthread"
 # kernel hands half the connections to. Without it the port is this server's alone.
 reuse_port = not embedded
 timeout = 120
+# gunicorn's control socket (for gunicornc) defaults to one path per user
+# ($XDG_RUNTIME_DIR/gunicorn.ctl, else ~/.gunicorn/gunicorn.ctl): a second gunicorn on the
+# host took it over, and whichever stopped first deleted it. Each instance gets its own in
+# its instance folder (gunicornc -s instance/gunicorn.ctl); CW_CONTROL_SOCKET names another
+# path, or "off" disables it.
+_control = str(setting("CW_CONTROL_SOCKET")).strip()
+if _control.lower() in ("off", "0", "no", "false"):
+    control_socket_disable = True
+else:
+    control_socket = os.path.abspath(_control or str(instance_dir() / "gunicorn.ctl"))
 accesslog = "-"
 log_ocsp = setting("CW_OCSP_ACCESS_LOG")
 embedded_worker = embedded and setting("CW_EMBEDDED_WORKER")
@@ -104,10 +114,15 @@ def when_ready(server):
 
 
 def post_worker_init(worker):
+    from app import ensure_console
     from app.api.relying_party.ocsp_wsgi import enable_cork
+    from app.pki import status_lint
     from app.runtime.context import freeze_startup_objects
 
     enable_cork()  # post_request below uncorks what the OCSP fast path corks
+    ensure_console(worker.wsgi)  # built now, not by the first request (app/__init__.py)
+    # Build pkilint's OCSP and CRL validators now, not inside the first OCSP answer.
+    status_lint.warm_up()
 
     if embedded_worker:
         from app.runtime.embedded import Embedded

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, abort, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -26,6 +28,7 @@ def create_app(config: Any = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     register_extensions(app)
     register_actors()
+    register_routing(app)
     register_blueprints(app)
     register_request_hooks(app)
     register_fast_paths(app)
@@ -54,30 +57,98 @@ def register_actors() -> None:
     import app.actors  # noqa: F401  (registers job kinds and mail delivery)
 
 
+def register_routing(app: Flask) -> None:
+    """Every `<int:...>` route takes ids of at most 63 bits (app/ids.py); set before any route."""
+    from app.ids import IdConverter
+
+    app.url_map.converters["int"] = IdConverter
+
+
 def register_blueprints(app: Flask) -> None:
-    from app.admin import init_console
     from app.admin.auth import bp as auth_bp
     from app.admin.vendor import bp as assets_bp
     from app.api.relying_party.endpoints import bp as pki_bp
     from app.portal.collect import bp as collect_bp
+    from app.portal.notices import bp as notices_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(assets_bp)
     app.register_blueprint(pki_bp)
     app.register_blueprint(collect_bp)
-    init_console(app)
+    app.register_blueprint(notices_bp)
+    console = ConsoleOnFirstRequest(app, app.wsgi_app)
+    app.extensions["cw_console"] = console
+    app.wsgi_app = console  # type: ignore[method-assign]
 
+
+class ConsoleOnFirstRequest:
+    """Builds the admin console (Flask-Admin and every view, about half of what creating the
+    app costs) before the process serves its first request instead of in create_app: a
+    `flask --app wsgi ...` command serves none and starts faster without it. gunicorn builds
+    it when a worker starts (gunicorn.conf.py), so no request waits for it. Flask allows
+    blueprints until its first request, which only begins after this has run."""
+
+    def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.wsgi_app = wsgi_app
+        self.built = False
+        self._lock = threading.Lock()
+
+    def ensure(self) -> None:
+        if self.built:
+            return
+        with self._lock:
+            if not self.built:
+                from app.admin import init_console
+
+                init_console(self.app)
+                self.built = True
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        self.ensure()
+        return self.wsgi_app(environ, start_response)
+
+
+def ensure_console(app: Flask) -> None:
+    """Build the console now (a server process at start, a test, `flask routes`)."""
+    app.extensions["cw_console"].ensure()
+
+
+# Content-Security-Policy of every page: scripts only from our own origin (no inline
+# script, no eval: the console's behaviour is in app/static/js, chart data sits in data
+# attributes). style-src keeps 'unsafe-inline' because code we do not write sets inline
+# styles: Plotly adds <style> rules while drawing, and Flask-Admin's form.js and select2
+# build elements with style attributes. Our own styles are in app/static/css/console.css.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
 
 # Sent with every response (after_request below, and the OCSP fast path).
 SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
     ("Referrer-Policy", "same-origin"),
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
 )
 
 
 def register_request_hooks(app: Flask) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app import unavailable
+    from app.extensions import db
     from app.services import audit
+
+    unavailable.register(app)
+
+    @app.before_request
+    def _refuse_nul() -> None:
+        # No input of ours may hold NUL; PostgreSQL text cannot store it (a 500 otherwise).
+        fields = (*request.args.listvalues(), *request.form.listvalues())
+        if "\x00" in request.path or any("\x00" in v for vs in fields for v in vs):
+            abort(400, "A parameter holds a NUL character.")
 
     @app.before_request
     def _audit_source() -> None:
@@ -89,9 +160,19 @@ def register_request_hooks(app: Flask) -> None:
         if token is not None:
             audit.pop_source(token)
 
-    from app.admin.display import local_time
+    @app.teardown_request
+    def _write_denials(exc: BaseException | None) -> None:
+        # Denied cross-scope attempts of this request (the refused work was rolled back).
+        try:
+            audit.commit_denials()
+        except SQLAlchemyError:
+            logging.getLogger(__name__).exception("could not record denied access attempts")
+            db.session.rollback()
+
+    from app.admin.display import live, local_time
 
     app.jinja_env.globals["local_time"] = local_time
+    app.jinja_env.globals["live_status"] = live
 
     @app.after_request
     def _security_headers(response: Response) -> Response:

@@ -17,11 +17,33 @@ from cryptography.fernet import Fernet
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+def is_flask_command() -> bool:
+    """Is this process a `flask --app wsgi ...` command? (Flask sets FLASK_RUN_FROM_CLI for
+    every command it runs; it is Flask's variable, not a setting of ours.)"""
+    return os.environ.get("FLASK_RUN_FROM_CLI") == "true"
+
+
 def instance_dir() -> Path:
     """The writable instance folder (SQLite file, generated secrets)."""
     path = Path(setting("CW_INSTANCE_DIR") or BASE_DIR / "instance")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def new_token() -> str:
+    """A random secret for SECRET_KEY or CW_AUDIT_KEY (384 bits, URL-safe base64)."""
+    return secrets.token_urlsafe(48)
+
+
+def new_kek() -> str:
+    """A key-encryption key for CW_KEK (a Fernet key: AES-128-CBC + HMAC-SHA256)."""
+    return Fernet.generate_key().decode()
+
+
+def generate_secrets() -> dict[str, str]:
+    """Fresh values of the three secrets every process of a deployment shares, by the same
+    rules as the ones generated into instance/ when they are not set."""
+    return {"SECRET_KEY": new_token(), "CW_KEK": new_kek(), "CW_AUDIT_KEY": new_token()}
 
 
 def persistent_secret(name: str, make: object = None) -> str:
@@ -34,7 +56,7 @@ def persistent_secret(name: str, make: object = None) -> str:
     path = instance_dir() / name
     if path.exists():
         return path.read_text().strip()
-    value = str(make() if callable(make) else secrets.token_urlsafe(48))
+    value = str(make() if callable(make) else new_token())
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.")
     try:
         with os.fdopen(fd, "w") as fh:
@@ -280,6 +302,20 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         in_app=False,
     ),
     Setting(
+        "CW_ORG_CITY",
+        str,
+        "",
+        "city of the first organization (bootstrap only; without it and `CW_ORG_STATE` the first sign-in asks, since SSL certificates need one of them)",
+        in_app=False,
+    ),
+    Setting(
+        "CW_ORG_STATE",
+        str,
+        "",
+        "state or province of the first organization (bootstrap only)",
+        in_app=False,
+    ),
+    Setting(
         "CW_NEW_ADMIN_PASSWORD",
         str,
         "",
@@ -376,7 +412,44 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "a running job without a heartbeat this long is retried (its worker died)",
         minimum=1,
     ),
+    Setting(
+        "CW_DB_LOCK_TIMEOUT",
+        int,
+        5,
+        "seconds a web request waits for a database lock or connection before it answers 503 with `Retry-After` (background work waits longer; `docs/authorization.md`)",
+        minimum=1,
+    ),
+    Setting(
+        "CW_EXPORT_MAX_ROWS",
+        int,
+        100_000,
+        "rows a console CSV export streams at most; a capped file ends with a line saying so",
+        minimum=1,
+    ),
+    Setting(
+        "CW_WORKER_STALE_SECONDS",
+        int,
+        10,
+        "a worker process whose heartbeat (every second) is this old died: its running jobs are retried and its fetched messages sent to the other workers at the scheduler's next pass",
+        minimum=2,
+    ),
     Setting("CW_SCHEDULER_INTERVAL", int, 5, "seconds between scheduler passes", minimum=1),
+    Setting(
+        "CW_REDIS_NAMESPACE",
+        str,
+        "",
+        "prefix of dramatiq's Redis keys (default `dramatiq`): deployments sharing one Redis database each set their own, or use their own database number in `BROKER_URL`",
+        shown_default="`dramatiq`",
+        in_app=False,
+    ),
+    Setting(
+        "CW_CONTROL_SOCKET",
+        str,
+        "",
+        "gunicorn's control socket (for `gunicornc -s`): a path, or `off`; each instance gets its own by default",
+        shown_default="`$CW_INSTANCE_DIR/gunicorn.ctl`",
+        in_app=False,
+    ),
     Setting(
         "CW_SCAN_DENY",
         str,
@@ -541,7 +614,14 @@ def engine_options(url: str) -> dict[str, object]:
     if url.startswith("sqlite"):
         # Threads of one process share the file; wait for locks instead of failing.
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+    return {
+        "pool_pre_ping": True,
+        "pool_size": 10,
+        "max_overflow": 20,
+        # An unreachable server fails fast (a web request then answers 503), not after the
+        # operating system's TCP timeout.
+        "connect_args": {"connect_timeout": int(setting("CW_DB_LOCK_TIMEOUT"))},
+    }
 
 
 class TestConfig(Config):

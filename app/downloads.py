@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 from flask import Response
 
+from app.pki.formats import DownloadFormat
+
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f"\\/:;*?<>|]+')
 MAX_NAME = 150
 
@@ -23,6 +25,33 @@ def safe_filename(name: str, *, fallback: str = "download") -> str:
     text = unicodedata.normalize("NFC", name).replace("*", "star")
     text = _UNSAFE.sub("_", text).strip(" ._")
     return text[:MAX_NAME] or fallback
+
+
+# A certificate's files are named by what they hold, so that downloading several formats of
+# one certificate never overwrites a file (docs/pki.md, "Download file names"). certbot's
+# fullchain.pem is the certificate and its intermediates, what a TLS server sends.
+CERTIFICATE_SUFFIXES: dict[str, str] = {
+    DownloadFormat.X509CO: ".pem",
+    DownloadFormat.PEMCO: ".pem",
+    DownloadFormat.X509: "-chain.pem",
+    DownloadFormat.PEM: "-chain.pem",
+    DownloadFormat.PEMIA: "-fullchain.pem",
+    DownloadFormat.X509IO: "-intermediates.pem",
+    DownloadFormat.X509IOR: "-intermediates-reversed.pem",
+    DownloadFormat.BASE64: ".p7b",
+    DownloadFormat.BIN: ".p7c",  # DER PKCS#7 certs-only, RFC 5751 section 3.2.2
+    DownloadFormat.CER: ".cer",
+    "p12": ".p12",
+}
+
+
+def certificate_filename(common_name: str | None, fmt: str) -> str:
+    """`www.example.test-fullchain.pem`: the certificate's name, then what the file holds.
+
+    `fmt` is a download format (any case, as SCM spells it) or "p12"."""
+    base = common_name or "certificate"
+    folded = {str(k).lower(): v for k, v in CERTIFICATE_SUFFIXES.items()}
+    return safe_filename(base, fallback="certificate") + folded.get(fmt.lower(), ".bin")
 
 
 def content_disposition(filename: str) -> str:

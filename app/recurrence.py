@@ -12,8 +12,9 @@ Rules an admin can rely on:
 - A day of the month the month lacks is clamped to its last day: "monthly on the 31st" runs
   Jan 31, Feb 28 (29), Mar 31, Apr 30; "annually on Feb 29" runs Feb 28 in common years.
   Done with rrule alone: ``bymonthday=(28..d), bysetpos=-1`` picks the latest existing day.
-- Nonexistent local times (spring forward) shift forward by the gap: a daily 02:30 job on
-  the day Europe/Berlin or America/New_York skips 02:00-03:00 fires once, at 03:30.
+- Nonexistent local times (spring forward) fire at the first valid instant after the gap:
+  a daily 02:30 job on the day Europe/Berlin or America/New_York skips 02:00-03:00 fires
+  once, at 03:00 (cron's and most schedulers' rule; PEP 495's fold=0 alone would give 03:30).
 - Ambiguous local times (fall back) fire once, at the first occurrence (``fold=0``).
 
 Occurrences come from python-dateutil's rrule over local wall-clock times; zoneinfo turns
@@ -23,6 +24,7 @@ each into an aware UTC datetime. Nothing here reads the clock: callers pass ``af
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -243,10 +245,28 @@ def validate_schedule(data: Mapping[str, Any]) -> list[str]:
 def to_utc(local: dt.datetime, zone: ZoneInfo) -> dt.datetime:
     """A naive local wall time -> aware UTC, with the gap/fold rules in the module doc.
 
-    PEP 495 with fold=0: a time in a spring-forward gap takes the offset in force before the
-    gap (so it lands gap-length later on the wall clock), an ambiguous time its first offset.
+    An ambiguous time takes its first offset (PEP 495 fold=0). A time in a spring-forward
+    gap is the transition instant itself, the first that exists after the gap: fold=0 and
+    fold=1 convert it to two instants that bracket the transition (fold=0, the offset before
+    the gap, lands gap-length later on the wall clock), and the transition is found between
+    them to the second.
     """
-    return local.replace(tzinfo=zone, fold=0).astimezone(dt.UTC)
+    first = local.replace(tzinfo=zone, fold=0)
+    instant = first.astimezone(dt.UTC)
+    if instant.astimezone(zone).replace(tzinfo=None) == local:
+        return instant  # the time exists (once, or twice and fold=0 chose the first)
+    offset_before = first.utcoffset()
+    # Bisect whole seconds (tzdata transitions fall on them) for the first instant that has
+    # the offset after the gap.
+    low = math.floor(local.replace(tzinfo=zone, fold=1).timestamp())  # before the transition
+    high = math.ceil(instant.timestamp())  # after it
+    while high - low > 1:
+        middle = (low + high) // 2
+        if dt.datetime.fromtimestamp(middle, zone).utcoffset() == offset_before:
+            low = middle
+        else:
+            high = middle
+    return dt.datetime.fromtimestamp(high, dt.UTC)
 
 
 def _rule(schedule: Recurrence, start: dt.datetime) -> Any:

@@ -26,7 +26,7 @@ os.environ.pop("DATABASE_URL", None)
 from flask import Flask, has_app_context  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 
-from app import create_app  # noqa: E402
+from app import create_app, ensure_console  # noqa: E402
 from app.config import TestConfig, engine_options  # noqa: E402
 from app.extensions import db  # noqa: E402
 
@@ -95,6 +95,7 @@ def app(template_db: Path, tmp_path: Path) -> Iterator[Flask]:
     shutil.copy(template_db, path)
     app = create_app(make_config(f"sqlite:///{path}"))
     app.test_client_class = IsolatedClient
+    ensure_console(app)  # as a server process does when it starts (gunicorn.conf.py)
     with app.app_context():
         yield app
         db.session.remove()

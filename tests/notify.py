@@ -8,15 +8,20 @@ import email
 import email.policy
 import socket
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Certificate, CertOrigin, CertStatus
+from app.models import Certificate, CertOrigin, CertStatus, CertType
+from app.models.types import utcnow
 from app.services import bulk
 
 
@@ -106,3 +111,44 @@ def copies(
         )
         rows.append(data)
     return bulk.insert_rows(Certificate.__table__, rows, return_ids=True)
+
+
+def discovered_certificate(
+    org_id: int | None, not_after: datetime, *, cn: str = "found.example"
+) -> Certificate:
+    """A real self-signed certificate stored as discovery stores one it found (External),
+    without an issuance (and so without a worker)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = utcnow()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    row = Certificate(
+        fingerprint=cert.fingerprint(hashes.SHA256()).hex(),
+        der=cert.public_bytes(serialization.Encoding.DER),
+        cert_type=CertType.SSL,
+        origin=CertOrigin.DISCOVERED,
+        status=CertStatus.EXTERNAL,
+        organization_id=org_id,
+        serial_hex=f"{cert.serial_number:x}",
+        subject_dn=f"CN={cn}",
+        common_name=cn,
+        issuer_dn=f"CN={cn}",
+        issuer_cn=cn,
+        sans=[cn],
+        not_before=now - timedelta(days=1),
+        not_after=not_after,
+        is_self_signed=True,
+    )
+    db.session.add(row)
+    db.session.flush()
+    return row

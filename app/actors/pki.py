@@ -35,8 +35,11 @@ def issue_certificates(job_id: int) -> None:
 
 
 def _crl_refresh(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
-    published = crl.refresh_crls()
-    return {"message": f"{len(published)} CRLs re-published", "cas": published}
+    result = crl.refresh_crls()
+    message = f"{len(result.published)} CRLs re-published"
+    if result.failed:
+        message += f", {len(result.failed)} failed: " + "; ".join(result.failed.values())
+    return {"message": message, "cas": result.published, "failed": result.failed}
 
 
 @dramatiq.actor(queue_name="default", max_retries=0, time_limit=600_000)

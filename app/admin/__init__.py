@@ -1,54 +1,59 @@
-"""The admin console (Flask-Admin), built per app inside create_app()."""
+"""The admin console (Flask-Admin), built per app when its process first serves a request
+(app.ensure_console). Flask-Admin and the views are imported there, not with this package:
+a command-line call, which serves no page, never pays for them."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask
-from flask_admin import Admin as Console
-from flask_admin.theme import Bootstrap4Theme
-
-from app.admin.admins import AdminView
-from app.admin.certificates import CertificateView
-from app.admin.dashboard import DashboardView
-from app.admin.discovery.assets import NetworkAssetView
-from app.admin.discovery.rules import AssignmentRuleView
-from app.admin.discovery.tasks import DiscoveryTaskView
-from app.admin.display import base_url_mismatch
-from app.admin.domains import DelegationView, DomainView
-from app.admin.notifications import (
-    NotificationRuleView,
-    NotificationWebhookView,
-    SentNotificationView,
-)
-from app.admin.orgs import DepartmentView, OrganizationView
-from app.admin.pki import CaView, CertificateProfileView
-from app.admin.requests import RequestView
-from app.admin.system import AboutView, AuditView, JobView, MyProfileView, OutboxView
-from app.models import (
-    Admin,
-    AuditEvent,
-    CertificateAuthority,
-    CertificateProfile,
-    CertType,
-    Delegation,
-    Department,
-    Domain,
-    Job,
-    Organization,
-    OutboxMessage,
-)
-
-CERT_TYPES = (CertType.SSL, CertType.CLIENT, CertType.DEVICE, CertType.CODE_SIGNING)
 
 
-def init_console(app: Flask) -> Console:
+def init_console(app: Flask) -> Any:
+    from flask_admin import Admin as Console
+    from flask_admin.theme import Bootstrap4Theme
+
+    from app.admin.admins import AdminView
+    from app.admin.certificates import CertificateView
+    from app.admin.dashboard import DashboardView
+    from app.admin.discovery.assets import NetworkAssetView
+    from app.admin.discovery.rules import AssignmentRuleView
+    from app.admin.discovery.tasks import DiscoveryTaskView
+    from app.admin.display import base_url_mismatch
+    from app.admin.domains import DelegationView, DomainView
+    from app.admin.errors import init_error_pages
+    from app.admin.notifications import (
+        NotificationRuleView,
+        NotificationWebhookView,
+        SentNotificationView,
+    )
+    from app.admin.orgs import DepartmentView, OrganizationView
+    from app.admin.pki import CaView, CertificateProfileView
+    from app.admin.requests import RequestView
+    from app.admin.system import AboutView, AuditView, JobView, MyProfileView, OutboxView
+    from app.models import (
+        Admin,
+        AuditEvent,
+        CertificateAuthority,
+        CertificateProfile,
+        CertType,
+        Delegation,
+        Department,
+        Domain,
+        Job,
+        Organization,
+        OutboxMessage,
+    )
+
     app.jinja_env.globals["cw_base_url_mismatch"] = base_url_mismatch
+    cert_types = (CertType.SSL, CertType.CLIENT, CertType.DEVICE, CertType.CODE_SIGNING)
     console = Console(
         app,
         name="Certwright",
         theme=Bootstrap4Theme(base_template="admin/cw_base.html", fluid=True),
         index_view=DashboardView(name="Dashboard", url="/admin"),
     )
-    for cert_type in CERT_TYPES:
+    for cert_type in cert_types:
         label, key = cert_type.label, cert_type.value
         console.add_view(
             CertificateView(
@@ -131,4 +136,5 @@ def init_console(app: Flask) -> Console:
     profile = MyProfileView(name="My Profile", endpoint="profile")
     profile.is_visible = lambda: False  # type: ignore[method-assign]  # reached from the user menu
     console.add_view(profile)
+    init_error_pages(app, console)
     return console

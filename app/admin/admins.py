@@ -7,46 +7,56 @@ from typing import Any
 from flask import request
 from flask_admin.contrib.sqla.filters import FilterEqual
 from markupsafe import Markup
-from wtforms import BooleanField, PasswordField, SelectField, SelectMultipleField, StringField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms import BooleanField, PasswordField, SelectField, StringField
+from wtforms.validators import Length, Optional
 
 from app.admin.base import AdminForm, SecureModelView, actor, select_choices
-from app.admin.choices import TYPE_CHOICES, parse_target, target_choices
-from app.admin.fields import MultiCheckboxField
+from app.admin.choices import parse_target, target_choices
+from app.admin.fields import Place, ScopeGrantsField
 from app.models import Admin, CertType, Role
 from app.services.accounts import admins
 from app.services.scope import Scope
 
-ROLE_HELP = "MRAO: the whole account. RAO: whole organizations. DRAO: departments."
+ROLE_HELP = (
+    "DRAO: departments. RAO: whole organizations. MRAO: the whole account. Start with the "
+    "least that does the job; you can widen it later."
+)
+SCOPE_HELP = (
+    "Tick the organizations (for an RAO) or departments (for a DRAO) and, on each, the "
+    "certificate types this administrator may manage."
+)
+FORCE_HELP = "They choose their own password before they can use the console."
 
 
+# No required-field validators here: the accounts service checks every field and reports
+# all problems at once (an empty login, a weak password and a missing scope together).
 class AdminCreateForm(AdminForm):
-    login = StringField("Login", validators=[DataRequired(), Length(max=64)])
-    email = StringField("Email", validators=[DataRequired(), Length(max=254)])
+    login = StringField("Login", validators=[Length(max=64)])
+    email = StringField("Email", validators=[Length(max=254)])
     full_name = StringField("Full name", validators=[Length(max=128)])
     role = SelectField("Role", description=ROLE_HELP)
-    scopes = SelectMultipleField(
-        "Scopes",
-        description="Organizations for an RAO, departments for a DRAO",
-        validate_choice=False,
-    )
-    privileges = MultiCheckboxField("Privileges on these scopes", choices=TYPE_CHOICES)
-    password = PasswordField(
-        "Password", validators=[DataRequired()], description="At least 12 characters"
+    scopes = ScopeGrantsField("Scopes and privileges", description=SCOPE_HELP)
+    password = PasswordField("Password", description="At least 12 characters")
+    must_change_password = BooleanField(
+        "Must change the password at first sign-in", default=True, description=FORCE_HELP
     )
 
 
 class AdminEditForm(AdminForm):
-    email = StringField("Email", validators=[DataRequired(), Length(max=254)])
+    email = StringField("Email", validators=[Length(max=254)])
     full_name = StringField("Full name", validators=[Length(max=128)])
     role = SelectField("Role", description=ROLE_HELP)
     active = BooleanField("Active")
-    scopes = SelectMultipleField("Scopes", validate_choice=False)
-    privileges = MultiCheckboxField("Privileges on these scopes", choices=TYPE_CHOICES)
+    scopes = ScopeGrantsField("Scopes and privileges", description=SCOPE_HELP)
     new_password = PasswordField(
         "Set a new password",
         validators=[Optional()],
         description="Leave empty to keep the current one; the admin's sessions are signed out",
+    )
+    must_change_password = BooleanField(
+        "With a new password: must change it at the next sign-in",
+        default=True,
+        description=FORCE_HELP,
     )
 
 
@@ -56,13 +66,40 @@ def _scopes_html(view: Any, context: Any, model: Admin, name: str) -> Markup:
     return Markup("<br>").join(str(s) for s in model.scopes)
 
 
+TYPE_VALUES = {t.value for t in CertType}
+
+
 def _grants(form: Any) -> list[admins.Grant]:
-    privileges = frozenset(CertType(p) for p in form.privileges.data or [])
     grants = []
-    for value in form.scopes.data or []:
+    for value, types in (form.scopes.data or {}).items():
         org_id, dept_id = parse_target(value)
+        privileges = frozenset(CertType(t) for t in types if t in TYPE_VALUES)
         grants.append(admins.Grant(org_id, dept_id, privileges))
     return grants
+
+
+def _places() -> list[Place]:
+    """Organizations with their departments under them, as the scope picker lists them."""
+    orgs = {value: label for value, label in target_choices() if value.startswith("o:")}
+    depts = [(value, label) for value, label in target_choices() if value.startswith("d:")]
+    by_org: dict[str, list[Place]] = {}
+    for value, label in depts:
+        by_org.setdefault(label.split(" / ", 1)[0], []).append(
+            Place(value, label, "department (DRAO)", True)
+        )
+    places: list[Place] = []
+    names = sorted(
+        {*(label.removesuffix(" (whole organization)") for label in orgs.values()), *by_org},
+        key=str.lower,
+    )
+    org_value = {
+        label.removesuffix(" (whole organization)"): value for value, label in orgs.items()
+    }
+    for name in names:
+        if name in org_value:
+            places.append(Place(org_value[name], name, "whole organization (RAO)", False))
+        places.extend(by_org.get(name, []))
+    return places
 
 
 class AdminView(SecureModelView):
@@ -76,6 +113,9 @@ class AdminView(SecureModelView):
         "last_login_at",
     )
     column_labels = {"last_login_at": "Last sign-in"}
+    record_noun = "Administrator"
+    search_hint = "Search by login, email or name"
+    empty_text = "No administrators besides you."
     column_searchable_list = ("login", "email", "full_name")
     column_sortable_list = ("login", "email", "role", "active", "last_login_at")
     column_formatters = {"scopes": _scopes_html}
@@ -90,6 +130,7 @@ class AdminView(SecureModelView):
         "created_at",
         "last_login_at",
         "password_changed_at",
+        "must_change_password",
     )
     column_default_sort = "login"
 
@@ -107,18 +148,24 @@ class AdminView(SecureModelView):
 
     def prepare_form(self, form: Any, obj: Any = None) -> Any:
         me = actor()
-        form.role.choices = select_choices(
-            (r.value, r.value) for r in Role if r.rank <= me.role.rank
-        )
-        form.scopes.choices = select_choices(target_choices())
-        if obj is not None and request.method == "GET":
-            form.role.data = obj.role.value
-            form.scopes.data = [
-                f"d:{s.department_id}" if s.department_id else f"o:{s.organization_id}"
-                for s in obj.scopes
-            ]
-            held = set().union(*(s.privileges() for s in obj.scopes)) if obj.scopes else set()
-            form.privileges.data = [t.value for t in held]
+        # Least powerful first, and chosen by default: nobody gets more than asked for.
+        roles = sorted((r for r in Role if r.rank <= me.role.rank), key=lambda r: r.rank)
+        form.role.choices = select_choices((r.value, r.value) for r in roles)
+        form.scopes.places = _places()
+        form.scopes.types = [(t.value, t.label) for t in CertType]
+        if request.method == "GET":
+            if obj is None:
+                form.role.data = roles[0].value
+            else:
+                form.role.data = obj.role.value
+                # A password set for someone else is theirs to replace (unticked: keep it).
+                form.must_change_password.data = obj.id != me.id
+                form.scopes.data = {
+                    (f"d:{s.department_id}" if s.department_id else f"o:{s.organization_id}"): {
+                        t.value for t in s.privileges()
+                    }
+                    for s in obj.scopes
+                }
         return form
 
     @property
@@ -136,6 +183,7 @@ class AdminView(SecureModelView):
                 role=Role(form.role.data),
                 password=form.password.data or "",
                 grants=_grants(form),
+                must_change_password=form.must_change_password.data,
             ),
         )
 
@@ -151,6 +199,7 @@ class AdminView(SecureModelView):
                 active=form.active.data,
                 grants=_grants(form),
                 new_password=form.new_password.data or None,
+                must_change_password=form.must_change_password.data,
             ),
         )
 

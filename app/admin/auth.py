@@ -31,11 +31,14 @@ def client_ip() -> str:
 
 
 def safe_next(target: str | None) -> str:
-    """Only same-site paths: never an open redirect."""
+    """Only same-site paths: never an open redirect ("/\\evil.example" is "//evil.example"
+    to a browser), never a control character (CR/LF would split the Location header)."""
     if (
         target
         and target.startswith("/")
         and not target.startswith("//")
+        and "\\" not in target
+        and target.isprintable()
         and not urlsplit(target).netloc
     ):
         return target
@@ -76,6 +79,8 @@ def login() -> Any:
         session[SESSION_KEY] = token
         session.permanent = True
         login_user(admin)
+        if admin.must_change_password:
+            return redirect(url_for("profile.index"))
         return redirect(safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form)
 
@@ -96,7 +101,31 @@ def root() -> Any:
     return redirect(url_for("admin.index"))
 
 
+# What an administrator who must choose a new password may still reach.
+PASSWORD_CHANGE_ENDPOINTS = {
+    "profile.index",
+    "auth.logout",
+    "auth.login",
+    "static",
+    "assets.favicon",
+}
+
+
+def require_password_change() -> Any:
+    """Someone else chose this administrator's password: nothing else until they change it."""
+    if (
+        current_user.is_authenticated
+        and current_user.must_change_password
+        and request.endpoint not in PASSWORD_CHANGE_ENDPOINTS
+        and not (request.endpoint or "").startswith("admin.static")
+    ):
+        flash("Choose your own password before you continue.", "warning")
+        return redirect(url_for("profile.index"))
+    return None
+
+
 def init_login(app: Any) -> None:
+    app.before_request(require_password_change)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to open the console."
     login_manager.session_protection = None  # server-side sessions already bind sign-ins

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from cryptography import x509
-from flask import flash, redirect, request, url_for
+from flask import flash, g, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import FilterEqual
 from markupsafe import Markup
-from sqlalchemy import and_
+from sqlalchemy import and_, or_
 from wtforms import SelectField, TextAreaField
 from wtforms.validators import Length
 
@@ -23,9 +23,10 @@ from app.admin.base import (
     select_choices,
 )
 from app.admin.choices import org_choices
-from app.admin.display import FLAG_LABELS, badge, local_time
-from app.downloads import attachment
-from app.models import Certificate, CertStatus, CertType
+from app.admin.display import FLAG_LABELS, badge, dn, local_time
+from app.downloads import attachment, certificate_filename
+from app.ids import parse_ids
+from app.models import Certificate, CertificateRequest, CertStatus, CertType
 from app.models.types import utcnow
 from app.pki.info import describe_certificate
 from app.services.certificates import enrollment, inventory, renewal, revocation
@@ -41,6 +42,10 @@ def display_status(cert: Certificate) -> str:
 
 
 def install_state(cert: Certificate) -> str:
+    """From the counts CertificateView.prepare_rows loaded for the page or export chunk."""
+    counts = g.get("cw_install_counts")
+    if counts is not None and cert.id in counts:
+        return inventory.install_label(counts[cert.id])
     return inventory.install_state(cert)
 
 
@@ -99,6 +104,31 @@ class CertificateView(TypeAccessMixin, SecureModelView):
         "assigned_by": lambda v, c, m, n: endpoints.assigned_by(actor=actor(), certificate=m),
     }
     details_template = "admin/cert_details.html"
+    record_noun = "Certificate"
+    search_hint = "Search by common name, serial number, fingerprint or subject"
+    column_formatters_detail = {"subject_dn": lambda v, c, m, n: dn(m.subject_dn)}
+
+    @property
+    def empty_text(self) -> str:  # type: ignore[override]
+        label = self.cert_type.label
+        return (
+            f"No {label} certificates yet. The certificates you request here, and those "
+            "discovered on your network or imported, appear in this one inventory."
+        )
+
+    def _request_url(self) -> str | None:
+        """The request wizard of this type, when the admin may open it."""
+        endpoint = f"{self.endpoint.removesuffix('_certs')}_requests"
+        view = next((v for v in self.admin._views if getattr(v, "endpoint", "") == endpoint), None)
+        return url_for(f"{endpoint}.create_view") if view and view.is_accessible() else None
+
+    def empty_actions(self) -> list[tuple[str, str]]:
+        url = self._request_url()
+        return [("Request a certificate", url)] if url else []
+
+    def menu_links(self) -> list[tuple[str, str, str]]:
+        url = self._request_url()
+        return [("Request a certificate", url, "cw-request-certificate")] if url else []
 
     def __init__(self, cert_type: CertType, **kwargs: Any) -> None:
         self.cert_type = cert_type
@@ -110,6 +140,10 @@ class CertificateView(TypeAccessMixin, SecureModelView):
         )
         clause = inventory.visible_clause(scope, self.cert_type)
         return base if clause is None else and_(base, clause)
+
+    def prepare_rows(self, rows: list[Any]) -> None:
+        counts = inventory.install_counts([row.id for row in rows])
+        g.cw_install_counts = counts if counts is not None else {}
 
     def get_filters(self) -> Any:
         statuses = [(s.value, s.value) for s in CertStatus]
@@ -157,7 +191,37 @@ class CertificateView(TypeAccessMixin, SecureModelView):
             assigned_by=endpoints.assigned_by(actor=actor(), certificate=cert),
             endpoints=endpoints.endpoints_of(actor=actor(), certificate_id=cert.id),
             flag_labels=FLAG_LABELS,
+            followups=self._followups(cert),
         )
+
+    def _followups(self, cert: Certificate) -> list[dict[str, Any]]:
+        """Renewals and replacements of this certificate, with their live status."""
+        endpoint = f"{self.endpoint.removesuffix('_certs')}_requests"
+        view = next((v for v in self.admin._views if getattr(v, "endpoint", "") == endpoint), None)
+        if view is None:
+            return []
+        rows = (
+            view.get_query()
+            .filter(
+                or_(
+                    CertificateRequest.renewal_of_id == cert.id,
+                    CertificateRequest.replaces_id == cert.id,
+                )
+            )
+            .order_by(CertificateRequest.id.desc())
+            .limit(5)
+            .all()
+        )
+        return [
+            {
+                "request": r,
+                "kind": "Renewal" if r.renewal_of_id == cert.id else "Replacement",
+                "url": url_for(f"{endpoint}.details_view", id=r.id),
+                "status_url": url_for(f"{endpoint}.status_view"),
+                "state": view.live_state(r),
+            }
+            for r in rows
+        ]
 
     @expose("/download/")
     def download_view(self) -> Any:
@@ -171,7 +235,7 @@ class CertificateView(TypeAccessMixin, SecureModelView):
             return redirect(url_for(".details_view", id=cert.id))
         return attachment(
             result.content,
-            filename=f"{cert.common_name or 'certificate'}.{result.extension}",
+            filename=certificate_filename(cert.common_name, request.args.get("format", "x509")),
             mimetype=result.mime_type,
         )
 
@@ -189,12 +253,14 @@ class CertificateView(TypeAccessMixin, SecureModelView):
         if not result:
             return redirect(url_for(".details_view", id=cert.id))
         return attachment(
-            result.content, filename=f"{cert.common_name}.p12", mimetype=result.mime_type
+            result.content,
+            filename=certificate_filename(cert.common_name, "p12"),
+            mimetype=result.mime_type,
         )
 
     @expose("/revoke/", methods=("GET", "POST"))
     def revoke_view(self) -> Any:
-        ids = [int(i) for i in (request.values.get("ids") or "").split(",") if i.isdigit()]
+        ids = parse_ids(request.values.get("ids"))
         certs = [c for c in (self.get_one(i) for i in ids) if c is not None]
         if not certs:
             flash("Choose the certificates to revoke.", "error")

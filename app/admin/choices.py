@@ -11,6 +11,7 @@ from app.admin.base import (
     select_choices,
 )
 from app.extensions import db
+from app.ids import parse_id
 from app.models import CertType, Department, Organization
 from app.services.scope import (
     department_clause,
@@ -62,9 +63,10 @@ def target_choices(*, managed_only: bool = False) -> list[tuple[str, str]]:
 def parse_target(value: str) -> tuple[int, int | None]:
     """'o:3' -> (3, None); 'd:5' -> (org of 5, 5). Unknown -> (0, None) (service refuses)."""
     kind, _, raw = (value or "").partition(":")
-    if not raw.isdigit():
+    number = parse_id(raw)
+    if number is None:
         return 0, None
     if kind == "o":
-        return int(raw), None
-    dept = db.session.get(Department, int(raw))
+        return number, None
+    dept = db.session.get(Department, number)
     return (dept.organization_id, dept.id) if dept else (0, None)

@@ -8,8 +8,11 @@ from flask import redirect, request, url_for
 from flask_admin import AdminIndexView, expose
 from flask_login import current_user
 from sqlalchemy import func, select
+from wtforms import IntegerField, StringField
+from wtforms.validators import Length
+from wtforms.widgets import HiddenInput
 
-from app.admin.base import SecureMixin, current_scope
+from app.admin.base import AdminForm, SecureMixin, current_scope
 from app.extensions import db
 from app.models import (
     Admin,
@@ -26,7 +29,7 @@ from app.reports import charts
 from app.services.accounts import admins
 from app.services.reports import dashboard
 from app.services.scope import department_clause, organization_clause
-from app.services.structure import domains
+from app.services.structure import domains, orgs
 
 
 def _count(model: Any, clause: Any) -> int:
@@ -34,6 +37,12 @@ def _count(model: Any, clause: Any) -> int:
     if clause is not None:
         query = query.where(clause)
     return int(db.session.execute(query).scalar_one())
+
+
+class LocationForm(AdminForm):
+    org_id = IntegerField(widget=HiddenInput())
+    city = StringField("City", validators=[Length(max=128)])
+    state = StringField("State / province", validators=[Length(max=128)])
 
 
 class DashboardView(SecureMixin, AdminIndexView):
@@ -64,9 +73,51 @@ class DashboardView(SecureMixin, AdminIndexView):
             running=running,
             me=current_user,
             show_welcome=not current_user.welcome_dismissed,
+            steps=(steps := dashboard.first_steps(actor=current_user)),
+            location_form=LocationForm() if steps.org_without_location else None,
+            links=self._step_links(),
             overview=(summary := dashboard.certificate_overview(actor=current_user)),
             charts=self._charts(summary),
         )
+
+    def _step_links(self) -> dict[str, str]:
+        """Where each welcome step is done, for the steps this admin may take."""
+        wanted = {
+            "organization": ("organization", "index_view"),
+            "domain": ("domain", "create_view"),
+            "delegation": ("delegation", "create_view"),
+            "ca": ("cas", "create_view"),
+            "profile": ("profiles", "create_view"),
+            "request": ("ssl_requests", "create_view"),
+            "certificates": ("ssl_certs", "index_view"),
+        }
+        links = {}
+        for step, (endpoint, page) in wanted.items():
+            view = next(
+                (v for v in self.admin._views if getattr(v, "endpoint", None) == endpoint), None
+            )
+            if view is not None and view.is_accessible():
+                if page == "create_view" and getattr(view, "can_create", True) is not True:
+                    continue
+                links[step] = url_for(f"{endpoint}.{page}")
+        return links
+
+    @expose("/first-location/", methods=("POST",))
+    def location_view(self) -> Any:
+        """The welcome asks where the bootstrap organization is (SSL subjects need it)."""
+        form = LocationForm()
+        if form.validate_on_submit():
+            self.run_service(
+                None,
+                lambda: orgs.set_location(
+                    actor=current_user,
+                    org_id=form.org_id.data or 0,
+                    city=form.city.data or "",
+                    state=form.state.data or "",
+                ),
+                success=lambda org: f"Organization '{org.name}' is in {org.city or org.state}.",
+            )
+        return redirect(url_for(".index"))
 
     def _list_url(self, endpoint: str, filter_name: str | None = None, value: str = "") -> str:
         """The list a chart element summarises (filtered), if the admin may open it."""

@@ -121,3 +121,56 @@ def badge(text: str) -> Markup:
     return Markup('<span class="badge badge-{}">{}</span>').format(
         STATUS_BADGE.get(text, "light"), text
     )
+
+
+# RFC 4514 string order: the most specific attribute first.
+_DN_ORDER = ("CN", "OU", "O", "L", "ST", "C")
+_DN_SPECIAL = str.maketrans({c: "\\" + c for c in ',+"\\<>;='})
+
+
+def dn_string(subject: dict[str, str] | None) -> str:
+    """A subject stored as {"CN": .., "O": ..} as people read it: 'CN=www, O=Acme, C=DE'."""
+    if not subject:
+        return ""
+    keys = [k for k in _DN_ORDER if subject.get(k)] + [
+        k for k in subject if k not in _DN_ORDER and subject.get(k)
+    ]
+    return ", ".join(f"{k}={str(subject[k]).translate(_DN_SPECIAL)}" for k in keys)
+
+
+def dn(text: str) -> Markup:
+    """A distinguished name in a cell that wraps at any character (they get long)."""
+    return Markup('<span class="cw-dn">{}</span>').format(text)
+
+
+def article(label: str) -> str:
+    """'a' or 'an' before a certificate type: an SSL, a Client, a Device, a Code Signing."""
+    first = label[:1]
+    spoken_vowel = first.lower() in "aeiou" or (label[:2].isupper() and first in "FHLMNRSX")
+    return "an" if spoken_vowel else "a"
+
+
+def live(url: str, item_id: int, state: dict[str, Any]) -> Markup:
+    """A status that updates itself in place (app/static/js/console.js polls `url`)."""
+    links = Markup("").join(
+        Markup('<a class="cw-live-link" href="{}">{}</a>').format(link["href"], link["label"])
+        for link in state.get("links", [])
+    )
+    text = (
+        Markup('<span class="ml-2 cw-live-text">{}</span>').format(state["text"])
+        if state.get("text")
+        else ""
+    )
+    return Markup(
+        '<span class="cw-live" data-cw-live="{}" data-cw-id="{}" data-cw-final="{}" '
+        'data-cw-state="{}"><span class="badge badge-{} cw-live-state">{}</span>{}{}</span>'
+    ).format(
+        url,
+        item_id,
+        "1" if state.get("final") else "0",
+        state["state"],
+        state.get("badge", "light"),
+        state["state"],
+        text,
+        links,
+    )

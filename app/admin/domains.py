@@ -18,6 +18,7 @@ from app.admin.choices import TYPE_CHOICES, parse_target, target_choices
 from app.admin.decisions import DecideForm
 from app.admin.fields import MultiCheckboxField
 from app.extensions import db
+from app.ids import parse_id
 from app.models import CertType, Delegation, DelegationStatus, Domain
 from app.services.errors import DomainError
 from app.services.scope import Scope
@@ -71,8 +72,14 @@ def _delegations_html(view: Any, context: Any, model: Domain, name: str) -> Mark
 
 class DomainView(SecureModelView):
     field_map = {"organization": "target", "department": "target"}
+    record_noun = "Domain"
+    empty_text = (
+        "No domains yet. Certificates are issued only for names inside an active domain "
+        "delegated to the requesting organization or department."
+    )
+    search_hint = "Search by domain name or description"
     column_list = ("name", "description", "active", "delegations", "created_at")
-    column_labels = {"created_at": "Created", "name": "Domain"}
+    column_labels = {"name": "Domain", "delegations": "Delegated to"}
     column_searchable_list = ("name", "description")
     column_sortable_list = ("name", "active", "created_at")
     column_filters = ("active",)
@@ -161,6 +168,20 @@ def _status_badge(view: Any, context: Any, model: Delegation, name: str) -> Mark
 
 class DelegationView(SecureModelView):
     field_map = {"organization": "target", "department": "target"}
+    record_noun = "Delegation"
+    empty_text = (
+        "No domain delegations yet. A delegation lets an organization or department "
+        "request certificates for a domain's names, per certificate type."
+    )
+    search_hint = "Search by decision message"
+
+    def record_label(self, model: Any) -> str:
+        where = model.department.name if model.department else model.organization.name
+        return f"{model.domain.name} to {where}"
+
+    def empty_actions(self) -> list[tuple[str, str]]:
+        return [("Delegate a domain", url_for(".create_view"))] if self.can_create else []
+
     column_list = (
         "domain",
         "organization",
@@ -171,7 +192,12 @@ class DelegationView(SecureModelView):
         "decided_at",
         "decision_message",
     )
-    column_labels = {"types_label": "Types", "decided_at": "Decided", "decision_message": "Message"}
+    column_labels = {
+        "types_label": "Certificate types",
+        "decided_at": "Decided",
+        "decision_message": "Message",
+        "requested_by": "Requested by",
+    }
     column_searchable_list = ("decision_message",)
     column_sortable_list = (
         ("domain", "domain.name"),
@@ -208,8 +234,9 @@ class DelegationView(SecureModelView):
                 (d.id, d.name) for d in db.session.execute(query).scalars()
             )
             form.target.choices = select_choices(target_choices())
-            if request.method == "GET" and request.args.get("domain_id", "").isdigit():
-                form.domain_id.data = int(request.args["domain_id"])
+            domain_id = parse_id(request.args.get("domain_id"))
+            if request.method == "GET" and domain_id is not None:
+                form.domain_id.data = domain_id
         elif request.method == "GET":
             form.types.data = [t.value for t in obj.types()]
         return form

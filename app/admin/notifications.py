@@ -166,7 +166,15 @@ class NotificationRuleView(SecureModelView):
     """Settings > Notifications: MRAO for any scope, RAO/DRAO for theirs."""
 
     column_list = ("name", "type", "scope", "days", "channels", "recipients", "enabled")
-    column_labels = {"name": "Description", "days": "Days in advance"}
+    column_labels = {
+        "name": "Description",
+        "type": "Notification type",
+        "scope": "Applies to",
+        "days": "Days in advance",
+        "channels": "Sent by",
+        "recipients": "Who is told",
+        "enabled": "Active",
+    }
     column_details_list = column_list
     column_searchable_list = ("name",)
     column_sortable_list = ("name", "type", "enabled")
@@ -369,6 +377,9 @@ class SentNotificationView(SecureModelView):
         "rule.type": "Type",
         "subject": "About",
         "threshold": "Days before expiry",
+        "stage": "Notice",
+        "channel": "Sent by",
+        "recipient": "Sent to",
         "delivery_status": "Status",
         "sent_at": "Sent",
     }
@@ -506,7 +517,12 @@ class NotificationWebhookView(SecureModelView):
     """Settings > Notification Webhooks: where webhook notices go, and their delivery log."""
 
     column_list = ("name", "url", "organization", "enabled", "rules")
-    column_labels = {"organization": "Owner", "rules": "Used by rules"}
+    column_labels = {
+        "url": "Address (URL)",
+        "organization": "Owner",
+        "enabled": "Active",
+        "rules": "Used by rules",
+    }
     column_formatters = {
         "organization": lambda v, c, m, n: (
             m.organization.name if m.organization else "Account (MRAO)"

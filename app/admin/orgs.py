@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import flash
 from flask_admin.contrib.sqla.filters import FilterEqual
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length
@@ -48,8 +49,14 @@ def _org_data(form: Any) -> orgs.OrgData:
 
 class OrganizationView(SecureModelView):
     form = OrganizationForm
+    record_noun = "Organization"
+    empty_text = (
+        "No organizations yet. An organization is the subject (O, L, ST, C) of the "
+        "certificates issued for it, and the unit that RAOs administer."
+    )
+    search_hint = "Search by name or city"
     column_list = ("id", "name", "city", "state", "country", "departments", "created_at")
-    column_labels = {"id": "OrgID", "state": "State/Province", "created_at": "Created"}
+    column_labels = {"id": "OrgID", "state": "State / province", "address1": "Address"}
     column_searchable_list = ("name", "city")
     column_sortable_list = ("id", "name", "city", "country", "created_at")
     column_details_list = (
@@ -87,11 +94,15 @@ class OrganizationView(SecureModelView):
         return scope.is_master or bool(scope.orgs)
 
     def create_model(self, form: Any) -> Any:
-        return self.run_service(form, lambda: orgs.create_org(actor=actor(), data=_org_data(form)))
+        return _warned(
+            self.run_service(form, lambda: orgs.create_org(actor=actor(), data=_org_data(form)))
+        )
 
     def update_model(self, form: Any, model: Any) -> Any:
-        return self.run_service(
-            form, lambda: orgs.update_org(actor=actor(), org_id=model.id, data=_org_data(form))
+        return _warned(
+            self.run_service(
+                form, lambda: orgs.update_org(actor=actor(), org_id=model.id, data=_org_data(form))
+            )
         )
 
     def delete_model(self, model: Any) -> Any:
@@ -105,6 +116,12 @@ class DepartmentForm(AdminForm):
 
 class DepartmentView(SecureModelView):
     form = DepartmentForm
+    record_noun = "Department"
+    empty_text = (
+        "No departments yet. Departments divide an organization (the OU of its "
+        "certificates) and are what DRAOs administer."
+    )
+    search_hint = "Search by department name"
     column_list = ("id", "organization", "name", "created_at")
     column_labels = {"created_at": "Created"}
     column_searchable_list = ("name",)
@@ -137,18 +154,34 @@ class DepartmentView(SecureModelView):
         return form
 
     def create_model(self, form: Any) -> Any:
-        return self.run_service(
-            form,
-            lambda: orgs.create_dept(
-                actor=actor(), organization_id=form.organization_id.data, name=form.name.data or ""
-            ),
+        return _warned(
+            self.run_service(
+                form,
+                lambda: orgs.create_dept(
+                    actor=actor(),
+                    organization_id=form.organization_id.data,
+                    name=form.name.data or "",
+                ),
+            )
         )
 
     def update_model(self, form: Any, model: Any) -> Any:
-        return self.run_service(
-            form,
-            lambda: orgs.update_dept(actor=actor(), dept_id=model.id, name=form.name.data or ""),
+        return _warned(
+            self.run_service(
+                form,
+                lambda: orgs.update_dept(
+                    actor=actor(), dept_id=model.id, name=form.name.data or ""
+                ),
+            )
         )
 
     def delete_model(self, model: Any) -> Any:
         return self.run_service(None, lambda: orgs.delete_dept(actor=actor(), dept_id=model.id))
+
+
+def _warned(saved: Any) -> Any:
+    """Flash what the subject-text rules warn about a saved name (e.g. mixed scripts)."""
+    if saved:
+        for warning in orgs.name_warnings(saved.name):
+            flash(warning, "warning")
+    return saved

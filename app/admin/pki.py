@@ -20,22 +20,31 @@ from app.admin.base import (
     select_choices,
 )
 from app.admin.choices import COUNTRIES
+from app.admin.display import dn
 from app.admin.fields import MultiCheckboxField
 from app.extensions import db
 from app.models import CaStatus, CertificateAuthority, CertType, LintMode
 from app.pki import keys
-from app.pki.profiles import default_ca_lifetime_years, default_signature_hash
+from app.pki.profiles import CaPurpose, default_ca_lifetime_years
 from app.services.ca import authorities, profiles, signing
 from app.services.errors import DomainError
 from app.services.scope import Scope
 
 KEY_TYPE_CHOICES = [(k, k) for k in keys.KEY_TYPES]  # the one vocabulary: app/pki/algorithms.py
 HASH_CHOICES = [
-    ("", "Default (the parent's, or by key type)"),
+    ("", "Default (by key type: ECDSA P-256 SHA-256, P-384 SHA-384; RSA SHA-256)"),
     ("SHA-256", "SHA-256"),
     ("SHA-384", "SHA-384"),
     ("SHA-512", "SHA-512"),
     ("SHA-1", "SHA-1 (legacy, not accepted for signing)"),
+]
+
+
+PURPOSE_CHOICES = [
+    (CaPurpose.TLS.value, "TLS (SSL certificates)"),
+    (CaPurpose.SMIME.value, "S/MIME (Client certificates)"),
+    (CaPurpose.CODE_SIGNING.value, "Code signing"),
+    (CaPurpose.DEVICE.value, "Device certificates"),
 ]
 
 
@@ -49,7 +58,18 @@ class CaForm(AdminForm):
         choices=select_choices(KEY_TYPE_CHOICES),
         description="Sets the lifetime: root 20 years; issuing CA 5 years for RSA-2048, 10 otherwise.",
     )
-    signature_hash = SelectField("Signature hash", choices=select_choices(HASH_CHOICES))
+    signature_hash = SelectField(
+        "Signature hash",
+        choices=select_choices(HASH_CHOICES),
+        description="What this CA signs with. An ECDSA key fixes it (CA/B Forum BR 7.1.3.2.2); "
+        "RSA keys may choose.",
+    )
+    purpose = SelectField(
+        "Purpose (issuing CA)",
+        choices=select_choices(PURPOSE_CHOICES),
+        description="What the issuing CA issues; it sets the CA certificate's extended key "
+        "usage. A root has none.",
+    )
     customer_name = StringField(
         "Customer name",
         validators=[DataRequired(), Length(max=128)],
@@ -67,20 +87,45 @@ def _ca_status(view: Any, context: Any, model: CertificateAuthority, name: str) 
 
 
 def _ca_downloads(view: Any, context: Any, model: CertificateAuthority, name: str) -> Markup:
-    return Markup('<a href="{}">.cer</a> · <a href="{}">.pem</a> · <a href="{}">CRL</a>').format(
+    links = Markup('<a href="{}">.cer</a> · <a href="{}">.pem</a> · <a href="{}">CRL</a>').format(
         url_for("pki.ca_certificate", ca_id=model.id),
         url_for("pki.ca_certificate_pem", ca_id=model.id),
         url_for("pki.crl", ca_id=model.id),
     )
+    if model.parent_id is not None and model.revoked_at is None and current_scope().is_master:
+        links += Markup(' · <a class="text-danger" href="{}">Revoke</a>').format(
+            url_for(".revoke_view", id=model.id)
+        )
+    return links
+
+
+def _ca_purpose(view: Any, context: Any, model: CertificateAuthority, name: str) -> str:
+    return authorities.purpose_label(model)
+
+
+def _ca_revocation(view: Any, context: Any, model: CertificateAuthority, name: str) -> str:
+    if model.revoked_at is None:
+        return ""
+    return f"{model.revoked_at:%Y-%m-%d %H:%M:%S} UTC, {model.revocation_reason}"
 
 
 class CaView(SecureModelView):
     form = CaForm
+    record_noun = "CA"
+    empty_text = (
+        "No private CA yet. Start with a root CA (self-issued, kept offline in spirit), "
+        "then an issuing CA under it that signs your certificates."
+    )
+
+    def empty_actions(self) -> list[tuple[str, str]]:
+        return [("Create your root CA", url_for(".create_view"))] if self.can_create else []
+
     can_edit = False
     can_delete = False
     column_list = (
         "name",
         "kind_label",
+        "purpose",
         "parent",
         "key_type",
         "signature_hash",
@@ -95,11 +140,17 @@ class CaView(SecureModelView):
         "subject_dn": "Subject",
         "not_after": "Valid to",
         "crl_next_update": "CRL next update",
-        "signature_hash": "Hash",
+        "signature_hash": "Signature hash",
+        "purpose": "Issues",
+        "revoked_at": "Revoked",
+        "parent": "Parent CA",
+        "downloads": "Downloads",
+        "created_at": "Created",
     }
     column_details_list = (
         "name",
         "kind_label",
+        "purpose",
         "parent",
         "key_type",
         "signature_hash",
@@ -109,13 +160,20 @@ class CaView(SecureModelView):
         "not_before",
         "not_after",
         "status",
+        "revoked_at",
         "crl_number",
         "crl_this_update",
         "crl_next_update",
         "created_at",
         "downloads",
     )
-    column_formatters = {"status": _ca_status, "downloads": _ca_downloads}
+    column_formatters = {
+        "status": _ca_status,
+        "downloads": _ca_downloads,
+        "subject_dn": lambda v, c, m, n: dn(m.subject_dn),
+        "purpose": _ca_purpose,
+        "revoked_at": _ca_revocation,
+    }
     column_sortable_list = ("name", "not_after", "key_type")
     column_default_sort = "id"
     create_template = "admin/ca_wizard.html"
@@ -154,15 +212,19 @@ class CaView(SecureModelView):
                 locality=form.locality.data or "",
                 state=form.state.data or "",
                 country=form.country.data or "",
+                purpose=form.purpose.data or CaPurpose.TLS.value,
             )
             if form.confirmed.data != "yes":
                 try:
-                    authorities._validate(spec)  # show errors before the confirmation step
+                    # Every check before the confirmation step; the hash the CA will use.
+                    chosen = authorities.check_spec(spec)
                 except DomainError as exc:
                     apply_errors(form, exc)
                     return self.render(self.create_template, form=form, confirm=None)
                 form.confirmed.data = "yes"
-                return self.render(self.create_template, form=form, confirm=_preview(spec))
+                return self.render(
+                    self.create_template, form=form, confirm=_preview(spec, chosen.value)
+                )
             created = self.run_service(
                 form, lambda: authorities.create_ca(actor=actor(), spec=spec)
             )
@@ -172,6 +234,27 @@ class CaView(SecureModelView):
             form.confirmed.data = ""
         return self.render(self.create_template, form=form, confirm=None)
 
+    @expose("/revoke/", methods=("GET", "POST"))
+    def revoke_view(self) -> Any:
+        """Revoke an issuing CA (MRAO): its parent's CRL lists it at once."""
+        authority = self.get_one(request.values.get("id"))
+        if authority is None or not current_scope().is_master:
+            return redirect(url_for(".index_view"))
+        form = CaRevokeForm()
+        form.reason.choices = select_choices(authorities.revocation_reason_choices())
+        if form.validate_on_submit() and self.run_service(
+            form,
+            lambda: authorities.revoke_ca(
+                actor=actor(),
+                ca_id=authority.id,
+                reason=form.reason.data,
+                message=form.message.data or "",
+            ),
+            success=f"The CA '{authority.name}' was revoked; its parent's CRL lists it.",
+        ):
+            return redirect(url_for(".details_view", id=authority.id))
+        return self.render("admin/ca_revoke.html", form=form, authority=authority)
+
     @expose("/retire/", methods=("POST",))
     def retire_view(self) -> Any:
         authority = self.get_one(request.form.get("id"))
@@ -180,13 +263,15 @@ class CaView(SecureModelView):
         return redirect(url_for(".index_view"))
 
 
-def _preview(spec: authorities.CaSpec) -> dict[str, str]:
+class CaRevokeForm(AdminForm):
+    reason = SelectField("Reason (RFC 5280, CA/B Forum BR 7.2.2)")
+    message = TextAreaField("Message (kept in the audit log)", validators=[Length(max=2000)])
+
+
+def _preview(spec: authorities.CaSpec, chosen: str) -> dict[str, str]:
     parent = db.session.get(CertificateAuthority, spec.parent_id) if spec.parent_id else None
     key_type = keys.parse_key_type(spec.key_type)
     years = default_ca_lifetime_years(key_type, is_root=parent is None)
-    chosen = spec.signature_hash or (
-        parent.signature_hash if parent else default_signature_hash(key_type).value
-    )
     suffix = "Root CA" if parent is None else "Issuing CA"
     subject = f"CN={spec.customer_name} {suffix}, O={spec.customer_name}"
     for label, value in (("L", spec.locality), ("ST", spec.state), ("C", spec.country)):
@@ -201,7 +286,9 @@ def _preview(spec: authorities.CaSpec) -> dict[str, str]:
         "Kind": suffix,
         "Parent": parent.name if parent else "none (self-issued)",
         "Key": spec.key_type,
-        "Signature hash": chosen,
+        "Signature hash": chosen
+        + (f" (the parent signs this certificate with {parent.signature_hash})" if parent else ""),
+        **({"Issues": CaPurpose(spec.purpose).label} if parent else {}),
         "Subject": subject,
         "Lifetime": lifetime,
         "URLs in this certificate": (
@@ -268,6 +355,11 @@ def _profile_data(form: Any) -> profiles.ProfileData:
 
 class CertificateProfileView(SecureModelView):
     form = ProfileForm
+    record_noun = "Profile"
+    empty_text = (
+        "No certificate profiles yet. A profile ties a certificate type to an issuing CA, "
+        "with the terms, key types and approval rules requests must follow."
+    )
     column_list = (
         "name",
         "cert_type",
@@ -284,8 +376,10 @@ class CertificateProfileView(SecureModelView):
         "ca": "Issuing CA",
         "terms_label": "Terms",
         "key_types": "Key types",
-        "requires_approval": "Approval",
-        "lint_mode": "Lint",
+        "requires_approval": "Needs approval",
+        "lint_mode": "Lint before signing",
+        "four_eyes": "Four eyes",
+        "active": "Active",
     }
     column_formatters = {
         "cert_type": lambda v, c, m, n: m.cert_type.label,
@@ -312,7 +406,10 @@ class CertificateProfileView(SecureModelView):
             )
             .order_by(CertificateAuthority.name)
         ).scalars()
-        form.ca_id.choices = select_choices((c.id, c.name) for c in cas)
+        # Each CA with what it issues: a profile's type must be one its CA's purpose covers.
+        form.ca_id.choices = select_choices(
+            (c.id, f"{c.name} (issues {authorities.purpose_label(c)})") for c in cas
+        )
         if obj is not None and request.method == "GET":
             form.terms.data = ", ".join(str(t) for t in obj.terms)
             form.key_types.data = list(obj.key_types)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, redirect, request, url_for
+from flask import flash, jsonify, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import FilterEqual
@@ -24,7 +24,7 @@ from app.admin.base import (
 )
 from app.admin.choices import parse_target, target_choices
 from app.admin.decisions import DecideForm
-from app.admin.display import badge
+from app.admin.display import STATUS_BADGE, article, dn, dn_string, live
 from app.extensions import db
 from app.models import CertificateRequest, CertType, RequestStatus
 from app.services.certificates import approvals, enrollment
@@ -57,7 +57,11 @@ class RequestForm(AdminForm):
         validators=[Length(max=5000)],
     )
     auto_renew = SelectField("Auto renew", choices=select_choices([("off", "Off"), ("on", "On")]))
-    renew_days_before = StringField("Renew this many days before expiry", default="30")
+    renew_days_before = StringField(
+        "Renew this many days before expiry",
+        default="30",
+        description="With auto-renew: at most half the term (45 of 90 days).",
+    )
     comments = TextAreaField("Comments", validators=[Length(max=2000)])
     eula = SelectField(
         "Subscriber agreement",
@@ -92,13 +96,6 @@ class RequestView(TypeAccessMixin, SecureModelView):
         "requester_email",
         "created_at",
     )
-    column_labels = {
-        "id": "#",
-        "common_name": "Common name",
-        "term_days": "Term (days)",
-        "requester_email": "Requester",
-        "created_at": "Requested",
-    }
     column_searchable_list = ("common_name", "requester_email")
     column_sortable_list = ("id", "common_name", "status", "created_at")
     column_default_sort = ("id", True)
@@ -129,9 +126,11 @@ class RequestView(TypeAccessMixin, SecureModelView):
         "replaces_id",
     )
     create_template = "admin/request_wizard.html"
+    record_noun = "Request"
+    search_hint = "Search by common name or requester email"
 
     def _status(view: Any, context: Any, model: CertificateRequest, name: str) -> Markup:
-        html = badge(model.status.value)
+        html = live(url_for(".status_view"), model.id, view.live_state(model))
         if model.status == RequestStatus.REQUESTED:
             html += Markup(
                 ' <a class="btn btn-sm btn-outline-primary" href="{}">Approve / decline</a>'
@@ -149,20 +148,89 @@ class RequestView(TypeAccessMixin, SecureModelView):
                 '<button class="btn btn-sm btn-outline-primary" type="submit">Retry</button>'
                 "</form>"
             ).format(url_for(".retry_view"), generate_csrf(), model.id)
-        if model.certificate_id:
-            html += Markup(' <a href="{}">certificate</a>').format(
-                url_for(
-                    f"{view.endpoint.removesuffix('_requests')}_certs.details_view",
-                    id=model.certificate_id,
-                )
-            )
         return html
+
+    def _cert_link(view: Any, context: Any, model: CertificateRequest, name: str) -> Markup | str:
+        cert_id = getattr(model, name if name != "certificate" else "certificate_id")
+        if not cert_id:
+            return ""
+        return Markup('<a href="{}">certificate #{}</a>').format(view.cert_url(cert_id), cert_id)
 
     column_formatters = {
         "status": _status,
         "sans": lambda v, c, m, n: ", ".join(m.sans),
         "cert_type": lambda v, c, m, n: m.cert_type.label,
+        "subject": lambda v, c, m, n: dn(dn_string(m.subject)),
+        "certificate": _cert_link,
+        "renewal_of_id": _cert_link,
+        "replaces_id": _cert_link,
+        "mode": lambda v, c, m, n: "CSR" if m.mode.value == "csr" else "Server-generated key",
+        "auto_renew": lambda v, c, m, n: (
+            f"On, {m.renew_days_before} days before expiry" if m.auto_renew else "Off"
+        ),
+        "external_requesters": lambda v, c, m, n: ", ".join(m.external_requesters or []),
     }
+    column_labels = {
+        "id": "#",
+        "cert_type": "Certificate type",
+        "mode": "Key source",
+        "key_type": "Key type (server-generated)",
+        "auto_renew": "Auto-renew",
+        "comments": "Comments",
+        "created_at": "Requested",
+        "decided_at": "Decided",
+        "certificate": "Issued certificate",
+        "requester_email": "Requester",
+        "profile": "Certificate profile",
+    }
+
+    @property
+    def empty_text(self) -> str:  # type: ignore[override]
+        label = self.cert_type.label
+        return (
+            f"No {label} certificate requests yet. A request names the organization, the "
+            "certificate profile and the names; once approved (where the profile asks for it) "
+            "it is issued in seconds."
+        )
+
+    def empty_actions(self) -> list[tuple[str, str]]:
+        label = self.cert_type.label
+        return [(f"Request {article(label)} {label} certificate", url_for(".create_view"))]
+
+    def cert_url(self, cert_id: int) -> str:
+        return url_for(f"{self.endpoint.removesuffix('_requests')}_certs.details_view", id=cert_id)
+
+    def live_state(self, req: CertificateRequest) -> dict[str, Any]:
+        """What the request page shows about the request, updated in place while issuing."""
+        status = req.status.value
+        state: dict[str, Any] = {
+            "state": status,
+            "badge": STATUS_BADGE.get(status, "light"),
+            "final": req.status != RequestStatus.APPROVED,
+        }
+        if req.status == RequestStatus.APPROVED:
+            state["text"] = "Issuing the certificate…"
+        elif req.status == RequestStatus.ISSUED and req.certificate_id:
+            state["text"] = "Certificate issued."
+            state["links"] = [
+                {"href": self.cert_url(req.certificate_id), "label": "Open the certificate"}
+            ]
+        elif req.status == RequestStatus.FAILED:
+            state["text"] = req.failure_reason or "Issuance failed."
+        elif req.status == RequestStatus.DECLINED and req.decision_message:
+            state["text"] = req.decision_message
+        return state
+
+    @expose("/status/")
+    def status_view(self) -> Any:
+        """Live status of the requests named by ?ids= (only those the admin may see)."""
+        ids = [
+            int(i)
+            for i in request.args.get("ids", "").split(",")[:100]
+            if i.isdigit() and len(i) < 19
+        ]
+        rows = self.get_query().filter(CertificateRequest.id.in_(ids or [-1])).all()
+        return jsonify({str(r.id): self.live_state(r) for r in rows})
 
     def __init__(self, cert_type: CertType, **kwargs: Any) -> None:
         self.cert_type = cert_type
@@ -271,7 +339,13 @@ class RequestView(TypeAccessMixin, SecureModelView):
                         f"Request #{req.id} for {req.common_name} is {req.status.value}.", "success"
                     )
                     return redirect(url_for(".details_view", id=req.id))
-        return self.render(self.create_template, form=form, eula=EULA, cert_type=self.cert_type)
+        return self.render(
+            self.create_template,
+            form=form,
+            eula=EULA,
+            cert_type=self.cert_type,
+            article=article(self.cert_type.label),
+        )
 
     def _fill_from_csr(self, form: RequestForm, csr: bytes) -> None:
         from app.pki import csr as pki_csr

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any
 from zoneinfo import available_timezones
 
-from flask import current_app, flash, redirect, request, session, url_for
+from flask import current_app, flash, jsonify, redirect, request, session, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import DateTimeBetweenFilter, FilterEqual, FilterLike
@@ -17,6 +16,7 @@ from wtforms import PasswordField, SelectField
 from wtforms.validators import DataRequired
 
 from app.admin import display
+from app.admin.auth import SESSION_KEY, safe_next
 from app.admin.base import (
     AdminForm,
     SecureModelView,
@@ -29,11 +29,10 @@ from app.admin.base import (
 )
 from app.config import broker_kind
 from app.extensions import db
-from app.models import AuditEvent, Job, JobStatus, OutboxMessage, Role, WorkerHeartbeat
-from app.models.types import utcnow
+from app.models import AuditEvent, Job, JobStatus, OutboxMessage, Role
 from app.services.accounts import admins
 from app.services.errors import DomainError
-from app.services.platform import jobs
+from app.services.platform import jobs, processes
 from app.services.scope import Scope
 from app.version import __version__
 
@@ -86,6 +85,9 @@ class AuditView(SecureModelView):
     column_formatters = {"before": _json, "after": _json}
     column_formatters_detail = {"before": _json_full, "after": _json_full}
     list_template = "admin/audit_list.html"
+    record_noun = "Event"
+    empty_text = "No activity recorded yet."
+    search_hint = "Search by actor, action, object, message or source IP"
     column_details_list = (
         "seq",
         "at",
@@ -123,20 +125,24 @@ class AuditView(SecureModelView):
 
     def get_export_value(self, model: Any, name: str) -> Any:
         value = getattr(model, name, "")
-        if isinstance(value, dict | list):
-            value = json.dumps(value, sort_keys=True)
-        return (
-            super().get_export_value(model, name)
-            if not isinstance(value, str) or name not in ("before", "after")
-            else value
-        )
+        if name in ("before", "after") and isinstance(value, dict | list):
+            return json.dumps(value, sort_keys=True, ensure_ascii=False)
+        return super().get_export_value(model, name)
 
     @expose("/verify/", methods=("POST",))
     def verify_view(self) -> Any:
         job = jobs.create_job(kind="audit_verify", actor=actor())
         db.session.commit()
-        flash(f"Verification started as job #{job.id}; see About > Background Jobs.", "info")
-        return redirect(url_for(".index_view"))
+        # The list shows the job's outcome in place when it is done (no reload needed).
+        return redirect(url_for(".index_view", verify=job.id))
+
+    def render(self, template: str, **kwargs: Any) -> Any:
+        raw = request.args.get("verify", "")
+        job = db.session.get(Job, int(raw)) if raw.isdigit() and len(raw) < 19 else None
+        if job is not None and job.kind == "audit_verify":
+            kwargs["verify_job"] = job
+            kwargs["verify_state"] = job_state(job)
+        return super().render(template, **kwargs)
 
 
 def _job_status(view: Any, context: Any, model: Job, name: str) -> Markup:
@@ -155,6 +161,37 @@ def _job_status(view: Any, context: Any, model: Job, name: str) -> Markup:
     )
 
 
+JOB_BADGE = {
+    "pending": "secondary",
+    "running": "primary",
+    "done": "success",
+    "failed": "danger",
+    "cancelled": "warning",
+}
+
+
+def job_state(job: Job) -> dict[str, Any]:
+    """A job as the live status element shows it: its state, its message, its page."""
+    status = job.status.value
+    label = status.capitalize() + (f" {job.progress}%" if job.status == JobStatus.RUNNING else "")
+    text = job.message or ("Waiting for a worker…" if job.status == JobStatus.PENDING else "")
+    if job.kind == "audit_verify" and job.status == JobStatus.DONE and job.result:
+        ok = job.result.get("ok")
+        label = "Intact" if ok else "Broken"
+        text = (
+            f"The hash chain is intact: {job.result.get('rows', 0)} events verified."
+            if ok
+            else f"The hash chain is broken: {job.message}"
+        )
+    return {
+        "state": label,
+        "badge": JOB_BADGE[status] if label not in ("Broken",) else "danger",
+        "final": job.status.is_final,
+        "text": text,
+        "links": [{"href": url_for("jobs.details_view", id=job.id), "label": f"job #{job.id}"}],
+    }
+
+
 class JobView(SecureModelView):
     can_create = False
     can_edit = False
@@ -169,7 +206,10 @@ class JobView(SecureModelView):
         "created_at",
         "finished_at",
     )
-    column_labels = {"created_at": "Created", "finished_at": "Finished"}
+    column_labels = {"id": "#", "created_at": "Created", "finished_at": "Finished"}
+    record_noun = "Job"
+    empty_text = "No background jobs yet: scans, issuance and checks appear here while they run."
+    search_hint = "Search by job kind or message"
     column_sortable_list = ("id", "kind", "status", "created_at", "finished_at")
     column_default_sort = ("id", True)
     column_formatters = {"status": _job_status}
@@ -185,6 +225,17 @@ class JobView(SecureModelView):
 
     def get_filters(self) -> Any:
         return [FilterEqual(Job.status, "Status", options=[(s.value, s.value) for s in JobStatus])]
+
+    @expose("/status/")
+    def status_view(self) -> Any:
+        """Live status of the jobs named by ?ids= (only those the admin may see)."""
+        ids = [
+            int(i)
+            for i in request.args.get("ids", "").split(",")[:100]
+            if i.isdigit() and len(i) < 19
+        ]
+        rows = self.get_query().filter(Job.id.in_(ids or [-1])).all()
+        return jsonify({str(j.id): job_state(j) for j in rows})
 
     @action("cancel", "Cancel", "Cancel the selected jobs?")
     def action_cancel(self, ids: list[str]) -> None:
@@ -230,30 +281,30 @@ class OutboxView(SecureModelView):
         "error",
         "body",
     )
-    column_labels = {"created_at": "Created", "sent_at": "Sent", "next_attempt_at": "Next attempt"}
+    column_labels = {
+        "id": "#",
+        "created_at": "Created",
+        "sent_at": "Sent",
+        "to": "To",
+        "next_attempt_at": "Next attempt",
+    }
+    record_noun = "Message"
+    empty_text = "No mail yet: collection links, approvals and notices appear here."
+    search_hint = "Search by recipient or subject"
     column_searchable_list = ("to", "subject")
     column_default_sort = ("id", True)
     column_formatters_detail = {"body": lambda v, c, m, n: Markup("<pre>{}</pre>").format(m.body)}
 
     def scope_clause(self, scope: Scope) -> Any:
-        if scope.is_master:
-            return None
-        return OutboxMessage.organization_id.in_(sorted(scope.visible_org_ids) or [-1])
+        # An RAO reads the mail of their organizations, a DRAO that of their departments
+        # (collection links included); mail about no organization is for MRAOs.
+        return scope.row_filter(OutboxMessage.organization_id, OutboxMessage.department_id)
 
 
 class AboutView(SecureView):
     @expose("/")
     def index(self) -> Any:
-        now = utcnow()
-        alive = (
-            db.session.execute(
-                select(WorkerHeartbeat)
-                .where(WorkerHeartbeat.seen_at >= now - timedelta(seconds=30))
-                .order_by(WorkerHeartbeat.kind, WorkerHeartbeat.id)
-            )
-            .scalars()
-            .all()
-        )
+        alive = processes.live_processes()
         engine = db.engine
         counts = dict(
             db.session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
@@ -313,8 +364,6 @@ class MyProfileView(SecureView):
                 form.confirm.errors = ["The two new passwords differ."]
             else:
                 try:
-                    from app.admin.auth import SESSION_KEY
-
                     admins.change_own_password(
                         admin=me,
                         current=form.current_password.data,
@@ -337,4 +386,5 @@ class MyProfileView(SecureView):
     def dismiss_welcome(self) -> Any:
         admins.dismiss_welcome(admin=actor())
         db.session.commit()
-        return redirect(request.form.get("next") or url_for("admin.index"))
+
+        return redirect(safe_next(request.form.get("next")))

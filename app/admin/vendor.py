@@ -1,5 +1,6 @@
-"""Third-party browser assets served from their installed Python packages (no CDN: the
-console works on closed networks). plotly.min.js comes from the plotly wheel."""
+"""Browser assets outside /static: third-party files served from their installed Python
+packages (no CDN: the console works on closed networks; plotly.min.js comes from the
+plotly wheel), and /favicon.ico, which browsers ask for on every site."""
 
 from __future__ import annotations
 
@@ -19,6 +20,15 @@ ONE_YEAR = 365 * 24 * 3600
 def plotly_js(version: str) -> Response:
     # The version in the URL busts caches on upgrade; any version serves the installed file.
     return send_file(PLOTLY_JS, mimetype="text/javascript", max_age=ONE_YEAR)
+
+
+FAVICON = Path(__file__).resolve().parent.parent / "static" / "favicon.svg"
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    # Pages name the SVG icon with <link rel="icon">; this answers browsers that ask anyway.
+    return send_file(FAVICON, mimetype="image/svg+xml", max_age=ONE_YEAR)
 
 
 @bp.app_template_global("plotly_url")

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.cli import core, discovery, pki
+from app.cli import config, core, discovery, pki, structure
 
 
 def register(app: Flask) -> None:
-    for command in (*core.COMMANDS, *pki.COMMANDS, *discovery.COMMANDS):
+    for command in (
+        *core.COMMANDS,
+        *pki.COMMANDS,
+        *discovery.COMMANDS,
+        *config.COMMANDS,
+        *structure.COMMANDS,
+    ):
         app.cli.add_command(command)

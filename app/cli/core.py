@@ -1,9 +1,12 @@
-"""Command line: bootstrap, admin, audit, jobs, scheduler."""
+"""Command line: bootstrap, admin, audit, jobs, scheduler, secrets."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from datetime import timedelta
+from typing import Any
 
 import click
 from flask.cli import AppGroup
@@ -11,17 +14,43 @@ from sqlalchemy import select
 
 from app.config import SETTING, setting
 from app.extensions import db
-from app.models import CertType, Department, Job, Organization, Role
+from app.models import CertType, Department, Job, Organization, Role, WorkerHeartbeat
+from app.models.types import utcnow
 from app.services import audit
 from app.services.accounts import admins, bootstrap
 from app.services.errors import DomainError
 from app.services.platform import jobs
 from app.services.scope import SYSTEM
+from app.services.structure import orgs
 
 
 def fail(message: str) -> None:
     click.secho(f"error: {message}", fg="red", err=True)
     sys.exit(2)
+
+
+def emit_json(value: Any) -> None:
+    """One JSON document on standard output (what --json promises scripts)."""
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")
+
+
+def no_worker_hint() -> str:
+    """Why background work may not start: no live worker process, or nothing at all."""
+    recent = utcnow() - timedelta(seconds=30)
+    alive = db.session.execute(
+        select(WorkerHeartbeat.id).where(
+            WorkerHeartbeat.kind.in_(["worker", "embedded"]), WorkerHeartbeat.seen_at >= recent
+        )
+    ).first()
+    db.session.rollback()
+    if alive:
+        return ""
+    return (
+        " No worker is running: start the server (`make run`) or, with BROKER_URL, `make worker`."
+    )
 
 
 def commit_or_fail(fn: object) -> object:
@@ -46,6 +75,8 @@ def bootstrap_command() -> None:
                 email=setting("CW_ADMIN_EMAIL"),
                 org_name=setting("CW_ORG_NAME"),
                 country=setting("CW_ORG_COUNTRY"),
+                city=setting("CW_ORG_CITY"),
+                state=setting("CW_ORG_STATE"),
             )
         )
     assert isinstance(result, bootstrap.BootstrapResult)
@@ -61,6 +92,8 @@ def bootstrap_command() -> None:
             click.secho("=" * 64, fg="yellow")
     if result.org_created:
         click.echo("Created the first organization (rename it in Settings > Organizations).")
+        for warning in orgs.name_warnings(str(setting("CW_ORG_NAME"))):
+            click.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
 admin_cli = AppGroup("admin", help="Manage administrators.")
@@ -107,14 +140,28 @@ def _parse_scope(text: str) -> admins.Grant:
     help="'Org[/Dept][:ssl,client,code_signing,device]'; repeat for several",
 )
 @click.option("--full-name", default="")
+@json_option
 @click.option(
     "--password",
     envvar=SETTING["CW_NEW_ADMIN_PASSWORD"].name,
     default=None,
     help="or CW_NEW_ADMIN_PASSWORD; prompted when absent",
 )
+@click.option(
+    "--must-change-password/--no-must-change-password",
+    default=True,
+    show_default=True,
+    help="the administrator chooses a new password at first sign-in",
+)
 def admin_create(
-    login: str, email: str, role: str, scopes: tuple[str, ...], full_name: str, password: str | None
+    login: str,
+    email: str,
+    role: str,
+    scopes: tuple[str, ...],
+    full_name: str,
+    as_json: bool,
+    password: str | None,
+    must_change_password: bool,
 ) -> None:
     """Create an administrator (for scripts)."""
     if password is None:
@@ -130,9 +177,14 @@ def admin_create(
                 password=password,
                 full_name=full_name,
                 grants=grants,
+                must_change_password=must_change_password,
             )
         )
-    click.echo(f"Created {role} '{admin.login}' (id {admin.id}).")  # type: ignore[union-attr]
+    assert admin is not None
+    if as_json:
+        emit_json({"id": admin.id, "login": admin.login, "role": role})  # type: ignore[attr-defined]
+        return
+    click.echo(f"Created {role} '{admin.login}' (id {admin.id}).")  # type: ignore[attr-defined]
 
 
 audit_cli = AppGroup("audit", help="The audit log.")
@@ -157,36 +209,62 @@ jobs_cli = AppGroup("jobs", help="Background jobs.")
 @click.argument("kind")
 @click.option("--wait", is_flag=True, help="wait until it ends and print its result")
 @click.option("--timeout", default=120, show_default=True)
-def jobs_enqueue(kind: str, wait: bool, timeout: int) -> None:
-    """Start a job of KIND (for example audit_verify, housekeeping)."""
+@json_option
+def jobs_enqueue(kind: str, wait: bool, timeout: int, as_json: bool) -> None:
+    """Start a job of KIND (for example audit_verify, housekeeping).
+
+    Without a broker (`make run`) the running server's worker starts it within a second."""
     if kind not in jobs.KINDS:
         fail(f"unknown job kind '{kind}'; known: {', '.join(sorted(jobs.KINDS))}")
     with audit.source(label="cli"):
         job = jobs.create_job(kind=kind)
         db.session.commit()
-    click.echo(f"job {job.id} {kind} pending")
+    if not as_json:
+        click.echo(f"job {job.id} {kind} pending")
     if wait:
-        _wait(job.id, timeout)
+        _wait(job.id, timeout, as_json=as_json)
+    elif as_json:
+        emit_json(_job_json(job))
 
 
-def _wait(job_id: int, timeout: int) -> None:
+def _job_json(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.status.value,
+        "progress": job.progress,
+        "attempts": job.attempts,
+        "message": job.message,
+        "result": job.result,
+    }
+
+
+def _wait(job_id: int, timeout: int, *, as_json: bool = False) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         db.session.expire_all()
         job = db.session.get(Job, job_id)
         assert job is not None
         if job.status.is_final:
-            click.echo(f"job {job.id} {job.status.value}: {job.message}")
+            if as_json:
+                emit_json(_job_json(job))
+            else:
+                click.echo(f"job {job.id} {job.status.value}: {job.message}")
             sys.exit(0 if job.status.value == "done" else 1)
         db.session.commit()
         time.sleep(0.2)
-    fail(f"job {job_id} did not finish within {timeout} s")
+    fail(f"job {job_id} did not finish within {timeout} s.{no_worker_hint()}")
 
 
 @jobs_cli.command("list")
 @click.option("--limit", default=20, show_default=True)
-def jobs_list(limit: int) -> None:
-    for job in db.session.execute(select(Job).order_by(Job.id.desc()).limit(limit)).scalars():
+@json_option
+def jobs_list(limit: int, as_json: bool) -> None:
+    found = db.session.execute(select(Job).order_by(Job.id.desc()).limit(limit)).scalars().all()
+    if as_json:
+        emit_json([_job_json(job) for job in found])
+        return
+    for job in found:
         click.echo(
             f"{job.id:>6} {job.kind:<20} {job.status.value:<9} {job.progress:>3}% attempts={job.attempts} {job.message}"
         )
@@ -195,18 +273,53 @@ def jobs_list(limit: int) -> None:
 @jobs_cli.command("wait")
 @click.argument("job_id", type=int)
 @click.option("--timeout", default=120, show_default=True)
-def jobs_wait(job_id: int, timeout: int) -> None:
-    _wait(job_id, timeout)
+@json_option
+def jobs_wait(job_id: int, timeout: int, as_json: bool) -> None:
+    _wait(job_id, timeout, as_json=as_json)
 
 
 @click.command("scheduler")
 def scheduler_command() -> None:
     """Run the scheduler loop (one per deployment; a second one is harmless)."""
+    import logging
+
     from flask import current_app
 
     from app.runtime.scheduler import run_scheduler_forever
 
+    logging.basicConfig(
+        level=logging.INFO,
+        format="[%(asctime)s] [PID %(process)d] [%(name)s] %(levelname)s: %(message)s",
+    )
+
     run_scheduler_forever(current_app._get_current_object())  # type: ignore[attr-defined]
 
 
-COMMANDS = (bootstrap_command, admin_cli, audit_cli, jobs_cli, scheduler_command)
+secrets_cli = AppGroup("secrets", help="The secrets every process of a deployment shares.")
+
+
+@secrets_cli.command("generate")
+def secrets_generate() -> None:
+    """Print new SECRET_KEY, CW_KEK and CW_AUDIT_KEY as an environment file.
+
+    For a new deployment: put the lines into the environment of every web, worker and
+    scheduler process (e.g. /etc/certwright/certwright.env). Never replace the CW_KEK or
+    CW_AUDIT_KEY of an existing installation with new ones: its CA keys are sealed with the
+    one and its audit log is chained with the other.
+    """
+    from app.config import generate_secrets
+
+    click.echo("# Certwright secrets: the same values on every process of this deployment.")
+    click.echo("# Keep them as safe as the CA keys; without CW_KEK they cannot be unsealed.")
+    for name, value in generate_secrets().items():
+        click.echo(f"{name}={value}")
+    click.secho(
+        "Existing installation? Keep its CW_KEK and CW_AUDIT_KEY (the instance folder's kek "
+        "and audit_key files when they were generated): new ones cannot unseal its CA keys "
+        "or verify its audit log.",
+        err=True,
+        fg="yellow",
+    )
+
+
+COMMANDS = (bootstrap_command, admin_cli, audit_cli, jobs_cli, scheduler_command, secrets_cli)

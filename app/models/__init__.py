@@ -45,6 +45,7 @@ from app.models.notifications import (
 )
 from app.models.org import CertType, Department, Organization
 from app.models.pki import (
+    BlockedKey,
     CaStatus,
     CertificateAuthority,
     CertificateProfile,
@@ -62,6 +63,7 @@ __all__ = [
     "AssignmentRule",
     "AuditEvent",
     "AuditHead",
+    "BlockedKey",
     "CaStatus",
     "CertOrigin",
     "CertStatus",

@@ -31,7 +31,9 @@ class OutboxMessage(db.Model):  # type: ignore[name-defined,misc]
     body: Mapped[str] = mapped_column(Text)  # the plain-text part
     html: Mapped[str] = mapped_column(Text, default="")  # an HTML alternative, when given
     category: Mapped[str] = mapped_column(String(64), default="")
+    # Who may read it in the console: the organization/department it concerns (None: MRAOs).
     organization_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    department_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     status: Mapped[MailStatus] = mapped_column(
         str_enum(MailStatus, 16), default=MailStatus.OUTBOX, index=True
     )

@@ -109,7 +109,6 @@ class RecipientRole(enum.StrEnum):
     ADMINS = "admins"  # RAO/DRAO whose scope covers the certificate (with the type privilege)
     REQUESTER = "requester"
     EXTERNAL = "external"  # the request's external requesters
-    PERSON = "person"  # the holder of a client certificate (its e-mail addresses)
 
     @property
     def label(self) -> str:
@@ -121,7 +120,6 @@ ROLE_LABELS: dict[RecipientRole, str] = {
     RecipientRole.ADMINS: "RAO/DRAO of the certificate's organization or department",
     RecipientRole.REQUESTER: "Requester",
     RecipientRole.EXTERNAL: "External requesters",
-    RecipientRole.PERSON: "The person (client certificates)",
 }
 
 

@@ -25,6 +25,7 @@ from app.models.types import UTCDateTime, str_enum, utcnow
 class CaStatus(enum.StrEnum):
     ACTIVE = "Active"
     RETIRED = "Retired"
+    REVOKED = "Revoked"  # its certificate is on its parent's CRL; it signs nothing more
 
 
 class CertificateAuthority(db.Model):  # type: ignore[name-defined,misc]
@@ -58,6 +59,10 @@ class CertificateAuthority(db.Model):  # type: ignore[name-defined,misc]
     created_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("admins.id", ondelete="SET NULL"), nullable=True
     )
+    # An issuing CA whose certificate its parent revoked (listed on the parent's CRL and
+    # answered "revoked" by the parent's OCSP responder); a root is never revoked.
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revocation_reason: Mapped[str] = mapped_column(String(32), default="")
 
     parent: Mapped[CertificateAuthority | None] = relationship(remote_side=[id])
 
@@ -121,6 +126,21 @@ class SerialNumber(db.Model):  # type: ignore[name-defined,misc]
     serial_hex: Mapped[str] = mapped_column(String(42))
     reserved_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     purpose: Mapped[str] = mapped_column(String(32), default="leaf")
+
+
+class BlockedKey(db.Model):  # type: ignore[name-defined,misc]
+    """A public key that is never certified again (CA/B Forum BR 6.1.1.3(4)): its
+    certificate was revoked for keyCompromise (or cACompromise), or it was imported from a
+    list of compromised or weak keys. Identified by the SHA-256 of its DER
+    SubjectPublicKeyInfo (app.pki.weak_keys.spki_sha256)."""
+
+    __tablename__ = "blocked_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spki_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(255), default="")
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class CrlPublication(db.Model):  # type: ignore[name-defined,misc]

@@ -22,7 +22,6 @@ from app.pki.revocation import REASON_CODES as REASON_CODES
 from app.pki.revocation import REASON_NAMES as REASON_NAMES
 from app.pki.revocation import check_publishable_reason
 from app.pki.revocation import parse_reason as parse_reason
-from app.pki.status_lint import check_crl
 from app.pki.validity import ONE_SECOND, to_utc, utc_now
 
 # A CRL with at most this many entries is linted whole (pkilint: ~1 ms an entry).
@@ -109,6 +108,8 @@ def build_crl(
     rehearsal = _with_entries(builder, entries if whole else _representatives(entries)).sign(
         rehearsal_key(issuer.private_key), issuer.hash_algorithm
     )
+    from app.pki.status_lint import check_crl  # pkilint: imported when first used
+
     check_crl(rehearsal, lists_ca_certificates=any(entry.is_ca for entry, _ in entries))
     signed = _with_entries(builder, entries).sign(issuer.private_key, issuer.hash_algorithm)
     if whole and signed.tbs_certlist_bytes != rehearsal.tbs_certlist_bytes:

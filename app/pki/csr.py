@@ -46,6 +46,11 @@ class ParsedCsr:
     dns_names: tuple[str, ...]
     ip_addresses: tuple[IPAddress, ...]
     emails: tuple[str, ...]
+    # Requested subjectAltName entries of other types, described ("URI https://x.test/",
+    # "directory name CN=x", "other name 1.3.6.1.4.1.311.20.2.3", "registered ID ...", "IP
+    # network 10.0.0.0/8"): Certwright certifies none of them, and the caller refuses them
+    # rather than drop them silently.
+    other_names: tuple[str, ...] = ()
 
     @property
     def common_name(self) -> str | None:
@@ -75,6 +80,7 @@ def parse_csr(data: bytes) -> ParsedCsr:
     if len(common_names) > 1:
         raise CsrError("CSR subject has more than one common name (CN)")
     dns, ips, emails = _requested_alt_names(csr)
+    others = _other_alt_names(csr)
     return ParsedCsr(
         csr=csr,
         public_key=public_key,
@@ -83,6 +89,7 @@ def parse_csr(data: bytes) -> ParsedCsr:
         dns_names=dns,
         ip_addresses=ips,
         emails=emails,
+        other_names=others,
     )
 
 
@@ -173,3 +180,25 @@ def _requested_alt_names(
         ips,
         tuple(san.get_values_for_type(x509.RFC822Name)),
     )
+
+
+def _other_alt_names(csr: x509.CertificateSigningRequest) -> tuple[str, ...]:
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    found: list[str] = []
+    for name in san:
+        if isinstance(name, x509.UniformResourceIdentifier):
+            found.append(f"URI {name.value}")
+        elif isinstance(name, x509.DirectoryName):
+            found.append(f"directory name {name.value.rfc4514_string()}")
+        elif isinstance(name, x509.OtherName):
+            found.append(f"other name {name.type_id.dotted_string}")
+        elif isinstance(name, x509.RegisteredID):
+            found.append(f"registered ID {name.value.dotted_string}")
+        elif isinstance(name, x509.IPAddress) and not isinstance(
+            name.value, ipaddress.IPv4Address | ipaddress.IPv6Address
+        ):
+            found.append(f"IP network {name.value}")
+    return tuple(found)

@@ -13,6 +13,11 @@ takes a few milliseconds.
 Certwright is a PRIVATE CA, so some findings that matter for publicly-trusted TLS are
 expected; LINT_ALLOW_LIST names each one with the reason it is accepted. Every other
 finding (any severity from INFO up) refuses issuance.
+
+pkilint ships no type information (no py.typed); its objects are handled as Any here. It
+is imported where a certificate is first linted, not with this module: importing it takes
+about half a second, which every command-line call paid whether or not it signed anything
+(docs/benchmarks.md, command-line start-up).
 """
 
 from __future__ import annotations
@@ -28,12 +33,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-# pkilint ships no type information (no py.typed); its objects are handled as Any here.
-from pkilint import finding_filter, loader, validation  # type: ignore[import-untyped]
-from pkilint.cabf import serverauth  # type: ignore[import-untyped]
-from pkilint.cabf.serverauth import serverauth_constants  # type: ignore[import-untyped]
-from pkilint.pkix import certificate, extension, name  # type: ignore[import-untyped]
 
 from app.pki.errors import LintError
 from app.pki.profiles import CertKind
@@ -120,13 +119,12 @@ class LintTarget(enum.StrEnum):
 # What leaf issuance uses; warm_up() builds these unless told otherwise.
 LEAF_TARGETS: Final = (LintTarget.SERVERAUTH_DV, LintTarget.SERVERAUTH_OV, LintTarget.RFC5280)
 
+# pkilint's certificate type per CA target (names of serverauth_constants.CertificateType).
+# Certwright's issuing CAs are operated by the operator of their root: "internal".
 _CA_TYPES: Final = {
-    LintTarget.SERVERAUTH_ROOT_CA: serverauth_constants.CertificateType.ROOT_CA,
-    # Certwright's issuing CAs are operated by the operator of their root: "internal".
-    LintTarget.SERVERAUTH_TLS_CA: (
-        serverauth_constants.CertificateType.INTERNAL_UNCONSTRAINED_TLS_CA
-    ),
-    LintTarget.SERVERAUTH_NON_TLS_CA: serverauth_constants.CertificateType.NON_TLS_CA,
+    LintTarget.SERVERAUTH_ROOT_CA: "ROOT_CA",
+    LintTarget.SERVERAUTH_TLS_CA: "INTERNAL_UNCONSTRAINED_TLS_CA",
+    LintTarget.SERVERAUTH_NON_TLS_CA: "NON_TLS_CA",
 }
 
 
@@ -172,6 +170,8 @@ def refused_findings(
 
 def findings_of(results: Iterable[Any]) -> tuple[LintFinding, ...]:
     """pkilint validation results as LintFindings, INFO and above."""
+    from pkilint import validation  # type: ignore[import-untyped]
+
     return tuple(
         LintFinding(
             code=description.finding.code,
@@ -202,9 +202,13 @@ class _Linter:
     """A built pkilint validator (expensive) plus the finding filters that go with it."""
 
     def __init__(self, validator: Any, filters: list[Any]) -> None:
+        from pkilint import finding_filter, loader, validation
+
         self._validator = validator
         self._filters = filters
         self._loader = loader.RFC5280CertificateDocumentLoader()
+        self._filter_results = finding_filter.filter_results
+        self._info = validation.ValidationFindingSeverity.INFO
 
     def lint(self, der: bytes) -> tuple[LintFinding, ...]:
         try:
@@ -214,12 +218,16 @@ class _Linter:
         results = self._validator.validate(document.root)
         if self._filters:
             # Drops PKIX findings the CA/B Forum requirements supersede (pkilint's own list).
-            results, _excluded = finding_filter.filter_results(self._filters, results)
+            results, _excluded = self._filter_results(self._filters, results)
         return findings_of(results)
 
 
 @functools.cache
 def _linter(target: LintTarget) -> _Linter:
+    from pkilint.cabf import serverauth  # type: ignore[import-untyped]
+    from pkilint.cabf.serverauth import serverauth_constants  # type: ignore[import-untyped]
+    from pkilint.pkix import certificate, extension, name  # type: ignore[import-untyped]
+
     if target is LintTarget.RFC5280:
         validator = certificate.create_pkix_certificate_validator_container(
             certificate.create_decoding_validators(
@@ -235,7 +243,7 @@ def _linter(target: LintTarget) -> _Linter:
         )
         return _Linter(validator, [])
     if target in _CA_TYPES:
-        cert_type = _CA_TYPES[target]
+        cert_type = serverauth_constants.CertificateType[_CA_TYPES[target]]
     elif target is LintTarget.SERVERAUTH_OV:
         cert_type = serverauth_constants.CertificateType.OV_FINAL_CERTIFICATE
     else:

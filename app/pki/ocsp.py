@@ -32,7 +32,6 @@ from cryptography.x509 import ocsp
 from app.pki.errors import OcspRequestError
 from app.pki.issuer import CERT_ID_HASHES, Issuer
 from app.pki.revocation import check_publishable_reason
-from app.pki.status_lint import check_ocsp_response
 from app.pki.validity import to_utc, utc_now
 
 MAX_NONCE_LENGTH: Final = 32  # RFC 8954 §2.1
@@ -201,6 +200,8 @@ def build_response(
         builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
     der = builder.sign(issuer.private_key, issuer.hash_algorithm).public_bytes(_DER)
     if lint:
+        from app.pki.status_lint import check_ocsp_response  # pkilint: imported when first used
+
         check_ocsp_response(der, for_ca_certificate=lookup.is_ca)
     return der
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, abort, render_template
 
-from app.downloads import attachment
+from app.downloads import attachment, certificate_filename
 from app.extensions import db
 from app.models import Certificate
 from app.pki.formats import FORMAT_LABELS
@@ -33,7 +33,8 @@ def download(cert_id: int, token: str, fmt: str) -> Any:
     except DomainError:
         abort(404)
     cert = db.session.get(Certificate, cert_id)
-    name = cert.common_name if cert else "certificate"
     return attachment(
-        result.content, filename=f"{name}.{result.extension}", mimetype=result.mime_type
+        result.content,
+        filename=certificate_filename(cert.common_name if cert else None, fmt),
+        mimetype=result.mime_type,
     )

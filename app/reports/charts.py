@@ -65,14 +65,18 @@ def bar_figure(title: str, bars: Sequence[Bar]) -> dict[str, Any]:
     )
     layout = _layout(title, empty=empty)
     if not empty:
-        # Counts are whole numbers: small charts get one tick per unit, never "1.5".
-        top = max(bar.count for bar in bars)
-        layout["yaxis"] = {
-            "rangemode": "tozero",
-            "tickformat": ",d",
-            **({"dtick": 1} if top <= 6 else {}),
-        }
+        layout["yaxis"] = count_axis(max(bar.count for bar in bars))
     return {"data": data, "layout": layout}
+
+
+def count_axis(top: int) -> dict[str, Any]:
+    """An axis of counts: whole-number ticks only. Plotly picks a step of 0.5 for small
+    ranges, and a "d" tick format then rounds 0.5 and 1.5 to repeated labels (0, 1, 1, 2,
+    2), so small ranges get one tick per unit and larger ones Plotly's integer steps."""
+    axis: dict[str, Any] = {"rangemode": "tozero", "tickformat": ",d"}
+    if top <= 6:
+        axis.update(tick0=0, dtick=1)
+    return axis
 
 
 def donut_figure(title: str, slices: Sequence[Bar]) -> dict[str, Any]:

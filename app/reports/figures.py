@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from app.reports.charts import count_axis
+
 # (key in ScanPoint, legend label, colour): the per-task summary a scan leaves behind.
 SUMMARY_SERIES: tuple[tuple[str, str, str], ...] = (
     ("total", "Total", "#343a40"),
@@ -119,7 +121,15 @@ def scan_history_figure(
     layout: dict[str, Any] = {
         "title": {"text": title, "x": 0, "xanchor": "left", "font": {"size": 15}},
         "xaxis": {"title": {"text": f"Scan finished ({zone_name})"}, "type": "category"},
-        "yaxis": {"title": {"text": "Certificates"}, "rangemode": "tozero", "tickformat": "d"},
+        "yaxis": {
+            "title": {"text": "Certificates"},
+            **count_axis(
+                max(
+                    (max(p.new, *(getattr(p, k) for k, _, _ in SUMMARY_SERIES)) for p in ordered),
+                    default=0,
+                )
+            ),
+        },
         "legend": {"orientation": "h", "y": -0.25},
         "hovermode": "x unified",
         "margin": {"l": 60, "r": 20, "t": 50, "b": 40},

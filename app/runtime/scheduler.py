@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
-import time
 from typing import Any
 
 from flask import Flask
@@ -45,11 +45,29 @@ class SchedulerLoop(threading.Thread):
 
 
 def run_scheduler_forever(app: Flask) -> None:
-    """The standalone scheduler process (`flask --app wsgi scheduler`)."""
-    Heartbeat(app, kind="scheduler").start()
+    """The standalone scheduler process (`flask --app wsgi scheduler`).
+
+    SIGTERM (systemctl stop, a container stop) and SIGINT (Ctrl-C) end it after the pass
+    under way, and it signs off: About stops listing it at once instead of when its
+    heartbeat would have gone stale.
+    """
+    heartbeat = Heartbeat(app, kind="scheduler")
+    heartbeat.start()
     loop = SchedulerLoop(app)
     interval = float(app.config["CW_SCHEDULER_INTERVAL"])
+
+    def stop(signum: int, frame: Any) -> None:
+        log.info("scheduler stopping (%s)", signal.Signals(signum).name)
+        loop.stopping.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     log.info("scheduler running every %.0f s", interval)
-    while True:
-        loop.tick()
-        time.sleep(interval)
+    try:
+        while not loop.stopping.is_set():
+            loop.tick()
+            loop.stopping.wait(interval)
+    finally:
+        heartbeat.sign_off()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log.info("scheduler stopped and signed off")

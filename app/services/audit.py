@@ -29,10 +29,14 @@ from app.extensions import db
 from app.models import Admin, AuditEvent, AuditHead
 from app.models.types import utcnow
 from app.services import bulk
+from app.services.errors import NotFound
 from app.services.scope import Actor, require_actor
 
 GENESIS = "0" * 64
 _PENDING = "cw_audit_pending"
+# Denied cross-scope attempts outlive the rollback of the refused operation: they are
+# written by the next commit (commit_denials, which every web request's teardown calls).
+_DENIED = "cw_audit_denied"
 _source_ip: ContextVar[str] = ContextVar("cw_audit_ip", default="")
 _source_label: ContextVar[str] = ContextVar("cw_audit_source", default="")
 
@@ -95,30 +99,106 @@ def record(
     department_id: int | None = None,
 ) -> None:
     """Queue an audit event in the current transaction (it is written at commit)."""
+    db.session.info.setdefault(_PENDING, []).append(
+        _event(
+            action=action,
+            actor=actor,
+            object_type=object_type,
+            object_id=object_id,
+            label=label,
+            before=before,
+            after=after,
+            message=message,
+            organization_id=organization_id,
+            department_id=department_id,
+        )
+    )
+
+
+def record_denied(*, actor: Actor, object_type: str, object_id: Any, attempted: str) -> None:
+    """A scoped admin reached for an existing object outside their scope (an id typed into a
+    URL or a form): an ``access.denied`` event, kept even though the refused operation rolls
+    back, and written by the next commit (``commit_denials``)."""
+    db.session.info.setdefault(_DENIED, []).append(
+        _event(
+            action="access.denied",
+            actor=actor,
+            object_type=object_type,
+            object_id=object_id,
+            message=f"outside the administrator's scope: {attempted}",
+        )
+    )
+
+
+def denied(
+    *, actor: Actor, what: str, object_type: str, object_id: Any, field: str | None = None
+) -> NotFound:
+    """The refusal for an existing object outside the actor's scope: recorded as a denied
+    attempt, and answered exactly like a missing object ("No such <what>.") so that nothing
+    about it is learnt. ``raise audit.denied(...)``."""
+    record_denied(actor=actor, object_type=object_type, object_id=object_id, attempted=what)
+    return NotFound(f"No such {what}.", field=field)
+
+
+def not_found(
+    *, actor: Actor, what: str, model: type, object_id: Any, field: str | None = None
+) -> NotFound:
+    """The refusal when a scoped lookup found nothing: "No such <what>." either way, and a
+    denied attempt recorded when the object does exist (outside the actor's scope)."""
+    if db.session.get(model, object_id) is not None:
+        return denied(
+            actor=actor, what=what, object_type=model.__name__, object_id=object_id, field=field
+        )
+    return NotFound(f"No such {what}.", field=field)
+
+
+def has_denials() -> bool:
+    return bool(db.session.info.get(_DENIED))
+
+
+def commit_denials() -> None:
+    """Write the denied attempts left by a refused operation, in a transaction of their own
+    (whatever else the session held is rolled back first). For front doors, after the
+    refusal has been answered."""
+    if has_denials():
+        db.session.rollback()
+        db.session.commit()
+
+
+def _event(
+    *,
+    action: str,
+    actor: Actor | str,
+    object_type: str = "",
+    object_id: Any = "",
+    label: str = "",
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    message: str = "",
+    organization_id: int | None = None,
+    department_id: int | None = None,
+) -> dict[str, Any]:
     if isinstance(actor, str):  # someone not signed in, named by what they claimed (a login)
         actor_id, actor_name = None, actor
     elif isinstance(require_actor(actor), Admin):
         actor_id, actor_name = actor.id, actor.login
     else:  # the system: named by its source (the scheduler, the command line) if known
         actor_id, actor_name = None, _source_label.get() or "system"
-    pending: list[dict[str, Any]] = db.session.info.setdefault(_PENDING, [])
-    pending.append(
-        {
-            "at": utcnow(),
-            "actor_id": actor_id,
-            "actor": actor_name[:128],
-            "ip": _source_ip.get()[:64],
-            "action": action,
-            "object_type": object_type,
-            "object_id": str(object_id)[:64] if object_id is not None else "",
-            "object_label": (label or "")[:256],
-            "organization_id": organization_id,
-            "department_id": department_id,
-            "before": jsonable(before) if before is not None else None,
-            "after": jsonable(after) if after is not None else None,
-            "message": message,
-        }
-    )
+    return {
+        "at": utcnow(),
+        "actor_id": actor_id,
+        "actor": actor_name[:128],
+        "ip": _source_ip.get()[:64],
+        "action": action,
+        "object_type": object_type,
+        "object_id": str(object_id)[:64] if object_id is not None else "",
+        "object_label": (label or "")[:256],
+        "organization_id": organization_id,
+        "department_id": department_id,
+        "before": jsonable(before) if before is not None else None,
+        "after": jsonable(after) if after is not None else None,
+        "message": message,
+    }
 
 
 def changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -190,7 +270,7 @@ def _forged_head_event(seq: int, last_hash: str) -> dict[str, Any]:
 
 @event.listens_for(Session, "before_commit")
 def _chain_pending(session: Session) -> None:
-    pending: list[dict[str, Any]] = session.info.pop(_PENDING, [])
+    pending: list[dict[str, Any]] = session.info.pop(_DENIED, []) + session.info.pop(_PENDING, [])
     if not pending:
         return
     # Write first, then read: the no-op UPDATE takes the row lock on PostgreSQL and the

@@ -6,7 +6,7 @@ per-hook attempt log; acknowledgements and snoozes; recipients' digest preferenc
 Outbox messages get an HTML part next to the plain text (existing rows: none).
 
 Revision ID: 0015_notifications
-Revises: 0007_operations
+Revises: 0010_trust_services
 Create Date: 2026-12-06 20:37:44
 
 """
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = "0015_notifications"
-down_revision = "0007_operations"
+down_revision = "0010_trust_services"
 branch_labels = None
 depends_on = None
 

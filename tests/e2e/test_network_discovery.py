@@ -183,7 +183,7 @@ def test_discover_the_test_bed(console: Console, testbed: SimpleNamespace) -> No
         assert row["CN"] == cn, (where, row)
         health = [] if row["Health"] == "none" else row["Health"].split("\n")
         assert sorted(health) == sorted(flags), (where, row["Health"])
-        assert row["Task"] == TASK
+        assert row["Found by task"] == TASK
     states = {r["CN"]: r["Inventory state"] for r in found.values() if r["CN"]}
     assert states == {cn: "Assigned" if cn in MATCHED else "Not assigned" for cn in states}
     summary = page.locator(f"#cw-summary-table tr:has-text('{TASK}')")

@@ -54,7 +54,7 @@ def test_private_ca_story(console: Console, tmp_path: Path) -> None:
     page.fill("#name", "wayne.example")
     select(c, "target", "Wayne Enterprises (whole organization)")
     c.save()
-    assert "Record was successfully created." in c.flashes()
+    assert "Domain 'wayne.example' created." in c.flashes()
 
     # The CA wizard: form, confirmation, creation; a root, then an issuing CA under it.
     ca_ids: dict[str, str] = {}
@@ -83,11 +83,11 @@ def test_private_ca_story(console: Console, tmp_path: Path) -> None:
     c.menu("Settings", "Certificate Profiles")
     page.click("a:has-text('Create')")
     page.fill("#name", "Wayne TLS")
-    select(c, "ca_id", "Wayne Issuing")
+    select(c, "ca_id", "Wayne Issuing (issues TLS)")
     page.fill("#terms", "90")
     page.check("input[name=key_types][value=EC-P256]")
     c.save()
-    assert "Record was successfully created." in c.flashes()
+    assert "Profile 'Wayne TLS' created." in c.flashes()
 
     # The request wizard from a CSR; "get from CSR" fills the names.
     key = keys.generate_private_key("EC-P256")

@@ -45,7 +45,7 @@ def test_rao_creates_drao_for_its_department_with_subset_privileges(app):
         ("promote_to_mrao", "A RAO cannot create or promote an administrator to MRAO."),
         ("rao_with_dept", "An RAO is scoped to whole organizations"),
         ("drao_without_dept", "A DRAO must be scoped to a department"),
-        ("foreign_dept", "does not belong to organization"),
+        ("foreign_dept", "No such department."),  # never named outside the scope
         ("no_scope", "A RAO needs at least one scope"),
     ],
 )
@@ -137,13 +137,13 @@ def test_create_rao_via_console(client):
             "full_name": "Rao",
             "role": "RAO",
             "scopes": [f"o:{org.id}"],
-            "privileges": ["ssl", "client"],
+            "scopes-priv": [f"o:{org.id}:ssl", f"o:{org.id}:client"],
             "password": "the-rao-password-1",
             "csrf_token": token,
         },
         follow_redirects=True,
     ).get_data(as_text=True)
-    assert "Record was successfully created." in page
+    assert "Administrator &#39;acme-rao&#39; created." in page
     rao = db.session.execute(select(Admin).where(Admin.login == "acme-rao")).scalar_one()
     assert rao.role == Role.RAO and rao.scopes[0].organization_id == org.id
     assert rao.scopes[0].privileges() == {CertType.SSL, CertType.CLIENT}
@@ -171,7 +171,7 @@ def test_console_shows_field_errors_for_bad_admin(client):
             "email": "not-an-email",
             "role": "RAO",
             "scopes": [f"o:{org.id}"],
-            "privileges": ["ssl"],
+            "scopes-priv": [f"o:{org.id}:ssl"],
             "password": "weak",
             "csrf_token": token,
         },

@@ -78,6 +78,9 @@ class Seen:
     after: dict[str, Any] | None
     aliases: dict[str, str] = field(default_factory=dict)
     no_values: bool = False  # the action changes nothing the log may hold
+    # A summary of other audited changes (each of which has its own event): its after holds
+    # the list of changes, not column values.
+    summary: bool = False
 
 
 class World:
@@ -354,6 +357,25 @@ def ca_retire(w: World) -> Seen:
     return Seen(old, observed(CertificateAuthority, ca.id))
 
 
+def ca_revoke(w: World) -> Seen:
+    root = _root("Gamma Root")
+    ca = commit(
+        lambda: authorities.create_ca(
+            actor=SYSTEM,
+            spec=authorities.CaSpec(
+                name="Gamma Issuing", key_type="EC-P256", customer_name="Gamma", parent_id=root.id
+            ),
+        )
+    )
+    old = observed(CertificateAuthority, ca.id)
+    commit(lambda: authorities.revoke_ca(actor=w.mrao, ca_id=ca.id, reason="superseded"))
+    return Seen(
+        old,
+        observed(CertificateAuthority, ca.id),
+        aliases={"reason": "revocation_reason", "serial": "serial_hex"},
+    )
+
+
 def kek_rotate(w: World) -> Seen:
     commit(lambda: authorities.rotate_kek(actor=w.mrao))
     return Seen(None, None, no_values=True)  # sealed keys never go into the log
@@ -362,9 +384,9 @@ def kek_rotate(w: World) -> Seen:
 def _profile_data(w: World, **changes: Any) -> profiles.ProfileData:
     fields: dict[str, Any] = {
         "name": "Clients",
-        "cert_type": CertType.CLIENT,
+        "cert_type": CertType.SSL,  # what make_pki's TLS issuing CA enrolls
         "ca_id": w.issuing.id,
-        "terms": (365,),
+        "terms": (90,),
         "key_types": ("EC-P256",),
     }
     return profiles.ProfileData(**{**fields, **changes})
@@ -500,6 +522,20 @@ def certificate_key_export(w: World) -> Seen:
     cert = w.certificate(mode=RequestMode.KEYGEN, key_type="EC-P256")
     commit(lambda: inventory.pkcs12(actor=w.mrao, certificate_id=cert.id, password="pkcs12-pass"))
     return Seen(None, None, no_values=True)
+
+
+def config_apply(w: World) -> Seen:
+    from app.services.configuration import changes
+
+    text = (
+        "organizations:\n"
+        "  - {name: Acme, city: Berlin, state: Berlin, country: DE}\n"
+        "  - {name: Beta, city: Bonn, country: DE}\n"
+    )
+    outcome = commit(lambda: changes.apply(actor=w.mrao, text=text))
+    assert outcome.changes
+    assert db.session.execute(select(Organization).where(Organization.name == "Beta")).scalar()
+    return Seen(None, None, summary=True)
 
 
 def certificate_assign(w: World) -> Seen:
@@ -702,7 +738,7 @@ def notification_rule_delete(w: World) -> Seen:
 def notification_rule_sample(w: World) -> Seen:
     from app.services.notifications import samples
 
-    w.certificate()
+    _found_certificate(w)
     rule = _notification_rule(w)
     commit(lambda: samples.send_sample(actor=w.mrao, rule_id=rule.id))
     return Seen(None, None, no_values=True)
@@ -789,12 +825,20 @@ def webhook_message_resend(w: World) -> Seen:
     return Seen(old, observed(WebhookMessage, message.id))
 
 
+def _found_certificate(w: World) -> Any:
+    """A certificate of the organization as discovery stores one (no issuance: these cases
+    are about notifications, not the worker)."""
+    from tests import notify
+
+    return commit(lambda: notify.discovered_certificate(w.org.id, utcnow() + timedelta(days=90)))
+
+
 def _delivery(w: World) -> Any:
     """An expiry alert of a rule to ops@acme.example about a certificate 20 days from expiry."""
     from app.models import NotificationDelivery
     from app.services.notifications import sweep
 
-    cert = w.certificate()
+    cert = _found_certificate(w)
     rule = _notification_rule(w)
     sweep.insert_due(rule, cert.not_after - timedelta(days=20))
     db.session.commit()
@@ -861,6 +905,7 @@ CASES: dict[str, Callable[[World], Seen]] = {
     "delegation.delete": delegation_delete,
     "ca.create": ca_create,
     "ca.retire": ca_retire,
+    "ca.revoke": ca_revoke,
     "kek.rotate": kek_rotate,
     "profile.create": profile_create,
     "profile.update": profile_update,
@@ -887,6 +932,7 @@ CASES: dict[str, Callable[[World], Seen]] = {
     "discovery.cancel": discovery_cancel,
     "job.cancel": job_cancel,
     "audit.verify_failed": audit_verify_failed,
+    "config.apply": config_apply,
     "audit.head_forged": audit_head_forged,
     "notification_rule.create": notification_rule_create,
     "notification_rule.update": notification_rule_update,
@@ -922,6 +968,9 @@ def test_before_and_after_are_the_real_old_and_new_values(app, stub_worker, case
     event = recorded[-1]
     if seen.no_values:
         assert (event.before, event.after) == (None, None)
+        return
+    if seen.summary:
+        assert event.before is None and event.after and event.after["changes"], event.after
         return
     compared = 0
     for side, values, row in (

@@ -350,7 +350,7 @@ def test_audit_list_offers_chain_verification(client):
     page = client.post(
         "/admin/audit/verify/", data={"csrf_token": token}, follow_redirects=True
     ).get_data(as_text=True)
-    assert "Verification started as job #" in page
+    assert 'id="cw-verify-status"' in page and "Verifying the hash chain" in page
 
 
 def test_housekeeping_forgets_quiet_failure_counts(app):

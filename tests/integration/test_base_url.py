@@ -158,6 +158,7 @@ def test_the_ca_wizard_confirmation_shows_the_urls_it_will_embed(app, client, mr
         "name": "Second Issuing",
         "parent_id": str(root.id),
         "key_type": "EC-P256",
+        "purpose": "TLS",
         "signature_hash": "",
         "customer_name": "Corp",
         "locality": "",

@@ -49,10 +49,10 @@ def test_wrong_kek_gives_a_clear_message(app):
 def test_crl_refresh_publishes_before_expiry(app):
     _, issuing, _ = make_pki()
     before = issuing.crl_number
-    assert crl.refresh_crls() == []  # fresh CRLs: nothing to do
+    assert crl.refresh_crls().published == []  # fresh CRLs: nothing to do
     issuing.crl_next_update = utcnow() + timedelta(days=1)
     db.session.commit()
-    assert crl.refresh_crls() == [issuing.id]
+    assert crl.refresh_crls().published == [issuing.id]
     db.session.commit()
     assert issuing.crl_number == before + 1 and issuing.crl_next_update > utcnow() + timedelta(
         days=6

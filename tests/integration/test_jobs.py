@@ -283,3 +283,190 @@ def test_a_worker_that_stops_gracefully_signs_off_so_nothing_is_sent_again(app):
     later = utcnow() + timedelta(seconds=app.config["CW_JOB_STALE_SECONDS"] + 5)
     assert scheduling.recover(later)["resent"] == 0 and queued() == 0
     assert db.session.get(Job, waiting.id).status == JobStatus.PENDING
+
+
+def dead_worker_row(ident: str, seen_seconds_ago: float) -> WorkerHeartbeat:
+    host, pid = ident.split(":")[:2]
+    return WorkerHeartbeat(
+        id=f"{ident}:worker",
+        kind="worker",
+        host=host,
+        pid=int(pid),
+        broker="redis",
+        seen_at=utcnow() - timedelta(seconds=seen_seconds_ago),
+    )
+
+
+def test_a_dead_workers_running_jobs_are_taken_back_at_once(app):
+    """A worker process that stops heartbeating for CW_WORKER_STALE_SECONDS (a few seconds)
+    is dead: the jobs it was running (known by their leases) are retried, or failed when
+    out of attempts, long before their own heartbeats reach CW_JOB_STALE_SECONDS."""
+    worker_stale = app.config["CW_WORKER_STALE_SECONDS"]
+    assert worker_stale * 3 < app.config["CW_JOB_STALE_SECONDS"]
+    just_dead = worker_stale + 2
+    beat_at = utcnow() - timedelta(seconds=just_dead)  # their last beat, like the process's
+    dead, alive = "w1:11:aa11aa", "w1:12:bb22bb"
+    db.session.add_all([dead_worker_row(dead, just_dead), dead_worker_row(alive, 0)])
+
+    def running(lease: str, attempts: int = 1) -> Job:
+        job = Job(
+            kind="audit_verify",
+            status=JobStatus.RUNNING,
+            attempts=attempts,
+            max_attempts=2,
+            heartbeat_at=beat_at,
+            lease=lease,
+            enqueued_at=utcnow(),
+        )
+        db.session.add(job)
+        return job
+
+    retried = running(f"{dead}:0123456789ab")
+    failed = running(f"{dead}:ba9876543210", attempts=2)
+    # The same host and pid in an earlier container, or another process: not the dead one's.
+    other = running("w1:11:cc33cc:0123456789ab")
+    kept = running(f"{alive}:0123456789ab")
+    waiting = jobs.create_job(kind="audit_verify", send=False)  # maybe in its prefetch
+    db.session.commit()
+    broker.flush_all()
+
+    counts = scheduling.recover()
+    assert counts == {"retried": 1, "failed": 1, "resent": 1}
+    db.session.expire_all()
+    assert (retried.status, retried.attempts) == (JobStatus.PENDING, 1)
+    assert retried.message == "the worker running attempt 1 stopped responding; retrying"
+    assert failed.status == JobStatus.FAILED
+    assert failed.message == "failed: the worker stopped responding on each of 2 attempts"
+    assert other.status == JobStatus.RUNNING and kept.status == JobStatus.RUNNING
+    assert waiting.status == JobStatus.PENDING
+    assert queued() == 2  # the retried job and the pending one, each once
+    assert db.session.get(WorkerHeartbeat, f"{dead}:worker") is None
+    assert scheduling.recover() == {"retried": 0, "failed": 0, "resent": 0}
+    broker.flush_all()
+
+
+def test_a_worker_that_missed_only_a_few_beats_is_alive(app):
+    db.session.add(dead_worker_row("w1:11:aa11aa", app.config["CW_WORKER_STALE_SECONDS"] - 2))
+    job = Job(
+        kind="audit_verify",
+        status=JobStatus.RUNNING,
+        attempts=1,
+        heartbeat_at=utcnow() - timedelta(seconds=8),
+        lease="w1:11:aa11aa:0123456789ab",
+    )
+    db.session.add(job)
+    db.session.commit()
+    broker.flush_all()
+    assert scheduling.recover() == {"retried": 0, "failed": 0, "resent": 0}
+    assert job.status == JobStatus.RUNNING and queued() == 0
+
+
+def test_the_process_that_recovers_never_takes_itself_for_dead(app):
+    """The embedded worker and scheduler share a process: a heartbeat delayed by a long
+    SQLite write does not make that process retry its own jobs."""
+    from app.services.platform import processes
+
+    me = processes.process_ident()
+    db.session.add(dead_worker_row(me, 3600))
+    job = Job(
+        kind="audit_verify",
+        status=JobStatus.RUNNING,
+        attempts=1,
+        heartbeat_at=utcnow(),
+        lease=jobs.new_lease(),
+    )
+    db.session.add(job)
+    db.session.commit()
+    assert job.lease.startswith(me + ":")
+    broker.flush_all()
+    assert scheduling.recover() == {"retried": 0, "failed": 0, "resent": 0}
+    assert job.status == JobStatus.RUNNING
+
+
+def test_an_attempt_whose_job_was_taken_back_stops_before_it_writes(app):
+    job = jobs.create_job(kind="audit_verify", send=False)
+    db.session.commit()
+    ctx = jobs.claim(job.id)
+    assert ctx is not None
+    db.session.execute(sa_update(Job).where(Job.id == job.id).values(status=JobStatus.PENDING))
+    db.session.commit()  # what recovery does when it takes the process for dead
+    with pytest.raises(jobs.LeaseLost):
+        ctx.hold()
+    db.session.rollback()
+
+
+def test_heartbeats_come_every_second_well_inside_both_limits(app):
+    from app.runtime.heartbeat import beat_interval
+
+    assert beat_interval(app) == 1.0
+    app.config["CW_WORKER_STALE_SECONDS"] = 3
+    assert beat_interval(app) == pytest.approx(0.6)
+    app.config["CW_JOB_STALE_SECONDS"] = 1
+    assert beat_interval(app) == pytest.approx(1 / 3)
+
+
+def test_about_lists_live_processes_only(app, client):
+    from tests.conftest import login
+    from tests.factories import PASSWORD
+
+    make_admin("mrao")
+    stale = app.config["CW_WORKER_STALE_SECONDS"]
+    db.session.add_all(
+        [
+            dead_worker_row("live-host:101:aa11aa", 1),
+            dead_worker_row("dead-host:202:bb22bb", stale + 1),
+        ]
+    )
+    db.session.commit()
+    login(client, "mrao", PASSWORD)
+    page = client.get("/admin/about/").get_data(as_text=True)
+    assert "worker on live-host (pid 101)" in page
+    assert "dead-host" not in page
+
+
+def test_a_command_without_a_worker_hands_its_job_to_the_running_server(app, monkeypatch):
+    """Embedded mode: a `flask --app wsgi jobs enqueue` process has no worker, so a message
+    it sent to its in-memory broker would die with it (the job then waited five minutes for
+    the stale resend). It leaves the row for the server's embedded worker, which starts it
+    within a second."""
+    from app.runtime.embedded import Embedded
+
+    make_admin()
+    broker.flush_all()
+    monkeypatch.setenv("FLASK_RUN_FROM_CLI", "true")  # what Flask sets for every command
+    result = app.test_cli_runner().invoke(args=["jobs", "enqueue", "audit_verify"])
+    assert result.exit_code == 0, result.output
+    job = db.session.execute(select(Job).order_by(Job.id.desc())).scalars().first()
+    assert job.status == JobStatus.PENDING and job.enqueued_at is None
+    assert queued() == 0  # nothing went to a queue that nobody drains
+    monkeypatch.delenv("FLASK_RUN_FROM_CLI")
+
+    def finished_within(job_id: int, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            db.session.expire_all()
+            if db.session.get(Job, job_id).status == JobStatus.DONE:
+                return True
+            db.session.commit()
+            time.sleep(0.05)
+        return False
+
+    server = Embedded(app, threads=1, scheduler=False).start()  # no scheduler passes
+    try:
+        assert finished_within(job.id, 5)  # handed off before the server started
+        # ... and one handed off while it runs (the row another process commits):
+        later = jobs.create_job(kind="audit_verify", send=False)
+        db.session.commit()
+        assert later.enqueued_at is None
+        assert finished_within(later.id, 3)
+    finally:
+        server.stop()
+
+
+def test_a_command_with_its_own_worker_sends_as_usual(app, stub_worker, monkeypatch):
+    monkeypatch.setenv("FLASK_RUN_FROM_CLI", "true")
+    job = jobs.create_job(kind="audit_verify")
+    assert job.enqueued_at is not None
+    drain(stub_worker)
+    db.session.refresh(job)
+    assert job.status == JobStatus.DONE

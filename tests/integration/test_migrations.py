@@ -6,8 +6,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from cryptography import x509
 from flask_migrate import check, downgrade, upgrade
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 
 from app import create_app
 from app.extensions import db
@@ -42,3 +43,81 @@ def test_sqlite_migrations_downgrade_to_empty_and_upgrade_again(
             check(directory=MIGRATIONS)
         finally:
             db.engine.dispose()
+
+
+def test_trust_services_migration_fixes_the_data(app, stub_worker) -> None:
+    """0010_trust_services: EC CAs sign with their curve's hash, certificateHold and
+    authority reasons on leaves are rewritten, keyCompromise keys are blocked, names are
+    NFC unless that clashes, and names with refused characters are left for a person."""
+    import unicodedata
+
+    from sqlalchemy import text
+
+    from app.models import BlockedKey, Certificate, CertificateAuthority, Department, Organization
+    from app.pki.weak_keys import spki_sha256
+    from app.services.certificates import revocation
+    from tests.conftest import drain
+    from tests.factories import (
+        make_admin,
+        make_dept,
+        make_domain,
+        make_org,
+        make_pki,
+        request_certificate,
+    )
+
+    mrao = make_admin("mrao")
+    org = make_org("Acme", city="Berlin")
+    make_dept(org, "Ops")
+    make_domain("acme.example", by=mrao, org=org)
+    _root, issuing, profile = make_pki(key_type="EC-P256")
+    reqs = [
+        request_certificate(
+            by=mrao, org=org, profile=profile, cn=f"h{i}.acme.example", approve=True
+        )[0]
+        for i in range(3)
+    ]
+    drain(stub_worker)
+    for r in reqs:
+        db.session.refresh(r)
+    certs = [db.session.get(Certificate, r.certificate_id) for r in reqs]
+    revocation.revoke(actor=mrao, certificate_ids=[c.id for c in certs], reason="superseded")
+    db.session.commit()
+    cert_ids, issuing_id = [c.id for c in certs], issuing.id
+    db.session.remove()
+    downgrade(directory=MIGRATIONS, revision="0009_outbox_department")
+    decomposed = unicodedata.normalize("NFD", "Société")
+    with db.engine.begin() as conn:  # what the old code stored
+        conn.execute(text("UPDATE certificate_authorities SET signature_hash = 'SHA-384'"))
+        for cert, reason in zip(
+            certs, ("certificateHold", "cACompromise", "keyCompromise"), strict=True
+        ):
+            conn.execute(
+                text("UPDATE certificates SET revocation_reason = :r WHERE id = :id"),
+                {"r": reason, "id": cert.id},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO organizations (name, country, address1, address2, address3, city, state, postal_code, created_at) VALUES (:n, 'DE', '', '', '', '', '', '', CURRENT_TIMESTAMP)"
+            ),
+            {"n": decomposed},
+        )
+        conn.execute(text("UPDATE departments SET name = :n"), {"n": "Ops\u202e"})
+    upgrade(directory=MIGRATIONS)
+    assert {
+        ca.signature_hash for ca in db.session.execute(select(CertificateAuthority)).scalars()
+    } == {"SHA-256"}
+    reasons = [db.session.get(Certificate, i).revocation_reason for i in cert_ids]
+    assert reasons == ["unspecified", "keyCompromise", "keyCompromise"]
+    blocked = set(db.session.execute(select(BlockedKey.spki_sha256)).scalars())
+    assert blocked == {
+        spki_sha256(x509.load_der_x509_certificate(db.session.get(Certificate, i).der).public_key())
+        for i in cert_ids[1:]
+    }
+    names = set(db.session.execute(select(Organization.name)).scalars())
+    assert "Société" in names and decomposed not in names
+    assert db.session.execute(select(Department.name)).scalar_one() == "Ops\u202e"  # left, listed
+    from app.services.ca import crl
+
+    crl.publish_crl(ca_id=issuing_id, trigger="test")  # publishable again
+    db.session.commit()

@@ -4,6 +4,7 @@ SSL inventory showing who placed each certificate, and a rule's dry run before s
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -118,7 +119,7 @@ def test_summary_and_chart_per_task(client, bed):
         "expired": "1",
         "expiring_30": "0",
     }
-    figure = json.loads(re.search(r"var figure = (\{.*?\});\n", page).group(1))
+    figure = json.loads(html.unescape(re.search(r"data-figure='([^']*)'", page).group(1)))
     total = next(t for t in figure["data"] if t["name"] == "Total")
     assert total["y"] == [5, 5] and len(total["x"]) == 2
     new = next(t for t in figure["data"] if t["name"] == "New certificates")
@@ -314,3 +315,53 @@ def test_rule_dry_run_shows_matches_before_saving(client, bed):
     )
     assert "is attached to 1 tasks; detach it first." in page
     assert db.session.get(AssignmentRule, used.id) is not None
+
+
+def test_network_assets_export_csv_and_json_with_the_lists_scope_and_filters(app, client, bed):
+    import csv
+    import io
+
+    from app.models import Organization, Role
+    from tests.conftest import login
+    from tests.factories import PASSWORD, make_admin
+
+    task = create_task(client, bed)
+    scan(client, bed, task)
+    page = text(client.get("/admin/network_assets/"))
+    assert "/admin/network_assets/export/csv/" in page
+    assert "/admin/network_assets/export/json/" in page
+
+    response = client.get("/admin/network_assets/export/csv/")
+    assert response.status_code == 200 and "attachment" in response.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert len(rows) == 9
+    ext = next(r for r in rows if r["IP"] == HOST["ext"] and r["Host name"] == "")
+    assert ext["CN"] == "www.ext.test" and ext["Inventory state"] == "Assigned"
+    assert ext["Port"] == str(bed.port) and ext["Valid to"].startswith("20")
+
+    response = client.get("/admin/network_assets/export/json/")
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    assert response.headers["Content-Disposition"].endswith('.json"')
+    items = json.loads(response.get_data(as_text=True))
+    assert len(items) == 9
+    expired = next(i for i in items if i["ip"] == HOST["expired"])
+    assert expired["flags"] == "Expired" and expired["state"] == "Not assigned"
+    assert expired["port"] == bed.port and expired["fingerprint"]
+    mismatch = next(i for i in items if i["host_name"] == "wrong.acme.example")
+    assert "Host name mismatch" in mismatch["flags"]
+
+    only_expired = client.get(
+        "/admin/network_assets/export/json/", query_string={"flt0_expired_equals": "1"}
+    )
+    assert [i["ip"] for i in json.loads(only_expired.get_data(as_text=True))] == [HOST["expired"]]
+
+    other = db.session.execute(
+        select(Organization).where(Organization.name == "Other Org")
+    ).scalar_one()
+    make_admin("rao", Role.RAO, org=other)
+    stranger = app.test_client()
+    login(stranger, "rao", PASSWORD)
+    assert (
+        json.loads(stranger.get("/admin/network_assets/export/json/").get_data(as_text=True)) == []
+    )
+    assert stranger.get("/admin/network_assets/export/xml/").status_code in (302, 404)

@@ -157,6 +157,7 @@ def test_under_gunicorn_an_answer_leaves_in_one_piece_when_the_request_ends(
     import runpy
     import select
     import socket
+    from types import SimpleNamespace
 
     monkeypatch.setenv("CW_EMBEDDED_WORKER", "0")  # read when gunicorn loads its settings
     hooks = runpy.run_path(os.path.join(os.path.dirname(app.root_path), "gunicorn.conf.py"))
@@ -175,7 +176,8 @@ def test_under_gunicorn_an_answer_leaves_in_one_piece_when_the_request_ends(
         run_wsgi_app(app.wsgi_app, dict(environ, **{"wsgi.input": io.BytesIO(der)}))
         assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK) == 0
         monkeypatch.setattr("app.runtime.context.freeze_startup_objects", lambda: None)
-        hooks["post_worker_init"](None)  # what each gunicorn worker runs after loading us
+        # What each gunicorn worker runs after loading us (its `wsgi` is the app).
+        hooks["post_worker_init"](SimpleNamespace(wsgi=app))
         body, status, _ = run_wsgi_app(app.wsgi_app, environ, buffered=True)
         assert status == "200 OK"
         assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK) == 1

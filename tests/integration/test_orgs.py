@@ -39,7 +39,7 @@ def org_count() -> int:
 def test_create_organization(client):
     signed_in(client)
     page = post_org(client).get_data(as_text=True)
-    assert "Record was successfully created." in page
+    assert "Organization &#39;Globex&#39; created." in page
     org = db.session.execute(select(Organization).where(Organization.name == "Globex")).scalar_one()
     assert (org.city, org.country, org.postal_code) == ("Springfield", "US", "97403")
     event = db.session.execute(
@@ -89,7 +89,7 @@ def test_department_create_duplicate_and_delete(client):
         data={"organization_id": org.id, "name": "Sales", "csrf_token": token},
         follow_redirects=True,
     ).get_data(as_text=True)
-    assert "Record was successfully created." in page
+    assert "Department &#39;Globex / Sales&#39; created." in page
     token = csrf_token(client, "/admin/department/new/")
     page = client.post(
         "/admin/department/new/",

@@ -41,6 +41,7 @@ def test_ca_wizard_confirms_then_creates_root_and_issuing(client, mrao):
         "parent_id": "",
         "key_type": "EC-P256",
         "signature_hash": "",
+        "purpose": "TLS",
         "customer_name": "Corp",
         "locality": "Berlin",
         "state": "",
@@ -74,7 +75,7 @@ def test_ca_wizard_confirms_then_creates_root_and_issuing(client, mrao):
         ).scalar_one()
     )
     assert cert.subject.rfc4514_string() == "CN=Corp Issuing CA,O=Corp,L=Berlin,C=DE"
-    # The issuing CA inherits its parent's hash; RSA-2048 issuing CAs live 5 years.
+    # RSA-2048 issuing CAs live 5 years.
     assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days in (1825, 1826)
     assert client.get(f"/pki/ca/{root.id}.cer").data == root.cert_der
 
@@ -85,6 +86,7 @@ def test_ca_wizard_errors_at_the_field(client, mrao):
         "parent_id": "",
         "key_type": "RSA-2048",
         "signature_hash": "SHA-1",
+        "purpose": "TLS",
         "customer_name": "X" * 60,
         "country": "DE",
         "confirmed": "",
@@ -226,7 +228,7 @@ def test_profile_form(client, mrao):
         "active": "y",
     }
     page = post(client, "/admin/profiles/new/", data).get_data(as_text=True)
-    assert "Record was successfully created." in page
+    assert "Profile &#39;Web 47&#39; created." in page
     page = post(
         client, "/admin/profiles/new/", {**data, "name": "Too long", "terms": "400"}
     ).get_data(as_text=True)

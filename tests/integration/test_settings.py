@@ -221,6 +221,14 @@ PROBES: dict[str, tuple[str, Callable[[Probe, str], None]]] = {
     ),
     "CW_OCSP_ACCESS_LOG": ("1", lambda p, v: _eq(p.gunicorn()["log_ocsp"], True)),
     "CW_EMBEDDED_WORKER": ("0", lambda p, v: _eq(p.gunicorn()["embedded_worker"], False)),
+    "CW_CONTROL_SOCKET": (
+        "/tmp/cw-probe.ctl",
+        lambda p, v: _eq(p.gunicorn()["control_socket"], "/tmp/cw-probe.ctl"),
+    ),
+    "CW_REDIS_NAMESPACE": ("cw-probe", lambda p, v: _eq(_redis_namespace(p), "cw-probe")),
+    "CW_WORKER_STALE_SECONDS": ("9", lambda p, v: _eq(p.config().CW_WORKER_STALE_SECONDS, 9)),
+    "CW_DB_LOCK_TIMEOUT": ("3", lambda p, v: _eq(p.config().CW_DB_LOCK_TIMEOUT, 3)),
+    "CW_EXPORT_MAX_ROWS": ("7", lambda p, v: _eq(p.config().CW_EXPORT_MAX_ROWS, 7)),
     "CW_WORKER_PROCESSES": ("7", lambda p, v: _has(p.make_worker(), "--processes 7 ")),
     "CW_WORKER_THREADS": (
         "3",
@@ -237,6 +245,8 @@ PROBES: dict[str, tuple[str, Callable[[Probe, str], None]]] = {
     "CW_ADMIN_EMAIL": ("pki@example.org", lambda p, v: _eq(_bootstrapped(p)[0].email, v)),
     "CW_ORG_NAME": ("Example Trust", lambda p, v: _eq(_bootstrapped(p)[1].name, v)),
     "CW_ORG_COUNTRY": ("NL", lambda p, v: _eq(_bootstrapped(p)[1].country, v)),
+    "CW_ORG_CITY": ("Utrecht", lambda p, v: _eq(_bootstrapped(p)[1].city, v)),
+    "CW_ORG_STATE": ("Utrecht", lambda p, v: _eq(_bootstrapped(p)[1].state, v)),
     "CW_NEW_ADMIN_PASSWORD": ("Tea-Kettle-Password-42", lambda p, v: _new_admin(p, v)),
     "SMTP_HOST": ("smtp.example.net", lambda p, v: _eq(p.config().SMTP_HOST, v)),
     "SMTP_PORT": ("2525", lambda p, v: _eq(p.config().SMTP_PORT, 2525)),
@@ -276,6 +286,23 @@ def _eq(observed: object, expected: object) -> None:
 
 def _has(text: str, part: str) -> None:
     assert part in text, text
+
+
+def _redis_namespace(probe: Probe) -> str:
+    done = subprocess.run(
+        [PY, "-c", "from app.runtime.broker import broker; print(broker.namespace)"],
+        cwd=ROOT,
+        env=app_env(
+            BROKER_URL="redis://127.0.0.1:1/0",
+            CW_REDIS_NAMESPACE="cw-probe",
+            CW_INSTANCE_DIR=probe.tmp_path / "broker-instance",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.strip()
 
 
 def _broker_class(probe: Probe, url: str) -> str:

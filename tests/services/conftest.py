@@ -179,10 +179,22 @@ def mrao_client(pg: Flask) -> FlaskClient:
 
 @pytest.fixture(scope="session")
 def redis_url(service_status: dict[str, str]) -> Iterator[str]:
-    """An empty Redis database number of its own (flushed before and after)."""
+    """An empty Redis database number of its own (flushed before and after): the one
+    CW_TEST_REDIS names (redis://host:6379/5), else a free one of 1-15."""
     need(service_status, "Redis", REDIS)
     import redis
 
+    named = urlsplit(REDIS).path.strip("/")
+    if named.isdecimal():
+        url = REDIS.rstrip("/")
+        client = redis.Redis.from_url(url, socket_timeout=3)
+        try:
+            client.flushdb()
+            yield url
+        finally:
+            client.flushdb()
+            client.close()
+        return
     chosen = None
     for number in sorted(range(1, 16), key=lambda _: secrets.randbelow(1000)):
         client = redis.Redis.from_url(f"{REDIS}/{number}", socket_timeout=3)

@@ -126,8 +126,9 @@ def fresh(query):  # type: ignore[no-untyped-def]
 
 
 def lease_pid(lease: str) -> int | None:
+    """The process id in a claim's lease (host:pid:token:random: jobs.new_lease)."""
     parts = lease.split(":")
-    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+    return int(parts[1]) if len(parts) == 4 and parts[1].isdigit() else None
 
 
 @dataclass

@@ -69,6 +69,7 @@ def run_audit_verify(stack: Stack, *, workers: int, pg: Flask, about: FlaskClien
             "message": f"audit chain intact: {expected_rows} rows verified",
             "ok": True,
             "rows": expected_rows,
+            "expected": expected_rows,  # the authenticated head's count
         }
         assert job.started_at is not None and job.finished_at >= job.started_at
 

@@ -15,6 +15,7 @@ from app.recurrence import (
     next_run,
     next_runs,
     parse_schedule,
+    to_utc,
     validate_schedule,
 )
 
@@ -34,24 +35,40 @@ def runs(after: dt.datetime, count: int = 5, **data: Any) -> list[dt.datetime]:
 # 02:00 EDT -> 01:00 EST.
 
 
-def test_berlin_spring_forward_fires_once_shifted_by_the_gap() -> None:
+def test_berlin_spring_forward_fires_once_at_the_end_of_the_gap() -> None:
     found = runs(utc(2025, 3, 28, 12), 4, kind="daily", time="02:30", timezone="Europe/Berlin")
     assert found == [
         utc(2025, 3, 29, 1, 30),  # 02:30 CET
-        utc(2025, 3, 30, 1, 30),  # 02:30 does not exist: 03:30 CEST
+        utc(2025, 3, 30, 1, 0),  # 02:30 does not exist: 03:00 CEST, the first valid instant
         utc(2025, 3, 31, 0, 30),  # 02:30 CEST
         utc(2025, 4, 1, 0, 30),
     ]
+    assert found[1].astimezone(ZoneInfo("Europe/Berlin")).time() == dt.time(3, 0)
 
 
-def test_new_york_spring_forward_fires_once_shifted_by_the_gap() -> None:
+def test_new_york_spring_forward_fires_once_at_the_end_of_the_gap() -> None:
     found = runs(utc(2025, 3, 7, 12), 3, kind="daily", time="02:30", timezone="America/New_York")
     assert found == [
         utc(2025, 3, 8, 7, 30),  # 02:30 EST
-        utc(2025, 3, 9, 7, 30),  # 03:30 EDT
+        utc(2025, 3, 9, 7, 0),  # 03:00 EDT
         utc(2025, 3, 10, 6, 30),  # 02:30 EDT
     ]
-    assert found[1].astimezone(ZoneInfo("America/New_York")).time() == dt.time(3, 30)
+    assert found[1].astimezone(ZoneInfo("America/New_York")).time() == dt.time(3, 0)
+
+
+def test_every_time_inside_a_gap_maps_to_the_transition() -> None:
+    # Lord Howe springs forward half an hour (02:00 -> 02:30 local, 2025-10-05): 02:00 and
+    # 02:15:59 both become 02:30, the instant the gap ends. Times beside the gap are
+    # untouched.
+    zone = ZoneInfo("Australia/Lord_Howe")
+    transition = utc(2025, 10, 4, 15, 30)  # 02:00 +10:30 -> 02:30 +11:00
+    assert to_utc(dt.datetime(2025, 10, 5, 2, 0), zone) == transition
+    assert to_utc(dt.datetime(2025, 10, 5, 2, 15, 59), zone) == transition
+    assert to_utc(dt.datetime(2025, 10, 5, 2, 30), zone) == transition
+    assert to_utc(dt.datetime(2025, 10, 5, 1, 59), zone) == transition - dt.timedelta(minutes=1)
+    berlin = ZoneInfo("Europe/Berlin")
+    for minute in (0, 1, 30, 59):
+        assert to_utc(dt.datetime(2025, 3, 30, 2, minute), berlin) == utc(2025, 3, 30, 1, 0)
 
 
 def test_berlin_fall_back_fires_once_at_the_first_occurrence() -> None:
@@ -80,7 +97,7 @@ def test_weekly_across_a_dst_change_keeps_local_time() -> None:
 
 def test_one_off_in_a_gap_and_in_a_fold() -> None:
     gap = {"kind": "once", "at": "2025-03-30T02:15", "timezone": "Europe/Berlin"}
-    assert runs(utc(2025, 1, 1), **gap) == [utc(2025, 3, 30, 1, 15)]  # 03:15 CEST
+    assert runs(utc(2025, 1, 1), **gap) == [utc(2025, 3, 30, 1, 0)]  # 03:00 CEST
     fold = {"kind": "once", "at": "2025-11-02T01:15", "timezone": "America/New_York"}
     assert runs(utc(2025, 1, 1), **fold) == [utc(2025, 11, 2, 5, 15)]  # first (EDT)
     assert runs(utc(2025, 12, 1), **fold) == []

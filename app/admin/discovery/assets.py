@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, redirect, request, url_for
+from flask import flash, g, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import BaseSQLAFilter, BooleanEqualFilter, FilterEqual
 from markupsafe import Markup
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 from wtforms import SelectField
 
 from app.admin import display
@@ -26,6 +27,7 @@ from app.admin.base import (
 from app.admin.choices import parse_target, target_choices
 from app.admin.display import ERROR_LABELS, FLAG_LABELS
 from app.extensions import db
+from app.ids import parse_ids
 from app.models import CertType, DiscoveryTask, Endpoint
 from app.reports import figures
 from app.services.certificates import inventory
@@ -79,7 +81,10 @@ def _state(view: Any, context: Any, model: Endpoint, name: str) -> Markup:
 
 
 def _task(view: Any, context: Any, model: Endpoint, name: str) -> str:
-    visible = endpoints.visible_task_ids(current_scope())
+    # Once per request, not per row (a list page or an export of thousands of rows).
+    if "cw_visible_tasks" not in g:
+        g.cw_visible_tasks = endpoints.visible_task_ids(current_scope())
+    visible = g.cw_visible_tasks
     return model.task.name if visible is None or model.task_id in visible else ""
 
 
@@ -102,6 +107,35 @@ def _key(view: Any, context: Any, model: Endpoint, name: str) -> str:
     if cert is None:
         return ""
     return cert.key_type or cert.key_algorithm
+
+
+def _export_cert(attr: str) -> Any:
+    """A certificate column as plain text for exports (times in ISO 8601, UTC)."""
+
+    def value(view: Any, context: Any, model: Endpoint, name: str) -> Any:
+        cert = model.certificate
+        if cert is None:
+            return ""
+        found = getattr(cert, attr)
+        return found.isoformat() if hasattr(found, "isoformat") else found
+
+    return value
+
+
+EXPORT_FORMATTERS = {
+    "common_name": _export_cert("common_name"),
+    "not_before": _export_cert("not_before"),
+    "not_after": _export_cert("not_after"),
+    "key": _key,
+    "signature_algorithm": _export_cert("signature_algorithm"),
+    "issuer": _export_cert("issuer_dn"),
+    "fingerprint": _export_cert("fingerprint"),
+    "state": lambda v, c, m, n: endpoints.inventory_state(m.certificate),
+    "flags": lambda v, c, m, n: ", ".join(FLAG_LABELS[f] for f in m.flags),
+    "error": lambda v, c, m, n: ERROR_LABELS.get(m.error, m.error) if m.error else "",
+    "task": _task,
+    "last_seen_at": lambda v, c, m, n: m.last_seen_at.isoformat(),
+}
 
 
 class AssignForm(AdminForm):
@@ -129,8 +163,20 @@ class NetworkAssetView(SecureModelView):
         "flags",
         "task",
     )
+    record_noun = "Endpoint"
+
+    def empty_actions(self) -> list[tuple[str, str]]:
+        return [("Open Network Discovery Tasks", url_for("discovery_tasks.index_view"))]
+
+    empty_text = (
+        "Nothing found on the network yet: the endpoints that discovery tasks find appear "
+        "here with their certificates and health."
+    )
+    search_hint = "Search by IP address or host name"
     column_labels = {
         "ip": "IP",
+        "port": "Port",
+        "task": "Found by task",
         "host_name": "Host name",
         "common_name": "CN",
         "not_before": "Valid from",
@@ -162,6 +208,30 @@ class NetworkAssetView(SecureModelView):
     )
     column_default_sort = [("ip", False), ("port", False)]
     column_searchable_list = ("ip", "host_name")
+    # Exports (CSV, JSON) hold what the list shows, as plain values, with the same scope,
+    # filters, search and sort as the list they were asked from.
+    can_export = True
+    export_types = ["csv", "json"]
+    column_export_list = (
+        "ip",
+        "host_name",
+        "port",
+        "common_name",
+        "not_before",
+        "not_after",
+        "key",
+        "signature_algorithm",
+        "issuer",
+        "fingerprint",
+        "state",
+        "tls_version",
+        "cipher",
+        "flags",
+        "error",
+        "task",
+        "last_seen_at",
+    )
+    column_formatters_export = EXPORT_FORMATTERS
     details_template = "admin/discovery/endpoint_details.html"
     list_template = "admin/discovery/assets_list.html"
 
@@ -170,6 +240,12 @@ class NetworkAssetView(SecureModelView):
 
     def scope_clause(self, scope: Scope) -> Any:
         return endpoints.visible_endpoints_clause(scope)
+
+    def get_query(self) -> Any:
+        # Every row shows its certificate: load them with the page (one query, not one a
+        # row; Flask-Admin joins the task itself), which also lets an export stream without
+        # going back to the database.
+        return super().get_query().options(selectinload(Endpoint.certificate))
 
     def get_filters(self) -> Any:
         states = [(s, s) for s in endpoints.INVENTORY_STATES]
@@ -245,8 +321,8 @@ class NetworkAssetView(SecureModelView):
 
     @expose("/assign/", methods=("GET", "POST"))
     def assign_view(self) -> Any:
-        ids = [int(i) for i in (request.values.get("ids") or "").split(",") if i.isdigit()]
-        chosen = [e for e in (self.get_one(i) for i in ids[:1000]) if e is not None]
+        ids = parse_ids(request.values.get("ids"))
+        chosen = [e for e in (self.get_one(i) for i in ids) if e is not None]
         if not chosen:
             flash("Choose the endpoints whose certificates to assign.", "error")
             return redirect(url_for(".index_view"))

@@ -46,6 +46,12 @@ class AssignmentRuleView(SecureModelView):
     """Named, reusable rules; tasks attach them in order."""
 
     column_list = ("name", "match_mode", "conditions", "target", "used_by", "created_at")
+    record_noun = "Assignment rule"
+    empty_text = (
+        "No assignment rules yet. A rule places discovered certificates in an organization "
+        "or department by their subject, names, issuer, host or address."
+    )
+    search_hint = "Search by rule name"
     column_labels = {
         "match_mode": "Match",
         "target": "Assigns to",

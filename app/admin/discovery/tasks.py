@@ -35,6 +35,7 @@ from app.admin.discovery.forms import (
     schedule_data,
 )
 from app.extensions import db
+from app.ids import parse_id, parse_ids
 from app.models import AssignmentRule, DiscoveryTask, Role, RunStatus, ScanRun
 from app.services.discovery import endpoints, rules, runs, tasks
 from app.services.errors import DomainError, ValidationFailed
@@ -58,6 +59,12 @@ class DiscoveryTaskView(SecureModelView):
         "status",
         "run",
     )
+    record_noun = "Discovery task"
+    empty_text = (
+        "No network discovery tasks yet. A task scans host names, IP addresses and ranges "
+        "for TLS certificates, on demand or on a schedule, and places what it finds."
+    )
+    search_hint = "Search by name, range or description"
     column_labels = {
         "organization": "Owner",
         "schedule": "Schedule",
@@ -168,7 +175,7 @@ class DiscoveryTaskView(SecureModelView):
         return form
 
     def _data(self, form: TaskForm) -> tasks.TaskData:
-        rule_ids = [int(e.data) for e in form.rule_order.entries if (e.data or "").isdigit()]
+        rule_ids = [i for i in (parse_id(e.data) for e in form.rule_order.entries) if i is not None]
         return tasks.TaskData(
             name=form.name.data or "",
             description=form.description.data or "",
@@ -179,7 +186,7 @@ class DiscoveryTaskView(SecureModelView):
             handshake_timeout=float(form.handshake_timeout.data),
             concurrency=int(form.concurrency.data),
             schedule=schedule_data(form),
-            organization_id=int(form.owner.data) if (form.owner.data or "").isdigit() else None,
+            organization_id=parse_id(form.owner.data),
             rule_ids=rule_ids,
         )
 
@@ -303,7 +310,7 @@ class DiscoveryTaskView(SecureModelView):
     @expose("/progress/")
     def progress_view(self) -> Any:
         """JSON for the list's Status column: the latest run of each visible task asked for."""
-        ids = [int(i) for i in request.args.get("ids", "").split(",") if i.isdigit()][:500]
+        ids = parse_ids(request.args.get("ids"), limit=500)
         visible = [t.id for t in self.get_query().filter(DiscoveryTask.id.in_(ids))]
         latest = endpoints.latest_runs(visible)
         return jsonify({str(i): run_state(latest.get(i)) for i in visible})

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
@@ -18,12 +19,21 @@ from app.models.types import utcnow
 from app.services import audit
 from app.services.accounts.passwords import check_policy, hash_password, verify_password
 from app.services.accounts.sessions import revoke_other_sessions
-from app.services.errors import DomainError, Forbidden, NotFound
+from app.services.errors import DomainError, Forbidden, NotFound, ValidationFailed
 from app.services.notifications import events
 from app.services.scope import SYSTEM, Actor, Scope, require_actor, scope_of
 
 LOGIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{2,63}$")
-AUDIT_FIELDS = ("login", "email", "full_name", "role", "active", "scopes")
+_T = TypeVar("_T")
+
+AUDIT_FIELDS = (
+    "login",
+    "email",
+    "full_name",
+    "role",
+    "active",
+    "scopes",
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,7 @@ def _scopes_json(admin: Admin) -> list[dict[str, object]]:
 
 def _snapshot(admin: Admin) -> dict[str, object]:
     data = audit.snapshot(admin, AUDIT_FIELDS[:-1])
+    data["change_at_next_sign_in"] = bool(admin.must_change_password)
     data["scopes"] = _scopes_json(admin)
     return data
 
@@ -86,7 +97,7 @@ def get_visible_admin(*, actor: Admin, admin_id: int) -> Admin:
         query = query.where(clause)
     admin = db.session.execute(query).scalar_one_or_none()
     if admin is None:
-        raise NotFound("No such administrator.")
+        raise audit.not_found(actor=actor, what="administrator", model=Admin, object_id=admin_id)
     return admin
 
 
@@ -120,8 +131,16 @@ def _check_grants(
     seen: set[tuple[int, int | None]] = set()
     for g in grants:
         org = db.session.get(Organization, g.organization_id)
-        if org is None or not (scope.is_master or org.id in scope.visible_org_ids):
+        if org is None:
             raise NotFound("No such organization.", field="scopes")
+        if not (scope.is_master or org.id in scope.visible_org_ids):
+            raise audit.denied(
+                actor=actor,
+                what="organization",
+                object_type="Organization",
+                object_id=org.id,
+                field="scopes",
+            )
         dept = None
         if role == Role.RAO and g.department_id is not None:
             raise DomainError(
@@ -136,6 +155,14 @@ def _check_grants(
             dept = db.session.get(Department, g.department_id)
             if dept is None:
                 raise NotFound("No such department.", field="scopes")
+            if not scope.covers(dept.organization_id, dept.id):  # never named to this admin
+                raise audit.denied(
+                    actor=actor,
+                    what="department",
+                    object_type="Department",
+                    object_id=dept.id,
+                    field="scopes",
+                )
             if dept.organization_id != org.id:
                 raise DomainError(
                     f"Department '{dept.name}' does not belong to organization '{org.name}'.",
@@ -205,21 +232,45 @@ def create_admin(
     password: str,
     full_name: str = "",
     grants: Sequence[Grant] = (),
+    must_change_password: bool = False,
 ) -> Admin:
     """Create an administrator. SYSTEM (bootstrap, the command line) has full authority.
 
+    Every problem of the form is reported at once (login, email, password, scopes).
+
     Raises:
+        ValidationFailed: several problems, per field.
         DomainError: invalid or duplicate login, bad email, weak password, bad scopes.
         Forbidden: granting beyond the actor's own role, scope or privileges.
     """
-    login = _validate_login(login)
-    email = normalize_email(email)
-    check_policy(password, login=login)
-    checked = (
-        _trusted_grants(role, grants)
-        if require_actor(actor) is SYSTEM
-        else _check_grants(actor=actor, role=role, grants=grants, existing=None)
+    require_actor(actor)
+    errors: dict[str, list[str]] = {}
+    refusals: list[DomainError] = []
+
+    def collect(field: str, check: Callable[[], _T]) -> _T | None:
+        try:
+            return check()
+        except DomainError as exc:
+            refusals.append(exc)
+            errors.setdefault(exc.field or field, []).append(exc.message)
+            return None
+
+    login = collect("login", lambda: _validate_login(login)) or login
+    email = collect("email", lambda: normalize_email(email)) or email
+    collect("password", lambda: check_policy(password, login=login))
+    checked = collect(
+        "scopes",
+        lambda: (
+            _trusted_grants(role, grants)
+            if actor is SYSTEM
+            else _check_grants(actor=actor, role=role, grants=grants, existing=None)
+        ),
     )
+    if len(refusals) == 1:
+        raise refusals[0]
+    if refusals:
+        raise ValidationFailed(errors)
+    assert checked is not None
     admin = Admin(
         login=login,
         email=email,
@@ -227,6 +278,7 @@ def create_admin(
         role=role,
         password_hash=hash_password(password),
         created_by_id=actor.id,
+        must_change_password=must_change_password,
     )
     db.session.add(admin)
     db.session.flush()
@@ -283,8 +335,12 @@ def update_admin(
     active: bool,
     grants: Sequence[Grant],
     new_password: str | None = None,
+    must_change_password: bool = False,
 ) -> Admin:
-    """Edit another administrator (or oneself, except role, scopes and active flag)."""
+    """Edit another administrator (or oneself, except role, scopes and active flag).
+
+    `must_change_password` applies with a `new_password` set for someone else: they choose
+    their own at their next sign-in."""
     admin = get_visible_admin(actor=actor, admin_id=admin_id)
     before = _snapshot(admin)
     was_active = admin.active
@@ -304,6 +360,7 @@ def update_admin(
     if new_password:
         check_policy(new_password, login=admin.login)
         admin.password_hash = hash_password(new_password)
+        admin.must_change_password = must_change_password and admin.id != actor.id
         revoke_other_sessions(admin=admin, keep_token=None)
     db.session.flush()
     db.session.refresh(admin)
@@ -385,6 +442,7 @@ def change_own_password(*, admin: Admin, current: str, new: str, keep_token: str
     before = {"password_changed_at": audit.jsonable(admin.password_changed_at)}
     admin.password_hash = hash_password(new)
     admin.password_changed_at = utcnow()
+    admin.must_change_password = False
     revoke_other_sessions(admin=admin, keep_token=keep_token)
     audit.record(
         action="admin.password_change",

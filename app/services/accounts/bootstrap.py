@@ -37,7 +37,14 @@ def generate_password(length: int = 20) -> str:
 
 
 def bootstrap(
-    *, login: str, password: str | None, email: str, org_name: str, country: str
+    *,
+    login: str,
+    password: str | None,
+    email: str,
+    org_name: str,
+    country: str,
+    city: str = "",
+    state: str = "",
 ) -> BootstrapResult:
     """Idempotent: does nothing that already exists. The caller commits."""
     scheduling.ensure_system_schedules()
@@ -61,5 +68,9 @@ def bootstrap(
         )
     have_org = db.session.execute(select(func.count()).select_from(Organization)).scalar_one() > 0
     if not have_org:
-        orgs.create_org(actor=SYSTEM, data=orgs.OrgData(name=org_name, country=country))
+        # Without a city or state SSL requests for it fail; the welcome asks when unset.
+        orgs.create_org(
+            actor=SYSTEM,
+            data=orgs.OrgData(name=org_name, country=country, city=city, state=state),
+        )
     return BootstrapResult(not have_admin, login, generated, not have_org)

@@ -14,6 +14,7 @@ and a hot responder signs almost nothing, however many certificates its clients 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -25,10 +26,12 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Certificate, CertificateAuthority, CertStatus
-from app.pki import crl as pki_crl
-from app.pki import ocsp
+from app.pki import ocsp, revocation
+from app.pki.errors import PkiError
 from app.pki.issuer import Issuer
 from app.services.ca import signing
+
+log = logging.getLogger(__name__)
 
 RESPONSE_VALIDITY = timedelta(hours=1)
 _ISSUER_TTL = 30.0
@@ -79,18 +82,39 @@ def _ca_id(issuer: Issuer) -> int:
 
 
 def lookup(issuer: Issuer, serial: int) -> ocsp.StatusLookup:
+    """What the database says about one serial of this CA: a leaf it issued, else an
+    issuing CA it signed (RFC 6960 answers for every certificate the CA issued)."""
+    ca_id, serial_hex = _ca_id(issuer), f"{serial:x}"
     row = db.session.execute(
         select(Certificate.status, Certificate.revoked_at, Certificate.revocation_reason).where(
-            Certificate.ca_id == _ca_id(issuer), Certificate.serial_hex == f"{serial:x}"
+            Certificate.ca_id == ca_id, Certificate.serial_hex == serial_hex
         )
     ).first()
-    if row is None:
+    if row is not None:
+        status, revoked_at, reason = row
+        if status == CertStatus.REVOKED and revoked_at is not None:
+            flag = revocation.parse_reason(reason) if reason else x509.ReasonFlags.unspecified
+            return ocsp.StatusLookup(ocsp.CertStatus.REVOKED, revoked_at=revoked_at, reason=flag)
+        return ocsp.GOOD
+    child = db.session.execute(
+        select(CertificateAuthority.revoked_at, CertificateAuthority.revocation_reason).where(
+            CertificateAuthority.parent_id == ca_id, CertificateAuthority.serial_hex == serial_hex
+        )
+    ).first()
+    if child is None:
         return ocsp.UNKNOWN
-    status, revoked_at, reason = row
-    if status == CertStatus.REVOKED and revoked_at is not None:
-        flag = pki_crl.parse_reason(reason) if reason else x509.ReasonFlags.unspecified
-        return ocsp.StatusLookup(ocsp.CertStatus.REVOKED, revoked_at=revoked_at, reason=flag)
-    return ocsp.GOOD
+    revoked_at, reason = child
+    if revoked_at is None:
+        return _GOOD_CA
+    return ocsp.StatusLookup(
+        ocsp.CertStatus.REVOKED,
+        revoked_at=revoked_at,
+        reason=revocation.parse_reason(reason or "unspecified"),
+        is_ca=True,
+    )
+
+
+_GOOD_CA = ocsp.StatusLookup(ocsp.CertStatus.GOOD, is_ca=True)
 
 
 def _follow_revocations(now: float, every: float) -> None:
@@ -145,9 +169,20 @@ def _cached(issuer: Issuer, serial: int, hash_name: str) -> bytes:
 
 
 def answer(request_der: bytes) -> bytes:
-    """The DER OCSPResponse for a DER OCSPRequest (malformed/unauthorized when due)."""
+    """The DER OCSPResponse for a DER OCSPRequest (malformed/unauthorized when due).
+
+    A response the rules refuse to sign (a stored revocation reason no response may carry,
+    a lint finding) is answered internalError (RFC 6960 §2.3) and logged: a relying party
+    must not get a response that breaks the profile, nor an HTTP error page.
+    """
     issuers = [issuer for _, issuer in _issuers()]
-    return ocsp.respond(request_der, issuers, lookup, valid_for=RESPONSE_VALIDITY, cached=_cached)
+    try:
+        return ocsp.respond(
+            request_der, issuers, lookup, valid_for=RESPONSE_VALIDITY, cached=_cached
+        )
+    except PkiError as exc:
+        log.error("OCSP response refused: %s", exc)
+        return ocsp.internal_error_response()
 
 
 def forget() -> None:

@@ -20,8 +20,14 @@ from app.models import (
 from app.models.types import utcnow
 from app.pki import keys
 from app.pki.errors import PkiError
-from app.pki.profiles import CertKind, max_tls_validity_days
+from app.pki.profiles import (
+    CertKind,
+    ca_purpose_of,
+    check_issuer_purpose,
+    max_tls_validity_days,
+)
 from app.services import audit
+from app.services.ca import signing
 from app.services.errors import DomainError, Forbidden, NotFound, ValidationFailed
 from app.services.scope import Actor, require_actor
 
@@ -95,7 +101,15 @@ def _clean(data: ProfileData, profile_id: int | None) -> dict[str, object]:
     if ca is None:
         errors["ca_id"] = ["Choose the issuing CA that enrolls this profile."]
     elif ca.status != CaStatus.ACTIVE:
-        errors["ca_id"] = [f"The CA '{ca.name}' is retired."]
+        errors["ca_id"] = [f"The CA '{ca.name}' is {ca.status.value.lower()}."]
+    else:
+        try:
+            # The CA's extendedKeyUsage limits what it can issue (CA/B Forum BR 7.1.2.10.6).
+            check_issuer_purpose(ca_purpose_of(signing.certificate_of(ca)), KIND_OF[data.cert_type])
+        except PkiError as exc:
+            errors["ca_id"] = [
+                f"'{ca.name}' cannot enroll {data.cert_type.label} certificates: {exc}."
+            ]
     if not data.terms:
         errors["terms"] = ["Give at least one allowed term in days."]
     elif data.cert_type == CertType.SSL:

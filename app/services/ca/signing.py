@@ -92,8 +92,13 @@ ISSUERS = _IssuerCache()
 
 
 def load_issuer(ca: CertificateAuthority) -> Issuer:
+    """The CA ready to sign certificates.
+
+    Raises:
+        DomainError: the CA is retired or revoked (it signs nothing more).
+    """
     if ca.status != CaStatus.ACTIVE:
-        raise DomainError(f"The CA '{ca.name}' is retired and signs nothing.")
+        raise DomainError(f"The CA '{ca.name}' is {ca.status.value.lower()} and signs nothing.")
     return ISSUERS.get(ca)
 
 

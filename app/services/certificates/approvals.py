@@ -22,7 +22,7 @@ from app.models import (
 from app.models.notifications import NotificationType
 from app.models.types import utcnow
 from app.services import audit
-from app.services.errors import Conflict, DomainError, Forbidden, NotFound
+from app.services.errors import Conflict, DomainError, Forbidden
 from app.services.notifications import events
 from app.services.platform import jobs
 from app.services.scope import Actor, scope_of
@@ -31,7 +31,9 @@ from app.services.scope import Actor, scope_of
 def get_request(*, actor: Admin, request_id: int) -> CertificateRequest:
     req = db.session.get(CertificateRequest, request_id)
     if req is None or not scope_of(actor).covers(req.organization_id, req.department_id):
-        raise NotFound("No such certificate request.")
+        raise audit.not_found(
+            actor=actor, what="certificate request", model=CertificateRequest, object_id=request_id
+        )
     return req
 
 

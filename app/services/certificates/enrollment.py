@@ -7,12 +7,10 @@ values missing from a CSR or different from the organization's are replaced.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import select
 
 from app.extensions import db
 from app.models import (
@@ -20,10 +18,7 @@ from app.models import (
     CertificateProfile,
     CertificateRequest,
     CertType,
-    Delegation,
-    DelegationStatus,
     Department,
-    Domain,
     Organization,
     RequestMode,
     RequestStatus,
@@ -36,13 +31,13 @@ from app.pki.errors import PkiError
 from app.pki.profiles import check_term
 from app.services import audit
 from app.services.accounts.admins import normalize_email
+from app.services.ca import blocked_keys
 from app.services.ca.profiles import KIND_OF
 from app.services.certificates import approvals
 from app.services.errors import DomainError, Forbidden, NotFound
 from app.services.notifications import events
 from app.services.scope import SYSTEM, scope_of
-from app.services.structure import orgs
-from app.services.structure.domains import is_network
+from app.services.structure import domains, orgs
 
 MAX_CSR_BYTES = 32 * 1024
 REQUEST_FIELDS = (
@@ -104,12 +99,31 @@ class Checked:
 def _place(actor: Admin, data: RequestData) -> tuple[Organization, Department | None]:
     org = db.session.get(Organization, data.organization_id)
     scope = scope_of(actor)
-    if org is None or not (scope.is_master or org.id in scope.visible_org_ids):
+    if org is None:
         raise NotFound("No such organization.", field="organization")
+    if not (scope.is_master or org.id in scope.visible_org_ids):
+        raise audit.denied(
+            actor=actor,
+            what="organization",
+            object_type="Organization",
+            object_id=org.id,
+            field="organization",
+        )
     dept = None
     if data.department_id is not None:
         dept = db.session.get(Department, data.department_id)
-        if dept is None or dept.organization_id != org.id:
+        if dept is None:
+            raise NotFound("No such department.", field="department")
+        # A department the admin may not see is named nowhere (not even in "does not belong").
+        if not scope.covers(dept.organization_id, dept.id):
+            raise audit.denied(
+                actor=actor,
+                what="department",
+                object_type="Department",
+                object_id=dept.id,
+                field="department",
+            )
+        if dept.organization_id != org.id:
             raise DomainError(
                 "That department does not belong to the chosen organization.", field="department"
             )
@@ -162,7 +176,9 @@ def _key(
     except PkiError as exc:
         raise DomainError(f"The CSR is not usable: {exc}", field="csr") from exc
     try:
-        key_type = keys.check_key_policy(parsed.public_key, profile.key_types)
+        key_type = keys.check_key_policy(
+            parsed.public_key, profile.key_types, blocked_spki_sha256=blocked_keys.BLOCKED
+        )
     except PkiError as exc:
         raise DomainError(
             f"{exc} (profile '{profile.name}' allows {', '.join(profile.key_types)})", field="csr"
@@ -171,12 +187,38 @@ def _key(
     return key_type, public_der, parsed.csr.public_bytes(Encoding.DER), parsed
 
 
+def _refuse_unissued_names(parsed: pki_csr.ParsedCsr, cert_type: CertType) -> None:
+    """A name the CSR asks for that the certificate would not carry is refused, never
+    silently dropped: emails in an SSL CSR, and any URI, directory name, other name or
+    registered ID (Certwright certifies DNS names, IP addresses and emails only)."""
+    if parsed.emails and cert_type == CertType.SSL:
+        raise DomainError(
+            f"The CSR asks for the email address {parsed.emails[0]}: SSL certificates carry "
+            "DNS names and IP addresses only. Make a CSR without it (or request a Client "
+            "certificate).",
+            field="csr",
+        )
+    if parsed.other_names:
+        raise DomainError(
+            f"The CSR asks for the subject alternative name {parsed.other_names[0]}, which "
+            f"{cert_type.label} certificates from Certwright do not carry (only DNS names, "
+            "IP addresses and email addresses). Make a CSR without it.",
+            field="csr",
+        )
+
+
 def _names(data: RequestData, parsed: pki_csr.ParsedCsr | None) -> tuple[str, list[str]]:
     """The CN (form, else the CSR's) and the SANs (CSR's plus the form's), normalised."""
     common_name = data.common_name.strip() or (parsed.common_name if parsed else "") or ""
     raw = list(data.sans)
     if parsed is not None:
-        raw = [*parsed.dns_names, *(str(ip) for ip in parsed.ip_addresses), *raw]
+        _refuse_unissued_names(parsed, data.cert_type)
+        raw = [
+            *parsed.dns_names,
+            *(str(ip) for ip in parsed.ip_addresses),
+            *parsed.emails,
+            *raw,
+        ]
     if not common_name and raw:
         common_name = raw[0]
     if not common_name:
@@ -201,66 +243,31 @@ def _names(data: RequestData, parsed: pki_csr.ParsedCsr | None) -> tuple[str, li
     return common_name, values
 
 
-def delegated_domains(org_id: int, dept_id: int | None, cert_type: CertType) -> list[Domain]:
-    """Active domains whose delegation for cert_type is Approved for this org/department
-    (a delegation to the organization covers all its departments)."""
-    place = Delegation.department_id.is_(None)
-    if dept_id is not None:
-        place = place | (Delegation.department_id == dept_id)
-    query = (
-        select(Domain)
-        .join(Delegation, Delegation.domain_id == Domain.id)
-        .where(
-            Domain.active.is_(True),
-            Delegation.organization_id == org_id,
-            Delegation.status == DelegationStatus.APPROVED,
-            getattr(Delegation, cert_type.value).is_(True),
-            place,
+def max_renewal_window(term_days: int) -> int:
+    """The most days before expiry an auto-renewal may start for a term: half of it.
+
+    A certificate serves at least half its term before it is renewed. A window as long as
+    the term (or longer) would put every renewal inside its own window at birth, and the
+    hourly sweep would renew it again at once, and again; half the term also leaves room
+    for the usual settings (30 days of 90, 90 days of a year). A one-day term has none.
+    """
+    return term_days // 2
+
+
+def check_renewal_window(term_days: int, renew_days_before: int) -> None:
+    """Raises DomainError when auto-renewal N days before expiry does not fit the term."""
+    most = max_renewal_window(term_days)
+    if most < 1:
+        raise DomainError(
+            f"A {term_days}-day term is too short to renew automatically: turn auto-renew off or choose a term of at least 2 days.",
+            field="renew_days_before",
         )
-    )
-    return list(db.session.execute(query).scalars().unique())
-
-
-def check_names_delegated(
-    values: Sequence[str], org: Organization, dept: Department | None, cert_type: CertType
-) -> None:
-    """Every DNS name and IP must lie in an active domain delegated (Approved) for the type."""
-    domains = delegated_domains(org.id, dept.id if dept else None, cert_type)
-    where = f"{org.name} / {dept.name}" if dept else org.name
-    for value in values:
-        if "@" in value:
-            continue  # email SANs are checked against the person's domain (client certificates)
-        if _is_ip(value):
-            ip = ipaddress.ip_address(value)
-            if not any(is_network(d.name) and ip in ipaddress.ip_network(d.name) for d in domains):
-                raise DomainError(
-                    f"The IP address {value} is not inside a network delegated to {where} for {cert_type.label} certificates.",
-                    field="sans",
-                )
-            continue
-        dns = [d for d in domains if not is_network(d.name)]
-        if not any(
-            names.is_name_within_domain(value, d.name, allow_wildcard=d.is_wildcard) for d in dns
-        ):
-            if value.startswith("*.") and any(
-                names.is_name_within_domain(value[2:], d.name) for d in dns
-            ):
-                raise DomainError(
-                    f"The wildcard name {value} needs a wildcard domain (*.{value[2:]} or above) delegated to {where}.",
-                    field="sans",
-                )
-            raise DomainError(
-                f"The name {value} is not inside an active domain delegated to {where} for {cert_type.label} certificates.",
-                field="sans",
-            )
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
+    if renew_days_before > most:
+        raise DomainError(
+            f"Renewing {renew_days_before} days before expiry does not fit a {term_days}-day term: "
+            f"a certificate serves at least half its term before it is renewed, so renew at most {most} days before expiry.",
+            field="renew_days_before",
+        )
 
 
 def check_request(*, actor: Admin, data: RequestData) -> Checked:
@@ -273,7 +280,7 @@ def check_request(*, actor: Admin, data: RequestData) -> Checked:
     profile = _profile(data)
     key_type, public_der, csr_der, parsed = _key(data, profile)
     common_name, sans = _names(data, parsed)
-    check_names_delegated(sans, org, dept, data.cert_type)
+    domains.check_names_delegated(sans, org, dept, data.cert_type)
     external = []
     for i, address in enumerate(a for a in data.external_requesters if a.strip()):
         external.append(normalize_email(address, field="external_requesters"))
@@ -281,6 +288,8 @@ def check_request(*, actor: Admin, data: RequestData) -> Checked:
             raise DomainError("At most 20 external requesters.", field="external_requesters")
     if not 1 <= data.renew_days_before <= 365:
         raise DomainError("Renew between 1 and 365 days before expiry.", field="renew_days_before")
+    if data.auto_renew:
+        check_renewal_window(data.term_days, data.renew_days_before)
     if data.cert_type == CertType.SSL and not (org.city or org.state):
         raise DomainError(
             f"The organization '{org.name}' needs a city or a state/province before it can appear in SSL certificates (CA/Browser Forum BR 7.1.4.2.2).",
@@ -314,7 +323,46 @@ def check_request(*, actor: Admin, data: RequestData) -> Checked:
 def submit_request(*, actor: Admin, data: RequestData) -> CertificateRequest:
     """Validate and store a request (status Requested, or Approved at once when the
     profile needs no approval, in which case issuance is queued after commit)."""
-    checked = check_request(actor=actor, data=data)
+    req = _store(actor, data, check_request(actor=actor, data=data))
+    _approve_automatically([req])
+    return req
+
+
+class BatchRejected(DomainError):
+    """Requests of a batch that failed their checks: nothing was stored; ``lines`` has one
+    message per refused request, named by its label (a CSR's file name)."""
+
+    def __init__(self, lines: list[str], total: int) -> None:
+        super().__init__(
+            f"Nothing was submitted: {len(lines)} of {total} requests were refused.", field="csr"
+        )
+        self.lines = lines
+
+
+def submit_requests(
+    *, actor: Admin, requests: Sequence[tuple[str, RequestData]]
+) -> list[CertificateRequest]:
+    """Submit many requests at once, all or nothing (one CSR per request, for scripts that
+    enroll a fleet). Every request is checked before any is stored, and the ones whose
+    profile needs no approval are queued for issuance together.
+
+    Raises:
+        BatchRejected: with every refused request and its reason; nothing is stored.
+    """
+    checked, lines = [], []
+    for label, data in requests:
+        try:
+            checked.append((data, check_request(actor=actor, data=data)))
+        except DomainError as exc:
+            lines.append(f"{label}: {exc.message}")
+    if lines:
+        raise BatchRejected(lines, len(requests))
+    stored = [_store(actor, data, item) for data, item in checked]
+    _approve_automatically(stored)
+    return stored
+
+
+def _store(actor: Admin, data: RequestData, checked: Checked) -> CertificateRequest:
     req = CertificateRequest(
         cert_type=data.cert_type,
         profile_id=checked.profile.id,
@@ -362,14 +410,22 @@ def submit_request(*, actor: Admin, data: RequestData) -> CertificateRequest:
         ),
         actor=actor,
     )
-    if not checked.profile.requires_approval:
-        approvals.mark_approved(
-            [req.id],
-            actor=SYSTEM,
-            message=f"approved automatically by profile '{checked.profile.name}'",
-        )
-        approvals.queue_issuance([req.id])
     return req
+
+
+def _approve_automatically(reqs: Sequence[CertificateRequest]) -> None:
+    """Requests whose profile needs no approval are approved and queued, in one go."""
+    by_profile: dict[str, list[int]] = {}
+    for req in reqs:
+        if not req.profile.requires_approval:
+            by_profile.setdefault(req.profile.name, []).append(req.id)
+    for name, ids in by_profile.items():
+        approvals.mark_approved(
+            ids, actor=SYSTEM, message=f"approved automatically by profile '{name}'"
+        )
+    queued = [i for ids in by_profile.values() for i in ids]
+    if queued:
+        approvals.queue_issuance(queued)
 
 
 orgs.register_reference(

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 
 from cryptography import x509
-from sqlalchemy import update
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import selectinload
 from sqlalchemy.sql import ColumnElement
 
 from app.extensions import db
@@ -31,6 +34,98 @@ def visible_clause(scope: Scope, cert_type: CertType | None = None) -> ColumnEle
     return scope.type_filter(Certificate.organization_id, Certificate.department_id, cert_type)
 
 
+def held_types_clause(scope: Scope) -> ColumnElement[bool] | None:
+    """Certificates the admin may see in lists: of a type they hold where the certificate is
+    placed (as get_certificate decides for one), or untyped ones placed in their scope."""
+    if scope.is_master:
+        return None
+    parts = []
+    for cert_type in CertType:
+        clause = scope.type_filter(
+            Certificate.organization_id, Certificate.department_id, cert_type
+        )
+        assert clause is not None
+        parts.append(and_(Certificate.cert_type == cert_type, clause))
+    untyped = scope.row_filter(Certificate.organization_id, Certificate.department_id)
+    assert untyped is not None
+    parts.append(and_(Certificate.cert_type.is_(None), untyped))
+    return or_(*parts)
+
+
+STATUSES = ("Issued", "Revoked", "Expired", "Replaced", "External")
+
+
+def effective_status(cert: Certificate) -> str:
+    """The status a person should see: an issued certificate past its notAfter is Expired
+    even before the daily sweep marks it."""
+    if cert.status == CertStatus.ISSUED and cert.not_after < utcnow():
+        return CertStatus.EXPIRED.value
+    return cert.status.value
+
+
+@dataclass(frozen=True)
+class CertificateFilter:
+    organization_id: int | None = None
+    department_id: int | None = None
+    status: str | None = None  # one of STATUSES, as effective_status names it
+    cert_type: CertType | None = None
+    expiring_within_days: int | None = None  # issued, valid now, notAfter within N days
+    limit: int | None = 1000
+
+
+def list_certificates(*, actor: Actor, where: CertificateFilter) -> list[Certificate]:
+    """The certificates the actor may see that match, soonest to expire first.
+
+    Raises:
+        DomainError: an unknown status or a negative number of days.
+    """
+    now = utcnow()
+    query = select(Certificate).options(
+        selectinload(Certificate.organization), selectinload(Certificate.department)
+    )
+    clause = held_types_clause(scope_of(actor))
+    if clause is not None:
+        query = query.where(clause)
+    if where.organization_id is not None:
+        query = query.where(Certificate.organization_id == where.organization_id)
+    if where.department_id is not None:
+        query = query.where(Certificate.department_id == where.department_id)
+    if where.cert_type is not None:
+        query = query.where(Certificate.cert_type == where.cert_type)
+    if where.status is not None:
+        status = where.status.strip().capitalize()
+        if status not in STATUSES:
+            raise DomainError(
+                f"'{where.status}' is not a certificate status ({', '.join(STATUSES)}).",
+                field="status",
+            )
+        if status == "Issued":
+            query = query.where(
+                Certificate.status == CertStatus.ISSUED, Certificate.not_after >= now
+            )
+        elif status == "Expired":
+            query = query.where(
+                or_(
+                    Certificate.status == CertStatus.EXPIRED,
+                    and_(Certificate.status == CertStatus.ISSUED, Certificate.not_after < now),
+                )
+            )
+        else:
+            query = query.where(Certificate.status == CertStatus(status))
+    if where.expiring_within_days is not None:
+        if where.expiring_within_days < 0:
+            raise DomainError("The number of days must be 0 or more.", field="expiring_days")
+        query = query.where(
+            Certificate.status == CertStatus.ISSUED,
+            Certificate.not_after >= now,
+            Certificate.not_after <= now + timedelta(days=where.expiring_within_days),
+        )
+    query = query.order_by(Certificate.not_after, Certificate.id)
+    if where.limit:
+        query = query.limit(where.limit)
+    return list(db.session.execute(query).scalars())
+
+
 def get_certificate(*, actor: Actor, certificate_id: int, action: str = "") -> Certificate:
     """The certificate, if this actor may see it, or act on it when ``action`` names the act.
 
@@ -42,7 +137,9 @@ def get_certificate(*, actor: Actor, certificate_id: int, action: str = "") -> C
     cert = db.session.get(Certificate, certificate_id)
     scope = scope_of(actor)
     if cert is None or not scope.covers(cert.organization_id, cert.department_id):
-        raise NotFound("No such certificate.")
+        raise audit.not_found(
+            actor=actor, what="certificate", model=Certificate, object_id=certificate_id
+        )
     if cert.cert_type is not None and not scope.may(
         cert.cert_type, cert.organization_id, cert.department_id
     ):
@@ -121,23 +218,41 @@ def pkcs12(*, actor: Admin, certificate_id: int, password: str) -> formats.Downl
     return result
 
 
-# Discovery registers how many endpoints present a certificate (install state).
-_INSTALL_PROBES: list[Callable[[Certificate], int]] = []
+# Discovery registers how many endpoints present each of a batch of certificates
+# ({certificate id: endpoints}; ids it never saw may be left out).
+InstallProbe = Callable[[Sequence[int]], dict[int, int]]
+_INSTALL_PROBES: list[InstallProbe] = []
 
 
-def register_install_probe(probe: Callable[[Certificate], int]) -> None:
+def register_install_probe(probe: InstallProbe) -> None:
     _INSTALL_PROBES.append(probe)
 
 
-def install_state(cert: Certificate) -> str:
+def install_counts(certificate_ids: Sequence[int]) -> dict[int, int] | None:
+    """How many endpoints present each certificate, in one query per probe (lists and
+    exports ask for a page or a chunk at once); None when nothing probes."""
     if not _INSTALL_PROBES:
+        return None
+    counts = dict.fromkeys(certificate_ids, 0)
+    for probe in _INSTALL_PROBES:
+        for cert_id, seen in probe(certificate_ids).items():
+            counts[cert_id] = counts.get(cert_id, 0) + seen
+    return counts
+
+
+def install_label(seen: int | None) -> str:
+    if seen is None:
         return "Unknown"
-    seen = sum(probe(cert) for probe in _INSTALL_PROBES)
     return (
         f"Installed ({seen} endpoint{'s' if seen != 1 else ''})"
         if seen
         else "Not found on the network"
     )
+
+
+def install_state(cert: Certificate) -> str:
+    counts = install_counts([cert.id])
+    return install_label(None if counts is None else counts[cert.id])
 
 
 orgs.register_reference("certificates", Certificate, "organization_id", "department_id")

@@ -44,7 +44,7 @@ from app.pki.errors import PkiError
 from app.pki.issuer import Issuer
 from app.pki.profiles import CertKind, LeafProfile
 from app.services import audit, bulk
-from app.services.ca import signing
+from app.services.ca import blocked_keys, signing
 from app.services.ca.profiles import KIND_OF
 from app.services.certificates import notices, revocation
 from app.services.notifications import events
@@ -252,6 +252,14 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
         serials = signing.reserve_serials(profile.ca, len(group))
         entropy = secrets.token_bytes(24 * len(group))
         lint_plan, allowed = _lint_plan(profile, len(group)), profile.key_types
+        # Keys blocked since the request was made (BR 6.1.1.3(4)): one query per group.
+        # public_key_der is the DER SubjectPublicKeyInfo, so its SHA-256 is the key's
+        # blocklist identity (weak_keys.spki_sha256).
+        blocked = blocked_keys.blocked_among(
+            hashlib.sha256(req.public_key_der).hexdigest()
+            for req in group
+            if req.public_key_der is not None
+        )
         for index, (req, serial) in enumerate(zip(group, serials, strict=True)):
             sealed = None
             try:
@@ -273,6 +281,7 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
                     now=now,
                     allowed_key_types=allowed,  # type: ignore[arg-type]
                     lint=lint_plan[index],
+                    blocked_spki_sha256=blocked,
                 )
             except (PkiError, ValueError) as exc:
                 result.failed[req.id] = str(exc)

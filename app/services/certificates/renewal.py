@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
 from app.extensions import db
@@ -18,13 +19,16 @@ from app.models import (
     RequestStatus,
 )
 from app.models.types import utcnow
+from app.pki import keys
 from app.pki.errors import PkiError
 from app.pki.profiles import check_term
 from app.services import audit
+from app.services.ca import blocked_keys
 from app.services.ca.profiles import KIND_OF
 from app.services.certificates import approvals, enrollment, inventory
 from app.services.errors import DomainError
 from app.services.scope import SYSTEM, Actor
+from app.services.structure import domains
 
 RENEWABLE = (CertStatus.ISSUED, CertStatus.EXPIRED)
 
@@ -36,6 +40,23 @@ def _ours(actor: Actor, certificate_id: int, action: str) -> Certificate:
             f"{cert.common_name} was not issued by Certwright; request a new certificate instead."
         )
     return cert
+
+
+def _check_reused_key(old: CertificateRequest) -> None:
+    """A renewal that reuses the key is refused when the key is now known weak (ROCA, close
+    primes) or blocked as compromised (CA/B Forum BR 6.1.1.3)."""
+    try:
+        public_key = serialization.load_der_public_key(old.public_key_der or b"")
+        keys.check_key_policy(
+            public_key,  # type: ignore[arg-type]
+            old.profile.key_types,
+            blocked_spki_sha256=blocked_keys.BLOCKED,
+        )
+    except (PkiError, ValueError) as exc:
+        raise DomainError(
+            f"The certificate's key cannot be certified again: {exc}. Replace the "
+            "certificate with a CSR for a new key instead."
+        ) from exc
 
 
 def _term(old: CertificateRequest) -> int:
@@ -53,6 +74,26 @@ def _term(old: CertificateRequest) -> int:
     except PkiError as exc:
         raise DomainError(f"The profile's term of {term} days is no longer allowed: {exc}") from exc
     return term
+
+
+def _renewal_window(old: CertificateRequest, term: int) -> tuple[bool, int]:
+    """The successor's auto-renew setting for its term: the old window, shortened to the
+    longest the term allows (requests made before that rule, or a term the profile cut);
+    auto-renew stays off for a term too short to renew automatically."""
+    if not old.auto_renew:
+        return False, old.renew_days_before
+    most = enrollment.max_renewal_window(term)
+    if most < 1:
+        return False, old.renew_days_before
+    return True, min(old.renew_days_before, most)
+
+
+def effective_window_days(term_days: int | None, renew_days_before: int) -> int:
+    """The days before expiry the sweep renews a certificate: its window, never more than
+    its term allows (certificates stored before the rule may have a longer one)."""
+    if term_days is None:
+        return renew_days_before
+    return max(1, min(renew_days_before, enrollment.max_renewal_window(term_days)))
 
 
 def renew(*, actor: Actor, certificate_id: int, auto: bool = False) -> CertificateRequest:
@@ -77,7 +118,11 @@ def renew(*, actor: Actor, certificate_id: int, auto: bool = False) -> Certifica
         raise DomainError(
             f"The profile '{profile.name}' forbids reusing a key: replace the certificate with a new CSR instead."
         )
-    enrollment.check_names_delegated(old.sans, old.organization, old.department, old.cert_type)
+    domains.check_names_delegated(old.sans, old.organization, old.department, old.cert_type)
+    if old.mode == RequestMode.CSR:
+        _check_reused_key(old)
+    term = _term(old)
+    auto_renew, window = _renewal_window(old, term)
     req = CertificateRequest(
         cert_type=old.cert_type,
         profile_id=old.profile_id,
@@ -91,12 +136,12 @@ def renew(*, actor: Actor, certificate_id: int, auto: bool = False) -> Certifica
         common_name=old.common_name,
         sans=list(old.sans),
         subject=dict(old.subject),
-        term_days=_term(old),
+        term_days=term,
         requester_id=old.requester_id if actor is SYSTEM else actor.id,
         requester_email=old.requester_email,
         external_requesters=list(old.external_requesters),
-        auto_renew=old.auto_renew,
-        renew_days_before=old.renew_days_before,
+        auto_renew=auto_renew,
+        renew_days_before=window,
         eula_accepted_at=old.eula_accepted_at,
         renewal_of_id=cert.id,
         comments=f"renewal of certificate #{cert.id}",
@@ -112,7 +157,13 @@ def renew(*, actor: Actor, certificate_id: int, auto: bool = False) -> Certifica
         object_id=cert.id,
         label=cert.common_name,
         before=before,
-        after={"renewal_state": cert.renewal_state, "renewal_request": req.id, "auto": auto},
+        after={
+            "renewal_state": cert.renewal_state,
+            "renewal_request": req.id,
+            "auto": auto,
+            "auto_renew": auto_renew,
+            "renew_days_before": window,
+        },
         organization_id=cert.organization_id,
         department_id=cert.department_id,
     )
@@ -160,28 +211,44 @@ def replace(*, actor: Admin, certificate_id: int, csr: bytes) -> CertificateRequ
 
 
 def auto_renew_sweep() -> list[int]:
-    """Renew every auto-renew certificate that is within its renewal window."""
+    """Renew every auto-renew certificate that is within its renewal window.
+
+    A renewal (or replacement) issued less than a window ago is never renewed, whatever
+    its dates say: a successor born inside its own window must not start a chain of
+    renewals, one per sweep.
+    """
     now = utcnow()
-    candidates = (
-        db.session.execute(
-            select(Certificate).where(
-                Certificate.auto_renew.is_(True),
-                Certificate.status == CertStatus.ISSUED,
-                Certificate.origin == CertOrigin.ISSUED,
-                Certificate.not_after <= now + timedelta(days=366),
-                Certificate.renewal_state.not_in(["Renewal requested", "Renewal failed"]),
-            )
+    candidates = db.session.execute(
+        select(
+            Certificate.id,
+            Certificate.not_after,
+            Certificate.renew_days_before,
+            Certificate.created_at,
+            CertificateRequest.term_days,
+            CertificateRequest.renewal_of_id,
+            CertificateRequest.replaces_id,
         )
-        .scalars()
-        .all()
-    )
+        .outerjoin(CertificateRequest, CertificateRequest.id == Certificate.request_id)
+        .where(
+            Certificate.auto_renew.is_(True),
+            Certificate.status == CertStatus.ISSUED,
+            Certificate.origin == CertOrigin.ISSUED,
+            Certificate.not_after <= now + timedelta(days=366),
+            Certificate.renewal_state.not_in(["Renewal requested", "Renewal failed"]),
+        )
+        .order_by(Certificate.id)
+    ).all()
     created = []
-    for cert in candidates:
-        if cert.not_after - timedelta(days=cert.renew_days_before) > now:
+    for row in candidates:
+        window = timedelta(days=effective_window_days(row.term_days, row.renew_days_before))
+        if row.not_after - window > now:
             continue
+        if (row.renewal_of_id or row.replaces_id) and row.created_at > now - window:
+            continue  # a successor issued less than a window ago
         try:  # renew() checks everything before it writes, so a refusal leaves no trace
-            created.append(renew(actor=SYSTEM, certificate_id=cert.id, auto=True).id)
+            created.append(renew(actor=SYSTEM, certificate_id=row.id, auto=True).id)
         except DomainError as exc:
+            cert = db.session.get_one(Certificate, row.id)
             before = {"renewal_state": cert.renewal_state}
             cert.renewal_state = "Renewal failed"
             audit.record(

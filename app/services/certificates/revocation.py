@@ -21,10 +21,13 @@ from app.models import (
 )
 from app.models.notifications import NotificationType
 from app.models.types import utcnow
-from app.pki import crl as pki_crl
+from app.pki import revocation as pki_revocation
 from app.pki.errors import PkiError
+from app.pki.profiles import CertKind
+from app.pki.revocation import Revoker
 from app.services import audit
-from app.services.ca import crl
+from app.services.ca import blocked_keys, crl
+from app.services.ca.profiles import KIND_OF
 from app.services.certificates import inventory
 from app.services.errors import Conflict, DomainError
 from app.services.notifications import events
@@ -33,40 +36,63 @@ from app.services.scope import SYSTEM
 REVOCABLE = (CertStatus.ISSUED, CertStatus.EXPIRED, CertStatus.REPLACED)
 
 
-def reason_choices() -> list[tuple[str, str]]:
-    return [(name, name) for name in pki_crl.REASON_NAMES if name != "removeFromCRL"]
+def reason_choices(
+    kind: CertKind = CertKind.SSL, revoker: Revoker = Revoker.ADMINISTRATOR
+) -> list[tuple[str, str]]:
+    """(value, label) of the reasons ``revoker`` may choose for a certificate of ``kind``,
+    the default first (TLS BR 7.2.2; docs/pki.md). Administrators have the same choice for
+    every kind of leaf, so a bulk revocation across kinds offers this one list."""
+    return [
+        (flag.value, f"{flag.value}: {pki_revocation.REASON_DESCRIPTIONS[flag]}")
+        for flag in pki_revocation.allowed_reasons(kind, revoker)
+    ]
+
+
+def _kind(cert: Certificate) -> CertKind:
+    return KIND_OF[cert.cert_type] if cert.cert_type is not None else CertKind.SSL
 
 
 def revoke(
-    *, actor: Admin, certificate_ids: Sequence[int], reason: str, message: str = ""
+    *,
+    actor: Admin,
+    certificate_ids: Sequence[int],
+    reason: str,
+    message: str = "",
+    revoker: Revoker = Revoker.ADMINISTRATOR,
 ) -> list[Certificate]:
     """Revoke certificates that our CAs issued; each CA touched publishes a new CRL.
 
+    ``revoker``: an administrator, or the certificate's subscriber (a portal
+    self-revocation: no privilegeWithdrawn). A keyCompromise revocation puts the key on
+    the blocklist, so it is never certified again (CA/B Forum BR 6.1.1.3(4)).
+
     Raises:
-        DomainError: unknown reason, an external certificate, or one already revoked
-            (when a single certificate is asked for).
+        DomainError: a reason not allowed for the certificate's kind and revoker (field
+            "reason"), an external certificate, or one already revoked (when a single
+            certificate is asked for).
         NotFound / Forbidden: outside the actor's scope or privileges.
     """
-    try:
-        flag = pki_crl.parse_reason(reason)
-    except PkiError as exc:
-        raise DomainError(str(exc), field="reason") from exc
-    if flag == x509.ReasonFlags.remove_from_crl:
-        raise DomainError(
-            "removeFromCRL is only for delta CRLs; choose another reason.", field="reason"
-        )
     certs = [
         inventory.get_certificate(actor=actor, certificate_id=i, action="revoke")
         for i in certificate_ids
     ]
+    flags: dict[int, x509.ReasonFlags] = {}
     for cert in certs:
         if cert.origin != CertOrigin.ISSUED or cert.ca_id is None:
             raise DomainError(
                 f"{cert.common_name} was not issued by a Certwright CA; revoke it with its issuer."
             )
+        try:
+            flags[cert.id] = pki_revocation.check_revocation_reason(
+                reason, kind=_kind(cert), revoker=revoker
+            )
+        except PkiError as exc:
+            text = str(exc)
+            raise DomainError(text[:1].upper() + text[1:] + ".", field="reason") from exc
     now = utcnow()
     done = []
     for cert in certs:
+        flag = flags[cert.id]
         # Read before the UPDATE: the ORM then sets the loaded object to the new values.
         before = {"status": cert.status.value, "reason": cert.revocation_reason}
         result = db.session.execute(
@@ -82,6 +108,7 @@ def revoke(
         )
         if result.rowcount == 1:
             done.append(cert)
+            blocked = flag is x509.ReasonFlags.key_compromise and _block_key_of(cert)
             audit.record(
                 action="certificate.revoke",
                 actor=actor,
@@ -89,7 +116,12 @@ def revoke(
                 object_id=cert.id,
                 label=cert.common_name,
                 before=before,
-                after={"status": "Revoked", "reason": flag.value, "serial": cert.serial_hex},
+                after={
+                    "status": "Revoked",
+                    "reason": flag.value,
+                    "serial": cert.serial_hex,
+                    **({"key_blocked": True} if blocked else {}),
+                },
                 message=message.strip(),
                 organization_id=cert.organization_id,
                 department_id=cert.department_id,
@@ -114,6 +146,16 @@ def revoke(
     for cert in done:
         db.session.expire(cert)
     return done
+
+
+def _block_key_of(cert: Certificate) -> bool:
+    """Put a compromised certificate's key on the blocklist; whether it was new there."""
+    public_key = x509.load_der_x509_certificate(cert.der).public_key()
+    return blocked_keys.block_key(
+        public_key=public_key,  # type: ignore[arg-type]
+        reason=x509.ReasonFlags.key_compromise.value,
+        source=f"certificate #{cert.id} ({cert.common_name}) revoked for keyCompromise",
+    )
 
 
 def supersede(*, old_id: int, new_id: int, revoke: bool) -> None:

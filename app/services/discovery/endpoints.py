@@ -40,7 +40,7 @@ from app.services import audit
 from app.services.accounts import admins
 from app.services.certificates import inventory
 from app.services.discovery.tasks import visible_tasks_clause
-from app.services.errors import DomainError, NotFound
+from app.services.errors import DomainError
 from app.services.scope import Scope, scope_of
 
 MANAGED, ASSIGNED, NOT_ASSIGNED = "Managed", "Assigned", "Not assigned"
@@ -109,7 +109,7 @@ def get_endpoint(*, actor: Admin, endpoint_id: int) -> Endpoint:
         query = query.where(clause)
     endpoint = db.session.execute(query).scalar_one_or_none()
     if endpoint is None:
-        raise NotFound("No such endpoint.")
+        raise audit.not_found(actor=actor, what="endpoint", model=Endpoint, object_id=endpoint_id)
     return endpoint
 
 
@@ -349,14 +349,16 @@ def assign_certificates(
     return count
 
 
-def _installed(cert: Certificate) -> int:
-    return int(
-        db.session.execute(
-            select(func.count())
-            .select_from(Endpoint)
-            .where(Endpoint.certificate_id == cert.id, Endpoint.error == "")
-        ).scalar_one()
+def _installed(certificate_ids: Sequence[int]) -> dict[int, int]:
+    """Endpoints presenting each certificate now (a handshake that failed presents none)."""
+    if not certificate_ids:
+        return {}
+    rows = db.session.execute(
+        select(Endpoint.certificate_id, func.count())
+        .where(Endpoint.certificate_id.in_(list(certificate_ids)), Endpoint.error == "")
+        .group_by(Endpoint.certificate_id)
     )
+    return {cert_id: int(seen) for cert_id, seen in rows}
 
 
 inventory.register_install_probe(_installed)

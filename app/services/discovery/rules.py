@@ -27,7 +27,7 @@ from app.scan import rules
 from app.scan.observation import observe
 from app.services import audit
 from app.services.discovery.tasks import visible_tasks_clause
-from app.services.errors import DomainError, NotFound, ValidationFailed
+from app.services.errors import DomainError, ValidationFailed
 from app.services.scope import Scope, scope_of
 from app.services.structure import orgs
 
@@ -48,7 +48,9 @@ def visible_rules_clause(scope: Scope) -> ColumnElement[bool] | None:
 def get_rule(*, actor: Admin, rule_id: int) -> AssignmentRule:
     rule = db.session.get(AssignmentRule, rule_id)
     if rule is None or not scope_of(actor).covers(rule.organization_id, rule.department_id):
-        raise NotFound("No such assignment rule.")
+        raise audit.not_found(
+            actor=actor, what="assignment rule", model=AssignmentRule, object_id=rule_id
+        )
     return rule
 
 

@@ -34,7 +34,7 @@ from app.models.types import utcnow
 from app.scan import addresses, settings, targets
 from app.scan.errors import ScanInputError
 from app.services import audit
-from app.services.errors import DomainError, NotFound, ValidationFailed
+from app.services.errors import DomainError, ValidationFailed
 from app.services.platform import jobs
 from app.services.scope import SYSTEM, Actor, Scope, scope_of
 from app.services.structure import orgs
@@ -118,7 +118,9 @@ def get_task(*, actor: Admin, task_id: int) -> DiscoveryTask:
     if task is None or not (
         scope.is_master or (task.organization_id is not None and task.organization_id in scope.orgs)
     ):
-        raise NotFound("No such discovery task.")
+        raise audit.not_found(
+            actor=actor, what="discovery task", model=DiscoveryTask, object_id=task_id
+        )
     return task
 
 

@@ -61,7 +61,7 @@ class Event:
     certificate_id: int | None = None
     request_id: int | None = None
     facts: Mapping[str, Any] = field(default_factory=dict)
-    # Addresses of the event's own people, by role ("requester", "external", "person").
+    # Addresses of the event's own people, by role ("requester", "external").
     people: Mapping[str, Sequence[str]] = field(default_factory=dict)
     path: str = ""  # the console page about it, relative to CW_BASE_URL
 
@@ -299,7 +299,6 @@ def request_event(kind: NotificationType, req: Any, **facts: Any) -> Event:
 def certificate_event(kind: NotificationType, cert: Any, req: Any = None, **facts: Any) -> Event:
     """An event about a certificate (issued, revoked, discovered)."""
     cert_type = cert.cert_type.value if cert.cert_type is not None else ""
-    person = [s.removeprefix("email:") for s in (cert.sans or []) if "@" in s]
     return Event(
         type=kind,
         label=cert.common_name or cert.fingerprint[:16],
@@ -318,7 +317,6 @@ def certificate_event(kind: NotificationType, cert: Any, req: Any = None, **fact
         people={
             "requester": [req.requester_email] if req is not None else [],
             "external": list(req.external_requesters or []) if req is not None else [],
-            "person": person if cert_type == "client" else [],
         },
         path=f"/admin/{cert_type or 'ssl'}_certs/details/?id={cert.id}",
     )

@@ -2,7 +2,7 @@
 table of due certificates) and in Python for events (a handful at a time).
 
 Every address comes from data: administrators' e-mails, a request's requester and external
-requesters, the e-mail names in a client certificate, a rule's validated subscribers. The
+requesters, a rule's validated subscribers. The
 composer checks each again before a message is made (app.notices.addresses).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, or_, select, true, union_all
+from sqlalchemy import and_, func, literal, or_, select, true, union_all
 from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.selectable import CTE
 
@@ -89,17 +89,6 @@ def role_selects(
                     due.join(REQUESTS, REQUESTS.c.id == due.c.request_id).join(items, true())
                 )
                 .where(items.c.value != "")
-            )
-        elif role == RecipientRole.PERSON and cert_type in (None, CertType.CLIENT):
-            items = json_values(due.c.sans)
-            address = case(
-                (items.c.value.like("email:%"), func.substr(items.c.value, 7)),
-                else_=items.c.value,
-            )
-            selects.append(
-                select(*base, func.lower(address).label("recipient"))
-                .select_from(due.join(items, true()))
-                .where(items.c.value.like("%@%"))
             )
     if subscribers:
         listed = union_all(*(select(literal(a).label("address")) for a in subscribers)).subquery(

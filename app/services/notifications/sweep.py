@@ -238,16 +238,19 @@ def insert_due(
         .from_select(list(INSERT_COLUMNS), rows)
         .on_conflict_do_nothing()
     )
-    return inserted(db.session.execute(statement))
+    return execute_counted(statement)
 
 
-def inserted(result: Any) -> int:
-    """Rows an INSERT ... SELECT wrote. SQLite's driver reports no count for a statement
-    that starts with WITH (a CTE); its changes() does."""
-    count = int(result.rowcount if result.rowcount is not None else -1)
-    if count < 0:
-        count = int(db.session.execute(select(func.changes())).scalar_one())
-    return count
+def execute_counted(statement: Any) -> int:
+    """Run an INSERT ... SELECT ... ON CONFLICT DO NOTHING; how many rows it wrote. Neither
+    driver reports a count for a statement that starts with WITH (a CTE): PostgreSQL
+    counts the RETURNING rows of the insert (WITH ins AS (INSERT ... RETURNING 1) SELECT
+    count(*) FROM ins, one statement), SQLite's changes() counts after it."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        written = statement.returning(literal(1).label("one")).cte("written")
+        return int(db.session.execute(select(func.count()).select_from(written)).scalar_one())
+    db.session.execute(statement)
+    return int(db.session.execute(select(func.changes())).scalar_one())
 
 
 # --- escalation: alerts inside the last threshold nobody acknowledged -----------------------
@@ -305,7 +308,7 @@ def insert_escalations(as_of: datetime) -> int:
             .from_select(list(INSERT_COLUMNS), rows)
             .on_conflict_do_nothing()
         )
-        created += inserted(db.session.execute(statement))
+        created += execute_counted(statement)
     return created
 
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import secrets
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from app.models import Admin, Job, JobStatus
 from app.models.types import utcnow
 from app.services import audit, bulk
 from app.services.errors import Conflict, NotFound
+from app.services.platform import processes
 from app.services.scope import SYSTEM, Actor
 
 log = logging.getLogger(__name__)
@@ -108,14 +107,48 @@ def _interval(spec: dict[str, Any], after: datetime) -> datetime:
 register_recurrence("interval", _interval)
 
 
+# --- handing jobs to the server: a process whose messages no worker can receive ---------
+#
+# Without a broker (BROKER_URL unset) messages live in the memory of the process that sent
+# them, and only a worker inside that same process runs them. A `flask --app wsgi ...`
+# command next to a running `make run` server has no worker: a message it sent would be
+# lost with it. Such a process hands its jobs to the server instead: it sends nothing and
+# leaves the row's enqueued_at empty ("no message exists"), and the server's embedded
+# worker picks those rows up within a second (pick_up_handed_off, app.runtime.embedded).
+# The runtime decides which processes hand off (set_handoff); by default messages are sent.
+
+
+def _never() -> bool:
+    return False
+
+
+_handoff: Callable[[], bool] = _never
+
+
+def set_handoff(rule: Callable[[], bool] | None) -> None:
+    """Install the rule telling whether this process hands its jobs off (None: never)."""
+    global _handoff
+    _handoff = rule or _never
+
+
+def hands_off() -> bool:
+    """True when jobs created now are left for the server's worker instead of sent."""
+    return _handoff()
+
+
 def _send(job_id: int, kind: str, delay_ms: int | None = None) -> None:
     KINDS[kind].actor.send_with_options(args=(job_id,), delay=delay_ms)
 
 
 def enqueue(job: Job, *, delay_ms: int | None = None) -> None:
-    """Send the job's message once the current transaction commits."""
+    """Send the job's message once the current transaction commits (or, in a process that
+    hands its jobs off, leave the row for the server's worker to pick up)."""
     if job.kind not in KINDS:
         raise ValueError(f"unknown job kind {job.kind!r}")
+    if hands_off():
+        job.enqueued_at = None
+        db.session.flush()
+        return
     job.enqueued_at = utcnow()
     db.session.flush()
     job_id, kind = job.id, job.kind
@@ -156,6 +189,7 @@ def create_jobs(*, kind: str, payloads: list[dict[str, Any]], max_attempts: int 
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}")
     now = utcnow()
+    handed_off = hands_off()
     rows = [
         {
             "kind": kind,
@@ -163,13 +197,14 @@ def create_jobs(*, kind: str, payloads: list[dict[str, Any]], max_attempts: int 
             "max_attempts": max_attempts,
             "status": JobStatus.PENDING,
             "created_at": now,
-            "enqueued_at": now,
+            "enqueued_at": None if handed_off else now,
         }
         for payload in payloads
     ]
     ids = bulk.insert_rows(Job.__table__, rows, return_ids=True)
-    for job_id in ids:
-        after_commit(functools.partial(_send, job_id, kind))
+    if not handed_off:
+        for job_id in ids:
+            after_commit(functools.partial(_send, job_id, kind))
     return ids
 
 
@@ -222,10 +257,12 @@ class JobContext:
         Raises:
             LeaseLost: the job was claimed again by another attempt.
         """
-        lease = db.session.execute(
-            select(Job.lease).where(Job.id == self.job_id).with_for_update()
-        ).scalar_one_or_none()
-        if lease != self.lease:
+        row = db.session.execute(
+            select(Job.lease, Job.status).where(Job.id == self.job_id).with_for_update()
+        ).one_or_none()
+        # Pending again with this lease: recovery took the job back (this process was
+        # presumed dead) and another attempt is about to claim it.
+        if row is None or row.lease != self.lease or row.status == JobStatus.PENDING:
             raise LeaseLost()
 
 
@@ -256,9 +293,10 @@ RUNNING = _Running()
 
 
 def new_lease() -> str:
-    """A claim's lease: unique, and naming the process that holds the job (host:pid:random,
-    as in that process's worker heartbeat id), so an operator can tell who runs what."""
-    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(8)}"
+    """A claim's lease: unique, and naming the process that holds the job
+    (host:pid:token:random, its heartbeat id without the kind), so an operator can tell who
+    runs what and recovery can take a dead process's jobs back at once."""
+    return f"{processes.process_ident()}:{secrets.token_hex(6)}"
 
 
 def claim(job_id: int, *, lease: str | None = None) -> JobContext | None:
@@ -370,16 +408,22 @@ def failed_for_good(job: Job) -> None:
 
 
 def heartbeat(leases: dict[int, str]) -> None:
-    """Called every few seconds by each process for the jobs it is running."""
+    """Called every second by each process for the jobs it is running.
+
+    A job row that the job itself holds locked (JobContext.hold() until its transaction
+    commits) is skipped, not waited for: the beat must not stall behind the work it
+    vouches for, and the commit that releases the lock refreshes the row anyway.
+    """
     if not leases:
         return
     now = utcnow()
     for job_id, lease in leases.items():
-        db.session.execute(
-            update(Job)
+        free = (
+            select(Job.id)
             .where(Job.id == job_id, Job.lease == lease, Job.status == JobStatus.RUNNING)
-            .values(heartbeat_at=now)
+            .with_for_update(skip_locked=True)
         )
+        db.session.execute(update(Job).where(Job.id.in_(free)).values(heartbeat_at=now))
     db.session.commit()
 
 

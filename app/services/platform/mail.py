@@ -78,6 +78,7 @@ def _row(mail: Mail, *, queued: bool, dispatch: bool, now: datetime) -> dict[str
         "html": mail.html,
         "category": mail.category,
         "organization_id": mail.organization_id,
+        "department_id": mail.department_id,
         "status": MailStatus.FAILED
         if refusal
         else (MailStatus.QUEUED if queued else MailStatus.OUTBOX),
@@ -96,9 +97,11 @@ def send_mail(
     body: str,
     category: str = "",
     organization_id: int | None = None,
+    department_id: int | None = None,
     html: str = "",
 ) -> OutboxMessage:
-    """Queue a message in the current transaction; it is delivered after commit. A message
+    """Queue a message in the current transaction; it is delivered after commit. The
+    organization/department it concerns decides who may read it in the outbox. A message
     whose recipient is not a valid address is kept as failed ("refused: ...")."""
     queued = smtp_configured()
     dispatch = queued and bool(_deliver)
@@ -109,6 +112,7 @@ def send_mail(
             body=body,
             category=category,
             organization_id=organization_id,
+            department_id=department_id,
             html=html,
         ),
         queued=queued,
@@ -132,6 +136,7 @@ class Mail:
     body: str
     category: str = ""
     organization_id: int | None = None
+    department_id: int | None = None
     html: str = ""  # an HTML alternative to the plain-text body
 
 

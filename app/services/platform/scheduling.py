@@ -1,9 +1,9 @@
 """Recovery and the scheduler: what keeps background jobs moving when processes die.
 
 The scheduler process (or the embedded one) calls tick() every few seconds: due schedules
-become jobs (row locks with SKIP LOCKED, so two schedulers never fire one twice), jobs
-whose worker stopped heartbeating are retried or failed with a reason, and messages that
-were lost with a dead worker or a restarted broker are sent again.
+become jobs (row locks with SKIP LOCKED, so two schedulers never fire one twice), the jobs
+of a worker process that stopped heartbeating are retried (or failed with a reason) at
+once, and messages that were lost with a dead worker or a restarted broker are sent again.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from flask import current_app
 from sqlalchemy import or_, select
 
 from app.extensions import db
-from app.models import Job, JobStatus, Schedule, WorkerHeartbeat
+from app.models import Job, JobStatus, Schedule
 from app.models.types import utcnow
-from app.services.platform import jobs, mail
+from app.services.platform import jobs, mail, processes
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,14 @@ def _run_passes(now: datetime | None, *, restarted: bool) -> dict[str, int]:
 
 
 def recover(now: datetime | None = None) -> dict[str, int]:
-    """Retry jobs whose process died; fail those out of attempts; re-send lost messages."""
+    """Take back the work of processes that died; retry jobs whose lease went stale, or
+    fail them when out of attempts; re-send lost messages."""
+    counts = {"retried": 0, "failed": 0, "resent": 0}
+    _recover_dead_workers(counts, now)
     now = now or utcnow()
     stale = now - timedelta(seconds=int(current_app.config["CW_JOB_STALE_SECONDS"]))
-    counts = {"retried": 0, "failed": 0, "resent": _resend_held_by_dead_workers(stale)}
+    # A running job that stopped heartbeating while its process still beats (or whose
+    # process's row was already handled): the slower, per-job safety net.
     lost = (
         db.session.execute(
             select(Job)
@@ -54,19 +58,7 @@ def recover(now: datetime | None = None) -> dict[str, int]:
         .all()
     )
     for job in lost:
-        if job.attempts < job.max_attempts:
-            job.status = JobStatus.PENDING
-            job.message = f"the worker running attempt {job.attempts} stopped responding; retrying"
-            jobs.enqueue(job)
-            counts["retried"] += 1
-        else:
-            job.status = JobStatus.FAILED
-            job.finished_at = now
-            job.message = (
-                f"failed: the worker stopped responding on each of {job.attempts} attempts"
-            )
-            jobs.failed_for_good(job)
-            counts["failed"] += 1
+        _take_back(job, now, counts)
     # A pending job whose message was lost (broker restart, embedded queue gone).
     unsent = (
         db.session.execute(
@@ -88,33 +80,61 @@ def recover(now: datetime | None = None) -> dict[str, int]:
     return counts
 
 
-def _resend_held_by_dead_workers(stale: datetime) -> int:
-    """Once per consuming process that stopped heartbeating, re-send every pending job.
+def _take_back(job: Job, now: datetime, counts: dict[str, int]) -> None:
+    """A running job whose process is gone: send it again, or fail it out of attempts."""
+    if job.attempts < job.max_attempts:
+        job.status = JobStatus.PENDING
+        job.message = f"the worker running attempt {job.attempts} stopped responding; retrying"
+        jobs.enqueue(job)
+        counts["retried"] += 1
+    else:
+        job.status = JobStatus.FAILED
+        job.finished_at = now
+        job.message = f"failed: the worker stopped responding on each of {job.attempts} attempts"
+        jobs.failed_for_good(job)
+        counts["failed"] += 1
 
-    A worker fetches more messages than it runs (dramatiq prefetches). When it dies, the
-    ones it had not started are still its own: Redis keeps them in the dead consumer's set
-    until dramatiq's maintenance notices, minutes later, and an embedded worker's queue dies
-    with it. Their jobs are pending, not running, so no lease goes stale. Which pending job
-    it held is unknown, so all are sent again; a second message for a job is a no-op (the
-    claim is conditional). Runs before the stale-lease retries, which send their own.
+
+def _recover_dead_workers(counts: dict[str, int], now: datetime | None) -> None:
+    """Once per consuming process that stopped heartbeating (CW_WORKER_STALE_SECONDS, a
+    few seconds): take back the jobs it was running and re-send every pending job.
+
+    Its running jobs are known by their leases, which start with the process's identity,
+    so they are retried at once instead of when each job's own heartbeat goes stale
+    (CW_JOB_STALE_SECONDS). A worker also fetches more messages than it runs (dramatiq
+    prefetches); the ones it had not started are still its own: Redis keeps them in the
+    dead consumer's set until dramatiq's maintenance notices, minutes later, and an
+    embedded worker's queue dies with it. Their jobs are pending, not running, so no lease
+    goes stale. Which pending job it held is unknown, so all are sent again; a second
+    message for a job is a no-op (the claim is conditional).
+
+    A process presumed dead that was only slow loses nothing but time: its attempt stops
+    at its next JobContext.hold() (LeaseLost) and it signs in again at its next beat.
     """
-    dead = (
-        db.session.execute(
-            select(WorkerHeartbeat)
-            .where(
-                WorkerHeartbeat.kind.in_(["worker", "embedded"]),
-                WorkerHeartbeat.seen_at < stale,
-            )
-            .with_for_update(skip_locked=True)
-        )
-        .scalars()
-        .all()
-    )
+    dead = processes.dead_consumers(now)
     if not dead:
-        return 0
+        return
+    now = now or utcnow()
+    taken: set[int] = set()  # sent again already
     for row in dead:
-        log.warning("worker %s stopped heartbeating; re-sending pending jobs", row.id)
+        log.warning("worker %s stopped heartbeating; taking back its jobs", row.id)
+        running = (
+            db.session.execute(
+                select(Job)
+                .where(
+                    Job.status == JobStatus.RUNNING,
+                    Job.lease.startswith(processes.lease_prefix(row), autoescape=True),
+                )
+                .with_for_update(skip_locked=True)
+            )
+            .scalars()
+            .all()
+        )
+        for job in running:
+            _take_back(job, now, counts)
+            taken.add(job.id)
         db.session.delete(row)  # handled once; a process that was only slow signs in again
+    db.session.flush()
     pending = (
         db.session.execute(
             select(Job).where(Job.status == JobStatus.PENDING).with_for_update(skip_locked=True)
@@ -122,12 +142,35 @@ def _resend_held_by_dead_workers(stale: datetime) -> int:
         .scalars()
         .all()
     )
-    sent = 0
     for job in pending:
-        if job.kind in jobs.KINDS:
+        if job.kind in jobs.KINDS and job.id not in taken:
             jobs.enqueue(job)
-            sent += 1
-    return sent
+            counts["resent"] += 1
+
+
+def pick_up_handed_off(limit: int = 1000) -> int:
+    """Send the pending jobs that another process handed to this one (enqueued_at empty:
+    no message exists anywhere; see jobs.set_handoff). Called every half second by the
+    embedded worker, so a job created by a command-line process starts at once."""
+    found = (
+        db.session.execute(
+            select(Job)
+            .where(
+                Job.status == JobStatus.PENDING,
+                Job.enqueued_at.is_(None),
+                Job.kind.in_(sorted(jobs.KINDS)),
+            )
+            .order_by(Job.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
+    )
+    for job in found:
+        jobs.enqueue(job)
+    db.session.commit()
+    return len(found)
 
 
 def resend_pending() -> int:

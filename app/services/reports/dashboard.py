@@ -5,15 +5,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import Select, case, func, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from app.extensions import db
-from app.models import Admin, Certificate, CertificateRequest, CertStatus, CertType, RequestStatus
+from app.models import (
+    Admin,
+    CaStatus,
+    Certificate,
+    CertificateAuthority,
+    CertificateProfile,
+    CertificateRequest,
+    CertOrigin,
+    CertStatus,
+    CertType,
+    Delegation,
+    DelegationStatus,
+    Domain,
+    Organization,
+    RequestStatus,
+)
 from app.models.types import utcnow
 from app.services.certificates import inventory
-from app.services.scope import scope_of
+from app.services.scope import organization_clause, scope_of
+from app.services.structure import domains
 
 
 @dataclass
@@ -95,3 +112,86 @@ def certificate_overview(*, actor: Admin) -> Overview:
         pending = pending.where(or_(*parts))
     result.awaiting_approval = int(db.session.execute(pending).scalar_one())
     return result
+
+
+@dataclass(frozen=True)
+class FirstSteps:
+    """How far the admin's part of the account is from a first certificate: each step of
+    the welcome is done when the data it creates exists (what the admin may see)."""
+
+    org_without_location: tuple[int, str] | None  # an organization missing city and state
+    has_org: bool
+    has_domain: bool
+    has_delegation: bool
+    has_root_ca: bool
+    has_issuing_ca: bool
+    has_profile: bool
+    has_request: bool
+    has_certificate: bool
+
+    @property
+    def done(self) -> bool:
+        return self.has_certificate and self.org_without_location is None
+
+
+def first_steps(*, actor: Admin) -> FirstSteps:
+    """The welcome checklist: organization address, domain, delegation, private CA,
+    profile, request, certificate (SSL, the first certificate most people want)."""
+    scope = scope_of(actor)
+
+    def exists(query: Select[Any]) -> bool:
+        return db.session.execute(query.limit(1)).first() is not None
+
+    orgs = select(Organization.id, Organization.name).order_by(Organization.id)
+    clause = organization_clause(scope)
+    if clause is not None:
+        orgs = orgs.where(clause)
+    bare = orgs.where(
+        func.coalesce(Organization.city, "") == "", func.coalesce(Organization.state, "") == ""
+    )
+    missing = db.session.execute(bare.limit(1)).first()
+    delegations = select(Delegation.id).where(
+        Delegation.status == DelegationStatus.APPROVED, Delegation.ssl.is_(True)
+    )
+    visible = None if scope.is_master else domains.delegation_clause(scope)
+    if visible is not None:
+        delegations = delegations.where(visible)
+    domain_query = select(Domain.id)
+    domain_clause = domains.visible_domains_clause(scope)
+    if domain_clause is not None:
+        domain_query = domain_query.where(domain_clause)
+    requests = select(CertificateRequest.id).where(CertificateRequest.cert_type == CertType.SSL)
+    request_clause = scope.type_filter(
+        CertificateRequest.organization_id, CertificateRequest.department_id, CertType.SSL
+    )
+    if request_clause is not None:
+        requests = requests.where(request_clause)
+    certificates = select(Certificate.id).where(
+        Certificate.cert_type == CertType.SSL,
+        Certificate.origin == CertOrigin.ISSUED,
+        _visible(actor),
+    )
+    active_ca = CertificateAuthority.status == CaStatus.ACTIVE
+    return FirstSteps(
+        org_without_location=(missing[0], missing[1]) if missing else None,
+        has_org=exists(orgs),
+        has_domain=exists(domain_query),
+        has_delegation=exists(delegations),
+        has_root_ca=exists(
+            select(CertificateAuthority.id).where(
+                active_ca, CertificateAuthority.parent_id.is_(None)
+            )
+        ),
+        has_issuing_ca=exists(
+            select(CertificateAuthority.id).where(
+                active_ca, CertificateAuthority.parent_id.is_not(None)
+            )
+        ),
+        has_profile=exists(
+            select(CertificateProfile.id).where(
+                CertificateProfile.cert_type == CertType.SSL, CertificateProfile.active.is_(True)
+            )
+        ),
+        has_request=exists(requests),
+        has_certificate=exists(certificates),
+    )

@@ -8,7 +8,7 @@ covers all its departments; one to a department covers that department only.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.sql import ColumnElement
@@ -111,7 +111,7 @@ def get_domain(*, actor: Admin, domain_id: int) -> Domain:
         query = query.where(clause)
     domain = db.session.execute(query).scalar_one_or_none()
     if domain is None:
-        raise NotFound("No such domain.")
+        raise audit.not_found(actor=actor, what="domain", model=Domain, object_id=domain_id)
     return domain
 
 
@@ -313,7 +313,9 @@ def get_delegation(*, actor: Admin, delegation_id: int) -> Delegation:
         query = query.where(delegation_clause(scope))
     d = db.session.execute(query).scalar_one_or_none()
     if d is None:
-        raise NotFound("No such delegation.")
+        raise audit.not_found(
+            actor=actor, what="delegation", model=Delegation, object_id=delegation_id
+        )
     return d
 
 
@@ -419,6 +421,119 @@ def delete_delegation(*, actor: Admin, delegation_id: int) -> None:
     )
     db.session.delete(d)
     db.session.flush()
+
+
+def delegated_domains(org_id: int, dept_id: int | None, cert_type: CertType) -> list[Domain]:
+    """Active domains whose delegation for cert_type is Approved for this org/department
+    (a delegation to the organization covers all its departments)."""
+    place = Delegation.department_id.is_(None)
+    if dept_id is not None:
+        place = place | (Delegation.department_id == dept_id)
+    query = (
+        select(Domain)
+        .join(Delegation, Delegation.domain_id == Domain.id)
+        .where(
+            Domain.active.is_(True),
+            Delegation.organization_id == org_id,
+            Delegation.status == DelegationStatus.APPROVED,
+            getattr(Delegation, cert_type.value).is_(True),
+            place,
+        )
+    )
+    return list(db.session.execute(query).scalars().unique())
+
+
+def _where(org: Organization, dept: Department | None) -> str:
+    return f"{org.name} / {dept.name}" if dept else org.name
+
+
+def check_names_delegated(
+    values: Sequence[str], org: Organization, dept: Department | None, cert_type: CertType
+) -> None:
+    """Every name of a certificate must lie in an active domain delegated (Approved) to
+    the organization/department for ``cert_type``: DNS names in a domain, IP addresses in
+    a delegated network, email addresses (rfc822Name) by their domain part.
+
+    Raises:
+        DomainError: at the field "sans", naming the first name outside.
+    """
+    domains = delegated_domains(org.id, dept.id if dept else None, cert_type)
+    where = _where(org, dept)
+    for value in values:
+        if "@" in value:
+            _check_email(value, domains, where, cert_type, field="sans")
+            continue
+        if _looks_like_ip(value):
+            ip = ipaddress.ip_address(value)
+            if not any(is_network(d.name) and ip in ipaddress.ip_network(d.name) for d in domains):
+                raise DomainError(
+                    f"The IP address {value} is not inside a network delegated to {where} for {cert_type.label} certificates.",
+                    field="sans",
+                )
+            continue
+        dns = [d for d in domains if not is_network(d.name)]
+        if not any(
+            names.is_name_within_domain(value, d.name, allow_wildcard=d.is_wildcard) for d in dns
+        ):
+            if value.startswith("*.") and any(
+                names.is_name_within_domain(value[2:], d.name) for d in dns
+            ):
+                raise DomainError(
+                    f"The wildcard name {value} needs a wildcard domain (*.{value[2:]} or above) delegated to {where}.",
+                    field="sans",
+                )
+            raise DomainError(
+                f"The name {value} is not inside an active domain delegated to {where} for {cert_type.label} certificates.",
+                field="sans",
+            )
+
+
+def check_email_delegated(
+    email: str,
+    *,
+    organization_id: int,
+    department_id: int | None,
+    cert_type: CertType = CertType.CLIENT,
+    field: str = "email",
+) -> str:
+    """The email address, normalised (A-label domain), when its domain part lies in an
+    active domain delegated (Approved) to the organization/department for ``cert_type``:
+    the rule for every rfc822Name Certwright certifies (client and device requests, a
+    person's email and alternative emails).
+
+    Raises:
+        DomainError: not an email address, or its domain not delegated there (``field``).
+    """
+    org = db.session.get(Organization, organization_id)
+    if org is None:
+        raise NotFound("No such organization.", field="organization")
+    dept = db.session.get(Department, department_id) if department_id is not None else None
+    if department_id is not None and (dept is None or dept.organization_id != org.id):
+        raise DomainError(
+            "That department does not belong to the chosen organization.", field="department"
+        )
+    domains = delegated_domains(org.id, department_id, cert_type)
+    return _check_email(email, domains, _where(org, dept), cert_type, field=field)
+
+
+def _check_email(
+    email: str, domains: Sequence[Domain], where: str, cert_type: CertType, *, field: str
+) -> str:
+    try:
+        address = names.normalize_email(email)
+    except NamePolicyError as exc:
+        raise DomainError(f"Invalid email address: {exc}", field=field) from exc
+    mail_domain = address.rpartition("@")[2]
+    # A mailbox belongs to exactly its domain: "*.example.com" (subdomains only) does not
+    # cover user@example.com, "example.com" covers user@example.com and user@eu.example.com.
+    if not any(
+        names.is_name_within_domain(mail_domain, d.name) for d in domains if not is_network(d.name)
+    ):
+        raise DomainError(
+            f"The email address {address} is not inside an active domain delegated to {where} for {cert_type.label} certificates.",
+            field=field,
+        )
+    return address
 
 
 def pending_count() -> int:

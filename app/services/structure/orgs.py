@@ -9,6 +9,8 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Admin, AdminScope, Delegation, Department, Organization
+from app.pki.errors import NamePolicyError
+from app.pki.subject_text import check_subject_text
 from app.services import audit
 from app.services.errors import DomainError, Forbidden, NotFound, ValidationFailed
 from app.services.scope import SYSTEM, Actor, require_actor, scope_of
@@ -48,6 +50,52 @@ class OrgData:
     postal_code: str = ""
 
 
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+def name_warnings(name: str) -> tuple[str, ...]:
+    """What the person who saved this organization or department name should know, e.g.
+    that it mixes Latin and Cyrillic letters (a look-alike); the name was accepted."""
+    try:
+        return tuple(_sentence(w) for w in check_subject_text(name).warnings)
+    except NamePolicyError:
+        return ()
+
+
+@dataclass(frozen=True)
+class NameProblem:
+    kind: str  # "organization" | "department"
+    id: int
+    name: str
+    problem: str
+
+
+def names_needing_attention() -> list[NameProblem]:
+    """Organization and department names saved before the subject-text rules that hold a
+    refused character (control, bidirectional control ...): no certificate can be issued
+    for them until they are renamed (names.build_subject refuses them)."""
+    found = []
+    rows: list[tuple[str, int, str]] = [
+        ("organization", i, n)
+        for i, n in db.session.execute(
+            select(Organization.id, Organization.name).order_by(Organization.id)
+        )
+    ]
+    rows += [
+        ("department", i, n)
+        for i, n in db.session.execute(
+            select(Department.id, Department.name).order_by(Department.id)
+        )
+    ]
+    for kind, item_id, name in rows:
+        try:
+            check_subject_text(name, label=f"{kind} name")
+        except NamePolicyError as exc:
+            found.append(NameProblem(kind, item_id, name, str(exc)))
+    return found
+
+
 def country_name(code: str) -> str:
     entry = iso3166.countries_by_alpha2.get(code.upper())
     return entry.name if entry else code
@@ -58,6 +106,12 @@ def _clean(data: OrgData, *, org_id: int | None) -> dict[str, str]:
     errors: dict[str, list[str]] = {}
     if not values["name"]:
         errors["name"] = ["The organization name is required."]
+    else:
+        try:
+            # It becomes the O of every certificate: no control or bidi characters, NFC.
+            values["name"] = check_subject_text(values["name"], label="organization name").value
+        except NamePolicyError as exc:
+            errors["name"] = [_sentence(str(exc))]
     for field, limit in LIMITS.items():
         if len(values[field]) > limit:
             errors.setdefault(field, []).append(f"At most {limit} characters.")
@@ -83,7 +137,9 @@ def _clean(data: OrgData, *, org_id: int | None) -> dict[str, str]:
 def get_org(*, actor: Admin, org_id: int) -> Organization:
     org = db.session.get(Organization, org_id)
     if org is None or not (actor.is_master or org.id in scope_of(actor).visible_org_ids):
-        raise NotFound("No such organization.")
+        raise audit.not_found(
+            actor=actor, what="organization", model=Organization, object_id=org_id
+        )
     return org
 
 
@@ -127,6 +183,26 @@ def update_org(*, actor: Admin, org_id: int, data: OrgData) -> Organization:
             organization_id=org.id,
         )
     return org
+
+
+def set_location(*, actor: Admin, org_id: int, city: str, state: str) -> Organization:
+    """The welcome's first step: the city and state/province that SSL subjects of the
+    organization carry (L and ST; the CA/Browser Forum BRs 7.1.4.2.2 want at least one
+    of them beside O). Every other field is kept.
+
+    Raises:
+        DomainError: neither a city nor a state was given.
+    """
+    if not city.strip() and not state.strip():
+        raise DomainError(
+            "Give the city (and the state or province): SSL certificates for this "
+            "organization name where it is.",
+            field="city",
+        )
+    org = get_org(actor=actor, org_id=org_id)
+    fields = {f: getattr(org, f) or "" for f in ORG_FIELDS}
+    fields.update(city=city, state=state)
+    return update_org(actor=actor, org_id=org_id, data=OrgData(**fields))
 
 
 def _refuse_if_referenced(what: str, org_id: int, dept_id: int | None) -> None:
@@ -174,7 +250,7 @@ def delete_org(*, actor: Admin, org_id: int) -> None:
 def get_dept(*, actor: Admin, dept_id: int) -> Department:
     dept = db.session.get(Department, dept_id)
     if dept is None or not scope_of(actor).covers(dept.organization_id, dept.id):
-        raise NotFound("No such department.")
+        raise audit.not_found(actor=actor, what="department", model=Department, object_id=dept_id)
     return dept
 
 
@@ -182,6 +258,11 @@ def _clean_dept_name(name: str, org_id: int, dept_id: int | None) -> str:
     name = name.strip()
     if not name:
         raise DomainError("The department name is required.", field="name")
+    try:
+        # It becomes the OU of client, code signing and device certificates.
+        name = check_subject_text(name, label="department name").value
+    except NamePolicyError as exc:
+        raise DomainError(_sentence(str(exc)), field="name") from exc
     if len(name) > 128:
         raise DomainError("At most 128 characters.", field="name")
     clash = select(Department.id).where(

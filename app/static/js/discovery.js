@@ -127,5 +127,10 @@
     showFields();
   }
 
-  window.CwDiscovery = { pollProgress: pollProgress, scheduleForm: scheduleForm };
+  /* Each page says what it needs with data attributes (no inline script: strict CSP). */
+  document.addEventListener("DOMContentLoaded", function () {
+    var list = document.querySelector("[data-cw-progress-url]");
+    if (list) { pollProgress(list.getAttribute("data-cw-progress-url")); }
+    scheduleForm();
+  });
 })();

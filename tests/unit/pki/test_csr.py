@@ -52,6 +52,35 @@ def test_parse_pem_extracts_everything(sample: x509.CertificateSigningRequest) -
     assert parsed.emails == ("ops@example.com",)
     assert parsed.key_type == "RSA-2048"
     assert keys.check_key_policy(parsed.public_key) == "RSA-2048"
+    assert parsed.other_names == ()
+
+
+def test_names_certwright_does_not_issue_are_reported(key_cache: KeyCache) -> None:
+    """URIs, directory names, other names and registered IDs are listed, so that the
+    request is refused instead of silently losing them (issue 9 A5)."""
+    san = x509.SubjectAlternativeName(
+        [
+            x509.DNSName("www.example.com"),
+            x509.UniformResourceIdentifier("spiffe://example.com/web"),
+            x509.DirectoryName(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")])),
+            x509.OtherName(x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.3"), b"\x0c\x01a"),
+            x509.RegisteredID(x509.ObjectIdentifier("1.2.3.4")),
+        ]
+    )
+    built = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "www.example.com")]))
+        .add_extension(san, critical=False)
+        .sign(key_cache.get("EC-P256"), hashes.SHA256())
+    )
+    parsed = csr_module.parse_csr(built.public_bytes(Encoding.PEM))
+    assert parsed.dns_names == ("www.example.com",)
+    assert parsed.other_names == (
+        "URI spiffe://example.com/web",
+        "directory name CN=x",
+        "other name 1.3.6.1.4.1.311.20.2.3",
+        "registered ID 1.2.3.4",
+    )
 
 
 def test_parse_der_base64_and_legacy_pem_label(sample: x509.CertificateSigningRequest) -> None:

@@ -116,3 +116,19 @@ def test_no_scans_yet_says_so():
     assert figure["layout"]["annotations"][0]["text"] == "No finished scans yet"
     assert all(trace["x"] == [] for trace in figure["data"])
     go.Figure(figure)
+
+
+def test_small_counts_get_whole_number_ticks():
+    """An axis up to 2 once read "0, 1, 1, 2, 2": Plotly stepped by 0.5 and "d" rounded."""
+    rows = [run(T0, summary(2, 1), new_certificates=2), run(T0 + dt.timedelta(days=1), summary(2))]
+    figure = scan_history_figure(scan_points(rows), title="t", zone=ZoneInfo("UTC"))
+    axis = figure["layout"]["yaxis"]
+    assert axis["dtick"] == 1 and axis["tick0"] == 0 and axis["tickformat"] == ",d"
+    go.Figure(figure)  # plotly accepts the layout
+    big = [run(T0, summary(40), new_certificates=40)]
+    assert (
+        "dtick"
+        not in scan_history_figure(scan_points(big), title="t", zone=ZoneInfo("UTC"))["layout"][
+            "yaxis"
+        ]
+    )
