@@ -47,8 +47,8 @@ scheduler: venv ## Scale-out: the scheduler process (needs BROKER_URL)
 browser: ## Install Debian's Chromium for the browser tests (when missing)
 	@$(MAKE) --no-print-directory packages WANT=chromium
 
-tools: ## Install the benchmarks' reference tools when missing: wrk (OCSP load), nmap
-	@$(MAKE) --no-print-directory packages WANT="wrk nmap"
+tools: ## Install the benchmarks' reference tools when missing: wrk (OCSP load), nmap, cfssl
+	@$(MAKE) --no-print-directory packages WANT="wrk nmap cfssl:golang-cfssl"
 
 # WANT: commands to have, each "command" or "command:debian-package" when the names differ.
 packages:
@@ -58,7 +58,7 @@ packages:
 	  else echo "Missing:$$missing and not root: the tests that need them skip (CI=true makes them fail)"; fi; fi
 
 test: venv ## Set up and run the whole test suite
-	@$(MAKE) --no-print-directory packages WANT="chromium wrk nmap systemd-analyze:systemd"
+	@$(MAKE) --no-print-directory packages WANT="chromium wrk nmap cfssl:golang-cfssl systemd-analyze:systemd certbot lego"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: lint ## The fast loop: lint, then the unit and integration tiers on SQLite (all cores)

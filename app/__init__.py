@@ -67,15 +67,27 @@ def register_routing(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from app.admin.auth import bp as auth_bp
     from app.admin.vendor import bp as assets_bp
+    from app.api.acme.endpoints import bp as acme_bp
     from app.api.relying_party.endpoints import bp as pki_bp
+    from app.api.scm import bp as scm_bp
+    from app.api.scm import doc_bp as scm_doc_bp
     from app.portal.collect import bp as collect_bp
+    from app.portal.home import bp as portal_home_bp
     from app.portal.notices import bp as notices_bp
+    from app.portal.register import bp as register_bp
+    from app.portal.selfservice import bp as selfservice_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(assets_bp)
     app.register_blueprint(pki_bp)
+    app.register_blueprint(acme_bp)
     app.register_blueprint(collect_bp)
     app.register_blueprint(notices_bp)
+    app.register_blueprint(scm_bp)
+    app.register_blueprint(scm_doc_bp)
+    app.register_blueprint(portal_home_bp)
+    app.register_blueprint(register_bp)
+    app.register_blueprint(selfservice_bp)
     console = ConsoleOnFirstRequest(app, app.wsgi_app)
     app.extensions["cw_console"] = console
     app.wsgi_app = console  # type: ignore[method-assign]
@@ -178,7 +190,7 @@ def register_request_hooks(app: Flask) -> None:
     def _security_headers(response: Response) -> Response:
         for name, value in SECURITY_HEADERS:
             response.headers.setdefault(name, value)
-        if request.path.startswith(("/admin", "/login")):
+        if request.path.startswith(("/admin", "/login", "/enroll", "/portal")):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 

@@ -458,10 +458,64 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "top of the built-in deny list (`docs/discovery.md`)",
     ),
     Setting(
+        "CW_ACME_RESOLVER",
+        str,
+        "",
+        "DNS server ACME validation asks for the addresses of names (`host` or `host:port`; "
+        "`docs/acme.md`)",
+        shown_default="unset: the system resolver",
+    ),
+    Setting(
+        "CW_ACME_HTTP01_PORT",
+        int,
+        80,
+        "port ACME http-01 validation connects to; RFC 8555 §8.3 says 80: change it for tests "
+        "only (as pebble's httpPort)",
+        minimum=1,
+    ),
+    Setting(
         "CW_SCAN_MAX_ADDRESSES",
         int,
         65_536,
         "most addresses plus host names one discovery task may cover",
+        minimum=1,
+    ),
+    Setting(
+        "CW_IMPORT_MAX_UPLOAD_BYTES",
+        int,
+        256 * 1024 * 1024,
+        "bytes one certificate import may upload in all (the console's uploads are also "
+        "bounded by its 64 MiB request size)",
+        minimum=1,
+    ),
+    Setting(
+        "CW_IMPORT_MAX_MEMBERS",
+        int,
+        200_000,
+        "members a ZIP archive given to an import may hold; a larger one is refused whole",
+        minimum=1,
+    ),
+    Setting(
+        "CW_IMPORT_MAX_TOTAL_BYTES",
+        int,
+        1024 * 1024 * 1024,
+        "bytes the members of one imported ZIP may inflate to in all; past it the archive is "
+        "refused whole",
+        minimum=1,
+    ),
+    Setting(
+        "CW_IMPORT_MAX_FILE_BYTES",
+        int,
+        4 * 1024 * 1024,
+        "bytes one imported file (or ZIP member, inflated) may have; a larger one is skipped",
+        minimum=1,
+    ),
+    Setting(
+        "CW_IMPORT_MAX_RATIO",
+        int,
+        100,
+        "compression ratio (inflated / compressed) above which a ZIP member is skipped "
+        "unread as a likely bomb",
         minimum=1,
     ),
     Setting(
@@ -471,6 +525,43 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "seconds within which a revocation shows in OCSP answers (each web process checks "
         "for new revocations this often) and an `unknown` answer is reused (`docs/pki.md`)",
         shown_default="5",
+    ),
+    Setting(
+        "CW_CUSTOMER_URI",
+        str,
+        "certwright",
+        "the customer URI REST API calls send in the `customerUri` header (shown under About; "
+        "`docs/api.md`)",
+    ),
+    Setting(
+        "CW_API_RATE_LIMIT",
+        int,
+        600,
+        "REST API calls a minute per API administrator (0: no limit); past it 429 with "
+        "`Retry-After`",
+        minimum=0,
+    ),
+    Setting(
+        "CW_API_MAX_BODY",
+        int,
+        128 * 1024,
+        "largest REST API request body in bytes (413 above it)",
+        minimum=1,
+    ),
+    Setting(
+        "CW_API_REPLAY_SECONDS",
+        int,
+        600,
+        "an identical enroll from the same API administrator within this many seconds gets "
+        "the first answer again (0: only with an `Idempotency-Key`)",
+        minimum=0,
+    ),
+    Setting(
+        "CW_DCV_NAMESERVERS",
+        str,
+        "",
+        "name servers (`ip[:port],...`) for domain control validation lookups",
+        shown_default="unset: the system resolver",
     ),
 )
 SETTING: Final[dict[str, Setting]] = {s.name: s for s in SETTINGS}

@@ -81,9 +81,15 @@ def make_pki(
     four_eyes: bool = False,
     **profile_fields,
 ):
-    """A root CA, an issuing CA under it and an SSL profile enrolling through it."""
+    """A root CA, an issuing CA under it and a profile enrolling through it (SSL unless
+    ``cert_type`` says otherwise; the issuing CA's purpose follows the profile's type)."""
     from app.models import CertType, LintMode
+    from app.pki.profiles import CA_PURPOSE_KINDS
     from app.services.ca import authorities, profiles
+    from app.services.ca.profiles import KIND_OF
+
+    cert_type = profile_fields.get("cert_type", CertType.SSL)
+    purpose = next(p for p, kind in CA_PURPOSE_KINDS.items() if kind is KIND_OF[cert_type])
 
     root = authorities.create_ca(
         actor=SYSTEM,
@@ -99,6 +105,7 @@ def make_pki(
             customer_name="Test",
             country="DE",
             parent_id=root.id,
+            purpose=purpose.value,
         ),
     )
     profile = profiles.create_profile(
@@ -121,8 +128,9 @@ def make_pki(
     return root, issuing, profile
 
 
-def make_csr(cn: str, *sans: str, key_type: str = "EC-P256", key=None):
-    """A real CSR (PEM bytes) and its private key."""
+def make_csr(cn: str, *sans: str, key_type: str = "EC-P256", key=None, alt_names: bool = True):
+    """A real CSR (PEM bytes) and its private key; the CN is repeated as a SAN unless
+    ``alt_names`` is false (a code signing CSR names no alternative names)."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from app.pki import csr, keys, names
@@ -131,7 +139,7 @@ def make_csr(cn: str, *sans: str, key_type: str = "EC-P256", key=None):
     request = csr.build_csr(
         key,
         subject=names.build_subject(common_name=cn),
-        alt_names=names.parse_alt_names([cn, *sans]),
+        alt_names=names.parse_alt_names([cn, *sans]) if alt_names else names.AltNames(),
     )
     return request.public_bytes(Encoding.PEM), key
 
@@ -149,10 +157,11 @@ def request_certificate(
     """Submit a CSR request through the service (and approve it); returns (request, key).
 
     Issuance runs when the caller drains the stub worker."""
-    from app.models import RequestMode
+    from app.models import CertType, RequestMode
     from app.services.certificates import approvals, enrollment
 
-    csr, key = make_csr(cn, key_type=key_type)
+    code_signing = fields.get("cert_type") == CertType.CODE_SIGNING
+    csr, key = make_csr(cn, key_type=key_type, alt_names=not code_signing)
     data = enrollment.RequestData(
         organization_id=org.id,
         profile_id=profile.id,

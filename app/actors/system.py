@@ -14,6 +14,7 @@ from app.models.types import utcnow
 from app.runtime.broker import broker  # noqa: F401  (declares actors on the configured broker)
 from app.services import audit
 from app.services.accounts import sessions as signins
+from app.services.certificates import orders
 from app.services.platform import jobs, mail
 from app.services.scope import SYSTEM
 
@@ -62,10 +63,11 @@ def _housekeeping(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
         delete(WorkerHeartbeat).where(WorkerHeartbeat.seen_at < now - timedelta(days=1))
     ).rowcount
     throttles = signins.forget_old_failures()
+    keys = orders.forget_old_keys()
     db.session.commit()
     return {
-        "message": f"removed {sessions} old sessions, {beats} old worker heartbeats and "
-        f"{throttles} forgotten sign-in failure counts"
+        "message": f"removed {sessions} old sessions, {beats} old worker heartbeats, "
+        f"{throttles} forgotten sign-in failure counts and {keys} expired API idempotency keys"
     }
 
 

@@ -13,6 +13,7 @@ def init_console(app: Flask) -> Any:
     from flask_admin import Admin as Console
     from flask_admin.theme import Bootstrap4Theme
 
+    from app.admin.acme import AcmeKeyView
     from app.admin.admins import AdminView
     from app.admin.certificates import CertificateView
     from app.admin.dashboard import DashboardView
@@ -22,16 +23,20 @@ def init_console(app: Flask) -> Any:
     from app.admin.display import base_url_mismatch
     from app.admin.domains import DelegationView, DomainView
     from app.admin.errors import init_error_pages
+    from app.admin.imports import ImportView
     from app.admin.notifications import (
         NotificationRuleView,
         NotificationWebhookView,
         SentNotificationView,
     )
     from app.admin.orgs import DepartmentView, OrganizationView
+    from app.admin.persons import InvitationView, PersonView
     from app.admin.pki import CaView, CertificateProfileView
+    from app.admin.planner import ValidityPlannerView
     from app.admin.requests import RequestView
     from app.admin.system import AboutView, AuditView, JobView, MyProfileView, OutboxView
     from app.models import (
+        AcmeExternalKey,
         Admin,
         AuditEvent,
         CertificateAuthority,
@@ -40,9 +45,11 @@ def init_console(app: Flask) -> Any:
         Delegation,
         Department,
         Domain,
+        Invitation,
         Job,
         Organization,
         OutboxMessage,
+        Person,
     )
 
     app.jinja_env.globals["cw_base_url_mismatch"] = base_url_mismatch
@@ -71,6 +78,21 @@ def init_console(app: Flask) -> Any:
                 endpoint=f"{key}_requests",
             )
         )
+        if cert_type == CertType.CLIENT:  # the end users of client certificates
+            console.add_view(
+                PersonView(
+                    Person, name="Client Persons", category="Certificates", endpoint="persons"
+                )
+            )
+            console.add_view(
+                InvitationView(
+                    Invitation,
+                    name="Client Invitations",
+                    category="Certificates",
+                    endpoint="invitations",
+                )
+            )
+    console.add_view(ImportView(name="Import", category="Certificates", endpoint="cert_import"))
     console.add_view(
         NetworkAssetView(name="Network Assets", category="Discovery", endpoint="network_assets")
     )
@@ -83,6 +105,9 @@ def init_console(app: Flask) -> Any:
         AssignmentRuleView(
             name="Assignment Rules", category="Discovery", endpoint="assignment_rules"
         )
+    )
+    console.add_view(
+        ValidityPlannerView(name="Validity Planner", category="Reports", endpoint="planner")
     )
     console.add_view(
         AuditView(AuditEvent, name="Account Activity", category="Reports", endpoint="audit")
@@ -124,6 +149,9 @@ def init_console(app: Flask) -> Any:
                 category="Settings",
                 endpoint="profiles",
             )
+        ),
+        AcmeKeyView(
+            AcmeExternalKey, name="ACME accounts", category="Settings", endpoint="acme_keys"
         ),
     )
     for view in settings:

@@ -7,13 +7,13 @@ from typing import Any
 from flask import request
 from flask_admin.contrib.sqla.filters import FilterEqual
 from markupsafe import Markup
-from wtforms import BooleanField, PasswordField, SelectField, StringField
+from wtforms import BooleanField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import Length, Optional
 
 from app.admin.base import AdminForm, SecureModelView, actor, select_choices
 from app.admin.choices import parse_target, target_choices
 from app.admin.fields import Place, ScopeGrantsField
-from app.models import Admin, CertType, Role
+from app.models import Admin, AdminKind, CertType, Role
 from app.services.accounts import admins
 from app.services.scope import Scope
 
@@ -26,6 +26,15 @@ SCOPE_HELP = (
     "certificate types this administrator may manage."
 )
 FORCE_HELP = "They choose their own password before they can use the console."
+KIND_CHOICES = [
+    (AdminKind.STANDARD.value, "Standard (signs in to the console)"),
+    (AdminKind.API.value, "API (REST API calls only, no console sign-in)"),
+]
+NETWORKS_HELP = "API accounts: the networks calls may come from (CIDR), one a line; empty = any"
+
+
+def _networks(form: Any) -> list[str]:
+    return (form.api_networks.data or "").replace(",", "\n").splitlines()
 
 
 # No required-field validators here: the accounts service checks every field and reports
@@ -36,6 +45,10 @@ class AdminCreateForm(AdminForm):
     full_name = StringField("Full name", validators=[Length(max=128)])
     role = SelectField("Role", description=ROLE_HELP)
     scopes = ScopeGrantsField("Scopes and privileges", description=SCOPE_HELP)
+    kind = SelectField(
+        "Type", choices=select_choices(KIND_CHOICES), default=AdminKind.STANDARD.value
+    )
+    api_networks = TextAreaField("Source networks", description=NETWORKS_HELP)
     password = PasswordField("Password", description="At least 12 characters")
     must_change_password = BooleanField(
         "Must change the password at first sign-in", default=True, description=FORCE_HELP
@@ -48,6 +61,7 @@ class AdminEditForm(AdminForm):
     role = SelectField("Role", description=ROLE_HELP)
     active = BooleanField("Active")
     scopes = ScopeGrantsField("Scopes and privileges", description=SCOPE_HELP)
+    api_networks = TextAreaField("Source networks", description=NETWORKS_HELP)
     new_password = PasswordField(
         "Set a new password",
         validators=[Optional()],
@@ -108,11 +122,16 @@ class AdminView(SecureModelView):
         "full_name",
         "email",
         "role",
+        "kind",
         "scopes",
         "active",
         "last_login_at",
     )
-    column_labels = {"last_login_at": "Last sign-in"}
+    column_labels = {
+        "last_login_at": "Last sign-in",
+        "kind": "Type",
+        "api_networks": "Source networks",
+    }
     record_noun = "Administrator"
     search_hint = "Search by login, email or name"
     empty_text = "No administrators besides you."
@@ -124,6 +143,8 @@ class AdminView(SecureModelView):
         "full_name",
         "email",
         "role",
+        "kind",
+        "api_networks",
         "scopes",
         "active",
         "timezone",
@@ -166,6 +187,7 @@ class AdminView(SecureModelView):
                     }
                     for s in obj.scopes
                 }
+                form.api_networks.data = "\n".join(obj.api_networks or [])
         return form
 
     @property
@@ -184,6 +206,8 @@ class AdminView(SecureModelView):
                 password=form.password.data or "",
                 grants=_grants(form),
                 must_change_password=form.must_change_password.data,
+                kind=AdminKind(form.kind.data or AdminKind.STANDARD.value),
+                api_networks=_networks(form),
             ),
         )
 
@@ -200,6 +224,7 @@ class AdminView(SecureModelView):
                 grants=_grants(form),
                 new_password=form.new_password.data or None,
                 must_change_password=form.must_change_password.data,
+                api_networks=_networks(form),
             ),
         )
 

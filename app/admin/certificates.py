@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from cryptography import x509
 from flask import flash, g, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
-from flask_admin.contrib.sqla.filters import FilterEqual
+from flask_admin.contrib.sqla.filters import BaseSQLAFilter, FilterEqual
 from markupsafe import Markup
 from sqlalchemy import and_, or_
 from wtforms import SelectField, TextAreaField
@@ -28,10 +27,13 @@ from app.downloads import attachment, certificate_filename
 from app.ids import parse_ids
 from app.models import Certificate, CertificateRequest, CertStatus, CertType
 from app.models.types import utcnow
+from app.pki.bundles import load_certificate
 from app.pki.info import describe_certificate
 from app.services.certificates import enrollment, inventory, renewal, revocation
 from app.services.discovery import endpoints
 from app.services.errors import DomainError
+from app.services.imports import findings
+from app.services.imports.findings import LABELS
 from app.services.scope import Scope
 
 
@@ -56,6 +58,16 @@ def _install_link(cert: Certificate) -> Markup | str:
         return state
     url = url_for("network_assets.index_view", flt0_certificate_id_equals=cert.id)
     return Markup('<a href="{}">{}</a>').format(url, state)
+
+
+class FindingFilter(BaseSQLAFilter):
+    """Certificates carrying a finding (parse, key or inventory: docs/imports.md)."""
+
+    def apply(self, query: Any, value: Any, alias: Any = None) -> Any:
+        return query.filter(findings.with_finding(str(value)))
+
+    def operation(self) -> str:
+        return "is"
 
 
 class CertificateView(TypeAccessMixin, SecureModelView):
@@ -152,6 +164,7 @@ class CertificateView(TypeAccessMixin, SecureModelView):
             FilterEqual(
                 Certificate.organization_id, "Organization", options=per_request(org_choices)
             ),
+            FindingFilter(Certificate.id, "Finding", options=sorted(LABELS.items())),
             FilterEqual(
                 Certificate.origin,
                 "Origin",
@@ -169,7 +182,7 @@ class CertificateView(TypeAccessMixin, SecureModelView):
         if cert is None:
             flash("Record does not exist.", "error")
             return redirect(url_for(".index_view"))
-        info = describe_certificate(x509.load_der_x509_certificate(cert.der))
+        info = describe_certificate(load_certificate(cert.der))
         chain = [describe_certificate(c) for c in inventory.chain_for(cert)]
         requests = (
             url_for(
@@ -192,6 +205,8 @@ class CertificateView(TypeAccessMixin, SecureModelView):
             endpoints=endpoints.endpoints_of(actor=actor(), certificate_id=cert.id),
             flag_labels=FLAG_LABELS,
             followups=self._followups(cert),
+            findings=findings.of_certificate(cert.id),
+            finding_labels=LABELS,
         )
 
     def _followups(self, cert: Certificate) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from app.models import (
 )
 from app.reports import charts
 from app.services.accounts import admins
+from app.services.imports import findings
 from app.services.reports import dashboard
 from app.services.scope import department_clause, organization_clause
 from app.services.structure import domains, orgs
@@ -61,6 +62,9 @@ class DashboardView(SecureMixin, AdminIndexView):
             "Domains": _count(Domain, domains.visible_domains_clause(scope)),
             "Delegations awaiting approval": _count(Delegation, pending_clause),
             "Administrators": _count(Admin, admins.visible_admins_clause(scope)),
+            "Certificates with weak or shared keys": findings.count_with_findings(
+                actor=current_user
+            ),
         }
         running = (
             _count(Job, Job.status.in_([JobStatus.PENDING, JobStatus.RUNNING]))

@@ -27,6 +27,10 @@ PAGES = {
 }
 
 
+# The end-user portal's front doors (app/portal/): registration, self-service, collection.
+PORTAL_PATHS = ("/collect/", "/enroll/", "/portal/")
+
+
 def _wants_json() -> bool:
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "application/json" and not request.accept_mimetypes.accept_html
@@ -38,8 +42,16 @@ def init_error_pages(app: Flask, console: Console) -> None:
         title, explanation = PAGES[code]
         if request.path.startswith("/pki/") or _wants_json():
             return {"error": title}, code
-        if request.path.startswith("/collect/"):
-            return render_template("portal/error.html", title=title), code
+        if request.path.startswith(PORTAL_PATHS):
+            # End users: the portal's own page, never the console's menu or sign-in.
+            return (
+                render_template(
+                    "portal/error.html",
+                    title=title,
+                    collection=request.path.startswith("/collect/"),
+                ),
+                code,
+            )
         return (
             console.index_view.render(
                 "admin/error.html",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash
+from flask import flash, redirect, request, url_for
+from flask_admin import expose
 from flask_admin.contrib.sqla.filters import FilterEqual
-from wtforms import SelectField, StringField
-from wtforms.validators import DataRequired, Length
+from markupsafe import Markup
+from wtforms import IntegerField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional
 
 from app.admin.base import (
     AdminForm,
@@ -19,6 +21,7 @@ from app.admin.base import (
 )
 from app.admin.choices import COUNTRIES, org_choices
 from app.models import Department
+from app.services.persons import invitations, mailing
 from app.services.scope import (
     Scope,
     department_clause,
@@ -43,6 +46,17 @@ class OrganizationForm(AdminForm):
     )
 
 
+class TemplateForm(AdminForm):
+    subject = StringField("Subject", validators=[Length(max=256)])
+    body = TextAreaField("Body (text)", validators=[Length(max=mailing.MAX_TEMPLATE)])
+
+
+class DaysForm(AdminForm):
+    invitation_days = IntegerField(
+        "Invitation codes stay valid (days)", validators=[Optional()], default=7
+    )
+
+
 def _org_data(form: Any) -> orgs.OrgData:
     return orgs.OrgData(**{f: form[f].data or "" for f in orgs.ORG_FIELDS})
 
@@ -55,8 +69,14 @@ class OrganizationView(SecureModelView):
         "certificates issued for it, and the unit that RAOs administer."
     )
     search_hint = "Search by name or city"
-    column_list = ("id", "name", "city", "state", "country", "departments", "created_at")
-    column_labels = {"id": "OrgID", "state": "State / province", "address1": "Address"}
+    column_list = ("id", "name", "city", "state", "country", "departments", "created_at", "portal")
+    column_labels = {
+        "id": "OrgID",
+        "state": "State / province",
+        "address1": "Address",
+        "created_at": "Created",
+        "portal": "Portal mails",
+    }
     column_searchable_list = ("name", "city")
     column_sortable_list = ("id", "name", "city", "country", "created_at")
     column_details_list = (
@@ -76,11 +96,89 @@ class OrganizationView(SecureModelView):
         "departments": lambda v, c, m, n: ", ".join(
             d.name for d in m.departments if current_scope().covers(m.id, d.id)
         ),
+        "portal": lambda v, c, m, n: (
+            Markup('<a href="{}">email template</a>').format(url_for(".portal_view", id=m.id))
+            if current_scope().manages_org(m.id)
+            else ""
+        ),
     }
     column_default_sort = "name"
 
     def scope_clause(self, scope: Scope) -> Any:
         return organization_clause(scope)
+
+    @expose("/portal/", methods=("GET", "POST"))
+    def portal_view(self) -> Any:
+        """Email Template: the organization's portal mails (preview, save, reset) and how
+        long its invitation codes stay valid."""
+        org = self.get_one(request.values.get("id"))
+        if org is None or not current_scope().manages_org(org.id):
+            flash("Record does not exist.", "error")
+            return redirect(url_for(".index_view"))
+        kind = request.values.get("kind", "invitation")
+        if kind not in mailing.KINDS:
+            kind = "invitation"
+        subject, body, custom = mailing.template_of(org.id, kind)
+        form = TemplateForm(data={"subject": subject, "body": body})
+        days = DaysForm(
+            prefix="days", data={"invitation_days": invitations.invitation_days(org.id)}
+        )
+        preview = None
+        back = url_for(".portal_view", id=org.id, kind=kind)
+        if request.method == "POST" and "days-invitation_days" in request.form:
+            if days.validate_on_submit() and self.run_service(
+                days,
+                lambda: invitations.set_invitation_days(
+                    actor=actor(), organization_id=org.id, days=days.invitation_days.data or 0
+                ),
+                success="Invitation validity saved.",
+            ):
+                return redirect(back)
+        elif form.validate_on_submit():
+            if "reset" in request.form:
+                if self.run_service(
+                    None,
+                    lambda: mailing.reset_template(
+                        actor=actor(), organization_id=org.id, kind=kind
+                    ),
+                    success="The built-in wording is used again.",
+                ):
+                    return redirect(back)
+            elif "save" in request.form:
+                if self.run_service(
+                    form,
+                    lambda: mailing.save_template(
+                        actor=actor(),
+                        organization_id=org.id,
+                        kind=kind,
+                        subject=form.subject.data or "",
+                        body=form.body.data or "",
+                    ),
+                    success="Template saved.",
+                ):
+                    return redirect(back)
+            else:
+                preview = self.run_service(
+                    form,
+                    lambda: mailing.preview(
+                        actor=actor(),
+                        organization_id=org.id,
+                        kind=kind,
+                        subject=form.subject.data or "",
+                        body=form.body.data or "",
+                    ),
+                )
+        return self.render(
+            "admin/org_portal.html",
+            org=org,
+            kind=kind,
+            kinds=mailing.KINDS,
+            custom=custom,
+            form=form,
+            days=days,
+            preview=preview or None,
+            variables=mailing.KINDS[kind].variables,
+        )
 
     @property
     def can_create(self) -> bool:  # type: ignore[override]

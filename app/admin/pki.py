@@ -320,6 +320,13 @@ class ProfileForm(AdminForm):
     four_eyes = BooleanField("Four eyes (the requester cannot approve)")
     allow_key_reuse = BooleanField("Renewals may reuse the key", default=True)
     include_client_auth = BooleanField("SSL: add clientAuth to the extended key usage")
+    include_server_auth = BooleanField("Device: add serverAuth to the extended key usage")
+    key_escrow = BooleanField(
+        "Client: escrow the key (sealed under the KEK; an MRAO may export it, audited)"
+    )
+    pkcs12_legacy = BooleanField(
+        "Client: legacy PKCS#12 (3DES and SHA-1, weak) for old Windows and macOS importers"
+    )
     lint_mode = SelectField(
         "Lint before signing",
         choices=select_choices(
@@ -333,6 +340,12 @@ class ProfileForm(AdminForm):
         "N (sampling)", default=100, validators=[Optional(), NumberRange(min=1, max=100000)]
     )
     active = BooleanField("Active", default=True)
+    acme_slug = StringField(
+        "ACME directory name",
+        validators=[Length(max=63)],
+        description="SSL profiles only: set it (e.g. tls-servers) to serve an ACME directory "
+        "at /acme/<name>/directory; empty: no ACME",
+    )
 
 
 def _profile_data(form: Any) -> profiles.ProfileData:
@@ -347,9 +360,13 @@ def _profile_data(form: Any) -> profiles.ProfileData:
         four_eyes=form.four_eyes.data,
         allow_key_reuse=form.allow_key_reuse.data,
         include_client_auth=form.include_client_auth.data,
+        include_server_auth=form.include_server_auth.data,
+        key_escrow=form.key_escrow.data,
+        pkcs12_legacy=form.pkcs12_legacy.data,
         lint_mode=LintMode(form.lint_mode.data),
         lint_sample_n=form.lint_sample_n.data or 100,
         active=form.active.data,
+        acme_slug=form.acme_slug.data or "",
     )
 
 

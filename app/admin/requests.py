@@ -48,7 +48,7 @@ class RequestForm(AdminForm):
     term_days = SelectField("Term", coerce=int, validate_choice=False)
     common_name = StringField("Common name", validators=[Length(max=255)])
     sans = TextAreaField(
-        "Subject alternative names (one per line: DNS names or IP addresses)",
+        "Subject alternative names (one per line: DNS names or IP addresses; email addresses for Client, URIs for Device certificates)",
         validators=[Length(max=20000)],
     )
     requester_email = StringField("Requester email", validators=[Length(max=254)])

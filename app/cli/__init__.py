@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.cli import config, core, discovery, pki, structure
+from app.cli import config, core, discovery, imports, pki, structure
 
 
 def register(app: Flask) -> None:
@@ -14,5 +14,6 @@ def register(app: Flask) -> None:
         *discovery.COMMANDS,
         *config.COMMANDS,
         *structure.COMMANDS,
+        *imports.COMMANDS,
     ):
         app.cli.add_command(command)

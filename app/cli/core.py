@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from app.config import SETTING, setting
 from app.extensions import db
-from app.models import CertType, Department, Job, Organization, Role, WorkerHeartbeat
+from app.models import AdminKind, CertType, Department, Job, Organization, Role, WorkerHeartbeat
 from app.models.types import utcnow
 from app.services import audit
 from app.services.accounts import admins, bootstrap
@@ -142,6 +142,20 @@ def _parse_scope(text: str) -> admins.Grant:
 @click.option("--full-name", default="")
 @json_option
 @click.option(
+    "--type",
+    "kind",
+    type=click.Choice([k.value for k in AdminKind], case_sensitive=False),
+    default=AdminKind.STANDARD.value,
+    show_default=True,
+    help="API: a REST API account (header authentication, no console sign-in)",
+)
+@click.option(
+    "--network",
+    "networks",
+    multiple=True,
+    help="API accounts: a source network (CIDR) calls may come from; repeat for several",
+)
+@click.option(
     "--password",
     envvar=SETTING["CW_NEW_ADMIN_PASSWORD"].name,
     default=None,
@@ -159,6 +173,8 @@ def admin_create(
     role: str,
     scopes: tuple[str, ...],
     full_name: str,
+    kind: str,
+    networks: tuple[str, ...],
     as_json: bool,
     password: str | None,
     must_change_password: bool,
@@ -178,13 +194,16 @@ def admin_create(
                 full_name=full_name,
                 grants=grants,
                 must_change_password=must_change_password,
+                kind=AdminKind(kind.upper()),
+                api_networks=networks,
             )
         )
     assert admin is not None
+    what = f"{role} API account" if kind.upper() == AdminKind.API else role
     if as_json:
-        emit_json({"id": admin.id, "login": admin.login, "role": role})  # type: ignore[attr-defined]
+        emit_json({"id": admin.id, "login": admin.login, "role": role, "type": kind.upper()})  # type: ignore[attr-defined]
         return
-    click.echo(f"Created {role} '{admin.login}' (id {admin.id}).")  # type: ignore[attr-defined]
+    click.echo(f"Created {what} '{admin.login}' (id {admin.id}).")  # type: ignore[attr-defined]
 
 
 audit_cli = AppGroup("audit", help="The audit log.")

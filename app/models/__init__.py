@@ -1,6 +1,15 @@
 """ORM models, one module per aggregate; importing this registers them all."""
 
-from app.models.accounts import Admin, AdminScope, AdminSession, Role, SignInThrottle
+from app.models.accounts import Admin, AdminKind, AdminScope, AdminSession, Role, SignInThrottle
+from app.models.acme import (
+    AcmeAccount,
+    AcmeAuthorization,
+    AcmeChallenge,
+    AcmeExternalKey,
+    AcmeNonce,
+    AcmeOrder,
+)
+from app.models.api import ApiIdempotencyKey, ApiRateWindow
 from app.models.audit import AuditEvent, AuditHead
 from app.models.certificates import (
     Certificate,
@@ -21,6 +30,14 @@ from app.models.discovery import (
     TaskRule,
 )
 from app.models.domains import Delegation, DelegationStatus, Domain
+from app.models.imports import (
+    OUTCOMES,
+    CertificateFinding,
+    CertificateImport,
+    ImportedCertificate,
+    ImportResult,
+    ImportUpload,
+)
 from app.models.jobs import Job, JobStatus, Schedule, WorkerHeartbeat
 from app.models.mail import MailStatus, OutboxMessage
 from app.models.notifications import (
@@ -44,6 +61,18 @@ from app.models.notifications import (
     WebhookMessageStatus,
 )
 from app.models.org import CertType, Department, Organization
+from app.models.persons import (
+    EnrollmentStatus,
+    Invitation,
+    InvitationKind,
+    InvitationStatus,
+    MailTemplate,
+    Person,
+    PortalEnrollment,
+    PortalSettings,
+    PortalThrottle,
+    ValidationType,
+)
 from app.models.pki import (
     BlockedKey,
     CaStatus,
@@ -56,10 +85,20 @@ from app.models.pki import (
 
 __all__ = [
     "HEALTH_FLAGS",
+    "OUTCOMES",
     "AckState",
+    "AcmeAccount",
+    "AcmeAuthorization",
+    "AcmeChallenge",
+    "AcmeExternalKey",
+    "AcmeNonce",
+    "AcmeOrder",
     "Admin",
+    "AdminKind",
     "AdminScope",
     "AdminSession",
+    "ApiIdempotencyKey",
+    "ApiRateWindow",
     "AssignmentRule",
     "AuditEvent",
     "AuditHead",
@@ -70,6 +109,8 @@ __all__ = [
     "CertType",
     "Certificate",
     "CertificateAuthority",
+    "CertificateFinding",
+    "CertificateImport",
     "CertificateProfile",
     "CertificateRequest",
     "Channel",
@@ -82,11 +123,19 @@ __all__ = [
     "DiscoveryTask",
     "Domain",
     "Endpoint",
+    "EnrollmentStatus",
     "Frequency",
+    "ImportResult",
+    "ImportUpload",
+    "ImportedCertificate",
+    "Invitation",
+    "InvitationKind",
+    "InvitationStatus",
     "Job",
     "JobStatus",
     "LintMode",
     "MailStatus",
+    "MailTemplate",
     "NotificationAck",
     "NotificationDelivery",
     "NotificationEvent",
@@ -98,6 +147,10 @@ __all__ = [
     "NotificationWebhook",
     "Organization",
     "OutboxMessage",
+    "Person",
+    "PortalEnrollment",
+    "PortalSettings",
+    "PortalThrottle",
     "RecipientRole",
     "RequestMode",
     "RequestStatus",
@@ -109,6 +162,7 @@ __all__ = [
     "SerialNumber",
     "SignInThrottle",
     "TaskRule",
+    "ValidationType",
     "WebhookAttempt",
     "WebhookMessage",
     "WebhookMessageStatus",

@@ -6,12 +6,20 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint, false
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.org import CertType, Department, Organization
 from app.models.types import UTCDateTime, str_enum, utcnow
+
+
+class AdminKind(enum.StrEnum):
+    """STANDARD administrators sign in to the console; API administrators are scripts that
+    authenticate on every REST API call (docs/api.md) and never sign in to the console."""
+
+    STANDARD = "STANDARD"
+    API = "API"
 
 
 class Role(enum.StrEnum):
@@ -46,6 +54,11 @@ class Admin(db.Model):  # type: ignore[name-defined,misc]
     created_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("admins.id", ondelete="SET NULL"), nullable=True
     )
+    kind: Mapped[AdminKind] = mapped_column(
+        str_enum(AdminKind, 8), default=AdminKind.STANDARD, server_default="STANDARD"
+    )
+    # API administrators only: the source networks (CIDR) calls may come from; None = any.
+    api_networks: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
     scopes: Mapped[list[AdminScope]] = relationship(
         back_populates="admin", cascade="all, delete-orphan", order_by="AdminScope.id"
@@ -71,6 +84,10 @@ class Admin(db.Model):  # type: ignore[name-defined,misc]
     @property
     def is_master(self) -> bool:
         return self.role == Role.MRAO
+
+    @property
+    def is_api(self) -> bool:
+        return self.kind == AdminKind.API
 
     def __str__(self) -> str:
         return self.login

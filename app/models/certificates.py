@@ -107,6 +107,10 @@ class CertificateRequest(db.Model):  # type: ignore[name-defined,misc]
         ),
         nullable=True,
     )
+    # The end user a client certificate is for (persons, the enrollment portal).
+    person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("persons.id"), nullable=True, index=True
+    )
 
     profile: Mapped[CertificateProfile] = relationship()
     organization: Mapped[Organization] = relationship()
@@ -164,7 +168,7 @@ class Certificate(db.Model):  # type: ignore[name-defined,misc]
     request_id: Mapped[int | None] = mapped_column(
         ForeignKey("certificate_requests.id"), nullable=True, index=True
     )
-    serial_hex: Mapped[str] = mapped_column(String(64))
+    serial_hex: Mapped[str] = mapped_column(String(64), index=True)
     subject_dn: Mapped[str] = mapped_column(Text, default="")
     common_name: Mapped[str] = mapped_column(String(255), default="", index=True)
     subject_o: Mapped[str] = mapped_column(String(255), default="")
@@ -188,6 +192,14 @@ class Certificate(db.Model):  # type: ignore[name-defined,misc]
         ForeignKey("admins.id", ondelete="SET NULL"), nullable=True
     )
     replaced_by_id: Mapped[int | None] = mapped_column(ForeignKey("certificates.id"), nullable=True)
+    # The certificate in the inventory that signed this one, when known (imports link a
+    # bundle's chain, and a new certificate to an issuer already stored). No foreign key:
+    # certificates are never deleted, and SQLite cannot add or drop a column that holds
+    # one without copying this table, which the tables referring to it forbid (0010).
+    issuer_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    # SHA-256 of the SubjectPublicKeyInfo: the key's identity, to find keys that several
+    # certificates share ("" until computed: app.services.imports.findings).
+    spki_sha256: Mapped[str] = mapped_column(String(64), default="", index=True)
     # A server-generated key, sealed like CA keys; released only inside a PKCS#12.
     sealed_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     # SHA-256 of the token in the collection link mailed to the requesters.

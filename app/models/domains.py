@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -29,6 +29,16 @@ class Domain(db.Model):  # type: ignore[name-defined,misc]
     description: Mapped[str] = mapped_column(Text, default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Domain control validation (docs/api.md, DCV): none yet means the administrator who
+    # added the domain vouched for it; a CNAME proof sets the method and its dates.
+    dcv_method: Mapped[str] = mapped_column(String(8), default="", server_default="")
+    dcv_validated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    dcv_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    dcv_order_status: Mapped[str] = mapped_column(
+        String(16), default="NOT_INITIATED", server_default="NOT_INITIATED"
+    )
+    dcv_order_method: Mapped[str] = mapped_column(String(8), default="", server_default="")
+    dcv_token: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
     delegations: Mapped[list[Delegation]] = relationship(
         back_populates="domain", cascade="all, delete-orphan"
@@ -71,6 +81,9 @@ class Delegation(db.Model):  # type: ignore[name-defined,misc]
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     decision_message: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Which names under the domain may be requested (SCM's domainCertificateRequestPrivileges:
+    # DOMAIN, SUBDOMAIN, WILDCARD_1ST_LEVEL, WILDCARD_2ND_LEVEL); None = DOMAIN and SUBDOMAIN.
+    request_privileges: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
     domain: Mapped[Domain] = relationship(back_populates="delegations")
     organization: Mapped[Organization] = relationship()

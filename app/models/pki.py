@@ -97,11 +97,22 @@ class CertificateProfile(db.Model):  # type: ignore[name-defined,misc]
     four_eyes: Mapped[bool] = mapped_column(Boolean, default=False)
     allow_key_reuse: Mapped[bool] = mapped_column(Boolean, default=True)
     include_client_auth: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Device certificates: serverAuth beside clientAuth (a device that also serves TLS).
+    include_server_auth: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Client certificates: keep the server-generated key sealed under the KEK (exportable
+    # by an MRAO, audited); otherwise it exists only inside the end user's PKCS#12.
+    key_escrow: Mapped[bool] = mapped_column(Boolean, default=False)
+    # PKCS#12 with 3DES and SHA-1 (old Windows and macOS importers) instead of AES-256.
+    pkcs12_legacy: Mapped[bool] = mapped_column(Boolean, default=False)
     lint_mode: Mapped[LintMode] = mapped_column(str_enum(LintMode, 16), default=LintMode.EVERY)
     lint_sample_n: Mapped[int] = mapped_column(Integer, default=100)
     # Counts certificates since the last change, for the sampling lint mode.
     issued_since_change: Mapped[int] = mapped_column(Integer, default=0)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Set: the profile has an ACME directory at /acme/<acme_slug>/directory (RFC 8555).
+    acme_slug: Mapped[str | None] = mapped_column(
+        String(63), unique=True, index=True, nullable=True
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -49,8 +49,10 @@ class ParsedCsr:
     # Requested subjectAltName entries of other types, described ("URI https://x.test/",
     # "directory name CN=x", "other name 1.3.6.1.4.1.311.20.2.3", "registered ID ...", "IP
     # network 10.0.0.0/8"): Certwright certifies none of them, and the caller refuses them
-    # rather than drop them silently.
+    # rather than drop them silently. Device certificates do carry URIs: those are also in
+    # ``uris`` (as values), and a device request takes them from there.
     other_names: tuple[str, ...] = ()
+    uris: tuple[str, ...] = ()
 
     @property
     def common_name(self) -> str | None:
@@ -90,6 +92,7 @@ def parse_csr(data: bytes) -> ParsedCsr:
         ip_addresses=ips,
         emails=emails,
         other_names=others,
+        uris=_requested_uris(csr),
     )
 
 
@@ -202,3 +205,11 @@ def _other_alt_names(csr: x509.CertificateSigningRequest) -> tuple[str, ...]:
         ):
             found.append(f"IP network {name.value}")
     return tuple(found)
+
+
+def _requested_uris(csr: x509.CertificateSigningRequest) -> tuple[str, ...]:
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(san.get_values_for_type(x509.UniformResourceIdentifier))

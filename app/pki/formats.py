@@ -46,6 +46,9 @@ PKCS7_MIME: Final = "application/x-pkcs7-certificates"
 PKCS12_MIME: Final = "application/x-pkcs12"
 # PBKDF2-HMAC-SHA256 iterations for PKCS#12 bag encryption and the MAC key.
 PKCS12_KDF_ROUNDS: Final = 200_000
+# The legacy PKCS#12 (3DES, SHA-1 MAC) uses the iteration count of OpenSSL 1.1, which is
+# what the old Windows and macOS importers it exists for were built against.
+PKCS12_LEGACY_KDF_ROUNDS: Final = 2048
 MAX_IMPORT_BYTES: Final = 4 * 1024 * 1024
 
 _PEM_LABEL = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
@@ -149,24 +152,36 @@ def export_pkcs12(
     *,
     password: bytes,
     friendly_name: str,
+    legacy: bool = False,
 ) -> Download:
     """A password-protected PKCS#12 (RFC 7292) with key, certificate and chain.
 
     Bags are encrypted with PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC) and the MAC uses
-    HMAC-SHA256, which OpenSSL 3 reads with its default provider.
+    HMAC-SHA256, which OpenSSL 3 reads with its default provider. ``legacy`` chooses
+    pbeWithSHAAnd3-KeyTripleDES-CBC and an HMAC-SHA1 MAC (RFC 7292 Appendix B/C) for
+    importers that know nothing newer (Windows before Server 2019, older macOS).
 
     Raises:
         FormatError: empty password.
     """
     if not password:
         raise FormatError("a PKCS#12 export needs a non-empty password")
-    encryption = (
-        PrivateFormat.PKCS12.encryption_builder()
-        .kdf_rounds(PKCS12_KDF_ROUNDS)
-        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
-        .hmac_hash(hashes.SHA256())
-        .build(password)
-    )
+    if legacy:
+        encryption = (
+            PrivateFormat.PKCS12.encryption_builder()
+            .kdf_rounds(PKCS12_LEGACY_KDF_ROUNDS)
+            .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+            .hmac_hash(hashes.SHA1())  # noqa: S303 - the legacy format's MAC, chosen on purpose
+            .build(password)
+        )
+    else:
+        encryption = (
+            PrivateFormat.PKCS12.encryption_builder()
+            .kdf_rounds(PKCS12_KDF_ROUNDS)
+            .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+            .hmac_hash(hashes.SHA256())
+            .build(password)
+        )
     content = pkcs12.serialize_key_and_certificates(
         friendly_name.encode("utf-8") or None, private_key, certificate, list(chain), encryption
     )

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
 from app.pki import algorithms
+from app.pki.bundles import serial_number
 
 _T = TypeVar("_T")
 
@@ -79,18 +80,21 @@ def describe_certificate(cert: x509.Certificate) -> CertificateInfo:
     ski = _extension(extensions, x509.SubjectKeyIdentifier)
     aki = _extension(extensions, x509.AuthorityKeyIdentifier)
     constraints = _extension(extensions, x509.BasicConstraints)
+    # A name whose strings are not valid in their encoding cannot even be loaded.
+    subject = _safe(lambda: cert.subject, x509.Name([]))
+    issuer = _safe(lambda: cert.issuer, x509.Name([]))
     return CertificateInfo(
-        subject=_safe(cert.subject.rfc4514_string, ""),
-        subject_cn=_attribute(cert.subject, NameOID.COMMON_NAME),
-        subject_o=_attribute(cert.subject, NameOID.ORGANIZATION_NAME),
-        subject_ou=_attribute(cert.subject, NameOID.ORGANIZATIONAL_UNIT_NAME),
-        issuer=_safe(cert.issuer.rfc4514_string, ""),
-        issuer_cn=_attribute(cert.issuer, NameOID.COMMON_NAME),
+        subject=_safe(subject.rfc4514_string, ""),
+        subject_cn=_attribute(subject, NameOID.COMMON_NAME),
+        subject_o=_attribute(subject, NameOID.ORGANIZATION_NAME),
+        subject_ou=_attribute(subject, NameOID.ORGANIZATIONAL_UNIT_NAME),
+        issuer=_safe(issuer.rfc4514_string, ""),
+        issuer_cn=_attribute(issuer, NameOID.COMMON_NAME),
         dns_names=_san_values(san, x509.DNSName),
         ip_addresses=_san_values(san, x509.IPAddress),
         emails=_san_values(san, x509.RFC822Name),
         uris=_san_values(san, x509.UniformResourceIdentifier),
-        serial_hex=format(cert.serial_number, "x"),
+        serial_hex=format(serial_number(cert), "x"),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         key_algorithm=algorithms.key_family(key),
@@ -98,7 +102,7 @@ def describe_certificate(cert: x509.Certificate) -> CertificateInfo:
         key_type=algorithms.key_type(key),
         signature_algorithm=algorithms.signature_name(cert),
         signature_hash=_signature_hash(cert),
-        is_self_signed=_is_self_signed(cert, ski, aki),
+        is_self_signed=_safe(lambda: _is_self_signed(cert, ski, aki), False),
         is_ca=constraints.ca if constraints is not None else False,
         ski_hex=ski.digest.hex() if ski is not None else None,
         aki_hex=aki.key_identifier.hex() if aki is not None and aki.key_identifier else None,

@@ -97,7 +97,10 @@ def build_leaf(
         # BR §7.1.4.3: the CN must be a copy of a SAN value, so it takes the normalised
         # form ("WWW.Example.com." -> "www.example.com", U-label -> A-label).
         subject = _with_common_name(subject, str(host))
-    if names.is_empty:
+    # RFC 5280 §4.2.1.6 needs a SAN only when the subject is empty; TLS (BR §7.1.2.7.12)
+    # and S/MIME (S/MIME BR 7.1.2.3(h)) certificates always name their hosts or mailboxes
+    # there, while a code signing publisher or a device serial may live in the subject only.
+    if names.is_empty and (profile.kind in (CertKind.SSL, CertKind.CLIENT) or len(subject) == 0):
         raise NamePolicyError(
             "a certificate needs at least one subject alternative name "
             "(DNS name, IP address or email address)"
@@ -116,7 +119,11 @@ def build_leaf(
         # RFC 5280 §4.2.1.12 / BR §7.1.2.7.10: extKeyUsage non-critical.
         _encoded(profile.extended_key_usage, critical=False),
         # RFC 5280 §4.2.1.6: critical only when the subject is empty.
-        _extension(x509.SubjectAlternativeName(names.general_names()), len(subject) == 0),
+        *(
+            [_extension(x509.SubjectAlternativeName(names.general_names()), len(subject) == 0)]
+            if not names.is_empty
+            else []
+        ),
         # RFC 5280 §4.2.1.2: SKI is never critical.
         _extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False),
         # AKI, CRL distribution point and AIA, pre-encoded in the Issuer.

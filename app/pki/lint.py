@@ -2,8 +2,10 @@
 
 SSL certificates are linted against the CA/Browser Forum TLS Baseline Requirements
 (pkilint's serverauth validators: OV type when the subject names an organisation, DV
-otherwise); Client, CodeSigning and Device certificates against the RFC 5280 validators.
-CA certificates are linted against the TLS BR CA profiles, as pkilint's
+otherwise); Client certificates against the S/MIME Baseline Requirements (pkilint's
+lint_cabf_smime_cert validators: Multipurpose generation, mailbox- or individual-validated
+by the subject, app/pki/smime.py); CodeSigning and Device certificates against the RFC 5280
+validators. CA certificates are linted against the TLS BR CA profiles, as pkilint's
 lint_cabf_serverauth_cert would type them: a root as ROOT_CA (BR §7.1.2.1), an issuing CA
 with serverAuth as INTERNAL_UNCONSTRAINED_TLS_CA (§7.1.2.6), any other issuing CA as
 NON_TLS_CA (§7.1.2.3; pkilint has no S/MIME or code-signing CA validators). Validators are
@@ -25,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import functools
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -35,7 +38,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from app.pki.errors import LintError
+from app.pki.names import URN
 from app.pki.profiles import CertKind
+from app.pki.smime import ValidationLevel, validation_level_of
 
 # Finding code -> why a private CA accepts it. Reviewed entries only; keep one line each.
 LINT_ALLOW_LIST: Final[Mapping[str, str]] = {
@@ -63,6 +68,10 @@ LINT_ALLOW_LIST: Final[Mapping[str, str]] = {
         "RSA server keys keep keyEncipherment for TLS 1.2 RSA key transport by legacy "
         "internal clients (BR 7.1.2.7.11 MAY)"
     ),
+    "cabf.smime.certificate_policies_extension_missing": (
+        "private CA: asserting a CA/B Forum S/MIME policy OID would claim audited public "
+        "trust; the certificates follow the Multipurpose profile otherwise (docs/pki.md)"
+    ),
     "pkix.subject_key_identifier_method_1_identified": (
         "informational: the SKI is the RFC 5280 §4.2.1.2 method 1 SHA-1 key hash"
     ),
@@ -84,6 +93,17 @@ LINT_ALLOW_LIST: Final[Mapping[str, str]] = {
 }
 
 DECODE_FAILED: Final = "certwright.lint.decode_failed"
+_URI_FINDING = re.compile(r'Invalid URI syntax: "(.*)"')
+
+
+def _is_urn_san(finding: LintFinding) -> bool:
+    """pkilint judges URIs with a URL validator, which knows no URNs; RFC 5280 §4.2.1.6
+    accepts any RFC 3986 URI with a scheme in a SAN, and a device's URN (RFC 8141) is
+    one. Only that finding, only in the subjectAltName, only for a well-formed URN."""
+    if finding.code != "pkix.invalid_uri_syntax" or "subjectAltName" not in finding.path:
+        return False
+    found = _URI_FINDING.fullmatch(finding.message or "")
+    return found is not None and URN.fullmatch(found.group(1)) is not None
 
 
 @dataclass(frozen=True)
@@ -97,8 +117,9 @@ class LintFinding:
 
     @property
     def is_allowed(self) -> bool:
-        """On the certificate allow-list (CRLs and OCSP responses have their own)."""
-        return self.code in LINT_ALLOW_LIST
+        """On the certificate allow-list, or a device's URN SAN (CRLs and OCSP responses
+        have their own lists)."""
+        return self.code in LINT_ALLOW_LIST or _is_urn_san(self)
 
     def __str__(self) -> str:
         detail = f": {self.message}" if self.message else ""
@@ -110,6 +131,8 @@ class LintTarget(enum.StrEnum):
 
     SERVERAUTH_DV = "cabf-serverauth-dv"
     SERVERAUTH_OV = "cabf-serverauth-ov"
+    SMIME_MAILBOX = "cabf-smime-mailbox-multipurpose"
+    SMIME_INDIVIDUAL = "cabf-smime-individual-multipurpose"
     RFC5280 = "rfc5280"
     SERVERAUTH_ROOT_CA = "cabf-serverauth-root-ca"
     SERVERAUTH_TLS_CA = "cabf-serverauth-tls-ca"
@@ -117,7 +140,13 @@ class LintTarget(enum.StrEnum):
 
 
 # What leaf issuance uses; warm_up() builds these unless told otherwise.
-LEAF_TARGETS: Final = (LintTarget.SERVERAUTH_DV, LintTarget.SERVERAUTH_OV, LintTarget.RFC5280)
+LEAF_TARGETS: Final = (
+    LintTarget.SERVERAUTH_DV,
+    LintTarget.SERVERAUTH_OV,
+    LintTarget.SMIME_MAILBOX,
+    LintTarget.SMIME_INDIVIDUAL,
+    LintTarget.RFC5280,
+)
 
 # pkilint's certificate type per CA target (names of serverauth_constants.CertificateType).
 # Certwright's issuing CAs are operated by the operator of their root: "internal".
@@ -129,12 +158,18 @@ _CA_TYPES: Final = {
 
 
 def lint_target(cert: x509.Certificate, kind: CertKind | None) -> LintTarget:
-    """SSL leaves by BR subscriber type (OV when the subject has O), other leaves by RFC
-    5280; CA certificates (``kind`` None) by BR CA profile: a self-issued root, an issuing
-    CA with serverAuth (TLS) or another extendedKeyUsage (non-TLS). A CA certificate
-    without extendedKeyUsage (built before CA purposes) is judged by RFC 5280 only."""
+    """SSL leaves by BR subscriber type (OV when the subject has O); Client leaves by
+    S/MIME validation level (individual when the subject names a person); other leaves by
+    RFC 5280; CA certificates (``kind`` None) by BR CA profile: a self-issued root, an
+    issuing CA with serverAuth (TLS) or another extendedKeyUsage (non-TLS). A CA
+    certificate without extendedKeyUsage (built before CA purposes) is judged by RFC 5280
+    only."""
     if kind is None:
         return _ca_lint_target(cert)
+    if kind is CertKind.CLIENT:
+        if validation_level_of(cert.subject) is ValidationLevel.INDIVIDUAL:
+            return LintTarget.SMIME_INDIVIDUAL
+        return LintTarget.SMIME_MAILBOX
     if kind is not CertKind.SSL:
         return LintTarget.RFC5280
     if cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME):
@@ -189,10 +224,11 @@ def check_certificate(cert: x509.Certificate, kind: CertKind | None) -> tuple[Li
     """Lint ``cert`` and return its allow-listed findings.
 
     Raises:
-        LintError: at least one finding is not on LINT_ALLOW_LIST (all such are listed).
+        LintError: at least one finding is not allowed (LintFinding.is_allowed; all such
+            are listed).
     """
     findings = lint_certificate(cert, kind)
-    refused = refused_findings(findings)
+    refused = tuple(finding for finding in findings if not finding.is_allowed)
     if refused:
         raise LintError(refused)
     return findings
@@ -240,6 +276,20 @@ def _linter(target: LintTarget) -> _Linter:
                 certificate.create_extensions_validator_container([]),
                 certificate.create_spki_validator_container([]),
             ],
+        )
+        return _Linter(validator, [])
+    if target in (LintTarget.SMIME_MAILBOX, LintTarget.SMIME_INDIVIDUAL):
+        from pkilint.cabf import smime
+        from pkilint.cabf.smime import smime_constants  # type: ignore[import-untyped]
+
+        level = (
+            smime_constants.ValidationLevel.INDIVIDUAL
+            if target is LintTarget.SMIME_INDIVIDUAL
+            else smime_constants.ValidationLevel.MAILBOX
+        )
+        validator = certificate.create_pkix_certificate_validator_container(
+            smime.create_decoding_validators(),
+            smime.create_subscriber_validators(level, smime_constants.Generation.MULTIPURPOSE),
         )
         return _Linter(validator, [])
     if target in _CA_TYPES:

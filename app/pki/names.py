@@ -35,6 +35,15 @@ MAX_EMAIL_LENGTH: Final = 254
 _LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 _L = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _LDH_NAME = re.compile(rf"(\*\.(?={_L}\.))?(?:{_L}\.)*({_L})")  # maybe "*." + >= 2 labels
+# RFC 3986 §3.1 scheme, then the rest without spaces: device SANs (urn:, https://, ...).
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[!-~]+")
+MAX_URI_LENGTH: Final = 2048
+# RFC 8141 §2: "urn:" NID ":" NSS (with an optional r-/q-/f-component after "?"/"#").
+URN: Final = re.compile(
+    r"urn:[A-Za-z0-9][A-Za-z0-9-]{0,30}[A-Za-z0-9]:"
+    r"[A-Za-z0-9\-._~!$&'()*+,;=:@/%]+(?:\?[+=][!-~]*)?(?:#[!-~]*)?",
+    re.IGNORECASE,
+)
 # RFC 5322 §3.2.3 dot-atom text; certificates carry rfc822Name as IA5String (RFC 5280 §4.2.1.6).
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 
@@ -151,6 +160,41 @@ def normalize_email(value: str) -> str:
     return address
 
 
+def normalize_uri(value: str) -> str:
+    """Return a URI for a subjectAltName uniformResourceIdentifier (RFC 5280 §4.2.1.6:
+    IA5String, an absolute URI with a scheme; a URI with an authority names its host,
+    which is normalised like a DNS name).
+
+    Raises:
+        NamePolicyError: not an ASCII absolute URI, too long, or a bad host.
+    """
+    text = value.strip()
+    if not _is_uri(text):
+        raise NamePolicyError(
+            f"{value!r} is not a URN (urn:...) or an absolute URI with a host (scheme://host/...) of plain ASCII"
+        )
+    if len(text) > MAX_URI_LENGTH:
+        raise NamePolicyError(f"a URI is longer than {MAX_URI_LENGTH} characters")
+    if text[:4].lower() == "urn:" and not URN.fullmatch(text):
+        raise NamePolicyError(f"{value!r} is not a URN (RFC 8141: urn:<namespace>:<name>)")
+    host = uri_host(text)
+    if host is not None and not _looks_like_ip(host.strip("[]")):
+        normalize_dns_name(host, allow_wildcard=False)
+    return text
+
+
+def uri_host(uri: str) -> str | None:
+    """The host of a URI with an authority ("https://host:port/..."), else None (urn:...)."""
+    rest = uri.partition(":")[2]
+    if not rest.startswith("//"):
+        return None
+    authority = rest[2:].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    host = authority.rpartition("@")[2]
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 def is_name_within_domain(name: str, domain: str, *, allow_wildcard: bool = False) -> bool:
     """Whether a delegated ``domain`` covers the DNS ``name``.
 
@@ -180,16 +224,18 @@ class AltNames:
     dns_names: tuple[str, ...] = ()
     ip_addresses: tuple[IPAddress, ...] = ()
     emails: tuple[str, ...] = ()
+    uris: tuple[str, ...] = ()  # device certificates
 
     @property
     def is_empty(self) -> bool:
-        return not (self.dns_names or self.ip_addresses or self.emails)
+        return not (self.dns_names or self.ip_addresses or self.emails or self.uris)
 
     def general_names(self) -> list[x509.GeneralName]:
-        """The GeneralName list for x509.SubjectAlternativeName, DNS then IP then email."""
+        """The GeneralName list for x509.SubjectAlternativeName: DNS, IP, email, URI."""
         names: list[x509.GeneralName] = [x509.DNSName(n) for n in self.dns_names]
         names.extend(x509.IPAddress(ip) for ip in self.ip_addresses)
         names.extend(x509.RFC822Name(e) for e in self.emails)
+        names.extend(x509.UniformResourceIdentifier(u) for u in self.uris)
         return names
 
     def with_common_name(self, common_name: str | None, *, single_label: bool = False) -> AltNames:
@@ -206,10 +252,10 @@ class AltNames:
         if isinstance(host, str):
             if host in self.dns_names:
                 return self
-            return AltNames((host, *self.dns_names), self.ip_addresses, self.emails)
+            return AltNames((host, *self.dns_names), self.ip_addresses, self.emails, self.uris)
         if host in self.ip_addresses:
             return self
-        return AltNames(self.dns_names, (host, *self.ip_addresses), self.emails)
+        return AltNames(self.dns_names, (host, *self.ip_addresses), self.emails, self.uris)
 
 
 def common_name_host(
@@ -241,9 +287,10 @@ def build_alt_names(
     dns_names: Iterable[str] = (),
     ip_addresses: Iterable[str | IPAddress] = (),
     emails: Iterable[str] = (),
+    uris: Iterable[str] = (),
     allow_wildcard: bool = True,
 ) -> AltNames:
-    """Normalise and de-duplicate (keeping first-seen order) the three kinds of names.
+    """Normalise and de-duplicate (keeping first-seen order) the four kinds of names.
 
     Raises:
         NamePolicyError: the first invalid name, with the reason.
@@ -253,11 +300,13 @@ def build_alt_names(
         dns_names=_unique(normalize_dns_name(n, allow_wildcard=allow_wildcard) for n in dns_names),
         ip_addresses=_unique(ips),
         emails=_unique(normalize_email(e) for e in emails),
+        uris=_unique(normalize_uri(u) for u in uris),
     )
 
 
 def parse_alt_names(values: Iterable[str], *, allow_wildcard: bool = True) -> AltNames:
-    """Sort free-form names: ``x@y`` is an email, an address is an IP, the rest DNS names.
+    """Sort free-form names: an IP address is an IP, ``scheme:...`` (but not an IP) a URI,
+    ``x@y`` an email, the rest DNS names.
 
     Raises:
         NamePolicyError: the first invalid name, with the reason.
@@ -265,19 +314,38 @@ def parse_alt_names(values: Iterable[str], *, allow_wildcard: bool = True) -> Al
     dns: list[str] = []
     ips: list[str] = []
     emails: list[str] = []
+    uris: list[str] = []
     for value in values:
         text = value.strip()
         if not text:
             continue
-        if "@" in text:
+        if _looks_like_ip(text) and _is_ip(text):
+            ips.append(text)
+        elif _is_uri(text):
+            uris.append(text)
+        elif "@" in text:
             emails.append(text)
         elif _looks_like_ip(text):
             ips.append(text)
         else:
             dns.append(text)
     return build_alt_names(
-        dns_names=dns, ip_addresses=ips, emails=emails, allow_wildcard=allow_wildcard
+        dns_names=dns, ip_addresses=ips, emails=emails, uris=uris, allow_wildcard=allow_wildcard
     )
+
+
+def _is_uri(text: str) -> bool:
+    # An opaque URN (RFC 8141) or a URI with an authority (https://, spiffe://, ...): a
+    # typo such as "host:8443" is not taken for a URI with the scheme "host".
+    return bool(_URI.fullmatch(text)) and (text[:4].lower() == "urn:" or "://" in text)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        normalize_ip_address(text)
+    except NamePolicyError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -150,23 +150,29 @@ class LeafProfile:
     §4.2.1.12).
 
     ``include_client_auth`` adds clientAuth to an SSL certificate (off by default; BR
-    §7.1.2.7.10 permits it). ``ec_key_agreement`` adds keyAgreement for EC keys (static
-    ECDH); it is ignored for RSA keys and for code signing.
+    §7.1.2.7.10 permits it). ``include_server_auth`` adds serverAuth to a Device
+    certificate (a device that also serves TLS). ``ec_key_agreement`` adds keyAgreement
+    for EC keys (static ECDH); it is ignored for RSA keys and for code signing.
     """
 
     kind: CertKind
     include_client_auth: bool = False
     ec_key_agreement: bool = False
+    include_server_auth: bool = False
 
     def __post_init__(self) -> None:
         if self.include_client_auth and self.kind is not CertKind.SSL:
             raise ProfileError("include_client_auth applies to SSL certificates only")
+        if self.include_server_auth and self.kind is not CertKind.DEVICE:
+            raise ProfileError("include_server_auth applies to Device certificates only")
 
     @property
     def extended_key_usage(self) -> x509.ExtendedKeyUsage:
         usages = _EKUS[self.kind]
         if self.include_client_auth:
             usages = (*usages, ExtendedKeyUsageOID.CLIENT_AUTH)
+        if self.include_server_auth:
+            usages = (*usages, ExtendedKeyUsageOID.SERVER_AUTH)
         return x509.ExtendedKeyUsage(usages)
 
     def key_usage(self, public_key: PublicKeyTypes) -> x509.KeyUsage:
@@ -175,7 +181,7 @@ class LeafProfile:
         if self.kind is CertKind.CODE_SIGNING:
             return _KU_SIGN
         if isinstance(public_key, rsa.RSAPublicKey):
-            if self.kind in (CertKind.SSL, CertKind.CLIENT):
+            if self.kind in (CertKind.SSL, CertKind.CLIENT) or self.include_server_auth:
                 return _KU_SIGN_ENCIPHER
             return _KU_SIGN
         return _KU_SIGN_AGREE if self.ec_key_agreement else _KU_SIGN

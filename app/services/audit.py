@@ -273,21 +273,24 @@ def _chain_pending(session: Session) -> None:
     pending: list[dict[str, Any]] = session.info.pop(_DENIED, []) + session.info.pop(_PENDING, [])
     if not pending:
         return
-    # Write first, then read: the no-op UPDATE takes the row lock on PostgreSQL and the
-    # write lock on SQLite, so concurrent commits chain one after the other.
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq))
-    head = session.execute(
-        select(AuditHead)
+    # Write first, and read what was locked in the same statement: the no-op UPDATE takes
+    # the row lock on PostgreSQL (and answers the latest committed head once it has it) and
+    # the write lock on SQLite, so concurrent commits chain one after the other. Every
+    # round trip here is spent holding the account's one audit lock.
+    locked = session.execute(
+        update(AuditHead)
         .where(AuditHead.id == 1)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+        .values(seq=AuditHead.seq)
+        .returning(AuditHead.seq, AuditHead.hash, AuditHead.mac)
+    ).first()
     key = _key()
-    if head is None:  # the migration writes it: missing means a database built otherwise
-        head = AuditHead(id=1, seq=0, hash=GENESIS, mac=head_mac(key, 0, GENESIS))
-        session.add(head)
-    seq, prev = head.seq, head.hash
-    if not hmac.compare_digest(head.mac or "", head_mac(key, seq, prev)):
+    if locked is None:  # the migration writes it: missing means a database built otherwise
+        session.add(AuditHead(id=1, seq=0, hash=GENESIS, mac=head_mac(key, 0, GENESIS)))
+        session.flush()
+        seq, prev, mac = 0, GENESIS, head_mac(key, 0, GENESIS)
+    else:
+        seq, prev, mac = locked
+    if not hmac.compare_digest(mac or "", head_mac(key, seq, prev)):
         # Someone rewrote the head without the key (rows cut off the end). Extending it
         # would sign the forgery, so the chain first records what it found, for good.
         pending.insert(0, _forged_head_event(seq, prev))
@@ -297,7 +300,12 @@ def _chain_pending(session: Session) -> None:
         row["hash"] = prev = _digest(key, row)
     # One bulk insert while the head row is locked: issuance batches write hundreds.
     bulk.insert_rows(AuditEvent.__table__, pending, session=session)
-    head.seq, head.hash, head.mac = seq, prev, head_mac(key, seq, prev)
+    session.execute(
+        update(AuditHead)
+        .where(AuditHead.id == 1)
+        .values(seq=seq, hash=prev, mac=head_mac(key, seq, prev))
+        .execution_options(synchronize_session=False)
+    )
 
 
 @event.listens_for(Session, "after_rollback")

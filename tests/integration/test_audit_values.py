@@ -34,9 +34,14 @@ from app.models import (
     Department,
     DiscoveryTask,
     Domain,
+    Invitation,
     Job,
+    MailTemplate,
     NotificationRule,
     Organization,
+    Person,
+    PortalEnrollment,
+    PortalSettings,
     RequestMode,
     Role,
     ScanRun,
@@ -56,6 +61,7 @@ from app.services.certificates import (
 )
 from app.services.discovery import endpoints, rules, runs, tasks
 from app.services.errors import DomainError
+from app.services.persons import invitations, mailing, persons, registration, selfservice
 from app.services.platform import jobs
 from app.services.scope import SYSTEM
 from app.services.structure import domains, orgs
@@ -878,6 +884,382 @@ def notification_preference(w: World) -> Seen:
     return Seen(None, observed(NotificationPreference, last_id(NotificationPreference)))
 
 
+def dcv_start(w: World) -> Seen:
+    from app.services.structure import dcv
+
+    old = observed(Domain, w.domain.id)
+    commit(lambda: dcv.start_cname(actor=w.mrao, name="acme.example"))
+    return Seen(old, observed(Domain, w.domain.id))
+
+
+def dcv_submit(w: World) -> Seen:
+    from flask import current_app
+
+    from app.services.structure import dcv
+    from tests.integration.scm_live import DnsServer
+
+    started = commit(lambda: dcv.start_cname(actor=w.mrao, name="acme.example"))
+    server = DnsServer()
+    try:
+        server.records[started.host] = started.point
+        current_app.config["CW_DCV_NAMESERVERS"] = f"127.0.0.1:{server.port}"
+        old = observed(Domain, w.domain.id)
+        commit(lambda: dcv.submit_cname(actor=w.mrao, name="acme.example"))
+    finally:
+        server.close()
+    return Seen(old, observed(Domain, w.domain.id))
+
+
+# --- persons, invitations and the enrollment portal (issue 11) ---------------------------
+
+
+def _client_profile(w: World) -> CertificateProfile:
+    """An S/MIME issuing CA beside the TLS one and a client profile enrolling through it."""
+    ca = authorities.create_ca(
+        actor=SYSTEM,
+        spec=authorities.CaSpec(
+            name="Test Mail",
+            key_type="EC-P256",
+            customer_name="Test",
+            country="DE",
+            parent_id=w.issuing.parent_id,
+            purpose="SMIME",
+        ),
+    )
+    profile = profiles.create_profile(
+        actor=SYSTEM,
+        data=profiles.ProfileData(
+            name="People",
+            cert_type=CertType.CLIENT,
+            ca_id=ca.id,
+            terms=(365,),
+            key_types=("EC-P256",),
+        ),
+    )
+    db.session.commit()
+    return profile
+
+
+def _person(w: World, email: str = "jane.doe@acme.example") -> Person:
+    data = persons.PersonData(
+        organization_id=w.org.id, email=email, first_name="Jane", last_name="Doe"
+    )
+    return commit(lambda: persons.create_person(actor=w.mrao, data=data))
+
+
+def _code(email: str) -> str:
+    from tests.integration.portal_world import CODE_RE, last_mail
+
+    found = CODE_RE.search(last_mail(email).body)
+    assert found is not None
+    return found.group(1)
+
+
+def _registration(email: str, code: str, **fields: Any) -> registration.Registration:
+    secret = "Import-me-2026!"
+    return registration.Registration(
+        email=email,
+        code=code,
+        pkcs12_password=secret,
+        pkcs12_password_again=secret,
+        **fields,
+    )
+
+
+_PASSPHRASE = "correct horse battery staple"
+
+
+def _registered(w: World) -> tuple[Person, PortalEnrollment, str]:
+    """A person invited and registered; the key generation job has not run yet."""
+    profile = _client_profile(w)
+    person = _person(w)
+    commit(
+        lambda: invitations.send_invitation(
+            actor=w.mrao,
+            person_id=person.id,
+            profile_id=profile.id,
+            term_days=365,
+            key_type="EC-P256",
+        )
+    )
+    data = _registration(
+        person.email,
+        _code(person.email),
+        passphrase=_PASSPHRASE,
+        passphrase_again=_PASSPHRASE,
+        eula_accepted=True,
+        ip="10.0.0.9",
+    )
+    enr, token = commit(lambda: registration.register(data=data))
+    return person, enr, token
+
+
+def _collected(w: World) -> tuple[Person, PortalEnrollment]:
+    person, enr, token = _registered(w)
+    drain(w.worker)
+    commit(lambda: registration.collect(enrollment_id=enr.id, token=token, ip="10.0.0.9"))
+    return person, enr
+
+
+def person_create(w: World) -> Seen:
+    return Seen(None, observed(Person, _person(w).id))
+
+
+def person_update(w: World) -> Seen:
+    person = _person(w)
+    old = observed(Person, person.id)
+    data = persons.PersonData(
+        organization_id=w.org.id,
+        email=person.email,
+        first_name="Jane",
+        last_name="Doe-Smith",
+        phone="+49 30 1234",
+    )
+    commit(lambda: persons.update_person(actor=w.mrao, person_id=person.id, data=data))
+    return Seen(old, observed(Person, person.id))
+
+
+def person_delete(w: World) -> Seen:
+    person = _person(w)
+    old = observed(Person, person.id)
+    commit(lambda: persons.delete_person(actor=w.mrao, person_id=person.id))
+    return Seen(old, None)
+
+
+def invitation_send(w: World) -> Seen:
+    profile = _client_profile(w)
+    person = _person(w)
+    invitation = commit(
+        lambda: invitations.send_invitation(
+            actor=w.mrao,
+            person_id=person.id,
+            profile_id=profile.id,
+            term_days=365,
+            key_type="EC-P256",
+        )
+    )
+    return Seen(None, observed(Invitation, invitation.id))
+
+
+def invitation_revoke(w: World) -> Seen:
+    profile = _client_profile(w)
+    person = _person(w)
+    invitation = commit(
+        lambda: invitations.send_invitation(
+            actor=w.mrao,
+            person_id=person.id,
+            profile_id=profile.id,
+            term_days=365,
+            key_type="EC-P256",
+        )
+    )
+    old = observed(Invitation, invitation.id)
+    commit(lambda: invitations.revoke_invitation(actor=w.mrao, invitation_id=invitation.id))
+    return Seen(old, observed(Invitation, invitation.id))
+
+
+def _portal_settings(org_id: int) -> dict[str, Any] | None:
+    table = PortalSettings.__table__
+    row = (
+        db.session.execute(select(table).where(table.c.organization_id == org_id))
+        .mappings()
+        .first()
+    )
+    return None if row is None else {k: audit.jsonable(v) for k, v in row.items()}
+
+
+def organization_invitation_days(w: World) -> Seen:
+    commit(lambda: invitations.set_invitation_days(actor=w.mrao, organization_id=w.org.id, days=10))
+    old = _portal_settings(w.org.id)
+    commit(lambda: invitations.set_invitation_days(actor=w.mrao, organization_id=w.org.id, days=21))
+    return Seen(old, _portal_settings(w.org.id))
+
+
+def _template(w: World, subject: str) -> MailTemplate:
+    return commit(
+        lambda: mailing.save_template(
+            actor=w.mrao,
+            organization_id=w.org.id,
+            kind="invitation",
+            subject=subject,
+            body="Hello {{ first_name }}, your code: {{ code }} at {{ link }}",
+        )
+    )
+
+
+def mail_template_save(w: World) -> Seen:
+    found = _template(w, "Your certificate")
+    old = observed(MailTemplate, found.id)
+    _template(w, "Your Acme certificate")
+    return Seen(old, observed(MailTemplate, found.id))
+
+
+def mail_template_reset(w: World) -> Seen:
+    found = _template(w, "Your certificate")
+    old = observed(MailTemplate, found.id)
+    commit(
+        lambda: mailing.reset_template(actor=w.mrao, organization_id=w.org.id, kind="invitation")
+    )
+    return Seen(old, None)
+
+
+def person_register(w: World) -> Seen:
+    _person, enr, _token = _registered(w)
+    event = events("person.register")[-1]
+    assert event.after["passphrase_set"] is True and event.before is None
+    return Seen(None, observed(PortalEnrollment, enr.id))
+
+
+def enrollment_ready(w: World) -> Seen:
+    _person, enr, _token = _registered(w)
+    drain(w.worker)
+    return Seen(None, observed(PortalEnrollment, enr.id), {"enrollment_id": "id"})
+
+
+def enrollment_collect(w: World) -> Seen:
+    _person, enr = _collected(w)
+    return Seen(None, observed(PortalEnrollment, enr.id), {"enrollment_id": "id"})
+
+
+def invitation_renewal(w: World) -> Seen:
+    person, _enr = _collected(w)
+    creds = selfservice.Credentials(email=person.email, passphrase=_PASSPHRASE, ip="10.0.0.9")
+    commit(lambda: selfservice.request_renewal(creds=creds))
+    return Seen(None, observed(Invitation, last_id(Invitation)))
+
+
+def person_renew(w: World) -> Seen:
+    person, _enr = _collected(w)
+    creds = selfservice.Credentials(email=person.email, passphrase=_PASSPHRASE, ip="10.0.0.9")
+    commit(lambda: selfservice.request_renewal(creds=creds))
+    data = _registration(person.email, _code(person.email), eula_accepted=True, ip="10.0.0.9")
+    enr, _token = commit(lambda: selfservice.complete_renewal(data=data))
+    return Seen(None, observed(PortalEnrollment, enr.id), {"enrollment_id": "id"})
+
+
+def certificate_import(w: World) -> Seen:
+    from app.models import CertificateImport
+    from app.services.imports import imports
+
+    pem = w.certificate("import.acme.example").der
+    record = commit(
+        lambda: imports.start_import(
+            actor=w.rao,
+            organization_id=w.org.id,
+            department_id=None,
+            uploads=[imports.Upload("ours.der", pem)],
+        )
+    )
+    return Seen(
+        None, observed(CertificateImport, record.id), {"bytes": "total_bytes", "job": "job_id"}
+    )
+
+
+# --- ACME (issue 15) ------------------------------------------------------------------
+
+
+def _acme_key(w: World) -> Any:
+    from app.services.acme import external_keys
+
+    created = external_keys.create_key(
+        actor=w.mrao, organization_id=w.org.id, department_id=None, label="web"
+    )
+    db.session.commit()
+    return created
+
+
+def _acme_account(w: World) -> Any:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from app.acme import jose, messages
+    from app.services.acme import accounts
+    from tests.acme_client import external_binding, jwk_of
+
+    created = _acme_key(w)
+    key = ec.generate_private_key(ec.SECP256R1())
+    url = "http://localhost/acme/tls/new-account"
+    hmac_key = jose.b64decode(created.hmac_key, what="hmac")
+    binding = external_binding(key, kid=created.key.key_id, hmac_key=hmac_key, url=url)
+    done = accounts.register(
+        jwk=jose.parse_jwk(jwk_of(key)),
+        request=messages.NewAccount(("mailto:ops@acme.example",), True, False, binding),
+        url=url,
+        user_agent="test-client",
+    )
+    db.session.commit()
+    return done.account
+
+
+def acme_key_create(w: World) -> Seen:
+    from app.models import AcmeExternalKey
+
+    created = _acme_key(w)
+    return Seen(None, observed(AcmeExternalKey, created.key.id))
+
+
+def acme_key_revoke(w: World) -> Seen:
+    from app.models import AcmeExternalKey
+    from app.services.acme import external_keys
+
+    created = _acme_key(w)
+    old = observed(AcmeExternalKey, created.key.id)
+    commit(lambda: external_keys.revoke_key(actor=w.mrao, key_id=created.key.id))
+    return Seen(old, observed(AcmeExternalKey, created.key.id))
+
+
+def acme_account_create(w: World) -> Seen:
+    from app.models import AcmeAccount
+
+    return Seen(None, observed(AcmeAccount, _acme_account(w).id))
+
+
+def acme_account_update(w: World) -> Seen:
+    from app.acme import messages
+    from app.models import AcmeAccount
+    from app.services.acme import accounts
+
+    account = _acme_account(w)
+    old = observed(AcmeAccount, account.id)
+    change = messages.AccountUpdate(contact=("mailto:new@acme.example",), deactivate=True)
+    commit(lambda: accounts.update_account(account=account, change=change))
+    return Seen(old, observed(AcmeAccount, account.id))
+
+
+def _acme_order(w: World) -> Any:
+    from app.acme import messages
+    from app.services.acme import orders
+
+    account = _acme_account(w)
+    w.profile.acme_slug = "tls"
+    db.session.commit()
+    request = messages.parse_new_order(
+        {"identifiers": [{"type": "dns", "value": "www.acme.example"}]}
+    )
+    order = orders.new_order(account=account, profile=w.profile, request=request, user_agent="t")
+    db.session.commit()
+    return order
+
+
+def acme_order_create(w: World) -> Seen:
+    from app.models import AcmeOrder
+
+    return Seen(None, observed(AcmeOrder, _acme_order(w).id))
+
+
+def acme_challenge_validate(w: World) -> Seen:
+    from app.models import AcmeChallenge
+    from app.services.acme import orders, validation
+
+    order = _acme_order(w)
+    chall = order.authorizations[0].challenges[0]
+    orders.respond(account=order.account, challenge_id=chall.id)
+    db.session.commit()
+    old = observed(AcmeChallenge, chall.id)
+    answer = validation.Outcome(False, "connection", "127.0.0.1:80: refused")
+    commit(lambda: orders.validate(challenge_id=chall.id, check=lambda **_: answer))
+    return Seen(old, observed(AcmeChallenge, chall.id))
+
+
 CASES: dict[str, Callable[[World], Seen]] = {
     "signin.success": signin_success,
     "signin.failure": signin_failure,
@@ -903,6 +1285,8 @@ CASES: dict[str, Callable[[World], Seen]] = {
     "delegation.reject": delegation_reject,
     "delegation.update": delegation_update,
     "delegation.delete": delegation_delete,
+    "dcv.start": dcv_start,
+    "dcv.submit": dcv_submit,
     "ca.create": ca_create,
     "ca.retire": ca_retire,
     "ca.revoke": ca_revoke,
@@ -922,6 +1306,7 @@ CASES: dict[str, Callable[[World], Seen]] = {
     "certificate.renew_failed": certificate_renew_failed,
     "certificate.key_export": certificate_key_export,
     "certificate.assign": certificate_assign,
+    "certificate.import": certificate_import,
     "assignment_rule.create": assignment_rule_create,
     "assignment_rule.update": assignment_rule_update,
     "assignment_rule.delete": assignment_rule_delete,
@@ -945,6 +1330,25 @@ CASES: dict[str, Callable[[World], Seen]] = {
     "webhook_message.resend": webhook_message_resend,
     "notification.acknowledge": notification_acknowledge,
     "notification.preference": notification_preference,
+    "person.create": person_create,
+    "person.update": person_update,
+    "person.delete": person_delete,
+    "invitation.send": invitation_send,
+    "invitation.revoke": invitation_revoke,
+    "organization.invitation_days": organization_invitation_days,
+    "mail_template.save": mail_template_save,
+    "mail_template.reset": mail_template_reset,
+    "person.register": person_register,
+    "enrollment.ready": enrollment_ready,
+    "enrollment.collect": enrollment_collect,
+    "invitation.renewal": invitation_renewal,
+    "person.renew": person_renew,
+    "acme.key.create": acme_key_create,
+    "acme.key.revoke": acme_key_revoke,
+    "acme.account.create": acme_account_create,
+    "acme.account.update": acme_account_update,
+    "acme.order.create": acme_order_create,
+    "acme.challenge.validate": acme_challenge_validate,
 }
 
 

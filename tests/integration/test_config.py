@@ -292,3 +292,168 @@ def test_plan_reads_standard_input_and_prints_json(app, tmp_path):
     assert code == 0 and json.loads(out)["changed"] is True
     code, out, err = run(app, "config", "plan", "-", "--json", input=EXAMPLE)
     assert code == 0 and json.loads(out) == {"changed": False, "changes": [], "passwords": {}}
+
+
+def test_client_and_device_profile_options_round_trip(app, tmp_path):
+    # Key escrow and legacy PKCS#12 (client) and serverAuth (device) are exported, planned
+    # and applied like the other profile settings: an apply never turns them off silently.
+    make_admin("mrao")
+    document = """
+organizations:
+  - {name: Acme Corp, city: Springfield, state: Illinois, country: US}
+authorities:
+  - {name: Acme Root, customer: Acme, key_type: EC-P384, country: US}
+  - {name: Acme People, customer: Acme, key_type: EC-P256, parent: Acme Root, country: US, purpose: smime}
+  - {name: Acme Devices, customer: Acme, key_type: EC-P256, parent: Acme Root, country: US, purpose: device}
+profiles:
+  - {name: People, type: client, ca: Acme People, terms: [365], key_types: [EC-P256], key_escrow: true, legacy_pkcs12: true}
+  - {name: Devices, type: device, ca: Acme Devices, terms: [365], key_types: [EC-P256], server_auth: true}
+"""
+    path = write(tmp_path, document)
+    code, out, err = run(app, "config", "apply", path)
+    assert code == 0, (out, err)
+    db.session.expire_all()
+    people, devices = (
+        db.session.execute(
+            select(CertificateProfile).where(CertificateProfile.name == name)
+        ).scalar_one()
+        for name in ("People", "Devices")
+    )
+    assert people.key_escrow and people.pkcs12_legacy and not people.include_server_auth
+    assert devices.include_server_auth and not devices.key_escrow
+    code, out, err = run(app, "config", "export")
+    assert code == 0, err
+    exported = {p["name"]: p for p in yaml.safe_load(out)["profiles"]}
+    assert (exported["People"]["key_escrow"], exported["People"]["legacy_pkcs12"]) == (True, True)
+    assert exported["Devices"]["server_auth"] is True
+    assert run(app, "config", "plan", write(tmp_path, out, "export.yaml"))[0] == 0
+    # Leaving an option out of the file means false: the plan says what would change.
+    code, out, err = run(
+        app,
+        "config",
+        "plan",
+        write(tmp_path, document.replace(", key_escrow: true", ""), "less.yaml"),
+    )
+    assert code == 2, (out, err)
+    assert "~ update profile 'People': key_escrow: True -> False" in out.splitlines(), out
+    # A bad option names its place.
+    code, out, err = run(
+        app,
+        "config",
+        "plan",
+        write(tmp_path, document.replace("key_escrow: true", "key_escrow: maybe"), "bad.yaml"),
+    )
+    assert code != 0 and "profiles[0].key_escrow" in out + err, (out, err)
+
+
+PORTAL = """
+organizations:
+  - name: Acme Corp
+    country: US
+    portal:
+      invitation_days: 14
+      mail_templates:
+        invitation:
+          subject: "Acme: your certificate"
+          body: |
+            Dear {{ full_name }},
+
+            open {{ link }} and enter {{ code }} (until {{ expires }}).
+"""
+
+
+def test_portal_settings_plan_apply_export_and_reset(app, tmp_path):
+    """Invitation validity and mail templates per organization, through the services the
+    console's Email Template page uses (audited), idempotent, exported as blocks."""
+    from app.models import MailTemplate
+    from app.services.persons import invitations, mailing
+
+    make_admin("mrao")
+    path = write(tmp_path, PORTAL)
+    code, out, err = run(app, "config", "plan", path)
+    assert code == 2, (out, err)
+    lines = out.splitlines()
+    assert "~ update portal settings 'Acme Corp': invitation_days: 7 -> 14" in lines
+    assert (
+        "+ create mail template 'Acme Corp/invitation': subject: 'Acme: your certificate'; "
+        "body: 83 characters" in lines
+    )
+    assert count(MailTemplate) == 0  # a plan changes nothing
+
+    assert run(app, "config", "apply", path)[0] == 0
+    db.session.expire_all()
+    org = db.session.execute(select(Organization)).scalar_one()
+    assert invitations.invitation_days(org.id) == 14
+    subject, body, custom = mailing.template_of(org.id, "invitation")
+    assert custom and subject == "Acme: your certificate"
+    assert (
+        body
+        == "Dear {{ full_name }},\n\nopen {{ link }} and enter {{ code }} (until {{ expires }}).\n"
+    )
+    actions = set(db.session.execute(select(AuditEvent.action)).scalars())
+    assert {"organization.invitation_days", "mail_template.save", "config.apply"} <= actions
+    assert run(app, "config", "plan", path)[0] == 0  # idempotent
+
+    code, exported, err = run(app, "config", "export")
+    assert code == 0, err
+    assert "      body: |\n          Dear {{ full_name }},\n" in exported  # a literal block
+    portal = yaml.safe_load(exported)["organizations"][0]["portal"]
+    assert portal == {
+        "invitation_days": 14,
+        "mail_templates": {"invitation": {"subject": "Acme: your certificate", "body": body}},
+    }
+    assert run(app, "config", "plan", write(tmp_path, exported, "exported.yaml"))[0] == 0
+
+    # A listed mail_templates is authoritative, invitation_days left out is the default;
+    # without `portal` the organization's portal settings are left alone.
+    reset = "organizations:\n  - {name: Acme Corp, country: US, portal: {mail_templates: {}}}\n"
+    code, out, err = run(app, "config", "apply", write(tmp_path, reset, "reset.yaml"))
+    assert code == 0, (out, err)
+    assert "~ update portal settings 'Acme Corp': invitation_days: 14 -> 7" in out
+    assert "- delete mail template 'Acme Corp/invitation': back to the built-in wording" in out
+    db.session.expire_all()
+    assert count(MailTemplate) == 0 and invitations.invitation_days(org.id) == 7
+    assert "mail_template.reset" in set(db.session.execute(select(AuditEvent.action)).scalars())
+    assert run(app, "config", "apply", path)[0] == 0
+    alone = "organizations:\n  - {name: Acme Corp, country: US}\n"
+    assert run(app, "config", "plan", write(tmp_path, alone, "alone.yaml"))[0] == 0
+
+
+def test_bad_portal_settings_are_refused_and_nothing_is_applied(app, tmp_path):
+    from app.models import MailTemplate, PortalSettings
+
+    make_admin("mrao")
+    bad = """
+organizations:
+  - name: Acme Corp
+    country: US
+    portal:
+      invitation_days: 0
+      colour: blue
+      mail_templates:
+        welcome: {subject: Hi, body: Hello}
+        renewal: {subject: "", body: "   "}
+  - {name: Globex, country: US, portal: {invitation_days: "14"}}
+  - {name: Initech, country: US, portal: {invitation_days: 91}}
+"""
+    code, _out, err = run(app, "config", "apply", write(tmp_path, bad))
+    assert code == 1
+    assert "organizations[0].portal: unknown key(s) colour" in err
+    assert "organizations[0].portal.invitation_days: between 1 and 90 days, not 0" in err
+    assert "organizations[0].portal.mail_templates: unknown key(s) welcome" in err
+    assert "organizations[0].portal.mail_templates.renewal: 'subject' is required" in err
+    assert "organizations[0].portal.mail_templates.renewal: 'body' is required (text)" in err
+    assert "organizations[1].portal.invitation_days: expected a whole number of days" in err
+    assert "organizations[2].portal.invitation_days: between 1 and 90 days, not 91" in err
+
+    # A template the sandbox cannot render is refused by the mail service, naming it.
+    unrenderable = PORTAL.replace("{{ code }}", "{{ secret_key }}")
+    code, _out, err = run(app, "config", "plan", write(tmp_path, unrenderable, "u.yaml"))
+    assert code == 1
+    assert (
+        "create mail template 'Acme Corp/invitation': body: The template cannot be rendered" in err
+    )
+    code, _out, err = run(app, "config", "apply", write(tmp_path, unrenderable, "u.yaml"))
+    assert code == 1
+    db.session.expire_all()
+    assert count(Organization) == 0 and count(MailTemplate) == 0 and count(PortalSettings) == 0

@@ -400,3 +400,36 @@ def test_lint_sampling_picks_the_first_certificate_then_one_in_n(
         lint_sample_n=every,
     )
     assert issuance._lint_plan(profile, 5) == expected
+
+
+def test_small_issuance_jobs_waiting_together_are_issued_as_one_batch(world):
+    """Concurrent REST API enrolls make one job each: the first to run takes over the others
+    still waiting (first attempts only, up to a batch), marks them done, and their own runs
+    then skip them. A job that already failed once keeps its own retry."""
+    from app.actors.pki import issue_certificates
+    from app.models import Job, JobStatus
+    from app.runtime.broker import broker
+
+    reqs = [request(world, cn=f"n{i}.acme.example") for i in range(4)]
+    for req in reqs:  # four approvals, four jobs (no worker runs them: called below)
+        approvals.approve(actor=world["mrao"], request_ids=[req.id], message="ok")
+    broker.flush_all()
+    jobs = db.session.execute(select(Job).order_by(Job.id)).scalars().all()
+    assert [j.payload["request_ids"] for j in jobs] == [[r.id] for r in reqs]
+    jobs[3].attempts = 1  # as after a failed first attempt
+    db.session.commit()
+    for job in jobs:  # in order, as the messages arrive
+        issue_certificates.fn(job.id)
+    db.session.expire_all()
+    for req in reqs:
+        assert req.status == RequestStatus.ISSUED, req.failure_reason
+    for job in jobs:
+        assert job.status == JobStatus.DONE, (job.id, job.message)
+    first, second, third, fourth = jobs
+    assert first.result["adopted_jobs"] == [second.id, third.id]
+    assert sorted(first.result["issued"]) == [reqs[0].id, reqs[1].id, reqs[2].id]
+    assert second.result == {"message": f"done with job #{first.id}", "adopted_by": first.id}
+    assert third.result["adopted_by"] == first.id and third.attempts == 0
+    assert fourth.result["issued"] == [reqs[3].id] and fourth.attempts == 2
+    certs = db.session.execute(select(func.count()).select_from(Certificate)).scalar_one()
+    assert certs == 4

@@ -121,3 +121,31 @@ def test_trust_services_migration_fixes_the_data(app, stub_worker) -> None:
 
     crl.publish_crl(ca_id=issuing_id, trigger="test")  # publishable again
     db.session.commit()
+
+
+def test_import_migration_fills_the_key_identity_of_stored_certificates(app, stub_worker) -> None:
+    """0016_import: every certificate stored before it gets its SPKI SHA-256, so keys shared
+    with certificates imported later are found; the downgrade drops the new tables."""
+    from app.models import Certificate
+    from app.pki.weak_keys import spki_sha256
+    from tests.conftest import drain
+    from tests.factories import make_admin, make_domain, make_org, make_pki, request_certificate
+
+    mrao = make_admin("mrao")
+    org = make_org("Acme", city="Berlin")
+    make_domain("acme.example", by=mrao, org=org)
+    _root, _issuing, profile = make_pki(key_type="EC-P256")
+    req, key = request_certificate(
+        by=mrao, org=org, profile=profile, cn="h.acme.example", approve=True
+    )
+    drain(stub_worker)
+    db.session.refresh(req)
+    cert_id = req.certificate_id
+    db.session.remove()
+    downgrade(directory=MIGRATIONS, revision="0010_trust_services")
+    tables = set(inspect(db.engine).get_table_names())
+    assert "certificate_imports" not in tables and "certificate_findings" not in tables
+    assert "spki_sha256" not in {c["name"] for c in inspect(db.engine).get_columns("certificates")}
+    upgrade(directory=MIGRATIONS)
+    stored = db.session.get(Certificate, cert_id)
+    assert stored.spki_sha256 == spki_sha256(key.public_key())

@@ -143,7 +143,12 @@ def test_pkilint_passes_everything_we_publish(app, client, stub_worker, tmp_path
                 cert_type=kinds[purpose],
                 ca_id=ca.id,
                 terms=(90,),
-                key_types=("RSA-2048", "EC-P256", "EC-P384"),
+                # CS BR 6.1.5.2: no RSA-2048 for code signing.
+                key_types=(
+                    ("RSA-3072", "EC-P256", "EC-P384")
+                    if purpose == "CodeSigning"
+                    else ("RSA-2048", "EC-P256", "EC-P384")
+                ),
                 include_client_auth=purpose == "TLS",
             ),
         )
@@ -159,7 +164,10 @@ def test_pkilint_passes_everything_we_publish(app, client, stub_worker, tmp_path
     ]
     for index, (purpose, cert_type, names, key_type) in enumerate(requests):
         profile = f"{'TLS' if purpose == 'SSL' else purpose} profile"
-        csr, _ = make_csr(names[0], *names[1:], key_type=key_type)
+        # A code signing CSR names no alternative names (the publisher is the organization).
+        csr, _ = make_csr(
+            names[0], *names[1:], key_type=key_type, alt_names=cert_type != "code_signing"
+        )
         (tmp_path / f"r{index}.csr").write_bytes(csr)
         _cli(app, "cert", "request", "--csr", str(tmp_path / f"r{index}.csr"), "--org", "Acme",
              "--profile", profile, "--term", "90", "--type", cert_type)  # fmt: skip

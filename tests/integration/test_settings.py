@@ -28,11 +28,22 @@ from flask import Flask
 from app import create_app
 from app.config import SETTINGS, Config
 from app.extensions import db
-from app.models import Admin, AuditEvent, Certificate, CertOrigin, CertStatus, Organization
+from app.models import (
+    Admin,
+    AdminKind,
+    AuditEvent,
+    Certificate,
+    CertOrigin,
+    CertStatus,
+    Organization,
+    Role,
+)
+from app.services.accounts import admins
 from app.services.ca import ocsp
 from app.services.discovery import tasks
 from app.services.errors import DomainError
 from app.services.scope import SYSTEM
+from app.services.structure import dcv
 from tests.conftest import ROOT, csrf_token, login, make_config
 from tests.factories import make_org, make_pki
 from tests.processes import PY, app_env
@@ -272,12 +283,102 @@ PROBES: dict[str, tuple[str, Callable[[Probe, str], None]]] = {
         "10.66.0.0/16",
         lambda p, v: _has(_refused_task(p, "10.66.3.4"), "10.66.0.0/16"),
     ),
+    "CW_ACME_RESOLVER": (
+        "127.0.0.1:5353",
+        lambda p, v: _eq(p.config().CW_ACME_RESOLVER, "127.0.0.1:5353"),
+    ),
+    "CW_ACME_HTTP01_PORT": ("5002", lambda p, v: _eq(p.config().CW_ACME_HTTP01_PORT, 5002)),
     "CW_SCAN_MAX_ADDRESSES": (
         "16",
         lambda p, v: _has(_refused_task(p, "10.9.0.0/27"), "16"),
     ),
     "CW_OCSP_CACHE_SECONDS": ("0.2", lambda p, v: _ocsp_unknown_serial_becomes_good_within(p)),
+    # Their effects: tests/integration/test_imports.py and tests/unit/pki/test_archive.py.
+    "CW_IMPORT_MAX_UPLOAD_BYTES": ("7", lambda p, v: _eq(_import_limits(p)[0], 7)),
+    "CW_IMPORT_MAX_MEMBERS": ("7", lambda p, v: _eq(_import_limits(p)[1].max_members, 7)),
+    "CW_IMPORT_MAX_TOTAL_BYTES": (
+        "7",
+        lambda p, v: _eq(_import_limits(p)[1].max_total_bytes, 7),
+    ),
+    "CW_IMPORT_MAX_FILE_BYTES": (
+        "7",
+        lambda p, v: _eq(_import_limits(p)[1].max_member_bytes, 7),
+    ),
+    "CW_IMPORT_MAX_RATIO": ("7", lambda p, v: _eq(_import_limits(p)[1].max_ratio, 7)),
+    "CW_CUSTOMER_URI": ("acme-corp", lambda p, v: _customer_uri(p)),
+    "CW_API_RATE_LIMIT": ("2", lambda p, v: _api_rate_limit(p)),
+    "CW_API_MAX_BODY": ("64", lambda p, v: _api_max_body(p)),
+    "CW_API_REPLAY_SECONDS": ("7", lambda p, v: _eq(p.config().CW_API_REPLAY_SECONDS, 7)),
+    "CW_DCV_NAMESERVERS": ("127.0.0.1:5353, 192.0.2.1", lambda p, v: _dcv_nameservers(p)),
 }
+
+API_PASSWORD = "the-bot-password-1"
+
+
+def _api_headers(customer_uri: str = "certwright") -> dict[str, str]:
+    with_login = {"login": "probe-bot", "password": API_PASSWORD}
+    return {**with_login, "customerUri": customer_uri}
+
+
+def _api_bot() -> None:
+    admins.create_admin(
+        actor=SYSTEM,
+        login="probe-bot",
+        email="bot@example.com",
+        role=Role.MRAO,
+        password=API_PASSWORD,
+        kind=AdminKind.API,
+    )
+    db.session.commit()
+
+
+def _customer_uri(probe: Probe) -> None:
+    with probe.fresh_app() as fresh:
+        _api_bot()
+        client = fresh.test_client()
+        assert (
+            client.get("/api/organization/v1", headers=_api_headers("acme-corp")).status_code == 200
+        )
+        refused = client.get("/api/organization/v1", headers=_api_headers("certwright"))
+        assert refused.status_code == 401, refused.get_data(as_text=True)
+
+
+def _api_rate_limit(probe: Probe) -> None:
+    with probe.fresh_app() as fresh:
+        _api_bot()
+        client = fresh.test_client()
+        codes = [client.get("/api/organization/v1", headers=_api_headers()) for _ in range(3)]
+        assert [r.status_code for r in codes] == [200, 200, 429]
+        assert int(codes[2].headers["Retry-After"]) >= 1
+
+
+def _api_max_body(probe: Probe) -> None:
+    with probe.fresh_app() as fresh:
+        _api_bot()
+        client = fresh.test_client()
+        small = client.post("/api/ssl/v1/enroll", json={"orgId": 1}, headers=_api_headers())
+        assert small.status_code != 413
+        large = client.post(
+            "/api/ssl/v1/enroll", json={"orgId": 1, "comments": "x" * 80}, headers=_api_headers()
+        )
+        assert large.status_code == 413, large.get_data(as_text=True)
+
+
+def _dcv_nameservers(probe: Probe) -> None:
+    with probe.fresh_app():
+        resolver = dcv._resolver()
+        assert resolver.nameservers == ["127.0.0.1", "192.0.2.1"]
+        assert resolver.nameserver_ports == {"127.0.0.1": 5353}
+
+
+def _import_limits(p: Probe) -> tuple[int, Any]:
+    """What the import service reads (upload bound, archive limits) in an app so set up."""
+    from app import create_app
+    from app.services.imports import imports
+
+    app = create_app(p.config())
+    with app.app_context():
+        return imports.max_upload_bytes(), imports.limits()
 
 
 def _eq(observed: object, expected: object) -> None:

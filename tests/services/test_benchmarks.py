@@ -93,3 +93,51 @@ def test_discovery_benchmark_runs_every_part(service_status: dict[str, str], tmp
         assert group["runs"] and all(r["verified"]["ok"] for r in group["runs"]), group
         assert all(group["references"].values()), group["references"]
     assert stdout.count("PASS") + stdout.count("FAIL") >= 4, stdout
+
+
+def test_api_benchmark_runs_every_part(service_status: dict[str, str], tmp_path: Path):
+    stdout, figures = run_smoke("bench.api", ("cfssl", "redis-server"), service_status, tmp_path)
+    assert sorted(figures["runs"]) == ["EC-P256", "RSA-2048"]
+    for key_type, runs in figures["runs"].items():
+        assert sorted(runs) == ["bare_flask", "certwright", "cfssl"], key_type
+        for system, run in runs.items():
+            # every certificate came back, and a sample verifies against its issuer
+            assert run["count"] == figures["count"] and run["failures"] == 0, (system, run)
+            assert run["verified"] > 0 and run["per_second"] > 0 and run["p99_ms"] > 0, run
+            assert run["cpu_ms_total"] > 0, (system, run)  # the system's processes were found
+        # Certwright's share is charged to its web, worker and PostgreSQL processes
+        ours = runs["certwright"]
+        assert min(ours["cpu_ms_web"], ours["cpu_ms_workers"], ours["cpu_ms_postgres"]) > 0, ours
+    assert set(figures["targets"]) == {
+        "rsa_vs_cfssl",
+        "rsa_target",
+        "p256_vs_bare_flask",
+        "p256_target",
+    }
+    assert stdout.count("PASS") + stdout.count("FAIL") == 2, stdout
+
+
+def test_portal_benchmark_runs_every_part(service_status: dict[str, str], tmp_path: Path):
+    stdout, figures = run_smoke("bench.portal", ("redis-server",), service_status, tmp_path)
+    assert [(r["key_type"], r["lint"]) for r in figures["runs"]] == [
+        ("EC-P256", "sample"),
+        ("RSA-2048", "sample"),
+        ("EC-P256", "every"),
+        ("RSA-2048", "every"),
+    ]
+    for run in figures["runs"]:
+        # Every registration went through and its PKCS#12 was downloaded once.
+        assert run["registrations"] == figures["n"] > 0, run
+        assert run["rate"] > 0 and run["raw_before"] > 0 and run["raw_after"] > 0, run
+        assert run["idle_requests"] > 0 and run["load_requests"] > 0, run
+    assert stdout.count("PASS") + stdout.count("FAIL") == 8, stdout
+
+
+def test_import_benchmark_runs_every_part(service_status: dict[str, str], tmp_path: Path):
+    stdout, figures = run_smoke("bench.import", (), service_status, tmp_path)
+    assert figures["count"] == 200
+    # What (c) timed really happened: the run asserts every certificate stored and one
+    # result row each before it reports a figure.
+    for key in ("raw_per_s", "bulk_insert_per_s", "end_to_end_per_s"):
+        assert figures[key] > 0, key
+    assert "end_to_end >= 0.35 x raw" in stdout

@@ -53,6 +53,8 @@ def scratch(tmp_path_factory):
     ("module", "line", "contract"),
     [
         ("app/pki/leak.py", "import sqlalchemy\n", "Pure packages import neither"),
+        ("app/acme/leak.py", "import flask\n", "The ACME protocol package is pure"),
+        ("app/acme/leak.py", "from app.services import audit\n", "The ACME protocol package"),
         ("app/recurrence_leak.py", "", None),  # a neutral file: nothing breaks
         ("app/scan/leak.py", "from app.models import Certificate\n", "Front doors -> runtime"),
         ("app/services/leak.py", "from app.admin import display\n", "Front doors -> runtime"),

@@ -13,10 +13,11 @@ from sqlalchemy import and_, exists, func, not_, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from app.extensions import db
-from app.models import Admin, AdminScope, CertType, Department, Organization, Role
+from app.models import Admin, AdminKind, AdminScope, CertType, Department, Organization, Role
 from app.models.notifications import NotificationType
 from app.models.types import utcnow
 from app.services import audit
+from app.services.accounts.api_access import normalize_networks
 from app.services.accounts.passwords import check_policy, hash_password, verify_password
 from app.services.accounts.sessions import revoke_other_sessions
 from app.services.errors import DomainError, Forbidden, NotFound, ValidationFailed
@@ -34,6 +35,17 @@ AUDIT_FIELDS = (
     "active",
     "scopes",
 )
+
+
+class DuplicateLogin(DomainError):
+    """Another administrator has that login (compared without case)."""
+
+
+def _checked_networks(kind: AdminKind, api_networks: Sequence[str]) -> list[str] | None:
+    networks = normalize_networks(api_networks)
+    if networks and kind != AdminKind.API:
+        raise DomainError("Source networks apply to API administrators only.", field="api_networks")
+    return networks
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,9 @@ def _snapshot(admin: Admin) -> dict[str, object]:
     data = audit.snapshot(admin, AUDIT_FIELDS[:-1])
     data["change_at_next_sign_in"] = bool(admin.must_change_password)
     data["scopes"] = _scopes_json(admin)
+    if admin.kind == AdminKind.API:
+        data["kind"] = admin.kind.value
+        data["api_networks"] = list(admin.api_networks or [])
     return data
 
 
@@ -217,7 +232,7 @@ def _validate_login(login: str) -> str:
         select(Admin.id).where(func.lower(Admin.login) == login.lower())
     ).first()
     if taken:
-        raise DomainError(
+        raise DuplicateLogin(
             f"An administrator with the login '{login}' already exists.", field="login"
         )
     return login
@@ -233,8 +248,12 @@ def create_admin(
     full_name: str = "",
     grants: Sequence[Grant] = (),
     must_change_password: bool = False,
+    kind: AdminKind = AdminKind.STANDARD,
+    api_networks: Sequence[str] = (),
 ) -> Admin:
     """Create an administrator. SYSTEM (bootstrap, the command line) has full authority.
+    An API administrator (kind API) authenticates on REST API calls only, optionally
+    from ``api_networks`` alone (docs/api.md).
 
     Every problem of the form is reported at once (login, email, password, scopes).
 
@@ -258,6 +277,7 @@ def create_admin(
     login = collect("login", lambda: _validate_login(login)) or login
     email = collect("email", lambda: normalize_email(email)) or email
     collect("password", lambda: check_policy(password, login=login))
+    networks = collect("api_networks", lambda: _checked_networks(kind, api_networks))
     checked = collect(
         "scopes",
         lambda: (
@@ -278,7 +298,9 @@ def create_admin(
         role=role,
         password_hash=hash_password(password),
         created_by_id=actor.id,
-        must_change_password=must_change_password,
+        must_change_password=must_change_password and kind != AdminKind.API,
+        kind=kind,
+        api_networks=networks,
     )
     db.session.add(admin)
     db.session.flush()
@@ -336,14 +358,23 @@ def update_admin(
     grants: Sequence[Grant],
     new_password: str | None = None,
     must_change_password: bool = False,
+    api_networks: Sequence[str] | None = None,
 ) -> Admin:
     """Edit another administrator (or oneself, except role, scopes and active flag).
 
     `must_change_password` applies with a `new_password` set for someone else: they choose
-    their own at their next sign-in."""
+    their own at their next sign-in (never for an API administrator, who has none).
+    ``api_networks`` None keeps an API administrator's source networks."""
     admin = get_visible_admin(actor=actor, admin_id=admin_id)
     before = _snapshot(admin)
     was_active = admin.active
+    if api_networks is not None:
+        networks = normalize_networks(api_networks)
+        if networks and admin.kind != AdminKind.API:
+            raise DomainError(
+                "Source networks apply to API administrators only.", field="api_networks"
+            )
+        admin.api_networks = networks
     if admin.id == actor.id and (role != admin.role or not active or grants_differ(admin, grants)):
         raise Forbidden(
             "You cannot change your own role, scopes or active flag; ask another administrator."
@@ -360,7 +391,9 @@ def update_admin(
     if new_password:
         check_policy(new_password, login=admin.login)
         admin.password_hash = hash_password(new_password)
-        admin.must_change_password = must_change_password and admin.id != actor.id
+        admin.must_change_password = (
+            must_change_password and admin.id != actor.id and admin.kind != AdminKind.API
+        )
         revoke_other_sessions(admin=admin, keep_token=None)
     db.session.flush()
     db.session.refresh(admin)

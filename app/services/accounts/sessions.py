@@ -49,11 +49,11 @@ class SignInThrottled(SignInRefused):
     def __init__(self, retry_after: int) -> None:
         self.retry_after = retry_after
         super().__init__(
-            f"Too many failed sign-ins from this address. Try again in {_duration(retry_after)}."
+            f"Too many failed sign-ins from this address. Try again in {duration(retry_after)}."
         )
 
 
-def _duration(seconds: int) -> str:
+def duration(seconds: int) -> str:
     if seconds < 120:
         return f"{seconds} seconds"
     return f"{math.ceil(seconds / 60)} minutes"
@@ -95,7 +95,7 @@ def _counters(login: str, ip: str, policy: ThrottlePolicy) -> list[tuple[str, st
     return [(ip[:64], "", policy.per_address), (ip[:64], login[:64], policy.per_login)]
 
 
-def _check_throttle(login: str, ip: str, now: datetime, policy: ThrottlePolicy) -> None:
+def check_throttle(login: str, ip: str, now: datetime, policy: ThrottlePolicy) -> None:
     keys = _counters(login, ip, policy)
     until = db.session.execute(
         select(SignInThrottle.blocked_until).where(
@@ -109,7 +109,7 @@ def _check_throttle(login: str, ip: str, now: datetime, policy: ThrottlePolicy) 
         raise SignInThrottled(max(1, math.ceil((latest - now).total_seconds())))
 
 
-def _count_failure(login: str, ip: str, now: datetime, policy: ThrottlePolicy) -> timedelta:
+def count_failure(login: str, ip: str, now: datetime, policy: ThrottlePolicy) -> timedelta:
     """Count one failure on both counters; the wait it imposes on the next attempt."""
     dialect = db.session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -151,15 +151,15 @@ def authenticate(*, login: str, password: str, ip: str) -> Admin:
     """
     policy = ThrottlePolicy.from_config()
     now = utcnow()
-    _check_throttle(login, ip, now, policy)
+    check_throttle(login, ip, now, policy)
     admin = db.session.execute(select(Admin).where(Admin.login == login)).scalar_one_or_none()
     # One argon2id verify on every path: against a dummy hash for a login that does not exist.
     matches = verify_password(admin.password_hash if admin else dummy_hash(), password)
     if admin is None or not matches:
-        wait = _count_failure(login, ip, now, policy)
+        wait = count_failure(login, ip, now, policy)
         reason = "unknown login" if admin is None else "bad password"
         if wait:
-            reason += f"; the next attempt from {ip or 'this address'} waits {_duration(int(wait.total_seconds()))}"
+            reason += f"; the next attempt from {ip or 'this address'} waits {duration(int(wait.total_seconds()))}"
         audit.record(
             action="signin.failure",
             actor=admin if admin is not None else (login[:64] or "anonymous"),
@@ -179,6 +179,18 @@ def authenticate(*, login: str, password: str, ip: str) -> Admin:
             message="account disabled",
         )
         raise SignInRefused("This account is disabled.")
+    if admin.is_api:
+        audit.record(
+            action="signin.failure",
+            actor=admin,
+            object_type="Admin",
+            object_id=admin.id,
+            label=admin.login,
+            message="an API administrator cannot sign in to the console",
+        )
+        raise SignInRefused(
+            "This is an API account: it authenticates on REST API calls, not in the console."
+        )
     if needs_rehash(admin.password_hash):
         admin.password_hash = hash_password(password)
     # A success clears this login's count from this address (not the address's own count:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -18,7 +19,7 @@ from app.models import (
     RequestStatus,
 )
 from app.models.types import utcnow
-from app.pki import keys
+from app.pki import keys, smime
 from app.pki.errors import PkiError
 from app.pki.profiles import (
     CertKind,
@@ -42,10 +43,17 @@ PROFILE_FIELDS = (
     "four_eyes",
     "allow_key_reuse",
     "include_client_auth",
+    "include_server_auth",
+    "key_escrow",
+    "pkcs12_legacy",
     "lint_mode",
     "lint_sample_n",
     "active",
+    "acme_slug",
 )
+
+# CS BR 6.1.5.2 (code signing subscriber keys).
+CODE_SIGNING_KEY_TYPES = ("RSA-3072", "RSA-4096", "EC-P256", "EC-P384")
 
 KIND_OF = {
     CertType.SSL: CertKind.SSL,
@@ -67,9 +75,16 @@ class ProfileData:
     four_eyes: bool = False
     allow_key_reuse: bool = True
     include_client_auth: bool = False
+    include_server_auth: bool = False
+    key_escrow: bool = False
+    pkcs12_legacy: bool = False
     lint_mode: LintMode = LintMode.EVERY
     lint_sample_n: int = 100
     active: bool = True
+    acme_slug: str = ""  # set: an ACME directory at /acme/<acme_slug>/directory
+
+
+ACME_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def parse_terms(text: str) -> tuple[int, ...]:
@@ -133,9 +148,46 @@ def _clean(data: ProfileData, profile_id: int | None) -> dict[str, object]:
         errors["include_client_auth"] = [
             "clientAuth as an extra usage applies to SSL profiles only."
         ]
+    for flag, label in (("key_escrow", "Key escrow"), ("pkcs12_legacy", "Legacy PKCS#12")):
+        if getattr(data, flag) and data.cert_type != CertType.CLIENT:
+            errors[flag] = [f"{label} applies to Client profiles (keys made for persons) only."]
+    if data.include_server_auth and data.cert_type != CertType.DEVICE:
+        errors["include_server_auth"] = [
+            "serverAuth as an extra usage applies to Device profiles only."
+        ]
+    if data.cert_type == CertType.CODE_SIGNING:
+        # CS BR 6.1.5.2: RSA of at least 3072 bits, or ECDSA on P-256 or P-384.
+        weak = [k for k in data.key_types if k not in CODE_SIGNING_KEY_TYPES]
+        if weak:
+            errors["key_types"] = [
+                f"Code signing keys are RSA-3072 or larger, or EC-P256/EC-P384 (CS BR 6.1.5.2); not {', '.join(weak)}."
+            ]
+        if not data.requires_approval:
+            errors["requires_approval"] = ["Code signing requests always need approval."]
+    if data.cert_type == CertType.CLIENT and any(t > smime.MAX_VALIDITY_DAYS for t in data.terms):
+        errors["terms"] = [
+            f"Client (S/MIME) certificates are valid at most {smime.MAX_VALIDITY_DAYS} days (S/MIME BR 6.3.2)."
+        ]
+    slug = data.acme_slug.strip().lower()
+    if slug:
+        if not ACME_SLUG.match(slug):
+            errors["acme_slug"] = [
+                "An ACME directory name is 1 to 63 lower-case letters, digits and hyphens "
+                "(not first or last), e.g. 'tls-servers'."
+            ]
+        elif data.cert_type != CertType.SSL:
+            errors["acme_slug"] = ["ACME issues SSL certificates only: leave it empty."]
+        elif db.session.execute(
+            select(CertificateProfile.id).where(
+                CertificateProfile.acme_slug == slug,
+                CertificateProfile.id != (profile_id or 0),
+            )
+        ).first():
+            errors["acme_slug"] = [f"Another profile has the ACME directory '{slug}'."]
     if errors:
         raise ValidationFailed(errors)
     return {
+        "acme_slug": slug or None,
         "name": name,
         "description": data.description.strip(),
         "cert_type": data.cert_type,
@@ -146,6 +198,9 @@ def _clean(data: ProfileData, profile_id: int | None) -> dict[str, object]:
         "four_eyes": data.four_eyes,
         "allow_key_reuse": data.allow_key_reuse,
         "include_client_auth": data.include_client_auth,
+        "include_server_auth": data.include_server_auth,
+        "key_escrow": data.key_escrow,
+        "pkcs12_legacy": data.pkcs12_legacy,
         "lint_mode": data.lint_mode,
         "lint_sample_n": data.lint_sample_n,
         "active": data.active,

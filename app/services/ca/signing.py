@@ -102,6 +102,26 @@ def load_issuer(ca: CertificateAuthority) -> Issuer:
     return ISSUERS.get(ca)
 
 
+_CHAINS: dict[tuple[int, str], list[x509.Certificate]] = {}
+_CHAINS_LOCK = threading.Lock()
+
+
+def cached_chain_of(ca: CertificateAuthority) -> list[x509.Certificate]:
+    """chain_of, kept per process: a CA's certificate and its parents never change (a CA
+    is created with both; keyed by id and fingerprint, so a reused id is a new entry).
+    Every download and collect needs it; walking the parents cost a query each."""
+    key = (ca.id, ca.fingerprint)
+    with _CHAINS_LOCK:
+        found = _CHAINS.get(key)
+    if found is None:
+        found = chain_of(ca)
+        with _CHAINS_LOCK:
+            if len(_CHAINS) > 1000:
+                _CHAINS.clear()
+            _CHAINS[key] = found
+    return list(found)
+
+
 def certificate_of(ca: CertificateAuthority) -> x509.Certificate:
     return x509.load_der_x509_certificate(ca.cert_der)
 

@@ -17,6 +17,7 @@ from app.models import (
     CertificateProfile,
     CertificateRequest,
     LintMode,
+    PortalEnrollment,
     RequestStatus,
 )
 from app.models.notifications import NotificationType
@@ -182,7 +183,9 @@ def retry(*, actor: Admin, request_ids: Sequence[int]) -> list[int]:
 
     Raises:
         NotFound, Forbidden: outside the actor's scope or privileges.
-        Conflict: a single request that is neither Failed nor already retried.
+        Conflict: a single request that is neither Failed nor already retried; any
+            request of a portal registration (its key and PKCS#12 are made only by the
+            portal's flow, app/services/persons/registration.py): nothing is retried.
     """
     reqs = [get_request(actor=actor, request_id=i) for i in request_ids]
     for req in reqs:
@@ -190,6 +193,23 @@ def retry(*, actor: Admin, request_ids: Sequence[int]) -> list[int]:
             raise Forbidden(
                 f"You may not retry {req.cert_type.label} requests of this organization/department."
             )
+    portal = (
+        db.session.execute(
+            select(PortalEnrollment.request_id).where(
+                PortalEnrollment.request_id.in_([req.id for req in reqs])
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if portal:
+        ids = ", ".join(f"#{i}" for i in sorted(portal))
+        raise Conflict(
+            f"Request(s) {ids} came from the enrollment portal: the key and the PKCS#12 are made "
+            "only in the person's registration, whose certificate password is gone once it "
+            "failed. Nothing was retried; resend the person's invitation (Persons > Resend "
+            "invitation) so they register again."
+        )
     retried = []
     for req in reqs:
         reason = req.failure_reason

@@ -2,19 +2,20 @@
 
 Each failure raises a DomainError with a specific message and nothing is stored. The
 subject is always the organization's (O, L, ST, C; OU = department) with the requested CN:
-values missing from a CSR or different from the organization's are replaced.
+values missing from a CSR or different from the organization's are replaced. Client
+(S/MIME) certificates are the exception: their subject follows the S/MIME BR mailbox- or
+individual-validated profile (app/pki/smime.py), which forbids O and OU.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from app.extensions import db
 from app.models import (
-    Admin,
     CertificateProfile,
     CertificateRequest,
     CertType,
@@ -26,17 +27,17 @@ from app.models import (
 from app.models.notifications import NotificationType
 from app.models.types import utcnow
 from app.pki import csr as pki_csr
-from app.pki import keys, names
+from app.pki import keys, names, smime, subject_text
 from app.pki.errors import PkiError
 from app.pki.profiles import check_term
 from app.services import audit
 from app.services.accounts.admins import normalize_email
 from app.services.ca import blocked_keys
-from app.services.ca.profiles import KIND_OF
+from app.services.ca.profiles import CODE_SIGNING_KEY_TYPES, KIND_OF
 from app.services.certificates import approvals
 from app.services.errors import DomainError, Forbidden, NotFound
 from app.services.notifications import events
-from app.services.scope import SYSTEM, scope_of
+from app.services.scope import SYSTEM, Actor, scope_of
 from app.services.structure import domains, orgs
 
 MAX_CSR_BYTES = 32 * 1024
@@ -78,6 +79,10 @@ class RequestData:
     cert_type: CertType = CertType.SSL
     renewal_of_id: int | None = None
     replaces_id: int | None = None
+    # Client certificates of a person (app/services/persons): who, and the S/MIME subject
+    # (smime.subject_values); without it a client subject is mailbox-validated.
+    person_id: int | None = None
+    smime_subject: Mapping[str, str] | None = None
 
 
 @dataclass
@@ -96,7 +101,7 @@ class Checked:
     external: list[str] = field(default_factory=list)
 
 
-def _place(actor: Admin, data: RequestData) -> tuple[Organization, Department | None]:
+def _place(actor: Actor, data: RequestData) -> tuple[Organization, Department | None]:
     org = db.session.get(Organization, data.organization_id)
     scope = scope_of(actor)
     if org is None:
@@ -152,6 +157,8 @@ def _profile(data: RequestData) -> CertificateProfile:
         )
     try:
         check_term(KIND_OF[profile.cert_type], data.term_days, utcnow())
+        if profile.cert_type == CertType.CLIENT:
+            smime.check_term(data.term_days)
     except PkiError as exc:
         raise DomainError(str(exc), field="term") from exc
     return profile
@@ -161,6 +168,11 @@ def _key(
     data: RequestData, profile: CertificateProfile
 ) -> tuple[str, bytes | None, bytes | None, pki_csr.ParsedCsr | None]:
     if data.mode == RequestMode.KEYGEN:
+        if data.cert_type == CertType.CODE_SIGNING:
+            raise DomainError(
+                "Code signing keys never leave the publisher: send a CSR (Certwright does not generate code signing keys).",
+                field="mode",
+            )
         if not data.key_type or data.key_type not in profile.key_types:
             raise DomainError(
                 f"Choose a key type the profile allows ({', '.join(profile.key_types)}).",
@@ -183,6 +195,11 @@ def _key(
         raise DomainError(
             f"{exc} (profile '{profile.name}' allows {', '.join(profile.key_types)})", field="csr"
         ) from exc
+    if data.cert_type == CertType.CODE_SIGNING and key_type not in CODE_SIGNING_KEY_TYPES:
+        raise DomainError(
+            f"A code signing key must be RSA-3072 or larger, or EC-P256/EC-P384 (CS BR 6.1.5.2), not {key_type}.",
+            field="csr",
+        )
     public_der = parsed.public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     return key_type, public_der, parsed.csr.public_bytes(Encoding.DER), parsed
 
@@ -190,7 +207,8 @@ def _key(
 def _refuse_unissued_names(parsed: pki_csr.ParsedCsr, cert_type: CertType) -> None:
     """A name the CSR asks for that the certificate would not carry is refused, never
     silently dropped: emails in an SSL CSR, and any URI, directory name, other name or
-    registered ID (Certwright certifies DNS names, IP addresses and emails only)."""
+    registered ID (Certwright certifies DNS names, IP addresses and emails; device
+    certificates URIs too)."""
     if parsed.emails and cert_type == CertType.SSL:
         raise DomainError(
             f"The CSR asks for the email address {parsed.emails[0]}: SSL certificates carry "
@@ -198,11 +216,19 @@ def _refuse_unissued_names(parsed: pki_csr.ParsedCsr, cert_type: CertType) -> No
             "certificate).",
             field="csr",
         )
-    if parsed.other_names:
+    others = parsed.other_names
+    if cert_type == CertType.DEVICE:  # device certificates carry URIs (ParsedCsr.uris)
+        others = tuple(o for o in others if o.removeprefix("URI ") not in parsed.uris)
+    if others:
+        carried = (
+            "DNS names, IP addresses and URIs"
+            if cert_type == CertType.DEVICE
+            else "DNS names, IP addresses and email addresses"
+        )
         raise DomainError(
-            f"The CSR asks for the subject alternative name {parsed.other_names[0]}, which "
-            f"{cert_type.label} certificates from Certwright do not carry (only DNS names, "
-            "IP addresses and email addresses). Make a CSR without it.",
+            f"The CSR asks for the subject alternative name {others[0]}, which "
+            f"{cert_type.label} certificates from Certwright do not carry (only {carried}). "
+            "Make a CSR without it.",
             field="csr",
         )
 
@@ -236,11 +262,114 @@ def _names(data: RequestData, parsed: pki_csr.ParsedCsr | None) -> tuple[str, li
         raise DomainError(
             "SSL certificates carry DNS names and IP addresses, not email addresses.", field="sans"
         )
+    if alt.uris:
+        raise DomainError(
+            f"URIs go into Device certificates only, not {data.cert_type.label} certificates.",
+            field="sans",
+        )
     values = [*alt.dns_names, *(str(ip) for ip in alt.ip_addresses), *alt.emails]
     cn_host = names.common_name_host(common_name, single_label=True)
     if cn_host is not None:
         common_name = str(cn_host)
     return common_name, values
+
+
+def _device_names(data: RequestData, parsed: pki_csr.ParsedCsr | None) -> tuple[str, list[str]]:
+    """A device certificate's CN (the device name or serial, free text) and SANs: DNS
+    names, IP addresses and URIs; a CN that is a host name or address is one of them."""
+    raw = list(data.sans)
+    if parsed is not None:
+        _refuse_unissued_names(parsed, data.cert_type)
+        raw = [
+            *parsed.dns_names,
+            *(str(ip) for ip in parsed.ip_addresses),
+            *parsed.uris,
+            *parsed.emails,
+            *raw,
+        ]
+    common_name = " ".join(
+        (data.common_name or (parsed.common_name if parsed else "") or "").split()
+    )
+    if not common_name and raw:
+        common_name = raw[0]
+    if not common_name:
+        raise DomainError(
+            "Give the device's name or serial number as the common name.", field="common_name"
+        )
+    if len(common_name) > 64:
+        raise DomainError(
+            "The common name may be at most 64 characters (RFC 5280 ub-common-name).",
+            field="common_name",
+        )
+    refused = subject_text.refused_character(common_name)
+    if refused is not None:
+        raise DomainError(
+            f"The common name may not contain {refused[1]} (at position {refused[0] + 1}).",
+            field="common_name",
+        )
+    host = names.common_name_host(common_name)
+    try:
+        alt = names.parse_alt_names([*([str(host)] if host is not None else []), *raw])
+    except PkiError as exc:
+        raise DomainError(f"Invalid name: {exc}", field="sans") from exc
+    if alt.emails:
+        raise DomainError(
+            "Device certificates carry DNS names, IP addresses and URIs, not email addresses.",
+            field="sans",
+        )
+    values = [*alt.dns_names, *(str(ip) for ip in alt.ip_addresses), *alt.uris]
+    return (str(host) if host is not None else common_name), values
+
+
+def _code_signing_names(
+    data: RequestData, parsed: pki_csr.ParsedCsr | None, org: Organization
+) -> tuple[str, list[str]]:
+    """The publisher is the organization (CS BR 7.1.4.2: the CN is the subject's name),
+    whatever the CSR says; code signing certificates name nothing else."""
+    if [s for s in data.sans if s.strip()] or (
+        parsed is not None
+        and (parsed.dns_names or parsed.ip_addresses or parsed.emails or parsed.other_names)
+    ):
+        raise DomainError(
+            "Code signing certificates name the publisher (the organization) in the subject and carry no alternative names.",
+            field="sans",
+        )
+    return org.name, []
+
+
+def _client_names(
+    data: RequestData, parsed: pki_csr.ParsedCsr | None
+) -> tuple[str, list[str], dict[str, str]]:
+    """A client certificate's CN, SANs (email addresses only) and S/MIME subject. An
+    email-shaped common name (the form's, else the CSR's) is the first address; any other
+    common name is not used (the S/MIME subject is built from the address or the person)."""
+    raw = list(data.sans)
+    if parsed is not None:
+        _refuse_unissued_names(parsed, data.cert_type)
+        raw = [*parsed.dns_names, *(str(ip) for ip in parsed.ip_addresses), *parsed.emails, *raw]
+    common_name = data.common_name.strip() or (parsed.common_name if parsed else "") or ""
+    if "@" in common_name:
+        raw.insert(0, common_name)
+    try:
+        alt = names.parse_alt_names(raw)
+    except PkiError as exc:
+        raise DomainError(f"Invalid name: {exc}", field="sans") from exc
+    if alt.dns_names or alt.ip_addresses:
+        raise DomainError(
+            "Client (S/MIME) certificates carry email addresses only, not DNS names or IP addresses.",
+            field="sans",
+        )
+    if not alt.emails:
+        raise DomainError("A client certificate needs an email address.", field="sans")
+    try:
+        subject = dict(
+            data.smime_subject
+            or smime.subject_values(smime.ValidationLevel.MAILBOX, email=alt.emails[0])
+        )
+        smime.build_subject(subject)
+    except PkiError as exc:
+        raise DomainError(f"Invalid subject: {exc}", field="common_name") from exc
+    return subject["CN"], list(alt.emails), subject
 
 
 def max_renewal_window(term_days: int) -> int:
@@ -270,7 +399,7 @@ def check_renewal_window(term_days: int, renew_days_before: int) -> None:
         )
 
 
-def check_request(*, actor: Admin, data: RequestData) -> Checked:
+def check_request(*, actor: Actor, data: RequestData) -> Checked:
     """Every check of the request wizard, in the order a person fixes them."""
     if not data.eula_accepted:
         raise DomainError(
@@ -279,7 +408,17 @@ def check_request(*, actor: Admin, data: RequestData) -> Checked:
     org, dept = _place(actor, data)
     profile = _profile(data)
     key_type, public_der, csr_der, parsed = _key(data, profile)
-    common_name, sans = _names(data, parsed)
+    client_subject: dict[str, str] | None = None
+    if data.cert_type == CertType.CLIENT:
+        common_name, sans, client_subject = _client_names(data, parsed)
+    elif data.cert_type == CertType.DEVICE:
+        common_name, sans = _device_names(data, parsed)
+        if "@" in common_name:  # an email-shaped device name is held to the email rule
+            domains.check_names_delegated([common_name], org, dept, data.cert_type)
+    elif data.cert_type == CertType.CODE_SIGNING:
+        common_name, sans = _code_signing_names(data, parsed, org)
+    else:
+        common_name, sans = _names(data, parsed)
     domains.check_names_delegated(sans, org, dept, data.cert_type)
     external = []
     for i, address in enumerate(a for a in data.external_requesters if a.strip()):
@@ -296,9 +435,10 @@ def check_request(*, actor: Admin, data: RequestData) -> Checked:
             field="organization",
         )
     # BR 7.1.2.7.2 forbids the OU in TLS subscriber certificates (since 2022-09-01), so the
-    # department goes into the OU of client, code signing and device certificates only.
+    # department goes into the OU of code signing and device certificates only; the S/MIME
+    # BR's mailbox and individual profiles forbid O and OU (client_subject).
     ou = dept.name if dept and data.cert_type != CertType.SSL else ""
-    subject = {
+    subject = client_subject or {
         "C": org.country,
         "ST": org.state,
         "L": org.city,
@@ -320,11 +460,19 @@ def check_request(*, actor: Admin, data: RequestData) -> Checked:
     )
 
 
-def submit_request(*, actor: Admin, data: RequestData) -> CertificateRequest:
+def submit_request(*, actor: Actor, data: RequestData, approved_by: str = "") -> CertificateRequest:
     """Validate and store a request (status Requested, or Approved at once when the
-    profile needs no approval, in which case issuance is queued after commit)."""
+    profile needs no approval, in which case issuance is queued after commit).
+
+    ``approved_by`` approves it at once whatever the profile says, naming the decision
+    (a person's invitation, sent by an administrator holding the Client privilege, is the
+    approval of the registration it leads to); the caller then queues the issuance.
+    """
     req = _store(actor, data, check_request(actor=actor, data=data))
-    _approve_automatically([req])
+    if approved_by:
+        approvals.mark_approved([req.id], actor=SYSTEM, message=approved_by)
+    else:
+        _approve_automatically([req])
     return req
 
 
@@ -340,7 +488,7 @@ class BatchRejected(DomainError):
 
 
 def submit_requests(
-    *, actor: Admin, requests: Sequence[tuple[str, RequestData]]
+    *, actor: Actor, requests: Sequence[tuple[str, RequestData]]
 ) -> list[CertificateRequest]:
     """Submit many requests at once, all or nothing (one CSR per request, for scripts that
     enroll a fleet). Every request is checked before any is stored, and the ones whose
@@ -362,7 +510,14 @@ def submit_requests(
     return stored
 
 
-def _store(actor: Admin, data: RequestData, checked: Checked) -> CertificateRequest:
+def _requester_email(actor: Actor, data: RequestData) -> str:
+    """The request's email: the form's, else the admin's; the system (an ACME order of an
+    account without a contact) may have none."""
+    email = data.requester_email or getattr(actor, "email", "")
+    return normalize_email(email, field="requester_email") if email else ""
+
+
+def _store(actor: Actor, data: RequestData, checked: Checked) -> CertificateRequest:
     req = CertificateRequest(
         cert_type=data.cert_type,
         profile_id=checked.profile.id,
@@ -378,9 +533,7 @@ def _store(actor: Admin, data: RequestData, checked: Checked) -> CertificateRequ
         subject=checked.subject,
         term_days=data.term_days,
         requester_id=actor.id,
-        requester_email=normalize_email(
-            data.requester_email or actor.email, field="requester_email"
-        ),
+        requester_email=_requester_email(actor, data),
         external_requesters=checked.external,
         comments=data.comments.strip(),
         auto_renew=data.auto_renew,
@@ -388,6 +541,7 @@ def _store(actor: Admin, data: RequestData, checked: Checked) -> CertificateRequ
         eula_accepted_at=utcnow(),
         renewal_of_id=data.renewal_of_id,
         replaces_id=data.replaces_id,
+        person_id=data.person_id,
     )
     db.session.add(req)
     db.session.flush()
@@ -414,10 +568,11 @@ def _store(actor: Admin, data: RequestData, checked: Checked) -> CertificateRequ
 
 
 def _approve_automatically(reqs: Sequence[CertificateRequest]) -> None:
-    """Requests whose profile needs no approval are approved and queued, in one go."""
+    """Requests whose profile needs no approval are approved and queued, in one go. Code
+    signing requests always wait for an administrator's approval (renewals too)."""
     by_profile: dict[str, list[int]] = {}
     for req in reqs:
-        if not req.profile.requires_approval:
+        if not req.profile.requires_approval and req.cert_type != CertType.CODE_SIGNING:
             by_profile.setdefault(req.profile.name, []).append(req.id)
     for name, ids in by_profile.items():
         approvals.mark_approved(

@@ -17,6 +17,7 @@ from app.extensions import db
 from app.models import Admin, Certificate, CertificateAuthority, CertStatus, CertType
 from app.models.types import utcnow
 from app.pki import formats, keystore
+from app.pki.bundles import load_certificate
 from app.pki.errors import PkiError
 from app.services import audit
 from app.services.ca import signing
@@ -156,16 +157,14 @@ def chain_for(cert: Certificate) -> list[x509.Certificate]:
     if cert.ca_id is not None:
         authority = db.session.get(CertificateAuthority, cert.ca_id)
         assert authority is not None
-        return signing.chain_of(authority)
+        return signing.cached_chain_of(authority)
     return [x509.load_der_x509_certificate(bytes.fromhex(d)) for d in (cert.chain_der or [])]
 
 
 def render(cert: Certificate, fmt: str) -> formats.Download:
     try:
         chosen = formats.parse_download_format(fmt)
-        return formats.render_download(
-            x509.load_der_x509_certificate(cert.der), chain_for(cert), chosen
-        )
+        return formats.render_download(load_certificate(cert.der), chain_for(cert), chosen)
     except PkiError as exc:
         raise DomainError(str(exc), field="format") from exc
 
@@ -188,6 +187,11 @@ def pkcs12(*, actor: Admin, certificate_id: int, password: str) -> formats.Downl
     """A server-generated key with its certificate and chain, as a password-protected PKCS#12."""
     cert = get_certificate(actor=actor, certificate_id=certificate_id)
     if cert.sealed_key is None:
+        if cert.request is not None and cert.request.person_id is not None:
+            raise DomainError(
+                "Certwright did not keep the key of this certificate: its profile does not "
+                "escrow keys, so the key exists only in the PKCS#12 the person downloaded."
+            )
         raise DomainError(
             "Certwright does not hold the key of this certificate (it came from a CSR)."
         )
@@ -195,6 +199,10 @@ def pkcs12(*, actor: Admin, certificate_id: int, password: str) -> formats.Downl
         cert.cert_type, cert.organization_id, cert.department_id
     ):
         raise Forbidden("You may not export this certificate's key.")
+    if cert.request is not None and cert.request.person_id is not None and not actor.is_master:
+        # A person's key is escrowed only when the profile says so, and only an MRAO
+        # releases it (docs/pki.md).
+        raise Forbidden("Only an MRAO may export a person's escrowed key.")
     if len(password) < 8:
         raise DomainError("Choose a PKCS#12 password of at least 8 characters.", field="password")
     key = keystore.unseal_private_key(cert.sealed_key, signing.keks())

@@ -32,6 +32,7 @@ from app.models import (
     CertificateRequest,
     CertOrigin,
     CertStatus,
+    CertType,
     Job,
     LintMode,
     RequestMode,
@@ -39,7 +40,7 @@ from app.models import (
 )
 from app.models.notifications import NotificationType
 from app.models.types import utcnow
-from app.pki import algorithms, issue, keys, keystore, names
+from app.pki import algorithms, issue, keys, keystore, names, smime, weak_keys
 from app.pki.errors import PkiError
 from app.pki.issuer import Issuer
 from app.pki.profiles import CertKind, LeafProfile
@@ -91,6 +92,7 @@ _REQUEST_COLUMNS = (
     "renew_days_before",
     "renewal_of_id",
     "replaces_id",
+    "person_id",
 )
 Request = Row[Any]  # a row of _REQUEST_COLUMNS
 
@@ -122,7 +124,16 @@ def _subject_of(values: tuple[str | None, ...]) -> x509.Name:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _smime_subject_of(values: tuple[str | None, ...]) -> x509.Name:
+    return smime.build_subject(
+        {k: v or "" for k, v in zip(smime.SUBJECT_KEYS, values, strict=True)}
+    )
+
+
 def _subject(req: Request) -> x509.Name:
+    if req.cert_type == CertType.CLIENT:  # the S/MIME BR profile (app/pki/smime.py)
+        return _smime_subject_of(tuple(map(req.subject.get, smime.SUBJECT_KEYS)))
     return _subject_of(tuple(map(req.subject.get, _SUBJECT_KEYS)))
 
 
@@ -134,12 +145,12 @@ def _alt_names(values: tuple[str, ...]) -> names.AltNames:
 
 @functools.lru_cache(maxsize=4096)
 def _rdn_dn(rdn: x509.RelativeDistinguishedName) -> str:
-    return rdn.rfc4514_string()
+    return rdn.rfc4514_string(smime.DN_NAMES)
 
 
 def _subject_dn(subject: x509.Name, cn: str, cert: x509.Certificate, kind: CertKind) -> str:
     dn = _built_dn(subject, cn, kind)
-    return dn if dn is not None else cert.subject.rfc4514_string()
+    return dn if dn is not None else cert.subject.rfc4514_string(smime.DN_NAMES)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -246,7 +257,9 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
                 result.failed[req.id] = str(getattr(exc, "message", exc))
             continue
         leaf = LeafProfile(
-            KIND_OF[profile.cert_type], include_client_auth=profile.include_client_auth
+            KIND_OF[profile.cert_type],
+            include_client_auth=profile.include_client_auth,
+            include_server_auth=profile.include_server_auth,
         )
         common = _batch_columns(issuer, profile, created_at)
         serials = signing.reserve_serials(profile.ca, len(group))
@@ -292,7 +305,14 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
             token_hash = hashlib.sha256(token.encode()).hexdigest()
             cn = str(req.subject.get("CN") or "").strip()
             subject_dn = _subject_dn(subject, cn, cert, leaf.kind)
-            rows.append(_row(req, cert, serial, subject_dn, der, common, sealed, token_hash))
+            row = _row(req, cert, serial, subject_dn, der, common, sealed, token_hash)
+            # The key's identity, to find keys several certificates share (imports' findings).
+            row["spki_sha256"] = (
+                hashlib.sha256(req.public_key_der).hexdigest()
+                if req.public_key_der is not None
+                else weak_keys.spki_sha256(public_key)
+            )
+            rows.append(row)
             issued.append((req, token))
         counted[profile.id] = len(group)
     if rows:

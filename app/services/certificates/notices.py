@@ -101,15 +101,21 @@ def collection_mails(done: Sequence[Issued], base: str) -> list[mail.Mail]:
     """One collection mail per set of recipients and organization/department: a requester
     who asked for 300 certificates gets one message listing them, not 300; and a message
     never mixes places, since its links are readable by whoever may see its place in the
-    outbox."""
+    outbox. A person's certificate is collected on the enrollment portal instead
+    (app/services/persons/registration.py)."""
     groups: dict[tuple[int, int | None, tuple[str, ...]], list[Issued]] = defaultdict(list)
     for item in done:
         req = item.req
+        if req.person_id is not None:
+            continue
         recipients = tuple(sorted({req.requester_email, *req.external_requesters} - {""}))
         groups[(req.organization_id, req.department_id, recipients)].append(item)
+    # A request without any recipient (an ACME order of an account with no contact) has
+    # nobody to tell; its certificate is collected by the ACME client.
     return [
         _collection_mail(list(recipients), items, base)
         for (_, _, recipients), items in groups.items()
+        if recipients
     ]
 
 

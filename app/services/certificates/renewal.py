@@ -3,6 +3,7 @@ server-generated ones), replacement with a new CSR, and the auto-renew sweep."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from cryptography.hazmat.primitives import serialization
@@ -15,6 +16,7 @@ from app.models import (
     CertificateRequest,
     CertOrigin,
     CertStatus,
+    CertType,
     RequestMode,
     RequestStatus,
 )
@@ -38,6 +40,11 @@ def _ours(actor: Actor, certificate_id: int, action: str) -> Certificate:
     if cert.origin != CertOrigin.ISSUED or cert.request is None:
         raise DomainError(
             f"{cert.common_name} was not issued by Certwright; request a new certificate instead."
+        )
+    if cert.request.person_id is not None:
+        # The key lives in the person's PKCS#12 only (docs/portal.md).
+        raise DomainError(
+            f"{cert.common_name} belongs to a person: they renew it on the enrollment portal, or you send them a new invitation."
         )
     return cert
 
@@ -96,13 +103,19 @@ def effective_window_days(term_days: int | None, renew_days_before: int) -> int:
     return max(1, min(renew_days_before, enrollment.max_renewal_window(term_days)))
 
 
-def renew(*, actor: Actor, certificate_id: int, auto: bool = False) -> CertificateRequest:
+def renew(
+    *, actor: Actor, certificate_id: int, auto: bool = False, csr: bytes | None = None
+) -> CertificateRequest:
     """Create the renewal request of an issued certificate, linked to it.
 
     Auto-renewals (actor SYSTEM) are approved at once: the original was approved and the
     renewal asks for nothing new. A manual renewal follows the profile's approval rule.
+    With ``csr`` (the REST API's renewById) the renewal is for that CSR's key, checked like
+    a new request.
     """
     cert = _ours(actor, certificate_id, "renew")
+    if csr is not None:
+        return _renew_with_csr(actor, cert, csr)
     if cert.status not in RENEWABLE:
         raise DomainError(
             f"{cert.common_name} is {cert.status.value}; only issued or expired certificates are renewed."
@@ -167,7 +180,8 @@ def renew(*, actor: Actor, certificate_id: int, auto: bool = False) -> Certifica
         organization_id=cert.organization_id,
         department_id=cert.department_id,
     )
-    if auto or not profile.requires_approval:
+    # Code signing renewals, like code signing requests, always wait for an approval.
+    if (auto or not profile.requires_approval) and old.cert_type != CertType.CODE_SIGNING:
         why = (
             "auto-renewal of an approved certificate"
             if auto
@@ -178,8 +192,65 @@ def renew(*, actor: Actor, certificate_id: int, auto: bool = False) -> Certifica
     return req
 
 
-def replace(*, actor: Admin, certificate_id: int, csr: bytes) -> CertificateRequest:
-    """Request a replacement with a new CSR; when issued, the old one is revoked (superseded)."""
+def _renew_with_csr(actor: Actor, cert: Certificate, csr: bytes) -> CertificateRequest:
+    if cert.status not in RENEWABLE:
+        raise DomainError(
+            f"{cert.common_name} is {cert.status.value}; only issued or expired certificates are renewed."
+        )
+    if not isinstance(actor, Admin):
+        raise DomainError("A renewal for a new CSR is made by an administrator.")
+    old = cert.request
+    assert old is not None
+    term = _term(old)
+    auto_renew, window = _renewal_window(old, term)
+    data = enrollment.RequestData(
+        organization_id=old.organization_id,
+        department_id=old.department_id,
+        profile_id=old.profile_id,
+        term_days=term,
+        mode=RequestMode.CSR,
+        csr=csr,
+        common_name=old.common_name,
+        sans=[s for s in old.sans if s != old.common_name],
+        requester_email=old.requester_email,
+        external_requesters=old.external_requesters,
+        auto_renew=auto_renew,
+        renew_days_before=window,
+        eula_accepted=True,
+        cert_type=old.cert_type,
+        renewal_of_id=cert.id,
+        comments=f"renewal of certificate #{cert.id}",
+    )
+    req = enrollment.submit_request(actor=actor, data=data)
+    before = {"renewal_state": cert.renewal_state}
+    cert.renewal_state = "Renewal requested"
+    audit.record(
+        action="certificate.renew",
+        actor=actor,
+        object_type="Certificate",
+        object_id=cert.id,
+        label=cert.common_name,
+        before=before,
+        after={"renewal_state": cert.renewal_state, "renewal_request": req.id, "auto": False},
+        organization_id=cert.organization_id,
+        department_id=cert.department_id,
+    )
+    return req
+
+
+def replace(
+    *,
+    actor: Admin,
+    certificate_id: int,
+    csr: bytes,
+    common_name: str | None = None,
+    sans: Sequence[str] | None = None,
+    message: str = "",
+) -> CertificateRequest:
+    """Request a replacement with a new CSR; when issued, the old one is revoked (superseded).
+
+    ``common_name`` and ``sans`` (None: keep the certificate's) change the names; the CSR's
+    own names are added as for a new request. ``message`` goes to the audit log."""
     cert = _ours(actor, certificate_id, "replace")
     if cert.status not in RENEWABLE:
         raise DomainError(
@@ -187,23 +258,26 @@ def replace(*, actor: Admin, certificate_id: int, csr: bytes) -> CertificateRequ
         )
     old = cert.request
     assert old is not None
+    term = _term(old)
+    auto_renew, window = _renewal_window(old, term)
     data = enrollment.RequestData(
         organization_id=old.organization_id,
         department_id=old.department_id,
         profile_id=old.profile_id,
-        term_days=_term(old),
+        term_days=term,
         mode=RequestMode.CSR,
         csr=csr,
-        common_name=old.common_name,
-        sans=[s for s in old.sans if s != old.common_name],
+        common_name=old.common_name if common_name is None else common_name,
+        sans=[s for s in old.sans if s != old.common_name] if sans is None else list(sans),
         requester_email=old.requester_email,
         external_requesters=old.external_requesters,
-        auto_renew=old.auto_renew,
-        renew_days_before=old.renew_days_before,
+        auto_renew=auto_renew,
+        renew_days_before=window,
         eula_accepted=True,
         cert_type=old.cert_type,
         replaces_id=cert.id,
-        comments=f"replacement of certificate #{cert.id}",
+        comments=f"replacement of certificate #{cert.id}"
+        + (f": {message.strip()}" if message.strip() else ""),
     )
     req = enrollment.submit_request(actor=actor, data=data)
     cert.renewal_state = "Replacement requested"

@@ -44,6 +44,7 @@ from app.services.configuration import document, state
 from app.services.configuration.document import ORG_TEXT, SECTIONS, Doc, key_of
 from app.services.discovery import rules, tasks
 from app.services.errors import DomainError, Forbidden, ValidationFailed
+from app.services.persons import invitations, mailing
 from app.services.scope import Actor, require_actor
 from app.services.structure import domains, orgs
 
@@ -193,6 +194,16 @@ def _diff(
     )
 
 
+def _template_diff(current: dict[str, str] | None, wanted: dict[str, str]) -> tuple[str, ...]:
+    """A template's change in a line: the subject in full, the body by its size."""
+    if current is None:
+        return (f"subject: {_show(wanted['subject'])}", f"body: {len(wanted['body'])} characters")
+    details = _diff(current, wanted, ("subject",))
+    if current["body"] != wanted["body"]:
+        details += (f"body: {len(current['body'])} -> {len(wanted['body'])} characters",)
+    return details
+
+
 def _show(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_show(v) for v in value) + "]"
@@ -304,6 +315,8 @@ class _Run:
                             data=data,
                         )
                 have = now["departments"]
+            if "portal" in entry:
+                self._portal(entry["name"], now["portal"] if now else None, entry["portal"])
             if "departments" not in entry:
                 continue
             org_name = entry["name"]
@@ -321,6 +334,43 @@ class _Run:
             for dept in entry["departments"]:
                 self.later(DELETE_ORDER["department"], self._delete_dept(entry["name"], dept))
             self.later(DELETE_ORDER["organization"], self._delete_org(entry["name"]))
+
+    def _portal(self, org_name: str, now: dict[str, Any] | None, wanted: dict[str, Any]) -> None:
+        """Invitation validity and mail templates, through the services the console's
+        Email Template page uses (same checks, same audit events)."""
+        now = now or {"invitation_days": invitations.DEFAULT_DAYS, "mail_templates": {}}
+        if wanted["invitation_days"] != now["invitation_days"]:
+            details = (f"invitation_days: {now['invitation_days']} -> {wanted['invitation_days']}",)
+            with self.change("update", "portal settings", org_name, details):
+                invitations.set_invitation_days(
+                    actor=self.actor,
+                    organization_id=self.org(org_name).id,
+                    days=wanted["invitation_days"],
+                )
+        if "mail_templates" not in wanted:
+            return
+        have = now["mail_templates"]
+        for kind, template in wanted["mail_templates"].items():
+            current = have.get(kind)
+            if current == template:
+                continue
+            details = _template_diff(current, template)
+            action = "create" if current is None else "update"
+            with self.change(action, "mail template", f"{org_name}/{kind}", details):
+                mailing.save_template(
+                    actor=self.actor,
+                    organization_id=self.org(org_name).id,
+                    kind=kind,
+                    subject=template["subject"],
+                    body=template["body"],
+                )
+        for kind in have:
+            if kind not in wanted["mail_templates"]:
+                details = ("back to the built-in wording",)
+                with self.change("delete", "mail template", f"{org_name}/{kind}", details):
+                    mailing.reset_template(
+                        actor=self.actor, organization_id=self.org(org_name).id, kind=kind
+                    )
 
     def _delete_dept(self, org_name: str, dept: str) -> Callable[[], None]:
         def run() -> None:
@@ -422,6 +472,9 @@ class _Run:
         "four_eyes",
         "key_reuse",
         "client_auth",
+        "server_auth",
+        "key_escrow",
+        "legacy_pkcs12",
         "lint",
         "lint_sample",
         "active",
@@ -439,6 +492,9 @@ class _Run:
             four_eyes=entry["four_eyes"],
             allow_key_reuse=entry["key_reuse"],
             include_client_auth=entry["client_auth"],
+            include_server_auth=entry["server_auth"],
+            key_escrow=entry["key_escrow"],
+            pkcs12_legacy=entry["legacy_pkcs12"],
             lint_mode=LintMode(entry["lint"]),
             lint_sample_n=entry["lint_sample"],
             active=entry["active"],

@@ -21,6 +21,8 @@ from app.pki.errors import PkiError
 from app.pki.profiles import SignatureHash
 from app.scan import settings
 from app.services.errors import DomainError
+from app.services.persons.invitations import DEFAULT_DAYS, MAX_DAYS
+from app.services.persons.mailing import KINDS as MAIL_KINDS
 from app.services.structure.domains import normalize_domain
 
 VERSION = 1
@@ -64,8 +66,21 @@ def load(text: str) -> Doc:
     return check(data if data is not None else {})
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line text (mail templates) as literal blocks, the way a person writes it;
+    PyYAML quotes it instead where a block cannot hold it exactly."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
 def dump(document: Doc, *, header: str = "") -> str:
-    body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
+    body = yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
     return header + body
 
 
@@ -209,7 +224,7 @@ def display(section: str, entry: Mapping[str, Any]) -> str:
 
 
 def _organization(r: _Reader, raw: Any, where: str) -> dict[str, Any]:
-    data = r.mapping(raw, where, ("name", "country", *ORG_TEXT, "departments"))
+    data = r.mapping(raw, where, ("name", "country", *ORG_TEXT, "departments", "portal"))
     org: dict[str, Any] = {"name": r.text(data, "name", where, required=True)}
     for key in ORG_TEXT:
         org[key] = r.text(data, key, where)
@@ -219,7 +234,43 @@ def _organization(r: _Reader, raw: Any, where: str) -> dict[str, Any]:
         if len({key_of(n) for n in names}) != len(names):
             r.fail(f"{where}.departments", "a department is listed twice")
         org["departments"] = sorted(names, key=key_of)
+    if "portal" in data:
+        org["portal"] = _portal(r, data["portal"], f"{where}.portal")
     return org
+
+
+def _portal(r: _Reader, raw: Any, where: str) -> dict[str, Any]:
+    """The organization's enrollment portal settings: how long invitation codes stay
+    valid (default 7 days) and its own wording of the portal mails. ``mail_templates``
+    is authoritative when present (a kind it leaves out goes back to the built-in
+    wording) and left alone when absent. Whether a template renders is checked by the
+    mail service itself, at plan and at apply."""
+    data = r.mapping(raw, where, ("invitation_days", "mail_templates"))
+    days = data.get("invitation_days", DEFAULT_DAYS)
+    if isinstance(days, bool) or not isinstance(days, int):
+        r.fail(f"{where}.invitation_days", "expected a whole number of days")
+        days = DEFAULT_DAYS
+    elif not 1 <= days <= MAX_DAYS:
+        r.fail(f"{where}.invitation_days", f"between 1 and {MAX_DAYS} days, not {days}")
+    portal: dict[str, Any] = {"invitation_days": days}
+    if "mail_templates" not in data:
+        return portal
+    templates = r.mapping(
+        data["mail_templates"] or {}, f"{where}.mail_templates", tuple(MAIL_KINDS)
+    )
+    portal["mail_templates"] = {}
+    for kind in MAIL_KINDS:  # in a fixed order, as the database is read
+        if kind not in templates:
+            continue
+        at = f"{where}.mail_templates.{kind}"
+        entry = r.mapping(templates[kind], at, ("subject", "body"))
+        subject = r.text(entry, "subject", at, required=True)
+        body = entry.get("body")
+        if not isinstance(body, str) or not body.strip():
+            r.fail(at, "'body' is required (text)")
+            body = ""
+        portal["mail_templates"][kind] = {"subject": subject, "body": body}
+    return portal
 
 
 def _canonical_key_type(r: _Reader, value: str, where: str) -> str:
@@ -297,6 +348,9 @@ def _profile(r: _Reader, raw: Any, where: str) -> dict[str, Any]:
             "four_eyes",
             "key_reuse",
             "client_auth",
+            "server_auth",
+            "key_escrow",
+            "legacy_pkcs12",
             "lint",
             "lint_sample",
             "active",
@@ -330,6 +384,9 @@ def _profile(r: _Reader, raw: Any, where: str) -> dict[str, Any]:
         "four_eyes": r.flag(data, "four_eyes", where, False),
         "key_reuse": r.flag(data, "key_reuse", where, True),
         "client_auth": r.flag(data, "client_auth", where, False),
+        "server_auth": r.flag(data, "server_auth", where, False),
+        "key_escrow": r.flag(data, "key_escrow", where, False),
+        "legacy_pkcs12": r.flag(data, "legacy_pkcs12", where, False),
         "lint": lint,
         "lint_sample": r.number(data, "lint_sample", where, 100, int),
         "active": r.flag(data, "active", where, True),

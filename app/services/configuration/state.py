@@ -21,10 +21,13 @@ from app.models import (
     Department,
     DiscoveryTask,
     Domain,
+    MailTemplate,
     Organization,
+    PortalSettings,
 )
 from app.services.ca.authorities import purpose_of
-from app.services.configuration.document import ORG_TEXT, SECTIONS, Doc
+from app.services.configuration.document import MAIL_KINDS, ORG_TEXT, SECTIONS, Doc
+from app.services.persons.invitations import DEFAULT_DAYS
 
 
 def place_name(org: Organization, dept: Department | None) -> str:
@@ -37,12 +40,27 @@ def organizations() -> list[dict[str, Any]]:
         .options(selectinload(Organization.departments))
         .order_by(Organization.name)
     ).scalars()
+    days = {
+        s.organization_id: s.invitation_days
+        for s in db.session.execute(select(PortalSettings)).scalars()
+    }
+    templates: dict[int, dict[str, dict[str, str]]] = {}
+    for t in db.session.execute(select(MailTemplate)).scalars():
+        templates.setdefault(t.organization_id, {})[t.kind] = {
+            "subject": t.subject,
+            "body": t.body,
+        }
     out = []
     for org in rows:
         entry: dict[str, Any] = {"name": org.name}
         entry.update({key: getattr(org, key) or "" for key in ORG_TEXT})
         entry["country"] = org.country
         entry["departments"] = sorted((d.name for d in org.departments), key=str.lower)
+        mine = templates.get(org.id, {})
+        entry["portal"] = {
+            "invitation_days": days.get(org.id, DEFAULT_DAYS),
+            "mail_templates": {kind: mine[kind] for kind in MAIL_KINDS if kind in mine},
+        }
         out.append(entry)
     return out
 
@@ -97,6 +115,9 @@ def profiles() -> list[dict[str, Any]]:
             "four_eyes": p.four_eyes,
             "key_reuse": p.allow_key_reuse,
             "client_auth": p.include_client_auth,
+            "server_auth": p.include_server_auth,
+            "key_escrow": p.key_escrow,
+            "legacy_pkcs12": p.pkcs12_legacy,
             "lint": p.lint_mode.value,
             "lint_sample": p.lint_sample_n,
             "active": p.active,

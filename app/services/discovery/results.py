@@ -31,6 +31,7 @@ from app.models import (
 )
 from app.models.notifications import NotificationType
 from app.models.types import utcnow
+from app.pki.hygiene import spki_of
 from app.pki.info import describe_certificate
 from app.scan import health, rules
 from app.scan.observation import observe
@@ -310,6 +311,7 @@ def certificate_row(
         "signature_algorithm": info.signature_algorithm[:64],
         "is_self_signed": info.is_self_signed,
         "is_ca": info.is_ca,
+        "spki_sha256": spki_of(cert),
         "chain_der": [der.hex() for der in result.chain[1:]],
         "first_seen_at": now,
         "last_seen_at": now,

@@ -328,6 +328,69 @@ def claim(job_id: int, *, lease: str | None = None) -> JobContext | None:
     return JobContext(job_id=job_id, lease=lease)
 
 
+def adopt_pending(*, kind: str, into: int, key: str, room: int) -> tuple[list[Any], list[int]]:
+    """Take over pending first-attempt jobs of ``kind`` whose payload lists items under
+    ``key``, while their items fit in ``room``: they are marked done ("with job #into") in
+    the caller's transaction, and their items returned with their ids.
+
+    Used by work made of independent items (issuance): many small jobs created at once by
+    concurrent callers become one batch, and their messages then find the job finished and
+    skip it. If the caller's transaction rolls back, the jobs stay pending and run on their
+    own. A job another worker is claiming right now is locked and left to it (SKIP LOCKED);
+    the conditional UPDATE keeps SQLite, which has no row locks, exact.
+    """
+    if room <= 0:
+        return [], []
+    candidates = db.session.execute(
+        select(Job.id, Job.payload)
+        .where(
+            Job.kind == kind,
+            Job.status == JobStatus.PENDING,
+            Job.attempts == 0,
+            Job.id != into,
+        )
+        .order_by(Job.id)
+        .limit(room)
+        .with_for_update(skip_locked=True)
+    ).all()
+    chosen, items = [], []
+    for job_id, payload in candidates:
+        theirs = list((payload or {}).get(key, []))
+        if len(items) + len(theirs) > room:
+            break
+        chosen.append(job_id)
+        items.extend(theirs)
+    if not chosen:
+        return [], []
+    now = utcnow()
+    message = f"done with job #{into}"
+    taken = set(
+        db.session.execute(
+            update(Job)
+            .where(Job.id.in_(chosen), Job.status == JobStatus.PENDING, Job.attempts == 0)
+            .values(
+                status=JobStatus.DONE,
+                progress=100,
+                message=message,
+                result={"message": message, "adopted_by": into},
+                started_at=now,
+                finished_at=now,
+                heartbeat_at=now,
+            )
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        ).scalars()
+    )
+    if taken != set(chosen):  # SQLite: another process finished one first; use only ours
+        items = [
+            i
+            for job_id, payload in candidates
+            if job_id in taken
+            for i in (payload or {}).get(key, [])
+        ]
+    return items, sorted(taken)
+
+
 def execute(job_id: int, handler: Handler) -> str:
     """Claim and run a job; record done/failed/retry. Returns what happened (for logs)."""
     ctx = claim(job_id)

@@ -10,12 +10,15 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import String, exists, func, or_, select
+from sqlalchemy import cast as sa_cast
 from sqlalchemy.sql import ColumnElement
 
 from app.extensions import db
 from app.models import (
     Admin,
+    Certificate,
+    CertStatus,
     CertType,
     Delegation,
     DelegationStatus,
@@ -33,6 +36,40 @@ from app.services.notifications import events
 from app.services.scope import Scope, scope_of
 
 DOMAIN_FIELDS = ("name", "description", "active")
+# Which names under a delegated domain may be requested (SCM's
+# domainCertificateRequestPrivileges): the domain itself, names below it, a wildcard for the
+# domain (*.example.com) and a wildcard one level down (*.sub.example.com).
+REQUEST_PRIVILEGES = ("DOMAIN", "SUBDOMAIN", "WILDCARD_1ST_LEVEL", "WILDCARD_2ND_LEVEL")
+DEFAULT_REQUEST_PRIVILEGES = ("DOMAIN", "SUBDOMAIN")
+
+
+class DuplicateDomain(DomainError):
+    """A domain of that name exists already."""
+
+
+class DomainInUse(DomainError):
+    """Live certificates carry names inside the domain."""
+
+
+def normalize_request_privileges(values: Iterable[str] | None) -> list[str] | None:
+    """The privileges in their canonical order; None (or the default set) = the default.
+
+    Raises:
+        DomainError: an unknown privilege.
+    """
+    if values is None:
+        return None
+    chosen = set(values)
+    unknown = chosen - set(REQUEST_PRIVILEGES)
+    if unknown:
+        raise DomainError(
+            f"Unknown request privilege {sorted(unknown)[0]!r}; expected {', '.join(REQUEST_PRIVILEGES)}.",
+            field="request_privileges",
+        )
+    if not chosen:
+        raise DomainError("Choose at least one request privilege.", field="request_privileges")
+    ordered = [p for p in REQUEST_PRIVILEGES if p in chosen]
+    return None if tuple(ordered) == DEFAULT_REQUEST_PRIVILEGES else ordered
 
 
 def normalize_domain(raw: str, *, field: str = "name") -> str:
@@ -68,6 +105,33 @@ def normalize_domain(raw: str, *, field: str = "name") -> str:
             f"'{raw}' needs at least two labels (for example example.com).", field=field
         )
     return name
+
+
+def covers_name(value: str, domain_name: str, request_privileges: Sequence[str] | None) -> bool:
+    """Whether a delegation of ``domain_name`` with these request privileges allows the DNS
+    name ``value`` in a certificate.
+
+    Without privileges (None) the delegation allows the domain and every name below it, and
+    wildcard names only when the domain itself is a wildcard domain ('*.example.com'). With
+    them (SCM's domainCertificateRequestPrivileges): DOMAIN the domain's own name, SUBDOMAIN
+    names below it, WILDCARD_1ST_LEVEL '*.<domain>', WILDCARD_2ND_LEVEL '*.<label>.<domain>'.
+    """
+    if request_privileges is None:
+        return names.is_name_within_domain(
+            value, domain_name, allow_wildcard=domain_name.startswith("*.")
+        )
+    wanted = names.normalize_dns_name(value, allow_wildcard=True)
+    base = domain_name.removeprefix("*.")
+    held = set(request_privileges)
+    if wanted.startswith("*."):
+        parent = wanted[2:]
+        if parent == base:
+            return "WILDCARD_1ST_LEVEL" in held
+        label, _, rest = parent.partition(".")
+        return bool(label) and rest == base and "WILDCARD_2ND_LEVEL" in held
+    if wanted == base:
+        return "DOMAIN" in held and not domain_name.startswith("*.")
+    return wanted.endswith("." + base) and "SUBDOMAIN" in held
 
 
 def _looks_like_ip(text: str) -> bool:
@@ -124,12 +188,13 @@ def create_domain(
     organization_id: int | None = None,
     department_id: int | None = None,
     types: Iterable[CertType] = (),
+    request_privileges: Iterable[str] | None = None,
 ) -> Domain:
     """Add a domain, optionally delegated at once. An RAO/DRAO must delegate it to their
     own organization/department (the delegation then waits for an MRAO)."""
     name = normalize_domain(name)
     if db.session.execute(select(Domain.id).where(Domain.name == name)).first():
-        raise DomainError(
+        raise DuplicateDomain(
             f"The domain {name} already exists; ask an MRAO to delegate it to you.", field="name"
         )
     if not actor.is_master and organization_id is None:
@@ -155,6 +220,7 @@ def create_domain(
             organization_id=organization_id,
             department_id=department_id,
             types=types,
+            request_privileges=request_privileges,
             _domain=domain,
         )
     return domain
@@ -183,10 +249,45 @@ def update_domain(*, actor: Admin, domain_id: int, description: str, active: boo
     return domain
 
 
+def live_certificate_names(domain_name: str, *, limit: int = 3) -> list[str]:
+    """Common names of issued (not revoked, not expired) certificates with a name inside
+    the domain (itself or below it); at most ``limit``."""
+    base = domain_name.removeprefix("*.")
+    if is_network(base):
+        return []
+    candidates = db.session.execute(
+        select(Certificate.common_name, Certificate.sans).where(
+            Certificate.status == CertStatus.ISSUED,
+            (Certificate.common_name == base)
+            | Certificate.common_name.like(f"%.{base}")
+            | sa_cast(Certificate.sans, String).like(f"%{base}%"),
+        )
+    )
+    found = []
+    for cn, sans in candidates:
+        values = [cn, *(sans or [])]
+        if any(v and names.is_name_within_domain(v.removeprefix("*."), base) for v in values):
+            found.append(cn)
+            if len(found) >= limit:
+                break
+    return found
+
+
 def delete_domain(*, actor: Admin, domain_id: int) -> None:
+    """Delete a domain (MRAO), unless issued certificates still carry names inside it.
+
+    Raises:
+        DomainInUse: live certificates for the domain or its subdomains (revoke them, or
+            let them expire, first).
+    """
     domain = get_domain(actor=actor, domain_id=domain_id)
     if not actor.is_master:
         raise Forbidden("Only an MRAO can delete a domain.")
+    live = live_certificate_names(domain.name)
+    if live:
+        raise DomainInUse(
+            f"Issued certificates carry names inside {domain.name} (for example {', '.join(live)}); revoke them or let them expire before deleting the domain."
+        )
     before = audit.snapshot(domain, DOMAIN_FIELDS)
     before["delegations"] = [str(d) for d in domain.delegations]
     audit.record(
@@ -204,6 +305,8 @@ def delete_domain(*, actor: Admin, domain_id: int) -> None:
 def _delegation_snapshot(d: Delegation) -> dict[str, object]:
     data = audit.snapshot(d, ("domain_id", "organization_id", "department_id", "status"))
     data["types"] = sorted(t.value for t in d.types())
+    if d.request_privileges is not None:
+        data["request_privileges"] = list(d.request_privileges)
     return data
 
 
@@ -214,10 +317,13 @@ def delegate(
     organization_id: int,
     department_id: int | None,
     types: Iterable[CertType],
+    request_privileges: Iterable[str] | None = None,
     _domain: Domain | None = None,
 ) -> Delegation:
-    """Delegate a domain to an organization/department for certificate types."""
+    """Delegate a domain to an organization/department for certificate types (and which
+    names under it may be requested; None: the domain and its subdomains)."""
     domain = _domain or get_domain(actor=actor, domain_id=domain_id)
+    privileges = normalize_request_privileges(request_privileges)
     types = set(types)
     if not types:
         raise DomainError(
@@ -266,6 +372,7 @@ def delegate(
         requested_by_id=actor.id,
         decided_by_id=actor.id if actor.is_master else None,
         decided_at=utcnow() if actor.is_master else None,
+        request_privileges=privileges,
         **{t.value: t in types for t in CertType},
     )
     db.session.add(d)
@@ -365,9 +472,15 @@ def decide_delegation(
 
 
 def update_delegation_types(
-    *, actor: Admin, delegation_id: int, types: Iterable[CertType]
+    *,
+    actor: Admin,
+    delegation_id: int,
+    types: Iterable[CertType],
+    request_privileges: Iterable[str] | None = None,
 ) -> Delegation:
-    """MRAO edits the types of a delegation; an RAO/DRAO edit sends it back to Requested."""
+    """MRAO edits the types of a delegation; an RAO/DRAO edit that adds a type sends it
+    back to Requested. ``request_privileges`` None keeps them; widening them is like
+    adding a type."""
     d = get_delegation(actor=actor, delegation_id=delegation_id)
     scope = scope_of(actor)
     if not scope.covers(d.organization_id, d.department_id):
@@ -382,9 +495,13 @@ def update_delegation_types(
             field="types",
         )
     before = _delegation_snapshot(d)
+    old_privileges = set(d.request_privileges or DEFAULT_REQUEST_PRIVILEGES)
+    if request_privileges is not None:
+        d.request_privileges = normalize_request_privileges(request_privileges)
+    widened = set(d.request_privileges or DEFAULT_REQUEST_PRIVILEGES) - old_privileges
     for t in CertType:
         setattr(d, t.value, t in types)
-    if not actor.is_master and set(d.types()) - set(before["types"]):  # type: ignore[arg-type]
+    if not actor.is_master and (set(d.types()) - set(before["types"]) or widened):  # type: ignore[arg-type]
         d.status = DelegationStatus.REQUESTED
         d.decided_by_id = None
         d.decided_at = None
@@ -443,6 +560,27 @@ def delegated_domains(org_id: int, dept_id: int | None, cert_type: CertType) -> 
     return list(db.session.execute(query).scalars().unique())
 
 
+def delegation_grants(
+    org_id: int, dept_id: int | None, cert_type: CertType
+) -> list[tuple[Domain, list[str] | None]]:
+    """Like delegated_domains, with each delegation's request privileges (None: default)."""
+    place = Delegation.department_id.is_(None)
+    if dept_id is not None:
+        place = place | (Delegation.department_id == dept_id)
+    query = (
+        select(Domain, Delegation.request_privileges)
+        .join(Delegation, Delegation.domain_id == Domain.id)
+        .where(
+            Domain.active.is_(True),
+            Delegation.organization_id == org_id,
+            Delegation.status == DelegationStatus.APPROVED,
+            getattr(Delegation, cert_type.value).is_(True),
+            place,
+        )
+    )
+    return [(d, p) for d, p in db.session.execute(query).all()]
+
+
 def _where(org: Organization, dept: Department | None) -> str:
     return f"{org.name} / {dept.name}" if dept else org.name
 
@@ -451,16 +589,24 @@ def check_names_delegated(
     values: Sequence[str], org: Organization, dept: Department | None, cert_type: CertType
 ) -> None:
     """Every name of a certificate must lie in an active domain delegated (Approved) to
-    the organization/department for ``cert_type``: DNS names in a domain, IP addresses in
-    a delegated network, email addresses (rfc822Name) by their domain part.
+    the organization/department for ``cert_type``: DNS names in a domain, within the
+    delegation's request privileges (covers_name), IP addresses in a delegated network,
+    email addresses (rfc822Name) by their domain part, a device's URI by its host (a URN
+    names no host, so nothing to delegate).
 
     Raises:
         DomainError: at the field "sans", naming the first name outside.
     """
-    domains = delegated_domains(org.id, dept.id if dept else None, cert_type)
+    grants = delegation_grants(org.id, dept.id if dept else None, cert_type)
+    domains = [d for d, _ in grants]
     where = _where(org, dept)
     for value in values:
-        if "@" in value:
+        if ":" in value and not _looks_like_ip(value):  # a URI (device certificates)
+            host = names.uri_host(value)
+            if host is None:
+                continue
+            value = host.strip("[]")
+        elif "@" in value:
             _check_email(value, domains, where, cert_type, field="sans")
             continue
         if _looks_like_ip(value):
@@ -473,7 +619,9 @@ def check_names_delegated(
             continue
         dns = [d for d in domains if not is_network(d.name)]
         if not any(
-            names.is_name_within_domain(value, d.name, allow_wildcard=d.is_wildcard) for d in dns
+            covers_name(value, d.name, privileges)
+            for d, privileges in grants
+            if not is_network(d.name)
         ):
             if value.startswith("*.") and any(
                 names.is_name_within_domain(value[2:], d.name) for d in dns

@@ -140,6 +140,27 @@ def test_pkcs12_export_read_by_openssl(
     assert [c.certificate for c in loaded.additional_certs] == rsa_hierarchy.chain
 
 
+def test_legacy_pkcs12_is_3des_sha1_and_read_by_openssl(
+    rsa_hierarchy: Hierarchy,
+    leaf: x509.Certificate,
+    key_cache: KeyCache,
+    openssl: Openssl,
+    tmp_path: Path,
+) -> None:
+    key = key_cache.get("RSA-2048")
+    bundle = formats.export_pkcs12(
+        key, leaf, rsa_hierarchy.chain, password=b"old windows", friendly_name="x", legacy=True
+    )
+    path = tmp_path / "legacy.p12"
+    path.write_bytes(bundle.content)
+    read = openssl("pkcs12", "-in", str(path), "-passin", "pass:old windows", "-nodes", "-info")
+    assert read.returncode == 0, read.stderr
+    assert "pbeWithSHA1And3-KeyTripleDES-CBC" in read.stderr
+    assert "MAC: sha1" in read.stderr
+    assert "AES" not in read.stderr
+    assert openssl("pkcs12", "-in", str(path), "-passin", "pass:nope", "-nodes").returncode != 0
+
+
 def test_pkcs12_needs_a_password(leaf: x509.Certificate, key_cache: KeyCache) -> None:
     with pytest.raises(FormatError, match="a PKCS#12 export needs a non-empty password"):
         formats.export_pkcs12(key_cache.get("RSA-2048"), leaf, [], password=b"", friendly_name="x")

@@ -198,6 +198,8 @@ def test_openssl_verifies_issued_leaves(
     purpose: str,
 ) -> None:
     subject = {"common_name": "app.certwright.test"} if kind is CertKind.SSL else {}
+    if kind is CertKind.CLIENT:  # S/MIME BR mailbox-validated: the CN is the mailbox
+        subject = {"common_name": "device-7@certwright.test"}
     ca = hierarchy.issuing_for(kind)
     leaf = issue_for(ca, leaf_key_for(hierarchy, key_cache), kind, **subject)
     root = write_pem("root.pem", [hierarchy.root.certificate])
@@ -441,6 +443,46 @@ def test_tls_handshake_with_issued_certificate(
             client.wrap_socket(raw, server_hostname="wrong.certwright.test")
         thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+def test_code_signing_and_device_need_no_san_when_the_subject_names_them(
+    ec_hierarchy: Hierarchy, key_cache: KeyCache
+) -> None:
+    for kind in (CertKind.CODE_SIGNING, CertKind.DEVICE):
+        cert = issue.issue_leaf(
+            ec_hierarchy.issuing_for(kind),
+            public_key=key_cache.get("EC-P256").public_key(),
+            subject=names.build_subject(common_name="Acme Publisher", organization="Acme"),
+            alt_names=names.AltNames(),
+            profile=LEAF_PROFILES[kind],
+            serial=issue.new_serial(),
+            term_days=365,
+        )
+        with pytest.raises(x509.ExtensionNotFound):
+            cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+
+
+def test_a_device_urn_passes_lint_but_not_a_broken_uri(
+    ec_hierarchy: Hierarchy, key_cache: KeyCache
+) -> None:
+    from app.pki import lint
+    from app.pki.errors import LintError
+
+    def device(uri: str) -> x509.Certificate:
+        return issue.issue_leaf(
+            ec_hierarchy.issuing_for(CertKind.DEVICE),
+            public_key=key_cache.get("EC-P256").public_key(),
+            subject=names.build_subject(common_name="SN-1", organization="Acme"),
+            alt_names=names.AltNames(uris=(uri,)),
+            profile=LEAF_PROFILES[CertKind.DEVICE],
+            serial=issue.new_serial(),
+            term_days=365,
+        )
+
+    cert = device("urn:dev:mac:0024befffe804ff1")
+    assert [f.code for f in lint.lint_certificate(cert, CertKind.DEVICE) if not f.is_allowed] == []
+    with pytest.raises(LintError, match=r"pkix\.invalid_uri_syntax"):
+        device("foo:bar")  # AltNames built by hand: the linter is the last line
 
 
 # -- CA certificates to the CA/B Forum CA profiles (TLS BR 7.1.2.1, 7.1.2.3, 7.1.2.6) -------

@@ -280,3 +280,25 @@ def test_subject_fields_round_trip() -> None:
     )
     assert names.subject_fields(fields.to_name()) == fields
     assert names.subject_fields(x509.Name([])) == names.SubjectFields()
+
+
+def test_uris_for_device_certificates() -> None:
+    alt = names.parse_alt_names(
+        ["urn:dev:ops:cam-1", "https://cam.example.com:8443/api", "fe80::1", "cam.example.com"]
+    )
+    assert alt.uris == ("urn:dev:ops:cam-1", "https://cam.example.com:8443/api")
+    assert [str(ip) for ip in alt.ip_addresses] == ["fe80::1"]
+    assert alt.dns_names == ("cam.example.com",)
+    assert names.uri_host("https://user@cam.example.com:8443/x") == "cam.example.com"
+    assert names.uri_host("https://[2001:db8::1]:443/") == "[2001:db8::1]"
+    assert names.uri_host("urn:dev:ops:cam-1") is None
+    for bad, message in (
+        ("urn:x:", "is not a URN"),
+        ("https://bad_host.example/", "letters, digits and hyphens"),
+        ("https://ex ample.com/", "not a URN"),
+    ):
+        with pytest.raises(NamePolicyError, match=message):
+            names.normalize_uri(bad)
+    # "host:8443" is a typo, not a URI with the scheme "host".
+    with pytest.raises(NamePolicyError):
+        names.parse_alt_names(["host:8443"])

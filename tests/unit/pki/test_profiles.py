@@ -128,6 +128,15 @@ def test_signature_hashes() -> None:
         profiles.hash_algorithm(profiles.SignatureHash.SHA1)
 
 
+def test_device_server_auth_is_a_device_option() -> None:
+    device = LeafProfile(CertKind.DEVICE, include_server_auth=True)
+    assert list(device.extended_key_usage) == [EKU.CLIENT_AUTH, EKU.SERVER_AUTH]
+    with pytest.raises(
+        ProfileError, match="include_server_auth applies to Device certificates only"
+    ):
+        LeafProfile(CertKind.SSL, include_server_auth=True)
+
+
 @pytest.mark.parametrize(
     ("key_type", "preferred", "expected"),
     [

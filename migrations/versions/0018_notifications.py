@@ -5,8 +5,8 @@ is sent exactly once however many sweeps compute it; webhooks, their durable mes
 per-hook attempt log; acknowledgements and snoozes; recipients' digest preferences; sweeps.
 Outbox messages get an HTML part next to the plain text (existing rows: none).
 
-Revision ID: 0015_notifications
-Revises: 0010_trust_services
+Revision ID: 0018_notifications
+Revises: 0017_acme
 Create Date: 2026-12-06 20:37:44
 
 """
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = "0015_notifications"
-down_revision = "0010_trust_services"
+revision = "0018_notifications"
+down_revision = "0017_acme"
 branch_labels = None
 depends_on = None
 

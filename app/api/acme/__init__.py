@@ -1,0 +1,1 @@
+"""ACME (RFC 8555) for machines: a directory per ACME-enabled certificate profile."""

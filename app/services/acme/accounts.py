@@ -1,0 +1,137 @@
+"""ACME accounts (RFC 8555 §7.3): registration with external account binding, lookup by
+key id, update and deactivation. Every refusal is an AcmeProblem."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from app.acme import jose, messages
+from app.acme.problems import AcmeProblem
+from app.extensions import db
+from app.models import AcmeAccount, AcmeExternalKey
+from app.services import audit
+from app.services.acme import external_keys
+from app.services.scope import SYSTEM
+
+ACCOUNT_FIELDS = ("status", "contact", "organization_id", "department_id", "external_key_id")
+
+
+@dataclass(frozen=True)
+class Registered:
+    account: AcmeAccount
+    created: bool
+
+
+def _check_usable(account: AcmeAccount) -> None:
+    if account.status != messages.Status.VALID:
+        raise AcmeProblem("unauthorized", f"the account is {account.status}")
+    if account.external_key.is_revoked:
+        raise AcmeProblem(
+            "unauthorized",
+            "the external account binding key of this account was revoked by an administrator",
+        )
+
+
+def register(
+    *, jwk: jose.Jwk, request: messages.NewAccount, url: str, user_agent: str
+) -> Registered:
+    """newAccount: the existing account of this key, or a new one bound by EAB.
+
+    Raises:
+        AcmeProblem: accountDoesNotExist (onlyReturnExisting), externalAccountRequired,
+            unauthorized (unknown, revoked or wrongly MACed EAB key; deactivated account).
+    """
+    thumbprint = jwk.thumbprint()
+    existing = db.session.execute(
+        select(AcmeAccount).where(AcmeAccount.thumbprint == thumbprint)
+    ).scalar_one_or_none()
+    if existing is not None:
+        _check_usable(existing)
+        return Registered(existing, False)
+    if request.only_return_existing:
+        raise AcmeProblem("accountDoesNotExist", "no account exists for this key")
+    if request.external_binding is None:
+        raise AcmeProblem(
+            "externalAccountRequired",
+            "this server requires external account binding: ask your Certwright administrator "
+            "for an EAB key id and HMAC key (Settings > ACME accounts)",
+        )
+    kid = jose.verify_external_binding(request.external_binding, account_jwk=jwk, url=url)
+    key = db.session.execute(
+        select(AcmeExternalKey).where(AcmeExternalKey.key_id == kid)
+    ).scalar_one_or_none()
+    if key is None or not jose.check_binding_mac(
+        request.external_binding, external_keys.hmac_key_of(key)
+    ):
+        raise AcmeProblem(
+            "unauthorized", "the external account binding key id or its MAC is not right"
+        )
+    if key.is_revoked:
+        raise AcmeProblem("unauthorized", "the external account binding key was revoked")
+    account = AcmeAccount(
+        thumbprint=thumbprint,
+        jwk=jwk.as_dict(),
+        contact=list(request.contact),
+        status=messages.Status.VALID.value,
+        external_key_id=key.id,
+        organization_id=key.organization_id,
+        department_id=key.department_id,
+        user_agent=user_agent[:255],
+    )
+    db.session.add(account)
+    db.session.flush()
+    with audit.source(label=f"ACME account #{account.id}"):
+        audit.record(
+            action="acme.account.create",
+            actor=SYSTEM,
+            object_type="AcmeAccount",
+            object_id=account.id,
+            label=", ".join(account.contact) or f"ACME account #{account.id}",
+            after={
+                **audit.snapshot(account, ACCOUNT_FIELDS),
+                "key_id": key.key_id,
+                "user_agent": account.user_agent,
+            },
+            organization_id=account.organization_id,
+            department_id=account.department_id,
+        )
+    return Registered(account, True)
+
+
+def authenticate(account_id: int) -> AcmeAccount:
+    """The account a kid names, if it may act.
+
+    Raises:
+        AcmeProblem: accountDoesNotExist, or unauthorized (deactivated, EAB key revoked).
+    """
+    account = db.session.get(AcmeAccount, account_id)
+    if account is None:
+        raise AcmeProblem("accountDoesNotExist", f"no account #{account_id}")
+    _check_usable(account)
+    return account
+
+
+def update_account(*, account: AcmeAccount, change: messages.AccountUpdate) -> AcmeAccount:
+    """§7.3.2 contact update, §7.3.6 deactivation (final)."""
+    before = audit.snapshot(account, ACCOUNT_FIELDS)
+    if change.contact is not None:
+        account.contact = list(change.contact)
+    if change.deactivate:
+        account.status = messages.Status.DEACTIVATED.value
+    after = audit.snapshot(account, ACCOUNT_FIELDS)
+    if after != before:
+        old, new = audit.changes(before, after)
+        audit.record(
+            action="acme.account.update",
+            actor=SYSTEM,
+            object_type="AcmeAccount",
+            object_id=account.id,
+            label=", ".join(account.contact) or f"ACME account #{account.id}",
+            before=old,
+            after=new,
+            organization_id=account.organization_id,
+            department_id=account.department_id,
+        )
+    return account

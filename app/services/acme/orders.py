@@ -1,0 +1,416 @@
+"""ACME orders, authorizations and challenges (RFC 8555 §7.4 to §7.6): new orders inside
+the account organization's delegations, challenge responses handed to the workers,
+finalize through the console's enrollment checks, certificates and revocation.
+
+Objects are looked up by (account, id): another account's order is "not found". Every
+refusal is an AcmeProblem; the caller commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sqlalchemy import select, update
+
+from app.acme import challenges, jose, messages
+from app.acme.messages import Status
+from app.acme.problems import AcmeProblem
+from app.extensions import db
+from app.models import (
+    AcmeAccount,
+    AcmeAuthorization,
+    AcmeChallenge,
+    AcmeOrder,
+    Certificate,
+    CertificateProfile,
+    CertificateRequest,
+    CertType,
+    RequestMode,
+    RequestStatus,
+)
+from app.models.types import utcnow
+from app.pki import csr as pki_csr
+from app.pki.errors import PkiError
+from app.pki.revocation import Revoker
+from app.services import audit
+from app.services.certificates import enrollment, inventory, revocation
+from app.services.errors import Conflict, DomainError
+from app.services.platform import jobs
+from app.services.scope import SYSTEM
+from app.services.structure import domains
+
+ORDER_LIFETIME = timedelta(days=7)
+# Finalize refuses an order with more names than this (the profile's CSR limit is larger).
+VALIDATE_KIND = "acme_validate"
+
+
+def profile_by_slug(slug: str) -> CertificateProfile:
+    """The active, ACME-enabled SSL profile with this directory name.
+
+    Raises:
+        AcmeProblem: malformed (404) when there is none.
+    """
+    profile = db.session.execute(
+        select(CertificateProfile).where(CertificateProfile.acme_slug == slug)
+    ).scalar_one_or_none()
+    if profile is None or not profile.active or profile.cert_type != CertType.SSL:
+        raise AcmeProblem("malformed", f"no ACME directory named {slug!r}", status=404)
+    return profile
+
+
+def acme_term_days(profile: CertificateProfile) -> int:
+    """ACME certificates get the profile's shortest allowed term."""
+    return min(profile.terms)
+
+
+def new_order(
+    *,
+    account: AcmeAccount,
+    profile: CertificateProfile,
+    request: messages.NewOrder,
+    user_agent: str,
+) -> AcmeOrder:
+    """§7.4: an order with one authorization and one http-01 challenge per identifier.
+
+    Raises:
+        AcmeProblem: rejectedIdentifier for a name outside the account organization's
+            approved SSL delegations, or a wildcard (it needs dns-01, not offered yet).
+    """
+    org, dept = account.organization, account.department
+    for ident in request.identifiers:
+        if ident.is_wildcard:
+            raise AcmeProblem(
+                "rejectedIdentifier",
+                f"{ident.value}: wildcard names need dns-01 validation, which this server "
+                "does not offer yet",
+                identifier=ident.as_dict(),
+            )
+        try:
+            domains.check_names_delegated([ident.value], org, dept, CertType.SSL)
+        except DomainError as exc:
+            raise AcmeProblem(
+                "rejectedIdentifier", exc.message, identifier=ident.as_dict()
+            ) from exc
+    if request.replaces is not None:
+        raise AcmeProblem(
+            "malformed", "replaces (RFC 9773 renewal information) is not supported yet"
+        )
+    now = utcnow()
+    order = AcmeOrder(
+        account_id=account.id,
+        profile_id=profile.id,
+        status=Status.PENDING.value,
+        identifiers=[i.as_dict() for i in request.identifiers],
+        expires_at=now + ORDER_LIFETIME,
+        user_agent=user_agent[:255],
+    )
+    db.session.add(order)
+    db.session.flush()
+    for ident in request.identifiers:
+        authz = AcmeAuthorization(
+            order_id=order.id,
+            identifier=ident.value,
+            wildcard=False,
+            status=Status.PENDING.value,
+            expires_at=order.expires_at,
+        )
+        db.session.add(authz)
+        db.session.flush()
+        db.session.add(
+            AcmeChallenge(
+                authorization_id=authz.id,
+                type=challenges.HTTP01,
+                token=challenges.new_token(),
+                status=Status.PENDING.value,
+            )
+        )
+    db.session.flush()
+    audit.record(
+        action="acme.order.create",
+        actor=SYSTEM,
+        object_type="AcmeOrder",
+        object_id=order.id,
+        label=", ".join(i.value for i in request.identifiers)[:256],
+        after={
+            "account_id": account.id,
+            "profile_id": profile.id,
+            "profile": profile.name,
+            "identifiers": order.identifiers,
+            "status": order.status,
+            "user_agent": order.user_agent,
+        },
+        organization_id=account.organization_id,
+        department_id=account.department_id,
+    )
+    return order
+
+
+def get_order(*, account: AcmeAccount, order_id: int) -> AcmeOrder:
+    order = db.session.get(AcmeOrder, order_id)
+    if order is None or order.account_id != account.id:
+        raise AcmeProblem("malformed", f"no order #{order_id} for this account", status=404)
+    return refresh_order(order)
+
+
+def get_authorization(*, account: AcmeAccount, authz_id: int) -> AcmeAuthorization:
+    authz = db.session.get(AcmeAuthorization, authz_id)
+    if authz is None or authz.order.account_id != account.id:
+        raise AcmeProblem("malformed", f"no authorization #{authz_id} for this account", status=404)
+    _expire_authorization(authz)
+    return authz
+
+
+def get_challenge(*, account: AcmeAccount, challenge_id: int) -> AcmeChallenge:
+    chall = db.session.get(AcmeChallenge, challenge_id)
+    if chall is None or chall.authorization.order.account_id != account.id:
+        raise AcmeProblem("malformed", f"no challenge #{challenge_id} for this account", status=404)
+    return chall
+
+
+def _expire_authorization(authz: AcmeAuthorization) -> None:
+    if authz.status == Status.PENDING and authz.expires_at <= utcnow():
+        authz.status = Status.EXPIRED.value
+
+
+def refresh_order(order: AcmeOrder) -> AcmeOrder:
+    """§7.1.6: the order's status from its authorizations and its certificate request."""
+    if order.status in (Status.VALID, Status.INVALID):
+        return order
+    if order.request_id is not None:
+        req = db.session.get(CertificateRequest, order.request_id)
+        assert req is not None
+        if req.status == RequestStatus.ISSUED:
+            order.status = Status.VALID.value
+        elif req.status in (RequestStatus.DECLINED, RequestStatus.FAILED):
+            order.status = Status.INVALID.value
+            order.error = AcmeProblem(
+                "serverInternal" if req.status == RequestStatus.FAILED else "unauthorized",
+                f"the certificate request was {req.status.value.lower()}: "
+                f"{req.failure_reason or req.decision_message or 'no reason given'}",
+            ).document()
+        return order
+    for authz in order.authorizations:
+        _expire_authorization(authz)
+    states = {a.status for a in order.authorizations}
+    if order.expires_at <= utcnow() and order.status != Status.PROCESSING:
+        order.status = Status.INVALID.value
+        order.error = AcmeProblem("malformed", "the order expired").document()
+    elif states & {Status.INVALID, Status.EXPIRED, Status.DEACTIVATED}:
+        order.status = Status.INVALID.value
+    elif states == {Status.VALID}:
+        order.status = Status.READY.value
+    return order
+
+
+def respond(*, account: AcmeAccount, challenge_id: int) -> AcmeChallenge:
+    """§7.5.1: the client says it is ready; validation is queued for a worker (sent after
+    commit). Responding again does nothing more."""
+    chall = get_challenge(account=account, challenge_id=challenge_id)
+    authz = chall.authorization
+    _expire_authorization(authz)
+    if authz.status != Status.PENDING or chall.status != Status.PENDING:
+        return chall
+    chall.status = Status.PROCESSING.value
+    jobs.create_job(
+        kind=VALIDATE_KIND,
+        payload={"challenge_id": chall.id},
+        organization_id=account.organization_id,
+        max_attempts=1,
+    )
+    return chall
+
+
+@dataclass(frozen=True)
+class Validated:
+    challenge_id: int
+    status: str
+    detail: str
+
+
+def validate(*, challenge_id: int, check: Any) -> Validated | None:
+    """Run ``check(name=, token=, key_authorization=)`` (validation.validate_http01) for a
+    challenge that is processing and record its verdict on the challenge, its
+    authorization and its order; None when there is nothing to do (a job run twice)."""
+    chall = db.session.get(AcmeChallenge, challenge_id)
+    if chall is None or chall.status != Status.PROCESSING:
+        return None
+    authz = chall.authorization
+    account = authz.order.account
+    thumbprint = jose.parse_jwk(account.jwk).thumbprint()
+    outcome = check(
+        name=authz.identifier,
+        token=chall.token,
+        key_authorization=challenges.key_authorization(chall.token, thumbprint),
+    )
+    now = utcnow()
+    chall.detail = outcome.detail[:2000]
+    if outcome.ok:
+        chall.status = authz.status = Status.VALID.value
+        chall.validated_at = now
+    else:
+        chall.status = authz.status = Status.INVALID.value
+        chall.error = AcmeProblem(
+            outcome.kind, outcome.detail, identifier={"type": "dns", "value": authz.identifier}
+        ).document()
+    refresh_order(authz.order)
+    audit.record(
+        action="acme.challenge.validate",
+        actor=SYSTEM,
+        object_type="AcmeChallenge",
+        object_id=chall.id,
+        label=f"{chall.type} {authz.identifier}",
+        before={"status": Status.PROCESSING.value},
+        after={"status": chall.status, "order": authz.order_id, "detail": chall.detail},
+        organization_id=account.organization_id,
+        department_id=account.department_id,
+    )
+    return Validated(chall.id, chall.status, chall.detail)
+
+
+def _requester_email(account: AcmeAccount) -> str:
+    for contact in account.contact:
+        if contact.startswith("mailto:"):
+            return contact[len("mailto:") :]
+    return ""
+
+
+def finalize(*, account: AcmeAccount, order_id: int, csr_der: bytes) -> AcmeOrder:
+    """§7.4: a ready order's CSR becomes a certificate request through the console's
+    enrollment checks (delegated names, key policy, blocked keys, profile terms); the
+    profile's approval rule applies (the order stays processing until approved).
+
+    Raises:
+        AcmeProblem: orderNotReady; badCSR for an unreadable CSR, names other than the
+            order's, or any enrollment refusal (its message says which).
+    """
+    order = get_order(account=account, order_id=order_id)
+    if order.status != Status.READY:
+        raise AcmeProblem("orderNotReady", f"the order is {order.status}, not ready")
+    try:
+        parsed = pki_csr.parse_csr(csr_der)
+    except PkiError as exc:
+        raise AcmeProblem("badCSR", f"the CSR is not usable: {exc}") from exc
+    wanted = {i["value"] for i in order.identifiers}
+    asked = {n.lower() for n in parsed.dns_names}
+    if parsed.common_name:
+        asked.add(parsed.common_name.lower())
+    if parsed.ip_addresses or parsed.emails or parsed.other_names:
+        raise AcmeProblem("badCSR", "the CSR may hold DNS names only (those of the order)")
+    if asked != wanted:
+        extra, missing = sorted(asked - wanted), sorted(wanted - asked)
+        raise AcmeProblem(
+            "badCSR",
+            "the CSR's names must be exactly the order's identifiers"
+            + (f"; not in the order: {', '.join(extra)}" if extra else "")
+            + (f"; missing: {', '.join(missing)}" if missing else ""),
+        )
+    profile = order.profile
+    data = enrollment.RequestData(
+        organization_id=account.organization_id,
+        department_id=account.department_id,
+        profile_id=profile.id,
+        term_days=acme_term_days(profile),
+        mode=RequestMode.CSR,
+        csr=csr_der,
+        common_name=parsed.common_name or "",
+        requester_email=_requester_email(account),
+        eula_accepted=True,
+        comments=f"ACME order #{order.id} of account #{account.id} ({order.user_agent})"[:2000],
+        cert_type=CertType.SSL,
+    )
+    # Ready -> processing by one conditional UPDATE: of two finalize requests racing for
+    # one order, one makes a certificate request and the other is refused.
+    moved = db.session.execute(
+        update(AcmeOrder)
+        .where(AcmeOrder.id == order.id, AcmeOrder.status == Status.READY.value)
+        .values(status=Status.PROCESSING.value)
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:
+        raise AcmeProblem("orderNotReady", "the order is being finalized already")
+    try:
+        req = enrollment.submit_request(actor=SYSTEM, data=data)
+    except DomainError as exc:
+        raise AcmeProblem("badCSR", exc.message) from exc
+    order.request_id = req.id
+    order.status = Status.PROCESSING.value
+    return order
+
+
+def certificate_of(
+    *, account: AcmeAccount, order_id: int
+) -> tuple[Certificate, list[x509.Certificate]]:
+    """The issued certificate of a valid order and its chain (issuer first)."""
+    order = get_order(account=account, order_id=order_id)
+    if order.status != Status.VALID or order.request_id is None:
+        raise AcmeProblem("malformed", f"the order is {order.status}: no certificate", status=404)
+    req = db.session.get(CertificateRequest, order.request_id)
+    assert req is not None and req.certificate_id is not None
+    cert = db.session.get(Certificate, req.certificate_id)
+    assert cert is not None
+    return cert, inventory.chain_for(cert)
+
+
+def revoke(
+    *, account: AcmeAccount | None, jwk: jose.Jwk | None, request: messages.Revocation
+) -> Certificate:
+    """§7.6: revoke by the account that ordered the certificate, or by the certificate's
+    own key (``jwk``, no account needed).
+
+    Raises:
+        AcmeProblem: malformed (not a certificate of ours), unauthorized, alreadyRevoked,
+            badRevocationReason.
+    """
+    fingerprint = hashlib.sha256(request.certificate_der).hexdigest()
+    cert = db.session.execute(
+        select(Certificate).where(Certificate.fingerprint == fingerprint)
+    ).scalar_one_or_none()
+    if cert is None or cert.ca_id is None:
+        raise AcmeProblem("malformed", "that certificate was not issued by this server", status=404)
+    if account is not None:
+        ordered = db.session.execute(
+            select(AcmeOrder.id)
+            .join(CertificateRequest, CertificateRequest.id == AcmeOrder.request_id)
+            .where(AcmeOrder.account_id == account.id, CertificateRequest.certificate_id == cert.id)
+        ).first()
+        if ordered is None:
+            raise AcmeProblem("unauthorized", "this account did not order that certificate")
+    else:
+        assert jwk is not None
+        leaf = x509.load_der_x509_certificate(cert.der)
+        spki = leaf.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        theirs = jwk.key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        if spki != theirs:
+            raise AcmeProblem("unauthorized", "the request is not signed by the certificate's key")
+    try:
+        revocation.revoke(
+            actor=SYSTEM,
+            certificate_ids=[cert.id],
+            reason=str(request.reason),
+            message="revoked over ACME"
+            + (f" by account #{account.id}" if account else " with the certificate's key"),
+            revoker=Revoker.SUBSCRIBER,
+        )
+    except Conflict as exc:
+        raise AcmeProblem("alreadyRevoked", exc.message) from exc
+    except DomainError as exc:
+        raise AcmeProblem("badRevocationReason", exc.message) from exc
+    return cert
+
+
+def validation_job_failed(job: Any) -> None:
+    """A validation job that crashed leaves no challenge processing forever: it becomes
+    invalid (serverInternal), and its authorization and order with it."""
+    chall = db.session.get(AcmeChallenge, int(job.payload.get("challenge_id", 0)))
+    if chall is None or chall.status != Status.PROCESSING:
+        return
+    chall.status = chall.authorization.status = Status.INVALID.value
+    chall.error = AcmeProblem(
+        "serverInternal", f"validation failed inside the server: {job.message or 'no detail'}"
+    ).document()
+    refresh_order(chall.authorization.order)

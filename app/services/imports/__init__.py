@@ -1,0 +1,1 @@
+"""Imports of certificates and the findings about every certificate in the inventory."""

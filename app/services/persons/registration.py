@@ -1,0 +1,468 @@
+"""Registration on the enrollment portal: redeem a one-time code, generate the key on a
+worker (never on a request thread), build the PKCS#12 with the person's password and hand
+it out once.
+
+The PKCS#12 password exists only sealed under the KEK from the registration until the job
+has built the file; the file is sealed too and deleted when it is downloaded (or after
+KEEP_READY uncollected). The private key is kept only when the profile says "escrow",
+sealed like CA keys (an MRAO may export it, audited).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from cryptography import x509
+from flask import current_app
+from sqlalchemy import select, update
+
+from app.extensions import db
+from app.models import (
+    Admin,
+    Certificate,
+    CertificateRequest,
+    CertType,
+    EnrollmentStatus,
+    Invitation,
+    InvitationKind,
+    InvitationStatus,
+    Person,
+    PortalEnrollment,
+    RequestMode,
+    RequestStatus,
+    ValidationType,
+)
+from app.models.types import utcnow
+from app.pki import formats, keystore, smime
+from app.pki.errors import PkiError
+from app.services import audit
+from app.services.ca import signing
+from app.services.certificates import enrollment, inventory, issuance, revocation
+from app.services.errors import Conflict, DomainError, NotFound, ValidationFailed
+from app.services.persons import invitations, mailing, passphrases, throttle
+from app.services.platform import jobs
+from app.services.scope import SYSTEM
+
+MIN_SECRET = 12
+MAX_SECRET = 128
+KEEP_READY = timedelta(days=7)
+NEUTRAL = (
+    "This code is not valid for this email address. Check both, or ask your administrator "
+    "for a new invitation."
+)
+PASSWORD_POLICY = (
+    f"At least {MIN_SECRET} characters of plain ASCII (letters, digits, punctuation and "
+    "spaces; Windows and macOS read other characters in PKCS#12 passwords differently), "
+    "at least 5 of them different."
+)
+PASSPHRASE_POLICY = (
+    f"At least {MIN_SECRET} characters, at least 5 different, and not your certificate "
+    "password: you will need it to revoke or renew the certificate yourself."
+)
+
+
+SUBSCRIBER_AGREEMENT = (
+    "I asked for this certificate for my own mailbox(es). I keep the certificate file, its "
+    "password and my passphrase to myself, use the certificate only for my organization's "
+    "purposes and only for the addresses it names, and revoke it at once (on this portal, "
+    "or through my administrator) if I lose control of the file or of a mailbox, or leave "
+    "the organization."
+)
+
+
+class InvalidCode(DomainError):
+    """A wrong, used, expired, revoked or other person's code: one neutral message."""
+
+    def __init__(self) -> None:
+        super().__init__(NEUTRAL, field="code")
+
+
+@dataclass(frozen=True)
+class Registration:
+    email: str
+    code: str
+    pkcs12_password: str
+    pkcs12_password_again: str
+    passphrase: str = ""
+    passphrase_again: str = ""
+    eula_accepted: bool = False
+    secret_id: str = ""
+    ip: str = ""
+
+
+def _secret_errors(
+    value: str, again: str, field: str, *, ascii_only: bool, errors: dict[str, list[str]]
+) -> None:
+    problems = []
+    if len(value) < MIN_SECRET:
+        problems.append(f"At least {MIN_SECRET} characters.")
+    elif len(value) > MAX_SECRET:
+        problems.append(f"At most {MAX_SECRET} characters.")
+    elif ascii_only and not all(" " <= ch <= "~" for ch in value):
+        problems.append("Plain ASCII only (letters, digits, punctuation, spaces).")
+    elif len(set(value)) < 5:
+        problems.append("At least 5 different characters.")
+    if not problems and value != again:
+        errors.setdefault(f"{field}_again", []).append("The two entries differ.")
+    if problems:
+        errors.setdefault(field, []).extend(problems)
+
+
+def check_secrets(data: Registration, *, with_passphrase: bool) -> None:
+    """The PKCS#12 password (and passphrase) policies, the agreement: all errors at once."""
+    errors: dict[str, list[str]] = {}
+    if not data.email.strip():
+        errors["email"] = ["Enter your email address."]
+    if not data.code.strip():
+        errors["code"] = ["Enter the code from your invitation."]
+    _secret_errors(
+        data.pkcs12_password,
+        data.pkcs12_password_again,
+        "pkcs12_password",
+        ascii_only=True,
+        errors=errors,
+    )
+    if with_passphrase:
+        _secret_errors(
+            data.passphrase, data.passphrase_again, "passphrase", ascii_only=False, errors=errors
+        )
+        if data.passphrase and data.passphrase == data.pkcs12_password:
+            errors.setdefault("passphrase", []).append(
+                "Choose a passphrase different from the certificate password."
+            )
+    if not data.eula_accepted:
+        errors["eula"] = ["Accept the subscriber agreement to register."]
+    if errors:
+        raise ValidationFailed(errors)
+
+
+def redeem(data: Registration, keys: list[str], kind: InvitationKind) -> Invitation:
+    """The invitation the code belongs to, if it is of ``kind``, pending, unexpired and
+    the person's; marked Used by a conditional update (two submissions redeem it once).
+    A failure is counted against the address and the email in a transaction of its own.
+
+    Raises:
+        InvalidCode: for every kind of failure alike.
+    """
+    invitation = db.session.execute(
+        select(Invitation).where(Invitation.code_hash == invitations.code_hash(data.code))
+    ).scalar_one_or_none()
+    email = data.email.strip().lower()
+    person = invitation.person if invitation is not None else None
+    ok = (
+        invitation is not None
+        and person is not None
+        and invitation.kind == kind
+        and invitations.is_live(invitation)
+        and hmac.compare_digest(person.email.encode(), email.encode())
+    )
+    if ok and person is not None and person.secret_id_hash:
+        ok = passphrases.verify_passphrase(person.secret_id_hash, data.secret_id.strip())
+    if ok and invitation is not None:
+        moved = db.session.execute(
+            update(Invitation)
+            .where(
+                Invitation.id == invitation.id,
+                Invitation.status == InvitationStatus.PENDING,
+                Invitation.expires_at > utcnow(),
+            )
+            .values(status=InvitationStatus.USED, used_at=utcnow())
+        )
+        ok = moved.rowcount == 1
+    if not ok or invitation is None:
+        # Nothing of this attempt is kept, and on SQLite the session's write lock must go
+        # before the failure is written on a connection of its own.
+        db.session.rollback()
+        throttle.record_failure(keys)
+        raise InvalidCode()
+    return invitation
+
+
+def smime_subject(person: Person) -> dict[str, str]:
+    """Standard validation: mailbox-validated; High: individual-validated (docs/pki.md)."""
+    try:
+        if person.validation_type == ValidationType.HIGH:
+            return smime.subject_values(
+                smime.ValidationLevel.INDIVIDUAL,
+                email=person.email,
+                given_name=" ".join(p for p in (person.first_name, person.middle_name) if p),
+                surname=person.last_name,
+                full_name=person.full_name,
+            )
+        return smime.subject_values(smime.ValidationLevel.MAILBOX, email=person.email)
+    except PkiError as exc:
+        raise DomainError(f"The person's name cannot go into a certificate: {exc}") from exc
+
+
+def start_enrollment(
+    *, invitation: Invitation, pkcs12_password: str, approved_by: str
+) -> tuple[PortalEnrollment, str]:
+    """Create the person's request (approved by the invitation), the enrollment row with
+    the sealed password, and the key generation job (sent after commit)."""
+    person = invitation.person
+    profile = invitation.profile
+    data = enrollment.RequestData(
+        organization_id=person.organization_id,
+        department_id=person.department_id,
+        profile_id=profile.id,
+        term_days=invitation.term_days,
+        mode=RequestMode.KEYGEN,
+        key_type=invitation.key_type,
+        sans=person.emails,
+        requester_email=person.email,
+        eula_accepted=True,
+        cert_type=CertType.CLIENT,
+        person_id=person.id,
+        smime_subject=smime_subject(person),
+        comments=f"{invitation.kind.value} on the enrollment portal (invitation #{invitation.id})",
+    )
+    req = enrollment.submit_request(actor=SYSTEM, data=data, approved_by=approved_by)
+    enr = PortalEnrollment(
+        person_id=person.id,
+        invitation_id=invitation.id,
+        request_id=req.id,
+        token_nonce=secrets.token_hex(32),
+        status=EnrollmentStatus.PENDING,
+        legacy_pkcs12=profile.pkcs12_legacy,
+        sealed_password=keystore.seal(pkcs12_password.encode(), signing.keks()),
+    )
+    db.session.add(enr)
+    db.session.flush()
+    job = jobs.create_job(
+        kind="portal_enrollment",
+        payload={"enrollment_id": enr.id},
+        organization_id=person.organization_id,
+        max_attempts=3,
+    )
+    enr.job_id = job.id
+    return enr, page_token(enr)
+
+
+def page_token(enr: PortalEnrollment) -> str:
+    """The token in the progress page's URL: HMAC-SHA256(SECRET_KEY, nonce)."""
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    digest = hmac.new(key, f"cw-enrollment:{enr.token_nonce}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")
+
+
+def progress_path(enr: PortalEnrollment) -> str:
+    return f"/enroll/progress/{enr.id}/{page_token(enr)}"
+
+
+def register(*, data: Registration) -> tuple[PortalEnrollment, str]:
+    """Redeem an invitation code: set the passphrase and start the key generation job.
+
+    Returns the enrollment and the token of its progress page.
+
+    Raises:
+        throttle.Throttled: too many failures from this address or for this email.
+        ValidationFailed: a password or passphrase breaks its policy, no agreement.
+        InvalidCode: a wrong, used, expired, revoked or other person's code (counted).
+    """
+    keys = throttle.keys_for(ip=data.ip, email=data.email)
+    throttle.check(keys)
+    check_secrets(data, with_passphrase=True)
+    invitation = redeem(data, keys, InvitationKind.REGISTRATION)
+    person = invitation.person
+    person.passphrase_hash = passphrases.hash_passphrase(data.passphrase)
+    inviter = db.session.get(Admin, invitation.created_by_id or 0)
+    enr, token = start_enrollment(
+        invitation=invitation,
+        pkcs12_password=data.pkcs12_password,
+        approved_by=f"invitation #{invitation.id} sent by {inviter.login if inviter else 'an administrator'}",
+    )
+    with audit.source(ip=data.ip, label=f"portal: {person.email}"):
+        audit.record(
+            action="person.register",
+            actor=SYSTEM,
+            object_type="Person",
+            object_id=person.id,
+            label=person.email,
+            after={
+                "invitation_id": invitation.id,
+                "request_id": enr.request_id,
+                "passphrase_set": True,
+            },
+            organization_id=person.organization_id,
+            department_id=person.department_id,
+        )
+    return enr, token
+
+
+def build_pkcs12(enrollment_id: int) -> dict[str, Any]:
+    """The job: issue the person's request (key generated here, on the worker) and seal
+    the PKCS#12 built with their password. The caller commits. Safe to run twice."""
+    enr = db.session.get(PortalEnrollment, enrollment_id)
+    if enr is None or enr.status != EnrollmentStatus.PENDING:
+        return {"message": "nothing to do"}
+    req = db.session.get(CertificateRequest, enr.request_id)
+    assert req is not None
+    if req.status == RequestStatus.APPROVED:
+        issuance.issue_requests([req.id])
+        db.session.expire(req)
+    if req.status == RequestStatus.FAILED:
+        fail(enr, req.failure_reason or "issuance failed")
+        return {"message": f"failed: {enr.failure_reason}"}
+    if req.status != RequestStatus.ISSUED or req.certificate is None:
+        raise RuntimeError(f"request #{req.id} is {req.status.value}, not issued")
+    cert = req.certificate
+    keks = signing.keks()
+    if cert.sealed_key is None or enr.sealed_password is None:
+        fail(enr, "the key or the password is no longer available")
+        return {"message": "failed: key or password gone"}
+    key = keystore.unseal_private_key(cert.sealed_key, keks)
+    password = keystore.unseal(enr.sealed_password, keks)
+    person = enr.person
+    bundle = formats.export_pkcs12(
+        key,
+        x509.load_der_x509_certificate(cert.der),
+        inventory.chain_for(cert),
+        password=password,
+        friendly_name=f"{person.full_name} ({person.email})",
+        legacy=enr.legacy_pkcs12,
+    )
+    enr.sealed_pkcs12 = keystore.seal(bundle.content, keks)
+    enr.sealed_password = None
+    enr.certificate_id = cert.id
+    enr.status = EnrollmentStatus.READY
+    enr.ready_at = utcnow()
+    if not req.profile.key_escrow:
+        cert.sealed_key = None  # from now on the key exists only inside the PKCS#12
+    mailing.send(
+        kind="registration_complete",
+        organization_id=person.organization_id,
+        department_id=person.department_id,
+        to=person.email,
+        context={
+            **invitations.person_context(person),
+            "serial": cert.serial_hex,
+            "not_after": cert.not_after.strftime("%Y-%m-%d"),
+            "link": invitations.portal_url(progress_path(enr)),
+            "portal": invitations.portal_url("/portal/"),
+        },
+    )
+    audit.record(
+        action="enrollment.ready",
+        actor=SYSTEM,
+        object_type="Certificate",
+        object_id=cert.id,
+        label=person.email,
+        after={"enrollment_id": enr.id, "key_escrowed": bool(req.profile.key_escrow)},
+        organization_id=person.organization_id,
+        department_id=person.department_id,
+    )
+    return {"message": f"certificate #{cert.id} ready for {person.email}"}
+
+
+def fail(enr: PortalEnrollment, reason: str) -> None:
+    enr.status = EnrollmentStatus.FAILED
+    enr.failure_reason = reason[:2000]
+    enr.sealed_password = None
+
+
+def failed_for_good(enrollment_id: int, reason: str) -> None:
+    """The job ran out of attempts: the person sees the failure instead of waiting."""
+    enr = db.session.get(PortalEnrollment, enrollment_id)
+    if enr is not None and enr.status == EnrollmentStatus.PENDING:
+        fail(enr, reason)
+
+
+def find_enrollment(*, enrollment_id: int, token: str) -> PortalEnrollment:
+    """The enrollment behind a progress page URL.
+
+    Raises:
+        NotFound: no such enrollment or a wrong token (indistinguishable).
+    """
+    if not 0 < enrollment_id < 2**63:  # beyond a database integer: no such page
+        raise NotFound("This page is not valid.")
+    enr = db.session.get(PortalEnrollment, enrollment_id)
+    if enr is None or not hmac.compare_digest(page_token(enr).encode(), token.encode()):
+        raise NotFound("This page is not valid.")
+    return enr
+
+
+def collect(*, enrollment_id: int, token: str, ip: str = "") -> formats.Download:
+    """The PKCS#12, once: it is deleted as it is handed out. A renewal's old certificate
+    is revoked (superseded) now that the new one is in the person's hands.
+
+    Raises:
+        NotFound: wrong link. Conflict: not ready yet, already downloaded, failed, expired.
+    """
+    enr = find_enrollment(enrollment_id=enrollment_id, token=token)
+    if enr.status != EnrollmentStatus.READY or enr.sealed_pkcs12 is None:
+        raise Conflict(_not_ready(enr))
+    sealed = enr.sealed_pkcs12
+    moved = db.session.execute(
+        update(PortalEnrollment)
+        .where(PortalEnrollment.id == enr.id, PortalEnrollment.status == EnrollmentStatus.READY)
+        .values(status=EnrollmentStatus.COLLECTED, collected_at=utcnow(), sealed_pkcs12=None)
+    )
+    if moved.rowcount != 1:
+        raise Conflict("The certificate file was already downloaded.")
+    content = keystore.unseal(sealed, signing.keks())
+    person, invitation = enr.person, enr.invitation
+    with audit.source(ip=ip, label=f"portal: {person.email}"):
+        audit.record(
+            action="enrollment.collect",
+            actor=SYSTEM,
+            object_type="Certificate",
+            object_id=enr.certificate_id,
+            label=person.email,
+            after={"enrollment_id": enr.id},
+            organization_id=person.organization_id,
+            department_id=person.department_id,
+        )
+        old_id = invitation.renews_certificate_id
+        if invitation.kind == InvitationKind.RENEWAL and old_id is not None:
+            _supersede(old_id, enr.certificate_id)
+    db.session.expire(enr)
+    return formats.Download(content, formats.PKCS12_MIME, "p12")
+
+
+def _supersede(old_id: int, new_id: int | None) -> None:
+    old = db.session.get(Certificate, old_id)
+    if old is None:
+        return
+    # Already revoked (by an administrator meanwhile): nothing left to supersede.
+    with contextlib.suppress(Conflict):
+        revocation.revoke(
+            actor=SYSTEM,
+            certificate_ids=[old_id],
+            reason="superseded",
+            message="renewed by the person on the enrollment portal",
+        )
+    old.replaced_by_id = new_id
+    old.renewal_state = "Renewed"
+
+
+def _not_ready(enr: PortalEnrollment) -> str:
+    return {
+        EnrollmentStatus.PENDING: "Your certificate is still being generated.",
+        EnrollmentStatus.COLLECTED: "The certificate file was already downloaded; it is handed out once.",
+        EnrollmentStatus.FAILED: f"The certificate could not be issued: {enr.failure_reason}",
+        EnrollmentStatus.EXPIRED: "The certificate file was not downloaded in time and was deleted; ask your administrator for a new invitation.",
+    }.get(enr.status, "The certificate file is not available.")
+
+
+def not_ready_message(enr: PortalEnrollment) -> str:
+    return _not_ready(enr)
+
+
+def expire_uncollected() -> int:
+    """Delete PKCS#12 files not downloaded within KEEP_READY (housekeeping)."""
+    result = db.session.execute(
+        update(PortalEnrollment)
+        .where(
+            PortalEnrollment.status == EnrollmentStatus.READY,
+            PortalEnrollment.ready_at < utcnow() - KEEP_READY,
+        )
+        .values(status=EnrollmentStatus.EXPIRED, sealed_pkcs12=None)
+    )
+    return int(result.rowcount or 0)

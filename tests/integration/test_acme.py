@@ -1,0 +1,447 @@
+"""ACME (RFC 8555) through the HTTP front door with a JWS-signing test client: EAB
+registration, orders inside the delegations, http-01 validated by the worker against a
+real HTTP server on 127.0.0.1 (names resolved by a real DNS server), finalize through
+enrollment, the chain judged by openssl, revocation; and the hostile cases."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import threading
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import AcmeChallenge, AuditEvent, Certificate, CertStatus
+from app.services.acme import external_keys
+from tests.acme_client import b64, external_binding, sign, thumbprint
+from tests.conftest import drain
+from tests.dnsbed import dns_server
+from tests.factories import make_admin, make_domain, make_org, make_pki
+
+ERR = "urn:ietf:params:acme:error:"
+
+
+class ChallengeServer:
+    """An http-01 responder on 127.0.0.1: /.well-known/acme-challenge/<token>."""
+
+    def __init__(self) -> None:
+        answers: dict[str, str] = {}
+        self.answers = answers
+        self.hits: list[str] = []
+        hits = self.hits
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                hits.append(self.headers.get("Host", ""))
+                token = self.path.rsplit("/", 1)[-1]
+                body = answers.get(token)
+                self.send_response(200 if body else 404)
+                self.end_headers()
+                self.wfile.write((body or "no").encode())
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Acme:
+    """Speaks ACME to the test client: nonces, JWS, the account URL."""
+
+    def __init__(self, client, slug="tls", key=None):
+        self.client = client
+        self.base = f"http://localhost/acme/{slug}"
+        self.key = key or ec.generate_private_key(ec.SECP256R1())
+        self.kid = None
+        self.nonce = None
+        self.directory = client.get(f"{self.base}/directory").get_json()
+
+    def fresh_nonce(self):
+        response = self.client.head(self.directory["newNonce"])
+        assert response.status_code == 200
+        return response.headers["Replay-Nonce"]
+
+    def post(self, url, payload, *, use_kid=True, key=None, nonce=None, **extra):
+        nonce = nonce or self.nonce or self.fresh_nonce()
+        self.nonce = None
+        body = sign(
+            key or self.key,
+            payload,
+            url=url,
+            nonce=nonce,
+            kid=self.kid if use_kid else None,
+            **extra,
+        )
+        response = self.client.post(
+            url, data=json.dumps(body), content_type="application/jose+json"
+        )
+        self.nonce = response.headers.get("Replay-Nonce")
+        return response
+
+    def register(self, *, key_id, hmac_key, contact=("mailto:ops@acme.example",)):
+        url = self.directory["newAccount"]
+        binding = external_binding(self.key, kid=key_id, hmac_key=hmac_key, url=url)
+        response = self.post(
+            url,
+            {
+                "contact": list(contact),
+                "termsOfServiceAgreed": True,
+                "externalAccountBinding": binding,
+            },
+            use_kid=False,
+        )
+        if response.status_code in (200, 201):
+            self.kid = response.headers["Location"]
+        return response
+
+    def order(self, *names):
+        return self.post(
+            self.directory["newOrder"],
+            {"identifiers": [{"type": "dns", "value": n} for n in names]},
+        )
+
+
+def problem(response, kind, status=None):
+    body = response.get_json(force=True)
+    assert response.content_type == "application/problem+json", response.get_data(as_text=True)
+    assert body["type"] == ERR + kind, body
+    if status is not None:
+        assert response.status_code == status
+    return body["detail"]
+
+
+@pytest.fixture
+def world(app, stub_worker):
+    mrao = make_admin("mrao")
+    org = make_org("Acme", city="Berlin", state="Berlin")
+    other = make_org("Other", city="Paris")
+    make_domain("acme.example", by=mrao, org=org)
+    make_domain("other.example", by=mrao, org=other)
+    _, issuing, profile = make_pki(requires_approval=False, terms=(90,), acme_slug="tls")
+    created = external_keys.create_key(
+        actor=mrao, organization_id=org.id, department_id=None, label="web servers"
+    )
+    db.session.commit()
+    responder = ChallengeServer()
+    with dns_server(
+        {
+            "www.acme.example": ["127.0.0.1"],
+            "api.acme.example": ["127.0.0.1"],
+            "meta.acme.example": ["169.254.169.254"],
+        }
+    ) as dns:
+        app.config["CW_ACME_RESOLVER"] = dns.address
+        app.config["CW_ACME_HTTP01_PORT"] = responder.port
+        yield {
+            "mrao": mrao,
+            "org": org,
+            "other": other,
+            "profile": profile,
+            "issuing": issuing,
+            "key_id": created.key.key_id,
+            "hmac": external_keys_bytes(created.hmac_key),
+            "responder": responder,
+            "worker": stub_worker,
+            "dns": dns,
+        }
+    responder.close()
+
+
+def external_keys_bytes(text):
+    import base64
+
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def registered(client, world, **kwargs):
+    acme = Acme(client, **kwargs)
+    assert acme.register(key_id=world["key_id"], hmac_key=world["hmac"]).status_code == 201
+    return acme
+
+
+def validate(acme, world, order):
+    """Serve each authorization's http-01 answer and let the worker validate it."""
+    for authz_url in order["authorizations"]:
+        authz = acme.post(authz_url, None).get_json()
+        chall = next(c for c in authz["challenges"] if c["type"] == "http-01")
+        world["responder"].answers[chall["token"]] = f"{chall['token']}.{thumbprint(acme.key)}"
+        answered = acme.post(chall["url"], {})
+        assert answered.status_code == 200, answered.get_data(as_text=True)
+        assert answered.get_json()["status"] == "processing"
+    drain(world["worker"])
+
+
+def csr_for(*names, key=None):
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, names[0])]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+        .sign(key, hashes.SHA256())
+    )
+    return b64(csr.public_bytes(Encoding.DER)), key
+
+
+def test_directory_and_nonces(client, world):
+    acme = Acme(client)
+    assert acme.directory["meta"]["externalAccountRequired"] is True
+    assert acme.directory["newOrder"] == "http://localhost/acme/tls/new-order"
+    assert client.get("/acme/nope/directory").status_code == 404
+    first, second = acme.fresh_nonce(), acme.fresh_nonce()
+    assert first != second
+
+
+def test_certificate_from_order_to_revocation(client, world, tmp_path):
+    acme = registered(client, world)
+    created = acme.order("www.acme.example", "api.acme.example")
+    assert created.status_code == 201, created.get_data(as_text=True)
+    order = created.get_json()
+    order_url = created.headers["Location"]
+    assert order["status"] == "pending" and len(order["authorizations"]) == 2
+
+    not_ready = acme.post(order["finalize"], {"csr": csr_for("www.acme.example")[0]})
+    problem(not_ready, "orderNotReady", 403)
+
+    validate(acme, world, order)
+    assert set(world["responder"].hits) == {
+        f"www.acme.example:{world['responder'].port}",
+        f"api.acme.example:{world['responder'].port}",
+    }
+    order = acme.post(order_url, None).get_json()
+    assert order["status"] == "ready"
+
+    wrong = acme.post(order["finalize"], {"csr": csr_for("www.acme.example", "x.acme.example")[0]})
+    assert "not in the order: x.acme.example" in problem(wrong, "badCSR", 400)
+
+    csr, key = csr_for("www.acme.example", "api.acme.example")
+    finalized = acme.post(order["finalize"], {"csr": csr})
+    assert finalized.status_code == 200, finalized.get_data(as_text=True)
+    assert finalized.get_json()["status"] == "processing"
+    drain(world["worker"])
+    order = acme.post(order_url, None).get_json()
+    assert order["status"] == "valid", order
+
+    fetched = acme.post(order["certificate"], None)
+    assert fetched.content_type == "application/pem-certificate-chain"
+    certs = x509.load_pem_x509_certificates(fetched.data)
+    leaf = certs[0]
+    assert leaf.public_key().public_numbers() == key.public_key().public_numbers()
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sorted(sans.get_values_for_type(x509.DNSName)) == [
+        "api.acme.example",
+        "www.acme.example",
+    ]
+    (tmp_path / "leaf.pem").write_bytes(certs[0].public_bytes(Encoding.PEM))
+    (tmp_path / "chain.pem").write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in certs[1:]))
+    verified = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-partial_chain",
+            "-CAfile",
+            tmp_path / "chain.pem",
+            tmp_path / "leaf.pem",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    row = db.session.execute(
+        select(Certificate).where(Certificate.serial_hex == f"{leaf.serial_number:x}")
+    ).scalar_one()
+    assert row.organization_id == world["org"].id
+    revoked = acme.post(
+        acme.directory["revokeCert"],
+        {"certificate": b64(leaf.public_bytes(Encoding.DER)), "reason": 4},
+    )
+    assert revoked.status_code == 200, revoked.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Certificate, row.id).status == CertStatus.REVOKED
+    again = acme.post(
+        acme.directory["revokeCert"], {"certificate": b64(leaf.public_bytes(Encoding.DER))}
+    )
+    problem(again, "alreadyRevoked", 400)
+    actions = set(db.session.execute(select(AuditEvent.action)).scalars())
+    assert {
+        "acme.account.create",
+        "acme.order.create",
+        "acme.challenge.validate",
+        "certificate.revoke",
+    } <= actions
+
+
+def test_revocation_by_the_certificate_key_without_an_account(client, world):
+    acme = registered(client, world)
+    order = acme.order("www.acme.example").get_json()
+    validate(acme, world, order)
+    csr, key = csr_for("www.acme.example")
+    acme.post(order["finalize"], {"csr": csr})
+    drain(world["worker"])
+    order = acme.post(order["finalize"].rsplit("/", 1)[0], None).get_json()
+    leaf = x509.load_pem_x509_certificates(acme.post(order["certificate"], None).data)[0]
+    der = b64(leaf.public_bytes(Encoding.DER))
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    refused = acme.post(
+        acme.directory["revokeCert"], {"certificate": der}, use_kid=False, key=stranger
+    )
+    problem(refused, "unauthorized", 403)
+    done = acme.post(acme.directory["revokeCert"], {"certificate": der}, use_kid=False, key=key)
+    assert done.status_code == 200, done.get_data(as_text=True)
+
+
+def test_external_account_binding_is_required_and_checked(client, world):
+    acme = Acme(client)
+    plain = acme.post(acme.directory["newAccount"], {"termsOfServiceAgreed": True}, use_kid=False)
+    problem(plain, "externalAccountRequired", 401)
+    wrong_mac = acme.register(key_id=world["key_id"], hmac_key=b"x" * 32)
+    problem(wrong_mac, "unauthorized", 403)
+    unknown = acme.register(key_id="no-such-key", hmac_key=world["hmac"])
+    problem(unknown, "unauthorized", 403)
+    assert acme.register(key_id=world["key_id"], hmac_key=world["hmac"]).status_code == 201
+    # The same key again: the existing account (200), same URL.
+    kid = acme.kid
+    assert acme.register(key_id=world["key_id"], hmac_key=world["hmac"]).status_code == 200
+    assert acme.kid == kid
+
+
+def test_a_revoked_eab_key_stops_its_accounts(client, world):
+    acme = registered(client, world)
+    key = db.session.execute(
+        select(external_keys.AcmeExternalKey).where(
+            external_keys.AcmeExternalKey.key_id == world["key_id"]
+        )
+    ).scalar_one()
+    external_keys.revoke_key(actor=world["mrao"], key_id=key.id)
+    db.session.commit()
+    assert "revoked" in problem(acme.order("www.acme.example"), "unauthorized", 403)
+
+
+def test_identifiers_outside_the_delegation_are_rejected(client, world):
+    acme = registered(client, world)
+    refused = acme.order("www.other.example")
+    detail = problem(refused, "rejectedIdentifier", 400)
+    assert "www.other.example" in detail
+    assert refused.get_json()["identifier"] == {"type": "dns", "value": "www.other.example"}
+    problem(acme.order("*.acme.example"), "rejectedIdentifier", 400)
+
+
+def test_an_eab_key_of_another_organization_cannot_order_our_names(client, world):
+    other_key = external_keys.create_key(
+        actor=world["mrao"], organization_id=world["other"].id, department_id=None, label=""
+    )
+    db.session.commit()
+    acme = Acme(client)
+    assert (
+        acme.register(
+            key_id=other_key.key.key_id, hmac_key=external_keys_bytes(other_key.hmac_key)
+        ).status_code
+        == 201
+    )
+    problem(acme.order("www.acme.example"), "rejectedIdentifier", 400)
+
+
+def test_hostile_requests(client, world):
+    acme = registered(client, world)
+    nonce = acme.fresh_nonce()
+    first = acme.post(
+        acme.directory["newOrder"],
+        {"identifiers": [{"type": "dns", "value": "www.acme.example"}]},
+        nonce=nonce,
+    )
+    assert first.status_code == 201
+    reused = acme.post(
+        acme.directory["newOrder"],
+        {"identifiers": [{"type": "dns", "value": "www.acme.example"}]},
+        nonce=nonce,
+    )
+    problem(reused, "badNonce", 400)
+    assert reused.headers["Replay-Nonce"]
+
+    body = sign(
+        acme.key,
+        {"identifiers": []},
+        url=acme.directory["newOrder"],
+        nonce=acme.fresh_nonce(),
+        kid=acme.kid,
+    )
+    body["signature"] = b64(b"\x00" * 64)
+    bad_sig = client.post(
+        acme.directory["newOrder"], data=json.dumps(body), content_type="application/jose+json"
+    )
+    assert "signature" in problem(bad_sig, "malformed", 400)
+
+    elsewhere = acme.post(
+        acme.directory["newOrder"],
+        {"identifiers": []},
+        header={"url": acme.directory["newAccount"]},
+    )
+    problem(elsewhere, "unauthorized", 403)
+
+    none_alg = acme.post(acme.directory["newOrder"], {}, header={"alg": "none"})
+    problem(none_alg, "badSignatureAlgorithm", 400)
+
+    both = acme.post(acme.directory["newOrder"], {}, header={"jwk": {"kty": "EC"}})
+    assert "exactly one of jwk and kid" in problem(both, "malformed", 400)
+
+    not_jose = client.post(acme.directory["newOrder"], data="{}", content_type="application/json")
+    problem(not_jose, "malformed", 415)
+
+    intruder = registered(client, world)
+    order = acme.order("www.acme.example").get_json()
+    theirs = intruder.post(order["authorizations"][0], None)
+    problem(theirs, "malformed", 404)
+
+
+def test_validation_never_connects_to_a_denied_address(client, world):
+    acme = registered(client, world)
+    order = acme.order("meta.acme.example").get_json()
+    validate(acme, world, order)
+    chall = db.session.execute(select(AcmeChallenge)).scalars().all()[-1]
+    assert chall.status == "invalid"
+    assert chall.error["type"] == ERR + "rejectedIdentifier"
+    assert "169.254.169.254" in chall.error["detail"]
+    assert world["responder"].hits == []
+    assert acme.post(order["finalize"].rsplit("/", 1)[0], None).get_json()["status"] == "invalid"
+
+
+def test_a_wrong_answer_makes_the_challenge_invalid(client, world):
+    acme = registered(client, world)
+    order = acme.order("www.acme.example").get_json()
+    authz = acme.post(order["authorizations"][0], None).get_json()
+    chall = authz["challenges"][0]
+    world["responder"].answers[chall["token"]] = "something else"
+    acme.post(chall["url"], {})
+    drain(world["worker"])
+    got = acme.post(chall["url"], None).get_json()
+    assert got["status"] == "invalid"
+    assert got["error"]["type"] == ERR + "incorrectResponse"
+
+
+def test_a_second_finalize_is_refused_and_makes_no_second_request(client, world):
+    from app.models import CertificateRequest
+
+    acme = registered(client, world)
+    created = acme.order("www.acme.example")
+    order = created.get_json()
+    validate(acme, world, order)
+    csr, _ = csr_for("www.acme.example")
+    assert acme.post(order["finalize"], {"csr": csr}).status_code == 200
+    again = acme.post(order["finalize"], {"csr": csr})
+    problem(again, "orderNotReady", 403)
+    assert len(db.session.execute(select(CertificateRequest)).scalars().all()) == 1

@@ -1,0 +1,450 @@
+"""Importing certificates through the service and the job (stub worker, real database): a
+ZIP of openssl-made certificates and our own, deduplicated against the inventory, chains
+linked, statuses, findings, a per-file CSV, twice-safe runs, and who may import where."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import (
+    AuditEvent,
+    Certificate,
+    CertificateFinding,
+    CertificateImport,
+    CertOrigin,
+    CertStatus,
+    ImportedCertificate,
+    ImportResult,
+    Job,
+    JobStatus,
+    Role,
+)
+from app.services.errors import DomainError, Forbidden, NotFound
+from app.services.imports import imports
+from app.services.scope import SYSTEM
+from tests.conftest import drain
+from tests.factories import make_admin, make_dept, make_org
+from tests.unit.pki.importfiles import OpensslFiles, raw_member, raw_zip, run, zip_of
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> OpensslFiles:
+    made = OpensslFiles(tmp_path_factory.mktemp("imports"))
+    made.sign("rsa1024", "/CN=small.test", issuer="inter", key="rsa:1024")
+    made.sign("shared1", "/CN=shared-one.test", issuer="inter")
+    run("x509", "-req", "-in", "shared1.csr", "-CA", "inter.pem", "-CAkey", "inter.key",
+        "-days", "30", "-extfile", "shared1.ext", "-out", "shared2.pem", cwd=made.root)  # fmt: skip
+    made.sign("neg", "/CN=negative.test", issuer="inter", serial="-7")
+    return made
+
+
+def expired_pem() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired.test")])
+    start = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=90))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(Encoding.PEM)
+
+
+def fp(pem: bytes) -> str:
+    return hashlib.sha256(
+        x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+    ).hexdigest()
+
+
+def run_upload(worker, *, actor, org, dept=None, uploads):
+    record = imports.start_import(
+        actor=actor,
+        organization_id=org.id,
+        department_id=dept.id if dept else None,
+        uploads=uploads,
+    )
+    db.session.commit()
+    drain(worker)
+    return db.session.get(CertificateImport, record.id)
+
+
+def by_fingerprint(fingerprint: str) -> Certificate:
+    return db.session.execute(
+        select(Certificate).where(Certificate.fingerprint == fingerprint)
+    ).scalar_one()
+
+
+def csv_rows(actor, import_id: int) -> list[dict[str, str]]:
+    text = "".join(imports.results_csv(actor=actor, import_id=import_id))
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_a_zip_of_everything_lands_once_per_certificate_with_each_files_fate(
+    app, stub_worker, files
+):
+    org = make_org("Acme")
+    mrao = make_admin()
+    expired = expired_pem()
+    archive = zip_of(
+        {
+            "chain.pem": files.pem("leaf") + files.pem("inter") + files.pem("root"),
+            "again/leaf.crt": files.pem("leaf"),  # the same certificate a second time
+            "self.der.pem": files.der("self"),  # DER under a PEM name
+            "bundle.p7b": files.pkcs7("inter", "root"),
+            "expired.cer": expired,
+            "negative-serial.pem": files.pem("neg"),
+            "README.txt": b"our certificates\n",
+        }
+    )
+    hostile = raw_zip([raw_member("../../etc/evil.pem", files.pem("self"))])
+    record = run_upload(
+        stub_worker,
+        actor=mrao,
+        org=org,
+        uploads=[imports.Upload("certs.zip", archive), imports.Upload("evil.zip", hostile)],
+    )
+    assert record.counts == {"imported": 6, "known": 3, "invalid": 1, "skipped": 1}
+    assert record.message == "6 imported, 3 already known, 1 invalid, 1 skipped"
+    job = db.session.get(Job, record.job_id)
+    assert (job.status, job.progress) == (JobStatus.DONE, 100)
+    leaf, inter, root = (by_fingerprint(fp(files.pem(n))) for n in ("leaf", "inter", "root"))
+    assert (leaf.origin, leaf.status, leaf.organization_id) == (
+        CertOrigin.IMPORTED,
+        CertStatus.EXTERNAL,
+        org.id,
+    )
+    assert (leaf.issuer_id, inter.issuer_id, root.issuer_id) == (inter.id, root.id, None)
+    assert by_fingerprint(fp(expired)).status == CertStatus.EXPIRED
+    assert db.session.scalar(select(func.count(Certificate.id))) == 6
+    rows = csv_rows(mrao, record.id)
+    fates = [(r["file"], r["member"], r["outcome"]) for r in rows]
+    assert fates == [
+        ("certs.zip", "chain.pem", "imported"),
+        ("certs.zip", "chain.pem", "imported"),
+        ("certs.zip", "chain.pem", "imported"),
+        ("certs.zip", "again/leaf.crt", "known"),
+        ("certs.zip", "self.der.pem", "imported"),
+        ("certs.zip", "bundle.p7b", "known"),
+        ("certs.zip", "bundle.p7b", "known"),
+        ("certs.zip", "expired.cer", "imported"),
+        ("certs.zip", "negative-serial.pem", "imported"),
+        ("certs.zip", "README.txt", "invalid"),
+        ("evil.zip", "../../etc/evil.pem", "skipped"),
+    ]
+    assert rows[3]["reason"] == "already in an earlier file of this import"
+    assert rows[3]["certificate_id"] == str(leaf.id)
+    readme = next(r for r in rows if r["member"] == "README.txt")
+    assert readme["reason"].startswith("not a certificate (PEM, DER or PKCS#7)")
+    evil = next(r for r in rows if r["file"] == "evil.zip")
+    assert evil["reason"] == "a name that climbs out of the archive (../): skipped"
+    negative = by_fingerprint(hashlib.sha256(files.der("neg")).hexdigest())
+    assert negative.serial_hex == "-7"
+    found = db.session.execute(
+        select(CertificateFinding.code).where(CertificateFinding.certificate_id == negative.id)
+    ).scalars()
+    assert list(found) == ["serial_not_positive"]
+
+
+def test_a_known_certificate_gains_the_import_as_a_source_and_is_not_copied(
+    app, stub_worker, files
+):
+    org = make_org("Acme")
+    mrao = make_admin()
+    first = run_upload(
+        stub_worker, actor=mrao, org=org, uploads=[imports.Upload("a.pem", files.pem("self"))]
+    )
+    cert = by_fingerprint(fp(files.pem("self")))
+    # As if discovery had found it first: origin and status stay what they were.
+    cert.origin, cert.organization_id = CertOrigin.DISCOVERED, None
+    db.session.commit()
+    second = run_upload(
+        stub_worker, actor=mrao, org=org, uploads=[imports.Upload("b.pem", files.pem("self"))]
+    )
+    assert second.counts == {"imported": 0, "known": 1, "invalid": 0, "skipped": 0}
+    db.session.refresh(cert)
+    assert cert.origin == CertOrigin.DISCOVERED
+    assert cert.organization_id == org.id  # an unplaced certificate goes where it is imported
+    sources = db.session.execute(
+        select(ImportedCertificate.import_id, ImportedCertificate.file).where(
+            ImportedCertificate.certificate_id == cert.id
+        )
+    ).all()
+    assert sorted(sources) == [(first.id, "a.pem"), (second.id, "b.pem")]
+    assert db.session.scalar(select(func.count(Certificate.id))) == 1
+
+
+def test_running_the_job_twice_stores_nothing_twice(app, stub_worker, files):
+    org = make_org("Acme")
+    mrao = make_admin()
+    record = run_upload(
+        stub_worker,
+        actor=mrao,
+        org=org,
+        uploads=[imports.Upload("chain.pem", files.pem("leaf") + files.pem("inter"))],
+    )
+    before = csv_rows(mrao, record.id)
+    # A duplicate delivery of the message: the finished job is not run again.
+    job = db.session.get(Job, record.job_id)
+    from app.actors.imports import import_certificates
+
+    import_certificates.send(job.id)
+    drain(stub_worker)
+    # And the service itself run again (a retry after a crash) resumes after what it stored.
+    imports.run_import(import_id=record.id)
+    assert csv_rows(mrao, record.id) == before
+    assert db.session.scalar(select(func.count(Certificate.id))) == 2
+    assert db.session.scalar(select(func.count(ImportResult.id))) == 2
+    assert db.session.scalar(select(func.count(ImportedCertificate.id))) == 2
+
+
+def test_weak_and_shared_keys_are_flagged(app, stub_worker, files):
+    org = make_org("Acme")
+    record = run_upload(
+        stub_worker,
+        actor=make_admin(),
+        org=org,
+        uploads=[
+            imports.Upload(
+                "keys.pem", files.pem("rsa1024") + files.pem("shared1") + files.pem("shared2")
+            )
+        ],
+    )
+    assert record.counts["imported"] == 3
+
+    def codes(name: str) -> list[str]:
+        cert = by_fingerprint(fp(files.pem(name)))
+        return sorted(
+            db.session.execute(
+                select(CertificateFinding.code).where(CertificateFinding.certificate_id == cert.id)
+            ).scalars()
+        )
+
+    assert codes("rsa1024") == ["weak_key_size"]
+    assert codes("shared1") == codes("shared2") == ["shared_key"]
+
+
+def test_cells_a_spreadsheet_would_evaluate_are_escaped(app, stub_worker, files):
+    org = make_org("Acme")
+    mrao = make_admin()
+    archive = zip_of({'=HYPERLINK("http://x").pem': b"nothing", "@SUM(1).pem": files.pem("self")})
+    record = run_upload(
+        stub_worker, actor=mrao, org=org, uploads=[imports.Upload("+cmd.zip", archive)]
+    )
+    text = "".join(imports.results_csv(actor=mrao, import_id=record.id))
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == list(imports.RESULT_COLUMNS)
+    assert {r[0] for r in rows[1:]} == {"'+cmd.zip"}
+    assert sorted(r[1] for r in rows[1:]) == ['\'=HYPERLINK("http://x").pem', "'@SUM(1).pem"]
+
+
+def test_rao_and_drao_import_only_into_their_scope(app, stub_worker, files):
+    acme, other = make_org("Acme"), make_org("Other")
+    it, ops = make_dept(acme, "IT"), make_dept(acme, "Ops")
+    rao = make_admin("rao", Role.RAO, org=acme)
+    drao = make_admin("drao", Role.DRAO, org=acme, dept=it)
+    upload = [imports.Upload("self.pem", files.pem("self"))]
+    with pytest.raises(NotFound):
+        imports.start_import(
+            actor=rao, organization_id=other.id, department_id=None, uploads=upload
+        )
+    with pytest.raises(Forbidden):
+        imports.start_import(
+            actor=drao, organization_id=acme.id, department_id=None, uploads=upload
+        )
+    with pytest.raises(Forbidden):
+        imports.start_import(
+            actor=drao, organization_id=acme.id, department_id=ops.id, uploads=upload
+        )
+    with pytest.raises(DomainError, match="not in the organization"):
+        imports.start_import(
+            actor=rao,
+            organization_id=acme.id,
+            department_id=make_dept(other, "X").id,
+            uploads=upload,
+        )
+    db.session.rollback()
+    record = run_upload(stub_worker, actor=drao, org=acme, dept=it, uploads=upload)
+    assert record.counts["imported"] == 1
+    assert by_fingerprint(fp(files.pem("self"))).department_id == it.id
+    # Someone else's import is not there for them.
+    theirs = run_upload(
+        stub_worker,
+        actor=make_admin(),
+        org=other,
+        uploads=[imports.Upload("x.pem", files.pem("leaf"))],
+    )
+    with pytest.raises(NotFound):
+        list(imports.results_csv(actor=rao, import_id=theirs.id))
+    assert [i.id for i in imports.list_imports(actor=rao)] == [record.id]
+    # Known elsewhere: the DRAO learns no id of a certificate outside their department.
+    again = run_upload(
+        stub_worker,
+        actor=drao,
+        org=acme,
+        dept=it,
+        uploads=[imports.Upload("y.pem", files.pem("leaf"))],
+    )
+    [row] = csv_rows(drao, again.id)
+    assert (row["outcome"], row["certificate_id"]) == ("known", "")
+    assert row["reason"] == "already in the inventory (outside this organization or department)"
+
+
+def test_the_import_is_audited_and_bad_uploads_are_refused_whole(app, stub_worker, files):
+    org = make_org("Acme")
+    mrao = make_admin()
+    with pytest.raises(DomainError, match="Choose at least one file"):
+        imports.start_import(actor=mrao, organization_id=org.id, department_id=None, uploads=[])
+    with pytest.raises(DomainError, match=r"empty\.pem is empty"):
+        imports.start_import(
+            actor=mrao, organization_id=org.id, department_id=None,
+            uploads=[imports.Upload("ok.pem", files.pem("self")), imports.Upload("empty.pem", b"")],
+        )  # fmt: skip
+    app.config["CW_IMPORT_MAX_MEMBERS"] = 2
+    with pytest.raises(DomainError, match=r"has 3 members, more than the limit of 2"):
+        imports.start_import(
+            actor=mrao, organization_id=org.id, department_id=None,
+            uploads=[imports.Upload("many.zip", zip_of({f"{i}": b"x" for i in range(3)}))],
+        )  # fmt: skip
+    app.config["CW_IMPORT_MAX_UPLOAD_BYTES"] = 10
+    with pytest.raises(DomainError, match="CW_IMPORT_MAX_UPLOAD_BYTES"):
+        imports.start_import(
+            actor=mrao, organization_id=org.id, department_id=None,
+            uploads=[imports.Upload("ok.pem", files.pem("self"))],
+        )  # fmt: skip
+    db.session.rollback()
+    assert db.session.scalar(select(func.count(CertificateImport.id))) == 0
+    app.config["CW_IMPORT_MAX_UPLOAD_BYTES"] = 1 << 20
+    record = run_upload(
+        stub_worker, actor=mrao, org=org, uploads=[imports.Upload("ok.pem", files.pem("self"))]
+    )
+    event = db.session.execute(
+        select(AuditEvent).where(AuditEvent.action == "certificate.import")
+    ).scalar_one()
+    assert (event.object_id, event.organization_id) == (str(record.id), org.id)
+    assert event.after["files"] == ["ok.pem"]
+
+
+def test_the_system_may_import_anywhere(app, stub_worker, files):
+    org = make_org("Acme")
+    record = run_upload(
+        stub_worker, actor=SYSTEM, org=org, uploads=[imports.Upload("s.pem", files.pem("root"))]
+    )
+    assert record.counts["imported"] == 1
+
+
+def test_a_key_we_certified_and_an_imported_certificate_share_is_flagged_on_both(app, stub_worker):
+    from app.models import CertType
+    from app.services.structure import domains
+    from tests.factories import make_pki, request_certificate
+
+    mrao = make_admin()
+    org = make_org("Acme", city="Berlin", state="Berlin")
+    domains.create_domain(
+        actor=mrao, name="acme.example", organization_id=org.id, types=list(CertType)
+    )
+    db.session.commit()
+    _, _, profile = make_pki()
+    req, key = request_certificate(
+        by=mrao, org=org, profile=profile, cn="www.acme.example", approve=True
+    )
+    drain(stub_worker)
+    db.session.refresh(req)
+    ours = req.certificate
+    assert ours is not None and ours.spki_sha256 != ""
+    # The same key in a self-signed certificate someone made on the side.
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "side.acme.example")])
+    now = dt.datetime.now(dt.UTC)
+    side = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    run_upload(
+        stub_worker,
+        actor=mrao,
+        org=org,
+        uploads=[imports.Upload("side.pem", side.public_bytes(Encoding.PEM))],
+    )
+    flagged = db.session.execute(
+        select(CertificateFinding.certificate_id).where(CertificateFinding.code == "shared_key")
+    ).scalars()
+    assert sorted(flagged) == sorted(
+        [ours.id, by_fingerprint(fp(side.public_bytes(Encoding.PEM))).id]
+    )
+
+
+def test_the_dashboard_counts_certificates_with_weak_or_shared_keys_in_scope(
+    app, client, stub_worker, files
+):
+    from tests.conftest import login
+    from tests.factories import PASSWORD
+
+    acme, other = make_org("Acme"), make_org("Other")
+    make_admin("rao", Role.RAO, org=other)
+    run_upload(
+        stub_worker,
+        actor=make_admin(),
+        org=acme,
+        uploads=[
+            imports.Upload(
+                "keys.pem", files.pem("rsa1024") + files.pem("shared1") + files.pem("shared2")
+            )
+        ],
+    )
+    login(client, "mrao", PASSWORD)
+    label = "Certificates with weak or shared keys"
+    assert f'data-count="{label}">3<' in client.get("/admin/").get_data(as_text=True)
+    client.post("/logout")
+    other_client = app.test_client()
+    login(other_client, "rao", PASSWORD)
+    assert f'data-count="{label}">0<' in other_client.get("/admin/").get_data(as_text=True)
+
+
+def test_two_certificates_with_one_issuer_and_serial_are_flagged_on_both(app, stub_worker, files):
+    one = files.sign("dup1", "/CN=dup-one.test", issuer="inter", serial="4242")
+    # The second arrives in a later import: the first, already stored, is flagged too.
+    run_upload(
+        stub_worker,
+        actor=make_admin(),
+        org=make_org("Acme"),
+        uploads=[imports.Upload("1.pem", one)],
+    )
+    two = files.sign("dup2", "/CN=dup-two.test", issuer="inter", serial="4242")
+    from app.models import Admin
+
+    mrao = db.session.execute(select(Admin)).scalar_one()
+    org_id = db.session.execute(select(Certificate.organization_id)).scalars().first()
+    imports.start_import(
+        actor=mrao, organization_id=org_id, department_id=None,
+        uploads=[imports.Upload("2.pem", two + files.pem("leaf"))],
+    )  # fmt: skip
+    db.session.commit()
+    drain(stub_worker)
+    flagged = db.session.execute(
+        select(CertificateFinding.certificate_id).where(
+            CertificateFinding.code == "duplicate_issuer_serial"
+        )
+    ).scalars()
+    assert sorted(flagged) == sorted(by_fingerprint(fp(p)).id for p in (one, two))

@@ -1,0 +1,81 @@
+"""An import on PostgreSQL: odd certificates (a negative serial, a subject that is not
+UTF-8, a 21-octet serial) stored with their findings, chains linked, and a second run of
+the job storing nothing twice."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import Certificate, CertificateFinding, ImportResult, Job, JobStatus
+from app.services.imports import imports
+from app.services.platform import jobs
+from tests.factories import make_admin, make_org
+from tests.unit.pki.importfiles import OpensslFiles, zip_of
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> OpensslFiles:
+    made = OpensslFiles(tmp_path_factory.mktemp("pg-imports"))
+    made.sign("neg", "/CN=negative.test", issuer="inter", serial="-9")
+    made.sign("long", "/CN=long.test", issuer="inter", serial="0x" + "0a" * 21)
+    made.sign("latin", "/CN=cafXX.test", issuer="inter")
+    return made
+
+
+def test_odd_certificates_land_on_postgres_with_their_findings(pg: Flask, files) -> None:
+    tag = secrets.token_hex(3)
+    mrao = make_admin(f"mrao-{tag}")
+    org = make_org(f"Imports {tag}")
+    mangled = files.der("latin").replace(b"cafXX", b"caf\xff\xfe")
+    archive = zip_of(
+        {
+            "chain.pem": files.pem("leaf") + files.pem("inter") + files.pem("root"),
+            "neg.pem": files.pem("neg"),
+            "long.crt": files.pem("long"),
+            "latin.der": mangled,
+        }
+    )
+    record = imports.start_import(
+        actor=mrao,
+        organization_id=org.id,
+        department_id=None,
+        uploads=[imports.Upload("odd.zip", archive)],
+        send=False,
+    )
+    db.session.commit()
+    assert jobs.execute(record.job_id, imports.run_import_job) == "done"
+    db.session.expire_all()
+    assert db.session.get(Job, record.job_id).status == JobStatus.DONE
+    assert record.counts == {"imported": 6, "known": 0, "invalid": 0, "skipped": 0}
+
+    def codes(der: bytes) -> list[str]:
+        cert = db.session.execute(
+            select(Certificate).where(Certificate.fingerprint == hashlib.sha256(der).hexdigest())
+        ).scalar_one()
+        return sorted(
+            db.session.execute(
+                select(CertificateFinding.code).where(CertificateFinding.certificate_id == cert.id)
+            ).scalars()
+        )
+
+    assert codes(files.der("neg")) == ["serial_not_positive"]
+    assert codes(files.der("long")) == ["serial_too_long"]
+    assert codes(mangled) == ["subject_not_decodable"]
+    leaf = db.session.execute(
+        select(Certificate).where(
+            Certificate.fingerprint == hashlib.sha256(files.der("leaf")).hexdigest()
+        )
+    ).scalar_one()
+    assert leaf.issuer_id is not None
+    # The service run again (a retry after a crash) stores nothing twice.
+    imports.run_import(import_id=record.id)
+    count = db.session.scalar(
+        select(func.count(ImportResult.id)).where(ImportResult.import_id == record.id)
+    )
+    assert count == 6
