@@ -73,6 +73,7 @@ def register_blueprints(app: Flask) -> None:
     from app.api.scm import doc_bp as scm_doc_bp
     from app.portal.collect import bp as collect_bp
     from app.portal.home import bp as portal_home_bp
+    from app.portal.notices import bp as notices_bp
     from app.portal.register import bp as register_bp
     from app.portal.selfservice import bp as selfservice_bp
 
@@ -81,6 +82,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(pki_bp)
     app.register_blueprint(acme_bp)
     app.register_blueprint(collect_bp)
+    app.register_blueprint(notices_bp)
     app.register_blueprint(scm_bp)
     app.register_blueprint(scm_doc_bp)
     app.register_blueprint(portal_home_bp)

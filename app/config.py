@@ -95,6 +95,7 @@ class Setting:
     shown_default: str = ""
     in_app: bool = True
     minimum: int | None = None
+    maximum: int | None = None
 
     @property
     def documented_default(self) -> str:
@@ -135,6 +136,8 @@ class Setting:
                 raise SettingError(f"{self.name}={raw!r}: expected {kind}") from None
             if self.minimum is not None and number < self.minimum:
                 raise SettingError(f"{self.name}={raw!r}: must be at least {self.minimum}")
+            if self.maximum is not None and number > self.maximum:
+                raise SettingError(f"{self.name}={raw!r}: must be at most {self.maximum}")
             return number
         return raw
 
@@ -339,6 +342,38 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         int,
         60,
         "wait after the first failed delivery; doubled after each further failure, at most an hour",
+        minimum=1,
+    ),
+    Setting(
+        "CW_NOTIFY_DIGEST_HOUR",
+        int,
+        6,
+        "hour of the day (UTC, 0-23) from which the daily notification digests go out "
+        "(`docs/notifications.md`)",
+        minimum=0,
+        maximum=23,
+    ),
+    Setting(
+        "CW_NOTIFY_SWEEP_SECONDS",
+        int,
+        3600,
+        "seconds between sweeps of the inventory for due expiry notices (also run after every "
+        "discovery run)",
+        minimum=60,
+    ),
+    Setting(
+        "CW_WEBHOOK_MAX_ATTEMPTS",
+        int,
+        8,
+        "webhook POST attempts before a webhook message is marked failed",
+        minimum=1,
+    ),
+    Setting(
+        "CW_WEBHOOK_RETRY_SECONDS",
+        int,
+        30,
+        "wait after the first failed webhook POST; doubled after each further failure, at most "
+        "an hour",
         minimum=1,
     ),
     Setting("SESSION_COOKIE_SECURE", bool, False, "set to `1` behind HTTPS"),

@@ -24,6 +24,11 @@ def init_console(app: Flask) -> Any:
     from app.admin.domains import DelegationView, DomainView
     from app.admin.errors import init_error_pages
     from app.admin.imports import ImportView
+    from app.admin.notifications import (
+        NotificationRuleView,
+        NotificationWebhookView,
+        SentNotificationView,
+    )
     from app.admin.orgs import DepartmentView, OrganizationView
     from app.admin.persons import InvitationView, PersonView
     from app.admin.pki import CaView, CertificateProfileView
@@ -107,6 +112,11 @@ def init_console(app: Flask) -> Any:
     console.add_view(
         AuditView(AuditEvent, name="Account Activity", category="Reports", endpoint="audit")
     )
+    console.add_view(
+        SentNotificationView(
+            name="Sent Notifications", category="Reports", endpoint="sent_notifications"
+        )
+    )
     console.add_view(AdminView(Admin, name="Admins", endpoint="admins"))
     settings = (
         (
@@ -124,6 +134,12 @@ def init_console(app: Flask) -> Any:
             DelegationView(
                 Delegation, name="Domain Delegations", category="Settings", endpoint="delegation"
             )
+        ),
+        NotificationRuleView(
+            name="Notifications", category="Settings", endpoint="notification_rules"
+        ),
+        NotificationWebhookView(
+            name="Notification Webhooks", category="Settings", endpoint="notification_webhooks"
         ),
         (CaView(CertificateAuthority, name="Private CAs", category="Settings", endpoint="cas")),
         (

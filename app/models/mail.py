@@ -28,7 +28,8 @@ class OutboxMessage(db.Model):  # type: ignore[name-defined,misc]
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     to: Mapped[str] = mapped_column(Text)  # comma separated
     subject: Mapped[str] = mapped_column(String(256))
-    body: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)  # the plain-text part
+    html: Mapped[str] = mapped_column(Text, default="")  # an HTML alternative, when given
     category: Mapped[str] = mapped_column(String(64), default="")
     # Who may read it in the console: the organization/department it concerns (None: MRAOs).
     organization_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)

@@ -37,6 +37,7 @@ from app.models import (
     Invitation,
     Job,
     MailTemplate,
+    NotificationRule,
     Organization,
     Person,
     PortalEnrollment,
@@ -683,6 +684,206 @@ def audit_head_forged(w: World) -> Seen:
     return Seen({"seq": head.seq - 1, "hash": last}, None)
 
 
+# --- notifications -------------------------------------------------------------------------
+
+
+def _notification_rule(w: World) -> NotificationRule:
+    from app.services.notifications import rules as notification_rules
+
+    return commit(
+        lambda: notification_rules.save_rule(
+            actor=w.mrao,
+            data=notification_rules.RuleData(
+                name="SSL expiry",
+                type="ssl_expiration",
+                places=[(w.org.id, None)],
+                roles=["admins"],
+                subscribers=["ops@acme.example"],
+            ),
+        )
+    )
+
+
+def notification_rule_create(w: World) -> Seen:
+    rule = _notification_rule(w)
+    return Seen(None, observed(NotificationRule, rule.id))
+
+
+def notification_rule_update(w: World) -> Seen:
+    from app.services.notifications import rules as notification_rules
+
+    rule = _notification_rule(w)
+    old = observed(NotificationRule, rule.id)
+    commit(
+        lambda: notification_rules.save_rule(
+            actor=w.mrao,
+            rule_id=rule.id,
+            data=notification_rules.RuleData(
+                name="SSL expiry (ops)",
+                type="ssl_expiration",
+                places=[(w.org.id, None)],
+                days=(30, 7),
+                roles=["admins", "mrao"],
+                subscribers=["ops@acme.example"],
+                digest=True,
+            ),
+        )
+    )
+    return Seen(old, observed(NotificationRule, rule.id))
+
+
+def notification_rule_delete(w: World) -> Seen:
+    from app.services.notifications import rules as notification_rules
+
+    rule = _notification_rule(w)
+    old = observed(NotificationRule, rule.id)
+    commit(lambda: notification_rules.delete_rule(actor=w.mrao, rule_id=rule.id))
+    return Seen(old, observed(NotificationRule, rule.id))
+
+
+def notification_rule_sample(w: World) -> Seen:
+    from app.services.notifications import samples
+
+    _found_certificate(w)
+    rule = _notification_rule(w)
+    commit(lambda: samples.send_sample(actor=w.mrao, rule_id=rule.id))
+    return Seen(None, None, no_values=True)
+
+
+def mail_resend(w: World) -> Seen:
+    from flask import current_app
+
+    from app.models import OutboxMessage
+    from app.services.platform import mail
+
+    current_app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=9, CW_MAIL_MAX_ATTEMPTS=1)
+    # Attempts made here, not by the worker, so the rows are observed as each step leaves them.
+    senders = list(mail._deliver)
+    mail._deliver.clear()
+    try:
+        message = commit(lambda: mail.send_mail(to=["a@acme.example"], subject="s", body="b"))
+        assert mail.deliver(message.id, 0) == "failed"
+        old = observed(OutboxMessage, message.id)
+        commit(lambda: mail.resend(actor=w.mrao, message_id=message.id))
+    finally:
+        mail._deliver[:] = senders
+    return Seen(old, observed(OutboxMessage, message.id))
+
+
+def _webhook(w: World) -> Any:
+    from app.services.notifications import webhooks
+
+    return commit(
+        lambda: webhooks.create_webhook(actor=w.mrao, name="Chat", url="https://chat.example/hook")
+    )[0]
+
+
+def notification_webhook_create(w: World) -> Seen:
+    from app.models import NotificationWebhook
+
+    return Seen(None, observed(NotificationWebhook, _webhook(w).id))
+
+
+def notification_webhook_update(w: World) -> Seen:
+    from app.models import NotificationWebhook
+    from app.services.notifications import webhooks
+
+    hook = _webhook(w)
+    old = observed(NotificationWebhook, hook.id)
+    commit(
+        lambda: webhooks.update_webhook(
+            actor=w.mrao,
+            webhook_id=hook.id,
+            name="Chat ops",
+            url="https://chat.example/ops",
+            enabled=False,
+        )
+    )
+    return Seen(old, observed(NotificationWebhook, hook.id))
+
+
+def notification_webhook_delete(w: World) -> Seen:
+    from app.models import NotificationWebhook
+    from app.services.notifications import webhooks
+
+    hook = _webhook(w)
+    old = observed(NotificationWebhook, hook.id)
+    commit(lambda: webhooks.delete_webhook(actor=w.mrao, webhook_id=hook.id))
+    return Seen(old, None)
+
+
+def webhook_message_resend(w: World) -> Seen:
+    from app.models import WebhookMessage, WebhookMessageStatus
+    from app.services.notifications import webhooks
+
+    hook = _webhook(w)
+    message = WebhookMessage(
+        webhook_id=hook.id,
+        body="{}",
+        status=WebhookMessageStatus.FAILED,
+        attempts=8,
+        error="gave up",
+    )
+    db.session.add(message)
+    db.session.commit()
+    old = observed(WebhookMessage, message.id)
+    commit(lambda: webhooks.resend(actor=w.mrao, message_id=message.id))
+    return Seen(old, observed(WebhookMessage, message.id))
+
+
+def _found_certificate(w: World) -> Any:
+    """A certificate of the organization as discovery stores one (no issuance: these cases
+    are about notifications, not the worker)."""
+    from tests import notify
+
+    return commit(lambda: notify.discovered_certificate(w.org.id, utcnow() + timedelta(days=90)))
+
+
+def _delivery(w: World) -> Any:
+    """An expiry alert of a rule to ops@acme.example about a certificate 20 days from expiry."""
+    from app.models import NotificationDelivery
+    from app.services.notifications import sweep
+
+    cert = _found_certificate(w)
+    rule = _notification_rule(w)
+    sweep.insert_due(rule, cert.not_after - timedelta(days=20))
+    db.session.commit()
+    return db.session.execute(
+        select(NotificationDelivery).where(NotificationDelivery.recipient == "ops@acme.example")
+    ).scalar_one()
+
+
+def notification_acknowledge(w: World) -> Seen:
+    from app.models import NotificationAck
+    from app.services.notifications import acknowledgements
+
+    delivery = _delivery(w)
+    commit(
+        lambda: acknowledgements.acknowledge_deliveries(
+            actor=w.mrao, delivery_ids=[delivery.id], snooze_days=7
+        )
+    )
+    return Seen(None, observed(NotificationAck, last_id(NotificationAck)))
+
+
+def notification_preference(w: World) -> Seen:
+    from flask import current_app
+
+    from app.models import NotificationPreference
+    from app.notices import signing
+    from app.services.notifications import acknowledgements
+
+    delivery = _delivery(w)
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    token = signing.link_token(key, "preference", delivery.id)
+    commit(
+        lambda: acknowledgements.set_preference_by_link(
+            delivery_id=delivery.id, token=token, digest=True
+        )
+    )
+    return Seen(None, observed(NotificationPreference, last_id(NotificationPreference)))
+
+
 def dcv_start(w: World) -> Seen:
     from app.services.structure import dcv
 
@@ -1118,6 +1319,17 @@ CASES: dict[str, Callable[[World], Seen]] = {
     "audit.verify_failed": audit_verify_failed,
     "config.apply": config_apply,
     "audit.head_forged": audit_head_forged,
+    "notification_rule.create": notification_rule_create,
+    "notification_rule.update": notification_rule_update,
+    "notification_rule.delete": notification_rule_delete,
+    "notification_rule.sample": notification_rule_sample,
+    "mail.resend": mail_resend,
+    "notification_webhook.create": notification_webhook_create,
+    "notification_webhook.update": notification_webhook_update,
+    "notification_webhook.delete": notification_webhook_delete,
+    "webhook_message.resend": webhook_message_resend,
+    "notification.acknowledge": notification_acknowledge,
+    "notification.preference": notification_preference,
     "person.create": person_create,
     "person.update": person_update,
     "person.delete": person_delete,

@@ -14,12 +14,14 @@ from sqlalchemy.sql import ColumnElement
 
 from app.extensions import db
 from app.models import Admin, AdminKind, AdminScope, CertType, Department, Organization, Role
+from app.models.notifications import NotificationType
 from app.models.types import utcnow
 from app.services import audit
 from app.services.accounts.api_access import normalize_networks
 from app.services.accounts.passwords import check_policy, hash_password, verify_password
 from app.services.accounts.sessions import revoke_other_sessions
 from app.services.errors import DomainError, Forbidden, NotFound, ValidationFailed
+from app.services.notifications import events
 from app.services.scope import SYSTEM, Actor, Scope, require_actor, scope_of
 
 LOGIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{2,63}$")
@@ -312,7 +314,29 @@ def create_admin(
         label=login,
         after=_snapshot(admin),
     )
+    events.emit(_admin_event(NotificationType.ADMIN_CREATED, admin, actor), actor=actor)
     return admin
+
+
+def _admin_event(kind: NotificationType, admin: Admin, actor: Actor) -> events.Event:
+    """An event placed where the administrator's first scope is (MRAO: account-wide)."""
+    first = admin.scopes[0] if admin.scopes else None
+    return events.Event(
+        type=kind,
+        label=f"{admin.login} ({admin.role.value})",
+        organization_id=first.organization_id if first else None,
+        department_id=first.department_id if first else None,
+        facts={
+            "Login": admin.login,
+            "Role": admin.role.value,
+            "E-mail": admin.email,
+            "Scopes": "; ".join(str(s) for s in admin.scopes) or "account-wide",
+            "By": actor.login,
+        },
+        path=f"/admin/admins/details/?id={admin.id}"
+        if kind != NotificationType.ADMIN_DELETED
+        else "",
+    )
 
 
 def _trusted_grants(
@@ -343,6 +367,7 @@ def update_admin(
     ``api_networks`` None keeps an API administrator's source networks."""
     admin = get_visible_admin(actor=actor, admin_id=admin_id)
     before = _snapshot(admin)
+    was_active = admin.active
     if api_networks is not None:
         networks = normalize_networks(api_networks)
         if networks and admin.kind != AdminKind.API:
@@ -384,6 +409,8 @@ def update_admin(
         before=old,
         after=new,
     )
+    if was_active and not admin.active:
+        events.emit(_admin_event(NotificationType.ADMIN_LOCKED, admin, actor), actor=actor)
     return admin
 
 
@@ -414,6 +441,7 @@ def delete_admin(*, actor: Admin, admin_id: int) -> None:
     if admin.role == Role.MRAO:
         _refuse_if_last_mrao(admin)
     before = _snapshot(admin)
+    events.emit(_admin_event(NotificationType.ADMIN_DELETED, admin, actor), actor=actor)
     revoke_other_sessions(admin=admin, keep_token=None)
     audit.record(
         action="admin.delete",

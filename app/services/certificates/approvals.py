@@ -20,9 +20,11 @@ from app.models import (
     PortalEnrollment,
     RequestStatus,
 )
+from app.models.notifications import NotificationType
 from app.models.types import utcnow
 from app.services import audit
 from app.services.errors import Conflict, DomainError, Forbidden
+from app.services.notifications import events
 from app.services.platform import jobs
 from app.services.scope import Actor, scope_of
 
@@ -68,6 +70,14 @@ def mark_approved(ids: list[int], *, actor: Actor, message: str) -> list[int]:
                 message=message,
                 organization_id=req.organization_id,
                 department_id=req.department_id,
+            )
+            facts = (
+                {"Approved by": actor.login, "Message": message}
+                if message
+                else {"Approved by": actor.login}
+            )
+            events.emit(
+                events.request_event(NotificationType.REQUEST_APPROVED, req, **facts), actor=actor
             )
     return approved
 
@@ -150,6 +160,14 @@ def decline(*, actor: Admin, request_id: int, message: str) -> CertificateReques
         message=message.strip(),
         organization_id=req.organization_id,
         department_id=req.department_id,
+    )
+    events.emit(
+        events.request_event(
+            NotificationType.REQUEST_DECLINED,
+            req,
+            **{"Declined by": actor.login, "Reason": message.strip()},
+        ),
+        actor=actor,
     )
     db.session.expire(req)
     return req

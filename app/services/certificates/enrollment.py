@@ -24,6 +24,7 @@ from app.models import (
     RequestMode,
     RequestStatus,
 )
+from app.models.notifications import NotificationType
 from app.models.types import utcnow
 from app.pki import csr as pki_csr
 from app.pki import keys, names, smime, subject_text
@@ -35,6 +36,7 @@ from app.services.ca import blocked_keys
 from app.services.ca.profiles import CODE_SIGNING_KEY_TYPES, KIND_OF
 from app.services.certificates import approvals
 from app.services.errors import DomainError, Forbidden, NotFound
+from app.services.notifications import events
 from app.services.scope import SYSTEM, Actor, scope_of
 from app.services.structure import domains, orgs
 
@@ -552,6 +554,15 @@ def _store(actor: Actor, data: RequestData, checked: Checked) -> CertificateRequ
         after=audit.snapshot(req, REQUEST_FIELDS),
         organization_id=req.organization_id,
         department_id=req.department_id,
+    )
+    events.emit(
+        events.request_event(
+            NotificationType.REQUEST_CREATED,
+            req,
+            Profile=checked.profile.name,
+            Term=f"{req.term_days} days",
+        ),
+        actor=actor,
     )
     return req
 

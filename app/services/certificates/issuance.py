@@ -38,6 +38,7 @@ from app.models import (
     RequestMode,
     RequestStatus,
 )
+from app.models.notifications import NotificationType
 from app.models.types import utcnow
 from app.pki import algorithms, issue, keys, keystore, names, smime, weak_keys
 from app.pki.errors import PkiError
@@ -47,6 +48,7 @@ from app.services import audit, bulk
 from app.services.ca import blocked_keys, signing
 from app.services.ca.profiles import KIND_OF
 from app.services.certificates import notices, revocation
+from app.services.notifications import events
 from app.services.platform import mail
 from app.services.scope import SYSTEM
 
@@ -323,6 +325,7 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
             for (req, token), row, cert_id in zip(issued, rows, cert_ids, strict=True)
         ]
         notices.audit_issued(done)
+        notices.issued_events(done)
         mail.send_mails(notices.collection_mails(done, base))
         for req, cert_id in ((item.req, item.cert_id) for item in done):
             if req.renewal_of_id or req.replaces_id:
@@ -366,6 +369,10 @@ def _fail(req: Request, reason: str) -> bool:
             message=reason[:500],
             organization_id=req.organization_id,
             department_id=req.department_id,
+        )
+        events.emit(
+            events.request_event(NotificationType.ISSUANCE_FAILED, req, Reason=reason[:500]),
+            actor=SYSTEM,
         )
     return moved == 1
 

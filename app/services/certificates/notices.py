@@ -13,7 +13,9 @@ from typing import Any
 from sqlalchemy import Row
 
 from app.models import CertType, RequestMode
+from app.models.notifications import NotificationType
 from app.services import audit
+from app.services.notifications import events
 from app.services.platform import mail
 from app.services.scope import SYSTEM
 
@@ -62,6 +64,37 @@ def audit_issued(done: Sequence[Issued]) -> None:
             organization_id=org_id,
             department_id=dept_id,
         )
+
+
+def issued_events(done: Sequence[Issued]) -> None:
+    """One "certificate issued" event per certificate (written only if a rule listens)."""
+    found = []
+    for item in done:
+        req = item.req
+        kind = CertType(req.cert_type)
+        found.append(
+            events.Event(
+                type=NotificationType.CERTIFICATE_ISSUED,
+                label=req.common_name,
+                organization_id=req.organization_id,
+                department_id=req.department_id,
+                cert_type=kind.value,
+                profile_id=req.profile_id,
+                certificate_id=item.cert_id,
+                request_id=req.id,
+                facts={
+                    "Serial": item.serial_hex,
+                    "Names": ", ".join(req.sans),
+                    "Term": f"{req.term_days} days",
+                },
+                people={
+                    "requester": [req.requester_email],
+                    "external": list(req.external_requesters or []),
+                },
+                path=f"/admin/{kind.value}_certs/details/?id={item.cert_id}",
+            )
+        )
+    events.emit_many(found, actor=SYSTEM)
 
 
 def collection_mails(done: Sequence[Issued], base: str) -> list[mail.Mail]:

@@ -19,6 +19,7 @@ from app.models import (
     CertOrigin,
     CertStatus,
 )
+from app.models.notifications import NotificationType
 from app.models.types import utcnow
 from app.pki import revocation as pki_revocation
 from app.pki.errors import PkiError
@@ -29,6 +30,7 @@ from app.services.ca import blocked_keys, crl
 from app.services.ca.profiles import KIND_OF
 from app.services.certificates import inventory
 from app.services.errors import Conflict, DomainError
+from app.services.notifications import events
 from app.services.scope import SYSTEM
 
 REVOCABLE = (CertStatus.ISSUED, CertStatus.EXPIRED, CertStatus.REPLACED)
@@ -126,6 +128,19 @@ def revoke(
             )
     if len(certs) == 1 and not done:
         raise Conflict(f"{certs[0].common_name} is already {certs[0].status.value}.")
+    events.emit_many(
+        [
+            events.certificate_event(
+                NotificationType.CERTIFICATE_REVOKED,
+                cert,
+                cert.request,
+                Reason=flag.value,
+                **{"Revoked by": actor.login},
+            )
+            for cert in done
+        ],
+        actor=actor,
+    )
     for ca_id in sorted({c.ca_id for c in done if c.ca_id is not None}):
         crl.publish_crl(ca_id=ca_id, trigger="revocation")
     for cert in done:

@@ -29,12 +29,14 @@ from app.models import (
     DiscoveryTask,
     Endpoint,
 )
+from app.models.notifications import NotificationType
 from app.models.types import utcnow
 from app.pki.hygiene import spki_of
 from app.pki.info import describe_certificate
 from app.scan import health, rules
 from app.scan.observation import observe
 from app.scan.probe import ErrorKind, ProbeResult
+from app.services.notifications import events
 
 KEPT_ERRORS = {
     ErrorKind.NOT_TLS,
@@ -192,6 +194,41 @@ def store_results(context: BatchContext, results: Sequence[ProbeResult]) -> None
             }
         )
     _upsert_endpoints(endpoint_rows)
+    _new_certificate_events(
+        context, [r for r in new_rows if r["fingerprint"] in inserted], ids, leaves
+    )
+
+
+def _new_certificate_events(
+    context: BatchContext,
+    rows: list[dict[str, Any]],
+    ids: dict[str, int],
+    leaves: dict[str, ProbeResult],
+) -> None:
+    """ "New unknown certificate discovered": one event per certificate seen for the first time."""
+    found = []
+    for row in rows:
+        result = leaves[row["fingerprint"]]
+        where = f"{result.host_name or result.ip}:{result.port}"
+        found.append(
+            events.Event(
+                type=NotificationType.UNKNOWN_CERTIFICATE,
+                label=f"{row['common_name'] or row['fingerprint'][:16]} on {where}",
+                organization_id=row["organization_id"],
+                department_id=row["department_id"],
+                cert_type=row["cert_type"].value if row.get("cert_type") else "",
+                certificate_id=ids.get(row["fingerprint"]),
+                facts={
+                    "Endpoint": f"{result.ip}:{result.port}"
+                    + (f" ({result.host_name})" if result.host_name else ""),
+                    "Issuer": row["issuer_cn"] or row["issuer_dn"],
+                    "Expires": row["not_after"].strftime("%Y-%m-%d %H:%M UTC"),
+                    "Discovery task": context.task.name,
+                },
+                path=f"/admin/ssl_certs/details/?id={ids.get(row['fingerprint'])}",
+            )
+        )
+    events.emit_many(found, actor="discovery")
 
 
 def _place_unassigned(

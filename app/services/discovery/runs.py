@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from app.extensions import db
 from app.models import (
     Admin,
+    Certificate,
+    CertStatus,
     DiscoveryTask,
     Endpoint,
     Job,
@@ -25,6 +27,7 @@ from app.models import (
     ScanRun,
     ScanShard,
 )
+from app.models.notifications import NotificationType
 from app.models.types import utcnow
 from app.scan import shards, sweep
 from app.services import audit
@@ -32,6 +35,8 @@ from app.services.discovery import endpoints, results
 from app.services.discovery.rules import rule_objects
 from app.services.discovery.tasks import deny_list, get_task, target_spec
 from app.services.errors import Conflict, NotFound
+from app.services.notifications import events
+from app.services.notifications import sweep as notification_sweep
 from app.services.platform import jobs
 from app.services.scope import SYSTEM, Actor
 
@@ -296,3 +301,87 @@ def _finalize(run_id: int) -> None:
             else f"{run.tls_endpoints} TLS endpoints, {run.certificates} certificates ({run.new_certificates} new)"
         )
         run.finished_at = utcnow()
+        _notify_run_end(run)
+
+
+def _notify_run_end(run: ScanRun) -> None:
+    """A run ended: its summary, an alert per endpoint still serving a certificate that
+    expired, was revoked or was replaced, and a sweep of the inventory for expiry notices
+    (what the run found may be due already)."""
+    task = run.task
+    found = [
+        events.Event(
+            type=NotificationType.DISCOVERY_SUMMARY,
+            label=f"{task.name}: scan #{run.id} {run.status.value}",
+            organization_id=task.organization_id,
+            facts={
+                "Result": run.message,
+                "Targets": f"{run.targets_done} of {run.targets_total}",
+                "TLS endpoints": run.tls_endpoints,
+                "Certificates": f"{run.certificates} ({run.new_certificates} new, {run.assigned} assigned)",
+            },
+            path=f"/admin/discovery_tasks/history/?id={task.id}",
+        ),
+        *stale_served_events(run),
+    ]
+    events.emit_many(found, actor="discovery")
+    notification_sweep.start_sweep(trigger="discovery")
+
+
+def stale_served_events(run: ScanRun) -> list[events.Event]:
+    """ "Expired, revoked or replaced certificate still served": every endpoint this run saw
+    presenting a certificate that expired, was revoked, or was renewed or replaced (the
+    alert names the endpoint and, for a replaced one, its successor)."""
+    now = utcnow()
+    rows = db.session.execute(
+        select(Endpoint, Certificate)
+        .join(Certificate, Certificate.id == Endpoint.certificate_id)
+        .where(
+            Endpoint.last_run_id == run.id,
+            or_(
+                Certificate.status.in_(
+                    [CertStatus.REVOKED, CertStatus.REPLACED, CertStatus.EXPIRED]
+                ),
+                Certificate.not_after <= now,
+            ),
+        )
+        .order_by(Endpoint.ip, Endpoint.port)
+    ).all()
+    found = []
+    for endpoint, cert in rows:
+        where = f"{endpoint.ip}:{endpoint.port}" + (
+            f" ({endpoint.host_name})" if endpoint.host_name else ""
+        )
+        if cert.status == CertStatus.REVOKED:
+            why = f"revoked ({cert.revocation_reason or 'unspecified'})"
+        elif cert.status == CertStatus.REPLACED:
+            why = "replaced by a newer certificate"
+        else:
+            why = f"expired on {cert.not_after.strftime('%Y-%m-%d %H:%M UTC')}"
+        facts = {
+            "Endpoint": where,
+            "Certificate": cert.common_name,
+            "Serial": cert.serial_hex,
+            "Why": why,
+        }
+        successor = (
+            db.session.get(Certificate, cert.replaced_by_id) if cert.replaced_by_id else None
+        )
+        if successor is not None:
+            facts["Replaced by"] = (
+                f"{successor.common_name} serial {successor.serial_hex}, expires {successor.not_after.strftime('%Y-%m-%d')}"
+            )
+        found.append(
+            events.Event(
+                type=NotificationType.STALE_CERTIFICATE_SERVED,
+                label=f"{cert.common_name or cert.fingerprint[:16]} still served on {where}: {why}",
+                organization_id=cert.organization_id,
+                department_id=cert.department_id,
+                cert_type=cert.cert_type.value if cert.cert_type else "",
+                profile_id=cert.profile_id,
+                certificate_id=cert.id,
+                facts=facts,
+                path=f"/admin/network_assets/details/?id={endpoint.id}",
+            )
+        )
+    return found

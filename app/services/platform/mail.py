@@ -27,9 +27,11 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 
 from app.extensions import db
-from app.models import MailStatus, OutboxMessage
+from app.models import Admin, MailStatus, OutboxMessage
 from app.models.types import utcnow
-from app.services import bulk
+from app.notices import addresses
+from app.services import audit, bulk
+from app.services.errors import Conflict, NotFound
 from app.services.platform.jobs import after_commit
 
 # How long one attempt may take before the row is presumed abandoned (its process died) and
@@ -50,6 +52,44 @@ def smtp_configured() -> bool:
     return bool(current_app.config.get("SMTP_HOST"))
 
 
+def checked_recipients(to: Iterable[str]) -> tuple[list[str], str]:
+    """The distinct recipients, each checked (no CR/LF, a real address), and the reason the
+    message is refused ("" when every one is fine)."""
+    recipients = sorted({a.strip() for a in to if a and a.strip()})
+    if not recipients:
+        return [], "refused: no recipient"
+    for address in recipients:
+        try:
+            addresses.check_address(address)
+        except addresses.AddressError as exc:
+            return [], f"refused: {exc}"
+    return recipients, ""
+
+
+def _row(mail: Mail, *, queued: bool, dispatch: bool, now: datetime) -> dict[str, object]:
+    """The outbox row of a message; a refused one is failed at once, never attempted, so
+    the transaction that wrote it (an issuance) still commits."""
+    recipients, refusal = checked_recipients(mail.to)
+    shown = ", ".join(recipients) if recipients else ", ".join(mail.to)
+    return {
+        "to": shown.replace("\r", " ").replace("\n", " ")[:2000],
+        "subject": mail.subject[:256],
+        "body": mail.body,
+        "html": mail.html,
+        "category": mail.category,
+        "organization_id": mail.organization_id,
+        "department_id": mail.department_id,
+        "status": MailStatus.FAILED
+        if refusal
+        else (MailStatus.QUEUED if queued else MailStatus.OUTBOX),
+        "attempts": 0,
+        "error": refusal,
+        "next_attempt_at": now if queued and not refusal else None,
+        "dispatched_at": now if dispatch and not refusal else None,
+        "created_at": now,
+    }
+
+
 def send_mail(
     *,
     to: Iterable[str],
@@ -58,27 +98,31 @@ def send_mail(
     category: str = "",
     organization_id: int | None = None,
     department_id: int | None = None,
+    html: str = "",
 ) -> OutboxMessage:
     """Queue a message in the current transaction; it is delivered after commit. The
-    organization/department it concerns decides who may read it in the outbox."""
-    recipients = sorted({a.strip() for a in to if a and a.strip()})
+    organization/department it concerns decides who may read it in the outbox. A message
+    whose recipient is not a valid address is kept as failed ("refused: ...")."""
     queued = smtp_configured()
-    now = utcnow()
-    msg = OutboxMessage(
-        to=", ".join(recipients),
-        subject=subject[:256],
-        body=body,
-        category=category,
-        organization_id=organization_id,
-        department_id=department_id,
-        status=MailStatus.QUEUED if queued else MailStatus.OUTBOX,
-        attempts=0,
-        next_attempt_at=now if queued else None,
-        dispatched_at=now if queued and _deliver else None,
+    dispatch = queued and bool(_deliver)
+    row = _row(
+        Mail(
+            to=list(to),
+            subject=subject,
+            body=body,
+            category=category,
+            organization_id=organization_id,
+            department_id=department_id,
+            html=html,
+        ),
+        queued=queued,
+        dispatch=dispatch,
+        now=utcnow(),
     )
+    msg = OutboxMessage(**row)
     db.session.add(msg)
     db.session.flush()
-    if queued and _deliver:
+    if dispatch and msg.status == MailStatus.QUEUED:
         after_commit(functools.partial(_deliver[0], msg.id, 0))
     return msg
 
@@ -93,36 +137,24 @@ class Mail:
     category: str = ""
     organization_id: int | None = None
     department_id: int | None = None
+    html: str = ""  # an HTML alternative to the plain-text body
 
 
-def send_mails(mails: Sequence[Mail]) -> None:
+def send_mails(mails: Sequence[Mail]) -> list[int]:
     """Queue many messages in the current transaction with one bulk insert (as send_mail
-    does one by one); each is delivered after commit."""
+    does one by one); each is delivered after commit. Their outbox ids, in order."""
     if not mails:
-        return
+        return []
     queued = smtp_configured()
     dispatch = queued and bool(_deliver)
-    status = MailStatus.QUEUED if queued else MailStatus.OUTBOX
     now = utcnow()
-    rows = [
-        {
-            "to": ", ".join(sorted({a.strip() for a in m.to if a and a.strip()})),
-            "subject": m.subject[:256],
-            "body": m.body,
-            "category": m.category,
-            "organization_id": m.organization_id,
-            "department_id": m.department_id,
-            "status": status,
-            "attempts": 0,
-            "next_attempt_at": now if queued else None,
-            "dispatched_at": now if dispatch else None,
-            "created_at": now,
-        }
-        for m in mails
-    ]
-    ids = bulk.insert_rows(OutboxMessage.__table__, rows, return_ids=dispatch)
-    for message_id in ids:
-        after_commit(functools.partial(_deliver[0], message_id, 0))
+    rows = [_row(m, queued=queued, dispatch=dispatch, now=now) for m in mails]
+    ids = bulk.insert_rows(OutboxMessage.__table__, rows, return_ids=True)
+    if dispatch:
+        for message_id, row in zip(ids, rows, strict=True):
+            if row["status"] == MailStatus.QUEUED:
+                after_commit(functools.partial(_deliver[0], message_id, 0))
+    return ids
 
 
 def redispatch_after() -> timedelta:
@@ -202,7 +234,10 @@ def _email(msg: OutboxMessage) -> EmailMessage:
     email["Subject"] = msg.subject
     email["Date"] = formatdate(localtime=False)
     email["Message-ID"] = make_msgid(domain=cfg["MAIL_FROM"].rpartition("@")[2] or "certwright")
+    email["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies
     email.set_content(msg.body)
+    if msg.html:
+        email.add_alternative(msg.html, subtype="html")
     return email
 
 
@@ -233,7 +268,15 @@ def deliver(message_id: int, attempt: int | None = None) -> str:
     if msg is None:
         return "skipped"
     try:
-        _send(_email(msg))
+        _, refusal = checked_recipients(msg.to.split(","))
+        if refusal:
+            raise ValueError(refusal)
+        email = _email(msg)
+    except ValueError as exc:  # a header that cannot be written: no retry can fix it
+        db.session.rollback()
+        return _refused(message_id, str(exc))
+    try:
+        _send(email)
     except Exception as exc:  # refused, timed out, 4xx/5xx, bad header: record it, retry later
         db.session.rollback()
         return _failed(message_id, f"{type(exc).__name__}: {exc}")
@@ -244,6 +287,58 @@ def deliver(message_id: int, attempt: int | None = None) -> str:
     )
     db.session.commit()
     return "sent"
+
+
+def _refused(message_id: int, error: str) -> str:
+    msg = db.session.get(OutboxMessage, message_id)
+    if msg is None or msg.status != MailStatus.QUEUED:
+        return "skipped"
+    msg.status = MailStatus.FAILED
+    msg.next_attempt_at = None
+    msg.error = (error if error.startswith("refused") else f"refused: {error}")[:2000]
+    db.session.commit()
+    return "failed"
+
+
+def resend(
+    *, actor: Admin, message_id: int, visible: Callable[[OutboxMessage], bool] | None = None
+) -> OutboxMessage:
+    """Queue a failed message again (the dead letter's resend), with a fresh set of attempts.
+
+    Raises:
+        NotFound: no such message (or not visible). Conflict: it is not failed, or its
+            recipient is refused (no attempt can deliver it).
+    """
+    msg = db.session.get(OutboxMessage, message_id)
+    if msg is None or (visible is not None and not visible(msg)):
+        raise NotFound("No such message.")
+    if msg.status != MailStatus.FAILED:
+        raise Conflict(f"Message #{msg.id} is {msg.status.value}, not failed: nothing to resend.")
+    if msg.error.startswith("refused"):
+        raise Conflict(f"Message #{msg.id} cannot be resent: {msg.error}")
+    if not smtp_configured():
+        raise Conflict("No SMTP relay is configured (SMTP_HOST): the message cannot be sent.")
+    before = {"status": msg.status.value, "attempts": msg.attempts, "error": msg.error}
+    now = utcnow()
+    msg.status = MailStatus.QUEUED
+    msg.attempts = 0
+    msg.error = f"resent by {actor.login} after: {msg.error}"[:2000]
+    msg.next_attempt_at = now
+    msg.dispatched_at = now if _deliver else None
+    db.session.flush()
+    if _deliver:
+        after_commit(functools.partial(_deliver[0], msg.id, 0))
+    audit.record(
+        action="mail.resend",
+        actor=actor,
+        object_type="OutboxMessage",
+        object_id=msg.id,
+        label=msg.subject,
+        before=before,
+        after={"status": msg.status.value, "attempts": 0, "error": msg.error},
+        organization_id=msg.organization_id,
+    )
+    return msg
 
 
 def _failed(message_id: int, error: str) -> str:

@@ -9,6 +9,7 @@ once, and messages that were lost with a dead worker or a restarted broker are s
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,21 @@ from app.models.types import utcnow
 from app.services.platform import jobs, mail, processes
 
 log = logging.getLogger(__name__)
+
+# Durable work other areas keep in their own rows (notification events, webhook messages):
+# name -> fn(now, restarted) that sends the messages for what is due, after commit.
+Pass = Callable[[datetime | None, bool], int]
+PASSES: dict[str, Pass] = {}
+
+
+def register_pass(name: str, fn: Pass) -> None:
+    """Run fn on every scheduler pass (and with restarted=True when an embedded worker
+    starts with an empty queue)."""
+    PASSES[name] = fn
+
+
+def _run_passes(now: datetime | None, *, restarted: bool) -> dict[str, int]:
+    return {name: fn(now, restarted) for name, fn in PASSES.items()}
 
 
 def recover(now: datetime | None = None) -> dict[str, int]:
@@ -165,8 +181,9 @@ def resend_pending() -> int:
         if job.kind in jobs.KINDS:
             jobs.enqueue(job)
     mails = mail.dispatch_due(restarted=True)
+    others = _run_passes(None, restarted=True)
     db.session.commit()
-    return len(pending) + mails
+    return len(pending) + mails + sum(others.values())
 
 
 def next_due(spec: dict[str, Any], after: datetime) -> datetime | None:
@@ -210,8 +227,9 @@ def tick(now: datetime | None = None) -> dict[str, Any]:
     fired = fire_due_schedules(now)
     recovered = recover(now)
     mails = mail.dispatch_due(now)
+    others = _run_passes(now, restarted=False)
     db.session.commit()
-    return {"fired": fired, **recovered, "mail": mails}
+    return {"fired": fired, **recovered, "mail": mails, **others}
 
 
 def ensure_interval_schedule(

@@ -26,11 +26,13 @@ from app.models import (
     Domain,
     Organization,
 )
+from app.models.notifications import NotificationType
 from app.models.types import utcnow
 from app.pki import names
 from app.pki.errors import NamePolicyError
 from app.services import audit
 from app.services.errors import Conflict, DomainError, Forbidden, NotFound
+from app.services.notifications import events
 from app.services.scope import Scope, scope_of
 
 DOMAIN_FIELDS = ("name", "description", "active")
@@ -385,7 +387,30 @@ def delegate(
         organization_id=org.id,
         department_id=department_id,
     )
+    kind = (
+        NotificationType.DELEGATION_APPROVED
+        if actor.is_master
+        else NotificationType.DELEGATION_REQUESTED
+    )
+    events.emit(_delegation_event(kind, d, **{"Requested by": actor.login}), actor=actor)
     return d
+
+
+def _delegation_event(kind: NotificationType, d: Delegation, **facts: str) -> events.Event:
+    where = d.organization.name + (f" / {d.department.name}" if d.department else "")
+    return events.Event(
+        type=kind,
+        label=f"{d.domain.name} for {where}",
+        organization_id=d.organization_id,
+        department_id=d.department_id,
+        facts={
+            "Domain": d.domain.name,
+            "Delegated to": where,
+            "Certificate types": ", ".join(t.label for t in d.types()),
+            **facts,
+        },
+        path=f"/admin/delegation/details/?id={d.id}",
+    )
 
 
 def get_delegation(*, actor: Admin, delegation_id: int) -> Delegation:
@@ -436,6 +461,13 @@ def decide_delegation(
         organization_id=d.organization_id,
         department_id=d.department_id,
     )
+    decided = (
+        {"Decided by": actor.login, "Message": message.strip()}
+        if message.strip()
+        else {"Decided by": actor.login}
+    )
+    kind = NotificationType.DELEGATION_APPROVED if approve else NotificationType.DELEGATION_REJECTED
+    events.emit(_delegation_event(kind, d, **decided), actor=actor)
     return d
 
 
