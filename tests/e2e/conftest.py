@@ -174,7 +174,9 @@ class Console:
         tab = nav.locator(":scope > li > a", has_text=re.compile(rf"^\s*{re.escape(top)}\s*$"))
         tab.click()
         if entry is not None:
-            nav.locator("a.dropdown-item", has_text=entry).click()
+            # The whole name: "Notifications" (Settings) is also inside "Sent Notifications".
+            exact = re.compile(rf"^\s*{re.escape(entry)}\s*$")
+            nav.locator("a.dropdown-item", has_text=exact).click()
         self.page.wait_for_load_state()
 
     def save(self) -> None:
