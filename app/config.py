@@ -481,6 +481,14 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         minimum=1,
     ),
     Setting(
+        "CW_HYGIENE_SWEEP_SECONDS",
+        int,
+        300,
+        "seconds between hygiene sweeps: key, signature and pkilint checks of every "
+        "certificate not checked yet (also run after every import)",
+        minimum=10,
+    ),
+    Setting(
         "CW_IMPORT_MAX_UPLOAD_BYTES",
         int,
         256 * 1024 * 1024,

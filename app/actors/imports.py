@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dramatiq
 
+from app.config import setting
+from app.models import Job
 from app.runtime.broker import broker  # noqa: F401  (declares actors on the configured broker)
-from app.services.imports import imports
+from app.services.imports import imports, sweep
 from app.services.platform import jobs
 
 
@@ -20,3 +24,35 @@ jobs.register_kind(
     import_certificates,
     on_failure=imports.import_job_failed,
 )
+
+
+def _hygiene_sweep(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
+    ranges = sweep.start_sweep()
+    return {"message": f"{ranges} ranges of certificates to check"}
+
+
+@dramatiq.actor(queue_name="default", max_retries=0, time_limit=600_000)
+def hygiene_sweep(job_id: int) -> None:
+    jobs.execute(job_id, _hygiene_sweep)
+
+
+def _hygiene_range(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
+    result = sweep.run_range(int(job.payload["low"]), int(job.payload["high"]))
+    return {
+        "message": f"{result.checked} certificates checked, {result.findings} new findings",
+        "checked": result.checked,
+    }
+
+
+@dramatiq.actor(queue_name="default", max_retries=0, time_limit=1_800_000)
+def hygiene_range(job_id: int) -> None:
+    jobs.execute(job_id, _hygiene_range)
+
+
+jobs.register_kind(
+    sweep.SWEEP_KIND,
+    "Check certificates' keys, signatures and pkilint findings",
+    hygiene_sweep,
+    every=int(setting("CW_HYGIENE_SWEEP_SECONDS")),
+)
+jobs.register_kind(sweep.RANGE_KIND, "Check a range of certificates", hygiene_range)

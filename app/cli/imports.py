@@ -1,18 +1,20 @@
-"""Command line for imports: cert import FILE... --org ORG [--dept D]."""
+"""Command line for imports and key hygiene: cert import FILE... --org ORG [--dept D],
+cert hygiene, ca weak-keys load FILE... --format debian|spki-sha256."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
 from sqlalchemy import select
 
 from app.cli.core import commit_or_fail, emit_json, fail, json_option
-from app.cli.pki import _operator, _place, cert_cli
+from app.cli.pki import _operator, _place, ca_cli, cert_cli
 from app.extensions import db
-from app.models import CertificateImport, ImportResult, Job
+from app.models import Certificate, CertificateImport, ImportResult, Job
 from app.services import audit
-from app.services.imports import imports
+from app.services.imports import imports, key_lists, sweep
 from app.services.platform import jobs
 
 
@@ -109,3 +111,78 @@ def cert_import(
 
 
 COMMANDS = ()  # `cert import` joins the `cert` group of app.cli.pki
+
+
+weak_keys_cli = click.Group("weak-keys", help="Lists of weak and compromised keys.")
+ca_cli.add_command(weak_keys_cli)
+
+
+@weak_keys_cli.command("load")
+@click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--format",
+    "list_format",
+    type=click.Choice(sorted(key_lists.LIST_FORMATS)),
+    required=True,
+    help="debian: Debian's openssl-blacklist files (blacklist.RSA-2048, ...); spki-sha256: "
+    "SHA-256 of the SubjectPublicKeyInfo of each compromised key, one a line",
+)
+@click.option("--as", "as_login", default=None, help="act as this MRAO (default: the first)")
+@json_option
+def weak_keys_load(
+    paths: tuple[Path, ...], list_format: str, as_login: str | None, as_json: bool
+) -> None:
+    """Load key lists: the CA refuses these keys from now on, and the next hygiene sweep
+    flags every certificate in the inventory that has one. Each file is one transaction."""
+    admin = _operator(as_login)
+    loaded = []
+    for path in paths:
+        lines = path.read_text(encoding="ascii", errors="replace").splitlines()
+        with audit.source(label="cli"):
+            result = commit_or_fail(
+                lambda lines=lines, name=path.name: key_lists.load_key_list(
+                    actor=admin, lines=lines, list_format=list_format, source=name
+                )
+            )
+        assert isinstance(result, key_lists.ListLoad)
+        loaded.append({"file": str(path), **dataclasses.asdict(result)})
+        if not as_json:
+            click.echo(
+                f"{path.name}: {result.read} fingerprints, {result.added} new "
+                f"({result.total} {list_format} keys listed in all); "
+                f"{result.flagged} certificates in the inventory newly flagged"
+            )
+    if as_json:
+        emit_json(loaded)
+
+
+@cert_cli.command("hygiene")
+@json_option
+def cert_hygiene(as_json: bool) -> None:
+    """Run the hygiene sweep now, in the foreground: check every certificate the current
+    checks have not looked at (keys, signatures, Debian weak keys, pkilint), as the
+    scheduled sweep's workers would."""
+    checked = found = 0
+    while True:
+        batch = (
+            db.session.execute(
+                select(Certificate.id)
+                .where(Certificate.hygiene_version < sweep.HYGIENE_VERSION)
+                .order_by(Certificate.id)
+                .limit(sweep.RANGE_SIZE)
+            )
+            .scalars()
+            .all()
+        )
+        if not batch:
+            break
+        result = commit_or_fail(lambda low=batch[0], high=batch[-1]: sweep.run_range(low, high))
+        assert isinstance(result, sweep.RangeResult)
+        checked += result.checked
+        found += result.findings
+    if as_json:
+        emit_json({"checked": checked, "findings": found})
+    else:
+        click.echo(f"Checked {checked} certificates; {found} new findings.")

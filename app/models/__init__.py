@@ -79,6 +79,7 @@ from app.models.pki import (
     CertificateAuthority,
     CertificateProfile,
     CrlPublication,
+    DebianWeakKey,
     LintMode,
     SerialNumber,
 )
@@ -115,6 +116,7 @@ __all__ = [
     "CertificateRequest",
     "Channel",
     "CrlPublication",
+    "DebianWeakKey",
     "Delegation",
     "DelegationStatus",
     "DeliveryStage",

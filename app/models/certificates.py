@@ -200,6 +200,14 @@ class Certificate(db.Model):  # type: ignore[name-defined,misc]
     # SHA-256 of the SubjectPublicKeyInfo: the key's identity, to find keys that several
     # certificates share ("" until computed: app.services.imports.findings).
     spki_sha256: Mapped[str] = mapped_column(String(64), default="", index=True)
+    # Which version of the hygiene checks (app.services.imports.sweep.HYGIENE_VERSION) last
+    # looked at this certificate: the sweep checks those below the current one.
+    hygiene_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0", index=True)
+    # An RSA key's openssl-blacklist fingerprint (app.pki.weak_keys.debian_fingerprint), set
+    # by the hygiene sweep: a Debian weak key list loaded later finds its certificates by it.
+    debian_fingerprint: Mapped[str] = mapped_column(
+        String(20), default="", server_default="", index=True
+    )
     # A server-generated key, sealed like CA keys; released only inside a PKCS#12.
     sealed_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     # SHA-256 of the token in the collection link mailed to the requesters.

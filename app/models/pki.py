@@ -154,6 +154,19 @@ class BlockedKey(db.Model):  # type: ignore[name-defined,misc]
     added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class DebianWeakKey(db.Model):  # type: ignore[name-defined,misc]
+    """An RSA key made by Debian's broken OpenSSL of 2006-2008 (CVE-2008-0166; BR
+    6.1.1.3(5.1)), by the fingerprint Debian's openssl-blacklist files use
+    (app.pki.weak_keys.debian_fingerprint), loaded with `flask --app wsgi ca weak-keys load`."""
+
+    __tablename__ = "debian_weak_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(20), unique=True)
+    source: Mapped[str] = mapped_column(String(255), default="")
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class CrlPublication(db.Model):  # type: ignore[name-defined,misc]
     """Every CRL a CA published (the CA row keeps the latest one's bytes)."""
 

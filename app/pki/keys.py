@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from app.pki import algorithms
 from app.pki.errors import FormatError, KeyPolicyError
-from app.pki.weak_keys import spki_sha256, weak_key_reason
+from app.pki.weak_keys import debian_fingerprint, spki_sha256, weak_key_reason
 
 KeyType = Literal["RSA-2048", "RSA-3072", "RSA-4096", "EC-P256", "EC-P384"]
 KEY_TYPES: Final[tuple[KeyType, ...]] = get_args(KeyType)
@@ -77,12 +77,14 @@ def check_key_policy(
     allowed: Collection[KeyType] = KEY_TYPES,
     *,
     blocked_spki_sha256: Container[str] = frozenset(),
+    debian_weak: Container[str] = frozenset(),
 ) -> KeyType:
     """Return the key's KeyType if it meets the minimums, is not a known-weak key (ROCA,
     close primes: BR §6.1.1.3(5)), is not blocked and is in ``allowed``.
 
     ``blocked_spki_sha256``: weak_keys.spki_sha256() values of keys reported compromised
-    (BR §6.1.1.3(4)) or on a weak-key list (Debian, §6.1.1.3(5.1)).
+    (BR §6.1.1.3(4)) or on a list of weak keys. ``debian_weak``: fingerprints of Debian
+    weak keys (weak_keys.debian_fingerprint(), BR §6.1.1.3(5.1)).
 
     Raises:
         KeyPolicyError: weak, blocked, unsupported or not-allowed key, e.g.
@@ -114,6 +116,16 @@ def check_key_policy(
                 f"{fingerprint}) and cannot be certified (CA/B Forum BR 6.1.1.3); "
                 "generate a new key"
             )
+    if (
+        debian_weak
+        and isinstance(public_key, rsa.RSAPublicKey)
+        and debian_fingerprint(public_key.public_numbers().n) in debian_weak
+    ):
+        raise KeyPolicyError(
+            "the key is a Debian weak key (CVE-2008-0166: made by Debian's OpenSSL of "
+            "2006-2008, its private key is published) and cannot be certified (CA/B "
+            "Forum BR 6.1.1.3); generate a new key"
+        )
     key_type = next((kt for kt in KEY_TYPES if kt == label), None)
     if key_type is None:
         raise KeyPolicyError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable
 from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -106,3 +107,40 @@ def spki_sha256(public_key: PublicKeyTypes) -> str:
     identity for blocklists of compromised keys, whatever certificate or CSR carried it."""
     spki = public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(spki).hexdigest()
+
+
+# BR §6.1.1.3(5.1): "Debian weak keys" (CVE-2008-0166: Debian's OpenSSL 0.9.8c-1 to
+# 0.9.8g-9 seeded its RNG with little more than the process id, so every key it made is one
+# of a few hundred thousand). Debian's openssl-blacklist lists them, per key size, by the
+# last 20 hex digits of SHA-1("Modulus=<upper-case hex modulus>\n"), the line that
+# `openssl x509 -modulus -noout` prints (openssl-vulnkey computes the same).
+DEBIAN_FINGERPRINT_HEX: Final = 20
+
+
+def debian_fingerprint(modulus: int) -> str:
+    """The openssl-blacklist fingerprint of an RSA modulus (20 lower-case hex digits)."""
+    line = f"Modulus={modulus:X}\n".encode("ascii")
+    return hashlib.sha1(line, usedforsecurity=False).hexdigest()[-DEBIAN_FINGERPRINT_HEX:]
+
+
+class KeyListError(ValueError):
+    """A key list file that is not what it claims to be (the line number is in the text)."""
+
+
+def parse_key_list(lines: Iterable[str], *, digits: int) -> set[str]:
+    """The fingerprints of a key list: one hex value of ``digits`` digits a line (Debian's
+    openssl-blacklist files: 20; lists of SPKI SHA-256 values: 64); blank lines and lines
+    starting with # are comments. Any other line refuses the whole file."""
+    found: set[str] = set()
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        value = line.lower()
+        if len(value) != digits or any(c not in "0123456789abcdef" for c in value):
+            shown = line if len(line) <= 80 else line[:77] + "..."
+            raise KeyListError(
+                f"line {number}: expected {digits} hexadecimal digits, found {shown!r}"
+            )
+        found.add(value)
+    return found

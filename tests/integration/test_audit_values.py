@@ -1155,6 +1155,19 @@ def certificate_import(w: World) -> Seen:
     )
 
 
+def weak_keys_loaded(w: World) -> Seen:
+    from app.models import DebianWeakKey
+    from app.services.imports import key_lists
+
+    commit(
+        lambda: key_lists.load_key_list(
+            actor=w.mrao, lines=["ab" * 10], list_format="debian", source="blacklist.RSA-2048"
+        )
+    )
+    row = db.session.execute(select(DebianWeakKey.id)).scalar_one()
+    return Seen(None, observed(DebianWeakKey, row))
+
+
 # --- ACME (issue 15) ------------------------------------------------------------------
 
 
@@ -1343,6 +1356,7 @@ CASES: dict[str, Callable[[World], Seen]] = {
     "enrollment.collect": enrollment_collect,
     "invitation.renewal": invitation_renewal,
     "person.renew": person_renew,
+    "weak_keys.loaded": weak_keys_loaded,
     "acme.key.create": acme_key_create,
     "acme.key.revoke": acme_key_revoke,
     "acme.account.create": acme_account_create,

@@ -269,6 +269,7 @@ PROBES: dict[str, tuple[str, Callable[[Probe, str], None]]] = {
     "CW_MAIL_MAX_ATTEMPTS": ("3", lambda p, v: _eq(p.config().CW_MAIL_MAX_ATTEMPTS, 3)),
     "CW_MAIL_RETRY_SECONDS": ("7", lambda p, v: _eq(p.config().CW_MAIL_RETRY_SECONDS, 7)),
     "CW_NOTIFY_DIGEST_HOUR": ("9", lambda p, v: _eq(p.config().CW_NOTIFY_DIGEST_HOUR, 9)),
+    "CW_HYGIENE_SWEEP_SECONDS": ("60", lambda p, v: _eq(p.config().CW_HYGIENE_SWEEP_SECONDS, 60)),
     "CW_NOTIFY_SWEEP_SECONDS": ("900", lambda p, v: _eq(p.config().CW_NOTIFY_SWEEP_SECONDS, 900)),
     "CW_WEBHOOK_MAX_ATTEMPTS": ("4", lambda p, v: _eq(p.config().CW_WEBHOOK_MAX_ATTEMPTS, 4)),
     "CW_WEBHOOK_RETRY_SECONDS": ("11", lambda p, v: _eq(p.config().CW_WEBHOOK_RETRY_SECONDS, 11)),

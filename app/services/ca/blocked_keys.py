@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import BlockedKey
+from app.models import BlockedKey, DebianWeakKey
 from app.models.types import utcnow
 from app.pki.keys import PublicKey
 from app.pki.weak_keys import spki_sha256
@@ -33,6 +33,17 @@ class _BlockedKeys:
 
 
 BLOCKED = _BlockedKeys()
+
+
+class _DebianWeakKeys:
+    """A Container[str] of Debian weak key fingerprints backed by the debian_weak_keys
+    table, for keys.check_key_policy(debian_weak=...)."""
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, str) and bool(debian_weak_among([value]))
+
+
+DEBIAN_WEAK = _DebianWeakKeys()
 
 
 def blocked_among(fingerprints: Iterable[str]) -> frozenset[str]:
@@ -62,3 +73,15 @@ def block_fingerprint(*, fingerprint: str, reason: str, source: str) -> bool:
     )
     db.session.flush()
     return True
+
+
+def debian_weak_among(fingerprints: Iterable[str]) -> frozenset[str]:
+    """Which of these openssl-blacklist fingerprints (weak_keys.debian_fingerprint) are
+    Debian weak keys, in one query."""
+    wanted = sorted(set(fingerprints))
+    if not wanted:
+        return frozenset()
+    found = db.session.execute(
+        select(DebianWeakKey.fingerprint).where(DebianWeakKey.fingerprint.in_(wanted))
+    ).scalars()
+    return frozenset(found)

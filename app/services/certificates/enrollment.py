@@ -189,7 +189,10 @@ def _key(
         raise DomainError(f"The CSR is not usable: {exc}", field="csr") from exc
     try:
         key_type = keys.check_key_policy(
-            parsed.public_key, profile.key_types, blocked_spki_sha256=blocked_keys.BLOCKED
+            parsed.public_key,
+            profile.key_types,
+            blocked_spki_sha256=blocked_keys.BLOCKED,
+            debian_weak=blocked_keys.DEBIAN_WEAK,
         )
     except PkiError as exc:
         raise DomainError(

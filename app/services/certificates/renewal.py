@@ -58,6 +58,7 @@ def _check_reused_key(old: CertificateRequest) -> None:
             public_key,  # type: ignore[arg-type]
             old.profile.key_types,
             blocked_spki_sha256=blocked_keys.BLOCKED,
+            debian_weak=blocked_keys.DEBIAN_WEAK,
         )
     except (PkiError, ValueError) as exc:
         raise DomainError(

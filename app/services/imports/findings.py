@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Table, and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -23,6 +23,8 @@ from app.pki.bundles import Finding
 from app.services.certificates import inventory
 from app.services.scope import Actor, scope_of
 
+LINT_ERROR: Final = "lint_error"
+LINT_WARNING: Final = "lint_warning"
 # code -> a short label for lists and filters
 LABELS = {
     "serial_not_positive": "Serial not positive",
@@ -40,6 +42,11 @@ LABELS = {
     "weak_signature": "SHA-1/MD5 signature",
     "shared_key": "Key shared with other certificates",
     "blocked_key": "Compromised key (blocklist)",
+    "debian_weak_key": "Debian weak key",
+    "lint_failed": "pkilint could not check it",
+    # Filters over the pkilint findings (stored under pkilint's own codes, source "lint").
+    LINT_ERROR: "pkilint error",
+    LINT_WARNING: "pkilint warning",
 }
 
 
@@ -167,19 +174,28 @@ def inventory_findings(certificate_ids: Sequence[int]) -> list[Found]:
             Certificate.spki_sha256.in_(select(BlockedKey.spki_sha256)),
         )
     ).scalars():
-        found.append(
-            Found(
-                cert_id,
-                Finding(
-                    "blocked_key",
-                    "error",
-                    "The key is on the blocklist of compromised keys (CA/B Forum BR "
-                    "§6.1.1.3(4)): replace it.",
-                ),
-                "inventory",
-            )
-        )
+        found.append(Found(cert_id, BLOCKED, "inventory"))
     return found
+
+
+BLOCKED: Final = Finding(
+    "blocked_key",
+    "error",
+    "The key is on the blocklist of compromised keys (CA/B Forum BR §6.1.1.3(4)): replace it.",
+)
+
+
+def insert_selected(rows: Any, columns: list[str]) -> int:
+    """INSERT INTO certificate_findings (columns) SELECT ..., ignoring findings already
+    stored (certificate, code); rows inserted."""
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(CertificateFinding.__table__)
+        .from_select(columns, rows)
+        .on_conflict_do_nothing(index_elements=["certificate_id", "code"])
+    )
+    return int(db.session.execute(statement).rowcount or 0)
 
 
 def of_certificate(certificate_id: int) -> list[CertificateFinding]:
@@ -192,14 +208,28 @@ def of_certificate(certificate_id: int) -> list[CertificateFinding]:
 
 
 def with_finding(code: str) -> Any:
-    """A WHERE clause: certificates that carry the finding ``code``."""
-    return Certificate.id.in_(
-        select(CertificateFinding.certificate_id).where(CertificateFinding.code == code)
-    )
+    """A WHERE clause: certificates that carry the finding ``code`` (or, for LINT_ERROR and
+    LINT_WARNING, any pkilint finding of that severity)."""
+    lint_severity = {LINT_ERROR: "error", LINT_WARNING: "warning"}.get(code)
+    if lint_severity is not None:
+        matches = and_(
+            CertificateFinding.source == "lint", CertificateFinding.severity == lint_severity
+        )
+    else:
+        matches = CertificateFinding.code == code
+    return Certificate.id.in_(select(CertificateFinding.certificate_id).where(matches))
 
 
 # The key hygiene findings (issue 16 §3): the dashboard counts certificates with any of them.
-KEY_CODES = ("weak_key_size", "roca", "close_primes", "weak_signature", "shared_key", "blocked_key")
+KEY_CODES = (
+    "weak_key_size",
+    "roca",
+    "close_primes",
+    "weak_signature",
+    "shared_key",
+    "blocked_key",
+    "debian_weak_key",
+)
 
 
 def count_with_findings(*, actor: Actor, codes: Sequence[str] = KEY_CODES) -> int:

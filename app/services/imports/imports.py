@@ -46,7 +46,7 @@ from app.pki.bundles import ParsedCertificate, certificate_type
 from app.pki.info import describe_certificate
 from app.services import audit
 from app.services.errors import DomainError, Forbidden, NotFound
-from app.services.imports import findings
+from app.services.imports import findings, sweep
 from app.services.platform import jobs
 from app.services.scope import Actor, Scope, scope_of
 
@@ -283,6 +283,9 @@ def run_import(
     db.session.execute(
         update(ImportUpload).where(ImportUpload.import_id == import_id).values(data=b"")
     )
+    if counts.get("imported"):
+        # The new certificates' pkilint findings (their key findings are stored already).
+        jobs.create_job(kind=sweep.SWEEP_KIND)
     db.session.commit()
     return {
         "message": record.message,
