@@ -9,20 +9,26 @@ import dramatiq
 from app.config import setting
 from app.models import Job
 from app.runtime.broker import broker  # noqa: F401  (declares actors on the configured broker)
-from app.services.imports import imports, sweep
+from app.services.imports import imports, reading, sweep
 from app.services.platform import jobs
 
 
 @dramatiq.actor(queue_name="default", max_retries=0, time_limit=3_600_000)
 def import_certificates(job_id: int) -> None:
-    jobs.execute(job_id, imports.run_import_job)
+    jobs.execute(job_id, reading.run_import_job)
 
 
+@dramatiq.actor(queue_name="default", max_retries=0, time_limit=3_600_000)
+def import_certificates_part(job_id: int) -> None:
+    jobs.execute(job_id, reading.run_part_job)
+
+
+jobs.register_kind(reading.PART_KIND, "Import certificates (a part)", import_certificates_part)
 jobs.register_kind(
     imports.JOB_KIND,
     "Import certificates",
     import_certificates,
-    on_failure=imports.import_job_failed,
+    on_failure=reading.import_job_failed,
 )
 
 

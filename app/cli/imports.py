@@ -14,7 +14,7 @@ from app.cli.pki import _operator, _place, ca_cli, cert_cli
 from app.extensions import db
 from app.models import Certificate, CertificateImport, ImportResult, Job
 from app.services import audit
-from app.services.imports import imports, key_lists, sweep
+from app.services.imports import imports, key_lists, reading, sweep
 from app.services.platform import jobs
 
 
@@ -76,7 +76,7 @@ def cert_import(
     assert isinstance(record, CertificateImport)
     import_id, job_id = record.id, record.job_id
     assert job_id is not None
-    outcome = jobs.execute(job_id, imports.run_import_job)
+    outcome = jobs.execute(job_id, reading.run_import_job)
     db.session.expire_all()
     job = db.session.get(Job, job_id)
     record = db.session.get(CertificateImport, import_id)

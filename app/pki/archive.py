@@ -72,8 +72,12 @@ def is_zip(head: bytes) -> bool:
     return head.startswith(ZIP_MAGIC)
 
 
-def read_upload(name: str, stream: IO[bytes], limits: Limits) -> Iterator[FileResult]:
-    """The results of one uploaded file, member by member for a ZIP.
+def read_upload(
+    name: str, stream: IO[bytes], limits: Limits, members: tuple[int, int] | None = None
+) -> Iterator[FileResult]:
+    """The results of one uploaded file, member by member for a ZIP; with ``members``
+    (first, last + 1), only those members of a ZIP (by their place among its files, as
+    plan_parts() counts them; the archive's own limits are checked whole all the same).
 
     ``stream`` must be seekable (a ZIP's directory is at its end).
 
@@ -84,6 +88,8 @@ def read_upload(name: str, stream: IO[bytes], limits: Limits) -> Iterator[FileRe
     head = stream.read(4)
     stream.seek(0)
     if not is_zip(head):
+        if members is not None and members[0] > 0:
+            return
         data = stream.read(limits.max_member_bytes + 1)
         if len(data) > limits.max_member_bytes:
             yield FileResult(
@@ -94,7 +100,34 @@ def read_upload(name: str, stream: IO[bytes], limits: Limits) -> Iterator[FileRe
             return
         yield FileResult(shown, "", content=read_file(data))
         return
-    yield from _read_zip(shown, stream, limits)
+    yield from _read_zip(shown, stream, limits, members)
+
+
+def plan_parts(stream: IO[bytes], *, max_members: int, max_bytes: int) -> list[tuple[int, int]]:
+    """Cut an upload into parts that separate workers can read: (first, last + 1) member
+    ranges of at most ``max_members`` members and ``max_bytes`` declared inflated bytes
+    (a single larger member is a part of its own); one part for anything but a readable
+    ZIP (read_upload() then says what is wrong with it)."""
+    head = stream.read(4)
+    stream.seek(0)
+    if not is_zip(head):
+        return [(0, 1)]
+    try:
+        with zipfile.ZipFile(stream) as archive:
+            sizes = [info.file_size for info in archive.infolist() if not info.is_dir()]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
+        return [(0, 1)]
+    finally:
+        stream.seek(0)
+    parts: list[tuple[int, int]] = []
+    first, weight = 0, 0
+    for index, size in enumerate(sizes):
+        if index > first and (index - first >= max_members or weight + size > max_bytes):
+            parts.append((first, index))
+            first, weight = index, 0
+        weight += size
+    parts.append((first, max(len(sizes), first + 1)))
+    return parts
 
 
 def declared_member_count(stream: IO[bytes]) -> int | None:
@@ -124,7 +157,9 @@ def declared_member_count(stream: IO[bytes]) -> int | None:
     return int(total64)
 
 
-def _read_zip(name: str, stream: IO[bytes], limits: Limits) -> Iterator[FileResult]:
+def _read_zip(
+    name: str, stream: IO[bytes], limits: Limits, wanted: tuple[int, int] | None
+) -> Iterator[FileResult]:
     declared = declared_member_count(stream)
     stream.seek(0)
     if declared is not None and declared > limits.max_members:
@@ -151,6 +186,8 @@ def _read_zip(name: str, stream: IO[bytes], limits: Limits) -> Iterator[FileResu
                 f"limit of {limits.max_total_bytes} (CW_IMPORT_MAX_TOTAL_BYTES)"
             )
         total = 0
+        if wanted is not None:
+            members = members[wanted[0] : wanted[1]]
         for info in members:
             member = label(info.filename)
             reason = _refusal(info, limits)

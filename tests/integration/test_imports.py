@@ -32,7 +32,7 @@ from app.models import (
     Role,
 )
 from app.services.errors import DomainError, Forbidden, NotFound
-from app.services.imports import imports
+from app.services.imports import imports, reading
 from app.services.scope import SYSTEM
 from tests.conftest import drain
 from tests.factories import make_admin, make_dept, make_org
@@ -96,9 +96,13 @@ def csv_rows(actor, import_id: int) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
+@pytest.mark.parametrize("part_members", [reading.PART_MEMBERS, 2], ids=["one-part", "parts"])
 def test_a_zip_of_everything_lands_once_per_certificate_with_each_files_fate(
-    app, stub_worker, files
+    app, stub_worker, files, monkeypatch, part_members
 ):
+    # In parts of two members, read by part jobs (or by the import's own job when it
+    # finds one no worker took): the outcome is the same, file by file, in order.
+    monkeypatch.setattr(reading, "PART_MEMBERS", part_members)
     org = make_org("Acme")
     mrao = make_admin()
     expired = expired_pem()
@@ -124,6 +128,9 @@ def test_a_zip_of_everything_lands_once_per_certificate_with_each_files_fate(
     assert record.message == "6 imported, 3 already known, 1 invalid, 1 skipped"
     job = db.session.get(Job, record.job_id)
     assert (job.status, job.progress) == (JobStatus.DONE, 100)
+    parts = db.session.execute(select(Job.status).where(Job.kind == reading.PART_KIND)).all()
+    # certs.zip's 7 members in 1 part (or 4), evil.zip in 1; the first is the import's own.
+    assert [status for (status,) in parts] == [JobStatus.DONE] * (1 if part_members > 7 else 4)
     leaf, inter, root = (by_fingerprint(fp(files.pem(n))) for n in ("leaf", "inter", "root"))
     assert (leaf.origin, leaf.status, leaf.organization_id) == (
         CertOrigin.IMPORTED,
@@ -216,7 +223,7 @@ def test_running_the_job_twice_stores_nothing_twice(app, stub_worker, files):
     import_certificates.send(job.id)
     drain(stub_worker)
     # And the service itself run again (a retry after a crash) resumes after what it stored.
-    imports.run_import(import_id=record.id)
+    reading.run_import(import_id=record.id)
     assert csv_rows(mrao, record.id) == before
     assert db.session.scalar(select(func.count(Certificate.id))) == 2
     assert db.session.scalar(select(func.count(ImportResult.id))) == 2

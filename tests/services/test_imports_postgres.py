@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Certificate, CertificateFinding, ImportResult, Job, JobStatus
-from app.services.imports import imports
+from app.services.imports import imports, reading
 from app.services.platform import jobs
 from tests.factories import make_admin, make_org
 from tests.unit.pki.importfiles import OpensslFiles, zip_of
@@ -49,7 +49,7 @@ def test_odd_certificates_land_on_postgres_with_their_findings(pg: Flask, files)
         send=False,
     )
     db.session.commit()
-    assert jobs.execute(record.job_id, imports.run_import_job) == "done"
+    assert jobs.execute(record.job_id, reading.run_import_job) == "done"
     db.session.expire_all()
     assert db.session.get(Job, record.job_id).status == JobStatus.DONE
     assert record.counts == {"imported": 6, "known": 0, "invalid": 0, "skipped": 0}
@@ -74,7 +74,7 @@ def test_odd_certificates_land_on_postgres_with_their_findings(pg: Flask, files)
     ).scalar_one()
     assert leaf.issuer_id is not None
     # The service run again (a retry after a crash) stores nothing twice.
-    imports.run_import(import_id=record.id)
+    reading.run_import(import_id=record.id)
     count = db.session.scalar(
         select(func.count(ImportResult.id)).where(ImportResult.import_id == record.id)
     )

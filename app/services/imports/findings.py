@@ -20,6 +20,7 @@ from app.extensions import db
 from app.models import BlockedKey, Certificate, CertificateFinding
 from app.models.types import utcnow
 from app.pki.bundles import Finding
+from app.services import bulk
 from app.services.certificates import inventory
 from app.services.scope import Actor, scope_of
 
@@ -77,13 +78,8 @@ def store(found: Iterable[Found]) -> int:
 
 
 def insert_ignoring(table: Table, rows: list[dict[str, Any]], keys: list[str]) -> int:
-    """INSERT ... ON CONFLICT (keys) DO NOTHING, in one statement; rows inserted."""
-    if not rows:
-        return 0
-    dialect = db.session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    result = db.session.execute(insert(table).on_conflict_do_nothing(index_elements=keys), rows)
-    return int(getattr(result, "rowcount", 0) or 0)
+    """INSERT ... ON CONFLICT (keys) DO NOTHING (app.services.bulk); rows inserted."""
+    return len(bulk.insert_ignoring(table, rows, keys, returning=keys[0]))
 
 
 def inventory_findings(certificate_ids: Sequence[int]) -> list[Found]:
