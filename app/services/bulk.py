@@ -121,7 +121,9 @@ def insert_ignoring(
         moved = session.execute(
             text(
                 f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {stage.name} "  # noqa: S608
-                f"ON CONFLICT ({conflict}) DO NOTHING{tail}"
+                # In key order: concurrent writers of overlapping rows lock them in one
+                # order, so they wait for each other instead of deadlocking.
+                f"ORDER BY {conflict} ON CONFLICT ({conflict}) DO NOTHING{tail}"
             )
         )
         found = list(moved.scalars()) if returning else []

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from app.pki.archive import ArchiveRefused, Limits, declared_member_count, read_upload
+from app.pki.archive import (
+    ArchiveRefused,
+    Limits,
+    declared_member_count,
+    plan_parts,
+    read_upload,
+)
 from tests.unit.pki.importfiles import OpensslFiles, RawMember, raw_member, raw_zip, zip_of
 
 DATA = Path(__file__).parent / "data"
@@ -275,3 +281,32 @@ def test_zip64_member_counts_are_read(files):
 def test_something_that_only_looks_like_a_zip_is_refused():
     with pytest.raises(ArchiveRefused, match=r"upload\.zip: not a readable ZIP archive"):
         results(b"PK\x03\x04 and then nothing of a zip")
+
+
+def test_an_archive_is_cut_into_parts_that_read_the_same_members_as_the_whole(files):
+    members = {f"m{i}.pem": files.pem("leaf") for i in range(5)}
+    members["dir/"] = b""  # directories are no members of any part
+    members["big.pem"] = files.pem("leaf") + files.pem("inter") + files.pem("root")
+    archive = zip_of(members)
+    whole = [(r.member, r.skipped) for r in results(archive)]
+    parts = plan_parts(io.BytesIO(archive), max_members=2, max_bytes=10**9)
+    assert parts == [(0, 2), (2, 4), (4, 6)]
+    pieces = [
+        (r.member, r.skipped)
+        for part in parts
+        for r in read_upload("upload.zip", io.BytesIO(archive), DEFAULTS, members=part)
+    ]
+    assert pieces == whole
+    # By declared size: a part ends before the member that would pass the bound; a member
+    # larger than the bound is a part of its own.
+    size = len(files.pem("leaf"))
+    assert plan_parts(io.BytesIO(archive), max_members=99, max_bytes=2 * size) == [
+        (0, 2),
+        (2, 4),
+        (4, 5),
+        (5, 6),
+    ]
+    # Anything but a readable ZIP is one part, and only its first part reads it.
+    assert plan_parts(io.BytesIO(files.pem("leaf")), max_members=2, max_bytes=9) == [(0, 1)]
+    assert plan_parts(io.BytesIO(b"PK\x03\x04 broken"), max_members=2, max_bytes=9) == [(0, 1)]
+    assert list(read_upload("x.pem", io.BytesIO(files.pem("leaf")), DEFAULTS, (1, 2))) == []
