@@ -15,7 +15,7 @@ def init_console(app: Flask) -> Any:
 
     from app.admin.acme import AcmeKeyView
     from app.admin.admins import AdminView
-    from app.admin.certificates import CertificateView
+    from app.admin.certificates import CertificateView, OtherCertificateView
     from app.admin.dashboard import DashboardView
     from app.admin.discovery.assets import NetworkAssetView
     from app.admin.discovery.rules import AssignmentRuleView
@@ -92,6 +92,11 @@ def init_console(app: Flask) -> Any:
                     endpoint="invitations",
                 )
             )
+    console.add_view(
+        OtherCertificateView(
+            name="Other Certificates (CA, untyped)", category="Certificates", endpoint="other_certs"
+        )
+    )
     console.add_view(ImportView(name="Import", category="Certificates", endpoint="cert_import"))
     console.add_view(
         NetworkAssetView(name="Network Assets", category="Discovery", endpoint="network_assets")

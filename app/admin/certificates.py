@@ -349,6 +349,33 @@ def certificates_formats() -> list[tuple[str, str]]:
     return FORMAT_LABELS
 
 
+class OtherCertificateView(CertificateView):
+    """Certificates of no type Certwright issues, imported or discovered: CA certificates
+    and those whose extended key usage says nothing (or says something else). Open to every
+    admin, for what is placed in their scope; nothing to request, renew or revoke here."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        SecureModelView.__init__(self, Certificate, **kwargs)
+
+    def is_accessible(self) -> bool:
+        return SecureModelView.is_accessible(self)
+
+    @property
+    def empty_text(self) -> str:  # type: ignore[override]
+        return (
+            "No other certificates. CA certificates and certificates of no type Certwright "
+            "issues appear here when they are imported or discovered and placed."
+        )
+
+    def _request_url(self) -> str | None:
+        return None
+
+    def scope_clause(self, scope: Scope) -> Any:
+        base = and_(Certificate.cert_type.is_(None), Certificate.organization_id.is_not(None))
+        clause = inventory.visible_clause(scope, None)
+        return base if clause is None else and_(base, clause)
+
+
 class RevokeForm(AdminForm):
     reason = SelectField("Reason (RFC 5280)")
     message = TextAreaField("Message (kept in the audit log)", validators=[Length(max=2000)])

@@ -467,3 +467,36 @@ def test_two_certificates_with_one_issuer_and_serial_are_flagged_on_both(app, st
         )
     ).scalars()
     assert sorted(flagged) == sorted(by_fingerprint(fp(p)).id for p in (one, two))
+
+
+def test_imported_ca_certificates_are_listed_under_other_certificates_in_scope(
+    app, client, stub_worker, files
+):
+    from tests.conftest import login
+    from tests.factories import PASSWORD
+
+    acme, other = make_org("Acme"), make_org("Other")
+    make_admin("rao", Role.RAO, org=other)
+    run_upload(
+        stub_worker,
+        actor=make_admin(),
+        org=acme,
+        uploads=[imports.Upload("chain.pem", files.pem("inter") + files.pem("root"))],
+    )
+    inter = by_fingerprint(fp(files.pem("inter")))
+    assert inter.cert_type is None and inter.is_ca
+    login(client, "mrao", PASSWORD)
+    page = client.get("/admin/other_certs/").get_data(as_text=True)
+    assert f"/admin/other_certs/details/?id={inter.id}" in page
+    details = client.get(f"/admin/other_certs/details/?id={inter.id}")
+    assert details.status_code == 200
+    shown = details.get_data(as_text=True)
+    assert inter.common_name in shown and 'id="cw-cert-status">External<' in shown
+    client.post("/logout")
+    outsider = app.test_client()
+    login(outsider, "rao", PASSWORD)
+    page = outsider.get("/admin/other_certs/").get_data(as_text=True)
+    assert f"details/?id={inter.id}" not in page
+    refused = outsider.get(f"/admin/other_certs/details/?id={inter.id}", follow_redirects=False)
+    assert refused.status_code in (302, 404)
+    assert f"id={inter.id}" not in outsider.get("/admin/other_certs/").get_data(as_text=True)
