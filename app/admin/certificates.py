@@ -60,6 +60,19 @@ def _install_link(cert: Certificate) -> Markup | str:
     return Markup('<a href="{}">{}</a>').format(url, state)
 
 
+def _finding_counts(cert: Certificate) -> dict[str, int]:
+    return dict(g.get("cw_finding_counts", {}).get(cert.id, {}))
+
+
+def _findings_link(view: Any, cert: Certificate) -> Any:
+    """The certificate's findings by severity, linked to its page where they are explained."""
+    text = findings.summary_of(_finding_counts(cert))
+    if not text:
+        return ""
+    url = url_for(f"{view.endpoint}.details_view", id=cert.id) + "#cw-findings"
+    return Markup('<a href="{}">{}</a>').format(url, text)
+
+
 class FindingFilter(BaseSQLAFilter):
     """Certificates carrying a finding (parse, key or inventory: docs/imports.md)."""
 
@@ -87,6 +100,7 @@ class CertificateView(TypeAccessMixin, SecureModelView):
         "renewal_state",
         "origin",
         "assigned_by",
+        "findings",
     )
     column_labels = {
         "assigned_by": "Assigned by",
@@ -109,11 +123,13 @@ class CertificateView(TypeAccessMixin, SecureModelView):
         "install_state": lambda v, c, m, n: _install_link(m),
         "not_after": lambda v, c, m, n: local_time(m.not_after),
         "assigned_by": lambda v, c, m, n: endpoints.assigned_by(actor=actor(), certificate=m),
+        "findings": lambda v, c, m, n: _findings_link(v, m),
     }
     column_formatters_export = {
         "status": lambda v, c, m, n: display_status(m),
         "install_state": lambda v, c, m, n: install_state(m),
         "assigned_by": lambda v, c, m, n: endpoints.assigned_by(actor=actor(), certificate=m),
+        "findings": lambda v, c, m, n: findings.summary_of(_finding_counts(m)),
     }
     details_template = "admin/cert_details.html"
     record_noun = "Certificate"
@@ -156,6 +172,7 @@ class CertificateView(TypeAccessMixin, SecureModelView):
     def prepare_rows(self, rows: list[Any]) -> None:
         counts = inventory.install_counts([row.id for row in rows])
         g.cw_install_counts = counts if counts is not None else {}
+        g.cw_finding_counts = findings.counts_by_certificate([row.id for row in rows])
 
     def get_filters(self) -> Any:
         statuses = [(s.value, s.value) for s in CertStatus]

@@ -500,3 +500,30 @@ def test_imported_ca_certificates_are_listed_under_other_certificates_in_scope(
     refused = outsider.get(f"/admin/other_certs/details/?id={inter.id}", follow_redirects=False)
     assert refused.status_code in (302, 404)
     assert f"id={inter.id}" not in outsider.get("/admin/other_certs/").get_data(as_text=True)
+
+
+def test_certificate_lists_show_each_certificates_findings_and_export_them(
+    app, client, stub_worker, files
+):
+    from tests.conftest import login
+    from tests.factories import PASSWORD
+
+    acme = make_org("Acme")
+    run_upload(
+        stub_worker,
+        actor=make_admin(),
+        org=acme,
+        uploads=[imports.Upload("weak.pem", files.pem("rsa1024"))],
+    )
+    weak = by_fingerprint(fp(files.pem("rsa1024")))
+    errors = db.session.execute(
+        select(func.count(CertificateFinding.id)).where(
+            CertificateFinding.certificate_id == weak.id, CertificateFinding.severity == "error"
+        )
+    ).scalar_one()
+    assert errors >= 1  # weak_key_size, and pkilint's own
+    login(client, "mrao", PASSWORD)
+    page = client.get("/admin/ssl_certs/").get_data(as_text=True)
+    assert f'/admin/ssl_certs/details/?id={weak.id}#cw-findings">{errors} error' in page
+    exported = client.get("/admin/ssl_certs/export/csv/").get_data(as_text=True)
+    assert f"{errors} error" in exported

@@ -238,3 +238,31 @@ def count_with_findings(*, actor: Actor, codes: Sequence[str] = KEY_CODES) -> in
     if clause is not None:
         query = query.where(clause)
     return int(db.session.execute(query).scalar_one())
+
+
+def counts_by_certificate(certificate_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Each certificate's findings by severity (a list page or an export chunk at once)."""
+    if not certificate_ids:
+        return {}
+    counts: dict[int, dict[str, int]] = {}
+    for cert_id, severity, count in db.session.execute(
+        select(
+            CertificateFinding.certificate_id,
+            CertificateFinding.severity,
+            func.count(CertificateFinding.id),
+        )
+        .where(CertificateFinding.certificate_id.in_(list(certificate_ids)))
+        .group_by(CertificateFinding.certificate_id, CertificateFinding.severity)
+    ):
+        counts.setdefault(cert_id, {})[severity] = int(count)
+    return counts
+
+
+def summary_of(counts: dict[str, int]) -> str:
+    """ "2 errors, 1 warning" ("" when none), worst first."""
+    parts = []
+    for severity in ("error", "warning", "notice"):
+        n = counts.get(severity, 0)
+        if n:
+            parts.append(f"{n} {severity}{'s' if n != 1 else ''}")
+    return ", ".join(parts)
