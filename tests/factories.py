@@ -176,3 +176,27 @@ def request_certificate(
         approvals.approve(actor=by, request_ids=[req.id])
     db.session.commit()
     return req, key
+
+
+def issued_in_acme(worker):
+    """An MRAO, the organization Acme with acme.example delegated for every type, a CA and
+    profile, and one SSL certificate issued for www.acme.example through the services;
+    returns (mrao, org, profile, certificate, key)."""
+    from app.models import CertType
+    from app.services.structure import domains
+    from tests.conftest import drain
+
+    mrao = make_admin()
+    org = make_org("Acme", city="Berlin", state="Berlin")
+    domains.create_domain(
+        actor=mrao, name="acme.example", organization_id=org.id, types=list(CertType)
+    )
+    db.session.commit()
+    _, _, profile = make_pki()
+    req, key = request_certificate(
+        by=mrao, org=org, profile=profile, cn="www.acme.example", approve=True
+    )
+    drain(worker)
+    db.session.refresh(req)
+    assert req.certificate is not None
+    return mrao, org, profile, req.certificate, key

@@ -101,23 +101,9 @@ def _sweep(worker) -> None:
 def test_the_sweep_checks_discovered_and_issued_certificates_once_with_their_validator(
     app, stub_worker
 ):
-    from app.services.structure import domains
-    from tests.factories import make_pki, request_certificate
+    from tests.factories import issued_in_acme
 
-    mrao = make_admin()
-    org = make_org("Acme", city="Berlin", state="Berlin")
-    domains.create_domain(
-        actor=mrao, name="acme.example", organization_id=org.id, types=list(CertType)
-    )
-    db.session.commit()
-    _, _, profile = make_pki()
-    req, _key = request_certificate(
-        by=mrao, org=org, profile=profile, cn="www.acme.example", approve=True
-    )
-    drain(stub_worker)
-    db.session.refresh(req)
-    good = req.certificate
-    assert good is not None
+    _, org, _, good, _ = issued_in_acme(stub_worker)
     weak = _store(_cert(rsa.generate_private_key(65537, 1024), cn="old.acme.test"), org_id=org.id)
     assert sweep.due_count() == 2
     _sweep(stub_worker)

@@ -369,24 +369,10 @@ def test_the_system_may_import_anywhere(app, stub_worker, files):
 
 
 def test_a_key_we_certified_and_an_imported_certificate_share_is_flagged_on_both(app, stub_worker):
-    from app.models import CertType
-    from app.services.structure import domains
-    from tests.factories import make_pki, request_certificate
+    from tests.factories import issued_in_acme
 
-    mrao = make_admin()
-    org = make_org("Acme", city="Berlin", state="Berlin")
-    domains.create_domain(
-        actor=mrao, name="acme.example", organization_id=org.id, types=list(CertType)
-    )
-    db.session.commit()
-    _, _, profile = make_pki()
-    req, key = request_certificate(
-        by=mrao, org=org, profile=profile, cn="www.acme.example", approve=True
-    )
-    drain(stub_worker)
-    db.session.refresh(req)
-    ours = req.certificate
-    assert ours is not None and ours.spki_sha256 != ""
+    mrao, org, _, ours, key = issued_in_acme(stub_worker)
+    assert ours.spki_sha256 != ""
     # The same key in a self-signed certificate someone made on the side.
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "side.acme.example")])
     now = dt.datetime.now(dt.UTC)
