@@ -314,6 +314,18 @@ class Built:
     rendered: text.Rendered
     structured: dict[str, Any]
     organization_id: int | None
+    department_id: int | None
+
+
+def place_of(group: Sequence[NotificationDelivery]) -> tuple[int | None, int | None]:
+    """Where a message is placed (who may read it in the Mail Outbox), like portal mail:
+    the organization and department of its deliveries when they all share one; the
+    organization alone when departments differ; neither (MRAOs only) across organizations."""
+    places = {(d.organization_id, d.department_id) for d in group}
+    if len(places) == 1:
+        return places.pop()
+    orgs = {org for org, _ in places}
+    return (orgs.pop() if len(orgs) == 1 else None), None
 
 
 def build(
@@ -328,8 +340,7 @@ def build(
     first = group[0]
     rule = first.rule
     expiry = rule.type.is_expiry
-    org_ids = {d.organization_id for d in group}
-    org_id = org_ids.pop() if len(org_ids) == 1 else None
+    org_id, dept_id = place_of(group)
     context: dict[str, Any] = {
         "rule": {
             "id": rule.id,
@@ -380,7 +391,7 @@ def build(
         "as_of": as_of.isoformat(),
         **structured_items,
     }
-    return Built(rendered, structured, org_id)
+    return Built(rendered, structured, org_id, dept_id)
 
 
 def _public(item: dict[str, Any]) -> dict[str, Any]:
@@ -399,6 +410,7 @@ def _store(messages: list[tuple[list[NotificationDelivery], Built]], result: Com
                 html=built.rendered.html,
                 category=f"notification.{group[0].rule.type.value}",
                 organization_id=built.organization_id,
+                department_id=built.department_id,
             )
             for group, built in mails
         ]
