@@ -21,6 +21,7 @@ from app.admin.base import (
 )
 from app.admin.choices import COUNTRIES, org_choices
 from app.models import Department
+from app.services.notifications import templates as notice_templates
 from app.services.persons import invitations, mailing
 from app.services.scope import (
     Scope,
@@ -49,6 +50,15 @@ class OrganizationForm(AdminForm):
 class TemplateForm(AdminForm):
     subject = StringField("Subject", validators=[Length(max=256)])
     body = TextAreaField("Body (text)", validators=[Length(max=mailing.MAX_TEMPLATE)])
+
+
+class NoticeTemplateForm(AdminForm):
+    subject = StringField("Subject", validators=[Length(max=256)])
+    body = TextAreaField("Plain-text part", validators=[Length(max=notice_templates.MAX_TEMPLATE)])
+    html = TextAreaField(
+        "HTML part (empty: made from the plain text)",
+        validators=[Length(max=notice_templates.MAX_TEMPLATE)],
+    )
 
 
 class DaysForm(AdminForm):
@@ -97,7 +107,9 @@ class OrganizationView(SecureModelView):
             d.name for d in m.departments if current_scope().covers(m.id, d.id)
         ),
         "portal": lambda v, c, m, n: (
-            Markup('<a href="{}">email template</a>').format(url_for(".portal_view", id=m.id))
+            Markup('<a href="{}">email template</a> · <a href="{}">notifications</a>').format(
+                url_for(".portal_view", id=m.id), url_for(".notices_view", id=m.id)
+            )
             if current_scope().manages_org(m.id)
             else ""
         ),
@@ -178,6 +190,71 @@ class OrganizationView(SecureModelView):
             days=days,
             preview=preview or None,
             variables=mailing.KINDS[kind].variables,
+        )
+
+    @expose("/notices/", methods=("GET", "POST"))
+    def notices_view(self) -> Any:
+        """The organization's own notification templates, per type (and digest): preview
+        with sample values, save, back to the built-in template."""
+        org = self.get_one(request.values.get("id"))
+        if org is None or not current_scope().manages_org(org.id):
+            flash("Record does not exist.", "error")
+            return redirect(url_for(".index_view"))
+        kind = request.values.get("kind", "notice.ssl_expiration")
+        if kind not in notice_templates.KINDS:
+            kind = "notice.ssl_expiration"
+        spec = notice_templates.KINDS[kind]
+        stored = notice_templates.template_of(org.id, kind)
+        form = NoticeTemplateForm(
+            data={
+                "subject": stored.templates.subject,
+                "body": stored.templates.text,
+                "html": stored.templates.html,
+            }
+        )
+        preview = None
+        back = url_for(".notices_view", id=org.id, kind=kind)
+        if form.validate_on_submit():
+            typed = {
+                "subject": form.subject.data or "",
+                "body": form.body.data or "",
+                "html": form.html.data or "",
+            }
+            if "reset" in request.form:
+                if self.run_service(
+                    None,
+                    lambda: notice_templates.reset_template(
+                        actor=actor(), organization_id=org.id, kind=kind
+                    ),
+                    success="The built-in template is used again.",
+                ):
+                    return redirect(back)
+            elif "save" in request.form:
+                if self.run_service(
+                    form,
+                    lambda: notice_templates.save_template(
+                        actor=actor(), organization_id=org.id, kind=kind, **typed
+                    ),
+                    success="Template saved.",
+                ):
+                    return redirect(back)
+            else:
+                preview = self.run_service(
+                    form,
+                    lambda: notice_templates.preview(
+                        actor=actor(), organization_id=org.id, kind=kind, **typed
+                    ),
+                )
+        return self.render(
+            "admin/org_notices.html",
+            org=org,
+            kind=kind,
+            kinds=notice_templates.KINDS,
+            customised=notice_templates.custom_kinds(org.id),
+            custom=stored.custom,
+            form=form,
+            preview=preview or None,
+            variables=notice_templates.VARIABLES[spec.family],
         )
 
     @property

@@ -109,6 +109,7 @@ class RecipientRole(enum.StrEnum):
     ADMINS = "admins"  # RAO/DRAO whose scope covers the certificate (with the type privilege)
     REQUESTER = "requester"
     EXTERNAL = "external"  # the request's external requesters
+    PERSON = "person"  # the person a client certificate is for (its request's person)
 
     @property
     def label(self) -> str:
@@ -120,6 +121,7 @@ ROLE_LABELS: dict[RecipientRole, str] = {
     RecipientRole.ADMINS: "RAO/DRAO of the certificate's organization or department",
     RecipientRole.REQUESTER: "Requester",
     RecipientRole.EXTERNAL: "External requesters",
+    RecipientRole.PERSON: "The person (client certificates)",
 }
 
 

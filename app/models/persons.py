@@ -188,7 +188,9 @@ class PortalSettings(db.Model):  # type: ignore[name-defined,misc]
 
 
 class MailTemplate(db.Model):  # type: ignore[name-defined,misc]
-    """An organization's own wording of one of the portal mails (default: built in)."""
+    """An organization's own wording of one of its mails (default: built in): the portal
+    mails (kind "invitation", ...) and its notifications ("notice.<type>", "digest.<type>",
+    app/services/notifications/templates.py)."""
 
     __tablename__ = "mail_templates"
     __table_args__ = (UniqueConstraint("organization_id", "kind"),)
@@ -197,9 +199,11 @@ class MailTemplate(db.Model):  # type: ignore[name-defined,misc]
     organization_id: Mapped[int] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE"), index=True
     )
-    kind: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(String(256))
-    body: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)  # the plain-text part
+    # Notifications only: the HTML part (empty: made from the plain text).
+    html: Mapped[str] = mapped_column(Text, default="", server_default="")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("admins.id", ondelete="SET NULL"), nullable=True

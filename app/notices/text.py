@@ -14,14 +14,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import ChainableUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import ChainableUndefined, StrictUndefined, TemplateError
+from markupsafe import escape
+
+from app.notices.sandbox import BoundedSandbox
 
 SUBJECT_MAX = 200
+MAX_OUTPUT = 2_000_000  # a digest of 5,000 certificates is about 1 MB of HTML
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_URL = re.compile(r"https?://[^\s<>\"'&]+(?:&amp;[^\s<>\"'&]+)*")
 
-_TEXT = SandboxedEnvironment(autoescape=False, undefined=ChainableUndefined, trim_blocks=True)
-_HTML = SandboxedEnvironment(autoescape=True, undefined=ChainableUndefined, trim_blocks=True)
+# Built-in templates: a missing value renders empty. An organization's own templates: a
+# value the notice does not have is an error (refused when saved; at send time the built-in
+# template is used instead).
+_TEXT = BoundedSandbox(autoescape=False, undefined=ChainableUndefined, trim_blocks=True)
+_HTML = BoundedSandbox(autoescape=True, undefined=ChainableUndefined, trim_blocks=True)
+_STRICT_TEXT = BoundedSandbox(autoescape=False, undefined=StrictUndefined, trim_blocks=True)
+_STRICT_HTML = BoundedSandbox(autoescape=True, undefined=StrictUndefined, trim_blocks=True)
 
 
 class NoticeTemplateError(ValueError):
@@ -63,19 +72,35 @@ def check(templates: TemplateSet) -> None:
             raise NoticeTemplateError(f"the {part} template{where}: {exc}") from None
 
 
-def render(templates: TemplateSet, context: Mapping[str, Any]) -> Rendered:
-    """Render the three parts with the same values.
+def render(templates: TemplateSet, context: Mapping[str, Any], *, strict: bool = False) -> Rendered:
+    """Render the three parts with the same values; an empty HTML template makes the HTML
+    part from the plain text (escaped, links made clickable).
 
     Raises:
-        NoticeTemplateError: a part failed (a sandbox refusal included).
+        NoticeTemplateError: a part failed (a sandbox refusal or, when strict, a value the
+            notice does not have, included).
     """
+    text_env, html_env = (_STRICT_TEXT, _STRICT_HTML) if strict else (_TEXT, _HTML)
     try:
-        subject = _TEXT.from_string(templates.subject).render(context)
-        text = _TEXT.from_string(templates.text).render(context)
-        html = _HTML.from_string(templates.html).render(context)
+        subject = text_env.from_string(templates.subject).render(context)
+        text = text_env.from_string(templates.text).render(context)
+        if templates.html.strip():
+            html = html_env.from_string(templates.html).render(context)
+        else:
+            html = html_from_text(text)
     except TemplateError as exc:
         raise NoticeTemplateError(f"template failed: {exc}") from None
+    if len(text) + len(html) > MAX_OUTPUT:
+        raise NoticeTemplateError(f"a rendered notice is at most {MAX_OUTPUT} characters")
     return Rendered(subject=one_line(subject), text=text.strip() + "\n", html=html.strip() + "\n")
+
+
+def html_from_text(text: str) -> str:
+    """The HTML part of a notice written as plain text only: every character escaped, the
+    lines kept, http(s) links clickable."""
+    escaped = str(escape(text.strip()))
+    linked = _URL.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', escaped)
+    return f'<div style="white-space:pre-wrap;font-family:monospace">{linked}</div>'
 
 
 # --- the built-in templates --------------------------------------------------------------

@@ -61,10 +61,16 @@ def _probe_redis() -> None:
         client.close()
 
 
+def _named_vhost() -> bool:
+    """CW_TEST_AMQP names a virtual host of its own (amqp://host:5672/cw_x)."""
+    return urlsplit(AMQP).path.strip("/") != ""
+
+
 def _probe_rabbitmq() -> None:
     import pika
 
-    params = pika.URLParameters(AMQP + "/%2F?connection_attempts=1&socket_timeout=3")
+    base = AMQP if _named_vhost() else AMQP + "/%2F"
+    params = pika.URLParameters(base + "?connection_attempts=1&socket_timeout=3")
     pika.BlockingConnection(params).close()
 
 
@@ -239,8 +245,17 @@ def purge_queues(url: str) -> None:
 
 @pytest.fixture(scope="session")
 def amqp_url(service_status: dict[str, str], run_id: str) -> Iterator[str]:
-    """A RabbitMQ virtual host of its own (made and removed with rabbitmqctl)."""
+    """A RabbitMQ virtual host of its own: the one CW_TEST_AMQP names (its app queues
+    purged before and after), else one made and removed with rabbitmqctl."""
     need(service_status, "RabbitMQ", AMQP)
+    if _named_vhost():
+        url = AMQP.rstrip("/")
+        purge_queues(url)
+        try:
+            yield url
+        finally:
+            purge_queues(url)
+        return
     ctl = shutil.which("rabbitmqctl")
     user = urlsplit(AMQP).username or "guest"
     vhost = f"cw_t_{run_id}"

@@ -288,3 +288,138 @@ def test_composers_racing_on_postgresql_claim_each_delivery_once(pg: Flask) -> N
         .all()
     )
     assert len(rows) == 600 and len(set(rows)) == 600 and None not in rows
+
+
+def test_a_sweep_over_rabbitmq_delivers_each_due_mail_exactly_once(
+    pg: Flask, pg_url: str, amqp_url: str, stack_logs, smtp
+) -> None:
+    """The same path over RabbitMQ: two sweeps at once, each cut into several id ranges,
+    taken by two worker processes from the broker; every due mail arrives once."""
+    from sqlalchemy import text
+
+    from app.models import WorkerHeartbeat
+
+    controller, inbox = smtp
+    tag = secrets.token_hex(3)
+    org = make_org(f"Rabbit {tag}", city="Berlin")
+    template = template_certificate(org.id)
+    now = utcnow()
+    due = 40
+    ids = notify.copies(
+        template,
+        [now + timedelta(days=5, minutes=i) for i in range(due)],
+        organization_id=org.id,
+        prefix=f"rabbit{tag}-",
+    )
+    # One more certificate two ranges further on (ids need not be dense): the sweep is cut
+    # into at least three range jobs.
+    far = max(ids) + 2 * sweep.RANGE_SIZE + 1
+    row = dict(
+        db.session.execute(select(Certificate.__table__).where(Certificate.id == ids[0]))
+        .mappings()
+        .one()
+    )
+    row.update(id=far, fingerprint=f"far-{tag}".ljust(64, "0"), common_name=f"far{tag}.example")
+    db.session.execute(Certificate.__table__.insert().values(**row))
+    db.session.execute(text("SELECT setval('certificates_id_seq', :id)").bindparams(id=far))
+    address = f"rabbit-{tag}@acme.example"
+    rules.save_rule(
+        actor=SYSTEM,
+        data=rules.RuleData(
+            name=f"Rabbit {tag}",
+            type="ssl_expiration",
+            places=[(org.id, None)],
+            days=(7,),
+            subscribers=[address],
+        ),
+    )
+    db.session.commit()
+    settings = {
+        "CW_KEK": pg.config["CW_KEK"],
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": controller.port,
+        "MAIL_FROM": "certwright@example.com",
+    }
+    stack = Stack(pg_url, amqp_url, stack_logs, settings)
+    with stack.workers("rabbit-workers", processes=2, threads=2) as workers:
+        why = describe(workers)
+        wait_until(
+            lambda: len(workers.children()) == 2, timeout=BOOT, what="two worker processes", why=why
+        )
+        stack.flask("jobs", "enqueue", "notification_sweep")
+        stack.flask("jobs", "enqueue", "notification_sweep")
+        wait_until(
+            lambda: len(inbox.to(address)) >= due + 1,
+            timeout=240,
+            what=f"{due + 1} mails",
+            why=why,
+        )
+        wait_until(
+            lambda: (
+                not fresh(
+                    select(Job.id).where(
+                        Job.kind.like("notification_%"),
+                        Job.status.in_([JobStatus.PENDING, JobStatus.RUNNING]),
+                    )
+                ).all()
+            ),
+            timeout=120,
+            what="every notification job to end",
+            why=why,
+        )
+        import time
+
+        time.sleep(3)
+        brokers = set(
+            fresh(
+                select(WorkerHeartbeat.broker).where(WorkerHeartbeat.pid.in_(workers.children()))
+            ).scalars()
+        )
+    assert brokers == {"rabbitmq"}
+    ranges = fresh(
+        select(func.count()).select_from(Job).where(Job.kind == "notification_range")
+    ).scalar_one()
+    assert ranges >= 6  # two sweeps of at least three ranges each
+    subjects = [str(m["Subject"]) for m in inbox.to(address)]
+    assert len(subjects) == due + 1 and len(set(subjects)) == due + 1, Counter(subjects)
+    assert any(f"far{tag}.example" in s for s in subjects)
+    statuses = fresh(
+        select(OutboxMessage.status, func.count())
+        .where(OutboxMessage.to == address)
+        .group_by(OutboxMessage.status)
+    ).all()
+    assert dict(statuses) == {MailStatus.SENT: due + 1}
+
+
+def test_two_ranges_finishing_at_once_both_count_and_the_sweep_composes(pg: Flask) -> None:
+    """A range job reads its sweep before it locks it to count itself done: the count must
+    be taken from the locked row, not the session's earlier copy, or the range finished
+    meanwhile by another worker is lost and the sweep never composes (found by
+    bench/notifications.py with two worker processes)."""
+    from app.models import NotificationSweep
+
+    record = NotificationSweep(as_of=utcnow(), trigger="test", ranges_done=[], ranges_failed=[])
+    record.ranges_total = 2
+    db.session.add(record)
+    db.session.commit()
+    sweep_id = record.id
+    db.session.expire_all()
+    assert db.session.get(NotificationSweep, sweep_id).ranges_done == []  # read, as run_range
+
+    def other_worker() -> None:
+        with pg.app_context():
+            try:
+                assert not sweep._range_finished(sweep_id, 1, 5, failed=False)
+                db.session.commit()
+            finally:
+                db.session.remove()
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    thread.join(timeout=60)
+    assert sweep._range_finished(sweep_id, 0, 7, failed=False)  # the last one: composes
+    db.session.commit()
+    done = fresh(select(NotificationSweep).where(NotificationSweep.id == sweep_id)).scalar_one()
+    assert sorted(done.ranges_done) == [0, 1] and done.created == 12
+    composing = fresh(select(Job.payload).where(Job.kind == "notification_compose")).scalars().all()
+    assert {"sweep_id": sweep_id} in composing

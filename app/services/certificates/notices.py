@@ -91,6 +91,7 @@ def issued_events(done: Sequence[Issued]) -> None:
                     "requester": [req.requester_email],
                     "external": list(req.external_requesters or []),
                 },
+                person_id=req.person_id,
                 path=f"/admin/{kind.value}_certs/details/?id={item.cert_id}",
             )
         )

@@ -44,6 +44,7 @@ from app.services.configuration import document, state
 from app.services.configuration.document import ORG_TEXT, SECTIONS, Doc, key_of
 from app.services.discovery import rules, tasks
 from app.services.errors import DomainError, Forbidden, ValidationFailed
+from app.services.notifications import templates as notice_templates
 from app.services.persons import invitations, mailing
 from app.services.scope import Actor, require_actor
 from app.services.structure import domains, orgs
@@ -204,6 +205,21 @@ def _template_diff(current: dict[str, str] | None, wanted: dict[str, str]) -> tu
     return details
 
 
+def _notice_diff(current: dict[str, str] | None, wanted: dict[str, str]) -> tuple[str, ...]:
+    """A notification template's change in a line: the subject in full, the parts by size."""
+    if current is None:
+        return (
+            f"subject: {_show(wanted['subject'])}",
+            f"text: {len(wanted['text'])} characters",
+            f"html: {len(wanted['html'])} characters",
+        )
+    details = _diff(current, wanted, ("subject",))
+    for part in ("text", "html"):
+        if current[part] != wanted[part]:
+            details += (f"{part}: {len(current[part])} -> {len(wanted[part])} characters",)
+    return details
+
+
 def _show(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_show(v) for v in value) + "]"
@@ -317,6 +333,12 @@ class _Run:
                 have = now["departments"]
             if "portal" in entry:
                 self._portal(entry["name"], now["portal"] if now else None, entry["portal"])
+            if "notification_templates" in entry:
+                self._notification_templates(
+                    entry["name"],
+                    (now or {}).get("notification_templates", {}),
+                    entry["notification_templates"],
+                )
             if "departments" not in entry:
                 continue
             org_name = entry["name"]
@@ -369,6 +391,34 @@ class _Run:
                 details = ("back to the built-in wording",)
                 with self.change("delete", "mail template", f"{org_name}/{kind}", details):
                     mailing.reset_template(
+                        actor=self.actor, organization_id=self.org(org_name).id, kind=kind
+                    )
+
+    def _notification_templates(
+        self, org_name: str, have: dict[str, dict[str, str]], wanted: dict[str, dict[str, str]]
+    ) -> None:
+        """The organization's notification templates, through the service the console's
+        Notification templates page uses (same checks, same audit events)."""
+        for kind, template in wanted.items():
+            current = have.get(kind)
+            if current == template:
+                continue
+            details = _notice_diff(current, template)
+            action = "create" if current is None else "update"
+            with self.change(action, "notification template", f"{org_name}/{kind}", details):
+                notice_templates.save_template(
+                    actor=self.actor,
+                    organization_id=self.org(org_name).id,
+                    kind=kind,
+                    subject=template["subject"],
+                    body=template["text"],
+                    html=template["html"],
+                )
+        for kind in have:
+            if kind not in wanted:
+                details = ("back to the built-in template",)
+                with self.change("delete", "notification template", f"{org_name}/{kind}", details):
+                    notice_templates.reset_template(
                         actor=self.actor, organization_id=self.org(org_name).id, kind=kind
                     )
 

@@ -21,6 +21,7 @@ from app.pki.errors import PkiError
 from app.pki.profiles import SignatureHash
 from app.scan import settings
 from app.services.errors import DomainError
+from app.services.notifications.templates import KINDS as NOTICE_KINDS
 from app.services.persons.invitations import DEFAULT_DAYS, MAX_DAYS
 from app.services.persons.mailing import KINDS as MAIL_KINDS
 from app.services.structure.domains import normalize_domain
@@ -224,7 +225,11 @@ def display(section: str, entry: Mapping[str, Any]) -> str:
 
 
 def _organization(r: _Reader, raw: Any, where: str) -> dict[str, Any]:
-    data = r.mapping(raw, where, ("name", "country", *ORG_TEXT, "departments", "portal"))
+    data = r.mapping(
+        raw,
+        where,
+        ("name", "country", *ORG_TEXT, "departments", "portal", "notification_templates"),
+    )
     org: dict[str, Any] = {"name": r.text(data, "name", where, required=True)}
     for key in ORG_TEXT:
         org[key] = r.text(data, key, where)
@@ -236,7 +241,39 @@ def _organization(r: _Reader, raw: Any, where: str) -> dict[str, Any]:
         org["departments"] = sorted(names, key=key_of)
     if "portal" in data:
         org["portal"] = _portal(r, data["portal"], f"{where}.portal")
+    if "notification_templates" in data:
+        org["notification_templates"] = _notification_templates(
+            r, data["notification_templates"], f"{where}.notification_templates"
+        )
     return org
+
+
+def _notification_templates(r: _Reader, raw: Any, where: str) -> dict[str, dict[str, str]]:
+    """The organization's own notification templates by kind (``notice.<type>``,
+    ``digest.<type>``): subject, text, html (optional). Authoritative when present (a kind
+    left out goes back to the built-in template); rendering is checked by the notification
+    template service at plan and apply."""
+    templates = r.mapping(raw or {}, where, tuple(NOTICE_KINDS))
+    out: dict[str, dict[str, str]] = {}
+    for kind in NOTICE_KINDS:  # in a fixed order, as the database is read
+        if kind not in templates:
+            continue
+        at = f"{where}.{kind}"
+        entry = r.mapping(templates[kind], at, ("subject", "text", "html"))
+        subject = r.text(entry, "subject", at, required=True)
+        parts = {}
+        for part in ("text", "html"):
+            value = entry.get(part, "")
+            if value is None:
+                value = ""
+            if not isinstance(value, str):
+                r.fail(f"{at}.{part}", "expected text")
+                value = ""
+            parts[part] = value
+        if not parts["text"].strip():
+            r.fail(at, "'text' is required (the plain-text part)")
+        out[kind] = {"subject": subject, "text": parts["text"], "html": parts["html"]}
+    return out
 
 
 def _portal(r: _Reader, raw: Any, where: str) -> dict[str, Any]:

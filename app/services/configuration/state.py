@@ -26,7 +26,13 @@ from app.models import (
     PortalSettings,
 )
 from app.services.ca.authorities import purpose_of
-from app.services.configuration.document import MAIL_KINDS, ORG_TEXT, SECTIONS, Doc
+from app.services.configuration.document import (
+    MAIL_KINDS,
+    NOTICE_KINDS,
+    ORG_TEXT,
+    SECTIONS,
+    Doc,
+)
 from app.services.persons.invitations import DEFAULT_DAYS
 
 
@@ -45,7 +51,15 @@ def organizations() -> list[dict[str, Any]]:
         for s in db.session.execute(select(PortalSettings)).scalars()
     }
     templates: dict[int, dict[str, dict[str, str]]] = {}
+    notices: dict[int, dict[str, dict[str, str]]] = {}
     for t in db.session.execute(select(MailTemplate)).scalars():
+        if t.kind in NOTICE_KINDS:
+            notices.setdefault(t.organization_id, {})[t.kind] = {
+                "subject": t.subject,
+                "text": t.body,
+                "html": t.html or "",
+            }
+            continue
         templates.setdefault(t.organization_id, {})[t.kind] = {
             "subject": t.subject,
             "body": t.body,
@@ -61,6 +75,9 @@ def organizations() -> list[dict[str, Any]]:
             "invitation_days": days.get(org.id, DEFAULT_DAYS),
             "mail_templates": {kind: mine[kind] for kind in MAIL_KINDS if kind in mine},
         }
+        own = notices.get(org.id, {})
+        if own:  # written only when the organization has any (absent: left alone)
+            entry["notification_templates"] = {k: own[k] for k in NOTICE_KINDS if k in own}
         out.append(entry)
     return out
 

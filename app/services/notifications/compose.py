@@ -35,41 +35,23 @@ from app.models import (
     NotificationEvent,
     NotificationPreference,
     NotificationRule,
-    NotificationType,
     WebhookMessage,
     WebhookMessageStatus,
 )
 from app.notices import addresses, digest, signing, text, thresholds
+from app.services.notifications.templates import Lookup
 from app.services.platform import mail
 from app.services.platform.jobs import after_commit
 
 D = NotificationDelivery.__table__
 BATCH = 500
 
-# Where an organization's own templates come from (issue 11 registers one): fn(family, type,
-# organization_id) -> TemplateSet or None for the built-in one.
-TemplateSource = Callable[[str, NotificationType, int | None], text.TemplateSet | None]
-_template_sources: list[TemplateSource] = []
 # The webhook actor registers how a queued webhook message is sent: fn(message_id, attempt).
 _webhook_senders: list[Callable[[int, int], None]] = []
 
 
-def register_template_source(fn: TemplateSource) -> None:
-    _template_sources[:] = [fn]
-
-
 def register_webhook_sender(fn: Callable[[int, int], None]) -> None:
     _webhook_senders[:] = [fn]
-
-
-def templates_for(
-    family: str, kind: NotificationType, organization_id: int | None
-) -> text.TemplateSet:
-    for source in _template_sources:
-        found = source(family, kind, organization_id)
-        if found is not None:
-            return found
-    return text.BUILT_IN[family]
 
 
 @dataclass
@@ -294,6 +276,7 @@ def _compose(ids: list[int], as_of: datetime, *, digest_mode: bool, result: Comp
         ).scalars()
     }
     messages: list[tuple[list[NotificationDelivery], Built]] = []
+    lookup = Lookup()
     groups: list[list[NotificationDelivery]] = [rows] if digest_mode else [[r] for r in rows]
     for group in groups:
         first = group[0]
@@ -305,7 +288,9 @@ def _compose(ids: list[int], as_of: datetime, *, digest_mode: bool, result: Comp
                     d.status, d.error = DeliveryStatus.REFUSED, f"refused: {exc}"[:2000]
                 result.refused += len(group)
                 continue
-        messages.append((group, build(group, certs, events, as_of, digest_mode=digest_mode)))
+        messages.append(
+            (group, build(group, certs, events, as_of, digest_mode=digest_mode, lookup=lookup))
+        )
     _store(messages, result)
 
 
@@ -314,6 +299,18 @@ class Built:
     rendered: text.Rendered
     structured: dict[str, Any]
     organization_id: int | None
+    department_id: int | None
+
+
+def place_of(group: Sequence[NotificationDelivery]) -> tuple[int | None, int | None]:
+    """Where a message is placed (who may read it in the Mail Outbox), like portal mail:
+    the organization and department of its deliveries when they all share one; the
+    organization alone when departments differ; neither (MRAOs only) across organizations."""
+    places = {(d.organization_id, d.department_id) for d in group}
+    if len(places) == 1:
+        return places.pop()
+    orgs = {org for org, _ in places}
+    return (orgs.pop() if len(orgs) == 1 else None), None
 
 
 def build(
@@ -323,13 +320,15 @@ def build(
     as_of: datetime,
     *,
     digest_mode: bool,
+    lookup: Lookup | None = None,
 ) -> Built:
-    """Render one message for deliveries of one rule to one recipient."""
+    """Render one message for deliveries of one rule to one recipient, with the template of
+    the message's organization for the rule's type when it has one (built in otherwise, or
+    when its own fails)."""
     first = group[0]
     rule = first.rule
     expiry = rule.type.is_expiry
-    org_ids = {d.organization_id for d in group}
-    org_id = org_ids.pop() if len(org_ids) == 1 else None
+    org_id, dept_id = place_of(group)
     context: dict[str, Any] = {
         "rule": {
             "id": rule.id,
@@ -366,11 +365,13 @@ def build(
         family = "event_digest" if digest_mode else "event"
         context.update(e=items[0] if items else {}, groups=grouped, count=len(items))
         structured_items = {"events": items}
-    templates = templates_for(family, rule.type, org_id)
+    custom = (lookup or Lookup()).custom(org_id, rule.type, digest_mode)
     try:
-        rendered = text.render(templates, context)
+        if custom is None:
+            raise text.NoticeTemplateError("no template of its own")
+        rendered = text.render(custom, context, strict=True)
     except text.NoticeTemplateError:
-        rendered = text.render(text.BUILT_IN[family], context)  # a broken custom template
+        rendered = text.render(text.BUILT_IN[family], context)  # built in, or a broken one
     structured = {
         "type": rule.type.value,
         "type_label": rule.type.label,
@@ -380,7 +381,7 @@ def build(
         "as_of": as_of.isoformat(),
         **structured_items,
     }
-    return Built(rendered, structured, org_id)
+    return Built(rendered, structured, org_id, dept_id)
 
 
 def _public(item: dict[str, Any]) -> dict[str, Any]:
@@ -399,6 +400,7 @@ def _store(messages: list[tuple[list[NotificationDelivery], Built]], result: Com
                 html=built.rendered.html,
                 category=f"notification.{group[0].rule.type.value}",
                 organization_id=built.organization_id,
+                department_id=built.department_id,
             )
             for group, built in mails
         ]

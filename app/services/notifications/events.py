@@ -63,6 +63,9 @@ class Event:
     facts: Mapping[str, Any] = field(default_factory=dict)
     # Addresses of the event's own people, by role ("requester", "external").
     people: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # The person a client certificate is for: their address joins people["person"] when
+    # the event is written (one query for the whole batch).
+    person_id: int | None = None
     path: str = ""  # the console page about it, relative to CW_BASE_URL
 
 
@@ -103,6 +106,7 @@ def emit_many(events: Sequence[Event], *, actor: Admin | SystemActor | str | Non
         return
     now = utcnow()
     name = _actor_name(actor)[:128]
+    persons = recipients.person_emails(e.person_id for e in chosen)
     bulk.insert_rows(
         E,
         [
@@ -119,10 +123,7 @@ def emit_many(events: Sequence[Event], *, actor: Admin | SystemActor | str | Non
                 "actor": name,
                 "payload": {
                     "facts": {str(k): str(v) for k, v in e.facts.items()},
-                    "people": {
-                        k: sorted({a.strip() for a in v if a and a.strip()})
-                        for k, v in e.people.items()
-                    },
+                    "people": _people(e, persons),
                     "path": e.path,
                 },
                 "fanned_out_at": None,
@@ -133,6 +134,13 @@ def emit_many(events: Sequence[Event], *, actor: Admin | SystemActor | str | Non
     if _senders and not db.session.info.get(_FANOUT):
         db.session.info[_FANOUT] = True  # one fan-out message per transaction
         after_commit(_send_fanout)
+
+
+def _people(event: Event, persons: Mapping[int, str]) -> dict[str, list[str]]:
+    people = {k: sorted({a.strip() for a in v if a and a.strip()}) for k, v in event.people.items()}
+    if event.person_id is not None and persons.get(event.person_id):
+        people["person"] = [persons[event.person_id]]
+    return people
 
 
 def _send_fanout() -> None:
@@ -292,6 +300,7 @@ def request_event(kind: NotificationType, req: Any, **facts: Any) -> Event:
             "requester": [req.requester_email],
             "external": list(req.external_requesters or []),
         },
+        person_id=getattr(req, "person_id", None),
         path=f"/admin/{cert_type}_requests/details/?id={req.id}",
     )
 
@@ -318,5 +327,6 @@ def certificate_event(kind: NotificationType, cert: Any, req: Any = None, **fact
             "requester": [req.requester_email] if req is not None else [],
             "external": list(req.external_requesters or []) if req is not None else [],
         },
+        person_id=getattr(req, "person_id", None) if req is not None else None,
         path=f"/admin/{cert_type or 'ssl'}_certs/details/?id={cert.id}",
     )

@@ -2,7 +2,8 @@
 table of due certificates) and in Python for events (a handful at a time).
 
 Every address comes from data: administrators' e-mails, a request's requester and external
-requesters, a rule's validated subscribers. The
+requesters, the person a client certificate is for (certificate_requests.person_id ->
+persons.email), a rule's validated subscribers. The
 composer checks each again before a message is made (app.notices.addresses).
 """
 
@@ -16,11 +17,20 @@ from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.selectable import CTE
 
 from app.extensions import db
-from app.models import Admin, AdminScope, CertificateRequest, CertType, RecipientRole, Role
+from app.models import (
+    Admin,
+    AdminScope,
+    CertificateRequest,
+    CertType,
+    Person,
+    RecipientRole,
+    Role,
+)
 
 ADMINS = Admin.__table__
 SCOPES = AdminScope.__table__
 REQUESTS = CertificateRequest.__table__
+PERSONS = Person.__table__
 
 
 def json_values(column: Any) -> Any:
@@ -89,6 +99,16 @@ def role_selects(
                     due.join(REQUESTS, REQUESTS.c.id == due.c.request_id).join(items, true())
                 )
                 .where(items.c.value != "")
+            )
+        elif role == RecipientRole.PERSON:
+            selects.append(
+                select(*base, func.lower(PERSONS.c.email).label("recipient"))
+                .select_from(
+                    due.join(REQUESTS, REQUESTS.c.id == due.c.request_id).join(
+                        PERSONS, PERSONS.c.id == REQUESTS.c.person_id
+                    )
+                )
+                .where(PERSONS.c.email != "")
             )
     if subscribers:
         listed = union_all(*(select(literal(a).label("address")) for a in subscribers)).subquery(
@@ -165,3 +185,16 @@ class EventRecipients:
             else:
                 found.update(a.lower() for a in people.get(role, []) if a)
         return found
+
+
+def person_emails(person_ids: Iterable[int | None]) -> dict[int, str]:
+    """The e-mail of each person (one query for a batch of requests)."""
+    wanted = sorted({i for i in person_ids if i is not None})
+    if not wanted:
+        return {}
+    return {
+        int(pid): str(email)
+        for pid, email in db.session.execute(
+            select(Person.id, Person.email).where(Person.id.in_(wanted))
+        ).all()
+    }

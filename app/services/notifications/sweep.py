@@ -360,8 +360,15 @@ def run_range(*, sweep_id: int, index: int, low: int, high: int) -> RangeResult:
 
 
 def _range_finished(sweep_id: int, index: int, created: int, *, failed: bool) -> bool:
+    # populate_existing: run_range read the sweep before taking the lock; without it the
+    # session would keep that earlier copy and two ranges finishing at once would each
+    # append to the list as it was before the other (a lost update: the sweep would never
+    # see its last range, nor queue its composition).
     sweep = db.session.execute(
-        select(NotificationSweep).where(NotificationSweep.id == sweep_id).with_for_update()
+        select(NotificationSweep)
+        .where(NotificationSweep.id == sweep_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).scalar_one()
     done = list(sweep.ranges_done or [])
     bad = list(sweep.ranges_failed or [])

@@ -16,12 +16,12 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import MailTemplate, Organization, OutboxMessage
 from app.models.types import utcnow
+from app.notices import sandbox
 from app.services import audit
 from app.services.errors import Forbidden, NotFound, ValidationFailed
 from app.services.platform import mail
@@ -95,38 +95,12 @@ works once and until {{ expires }}. If you did not ask for this, ignore this mes
 }
 
 
-MAX_RANGE = 1000
+MAX_RANGE = sandbox.MAX_RANGE
 
 
-def _bounded_range(*args: int) -> range:
-    """range() for templates written by administrators: a loop never costs a worker
-    minutes (jinja2's own sandbox limit is 100,000 items, a nested loop 10**10)."""
-    items = range(*args)
-    if len(items) > MAX_RANGE:
-        raise SecurityError(f"a range in a mail template has at most {MAX_RANGE} items")
-    return items
-
-
-class _Sandbox(SandboxedEnvironment):
-    """Also bounds what * and ** can build ("x" * 10**10 would exhaust the process's memory)."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        numbers = [v for v in (left, right) if isinstance(v, int)]
-        if operator == "**" and isinstance(right, int) and right > 64:
-            raise SecurityError("an exponent in a mail template is at most 64")
-        if (
-            operator == "*"
-            and any(abs(n) > MAX_RANGE for n in numbers)
-            and not all(isinstance(v, int | float) for v in (left, right))
-        ):
-            raise SecurityError(f"a repetition in a mail template is at most {MAX_RANGE}")
-        return super().call_binop(context, operator, left, right)
-
-
-_ENV = _Sandbox(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
-_ENV.globals["range"] = _bounded_range
+_ENV = sandbox.BoundedSandbox(
+    autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True
+)
 MAX_OUTPUT = 100_000
 
 
@@ -209,7 +183,12 @@ def sample_context(kind: str, organization: Organization) -> dict[str, str]:
     return {name: sample[name] for name in KINDS[kind].variables}
 
 
-def _org_for(actor: Actor, organization_id: int) -> Organization:
+def manageable_org(actor: Actor, organization_id: int) -> Organization:
+    """The organization whose mail templates the actor may change.
+
+    Raises:
+        NotFound / Forbidden: not visible, or visible but not theirs to change.
+    """
     org = db.session.get(Organization, organization_id)
     scope = scope_of(require_actor(actor))
     if org is None or not (scope.is_master or org.id in scope.visible_org_ids):
@@ -234,7 +213,7 @@ def preview(
         ValidationFailed: the template is too long, does not parse, or names a value
             the mail does not have.
     """
-    org = _org_for(actor, organization_id)
+    org = manageable_org(actor, organization_id)
     return _checked(kind, org, subject, body)
 
 
@@ -262,7 +241,7 @@ def save_template(
     *, actor: Actor, organization_id: int, kind: str, subject: str, body: str
 ) -> MailTemplate:
     """Store the organization's wording of a mail after rendering it once with samples."""
-    org = _org_for(actor, organization_id)
+    org = manageable_org(actor, organization_id)
     _checked(kind, org, subject, body)
     found = db.session.execute(
         select(MailTemplate).where(
@@ -291,7 +270,7 @@ def save_template(
 
 def reset_template(*, actor: Actor, organization_id: int, kind: str) -> None:
     """Go back to the built-in wording."""
-    org = _org_for(actor, organization_id)
+    org = manageable_org(actor, organization_id)
     _kind(kind)
     found = db.session.execute(
         select(MailTemplate).where(
