@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Response
 
-from app.api.scm import acme, admin, dcv, domain, organization, report, ssl
+from app.api.scm import acme, admin, dcv, domain, organization, person, report, ssl
 from app.api.scm.base import ApiError, bp, route
 from app.api.scm.openapi import doc_bp
 
@@ -17,6 +17,7 @@ __all__ = [
     "doc_bp",
     "domain",
     "organization",
+    "person",
     "report",
     "ssl",
 ]

@@ -59,6 +59,7 @@ TOO_LARGE = {
     "org_id": (-1023, "Organization '{0}' not found."),
     "admin_id": (-1, "Administrator '{0}' not found."),
     "account_id": (-1, "ACME account '{0}' not found."),
+    "person_id": (-105, "Person with ID: {0} was not found"),
 }
 
 

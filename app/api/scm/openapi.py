@@ -300,6 +300,50 @@ SCHEMAS: dict[str, Any] = {
     "ReportAnswer": obj(
         ["statusCode", "reports"], statusCode=INT, reports=array({"type": "object"})
     ),
+    "Person": obj(
+        ["id", "firstName", "lastName", "email", "organizationId", "validationType"],
+        id=INT,
+        firstName=STR,
+        middleName=STR,
+        lastName=STR,
+        email=STR,
+        organizationId=INT,
+        validationType={"type": "string", "enum": ["STANDARD", "HIGH"]},
+        phone=STR,
+        secondaryEmails=array(STR),
+        commonName=STR,
+        eppn=STR,
+        upn=STR,
+        created=STR,
+        modified=STR,
+    ),
+    "PersonCreate": obj(
+        ["firstName", "lastName", "email", "validationType", "organizationId"],
+        firstName=STR,
+        middleName=NSTR,
+        lastName=STR,
+        email=STR,
+        validationType={"type": "string", "enum": ["STANDARD", "HIGH"]},
+        organizationId=INT,
+        phone=NSTR,
+        commonName=NSTR,
+        secondaryEmails={"type": ["array", "null"], "items": STR},
+        eppn=NSTR,
+        upn=NSTR,
+    ),
+    "PersonUpdate": obj(
+        firstName=NSTR,
+        middleName=NSTR,
+        lastName=NSTR,
+        email=NSTR,
+        validationType={"type": ["string", "null"], "enum": ["STANDARD", "HIGH", None]},
+        organizationId=NINT,
+        phone=NSTR,
+        commonName=NSTR,
+        secondaryEmails={"type": ["array", "null"], "items": STR},
+        eppn=NSTR,
+        upn=NSTR,
+    ),
     "AcmeAccount": obj(["id", "name", "status"], id=INT, name=STR, status=STR),
     "AcmeServer": obj(["name", "url"], name=STR, url=STR),
     "AcmeDomains": obj(["domains"], domains=array(obj(["name"], name=STR))),
@@ -470,6 +514,28 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("scm.revoke_by_serial", "POST"): Operation(
         "Revoke by serial number", "ssl", ok="204", body=ref("Revoke")
     ),
+    ("scm.list_persons", "GET"): listing(
+        "Persons in scope",
+        "person",
+        "Person",
+        name=STR,
+        organizationId=INT,
+        email=STR,
+        commonName=STR,
+        phone=STR,
+        secondaryEmail=STR,
+    ),
+    ("scm.person_id_by_email", "GET"): Operation(
+        "A person's id by e-mail", "person", answer=obj(["personId"], personId=INT)
+    ),
+    ("scm.person_details", "GET"): Operation("A person", "person", answer=ref("Person")),
+    ("scm.create_person", "POST"): Operation(
+        "Create a person", "person", ok="201", body=ref("PersonCreate"), created=True
+    ),
+    ("scm.update_person", "PUT"): Operation(
+        "Update a person (partial)", "person", body=ref("PersonUpdate"), body_required=False
+    ),
+    ("scm.delete_person", "DELETE"): Operation("Delete a person", "person"),
     ("scm.list_admins", "GET"): listing(
         "Administrators in scope",
         "admin",
