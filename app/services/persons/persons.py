@@ -272,6 +272,27 @@ def valid_certificates(person_id: int) -> list[Certificate]:
     )
 
 
+class NoValidCertificates(DomainError):
+    """A person with no valid client certificate to revoke."""
+
+
+def revoke_certificates(*, actor: Admin, person_id: int, reason: str) -> list[Certificate]:
+    """Revoke every valid client certificate of a person in the actor's scope (reason
+    unspecified; ``reason`` is the administrator's words, kept in the audit log).
+
+    Raises:
+        NotFound: no such person in scope.
+        NoValidCertificates: the person has none.
+    """
+    person = get_person(actor=actor, person_id=person_id)
+    valid = valid_certificates(person.id)
+    if not valid:
+        raise NoValidCertificates(f"No valid client certificates found for {person.email}.")
+    return revocation.revoke(
+        actor=actor, certificate_ids=[c.id for c in valid], reason="unspecified", message=reason
+    )
+
+
 class ConfirmationNeeded(Conflict):
     """Saving would revoke these certificates: ask, then call again with confirmed=True."""
 
