@@ -8,14 +8,15 @@ import subprocess
 from typing import Any
 
 import pytest
+import requests
 from cryptography import x509
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from app.extensions import db
 from app.models import AuditEvent, CertificateRequest, CertType, Person
 from app.services.scope import SYSTEM
 from tests.factories import make_csr
-from tests.integration.scm_live import Live, console_session
+from tests.integration.scm_live import API_PASSWORD, Live, console_session
 from tests.processes import wait_until
 
 JSON = "application/json;charset=UTF-8"
@@ -562,3 +563,88 @@ def test_smime_rao_id_swaps(live, mail):
     assert live.call("POST", "/smime/v1/enroll", acme, json=mine).status_code == 400
     # untouched for its owner
     assert live.call("GET", f"/smime/v1/{order}", "api-beta").json()["status"] == "issued"
+
+
+# --- client-certificate authentication (§0.2 variant) -------------------------------------
+
+
+def test_private_api_authenticates_with_the_api_admins_own_client_certificate(live, mail):
+    """/private/api: login + customerUri, and the certificate a TLS proxy on this host
+    verified and forwarded (X-SSL-Client-Cert, URL-escaped PEM as nginx sends it)."""
+    from urllib.parse import quote
+
+    from app.models import Admin
+
+    bot = db.session.execute(select(Admin).where(Admin.login == "api-mrao")).scalar_one()
+    admins_email = bot.email  # api-mrao@example.com: a mailbox of a delegated domain below
+    from app.services.structure import domains
+
+    human = db.session.get(Admin, live.ids["human"])
+    domains.create_domain(
+        actor=human, name="example.com", organization_id=live.ids["acme"], types=[CertType.CLIENT]
+    )
+    db.session.commit()
+    body, _ = smime_body(live, mail, admins_email, firstName="API", lastName="Robot")
+    order = live.call("POST", "/smime/v1/enroll", json=body).json()["orderNumber"]
+    wait_state(live, order, "issued")
+    pem = live.call("GET", f"/smime/v1/collect/{order}?format=x509CO").text
+    url = f"{live.base}/private/api/organization/v1"
+    headers = {
+        "login": "api-mrao",
+        "customerUri": "certwright",
+        "X-SSL-Client-Cert": quote(pem),
+    }
+    answer = requests.get(url, headers=headers, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert live.ids["acme"] in [o["id"] for o in answer.json()]
+    # writes work there too, and Location stays under /private/api
+    made = requests.post(
+        f"{live.base}/private/api/person/v1",
+        headers=headers,
+        json=person_body(live, "via-cert@mail-acme.example"),
+        timeout=30,
+    )
+    assert made.status_code == 201, made.text
+    assert made.headers["Location"].startswith(f"{live.base}/private/api/person/v1/")
+
+    # refusals: all "Unknown user" (the throttle forgotten between them)
+    def unthrottled() -> None:
+        db.session.execute(text("DELETE FROM signin_throttles"))
+        db.session.commit()
+
+    for changed in (
+        {"X-SSL-Client-Cert": ""},
+        {"X-SSL-Client-Cert": "garbage"},
+        {"login": "api-acme"},  # someone else's certificate
+        {"customerUri": "other"},
+        {"password": API_PASSWORD, "X-SSL-Client-Cert": ""},  # no password fallback here
+    ):
+        unthrottled()
+        error(requests.get(url, headers={**headers, **changed}, timeout=30), 401, -16)
+    # a certificate another administrator requested for this mailbox does not count
+    other, _ = smime_body(live, mail, "someone@example.com")
+    theirs = live.call("POST", "/smime/v1/enroll", "api-acme", json=other).json()["orderNumber"]
+    wait_state(live, theirs, "issued", "api-acme")
+    foreign = live.call("GET", f"/smime/v1/collect/{theirs}?format=x509CO", "api-acme").text
+    unthrottled()
+    error(
+        requests.get(
+            url,
+            headers={**headers, "login": "api-acme", "X-SSL-Client-Cert": quote(foreign)},
+            timeout=30,
+        ),
+        401,
+        -16,
+    )
+    # revoking the certificate ends its use
+    live.call("POST", f"/smime/v1/revoke/order/{order}", json={"reason": "rotated"})
+    unthrottled()
+    error(requests.get(url, headers=headers, timeout=30), 401, -16)
+    db.session.expire_all()
+    reasons = [
+        e.message
+        for e in db.session.execute(
+            select(AuditEvent).where(AuditEvent.action == "signin.failure")
+        ).scalars()
+    ]
+    assert any("client certificate is revoked" in r for r in reasons), reasons
