@@ -295,6 +295,14 @@ def test_smime_enroll_collect_byte_identical_verify_renew_revoke(live, mail, tmp
         for i in live.call("GET", "/smime/v1?state=issued&email=amy%40mail-acme.example").json()
     ] == [order]
     assert live.call("GET", "/smime/v1?state=revoked&email=amy%40mail-acme.example").json() == []
+    # the client-certificates report names the person
+    reports = live.call("POST", "/report/v1/client-certificates", json={}).json()["reports"]
+    mine = [r for r in reports if r["orderNumber"] == order]
+    assert mine and mine[0]["person"] == {
+        "name": "Amy Wong",
+        "email": "amy@mail-acme.example",
+        "guid": str(person),
+    }
     # collect: every format byte for byte the console's download of the same certificate
     session = console_session(live)
     cert_id = db.session.execute(
@@ -452,6 +460,14 @@ def test_smime_replace_keeps_the_order_and_revokes_the_old_certificate(live, mai
         return data if data["status"] == "issued" and data["serialNumber"] != old_serial else None
 
     wait_until(probe, timeout=60, what="the replacement")
+    # the person holds a valid certificate: an edit (which would revoke it) and a delete
+    # are refused, naming why, and change nothing
+    person = live.call("GET", "/person/v1/id/byEmail/bender%40mail-acme.example").json()["personId"]
+    assert "revokes 1 certificate" in error(
+        live.call("PUT", f"/person/v1/{person}", json={"firstName": "Bender"}), 400, -1601
+    )
+    assert "valid certificate" in error(live.call("DELETE", f"/person/v1/{person}"), 400, -1601)
+    assert live.call("GET", f"/person/v1/{person}").json()["firstName"] == "Amy"
     db.session.expire_all()
     from app.models import Certificate, CertStatus
 
