@@ -84,6 +84,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(collect_bp)
     app.register_blueprint(notices_bp)
     app.register_blueprint(scm_bp)
+    # The same API under /private/api, authenticated by TLS client certificate (docs/api.md).
+    app.register_blueprint(scm_bp, name="scm_private", url_prefix="/private/api")
     app.register_blueprint(scm_doc_bp)
     app.register_blueprint(portal_home_bp)
     app.register_blueprint(register_bp)

@@ -191,6 +191,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, template_db: Path) -> Iterato
             CW_LOGIN_MAX_FAILURES=3,
             CW_API_RATE_LIMIT=0,
             CW_DCV_NAMESERVERS=f"127.0.0.1:{dns_server.port}",
+            # The tests stand in for a TLS-terminating proxy on this host (/private/api).
+            CW_PROXY_HOPS=1,
         )
         proc = Proc(
             "gunicorn",

@@ -1220,6 +1220,16 @@ def acme_key_revoke(w: World) -> Seen:
     return Seen(old, observed(AcmeExternalKey, created.key.id))
 
 
+def acme_key_update(w: World) -> Seen:
+    from app.models import AcmeExternalKey
+    from app.services.acme import external_keys
+
+    created = _acme_key(w)
+    old = observed(AcmeExternalKey, created.key.id)
+    commit(lambda: external_keys.rename_key(actor=w.mrao, key_id=created.key.id, label="mail"))
+    return Seen(old, observed(AcmeExternalKey, created.key.id))
+
+
 def acme_account_create(w: World) -> Seen:
     from app.models import AcmeAccount
 
@@ -1359,6 +1369,7 @@ CASES: dict[str, Callable[[World], Seen]] = {
     "weak_keys.loaded": weak_keys_loaded,
     "acme.key.create": acme_key_create,
     "acme.key.revoke": acme_key_revoke,
+    "acme.key.update": acme_key_update,
     "acme.account.create": acme_account_create,
     "acme.account.update": acme_account_update,
     "acme.order.create": acme_order_create,

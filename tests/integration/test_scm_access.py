@@ -242,3 +242,33 @@ def test_housekeeping_forgets_idempotency_keys_after_a_day(app):
     assert orders.forget_old_keys() == 1
     db.session.commit()
     assert [k.key for k in db.session.execute(select(ApiIdempotencyKey)).scalars()] == ["key:new"]
+
+
+def test_a_forwarded_client_certificate_is_believed_only_from_a_proxy_on_this_host(app, client):
+    """/private/api takes the certificate header only from a loopback peer with proxies
+    declared (CW_PROXY_HOPS); otherwise it is anyone's header, refused before any lookup."""
+    make_bot()
+    headers = {
+        "login": "deploy-bot",
+        "customerUri": "certwright",
+        "X-SSL-Client-Cert": "-----BEGIN%20CERTIFICATE-----%0AMIIB%0A-----END%20CERTIFICATE-----",
+    }
+    for hops, peer in ((0, "127.0.0.1"), (1, "192.0.2.9")):
+        app.config["CW_PROXY_HOPS"] = hops
+        answer = client.get(
+            "/private/api/organization/v1", headers=headers, environ_base={"REMOTE_ADDR": peer}
+        )
+        assert answer.status_code == 401 and answer.get_json()["code"] == -16
+    app.config["CW_PROXY_HOPS"] = 0
+    # the password headers do not open /private/api, and /api does not take a certificate
+    answer = client.get("/private/api/organization/v1", headers={**HEADERS, **headers})
+    assert answer.status_code == 401
+    answer = client.get("/api/organization/v1", headers={**headers, "password": ""})
+    assert answer.status_code == 401
+    messages = [
+        e.message
+        for e in db.session.execute(
+            select(AuditEvent).where(AuditEvent.action == "signin.failure")
+        ).scalars()
+    ]
+    assert sum("only taken from a TLS proxy on this host" in m for m in messages) == 3, messages

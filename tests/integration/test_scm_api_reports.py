@@ -1,9 +1,15 @@
-"""The SCM REST API's report (§7) and ACME account (§8) services over real HTTP (gunicorn)."""
+"""The SCM REST API's report (§7) and ACME account (§8) services over real HTTP (gunicorn); an
+ACME account is an EAB key of our ACME server, and a real ACME client registers with it."""
 
 from __future__ import annotations
 
 import re
 
+import requests
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import AuditEvent
 from tests.factories import make_csr
 
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -105,49 +111,145 @@ def test_domains_client_device_reports_and_unknown_ones(live):
     error(report(live, "nonsense"), 404, -1)
 
 
-def test_acme_accounts_answer_as_for_an_organization_with_none(live):
+def register_over_acme(live, directory: str, mac_id: str, mac_key: str) -> requests.Response:
+    """A real ACME newAccount (RFC 8555 §7.3, with external account binding) over HTTP."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from app.acme import jose
+    from tests.acme_client import external_binding, sign
+
+    urls = requests.get(directory, timeout=30).json()
+    nonce = requests.head(urls["newNonce"], timeout=30).headers["Replay-Nonce"]
+    key = ec.generate_private_key(ec.SECP256R1())
+    binding = external_binding(
+        key, kid=mac_id, hmac_key=jose.b64decode(mac_key, what="hmac"), url=urls["newAccount"]
+    )
+    payload = {
+        "termsOfServiceAgreed": True,
+        "contact": ["mailto:ops@acme.example"],
+        "externalAccountBinding": binding,
+    }
+    return requests.post(
+        urls["newAccount"],
+        json=sign(key, payload, url=urls["newAccount"], nonce=nonce),
+        headers={"Content-Type": "application/jose+json"},
+        timeout=30,
+    )
+
+
+def test_acme_accounts_are_the_eab_keys_of_our_acme_server(live):
+    from app.models import AcmeExternalKey, CertType
+    from app.services.ca import profiles
+    from app.services.scope import SYSTEM
+
+    error(live.call("GET", "/acme/v1/account"), 400, -7)
+    listed = live.call("GET", "/acme/v1/account", params={"organizationId": live.ids["acme"]})
+    assert listed.json() == [] and listed.headers["X-Total-Count"] == "0"
+    # no ACME directory yet: no server, and creating an account names none of ours
+    assert live.call("GET", "/acme/v1/server").json() == []
+    body = {
+        "name": "api_account2",
+        "acmeServer": "https://acme.sectigo.com/v2/OV",
+        "organizationId": live.ids["acme"],
+        "evDetails": {},
+    }
+    assert "acmeServer" in error(live.call("POST", "/acme/v1/account", json=body), 400, -1601)
+    profiles.create_profile(
+        actor=SYSTEM,
+        data=profiles.ProfileData(
+            name="ACME TLS",
+            cert_type=CertType.SSL,
+            ca_id=live.ids["issuing"],
+            terms=(90,),
+            key_types=("RSA-2048", "EC-P256"),
+            requires_approval=False,
+            acme_slug="tls",
+        ),
+    )
+    db.session.commit()
+    servers = live.call("GET", "/acme/v1/server").json()
+    directory = f"{live.base}/acme/tls/directory"
+    assert [(s["name"], s["url"]) for s in servers] == [("ACME TLS", directory)]
+    assert live.call("GET", "/acme/v1/server", params={"url": "nothing"}).json() == []
+    # create: 201 + Location; the account is pending with its MAC key until a client registers
+    made = live.call("POST", "/acme/v1/account", json={**body, "acmeServer": directory})
+    assert made.status_code == 201 and made.text == "", made.text
+    account_id = int(made.headers["Location"].rsplit("/", 1)[1])
+    assert made.headers["Location"] == f"{live.base}/api/acme/v1/account/{account_id}"
+    details = live.call("GET", f"/acme/v1/account/{account_id}").json()
+    assert details["name"] == "api_account2" and details["status"] == "pending"
+    assert details["organizationId"] == live.ids["acme"] and details["acmeServer"] == directory
+    assert details["macId"] == details["accountId"] and details["macKey"]
+    assert {"name": "acme.example"} in details["domains"]
+    key = db.session.get(AcmeExternalKey, account_id)
+    assert key.key_id == details["macId"] and key.label == "api_account2"
+    # the list: filters are case-insensitive substrings; paging; X-Total-Count
     listed = live.call(
         "GET",
         "/acme/v1/account",
-        params={"organizationId": live.ids["acme"], "size": 200, "position": 0},
+        params={"organizationId": live.ids["acme"], "name": "ACCOUNT2", "size": 200},
     )
+    assert [a["id"] for a in listed.json()] == [account_id]
+    assert listed.headers["X-Total-Count"] == "1"
+    for flt in ({"name": "other"}, {"status": "valid"}, {"acmeServer": "sectigo"}):
+        assert (
+            live.call(
+                "GET", "/acme/v1/account", params={"organizationId": live.ids["acme"], **flt}
+            ).json()
+            == []
+        ), flt
+    # a real ACME client registers with macId + macKey: the account is valid, the key hidden
+    registered = register_over_acme(live, directory, details["macId"], details["macKey"])
+    assert registered.status_code == 201, registered.text
+    details = live.call("GET", f"/acme/v1/account/{account_id}").json()
+    assert details["status"] == "valid" and details["macKey"] == ""
+    assert details["contacts"] == "ops@acme.example"
+    # rename; domains are the organization's delegations, so none is added or removed
     assert (
-        listed.status_code == 200 and listed.json() == [] and listed.headers["X-Total-Count"] == "0"
+        live.call("PUT", f"/acme/v1/account/{account_id}", json={"name": "renamed"}).status_code
+        == 200
     )
-    error(live.call("GET", "/acme/v1/account"), 400, -7)
+    assert live.call("GET", f"/acme/v1/account/{account_id}").json()["name"] == "renamed"
+    names = {"domains": [{"name": "acme.example"}, {"name": "x.example"}]}
+    added = live.call("POST", f"/acme/v1/account/{account_id}/domains", json=names)
+    assert added.json() == {"notAddedDomains": ["acme.example", "x.example"]}
+    removed = live.call("DELETE", f"/acme/v1/account/{account_id}/domains", json=names)
+    assert removed.json() == {"notRemovedDomains": ["acme.example", "x.example"]}
+    # an RAO of another organization sees and touches nothing of it
+    other = "api-beta"
     error(
-        live.call(
-            "GET", "/acme/v1/account", "api-acme", params={"organizationId": live.ids["beta"]}
-        ),
+        live.call("GET", "/acme/v1/account", other, params={"organizationId": live.ids["acme"]}),
         404,
         -1023,
     )
+    error(live.call("GET", f"/acme/v1/account/{account_id}", other), 404, -1)
+    error(live.call("PUT", f"/acme/v1/account/{account_id}", other, json={"name": "x"}), 404, -1)
+    error(live.call("DELETE", f"/acme/v1/account/{account_id}", other), 404, -1)
+    error(live.call("POST", f"/acme/v1/account/{account_id}/domains", other, json=names), 404, -1)
+    error(live.call("DELETE", f"/acme/v1/account/{account_id}/domains", other, json=names), 404, -1)
+    error(
+        live.call("POST", "/acme/v1/account", other, json={**body, "acmeServer": directory}),
+        404,
+        -1023,
+    )
+    # delete: the key is revoked (deactivated), its ACME account stops working
+    assert live.call("DELETE", f"/acme/v1/account/{account_id}").status_code == 204
+    details = live.call("GET", f"/acme/v1/account/{account_id}").json()
+    assert details["status"] == "deactivated" and details["macKey"] == ""
+    error(live.call("DELETE", f"/acme/v1/account/{account_id}"), 400, -1601)
+    db.session.expire_all()
+    assert db.session.get(AcmeExternalKey, account_id).revoked_at is not None
+    actions = [
+        a
+        for (a,) in db.session.execute(
+            select(AuditEvent.action)
+            .where(
+                AuditEvent.object_type == "AcmeExternalKey",
+                AuditEvent.object_id == str(account_id),
+                AuditEvent.actor == "api-mrao",
+            )
+            .order_by(AuditEvent.seq)
+        )
+    ]
+    assert actions == ["acme.key.create", "acme.key.update", "acme.key.revoke"]
     error(live.call("GET", "/acme/v1/account/4321"), 404, -1)
-    error(live.call("PUT", "/acme/v1/account/4321", json={"name": "new"}), 404, -1)
-    error(live.call("DELETE", "/acme/v1/account/4321"), 404, -1)
-    error(
-        live.call(
-            "POST", "/acme/v1/account/4321/domains", json={"domains": [{"name": "example.com"}]}
-        ),
-        404,
-        -1,
-    )
-    error(
-        live.call(
-            "DELETE", "/acme/v1/account/4321/domains", json={"domains": [{"name": "example.com"}]}
-        ),
-        404,
-        -1,
-    )
-    created = live.call(
-        "POST",
-        "/acme/v1/account",
-        json={
-            "name": "api_account2",
-            "acmeServer": "https://acme.sectigo.com/v2/OV",
-            "organizationId": live.ids["acme"],
-            "evDetails": {},
-        },
-    )
-    assert "there is none yet" in error(created, 400, -1601)
-    assert live.call("GET", "/acme/v1/server").json() == []

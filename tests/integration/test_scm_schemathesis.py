@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import (
@@ -29,6 +30,9 @@ CHECKS = [
 
 
 def fuzz(live, login: str) -> list[str]:
+    # A fresh web process answers its first call only once the application is loaded,
+    # which on a busy machine outlasts schemathesis's 10-second loader timeout.
+    requests.get(f"{live.base}/api/openapi.json", timeout=120).raise_for_status()
     schema = schemathesis.openapi.from_url(f"{live.base}/api/openapi.json")
     failures: list[str] = []
     operations = 0

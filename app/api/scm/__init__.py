@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Response
 
-from app.api.scm import acme, admin, dcv, domain, organization, report, ssl
+from app.api.scm import acme, admin, dcv, domain, organization, person, report, smime, ssl
 from app.api.scm.base import ApiError, bp, route
 from app.api.scm.openapi import doc_bp
 
@@ -17,7 +17,9 @@ __all__ = [
     "doc_bp",
     "domain",
     "organization",
+    "person",
     "report",
+    "smime",
     "ssl",
 ]
 

@@ -59,6 +59,7 @@ TOO_LARGE = {
     "org_id": (-1023, "Organization '{0}' not found."),
     "admin_id": (-1, "Administrator '{0}' not found."),
     "account_id": (-1, "ACME account '{0}' not found."),
+    "person_id": (-105, "Person with ID: {0} was not found"),
 }
 
 
@@ -106,6 +107,8 @@ def empty(status: int = 200) -> Response:
 
 def created(endpoint: str, **values: Any) -> Response:
     """201, empty body, Location = absolute URL of the new resource (no trailing '/')."""
+    # Under /private/api the new resource's URL is there too.
+    endpoint = f"{request.blueprint or bp.name}.{endpoint.partition('.')[2]}"
     location = url_for(endpoint, _external=True, **values).rstrip("/")
     response = Response(b"", status=201)
     response.headers.pop("Content-Type", None)
@@ -307,6 +310,19 @@ def call(fn: Callable[[], T], codes: Codes = Codes()) -> T:
 # --- every call -------------------------------------------------------------------------
 
 
+# Client-certificate authentication (contract §0.2 variant): the same operations under
+# /private/api (app/__init__.py registers the blueprint a second time under this name),
+# with the certificate a TLS-terminating proxy on this host forwards (docs/api.md).
+PRIVATE = "scm_private"
+CLIENT_CERT_HEADER = "X-SSL-Client-Cert"
+
+
+def _peer_address() -> str:
+    """The address of the connection itself (the proxy), before ProxyFix took the client's."""
+    original = request.environ.get("werkzeug.proxy_fix.orig") or {}
+    return str(original.get("REMOTE_ADDR") or request.environ.get("REMOTE_ADDR") or "")
+
+
 @bp.before_request
 def _authenticate() -> Response | None:
     limit = int(current_app.config["CW_API_MAX_BODY"])
@@ -315,12 +331,22 @@ def _authenticate() -> Response | None:
     if request.content_length is None and request.method in ("POST", "PUT", "DELETE", "PATCH"):
         request.max_content_length = limit  # a chunked body: werkzeug stops reading at the limit
     try:
-        admin = api_access.authenticate(
-            login=request.headers.get("login", ""),
-            password=request.headers.get("password", ""),
-            customer_uri=request.headers.get("customerUri", ""),
-            ip=request.remote_addr or "",
-        )
+        if request.blueprint == PRIVATE:
+            admin = api_access.authenticate_certificate(
+                login=request.headers.get("login", ""),
+                customer_uri=request.headers.get("customerUri", ""),
+                certificate=request.headers.get(CLIENT_CERT_HEADER, ""),
+                ip=request.remote_addr or "",
+                peer=_peer_address(),
+                proxied=int(current_app.config["CW_PROXY_HOPS"]) > 0,
+            )
+        else:
+            admin = api_access.authenticate(
+                login=request.headers.get("login", ""),
+                password=request.headers.get("password", ""),
+                customer_uri=request.headers.get("customerUri", ""),
+                ip=request.remote_addr or "",
+            )
         counted = api_access.count_call(admin=admin)
     except SignInThrottled as exc:
         db.session.commit()

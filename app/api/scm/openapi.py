@@ -300,8 +300,143 @@ SCHEMAS: dict[str, Any] = {
     "ReportAnswer": obj(
         ["statusCode", "reports"], statusCode=INT, reports=array({"type": "object"})
     ),
-    "AcmeAccount": obj(["id", "name", "status"], id=INT, name=STR, status=STR),
-    "AcmeServer": obj(["name", "url"], name=STR, url=STR),
+    "SmimeItem": obj(
+        ["id", "state", "orderNumber", "backendCertId"],
+        id=INT,
+        state={
+            "type": "string",
+            "enum": [
+                "blank",
+                "created",
+                "requested",
+                "issued",
+                "expired",
+                "revoked",
+                "rejected",
+                "pre_revoked",
+            ],
+        },
+        certificateDetails={"type": "object"},
+        serialNumber=STR,
+        orderNumber=INT,
+        backendCertId={"type": "string", "pattern": r"^\d+$"},
+        expires=DATE,
+        comments=STR,
+    ),
+    "SmimeDetails": obj(
+        ["id", "commonName", "orgId", "status", "backendCertId", "certType"],
+        commonName=STR,
+        id=INT,
+        orgId=INT,
+        status=STR,
+        orderNumber=INT,
+        backendCertId={"type": "string", "pattern": r"^\d+$"},
+        certType=ref("Profile"),
+        term=INT,
+        personId=INT,
+        requestedVia=STR,
+        requested=STR,
+        issued=STR,
+        expires=STR,
+        revoked=STR,
+        serialNumber=STR,
+        keyType=STR,
+        subjectAlternativeNames=array(STR),
+        certificateDetails={"type": "object"},
+        comments=STR,
+    ),
+    "SmimeEnroll": obj(
+        ["orgId", "csr", "certType", "term", "email", "firstName", "lastName"],
+        orgId=INT,
+        csr=STR,
+        certType=INT,
+        term=INT,
+        email=STR,
+        firstName=STR,
+        middleName=NSTR,
+        lastName=STR,
+        phone=NSTR,
+        commonName=NSTR,
+        eppn=NSTR,
+        upn=NSTR,
+        comments={"type": ["string", "null"], "maxLength": 1024},
+        secondaryEmails={"type": ["array", "null"], "items": STR},
+        customFields={"type": ["array", "null"], "items": {"type": "object"}},
+    ),
+    "SmimeOrder": obj(
+        ["orderNumber", "backendCertId"],
+        orderNumber=INT,
+        backendCertId={"type": "string", "pattern": r"^\d+$"},
+    ),
+    "Person": obj(
+        ["id", "firstName", "lastName", "email", "organizationId", "validationType"],
+        id=INT,
+        firstName=STR,
+        middleName=STR,
+        lastName=STR,
+        email=STR,
+        organizationId=INT,
+        validationType={"type": "string", "enum": ["STANDARD", "HIGH"]},
+        phone=STR,
+        secondaryEmails=array(STR),
+        commonName=STR,
+        eppn=STR,
+        upn=STR,
+        created=STR,
+        modified=STR,
+    ),
+    "PersonCreate": obj(
+        ["firstName", "lastName", "email", "validationType", "organizationId"],
+        firstName=STR,
+        middleName=NSTR,
+        lastName=STR,
+        email=STR,
+        validationType={"type": "string", "enum": ["STANDARD", "HIGH"]},
+        organizationId=INT,
+        phone=NSTR,
+        commonName=NSTR,
+        secondaryEmails={"type": ["array", "null"], "items": STR},
+        eppn=NSTR,
+        upn=NSTR,
+    ),
+    "PersonUpdate": obj(
+        firstName=NSTR,
+        middleName=NSTR,
+        lastName=NSTR,
+        email=NSTR,
+        validationType={"type": ["string", "null"], "enum": ["STANDARD", "HIGH", None]},
+        organizationId=NINT,
+        phone=NSTR,
+        commonName=NSTR,
+        secondaryEmails={"type": ["array", "null"], "items": STR},
+        eppn=NSTR,
+        upn=NSTR,
+    ),
+    "AcmeAccount": obj(
+        ["id", "name", "status"],
+        id=INT,
+        name=STR,
+        status={"type": "string", "enum": ["pending", "valid", "deactivated"]},
+        macKey=STR,
+        macId=STR,
+        acmeServer=STR,
+        organizationId=INT,
+        certValidationType={"type": "string", "enum": ["DV", "OV", "EV"]},
+        accountId=STR,
+        contacts=STR,
+        evDetails={"type": "object"},
+        domains=array(obj(["name"], name=STR)),
+    ),
+    "AcmeServer": obj(
+        ["name", "url"],
+        name=STR,
+        url=STR,
+        caId=INT,
+        certValidationType=STR,
+        singleProductId=INT,
+        multiProductId=INT,
+        wcProductId=INT,
+    ),
     "AcmeDomains": obj(["domains"], domains=array(obj(["name"], name=STR))),
 }
 
@@ -470,6 +605,93 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("scm.revoke_by_serial", "POST"): Operation(
         "Revoke by serial number", "ssl", ok="204", body=ref("Revoke")
     ),
+    ("scm.smime_types", "GET"): Operation(
+        "Client certificate profiles",
+        "smime",
+        answer=array(ref("Profile")),
+        query={"organizationId": INT},
+    ),
+    ("scm.smime_custom_fields", "GET"): Operation(
+        "Client certificate custom fields", "smime", answer=array(ref("CustomField"))
+    ),
+    ("scm.list_smime", "GET"): listing(
+        "Client certificates in scope",
+        "smime",
+        "SmimeItem",
+        personId=INT,
+        state=STR,
+        certTypeId=INT,
+        serialNumber=STR,
+        backendCertId=STR,
+        email=STR,
+    ),
+    ("scm.by_person_email", "GET"): Operation(
+        "A person's client certificates (v2)", "smime", answer=array(ref("SmimeItem"))
+    ),
+    ("scm.smime_details", "GET"): Operation(
+        "A client certificate", "smime", answer=ref("SmimeDetails"), query={"dateFormat": STR}
+    ),
+    ("scm.smime_enroll", "POST"): Operation(
+        "Enroll a client certificate for a person (created when new)",
+        "smime",
+        body=ref("SmimeEnroll"),
+        answer=ref("SmimeOrder"),
+    ),
+    ("scm.smime_collect", "GET"): Operation(
+        "Collect a client certificate", "smime", binary=True, query={"format": STR}
+    ),
+    ("scm.smime_renew_by_order", "POST"): Operation(
+        "Renew a client certificate (v2)", "smime", answer=ref("SmimeOrder")
+    ),
+    ("scm.smime_renew_by_serial", "POST"): Operation(
+        "Renew a client certificate by serial number (v2)", "smime", answer=ref("SmimeOrder")
+    ),
+    ("scm.smime_replace", "POST"): Operation(
+        "Replace a client certificate with a new CSR (v2)",
+        "smime",
+        ok="204",
+        body=obj(
+            ["csr"],
+            csr=STR,
+            reason={"type": ["string", "null"], "maxLength": 512},
+            revoke={"type": ["boolean", "null"]},
+        ),
+    ),
+    ("scm.smime_revoke_by_order", "POST"): Operation(
+        "Revoke a client certificate", "smime", ok="204", body=ref("Revoke")
+    ),
+    ("scm.smime_revoke_by_email", "POST"): Operation(
+        "Revoke every valid client certificate of a person",
+        "smime",
+        ok="204",
+        body=obj(
+            ["email", "reason"],
+            email=STR,
+            reason={"type": "string", "minLength": 1, "maxLength": 512},
+        ),
+    ),
+    ("scm.list_persons", "GET"): listing(
+        "Persons in scope",
+        "person",
+        "Person",
+        name=STR,
+        organizationId=INT,
+        email=STR,
+        commonName=STR,
+        phone=STR,
+        secondaryEmail=STR,
+    ),
+    ("scm.person_id_by_email", "GET"): Operation(
+        "A person's id by e-mail", "person", answer=obj(["personId"], personId=INT)
+    ),
+    ("scm.person_details", "GET"): Operation("A person", "person", answer=ref("Person")),
+    ("scm.create_person", "POST"): Operation(
+        "Create a person", "person", ok="201", body=ref("PersonCreate"), created=True
+    ),
+    ("scm.update_person", "PUT"): Operation(
+        "Update a person (partial)", "person", body=ref("PersonUpdate"), body_required=False
+    ),
+    ("scm.delete_person", "DELETE"): Operation("Delete a person", "person"),
     ("scm.list_admins", "GET"): listing(
         "Administrators in scope",
         "admin",
@@ -609,7 +831,7 @@ def _operation(endpoint: str, method: str, op: Operation, params: list[Any]) -> 
         {"name": name, "in": "query", "required": False, "schema": schema}
         for name, schema in op.query.items()
     ]
-    if endpoint == "scm.enroll":
+    if endpoint in ("scm.enroll", "scm.smime_enroll"):
         parameters.append(
             {
                 "name": "Idempotency-Key",

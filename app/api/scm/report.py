@@ -23,7 +23,8 @@ from app.api.scm.base import (
     route,
 )
 from app.api.scm.ssl import colon_serial
-from app.models import CertStatus, CertType
+from app.extensions import db
+from app.models import CertStatus, CertType, Person
 from app.services.reports import records
 from app.services.structure import dcv, domain_views
 
@@ -187,10 +188,21 @@ def _client(data: dict[str, Any]) -> list[dict[str, Any]]:
     items = []
     for cert in found:
         email = next((s for s in cert.sans if "@" in s), "")
+        # The person the certificate was issued to (§5), else its CN and first address.
+        person = (
+            db.session.get(Person, cert.request.person_id)
+            if cert.request is not None and cert.request.person_id is not None
+            else None
+        )
+        who = (
+            {"name": person.full_name, "email": person.email, "guid": str(person.id)}
+            if person is not None
+            else {"name": cert.common_name, "email": email, "guid": ""}
+        )
         items.append(
             {
                 "id": cert.id,
-                "person": {"name": cert.common_name, "email": email, "guid": ""},
+                "person": who,
                 "organization": {
                     "id": cert.organization_id,
                     "name": cert.organization.name if cert.organization else "",

@@ -338,7 +338,7 @@ ENROLL_FIELDS = {
 }
 
 
-def _place(org_ref: int) -> tuple[int, int | None]:
+def place_of(org_ref: int) -> tuple[int, int | None]:
     organization_id, department_id = split_org_id(org_ref)
     if department_id is not None:
         organization_id = call(
@@ -380,7 +380,7 @@ def enroll() -> Response:
     for name in ("dcvMode", "dcvEmail"):
         get_str(data, name)
     _custom_fields(data)
-    organization_id, department_id = _place(org_ref)
+    organization_id, department_id = place_of(org_ref)
     admin = actor()
     request_data = enrollment.RequestData(
         organization_id=organization_id,

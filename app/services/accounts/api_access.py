@@ -16,6 +16,7 @@ the production parameters) and scripts would be slower than the signing they ask
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import ipaddress
@@ -25,13 +26,22 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from urllib.parse import unquote
 
 from flask import current_app
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
-from app.models import Admin, AdminKind, ApiRateWindow
+from app.models import (
+    Admin,
+    AdminKind,
+    ApiRateWindow,
+    Certificate,
+    CertOrigin,
+    CertStatus,
+    CertType,
+)
 from app.models.types import utcnow
 from app.services import audit
 from app.services.accounts.passwords import (
@@ -182,6 +192,98 @@ def authenticate(*, login: str, password: str, customer_uri: str, ip: str) -> Ad
         object_id=admin.id if admin is not None else "",
         label=admin.login if admin is not None else "",
         message=f"REST API: {reason}",
+    )
+    raise SignInRefused(UNKNOWN_USER)
+
+
+def _presented_certificate(text: str) -> bytes | None:
+    """The DER of the PEM a TLS-terminating proxy forwarded (URL-escaped, as nginx's
+    $ssl_client_escaped_cert, or with its newlines folded into spaces); None if unreadable."""
+    pem = unquote(text).strip()
+    if "-----BEGIN CERTIFICATE-----" not in pem:
+        return None
+    _, _, rest = pem.partition("-----BEGIN CERTIFICATE-----")
+    body, _, _ = rest.partition("-----END CERTIFICATE-----")
+    try:
+        return base64.b64decode("".join(body.split()), validate=True)
+    except ValueError:
+        return None
+
+
+def authenticate_certificate(
+    *, login: str, customer_uri: str, certificate: str, ip: str, peer: str, proxied: bool
+) -> Admin:
+    """The API administrator a TLS client certificate authenticates (contract §0.2 variant:
+    ``/private/api`` with ``login`` and ``customerUri`` only; docs/api.md).
+
+    The TLS-terminating proxy verified the handshake (the caller holds the key) and forwards
+    the certificate; it is believed only from a proxy on this host (the connection's own
+    address is loopback and CW_PROXY_HOPS declares proxies). The certificate must be a
+    client certificate Certwright issued, valid now, whose request this API administrator
+    made itself and which names the administrator's e-mail address: nobody else can make
+    one stand for the account, and revoking it ends its use.
+
+    Raises:
+        SignInThrottled, SignInRefused: as authenticate().
+    """
+    policy = ThrottlePolicy.from_config()
+    now = utcnow()
+    address = f"api:{ip}"
+    check_throttle(login, address, now, policy)
+    admin = None
+    if login:
+        admin = db.session.execute(
+            select(Admin).where(Admin.login == login[:64])
+        ).scalar_one_or_none()
+    der = _presented_certificate(certificate)
+    cert = None
+    if der is not None:
+        cert = db.session.execute(
+            select(Certificate).where(Certificate.fingerprint == hashlib.sha256(der).hexdigest())
+        ).scalar_one_or_none()
+    expected_uri = str(current_app.config["CW_CUSTOMER_URI"])
+    reason = ""
+    try:
+        from_proxy = proxied and ipaddress.ip_address(peer).is_loopback
+    except ValueError:
+        from_proxy = False
+    if not from_proxy:
+        reason = "a client certificate is only taken from a TLS proxy on this host"
+    elif der is None:
+        reason = "no client certificate"
+    elif admin is None:
+        reason = "unknown login"
+    elif admin.kind != AdminKind.API:
+        reason = "not an API administrator"
+    elif not hmac.compare_digest(customer_uri.encode(), expected_uri.encode()):
+        reason = f"wrong customerUri {customer_uri[:64]!r}"
+    elif (
+        cert is None
+        or cert.origin != CertOrigin.ISSUED
+        or cert.cert_type != CertType.CLIENT
+        or cert.request is None
+        or cert.request.requester_id != admin.id
+        or admin.email.lower() not in [s.lower() for s in cert.sans]
+    ):
+        reason = "the client certificate was not issued by Certwright to this API administrator"
+    elif cert.status != CertStatus.ISSUED or not cert.not_before <= now < cert.not_after:
+        reason = f"the client certificate is {cert.status.value.lower()}"
+    elif not admin.active:
+        reason = "account disabled"
+    elif not address_allowed(admin, ip):
+        reason = f"address {ip} is outside the account's source networks"
+    if not reason:
+        return admin  # type: ignore[return-value]
+    wait = count_failure(login, address, now, policy)
+    if wait:
+        reason += f"; the next API call from {ip or 'this address'} waits {duration(int(wait.total_seconds()))}"
+    audit.record(
+        action="signin.failure",
+        actor=admin if admin is not None else (login[:64] or "anonymous"),
+        object_type="Admin" if admin is not None else "",
+        object_id=admin.id if admin is not None else "",
+        label=admin.login if admin is not None else "",
+        message=f"REST API (client certificate): {reason}",
     )
     raise SignInRefused(UNKNOWN_USER)
 

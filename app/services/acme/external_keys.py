@@ -11,7 +11,15 @@ from sqlalchemy import select, update
 
 from app.acme import jose
 from app.extensions import db
-from app.models import AcmeAccount, AcmeExternalKey, Admin, CertType, Department, Organization
+from app.models import (
+    AcmeAccount,
+    AcmeExternalKey,
+    Admin,
+    CertificateProfile,
+    CertType,
+    Department,
+    Organization,
+)
 from app.models.types import utcnow
 from app.pki import keystore
 from app.services import audit
@@ -145,3 +153,99 @@ def revoke_key(*, actor: Admin, key_id: int) -> AcmeExternalKey:
 
 def hmac_key_of(key: AcmeExternalKey) -> bytes:
     return keystore.unseal(key.sealed_hmac_key, signing.keks())
+
+
+def list_keys(
+    *, actor: Admin, organization_id: int, department_id: int | None
+) -> list[AcmeExternalKey]:
+    """The keys of exactly one place (ascending id), when the admin sees that place.
+
+    Raises:
+        NotFound: a place outside the admin's scope (or none such).
+    """
+    scope = scope_of(actor)
+    org = db.session.get(Organization, organization_id)
+    if org is None or not (scope.is_master or org.id in scope.visible_org_ids):
+        raise NotFound("No such organization.", field="organization")
+    if department_id is not None:
+        dept = db.session.get(Department, department_id)
+        if dept is None or dept.organization_id != org.id or not scope.covers(org.id, dept.id):
+            raise NotFound("No such department.", field="department")
+    elif not scope.covers(org.id, None):
+        raise NotFound("No such organization.", field="organization")
+    return list(
+        db.session.execute(
+            select(AcmeExternalKey)
+            .where(
+                AcmeExternalKey.organization_id == organization_id,
+                AcmeExternalKey.department_id.is_(None)
+                if department_id is None
+                else AcmeExternalKey.department_id == department_id,
+            )
+            .order_by(AcmeExternalKey.id)
+        ).scalars()
+    )
+
+
+def accounts_of(key_ids: list[int]) -> dict[int, list[AcmeAccount]]:
+    """The ACME accounts registered with each key (ascending id)."""
+    found: dict[int, list[AcmeAccount]] = {i: [] for i in key_ids}
+    if key_ids:
+        for account in db.session.execute(
+            select(AcmeAccount)
+            .where(AcmeAccount.external_key_id.in_(key_ids))
+            .order_by(AcmeAccount.id)
+        ).scalars():
+            found[account.external_key_id].append(account)
+    return found
+
+
+def may_manage(actor: Admin, key: AcmeExternalKey) -> bool:
+    """Whether the admin may create, rename, revoke (and read the HMAC key of) this key."""
+    return scope_of(actor).may(CertType.SSL, key.organization_id, key.department_id)
+
+
+def rename_key(*, actor: Admin, key_id: int, label: str) -> AcmeExternalKey:
+    """Change what a key is for (its label); the key id and HMAC key stay.
+
+    Raises:
+        NotFound: outside the admin's scope. Forbidden: without the SSL privilege there.
+        DomainError: an empty label or one over 128 characters.
+    """
+    key = get_key(actor=actor, key_id=key_id)
+    if not may_manage(actor, key):
+        raise Forbidden("You may not change ACME keys of this organization/department.")
+    label = label.strip()
+    if not label or len(label) > 128:
+        raise DomainError("The label needs 1 to 128 characters.", field="label")
+    if label != key.label:
+        before = {"label": key.label}
+        key.label = label
+        audit.record(
+            action="acme.key.update",
+            actor=actor,
+            object_type="AcmeExternalKey",
+            object_id=key.id,
+            label=key.label,
+            before=before,
+            after={"label": key.label},
+            organization_id=key.organization_id,
+            department_id=key.department_id,
+        )
+    return key
+
+
+def directory_profiles() -> list[CertificateProfile]:
+    """The active profiles with an ACME directory (ascending id): the ACME servers."""
+    return list(
+        db.session.execute(
+            select(CertificateProfile)
+            .where(CertificateProfile.acme_slug.is_not(None), CertificateProfile.active.is_(True))
+            .order_by(CertificateProfile.id)
+        ).scalars()
+    )
+
+
+def hmac_key_b64(key: AcmeExternalKey) -> str:
+    """The HMAC key as an ACME client takes it (base64url, no padding)."""
+    return jose.b64encode(hmac_key_of(key))

@@ -219,6 +219,7 @@ class OrderFilter:
     key_algorithm: str | None = None
     key_param: str | None = None
     requested_via: str | None = None
+    person_id: int | None = None
 
     @property
     def needs_certificates(self) -> bool:
@@ -260,6 +261,8 @@ def _roots_query(actor: Actor, cert_type: CertType, flt: OrderFilter) -> Any:
         query = query.where(CertificateRequest.department_id == flt.department_id)
     if flt.profile_id is not None:
         query = query.where(CertificateRequest.profile_id == flt.profile_id)
+    if flt.person_id is not None:
+        query = query.where(CertificateRequest.person_id == flt.person_id)
     if flt.requester is not None:
         who = flt.requester.strip().lower()
         logins = select(Admin.id).where(func.lower(Admin.login) == who)
@@ -456,14 +459,16 @@ def collect(
     return formats.Download(body, downloads[-1].mime_type, downloads[-1].extension), cert
 
 
-def renew(*, actor: Admin, order_id: int, csr: bytes | None = None) -> CertificateRequest:
+def renew(
+    *, actor: Admin, order_id: int, csr: bytes | None = None, cert_type: CertType = CertType.SSL
+) -> CertificateRequest:
     """Renew the order's certificate (a new order, linked); with a CSR, for its new key.
 
     Raises:
         NotIssued: the order's certificate is not issued.
         DomainError: what renewal.renew refuses (profile, names, key reuse).
     """
-    order = get_order(actor=actor, order_id=order_id, action="renew")
+    order = get_order(actor=actor, order_id=order_id, cert_type=cert_type, action="renew")
     cert = order.certificate
     if cert is None or order.status() not in ("Issued", "Expired"):
         raise NotIssued(f"SSL state is not 'ISSUED': {order.status()}")
@@ -478,6 +483,7 @@ def replace(
     common_name: str | None = None,
     sans: Sequence[str] | None = None,
     reason: str = "",
+    cert_type: CertType = CertType.SSL,
 ) -> CertificateRequest:
     """Replace the order's certificate with one for a new CSR; the order keeps its id and
     goes back through issuance (the old certificate is revoked as superseded once the new
@@ -487,7 +493,7 @@ def replace(
         NotIssued: nothing issued to replace.
         DomainError: what renewal.replace refuses.
     """
-    order = get_order(actor=actor, order_id=order_id, action="replace")
+    order = get_order(actor=actor, order_id=order_id, cert_type=cert_type, action="replace")
     cert = order.certificate
     if cert is None or order.status() not in ("Issued", "Expired"):
         raise NotIssued(f"SSL state is not 'ISSUED': {order.status()}")
@@ -530,15 +536,24 @@ def revoke(*, actor: Admin, order: Order, reason_code: int, reason: str) -> Cert
     return done[0]
 
 
-def revoke_by_id(*, actor: Admin, order_id: int, reason_code: int, reason: str) -> Certificate:
-    order = get_order(actor=actor, order_id=order_id, action="revoke")
+def revoke_by_id(
+    *,
+    actor: Admin,
+    order_id: int,
+    reason_code: int,
+    reason: str,
+    cert_type: CertType = CertType.SSL,
+) -> Certificate:
+    order = get_order(actor=actor, order_id=order_id, cert_type=cert_type, action="revoke")
     return revoke(actor=actor, order=order, reason_code=reason_code, reason=reason)
 
 
-def revoke_by_serial(
-    *, actor: Admin, serial: str, reason_code: int, reason: str, cert_type: CertType = CertType.SSL
-) -> Certificate:
-    """Revoke the visible certificate of ours with this serial number (colon hex or hex).
+def order_of_serial(
+    *, actor: Actor, serial: str, cert_type: CertType = CertType.SSL, action: str = ""
+) -> Order:
+    """The order of the visible certificate of ours with this serial number (colon hex or
+    hex); for an older certificate of the order (superseded), an order whose current
+    request is that certificate's.
 
     Raises:
         NotFound: none visible; DomainError: several (name the order instead).
@@ -559,10 +574,18 @@ def revoke_by_serial(
             f"Several certificates have serial number {serial} (from different CAs); revoke by order id.",
             field="serialNumber",
         )
-    order = order_of_certificate(actor=actor, certificate=visible[0], action="revoke")
+    order = order_of_certificate(actor=actor, certificate=visible[0], action=action)
     if order.certificate is None or order.certificate.id != visible[0].id:
-        # An older certificate of the order (already superseded): revoke that one.
+        # An older certificate of the order (already superseded): that one.
         order = Order(root=order.root, current=visible[0].request)  # type: ignore[arg-type]
+    return order
+
+
+def revoke_by_serial(
+    *, actor: Admin, serial: str, reason_code: int, reason: str, cert_type: CertType = CertType.SSL
+) -> Certificate:
+    """Revoke the visible certificate of ours with this serial number (colon hex or hex)."""
+    order = order_of_serial(actor=actor, serial=serial, cert_type=cert_type, action="revoke")
     return revoke(actor=actor, order=order, reason_code=reason_code, reason=reason)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
@@ -41,8 +42,9 @@ def _ours(actor: Actor, certificate_id: int, action: str) -> Certificate:
         raise DomainError(
             f"{cert.common_name} was not issued by Certwright; request a new certificate instead."
         )
-    if cert.request.person_id is not None:
-        # The key lives in the person's PKCS#12 only (docs/portal.md).
+    if cert.request.person_id is not None and cert.request.mode == RequestMode.KEYGEN:
+        # The key lives in the person's PKCS#12 only (docs/portal.md); a person's
+        # certificate for a CSR (the REST API's S/MIME enroll) is renewed like any other.
         raise DomainError(
             f"{cert.common_name} belongs to a person: they renew it on the enrollment portal, or you send them a new invitation."
         )
@@ -159,6 +161,7 @@ def renew(
         eula_accepted_at=old.eula_accepted_at,
         renewal_of_id=cert.id,
         comments=f"renewal of certificate #{cert.id}",
+        person_id=old.person_id,
     )
     db.session.add(req)
     db.session.flush()
@@ -193,6 +196,13 @@ def renew(
     return req
 
 
+def _person_fields(old: CertificateRequest) -> dict[str, Any]:
+    """A person's certificate stays theirs, with the subject their validation gave it."""
+    if old.person_id is None:
+        return {}
+    return {"person_id": old.person_id, "smime_subject": dict(old.subject)}
+
+
 def _renew_with_csr(actor: Actor, cert: Certificate, csr: bytes) -> CertificateRequest:
     if cert.status not in RENEWABLE:
         raise DomainError(
@@ -221,6 +231,7 @@ def _renew_with_csr(actor: Actor, cert: Certificate, csr: bytes) -> CertificateR
         cert_type=old.cert_type,
         renewal_of_id=cert.id,
         comments=f"renewal of certificate #{cert.id}",
+        **_person_fields(old),
     )
     req = enrollment.submit_request(actor=actor, data=data)
     before = {"renewal_state": cert.renewal_state}
@@ -279,6 +290,7 @@ def replace(
         replaces_id=cert.id,
         comments=f"replacement of certificate #{cert.id}"
         + (f": {message.strip()}" if message.strip() else ""),
+        **_person_fields(old),
     )
     req = enrollment.submit_request(actor=actor, data=data)
     cert.renewal_state = "Replacement requested"

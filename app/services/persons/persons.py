@@ -272,6 +272,27 @@ def valid_certificates(person_id: int) -> list[Certificate]:
     )
 
 
+class NoValidCertificates(DomainError):
+    """A person with no valid client certificate to revoke."""
+
+
+def revoke_certificates(*, actor: Admin, person_id: int, reason: str) -> list[Certificate]:
+    """Revoke every valid client certificate of a person in the actor's scope (reason
+    unspecified; ``reason`` is the administrator's words, kept in the audit log).
+
+    Raises:
+        NotFound: no such person in scope.
+        NoValidCertificates: the person has none.
+    """
+    person = get_person(actor=actor, person_id=person_id)
+    valid = valid_certificates(person.id)
+    if not valid:
+        raise NoValidCertificates(f"No valid client certificates found for {person.email}.")
+    return revocation.revoke(
+        actor=actor, certificate_ids=[c.id for c in valid], reason="unspecified", message=reason
+    )
+
+
 class ConfirmationNeeded(Conflict):
     """Saving would revoke these certificates: ask, then call again with confirmed=True."""
 
@@ -376,6 +397,61 @@ def delete_person(*, actor: Actor, person_id: int) -> None:
         .values(person_id=None)
     )
     db.session.delete(person)
+
+
+@dataclass(frozen=True)
+class PersonFilter:
+    """List filters (the REST API's); None = not filtered. ``name`` is a case-insensitive
+    substring of the full name; the others match exactly, ignoring case."""
+
+    organization_id: int | None = None
+    department_id: int | None = None
+    name: str | None = None
+    email: str | None = None
+    common_name: str | None = None
+    phone: str | None = None
+    secondary_email: str | None = None
+
+
+def list_persons(
+    *, actor: Actor, flt: PersonFilter = PersonFilter(), position: int = 0, size: int | None = None
+) -> tuple[list[Person], int]:
+    """A page of the persons the actor may see (ascending id) and how many match in all."""
+    query = select(Person)
+    clause = persons_clause(scope_of(require_actor(actor)))
+    if clause is not None:
+        query = query.where(clause)
+    if flt.organization_id is not None:
+        query = query.where(Person.organization_id == flt.organization_id)
+    if flt.department_id is not None:
+        query = query.where(Person.department_id == flt.department_id)
+    if flt.email is not None:
+        query = query.where(Person.email == flt.email.strip().lower())
+    if flt.phone is not None:
+        query = query.where(Person.phone == flt.phone.strip())
+    if flt.secondary_email is not None:
+        address = flt.secondary_email.strip().lower()
+        query = query.where(
+            cast(Person.alt_emails, String).contains(f'"{address}"', autoescape=True)
+        )
+    query = query.order_by(Person.id)
+    if flt.name is None and flt.common_name is None:
+        total = db.session.execute(
+            select(func.count()).select_from(query.order_by(None).subquery())
+        ).scalar_one()
+        page = query.offset(position)
+        if size is not None:
+            page = page.limit(size)
+        return list(db.session.execute(page).scalars()), int(total)
+    name = (flt.name or "").strip().lower()
+    common = " ".join((flt.common_name or "").split()).lower()
+    matching = [
+        p
+        for p in db.session.execute(query).scalars()
+        if name in p.full_name.lower() and (not common or p.full_name.lower() == common)
+    ]
+    end = None if size is None else position + size
+    return matching[position:end], len(matching)
 
 
 def count_persons(scope: Scope) -> int:
