@@ -25,6 +25,7 @@ from app.scan.errors import ScanInputError, TargetSpecError
 from app.scan.probe import ErrorKind, ProbeResult, make_client_context
 from app.scan.resolve import Lookup, lookup_addresses, resolve_host_names
 from app.scan.shards import Shard, Target, iter_targets
+from app.scan.starttls import Protocol, protocol_map
 
 RESERVED_FDS = 128
 BatchCallback = Callable[["SweepBatch"], Awaitable[None] | None]
@@ -39,6 +40,10 @@ class SweepOptions:
     accepted TCP and for host-name targets; refused / timed-out / unreachable IP targets
     are only counted unless ``report_closed`` is set (an empty /16 would otherwise be 65,536
     rows of nothing). ``dataclasses.asdict`` / ``SweepOptions(**data)`` serialise it.
+
+    ``protocols`` overrides the protocol a port is scanned as (``(port, protocol)`` pairs,
+    port 0 for every other port; app.scan.starttls). ``rate`` caps new connections per
+    second (0: no cap), so a scan over a WAN link never floods it.
     """
 
     connect_timeout: float = 3.0
@@ -49,8 +54,13 @@ class SweepOptions:
     batch_size: int = 256
     batch_interval: float = 1.0
     resolve_timeout: float = 5.0
+    protocols: tuple[tuple[int, str], ...] = ()
+    rate: float = 0.0
 
     def __post_init__(self) -> None:
+        # JSON turns the pairs into lists; keep the frozen value hashable and comparable.
+        pairs = tuple((int(port), str(name)) for port, name in self.protocols)
+        object.__setattr__(self, "protocols", pairs)
         problems = self.problems()
         if problems:
             raise ScanInputError(problems)
@@ -63,6 +73,12 @@ class SweepOptions:
         for name in ("connect_concurrency", "tls_concurrency", "batch_size"):
             if not 1 <= getattr(self, name) <= 100_000:
                 messages.append(f"{name.replace('_', ' ')} must be between 1 and 100,000")
+        if not 0 <= self.rate <= 1_000_000:
+            messages.append("rate must be between 0 (no cap) and 1,000,000 connections a second")
+        known = {p.value for p in Protocol}
+        for port, name in self.protocols:
+            if name not in known or not 0 <= port <= 65535:
+                messages.append(f"protocol override {port} = {name} is not a port and protocol")
         return messages
 
 
@@ -174,6 +190,8 @@ async def _run(
         tls_concurrency=tls_limit,
         finish=tally.finish,
         on_idle=tally.wakeup.set,
+        protocol_of=protocol_map(options.protocols),
+        rate=options.rate,
     )
     stopped = False
     reactor.start()

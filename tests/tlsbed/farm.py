@@ -239,6 +239,15 @@ class ServerFarm:
 
         self._start(host, port, close)
 
+    def add_starttls(
+        self, host: str, port: int, protocol: str, context: ssl.SSLContext, *, refuse: bool = False
+    ) -> None:
+        """A server of ``protocol`` (smtp, imap, pop3, ftp, ldap, xmpp, postgres, rdp) that
+        upgrades to TLS with ``context`` (tests/tlsbed/starttls.py), or declines to."""
+        from tests.tlsbed.starttls import upgrade_handler
+
+        self._start(host, port, upgrade_handler(protocol, context, refuse=refuse))
+
     def add_resetting(self, host: str, port: int) -> None:
         """Reads the client's first bytes, then aborts with a TCP RST."""
 

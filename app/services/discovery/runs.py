@@ -29,7 +29,7 @@ from app.models import (
 )
 from app.models.notifications import NotificationType
 from app.models.types import utcnow
-from app.scan import shards, sweep
+from app.scan import shards, starttls, sweep
 from app.services import audit
 from app.services.discovery import endpoints, results
 from app.services.discovery.rules import rule_objects
@@ -202,6 +202,8 @@ def run_shard_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
         handshake_timeout=task.handshake_timeout,
         connect_concurrency=max(task.concurrency, 64),
         tls_concurrency=task.concurrency,
+        rate=task.rate,
+        protocols=starttls.parse_protocol_overrides(task.protocols or ""),
     )
 
     def on_batch(batch: sweep.SweepBatch) -> None:

@@ -1,0 +1,75 @@
+"""Discovery phase two through the real job path: STARTTLS services found by a task land
+in the same inventory, their endpoints record the protocol; task protocol overrides and the
+rate cap are validated and audited like every other task field."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Certificate, Endpoint, RunStatus
+from app.services.discovery import runs, tasks
+from app.services.errors import ValidationFailed
+from tests.conftest import drain
+from tests.factories import make_admin
+from tests.tlsbed.certs import issue, make_name
+from tests.tlsbed.farm import ServerFarm, free_port, server_context
+
+HOSTS = ["127.0.31.1", "127.0.31.2"]
+
+
+def test_starttls_services_land_in_the_inventory_with_their_protocol(app, stub_worker):
+    mrao = make_admin("mrao")
+    smtp_leaf = issue(make_name("mail.services.test", "Mail Corp"), sans=["mail.services.test"])
+    ldap_leaf = issue(make_name("ldap.services.test", "Dir Corp"), sans=["ldap.services.test"])
+    smtp_port = free_port(HOSTS)
+    ldap_port = free_port(HOSTS)
+    with ServerFarm() as farm:
+        for host in HOSTS:
+            farm.add_starttls(host, smtp_port, "smtp", server_context([smtp_leaf]))
+            farm.add_starttls(host, ldap_port, "ldap", server_context([ldap_leaf]))
+        task = tasks.create_task(
+            actor=mrao,
+            data=tasks.TaskData(
+                name="Mail and directory",
+                ranges=f"{HOSTS[0]}-{HOSTS[1]}",
+                ports=f"{smtp_port},{ldap_port}",
+                protocols=f"{smtp_port} = smtp\n{ldap_port}=LDAP",
+                rate=500,
+                connect_timeout=2,
+                handshake_timeout=3,
+            ),
+        )
+        db.session.commit()
+        assert (task.rate, task.protocols) == (500.0, f"{smtp_port} = smtp\n{ldap_port}=LDAP")
+        run = runs.start_run(actor=mrao, task_id=task.id)
+        drain(stub_worker)
+    db.session.refresh(run)
+    assert run.status == RunStatus.SUCCESSFUL, run.message
+    assert (run.tls_endpoints, run.new_certificates) == (4, 2)
+    found = {
+        (e.ip, e.port): (e.protocol, e.certificate.common_name if e.certificate else None)
+        for e in db.session.execute(select(Endpoint)).scalars()
+    }
+    assert found == {
+        (HOSTS[0], smtp_port): ("smtp", "mail.services.test"),
+        (HOSTS[1], smtp_port): ("smtp", "mail.services.test"),
+        (HOSTS[0], ldap_port): ("ldap", "ldap.services.test"),
+        (HOSTS[1], ldap_port): ("ldap", "ldap.services.test"),
+    }
+    names = set(db.session.execute(select(Certificate.common_name)).scalars())
+    assert {"mail.services.test", "ldap.services.test"} <= names
+
+
+def test_bad_protocols_and_rates_are_refused_by_field(app):
+    mrao = make_admin("mrao")
+    with pytest.raises(ValidationFailed) as info:
+        tasks.create_task(
+            actor=mrao,
+            data=tasks.TaskData(name="Bad", ranges="127.0.0.1", protocols="25 = smtpx", rate=-1),
+        )
+    assert info.value.errors["protocols"][0].startswith(
+        "protocols line 1: unknown protocol 'smtpx' (one of tls, smtp, smtps"
+    )
+    assert info.value.errors["rate"] == ["Between 0 (no cap) and 100,000 new connections a second."]
