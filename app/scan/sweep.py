@@ -315,6 +315,7 @@ def run_shard(
     on_batch: Callable[[SweepBatch], Any] | None = None,
     should_stop: Callable[[], bool] | None = None,
     deny: Sequence[DenyEntry] = DEFAULT_DENY,
+    lookup: Lookup = lookup_addresses,
 ) -> SweepSummary:
     """Blocking sweep_shard for worker processes (e.g. a dramatiq actor).
 
@@ -328,7 +329,14 @@ def run_shard(
     def work() -> None:
         try:
             summary = asyncio.run(
-                sweep_shard(shard, options, on_batch=items.put, should_stop=stop.is_set, deny=deny)
+                sweep_shard(
+                    shard,
+                    options,
+                    on_batch=items.put,
+                    should_stop=stop.is_set,
+                    deny=deny,
+                    lookup=lookup,
+                )
             )
             items.put(_Outcome(summary=summary))
         except BaseException as exc:  # handed to the calling thread

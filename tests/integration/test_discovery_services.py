@@ -73,3 +73,37 @@ def test_bad_protocols_and_rates_are_refused_by_field(app):
         "protocols line 1: unknown protocol 'smtpx' (one of tls, smtp, smtps"
     )
     assert info.value.errors["rate"] == ["Between 0 (no cap) and 100,000 new connections a second."]
+
+
+def test_a_host_name_with_only_an_aaaa_record_is_found_on_ipv6(app, stub_worker):
+    from tests.dnsbed import dns_server
+
+    mrao = make_admin("mrao")
+    leaf = issue(make_name("v6.services.test", "Six Corp"), sans=["v6.services.test"])
+    port = free_port(["::1"])
+    with ServerFarm() as farm, dns_server({"v6.services.test": ["::1"]}) as dns:
+        farm.add_tls("::1", port, server_context([leaf]))
+        app.config["CW_SCAN_RESOLVER"] = dns.address
+        try:
+            task = tasks.create_task(
+                actor=mrao,
+                data=tasks.TaskData(name="IPv6", ranges="v6.services.test\n::1", ports=str(port)),
+            )
+            db.session.commit()
+            run = runs.start_run(actor=mrao, task_id=task.id)
+            drain(stub_worker)
+        finally:
+            app.config["CW_SCAN_RESOLVER"] = ""
+    db.session.refresh(run)
+    assert run.status == RunStatus.SUCCESSFUL, run.message
+    found = {
+        (e.ip, e.host_name, e.protocol, e.certificate.common_name)
+        for e in db.session.execute(select(Endpoint)).scalars()
+    }
+    assert found == {
+        ("::1", "v6.services.test", "tls", "v6.services.test"),
+        ("::1", "", "tls", "v6.services.test"),
+    }
+    assert not db.session.execute(
+        select(Endpoint.hostname_mismatch).where(Endpoint.host_name == "v6.services.test")
+    ).scalar_one()

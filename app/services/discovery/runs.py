@@ -33,7 +33,7 @@ from app.scan import shards, starttls, sweep
 from app.services import audit
 from app.services.discovery import endpoints, results
 from app.services.discovery.rules import rule_objects
-from app.services.discovery.tasks import deny_list, get_task, target_spec
+from app.services.discovery.tasks import deny_list, get_task, lookup, target_spec
 from app.services.errors import Conflict, NotFound
 from app.services.notifications import events
 from app.services.notifications import sweep as notification_sweep
@@ -231,6 +231,7 @@ def run_shard_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
         on_batch=on_batch,
         should_stop=should_stop,
         deny=deny_list(),
+        lookup=lookup(),
     )
     counts = {**summary.count_by_outcome, **context.counts}
     ctx.hold()

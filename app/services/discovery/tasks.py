@@ -31,7 +31,7 @@ from app.models import (
     TaskRule,
 )
 from app.models.types import utcnow
-from app.scan import addresses, settings, starttls, targets
+from app.scan import addresses, resolve, settings, starttls, targets
 from app.scan.errors import ScanInputError
 from app.services import audit
 from app.services.errors import DomainError, ValidationFailed
@@ -62,6 +62,12 @@ def deny_list() -> tuple[addresses.DenyEntry, ...]:
         if extra
         else addresses.DEFAULT_DENY
     )
+
+
+def lookup() -> resolve.Lookup:
+    """How workers resolve task host names: CW_SCAN_RESOLVER, else the system resolver."""
+    server = str(current_app.config["CW_SCAN_RESOLVER"]).strip()
+    return resolve.nameserver_lookup(server) if server else resolve.lookup_addresses
 
 
 def max_addresses() -> int:
