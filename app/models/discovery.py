@@ -186,6 +186,9 @@ class ScanShard(db.Model):  # type: ignore[name-defined,misc]
     )  # pending running done failed cancelled
     targets_total: Mapped[int] = mapped_column(Integer, default=0)
     targets_done: Mapped[int] = mapped_column(Integer, default=0)
+    # While running: targets in flight, each credited with the share of its timeout spent
+    # (app.scan.sweep.SweepProgress.in_flight), so progress is right for silent ranges.
+    in_flight: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     tls_endpoints: Mapped[int] = mapped_column(Integer, default=0)
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -62,6 +62,7 @@ class _Job:
         "protocol",
         "sock",
         "stage",
+        "stage_started",
         "started",
         "target",
         "tls",
@@ -73,6 +74,7 @@ class _Job:
         self.fd = sock.fileno()
         self.tls: ssl.SSLSocket | None = None
         self.started = started
+        self.stage_started = started  # when the current stage's deadline started
         self.stage = _CONNECTING
         self.events = 0
         self.protocol = Protocol.TLS
@@ -95,7 +97,7 @@ class Reactor:
         finish: Finish,
         on_idle: Callable[[], None],
         protocol_of: Callable[[int], Protocol] | None = None,
-        rate: float = 0.0,
+        rate: Callable[[], float] | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self._targets = targets
@@ -108,9 +110,11 @@ class Reactor:
         self._finish = finish
         self._on_idle = on_idle
         self._protocol_of = protocol_of or (lambda port: Protocol.TLS)
-        # Rate cap: at most ``rate`` new connections per second (0: no cap), a token bucket
-        # holding at most a tenth of a second of tokens so a cap is never exceeded in bursts.
-        self._rate = rate
+        # Rate cap: at most ``rate()`` new connections per second (0: no cap; read at every
+        # fill, so a caller may change it while the sweep runs), a token bucket holding at
+        # most a tenth of a second of tokens so a cap is never exceeded in bursts.
+        self._rate_of = rate or (lambda: 0.0)
+        self._rate = self._rate_of()
         self._tokens = 1.0
         self._tokens_at = self.loop.time()
         self._rate_wakeup: asyncio.TimerHandle | None = None
@@ -130,6 +134,20 @@ class Reactor:
         self._fill_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._tick = max(0.005, min(0.05, connect_timeout / 4, handshake_timeout / 4))
+
+    def in_flight_credit(self) -> float:
+        """Targets in flight, each counted as the share of its stage's timeout already
+        spent (below 1): on a silent range, where targets end only by timing out, done +
+        credit grows linearly with time instead of in steps one timeout long."""
+        now = self.loop.time()
+        credit = 0.0
+        for jobs, timeout in (
+            (self._connecting.values(), self._connect_timeout),
+            (self._handshaking.values(), self._handshake_timeout),
+        ):
+            for job in jobs:
+                credit += min(0.99, (now - job.stage_started) / timeout)
+        return credit
 
     @property
     def idle(self) -> bool:
@@ -205,6 +223,7 @@ class Reactor:
             while self._waiting and len(self._handshaking) < self._tls_limit:
                 self._start_tls(self._waiting.popleft())
             budget = _CONNECTS_PER_CALLBACK
+            self._rate = self._rate_of()
             if self._rate:
                 budget = min(budget, self._take_tokens())
             while (
@@ -335,7 +354,8 @@ class Reactor:
         job.stage = _HANDSHAKING
         job.protocol = self._protocol_of(job.target.port)
         self._handshaking[job.fd] = job
-        self._tls_deadlines.append((self.loop.time() + self._handshake_timeout, job))
+        job.stage_started = self.loop.time()
+        self._tls_deadlines.append((job.stage_started + self._handshake_timeout, job))
         if Dialogue.needed(job.protocol):
             job.dialogue = Dialogue(job.protocol, job.target.host_name or job.target.ip)
             self._converse(job, readable=False)

@@ -84,11 +84,30 @@ class SweepOptions:
 
 @dataclass(frozen=True, slots=True)
 class SweepProgress:
+    """Counts so far. ``in_flight`` credits targets still running with the share of their
+    timeout already spent (Reactor.in_flight_credit); ``estimate`` is the fraction done."""
+
     targets_total: int
     targets_done: int
     open_ports: int
     tls_endpoints: int
     elapsed: float
+    in_flight: float = 0.0
+
+    @property
+    def estimate(self) -> float:
+        if self.targets_total <= 0:
+            return 1.0
+        return min(1.0, (self.targets_done + self.in_flight) / self.targets_total)
+
+
+class Throttle:
+    """A rate cap (new connections a second, 0 = none) that may change during a sweep:
+    a worker sharing a task's cap with the task's other running shards sets ``rate`` from
+    its own thread between batches; the sweep reads it before every burst of connects."""
+
+    def __init__(self, rate: float = 0.0) -> None:
+        self.rate = rate
 
 
 @dataclass(frozen=True)
@@ -153,8 +172,10 @@ class _Tally:
         if left <= 0:
             self.done += 1
 
-    def progress(self, elapsed: float) -> SweepProgress:
-        return SweepProgress(self.total, self.done, self.open_ports, self.tls, elapsed)
+    def progress(self, elapsed: float, in_flight: float = 0.0) -> SweepProgress:
+        return SweepProgress(
+            self.total, self.done, self.open_ports, self.tls, elapsed, round(in_flight, 3)
+        )
 
 
 def fit_descriptor_limit(options: SweepOptions) -> tuple[int, int]:
@@ -177,8 +198,10 @@ async def _run(
     on_batch: BatchCallback | None,
     should_stop: Callable[[], bool] | None,
     context: ssl.SSLContext | None,
+    throttle: Throttle | None = None,
 ) -> SweepSummary:
     loop = asyncio.get_running_loop()
+    cap = throttle or Throttle(options.rate)
     started = loop.time()
     connect_limit, tls_limit = fit_descriptor_limit(options)
     reactor = Reactor(
@@ -191,7 +214,7 @@ async def _run(
         finish=tally.finish,
         on_idle=tally.wakeup.set,
         protocol_of=protocol_map(options.protocols),
-        rate=options.rate,
+        rate=lambda: cap.rate,
     )
     stopped = False
     reactor.start()
@@ -209,7 +232,8 @@ async def _run(
                 stopped = True
                 reactor.stop()
             finished = reactor.idle
-            progress = tally.progress(loop.time() - started)
+            credit = 0.0 if finished else reactor.in_flight_credit()
+            progress = tally.progress(loop.time() - started, credit)
             results, tally.results = tally.results, []
             size = options.batch_size
             for offset in range(0, max(len(results), 1), size):
@@ -254,6 +278,7 @@ async def sweep_shard(
     context: ssl.SSLContext | None = None,
     deny: Sequence[DenyEntry] = DEFAULT_DENY,
     lookup: Lookup = lookup_addresses,
+    throttle: Throttle | None = None,
 ) -> SweepSummary:
     """Scan every target of ``shard``; host names are resolved first (overrides win).
 
@@ -299,7 +324,7 @@ async def sweep_shard(
                 tally.record(ProbeResult(address, port, name, error=ErrorKind.DENIED))
     resolved = {name: r.addresses for name, r in resolutions.items()}
     targets = iter_targets(shard, resolved)
-    return await _run(targets, tally, options, on_batch, should_stop, context)
+    return await _run(targets, tally, options, on_batch, should_stop, context, throttle)
 
 
 @dataclass(frozen=True)
@@ -316,6 +341,7 @@ def run_shard(
     should_stop: Callable[[], bool] | None = None,
     deny: Sequence[DenyEntry] = DEFAULT_DENY,
     lookup: Lookup = lookup_addresses,
+    throttle: Throttle | None = None,
 ) -> SweepSummary:
     """Blocking sweep_shard for worker processes (e.g. a dramatiq actor).
 
@@ -336,6 +362,7 @@ def run_shard(
                     should_stop=stop.is_set,
                     deny=deny,
                     lookup=lookup,
+                    throttle=throttle,
                 )
             )
             items.put(_Outcome(summary=summary))

@@ -107,3 +107,72 @@ def test_a_host_name_with_only_an_aaaa_record_is_found_on_ipv6(app, stub_worker)
     assert not db.session.execute(
         select(Endpoint.hostname_mismatch).where(Endpoint.host_name == "v6.services.test")
     ).scalar_one()
+
+
+def test_a_silent_range_scans_at_its_timeout_bound_through_the_job_path(app, stub_worker):
+    import time
+
+    from app.models import ScanShard
+    from tests.tlsbed.farm import silent_listeners
+
+    mrao = make_admin("mrao")
+    hosts = [f"127.0.32.{i}" for i in range(1, 21)]
+    port = free_port(hosts)
+    task = tasks.create_task(
+        actor=mrao,
+        data=tasks.TaskData(
+            name="Silent",
+            ranges=f"{hosts[0]}-{hosts[-1]}",
+            ports=str(port),
+            connect_timeout=0.5,
+            concurrency=5,
+        ),
+    )
+    db.session.commit()
+    with silent_listeners(hosts, port):
+        run = runs.start_run(actor=mrao, task_id=task.id, shard_size=20)
+        started = time.monotonic()
+        drain(stub_worker)
+        elapsed = time.monotonic() - started
+    db.session.refresh(run)
+    assert run.status == RunStatus.SUCCESSFUL, run.message
+    assert run.counts["outcomes"] == {"timeout": 20}
+    assert 1.9 <= elapsed < 3.5, elapsed  # 20 targets x 0.5 s / 5 in flight = 2 s
+    shard = db.session.execute(select(ScanShard).where(ScanShard.run_id == run.id)).scalar_one()
+    assert (shard.targets_done, shard.in_flight) == (20, 0.0)
+    assert not db.session.execute(select(Endpoint)).first()  # silence is counted, not stored
+
+
+def test_the_rate_cap_is_shared_by_running_shards_and_progress_counts_in_flight(app, stub_worker):
+    import datetime as dt
+
+    from app.models import ScanShard
+    from app.models.types import utcnow
+
+    mrao = make_admin("mrao")
+    task = tasks.create_task(
+        actor=mrao,
+        data=tasks.TaskData(name="Capped", ranges="127.0.33.1-127.0.33.20", rate=100),
+    )
+    db.session.commit()
+    run = runs.start_run(actor=mrao, task_id=task.id, shard_size=5)
+    db.session.commit()
+    rows = db.session.execute(select(ScanShard).where(ScanShard.run_id == run.id)).scalars().all()
+    assert len(rows) == 4
+    assert runs.shard_rate(task, run.id) == 100.0  # nothing running yet: the whole cap
+    rows[0].status, rows[0].targets_done, rows[0].in_flight = "running", 2, 1.5
+    rows[1].status, rows[1].targets_done, rows[1].in_flight = "running", 1, 0.5
+    run.started_at = utcnow() - dt.timedelta(seconds=10)
+    db.session.commit()
+    assert runs.shard_rate(task, run.id) == 50.0
+    assert runs.progress(run) == 25  # (3 done + 2 in flight) of 20
+    assert runs.seconds_left(run) == 30  # 10 s for 5 of 20: 30 s for the other 15
+    from app.admin.discovery.columns import run_state
+
+    assert run_state(run)["left"] == "~30 s left"
+    task.rate = 0
+    assert runs.shard_rate(task, run.id) == 0.0
+    runs.cancel_run(actor=mrao, run_id=run.id)
+    db.session.commit()
+    assert runs.seconds_left(run) is None
+    drain(stub_worker)
