@@ -29,7 +29,7 @@ PLAIN_WORDS = {
     "Action", "Active", "Actor", "After", "Agent", "Attempts", "Before", "Body", "Category", "Kind",
     "City", "Comments", "Concurrency", "Conditions", "Country", "Department", "Departments",
     "Description", "Domain", "Downloads", "Email", "Error", "Key", "Login", "Message", "Name",
-    "Organization", "Origin", "Port", "Ports", "Progress", "Ranges", "Role", "Schedule",
+    "Organization", "Origin", "Port", "Ports", "Progress", "Protocol", "Ranges", "Role", "Schedule",
     "Scopes", "Status", "Subject", "To",
 }  # fmt: skip
 
