@@ -139,6 +139,7 @@ class _Tally:
     report_closed: bool
     batch_size: int
     wakeup: asyncio.Event
+    protocol_of: Callable[[int], Protocol] = field(default=lambda port: Protocol.TLS)
     host_remaining: dict[tuple[str, int], int] = field(default_factory=dict)
     results: list[ProbeResult] = field(default_factory=list)
     counts: dict[ErrorKind | None, int] = field(default_factory=dict)
@@ -158,7 +159,10 @@ class _Tally:
             if kind is None:
                 self.tls += 1
         elif self.report_closed or target.host_name is not None:
-            result = ProbeResult(target.ip, target.port, target.host_name, error=kind)
+            protocol = self.protocol_of(target.port)
+            result = ProbeResult(
+                target.ip, target.port, target.host_name, error=kind, protocol=protocol
+            )
         if result is not None:
             self.results.append(result)
             if len(self.results) >= self.batch_size:
@@ -213,7 +217,7 @@ async def _run(
         tls_concurrency=tls_limit,
         finish=tally.finish,
         on_idle=tally.wakeup.set,
-        protocol_of=protocol_map(options.protocols),
+        protocol_of=tally.protocol_of,
         rate=lambda: cap.rate,
     )
     stopped = False
@@ -265,7 +269,13 @@ async def sweep_targets(
     No resolution or deny-list screening happens here: callers pass literal addresses.
     """
     options = options or SweepOptions()
-    tally = _Tally(len(targets), options.report_closed, options.batch_size, asyncio.Event())
+    tally = _Tally(
+        len(targets),
+        options.report_closed,
+        options.batch_size,
+        asyncio.Event(),
+        protocol_map(options.protocols),
+    )
     return await _run(iter(targets), tally, options, on_batch, should_stop, context)
 
 
@@ -302,7 +312,13 @@ async def sweep_shard(
     if denied:
         raise TargetSpecError(denied)
     options = options or SweepOptions()
-    tally = _Tally(shard.target_count, options.report_closed, options.batch_size, asyncio.Event())
+    tally = _Tally(
+        shard.target_count,
+        options.report_closed,
+        options.batch_size,
+        asyncio.Event(),
+        protocol_map(options.protocols),
+    )
     resolutions = await resolve_host_names(
         shard.host_names,
         overrides=dict(shard.host_overrides),
@@ -319,9 +335,17 @@ async def sweep_shard(
                 tally.done += 1
             if not resolution.addresses and not resolution.denied:
                 unresolved = ErrorKind.UNRESOLVED
-                tally.record(ProbeResult("", port, name, error=unresolved, detail=resolution.error))
+                protocol = tally.protocol_of(port)
+                tally.record(
+                    ProbeResult(
+                        "", port, name, error=unresolved, detail=resolution.error, protocol=protocol
+                    )
+                )
             for address in resolution.denied:
-                tally.record(ProbeResult(address, port, name, error=ErrorKind.DENIED))
+                denied_result = ProbeResult(
+                    address, port, name, error=ErrorKind.DENIED, protocol=tally.protocol_of(port)
+                )
+                tally.record(denied_result)
     resolved = {name: r.addresses for name, r in resolutions.items()}
     targets = iter_targets(shard, resolved)
     return await _run(targets, tally, options, on_batch, should_stop, context, throttle)

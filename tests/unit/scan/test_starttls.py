@@ -198,3 +198,19 @@ def test_a_dialogue_never_buffers_unbounded_input() -> None:
         early.receive(b"S\x16\x03")
     with pytest.raises(UpgradeFailed, match="closed the connection"):
         Dialogue(Protocol.IMAP, "x").receive(b"")
+
+
+def test_results_without_a_connection_still_name_the_ports_protocol() -> None:
+    host = "127.0.11.50"
+    port = free_port([host])  # nothing listens: refused
+    spec = parse_target_spec(f"{host}\nnowhere.invalid", str(port))
+    (shard,) = split_into_shards(spec)
+    options = SweepOptions(report_closed=True, resolve_timeout=2, protocols=((port, "imap"),))
+    batches: list[SweepBatch] = []
+
+    async def nothing(name: str) -> list[str]:
+        return []
+
+    asyncio.run(sweep_shard(shard, options, on_batch=batches.append, lookup=nothing))
+    found = {(r.ip, r.error, r.protocol) for b in batches for r in b.results}
+    assert found == {(host, ErrorKind.REFUSED, "imap"), ("", ErrorKind.UNRESOLVED, "imap")}
