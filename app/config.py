@@ -458,6 +458,14 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "top of the built-in deny list (`docs/discovery.md`)",
     ),
     Setting(
+        "CW_SCAN_RESOLVER",
+        str,
+        "",
+        "DNS server discovery asks for the A and AAAA records of task host names (`host`, "
+        "`host:port` or `[v6]:port`; `docs/discovery.md`)",
+        shown_default="unset: the system resolver",
+    ),
+    Setting(
         "CW_ACME_RESOLVER",
         str,
         "",

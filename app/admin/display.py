@@ -87,6 +87,7 @@ ERROR_LABELS = {
     "unreachable": "Unreachable",
     "unresolved": "Host name not resolved",
     "denied": "Denied address",
+    "starttls_failure": "STARTTLS refused",
 }
 
 

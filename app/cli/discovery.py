@@ -65,9 +65,12 @@ def discovery_run(task: str, timeout: int) -> None:
             db.session.expire_all()
             run = db.session.get(ScanRun, run_id)
             percent = runs.progress(run)
+            left = runs.seconds_left(run)
             db.session.commit()
             if percent != last:
-                click.echo(f"  {percent:3d}%")
+                click.echo(
+                    f"  {percent:3d}%" + (f" (about {left} s left)" if left is not None else "")
+                )
                 last = percent
             if run.status != RunStatus.RUNNING:
                 break

@@ -49,6 +49,10 @@ class DiscoveryTask(db.Model):  # type: ignore[name-defined,misc]
     connect_timeout: Mapped[float] = mapped_column(Float, default=settings.CONNECT_TIMEOUT)
     handshake_timeout: Mapped[float] = mapped_column(Float, default=settings.HANDSHAKE_TIMEOUT)
     concurrency: Mapped[int] = mapped_column(Integer, default=settings.CONCURRENCY)
+    # New connections per second, 0 = no cap (app.scan.sweep.SweepOptions.rate).
+    rate: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # "port = protocol" overrides of app.scan.starttls.DEFAULT_PORTS ("" = by port).
+    protocols: Mapped[str] = mapped_column(Text, default="", server_default="")
     # The app.recurrence dict ({"kind": "manual"} when unscheduled).
     schedule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     schedule_id: Mapped[int | None] = mapped_column(
@@ -182,6 +186,9 @@ class ScanShard(db.Model):  # type: ignore[name-defined,misc]
     )  # pending running done failed cancelled
     targets_total: Mapped[int] = mapped_column(Integer, default=0)
     targets_done: Mapped[int] = mapped_column(Integer, default=0)
+    # While running: targets in flight, each credited with the share of its timeout spent
+    # (app.scan.sweep.SweepProgress.in_flight), so progress is right for silent ranges.
+    in_flight: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     tls_endpoints: Mapped[int] = mapped_column(Integer, default=0)
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -224,6 +231,8 @@ class Endpoint(db.Model):  # type: ignore[name-defined,misc]
     cipher: Mapped[str] = mapped_column(String(128), default="")
     chain: Mapped[list[str]] = mapped_column(JSON, default=list)  # SHA-256 fingerprints, leaf first
     error: Mapped[str] = mapped_column(String(32), default="")  # ErrorKind or ''
+    # app.scan.starttls.Protocol the port was scanned as (smtp = STARTTLS on SMTP, ...)
+    protocol: Mapped[str] = mapped_column(String(16), default="tls", server_default="tls")
     error_detail: Mapped[str] = mapped_column(String(512), default="")
     self_signed_leaf: Mapped[bool] = mapped_column(Boolean, default=False)
     incomplete_chain: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -56,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--handshake-timeout", type=float, default=settings.HANDSHAKE_TIMEOUT)
     parser.add_argument("--connect-concurrency", type=int, default=1024)
     parser.add_argument("--tls-concurrency", type=int, default=128)
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="new connections a second (0: no cap)"
+    )
     parser.add_argument("--shard-size", type=int, default=65_536)
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--max-addresses", type=int, default=1 << 20)
@@ -70,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             connect_concurrency=args.connect_concurrency,
             tls_concurrency=args.tls_concurrency,
             report_closed=args.report_closed,
+            rate=args.rate,
         )
     except ScanInputError as exc:
         print("\n".join(exc.messages), file=sys.stderr)

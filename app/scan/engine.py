@@ -35,6 +35,7 @@ from app.scan.probe import (
     tls_result,
 )
 from app.scan.shards import Target
+from app.scan.starttls import Dialogue, Protocol, UpgradeFailed
 
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
@@ -48,17 +49,37 @@ _CONNECTING, _CONNECTED, _HANDSHAKING, _DONE = range(4)
 
 
 class _Job:
-    """One target in flight: its socket (plain, then TLS), stage and selector interest."""
+    """One target in flight: its socket (plain, then TLS), stage and selector interest.
 
-    __slots__ = ("events", "sock", "stage", "started", "target", "tls")
+    ``fd`` is fixed at creation: wrapping the socket in TLS keeps the descriptor.
+    """
+
+    __slots__ = (
+        "dialogue",
+        "events",
+        "fd",
+        "outgoing",
+        "protocol",
+        "sock",
+        "stage",
+        "stage_started",
+        "started",
+        "target",
+        "tls",
+    )
 
     def __init__(self, target: Target, sock: socket.socket, started: float) -> None:
         self.target = target
         self.sock = sock
+        self.fd = sock.fileno()
         self.tls: ssl.SSLSocket | None = None
         self.started = started
+        self.stage_started = started  # when the current stage's deadline started
         self.stage = _CONNECTING
         self.events = 0
+        self.protocol = Protocol.TLS
+        self.dialogue: Dialogue | None = None  # the plaintext upgrade, while it runs
+        self.outgoing = b""
 
 
 class Reactor:
@@ -75,6 +96,8 @@ class Reactor:
         tls_concurrency: int,
         finish: Finish,
         on_idle: Callable[[], None],
+        protocol_of: Callable[[int], Protocol] | None = None,
+        rate: Callable[[], float] | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self._targets = targets
@@ -86,6 +109,15 @@ class Reactor:
         self._tls_limit = tls_concurrency
         self._finish = finish
         self._on_idle = on_idle
+        self._protocol_of = protocol_of or (lambda port: Protocol.TLS)
+        # Rate cap: at most ``rate()`` new connections per second (0: no cap; read at every
+        # fill, so a caller may change it while the sweep runs), a token bucket holding at
+        # most a tenth of a second of tokens so a cap is never exceeded in bursts.
+        self._rate_of = rate or (lambda: 0.0)
+        self._rate = self._rate_of()
+        self._tokens = 1.0
+        self._tokens_at = self.loop.time()
+        self._rate_wakeup: asyncio.TimerHandle | None = None
         self._selector = selectors.DefaultSelector()
         self._connecting: dict[int, _Job] = {}
         self._waiting: deque[_Job] = deque()
@@ -102,6 +134,20 @@ class Reactor:
         self._fill_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._tick = max(0.005, min(0.05, connect_timeout / 4, handshake_timeout / 4))
+
+    def in_flight_credit(self) -> float:
+        """Targets in flight, each counted as the share of its stage's timeout already
+        spent (below 1): on a silent range, where targets end only by timing out, done +
+        credit grows linearly with time instead of in steps one timeout long."""
+        now = self.loop.time()
+        credit = 0.0
+        for jobs, timeout in (
+            (self._connecting.values(), self._connect_timeout),
+            (self._handshaking.values(), self._handshake_timeout),
+        ):
+            for job in jobs:
+                credit += min(0.99, (now - job.stage_started) / timeout)
+        return credit
 
     @property
     def idle(self) -> bool:
@@ -129,6 +175,9 @@ class Reactor:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._rate_wakeup is not None:
+            self._rate_wakeup.cancel()
+            self._rate_wakeup = None
         try:
             for spare in self._spares.values():
                 spare.close()
@@ -152,7 +201,7 @@ class Reactor:
     def _release(self, job: _Job) -> None:
         job.stage = _DONE
         if job.events:
-            self._selector.unregister(job.sock.fileno() if job.tls is None else job.tls.fileno())
+            self._selector.unregister(job.fd)
             job.events = 0
         try:
             if job.tls is not None:
@@ -174,6 +223,9 @@ class Reactor:
             while self._waiting and len(self._handshaking) < self._tls_limit:
                 self._start_tls(self._waiting.popleft())
             budget = _CONNECTS_PER_CALLBACK
+            self._rate = self._rate_of()
+            if self._rate:
+                budget = min(budget, self._take_tokens())
             while (
                 budget
                 and not self._stopping
@@ -185,13 +237,36 @@ class Reactor:
                     self._exhausted = True
                     break
                 budget -= 1
+                if self._rate:
+                    self._tokens -= 1
                 self._connect(target)
+            if self._rate and not budget and not self._exhausted and not self._stopping:
+                self._wait_for_tokens()
+                budget = 1  # not out of work: the rate timer refills
             if budget == 0 and not self._exhausted:
                 self._schedule_fill()
         except Exception as exc:  # surfaced by sweep(), never swallowed
             self._fail(exc)
         if self.idle:
             self._on_idle()
+
+    def _take_tokens(self) -> int:
+        now = self.loop.time()
+        self._tokens = min(
+            max(1.0, self._rate / 10), self._tokens + (now - self._tokens_at) * self._rate
+        )
+        self._tokens_at = now
+        return int(self._tokens)
+
+    def _wait_for_tokens(self) -> None:
+        if self._rate_wakeup is None:
+            delay = max(0.001, (1 - self._tokens) / self._rate)
+
+            def wake() -> None:
+                self._rate_wakeup = None
+                self._schedule_fill()
+
+            self._rate_wakeup = self.loop.call_later(delay, wake)
 
     def _connect(self, target: Target) -> None:
         family, sockaddr = sockaddr_for(target.ip, target.port)
@@ -274,6 +349,62 @@ class Reactor:
             self._waiting.append(job)
 
     def _start_tls(self, job: _Job) -> None:
+        """Admit a connected job to stage 2: the upgrade conversation (if its port's
+        protocol has one), then the handshake; one deadline covers both."""
+        job.stage = _HANDSHAKING
+        job.protocol = self._protocol_of(job.target.port)
+        self._handshaking[job.fd] = job
+        job.stage_started = self.loop.time()
+        self._tls_deadlines.append((job.stage_started + self._handshake_timeout, job))
+        if Dialogue.needed(job.protocol):
+            job.dialogue = Dialogue(job.protocol, job.target.host_name or job.target.ip)
+            self._converse(job, readable=False)
+        else:
+            self._wrap(job)
+
+    def _converse(self, job: _Job, *, readable: bool) -> None:
+        """One step of the plaintext upgrade: read what arrived, send what is due."""
+        dialogue = job.dialogue
+        assert dialogue is not None  # only called while the upgrade runs
+        try:
+            if readable:
+                try:
+                    data = job.sock.recv(4096)
+                except BlockingIOError:
+                    pass
+                else:
+                    dialogue.receive(data)
+            job.outgoing += dialogue.take_outgoing()
+            if job.outgoing:
+                try:
+                    sent = job.sock.send(job.outgoing)
+                except BlockingIOError:
+                    sent = 0
+                job.outgoing = job.outgoing[sent:]
+        except UpgradeFailed as exc:
+            self._upgrade_failed(job, ErrorKind.STARTTLS_FAILURE, str(exc))
+            return
+        except OSError as exc:
+            kind = classify_errno(exc.errno)
+            kind = ErrorKind.RESET if kind is ErrorKind.REFUSED else kind
+            self._upgrade_failed(job, kind, exc.strerror or type(exc).__name__)
+            return
+        if job.outgoing:
+            self._want(job, job.fd, _WRITE)
+        elif dialogue.done:
+            job.dialogue = None
+            self._wrap(job)
+        else:
+            self._want(job, job.fd, _READ)
+
+    def _upgrade_failed(self, job: _Job, kind: ErrorKind, detail: str) -> None:
+        self._end_tls(job)
+        self._tls_failed(job, kind, detail)
+
+    def _wrap(self, job: _Job) -> None:
+        if job.events:  # registered as a plain socket during the upgrade
+            self._selector.unregister(job.fd)
+            job.events = 0
         failure = sni_problem(job.target.host_name)
         if failure is None:
             try:
@@ -283,13 +414,9 @@ class Reactor:
             except (ssl.SSLError, OSError) as exc:
                 failure = classify_handshake_error(exc)[1]
         if job.tls is None:
-            self._release(job)
+            self._end_tls(job)
             self._tls_failed(job, ErrorKind.HANDSHAKE_FAILURE, failure or "wrap failed")
-            self._schedule_fill()
             return
-        job.stage = _HANDSHAKING
-        self._handshaking[job.tls.fileno()] = job
-        self._tls_deadlines.append((self.loop.time() + self._handshake_timeout, job))
         self._step(job)
 
     def _step(self, job: _Job) -> None:
@@ -311,10 +438,12 @@ class Reactor:
         elapsed = self.loop.time() - job.started
         try:
             if error is None:
-                result = tls_result(tls, target.ip, target.port, target.host_name, elapsed)
+                result = tls_result(
+                    tls, target.ip, target.port, target.host_name, elapsed, job.protocol
+                )
             else:
                 result = failed_tls_result(
-                    tls, error, target.ip, target.port, target.host_name, elapsed
+                    tls, error, target.ip, target.port, target.host_name, elapsed, job.protocol
                 )
         finally:
             self._end_tls(job)
@@ -328,8 +457,7 @@ class Reactor:
         job.events = events
 
     def _end_tls(self, job: _Job) -> None:
-        assert job.tls is not None  # only called for handshaking jobs
-        self._handshaking.pop(job.tls.fileno(), None)
+        self._handshaking.pop(job.fd, None)
         self._release(job)
         self._schedule_fill()  # starts waiting handshakes too; no recursion here
         if self.idle:
@@ -339,7 +467,13 @@ class Reactor:
         target = job.target
         elapsed = self.loop.time() - job.started
         result = ProbeResult(
-            target.ip, target.port, target.host_name, error=kind, detail=detail, elapsed=elapsed
+            target.ip,
+            target.port,
+            target.host_name,
+            error=kind,
+            detail=detail,
+            elapsed=elapsed,
+            protocol=job.protocol,
         )
         self._finish(target, kind, result)
 
@@ -347,10 +481,12 @@ class Reactor:
 
     def _on_events(self) -> None:
         try:
-            for key, _ in self._selector.select(0):
+            for key, mask in self._selector.select(0):
                 job: _Job = key.data
                 if job.stage == _CONNECTING:
                     self._on_connect_ready(job)
+                elif job.stage == _HANDSHAKING and job.dialogue is not None:
+                    self._converse(job, readable=bool(mask & _READ))
                 elif job.stage == _HANDSHAKING:
                     self._step(job)
         except Exception as exc:  # surfaced by sweep(), never swallowed
@@ -386,8 +522,17 @@ class Reactor:
 
     def _expire_tls(self, job: _Job) -> None:
         target = job.target
+        upgrading = job.dialogue is not None
         self._end_tls(job)
         elapsed = self.loop.time() - job.started
         kind = ErrorKind.HANDSHAKE_TIMEOUT
-        result = ProbeResult(target.ip, target.port, target.host_name, error=kind, elapsed=elapsed)
+        result = ProbeResult(
+            target.ip,
+            target.port,
+            target.host_name,
+            error=kind,
+            detail=f"no answer during the {job.protocol} upgrade" if upgrading else None,
+            elapsed=elapsed,
+            protocol=job.protocol,
+        )
         self._finish(target, kind, result)

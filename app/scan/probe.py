@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from app.scan import settings
+from app.scan.starttls import Dialogue, Protocol, UpgradeFailed
 
 # OpenSSL 3 refuses servers without RFC 5746 secure renegotiation unless this is set;
 # Python exposes the name only from 3.12.
@@ -41,6 +42,7 @@ class ErrorKind(StrEnum):
     RESET = "reset"  # TCP RST after the connection was established
     UNRESOLVED = "unresolved"  # host name without any address
     DENIED = "denied"  # host name resolved only to deny-listed addresses
+    STARTTLS_FAILURE = "starttls_failure"  # connected, but the service refused the TLS upgrade
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,7 @@ class ProbeResult:
     error: ErrorKind | None = None
     detail: str | None = None
     elapsed: float = 0.0
+    protocol: str = "tls"  # app.scan.starttls.Protocol value the port was scanned as
 
     @property
     def is_tls(self) -> bool:
@@ -77,6 +80,7 @@ class ProbeResult:
             "error": None if self.error is None else self.error.value,
             "detail": self.detail,
             "elapsed": round(self.elapsed, 6),
+            "protocol": self.protocol,
         }
 
     @classmethod
@@ -92,6 +96,7 @@ class ProbeResult:
             error=None if error is None else ErrorKind(error),
             detail=data.get("detail"),
             elapsed=float(data.get("elapsed", 0.0)),
+            protocol=str(data.get("protocol") or "tls"),
         )
 
 
@@ -200,7 +205,12 @@ def presented_chain(tls: ssl.SSLSocket) -> tuple[bytes, ...]:
 
 
 def tls_result(
-    tls: ssl.SSLSocket, ip: str, port: int, host_name: str | None, elapsed: float
+    tls: ssl.SSLSocket,
+    ip: str,
+    port: int,
+    host_name: str | None,
+    elapsed: float,
+    protocol: str = "tls",
 ) -> ProbeResult:
     """ProbeResult of a completed handshake."""
     cipher = tls.cipher()
@@ -212,6 +222,7 @@ def tls_result(
         cipher=cipher[0] if cipher else None,
         chain=presented_chain(tls),
         elapsed=elapsed,
+        protocol=protocol,
     )
 
 
@@ -222,6 +233,7 @@ def failed_tls_result(
     port: int,
     host_name: str | None,
     elapsed: float,
+    protocol: str = "tls",
 ) -> ProbeResult:
     """ProbeResult of a failed handshake, keeping any chain the server sent first.
 
@@ -245,6 +257,7 @@ def failed_tls_result(
         error=kind,
         detail=detail,
         elapsed=elapsed,
+        protocol=protocol,
     )
 
 
@@ -277,12 +290,16 @@ async def probe(
     connect_timeout: float = settings.CONNECT_TIMEOUT,
     handshake_timeout: float = settings.HANDSHAKE_TIMEOUT,
     context: ssl.SSLContext | None = None,
+    protocol: str = Protocol.TLS,
 ) -> ProbeResult:
-    """Connect to ``ip:port`` and run a TLS handshake (SNI = ``host_name`` when given).
+    """Connect to ``ip:port`` and run a TLS handshake (SNI = ``host_name`` when given),
+    after the plaintext upgrade of ``protocol`` (app.scan.starttls) if it has one.
 
     Never raises for network trouble: the result's ``error`` says what happened. Use
     app.scan.sweep for many targets; this is the one-endpoint path ("re-check now").
+    The handshake timeout covers the upgrade conversation and the TLS handshake.
     """
+    protocol = Protocol(protocol)
     loop = asyncio.get_running_loop()
     context = context or make_client_context()
     family, sockaddr = sockaddr_for(ip, port)
@@ -290,7 +307,9 @@ async def probe(
 
     def failed(kind: ErrorKind, detail: str | None = None) -> ProbeResult:
         elapsed = loop.time() - started
-        return ProbeResult(ip, port, host_name, error=kind, detail=detail, elapsed=elapsed)
+        return ProbeResult(
+            ip, port, host_name, error=kind, detail=detail, elapsed=elapsed, protocol=protocol
+        )
 
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setblocking(False)
@@ -300,13 +319,28 @@ async def probe(
             return failed(ErrorKind.TIMEOUT)
         except OSError as exc:
             return failed(classify_errno(exc.errno), os.strerror(exc.errno or 0))
+        deadline = loop.time() + handshake_timeout
+        if Dialogue.needed(protocol):
+            try:
+                await asyncio.wait_for(
+                    _converse(loop, sock, Dialogue(protocol, host_name or ip)),
+                    timeout=handshake_timeout,
+                )
+            except TimeoutError:
+                return failed(
+                    ErrorKind.HANDSHAKE_TIMEOUT, f"no answer during the {protocol} upgrade"
+                )
+            except UpgradeFailed as exc:
+                return failed(ErrorKind.STARTTLS_FAILURE, str(exc))
+            except OSError as exc:
+                kind = classify_errno(exc.errno)
+                return failed(ErrorKind.RESET if kind is ErrorKind.REFUSED else kind, exc.strerror)
         problem = sni_problem(host_name)
         if problem is not None:
             return failed(ErrorKind.HANDSHAKE_FAILURE, problem)
         with context.wrap_socket(
             sock, server_hostname=host_name, do_handshake_on_connect=False
         ) as tls:
-            deadline = loop.time() + handshake_timeout
             while True:
                 try:
                     tls.do_handshake()
@@ -317,9 +351,22 @@ async def probe(
                     want_write = True
                 except (ssl.SSLError, OSError) as exc:
                     elapsed = loop.time() - started
-                    return failed_tls_result(tls, exc, ip, port, host_name, elapsed)
+                    return failed_tls_result(tls, exc, ip, port, host_name, elapsed, protocol)
                 try:
                     await _wait_io(loop, tls.fileno(), want_write, deadline - loop.time())
                 except TimeoutError:
                     return failed(ErrorKind.HANDSHAKE_TIMEOUT)
-            return tls_result(tls, ip, port, host_name, loop.time() - started)
+            return tls_result(tls, ip, port, host_name, loop.time() - started, protocol)
+
+
+async def _converse(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, dialogue: Dialogue
+) -> None:
+    """Run an upgrade conversation on a connected non-blocking socket."""
+    while True:
+        outgoing = dialogue.take_outgoing()
+        if outgoing:
+            await loop.sock_sendall(sock, outgoing)
+        if dialogue.done:
+            return
+        dialogue.receive(await loop.sock_recv(sock, 4096))

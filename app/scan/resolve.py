@@ -1,6 +1,7 @@
 """Host-name resolution for discovery: every A and AAAA address, overrides first, deny list.
 
-Resolution uses the running loop's ``getaddrinfo`` (the system resolver). Addresses that fall
+Resolution uses the running loop's ``getaddrinfo`` (the system resolver), or one DNS server
+asked for A and AAAA records (``nameserver_lookup``: a scanner inside a zone with its own DNS). Addresses that fall
 in the deny list are never scanned: they are returned in ``Resolution.denied`` so the sweep
 can report them (a host name pointing at 169.254.169.254 must not reach cloud metadata).
 """
@@ -8,9 +9,14 @@ can report them (a host name pointing at 169.254.169.254 must not reach cloud me
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+import dns.asyncresolver
+import dns.exception
+import dns.resolver
 
 from app.scan.addresses import (
     DEFAULT_DENY,
@@ -65,6 +71,58 @@ async def lookup_addresses(name: str) -> list[str]:
             if address not in addresses:
                 addresses.append(address)
     return addresses
+
+
+def parse_nameserver(text: str) -> tuple[str, int]:
+    """``host``, ``host:port``, ``::1`` or ``[::1]:port`` -> (address, port).
+
+    Raises:
+        ValueError: not an IP address with an optional port.
+    """
+    text = text.strip()
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") or "53"
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        raise ValueError(
+            f"'{text}' is not a DNS server address (host, host:port, [v6]:port)"
+        ) from None
+    if not 1 <= number <= 65535:
+        raise ValueError(f"'{text}' has an invalid port")
+    return host, number
+
+
+def nameserver_lookup(server: str, *, timeout: float = 5.0) -> Lookup:
+    """A Lookup that asks the DNS server ``server`` for every A and AAAA record of a name.
+
+    Raises:
+        ValueError: ``server`` is not an address (see parse_nameserver).
+    """
+    host, port = parse_nameserver(server)
+
+    async def lookup(name: str) -> list[str]:
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        resolver.nameservers = [host]
+        resolver.port = port
+        resolver.lifetime = timeout
+        addresses: list[str] = []
+        for rdtype in ("A", "AAAA"):
+            try:
+                answer = await resolver.resolve(name, rdtype)
+            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+                continue
+            except dns.exception.DNSException as exc:
+                raise OSError(f"{rdtype} query to {server} failed: {exc}") from None
+            addresses.extend(str(record.address) for record in answer)
+        return list(dict.fromkeys(addresses))
+
+    return lookup
 
 
 async def resolve_host_names(

@@ -16,3 +16,5 @@ PORTS: Final = "443"
 MAX_CONNECT_TIMEOUT: Final = 60.0
 MAX_HANDSHAKE_TIMEOUT: Final = 120.0
 MAX_CONCURRENCY: Final = 10_000
+RATE: Final = 0.0  # new connections per second; 0 = no cap
+MAX_RATE: Final = 100_000.0

@@ -25,6 +25,7 @@ from app.scan.errors import ScanInputError, TargetSpecError
 from app.scan.probe import ErrorKind, ProbeResult, make_client_context
 from app.scan.resolve import Lookup, lookup_addresses, resolve_host_names
 from app.scan.shards import Shard, Target, iter_targets
+from app.scan.starttls import Protocol, protocol_map
 
 RESERVED_FDS = 128
 BatchCallback = Callable[["SweepBatch"], Awaitable[None] | None]
@@ -39,6 +40,10 @@ class SweepOptions:
     accepted TCP and for host-name targets; refused / timed-out / unreachable IP targets
     are only counted unless ``report_closed`` is set (an empty /16 would otherwise be 65,536
     rows of nothing). ``dataclasses.asdict`` / ``SweepOptions(**data)`` serialise it.
+
+    ``protocols`` overrides the protocol a port is scanned as (``(port, protocol)`` pairs,
+    port 0 for every other port; app.scan.starttls). ``rate`` caps new connections per
+    second (0: no cap), so a scan over a WAN link never floods it.
     """
 
     connect_timeout: float = 3.0
@@ -49,8 +54,13 @@ class SweepOptions:
     batch_size: int = 256
     batch_interval: float = 1.0
     resolve_timeout: float = 5.0
+    protocols: tuple[tuple[int, str], ...] = ()
+    rate: float = 0.0
 
     def __post_init__(self) -> None:
+        # JSON turns the pairs into lists; keep the frozen value hashable and comparable.
+        pairs = tuple((int(port), str(name)) for port, name in self.protocols)
+        object.__setattr__(self, "protocols", pairs)
         problems = self.problems()
         if problems:
             raise ScanInputError(problems)
@@ -63,16 +73,41 @@ class SweepOptions:
         for name in ("connect_concurrency", "tls_concurrency", "batch_size"):
             if not 1 <= getattr(self, name) <= 100_000:
                 messages.append(f"{name.replace('_', ' ')} must be between 1 and 100,000")
+        if not 0 <= self.rate <= 1_000_000:
+            messages.append("rate must be between 0 (no cap) and 1,000,000 connections a second")
+        known = {p.value for p in Protocol}
+        for port, name in self.protocols:
+            if name not in known or not 0 <= port <= 65535:
+                messages.append(f"protocol override {port} = {name} is not a port and protocol")
         return messages
 
 
 @dataclass(frozen=True, slots=True)
 class SweepProgress:
+    """Counts so far. ``in_flight`` credits targets still running with the share of their
+    timeout already spent (Reactor.in_flight_credit); ``estimate`` is the fraction done."""
+
     targets_total: int
     targets_done: int
     open_ports: int
     tls_endpoints: int
     elapsed: float
+    in_flight: float = 0.0
+
+    @property
+    def estimate(self) -> float:
+        if self.targets_total <= 0:
+            return 1.0
+        return min(1.0, (self.targets_done + self.in_flight) / self.targets_total)
+
+
+class Throttle:
+    """A rate cap (new connections a second, 0 = none) that may change during a sweep:
+    a worker sharing a task's cap with the task's other running shards sets ``rate`` from
+    its own thread between batches; the sweep reads it before every burst of connects."""
+
+    def __init__(self, rate: float = 0.0) -> None:
+        self.rate = rate
 
 
 @dataclass(frozen=True)
@@ -104,6 +139,7 @@ class _Tally:
     report_closed: bool
     batch_size: int
     wakeup: asyncio.Event
+    protocol_of: Callable[[int], Protocol] = field(default=lambda port: Protocol.TLS)
     host_remaining: dict[tuple[str, int], int] = field(default_factory=dict)
     results: list[ProbeResult] = field(default_factory=list)
     counts: dict[ErrorKind | None, int] = field(default_factory=dict)
@@ -123,7 +159,10 @@ class _Tally:
             if kind is None:
                 self.tls += 1
         elif self.report_closed or target.host_name is not None:
-            result = ProbeResult(target.ip, target.port, target.host_name, error=kind)
+            protocol = self.protocol_of(target.port)
+            result = ProbeResult(
+                target.ip, target.port, target.host_name, error=kind, protocol=protocol
+            )
         if result is not None:
             self.results.append(result)
             if len(self.results) >= self.batch_size:
@@ -137,8 +176,10 @@ class _Tally:
         if left <= 0:
             self.done += 1
 
-    def progress(self, elapsed: float) -> SweepProgress:
-        return SweepProgress(self.total, self.done, self.open_ports, self.tls, elapsed)
+    def progress(self, elapsed: float, in_flight: float = 0.0) -> SweepProgress:
+        return SweepProgress(
+            self.total, self.done, self.open_ports, self.tls, elapsed, round(in_flight, 3)
+        )
 
 
 def fit_descriptor_limit(options: SweepOptions) -> tuple[int, int]:
@@ -161,8 +202,10 @@ async def _run(
     on_batch: BatchCallback | None,
     should_stop: Callable[[], bool] | None,
     context: ssl.SSLContext | None,
+    throttle: Throttle | None = None,
 ) -> SweepSummary:
     loop = asyncio.get_running_loop()
+    cap = throttle or Throttle(options.rate)
     started = loop.time()
     connect_limit, tls_limit = fit_descriptor_limit(options)
     reactor = Reactor(
@@ -174,6 +217,8 @@ async def _run(
         tls_concurrency=tls_limit,
         finish=tally.finish,
         on_idle=tally.wakeup.set,
+        protocol_of=tally.protocol_of,
+        rate=lambda: cap.rate,
     )
     stopped = False
     reactor.start()
@@ -191,7 +236,8 @@ async def _run(
                 stopped = True
                 reactor.stop()
             finished = reactor.idle
-            progress = tally.progress(loop.time() - started)
+            credit = 0.0 if finished else reactor.in_flight_credit()
+            progress = tally.progress(loop.time() - started, credit)
             results, tally.results = tally.results, []
             size = options.batch_size
             for offset in range(0, max(len(results), 1), size):
@@ -223,7 +269,13 @@ async def sweep_targets(
     No resolution or deny-list screening happens here: callers pass literal addresses.
     """
     options = options or SweepOptions()
-    tally = _Tally(len(targets), options.report_closed, options.batch_size, asyncio.Event())
+    tally = _Tally(
+        len(targets),
+        options.report_closed,
+        options.batch_size,
+        asyncio.Event(),
+        protocol_map(options.protocols),
+    )
     return await _run(iter(targets), tally, options, on_batch, should_stop, context)
 
 
@@ -236,6 +288,7 @@ async def sweep_shard(
     context: ssl.SSLContext | None = None,
     deny: Sequence[DenyEntry] = DEFAULT_DENY,
     lookup: Lookup = lookup_addresses,
+    throttle: Throttle | None = None,
 ) -> SweepSummary:
     """Scan every target of ``shard``; host names are resolved first (overrides win).
 
@@ -259,7 +312,13 @@ async def sweep_shard(
     if denied:
         raise TargetSpecError(denied)
     options = options or SweepOptions()
-    tally = _Tally(shard.target_count, options.report_closed, options.batch_size, asyncio.Event())
+    tally = _Tally(
+        shard.target_count,
+        options.report_closed,
+        options.batch_size,
+        asyncio.Event(),
+        protocol_map(options.protocols),
+    )
     resolutions = await resolve_host_names(
         shard.host_names,
         overrides=dict(shard.host_overrides),
@@ -276,12 +335,20 @@ async def sweep_shard(
                 tally.done += 1
             if not resolution.addresses and not resolution.denied:
                 unresolved = ErrorKind.UNRESOLVED
-                tally.record(ProbeResult("", port, name, error=unresolved, detail=resolution.error))
+                protocol = tally.protocol_of(port)
+                tally.record(
+                    ProbeResult(
+                        "", port, name, error=unresolved, detail=resolution.error, protocol=protocol
+                    )
+                )
             for address in resolution.denied:
-                tally.record(ProbeResult(address, port, name, error=ErrorKind.DENIED))
+                denied_result = ProbeResult(
+                    address, port, name, error=ErrorKind.DENIED, protocol=tally.protocol_of(port)
+                )
+                tally.record(denied_result)
     resolved = {name: r.addresses for name, r in resolutions.items()}
     targets = iter_targets(shard, resolved)
-    return await _run(targets, tally, options, on_batch, should_stop, context)
+    return await _run(targets, tally, options, on_batch, should_stop, context, throttle)
 
 
 @dataclass(frozen=True)
@@ -297,6 +364,8 @@ def run_shard(
     on_batch: Callable[[SweepBatch], Any] | None = None,
     should_stop: Callable[[], bool] | None = None,
     deny: Sequence[DenyEntry] = DEFAULT_DENY,
+    lookup: Lookup = lookup_addresses,
+    throttle: Throttle | None = None,
 ) -> SweepSummary:
     """Blocking sweep_shard for worker processes (e.g. a dramatiq actor).
 
@@ -310,7 +379,15 @@ def run_shard(
     def work() -> None:
         try:
             summary = asyncio.run(
-                sweep_shard(shard, options, on_batch=items.put, should_stop=stop.is_set, deny=deny)
+                sweep_shard(
+                    shard,
+                    options,
+                    on_batch=items.put,
+                    should_stop=stop.is_set,
+                    deny=deny,
+                    lookup=lookup,
+                    throttle=throttle,
+                )
             )
             items.put(_Outcome(summary=summary))
         except BaseException as exc:  # handed to the calling thread

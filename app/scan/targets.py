@@ -278,6 +278,9 @@ def parse_target_spec(
         if isinstance(parsed, str):
             names[parsed] = None
             continue
+        if parsed.size > max_addresses:
+            errors.append(f"line {number}: '{entry}' {_too_large(parsed, max_addresses)}")
+            continue
         denied = find_denied(parsed, deny)
         if denied is not None:
             errors.append(
@@ -303,6 +306,21 @@ def parse_target_spec(
     if errors:
         raise TargetSpecError(errors)
     return TargetSpec(merged, tuple(names), port_ranges, overrides)
+
+
+def _too_large(block: AddressBlock, cap: int) -> str:
+    """Why one entry alone is over the per-task cap, with the largest prefix that fits."""
+    bits = 32 if block.version == 4 else 128
+    longest = bits - (cap.bit_length() - 1)  # the shortest prefix length whose block fits
+    size = block.size
+    count = f"2^{size.bit_length() - 1}" if size & (size - 1) == 0 else f"{size:,}"
+    text = f"covers {count} addresses; the limit is {cap:,} per task (CW_SCAN_MAX_ADDRESSES)"
+    if block.version == 6:
+        return (
+            f"{text}: an IPv6 network cannot be swept; list the addresses in use, "
+            f"ranges, or prefixes of /{longest} or longer"
+        )
+    return f"{text}: split it over several tasks, or list prefixes of /{longest} or longer"
 
 
 def _check_overrides(

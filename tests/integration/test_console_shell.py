@@ -28,8 +28,8 @@ INLINE_HANDLER = re.compile(r"<[a-z][^>]*\son[a-z]+\s*=", re.I)
 PLAIN_WORDS = {
     "Action", "Active", "Actor", "After", "Agent", "Attempts", "Before", "Body", "Category", "Kind",
     "City", "Comments", "Concurrency", "Conditions", "Country", "Department", "Departments",
-    "Description", "Domain", "Downloads", "Email", "Error", "Key", "Login", "Message", "Name",
-    "Organization", "Origin", "Port", "Ports", "Progress", "Ranges", "Role", "Schedule",
+    "Description", "Domain", "Downloads", "Email", "Error", "Findings", "Key", "Login", "Message", "Name",
+    "Organization", "Origin", "Port", "Ports", "Progress", "Protocol", "Ranges", "Role", "Schedule",
     "Scopes", "Status", "Subject", "To",
 }  # fmt: skip
 

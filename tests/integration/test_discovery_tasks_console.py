@@ -276,3 +276,27 @@ def test_cancel_then_delete(client, bed):
     )
     bed.worker.resume()
     drain(bed.worker)
+
+
+def test_protocol_overrides_and_rate_are_saved_or_refused_by_field(client, bed):
+    page = text(
+        post(
+            client,
+            "/admin/discovery_tasks/new/",
+            task_form(bed, protocols="2525 = smtpx", rate="-5"),
+        )
+    )
+    assert "protocols line 1: unknown protocol &#39;smtpx&#39;" in page
+    assert "Between 0 (no cap) and 100,000 new connections a second." in page
+    page = text(
+        post(
+            client,
+            "/admin/discovery_tasks/new/",
+            task_form(bed, protocols="2525 = smtp, * = tls", rate="250"),
+        )
+    )
+    assert "Saved the discovery task" in page, page
+    task = db.session.execute(select(DiscoveryTask)).scalar_one()
+    assert (task.protocols, task.rate) == ("2525 = smtp, * = tls", 250.0)
+    details = text(client.get(f"/admin/discovery_tasks/details/?id={task.id}"))
+    assert "2525 = smtp, * = tls" in details and "Rate cap" in details

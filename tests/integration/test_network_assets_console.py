@@ -86,12 +86,15 @@ def test_network_assets_list_filters_details_and_chain(client, bed):
     assert len(filtered(flt0_inventory_state_is="Assigned")) == 4
     assert filtered(flt0_handshake_error_equals="not_tls") == {(HOST["http"], "")}
     assert len(filtered(flt0_task_equals=str(task.id))) == 9
+    assert len(filtered(flt0_protocol_equals="tls")) == 9  # port by default: TLS at once
+    assert filtered(flt0_protocol_equals="smtp") == set()
 
     endpoint = db.session.execute(
         select(Endpoint).where(Endpoint.ip == HOST["ext"], Endpoint.host_name == "")
     ).scalar_one()
     details = text(client.get(f"/admin/network_assets/details/?id={endpoint.id}"))
     assert "www.ext.test" in details and "assigned by rule Example Corp to Acme" in details
+    assert 'id="cw-endpoint-protocol">tls<' in details
     chain = details.split('id="cw-presented-chain"', 1)[1].split("</ol>", 1)[0]
     assert chain.index("CN=www.ext.test") < chain.index("CN=Ext Intermediate")
     assert "(leaf)" in chain and "no problem found" in details

@@ -284,6 +284,10 @@ PROBES: dict[str, tuple[str, Callable[[Probe, str], None]]] = {
         "10.66.0.0/16",
         lambda p, v: _has(_refused_task(p, "10.66.3.4"), "10.66.0.0/16"),
     ),
+    "CW_SCAN_RESOLVER": (
+        "[::1]:5353",
+        lambda p, v: _eq(p.config().CW_SCAN_RESOLVER, "[::1]:5353"),
+    ),
     "CW_ACME_RESOLVER": (
         "127.0.0.1:5353",
         lambda p, v: _eq(p.config().CW_ACME_RESOLVER, "127.0.0.1:5353"),

@@ -95,6 +95,30 @@ def test_discovery_benchmark_runs_every_part(service_status: dict[str, str], tmp
     assert stdout.count("PASS") + stdout.count("FAIL") >= 4, stdout
 
 
+def test_silent_discovery_benchmark_runs_every_part(tmp_path: Path):
+    """bench/discovery_silent.py: network namespaces (root), a /22 whose every SYN is
+    dropped, scanned free and under a rate cap: every target times out, none answers."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        message = "the silent-network benchmark needs root and iproute2 (ip netns)"
+        if IN_CI:
+            pytest.fail(f"CI=true: {message}", pytrace=False)
+        pytest.skip(message)
+    out = tmp_path / "figures.json"
+    done = subprocess.run(
+        [PY, "-m", "bench.discovery_silent", "--smoke", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert [run["outcomes"] for run in figures["runs"]] == [{"timeout": 1024}] * 2
+    assert all(run["done"] == run["targets"] == 1024 for run in figures["runs"])
+    assert done.stdout.count("PASS") + done.stdout.count("FAIL") == 2, done.stdout
+
+
 def test_api_benchmark_runs_every_part(service_status: dict[str, str], tmp_path: Path):
     stdout, figures = run_smoke("bench.api", ("cfssl", "redis-server"), service_status, tmp_path)
     assert sorted(figures["runs"]) == ["EC-P256", "RSA-2048"]

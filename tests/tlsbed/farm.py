@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +114,30 @@ def free_port(hosts: Sequence[str]) -> int:
             continue
         return port
     raise RuntimeError("no common free port")
+
+
+@contextlib.contextmanager
+def silent_listeners(hosts: Sequence[str], port: int) -> Iterator[None]:
+    """Addresses that drop every SYN, without root: on each of ``hosts`` a listener with
+    a backlog of 0 that never accepts, its one queue slot taken by a connection of ours;
+    the kernel then drops further SYNs, so a scanner's connects time out as on a
+    firewalled network (``iptables -j DROP``)."""
+    sockets: list[socket.socket] = []
+    try:
+        for host in hosts:
+            _check_loopback(host)
+            listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            sockets.append(listener)
+            listener.bind((host, port))
+            listener.listen(0)
+            filler = socket.socket(listener.family)
+            sockets.append(filler)
+            filler.settimeout(5)
+            filler.connect((host, port))
+        yield
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _check_loopback(host: str) -> None:
@@ -238,6 +262,15 @@ class ServerFarm:
             await writer.wait_closed()
 
         self._start(host, port, close)
+
+    def add_starttls(
+        self, host: str, port: int, protocol: str, context: ssl.SSLContext, *, refuse: bool = False
+    ) -> None:
+        """A server of ``protocol`` (smtp, imap, pop3, ftp, ldap, xmpp, postgres, rdp) that
+        upgrades to TLS with ``context`` (tests/tlsbed/starttls.py), or declines to."""
+        from tests.tlsbed.starttls import upgrade_handler
+
+        self._start(host, port, upgrade_handler(protocol, context, refuse=refuse))
 
     def add_resetting(self, host: str, port: int) -> None:
         """Reads the client's first bytes, then aborts with a TCP RST."""

@@ -30,6 +30,7 @@ from app.extensions import db
 from app.ids import parse_ids
 from app.models import CertType, DiscoveryTask, Endpoint
 from app.reports import figures
+from app.scan.starttls import Protocol
 from app.services.certificates import inventory
 from app.services.discovery import endpoints, results
 from app.services.errors import DomainError, NotFound
@@ -153,6 +154,7 @@ class NetworkAssetView(SecureModelView):
         "ip",
         "host_name",
         "port",
+        "protocol",
         "common_name",
         "not_before",
         "not_after",
@@ -176,6 +178,7 @@ class NetworkAssetView(SecureModelView):
     column_labels = {
         "ip": "IP",
         "port": "Port",
+        "protocol": "Protocol",
         "task": "Found by task",
         "host_name": "Host name",
         "common_name": "CN",
@@ -201,6 +204,7 @@ class NetworkAssetView(SecureModelView):
     column_sortable_list = (
         "ip",
         "port",
+        "protocol",
         "host_name",
         ("common_name", "certificate.common_name"),
         ("not_after", "certificate.not_after"),
@@ -216,6 +220,7 @@ class NetworkAssetView(SecureModelView):
         "ip",
         "host_name",
         "port",
+        "protocol",
         "common_name",
         "not_before",
         "not_after",
@@ -255,6 +260,9 @@ class NetworkAssetView(SecureModelView):
             InventoryStateFilter(Endpoint.certificate_id, "Inventory state", options=states),
             *(BooleanEqualFilter(getattr(Endpoint, f), label) for f, label in FLAG_LABELS.items()),
             FilterEqual(Endpoint.error, "Handshake error", options=errors),
+            FilterEqual(
+                Endpoint.protocol, "Protocol", options=[(p.value, p.value) for p in Protocol]
+            ),
             FilterEqual(Endpoint.certificate_id, "Certificate id"),
         ]
 

@@ -42,13 +42,33 @@ def describe_schedule(task: DiscoveryTask) -> str:
         return "invalid schedule"
 
 
+def time_left(seconds: int | None) -> str:
+    """'~40 s left', '~3 min left', '~2 h 5 min left'; '' when unknown."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"~{max(1, seconds)} s left"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"~{minutes} min left"
+    return f"~{minutes // 60} h {minutes % 60} min left"
+
+
 def run_state(run: ScanRun | None) -> dict[str, Any]:
     """What the Status column and its JSON poll show for a task's latest run."""
     if run is None:
-        return {"status": "", "percent": None, "run_id": None, "last_run": "", "message": ""}
+        return {
+            "status": "",
+            "percent": None,
+            "left": "",
+            "run_id": None,
+            "last_run": "",
+            "message": "",
+        }
     return {
         "status": run.status.value,
         "percent": runs.progress(run),
+        "left": time_left(runs.seconds_left(run)),
         "run_id": run.id,
         "last_run": display.local_time(run.finished_at or run.started_at),
         "message": run.message,
@@ -79,7 +99,9 @@ def status_cell(view: Any, context: Any, model: DiscoveryTask, name: str) -> Mar
         state["message"],
         STATUS_BADGE.get(status, "light"),
         status or "Never scanned",
-        f"{percent}%" if percent is not None else "",
+        (f"{percent}%" + (f" · {state['left']}" if state["left"] else ""))
+        if percent is not None
+        else "",
         "" if status == "Running" else " d-none",
         percent or 0,
     )

@@ -19,7 +19,7 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields import FloatField
-from wtforms.validators import DataRequired, InputRequired, Length
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from app.admin.base import AdminForm, select_choices
 from app.recurrence import WEEKDAYS, ScheduleKind
@@ -102,6 +102,21 @@ class TaskForm(AdminForm):
         "Concurrency (connections in flight)",
         default=settings.CONCURRENCY,
         validators=[InputRequired()],
+    )
+    rate = FloatField(
+        "Rate cap (new connections a second)",
+        default=settings.RATE,
+        validators=[Optional()],
+        description="0: no cap. Keeps a scan from flooding a WAN link; with silent "
+        "addresses a scan also takes at least targets x connect timeout / concurrency.",
+    )
+    protocols = TextAreaField(
+        "Protocols",
+        validators=[Length(max=2000)],
+        description="Optional, 'port = protocol' per line or comma: 2525 = smtp, * = tls. "
+        "By default the port decides: 25/587 smtp, 143 imap, 110 pop3, 389 ldap, 21 ftp "
+        "(STARTTLS), 5222 xmpp, 5432 postgres, 3389 rdp; 465 smtps, 993 imaps, 995 pop3s, "
+        "636 ldaps, 990 ftps and every other port: TLS at once.",
     )
     owner = SelectField("Owner organization", validate_choice=False)
     rule_order = FieldList(SelectField("Rule", validate_choice=False), label="Assignment rules")

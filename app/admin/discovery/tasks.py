@@ -75,6 +75,8 @@ class DiscoveryTaskView(SecureModelView):
         "host_overrides": "Host overrides",
         "connect_timeout": "Connect timeout (s)",
         "handshake_timeout": "Handshake timeout (s)",
+        "rate": "Rate cap (connections/s, 0 = none)",
+        "protocols": "Protocol overrides",
         "created_at": "Created",
     }
     column_details_list = (
@@ -88,6 +90,8 @@ class DiscoveryTaskView(SecureModelView):
         "connect_timeout",
         "handshake_timeout",
         "concurrency",
+        "rate",
+        "protocols",
         "rules",
         "schedule",
         "next_run",
@@ -185,6 +189,8 @@ class DiscoveryTaskView(SecureModelView):
             connect_timeout=float(form.connect_timeout.data),
             handshake_timeout=float(form.handshake_timeout.data),
             concurrency=int(form.concurrency.data),
+            rate=float(form.rate.data or 0),
+            protocols=form.protocols.data or "",
             schedule=schedule_data(form),
             organization_id=parse_id(form.owner.data),
             rule_ids=rule_ids,

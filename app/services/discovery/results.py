@@ -43,6 +43,7 @@ KEPT_ERRORS = {
     ErrorKind.HANDSHAKE_FAILURE,
     ErrorKind.HANDSHAKE_TIMEOUT,
     ErrorKind.RESET,
+    ErrorKind.STARTTLS_FAILURE,
 }
 
 
@@ -107,6 +108,7 @@ ENDPOINT_UPDATES = (
     "chain",
     "error",
     "error_detail",
+    "protocol",
     *HEALTH_FLAGS,
 )
 
@@ -190,6 +192,7 @@ def store_results(context: BatchContext, results: Sequence[ProbeResult]) -> None
                 "chain": [hashlib.sha256(der).hexdigest() for der in result.chain],
                 "error": result.error.value if result.error else "",
                 "error_detail": (result.detail or "")[:512],
+                "protocol": result.protocol,
                 **flag_values,
             }
         )

@@ -29,11 +29,11 @@ from app.models import (
 )
 from app.models.notifications import NotificationType
 from app.models.types import utcnow
-from app.scan import shards, sweep
+from app.scan import shards, starttls, sweep
 from app.services import audit
 from app.services.discovery import endpoints, results
 from app.services.discovery.rules import rule_objects
-from app.services.discovery.tasks import deny_list, get_task, target_spec
+from app.services.discovery.tasks import deny_list, get_task, lookup, target_spec
 from app.services.errors import Conflict, NotFound
 from app.services.notifications import events
 from app.services.notifications import sweep as notification_sweep
@@ -156,18 +156,55 @@ def cancel_run(*, actor: Admin, run_id: int) -> ScanRun:
     return run
 
 
+def _done_estimate(run: ScanRun) -> float:
+    """Targets done plus the in-flight credit of running shards (see ScanShard.in_flight)."""
+    done = db.session.execute(
+        select(
+            func.coalesce(func.sum(ScanShard.targets_done), 0)
+            + func.coalesce(func.sum(ScanShard.in_flight), 0.0)
+        ).where(ScanShard.run_id == run.id)
+    ).scalar_one()
+    return float(done)
+
+
 def progress(run: ScanRun) -> int:
-    """Percent of targets done, live (shards report after every batch)."""
+    """Percent of targets done, live (shards report after every batch); targets in flight
+    count for the share of their timeout already spent, so a silent range (where every
+    target ends by timing out) advances with time, not in steps one timeout long."""
     if run.status != RunStatus.RUNNING:
         return (
             100
             if run.status == RunStatus.SUCCESSFUL
             else min(100, int(100 * run.targets_done / max(1, run.targets_total)))
         )
-    done = db.session.execute(
-        select(func.coalesce(func.sum(ScanShard.targets_done), 0)).where(ScanShard.run_id == run.id)
+    return min(99, int(100 * _done_estimate(run) / max(1, run.targets_total)))
+
+
+def seconds_left(run: ScanRun) -> int | None:
+    """Estimated seconds until a running scan ends: the time spent so far, scaled by the
+    targets left over the targets done (in-flight credit included). None when not running
+    or too early to say (under 1% done or under two seconds in)."""
+    if run.status != RunStatus.RUNNING:
+        return None
+    elapsed = (utcnow() - run.started_at).total_seconds()
+    done = _done_estimate(run)
+    if elapsed < 2 or done < max(1.0, run.targets_total / 100):
+        return None
+    return max(0, round(elapsed * (run.targets_total - done) / done))
+
+
+def shard_rate(task: DiscoveryTask, run_id: int) -> float:
+    """This shard's part of the task's rate cap: the cap shared evenly by the run's running
+    shards (0: no cap). Workers re-read it after every batch, so within about a second of
+    a shard starting or ending the task as a whole is back under its cap."""
+    if not task.rate:
+        return 0.0
+    running = db.session.execute(
+        select(func.count())
+        .select_from(ScanShard)
+        .where(ScanShard.run_id == run_id, ScanShard.status == "running")
     ).scalar_one()
-    return min(99, int(100 * int(done) / max(1, run.targets_total)))
+    return float(task.rate) / max(1, int(running))
 
 
 # --- executing one shard (called by the scan_shard actor through jobs.execute) ----------
@@ -191,6 +228,7 @@ def run_shard_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
         0,
         dict(inserted),
     )
+    shard_row.in_flight = 0.0
     shard_row.attempts += 1
     task = run.task
     context = results.BatchContext(
@@ -200,9 +238,11 @@ def run_shard_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
     options = sweep.SweepOptions(
         connect_timeout=task.connect_timeout,
         handshake_timeout=task.handshake_timeout,
-        connect_concurrency=max(task.concurrency, 64),
+        connect_concurrency=task.concurrency,
         tls_concurrency=task.concurrency,
+        protocols=starttls.parse_protocol_overrides(task.protocols or ""),
     )
+    throttle = sweep.Throttle(shard_rate(task, run.id))
 
     def on_batch(batch: sweep.SweepBatch) -> None:
         ctx.hold()  # a retry elsewhere owns the shard's rows now: store nothing
@@ -212,13 +252,13 @@ def run_shard_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
             .where(ScanShard.id == context.shard_id)
             .values(
                 targets_done=batch.progress.targets_done,
+                in_flight=batch.progress.in_flight,
                 tls_endpoints=batch.progress.tls_endpoints,
                 counts=dict(context.counts),  # committed with the certificates they count
             )
         )
-        ctx.progress(
-            int(100 * batch.progress.targets_done / max(1, batch.progress.targets_total))
-        )  # commits
+        ctx.progress(int(100 * batch.progress.estimate))  # commits
+        throttle.rate = shard_rate(task, run.id)
 
     def should_stop() -> bool:
         return ctx.is_cancelled()
@@ -229,6 +269,8 @@ def run_shard_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
         on_batch=on_batch,
         should_stop=should_stop,
         deny=deny_list(),
+        lookup=lookup(),
+        throttle=throttle,
     )
     counts = {**summary.count_by_outcome, **context.counts}
     ctx.hold()
@@ -252,6 +294,7 @@ def on_shard_failure(job: Job) -> None:
     ).scalar_one_or_none()
     if shard is not None:
         shard.status, shard.error, shard.finished_at = "failed", job.message[:2000], utcnow()
+        shard.in_flight = 0.0
         db.session.flush()
         _finalize(shard.run_id)
 
@@ -261,7 +304,12 @@ def _finish_shard(shard_id: int, status: str, done: int, tls: int, counts: dict[
         update(ScanShard)
         .where(ScanShard.id == shard_id)
         .values(
-            status=status, targets_done=done, tls_endpoints=tls, counts=counts, finished_at=utcnow()
+            status=status,
+            targets_done=done,
+            in_flight=0.0,
+            tls_endpoints=tls,
+            counts=counts,
+            finished_at=utcnow(),
         )
     )
     run_id = db.session.execute(

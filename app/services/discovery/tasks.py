@@ -31,7 +31,7 @@ from app.models import (
     TaskRule,
 )
 from app.models.types import utcnow
-from app.scan import addresses, settings, targets
+from app.scan import addresses, resolve, settings, starttls, targets
 from app.scan.errors import ScanInputError
 from app.services import audit
 from app.services.errors import DomainError, ValidationFailed
@@ -48,6 +48,8 @@ TASK_FIELDS = (
     "connect_timeout",
     "handshake_timeout",
     "concurrency",
+    "rate",
+    "protocols",
     "schedule",
     "organization_id",
 )
@@ -60,6 +62,12 @@ def deny_list() -> tuple[addresses.DenyEntry, ...]:
         if extra
         else addresses.DEFAULT_DENY
     )
+
+
+def lookup() -> resolve.Lookup:
+    """How workers resolve task host names: CW_SCAN_RESOLVER, else the system resolver."""
+    server = str(current_app.config["CW_SCAN_RESOLVER"]).strip()
+    return resolve.nameserver_lookup(server) if server else resolve.lookup_addresses
 
 
 def max_addresses() -> int:
@@ -75,6 +83,8 @@ class TaskData:
     connect_timeout: float = settings.CONNECT_TIMEOUT
     handshake_timeout: float = settings.HANDSHAKE_TIMEOUT
     concurrency: int = settings.CONCURRENCY
+    rate: float = settings.RATE
+    protocols: str = ""
     schedule: dict[str, Any] = field(default_factory=lambda: {"kind": "manual"})
     organization_id: int | None = None
     description: str = ""
@@ -148,6 +158,14 @@ def _clean(actor: Actor, data: TaskData, task_id: int | None) -> dict[str, Any]:
         errors["connect_timeout"] = [f"Between 0 and {settings.MAX_CONNECT_TIMEOUT:g} seconds."]
     if not 0 < data.handshake_timeout <= settings.MAX_HANDSHAKE_TIMEOUT:
         errors["handshake_timeout"] = [f"Between 0 and {settings.MAX_HANDSHAKE_TIMEOUT:g} seconds."]
+    if not 0 <= data.rate <= settings.MAX_RATE:
+        errors["rate"] = [
+            f"Between 0 (no cap) and {settings.MAX_RATE:,.0f} new connections a second."
+        ]
+    try:
+        starttls.parse_protocol_overrides(data.protocols or "")
+    except ScanInputError as exc:
+        errors["protocols"] = list(exc.messages)
     if not 1 <= data.concurrency <= settings.MAX_CONCURRENCY:
         errors["concurrency"] = [
             f"Between 1 and {settings.MAX_CONCURRENCY:,} connections in flight."
@@ -188,6 +206,8 @@ def _clean(actor: Actor, data: TaskData, task_id: int | None) -> dict[str, Any]:
         "connect_timeout": float(data.connect_timeout),
         "handshake_timeout": float(data.handshake_timeout),
         "concurrency": int(data.concurrency),
+        "rate": float(data.rate),
+        "protocols": data.protocols.strip(),
         "schedule": recurrence.parse_schedule(data.schedule).to_dict(),
         "organization_id": data.organization_id,
         "_rules": rule_rows,
@@ -313,6 +333,8 @@ CSV_COLUMNS = (
     "connect_timeout",
     "handshake_timeout",
     "concurrency",
+    "rate",
+    "protocols",
     "organization",
     "description",
 )
@@ -375,6 +397,8 @@ def import_csv(*, actor: Actor, text: str) -> list[DiscoveryTask]:
                 connect_timeout=float(row.get("connect_timeout") or settings.CONNECT_TIMEOUT),
                 handshake_timeout=float(row.get("handshake_timeout") or 5),
                 concurrency=int(row.get("concurrency") or settings.CONCURRENCY),
+                rate=float(row.get("rate") or settings.RATE),
+                protocols=(row.get("protocols") or "").replace(";", ","),
                 organization_id=org_id,
                 description=row.get("description") or "",
             )

@@ -23,7 +23,9 @@
         label.className = "badge badge-" + (BADGE[status] || "light") + " cw-status-label";
         label.textContent = status || "Never scanned";
         cell.querySelector(".cw-percent").textContent =
-          state.percent === null || state.percent === undefined ? "" : state.percent + "%";
+          state.percent === null || state.percent === undefined
+            ? ""
+            : state.percent + "%" + (state.left ? " · " + state.left : "");
         var bar = cell.querySelector(".progress");
         bar.classList.toggle("d-none", status !== "Running");
         bar.querySelector(".progress-bar").style.width = (state.percent || 0) + "%";

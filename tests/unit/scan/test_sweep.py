@@ -295,3 +295,39 @@ def test_a_shard_with_denied_addresses_is_refused_by_the_worker() -> None:
         "shard 7: 169.254.169.254 includes denied addresses "
         "(169.254.0.0/16 (link-local, cloud metadata))",
     )
+
+
+# --- IPv6 ---------------------------------------------------------------------------
+
+
+def test_ipv6_host_names_resolve_to_aaaa_records_and_are_scanned(endpoints: Endpoints) -> None:
+    from app.scan.resolve import nameserver_lookup
+    from tests.dnsbed import dns_server
+
+    records = {"v6only.test": ["::1"], "dual.test": [endpoints.ec, "::1"]}
+    with dns_server(records) as dns:
+        lookup = nameserver_lookup(dns.address, timeout=2)
+        shard = one_shard("v6only.test, dual.test, [::1], missing.test", str(endpoints.port))
+        summary, batches = collect(shard, lookup=lookup)
+        asked = set(dns.queries)
+    found = sorted((r.host_name or "", r.ip, r.error) for r in results_of(batches))
+    assert found == [
+        ("", "::1", None),
+        ("dual.test", "127.0.10.2", None),
+        ("dual.test", "::1", None),
+        ("missing.test", "", ErrorKind.UNRESOLVED),
+        ("v6only.test", "::1", None),
+    ]
+    assert ("v6only.test", "AAAA") in asked and ("dual.test", "A") in asked
+    assert summary.progress.targets_done == summary.progress.targets_total == 4
+
+
+def test_a_nameserver_address_is_checked() -> None:
+    from app.scan.resolve import parse_nameserver
+
+    assert parse_nameserver("10.0.0.53") == ("10.0.0.53", 53)
+    assert parse_nameserver("127.0.0.1:5353") == ("127.0.0.1", 5353)
+    assert parse_nameserver("::1") == ("::1", 53)
+    assert parse_nameserver("[::1]:5353") == ("::1", 5353)
+    with pytest.raises(ValueError, match="is not a DNS server address"):
+        parse_nameserver("dns.example")

@@ -187,13 +187,28 @@ def test_cap_counts_addresses_and_host_names() -> None:
     assert messages("10.0.0.0/24\nextra.example", max_addresses=256) == (
         "the task covers 257 addresses and host names; the limit is 256 per task",
     )
+    assert messages("10.0.0.0/16\n10.1.0.0/16") == (
+        "the task covers 131,072 addresses and host names; the limit is 65,536 per task",
+    )
+
+
+def test_an_entry_alone_over_the_cap_is_named_with_what_would_fit() -> None:
     assert messages("10.0.0.0/8") == (
-        "the task covers 16,777,216 addresses and host names; the limit is 65,536 per task",
+        "line 1: '10.0.0.0/8' covers 2^24 addresses; the limit is 65,536 per task "
+        "(CW_SCAN_MAX_ADDRESSES): split it over several tasks, or list prefixes of /16 or longer",
     )
-    assert messages("2001:db8::/64") == (
-        "the task covers 18,446,744,073,709,551,616 addresses and host names; "
-        "the limit is 65,536 per task",
+    assert messages("::1\n2001:db8::/64") == (
+        "line 2: '2001:db8::/64' covers 2^64 addresses; the limit is 65,536 per task "
+        "(CW_SCAN_MAX_ADDRESSES): an IPv6 network cannot be swept; list the addresses in use, "
+        "ranges, or prefixes of /112 or longer",
     )
+    assert messages("2001:db8::1-2001:db8::3e9", max_addresses=1000) == (
+        "line 1: '2001:db8::1-2001:db8::3e9' covers 1,001 addresses; the limit is 1,000 per "
+        "task (CW_SCAN_MAX_ADDRESSES): an IPv6 network cannot be swept; list the addresses in "
+        "use, ranges, or prefixes of /119 or longer",
+    )
+    spec = parse_target_spec("2001:db8::/112, 2001:db8:1::5, ::1", max_addresses=65_538)
+    assert spec.address_count == 65_538
 
 
 def test_empty_task_is_refused() -> None:
