@@ -474,6 +474,14 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         minimum=1,
     ),
     Setting(
+        "CW_ACME_TLSALPN01_PORT",
+        int,
+        443,
+        "port ACME tls-alpn-01 validation connects to; RFC 8737 §3 says 443: change it for "
+        "tests only (as pebble's tlsPort)",
+        minimum=1,
+    ),
+    Setting(
         "CW_SCAN_MAX_ADDRESSES",
         int,
         65_536,

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import http.server
 import json
+import socket
+import ssl
 import subprocess
 import threading
 
@@ -14,7 +16,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from sqlalchemy import select
 
 from app.extensions import db
@@ -412,7 +414,11 @@ def test_validation_never_connects_to_a_denied_address(client, world):
     acme = registered(client, world)
     order = acme.order("meta.acme.example").get_json()
     validate(acme, world, order)
-    chall = db.session.execute(select(AcmeChallenge)).scalars().all()[-1]
+    chall = (
+        db.session.execute(select(AcmeChallenge).where(AcmeChallenge.type == "http-01"))
+        .scalars()
+        .all()[-1]
+    )
     assert chall.status == "invalid"
     assert chall.error["type"] == ERR + "rejectedIdentifier"
     assert "169.254.169.254" in chall.error["detail"]
@@ -445,3 +451,116 @@ def test_a_second_finalize_is_refused_and_makes_no_second_request(client, world)
     again = acme.post(order["finalize"], {"csr": csr})
     problem(again, "orderNotReady", 403)
     assert len(db.session.execute(select(CertificateRequest)).scalars().all()) == 1
+
+
+class TlsAlpnServer:
+    """A TLS server on 127.0.0.1 presenting one certificate, choosing ALPN from ``alpn``."""
+
+    def __init__(self, tmp_path, cert_der: bytes, key, alpn=("acme-tls/1",)) -> None:
+        cert_file, key_file = tmp_path / "alpn-cert.pem", tmp_path / "alpn-key.pem"
+        cert_file.write_bytes(x509.load_der_x509_certificate(cert_der).public_bytes(Encoding.PEM))
+        key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert_file, key_file)
+        if alpn:
+            self.context.set_alpn_protocols(list(alpn))
+        self.sni: list[str | None] = []
+        self.context.sni_callback = lambda sock, name, ctx: self.sni.append(name)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                with self.context.wrap_socket(conn, server_side=True):
+                    pass
+            except (OSError, ssl.SSLError):
+                conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def tls_alpn_cert(name, key_auth, *, digest=None, critical=True):
+    import datetime as dt
+    import hashlib
+
+    from app.acme import challenges
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "acme")])
+    now = dt.datetime.now(dt.UTC)
+    value = b"\x04\x20" + (digest or hashlib.sha256(key_auth.encode()).digest())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(
+            x509.UnrecognizedExtension(challenges.ACME_IDENTIFIER_OID, value), critical=critical
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(Encoding.DER), key
+
+
+def answer_tls_alpn(acme, world, app, tmp_path, name, *, alpn=("acme-tls/1",), **wrong):
+    """Order ``name``, present a validation certificate (wrong as asked) on a real TLS
+    server and let the worker validate tls-alpn-01; the challenge as the client sees it."""
+    order = acme.order(name).get_json()
+    authz = acme.post(order["authorizations"][0], None).get_json()
+    chall = next(c for c in authz["challenges"] if c["type"] == "tls-alpn-01")
+    der, key = tls_alpn_cert(name, f"{chall['token']}.{thumbprint(acme.key)}", **wrong)
+    server = TlsAlpnServer(tmp_path, der, key, alpn)
+    app.config["CW_ACME_TLSALPN01_PORT"] = server.port
+    try:
+        assert acme.post(chall["url"], {}).get_json()["status"] == "processing"
+        drain(world["worker"])
+    finally:
+        server.close()
+    return acme.post(chall["url"], None).get_json(), server
+
+
+def test_tls_alpn_01_is_validated_over_a_real_handshake(app, client, world, tmp_path):
+    acme = registered(client, world)
+    chall, server = answer_tls_alpn(acme, world, app, tmp_path, "www.acme.example")
+    assert chall["status"] == "valid", chall
+    assert server.sni == ["www.acme.example"]
+    row = db.session.get(AcmeChallenge, int(chall["url"].rsplit("/", 1)[1]))
+    assert "presented the acme-tls/1 certificate" in row.detail
+
+
+@pytest.mark.parametrize(
+    ("wrong", "kind", "said"),
+    [
+        ({"alpn": ()}, "tls", "did not choose ALPN acme-tls/1"),
+        ({"alpn": ("h2",)}, "tls", "did not choose ALPN acme-tls/1 (chose none)"),
+        ({"critical": False}, "incorrectResponse", "must be marked critical"),
+        ({"digest": b"\x01" * 32}, "incorrectResponse", "does not hold the key authorization"),
+    ],
+)
+def test_tls_alpn_01_wrong_answers_make_the_challenge_invalid(
+    app, client, world, tmp_path, wrong, kind, said
+):
+    acme = registered(client, world)
+    chall, _ = answer_tls_alpn(acme, world, app, tmp_path, "www.acme.example", **wrong)
+    assert chall["status"] == "invalid"
+    assert chall["error"]["type"] == ERR + kind
+    assert said in chall["error"]["detail"]
+
+
+def test_tls_alpn_01_never_connects_to_a_denied_address(app, client, world, tmp_path):
+    acme = registered(client, world)
+    chall, server = answer_tls_alpn(acme, world, app, tmp_path, "meta.acme.example")
+    assert chall["error"]["type"] == ERR + "rejectedIdentifier"
+    assert server.sni == []

@@ -84,13 +84,14 @@ def root_pem(world) -> bytes:
 
 @pytest.fixture
 def certwright(tmp_path):
-    port, http_port = free_port(), free_port()
+    port, http_port, tls_port = free_port(), free_port(), free_port()
     with dns_server({name: ["127.0.0.1"] for name in NAMES}) as dns:
         env = app_env(
             CW_INSTANCE_DIR=tmp_path / "instance",
             CW_ADMIN_PASSWORD="Correct-Horse-9-Battery",
             PORT=port,
             CW_ACME_HTTP01_PORT=http_port,
+            CW_ACME_TLSALPN01_PORT=tls_port,
             CW_ACME_RESOLVER=dns.address,
         )
         flask_ok("db", "upgrade", env=env)
@@ -118,6 +119,7 @@ def certwright(tmp_path):
                 **made,
                 "base": base,
                 "http_port": http_port,
+                "tls_port": tls_port,
                 "web": web,
                 "tmp": tmp_path,
                 "dns": dns,
@@ -209,7 +211,11 @@ def test_certbot_obtains_renews_and_revokes(certwright):
 LEGO = shutil.which("lego")
 
 
-def lego(world, *args: str, names: tuple[str, ...] = NAMES) -> subprocess.CompletedProcess[str]:
+def lego(
+    world, *args: str, names: tuple[str, ...] = NAMES, solver: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """lego with EAB; ``solver``: its challenge options (default: http-01 on the test port)."""
+    solver = solver or ("--http", "--http.port", f"127.0.0.1:{world['http_port']}")
     return subprocess.run(
         [
             LEGO,
@@ -227,9 +233,7 @@ def lego(world, *args: str, names: tuple[str, ...] = NAMES) -> subprocess.Comple
             world["hmac"],
             "--key-type",
             "ec256",
-            "--http",
-            "--http.port",
-            f"127.0.0.1:{world['http_port']}",
+            *solver,
             *(part for name in names for part in ("--domains", name)),
             *args,
         ],
@@ -267,3 +271,23 @@ def test_lego_obtains_renews_and_revokes(certwright):
     (tmp / "issuing.crl").write_bytes(fetch(f"{world['base']}/pki/crl/{world['issuing']}.crl"))
     crl = openssl("crl", "-inform", "DER", "-in", tmp / "issuing.crl", "-noout", "-text")
     assert f"Serial Number: {new_serial}" in crl and "Superseded" in crl
+
+
+def test_lego_obtains_with_tls_alpn_01(certwright):
+    """RFC 8737: lego's own acme-tls/1 responder (--tls) answers the worker's handshake."""
+    need(LEGO, "lego")
+    world = certwright
+    solver = ("--tls", "--tls.port", f"127.0.0.1:{world['tls_port']}")
+    first = lego(world, "run", solver=solver)
+    assert first.returncode == 0, first.stdout + first.stderr + world["web"].log()
+    bundle = world["tmp"] / "lego" / "certificates" / f"{NAMES[0]}.crt"
+    text = openssl("x509", "-in", bundle, "-noout", "-text")
+    assert "DNS:www.acme.example" in text and "DNS:api.acme.example" in text
+    (world["tmp"] / "root.pem").write_bytes(root_pem(world))
+    verified = openssl(
+        "verify", "-CAfile", world["tmp"] / "root.pem", "-untrusted", bundle,
+        "-purpose", "sslserver", bundle,
+    )  # fmt: skip
+    assert verified.strip().endswith(": OK")
+    renewed = lego(world, "renew", "--days", "366", "--no-random-sleep", solver=solver)
+    assert renewed.returncode == 0, renewed.stdout + renewed.stderr + world["web"].log()

@@ -47,6 +47,8 @@ from app.services.structure import domains
 ORDER_LIFETIME = timedelta(days=7)
 # Finalize refuses an order with more names than this (the profile's CSR limit is larger).
 VALIDATE_KIND = "acme_validate"
+# The challenges of an authorization, in this order (the client picks one).
+OFFERED = (challenges.HTTP01, challenges.TLSALPN01)
 
 
 def profile_by_slug(slug: str) -> CertificateProfile:
@@ -75,7 +77,8 @@ def new_order(
     request: messages.NewOrder,
     user_agent: str,
 ) -> AcmeOrder:
-    """§7.4: an order with one authorization and one http-01 challenge per identifier.
+    """§7.4: an order with one authorization per identifier, each with the OFFERED
+    challenges.
 
     Raises:
         AcmeProblem: rejectedIdentifier for a name outside the account organization's
@@ -121,14 +124,15 @@ def new_order(
         )
         db.session.add(authz)
         db.session.flush()
-        db.session.add(
-            AcmeChallenge(
-                authorization_id=authz.id,
-                type=challenges.HTTP01,
-                token=challenges.new_token(),
-                status=Status.PENDING.value,
+        for kind in OFFERED:
+            db.session.add(
+                AcmeChallenge(
+                    authorization_id=authz.id,
+                    type=kind,
+                    token=challenges.new_token(),
+                    status=Status.PENDING.value,
+                )
             )
-        )
     db.session.flush()
     audit.record(
         action="acme.order.create",
@@ -233,9 +237,10 @@ class Validated:
 
 
 def validate(*, challenge_id: int, check: Any) -> Validated | None:
-    """Run ``check(name=, token=, key_authorization=)`` (validation.validate_http01) for a
+    """Run ``check(kind=, name=, token=, key_authorization=)`` (validation.validate) for a
     challenge that is processing and record its verdict on the challenge, its
-    authorization and its order; None when there is nothing to do (a job run twice)."""
+    authorization (unless another of its challenges decided it already) and its order;
+    None when there is nothing to do (a job run twice)."""
     chall = db.session.get(AcmeChallenge, challenge_id)
     if chall is None or chall.status != Status.PROCESSING:
         return None
@@ -243,20 +248,24 @@ def validate(*, challenge_id: int, check: Any) -> Validated | None:
     account = authz.order.account
     thumbprint = jose.parse_jwk(account.jwk).thumbprint()
     outcome = check(
+        kind=chall.type,
         name=authz.identifier,
         token=chall.token,
         key_authorization=challenges.key_authorization(chall.token, thumbprint),
     )
     now = utcnow()
     chall.detail = outcome.detail[:2000]
+    decides = authz.status == Status.PENDING
     if outcome.ok:
-        chall.status = authz.status = Status.VALID.value
+        chall.status = Status.VALID.value
         chall.validated_at = now
     else:
-        chall.status = authz.status = Status.INVALID.value
+        chall.status = Status.INVALID.value
         chall.error = AcmeProblem(
             outcome.kind, outcome.detail, identifier={"type": "dns", "value": authz.identifier}
         ).document()
+    if decides:
+        authz.status = chall.status
     refresh_order(authz.order)
     audit.record(
         action="acme.challenge.validate",

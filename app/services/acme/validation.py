@@ -1,6 +1,7 @@
-"""Challenge validation from the worker (RFC 8555 §8.3): resolve the identifier, refuse
-denied addresses (the discovery deny list: DEFAULT_DENY plus CW_SCAN_DENY), fetch the key
-authorization over HTTP from each address with a per-attempt timeout.
+"""Challenge validation from the worker (RFC 8555 §8): resolve the identifier, refuse
+denied addresses (the discovery deny list: DEFAULT_DENY plus CW_SCAN_DENY), then per
+address with a per-attempt timeout: fetch the key authorization over HTTP (http-01) or
+look at the certificate a TLS server presents for ALPN acme-tls/1 (tls-alpn-01, RFC 8737).
 
 Runs on dramatiq workers (app.actors.acme), never in a web request.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import socket
+import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dns.exception
@@ -100,12 +103,9 @@ def _fetch(ip: IpAddress, port: int, host: str, token: str) -> bytes:
         conn.close()
 
 
-def validate_http01(*, name: str, token: str, key_authorization: str) -> Outcome:
-    """§8.3: the first address of ``name`` that answers must serve the key authorization
-    at http://<name>:<CW_ACME_HTTP01_PORT>/.well-known/acme-challenge/<token> (addresses
-    that refuse or time out are skipped); redirects are not followed. A denied address
-    fails the validation before any connection."""
-    port = int(current_app.config["CW_ACME_HTTP01_PORT"])
+def _connectable(name: str) -> list[IpAddress] | Outcome:
+    """The name's addresses, or the failed Outcome: no address (dns), or one on the deny
+    list (rejectedIdentifier, decided before any connection)."""
     try:
         ips = resolve(name)
     except LookupError as exc:
@@ -119,13 +119,35 @@ def validate_http01(*, name: str, token: str, key_authorization: str) -> Outcome
                 "rejectedIdentifier",
                 f"{name} resolves to {ip}, which validation may not connect to {hit.label}",
             )
+    return ips
+
+
+def _first_answer(
+    name: str, port: int, attempt: Callable[[IpAddress], Outcome], failed: str
+) -> Outcome:
+    """Try the addresses in turn: the first that answers decides (an OSError, a refused or
+    timed-out connection or a failed handshake, moves on); none answering: ``failed``."""
+    ips = _connectable(name)
+    if isinstance(ips, Outcome):
+        return ips
     failures = []
     for ip in ips:
         try:
-            body = _fetch(ip, port, name, token)
+            return attempt(ip)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             failures.append(f"{ip}:{port}: {exc}")
-            continue
+    return Outcome(False, failed, "; ".join(failures))
+
+
+def validate_http01(*, name: str, token: str, key_authorization: str) -> Outcome:
+    """§8.3: the first address of ``name`` that answers must serve the key authorization
+    at http://<name>:<CW_ACME_HTTP01_PORT>/.well-known/acme-challenge/<token> (addresses
+    that refuse or time out are skipped); redirects are not followed. A denied address
+    fails the validation before any connection."""
+    port = int(current_app.config["CW_ACME_HTTP01_PORT"])
+
+    def attempt(ip: IpAddress) -> Outcome:
+        body = _fetch(ip, port, name, token)
         if challenges.http01_matches(body, key_authorization):
             return Outcome(True, detail=f"{ip}:{port} served the key authorization")
         return Outcome(
@@ -133,4 +155,65 @@ def validate_http01(*, name: str, token: str, key_authorization: str) -> Outcome
             "incorrectResponse",
             f"{ip}:{port} served {body[:80]!r}, not the key authorization",
         )
-    return Outcome(False, "connection", "; ".join(failures))
+
+    return _first_answer(name, port, attempt, "connection")
+
+
+def _tls_context() -> ssl.SSLContext:
+    # The validation certificate is self-signed by design (RFC 8737 §3): nothing to verify
+    # but the acmeIdentifier extension and the name, which tls_alpn01_problem checks.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols([challenges.TLSALPN01_PROTOCOL])
+    return context
+
+
+def validate_tls_alpn01(*, name: str, token: str, key_authorization: str) -> Outcome:
+    """RFC 8737 §3: the first address of ``name`` that completes a TLS handshake on
+    CW_ACME_TLSALPN01_PORT, offered only ALPN acme-tls/1 with SNI ``name``, must choose
+    acme-tls/1 and present a certificate for exactly ``name`` whose critical acmeIdentifier
+    extension holds the key authorization's SHA-256 digest. Denied addresses are refused
+    before any connection."""
+    port = int(current_app.config["CW_ACME_TLSALPN01_PORT"])
+    context = _tls_context()
+
+    def attempt(ip: IpAddress) -> Outcome:
+        with socket.create_connection((str(ip), port), timeout=FETCH_TIMEOUT) as raw:
+            try:
+                tls = context.wrap_socket(raw, server_hostname=name)
+            except ssl.SSLError as exc:
+                return Outcome(False, "tls", f"{ip}:{port}: TLS handshake failed: {exc}")
+            with tls:
+                chosen = tls.selected_alpn_protocol()
+                der = tls.getpeercert(binary_form=True)
+        if chosen != challenges.TLSALPN01_PROTOCOL:
+            return Outcome(
+                False,
+                "tls",
+                f"{ip}:{port} did not choose ALPN {challenges.TLSALPN01_PROTOCOL} "
+                f"(chose {chosen or 'none'})",
+            )
+        if der is None:
+            return Outcome(False, "tls", f"{ip}:{port} presented no certificate")
+        wrong = challenges.tls_alpn01_problem(der, name, key_authorization)
+        if wrong is not None:
+            return Outcome(False, "incorrectResponse", f"{ip}:{port}: {wrong}")
+        return Outcome(True, detail=f"{ip}:{port} presented the acme-tls/1 certificate")
+
+    return _first_answer(name, port, attempt, "connection")
+
+
+CHECKS: dict[str, Callable[..., Outcome]] = {
+    challenges.HTTP01: validate_http01,
+    challenges.TLSALPN01: validate_tls_alpn01,
+}
+
+
+def validate(*, kind: str, name: str, token: str, key_authorization: str) -> Outcome:
+    """The check of a challenge type (CHECKS) for one identifier."""
+    check = CHECKS.get(kind)
+    if check is None:
+        return Outcome(False, "serverInternal", f"no validation for challenge type {kind}")
+    return check(name=name, token=token, key_authorization=key_authorization)
