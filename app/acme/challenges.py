@@ -14,6 +14,7 @@ HTTP01 = "http-01"
 DNS01 = "dns-01"
 TLSALPN01 = "tls-alpn-01"
 HTTP01_PATH = "/.well-known/acme-challenge/"
+DNS01_LABEL = "_acme-challenge."
 # What an http-01 answer may hold: the key authorization, maybe with trailing whitespace.
 MAX_HTTP01_BODY = 4096
 # RFC 8737 §6: the ALPN protocol name and the id-pe-acmeIdentifier extension.

@@ -132,6 +132,7 @@ def world(app, stub_worker):
     org = make_org("Acme", city="Berlin", state="Berlin")
     other = make_org("Other", city="Paris")
     make_domain("acme.example", by=mrao, org=org)
+    make_domain("*.wild.acme.example", by=mrao, org=org)
     make_domain("other.example", by=mrao, org=other)
     _, issuing, profile = make_pki(requires_approval=False, terms=(90,), acme_slug="tls")
     created = external_keys.create_key(
@@ -564,3 +565,86 @@ def test_tls_alpn_01_never_connects_to_a_denied_address(app, client, world, tmp_
     chall, server = answer_tls_alpn(acme, world, app, tmp_path, "meta.acme.example")
     assert chall["error"]["type"] == ERR + "rejectedIdentifier"
     assert server.sni == []
+
+
+def dns01_value(acme, chall):
+    import hashlib
+
+    key_auth = f"{chall['token']}.{thumbprint(acme.key)}"
+    return b64(hashlib.sha256(key_auth.encode()).digest())
+
+
+def answer_dns01(acme, world, order, *, value=None):
+    """Publish each authorization's dns-01 TXT record (or ``value``) on the test DNS
+    server and let the worker validate; the challenges as the client then sees them."""
+    seen = []
+    for authz_url in order["authorizations"]:
+        authz = acme.post(authz_url, None).get_json()
+        chall = next(c for c in authz["challenges"] if c["type"] == "dns-01")
+        name = f"_acme-challenge.{authz['identifier']['value']}"
+        world["dns"].txt.setdefault(name, []).append(value or dns01_value(acme, chall))
+        assert acme.post(chall["url"], {}).get_json()["status"] == "processing"
+        seen.append(chall["url"])
+    drain(world["worker"])
+    return [acme.post(url, None).get_json() for url in seen]
+
+
+def test_a_wildcard_is_validated_by_dns_01_only_and_issued(client, world):
+    acme = registered(client, world)
+    created = acme.order("*.wild.acme.example", "wild.acme.example")
+    assert created.status_code == 201, created.get_data(as_text=True)
+    order = created.get_json()
+    authzs = [acme.post(u, None).get_json() for u in order["authorizations"]]
+    by_wildcard = {bool(a.get("wildcard")): a for a in authzs}
+    assert by_wildcard[True]["identifier"] == {"type": "dns", "value": "wild.acme.example"}
+    assert [c["type"] for c in by_wildcard[True]["challenges"]] == ["dns-01"]
+    assert [c["type"] for c in by_wildcard[False]["challenges"]] == [
+        "http-01",
+        "tls-alpn-01",
+        "dns-01",
+    ]
+    # Both authorizations publish at _acme-challenge.wild.acme.example (two TXT records).
+    challs = answer_dns01(acme, world, order)
+    assert [c["status"] for c in challs] == ["valid", "valid"], challs
+    assert ("_acme-challenge.wild.acme.example", "TXT") in world["dns"].queries
+    csr, _ = csr_for("*.wild.acme.example", "wild.acme.example")
+    done = acme.post(order["finalize"], {"csr": csr})
+    assert done.status_code == 200, done.get_data(as_text=True)
+    drain(world["worker"])
+    final = acme.post(order["finalize"].rsplit("/", 1)[0], None).get_json()
+    assert final["status"] == "valid", final
+    pem = acme.post(final["certificate"], None).get_data()
+    leaf = x509.load_pem_x509_certificate(pem)
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sorted(sans.get_values_for_type(x509.DNSName)) == [
+        "*.wild.acme.example",
+        "wild.acme.example",
+    ]
+
+
+def test_a_wildcard_outside_a_wildcard_delegation_is_rejected(client, world):
+    acme = registered(client, world)
+    problem(acme.order("*.acme.example"), "rejectedIdentifier", 400)
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("not-the-digest", "not the key authorization's digest"),
+        (None, "no TXT record at _acme-challenge.www.acme.example"),
+    ],
+)
+def test_dns_01_wrong_or_missing_records_make_the_challenge_invalid(client, world, value, said):
+    acme = registered(client, world)
+    order = acme.order("www.acme.example").get_json()
+    if value is None:
+        authz = acme.post(order["authorizations"][0], None).get_json()
+        chall = next(c for c in authz["challenges"] if c["type"] == "dns-01")
+        acme.post(chall["url"], {})
+        drain(world["worker"])
+        got = acme.post(chall["url"], None).get_json()
+    else:
+        (got,) = answer_dns01(acme, world, order, value=value)
+    assert got["status"] == "invalid"
+    assert got["error"]["type"] == ERR + "incorrectResponse"
+    assert said in got["error"]["detail"]

@@ -275,12 +275,15 @@ def _as_challenge(chall: AcmeChallenge, slug: str) -> dict[str, Any]:
 
 
 def _as_authorization(authz: AcmeAuthorization, slug: str) -> dict[str, Any]:
-    return {
+    body: dict[str, Any] = {
         "identifier": {"type": "dns", "value": authz.identifier},
         "status": authz.status,
         "expires": _iso(authz.expires_at),
         "challenges": [_as_challenge(c, slug) for c in authz.challenges],
     }
+    if authz.wildcard:
+        body["wildcard"] = True  # §7.1.4: the identifier is the domain without "*."
+    return body
 
 
 @bp.post("/authz/<int:authz_id>")

@@ -47,8 +47,10 @@ from app.services.structure import domains
 ORDER_LIFETIME = timedelta(days=7)
 # Finalize refuses an order with more names than this (the profile's CSR limit is larger).
 VALIDATE_KIND = "acme_validate"
-# The challenges of an authorization, in this order (the client picks one).
-OFFERED = (challenges.HTTP01, challenges.TLSALPN01)
+# The challenges of an authorization, in this order (the client picks one); a wildcard
+# name can only be proven in DNS (§7.1.3, as Let's Encrypt and pebble do).
+OFFERED = (challenges.HTTP01, challenges.TLSALPN01, challenges.DNS01)
+OFFERED_WILDCARD = (challenges.DNS01,)
 
 
 def profile_by_slug(slug: str) -> CertificateProfile:
@@ -80,19 +82,15 @@ def new_order(
     """§7.4: an order with one authorization per identifier, each with the OFFERED
     challenges.
 
+    A wildcard ``*.example.com`` gets an authorization for ``example.com`` marked wildcard,
+    with dns-01 only.
+
     Raises:
         AcmeProblem: rejectedIdentifier for a name outside the account organization's
-            approved SSL delegations, or a wildcard (it needs dns-01, not offered yet).
+            approved SSL delegations (a wildcard needs a wildcard domain delegated).
     """
     org, dept = account.organization, account.department
     for ident in request.identifiers:
-        if ident.is_wildcard:
-            raise AcmeProblem(
-                "rejectedIdentifier",
-                f"{ident.value}: wildcard names need dns-01 validation, which this server "
-                "does not offer yet",
-                identifier=ident.as_dict(),
-            )
         try:
             domains.check_names_delegated([ident.value], org, dept, CertType.SSL)
         except DomainError as exc:
@@ -117,14 +115,14 @@ def new_order(
     for ident in request.identifiers:
         authz = AcmeAuthorization(
             order_id=order.id,
-            identifier=ident.value,
-            wildcard=False,
+            identifier=ident.value[2:] if ident.is_wildcard else ident.value,
+            wildcard=ident.is_wildcard,
             status=Status.PENDING.value,
             expires_at=order.expires_at,
         )
         db.session.add(authz)
         db.session.flush()
-        for kind in OFFERED:
+        for kind in OFFERED_WILDCARD if ident.is_wildcard else OFFERED:
             db.session.add(
                 AcmeChallenge(
                     authorization_id=authz.id,

@@ -1,7 +1,8 @@
 """Challenge validation from the worker (RFC 8555 §8): resolve the identifier, refuse
 denied addresses (the discovery deny list: DEFAULT_DENY plus CW_SCAN_DENY), then per
 address with a per-attempt timeout: fetch the key authorization over HTTP (http-01) or
-look at the certificate a TLS server presents for ALPN acme-tls/1 (tls-alpn-01, RFC 8737).
+look at the certificate a TLS server presents for ALPN acme-tls/1 (tls-alpn-01, RFC 8737);
+or ask the resolver for the TXT records at _acme-challenge.<name> (dns-01, §8.4).
 
 Runs on dramatiq workers (app.actors.acme), never in a web request.
 """
@@ -48,6 +49,19 @@ def _resolver_address() -> tuple[str, int] | None:
     return (host or text, int(port) if port else 53)
 
 
+def _resolver() -> dns.resolver.Resolver:
+    """CW_ACME_RESOLVER when set, else the system's resolvers (/etc/resolv.conf)."""
+    server = _resolver_address()
+    if server is None:
+        resolver = dns.resolver.Resolver()
+    else:
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = [server[0]]
+        resolver.port = server[1]
+    resolver.lifetime = LOOKUP_TIMEOUT
+    return resolver
+
+
 def resolve(name: str) -> list[IpAddress]:
     """The name's addresses, from CW_ACME_RESOLVER when set, else the system resolver.
 
@@ -63,10 +77,7 @@ def resolve(name: str) -> list[IpAddress]:
             raise LookupError(f"no address for {name}: {exc.strerror}") from exc
         found = [ipaddress.ip_address(info[4][0]) for info in infos]
     else:
-        resolver = dns.resolver.Resolver(configure=False)
-        resolver.nameservers = [server[0]]
-        resolver.port = server[1]
-        resolver.lifetime = LOOKUP_TIMEOUT
+        resolver = _resolver()
         for rdtype in ("A", "AAAA"):
             try:
                 answer = resolver.resolve(name, rdtype)
@@ -205,7 +216,34 @@ def validate_tls_alpn01(*, name: str, token: str, key_authorization: str) -> Out
     return _first_answer(name, port, attempt, "connection")
 
 
+def validate_dns01(*, name: str, token: str, key_authorization: str) -> Outcome:
+    """§8.4: one of the TXT records at _acme-challenge.<name>, asked of CW_ACME_RESOLVER
+    (else the system resolver; CNAMEs are followed as the resolver follows them), must be
+    base64url(SHA-256(key authorization)). A wildcard's authorization names the domain
+    without its "*." (§7.1.3), so its record sits at the same place. No connection is made
+    to the name's addresses, so the deny list does not apply."""
+    del token  # the key authorization holds it
+    query = challenges.DNS01_LABEL + name
+    expected = challenges.dns01_txt(key_authorization)
+    try:
+        answer = _resolver().resolve(query, "TXT")
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        return Outcome(False, "incorrectResponse", f"no TXT record at {query}")
+    except dns.exception.DNSException as exc:
+        return Outcome(False, "dns", f"DNS lookup of {query} TXT failed: {exc}")
+    seen = [b"".join(r.strings).decode("ascii", "replace") for r in answer]
+    if expected in seen:
+        return Outcome(True, detail=f"{query} TXT holds the key authorization's digest")
+    shown = ", ".join(repr(v[:64]) for v in seen[:4])
+    return Outcome(
+        False,
+        "incorrectResponse",
+        f"{query} TXT holds {shown}, not the key authorization's digest {expected!r}",
+    )
+
+
 CHECKS: dict[str, Callable[..., Outcome]] = {
+    challenges.DNS01: validate_dns01,
     challenges.HTTP01: validate_http01,
     challenges.TLSALPN01: validate_tls_alpn01,
 }
