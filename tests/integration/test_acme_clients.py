@@ -131,9 +131,11 @@ def running(tmp_path: Path, resolver: str) -> Iterator[dict]:
 
 @pytest.fixture
 def certwright(tmp_path):
-    with dns_server({name: ["127.0.0.1"] for name in NAMES}) as dns:
-        with running(tmp_path, dns.address) as world:
-            yield {**world, "dns": dns}
+    with (
+        dns_server({name: ["127.0.0.1"] for name in NAMES}) as dns,
+        running(tmp_path, dns.address) as world,
+    ):
+        yield {**world, "dns": dns}
 
 
 @pytest.fixture
@@ -141,9 +143,11 @@ def certwright_knot(tmp_path):
     """Names served by Debian's knot (dynamic updates allowed from 127.0.0.1)."""
     need(KNOTD, "knot")
     records = {name.removesuffix(".acme.example"): "127.0.0.1" for name in NAMES}
-    with knot_server(tmp_path, "acme.example", records) as knot:
-        with running(tmp_path, knot.address) as world:
-            yield {**world, "knot": knot}
+    with (
+        knot_server(tmp_path, "acme.example", records) as knot,
+        running(tmp_path, knot.address) as world,
+    ):
+        yield {**world, "knot": knot}
 
 
 def certbot(world, *args: str) -> subprocess.CompletedProcess[str]:
