@@ -14,6 +14,8 @@ CONTENT_TYPE = "application/problem+json"
 # RFC 8555 §6.7 error types and the HTTP status each is answered with.
 STATUS: dict[str, int] = {
     "accountDoesNotExist": 400,
+    # RFC 9773 §7.4: the certificate named by "replaces" was replaced by another order.
+    "alreadyReplaced": 409,
     "alreadyRevoked": 400,
     "badCSR": 400,
     "badNonce": 400,

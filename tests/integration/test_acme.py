@@ -5,6 +5,7 @@ enrollment, the chain judged by openssl, revocation; and the hostile cases."""
 
 from __future__ import annotations
 
+import datetime as dt
 import http.server
 import json
 import socket
@@ -648,3 +649,117 @@ def test_dns_01_wrong_or_missing_records_make_the_challenge_invalid(client, worl
     assert got["status"] == "invalid"
     assert got["error"]["type"] == ERR + "incorrectResponse"
     assert said in got["error"]["detail"]
+
+
+def issue(acme, world, *names):
+    """Order ``names``, validate over http-01, finalize, download: (order, leaf)."""
+    created = acme.order(*names)
+    assert created.status_code == 201, created.get_data(as_text=True)
+    order = created.get_json()
+    validate(acme, world, order)
+    csr, _ = csr_for(*names)
+    assert acme.post(order["finalize"], {"csr": csr}).status_code == 200
+    drain(world["worker"])
+    order = acme.post(created.headers["Location"], None).get_json()
+    assert order["status"] == "valid", order
+    pem = acme.post(order["certificate"], None).get_data()
+    return order, x509.load_pem_x509_certificates(pem)[0]
+
+
+def ari_id(leaf):
+    """RFC 9773 §4.1, computed here independently of app.acme.ari."""
+    aki = leaf.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    serial = leaf.serial_number.to_bytes(leaf.serial_number.bit_length() // 8 + 1, "big")
+    return f"{b64(aki.key_identifier)}.{b64(serial)}"
+
+
+def window_of(client, acme, leaf):
+    got = client.get(f"{acme.directory['renewalInfo']}/{ari_id(leaf)}")
+    assert got.status_code == 200, got.get_data(as_text=True)
+    window = got.get_json()["suggestedWindow"]
+    parse = lambda t: dt.datetime.strptime(t, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)  # noqa: E731
+    return parse(window["start"]), parse(window["end"]), int(got.headers["Retry-After"])
+
+
+def test_renewal_information_suggests_a_window_that_moves_earlier(client, world):
+    acme = registered(client, world)
+    assert acme.directory["renewalInfo"] == "http://localhost/acme/tls/renewal-info"
+    _, leaf = issue(acme, world, "www.acme.example")
+    nb, na = leaf.not_valid_before_utc, leaf.not_valid_after_utc
+    start, end, retry = window_of(client, acme, leaf)
+    life = na - nb
+    assert abs(start - (nb + life * 2 / 3)).total_seconds() < 2
+    assert abs(end - (nb + life * 5 / 6)).total_seconds() < 2
+    assert retry == 6 * 3600
+
+    # A validity-cap change (the profile's shortest term now 30 days) moves it earlier.
+    world["profile"].terms = [30]
+    db.session.commit()
+    capped_start, capped_end, _ = window_of(client, acme, leaf)
+    assert abs(capped_start - (nb + dt.timedelta(days=20))).total_seconds() < 2
+    assert capped_end < end
+
+    # Revoked: a window that has begun already, asked again within the hour.
+    cert_b64 = b64(leaf.public_bytes(Encoding.DER))
+    assert acme.post(acme.directory["revokeCert"], {"certificate": cert_b64}).status_code == 200
+    now = dt.datetime.now(dt.UTC)
+    urgent_start, urgent_end, urgent_retry = window_of(client, acme, leaf)
+    assert urgent_start < now and abs((urgent_end - now).total_seconds()) < 5
+    assert urgent_retry == 3600
+
+
+def test_a_retired_issuing_ca_means_renew_now(client, world):
+    from app.models import CaStatus
+
+    acme = registered(client, world)
+    _, leaf = issue(acme, world, "www.acme.example")
+    world["issuing"].status = CaStatus.RETIRED
+    db.session.commit()
+    start, _end, retry = window_of(client, acme, leaf)
+    assert start < dt.datetime.now(dt.UTC) and retry == 3600
+
+
+def test_renewal_information_of_unknown_or_malformed_identifiers(client, world):
+    acme = Acme(client)
+    base = acme.directory["renewalInfo"]
+    problem(client.get(f"{base}/aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"), "malformed", 404)
+    problem(client.get(f"{base}/not-an-identifier"), "malformed", 400)
+    problem(client.get(f"{base}/aYhba4dGQEHhs3uEe6CuLN4ByNQ.h2VDIQ"), "malformed", 400)
+
+
+def test_replaces_in_new_order(client, world):
+    acme = registered(client, world)
+    _, leaf = issue(acme, world, "www.acme.example")
+    replaced = ari_id(leaf)
+    created = acme.post(
+        acme.directory["newOrder"],
+        {"identifiers": [{"type": "dns", "value": "www.acme.example"}], "replaces": replaced},
+    )
+    assert created.status_code == 201, created.get_data(as_text=True)
+    assert created.get_json()["replaces"] == replaced
+    again = acme.post(
+        acme.directory["newOrder"],
+        {"identifiers": [{"type": "dns", "value": "www.acme.example"}], "replaces": replaced},
+    )
+    assert "replaces the certificate" in problem(again, "alreadyReplaced", 409)
+
+    no_common = acme.post(
+        acme.directory["newOrder"],
+        {"identifiers": [{"type": "dns", "value": "api.acme.example"}], "replaces": replaced},
+    )
+    problem(no_common, "rejectedIdentifier", 400)
+
+    intruder = registered(client, world)
+    theirs = intruder.post(
+        intruder.directory["newOrder"],
+        {"identifiers": [{"type": "dns", "value": "www.acme.example"}], "replaces": replaced},
+    )
+    problem(theirs, "unauthorized", 403)
+    unknown = acme.post(
+        acme.directory["newOrder"],
+        {
+            "identifiers": [{"type": "dns", "value": "www.acme.example"}],
+            "replaces": "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE",
+        },
+    )
+    problem(unknown, "malformed", 400)

@@ -18,7 +18,7 @@ from app.acme.problems import CONTENT_TYPE, AcmeProblem
 from app.extensions import csrf, db
 from app.models import AcmeAccount, AcmeAuthorization, AcmeChallenge, AcmeOrder, CertificateProfile
 from app.services import audit
-from app.services.acme import accounts, nonces, orders
+from app.services.acme import accounts, nonces, orders, renewal
 
 bp = Blueprint("acme", __name__, url_prefix="/acme/<slug>")
 csrf.exempt(bp)  # JWS-signed requests from ACME clients, not forms
@@ -68,10 +68,24 @@ def directory(slug: str) -> Response:
         "newAccount": _url("new_account", slug),
         "newOrder": _url("new_order", slug),
         "revokeCert": _url("revoke_cert", slug),
+        # RFC 9773 §3: clients append "/<certID>".
+        "renewalInfo": _url("renewal_info", slug, cert_id="x")[:-2],
         "meta": {"externalAccountRequired": True},
     }
     response = jsonify(body)
     response.headers["Cache-Control"] = "public, max-age=60"
+    return response
+
+
+@bp.get("/renewal-info/<path:cert_id>")
+def renewal_info(slug: str, cert_id: str) -> Response:
+    """RFC 9773 §4: the suggested renewal window of one of our certificates (unsigned GET;
+    the identifier is public: the issuer's key id and the serial)."""
+    _profile(slug)
+    window = renewal.renewal_info(cert_id)
+    db.session.rollback()
+    response = jsonify({"suggestedWindow": {"start": _iso(window.start), "end": _iso(window.end)}})
+    response.headers["Retry-After"] = str(int(window.retry_after.total_seconds()))
     return response
 
 
@@ -211,6 +225,8 @@ def _as_order(order: AcmeOrder, slug: str) -> dict[str, Any]:
         ],
         "finalize": _url("finalize", slug, order_id=order.id),
     }
+    if order.replaces:
+        body["replaces"] = order.replaces
     if order.status == "valid":
         body["certificate"] = _url("certificate", slug, order_id=order.id)
     if order.error:

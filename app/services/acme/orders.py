@@ -38,6 +38,7 @@ from app.pki import csr as pki_csr
 from app.pki.errors import PkiError
 from app.pki.revocation import Revoker
 from app.services import audit
+from app.services.acme import renewal
 from app.services.certificates import enrollment, inventory, revocation
 from app.services.errors import Conflict, DomainError
 from app.services.platform import jobs
@@ -97,9 +98,12 @@ def new_order(
             raise AcmeProblem(
                 "rejectedIdentifier", exc.message, identifier=ident.as_dict()
             ) from exc
+    replaced = None
     if request.replaces is not None:
-        raise AcmeProblem(
-            "malformed", "replaces (RFC 9773 renewal information) is not supported yet"
+        replaced = renewal.check_replaces(
+            account=account,
+            text=request.replaces,
+            names={i.value for i in request.identifiers},
         )
     now = utcnow()
     order = AcmeOrder(
@@ -109,6 +113,8 @@ def new_order(
         identifiers=[i.as_dict() for i in request.identifiers],
         expires_at=now + ORDER_LIFETIME,
         user_agent=user_agent[:255],
+        replaces=request.replaces if replaced is not None else None,
+        replaces_certificate_id=replaced.id if replaced is not None else None,
     )
     db.session.add(order)
     db.session.flush()
@@ -145,6 +151,7 @@ def new_order(
             "identifiers": order.identifiers,
             "status": order.status,
             "user_agent": order.user_agent,
+            "replaces": order.replaces_certificate_id,
         },
         organization_id=account.organization_id,
         department_id=account.department_id,
