@@ -23,7 +23,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import AcmeChallenge, AuditEvent, Certificate, CertStatus
 from app.services.acme import external_keys
-from tests.acme_client import b64, external_binding, sign, thumbprint
+from tests.acme_client import b64, external_binding, jwk_of, sign, thumbprint
 from tests.conftest import drain
 from tests.dnsbed import dns_server
 from tests.factories import make_admin, make_domain, make_org, make_pki
@@ -763,3 +763,45 @@ def test_replaces_in_new_order(client, world):
         },
     )
     problem(unknown, "malformed", 400)
+
+
+def key_change(acme, new_key, *, old_jwk=None, account=None, signer=None, inner_url=None):
+    url = acme.directory["keyChange"]
+    inner = sign(
+        signer or new_key,
+        {"account": account or acme.kid, "oldKey": old_jwk or jwk_of(acme.key)},
+        url=inner_url or url,
+        nonce=None,
+        header={"jwk": jwk_of(new_key)},
+    )
+    return acme.post(url, inner)
+
+
+def test_account_key_rollover(client, world):
+    acme = registered(client, world)
+    old_key, new_key = acme.key, ec.generate_private_key(ec.SECP256R1())
+
+    other = ec.generate_private_key(ec.SECP256R1())
+    assert "signature" in problem(key_change(acme, new_key, signer=other), "malformed", 400)
+    assert "oldKey" in problem(key_change(acme, new_key, old_jwk=jwk_of(other)), "malformed")
+    assert "account" in problem(key_change(acme, new_key, account=acme.kid + "9"), "malformed")
+    problem(key_change(acme, new_key, inner_url=acme.directory["newOrder"]), "unauthorized", 403)
+    taken = registered(client, world)
+    assert "another account" in problem(key_change(acme, taken.key), "malformed", 409)
+
+    changed = key_change(acme, new_key)
+    assert changed.status_code == 200, changed.get_data(as_text=True)
+    # The old key no longer signs for the account; the new one does.
+    assert "signature" in problem(acme.order("www.acme.example"), "malformed", 400)
+    acme.key = new_key
+    assert acme.order("www.acme.example").status_code == 201
+    again = Acme(client, key=new_key)
+    found = again.post(again.directory["newAccount"], {"onlyReturnExisting": True}, use_kid=False)
+    assert found.status_code == 200 and found.headers["Location"] == acme.kid
+    lost = Acme(client, key=old_key)
+    gone = lost.post(lost.directory["newAccount"], {"onlyReturnExisting": True}, use_kid=False)
+    problem(gone, "accountDoesNotExist", 400)
+    event = db.session.execute(
+        select(AuditEvent).where(AuditEvent.action == "acme.account.key_change")
+    ).scalar_one()
+    assert event.after == {"thumbprint": thumbprint(new_key)}

@@ -68,6 +68,7 @@ def directory(slug: str) -> Response:
         "newAccount": _url("new_account", slug),
         "newOrder": _url("new_order", slug),
         "revokeCert": _url("revoke_cert", slug),
+        "keyChange": _url("key_change", slug),
         # RFC 9773 §3: clients append "/<certID>".
         "renewalInfo": _url("renewal_info", slug, cert_id="x")[:-2],
         "meta": {"externalAccountRequired": True},
@@ -192,6 +193,29 @@ def account(slug: str, account_id: int) -> Response:
         if change is not None:
             accounts.update_account(account=signed.account, change=change)  # type: ignore[arg-type]
             db.session.commit()
+        return _json(_as_account(signed.account, slug), slug)  # type: ignore[arg-type]
+
+    return _acting(signed.account, act)
+
+
+@bp.post("/key-change")
+def key_change(slug: str) -> Response:
+    """§7.3.5: the outer JWS signed by the account's current key (kid), the inner by the
+    new key (jwk)."""
+    _profile(slug)
+    signed = _verified(slug)
+    assert signed.account is not None
+    account_url = _url("account", slug, account_id=signed.account.id)
+
+    def act() -> Response:
+        new_key = jose.verify_key_change(
+            signed.payload,
+            url=request.base_url,
+            account_url=account_url,
+            old_key=jose.parse_jwk(signed.account.jwk),  # type: ignore[union-attr]
+        )
+        accounts.change_key(account=signed.account, new_key=new_key)  # type: ignore[arg-type]
+        db.session.commit()
         return _json(_as_account(signed.account, slug), slug)  # type: ignore[arg-type]
 
     return _acting(signed.account, act)
