@@ -474,6 +474,14 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         minimum=1,
     ),
     Setting(
+        "CW_ACME_ORDERS_PER_HOUR",
+        int,
+        300,
+        "new ACME orders one account may make in any hour; more are refused with "
+        "rateLimited and Retry-After (0: no limit)",
+        minimum=0,
+    ),
+    Setting(
         "CW_ACME_TLSALPN01_PORT",
         int,
         443,

@@ -52,6 +52,8 @@ class AcmeProblem(Exception):
     identifier: dict[str, str] | None = None
     # badSignatureAlgorithm answers with the algorithms the server accepts (§6.2).
     algorithms: tuple[str, ...] = field(default=())
+    # rateLimited: seconds until a retry can succeed (the Retry-After header, §6.6).
+    retry_after: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in STATUS:

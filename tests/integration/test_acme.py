@@ -805,3 +805,18 @@ def test_account_key_rollover(client, world):
         select(AuditEvent).where(AuditEvent.action == "acme.account.key_change")
     ).scalar_one()
     assert event.after == {"thumbprint": thumbprint(new_key)}
+
+
+def test_new_orders_are_rate_limited_per_account(app, client, world):
+    app.config["CW_ACME_ORDERS_PER_HOUR"] = 2
+    acme = registered(client, world)
+    assert acme.order("www.acme.example").status_code == 201
+    assert acme.order("api.acme.example").status_code == 201
+    limited = acme.order("www.acme.example")
+    assert "the limit is 2" in problem(limited, "rateLimited", 429)
+    assert 3500 < int(limited.headers["Retry-After"]) <= 3601
+    assert limited.headers["Replay-Nonce"]
+    other = registered(client, world)
+    assert other.order("www.acme.example").status_code == 201
+    app.config["CW_ACME_ORDERS_PER_HOUR"] = 0
+    assert acme.order("www.acme.example").status_code == 201

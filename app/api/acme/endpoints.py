@@ -11,7 +11,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from app.acme import jose, messages
 from app.acme.problems import CONTENT_TYPE, AcmeProblem
@@ -53,6 +53,8 @@ def problem(exc: AcmeProblem) -> Response:
     response = jsonify(exc.document())
     response.status_code = exc.status
     response.content_type = CONTENT_TYPE
+    if exc.retry_after:
+        response.headers["Retry-After"] = str(exc.retry_after)
     return _finish(response, str(request.view_args.get("slug", "")) if request.view_args else "")
 
 
@@ -275,6 +277,7 @@ def new_order(slug: str) -> Response:
             profile=profile,
             request=messages.parse_new_order(signed.payload),
             user_agent=request.user_agent.string,
+            order_limit=int(current_app.config["CW_ACME_ORDERS_PER_HOUR"]),
         )
         db.session.commit()
         return _json(

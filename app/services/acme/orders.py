@@ -15,7 +15,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.acme import challenges, jose, messages
 from app.acme.messages import Status
@@ -73,15 +73,48 @@ def acme_term_days(profile: CertificateProfile) -> int:
     return min(profile.terms)
 
 
+RATE_WINDOW = timedelta(hours=1)
+
+
+def check_order_rate(account: AcmeAccount, *, limit: int) -> None:
+    """At most ``limit`` new orders per account in any hour (0: no limit). The account row
+    is locked first (PostgreSQL), so concurrent newOrders of one account count each other.
+
+    Raises:
+        AcmeProblem: rateLimited (429) with the seconds until the oldest order of the
+            window ages out.
+    """
+    if limit <= 0:
+        return
+    db.session.execute(select(AcmeAccount.id).where(AcmeAccount.id == account.id).with_for_update())
+    since = utcnow() - RATE_WINDOW
+    recent = db.session.execute(
+        select(func.count(AcmeOrder.id), func.min(AcmeOrder.created_at)).where(
+            AcmeOrder.account_id == account.id, AcmeOrder.created_at > since
+        )
+    ).one()
+    if recent[0] < limit:
+        return
+    oldest = recent[1]
+    wait = max(1, int((oldest - since).total_seconds()) + 1) if oldest is not None else 60
+    raise AcmeProblem(
+        "rateLimited",
+        f"this account made {recent[0]} new orders in the last hour, the limit is {limit}: "
+        f"retry in {wait} s",
+        retry_after=wait,
+    )
+
+
 def new_order(
     *,
     account: AcmeAccount,
     profile: CertificateProfile,
     request: messages.NewOrder,
     user_agent: str,
+    order_limit: int = 0,
 ) -> AcmeOrder:
     """§7.4: an order with one authorization per identifier, each with the OFFERED
-    challenges.
+    challenges, within the account's ``order_limit`` an hour (check_order_rate).
 
     A wildcard ``*.example.com`` gets an authorization for ``example.com`` marked wildcard,
     with dns-01 only.
@@ -90,6 +123,7 @@ def new_order(
         AcmeProblem: rejectedIdentifier for a name outside the account organization's
             approved SSL delegations (a wildcard needs a wildcard domain delegated).
     """
+    check_order_rate(account, limit=order_limit)
     org, dept = account.organization, account.department
     for ident in request.identifiers:
         try:
