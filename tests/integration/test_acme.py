@@ -820,3 +820,27 @@ def test_new_orders_are_rate_limited_per_account(app, client, world):
     assert other.order("www.acme.example").status_code == 201
     app.config["CW_ACME_ORDERS_PER_HOUR"] = 0
     assert acme.order("www.acme.example").status_code == 201
+
+
+def test_the_inventory_shows_acme_certificates_with_their_account_and_client(client, world):
+    from tests.conftest import login
+    from tests.factories import PASSWORD
+
+    acme = registered(client, world)
+    order, leaf = issue(acme, world, "www.acme.example")
+    account_id = acme.kid.rsplit("/", 1)[1]
+    order_id = order["finalize"].rsplit("/", 2)[1]
+    cert = db.session.execute(
+        select(Certificate).where(Certificate.serial_hex == f"{leaf.serial_number:x}")
+    ).scalar_one()
+    login(client, "mrao", PASSWORD)
+    listing = client.get("/admin/ssl_certs/").get_data(as_text=True)
+    assert f"ACME account #{account_id} (order #{order_id}" in listing
+    only_acme = client.get("/admin/ssl_certs/?flt0_4=yes").get_data(as_text=True)
+    assert "www.acme.example" in only_acme
+    not_acme = client.get("/admin/ssl_certs/?flt0_4=no").get_data(as_text=True)
+    assert "www.acme.example" not in not_acme
+    details = client.get(f"/admin/ssl_certs/details/?id={cert.id}").get_data(as_text=True)
+    assert "over <strong>ACME</strong>" in details and "directory /acme/tls/" in details
+    exported = client.get("/admin/ssl_certs/export/csv/").get_data(as_text=True)
+    assert f"ACME: ACME account #{account_id}" in exported

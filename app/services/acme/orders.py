@@ -462,3 +462,52 @@ def validation_job_failed(job: Any) -> None:
         "serverInternal", f"validation failed inside the server: {job.message or 'no detail'}"
     ).document()
     refresh_order(chall.authorization.order)
+
+
+@dataclass(frozen=True)
+class AcmeOrigin:
+    """How an ACME certificate came to be, for the inventory."""
+
+    order_id: int
+    account_id: int
+    user_agent: str
+    directory: str
+
+    @property
+    def label(self) -> str:
+        agent = f", {self.user_agent}" if self.user_agent else ""
+        return f"ACME account #{self.account_id} (order #{self.order_id}{agent})"
+
+
+def acme_origins(certificate_requests: dict[int, int]) -> dict[int, AcmeOrigin]:
+    """The ACME order behind each certificate issued over ACME, by certificate id, from a
+    {certificate id: request id} map (one query for a page of the inventory)."""
+    request_ids = {r for r in certificate_requests.values() if r is not None}
+    if not request_ids:
+        return {}
+    rows = db.session.execute(
+        select(
+            AcmeOrder.request_id,
+            AcmeOrder.id,
+            AcmeOrder.account_id,
+            AcmeOrder.user_agent,
+            CertificateProfile.acme_slug,
+        )
+        .join(CertificateProfile, CertificateProfile.id == AcmeOrder.profile_id)
+        .where(AcmeOrder.request_id.in_(request_ids))
+    ).all()
+    by_request = {
+        r.request_id: AcmeOrigin(r.id, r.account_id, r.user_agent, r.acme_slug or "") for r in rows
+    }
+    return {
+        cert_id: by_request[req_id]
+        for cert_id, req_id in certificate_requests.items()
+        if req_id in by_request
+    }
+
+
+def acme_certificates_clause() -> Any:
+    """SQL: the certificate was issued for an ACME order (the inventory's Origin filter)."""
+    return Certificate.request_id.in_(
+        select(AcmeOrder.request_id).where(AcmeOrder.request_id.is_not(None))
+    )
