@@ -474,6 +474,14 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         minimum=1,
     ),
     Setting(
+        "CW_ACME_CAA_IDENTITIES",
+        str,
+        "",
+        "issuer domain names of this CA in CAA records (RFC 8659), comma separated: when "
+        "set, ACME validation refuses names whose CAA records allow other CAs only",
+        shown_default="unset: CAA not checked",
+    ),
+    Setting(
         "CW_ACME_ORDERS_PER_HOUR",
         int,
         300,

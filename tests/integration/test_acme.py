@@ -844,3 +844,45 @@ def test_the_inventory_shows_acme_certificates_with_their_account_and_client(cli
     assert "over <strong>ACME</strong>" in details and "directory /acme/tls/" in details
     exported = client.get("/admin/ssl_certs/export/csv/").get_data(as_text=True)
     assert f"ACME: ACME account #{account_id}" in exported
+
+
+@pytest.mark.parametrize(
+    ("records", "names", "allowed"),
+    [
+        ({}, ("www.acme.example",), True),
+        ({"acme.example": ['0 issue "pki.certwright.test"']}, ("www.acme.example",), True),
+        ({"acme.example": ['0 issue "letsencrypt.org"']}, ("www.acme.example",), False),
+        # The record nearest the name decides.
+        (
+            {
+                "acme.example": ['0 issue "letsencrypt.org"'],
+                "www.acme.example": ['0 issue "pki.certwright.test"'],
+            },
+            ("www.acme.example",),
+            True,
+        ),
+        (
+            {"acme.example": ['0 issue "pki.certwright.test"', '0 issuewild ";"']},
+            ("*.wild.acme.example",),
+            False,
+        ),
+    ],
+)
+def test_caa_is_checked_after_the_challenge_when_configured(
+    app, client, world, records, names, allowed
+):
+    app.config["CW_ACME_CAA_IDENTITIES"] = "pki.certwright.test, other-name.test"
+    world["dns"].caa.update(records)
+    acme = registered(client, world)
+    order = acme.order(*names).get_json()
+    (chall,) = answer_dns01(acme, world, order)
+    if allowed:
+        assert chall["status"] == "valid", chall
+    else:
+        assert chall["status"] == "invalid"
+        assert chall["error"]["type"] == ERR + "caa"
+        assert "acme.example: CAA issue" in chall["error"]["detail"]
+    assert ("acme.example", "CAA") in world["dns"].queries or (
+        "www.acme.example",
+        "CAA",
+    ) in world["dns"].queries

@@ -276,7 +276,8 @@ class Validated:
 
 
 def validate(*, challenge_id: int, check: Any) -> Validated | None:
-    """Run ``check(kind=, name=, token=, key_authorization=)`` (validation.validate) for a
+    """Run ``check(kind=, name=, token=, key_authorization=, wildcard=)`` (validation.validate,
+    which checks CAA too) for a
     challenge that is processing and record its verdict on the challenge, its
     authorization (unless another of its challenges decided it already) and its order;
     None when there is nothing to do (a job run twice)."""
@@ -291,6 +292,7 @@ def validate(*, challenge_id: int, check: Any) -> Validated | None:
         name=authz.identifier,
         token=chall.token,
         key_authorization=challenges.key_authorization(chall.token, thumbprint),
+        wildcard=authz.wildcard,
     )
     now = utcnow()
     chall.detail = outcome.detail[:2000]

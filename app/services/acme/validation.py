@@ -20,7 +20,7 @@ import dns.exception
 import dns.resolver
 from flask import current_app
 
-from app.acme import challenges
+from app.acme import caa, challenges
 from app.scan import addresses
 from app.services.discovery import tasks as discovery_tasks
 
@@ -249,9 +249,52 @@ CHECKS: dict[str, Callable[..., Outcome]] = {
 }
 
 
-def validate(*, kind: str, name: str, token: str, key_authorization: str) -> Outcome:
-    """The check of a challenge type (CHECKS) for one identifier."""
+def check_caa(name: str, *, wildcard: bool) -> Outcome | None:
+    """RFC 8659, when CW_ACME_CAA_IDENTITIES names this CA: the first non-empty CAA record
+    set climbing from ``name`` (asked of the same resolver) must allow one of them; None
+    when it does (or nothing is configured). A failed lookup refuses (§3: a CA must not
+    issue when it cannot tell)."""
+    identities = [
+        i for i in str(current_app.config["CW_ACME_CAA_IDENTITIES"]).split(",") if i.strip()
+    ]
+    if not identities:
+        return None
+    resolver = _resolver()
+    records: list[caa.Record] = []
+    found_at = ""
+    for candidate in caa.climb(name):
+        try:
+            answer = resolver.resolve(candidate, "CAA")
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            continue
+        except dns.exception.DNSException as exc:
+            return Outcome(False, "dns", f"CAA lookup of {candidate} failed: {exc}")
+        records = [
+            caa.Record(
+                int(r.flags),
+                r.tag.decode("ascii", "replace"),
+                r.value.decode("ascii", "replace"),
+            )
+            for r in answer
+        ]
+        if records:
+            found_at = candidate
+            break
+    why = caa.forbids(records, identities=identities, wildcard=wildcard)
+    if why is None:
+        return None
+    return Outcome(False, "caa", f"{found_at}: {why}")
+
+
+def validate(
+    *, kind: str, name: str, token: str, key_authorization: str, wildcard: bool = False
+) -> Outcome:
+    """The check of a challenge type (CHECKS) for one identifier, then CAA (check_caa)."""
     check = CHECKS.get(kind)
     if check is None:
         return Outcome(False, "serverInternal", f"no validation for challenge type {kind}")
-    return check(name=name, token=token, key_authorization=key_authorization)
+    outcome = check(name=name, token=token, key_authorization=key_authorization)
+    if not outcome.ok:
+        return outcome
+    refused = check_caa(name, wildcard=wildcard)
+    return outcome if refused is None else refused
