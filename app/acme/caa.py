@@ -31,9 +31,7 @@ def climb(name: str) -> list[str]:
     return [".".join(labels[i:]) for i in range(len(labels))]
 
 
-def forbids(
-    records: Sequence[Record], *, identities: Iterable[str], wildcard: bool
-) -> str | None:
+def forbids(records: Sequence[Record], *, identities: Iterable[str], wildcard: bool) -> str | None:
     """Why the relevant record set forbids issuance by ``identities`` (None: permitted).
 
     §4.1: an unknown tag flagged critical forbids. §4.2/§4.3: for a wildcard the issuewild
