@@ -886,3 +886,44 @@ def test_caa_is_checked_after_the_challenge_when_configured(
         "www.acme.example",
         "CAA",
     ) in world["dns"].queries
+
+
+@pytest.mark.services
+def test_the_order_rate_limit_on_postgresql(postgres_app):
+    """The rate limit's row lock (SELECT ... FOR UPDATE) and count on PostgreSQL."""
+    from app.acme import jose, messages
+    from app.acme.problems import AcmeProblem
+    from app.services.acme import accounts, orders
+
+    mrao = make_admin("mrao")
+    org = make_org("Acme", city="Berlin", state="Berlin")
+    make_domain("acme.example", by=mrao, org=org)
+    _, _, profile = make_pki(requires_approval=False, terms=(90,), acme_slug="tls")
+    created = external_keys.create_key(
+        actor=mrao, organization_id=org.id, department_id=None, label="pg"
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    url = "http://localhost/acme/tls/new-account"
+    hmac_key = jose.b64decode(created.hmac_key, what="hmac")
+    binding = external_binding(key, kid=created.key.key_id, hmac_key=hmac_key, url=url)
+    account = accounts.register(
+        jwk=jose.parse_jwk(jwk_of(key)),
+        request=messages.NewAccount(("mailto:ops@acme.example",), True, False, binding),
+        url=url,
+        user_agent="pg-test",
+    ).account
+    db.session.commit()
+    wanted = messages.parse_new_order(
+        {"identifiers": [{"type": "dns", "value": "www.acme.example"}]}
+    )
+    for _ in range(2):
+        orders.new_order(
+            account=account, profile=profile, request=wanted, user_agent="t", order_limit=2
+        )
+        db.session.commit()
+    with pytest.raises(AcmeProblem) as refused:
+        orders.new_order(
+            account=account, profile=profile, request=wanted, user_agent="t", order_limit=2
+        )
+    db.session.rollback()
+    assert refused.value.kind == "rateLimited" and 3500 < refused.value.retry_after <= 3601
