@@ -58,7 +58,7 @@ packages:
 	  else echo "Missing:$$missing and not root: the tests that need them skip (CI=true makes them fail)"; fi; fi
 
 test: venv ## Set up and run the whole test suite
-	@$(MAKE) --no-print-directory packages WANT="chromium wrk nmap cfssl:golang-cfssl systemd-analyze:systemd certbot lego"
+	@$(MAKE) --no-print-directory packages WANT="chromium wrk nmap cfssl:golang-cfssl systemd-analyze:systemd certbot lego knotd:knot"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: lint ## The fast loop: lint, then the unit and integration tiers on SQLite (all cores)

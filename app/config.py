@@ -482,6 +482,30 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         minimum=1,
     ),
     Setting(
+        "CW_ACME_CAA_IDENTITIES",
+        str,
+        "",
+        "issuer domain names of this CA in CAA records (RFC 8659), comma separated: when "
+        "set, ACME validation refuses names whose CAA records allow other CAs only",
+        shown_default="unset: CAA not checked",
+    ),
+    Setting(
+        "CW_ACME_ORDERS_PER_HOUR",
+        int,
+        300,
+        "new ACME orders one account may make in any hour; more are refused with "
+        "rateLimited and Retry-After (0: no limit)",
+        minimum=0,
+    ),
+    Setting(
+        "CW_ACME_TLSALPN01_PORT",
+        int,
+        443,
+        "port ACME tls-alpn-01 validation connects to; RFC 8737 §3 says 443: change it for "
+        "tests only (as pebble's tlsPort)",
+        minimum=1,
+    ),
+    Setting(
         "CW_SCAN_MAX_ADDRESSES",
         int,
         65_536,

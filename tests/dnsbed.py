@@ -1,6 +1,7 @@
 """A real authoritative-style DNS server on 127.0.0.1 for tests (UDP, dnspython): it
-answers A and AAAA queries from a dict and NXDOMAIN otherwise, so ACME validation can
-resolve test names to loopback through CW_ACME_RESOLVER."""
+answers A and AAAA queries from a dict, TXT and CAA queries from ``txt`` and ``caa``
+(changeable while it runs) and NXDOMAIN otherwise, so ACME validation can resolve test names to loopback and
+read dns-01 records through CW_ACME_RESOLVER."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ import dns.rrset
 class DnsServer:
     def __init__(self, records: dict[str, list[str]]) -> None:
         self.records = {k.lower().rstrip("."): v for k, v in records.items()}
+        self.txt: dict[str, list[str]] = {}
+        # CAA records as zone-file text ('0 issue "pki.example"'), by name.
+        self.caa: dict[str, list[str]] = {}
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
@@ -39,6 +43,15 @@ class DnsServer:
         name = question.name.to_text().lower().rstrip(".")
         rdtype = dns.rdatatype.to_text(question.rdtype)
         self.queries.append((name, rdtype))
+        if rdtype == "TXT" and name in self.txt:
+            values = [f'"{v}"' for v in self.txt[name]]
+            response.answer.append(dns.rrset.from_text(question.name, 60, "IN", "TXT", *values))
+            return response.to_wire()
+        if rdtype == "CAA" and name in self.caa:
+            response.answer.append(
+                dns.rrset.from_text(question.name, 60, "IN", "CAA", *self.caa[name])
+            )
+            return response.to_wire()
         if name not in self.records:
             response.set_rcode(dns.rcode.NXDOMAIN)
             return response.to_wire()

@@ -311,6 +311,44 @@ def verify_jws(jws: Jws, jwk: Jwk) -> None:
         raise AcmeProblem("malformed", "the JWS signature does not verify")
 
 
+def verify_key_change(inner: object, *, url: str, account_url: str, old_key: Jwk) -> Jwk:
+    """RFC 8555 §7.3.5: the new account key from keyChange's inner JWS (the outer one is
+    verified with the old key already): signed by the jwk in its header (no kid), the
+    outer request's url, and a payload naming this account and its current key.
+
+    Raises:
+        AcmeProblem: malformed (shape, signature, account, oldKey, the same key again),
+            badSignatureAlgorithm, unauthorized (url differs).
+    """
+    if not isinstance(inner, dict):
+        raise AcmeProblem("malformed", "the keyChange payload must be a flattened JWS")
+    jws = parse_jws(inner)
+    header = jws.header
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in SIGNING_ALGORITHMS:
+        raise AcmeProblem(
+            "badSignatureAlgorithm",
+            f"the inner JWS algorithm {alg!r} is not accepted",
+            algorithms=SIGNING_ALGORITHMS,
+        )
+    if "crit" in header:
+        raise AcmeProblem("malformed", "no JWS critical header extensions are understood")
+    if "jwk" not in header or "kid" in header:
+        raise AcmeProblem("malformed", "the inner JWS must carry the new key as jwk, and no kid")
+    if header.get("url") != url:
+        raise AcmeProblem("unauthorized", "the inner JWS url must be the keyChange URL")
+    new_key = parse_jwk(header["jwk"])
+    verify_jws(jws, new_key)
+    payload = jws.payload_json()
+    if payload is None or payload.get("account") != account_url:
+        raise AcmeProblem("malformed", "the inner payload's account must be this account's URL")
+    if parse_jwk(payload.get("oldKey")).thumbprint() != old_key.thumbprint():
+        raise AcmeProblem("malformed", "the inner payload's oldKey is not the account's key")
+    if new_key.thumbprint() == old_key.thumbprint():
+        raise AcmeProblem("malformed", "the new key is the account's key already")
+    return new_key
+
+
 def verify_external_binding(binding: object, *, account_jwk: Jwk, url: str) -> str:
     """RFC 8555 §7.3.4: the EAB key id of a binding, once its shape is checked; the MAC
     itself is checked by ``check_binding_mac`` once the key id's HMAC key is looked up.

@@ -14,6 +14,8 @@ CONTENT_TYPE = "application/problem+json"
 # RFC 8555 §6.7 error types and the HTTP status each is answered with.
 STATUS: dict[str, int] = {
     "accountDoesNotExist": 400,
+    # RFC 9773 §7.4: the certificate named by "replaces" was replaced by another order.
+    "alreadyReplaced": 409,
     "alreadyRevoked": 400,
     "badCSR": 400,
     "badNonce": 400,
@@ -50,6 +52,8 @@ class AcmeProblem(Exception):
     identifier: dict[str, str] | None = None
     # badSignatureAlgorithm answers with the algorithms the server accepts (§6.2).
     algorithms: tuple[str, ...] = field(default=())
+    # rateLimited: seconds until a retry can succeed (the Retry-After header, §6.6).
+    retry_after: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in STATUS:

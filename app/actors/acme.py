@@ -13,9 +13,7 @@ from app.services.platform import jobs
 
 
 def _validate(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
-    done = orders.validate(
-        challenge_id=int(job.payload["challenge_id"]), check=validation.validate_http01
-    )
+    done = orders.validate(challenge_id=int(job.payload["challenge_id"]), check=validation.validate)
     if done is None:
         return {"message": "nothing to do: the challenge is not being validated"}
     return {"message": f"challenge #{done.challenge_id} {done.status}: {done.detail}"}

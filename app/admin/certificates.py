@@ -29,6 +29,7 @@ from app.models import Certificate, CertificateRequest, CertStatus, CertType
 from app.models.types import utcnow
 from app.pki.bundles import load_certificate
 from app.pki.info import describe_certificate
+from app.services.acme import orders as acme_orders
 from app.services.certificates import enrollment, inventory, renewal, revocation
 from app.services.discovery import endpoints
 from app.services.errors import DomainError
@@ -71,6 +72,31 @@ def _findings_link(view: Any, cert: Certificate) -> Any:
         return ""
     url = url_for(f"{view.endpoint}.details_view", id=cert.id) + "#cw-findings"
     return Markup('<a href="{}">{}</a>').format(url, text)
+
+
+def _origin(cert: Certificate, *, html: bool) -> Any:
+    """The word ACME (with the account and client) for a certificate of an ACME order, else the
+    origin; rows of a listing page were looked up once (prepare_rows)."""
+    origins = g.get("cw_acme_origins")
+    if origins is None:
+        origins = acme_orders.acme_origins({cert.id: cert.request_id})
+    found = origins.get(cert.id)
+    if found is None:
+        return cert.origin.value
+    if not html:
+        return f"ACME: {found.label}"
+    return Markup('ACME <small class="text-muted">{}</small>').format(found.label)
+
+
+class AcmeOriginFilter(BaseSQLAFilter):
+    """Certificates issued for ACME orders (Origin: ACME)."""
+
+    def apply(self, query: Any, value: Any, alias: Any = None) -> Any:
+        clause = acme_orders.acme_certificates_clause()
+        return query.filter(clause if value == "yes" else ~clause)
+
+    def operation(self) -> str:
+        return "is"
 
 
 class FindingFilter(BaseSQLAFilter):
@@ -124,8 +150,10 @@ class CertificateView(TypeAccessMixin, SecureModelView):
         "not_after": lambda v, c, m, n: local_time(m.not_after),
         "assigned_by": lambda v, c, m, n: endpoints.assigned_by(actor=actor(), certificate=m),
         "findings": lambda v, c, m, n: _findings_link(v, m),
+        "origin": lambda v, c, m, n: _origin(m, html=True),
     }
     column_formatters_export = {
+        "origin": lambda v, c, m, n: _origin(m, html=False),
         "status": lambda v, c, m, n: display_status(m),
         "install_state": lambda v, c, m, n: install_state(m),
         "assigned_by": lambda v, c, m, n: endpoints.assigned_by(actor=actor(), certificate=m),
@@ -173,6 +201,7 @@ class CertificateView(TypeAccessMixin, SecureModelView):
         counts = inventory.install_counts([row.id for row in rows])
         g.cw_install_counts = counts if counts is not None else {}
         g.cw_finding_counts = findings.counts_by_certificate([row.id for row in rows])
+        g.cw_acme_origins = acme_orders.acme_origins({row.id: row.request_id for row in rows})
 
     def get_filters(self) -> Any:
         statuses = [(s.value, s.value) for s in CertStatus]
@@ -190,6 +219,11 @@ class CertificateView(TypeAccessMixin, SecureModelView):
                     ("Discovered", "Discovered"),
                     ("Imported", "Imported"),
                 ],
+            ),
+            AcmeOriginFilter(
+                Certificate.request_id,
+                "Issued over ACME",
+                options=[("yes", "yes"), ("no", "no")],
             ),
         ]
 
@@ -224,6 +258,7 @@ class CertificateView(TypeAccessMixin, SecureModelView):
             followups=self._followups(cert),
             findings=findings.of_certificate(cert.id),
             finding_labels=LABELS,
+            acme=acme_orders.acme_origins({cert.id: cert.request_id}).get(cert.id),
         )
 
     def _followups(self, cert: Certificate) -> list[dict[str, Any]]:

@@ -102,6 +102,12 @@ class AcmeOrder(db.Model):  # type: ignore[name-defined,misc]
     )
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     user_agent: Mapped[str] = mapped_column(String(255), default="")
+    # RFC 9773 §5: the certificate this order replaces (its ARI identifier as the client
+    # sent it, and the row).
+    replaces: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    replaces_certificate_id: Mapped[int | None] = mapped_column(
+        ForeignKey("certificates.id"), nullable=True, index=True
+    )
 
     account: Mapped[AcmeAccount] = relationship()
     profile: Mapped[CertificateProfile] = relationship()

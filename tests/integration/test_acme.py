@@ -5,8 +5,11 @@ enrollment, the chain judged by openssl, revocation; and the hostile cases."""
 
 from __future__ import annotations
 
+import datetime as dt
 import http.server
 import json
+import socket
+import ssl
 import subprocess
 import threading
 
@@ -14,13 +17,13 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AcmeChallenge, AuditEvent, Certificate, CertStatus
 from app.services.acme import external_keys
-from tests.acme_client import b64, external_binding, sign, thumbprint
+from tests.acme_client import b64, external_binding, jwk_of, sign, thumbprint
 from tests.conftest import drain
 from tests.dnsbed import dns_server
 from tests.factories import make_admin, make_domain, make_org, make_pki
@@ -130,6 +133,7 @@ def world(app, stub_worker):
     org = make_org("Acme", city="Berlin", state="Berlin")
     other = make_org("Other", city="Paris")
     make_domain("acme.example", by=mrao, org=org)
+    make_domain("*.wild.acme.example", by=mrao, org=org)
     make_domain("other.example", by=mrao, org=other)
     _, issuing, profile = make_pki(requires_approval=False, terms=(90,), acme_slug="tls")
     created = external_keys.create_key(
@@ -412,7 +416,11 @@ def test_validation_never_connects_to_a_denied_address(client, world):
     acme = registered(client, world)
     order = acme.order("meta.acme.example").get_json()
     validate(acme, world, order)
-    chall = db.session.execute(select(AcmeChallenge)).scalars().all()[-1]
+    chall = (
+        db.session.execute(select(AcmeChallenge).where(AcmeChallenge.type == "http-01"))
+        .scalars()
+        .all()[-1]
+    )
     assert chall.status == "invalid"
     assert chall.error["type"] == ERR + "rejectedIdentifier"
     assert "169.254.169.254" in chall.error["detail"]
@@ -445,3 +453,477 @@ def test_a_second_finalize_is_refused_and_makes_no_second_request(client, world)
     again = acme.post(order["finalize"], {"csr": csr})
     problem(again, "orderNotReady", 403)
     assert len(db.session.execute(select(CertificateRequest)).scalars().all()) == 1
+
+
+class TlsAlpnServer:
+    """A TLS server on 127.0.0.1 presenting one certificate, choosing ALPN from ``alpn``."""
+
+    def __init__(self, tmp_path, cert_der: bytes, key, alpn=("acme-tls/1",)) -> None:
+        cert_file, key_file = tmp_path / "alpn-cert.pem", tmp_path / "alpn-key.pem"
+        cert_file.write_bytes(x509.load_der_x509_certificate(cert_der).public_bytes(Encoding.PEM))
+        key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert_file, key_file)
+        if alpn:
+            self.context.set_alpn_protocols(list(alpn))
+        self.sni: list[str | None] = []
+        self.context.sni_callback = lambda sock, name, ctx: self.sni.append(name)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                with self.context.wrap_socket(conn, server_side=True):
+                    pass
+            except (OSError, ssl.SSLError):
+                conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def tls_alpn_cert(name, key_auth, *, digest=None, critical=True):
+    import datetime as dt
+    import hashlib
+
+    from app.acme import challenges
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "acme")])
+    now = dt.datetime.now(dt.UTC)
+    value = b"\x04\x20" + (digest or hashlib.sha256(key_auth.encode()).digest())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(
+            x509.UnrecognizedExtension(challenges.ACME_IDENTIFIER_OID, value), critical=critical
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(Encoding.DER), key
+
+
+def answer_tls_alpn(acme, world, app, tmp_path, name, *, alpn=("acme-tls/1",), **wrong):
+    """Order ``name``, present a validation certificate (wrong as asked) on a real TLS
+    server and let the worker validate tls-alpn-01; the challenge as the client sees it."""
+    order = acme.order(name).get_json()
+    authz = acme.post(order["authorizations"][0], None).get_json()
+    chall = next(c for c in authz["challenges"] if c["type"] == "tls-alpn-01")
+    der, key = tls_alpn_cert(name, f"{chall['token']}.{thumbprint(acme.key)}", **wrong)
+    server = TlsAlpnServer(tmp_path, der, key, alpn)
+    app.config["CW_ACME_TLSALPN01_PORT"] = server.port
+    try:
+        assert acme.post(chall["url"], {}).get_json()["status"] == "processing"
+        drain(world["worker"])
+    finally:
+        server.close()
+    return acme.post(chall["url"], None).get_json(), server
+
+
+def test_tls_alpn_01_is_validated_over_a_real_handshake(app, client, world, tmp_path):
+    acme = registered(client, world)
+    chall, server = answer_tls_alpn(acme, world, app, tmp_path, "www.acme.example")
+    assert chall["status"] == "valid", chall
+    assert server.sni == ["www.acme.example"]
+    row = db.session.get(AcmeChallenge, int(chall["url"].rsplit("/", 1)[1]))
+    assert "presented the acme-tls/1 certificate" in row.detail
+
+
+@pytest.mark.parametrize(
+    ("wrong", "kind", "said"),
+    [
+        ({"alpn": ()}, "tls", "did not choose ALPN acme-tls/1"),
+        ({"alpn": ("h2",)}, "tls", "did not choose ALPN acme-tls/1 (chose none)"),
+        ({"critical": False}, "incorrectResponse", "must be marked critical"),
+        ({"digest": b"\x01" * 32}, "incorrectResponse", "does not hold the key authorization"),
+    ],
+)
+def test_tls_alpn_01_wrong_answers_make_the_challenge_invalid(
+    app, client, world, tmp_path, wrong, kind, said
+):
+    acme = registered(client, world)
+    chall, _ = answer_tls_alpn(acme, world, app, tmp_path, "www.acme.example", **wrong)
+    assert chall["status"] == "invalid"
+    assert chall["error"]["type"] == ERR + kind
+    assert said in chall["error"]["detail"]
+
+
+def test_tls_alpn_01_never_connects_to_a_denied_address(app, client, world, tmp_path):
+    acme = registered(client, world)
+    chall, server = answer_tls_alpn(acme, world, app, tmp_path, "meta.acme.example")
+    assert chall["error"]["type"] == ERR + "rejectedIdentifier"
+    assert server.sni == []
+
+
+def dns01_value(acme, chall):
+    import hashlib
+
+    key_auth = f"{chall['token']}.{thumbprint(acme.key)}"
+    return b64(hashlib.sha256(key_auth.encode()).digest())
+
+
+def answer_dns01(acme, world, order, *, value=None):
+    """Publish each authorization's dns-01 TXT record (or ``value``) on the test DNS
+    server and let the worker validate; the challenges as the client then sees them."""
+    seen = []
+    for authz_url in order["authorizations"]:
+        authz = acme.post(authz_url, None).get_json()
+        chall = next(c for c in authz["challenges"] if c["type"] == "dns-01")
+        name = f"_acme-challenge.{authz['identifier']['value']}"
+        world["dns"].txt.setdefault(name, []).append(value or dns01_value(acme, chall))
+        assert acme.post(chall["url"], {}).get_json()["status"] == "processing"
+        seen.append(chall["url"])
+    drain(world["worker"])
+    return [acme.post(url, None).get_json() for url in seen]
+
+
+def test_a_wildcard_is_validated_by_dns_01_only_and_issued(client, world):
+    acme = registered(client, world)
+    created = acme.order("*.wild.acme.example", "wild.acme.example")
+    assert created.status_code == 201, created.get_data(as_text=True)
+    order = created.get_json()
+    authzs = [acme.post(u, None).get_json() for u in order["authorizations"]]
+    by_wildcard = {bool(a.get("wildcard")): a for a in authzs}
+    assert by_wildcard[True]["identifier"] == {"type": "dns", "value": "wild.acme.example"}
+    assert [c["type"] for c in by_wildcard[True]["challenges"]] == ["dns-01"]
+    assert [c["type"] for c in by_wildcard[False]["challenges"]] == [
+        "http-01",
+        "tls-alpn-01",
+        "dns-01",
+    ]
+    # Both authorizations publish at _acme-challenge.wild.acme.example (two TXT records).
+    challs = answer_dns01(acme, world, order)
+    assert [c["status"] for c in challs] == ["valid", "valid"], challs
+    assert ("_acme-challenge.wild.acme.example", "TXT") in world["dns"].queries
+    csr, _ = csr_for("*.wild.acme.example", "wild.acme.example")
+    done = acme.post(order["finalize"], {"csr": csr})
+    assert done.status_code == 200, done.get_data(as_text=True)
+    drain(world["worker"])
+    final = acme.post(order["finalize"].rsplit("/", 1)[0], None).get_json()
+    assert final["status"] == "valid", final
+    pem = acme.post(final["certificate"], None).get_data()
+    leaf = x509.load_pem_x509_certificate(pem)
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sorted(sans.get_values_for_type(x509.DNSName)) == [
+        "*.wild.acme.example",
+        "wild.acme.example",
+    ]
+
+
+def test_a_wildcard_outside_a_wildcard_delegation_is_rejected(client, world):
+    acme = registered(client, world)
+    problem(acme.order("*.acme.example"), "rejectedIdentifier", 400)
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("not-the-digest", "not the key authorization's digest"),
+        (None, "no TXT record at _acme-challenge.www.acme.example"),
+    ],
+)
+def test_dns_01_wrong_or_missing_records_make_the_challenge_invalid(client, world, value, said):
+    acme = registered(client, world)
+    order = acme.order("www.acme.example").get_json()
+    if value is None:
+        authz = acme.post(order["authorizations"][0], None).get_json()
+        chall = next(c for c in authz["challenges"] if c["type"] == "dns-01")
+        acme.post(chall["url"], {})
+        drain(world["worker"])
+        got = acme.post(chall["url"], None).get_json()
+    else:
+        (got,) = answer_dns01(acme, world, order, value=value)
+    assert got["status"] == "invalid"
+    assert got["error"]["type"] == ERR + "incorrectResponse"
+    assert said in got["error"]["detail"]
+
+
+def issue(acme, world, *names):
+    """Order ``names``, validate over http-01, finalize, download: (order, leaf)."""
+    created = acme.order(*names)
+    assert created.status_code == 201, created.get_data(as_text=True)
+    order = created.get_json()
+    validate(acme, world, order)
+    csr, _ = csr_for(*names)
+    assert acme.post(order["finalize"], {"csr": csr}).status_code == 200
+    drain(world["worker"])
+    order = acme.post(created.headers["Location"], None).get_json()
+    assert order["status"] == "valid", order
+    pem = acme.post(order["certificate"], None).get_data()
+    return order, x509.load_pem_x509_certificates(pem)[0]
+
+
+def ari_id(leaf):
+    """RFC 9773 §4.1, computed here independently of app.acme.ari."""
+    aki = leaf.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    serial = leaf.serial_number.to_bytes(leaf.serial_number.bit_length() // 8 + 1, "big")
+    return f"{b64(aki.key_identifier)}.{b64(serial)}"
+
+
+def window_of(client, acme, leaf):
+    got = client.get(f"{acme.directory['renewalInfo']}/{ari_id(leaf)}")
+    assert got.status_code == 200, got.get_data(as_text=True)
+    window = got.get_json()["suggestedWindow"]
+    parse = lambda t: dt.datetime.strptime(t, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)  # noqa: E731
+    return parse(window["start"]), parse(window["end"]), int(got.headers["Retry-After"])
+
+
+def test_renewal_information_suggests_a_window_that_moves_earlier(client, world):
+    acme = registered(client, world)
+    assert acme.directory["renewalInfo"] == "http://localhost/acme/tls/renewal-info"
+    _, leaf = issue(acme, world, "www.acme.example")
+    nb, na = leaf.not_valid_before_utc, leaf.not_valid_after_utc
+    start, end, retry = window_of(client, acme, leaf)
+    life = na - nb
+    assert abs(start - (nb + life * 2 / 3)).total_seconds() < 2
+    assert abs(end - (nb + life * 5 / 6)).total_seconds() < 2
+    assert retry == 6 * 3600
+
+    # A validity-cap change (the profile's shortest term now 30 days) moves it earlier.
+    world["profile"].terms = [30]
+    db.session.commit()
+    capped_start, capped_end, _ = window_of(client, acme, leaf)
+    assert abs(capped_start - (nb + dt.timedelta(days=20))).total_seconds() < 2
+    assert capped_end < end
+
+    # Revoked: a window that has begun already, asked again within the hour.
+    cert_b64 = b64(leaf.public_bytes(Encoding.DER))
+    assert acme.post(acme.directory["revokeCert"], {"certificate": cert_b64}).status_code == 200
+    now = dt.datetime.now(dt.UTC)
+    urgent_start, urgent_end, urgent_retry = window_of(client, acme, leaf)
+    assert urgent_start < now and abs((urgent_end - now).total_seconds()) < 5
+    assert urgent_retry == 3600
+
+
+def test_a_retired_issuing_ca_means_renew_now(client, world):
+    from app.models import CaStatus
+
+    acme = registered(client, world)
+    _, leaf = issue(acme, world, "www.acme.example")
+    world["issuing"].status = CaStatus.RETIRED
+    db.session.commit()
+    start, _end, retry = window_of(client, acme, leaf)
+    assert start < dt.datetime.now(dt.UTC) and retry == 3600
+
+
+def test_renewal_information_of_unknown_or_malformed_identifiers(client, world):
+    acme = Acme(client)
+    base = acme.directory["renewalInfo"]
+    problem(client.get(f"{base}/aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"), "malformed", 404)
+    problem(client.get(f"{base}/not-an-identifier"), "malformed", 400)
+    problem(client.get(f"{base}/aYhba4dGQEHhs3uEe6CuLN4ByNQ.h2VDIQ"), "malformed", 400)
+
+
+def test_replaces_in_new_order(client, world):
+    acme = registered(client, world)
+    _, leaf = issue(acme, world, "www.acme.example")
+    replaced = ari_id(leaf)
+    created = acme.post(
+        acme.directory["newOrder"],
+        {"identifiers": [{"type": "dns", "value": "www.acme.example"}], "replaces": replaced},
+    )
+    assert created.status_code == 201, created.get_data(as_text=True)
+    assert created.get_json()["replaces"] == replaced
+    again = acme.post(
+        acme.directory["newOrder"],
+        {"identifiers": [{"type": "dns", "value": "www.acme.example"}], "replaces": replaced},
+    )
+    assert "replaces the certificate" in problem(again, "alreadyReplaced", 409)
+
+    no_common = acme.post(
+        acme.directory["newOrder"],
+        {"identifiers": [{"type": "dns", "value": "api.acme.example"}], "replaces": replaced},
+    )
+    problem(no_common, "rejectedIdentifier", 400)
+
+    intruder = registered(client, world)
+    theirs = intruder.post(
+        intruder.directory["newOrder"],
+        {"identifiers": [{"type": "dns", "value": "www.acme.example"}], "replaces": replaced},
+    )
+    problem(theirs, "unauthorized", 403)
+    unknown = acme.post(
+        acme.directory["newOrder"],
+        {
+            "identifiers": [{"type": "dns", "value": "www.acme.example"}],
+            "replaces": "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE",
+        },
+    )
+    problem(unknown, "malformed", 400)
+
+
+def key_change(acme, new_key, *, old_jwk=None, account=None, signer=None, inner_url=None):
+    url = acme.directory["keyChange"]
+    inner = sign(
+        signer or new_key,
+        {"account": account or acme.kid, "oldKey": old_jwk or jwk_of(acme.key)},
+        url=inner_url or url,
+        nonce=None,
+        header={"jwk": jwk_of(new_key)},
+    )
+    return acme.post(url, inner)
+
+
+def test_account_key_rollover(client, world):
+    acme = registered(client, world)
+    old_key, new_key = acme.key, ec.generate_private_key(ec.SECP256R1())
+
+    other = ec.generate_private_key(ec.SECP256R1())
+    assert "signature" in problem(key_change(acme, new_key, signer=other), "malformed", 400)
+    assert "oldKey" in problem(key_change(acme, new_key, old_jwk=jwk_of(other)), "malformed")
+    assert "account" in problem(key_change(acme, new_key, account=acme.kid + "9"), "malformed")
+    problem(key_change(acme, new_key, inner_url=acme.directory["newOrder"]), "unauthorized", 403)
+    taken = registered(client, world)
+    assert "another account" in problem(key_change(acme, taken.key), "malformed", 409)
+
+    changed = key_change(acme, new_key)
+    assert changed.status_code == 200, changed.get_data(as_text=True)
+    # The old key no longer signs for the account; the new one does.
+    assert "signature" in problem(acme.order("www.acme.example"), "malformed", 400)
+    acme.key = new_key
+    assert acme.order("www.acme.example").status_code == 201
+    again = Acme(client, key=new_key)
+    found = again.post(again.directory["newAccount"], {"onlyReturnExisting": True}, use_kid=False)
+    assert found.status_code == 200 and found.headers["Location"] == acme.kid
+    lost = Acme(client, key=old_key)
+    gone = lost.post(lost.directory["newAccount"], {"onlyReturnExisting": True}, use_kid=False)
+    problem(gone, "accountDoesNotExist", 400)
+    event = db.session.execute(
+        select(AuditEvent).where(AuditEvent.action == "acme.account.key_change")
+    ).scalar_one()
+    assert event.after == {"thumbprint": thumbprint(new_key)}
+
+
+def test_new_orders_are_rate_limited_per_account(app, client, world):
+    app.config["CW_ACME_ORDERS_PER_HOUR"] = 2
+    acme = registered(client, world)
+    assert acme.order("www.acme.example").status_code == 201
+    assert acme.order("api.acme.example").status_code == 201
+    limited = acme.order("www.acme.example")
+    assert "the limit is 2" in problem(limited, "rateLimited", 429)
+    assert 3500 < int(limited.headers["Retry-After"]) <= 3601
+    assert limited.headers["Replay-Nonce"]
+    other = registered(client, world)
+    assert other.order("www.acme.example").status_code == 201
+    app.config["CW_ACME_ORDERS_PER_HOUR"] = 0
+    assert acme.order("www.acme.example").status_code == 201
+
+
+def test_the_inventory_shows_acme_certificates_with_their_account_and_client(client, world):
+    from tests.conftest import login
+    from tests.factories import PASSWORD
+
+    acme = registered(client, world)
+    order, leaf = issue(acme, world, "www.acme.example")
+    account_id = acme.kid.rsplit("/", 1)[1]
+    order_id = order["finalize"].rsplit("/", 2)[1]
+    cert = db.session.execute(
+        select(Certificate).where(Certificate.serial_hex == f"{leaf.serial_number:x}")
+    ).scalar_one()
+    login(client, "mrao", PASSWORD)
+    listing = client.get("/admin/ssl_certs/").get_data(as_text=True)
+    assert f"ACME account #{account_id} (order #{order_id}" in listing
+    only_acme = client.get("/admin/ssl_certs/?flt0_4=yes").get_data(as_text=True)
+    assert "www.acme.example" in only_acme
+    not_acme = client.get("/admin/ssl_certs/?flt0_4=no").get_data(as_text=True)
+    assert "www.acme.example" not in not_acme
+    details = client.get(f"/admin/ssl_certs/details/?id={cert.id}").get_data(as_text=True)
+    assert "over <strong>ACME</strong>" in details and "directory /acme/tls/" in details
+    exported = client.get("/admin/ssl_certs/export/csv/").get_data(as_text=True)
+    assert f"ACME: ACME account #{account_id}" in exported
+
+
+@pytest.mark.parametrize(
+    ("records", "names", "allowed"),
+    [
+        ({}, ("www.acme.example",), True),
+        ({"acme.example": ['0 issue "pki.certwright.test"']}, ("www.acme.example",), True),
+        ({"acme.example": ['0 issue "letsencrypt.org"']}, ("www.acme.example",), False),
+        # The record nearest the name decides.
+        (
+            {
+                "acme.example": ['0 issue "letsencrypt.org"'],
+                "www.acme.example": ['0 issue "pki.certwright.test"'],
+            },
+            ("www.acme.example",),
+            True,
+        ),
+        (
+            {"acme.example": ['0 issue "pki.certwright.test"', '0 issuewild ";"']},
+            ("*.wild.acme.example",),
+            False,
+        ),
+    ],
+)
+def test_caa_is_checked_after_the_challenge_when_configured(
+    app, client, world, records, names, allowed
+):
+    app.config["CW_ACME_CAA_IDENTITIES"] = "pki.certwright.test, other-name.test"
+    world["dns"].caa.update(records)
+    acme = registered(client, world)
+    order = acme.order(*names).get_json()
+    (chall,) = answer_dns01(acme, world, order)
+    if allowed:
+        assert chall["status"] == "valid", chall
+    else:
+        assert chall["status"] == "invalid"
+        assert chall["error"]["type"] == ERR + "caa"
+        assert "acme.example: CAA issue" in chall["error"]["detail"]
+    assert ("acme.example", "CAA") in world["dns"].queries or (
+        "www.acme.example",
+        "CAA",
+    ) in world["dns"].queries
+
+
+@pytest.mark.services
+def test_the_order_rate_limit_on_postgresql(postgres_app):
+    """The rate limit's row lock (SELECT ... FOR UPDATE) and count on PostgreSQL."""
+    from app.acme import jose, messages
+    from app.acme.problems import AcmeProblem
+    from app.services.acme import accounts, orders
+
+    mrao = make_admin("mrao")
+    org = make_org("Acme", city="Berlin", state="Berlin")
+    make_domain("acme.example", by=mrao, org=org)
+    _, _, profile = make_pki(requires_approval=False, terms=(90,), acme_slug="tls")
+    created = external_keys.create_key(
+        actor=mrao, organization_id=org.id, department_id=None, label="pg"
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    url = "http://localhost/acme/tls/new-account"
+    hmac_key = jose.b64decode(created.hmac_key, what="hmac")
+    binding = external_binding(key, kid=created.key.key_id, hmac_key=hmac_key, url=url)
+    account = accounts.register(
+        jwk=jose.parse_jwk(jwk_of(key)),
+        request=messages.NewAccount(("mailto:ops@acme.example",), True, False, binding),
+        url=url,
+        user_agent="pg-test",
+    ).account
+    db.session.commit()
+    wanted = messages.parse_new_order(
+        {"identifiers": [{"type": "dns", "value": "www.acme.example"}]}
+    )
+    for _ in range(2):
+        orders.new_order(
+            account=account, profile=profile, request=wanted, user_agent="t", order_limit=2
+        )
+        db.session.commit()
+    with pytest.raises(AcmeProblem) as refused:
+        orders.new_order(
+            account=account, profile=profile, request=wanted, user_agent="t", order_limit=2
+        )
+    db.session.rollback()
+    assert refused.value.kind == "rateLimited" and 3500 < refused.value.retry_after <= 3601

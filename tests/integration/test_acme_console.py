@@ -64,6 +64,10 @@ def test_an_rao_creates_keys_for_their_organization_only(client):
     login(client, "rao", PASSWORD)
     refused = create(client, f"o:{theirs.id}").get_data(as_text=True)
     assert "No such organization" in refused
+    denied = db.session.execute(
+        select(AuditEvent).where(AuditEvent.action == "access.denied")
+    ).scalar_one()
+    assert (denied.object_type, denied.object_id) == ("Organization", str(theirs.id))
     assert create(client, f"o:{mine.id}").status_code == 200
     keys = db.session.execute(select(AcmeExternalKey.organization_id)).scalars().all()
     assert sorted(keys) == sorted([theirs.id, mine.id])
@@ -99,3 +103,20 @@ def test_the_profile_form_sets_the_acme_directory(client):
     db.session.expire_all()
     assert db.session.get(CertificateProfile, profile.id).acme_slug == "tls-servers"
     assert client.get("/acme/tls-servers/directory").status_code == 200
+
+
+def test_an_rao_without_the_ssl_privilege_is_refused_and_it_is_audited(client):
+    from app.models import CertType
+
+    make_admin()
+    mine = make_org("Mine", city="Berlin")
+    make_admin("rao", Role.RAO, org=mine, privileges=(CertType.CLIENT,))
+    login(client, "rao", PASSWORD)
+    refused = create(client, f"o:{mine.id}").get_data(as_text=True)
+    assert "that takes the SSL privilege there" in refused
+    assert db.session.execute(select(AcmeExternalKey)).first() is None
+    denied = db.session.execute(
+        select(AuditEvent).where(AuditEvent.action == "access.denied")
+    ).scalar_one()
+    assert (denied.object_type, denied.object_id) == ("Organization", str(mine.id))
+    assert "without the SSL privilege" in denied.message

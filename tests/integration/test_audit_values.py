@@ -1248,6 +1248,21 @@ def acme_account_update(w: World) -> Seen:
     return Seen(old, observed(AcmeAccount, account.id))
 
 
+def acme_account_key_change(w: World) -> Seen:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from app.acme import jose
+    from app.models import AcmeAccount
+    from app.services.acme import accounts
+    from tests.acme_client import jwk_of
+
+    account = _acme_account(w)
+    old = observed(AcmeAccount, account.id)
+    new_key = jose.parse_jwk(jwk_of(ec.generate_private_key(ec.SECP256R1())))
+    commit(lambda: accounts.change_key(account=account, new_key=new_key))
+    return Seen(old, observed(AcmeAccount, account.id))
+
+
 def _acme_order(w: World) -> Any:
     from app.acme import messages
     from app.services.acme import orders
@@ -1372,6 +1387,7 @@ CASES: dict[str, Callable[[World], Seen]] = {
     "acme.key.update": acme_key_update,
     "acme.account.create": acme_account_create,
     "acme.account.update": acme_account_update,
+    "acme.account.key_change": acme_account_key_change,
     "acme.order.create": acme_order_create,
     "acme.challenge.validate": acme_challenge_validate,
 }

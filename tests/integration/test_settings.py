@@ -293,6 +293,15 @@ PROBES: dict[str, tuple[str, Callable[[Probe, str], None]]] = {
         lambda p, v: _eq(p.config().CW_ACME_RESOLVER, "127.0.0.1:5353"),
     ),
     "CW_ACME_HTTP01_PORT": ("5002", lambda p, v: _eq(p.config().CW_ACME_HTTP01_PORT, 5002)),
+    "CW_ACME_CAA_IDENTITIES": (
+        "pki.example",
+        lambda p, v: _eq(p.config().CW_ACME_CAA_IDENTITIES, "pki.example"),
+    ),
+    "CW_ACME_ORDERS_PER_HOUR": ("5", lambda p, v: _eq(p.config().CW_ACME_ORDERS_PER_HOUR, 5)),
+    "CW_ACME_TLSALPN01_PORT": (
+        "5003",
+        lambda p, v: _eq(p.config().CW_ACME_TLSALPN01_PORT, 5003),
+    ),
     "CW_SCAN_MAX_ADDRESSES": (
         "16",
         lambda p, v: _has(_refused_task(p, "10.9.0.0/27"), "16"),

@@ -11,14 +11,14 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from app.acme import jose, messages
 from app.acme.problems import CONTENT_TYPE, AcmeProblem
 from app.extensions import csrf, db
 from app.models import AcmeAccount, AcmeAuthorization, AcmeChallenge, AcmeOrder, CertificateProfile
 from app.services import audit
-from app.services.acme import accounts, nonces, orders
+from app.services.acme import accounts, nonces, orders, renewal
 
 bp = Blueprint("acme", __name__, url_prefix="/acme/<slug>")
 csrf.exempt(bp)  # JWS-signed requests from ACME clients, not forms
@@ -53,6 +53,8 @@ def problem(exc: AcmeProblem) -> Response:
     response = jsonify(exc.document())
     response.status_code = exc.status
     response.content_type = CONTENT_TYPE
+    if exc.retry_after:
+        response.headers["Retry-After"] = str(exc.retry_after)
     return _finish(response, str(request.view_args.get("slug", "")) if request.view_args else "")
 
 
@@ -68,10 +70,25 @@ def directory(slug: str) -> Response:
         "newAccount": _url("new_account", slug),
         "newOrder": _url("new_order", slug),
         "revokeCert": _url("revoke_cert", slug),
+        "keyChange": _url("key_change", slug),
+        # RFC 9773 §3: clients append "/<certID>".
+        "renewalInfo": _url("renewal_info", slug, cert_id="x")[:-2],
         "meta": {"externalAccountRequired": True},
     }
     response = jsonify(body)
     response.headers["Cache-Control"] = "public, max-age=60"
+    return response
+
+
+@bp.get("/renewal-info/<path:cert_id>")
+def renewal_info(slug: str, cert_id: str) -> Response:
+    """RFC 9773 §4: the suggested renewal window of one of our certificates (unsigned GET;
+    the identifier is public: the issuer's key id and the serial)."""
+    _profile(slug)
+    window = renewal.renewal_info(cert_id)
+    db.session.rollback()
+    response = jsonify({"suggestedWindow": {"start": _iso(window.start), "end": _iso(window.end)}})
+    response.headers["Retry-After"] = str(int(window.retry_after.total_seconds()))
     return response
 
 
@@ -183,6 +200,29 @@ def account(slug: str, account_id: int) -> Response:
     return _acting(signed.account, act)
 
 
+@bp.post("/key-change")
+def key_change(slug: str) -> Response:
+    """§7.3.5: the outer JWS signed by the account's current key (kid), the inner by the
+    new key (jwk)."""
+    _profile(slug)
+    signed = _verified(slug)
+    assert signed.account is not None
+    account_url = _url("account", slug, account_id=signed.account.id)
+
+    def act() -> Response:
+        new_key = jose.verify_key_change(
+            signed.payload,
+            url=request.base_url,
+            account_url=account_url,
+            old_key=jose.parse_jwk(signed.account.jwk),  # type: ignore[union-attr]
+        )
+        accounts.change_key(account=signed.account, new_key=new_key)  # type: ignore[arg-type]
+        db.session.commit()
+        return _json(_as_account(signed.account, slug), slug)  # type: ignore[arg-type]
+
+    return _acting(signed.account, act)
+
+
 @bp.post("/acct/<int:account_id>/orders")
 def account_orders(slug: str, account_id: int) -> Response:
     signed = _verified(slug)
@@ -211,6 +251,8 @@ def _as_order(order: AcmeOrder, slug: str) -> dict[str, Any]:
         ],
         "finalize": _url("finalize", slug, order_id=order.id),
     }
+    if order.replaces:
+        body["replaces"] = order.replaces
     if order.status == "valid":
         body["certificate"] = _url("certificate", slug, order_id=order.id)
     if order.error:
@@ -235,6 +277,7 @@ def new_order(slug: str) -> Response:
             profile=profile,
             request=messages.parse_new_order(signed.payload),
             user_agent=request.user_agent.string,
+            order_limit=int(current_app.config["CW_ACME_ORDERS_PER_HOUR"]),
         )
         db.session.commit()
         return _json(
@@ -275,12 +318,15 @@ def _as_challenge(chall: AcmeChallenge, slug: str) -> dict[str, Any]:
 
 
 def _as_authorization(authz: AcmeAuthorization, slug: str) -> dict[str, Any]:
-    return {
+    body: dict[str, Any] = {
         "identifier": {"type": "dns", "value": authz.identifier},
         "status": authz.status,
         "expires": _iso(authz.expires_at),
         "challenges": [_as_challenge(c, slug) for c in authz.challenges],
     }
+    if authz.wildcard:
+        body["wildcard"] = True  # §7.1.4: the identifier is the domain without "*."
+    return body
 
 
 @bp.post("/authz/<int:authz_id>")

@@ -135,3 +135,35 @@ def update_account(*, account: AcmeAccount, change: messages.AccountUpdate) -> A
             department_id=account.department_id,
         )
     return account
+
+
+def change_key(*, account: AcmeAccount, new_key: jose.Jwk) -> AcmeAccount:
+    """§7.3.5 key rollover: the account's key becomes ``new_key`` (checked by
+    jose.verify_key_change), unless another account has it.
+
+    Raises:
+        AcmeProblem: malformed (409) naming the account that has the key.
+    """
+    thumbprint = new_key.thumbprint()
+    other = db.session.execute(
+        select(AcmeAccount.id).where(AcmeAccount.thumbprint == thumbprint)
+    ).scalar_one_or_none()
+    if other is not None:
+        raise AcmeProblem(
+            "malformed", f"the new key belongs to another account (#{other})", status=409
+        )
+    before = account.thumbprint
+    account.jwk = new_key.as_dict()
+    account.thumbprint = thumbprint
+    audit.record(
+        action="acme.account.key_change",
+        actor=SYSTEM,
+        object_type="AcmeAccount",
+        object_id=account.id,
+        label=", ".join(account.contact) or f"ACME account #{account.id}",
+        before={"thumbprint": before},
+        after={"thumbprint": thumbprint},
+        organization_id=account.organization_id,
+        department_id=account.department_id,
+    )
+    return account

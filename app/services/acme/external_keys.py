@@ -42,20 +42,44 @@ class CreatedKey:
 def _check_place(
     actor: Admin, org_id: int, dept_id: int | None
 ) -> tuple[Organization, Department | None]:
+    """The place of a new key, if the admin may create keys there; a refusal for an
+    existing organization/department is recorded as access.denied."""
     org = db.session.get(Organization, org_id)
     scope = scope_of(actor)
-    if org is None or not (scope.is_master or org.id in scope.visible_org_ids):
+    if org is None:
         raise NotFound("No such organization.", field="organization")
+    if not (scope.is_master or org.id in scope.visible_org_ids):
+        raise audit.denied(
+            actor=actor,
+            what="organization",
+            object_type="Organization",
+            object_id=org.id,
+            field="organization",
+        )
     dept = None
     if dept_id is not None:
         dept = db.session.get(Department, dept_id)
-        if dept is None or not scope.covers(dept.organization_id, dept.id):
+        if dept is None:
             raise NotFound("No such department.", field="department")
+        if not scope.covers(dept.organization_id, dept.id):
+            raise audit.denied(
+                actor=actor,
+                what="department",
+                object_type="Department",
+                object_id=dept.id,
+                field="department",
+            )
         if dept.organization_id != org.id:
             raise DomainError(
                 "That department does not belong to the chosen organization.", field="department"
             )
     if not scope.may(CertType.SSL, org.id, dept.id if dept else None):
+        audit.record_denied(
+            actor=actor,
+            object_type="Department" if dept else "Organization",
+            object_id=dept.id if dept else org.id,
+            attempted="an ACME key without the SSL privilege there",
+        )
         raise Forbidden(
             f"You may not create ACME keys for {org.name}{' / ' + dept.name if dept else ''}: "
             "that takes the SSL privilege there.",

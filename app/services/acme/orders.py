@@ -15,7 +15,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.acme import challenges, jose, messages
 from app.acme.messages import Status
@@ -38,6 +38,7 @@ from app.pki import csr as pki_csr
 from app.pki.errors import PkiError
 from app.pki.revocation import Revoker
 from app.services import audit
+from app.services.acme import renewal
 from app.services.certificates import enrollment, inventory, revocation
 from app.services.errors import Conflict, DomainError
 from app.services.platform import jobs
@@ -47,6 +48,10 @@ from app.services.structure import domains
 ORDER_LIFETIME = timedelta(days=7)
 # Finalize refuses an order with more names than this (the profile's CSR limit is larger).
 VALIDATE_KIND = "acme_validate"
+# The challenges of an authorization, in this order (the client picks one); a wildcard
+# name can only be proven in DNS (§7.1.3, as Let's Encrypt and pebble do).
+OFFERED = (challenges.HTTP01, challenges.TLSALPN01, challenges.DNS01)
+OFFERED_WILDCARD = (challenges.DNS01,)
 
 
 def profile_by_slug(slug: str) -> CertificateProfile:
@@ -68,37 +73,71 @@ def acme_term_days(profile: CertificateProfile) -> int:
     return min(profile.terms)
 
 
+RATE_WINDOW = timedelta(hours=1)
+
+
+def check_order_rate(account: AcmeAccount, *, limit: int) -> None:
+    """At most ``limit`` new orders per account in any hour (0: no limit). The account row
+    is locked first (PostgreSQL), so concurrent newOrders of one account count each other.
+
+    Raises:
+        AcmeProblem: rateLimited (429) with the seconds until the oldest order of the
+            window ages out.
+    """
+    if limit <= 0:
+        return
+    db.session.execute(select(AcmeAccount.id).where(AcmeAccount.id == account.id).with_for_update())
+    since = utcnow() - RATE_WINDOW
+    recent = db.session.execute(
+        select(func.count(AcmeOrder.id), func.min(AcmeOrder.created_at)).where(
+            AcmeOrder.account_id == account.id, AcmeOrder.created_at > since
+        )
+    ).one()
+    if recent[0] < limit:
+        return
+    oldest = recent[1]
+    wait = max(1, int((oldest - since).total_seconds()) + 1) if oldest is not None else 60
+    raise AcmeProblem(
+        "rateLimited",
+        f"this account made {recent[0]} new orders in the last hour, the limit is {limit}: "
+        f"retry in {wait} s",
+        retry_after=wait,
+    )
+
+
 def new_order(
     *,
     account: AcmeAccount,
     profile: CertificateProfile,
     request: messages.NewOrder,
     user_agent: str,
+    order_limit: int = 0,
 ) -> AcmeOrder:
-    """§7.4: an order with one authorization and one http-01 challenge per identifier.
+    """§7.4: an order with one authorization per identifier, each with the OFFERED
+    challenges, within the account's ``order_limit`` an hour (check_order_rate).
+
+    A wildcard ``*.example.com`` gets an authorization for ``example.com`` marked wildcard,
+    with dns-01 only.
 
     Raises:
         AcmeProblem: rejectedIdentifier for a name outside the account organization's
-            approved SSL delegations, or a wildcard (it needs dns-01, not offered yet).
+            approved SSL delegations (a wildcard needs a wildcard domain delegated).
     """
+    check_order_rate(account, limit=order_limit)
     org, dept = account.organization, account.department
     for ident in request.identifiers:
-        if ident.is_wildcard:
-            raise AcmeProblem(
-                "rejectedIdentifier",
-                f"{ident.value}: wildcard names need dns-01 validation, which this server "
-                "does not offer yet",
-                identifier=ident.as_dict(),
-            )
         try:
             domains.check_names_delegated([ident.value], org, dept, CertType.SSL)
         except DomainError as exc:
             raise AcmeProblem(
                 "rejectedIdentifier", exc.message, identifier=ident.as_dict()
             ) from exc
+    replaced = None
     if request.replaces is not None:
-        raise AcmeProblem(
-            "malformed", "replaces (RFC 9773 renewal information) is not supported yet"
+        replaced = renewal.check_replaces(
+            account=account,
+            text=request.replaces,
+            names={i.value for i in request.identifiers},
         )
     now = utcnow()
     order = AcmeOrder(
@@ -108,27 +147,30 @@ def new_order(
         identifiers=[i.as_dict() for i in request.identifiers],
         expires_at=now + ORDER_LIFETIME,
         user_agent=user_agent[:255],
+        replaces=request.replaces if replaced is not None else None,
+        replaces_certificate_id=replaced.id if replaced is not None else None,
     )
     db.session.add(order)
     db.session.flush()
     for ident in request.identifiers:
         authz = AcmeAuthorization(
             order_id=order.id,
-            identifier=ident.value,
-            wildcard=False,
+            identifier=ident.value[2:] if ident.is_wildcard else ident.value,
+            wildcard=ident.is_wildcard,
             status=Status.PENDING.value,
             expires_at=order.expires_at,
         )
         db.session.add(authz)
         db.session.flush()
-        db.session.add(
-            AcmeChallenge(
-                authorization_id=authz.id,
-                type=challenges.HTTP01,
-                token=challenges.new_token(),
-                status=Status.PENDING.value,
+        for kind in OFFERED_WILDCARD if ident.is_wildcard else OFFERED:
+            db.session.add(
+                AcmeChallenge(
+                    authorization_id=authz.id,
+                    type=kind,
+                    token=challenges.new_token(),
+                    status=Status.PENDING.value,
+                )
             )
-        )
     db.session.flush()
     audit.record(
         action="acme.order.create",
@@ -143,6 +185,7 @@ def new_order(
             "identifiers": order.identifiers,
             "status": order.status,
             "user_agent": order.user_agent,
+            "replaces": order.replaces_certificate_id,
         },
         organization_id=account.organization_id,
         department_id=account.department_id,
@@ -233,9 +276,11 @@ class Validated:
 
 
 def validate(*, challenge_id: int, check: Any) -> Validated | None:
-    """Run ``check(name=, token=, key_authorization=)`` (validation.validate_http01) for a
+    """Run ``check(kind=, name=, token=, key_authorization=, wildcard=)`` (validation.validate,
+    which checks CAA too) for a
     challenge that is processing and record its verdict on the challenge, its
-    authorization and its order; None when there is nothing to do (a job run twice)."""
+    authorization (unless another of its challenges decided it already) and its order;
+    None when there is nothing to do (a job run twice)."""
     chall = db.session.get(AcmeChallenge, challenge_id)
     if chall is None or chall.status != Status.PROCESSING:
         return None
@@ -243,20 +288,25 @@ def validate(*, challenge_id: int, check: Any) -> Validated | None:
     account = authz.order.account
     thumbprint = jose.parse_jwk(account.jwk).thumbprint()
     outcome = check(
+        kind=chall.type,
         name=authz.identifier,
         token=chall.token,
         key_authorization=challenges.key_authorization(chall.token, thumbprint),
+        wildcard=authz.wildcard,
     )
     now = utcnow()
     chall.detail = outcome.detail[:2000]
+    decides = authz.status == Status.PENDING
     if outcome.ok:
-        chall.status = authz.status = Status.VALID.value
+        chall.status = Status.VALID.value
         chall.validated_at = now
     else:
-        chall.status = authz.status = Status.INVALID.value
+        chall.status = Status.INVALID.value
         chall.error = AcmeProblem(
             outcome.kind, outcome.detail, identifier={"type": "dns", "value": authz.identifier}
         ).document()
+    if decides:
+        authz.status = chall.status
     refresh_order(authz.order)
     audit.record(
         action="acme.challenge.validate",
@@ -414,3 +464,52 @@ def validation_job_failed(job: Any) -> None:
         "serverInternal", f"validation failed inside the server: {job.message or 'no detail'}"
     ).document()
     refresh_order(chall.authorization.order)
+
+
+@dataclass(frozen=True)
+class AcmeOrigin:
+    """How an ACME certificate came to be, for the inventory."""
+
+    order_id: int
+    account_id: int
+    user_agent: str
+    directory: str
+
+    @property
+    def label(self) -> str:
+        agent = f", {self.user_agent}" if self.user_agent else ""
+        return f"ACME account #{self.account_id} (order #{self.order_id}{agent})"
+
+
+def acme_origins(certificate_requests: dict[int, int]) -> dict[int, AcmeOrigin]:
+    """The ACME order behind each certificate issued over ACME, by certificate id, from a
+    {certificate id: request id} map (one query for a page of the inventory)."""
+    request_ids = {r for r in certificate_requests.values() if r is not None}
+    if not request_ids:
+        return {}
+    rows = db.session.execute(
+        select(
+            AcmeOrder.request_id,
+            AcmeOrder.id,
+            AcmeOrder.account_id,
+            AcmeOrder.user_agent,
+            CertificateProfile.acme_slug,
+        )
+        .join(CertificateProfile, CertificateProfile.id == AcmeOrder.profile_id)
+        .where(AcmeOrder.request_id.in_(request_ids))
+    ).all()
+    by_request = {
+        r.request_id: AcmeOrigin(r.id, r.account_id, r.user_agent, r.acme_slug or "") for r in rows
+    }
+    return {
+        cert_id: by_request[req_id]
+        for cert_id, req_id in certificate_requests.items()
+        if req_id in by_request
+    }
+
+
+def acme_certificates_clause() -> Any:
+    """SQL: the certificate was issued for an ACME order (the inventory's Origin filter)."""
+    return Certificate.request_id.in_(
+        select(AcmeOrder.request_id).where(AcmeOrder.request_id.is_not(None))
+    )
