@@ -927,3 +927,28 @@ def test_the_order_rate_limit_on_postgresql(postgres_app):
         )
     db.session.rollback()
     assert refused.value.kind == "rateLimited" and 3500 < refused.value.retry_after <= 3601
+
+
+def test_eab_credentials_never_start_with_a_dash(world, monkeypatch):
+    """certbot --eab-hmac-key KEY and lego --eab.hmac KEY read a value starting with "-" as
+    an option and refuse it: such draws are drawn again."""
+    import secrets as real_secrets
+
+    from app.acme import jose
+
+    draws = []
+    original = real_secrets.token_bytes
+
+    def token_bytes(size: int) -> bytes:
+        # The first draw of each size encodes to "-..." (0xf8: its six top bits are 62).
+        value = b"\xf8" + original(size - 1) if size not in draws else original(size)
+        draws.append(size)
+        return value
+
+    monkeypatch.setattr(external_keys.secrets, "token_bytes", token_bytes)
+    created = external_keys.create_key(
+        actor=world["mrao"], organization_id=world["org"].id, department_id=None, label="cli"
+    )
+    assert jose.b64encode(b"\xf8" + bytes(31)).startswith("-")
+    assert not created.hmac_key.startswith("-") and not created.key.key_id.startswith("-")
+    assert len(draws) >= 3  # the first draws were refused

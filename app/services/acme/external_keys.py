@@ -101,9 +101,9 @@ def create_key(
     if len(label) > 128:
         raise DomainError("The label may be at most 128 characters.", field="label")
     org, dept = _check_place(actor, organization_id, department_id)
-    secret = secrets.token_bytes(HMAC_KEY_BYTES)
+    secret = _shell_safe(HMAC_KEY_BYTES)
     key = AcmeExternalKey(
-        key_id=jose.b64encode(secrets.token_bytes(18)),
+        key_id=jose.b64encode(_shell_safe(18)),
         sealed_hmac_key=keystore.seal(secret, signing.keks()),
         label=label,
         organization_id=org.id,
@@ -173,6 +173,16 @@ def revoke_key(*, actor: Admin, key_id: int) -> AcmeExternalKey:
     )
     db.session.expire(key)
     return key
+
+
+def _shell_safe(size: int) -> bytes:
+    """Random bytes whose base64url form does not start with "-": clients' command lines
+    (certbot --eab-hmac-key KEY, lego --eab.hmac KEY) take such a value for an option and
+    refuse it. Drawing again costs the first character's choice of 64 one value."""
+    while True:
+        value = secrets.token_bytes(size)
+        if not jose.b64encode(value).startswith("-"):
+            return value
 
 
 def hmac_key_of(key: AcmeExternalKey) -> bytes:
