@@ -82,6 +82,7 @@ from app.models.pki import (
     LintMode,
     SerialNumber,
 )
+from app.models.reports import Report, ReportChunk
 
 __all__ = [
     "HEALTH_FLAGS",
@@ -152,6 +153,8 @@ __all__ = [
     "PortalSettings",
     "PortalThrottle",
     "RecipientRole",
+    "Report",
+    "ReportChunk",
     "RequestMode",
     "RequestStatus",
     "Role",
