@@ -40,6 +40,7 @@ class Report(db.Model):  # type: ignore[name-defined,misc]
     # of an admin since deleted (created_by_id NULL) is never run as the system's.
     as_system: Mapped[bool] = mapped_column(Boolean, default=False)
     chunks_total: Mapped[int] = mapped_column(Integer, default=0)
+    ranges: Mapped[list[list[int]]] = mapped_column(JSON, default=list)  # [low, high] by seq
     chunks_done: Mapped[list[int]] = mapped_column(JSON, default=list)  # chunk indexes
     row_count: Mapped[int] = mapped_column(Integer, default=0)
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)

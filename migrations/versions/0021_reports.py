@@ -38,6 +38,7 @@ def upgrade():
         sa.Column("created_by_id", sa.Integer(), nullable=True),
         sa.Column("as_system", sa.Boolean(), nullable=False),
         sa.Column("chunks_total", sa.Integer(), nullable=False),
+        sa.Column("ranges", sa.JSON(), nullable=False),
         sa.Column("chunks_done", sa.JSON(), nullable=False),
         sa.Column("row_count", sa.Integer(), nullable=False),
         sa.Column("size_bytes", sa.BigInteger(), nullable=False),

@@ -214,3 +214,64 @@ def test_cancel_stops_the_chunks_and_purge_deletes_expired_reports(app, stub_wor
     db.session.commit()
     assert db.session.execute(select(func.count(Report.id))).scalar() == 0
     assert db.session.execute(select(func.count(ReportChunk.id))).scalar() == 0
+
+
+def test_the_cli_writes_a_scoped_report_to_a_file(app, tmp_path):
+    make_admin()
+    mine, theirs = make_org(EVIL), make_org("Theirs")
+    add_certificates(mine, 3)
+    add_certificates(theirs, 2, prefix="secret")
+    make_admin("rao", Role.RAO, org=mine)
+    runner = app.test_cli_runner()
+    out = tmp_path / "ssl.csv"
+    result = runner.invoke(
+        args=[
+            "report",
+            "run",
+            "ssl_certificates",
+            "--format",
+            "csv",
+            "--out",
+            str(out),
+            "--bom",
+            "--as",
+            "rao",
+            "--json",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    assert '"rows": 3' in result.output
+    rows = list(csv.reader(io.StringIO(out.read_bytes().decode("utf-8-sig"), newline="")))
+    assert len(rows) == 4 and {r[2] for r in rows[1:]} == {"'" + EVIL}
+    xml_out = tmp_path / "all.xml"
+    result = runner.invoke(
+        args=[
+            "report",
+            "run",
+            "ssl_certificates",
+            "--format",
+            "xml",
+            "--out",
+            str(xml_out),
+            "--org",
+            "Theirs",
+            "--to",
+            "2999-01-01",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    root = ElementTree.fromstring(xml_out.read_bytes())
+    assert root.findtext("count") == "2"
+    structure = tmp_path / "structure.xml"
+    result = runner.invoke(
+        args=["report", "run", "account_structure", "--format", "xml", "--out", str(structure)]
+    )
+    assert result.exit_code == 0, result.output
+    assert b"Theirs" in structure.read_bytes()
+    bad = runner.invoke(
+        args=["report", "run", "ssl_certificates", "--out", str(out), "--status", "Bogus"]
+    )
+    assert bad.exit_code == 2 and "no status 'Bogus'" in bad.output
+    bad = runner.invoke(args=["report", "run", "account_structure", "--out", str(out)])
+    assert bad.exit_code == 2 and "XML only" in bad.output
+    assert "discovery_results" in runner.invoke(args=["report", "types"]).output

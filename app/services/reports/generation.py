@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -92,6 +92,7 @@ def start_report(
         created_by_id=actor.id,
         as_system=actor is SYSTEM,
         chunks_done=[],
+        ranges=[],
         created_at=now,
         expires_at=now + timedelta(days=keep_days()),
     )
@@ -108,6 +109,7 @@ def start_report(
             ranges.append((start, min(int(high), start + size - 1)))
             start += size
     report.chunks_total = len(ranges)
+    report.ranges = [[lo, hi] for lo, hi in ranges]
     if ranges:
         jobs.create_jobs(
             kind=JOB_KIND,
@@ -166,12 +168,24 @@ def render_chunk(report: Report, low: int, high: int) -> tuple[bytes, int]:
 def run_chunk_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
     """Build one chunk; the last one marks the report done."""
     payload = job.payload or {}
-    report_id, seq = int(payload["report_id"]), int(payload["seq"])
+    return build_chunk(
+        report_id=int(payload["report_id"]), seq=int(payload["seq"]), before_write=ctx.hold
+    )
+
+
+def build_chunk(
+    *, report_id: int, seq: int, before_write: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """Render chunk ``seq`` and store it (replacing an earlier copy, counted once); the
+    caller commits. ``before_write`` runs between the (long) read and the writes: a job
+    checks there that it still holds its lease."""
     report = db.session.get(Report, report_id)
     if report is None or report.status not in ACTIVE:
         return {"message": f"report #{report_id} is no longer being built"}
-    data, count = render_chunk(report, int(payload["low"]), int(payload["high"]))
-    ctx.hold()
+    low, high = report.ranges[seq]
+    data, count = render_chunk(report, int(low), int(high))
+    if before_write is not None:
+        before_write()
     # Write to the report row first: that takes its lock (a row lock on PostgreSQL, the
     # database's write lock on SQLite) before the count below is read, so two chunks
     # finishing at once are counted one after the other.
@@ -191,12 +205,7 @@ def run_chunk_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
     )
     db.session.add(
         ReportChunk(
-            report_id=report_id,
-            seq=seq,
-            low=int(payload["low"]),
-            high=int(payload["high"]),
-            rows=count,
-            data=data,
+            report_id=report_id, seq=seq, low=int(low), high=int(high), rows=count, data=data
         )
     )
     done = list(report.chunks_done or [])
@@ -212,6 +221,20 @@ def run_chunk_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
         "result_type": "Report",
         "result_id": report_id,
     }
+
+
+def build_here(*, report_id: int) -> Report:
+    """Build the chunks not built yet in this process, one transaction each (the CLI: no
+    worker needed). Chunk jobs running elsewhere at the same time are harmless: a chunk is
+    stored once, and jobs arriving after the report is done do nothing."""
+    while True:
+        report = db.session.get(Report, report_id)
+        assert report is not None
+        missing = [s for s in range(report.chunks_total) if s not in (report.chunks_done or [])]
+        if report.status not in ACTIVE or not missing:
+            return report
+        build_chunk(report_id=report_id, seq=missing[0])
+        db.session.commit()
 
 
 def chunk_failed(job: Job) -> None:
