@@ -275,3 +275,49 @@ def test_the_cli_writes_a_scoped_report_to_a_file(app, tmp_path):
     bad = runner.invoke(args=["report", "run", "account_structure", "--out", str(out)])
     assert bad.exit_code == 2 and "XML only" in bad.output
     assert "discovery_results" in runner.invoke(args=["report", "types"]).output
+
+
+def test_the_console_runs_follows_and_downloads_a_report(app, client, stub_worker):
+    from tests.conftest import csrf_token, login
+    from tests.factories import PASSWORD
+
+    make_admin()
+    mine, theirs = make_org(EVIL), make_org("Theirs")
+    add_certificates(mine, 3)
+    add_certificates(theirs, 2, prefix="secret")
+    make_admin("rao", Role.RAO, org=mine)
+    login(client, "rao", PASSWORD)
+    page = client.get("/admin/reports/").get_data(as_text=True)
+    assert "Theirs" not in page and "No reports yet." in page
+    token = csrf_token(client, "/admin/reports/")
+    form = {"csrf_token": token, "report_type": "ssl_certificates", "fmt": "csv", "bom": "y"}
+    response = client.post("/admin/reports/", data=form)
+    assert response.status_code == 302
+    drain(stub_worker)
+    report = db.session.execute(select(Report)).scalar_one()
+    assert report.status == "done" and report.created_by_id is not None
+    page = client.get("/admin/reports/").get_data(as_text=True)
+    assert f'id="cw-report-{report.id}"' in page and 'data-status="done"' in page
+    download = client.get(f"/admin/reports/download/?id={report.id}")
+    assert download.mimetype == "text/csv"
+    assert "attachment" in download.headers["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(download.get_data().decode("utf-8-sig"), newline="")))
+    assert len(rows) == 4 and {r[2] for r in rows[1:]} == {"'" + EVIL}
+    # A filter naming another organization is refused on the form.
+    refused = client.post("/admin/reports/", data={**form, "target": f"o:{theirs.id}"}).get_data(
+        as_text=True
+    )
+    assert "No such organization." in refused
+    # The Account Structure downloads at once, scoped.
+    structure = client.get("/admin/reports/account-structure/")
+    assert structure.mimetype == "application/xml" and b"Theirs" not in structure.get_data()
+    # Another admin's report is not found.
+    other = generation.start_report(actor=SYSTEM, report_type="admins", fmt="csv")
+    db.session.commit()
+    assert client.get(f"/admin/reports/download/?id={other.id}").status_code == 404
+    cancel = client.post(
+        "/admin/reports/cancel/",
+        data={"csrf_token": token, "id": str(report.id)},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "has already ended (done)" in cancel

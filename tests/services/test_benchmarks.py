@@ -146,3 +146,15 @@ def test_import_benchmark_runs_every_part(service_status: dict[str, str], tmp_pa
     for key in ("raw_per_s", "bulk_insert_per_s", "end_to_end_per_s"):
         assert figures[key] > 0, key
     assert "end_to_end >= 0.35 x raw" in stdout
+
+
+def test_reports_benchmark_runs_every_part(service_status: dict[str, str], tmp_path: Path):
+    stdout, figures = run_smoke("bench.reports", (), service_status, tmp_path)
+    assert figures["count"] == 3000
+    # (b) asserts the report's row count equals the raw query's before it reports a figure.
+    assert 2000 < figures["ssl_rows"] < 3000 and figures["report_bytes"] > 0
+    for key in ("report_seconds", "raw_csv_writer_seconds", "one_process_seconds"):
+        assert figures[key] > 0, key
+    for viewer in ("mrao", "rao_10pct"):
+        assert figures["dashboard"][viewer]["p95_ms"] > 0
+    assert stdout.count("PASS") + stdout.count("FAIL") == 5, stdout
