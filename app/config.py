@@ -371,7 +371,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting(
         "CW_REPORT_CHUNK_ROWS",
         int,
-        50_000,
+        20_000,
         "ids per chunk of a generated report: each chunk is one job, so more workers finish "
         "a large report sooner",
         minimum=100,

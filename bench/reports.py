@@ -400,7 +400,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=20, help="dashboard calls per viewer")
-    parser.add_argument("--chunk-rows", type=int, default=50_000)
+    parser.add_argument("--chunk-rows", type=int, default=20_000)
     parser.add_argument("--smoke", action="store_true", help="3,000 certificates: every part runs")
     parser.add_argument("--json", type=Path, default=None)
     options = parser.parse_args()

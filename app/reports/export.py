@@ -24,9 +24,10 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, cast
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = frozenset(FORMULA_PREFIXES)
 BOM = "\ufeff".encode()
 # XML 1.0 §2.2 Char: #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF]
 _NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -92,9 +93,24 @@ def plain_text(value: Cell) -> str:
     return str(value)
 
 
-def csv_cell(value: Cell) -> str:
+def csv_cell(value: Cell) -> str | int | float:
     """One CSV cell: numbers as they are (a negative number is not a formula), text
-    formula-escaped; NUL, which no spreadsheet keeps, removed."""
+    formula-escaped; NUL, which no spreadsheet keeps, removed. Written for speed (a million
+    rows of eighteen cells): the common types are tested first, by exact type."""
+    kind = type(value)
+    if kind is str:
+        text = cast(str, value)
+        if "\x00" in text:
+            text = text.replace("\x00", "")
+        return "'" + text if text[:1] in _FORMULA_START else text
+    if value is None:
+        return ""
+    if kind is int or kind is float:
+        return cast(int | float, value)  # csv.writer formats numbers itself
+    if kind is dt.datetime:
+        stamp = cast(dt.datetime, value)
+        if stamp.tzinfo is dt.UTC:
+            return stamp.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
     if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
         return str(value)
     return escape_formula(plain_text(value).replace("\x00", ""))

@@ -305,7 +305,7 @@ PROBES: dict[str, tuple[str, Callable[[Probe, str], None]]] = {
         lambda p, v: _eq(_import_limits(p)[1].max_member_bytes, 7),
     ),
     "CW_IMPORT_MAX_RATIO": ("7", lambda p, v: _eq(_import_limits(p)[1].max_ratio, 7)),
-    "CW_REPORT_KEEP_DAYS": ("3", lambda p, v: _eq(_report_settings(p), (3, 50_000))),
+    "CW_REPORT_KEEP_DAYS": ("3", lambda p, v: _eq(_report_settings(p), (3, 20_000))),
     "CW_REPORT_CHUNK_ROWS": ("500", lambda p, v: _eq(_report_settings(p), (7, 500))),
     "CW_CUSTOMER_URI": ("acme-corp", lambda p, v: _customer_uri(p)),
     "CW_API_RATE_LIMIT": ("2", lambda p, v: _api_rate_limit(p)),

@@ -51,7 +51,7 @@ def test_formula_prefixes_are_escaped_and_plain_text_is_not():
     for text in HOSTILE[:6]:
         assert escape_formula(text) == "'" + text
     assert escape_formula("Acme Corp") == "Acme Corp"
-    assert csv_cell(-5) == "-5"  # a number, not a formula
+    assert csv_cell(-5) == -5  # a number (csv.writer formats it), not a formula
     assert csv_cell(Decimal("-1.5")) == "-1.5"
     assert csv_cell(True) == "true"
     assert csv_cell(None) == ""
