@@ -4,6 +4,7 @@ report types."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from app.cli.pki import _operator, _place
 from app.extensions import db
 from app.models import CertificateProfile, Report
 from app.services import audit
+from app.services.errors import DomainError
 from app.services.reports import account_structure, catalog, generation
 from app.services.reports.catalog import Filters
 
@@ -63,9 +65,15 @@ def report_types() -> None:
 @click.option(
     "--out",
     "out",
-    required=True,
+    default=None,
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="the file to write ('-' for standard output)",
+)
+@click.option(
+    "--background",
+    is_flag=True,
+    help="leave the chunks to the workers and print the report's id "
+    "(then `report download ID --out FILE`)",
 )
 @click.option("--from", "date_from", default=None, help="first day (YYYY-MM-DD, UTC)")
 @click.option("--to", "date_to", default=None, help="last day, included (YYYY-MM-DD, UTC)")
@@ -83,7 +91,8 @@ def report_types() -> None:
 def report_run(
     report_type: str,
     fmt: str,
-    out: Path,
+    out: Path | None,
+    background: bool,
     date_from: str | None,
     date_to: str | None,
     date_field: str,
@@ -103,10 +112,15 @@ def report_run(
     console's list), and writes head, chunks and tail in order without holding the report
     in memory. Exit status 0 when the file is written.
     """
+    if out is None and not background:
+        fail("name the file to write with --out (or pass --background)")
     if as_json and str(out) == "-":
         fail("--json prints a summary on standard output: write the report to a file")
     admin = _operator(as_login)
     if report_type == STRUCTURE:
+        if out is None:
+            fail("the Account Structure report is read at once: --out FILE")
+        assert out is not None
         if fmt != "xml":
             fail("the Account Structure report is XML only: --format xml")
         with audit.source(label="cli"):
@@ -135,6 +149,16 @@ def report_run(
             )
         )
         assert isinstance(started, Report)
+        if background:
+            click.echo(
+                emit_json_text({"id": started.id, "chunks": started.chunks_total})
+                if as_json
+                else f"report #{started.id} started: {started.chunks_total} chunks for the "
+                "workers; `flask --app wsgi report download "
+                f"{started.id} --out FILE` once it is done"
+            )
+            return
+        assert out is not None
         report = generation.build_here(report_id=started.id)
         if report.status != "done":
             fail(f"report #{report.id} ended {report.status}: {report.message}")
@@ -155,6 +179,35 @@ def report_run(
             "out": str(out),
         },
     )
+
+
+def emit_json_text(value: dict[str, object]) -> str:
+    return json.dumps(value, indent=2)
+
+
+@report_cli.command("download")
+@click.argument("report_id", type=int)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="the file to write ('-' for standard output)",
+)
+@click.option("--as", "as_login", default=None, help="act as this administrator")
+def report_download(report_id: int, out: Path, as_login: str | None) -> None:
+    """Write a finished report (one started with --background or in the console)."""
+    admin = _operator(as_login)
+    try:
+        with audit.source(label="cli"):
+            download = generation.download(actor=admin, report_id=report_id)
+            db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        fail(exc.message)
+    size = _write(out, download.chunks)
+    if str(out) != "-":
+        click.echo(f"report #{report_id}: {size} bytes -> {out}")
 
 
 def _write(out: Path, chunks: Iterable[bytes]) -> int:

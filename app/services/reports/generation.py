@@ -151,8 +151,12 @@ def render_chunk(report: Report, low: int, high: int) -> tuple[bytes, int]:
     rtype = catalog.report_type(report.report_type)
     filters = Filters.from_dict(report.filters)
     query = rtype.rows(_scope_for(report), filters, low, high)
-    # Core execution (no ORM row loading) through a server-side cursor, 2,000 rows a fetch.
-    result = db.session.connection().execution_options(yield_per=2000).execute(query)
+    # Core execution (no ORM row loading) through a server-side cursor, 2,000 rows a fetch:
+    # options on the statement (Connection.execution_options would change the connection
+    # itself, and the writes after it would be declared as cursors too).
+    result = db.session.connection().execute(
+        query.execution_options(stream_results=True, max_row_buffer=2000)
+    )
     writer = export.writer_for(Format(report.format), bom=report.bom)
     count = 0
 
