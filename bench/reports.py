@@ -194,10 +194,11 @@ def raw_dashboard(url: str, org_ids: list[int] | None) -> None:
         conn.execute(
             f"SELECT cert_type, count(*) FROM certificates WHERE {where} GROUP BY 1", params
         ).fetchall()
-        conn.execute(
-            f"SELECT key_type, count(*) FROM certificates WHERE {where} GROUP BY 1", params
-        ).fetchall()
-        for start, end in ((0, 30), (30, 60), (60, 90)):
+        for column in ("key_type", "issuer_cn", "signature_algorithm", "origin"):
+            conn.execute(
+                f"SELECT {column}, count(*) FROM certificates WHERE {where} GROUP BY 1", params
+            ).fetchall()
+        for start, end in ((0, 7), (7, 30), (30, 60), (60, 90)):
             conn.execute(
                 f"SELECT count(*) FROM certificates WHERE {where} "
                 "AND status IN ('Issued', 'External') AND not_after >= %(a)s AND not_after < %(b)s",

@@ -21,10 +21,10 @@ import enum
 import html
 import io
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol, cast
+from typing import Any, Protocol
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _FORMULA_START = frozenset(FORMULA_PREFIXES)
@@ -93,27 +93,60 @@ def plain_text(value: Cell) -> str:
     return str(value)
 
 
-def csv_cell(value: Cell) -> str | int | float:
-    """One CSV cell: numbers as they are (a negative number is not a formula), text
-    formula-escaped; NUL, which no spreadsheet keeps, removed. Written for speed (a million
-    rows of eighteen cells): the common types are tested first, by exact type."""
-    kind = type(value)
-    if kind is str:
-        text = cast(str, value)
-        if "\x00" in text:
-            text = text.replace("\x00", "")
-        return "'" + text if text[:1] in _FORMULA_START else text
-    if value is None:
-        return ""
-    if kind is int or kind is float:
-        return cast(int | float, value)  # csv.writer formats numbers itself
-    if kind is dt.datetime:
-        stamp = cast(dt.datetime, value)
-        if stamp.tzinfo is dt.UTC:
-            return stamp.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+def _csv_text(text: str) -> str:
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    return "'" + text if text[:1] in _FORMULA_START else text
+
+
+def _csv_number(value: int | float) -> int | float:
+    return value  # csv.writer formats numbers itself
+
+
+def _csv_none(value: None) -> str:
+    return ""
+
+
+def _csv_datetime(value: dt.datetime) -> str:
+    if value.tzinfo is dt.UTC:
+        return value.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+    return plain_text(value)
+
+
+def _csv_bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _csv_enum(value: enum.Enum) -> str:
+    return _csv_text(str(value.value))
+
+
+def _csv_other(value: Cell) -> str:
+    if isinstance(value, enum.Enum):
+        _CSV_BY_TYPE[type(value)] = _csv_enum  # seen once, looked up directly from then on
+        return _csv_enum(value)
     if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
         return str(value)
     return escape_formula(plain_text(value).replace("\x00", ""))
+
+
+# Converters by exact type, looked up once per cell: a million rows of eighteen cells make
+# the per-cell cost the report's cost. Anything else (enums, dates, subclasses) goes through
+# _csv_other (which adds an enum's type here on first sight).
+_CSV_BY_TYPE: dict[type, Callable[[Any], str | int | float]] = {
+    str: _csv_text,
+    int: _csv_number,
+    float: _csv_number,
+    type(None): _csv_none,
+    bool: _csv_bool,
+    dt.datetime: _csv_datetime,
+}
+
+
+def csv_cell(value: Cell) -> str | int | float:
+    """One CSV cell: numbers as they are (a negative number is not a formula), text
+    formula-escaped; NUL, which no spreadsheet keeps, removed."""
+    return _CSV_BY_TYPE.get(type(value), _csv_other)(value)
 
 
 def xml_text(value: Cell) -> str:
@@ -161,8 +194,9 @@ class CsvWriter:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
         count = 0
+        convert, other = _CSV_BY_TYPE.get, _csv_other
         for row in rows:
-            writer.writerow([csv_cell(v) for v in row])
+            writer.writerow([convert(type(v), other)(v) for v in row])
             count += 1
             if count >= BLOCK_ROWS:
                 yield buffer.getvalue().encode()

@@ -149,3 +149,18 @@ def test_streaming_keeps_memory_flat():
     assert total > 2_500_000
     assert peak < small * 1.5, (small, peak)
     assert peak < total // 2, (peak, total)
+
+
+def test_enum_and_bool_cells():
+    import enum
+
+    class Colour(enum.StrEnum):
+        RED = "=red"
+        BLUE = "blue"
+
+    assert csv_cell(Colour.RED) == "'=red"  # an enum's value is text like any other
+    assert csv_cell(Colour.BLUE) == "blue"
+    assert csv_cell(Colour.RED) == "'=red"  # the second lookup takes the cached path
+    assert csv_cell(False) == "false"
+    assert csv_cell(dt.date(2027, 1, 2)) == "2027-01-02"
+    assert csv_cell(dt.datetime(2027, 1, 2, 3, 4, 5)) == "2027-01-02T03:04:05"
