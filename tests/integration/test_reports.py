@@ -196,7 +196,8 @@ def test_cancel_stops_the_chunks_and_purge_deletes_expired_reports(app, stub_wor
     report = generation.start_report(
         actor=mrao, report_type="ssl_certificates", fmt="csv", chunk_rows=2
     )
-    db.session.commit()
+    # Cancelled in the transaction that started it: the chunk messages go out on commit,
+    # and the worker would otherwise race the cancel.
     generation.cancel_report(actor=mrao, report_id=report.id)
     db.session.commit()
     drain(stub_worker)
