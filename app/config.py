@@ -362,6 +362,21 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         minimum=60,
     ),
     Setting(
+        "CW_REPORT_KEEP_DAYS",
+        int,
+        7,
+        "days a generated report stays downloadable before it is deleted (`docs/reports.md`)",
+        minimum=1,
+    ),
+    Setting(
+        "CW_REPORT_CHUNK_ROWS",
+        int,
+        20_000,
+        "ids per chunk of a generated report: each chunk is one job, so more workers finish "
+        "a large report sooner",
+        minimum=100,
+    ),
+    Setting(
         "CW_WEBHOOK_MAX_ATTEMPTS",
         int,
         8,

@@ -4,4 +4,13 @@ Start standalone workers with:  dramatiq app.actors --processes N --threads T
 """
 
 import app.runtime.broker  # noqa: F401  (sets the global broker before any actor is declared)
-from app.actors import acme, discovery, imports, notifications, persons, pki, system  # noqa: F401
+from app.actors import (  # noqa: F401
+    acme,
+    discovery,
+    imports,
+    notifications,
+    persons,
+    pki,
+    reports,
+    system,
+)

@@ -33,6 +33,7 @@ def init_console(app: Flask) -> Any:
     from app.admin.persons import InvitationView, PersonView
     from app.admin.pki import CaView, CertificateProfileView
     from app.admin.planner import ValidityPlannerView
+    from app.admin.reports import ReportsView
     from app.admin.requests import RequestView
     from app.admin.system import AboutView, AuditView, JobView, MyProfileView, OutboxView
     from app.models import (
@@ -111,6 +112,7 @@ def init_console(app: Flask) -> Any:
             name="Assignment Rules", category="Discovery", endpoint="assignment_rules"
         )
     )
+    console.add_view(ReportsView(name="Run a Report", category="Reports", endpoint="reports"))
     console.add_view(
         ValidityPlannerView(name="Validity Planner", category="Reports", endpoint="planner")
     )

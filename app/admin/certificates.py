@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flask import flash, g, redirect, request, url_for
@@ -9,7 +10,7 @@ from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import BaseSQLAFilter, FilterEqual
 from markupsafe import Markup
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, false, or_
 from wtforms import SelectField, TextAreaField
 from wtforms.validators import Length
 
@@ -29,6 +30,7 @@ from app.models import Certificate, CertificateRequest, CertStatus, CertType
 from app.models.types import utcnow
 from app.pki.bundles import load_certificate
 from app.pki.info import describe_certificate
+from app.reports import charts
 from app.services.acme import orders as acme_orders
 from app.services.certificates import enrollment, inventory, renewal, revocation
 from app.services.discovery import endpoints
@@ -107,6 +109,28 @@ class FindingFilter(BaseSQLAFilter):
 
     def operation(self) -> str:
         return "is"
+
+
+class ExpiryWindowFilter(BaseSQLAFilter):
+    """Live (Issued or External) certificates expiring in a dashboard window ("0-7" days
+    from now, "7-30", ...: app.reports.charts.EXPIRY_WINDOWS), the dashboard's drill-down."""
+
+    def apply(self, query: Any, value: Any, alias: Any = None) -> Any:
+        start, _, end = str(value).partition("-")
+        if not (start.isdigit() and end.isdigit()):
+            return query.filter(false())
+        now = utcnow()
+        return query.filter(
+            Certificate.status.in_([CertStatus.ISSUED, CertStatus.EXTERNAL]),
+            Certificate.not_after >= now + timedelta(days=int(start)),
+            Certificate.not_after < now + timedelta(days=int(end)),
+        )
+
+    def operation(self) -> str:
+        return "in"
+
+
+EXPIRY_OPTIONS = [(f"{a}-{b}", f"{a + (a > 0)} to {b} days") for a, b in charts.EXPIRY_WINDOWS]
 
 
 class CertificateView(TypeAccessMixin, SecureModelView):
@@ -211,6 +235,10 @@ class CertificateView(TypeAccessMixin, SecureModelView):
                 Certificate.organization_id, "Organization", options=per_request(org_choices)
             ),
             FindingFilter(Certificate.id, "Finding", options=sorted(LABELS.items())),
+            ExpiryWindowFilter(Certificate.not_after, "Expires", options=EXPIRY_OPTIONS),
+            FilterEqual(Certificate.issuer_cn, "Issuer"),
+            FilterEqual(Certificate.key_type, "Key type"),
+            FilterEqual(Certificate.signature_algorithm, "Signature algorithm"),
             FilterEqual(
                 Certificate.origin,
                 "Origin",

@@ -154,11 +154,36 @@ class DashboardView(SecureMixin, AdminIndexView):
             charts.Bar(t.label, summary.by_type.get(t, 0), self._list_url(f"{t.value}_certs"))
             for t in CertType
         ]
-        by_key = [charts.Bar(k, n) for k, n in sorted(summary.by_key.items())]
-        expiring = charts.expiry_bars(summary.expiring, [self._list_url("ssl_certs")] * 3)
+
+        def links(filter_name: str, values: Any) -> dict[str, str]:
+            return {v: self._list_url("ssl_certs", filter_name, v) for v in values if v}
+
+        by_key = [
+            charts.Bar(k, n, self._list_url("ssl_certs", "Key type", k) if k != "unknown" else "")
+            for k, n in sorted(summary.by_key.items())
+        ]
+        expiring = charts.expiry_bars(
+            summary.expiring,
+            [self._list_url("ssl_certs", "Expires", f"{a}-{b}") for a, b in charts.EXPIRY_WINDOWS],
+        )
+        by_origin = [
+            charts.Bar(o, summary.by_origin.get(o, 0), self._list_url("ssl_certs", "Origin", o))
+            for o in ("Issued", "Discovered", "Imported")
+        ]
         return {
             "cw-chart-status": charts.bar_figure("Certificates by status", by_status),
             "cw-chart-expiring": charts.bar_figure("Expiring soon", expiring),
             "cw-chart-type": charts.bar_figure("Certificates by type", by_type),
             "cw-chart-key": charts.donut_figure("Keys", by_key),
+            "cw-chart-issuer": charts.bar_figure(
+                "By issuer",
+                charts.top_bars(summary.by_issuer, links("Issuer", summary.by_issuer)),
+            ),
+            "cw-chart-signature": charts.donut_figure(
+                "Signature algorithms",
+                charts.top_bars(
+                    summary.by_signature, links("Signature algorithm", summary.by_signature)
+                ),
+            ),
+            "cw-chart-origin": charts.bar_figure("By origin", by_origin),
         }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.cli import config, core, discovery, imports, pki, structure
+from app.cli import config, core, discovery, imports, pki, reports, structure
 
 
 def register(app: Flask) -> None:
@@ -15,5 +15,6 @@ def register(app: Flask) -> None:
         *config.COMMANDS,
         *structure.COMMANDS,
         *imports.COMMANDS,
+        *reports.COMMANDS,
     ):
         app.cli.add_command(command)

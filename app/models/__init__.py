@@ -83,6 +83,7 @@ from app.models.pki import (
     LintMode,
     SerialNumber,
 )
+from app.models.reports import Report, ReportChunk
 
 __all__ = [
     "HEALTH_FLAGS",
@@ -154,6 +155,8 @@ __all__ = [
     "PortalSettings",
     "PortalThrottle",
     "RecipientRole",
+    "Report",
+    "ReportChunk",
     "RequestMode",
     "RequestStatus",
     "Role",

@@ -17,7 +17,8 @@ STATUS_COLOURS: Mapping[str, str] = {
     "Replaced": "#17a2b8",
     "External": "#343a40",
 }
-EXPIRY_COLOURS = ("#dc3545", "#fd7e14", "#ffc107")
+EXPIRY_COLOURS = ("#a71d2a", "#dc3545", "#fd7e14", "#ffc107")
+EXPIRY_WINDOWS = ((0, 7), (7, 30), (30, 60), (60, 90))  # days from now: [start, end)
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,18 @@ def donut_figure(title: str, slices: Sequence[Bar]) -> dict[str, Any]:
 
 
 def expiry_bars(counts: Sequence[int], urls: Sequence[str] = ()) -> list[Bar]:
-    """The 0-30, 31-60 and 61-90 day windows, most urgent in red."""
-    labels = ("up to 30 days", "31 to 60 days", "61 to 90 days")
-    links = list(urls) + [""] * (3 - len(urls))
-    return [Bar(labels[i], counts[i], links[i], EXPIRY_COLOURS[i]) for i in range(3)]
+    """The 0-7, 8-30, 31-60 and 61-90 day windows (EXPIRY_WINDOWS), most urgent darkest."""
+    labels = ("up to 7 days", "8 to 30 days", "31 to 60 days", "61 to 90 days")
+    links = list(urls) + [""] * (len(labels) - len(urls))
+    return [Bar(labels[i], counts[i], links[i], EXPIRY_COLOURS[i]) for i in range(len(labels))]
+
+
+def top_bars(counts: Mapping[str, int], urls: Mapping[str, str], *, limit: int = 8) -> list[Bar]:
+    """The largest ``limit`` groups, largest first (ties by name), the rest as one "other"
+    bar without a link (it is no single filter)."""
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    bars = [Bar(label or "unknown", n, urls.get(label, "")) for label, n in ordered[:limit]]
+    rest = sum(n for _, n in ordered[limit:])
+    if rest:
+        bars.append(Bar("other", rest, "", "#adb5bd"))
+    return bars

@@ -5,7 +5,7 @@ every certificate stored before), and the Debian weak keys table (openssl-blackl
 fingerprints) with certificates.debian_fingerprint to find the certificates a list names.
 
 Revision ID: 0024_hygiene
-Revises: 0023_acme_ari
+Revises: 0021_reports
 Create Date: 2026-12-07 02:30:00
 
 """
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = "0024_hygiene"
-down_revision = "0023_acme_ari"
+down_revision = "0021_reports"
 branch_labels = None
 depends_on = None
 

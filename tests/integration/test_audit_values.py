@@ -42,6 +42,7 @@ from app.models import (
     Person,
     PortalEnrollment,
     PortalSettings,
+    Report,
     RequestMode,
     Role,
     ScanRun,
@@ -657,6 +658,34 @@ def job_cancel(w: World) -> Seen:
     old = observed(Job, job.id)
     commit(lambda: jobs.cancel(actor=w.mrao, job_id=job.id))
     return Seen(old, observed(Job, job.id))
+
+
+def report_run(w: World) -> Seen:
+    from app.services.reports import generation
+
+    report = commit(lambda: generation.start_report(actor=w.rao, report_type="admins", fmt="csv"))
+    return Seen(None, observed(Report, report.id))
+
+
+def report_cancel(w: World) -> Seen:
+    from app.services.reports import generation
+
+    # Cancelled before its messages go out (they are sent after commit).
+    report = generation.start_report(actor=w.mrao, report_type="admins", fmt="xml")
+    db.session.flush()
+    old = observed(Report, report.id)
+    commit(lambda: generation.cancel_report(actor=w.mrao, report_id=report.id))
+    return Seen(old, observed(Report, report.id))
+
+
+def report_download(w: World) -> Seen:
+    from app.services.reports import generation
+
+    report = commit(lambda: generation.start_report(actor=w.mrao, report_type="admins", fmt="csv"))
+    drain(w.worker)
+    download = commit(lambda: generation.download(actor=w.mrao, report_id=report.id))
+    assert b"mrao" in b"".join(download.chunks)
+    return Seen(None, None, no_values=True)
 
 
 def audit_verify_failed(w: World) -> Seen:
@@ -1354,6 +1383,9 @@ CASES: dict[str, Callable[[World], Seen]] = {
     "discovery.scan": discovery_scan,
     "discovery.cancel": discovery_cancel,
     "job.cancel": job_cancel,
+    "report.run": report_run,
+    "report.cancel": report_cancel,
+    "report.download": report_download,
     "audit.verify_failed": audit_verify_failed,
     "config.apply": config_apply,
     "audit.head_forged": audit_head_forged,

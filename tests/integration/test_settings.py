@@ -319,6 +319,8 @@ PROBES: dict[str, tuple[str, Callable[[Probe, str], None]]] = {
         lambda p, v: _eq(_import_limits(p)[1].max_member_bytes, 7),
     ),
     "CW_IMPORT_MAX_RATIO": ("7", lambda p, v: _eq(_import_limits(p)[1].max_ratio, 7)),
+    "CW_REPORT_KEEP_DAYS": ("3", lambda p, v: _eq(_report_settings(p), (3, 20_000))),
+    "CW_REPORT_CHUNK_ROWS": ("500", lambda p, v: _eq(_report_settings(p), (7, 500))),
     "CW_CUSTOMER_URI": ("acme-corp", lambda p, v: _customer_uri(p)),
     "CW_API_RATE_LIMIT": ("2", lambda p, v: _api_rate_limit(p)),
     "CW_API_MAX_BODY": ("64", lambda p, v: _api_max_body(p)),
@@ -393,6 +395,16 @@ def _import_limits(p: Probe) -> tuple[int, Any]:
     app = create_app(p.config())
     with app.app_context():
         return imports.max_upload_bytes(), imports.limits()
+
+
+def _report_settings(p: Probe) -> tuple[int, int]:
+    """What the report service reads (days kept, ids per chunk) in an app so set up."""
+    from app import create_app
+    from app.services.reports import generation
+
+    app = create_app(p.config())
+    with app.app_context():
+        return generation.keep_days(), generation.chunk_size()
 
 
 def _eq(observed: object, expected: object) -> None:

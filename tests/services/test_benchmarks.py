@@ -187,3 +187,15 @@ def test_notification_sweep_benchmark_runs_every_part(
     assert figures["second_sweep"]["created"] == 0
     assert all(figures["checks"].values()), figures["checks"]
     assert stdout.count("PASS") + stdout.count("FAIL") == 3, stdout
+
+
+def test_reports_benchmark_runs_every_part(service_status: dict[str, str], tmp_path: Path):
+    stdout, figures = run_smoke("bench.reports", (), service_status, tmp_path)
+    assert figures["count"] == 3000
+    # (b) asserts the report's row count equals the raw query's before it reports a figure.
+    assert 2000 < figures["ssl_rows"] < 3000 and figures["report_bytes"] > 0
+    for key in ("report_seconds", "raw_csv_writer_seconds", "one_process_seconds"):
+        assert figures[key] > 0, key
+    for viewer in ("mrao", "rao_10pct"):
+        assert figures["dashboard"][viewer]["p95_ms"] > 0
+    assert stdout.count("PASS") + stdout.count("FAIL") == 5, stdout

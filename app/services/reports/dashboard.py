@@ -28,6 +28,7 @@ from app.models import (
     RequestStatus,
 )
 from app.models.types import utcnow
+from app.reports.charts import EXPIRY_WINDOWS
 from app.services.certificates import inventory
 from app.services.scope import organization_clause, scope_of
 from app.services.structure import domains
@@ -38,7 +39,11 @@ class Overview:
     by_status: dict[str, int] = field(default_factory=dict)
     by_type: dict[CertType, int] = field(default_factory=dict)
     by_key: dict[str, int] = field(default_factory=dict)
-    expiring: list[int] = field(default_factory=lambda: [0, 0, 0])  # <=30, 31-60, 61-90 days
+    by_issuer: dict[str, int] = field(default_factory=dict)  # issuer CN ("" unknown)
+    by_signature: dict[str, int] = field(default_factory=dict)
+    by_origin: dict[str, int] = field(default_factory=dict)  # Issued | Discovered | Imported
+    # live certificates expiring in each of charts.EXPIRY_WINDOWS (0-7, 8-30, 31-60, 61-90 days)
+    expiring: list[int] = field(default_factory=lambda: [0] * len(EXPIRY_WINDOWS))
     awaiting_approval: int = 0
     total: int = 0
 
@@ -81,12 +86,22 @@ def certificate_overview(*, actor: Admin) -> Overview:
     ):
         name = label or "unknown"
         result.by_key[name] = result.by_key.get(name, 0) + int(count)
+    for column, target in (
+        (Certificate.issuer_cn, result.by_issuer),
+        (Certificate.signature_algorithm, result.by_signature),
+        (Certificate.origin, result.by_origin),
+    ):
+        for value, count in db.session.execute(
+            select(column, func.count()).where(visible).group_by(column)
+        ):
+            key = value.value if hasattr(value, "value") else str(value or "")
+            target[key] = target.get(key, 0) + int(count)
     live = (
         visible
         & Certificate.status.in_([CertStatus.ISSUED.value, CertStatus.EXTERNAL.value])
         & (Certificate.not_after >= now)
     )
-    for index, (start, end) in enumerate(((0, 30), (30, 60), (60, 90))):
+    for index, (start, end) in enumerate(EXPIRY_WINDOWS):
         window = (Certificate.not_after >= now + timedelta(days=start)) & (
             Certificate.not_after < now + timedelta(days=end)
         )

@@ -34,7 +34,26 @@ def test_donut_leaves_out_zero_slices():
 
 
 def test_expiry_windows_are_ordered_by_urgency():
-    bars = charts.expiry_bars([5, 1, 0], ["/a", "/b"])
-    assert [b.label for b in bars] == ["up to 30 days", "31 to 60 days", "61 to 90 days"]
-    assert [b.url for b in bars] == ["/a", "/b", ""]
+    bars = charts.expiry_bars([5, 1, 0, 2], ["/a", "/b"])
+    assert [b.label for b in bars] == [
+        "up to 7 days",
+        "8 to 30 days",
+        "31 to 60 days",
+        "61 to 90 days",
+    ]
+    assert [b.url for b in bars] == ["/a", "/b", "", ""]
     assert bars[0].colour == charts.EXPIRY_COLOURS[0]
+    assert len(charts.EXPIRY_WINDOWS) == len(bars)
+
+
+def test_top_bars_keep_the_largest_and_sum_the_rest():
+    counts = {f"CA {i}": i for i in range(1, 11)} | {"": 4}
+    bars = charts.top_bars(counts, {"CA 10": "/ten"}, limit=3)
+    assert [(b.label, b.count) for b in bars] == [
+        ("CA 10", 10),
+        ("CA 9", 9),
+        ("CA 8", 8),
+        ("other", sum(range(1, 8)) + 4),
+    ]
+    assert bars[0].url == "/ten" and bars[-1].url == ""
+    assert charts.top_bars({"": 2}, {})[0].label == "unknown"

@@ -1,0 +1,34 @@
+"""Report actors: one chunk (id range) of a generated report per message; the hourly purge
+of reports past their keeping time."""
+
+from __future__ import annotations
+
+import dramatiq
+
+from app.runtime.broker import broker  # noqa: F401  (declares actors on the configured broker)
+from app.services.platform import jobs
+from app.services.reports import generation
+
+
+@dramatiq.actor(queue_name="default", max_retries=0, time_limit=3_600_000)
+def build_report_chunk(job_id: int) -> None:
+    jobs.execute(job_id, generation.run_chunk_job)
+
+
+@dramatiq.actor(queue_name="default", max_retries=0, time_limit=600_000)
+def purge_reports(job_id: int) -> None:
+    jobs.execute(job_id, generation.run_purge_job)
+
+
+jobs.register_kind(
+    generation.JOB_KIND,
+    "Build a chunk of a report",
+    build_report_chunk,
+    on_failure=generation.chunk_failed,
+)
+jobs.register_kind(
+    generation.PURGE_KIND,
+    "Delete generated reports past their keeping time",
+    purge_reports,
+    every=3600,
+)

@@ -1,0 +1,231 @@
+"""Command line for reports: report run TYPE --format csv|xml|html [filters] --out FILE,
+report types."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import click
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from app.cli.core import commit_or_fail, emit_json, fail, json_option
+from app.cli.pki import _operator, _place
+from app.extensions import db
+from app.models import CertificateProfile, Report
+from app.services import audit
+from app.services.errors import DomainError
+from app.services.reports import account_structure, catalog, generation
+from app.services.reports.catalog import Filters
+
+report_cli = AppGroup("report", help="Generate reports (docs/reports.md).")
+STRUCTURE = "account_structure"
+
+
+def _day(value: str | None, option: str) -> dt.date | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        fail(f"{option} takes a date as YYYY-MM-DD, not {value!r}")
+    return None
+
+
+def _profile(name: str | None) -> int | None:
+    if not name:
+        return None
+    found = db.session.execute(
+        select(CertificateProfile.id).where(CertificateProfile.name == name)
+    ).scalar_one_or_none()
+    if found is None:
+        fail(f"no certificate profile named '{name}'")
+    return found
+
+
+@report_cli.command("types")
+def report_types() -> None:
+    """List the report types, their date fields and statuses."""
+    for rtype in catalog.TYPES.values():
+        click.echo(f"{rtype.key:28} {rtype.title}")
+        click.echo(f"{'':28} dates: {', '.join(rtype.date_fields)}")
+        if rtype.statuses:
+            click.echo(f"{'':28} statuses: {', '.join(rtype.statuses)}")
+    click.echo(f"{STRUCTURE:28} Account Structure (XML only)")
+
+
+@report_cli.command("run")
+@click.argument("report_type")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "xml", "html"]), default="csv", show_default=True
+)
+@click.option(
+    "--out",
+    "out",
+    default=None,
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="the file to write ('-' for standard output)",
+)
+@click.option(
+    "--background",
+    is_flag=True,
+    help="leave the chunks to the workers and print the report's id "
+    "(then `report download ID --out FILE`)",
+)
+@click.option("--from", "date_from", default=None, help="first day (YYYY-MM-DD, UTC)")
+@click.option("--to", "date_to", default=None, help="last day, included (YYYY-MM-DD, UTC)")
+@click.option("--date-field", default="", help="which date --from/--to apply to (see `types`)")
+@click.option("--org", "org_name", default=None, help="only this organization")
+@click.option("--dept", "dept_name", default=None, help="only this department of --org")
+@click.option("--status", default="", help="only rows in this status (see `types`)")
+@click.option("--profile", "profile_name", default=None, help="only this certificate profile")
+@click.option("--issuer", default="", help="only certificates whose issuer CN contains this")
+@click.option("--bom", is_flag=True, help="CSV: start with a UTF-8 byte order mark (Excel)")
+@click.option(
+    "--as", "as_login", default=None, help="act as this administrator (default: the first MRAO)"
+)
+@json_option
+def report_run(
+    report_type: str,
+    fmt: str,
+    out: Path | None,
+    background: bool,
+    date_from: str | None,
+    date_to: str | None,
+    date_field: str,
+    org_name: str | None,
+    dept_name: str | None,
+    status: str,
+    profile_name: str | None,
+    issuer: str,
+    bom: bool,
+    as_login: str | None,
+    as_json: bool,
+) -> None:
+    """Generate a report in the foreground and write it to --out.
+
+    Runs as the administrator given by --as (their scope: an RAO's report holds only their
+    organizations), builds the same chunks a worker would (the report also shows in the
+    console's list), and writes head, chunks and tail in order without holding the report
+    in memory. Exit status 0 when the file is written.
+    """
+    if out is None and not background:
+        fail("name the file to write with --out (or pass --background)")
+    if as_json and str(out) == "-":
+        fail("--json prints a summary on standard output: write the report to a file")
+    admin = _operator(as_login)
+    if report_type == STRUCTURE:
+        if out is None:
+            fail("the Account Structure report is read at once: --out FILE")
+        assert out is not None
+        if fmt != "xml":
+            fail("the Account Structure report is XML only: --format xml")
+        with audit.source(label="cli"):
+            chunks = account_structure.account_structure_xml(actor=admin)
+            db.session.commit()
+        size = _write(out, chunks)
+        _done(as_json, {"report_type": STRUCTURE, "format": "xml", "bytes": size, "out": str(out)})
+        return
+    org_id, dept_id = _place(org_name, dept_name) if org_name else (None, None)
+    if dept_name and not org_name:
+        fail("--dept needs --org")
+    filters = Filters(
+        date_from=_day(date_from, "--from"),
+        date_to=_day(date_to, "--to"),
+        date_field=date_field,
+        organization_id=org_id,
+        department_id=dept_id,
+        status=status,
+        profile_id=_profile(profile_name),
+        issuer=issuer,
+    )
+    with audit.source(label="cli"):
+        started = commit_or_fail(
+            lambda: generation.start_report(
+                actor=admin, report_type=report_type, fmt=fmt, filters=filters, bom=bom
+            )
+        )
+        assert isinstance(started, Report)
+        if background:
+            click.echo(
+                emit_json_text({"id": started.id, "chunks": started.chunks_total})
+                if as_json
+                else f"report #{started.id} started: {started.chunks_total} chunks for the "
+                "workers; `flask --app wsgi report download "
+                f"{started.id} --out FILE` once it is done"
+            )
+            return
+        assert out is not None
+        report = generation.build_here(report_id=started.id)
+        if report.status != "done":
+            fail(f"report #{report.id} ended {report.status}: {report.message}")
+        download = generation.download(actor=admin, report_id=report.id)
+        db.session.commit()
+    size = _write(out, download.chunks)
+    report = db.session.get(Report, started.id)
+    assert report is not None
+    _done(
+        as_json,
+        {
+            "id": report.id,
+            "report_type": report.report_type,
+            "format": report.format,
+            "rows": report.row_count,
+            "chunks": report.chunks_total,
+            "bytes": size,
+            "out": str(out),
+        },
+    )
+
+
+def emit_json_text(value: dict[str, object]) -> str:
+    return json.dumps(value, indent=2)
+
+
+@report_cli.command("download")
+@click.argument("report_id", type=int)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="the file to write ('-' for standard output)",
+)
+@click.option("--as", "as_login", default=None, help="act as this administrator")
+def report_download(report_id: int, out: Path, as_login: str | None) -> None:
+    """Write a finished report (one started with --background or in the console)."""
+    admin = _operator(as_login)
+    try:
+        with audit.source(label="cli"):
+            download = generation.download(actor=admin, report_id=report_id)
+            db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        fail(exc.message)
+    size = _write(out, download.chunks)
+    if str(out) != "-":
+        click.echo(f"report #{report_id}: {size} bytes -> {out}")
+
+
+def _write(out: Path, chunks: Iterable[bytes]) -> int:
+    size = 0
+    stream = click.open_file(str(out), "wb")
+    with stream:
+        for block in chunks:
+            stream.write(block)
+            size += len(block)
+    return size
+
+
+def _done(as_json: bool, summary: dict[str, object]) -> None:
+    if as_json:
+        emit_json(summary)
+    elif summary["out"] != "-":
+        rows = f"{summary['rows']} rows, " if "rows" in summary else ""
+        click.echo(f"{summary['report_type']}: {rows}{summary['bytes']} bytes -> {summary['out']}")
+
+
+COMMANDS = (report_cli,)

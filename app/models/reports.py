@@ -1,0 +1,69 @@
+"""Generated reports: what was asked (type, format, filters, who), their chunks (rendered
+rows of one id range each, stitched in order when downloaded) and when they expire."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+from app.models.types import UTCDateTime, utcnow
+
+
+class Report(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_type: Mapped[str] = mapped_column(String(48))
+    format: Mapped[str] = mapped_column(String(8))  # csv | xml | html
+    bom: Mapped[bool] = mapped_column(Boolean, default=False)
+    filters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # pending -> running -> done | failed | cancelled
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("admins.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    # Asked for by the system (the CLI, a schedule): no admin's scope narrows it. A report
+    # of an admin since deleted (created_by_id NULL) is never run as the system's.
+    as_system: Mapped[bool] = mapped_column(Boolean, default=False)
+    chunks_total: Mapped[int] = mapped_column(Integer, default=0)
+    ranges: Mapped[list[list[int]]] = mapped_column(JSON, default=list)  # [low, high] by seq
+    chunks_done: Mapped[list[int]] = mapped_column(JSON, default=list)  # chunk indexes
+    row_count: Mapped[int] = mapped_column(Integer, default=0)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+    def __str__(self) -> str:
+        return f"Report #{self.id} ({self.report_type}, {self.format})"
+
+
+class ReportChunk(db.Model):  # type: ignore[name-defined,misc]
+    """The rendered rows of one id range of a report (head and tail are rendered when it
+    is downloaded)."""
+
+    __tablename__ = "report_chunks"
+    __table_args__ = (UniqueConstraint("report_id", "seq", name="uq_report_chunks_seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    low: Mapped[int] = mapped_column(BigInteger)
+    high: Mapped[int] = mapped_column(BigInteger)
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

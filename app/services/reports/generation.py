@@ -1,0 +1,380 @@
+"""Generated reports: start (one job per id range), build a chunk, finish, cancel, download
+(head, chunks in order, tail), purge expired ones.
+
+A report runs with the scope of the admin who asked for it, read again by every chunk (an
+admin whose scope shrank meanwhile gets the smaller report); the system's reports (CLI,
+schedules) see everything. Chunk jobs are safe to run twice: a chunk replaces its earlier
+copy and is counted once (the report row is locked while it is counted).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import delete, func, select, update
+
+from app.extensions import db
+from app.models import Admin, Job, Report, ReportChunk
+from app.models.types import utcnow
+from app.reports import export
+from app.reports.export import Format
+from app.services import audit
+from app.services.errors import Conflict, DomainError
+from app.services.platform import jobs
+from app.services.reports import catalog
+from app.services.reports.catalog import Filters
+from app.services.scope import SYSTEM, Actor, Scope, scope_of
+
+JOB_KIND = "report_chunk"
+PURGE_KIND = "report_purge"
+ACTIVE = ("pending", "running")
+
+
+@dataclass(frozen=True)
+class Download:
+    filename: str
+    mimetype: str
+    chunks: Iterator[bytes]
+
+
+def keep_days() -> int:
+    """Days a generated report is kept (CW_REPORT_KEEP_DAYS)."""
+    return int(current_app.config["CW_REPORT_KEEP_DAYS"])
+
+
+def chunk_size() -> int:
+    """Ids per chunk job (CW_REPORT_CHUNK_ROWS)."""
+    return int(current_app.config["CW_REPORT_CHUNK_ROWS"])
+
+
+def _format(value: str) -> Format:
+    try:
+        return Format(value.lower())
+    except ValueError:
+        raise DomainError(
+            f"No report format {value!r}; choose csv, xml or html.", field="format"
+        ) from None
+
+
+def start_report(
+    *,
+    actor: Actor,
+    report_type: str,
+    fmt: str,
+    filters: Filters | None = None,
+    bom: bool = False,
+    chunk_rows: int | None = None,
+) -> Report:
+    """Validate, store the report and create one chunk job per id range (messages after
+    commit). With nothing to read the report is done at once (a head and a tail).
+
+    Raises:
+        DomainError: an unknown type or format, or a filter the report or viewer refuses.
+    """
+    rtype = catalog.report_type(report_type)
+    chosen = _format(fmt)
+    filters = filters or Filters()
+    catalog.check_filters(rtype, scope_of(actor), filters)
+    now = utcnow()
+    filters = dataclasses.replace(filters, as_of=filters.as_of or now)
+    report = Report(
+        report_type=rtype.key,
+        format=chosen.value,
+        bom=bool(bom and chosen == Format.CSV),
+        filters=filters.to_dict(),
+        status="pending",
+        created_by_id=actor.id,
+        as_system=actor is SYSTEM,
+        chunks_done=[],
+        ranges=[],
+        created_at=now,
+        expires_at=now + timedelta(days=keep_days()),
+    )
+    db.session.add(report)
+    db.session.flush()
+    size = chunk_rows or chunk_size()
+    low, high = db.session.execute(
+        select(func.min(rtype.id_column), func.max(rtype.id_column))
+    ).one()
+    ranges: list[tuple[int, int]] = []
+    if low is not None:
+        start = int(low)
+        while start <= int(high):
+            ranges.append((start, min(int(high), start + size - 1)))
+            start += size
+    report.chunks_total = len(ranges)
+    report.ranges = [[lo, hi] for lo, hi in ranges]
+    if ranges:
+        jobs.create_jobs(
+            kind=JOB_KIND,
+            payloads=[
+                {"report_id": report.id, "seq": i, "low": lo, "high": hi}
+                for i, (lo, hi) in enumerate(ranges)
+            ],
+        )
+    else:
+        report.status = "done"
+        report.finished_at = now
+    audit.record(
+        action="report.run",
+        actor=actor,
+        object_type="Report",
+        object_id=report.id,
+        label=f"{rtype.title} ({chosen.value})",
+        after={
+            "report_type": report.report_type,
+            "format": report.format,
+            "filters": report.filters,
+            "chunks_total": report.chunks_total,
+        },
+    )
+    return report
+
+
+def _scope_for(report: Report) -> Scope:
+    if report.as_system:
+        return scope_of(SYSTEM)
+    admin = db.session.get(Admin, report.created_by_id) if report.created_by_id else None
+    if admin is None or not admin.active:
+        raise DomainError("The administrator who asked for this report no longer may.")
+    return scope_of(admin)
+
+
+def render_chunk(report: Report, low: int, high: int) -> tuple[bytes, int]:
+    """The rows of one id range rendered in the report's format; their count."""
+    rtype = catalog.report_type(report.report_type)
+    filters = Filters.from_dict(report.filters)
+    query = rtype.rows(_scope_for(report), filters, low, high)
+    # Core execution (no ORM row loading) through a server-side cursor, 2,000 rows a fetch:
+    # options on the statement (Connection.execution_options would change the connection
+    # itself, and the writes after it would be declared as cursors too).
+    result = db.session.connection().execute(
+        query.execution_options(stream_results=True, max_row_buffer=2000)
+    )
+    writer = export.writer_for(Format(report.format), bom=report.bom)
+    count = 0
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        nonlocal count
+        for row in result:
+            count += 1
+            yield rtype.shape(row) if rtype.shape else tuple(row)
+
+    data = b"".join(writer.rows(rtype.columns, rows()))
+    return data, count
+
+
+def run_chunk_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
+    """Build one chunk; the last one marks the report done."""
+    payload = job.payload or {}
+    return build_chunk(
+        report_id=int(payload["report_id"]), seq=int(payload["seq"]), before_write=ctx.hold
+    )
+
+
+def build_chunk(
+    *, report_id: int, seq: int, before_write: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """Render chunk ``seq`` and store it (replacing an earlier copy, counted once); the
+    caller commits. ``before_write`` runs between the (long) read and the writes: a job
+    checks there that it still holds its lease."""
+    report = db.session.get(Report, report_id)
+    if report is None or report.status not in ACTIVE:
+        return {"message": f"report #{report_id} is no longer being built"}
+    low, high = report.ranges[seq]
+    data, count = render_chunk(report, int(low), int(high))
+    if before_write is not None:
+        before_write()
+    # Write to the report row first: that takes its lock (a row lock on PostgreSQL, the
+    # database's write lock on SQLite) before the count below is read, so two chunks
+    # finishing at once are counted one after the other.
+    claimed = db.session.execute(
+        update(Report)
+        .where(Report.id == report_id, Report.status.in_(ACTIVE))
+        .values(status="running")
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        return {"message": f"report #{report_id} is no longer being built"}
+    report = db.session.execute(
+        select(Report).where(Report.id == report_id).execution_options(populate_existing=True)
+    ).scalar_one()
+    db.session.execute(
+        delete(ReportChunk).where(ReportChunk.report_id == report_id, ReportChunk.seq == seq)
+    )
+    db.session.add(
+        ReportChunk(
+            report_id=report_id, seq=seq, low=int(low), high=int(high), rows=count, data=data
+        )
+    )
+    done = list(report.chunks_done or [])
+    if seq not in done:
+        report.chunks_done = sorted([*done, seq])
+        report.row_count += count
+        report.size_bytes += len(data)
+    if len(report.chunks_done) >= report.chunks_total:
+        report.status = "done"
+        report.finished_at = utcnow()
+    return {
+        "message": f"report #{report_id}: chunk {seq + 1} of {report.chunks_total}, {count} rows",
+        "result_type": "Report",
+        "result_id": report_id,
+    }
+
+
+def build_here(*, report_id: int) -> Report:
+    """Build the chunks not built yet in this process, one transaction each (the CLI: no
+    worker needed). Chunk jobs running elsewhere at the same time are harmless: a chunk is
+    stored once, and jobs arriving after the report is done do nothing."""
+    while True:
+        report = db.session.get(Report, report_id)
+        assert report is not None
+        missing = [s for s in range(report.chunks_total) if s not in (report.chunks_done or [])]
+        if report.status not in ACTIVE or not missing:
+            return report
+        build_chunk(report_id=report_id, seq=missing[0])
+        db.session.commit()
+
+
+def chunk_failed(job: Job) -> None:
+    """A chunk out of attempts fails its report (a report with a hole is no report)."""
+    payload = job.payload or {}
+    if "report_id" in payload:
+        db.session.execute(
+            update(Report)
+            .where(Report.id == int(payload["report_id"]), Report.status.in_(ACTIVE))
+            .values(
+                status="failed",
+                finished_at=utcnow(),
+                message=f"chunk {int(payload['seq']) + 1} failed: {job.message}"[:2000],
+            )
+        )
+
+
+def progress(report: Report) -> int:
+    if report.status == "done":
+        return 100
+    if not report.chunks_total:
+        return 0
+    return len(report.chunks_done or []) * 100 // report.chunks_total
+
+
+def visible_reports(*, actor: Actor, limit: int = 50) -> list[Report]:
+    """The viewer's own reports (an MRAO: everyone's), newest first."""
+    query = select(Report).order_by(Report.id.desc()).limit(limit)
+    if not scope_of(actor).is_master:
+        query = query.where(Report.created_by_id == actor.id)
+    return list(db.session.execute(query).scalars())
+
+
+def get_report(*, actor: Actor, report_id: int) -> Report:
+    """Raises:
+    NotFound: no such report, or another admin's (unless the viewer is an MRAO)."""
+    report = db.session.get(Report, report_id)
+    if report is None or not (
+        scope_of(actor).is_master
+        or (report.created_by_id is not None and report.created_by_id == actor.id)
+    ):
+        raise audit.not_found(actor=actor, what="report", model=Report, object_id=report_id)
+    return report
+
+
+def cancel_report(*, actor: Actor, report_id: int) -> Report:
+    """Stop a report being built; its chunk jobs find it cancelled and do nothing.
+
+    Raises:
+        NotFound: not the viewer's report.
+        Conflict: it has already ended.
+    """
+    report = get_report(actor=actor, report_id=report_id)
+    before = report.status
+    result = db.session.execute(
+        update(Report)
+        .where(Report.id == report.id, Report.status.in_(ACTIVE))
+        .values(status="cancelled", finished_at=utcnow(), message=f"cancelled by {actor.login}")
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        db.session.refresh(report)
+        raise Conflict(f"Report #{report.id} has already ended ({report.status}).")
+    audit.record(
+        action="report.cancel",
+        actor=actor,
+        object_type="Report",
+        object_id=report.id,
+        label=str(report),
+        before={"status": before},
+        after={"status": "cancelled"},
+    )
+    db.session.expire(report)
+    return report
+
+
+def filename(report: Report) -> str:
+    stamp = report.created_at.astimezone(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{report.report_type}-{report.id}-{stamp}.{report.format}"
+
+
+def meta(report: Report) -> export.Meta:
+    rtype = catalog.report_type(report.report_type)
+    shown = {k: str(v) for k, v in report.filters.items()}
+    return export.Meta(rtype.key, rtype.title, report.created_at, shown)
+
+
+def download(*, actor: Actor, report_id: int) -> Download:
+    """The finished report as a stream: head, chunks in order (one read at a time), tail.
+    Audited (``report.download``) in the caller's transaction: commit before streaming.
+
+    Raises:
+        NotFound: not the viewer's report.
+        Conflict: not finished.
+    """
+    report = get_report(actor=actor, report_id=report_id)
+    if report.status != "done":
+        raise Conflict(f"Report #{report.id} is {report.status}, not ready to download.")
+    audit.record(
+        action="report.download",
+        actor=actor,
+        object_type="Report",
+        object_id=report.id,
+        label=str(report),
+    )
+    rtype = catalog.report_type(report.report_type)
+    writer = export.writer_for(Format(report.format), bom=report.bom)
+    report_id, total, count = report.id, report.chunks_total, report.row_count
+
+    def chunks() -> Iterator[bytes]:
+        for seq in range(total):
+            data = db.session.execute(
+                select(ReportChunk.data).where(
+                    ReportChunk.report_id == report_id, ReportChunk.seq == seq
+                )
+            ).scalar_one()
+            yield data
+
+    return Download(
+        filename(report),
+        Format(report.format).mimetype,
+        export.stitch(writer, meta(report), rtype.columns, chunks(), count),
+    )
+
+
+def purge_expired(*, now: dt.datetime | None = None) -> int:
+    """Delete the reports past their keeping time (their chunks go with them)."""
+    now = now or utcnow()
+    ids = list(db.session.execute(select(Report.id).where(Report.expires_at < now)).scalars())
+    if ids:
+        db.session.execute(delete(ReportChunk).where(ReportChunk.report_id.in_(ids)))
+        db.session.execute(delete(Report).where(Report.id.in_(ids)))
+    return len(ids)
+
+
+def run_purge_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
+    removed = purge_expired()
+    return {"message": f"{removed} expired reports deleted"}

@@ -1,0 +1,430 @@
+"""Issue 13's reports benchmark on PostgreSQL with synthetic certificates, against raw
+references measured in the same run.
+
+    python -m bench.reports [--count N] [--smoke] [--json FILE]
+
+(a) dashboard: the dashboard's numbers (app.services.reports.dashboard.certificate_overview)
+    for an MRAO and for an RAO of an organization holding 10% of the certificates, p95 of
+    repeated calls, against the same numbers computed by hand-written SQL through psycopg;
+(b) the SSL certificates report to CSV: start_report + every chunk built in this process
+    (generation.build_here, what the report_chunk actor runs) + the download stream written
+    to a file, against a raw psycopg server-side cursor of the same columns written with
+    csv.writer (and, for information, COPY ... TO STDOUT WITH CSV); with the process's
+    memory growth;
+(c) the same report's chunks built by one process and by two (each a fresh process with
+    its own app, as two worker processes would run the report_chunk jobs).
+
+Targets (issue 13): (a) p95 <= 5x the raw queries; (b) <= 2x the raw reference, memory
+growth <= 100 MB; (c) 1 -> 2 processes >= 1.6x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import hashlib
+import json
+import multiprocessing
+import os
+import random
+import secrets
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.harness import POSTGRES, REPO, app_env, log, machine
+
+ORGS = 10  # the first holds 10% of the certificates, the others share the rest
+ISSUERS = ("Acme Issuing CA", "Let's Encrypt R11", "DigiCert TLS RSA", "Sectigo RSA DV", "Self")
+KEYS = (("EC-P256", "ecdsa-with-SHA256"), ("RSA-2048", "sha256WithRSAEncryption"))
+TYPES = (("ssl", 80), ("client", 10), ("device", 5), ("code_signing", 5))
+RAW_SELECT = """
+SELECT c.id, c.common_name, o.name, d.name,
+       CASE WHEN c.status = 'Issued' AND c.not_after < %(now)s THEN 'Expired' ELSE c.status END,
+       c.origin, p.name, c.issuer_cn, c.serial_hex, c.not_before, c.not_after, c.key_type,
+       c.signature_algorithm, c.sans, c.revoked_at, c.revocation_reason, c.auto_renew,
+       c.fingerprint
+FROM certificates c
+LEFT JOIN organizations o ON o.id = c.organization_id
+LEFT JOIN departments d ON d.id = c.department_id
+LEFT JOIN certificate_profiles p ON p.id = c.profile_id
+WHERE c.cert_type = 'ssl'
+ORDER BY c.id
+"""
+
+
+class RssPeak:
+    """The process's resident memory, sampled every 20 ms while a block runs."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def now() -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def __enter__(self) -> RssPeak:
+        self.start = self.now()
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self.now())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.now())
+
+
+def create_database() -> tuple[str, str]:
+    import psycopg
+
+    name = f"cw_bench_reports_{secrets.token_hex(4)}"
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES.rsplit("/", 1)[0]
+    return name, f"{base}/{name}"
+
+
+def drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def fill(count: int) -> tuple[list[int], int]:
+    """``count`` synthetic certificates spread over ORGS organizations, types, issuers,
+    keys and expiries (a year past to two years ahead); the org ids and the 10% one."""
+    from app.extensions import db
+    from app.models import Certificate, CertOrigin, CertStatus
+    from app.models.types import utcnow
+    from app.services import bulk
+    from app.services.scope import SYSTEM
+    from app.services.structure import orgs
+
+    org_ids = []
+    for i in range(ORGS):
+        org = orgs.create_org(actor=SYSTEM, data=orgs.OrgData(name=f"Bench Org {i}", country="DE"))
+        org_ids.append(org.id)
+    db.session.commit()
+    rng = random.Random(13)
+    weights = [10] + [90 / (ORGS - 1)] * (ORGS - 1)
+    type_names = [t for t, _ in TYPES]
+    type_weights = [w for _, w in TYPES]
+    now = utcnow()
+    batch: list[dict[str, Any]] = []
+    for i in range(count):
+        name = f"host{i}.bench.example"
+        key_type, signature = KEYS[i % len(KEYS)]
+        not_after = now + dt.timedelta(days=rng.randint(-365, 730), seconds=i % 86_400)
+        status = (
+            CertStatus.REVOKED
+            if i % 50 == 0
+            else (CertStatus.ISSUED if i % 3 == 0 else CertStatus.EXTERNAL)
+        )
+        batch.append(
+            {
+                "fingerprint": hashlib.sha256(name.encode()).hexdigest(),
+                "der": b"\x30\x00",
+                "cert_type": rng.choices(type_names, type_weights)[0],
+                "origin": CertOrigin.ISSUED
+                if status != CertStatus.EXTERNAL
+                else CertOrigin.DISCOVERED,
+                "status": status,
+                "organization_id": rng.choices(org_ids, weights)[0],
+                "serial_hex": f"{i:016x}",
+                "subject_dn": f"CN={name}",
+                "common_name": name,
+                "issuer_cn": ISSUERS[i % len(ISSUERS)],
+                "issuer_dn": f"CN={ISSUERS[i % len(ISSUERS)]}",
+                "sans": [name],
+                "not_before": not_after - dt.timedelta(days=90),
+                "not_after": not_after,
+                "key_type": key_type,
+                "key_algorithm": key_type.split("-")[0],
+                "signature_algorithm": signature,
+                "created_at": now,
+            }
+        )
+        if len(batch) == 20_000:
+            bulk.insert_rows(Certificate.__table__, batch)
+            db.session.commit()
+            batch = []
+    if batch:
+        bulk.insert_rows(Certificate.__table__, batch)
+        db.session.commit()
+    db.session.execute(db.text("ANALYZE certificates"))
+    db.session.commit()
+    return org_ids, org_ids[0]
+
+
+def p95(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=20)[-1] if len(samples) >= 2 else samples[0]
+
+
+def raw_dashboard(url: str, org_ids: list[int] | None) -> None:
+    """The dashboard's numbers by hand-written SQL (what certificate_overview computes)."""
+    import psycopg
+
+    now = dt.datetime.now(dt.UTC)
+    where = "organization_id IS NOT NULL"
+    params: dict[str, Any] = {"now": now}
+    if org_ids is not None:
+        where = "organization_id = ANY(%(orgs)s)"
+        params["orgs"] = org_ids
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "SELECT CASE WHEN status = 'Issued' AND not_after < %(now)s THEN 'Expired' "
+            f"ELSE status END, count(*) FROM certificates WHERE {where} GROUP BY 1",
+            params,
+        ).fetchall()
+        conn.execute(
+            f"SELECT cert_type, count(*) FROM certificates WHERE {where} GROUP BY 1", params
+        ).fetchall()
+        for column in ("key_type", "issuer_cn", "signature_algorithm", "origin"):
+            conn.execute(
+                f"SELECT {column}, count(*) FROM certificates WHERE {where} GROUP BY 1", params
+            ).fetchall()
+        for start, end in ((0, 7), (7, 30), (30, 60), (60, 90)):
+            conn.execute(
+                f"SELECT count(*) FROM certificates WHERE {where} "
+                "AND status IN ('Issued', 'External') AND not_after >= %(a)s AND not_after < %(b)s",
+                {**params, "a": now + dt.timedelta(days=start), "b": now + dt.timedelta(days=end)},
+            ).fetchone()
+        conn.execute("SELECT count(*) FROM certificate_requests WHERE status = 'Requested'")
+
+
+def timed(fn: Any, runs: int) -> list[float]:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def raw_report(url: str, out: Path) -> tuple[float, float, int]:
+    """The reference: a server-side cursor + csv.writer; and COPY TO STDOUT (information)."""
+    import psycopg
+
+    now = dt.datetime.now(dt.UTC)
+    started = time.perf_counter()
+    rows = 0
+    with psycopg.connect(url) as conn, out.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\r\n")
+        with conn.cursor(name="bench") as cursor:
+            cursor.itersize = 2000
+            cursor.execute(RAW_SELECT, {"now": now})
+            for row in cursor:
+                writer.writerow(row)
+                rows += 1
+    reference = time.perf_counter() - started
+    started = time.perf_counter()
+    with psycopg.connect(url) as conn, out.open("wb") as f:
+        cursor = conn.cursor()
+        query = RAW_SELECT.replace("%(now)s", "now()")
+        with cursor.copy(f"COPY ({query}) TO STDOUT WITH CSV") as copy:
+            for block in copy:
+                f.write(block)
+    return reference, time.perf_counter() - started, rows
+
+
+def _build_share(args: tuple[dict[str, str], int, list[int]]) -> tuple[float, float]:
+    """A worker process's share of a report's chunks: its own app, build_chunk per seq."""
+    env, report_id, seqs = args
+    os.environ.update(env)
+    sys.path.insert(0, str(REPO))
+    from app import create_app
+    from app.config import Config
+    from app.extensions import db
+    from app.services.reports import generation
+
+    app = create_app(Config())
+    with app.app_context():
+        db.session.execute(db.text("SELECT 1"))
+        started = time.time()
+        for seq in seqs:
+            generation.build_chunk(report_id=report_id, seq=seq)
+            db.session.commit()
+        return started, time.time()
+
+
+def parallel_build(env: dict[str, str], processes: int, chunk_rows: int) -> float:
+    from app.extensions import db
+    from app.models import Report
+    from app.services.reports import generation
+    from app.services.scope import SYSTEM
+
+    report = generation.start_report(
+        actor=SYSTEM, report_type="ssl_certificates", fmt="csv", chunk_rows=chunk_rows
+    )
+    db.session.commit()
+    shares = [list(range(p, report.chunks_total, processes)) for p in range(processes)]
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        spans = pool.map(_build_share, [(env, report.id, share) for share in shares])
+    db.session.expire_all()
+    assert db.session.get(Report, report.id).status == "done"
+    return max(end for _, end in spans) - min(start for start, _ in spans)
+
+
+def run(count: int, runs: int, chunk_rows: int, work: Path) -> dict[str, Any]:
+    name, url = create_database()
+    env = app_env(
+        work,
+        DATABASE_URL=url.replace("postgresql://", "postgresql+psycopg://"),
+        CW_REPORT_CHUNK_ROWS=str(chunk_rows),
+    )
+    os.environ.update(env)
+    try:
+        from sqlalchemy import select
+
+        from app import create_app
+        from app.config import Config
+        from app.extensions import db
+        from app.models import Admin, CertType, Report, Role
+        from app.services.accounts import admins
+        from app.services.reports import dashboard, generation
+        from app.services.scope import SYSTEM
+        from bench.harness import migrate
+
+        app = create_app(Config())
+        with app.app_context():
+            migrate()
+            log(f"filling {count:,} synthetic certificates")
+            started = time.perf_counter()
+            _org_ids, ten = fill(count)
+            log(f"    {time.perf_counter() - started:.1f} s")
+            mrao = admins.create_admin(
+                actor=SYSTEM,
+                login="bench-mrao",
+                email="m@example.com",
+                role=Role.MRAO,
+                password="bench-password-1",
+                grants=[],
+            )
+            rao = admins.create_admin(
+                actor=SYSTEM,
+                login="bench-rao",
+                email="r@example.com",
+                role=Role.RAO,
+                password="bench-password-1",
+                grants=[admins.Grant(ten, None, frozenset(CertType))],
+            )
+            db.session.commit()
+            mrao = db.session.execute(select(Admin).where(Admin.login == "bench-mrao")).scalar_one()
+            rao = db.session.execute(select(Admin).where(Admin.login == "bench-rao")).scalar_one()
+            log(f"(a) dashboard, {runs} calls each")
+            figures_a = {}
+            for label, who, raw_orgs in (("mrao", mrao, None), ("rao_10pct", rao, [ten])):
+                ours = timed(lambda who=who: dashboard.certificate_overview(actor=who), runs)
+                raw = timed(lambda o=raw_orgs: raw_dashboard(url, o), runs)
+                figures_a[label] = {
+                    "p95_ms": p95(ours) * 1000,
+                    "raw_p95_ms": p95(raw) * 1000,
+                    "ratio": p95(ours) / p95(raw),
+                }
+                log(f"    {label}: p95 {p95(ours) * 1000:.1f} ms, raw {p95(raw) * 1000:.1f} ms")
+            db.session.commit()
+            log("(b) SSL certificates report to CSV")
+            reference, copy_seconds, raw_rows = raw_report(url, work / "raw.csv")
+            log(
+                f"    raw csv.writer {reference:.2f} s ({raw_rows:,} rows), COPY {copy_seconds:.2f} s"
+            )
+            with RssPeak() as memory:
+                started = time.perf_counter()
+                report = generation.start_report(
+                    actor=SYSTEM, report_type="ssl_certificates", fmt="csv"
+                )
+                db.session.commit()
+                report = generation.build_here(report_id=report.id)
+                download = generation.download(actor=SYSTEM, report_id=report.id)
+                db.session.commit()
+                written = 0
+                with (work / "report.csv").open("wb") as f:
+                    for block in download.chunks:
+                        f.write(block)
+                        written += len(block)
+                ours = time.perf_counter() - started
+            rows = db.session.get(Report, report.id).row_count
+            assert rows == raw_rows, (rows, raw_rows)
+            growth = memory.peak - memory.start
+            log(
+                f"    Certwright {ours:.2f} s, {written / 1e6:,.0f} MB, memory +{growth / 1e6:.0f} MB"
+            )
+            log("(c) the report's chunks built by 1 and by 2 processes")
+            one = parallel_build(env, 1, chunk_rows)
+            two = parallel_build(env, 2, chunk_rows)
+            log(f"    1 process {one:.2f} s, 2 processes {two:.2f} s")
+            db.session.remove()
+            db.engine.dispose()
+    finally:
+        drop_database(name)
+    return {
+        "machine": machine(),
+        "count": count,
+        "ssl_rows": raw_rows,
+        "chunk_rows": chunk_rows,
+        "dashboard": figures_a,
+        "report_seconds": ours,
+        "raw_csv_writer_seconds": reference,
+        "raw_copy_seconds": copy_seconds,
+        "report_ratio": ours / reference,
+        "report_bytes": written,
+        "memory_growth_bytes": growth,
+        "one_process_seconds": one,
+        "two_processes_seconds": two,
+        "speedup": one / two,
+        "targets": {
+            "(a) dashboard MRAO p95 <= 5x raw": figures_a["mrao"]["ratio"] <= 5,
+            "(a) dashboard RAO 10% p95 <= 5x raw": figures_a["rao_10pct"]["ratio"] <= 5,
+            "(b) report <= 2x raw csv.writer": ours / reference <= 2,
+            "(b) memory growth <= 100 MB": growth <= 100e6,
+            "(c) 1 -> 2 processes >= 1.6x": one / two >= 1.6,
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=20, help="dashboard calls per viewer")
+    parser.add_argument("--chunk-rows", type=int, default=20_000)
+    parser.add_argument("--smoke", action="store_true", help="3,000 certificates: every part runs")
+    parser.add_argument("--json", type=Path, default=None)
+    options = parser.parse_args()
+    count, runs, chunk = (
+        (3000, 3, 500) if options.smoke else (options.count, options.runs, options.chunk_rows)
+    )
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"cw-bench-reports-{os.getpid()}"
+    work.mkdir(parents=True, exist_ok=True)
+    figures = run(count, runs, chunk, work)
+    for target, met in figures["targets"].items():
+        print(f"{'PASS' if met else 'FAIL':6} {target}")
+    dash = figures["dashboard"]
+    print(
+        f"dashboard p95 MRAO {dash['mrao']['p95_ms']:.1f} ms (raw {dash['mrao']['raw_p95_ms']:.1f}),"
+        f" RAO {dash['rao_10pct']['p95_ms']:.1f} ms (raw {dash['rao_10pct']['raw_p95_ms']:.1f}); "
+        f"report {figures['ssl_rows']:,} rows {figures['report_seconds']:.2f} s "
+        f"({figures['report_ratio']:.2f}x raw {figures['raw_csv_writer_seconds']:.2f} s, COPY "
+        f"{figures['raw_copy_seconds']:.2f} s), memory +{figures['memory_growth_bytes'] / 1e6:.0f} MB;"
+        f" 1 -> 2 processes {figures['speedup']:.2f}x"
+    )
+    if options.json:
+        options.json.write_text(json.dumps(figures, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
