@@ -57,9 +57,10 @@ packages:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "Missing:$$missing and not root: the tests that need them skip (CI=true makes them fail)"; fi; fi
 
-test: venv ## Set up and run the whole test suite
+test: venv ## Set up and run the whole test suite (unit and integration on all cores, then the rest)
 	@$(MAKE) --no-print-directory packages WANT="chromium wrk nmap cfssl:golang-cfssl systemd-analyze:systemd certbot lego knotd:knot"
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto tests/unit tests/integration $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/cli tests/services tests/e2e $(PYTEST_ARGS)
 
 check: lint ## The fast loop: lint, then the unit and integration tiers on SQLite (all cores)
 	$(BIN)/python -m pytest -n auto tests/unit tests/integration -q $(PYTEST_ARGS)
