@@ -54,6 +54,7 @@ class NotificationType(enum.StrEnum):
     ADMIN_CREATED = "admin_created"
     ADMIN_LOCKED = "admin_locked"
     ADMIN_DELETED = "admin_deleted"
+    REPORT_READY = "report_ready"
 
     @property
     def label(self) -> str:
@@ -96,6 +97,7 @@ TYPE_LABELS: dict[NotificationType, str] = {
     NotificationType.ADMIN_CREATED: "Administrator created",
     NotificationType.ADMIN_LOCKED: "Administrator locked (deactivated)",
     NotificationType.ADMIN_DELETED: "Administrator deleted",
+    NotificationType.REPORT_READY: "Report ready",
 }
 
 

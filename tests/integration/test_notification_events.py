@@ -309,3 +309,49 @@ def test_a_renewed_certificate_still_served_raises_an_alert_naming_the_endpoint(
     ]
     assert len(summary) == 1 and "TLS endpoints: 2" in notify.parts(summary[0])["text/plain"]
     assert PASSWORD
+
+
+def test_a_finished_report_notifies_the_admin_who_asked_for_it_once(world, smtp):
+    from app.services.reports import generation
+    from app.services.reports.catalog import Filters
+
+    rule(world, "report_ready", roles=["requester"])
+    request_certificate(by=world.mrao, org=world.org, profile=world.profile, cn="a.acme.example")
+    other = make_org("Other")
+    make_admin("outsider", Role.RAO, org=other, privileges=[CertType.SSL])
+    ours = generation.start_report(
+        actor=world.rao,
+        report_type="admins",
+        fmt="csv",
+        filters=Filters(organization_id=world.org.id),
+        chunk_rows=1,  # several chunk jobs: the notice comes once, when the last is built
+    )
+    db.session.commit()
+    assert ours.chunks_total > 1
+    drain(world.worker)
+    assert db.session.get(type(ours), ours.id).status == "done"
+    [mail_subject] = subjects(smtp, "rao@example.com")
+    # (A subject longer than a header line is folded before its first word: unfolded, it
+    # starts with that fold's space.)
+    assert mail_subject.strip().startswith("Report ready: ")
+    assert f"#{ours.id} (CSV) is ready" in mail_subject
+    # A report placed in another organization matches no rule of Acme's: no notice.
+    outsider_report = generation.start_report(
+        actor=db.session.execute(
+            select(admins_model()).where(admins_model().login == "outsider")
+        ).scalar_one(),
+        report_type="admins",
+        fmt="csv",
+        filters=Filters(organization_id=other.id),
+    )
+    db.session.commit()
+    drain(world.worker)
+    assert db.session.get(type(outsider_report), outsider_report.id).status == "done"
+    assert subjects(smtp, "outsider@example.com") == []
+    assert len(subjects(smtp, "rao@example.com")) == 1
+
+
+def admins_model():
+    from app.models import Admin
+
+    return Admin
