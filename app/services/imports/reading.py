@@ -466,7 +466,7 @@ def _store_batch(import_id: int, place: tuple[int, int | None], batch: list[_Ent
             again = (
                 fingerprint in first_in_batch or cert_id in linked_before or fingerprint in inserted
             )
-            where = "in an earlier file of this import" if again else "in the inventory"
+            where = "in another file of this import" if again else "in the inventory"
             note = f"already {where}"
             if cert_id not in visible and not again:
                 note += " (outside this organization or department)"
