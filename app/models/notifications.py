@@ -55,6 +55,7 @@ class NotificationType(enum.StrEnum):
     ADMIN_LOCKED = "admin_locked"
     ADMIN_DELETED = "admin_deleted"
     REPORT_READY = "report_ready"
+    KEY_FINDING = "key_finding"
 
     @property
     def label(self) -> str:
@@ -98,6 +99,7 @@ TYPE_LABELS: dict[NotificationType, str] = {
     NotificationType.ADMIN_LOCKED: "Administrator locked (deactivated)",
     NotificationType.ADMIN_DELETED: "Administrator deleted",
     NotificationType.REPORT_READY: "Report ready",
+    NotificationType.KEY_FINDING: "Weak, shared or compromised key found",
 }
 
 

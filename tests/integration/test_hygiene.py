@@ -273,3 +273,51 @@ def test_the_command_line_loads_lists_and_runs_the_sweep(app, tmp_path):
     result = runner.invoke(args=["ca", "weak-keys", "load", str(bad), "--format", "debian"])
     assert result.exit_code != 0
     assert "line 1: expected 20 hexadecimal digits" in result.output
+
+
+def test_a_rule_tells_of_weak_shared_or_listed_keys_once(app, stub_worker, tmp_path):
+    from app.services.notifications import rules
+    from app.services.platform import mail
+    from tests import notify
+
+    mrao = make_admin()
+    org = make_org("Acme")
+    rules.save_rule(
+        actor=mrao,
+        data=rules.RuleData(
+            name="keys", type="key_finding", places=[(org.id, None)], roles=["admins", "mrao"]
+        ),
+    )
+    db.session.commit()
+    for controller, inbox in notify.smtp_server():
+        app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=controller.port, MAIL_FROM="cw@x.test")
+        weak = _store(
+            _cert(rsa.generate_private_key(65537, 1024), cn="old.acme.test"), org_id=org.id
+        )
+        key = rsa.generate_private_key(65537, 2048)
+        listed = _store(_cert(key, cn="listed.acme.test"), org_id=org.id)
+        _store(_cert(ec.generate_private_key(ec.SECP256R1()), cn="fine.acme.test"), org_id=org.id)
+        _sweep(stub_worker)
+        mail.dispatch_due()
+        db.session.commit()
+        drain(stub_worker)
+        subjects = sorted(str(m["Subject"]).strip() for m in inbox.to("mrao@example.com"))
+        assert subjects == ["Weak, shared or compromised key found: old.acme.test"]
+        # A list loaded later: its certificate is told of at once, the weak one not again.
+        key_lists.load_key_list(
+            actor=mrao,
+            lines=[weak_keys.spki_sha256(key.public_key())],
+            list_format="spki-sha256",
+            source="compromised.txt",
+        )
+        db.session.commit()
+        drain(stub_worker)
+        mail.dispatch_due()
+        db.session.commit()
+        drain(stub_worker)
+        subjects = sorted(str(m["Subject"]).strip() for m in inbox.to("mrao@example.com"))
+        assert subjects == [
+            "Weak, shared or compromised key found: listed.acme.test",
+            "Weak, shared or compromised key found: old.acme.test",
+        ]
+        assert listed.id and weak.id

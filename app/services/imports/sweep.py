@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -39,6 +39,7 @@ from app.models import (
     DebianWeakKey,
     Job,
     JobStatus,
+    NotificationType,
 )
 from app.models.types import utcnow
 from app.pki import bundles, hygiene, lint, weak_keys
@@ -46,6 +47,7 @@ from app.pki.bundles import Finding
 from app.pki.profiles import CertKind
 from app.services.ca import blocked_keys
 from app.services.imports import findings
+from app.services.notifications import events
 from app.services.platform import jobs
 
 log = logging.getLogger(__name__)
@@ -140,7 +142,13 @@ def run_range(low: int, high: int) -> RangeResult:
     """Check the certificates of one id range that the current checks have not looked at,
     store their findings and mark them checked; the caller commits."""
     rows = db.session.execute(
-        select(Certificate.id, Certificate.der, Certificate.cert_type, Certificate.is_ca)
+        select(
+            Certificate.id,
+            Certificate.der,
+            Certificate.cert_type,
+            Certificate.is_ca,
+            Certificate.hygiene_version,
+        )
         .where(
             Certificate.id.between(low, high),
             Certificate.hygiene_version < HYGIENE_VERSION,
@@ -176,6 +184,7 @@ def run_range(low: int, high: int) -> RangeResult:
         cert_id: weak_keys.debian_fingerprint(modulus) for cert_id, modulus in moduli.items()
     }
     found += _debian_findings(fingerprints)
+    known = _key_findings_of(ids)
     # Key and lint findings are recomputed (a newer check may no longer find one); the
     # delete and the inserts are one transaction with the version mark.
     db.session.execute(
@@ -186,6 +195,13 @@ def run_range(low: int, high: int) -> RangeResult:
     )
     found += findings.inventory_findings(ids)
     stored = findings.store(found)
+    first_check = {row.id for row in rows if row.hygiene_version == 0}
+    _notify(
+        (f.certificate_id, f.finding.code)
+        for f in found
+        if f.finding.code in findings.KEY_CODES
+        and (f.certificate_id in first_check or (f.certificate_id, f.finding.code) not in known)
+    )
     db.session.execute(
         update(Certificate)
         .where(Certificate.id.in_(ids))
@@ -280,6 +296,47 @@ def checked(certificate_ids: Sequence[int]) -> int:
     )
 
 
+def _key_findings_of(ids: Sequence[int]) -> set[tuple[int, str]]:
+    return {
+        (cert_id, code)
+        for cert_id, code in db.session.execute(
+            select(CertificateFinding.certificate_id, CertificateFinding.code).where(
+                CertificateFinding.certificate_id.in_(list(ids)),
+                CertificateFinding.code.in_(findings.KEY_CODES),
+            )
+        )
+    }
+
+
+def _notify(pairs: Iterable[tuple[int, str]]) -> None:
+    """The "weak, shared or compromised key found" notice: one event per certificate with
+    a key finding it did not have (or, checked for the first time, any), naming them; in
+    the transaction that stores the findings, so it is written once."""
+    by_certificate: dict[int, set[str]] = {}
+    for cert_id, code in pairs:
+        by_certificate.setdefault(cert_id, set()).add(code)
+    if not by_certificate:
+        return
+    if not events.listened_types([NotificationType.KEY_FINDING]):
+        return
+    certs = db.session.execute(
+        select(Certificate).where(Certificate.id.in_(list(by_certificate)))
+    ).scalars()
+    events.emit_many(
+        [
+            events.certificate_event(
+                NotificationType.KEY_FINDING,
+                cert,
+                Findings=", ".join(
+                    findings.LABELS.get(code, code) for code in sorted(by_certificate[cert.id])
+                ),
+            )
+            for cert in certs
+        ],
+        actor="hygiene",
+    )
+
+
 def flag_listed(list_format: str) -> int:
     """After a key list was loaded: the finding on every certificate in the inventory whose
     key it lists, in one statement (no certificate is read again); how many were new."""
@@ -301,6 +358,12 @@ def flag_listed(list_format: str) -> int:
         literal(finding.detail),
         literal(now, type_=CertificateFinding.__table__.c.created_at.type),
     ).where(listed)
-    return findings.insert_selected(
+    flagged = certs.c.id.not_in(
+        select(CertificateFinding.certificate_id).where(CertificateFinding.code == finding.code)
+    )
+    newly = list(db.session.execute(select(certs.c.id).where(listed, flagged)).scalars())
+    count = findings.insert_selected(
         rows, ["certificate_id", "code", "severity", "source", "detail", "created_at"]
     )
+    _notify((cert_id, finding.code) for cert_id in newly)
+    return count
