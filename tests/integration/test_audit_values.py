@@ -856,8 +856,18 @@ def webhook_message_resend(w: World) -> Seen:
     db.session.add(message)
     db.session.commit()
     old = observed(WebhookMessage, message.id)
-    commit(lambda: webhooks.resend(actor=w.mrao, message_id=message.id))
-    return Seen(old, observed(WebhookMessage, message.id))
+    # The delivery a resend asks for is held until the row is read: a worker delivering it
+    # at once would count an attempt the resend itself did not make.
+    asked: list[tuple[int, int]] = []
+    senders = list(webhooks._deliver)
+    webhooks._deliver[:] = [lambda message_id, attempt: asked.append((message_id, attempt))]
+    try:
+        commit(lambda: webhooks.resend(actor=w.mrao, message_id=message.id))
+        after = observed(WebhookMessage, message.id)
+    finally:
+        webhooks._deliver[:] = senders
+    assert asked == [(message.id, 0)]
+    return Seen(old, after)
 
 
 def _found_certificate(w: World) -> Any:
