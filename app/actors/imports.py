@@ -37,7 +37,13 @@ def _hygiene_sweep(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
     return {"message": f"{ranges} ranges of certificates to check"}
 
 
-@dramatiq.actor(queue_name="default", max_retries=0, time_limit=600_000)
+# The hygiene backlog (every stored certificate after an upgrade, pkilint on each) has a
+# queue of its own at the lowest priority: it never holds up imports, notifications or
+# reports waiting on "default", and a deployment may give it workers of its own.
+HYGIENE_QUEUE = "hygiene"
+
+
+@dramatiq.actor(queue_name=HYGIENE_QUEUE, priority=100, max_retries=0, time_limit=600_000)
 def hygiene_sweep(job_id: int) -> None:
     jobs.execute(job_id, _hygiene_sweep)
 
@@ -50,7 +56,7 @@ def _hygiene_range(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
     }
 
 
-@dramatiq.actor(queue_name="default", max_retries=0, time_limit=1_800_000)
+@dramatiq.actor(queue_name=HYGIENE_QUEUE, priority=100, max_retries=0, time_limit=1_800_000)
 def hygiene_range(job_id: int) -> None:
     jobs.execute(job_id, _hygiene_range)
 

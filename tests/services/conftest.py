@@ -283,6 +283,9 @@ def amqp_url(service_status: dict[str, str], run_id: str) -> Iterator[str]:
 # --- app processes -------------------------------------------------------------------------
 
 
+WORKER_QUEUES = ("default", "issuance", "keygen", "mail", "scan", "acme")
+
+
 @dataclass
 class Stack:
     """Builds the environment and commands of app processes for one test."""
@@ -303,6 +306,9 @@ class Stack:
     def workers(self, name: str, *, processes: int = 1, threads: int = 2) -> Proc:
         args = [PY, "-m", "dramatiq", "app.actors"]
         args += ["--processes", str(processes), "--threads", str(threads)]
+        # Every queue but the hygiene sweep's: the run's database keeps what earlier tests
+        # stored, and pkilint over all of it would take these workers' threads.
+        args += ["--queues", *WORKER_QUEUES]
         return Proc(name, args, env=self.env(), logs=self.logs)
 
     def scheduler(self, name: str) -> Proc:
