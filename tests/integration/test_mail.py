@@ -14,7 +14,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import MailStatus, OutboxMessage
 from app.models.types import utcnow
-from app.services.platform import mail, scheduling
+from app.services.platform import dispatch, mail, scheduling
 from tests.conftest import drain
 
 
@@ -160,7 +160,9 @@ def test_a_lost_delivery_message_is_sent_again_by_the_scheduler(app, stub_worker
     db.session.commit()
     broker.flush_all()
     assert scheduling.tick()["mail"] == 0  # the message may still be on its way
-    assert scheduling.tick(utcnow() + mail.redispatch_after() + timedelta(seconds=1))["mail"] == 1
+    assert (
+        scheduling.tick(utcnow() + dispatch.redispatch_after() + timedelta(seconds=1))["mail"] == 1
+    )
     drain(stub_worker)
     db.session.refresh(msg)
     assert msg.status == MailStatus.SENT and len(inbox.messages) == 1

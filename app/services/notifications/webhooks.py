@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.sql import ColumnElement
 
 from app.extensions import db
@@ -45,6 +45,7 @@ from app.services import audit
 from app.services.errors import Conflict, NotFound, ValidationFailed
 from app.services.notifications import compose
 from app.services.notifications.rules import live_rules
+from app.services.platform import dispatch
 from app.services.platform.jobs import after_commit
 from app.services.scope import Actor, Scope, require_actor, scope_of
 from app.version import __version__
@@ -52,7 +53,6 @@ from app.version import __version__
 TIMEOUT = 10
 SENDING_LEASE = timedelta(minutes=2)
 MAX_BACKOFF = timedelta(hours=1)
-DISPATCH_BATCH = 1_000
 AUDIT_FIELDS = ("name", "url", "enabled", "organization_id")
 
 
@@ -340,41 +340,18 @@ def deliver(message_id: int, attempt: int) -> str:
     return outcome
 
 
-def redispatch_after() -> timedelta:
-    return timedelta(minutes=10) if current_app.config["BROKER_URL"] else timedelta(seconds=30)
-
-
 def dispatch_due(now: datetime | None = None, restarted: bool = False) -> int:
     """Scheduler pass: a message for each queued webhook message that is due (after its
-    backoff, or whose message was lost)."""
+    backoff, or whose message was lost): app.services.platform.dispatch."""
     if not _deliver:
         return 0
-    now = now or utcnow()
-    query = select(WebhookMessage).where(
-        WebhookMessage.status == WebhookMessageStatus.QUEUED,
-        WebhookMessage.next_attempt_at <= now,
+    return dispatch.dispatch_due(
+        WebhookMessage,
+        WebhookMessageStatus.QUEUED,
+        _deliver[0],
+        now=now or utcnow(),
+        restarted=restarted,
     )
-    if not restarted:
-        query = query.where(
-            or_(
-                WebhookMessage.dispatched_at.is_(None),
-                WebhookMessage.dispatched_at < now - redispatch_after(),
-            )
-        )
-    rows = (
-        db.session.execute(
-            query.order_by(WebhookMessage.next_attempt_at)
-            .limit(DISPATCH_BATCH)
-            .with_for_update(skip_locked=True)
-        )
-        .scalars()
-        .all()
-    )
-    for message in rows:
-        message.dispatched_at = now
-        after_commit(functools.partial(_deliver[0], message.id, message.attempts))
-    db.session.flush()
-    return len(rows)
 
 
 def resend(*, actor: Admin, message_id: int) -> WebhookMessage:

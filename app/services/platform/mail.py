@@ -24,7 +24,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, update
 
 from app.extensions import db
 from app.models import Admin, MailStatus, OutboxMessage
@@ -32,13 +32,13 @@ from app.models.types import utcnow
 from app.notices import addresses
 from app.services import audit, bulk
 from app.services.errors import Conflict, NotFound
+from app.services.platform import dispatch
 from app.services.platform.jobs import after_commit
 
 # How long one attempt may take before the row is presumed abandoned (its process died) and
 # dispatched again: well above smtplib's 30 s per step (connect, TLS, login, send).
 SENDING_LEASE = timedelta(minutes=5)
 MAX_BACKOFF = timedelta(hours=1)
-DISPATCH_BATCH = 1_000
 
 # The mail actor registers itself here: fn(message_id, attempt) sends the delivery message.
 _deliver: list[Callable[[int, int], None]] = []
@@ -157,46 +157,14 @@ def send_mails(mails: Sequence[Mail]) -> list[int]:
     return ids
 
 
-def redispatch_after() -> timedelta:
-    """How long a sent delivery message may go unclaimed before it is sent again: a broker
-    keeps its messages, so only a long wait means one was lost; the embedded worker's queue
-    lives in one process, and messages from any other (a CLI command) never reach it."""
-    return timedelta(minutes=10) if current_app.config["BROKER_URL"] else timedelta(seconds=30)
-
-
 def dispatch_due(now: datetime | None = None, *, restarted: bool = False) -> int:
     """Send a delivery message for each queued row that is due and has no recent message
-    (all due rows when ``restarted``: the embedded queue starts empty). The scheduler calls
-    this on every pass; row locks (SKIP LOCKED) keep two schedulers from doubling up. The
-    caller commits; the messages go after commit."""
+    (app.services.platform.dispatch); the caller commits."""
     if not smtp_configured() or not _deliver:
         return 0
-    now = now or utcnow()
-    query = select(OutboxMessage).where(
-        OutboxMessage.status == MailStatus.QUEUED,
-        OutboxMessage.next_attempt_at <= now,
+    return dispatch.dispatch_due(
+        OutboxMessage, MailStatus.QUEUED, _deliver[0], now=now or utcnow(), restarted=restarted
     )
-    if not restarted:
-        query = query.where(
-            or_(
-                OutboxMessage.dispatched_at.is_(None),
-                OutboxMessage.dispatched_at < now - redispatch_after(),
-            )
-        )
-    rows = (
-        db.session.execute(
-            query.order_by(OutboxMessage.next_attempt_at)
-            .limit(DISPATCH_BATCH)
-            .with_for_update(skip_locked=True)
-        )
-        .scalars()
-        .all()
-    )
-    for msg in rows:
-        msg.dispatched_at = now
-        after_commit(functools.partial(_deliver[0], msg.id, msg.attempts))
-    db.session.flush()
-    return len(rows)
 
 
 def backoff(failed_attempts: int) -> timedelta:
