@@ -101,8 +101,11 @@ class RuleForm(AdminForm):
 
 
 def _rule_data(form: RuleForm) -> rules.RuleData:
+    # Days before expiry mean something only to expiry rules, and the service asks for them
+    # there: an empty field is no days, not an error (an event rule has none).
+    text = form.days.data or ""
     try:
-        days = thresholds.parse_days(form.days.data or "")
+        days = thresholds.parse_days(text) if text.strip() else []
     except thresholds.ThresholdError as exc:
         raise ValidationFailed({"days": [str(exc)]}) from None
     return rules.RuleData(

@@ -17,6 +17,7 @@ from app.models import (
     NotificationAck,
     NotificationDelivery,
     NotificationRule,
+    NotificationType,
     OutboxMessage,
     Role,
 )
@@ -98,6 +99,22 @@ def test_an_rao_makes_a_rule_for_their_organization_and_sees_only_theirs(client,
     ).scalars().all() == [
         "Account-wide",
         "Expiring SSL",
+    ]
+
+
+def test_an_event_rule_needs_no_days_and_an_expiry_rule_does(client, world):
+    as_(client, "alpha-rao")
+    place = [f"o:{world['alpha'].id}"]
+    saved = post_rule(
+        client, "/admin/notification_rules/new/", type="report_ready", days="", places=place
+    ).get_data(as_text=True)
+    assert "Saved the notification rule" in saved
+    refused = post_rule(client, "/admin/notification_rules/new/", days="", places=place)
+    text = refused.get_data(as_text=True)
+    assert "Saved the notification rule" not in text
+    assert "Give at least one number of days before expiry." in text
+    assert db.session.execute(select(NotificationRule.type)).scalars().all() == [
+        NotificationType.REPORT_READY
     ]
 
 
