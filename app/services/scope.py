@@ -18,7 +18,8 @@ from sqlalchemy import false, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from app.extensions import db
-from app.models import Admin, CertType, Department, Role
+from app.models import Admin, CertType, Department, Organization, Role
+from app.services.errors import Forbidden, NotFound
 
 
 class SystemActor:
@@ -185,3 +186,22 @@ def department_clause(scope: Scope) -> ColumnElement[bool] | None:
     if scope.depts:
         parts.append(Department.id.in_(sorted(scope.depts)))
     return or_(*parts) if parts else false()
+
+
+def manageable_org(
+    actor: Actor, organization_id: int, *, what: str = "the mail templates"
+) -> Organization:
+    """The organization whose own settings (``what``) the actor may change: an MRAO, or
+    the RAO holding it.
+
+    Raises:
+        NotFound: no such organization, or one the actor cannot see.
+        Forbidden: visible (a DRAO's), but not theirs to change.
+    """
+    org = db.session.get(Organization, organization_id)
+    scope = scope_of(require_actor(actor))
+    if org is None or not (scope.is_master or org.id in scope.visible_org_ids):
+        raise NotFound("No such organization.")
+    if not scope.manages_org(org.id):
+        raise Forbidden(f"You may not change {what} of {org.name}.")
+    return org

@@ -24,8 +24,8 @@ from app.models import CertType, MailTemplate, NotificationType, Organization
 from app.models.types import utcnow
 from app.notices import digest, text
 from app.services import audit
-from app.services.errors import Forbidden, NotFound, ValidationFailed
-from app.services.scope import Actor, require_actor, scope_of
+from app.services.errors import NotFound, ValidationFailed
+from app.services.scope import Actor, manageable_org
 
 MAX_TEMPLATE = 20_000
 
@@ -75,21 +75,6 @@ VARIABLES: dict[str, tuple[str, ...]] = {
 class Stored:
     templates: text.TemplateSet
     custom: bool
-
-
-def manageable_org(actor: Actor, organization_id: int) -> Organization:
-    """The organization whose templates the actor may change (as for portal mails).
-
-    Raises:
-        NotFound / Forbidden: not visible, or visible but not theirs to change.
-    """
-    org = db.session.get(Organization, organization_id)
-    scope = scope_of(require_actor(actor))
-    if org is None or not (scope.is_master or org.id in scope.visible_org_ids):
-        raise NotFound("No such organization.")
-    if not scope.manages_org(org.id):
-        raise Forbidden(f"You may not change the mail templates of {org.name}.")
-    return org
 
 
 def _kind(kind: str) -> NoticeKind:

@@ -23,9 +23,9 @@ from app.models import MailTemplate, Organization, OutboxMessage
 from app.models.types import utcnow
 from app.notices import sandbox
 from app.services import audit
-from app.services.errors import Forbidden, NotFound, ValidationFailed
+from app.services.errors import NotFound, ValidationFailed
 from app.services.platform import mail
-from app.services.scope import Actor, require_actor, scope_of
+from app.services.scope import Actor, manageable_org
 
 MAX_TEMPLATE = 20_000
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -181,21 +181,6 @@ def sample_context(kind: str, organization: Organization) -> dict[str, str]:
         "not_after": "2031-01-01",
     }
     return {name: sample[name] for name in KINDS[kind].variables}
-
-
-def manageable_org(actor: Actor, organization_id: int) -> Organization:
-    """The organization whose mail templates the actor may change.
-
-    Raises:
-        NotFound / Forbidden: not visible, or visible but not theirs to change.
-    """
-    org = db.session.get(Organization, organization_id)
-    scope = scope_of(require_actor(actor))
-    if org is None or not (scope.is_master or org.id in scope.visible_org_ids):
-        raise NotFound("No such organization.")
-    if not scope.manages_org(org.id):
-        raise Forbidden(f"You may not change the mail templates of {org.name}.")
-    return org
 
 
 def _kind(kind: str) -> Kind:
