@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from sqlalchemy import func, select, update
 
 from app.extensions import db
@@ -45,7 +43,7 @@ from app.pki.bundles import ParsedCertificate, certificate_type
 from app.pki.info import describe_certificate
 from app.services import bulk
 from app.services.errors import DomainError, NotFound
-from app.services.imports import findings, sweep
+from app.services.imports import findings, issuers, sweep
 from app.services.imports.imports import limits
 from app.services.platform import jobs
 
@@ -268,7 +266,7 @@ def finish(import_id: int, progress: Progress | None = None) -> dict[str, Any]:
     for the new certificates."""
     if progress is not None:
         progress(92, "linking issuers")
-    _link_issuers(import_id)
+    issuers.link_issuers(import_id)
     db.session.commit()
     counts = result_counts(import_id)
     record = db.session.get(CertificateImport, import_id)
@@ -565,70 +563,6 @@ def _visible_ids(cert_ids: list[int], place: tuple[int, int | None]) -> set[int]
     if place[1] is not None:
         query = query.where(Certificate.department_id == place[1])
     return set(db.session.execute(query).scalars())
-
-
-def _link_issuers(import_id: int) -> None:
-    """Link each certificate of this import to its issuer in the inventory: a certificate
-    whose subject is its issuer name and whose key verifies its signature."""
-    last = 0
-    while True:
-        children = db.session.execute(
-            select(Certificate.id, Certificate.der, Certificate.issuer_dn)
-            .join(ImportedCertificate, ImportedCertificate.certificate_id == Certificate.id)
-            .where(
-                ImportedCertificate.import_id == import_id,
-                Certificate.id > last,
-                Certificate.issuer_id.is_(None),
-                Certificate.is_self_signed.is_(False),
-                Certificate.issuer_dn != "",
-            )
-            .order_by(Certificate.id)
-            .limit(BATCH)
-        ).all()
-        if not children:
-            return
-        last = children[-1].id
-        names = {c.issuer_dn for c in children}
-        candidates: dict[str, list[tuple[int, x509.Certificate]]] = {}
-        for cert_id, der, subject in db.session.execute(
-            select(Certificate.id, Certificate.der, Certificate.subject_dn).where(
-                Certificate.subject_dn.in_(names)
-            )
-        ):
-            try:
-                loaded = x509.load_der_x509_certificate(der)
-            except ValueError:
-                continue
-            candidates.setdefault(subject, []).append((cert_id, loaded))
-        for child in children:
-            issuer = _issuer_of(child.der, candidates.get(child.issuer_dn, []), child.id)
-            if issuer is not None:
-                db.session.execute(
-                    update(Certificate).where(Certificate.id == child.id).values(issuer_id=issuer)
-                )
-        db.session.commit()
-
-
-def _issuer_of(
-    der: bytes, candidates: list[tuple[int, x509.Certificate]], own_id: int
-) -> int | None:
-    if not candidates:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            cert = x509.load_der_x509_certificate(der)
-        except ValueError:
-            return None
-    for cert_id, candidate in candidates:
-        if cert_id == own_id:
-            continue
-        try:
-            cert.verify_directly_issued_by(candidate)
-        except (InvalidSignature, UnsupportedAlgorithm, TypeError, ValueError):
-            continue  # a wrong candidate, or an algorithm cryptography cannot verify
-        return cert_id
-    return None
 
 
 def import_job_failed(job: Any) -> None:
