@@ -101,11 +101,17 @@ class AcmeOriginFilter(BaseSQLAFilter):
         return "is"
 
 
+def _finding_choices() -> list[tuple[Any, str]]:
+    """The findings this admin may filter by (an MRAO: every one)."""
+    hidden = findings.MRAO_ONLY if not actor().is_master else frozenset()
+    return sorted((code, label) for code, label in LABELS.items() if code not in hidden)
+
+
 class FindingFilter(BaseSQLAFilter):
     """Certificates carrying a finding (parse, key or inventory: docs/imports.md)."""
 
     def apply(self, query: Any, value: Any, alias: Any = None) -> Any:
-        return query.filter(findings.with_finding(str(value)))
+        return query.filter(findings.with_finding(str(value), actor=actor()))
 
     def operation(self) -> str:
         return "is"
@@ -224,7 +230,9 @@ class CertificateView(TypeAccessMixin, SecureModelView):
     def prepare_rows(self, rows: list[Any]) -> None:
         counts = inventory.install_counts([row.id for row in rows])
         g.cw_install_counts = counts if counts is not None else {}
-        g.cw_finding_counts = findings.counts_by_certificate([row.id for row in rows])
+        g.cw_finding_counts = findings.counts_by_certificate(
+            [row.id for row in rows], actor=actor()
+        )
         g.cw_acme_origins = acme_orders.acme_origins({row.id: row.request_id for row in rows})
 
     def get_filters(self) -> Any:
@@ -234,7 +242,7 @@ class CertificateView(TypeAccessMixin, SecureModelView):
             FilterEqual(
                 Certificate.organization_id, "Organization", options=per_request(org_choices)
             ),
-            FindingFilter(Certificate.id, "Finding", options=sorted(LABELS.items())),
+            FindingFilter(Certificate.id, "Finding", options=per_request(_finding_choices)),
             ExpiryWindowFilter(Certificate.not_after, "Expires", options=EXPIRY_OPTIONS),
             FilterEqual(Certificate.issuer_cn, "Issuer"),
             FilterEqual(Certificate.key_type, "Key type"),
@@ -284,7 +292,7 @@ class CertificateView(TypeAccessMixin, SecureModelView):
             endpoints=endpoints.endpoints_of(actor=actor(), certificate_id=cert.id),
             flag_labels=FLAG_LABELS,
             followups=self._followups(cert),
-            findings=findings.of_certificate(cert.id),
+            findings=findings.of_certificate(cert.id, actor=actor()),
             finding_labels=LABELS,
             acme=acme_orders.acme_origins({cert.id: cert.request_id}).get(cert.id),
         )

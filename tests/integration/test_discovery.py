@@ -399,3 +399,27 @@ def test_csv_import_is_all_or_nothing(bed, app, tmp_path):
     )
     assert db.session.execute(select(func.count()).select_from(DiscoveryTask)).scalar_one() == 2
     _ = Encoding
+
+
+def test_a_key_discovery_finds_on_several_hosts_is_a_finding_once(bed):
+    """The same certificate served by two hosts: its key is on two machines (issue 16 §3);
+    the finding lands when the second host is stored, and a later batch adds nothing."""
+    from app.models import CertificateFinding
+
+    task = make_task(bed)
+    context = results.BatchContext(task, 0, 0, [], [], {"new": 0, "assigned": 0})
+    chain = (bed.ext.der,)
+    results.store_results(context, [ProbeResult(HOSTS[0], bed.port, chain=chain)])
+    codes = select(CertificateFinding.code, func.count()).group_by(CertificateFinding.code)
+    assert "key_on_hosts" not in dict(db.session.execute(codes).all())
+    # Another port of the same host is the same machine: still no finding.
+    results.store_results(context, [ProbeResult(HOSTS[0], bed.port + 1, chain=chain)])
+    assert "key_on_hosts" not in dict(db.session.execute(codes).all())
+    results.store_results(context, [ProbeResult(HOSTS[1], bed.port, chain=chain)])
+    results.store_results(context, [ProbeResult(HOSTS[2], bed.port, chain=chain)])
+    found = db.session.execute(
+        select(CertificateFinding).where(CertificateFinding.code == "key_on_hosts")
+    ).scalar_one()
+    cert = db.session.get(Certificate, found.certificate_id)
+    assert cert is not None and cert.fingerprint == hashlib.sha256(bed.ext.der).hexdigest()
+    assert found.severity == "notice" and "more than one host" in found.detail

@@ -36,6 +36,7 @@ from app.models import (
 from app.pki import weak_keys
 from app.services.errors import DomainError, Forbidden
 from app.services.imports import findings, key_lists, sweep
+from app.services.scope import SYSTEM
 from tests.conftest import drain
 from tests.factories import make_admin, make_org
 
@@ -128,7 +129,7 @@ def test_the_sweep_checks_discovered_and_issued_certificates_once_with_their_val
     # Filters: "pkilint error" finds the weak one and not the good one.
     with_errors = set(
         db.session.execute(
-            select(Certificate.id).where(findings.with_finding(findings.LINT_ERROR))
+            select(Certificate.id).where(findings.with_finding(findings.LINT_ERROR, actor=SYSTEM))
         ).scalars()
     )
     assert weak.id in with_errors and good.id not in with_errors
@@ -321,3 +322,85 @@ def test_a_rule_tells_of_weak_shared_or_listed_keys_once(app, stub_worker, tmp_p
             "Weak, shared or compromised key found: old.acme.test",
         ]
         assert listed.id and weak.id
+
+
+def test_a_key_shared_across_organizations_is_shown_to_mraos_only(app, client, stub_worker):
+    """Two certificates of Acme and one of Other share a key: Acme's carry "shared_key"
+    (and, for the MRAO, "shared_key_other_org"); an RAO of Other sees no sharing at all,
+    in the details, the list column, the filter, its choices and the dashboard count."""
+    from tests.conftest import login
+    from tests.factories import PASSWORD
+
+    mrao = make_admin()
+    acme, other = make_org("Acme"), make_org("Other")
+    rao = make_admin("rao-other", Role.RAO, org=other)
+    key = ec.generate_private_key(ec.SECP256R1())
+    one = _store(_cert(key, cn="one.acme.test"), org_id=acme.id)
+    two = _store(_cert(key, cn="two.acme.test"), org_id=acme.id)
+    theirs = _store(_cert(key, cn="other.test"), org_id=other.id)
+    _sweep(stub_worker)
+    inventory = {"shared_key", "shared_key_other_org"}
+    assert _codes(one.id, "inventory") == _codes(two.id, "inventory") == inventory
+    assert _codes(theirs.id, "inventory") == {"shared_key_other_org"}
+
+    def shown(actor, cert_id):
+        return {f.code for f in findings.of_certificate(cert_id, actor=actor)} & inventory
+
+    assert shown(mrao, theirs.id) == {"shared_key_other_org"}
+    assert shown(rao, theirs.id) == set()
+    as_rao = findings.counts_by_certificate([theirs.id], actor=rao)[theirs.id]
+    as_mrao = findings.counts_by_certificate([theirs.id], actor=mrao)[theirs.id]
+    assert as_mrao == {**as_rao, "warning": as_rao.get("warning", 0) + 1}
+    hidden = select(Certificate.id).where(findings.with_finding("shared_key_other_org", actor=rao))
+    assert list(db.session.execute(hidden).scalars()) == []
+    assert findings.count_with_findings(actor=rao) == 0
+    assert findings.count_with_findings(actor=mrao) == 3
+    # The console, as each of them.
+    login(client, "rao-other", PASSWORD)
+    page = client.get(f"/admin/ssl_certs/details/?id={theirs.id}").get_data(as_text=True)
+    assert "other.test" in page and 'data-code="shared_key_other_org"' not in page
+    listing = client.get("/admin/ssl_certs/").get_data(as_text=True)
+    # (the label would be among the Finding filter's choices)
+    assert "other.test" in listing and "Key shared with another organization" not in listing
+    master = app.test_client()
+    login(master, "mrao", PASSWORD)
+    page = master.get(f"/admin/ssl_certs/details/?id={theirs.id}").get_data(as_text=True)
+    assert 'data-code="shared_key_other_org"' in page
+    listing = master.get("/admin/ssl_certs/").get_data(as_text=True)
+    assert "Key shared with another organization" in listing
+
+
+def test_a_key_shared_with_another_organization_is_told_to_mrao_rules_only(app, stub_worker):
+    from app.services.notifications import rules
+    from app.services.platform import mail
+    from tests import notify
+
+    mrao = make_admin()
+    acme, other = make_org("Acme"), make_org("Other")
+    rao = make_admin("rao-other", Role.RAO, org=other)
+    rules.save_rule(
+        actor=mrao,
+        data=rules.RuleData(name="all", type="key_finding", applies_to_all=True, roles=["mrao"]),
+    )
+    rules.save_rule(
+        actor=rao,
+        data=rules.RuleData(
+            name="ours", type="key_finding", places=[(other.id, None)], roles=["admins"]
+        ),
+    )
+    db.session.commit()
+    for controller, inbox in notify.smtp_server():
+        app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=controller.port, MAIL_FROM="cw@x.test")
+        key = ec.generate_private_key(ec.SECP256R1())
+        _store(_cert(key, cn="one.acme.test"), org_id=acme.id)
+        _store(_cert(key, cn="other.test"), org_id=other.id)
+        _sweep(stub_worker)
+        mail.dispatch_due()
+        db.session.commit()
+        drain(stub_worker)
+        told = sorted(str(m["Subject"]).strip() for m in inbox.to("mrao@example.com"))
+        assert told == [
+            "Weak, shared or compromised key found: one.acme.test",
+            "Weak, shared or compromised key found: other.test",
+        ]
+        assert inbox.to(rao.email) == []

@@ -93,3 +93,24 @@ def test_the_page_shows_the_chart_and_the_csv_escapes_names(app, client, stub_wo
     rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
     assert rows[0] == ["organization", "month", "renewals_today", "renewals_caps", "manual_caps"]
     assert {r[0] for r in rows[1:]} == {"'=Acme", "Other"} and len(rows) == 1 + 2 * 12
+
+
+def test_certificates_enrolled_by_a_script_or_over_acme_are_automated(app, stub_worker):
+    """A renewal path without a person: enrolled by an API administrator (a script), or
+    issued for an ACME order; one a person requested in the console is manual."""
+    from app.models import AdminKind, CertificateRequest
+    from tests.factories import issued_in_acme
+
+    mrao, _org, _profile, cert, _key = issued_in_acme(stub_worker)
+
+    def manual() -> list[str]:
+        return [c.common_name for c in planner.validity_plan(actor=mrao, months=3).manual]
+
+    assert manual() == ["www.acme.example"]
+    script = make_admin("script")
+    script.kind = AdminKind.API
+    req = db.session.get(CertificateRequest, cert.request_id)
+    assert req is not None
+    req.requester_id = script.id
+    db.session.commit()
+    assert manual() == []

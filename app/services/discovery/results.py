@@ -36,6 +36,7 @@ from app.pki.info import describe_certificate
 from app.scan import health, rules
 from app.scan.observation import observe
 from app.scan.probe import ErrorKind, ProbeResult
+from app.services.imports import findings
 from app.services.notifications import events
 
 KEPT_ERRORS = {
@@ -197,6 +198,8 @@ def store_results(context: BatchContext, results: Sequence[ProbeResult]) -> None
             }
         )
     _upsert_endpoints(endpoint_rows)
+    # A key now seen on several hosts is a hygiene finding (docs/imports.md).
+    findings.record_key_on_hosts(sorted(set(ids.values())))
     _new_certificate_events(
         context, [r for r in new_rows if r["fingerprint"] in inserted], ids, leaves
     )

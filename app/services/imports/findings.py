@@ -1,7 +1,12 @@
 """Findings per certificate: what reading it found (odd serials, v1, unknown critical
 extensions, undecodable names), what is weak about its key or signature, and what only
-the whole inventory shows (a key several certificates share, an issuer and serial that
-another certificate has too, a key on the blocklist of compromised keys).
+the whole inventory shows (a key several certificates share, within the organization or
+across organizations; a key served on several hosts; an issuer and serial that another
+certificate has too; a key on the blocklist of compromised keys).
+
+A key shared with another organization's certificate is the one finding only an MRAO sees
+(MRAO_ONLY): an RAO must not learn from it what another organization holds. Every function
+that shows, filters or counts findings for an admin leaves it out for the others.
 
 Stored by code in certificate_findings (an upsert: recomputing is safe), written in the
 transaction that writes the certificates.
@@ -9,22 +14,26 @@ transaction that writes the certificates.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Table, and_, func, or_, select
+from sqlalchemy import Table, and_, false, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
-from app.models import BlockedKey, Certificate, CertificateFinding
+from app.models import BlockedKey, Certificate, CertificateFinding, Endpoint, NotificationType
 from app.models.types import utcnow
 from app.pki.bundles import Finding
 from app.services import bulk
 from app.services.certificates import inventory
+from app.services.notifications import events
 from app.services.scope import Actor, scope_of
 
 LINT_ERROR: Final = "lint_error"
+# Findings only an MRAO is shown (in lists, filters, counts, details and notices).
+MRAO_ONLY: Final = frozenset({"shared_key_other_org"})
 LINT_WARNING: Final = "lint_warning"
 # code -> a short label for lists and filters
 LABELS = {
@@ -42,6 +51,8 @@ LABELS = {
     "close_primes": "Close-prime RSA key",
     "weak_signature": "SHA-1/MD5 signature",
     "shared_key": "Key shared with other certificates",
+    "shared_key_other_org": "Key shared with another organization",
+    "key_on_hosts": "Key served on several hosts",
     "blocked_key": "Compromised key (blocklist)",
     "debian_weak_key": "Debian weak key",
     "lint_failed": "pkilint could not check it",
@@ -88,40 +99,7 @@ def inventory_findings(certificate_ids: Sequence[int]) -> list[Found]:
     certificates carry (RFC 5280 §4.1.2.2: unique per CA), a blocklisted key."""
     if not certificate_ids:
         return []
-    found: list[Found] = []
-    mine = select(Certificate.spki_sha256).where(
-        Certificate.id.in_(certificate_ids), Certificate.spki_sha256 != ""
-    )
-    shared = db.session.execute(
-        select(Certificate.spki_sha256, func.count(Certificate.id))
-        .where(Certificate.spki_sha256.in_(mine))
-        .group_by(Certificate.spki_sha256)
-        .having(func.count(Certificate.id) > 1)
-    ).all()
-    keys = [spki for spki, _ in shared]
-    if keys:
-        # Only certificates not flagged yet: a key in thousands of certificates is not
-        # flagged again on all of them at every batch.
-        flagged = select(CertificateFinding.certificate_id).where(
-            CertificateFinding.code == "shared_key"
-        )
-        for cert_id in db.session.execute(
-            select(Certificate.id).where(
-                Certificate.spki_sha256.in_(keys), Certificate.id.not_in(flagged)
-            )
-        ).scalars():
-            found.append(
-                Found(
-                    cert_id,
-                    Finding(
-                        "shared_key",
-                        "warning",
-                        "The same public key is in other certificates: one compromise "
-                        "exposes them all, and revoking one leaves the key in use.",
-                    ),
-                    "inventory",
-                )
-            )
+    found = _shared_key_findings(certificate_ids)
     pairs = db.session.execute(
         select(Certificate.issuer_dn, Certificate.serial_hex).where(
             Certificate.id.in_(certificate_ids), Certificate.issuer_dn != ""
@@ -174,11 +152,149 @@ def inventory_findings(certificate_ids: Sequence[int]) -> list[Found]:
     return found
 
 
+SHARED_KEY: Final = Finding(
+    "shared_key",
+    "warning",
+    "The same public key is in other certificates of this organization: one compromise "
+    "exposes them all, and revoking one leaves the key in use.",
+)
+SHARED_KEY_OTHER_ORG: Final = Finding(
+    "shared_key_other_org",
+    "warning",
+    "The same public key is in a certificate of another organization (or in one not "
+    "assigned to any): whoever holds one private key holds both. Shown to MRAOs only.",
+)
+KEY_ON_HOSTS: Final = Finding(
+    "key_on_hosts",
+    "notice",
+    "Discovery found this key served on more than one host (Network Assets lists those you "
+    "may see): each host holding the private key is one more place it can leak from.",
+)
+
+
+def _shared_key_findings(certificate_ids: Sequence[int]) -> list[Found]:
+    """The same key in several certificates, for these certificates' keys: "shared_key" on
+    each certificate whose key another certificate of its organization has, and
+    "shared_key_other_org" on each whose key a certificate of another organization (or an
+    unassigned one) has. Certificates already flagged are not flagged again, so a key in
+    thousands of certificates costs one grouped query per batch."""
+    mine = select(Certificate.spki_sha256).where(
+        Certificate.id.in_(certificate_ids), Certificate.spki_sha256 != ""
+    )
+    groups: dict[str, dict[int | None, int]] = {}
+    for spki, org_id, count in db.session.execute(
+        select(Certificate.spki_sha256, Certificate.organization_id, func.count(Certificate.id))
+        .where(Certificate.spki_sha256.in_(mine))
+        .group_by(Certificate.spki_sha256, Certificate.organization_id)
+    ):
+        groups.setdefault(spki, {})[org_id] = int(count)
+    keys = [spki for spki, by_org in groups.items() if sum(by_org.values()) > 1]
+    if not keys:
+        return []
+    flagged = {
+        (cert_id, code)
+        for cert_id, code in db.session.execute(
+            select(CertificateFinding.certificate_id, CertificateFinding.code)
+            .join(Certificate, Certificate.id == CertificateFinding.certificate_id)
+            .where(
+                Certificate.spki_sha256.in_(keys),
+                CertificateFinding.code.in_([SHARED_KEY.code, SHARED_KEY_OTHER_ORG.code]),
+            )
+        )
+    }
+    found: list[Found] = []
+    for cert_id, spki, org_id in db.session.execute(
+        select(Certificate.id, Certificate.spki_sha256, Certificate.organization_id).where(
+            Certificate.spki_sha256.in_(keys)
+        )
+    ):
+        by_org = groups[spki]
+        if by_org.get(org_id, 0) > 1 and (cert_id, SHARED_KEY.code) not in flagged:
+            found.append(Found(cert_id, SHARED_KEY, "inventory"))
+        others = any(n for other, n in by_org.items() if other != org_id)
+        if others and (cert_id, SHARED_KEY_OTHER_ORG.code) not in flagged:
+            found.append(Found(cert_id, SHARED_KEY_OTHER_ORG, "inventory"))
+    return found
+
+
+def key_on_hosts_findings(certificate_ids: Sequence[int]) -> list[Found]:
+    """ "key_on_hosts" on every certificate whose key discovery found on two or more hosts
+    (distinct addresses: one host's ports are one place), for these certificates' keys;
+    those already flagged are left alone."""
+    if not certificate_ids:
+        return []
+    mine = select(Certificate.spki_sha256).where(
+        Certificate.id.in_(list(certificate_ids)), Certificate.spki_sha256 != ""
+    )
+    spread = (
+        select(Certificate.spki_sha256)
+        .join(Endpoint, Endpoint.certificate_id == Certificate.id)
+        .where(Certificate.spki_sha256.in_(mine))
+        .group_by(Certificate.spki_sha256)
+        .having(func.count(func.distinct(Endpoint.ip)) > 1)
+    )
+    flagged = select(CertificateFinding.certificate_id).where(
+        CertificateFinding.code == KEY_ON_HOSTS.code
+    )
+    return [
+        Found(cert_id, KEY_ON_HOSTS, "inventory")
+        for cert_id in db.session.execute(
+            select(Certificate.id).where(
+                Certificate.spki_sha256.in_(spread), Certificate.id.not_in(flagged)
+            )
+        ).scalars()
+    ]
+
+
 BLOCKED: Final = Finding(
     "blocked_key",
     "error",
     "The key is on the blocklist of compromised keys (CA/B Forum BR §6.1.1.3(4)): replace it.",
 )
+
+
+def notify(pairs: Iterable[tuple[int, str]]) -> None:
+    """The "weak, shared or compromised key found" notice: one event per certificate with
+    a key finding it did not have (or, checked for the first time, any), naming them; in
+    the transaction that stores the findings, so it is written once. A finding only MRAOs
+    see (MRAO_ONLY) goes out in an event of no organization, which only the rules for
+    every organization (an MRAO's) match."""
+    by_certificate: dict[int, set[str]] = {}
+    for cert_id, code in pairs:
+        by_certificate.setdefault(cert_id, set()).add(code)
+    if not by_certificate:
+        return
+    if not events.listened_types([NotificationType.KEY_FINDING]):
+        return
+    certs = db.session.execute(
+        select(Certificate).where(Certificate.id.in_(list(by_certificate)))
+    ).scalars()
+    out: list[events.Event] = []
+    for cert in certs:
+        codes = by_certificate[cert.id]
+        for shown, only_mrao in ((codes - MRAO_ONLY, False), (codes & MRAO_ONLY, True)):
+            if not shown:
+                continue
+            event = events.certificate_event(
+                NotificationType.KEY_FINDING,
+                cert,
+                Findings=", ".join(LABELS.get(code, code) for code in sorted(shown)),
+            )
+            if only_mrao:
+                event = dataclasses.replace(event, organization_id=None, department_id=None)
+            out.append(event)
+    events.emit_many(out, actor="hygiene")
+
+
+def record_key_on_hosts(certificate_ids: Sequence[int]) -> int:
+    """After discovery stored endpoints: flag (and notify) the certificates whose key is now
+    seen on several hosts; how many were flagged."""
+    found = key_on_hosts_findings(certificate_ids)
+    if not found:
+        return 0
+    stored = store(found)
+    notify((f.certificate_id, f.finding.code) for f in found)
+    return stored
 
 
 def insert_selected(rows: Any, columns: list[str]) -> int:
@@ -194,18 +310,29 @@ def insert_selected(rows: Any, columns: list[str]) -> int:
     return int(db.session.execute(statement).rowcount or 0)
 
 
-def of_certificate(certificate_id: int) -> list[CertificateFinding]:
-    """A certificate's findings, worst first (the caller has checked it may see it)."""
+def _hidden_from(actor: Actor) -> list[str]:
+    """The finding codes this admin is not shown."""
+    return [] if scope_of(actor).is_master else sorted(MRAO_ONLY)
+
+
+def of_certificate(certificate_id: int, *, actor: Actor) -> list[CertificateFinding]:
+    """A certificate's findings the admin may see, worst first (the caller has checked it
+    may see the certificate)."""
     order = {"error": 0, "warning": 1}
-    found = db.session.execute(
-        select(CertificateFinding).where(CertificateFinding.certificate_id == certificate_id)
-    ).scalars()
+    query = select(CertificateFinding).where(CertificateFinding.certificate_id == certificate_id)
+    hidden = _hidden_from(actor)
+    if hidden:
+        query = query.where(CertificateFinding.code.not_in(hidden))
+    found = db.session.execute(query).scalars()
     return sorted(found, key=lambda f: (order.get(f.severity, 2), f.code))
 
 
-def with_finding(code: str) -> Any:
+def with_finding(code: str, *, actor: Actor) -> Any:
     """A WHERE clause: certificates that carry the finding ``code`` (or, for LINT_ERROR and
-    LINT_WARNING, any pkilint finding of that severity)."""
+    LINT_WARNING, any pkilint finding of that severity); none for a code the admin is not
+    shown."""
+    if code in _hidden_from(actor):
+        return false()
     lint_severity = {LINT_ERROR: "error", LINT_WARNING: "warning"}.get(code)
     if lint_severity is not None:
         matches = and_(
@@ -223,6 +350,8 @@ KEY_CODES = (
     "close_primes",
     "weak_signature",
     "shared_key",
+    "shared_key_other_org",
+    "key_on_hosts",
     "blocked_key",
     "debian_weak_key",
 )
@@ -233,26 +362,32 @@ def count_with_findings(*, actor: Actor, codes: Sequence[str] = KEY_CODES) -> in
     query = select(func.count(func.distinct(CertificateFinding.certificate_id))).join(
         Certificate, Certificate.id == CertificateFinding.certificate_id
     )
-    query = query.where(CertificateFinding.code.in_(list(codes)))
+    hidden = _hidden_from(actor)
+    query = query.where(CertificateFinding.code.in_([c for c in codes if c not in hidden]))
     clause = inventory.held_types_clause(scope_of(actor))
     if clause is not None:
         query = query.where(clause)
     return int(db.session.execute(query).scalar_one())
 
 
-def counts_by_certificate(certificate_ids: Sequence[int]) -> dict[int, dict[str, int]]:
-    """Each certificate's findings by severity (a list page or an export chunk at once)."""
+def counts_by_certificate(
+    certificate_ids: Sequence[int], *, actor: Actor
+) -> dict[int, dict[str, int]]:
+    """Each certificate's findings the admin may see, by severity (a list page or an export
+    chunk at once)."""
     if not certificate_ids:
         return {}
     counts: dict[int, dict[str, int]] = {}
+    query = select(
+        CertificateFinding.certificate_id,
+        CertificateFinding.severity,
+        func.count(CertificateFinding.id),
+    ).where(CertificateFinding.certificate_id.in_(list(certificate_ids)))
+    hidden = _hidden_from(actor)
+    if hidden:
+        query = query.where(CertificateFinding.code.not_in(hidden))
     for cert_id, severity, count in db.session.execute(
-        select(
-            CertificateFinding.certificate_id,
-            CertificateFinding.severity,
-            func.count(CertificateFinding.id),
-        )
-        .where(CertificateFinding.certificate_id.in_(list(certificate_ids)))
-        .group_by(CertificateFinding.certificate_id, CertificateFinding.severity)
+        query.group_by(CertificateFinding.certificate_id, CertificateFinding.severity)
     ):
         counts.setdefault(cert_id, {})[severity] = int(count)
     return counts

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -39,7 +39,6 @@ from app.models import (
     DebianWeakKey,
     Job,
     JobStatus,
-    NotificationType,
 )
 from app.models.types import utcnow
 from app.pki import bundles, hygiene, lint, weak_keys
@@ -47,7 +46,6 @@ from app.pki.bundles import Finding
 from app.pki.profiles import CertKind
 from app.services.ca import blocked_keys
 from app.services.imports import findings
-from app.services.notifications import events
 from app.services.platform import jobs
 
 log = logging.getLogger(__name__)
@@ -194,9 +192,10 @@ def run_range(low: int, high: int) -> RangeResult:
         )
     )
     found += findings.inventory_findings(ids)
+    found += findings.key_on_hosts_findings(ids)
     stored = findings.store(found)
     first_check = {row.id for row in rows if row.hygiene_version == 0}
-    _notify(
+    findings.notify(
         (f.certificate_id, f.finding.code)
         for f in found
         if f.finding.code in findings.KEY_CODES
@@ -308,35 +307,6 @@ def _key_findings_of(ids: Sequence[int]) -> set[tuple[int, str]]:
     }
 
 
-def _notify(pairs: Iterable[tuple[int, str]]) -> None:
-    """The "weak, shared or compromised key found" notice: one event per certificate with
-    a key finding it did not have (or, checked for the first time, any), naming them; in
-    the transaction that stores the findings, so it is written once."""
-    by_certificate: dict[int, set[str]] = {}
-    for cert_id, code in pairs:
-        by_certificate.setdefault(cert_id, set()).add(code)
-    if not by_certificate:
-        return
-    if not events.listened_types([NotificationType.KEY_FINDING]):
-        return
-    certs = db.session.execute(
-        select(Certificate).where(Certificate.id.in_(list(by_certificate)))
-    ).scalars()
-    events.emit_many(
-        [
-            events.certificate_event(
-                NotificationType.KEY_FINDING,
-                cert,
-                Findings=", ".join(
-                    findings.LABELS.get(code, code) for code in sorted(by_certificate[cert.id])
-                ),
-            )
-            for cert in certs
-        ],
-        actor="hygiene",
-    )
-
-
 def flag_listed(list_format: str) -> int:
     """After a key list was loaded: the finding on every certificate in the inventory whose
     key it lists, in one statement (no certificate is read again); how many were new."""
@@ -365,5 +335,5 @@ def flag_listed(list_format: str) -> int:
     count = findings.insert_selected(
         rows, ["certificate_id", "code", "severity", "source", "detail", "created_at"]
     )
-    _notify((cert_id, finding.code) for cert_id in newly)
+    findings.notify((cert_id, finding.code) for cert_id in newly)
     return count

@@ -6,10 +6,19 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 
 from app.extensions import db
-from app.models import Certificate, CertStatus, CertType, Organization
+from app.models import (
+    AcmeOrder,
+    Admin,
+    AdminKind,
+    Certificate,
+    CertificateRequest,
+    CertStatus,
+    CertType,
+    Organization,
+)
 from app.models.types import utcnow
 from app.reports.planner import Plan, PlannedCertificate, plan
 from app.services.certificates import inventory
@@ -28,6 +37,21 @@ class ManualCertificate:
     not_after: dt.datetime
 
 
+def automated() -> ColumnElement[bool]:
+    """SQL: a renewal path exists without a person: auto-renew, ACME, or the REST API."""
+    acme = select(AcmeOrder.request_id).where(AcmeOrder.request_id.is_not(None))
+    api = (
+        select(CertificateRequest.id)
+        .join(Admin, Admin.id == CertificateRequest.requester_id)
+        .where(Admin.kind == AdminKind.API)
+    )
+    return or_(
+        Certificate.auto_renew.is_(True),
+        Certificate.request_id.in_(acme),
+        Certificate.request_id.in_(api),
+    )
+
+
 @dataclass(frozen=True)
 class ValidityPlan:
     plan: Plan
@@ -42,7 +66,8 @@ def validity_plan(
     """Project the renewals of the TLS certificates in the actor's scope (Issued or
     External, valid now) under today's lifetimes and under the caps.
 
-    Automated means auto-renew today (ACME and API enrollment count once they exist).
+    Automated (automated()): auto-renew on, or issued for an ACME order, or enrolled by an
+    API administrator (a script that renews it the same way).
 
     Raises:
         DomainError: a horizon outside 1..MAX_MONTHS months.
@@ -57,7 +82,7 @@ def validity_plan(
             Organization.name,
             Certificate.not_before,
             Certificate.not_after,
-            Certificate.auto_renew,
+            automated().label("automated"),
         )
         .join(Organization, Organization.id == Certificate.organization_id)
         .where(
@@ -76,7 +101,7 @@ def validity_plan(
         PlannedCertificate(org, before, after, bool(auto))
         for _, _, org, before, after, auto in rows
     ]
-    manual_rows = [r for r in rows if not r.auto_renew]
+    manual_rows = [r for r in rows if not r.automated]
     return ValidityPlan(
         plan=plan(planned, start=now.date().replace(day=1), months=months),
         certificates=len(rows),
