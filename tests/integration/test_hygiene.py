@@ -404,3 +404,31 @@ def test_a_key_shared_with_another_organization_is_told_to_mrao_rules_only(app, 
             "Weak, shared or compromised key found: other.test",
         ]
         assert inbox.to(rao.email) == []
+
+
+def test_the_sweep_after_an_upgrade_moves_old_cross_organization_sharing_out_of_sight(
+    app, stub_worker
+):
+    """Version 1 flagged a key shared across organizations "shared_key", which RAOs see:
+    checked again by version 2, it becomes "shared_key_other_org"."""
+    from app.models import CertificateFinding
+
+    acme, other = make_org("Acme"), make_org("Other")
+    key = ec.generate_private_key(ec.SECP256R1())
+    one = _store(_cert(key, cn="one.acme.test"), org_id=acme.id)
+    two = _store(_cert(key, cn="other.test"), org_id=other.id)
+    for cert in (one, two):
+        cert.hygiene_version = 1
+        db.session.add(
+            CertificateFinding(
+                certificate_id=cert.id,
+                code="shared_key",
+                severity="warning",
+                source="inventory",
+                detail="old",
+            )
+        )
+    db.session.commit()
+    _sweep(stub_worker)
+    assert _codes(one.id, "inventory") == _codes(two.id, "inventory") == {"shared_key_other_org"}
+    assert sweep.due_count() == 0

@@ -28,7 +28,7 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import bindparam, delete, func, literal, select, update
+from sqlalchemy import bindparam, delete, func, literal, or_, select, update
 
 from app.extensions import db
 from app.models import (
@@ -51,13 +51,17 @@ from app.services.platform import jobs
 log = logging.getLogger(__name__)
 
 # Raise when a check is added or changed: every certificate is checked again.
-HYGIENE_VERSION: Final = 1
+# 2: shared keys split by organization (shared_key_other_org) and key_on_hosts.
+HYGIENE_VERSION: Final = 2
 SWEEP_KIND: Final = "hygiene_sweep"
 RANGE_KIND: Final = "hygiene_range"
 RANGE_SIZE: Final = 200
 # Findings that the sweep recomputes from scratch (those from reading the certificate and
 # from the inventory are only ever added: they cannot go away).
 RECOMPUTED_SOURCES: Final = ("key", "lint")
+# ... and these inventory findings, whose meaning a version changed (version 2: a
+# "shared_key" with another organization's certificate became "shared_key_other_org").
+RECOMPUTED_CODES: Final = ("shared_key", "shared_key_other_org", "key_on_hosts")
 # pkilint's severities as stored; INFO findings are not kept (they describe, not warn).
 LINT_SEVERITIES: Final = {
     "FATAL": "error",
@@ -188,7 +192,10 @@ def run_range(low: int, high: int) -> RangeResult:
     db.session.execute(
         delete(CertificateFinding).where(
             CertificateFinding.certificate_id.in_(ids),
-            CertificateFinding.source.in_(RECOMPUTED_SOURCES),
+            or_(
+                CertificateFinding.source.in_(RECOMPUTED_SOURCES),
+                CertificateFinding.code.in_(RECOMPUTED_CODES),
+            ),
         )
     )
     found += findings.inventory_findings(ids)
