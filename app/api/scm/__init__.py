@@ -5,7 +5,18 @@ from __future__ import annotations
 
 from flask import Response
 
-from app.api.scm import acme, admin, dcv, domain, organization, person, report, smime, ssl
+from app.api.scm import (
+    acme,
+    admin,
+    dcv,
+    domain,
+    imports,
+    organization,
+    person,
+    report,
+    smime,
+    ssl,
+)
 from app.api.scm.base import ApiError, bp, route
 from app.api.scm.openapi import doc_bp
 
@@ -16,6 +27,7 @@ __all__ = [
     "dcv",
     "doc_bp",
     "domain",
+    "imports",
     "organization",
     "person",
     "report",

@@ -310,6 +310,9 @@ def call(fn: Callable[[], T], codes: Codes = Codes()) -> T:
 # --- every call -------------------------------------------------------------------------
 
 
+# Operations that take files, whose body limit is the import's (app/api/scm/imports.py).
+UPLOAD_ENDPOINTS = frozenset({"start_import"})
+
 # Client-certificate authentication (contract §0.2 variant): the same operations under
 # /private/api (app/__init__.py registers the blueprint a second time under this name),
 # with the certificate a TLS-terminating proxy on this host forwards (docs/api.md).
@@ -326,6 +329,8 @@ def _peer_address() -> str:
 @bp.before_request
 def _authenticate() -> Response | None:
     limit = int(current_app.config["CW_API_MAX_BODY"])
+    if (request.endpoint or "").partition(".")[2] in UPLOAD_ENDPOINTS:
+        limit = int(current_app.config["CW_IMPORT_MAX_UPLOAD_BYTES"])
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, -1601, f"The request body is larger than {limit} bytes.")
     if request.content_length is None and request.method in ("POST", "PUT", "DELETE", "PATCH"):

@@ -18,6 +18,7 @@ from app.api.scm.base import MAX_ID, MAX_PAGE, PATH_ID, answer, bp
 from app.version import __version__
 
 JSON = "application/json"
+BYTES = "application/octet-stream"
 ERROR_STATUSES = ("400", "401", "403", "404", "413", "429")
 
 # --- schemas (components) ------------------------------------------------------------------
@@ -457,6 +458,8 @@ class Operation:
     created: bool = False
     binary: bool = False
     total_header: bool = False
+    media: str = "application/octet-stream"  # of a binary answer
+    upload: bool = False  # multipart/form-data with one or more "file" parts
 
 
 PAGE = {
@@ -793,6 +796,43 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
 }
 
+OPERATIONS.update(
+    {
+        ("scm.start_import", "POST"): Operation(
+            "Import certificates (Certwright extension): ZIP, PEM or PKCS#7 bundles, or "
+            "single files, into an organization or department (docs/imports.md)",
+            "ssl",
+            ok="202",
+            answer=obj(["importId"], importId=INT),
+            query={"orgId": {"type": "integer", "minimum": 1, "maximum": MAX_ID}},
+            upload=True,
+            created=True,
+        ),
+        ("scm.import_state", "GET"): Operation(
+            "An import's state and counts (Certwright extension)",
+            "ssl",
+            answer=obj(
+                ["importId", "status", "progress", "counts"],
+                importId=INT,
+                status={"type": "string", "enum": ["pending", "running", "done", "failed"]},
+                progress=INT,
+                files=array(STR),
+                bytes=INT,
+                counts={"type": "object", "additionalProperties": INT},
+                message=STR,
+                created=STR,
+                finished=NSTR,
+            ),
+        ),
+        ("scm.import_results", "GET"): Operation(
+            "An import's per-file results as CSV (Certwright extension)",
+            "ssl",
+            binary=True,
+            media="text/csv",
+        ),
+    }
+)
+
 CATCH_ALL = "scm.unknown_operation"
 _CONVERTER = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
 
@@ -816,7 +856,7 @@ def _operation(endpoint: str, method: str, op: Operation, params: list[Any]) -> 
     if op.answer is not None:
         success["content"] = {JSON: {"schema": op.answer}}
     if op.binary:
-        success["content"] = {"application/octet-stream": {"schema": {"type": "string"}}}
+        success["content"] = {op.media: {"schema": {"type": "string"}}}
     headers: dict[str, Any] = {}
     if op.paged or op.total_header:
         headers["X-Total-Count"] = {"schema": {"type": "integer"}}
@@ -847,6 +887,12 @@ def _operation(endpoint: str, method: str, op: Operation, params: list[Any]) -> 
         "parameters": parameters,
         "responses": responses,
     }
+    if op.upload:
+        files = {"type": "array", "items": {"type": "string", "contentMediaType": BYTES}}
+        result["requestBody"] = {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": obj(["file"], file=files)}},
+        }
     if op.body is not None:
         result["requestBody"] = {
             "required": op.body_required,
