@@ -200,3 +200,28 @@ def issued_in_acme(worker):
     db.session.refresh(req)
     assert req.certificate is not None
     return mrao, org, profile, req.certificate, key
+
+
+def self_signed(cn: str, *, key=None, days: int = 90):
+    """A self-signed certificate (EC P-256 unless ``key``), valid from yesterday for
+    ``days``: what an import or a scan meets in the wild."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )

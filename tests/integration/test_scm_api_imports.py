@@ -4,40 +4,23 @@ console gives; scope, bad input and the audit trail as everywhere in the API."""
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import time
 import zipfile
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEvent, Certificate
+from tests.factories import self_signed
 from tests.integration.scm_live import Live, console_session
 
 JSON = "application/json;charset=UTF-8"
 
 
 def _self_signed(cn: str) -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=90))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(Encoding.PEM)
+    return self_signed(cn).public_bytes(Encoding.PEM)
 
 
 def _zip(members: dict[str, bytes]) -> bytes:
