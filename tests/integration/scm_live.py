@@ -167,6 +167,13 @@ def seed() -> dict[str, int]:
     }
 
 
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=10).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, template_db: Path) -> Iterator[Live]:
     folder = tmp_path_factory.mktemp("scm-live")
@@ -202,6 +209,11 @@ def live(tmp_path_factory: pytest.TempPathFactory, template_db: Path) -> Iterato
         )
         try:
             wait_until(lambda: port_open(port), timeout=60, what="gunicorn", why=describe(proc))
+            # The port opens before the worker has loaded the app: on a busy machine the
+            # first call could spend its whole timeout waiting for that.
+            wait_until(
+                lambda: _answers(f"{base}/login"), timeout=120, what="the app", why=describe(proc)
+            )
             yield Live(base=base, app=app, ids=ids, proc=proc, dns=dns_server)
         finally:
             proc.stop()
