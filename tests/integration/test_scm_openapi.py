@@ -7,7 +7,7 @@ from __future__ import annotations
 import jsonschema_rs
 import pytest
 
-from app.api.scm import openapi
+from app.api.scm import openapi, openapi_schemas
 from tests.conftest import login
 from tests.factories import PASSWORD, make_admin
 
@@ -315,7 +315,7 @@ EXAMPLES = [
 def validator(name: str) -> jsonschema_rs.Draft202012Validator:
     document = {
         "$ref": f"#/components/schemas/{name}",
-        "components": {"schemas": openapi.SCHEMAS},
+        "components": {"schemas": openapi_schemas.SCHEMAS},
     }
     return jsonschema_rs.Draft202012Validator(document)
 
