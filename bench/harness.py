@@ -203,7 +203,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
-def wait_for_workers(processes: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def wait_for_workers(processes: int, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
     """Until every worker process of ``proc`` has announced itself (rows of processes
     stopped earlier do not count)."""
     from sqlalchemy import func, select

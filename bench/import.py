@@ -218,7 +218,10 @@ def run(count: int, work: Path) -> dict[str, Any]:
             org_id = org.id
             db.session.remove()
             db.engine.dispose()
-            runs = {w: end_to_end_run(app, w, count, path, data, org_id, work) for w in (1, 2)}
+            runs = {
+                w: end_to_end_run(app, w, count, path, data, org_id, work, database=name)
+                for w in (1, 2)
+            }
     finally:
         drop_database(name)
         if redis_server is not None:
@@ -260,17 +263,28 @@ def _rss(pid: int) -> int:
 
 
 def end_to_end_run(
-    app: Any, workers: int, count: int, path: Path, data: bytes, org_id: int, work: Path
+    app: Any,
+    workers: int,
+    count: int,
+    path: Path,
+    data: bytes,
+    org_id: int,
+    work: Path,
+    *,
+    database: str,
 ) -> dict[str, Any]:
     """One import read by ``workers`` dramatiq processes (one thread each) from an empty
-    inventory; the rate from start_import to the import's finish, and each worker
-    process's largest resident-memory growth over its size once started."""
+    inventory; the rate from start_import to the import's finish, each worker process's
+    largest resident-memory growth over its size once started, and the CPU per certificate
+    of the workers and of PostgreSQL (what bounds the speed-up on two cores: with the
+    workers' w and PostgreSQL's p milliseconds, two cores give at most 2w / (w + p))."""
     from sqlalchemy import func, select, text
 
     from app.extensions import db
     from app.models import Certificate, CertificateImport, ImportResult
     from app.services.imports import imports
     from app.services.scope import SYSTEM
+    from bench.api import CpuMeter
 
     with app.app_context():
         db.session.execute(
@@ -284,6 +298,7 @@ def end_to_end_run(
             pids = [p for p in process_tree(proc.pid) if p != proc.pid]
             start_rss = {pid: _rss(pid) for pid in pids}
             peak = dict(start_rss)
+            meter = CpuMeter({"workers": proc.pid}, database=database)
             started = time.perf_counter()
             record = imports.start_import(
                 actor=SYSTEM,
@@ -306,6 +321,7 @@ def end_to_end_run(
                     raise RuntimeError("the workers exited during the import")
                 time.sleep(0.05)
             elapsed = time.perf_counter() - started
+            cpu = meter.stop(count)
         finally:
             stop(proc)
         stored = db.session.scalar(select(func.count(Certificate.id)))
@@ -314,10 +330,19 @@ def end_to_end_run(
         assert stored == count and results == count, (stored, results)
         assert counts["imported"] == count, counts
         growth = max(peak[pid] - start_rss[pid] for pid in pids)
-        log(f"    {count / elapsed:,.0f} certificates/s, memory growth {growth / 1e6:,.0f} MB")
+        log(
+            f"    {count / elapsed:,.0f} certificates/s, memory growth {growth / 1e6:,.0f} MB, "
+            f"CPU per certificate: workers {cpu['cpu_ms_workers']} ms, "
+            f"PostgreSQL {cpu.get('cpu_ms_postgres', 0)} ms"
+        )
         db.session.remove()
         db.engine.dispose()
-    return {"per_s": count / elapsed, "seconds": elapsed, "memory_growth_bytes": growth}
+    return {
+        "per_s": count / elapsed,
+        "seconds": elapsed,
+        "memory_growth_bytes": growth,
+        **cpu,
+    }
 
 
 def main() -> None:

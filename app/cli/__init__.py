@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.cli import config, core, discovery, imports, pki, reports, structure
+from app.cli import ca, certificates, config, core, discovery, imports, reports, structure
 
 
 def register(app: Flask) -> None:
     for command in (
         *core.COMMANDS,
-        *pki.COMMANDS,
+        *ca.COMMANDS,
+        *certificates.COMMANDS,
         *discovery.COMMANDS,
         *config.COMMANDS,
         *structure.COMMANDS,

@@ -9,8 +9,10 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
+from app.cli.ca import ca_cli
+from app.cli.certificates import cert_cli
+from app.cli.context import operator, place
 from app.cli.core import commit_or_fail, emit_json, fail, json_option
-from app.cli.pki import _operator, _place, ca_cli, cert_cli
 from app.extensions import db
 from app.models import Certificate, CertificateImport, ImportResult, Job
 from app.services import audit
@@ -49,8 +51,8 @@ def cert_import(
     System > Jobs), and prints each file's fate: imported, already known, invalid or
     skipped, with the reason. Exit status 0 when the import ran, whatever the files held.
     """
-    admin = _operator(as_login)
-    org_id, dept_id = _place(org_name, dept_name)
+    admin = operator(as_login)
+    org_id, dept_id = place(org_name, dept_name)
     limit = imports.max_upload_bytes()
     uploads = []
     total = 0
@@ -110,7 +112,7 @@ def cert_import(
     click.echo(f"Import #{import_id}: {record.message}")
 
 
-COMMANDS = ()  # `cert import` joins the `cert` group of app.cli.pki
+COMMANDS = ()  # `cert import` joins the `cert` group of app.cli.certificates
 
 
 weak_keys_cli = click.Group("weak-keys", help="Lists of weak and compromised keys.")
@@ -136,7 +138,7 @@ def weak_keys_load(
 ) -> None:
     """Load key lists: the CA refuses these keys from now on, and the next hygiene sweep
     flags every certificate in the inventory that has one. Each file is one transaction."""
-    admin = _operator(as_login)
+    admin = operator(as_login)
     loaded = []
     for path in paths:
         lines = path.read_text(encoding="ascii", errors="replace").splitlines()

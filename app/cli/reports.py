@@ -12,8 +12,8 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from app.cli.context import operator, place
 from app.cli.core import commit_or_fail, emit_json, fail, json_option
-from app.cli.pki import _operator, _place
 from app.extensions import db
 from app.models import CertificateProfile, Report
 from app.services import audit
@@ -116,7 +116,7 @@ def report_run(
         fail("name the file to write with --out (or pass --background)")
     if as_json and str(out) == "-":
         fail("--json prints a summary on standard output: write the report to a file")
-    admin = _operator(as_login)
+    admin = operator(as_login)
     if report_type == STRUCTURE:
         if out is None:
             fail("the Account Structure report is read at once: --out FILE")
@@ -129,7 +129,7 @@ def report_run(
         size = _write(out, chunks)
         _done(as_json, {"report_type": STRUCTURE, "format": "xml", "bytes": size, "out": str(out)})
         return
-    org_id, dept_id = _place(org_name, dept_name) if org_name else (None, None)
+    org_id, dept_id = place(org_name, dept_name) if org_name else (None, None)
     if dept_name and not org_name:
         fail("--dept needs --org")
     filters = Filters(
@@ -197,7 +197,7 @@ def emit_json_text(value: dict[str, object]) -> str:
 @click.option("--as", "as_login", default=None, help="act as this administrator")
 def report_download(report_id: int, out: Path, as_login: str | None) -> None:
     """Write a finished report (one started with --background or in the console)."""
-    admin = _operator(as_login)
+    admin = operator(as_login)
     try:
         with audit.source(label="cli"):
             download = generation.download(actor=admin, report_id=report_id)

@@ -1,5 +1,5 @@
-"""Command line for the private CA: ca create/list/revoke/rotate-kek, cert
-request/approve/retry/revoke/download."""
+"""Command line for certificates: cert request, approve, retry, revoke, list, show,
+download (and, from app/cli/imports.py, import and hygiene)."""
 
 from __future__ import annotations
 
@@ -15,232 +15,25 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from app.cli.context import operator, place
 from app.cli.core import commit_or_fail, emit_json, fail, json_option, no_worker_hint
 from app.extensions import db
 from app.models import (
     Admin,
     Certificate,
-    CertificateAuthority,
     CertificateProfile,
     CertificateRequest,
     CertType,
-    Department,
-    Organization,
     RequestMode,
     RequestStatus,
-    Role,
 )
-from app.pki.profiles import CaPurpose
 from app.services import audit
-from app.services.ca import authorities
 from app.services.certificates import approvals, enrollment, inventory, revocation
-from app.services.scope import SYSTEM
 
-ca_cli = AppGroup("ca", help="Private certificate authorities.")
-PURPOSES = {
-    "tls": CaPurpose.TLS,
-    "smime": CaPurpose.SMIME,
-    "codesigning": CaPurpose.CODE_SIGNING,
-    "device": CaPurpose.DEVICE,
-}
 cert_cli = AppGroup("cert", help="Certificates: request, approve, list, show, revoke, download.")
 
 # Files a directory given to `cert request --csr DIR` contributes, in name order.
 CSR_SUFFIXES = (".csr", ".req", ".pem", ".p10")
-
-
-def _operator(login: str | None) -> Admin:
-    """The administrator a command acts as (--as LOGIN); default: the first active MRAO."""
-    query = select(Admin).where(Admin.active.is_(True))
-    query = (
-        query.where(Admin.login == login)
-        if login
-        else query.where(Admin.role == Role.MRAO).order_by(Admin.id)
-    )
-    admin = db.session.execute(query).scalars().first()
-    if admin is None:
-        fail(
-            f"no active administrator {login!r}"
-            if login
-            else "no active MRAO; run `flask --app wsgi bootstrap` first"
-        )
-    assert admin is not None
-    return admin
-
-
-@ca_cli.command("create")
-@click.option("--name", required=True)
-@click.option(
-    "--key-type",
-    default="RSA-3072",
-    show_default=True,
-    help="RSA-2048, RSA-3072, RSA-4096, EC-P256, EC-P384",
-)
-@click.option(
-    "--customer",
-    "customer_name",
-    required=True,
-    help="O, and CN with ' Root CA'/' Issuing CA' appended",
-)
-@click.option("--parent", default=None, help="parent CA name; none makes a root")
-@click.option(
-    "--hash",
-    "signature_hash",
-    default=None,
-    help="SHA-256, SHA-384, SHA-512 for RSA keys (default SHA-256); an ECDSA key signs with its curve's hash",
-)
-@click.option(
-    "--purpose",
-    type=click.Choice(sorted(PURPOSES), case_sensitive=False),
-    default="tls",
-    show_default=True,
-    help="what an issuing CA issues (sets its extended key usage); ignored for a root",
-)
-@click.option("--city", default="")
-@click.option("--state", default="")
-@click.option("--country", default="")
-@click.option("--years", type=int, default=None, help="lifetime; default by template")
-@json_option
-def ca_create(
-    name: str,
-    key_type: str,
-    customer_name: str,
-    parent: str | None,
-    signature_hash: str | None,
-    city: str,
-    state: str,
-    country: str,
-    years: int | None,
-    as_json: bool,
-    purpose: str,
-) -> None:
-    """Create a root CA, or an issuing CA under --parent."""
-    parent_id = None
-    if parent:
-        found = db.session.execute(
-            select(CertificateAuthority).where(CertificateAuthority.name == parent)
-        ).scalar_one_or_none()
-        if found is None:
-            fail(f"no CA named '{parent}'")
-        parent_id = found.id  # type: ignore[union-attr]
-    spec = authorities.CaSpec(
-        name=name,
-        key_type=key_type,
-        customer_name=customer_name,
-        parent_id=parent_id,
-        signature_hash=signature_hash,
-        locality=city,
-        state=state,
-        country=country,
-        lifetime_years=years,
-        purpose=PURPOSES[purpose.lower()].value,
-    )
-    with audit.source(label="cli"):
-        created = commit_or_fail(lambda: authorities.create_ca(actor=SYSTEM, spec=spec))
-    assert isinstance(created, CertificateAuthority)
-    if as_json:
-        emit_json(_ca_json(created))
-        return
-    issues = "" if created.is_root else f", issues {authorities.purpose_label(created)}"
-    click.echo(
-        f"Created {created.kind_label} '{created.name}' (id {created.id}): {created.subject_dn}, "
-        f"signs with {created.signature_hash}{issues}, valid to {created.not_after:%Y-%m-%d}"
-    )
-
-
-def _ca_json(ca: CertificateAuthority) -> dict[str, Any]:
-    return {
-        "id": ca.id,
-        "name": ca.name,
-        "kind": ca.kind_label,
-        "parent": ca.parent.name if ca.parent is not None else None,
-        "key_type": ca.key_type,
-        "signature_hash": ca.signature_hash,
-        "issues": None if ca.is_root else authorities.purpose_label(ca),
-        "status": ca.status.value,
-        "subject": ca.subject_dn,
-        "serial": ca.serial_hex,
-        "fingerprint": ca.fingerprint,
-        "not_before": ca.not_before.isoformat(),
-        "not_after": ca.not_after.isoformat(),
-    }
-
-
-@ca_cli.command("list")
-@json_option
-def ca_list(as_json: bool) -> None:
-    found = (
-        db.session.execute(select(CertificateAuthority).order_by(CertificateAuthority.id))
-        .scalars()
-        .all()
-    )
-    if as_json:
-        emit_json([_ca_json(ca) for ca in found])
-        return
-    for item in found:
-        click.echo(
-            f"{item.id:>4} {item.name:<30} {item.kind_label:<11} {authorities.purpose_label(item):<12} {item.key_type:<9} {item.status.value:<8} to {item.not_after:%Y-%m-%d}  {item.subject_dn}"
-        )
-
-
-@ca_cli.command("revoke")
-@click.argument("name")
-@click.option(
-    "--reason",
-    required=True,
-    help="cACompromise, affiliationChanged, superseded, cessationOfOperation or privilegeWithdrawn",
-)
-@click.option("--message", default="")
-@click.option("--as", "as_login", default=None, help="act as this MRAO (default: the first)")
-def ca_revoke(name: str, reason: str, message: str, as_login: str | None) -> None:
-    """Revoke an issuing CA (by name or id); its parent publishes a new CRL at once."""
-    found = db.session.execute(
-        select(CertificateAuthority).where(
-            (CertificateAuthority.name == name)
-            | (CertificateAuthority.id == (int(name) if name.isdigit() else -1))
-        )
-    ).scalar_one_or_none()
-    if found is None:
-        fail(f"no CA named '{name}'")
-    assert found is not None
-    actor = _operator(as_login)
-    with audit.source(label="cli"):
-        revoked = commit_or_fail(
-            lambda: authorities.revoke_ca(
-                actor=actor, ca_id=found.id, reason=reason, message=message
-            )
-        )
-    assert isinstance(revoked, CertificateAuthority)
-    click.echo(
-        f"Revoked the CA '{revoked.name}' ({revoked.revocation_reason}); "
-        f"the CRL of '{revoked.parent.name if revoked.parent else ''}' lists it."
-    )
-
-
-@ca_cli.command("rotate-kek")
-def ca_rotate_kek() -> None:
-    """Re-seal every CA key under the first key of CW_KEK (prepend a new key first)."""
-    with audit.source(label="cli"):
-        count = commit_or_fail(lambda: authorities.rotate_kek(actor=SYSTEM))
-    click.echo(f"Re-sealed {count} keys under the primary key-encryption key.")
-
-
-def _place(org_name: str, dept_name: str | None) -> tuple[int, int | None]:
-    org = db.session.execute(
-        select(Organization).where(Organization.name == org_name)
-    ).scalar_one_or_none()
-    if org is None:
-        fail(f"no organization named '{org_name}'")
-    assert org is not None
-    if not dept_name:
-        return org.id, None
-    dept = db.session.execute(
-        select(Department).where(Department.organization_id == org.id, Department.name == dept_name)
-    ).scalar_one_or_none()
-    if dept is None:
-        fail(f"organization '{org_name}' has no department '{dept_name}'")
-    assert dept is not None
-    return org.id, dept.id
 
 
 def _csr_files(paths: tuple[Path, ...]) -> list[Path]:
@@ -342,8 +135,8 @@ def cert_request(
     if profile is None:
         fail(f"no certificate profile named '{profile_name}'")
     assert profile is not None
-    org_id, dept_id = _place(org_name, dept_name)
-    actor = _operator(as_login)
+    org_id, dept_id = place(org_name, dept_name)
+    actor = operator(as_login)
 
     def data(csr: bytes | None) -> enrollment.RequestData:
         return enrollment.RequestData(
@@ -440,7 +233,7 @@ def cert_approve(
     With --wait: exit 0 when every request is Issued, 1 when one failed or the time ran out.
     With --json: a list of {request_id, certificate_id, status} (and reason when Failed).
     """
-    actor = _operator(as_login)
+    actor = operator(as_login)
     with audit.source(label="cli"):
         approved = commit_or_fail(
             lambda: approvals.approve(actor=actor, request_ids=list(request_ids), message=message)
@@ -479,7 +272,7 @@ def cert_approve(
 @click.option("--as", "as_login", default=None)
 def cert_retry(request_ids: tuple[int, ...], as_login: str | None) -> None:
     """Queue Failed requests for issuance again (the reason is kept in the audit log)."""
-    actor = _operator(as_login)
+    actor = operator(as_login)
     with audit.source(label="cli"):
         retried = commit_or_fail(
             lambda: approvals.retry(actor=actor, request_ids=list(request_ids))
@@ -501,7 +294,7 @@ def cert_revoke(
     certificate_ids: tuple[int, ...], reason: str, message: str, as_login: str | None, as_json: bool
 ) -> None:
     """Revoke certificates; their CAs publish a new CRL at once."""
-    actor = _operator(as_login)
+    actor = operator(as_login)
     with audit.source(label="cli"):
         done = commit_or_fail(
             lambda: revocation.revoke(
@@ -579,8 +372,8 @@ def cert_list(
     as_json: bool,
 ) -> None:
     """List the certificates you may see, soonest to expire first."""
-    actor = _operator(as_login)
-    org_id, dept_id = _place(org_name, dept_name) if org_name else (None, None)
+    actor = operator(as_login)
+    org_id, dept_id = place(org_name, dept_name) if org_name else (None, None)
     where = inventory.CertificateFilter(
         organization_id=org_id,
         department_id=dept_id,
@@ -595,9 +388,9 @@ def cert_list(
         emit_json([_cert_json(cert) for cert in found])
         return
     for cert in found:
-        place = cert.organization.name if cert.organization else "(unassigned)"
+        owner = cert.organization.name if cert.organization else "(unassigned)"
         click.echo(
-            f"{cert.id:>6} {inventory.effective_status(cert):<8} {cert.not_after:%Y-%m-%d} {(cert.cert_type or '-'):<12} {place:<24} {cert.common_name}"
+            f"{cert.id:>6} {inventory.effective_status(cert):<8} {cert.not_after:%Y-%m-%d} {(cert.cert_type or '-'):<12} {owner:<24} {cert.common_name}"
         )
 
 
@@ -607,7 +400,7 @@ def cert_list(
 @json_option
 def cert_show(certificate_id: int, as_login: str | None, as_json: bool) -> None:
     """Every field of a certificate (with --json, its PEM too)."""
-    actor = _operator(as_login)
+    actor = operator(as_login)
     cert = commit_or_fail(
         lambda: inventory.get_certificate(actor=actor, certificate_id=certificate_id)
     )
@@ -661,7 +454,7 @@ def cert_download(
     as_login: str | None,
 ) -> None:
     """Write a certificate in a download format, or a PKCS#12 with its key (audited)."""
-    actor = _operator(as_login)
+    actor = operator(as_login)
     if fmt.lower() in ("p12", "pkcs12", "pfx"):
         password = _password(password_file)
         with audit.source(label="cli"):
@@ -686,4 +479,4 @@ def cert_download(
         sys.stdout.buffer.write(result.content)  # type: ignore[union-attr]
 
 
-COMMANDS = (ca_cli, cert_cli)
+COMMANDS = (cert_cli,)
