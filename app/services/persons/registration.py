@@ -22,7 +22,7 @@ from typing import Any
 
 from cryptography import x509
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from app.extensions import db
 from app.models import (
@@ -477,30 +477,13 @@ def progress_of(*, enrollment_id: int, token: str) -> Progress:
         NotFound: no such enrollment or a wrong token (indistinguishable).
     """
     _check_id(enrollment_id)
-    row = db.session.execute(
-        select(
-            PortalEnrollment.token_nonce,
-            PortalEnrollment.status,
-            PortalEnrollment.failure_reason,
-            Person.email,
-        )
-        .join(Person, Person.id == PortalEnrollment.person_id)
-        .where(PortalEnrollment.id == enrollment_id)
-    ).one_or_none()
+    row = db.session.execute(_PROGRESS, {"id": enrollment_id}).one_or_none()
     if row is None or not hmac.compare_digest(_token_of(row.token_nonce).encode(), token.encode()):
         raise NotFound("This page is not valid.")
     refresh = 0
     if row.status == EnrollmentStatus.PENDING:
-        # Registrations queued just before this one (by id, through the primary key, so
-        # the count never reads more than the look-back's rows).
         ahead = db.session.execute(
-            select(func.count())
-            .select_from(PortalEnrollment)
-            .where(
-                PortalEnrollment.id < enrollment_id,
-                PortalEnrollment.id >= enrollment_id - _QUEUE_LOOK_BACK,
-                PortalEnrollment.status == EnrollmentStatus.PENDING,
-            )
+            _AHEAD, {"id": enrollment_id, "from": enrollment_id - _QUEUE_LOOK_BACK}
         ).scalar_one()
         refresh = min(REFRESH_MAX_SECONDS, REFRESH_SECONDS + int(ahead) // _QUEUE_PER_SECOND)
     return Progress(
@@ -510,6 +493,31 @@ def progress_of(*, enrollment_id: int, token: str) -> Progress:
         message=_not_ready(row.status, row.failure_reason),
         refresh_seconds=refresh,
     )
+
+
+# The progress page's statements, built once (building one costs about what running it
+# does, and every person waiting reloads the page).
+_PROGRESS = (
+    select(
+        PortalEnrollment.token_nonce,
+        PortalEnrollment.status,
+        PortalEnrollment.failure_reason,
+        Person.email,
+    )
+    .join(Person, Person.id == PortalEnrollment.person_id)
+    .where(PortalEnrollment.id == bindparam("id"))
+)
+# Registrations queued just before one (by id, through the primary key, so the count
+# never reads more than the look-back's rows).
+_AHEAD = (
+    select(func.count())
+    .select_from(PortalEnrollment)
+    .where(
+        PortalEnrollment.id < bindparam("id"),
+        PortalEnrollment.id >= bindparam("from"),
+        PortalEnrollment.status == EnrollmentStatus.PENDING,
+    )
+)
 
 
 def find_enrollment(*, enrollment_id: int, token: str) -> PortalEnrollment:
