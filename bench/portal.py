@@ -388,6 +388,21 @@ def ready_times(database_url: str, emails: list[str]) -> list[float]:
     return [row[0].timestamp() for row in rows if row[0] is not None]
 
 
+def job_runs(database_url: str, emails: list[str]) -> int:
+    """How many portal_enrollment job runs packaged these registrations (a job adopted by
+    another run counts for nothing): registrations / runs is the mean batch."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM jobs j WHERE j.id IN (SELECT e.job_id FROM portal_enrollments e "
+            "JOIN persons p ON p.id = e.person_id WHERE p.email = ANY(%s)) "
+            "AND j.status = 'done' AND (j.result -> 'adopted_by') IS NULL",
+            (emails,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def wait_for_workers(database_url: str, count: int, timeout: float = 60) -> None:
     import psycopg
 
@@ -518,6 +533,7 @@ def main() -> None:
                 cpu_seconds(pg) - cpu_before[3],
             ]
             ready = ready_times(database_url, [p["email"] for p in batch])
+            runs = job_runs(database_url, [p["email"] for p in batch])
             raw_after, raw_cpu_after = raw_rate(key_type, mode == "every", raw_seconds)
             first = min(d["posted"] for d in done)
             rate = len(ready) / (max(ready) - first)
@@ -541,6 +557,7 @@ def main() -> None:
                 "raw_cpu_rate": raw_cpu,
                 "cpu_ratio": ours_cpu / raw_cpu,
                 "registrations": len(done),
+                "job_runs": runs,
                 "rate": rate,
                 "raw_before": raw_before,
                 "raw_after": raw_after,
@@ -565,7 +582,8 @@ def main() -> None:
                 f"PostgreSQL {cpu[3] / len(done) * 1000:.0f}, bench clients {cpu[2] / len(done) * 1000:.0f}; "
                 f"CPU-normalised {ours_cpu:.1f} vs raw {raw_cpu:.1f} per CPU-s = {ours_cpu / raw_cpu:.0%}; "
                 f"{run['polls_per_registration']:.1f} progress page loads per registration, "
-                f"POST to file in hand p95 {run['collected_p95']:.1f} s"
+                f"POST to file in hand p95 {run['collected_p95']:.1f} s; "
+                f"{runs} job runs (mean batch {len(done) / max(1, runs):.1f})"
             )
     finally:
         for proc in (workers, web):
