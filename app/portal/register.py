@@ -76,16 +76,16 @@ class DownloadForm(FlaskForm):
 @bp.get("/enroll/progress/<int:enrollment_id>/<token>")
 def progress(enrollment_id: int, token: str) -> Any:
     try:
-        enr = registration.find_enrollment(enrollment_id=enrollment_id, token=token)
+        state = registration.progress_of(enrollment_id=enrollment_id, token=token)
     except NotFound:
         abort(404)
+    ready = state.status == EnrollmentStatus.READY
     return render_template(
         "portal/progress.html",
-        enr=enr,
-        waiting=enr.status == EnrollmentStatus.PENDING,
-        ready=enr.status == EnrollmentStatus.READY,
-        message=registration.not_ready_message(enr),
-        form=DownloadForm(),
+        state=state,
+        waiting=state.status == EnrollmentStatus.PENDING,
+        ready=ready,
+        form=DownloadForm() if ready else None,  # a waiting page needs no CSRF token
         token=token,
     )
 

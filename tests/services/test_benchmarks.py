@@ -159,6 +159,8 @@ def test_portal_benchmark_runs_every_part(service_status: dict[str, str], tmp_pa
         assert run["registrations"] == figures["n"] > 0, run
         assert run["rate"] > 0 and run["raw_before"] > 0 and run["raw_after"] > 0, run
         assert run["idle_requests"] > 0 and run["load_requests"] > 0, run
+        # Job runs packaged them (batches: at most one run per registration).
+        assert 0 < run["job_runs"] <= run["registrations"], run
     assert stdout.count("PASS") + stdout.count("FAIL") == 8, stdout
 
 

@@ -226,8 +226,16 @@ def _row(
     }
 
 
-def issue_requests(request_ids: Sequence[int]) -> BatchResult:
+def issue_requests(
+    request_ids: Sequence[int], *, hand_over_keys: dict[int, keys.PrivateKey] | None = None
+) -> BatchResult:
     """Issue every still-Approved request of the batch. The caller commits.
+
+    ``hand_over_keys``: the private keys generated for key-generation requests go into
+    this dict (request id -> key) instead of being sealed into the inventory, unless the
+    profile escrows keys (then they are sealed too). For a caller that packages each key
+    for its owner in the same transaction (the enrollment portal's PKCS#12): a key it
+    would unseal again at once, and drop unless escrowed, is never sealed at all.
 
     Raises:
         IssuanceRaced: another worker issued some of these requests meanwhile; the
@@ -279,7 +287,8 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
                 if req.mode == RequestMode.KEYGEN:
                     private_key = keys.generate_private_key(keys.parse_key_type(req.key_type))
                     public_key = private_key.public_key()
-                    sealed = keystore.seal_private_key(private_key, signing.keks())
+                    if hand_over_keys is None or profile.key_escrow:
+                        sealed = keystore.seal_private_key(private_key, signing.keks())
                 else:
                     public_key = serialization.load_der_public_key(req.public_key_der or b"")
                 subject = _subject(req)
@@ -314,6 +323,8 @@ def issue_requests(request_ids: Sequence[int]) -> BatchResult:
             )
             rows.append(row)
             issued.append((req, token))
+            if hand_over_keys is not None and req.mode == RequestMode.KEYGEN:
+                hand_over_keys[req.id] = private_key
         counted[profile.id] = len(group)
     if rows:
         cert_ids = bulk.insert_rows(Certificate.__table__, rows, return_ids=True)

@@ -9,12 +9,13 @@ headers); a template that names an unknown value is refused when saved.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.exceptions import SecurityError
 from sqlalchemy import select
 
@@ -109,10 +110,18 @@ def clean_value(value: object) -> str:
     return _CONTROL.sub("", _LINE_BREAKS.sub(" ", str(value)))
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str) -> Template:
+    """A template's compiled form, by its text (which alone decides what it compiles to):
+    compiling costs far more than rendering, and every registration's job and every
+    invitation mailed compiled the same two templates again (cProfile)."""
+    return _ENV.from_string(source)
+
+
 def _render(subject: str, body: str, context: Mapping[str, object]) -> tuple[str, str]:
     values = {k: clean_value(v) for k, v in context.items()}
-    rendered_subject = _ENV.from_string(subject).render(values)
-    rendered_body = _ENV.from_string(body).render(values)
+    rendered_subject = _compiled(subject).render(values)
+    rendered_body = _compiled(body).render(values)
     if len(rendered_body) > MAX_OUTPUT:
         raise SecurityError(f"a rendered mail is at most {MAX_OUTPUT} characters")
     return clean_value(rendered_subject).strip()[:256], rendered_body

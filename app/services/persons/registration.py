@@ -15,13 +15,14 @@ import contextlib
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from cryptography import x509
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, func, select, update
 
 from app.extensions import db
 from app.models import (
@@ -42,6 +43,7 @@ from app.models import (
 from app.models.types import utcnow
 from app.pki import formats, keystore, smime
 from app.pki.errors import PkiError
+from app.pki.keys import PrivateKey
 from app.services import audit
 from app.services.ca import signing
 from app.services.certificates import enrollment, inventory, issuance, revocation
@@ -237,7 +239,7 @@ def start_enrollment(
     db.session.flush()
     job = jobs.create_job(
         kind="portal_enrollment",
-        payload={"enrollment_id": enr.id},
+        payload={"enrollment_ids": [enr.id]},
         organization_id=person.organization_id,
         max_attempts=3,
     )
@@ -247,8 +249,12 @@ def start_enrollment(
 
 def page_token(enr: PortalEnrollment) -> str:
     """The token in the progress page's URL: HMAC-SHA256(SECRET_KEY, nonce)."""
+    return _token_of(enr.token_nonce)
+
+
+def _token_of(nonce: str) -> str:
     key = str(current_app.config["SECRET_KEY"]).encode()
-    digest = hmac.new(key, f"cw-enrollment:{enr.token_nonce}".encode(), hashlib.sha256)
+    digest = hmac.new(key, f"cw-enrollment:{nonce}".encode(), hashlib.sha256)
     return base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")
 
 
@@ -296,28 +302,89 @@ def register(*, data: Registration) -> tuple[PortalEnrollment, str]:
     return enr, token
 
 
-def build_pkcs12(enrollment_id: int) -> dict[str, Any]:
-    """The job: issue the person's request (key generated here, on the worker) and seal
-    the PKCS#12 built with their password. The caller commits. Safe to run twice."""
-    enr = db.session.get(PortalEnrollment, enrollment_id)
-    if enr is None or enr.status != EnrollmentStatus.PENDING:
-        return {"message": "nothing to do"}
-    req = db.session.get(CertificateRequest, enr.request_id)
-    assert req is not None
-    if req.status == RequestStatus.APPROVED:
-        issuance.issue_requests([req.id])
-        db.session.expire(req)
+# Registrations one job run takes on: the job's fixed cost (claim, heartbeat, finish) and
+# the issuance batch's (the CA key, serials, the audit chain) are paid once for all of
+# them, while a person at the front of a batch waits for at most this many key pairs.
+BATCH_SIZE = 10
+
+
+def enrollment_ids(payload: dict[str, Any]) -> list[int]:
+    """The registrations a portal_enrollment job carries (its own and those it adopted);
+    jobs queued before batching carry one under ``enrollment_id``."""
+    if "enrollment_ids" in payload:
+        return [int(i) for i in payload["enrollment_ids"]]
+    return [int(payload["enrollment_id"])] if "enrollment_id" in payload else []
+
+
+@dataclass
+class PackagingResult:
+    ready: list[int]  # enrollment ids whose PKCS#12 is now ready
+    failed: dict[int, str]  # enrollment id -> reason (the person sees it)
+
+    def summary(self) -> str:
+        return f"{len(self.ready)} PKCS#12 files ready, {len(self.failed)} failed"
+
+
+def build_pkcs12s(ids: Sequence[int]) -> PackagingResult:
+    """The job: issue the requests of every still-pending enrollment of ``ids`` in one
+    issuance batch (keys generated here, on the worker) and seal the PKCS#12 built with
+    each person's password. The caller commits. Safe to run twice: an enrollment no
+    longer pending is skipped, and a request someone else issued meanwhile makes the
+    whole batch roll back (IssuanceRaced).
+
+    A freshly generated key goes straight from issuance into the PKCS#12: it is sealed
+    under the KEK only when the profile escrows keys, as before, never sealed and unsealed
+    again just to be dropped.
+
+    Raises:
+        issuance.IssuanceRaced: another attempt issued some request meanwhile.
+        RuntimeError: a request is in a state no attempt can package (retry).
+    """
+    enrs = [
+        enr
+        for enr in (db.session.get(PortalEnrollment, int(i)) for i in dict.fromkeys(ids))
+        if enr is not None and enr.status == EnrollmentStatus.PENDING
+    ]
+    result = PackagingResult(ready=[], failed={})
+    if not enrs:
+        return result
+    reqs = {enr.id: db.session.get_one(CertificateRequest, enr.request_id) for enr in enrs}
+    approved = [req.id for req in reqs.values() if req.status == RequestStatus.APPROVED]
+    fresh_keys: dict[int, PrivateKey] = {}
+    if approved:
+        issuance.issue_requests(approved, hand_over_keys=fresh_keys)
+        for req in reqs.values():
+            db.session.expire(req)
+    keks = signing.keks()
+    for enr in enrs:
+        req = reqs[enr.id]
+        reason = _package(enr, req, fresh_keys.get(req.id), keks)
+        if reason is None:
+            result.ready.append(enr.id)
+        else:
+            result.failed[enr.id] = reason
+    return result
+
+
+def _package(
+    enr: PortalEnrollment,
+    req: CertificateRequest,
+    key: PrivateKey | None,
+    keks: keystore.KeyEncryptionKeys,
+) -> str | None:
+    """Build and seal one person's PKCS#12 from their issued request; the failure reason
+    (the enrollment then shows it) or None."""
     if req.status == RequestStatus.FAILED:
         fail(enr, req.failure_reason or "issuance failed")
-        return {"message": f"failed: {enr.failure_reason}"}
+        return enr.failure_reason
     if req.status != RequestStatus.ISSUED or req.certificate is None:
         raise RuntimeError(f"request #{req.id} is {req.status.value}, not issued")
     cert = req.certificate
-    keks = signing.keks()
-    if cert.sealed_key is None or enr.sealed_password is None:
+    if key is None and cert.sealed_key is not None:  # issued earlier, or escrowed
+        key = keystore.unseal_private_key(cert.sealed_key, keks)
+    if key is None or enr.sealed_password is None:
         fail(enr, "the key or the password is no longer available")
-        return {"message": "failed: key or password gone"}
-    key = keystore.unseal_private_key(cert.sealed_key, keks)
+        return enr.failure_reason
     password = keystore.unseal(enr.sealed_password, keks)
     person = enr.person
     bundle = formats.export_pkcs12(
@@ -333,7 +400,8 @@ def build_pkcs12(enrollment_id: int) -> dict[str, Any]:
     enr.certificate_id = cert.id
     enr.status = EnrollmentStatus.READY
     enr.ready_at = utcnow()
-    if not req.profile.key_escrow:
+    escrow = bool(req.profile.key_escrow)
+    if not escrow:
         cert.sealed_key = None  # from now on the key exists only inside the PKCS#12
     mailing.send(
         kind="registration_complete",
@@ -354,11 +422,11 @@ def build_pkcs12(enrollment_id: int) -> dict[str, Any]:
         object_type="Certificate",
         object_id=cert.id,
         label=person.email,
-        after={"enrollment_id": enr.id, "key_escrowed": bool(req.profile.key_escrow)},
+        after={"enrollment_id": enr.id, "key_escrowed": escrow},
         organization_id=person.organization_id,
         department_id=person.department_id,
     )
-    return {"message": f"certificate #{cert.id} ready for {person.email}"}
+    return None
 
 
 def fail(enr: PortalEnrollment, reason: str) -> None:
@@ -367,11 +435,89 @@ def fail(enr: PortalEnrollment, reason: str) -> None:
     enr.sealed_password = None
 
 
-def failed_for_good(enrollment_id: int, reason: str) -> None:
-    """The job ran out of attempts: the person sees the failure instead of waiting."""
-    enr = db.session.get(PortalEnrollment, enrollment_id)
-    if enr is not None and enr.status == EnrollmentStatus.PENDING:
-        fail(enr, reason)
+def failed_for_good(ids: Sequence[int], reason: str) -> None:
+    """The job ran out of attempts: its people still waiting see the failure instead."""
+    for enrollment_id in ids:
+        enr = db.session.get(PortalEnrollment, enrollment_id)
+        if enr is not None and enr.status == EnrollmentStatus.PENDING:
+            fail(enr, reason)
+
+
+def _check_id(enrollment_id: int) -> None:
+    if not 0 < enrollment_id < 2**63:  # beyond a database integer: no such page
+        raise NotFound("This page is not valid.")
+
+
+# The progress page reloads itself after 2 s, plus 1 s for every 5 registrations queued
+# ahead of this one (at most 10 s): with a wave of registrations, a page at the back of
+# the queue is not re-rendered a dozen times before its turn comes.
+REFRESH_SECONDS = 2
+REFRESH_MAX_SECONDS = 10
+_QUEUE_PER_SECOND = 5
+_QUEUE_LOOK_BACK = (REFRESH_MAX_SECONDS - REFRESH_SECONDS) * _QUEUE_PER_SECOND
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the progress page shows."""
+
+    enrollment_id: int
+    email: str
+    status: EnrollmentStatus
+    message: str
+    refresh_seconds: int  # while pending: when the page reloads itself
+
+
+def progress_of(*, enrollment_id: int, token: str) -> Progress:
+    """The progress page's state in two small queries (the page is reloaded every few
+    seconds by every person waiting: neither the sealed password or file nor the person
+    row is loaded for it).
+
+    Raises:
+        NotFound: no such enrollment or a wrong token (indistinguishable).
+    """
+    _check_id(enrollment_id)
+    row = db.session.execute(_PROGRESS, {"id": enrollment_id}).one_or_none()
+    if row is None or not hmac.compare_digest(_token_of(row.token_nonce).encode(), token.encode()):
+        raise NotFound("This page is not valid.")
+    refresh = 0
+    if row.status == EnrollmentStatus.PENDING:
+        ahead = db.session.execute(
+            _AHEAD, {"id": enrollment_id, "from": enrollment_id - _QUEUE_LOOK_BACK}
+        ).scalar_one()
+        refresh = min(REFRESH_MAX_SECONDS, REFRESH_SECONDS + int(ahead) // _QUEUE_PER_SECOND)
+    return Progress(
+        enrollment_id=enrollment_id,
+        email=row.email,
+        status=row.status,
+        message=_not_ready(row.status, row.failure_reason),
+        refresh_seconds=refresh,
+    )
+
+
+# The progress page's statements, built once (building one costs about what running it
+# does, and every person waiting reloads the page).
+_PROGRESS = (
+    select(
+        PortalEnrollment.token_nonce,
+        PortalEnrollment.status,
+        PortalEnrollment.failure_reason,
+        Person.email,
+    )
+    .join(Person, Person.id == PortalEnrollment.person_id)
+    .where(PortalEnrollment.id == bindparam("id"))
+)
+# Registrations queued just before one (by id, through the primary key, so the count
+# never reads more than the look-back's rows).
+_AHEAD = (
+    select(func.count())
+    .select_from(PortalEnrollment)
+    .where(
+        PortalEnrollment.id < bindparam("id"),
+        PortalEnrollment.id >= bindparam("from"),
+        PortalEnrollment.status == EnrollmentStatus.PENDING,
+    )
+)
 
 
 def find_enrollment(*, enrollment_id: int, token: str) -> PortalEnrollment:
@@ -380,8 +526,7 @@ def find_enrollment(*, enrollment_id: int, token: str) -> PortalEnrollment:
     Raises:
         NotFound: no such enrollment or a wrong token (indistinguishable).
     """
-    if not 0 < enrollment_id < 2**63:  # beyond a database integer: no such page
-        raise NotFound("This page is not valid.")
+    _check_id(enrollment_id)
     enr = db.session.get(PortalEnrollment, enrollment_id)
     if enr is None or not hmac.compare_digest(page_token(enr).encode(), token.encode()):
         raise NotFound("This page is not valid.")
@@ -397,7 +542,7 @@ def collect(*, enrollment_id: int, token: str, ip: str = "") -> formats.Download
     """
     enr = find_enrollment(enrollment_id=enrollment_id, token=token)
     if enr.status != EnrollmentStatus.READY or enr.sealed_pkcs12 is None:
-        raise Conflict(_not_ready(enr))
+        raise Conflict(_not_ready(enr.status, enr.failure_reason))
     sealed = enr.sealed_pkcs12
     moved = db.session.execute(
         update(PortalEnrollment)
@@ -442,17 +587,13 @@ def _supersede(old_id: int, new_id: int | None) -> None:
     old.renewal_state = "Renewed"
 
 
-def _not_ready(enr: PortalEnrollment) -> str:
+def _not_ready(status: EnrollmentStatus, failure_reason: str) -> str:
     return {
         EnrollmentStatus.PENDING: "Your certificate is still being generated.",
         EnrollmentStatus.COLLECTED: "The certificate file was already downloaded; it is handed out once.",
-        EnrollmentStatus.FAILED: f"The certificate could not be issued: {enr.failure_reason}",
+        EnrollmentStatus.FAILED: f"The certificate could not be issued: {failure_reason}",
         EnrollmentStatus.EXPIRED: "The certificate file was not downloaded in time and was deleted; ask your administrator for a new invitation.",
-    }.get(enr.status, "The certificate file is not available.")
-
-
-def not_ready_message(enr: PortalEnrollment) -> str:
-    return _not_ready(enr)
+    }.get(status, "The certificate file is not available.")
 
 
 def expire_uncollected() -> int:

@@ -240,6 +240,23 @@ class JobContext:
         )
         db.session.commit()
 
+    def carry(self, payload: dict[str, Any]) -> None:
+        """Replace the job's payload with what this attempt took on (the items of the jobs
+        it adopted, say) and commit, so that a retry of the job carries them too.
+
+        Raises:
+            LeaseLost: the job was claimed again by another attempt.
+        """
+        moved = db.session.execute(
+            update(Job)
+            .where(Job.id == self.job_id, Job.lease == self.lease, Job.status == JobStatus.RUNNING)
+            .values(payload=payload)
+            .execution_options(synchronize_session=False)
+        )
+        if moved.rowcount != 1:
+            raise LeaseLost()
+        db.session.commit()
+
     def is_cancelled(self) -> bool:
         status = db.session.execute(select(Job.status).where(Job.id == self.job_id)).scalar_one()
         db.session.commit()
@@ -330,8 +347,9 @@ def claim(job_id: int, *, lease: str | None = None) -> JobContext | None:
 
 def adopt_pending(*, kind: str, into: int, key: str, room: int) -> tuple[list[Any], list[int]]:
     """Take over pending first-attempt jobs of ``kind`` whose payload lists items under
-    ``key``, while their items fit in ``room``: they are marked done ("with job #into") in
-    the caller's transaction, and their items returned with their ids.
+    ``key`` (others are left alone), while their items fit in ``room``: they are marked
+    done ("with job #into") in the caller's transaction, and their items returned with
+    their ids.
 
     Used by work made of independent items (issuance): many small jobs created at once by
     concurrent callers become one batch, and their messages then find the job finished and
@@ -356,6 +374,8 @@ def adopt_pending(*, kind: str, into: int, key: str, room: int) -> tuple[list[An
     chosen, items = [], []
     for job_id, payload in candidates:
         theirs = list((payload or {}).get(key, []))
+        if not theirs:  # nothing under key (a job of an older payload shape): its own run
+            continue
         if len(items) + len(theirs) > room:
             break
         chosen.append(job_id)
