@@ -606,7 +606,7 @@ def main() -> None:
             csrs = {k: make_csrs(k, count) for k in KEY_TYPES}
             workers = start_dramatiq(2, 1, work / "dramatiq.log", queue="issuance", poll_ms=50)
             procs.append(workers)
-            wait_for_workers(2, workers)
+            wait_for_workers(2, workers, timeout=240)  # start-up only: a loaded machine is slow
             db.session.remove()
         port = free_port()
         web = start_certwright(port, work)
