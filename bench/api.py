@@ -611,7 +611,9 @@ def main() -> None:
         port = free_port()
         web = start_certwright(port, work)
         procs.append(web)
-        wait_http(f"http://127.0.0.1:{port}/login", web, log_file=work / "gunicorn.log")
+        wait_http(
+            f"http://127.0.0.1:{port}/login", web, timeout=240, log_file=work / "gunicorn.log"
+        )
         for key_type in KEY_TYPES:
             log(f"{key_type}: warming up")
             certwright_run(port, world, key_type, make_csrs(key_type, 8), 4)
