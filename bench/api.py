@@ -18,6 +18,8 @@ Targets (issue 14): RSA-2048 throughput >= 1.0x cfssl; P-256 >= 0.5x bare Flask;
 `--quick` is a smaller run, `--smoke` a tiny one that only proves every part works (the test
 suite runs it); `--json FILE` keeps the figures. Needs PostgreSQL (BENCH_POSTGRES_URL),
 `redis-server` and `cfssl` on PATH (`apt-get install golang-cfssl redis-server`).
+BENCH_PORTS ("5630-5640") keeps the servers to a range of ports on a shared machine;
+BENCH_WEB_THREADS (default 8) sets Certwright's threads per web process.
 """
 
 from __future__ import annotations
@@ -465,7 +467,8 @@ def profile(folder: Path, key_type: str, pids: dict[str, int]) -> list[subproces
 
 
 def start_certwright(port: int, folder: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, CW_BIND=f"127.0.0.1:{port}", CW_WEB_WORKERS="2", CW_WEB_THREADS="8")
+    threads = os.environ.get("BENCH_WEB_THREADS", "8")  # per web process (gthread)
+    env = dict(os.environ, CW_BIND=f"127.0.0.1:{port}", CW_WEB_WORKERS="2", CW_WEB_THREADS=threads)
     gunicorn = Path(sys.executable).with_name("gunicorn")
     with (folder / "gunicorn.log").open("wb") as err:
         return subprocess.Popen(
