@@ -18,6 +18,8 @@ Targets (issue 14): RSA-2048 throughput >= 1.0x cfssl; P-256 >= 0.5x bare Flask;
 `--quick` is a smaller run, `--smoke` a tiny one that only proves every part works (the test
 suite runs it); `--json FILE` keeps the figures. Needs PostgreSQL (BENCH_POSTGRES_URL),
 `redis-server` and `cfssl` on PATH (`apt-get install golang-cfssl redis-server`).
+BENCH_PORTS ("5630-5640") keeps the servers to a range of ports on a shared machine;
+BENCH_WEB_THREADS (default 8) sets Certwright's threads per web process.
 """
 
 from __future__ import annotations
@@ -60,7 +62,23 @@ PASSWORD = "a-long-benchmark-password-1"
 DISTINCT_KEYS = 16  # CSRs differ by name; keys are reused (profiles allow it)
 
 
+_PORTS = iter(
+    range(*(int(v) for v in os.environ["BENCH_PORTS"].split("-")))
+    if os.environ.get("BENCH_PORTS")
+    else ()
+)
+
+
 def free_port() -> int:
+    """A free port: the next of BENCH_PORTS ("5630-5640", on a shared machine) that is
+    free, else any the kernel gives."""
+    for port in _PORTS:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -449,7 +467,8 @@ def profile(folder: Path, key_type: str, pids: dict[str, int]) -> list[subproces
 
 
 def start_certwright(port: int, folder: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, CW_BIND=f"127.0.0.1:{port}", CW_WEB_WORKERS="2", CW_WEB_THREADS="8")
+    threads = os.environ.get("BENCH_WEB_THREADS", "8")  # per web process (gthread)
+    env = dict(os.environ, CW_BIND=f"127.0.0.1:{port}", CW_WEB_WORKERS="2", CW_WEB_THREADS=threads)
     gunicorn = Path(sys.executable).with_name("gunicorn")
     with (folder / "gunicorn.log").open("wb") as err:
         return subprocess.Popen(
@@ -590,12 +609,14 @@ def main() -> None:
             csrs = {k: make_csrs(k, count) for k in KEY_TYPES}
             workers = start_dramatiq(2, 1, work / "dramatiq.log", queue="issuance", poll_ms=50)
             procs.append(workers)
-            wait_for_workers(2, workers)
+            wait_for_workers(2, workers, timeout=240)  # start-up only: a loaded machine is slow
             db.session.remove()
         port = free_port()
         web = start_certwright(port, work)
         procs.append(web)
-        wait_http(f"http://127.0.0.1:{port}/login", web, log_file=work / "gunicorn.log")
+        wait_http(
+            f"http://127.0.0.1:{port}/login", web, timeout=240, log_file=work / "gunicorn.log"
+        )
         for key_type in KEY_TYPES:
             log(f"{key_type}: warming up")
             certwright_run(port, world, key_type, make_csrs(key_type, 8), 4)

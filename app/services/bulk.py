@@ -1,8 +1,8 @@
 """Bulk writes: many rows of one table in one round trip, in the caller's transaction.
 
 PostgreSQL: COPY ... FROM STDIN through psycopg (ids drawn from the table's sequence
-first when the caller needs them); elsewhere one executemany INSERT (RETURNING the ids
-when needed). Column defaults and type conversions (enums, JSON, UTC timestamps) are
+first when the caller needs them); elsewhere, and for a few rows, one executemany INSERT
+(RETURNING the ids when needed). Column defaults and type conversions (enums, JSON, UTC timestamps) are
 applied here as a Core INSERT applies them, so a row reads back the same either way.
 Use it for the hot paths that write hundreds of rows per transaction (issuance batches,
 their audit events and mails); everything else keeps the ORM.
@@ -23,6 +23,10 @@ from sqlalchemy.orm import Session
 from app.extensions import db
 
 _Processor = Callable[[Any], Any] | None
+# Up to this many rows an INSERT (RETURNING the ids) is cheaper on PostgreSQL too: one round
+# trip, where COPY takes two (and drawing ids first a third). One REST API enroll writes one
+# serial, one certificate, its mail and its audit events (docs/benchmarks.md).
+FEW_ROWS = 8
 
 
 def insert_rows(
@@ -43,7 +47,11 @@ def insert_rows(
         return []
     session = session if session is not None else db.session()
     connection = session.connection()
-    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+    if (
+        connection.dialect.name == "postgresql"
+        and connection.dialect.driver == "psycopg"
+        and len(rows) > FEW_ROWS
+    ):
         return _copy(connection, table, rows, return_ids)
     if return_ids:
         statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)

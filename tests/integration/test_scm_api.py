@@ -18,7 +18,7 @@ from cryptography import x509
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import AuditEvent, CertificateRequest
+from app.models import AuditEvent, CertificateRequest, Job
 from app.pki import keys
 from tests.factories import make_csr
 from tests.integration.scm_live import API_PASSWORD, Live, approve_in_console, console_session
@@ -555,6 +555,43 @@ def test_enroll_errors_have_the_contracts_codes(live):
     assert (
         error(enroll(live, "www.acme.example", login="api-beta")[0], 400, -1023)
         == f"Organization '{live.ids['acme']}' not found."
+    )
+
+
+def test_an_auto_approved_enroll_is_issued_by_the_call_itself(live):
+    """No issuance job: when the enroll answers, its certificate is stored, the first
+    collect hands it out, and the request's audit trail is complete (docs/architecture.md)."""
+
+    def issuance_jobs() -> int:
+        db.session.rollback()  # a fresh snapshot of what the server committed
+        return db.session.execute(
+            select(func.count()).select_from(Job).where(Job.kind == "issue_certificates")
+        ).scalar_one()
+
+    before = issuance_jobs()
+    answer, _ = enroll(live, "at-once.acme.example")
+    assert answer.status_code == 200, answer.text
+    ssl_id = answer.json()["sslId"]
+    got = live.call("GET", f"/ssl/v1/collect/{ssl_id}/x509CO")
+    assert got.status_code == 200, got.text
+    leaf = x509.load_pem_x509_certificate(got.content)
+    assert leaf.subject.rfc4514_string().startswith("CN=at-once.acme.example")
+    assert live.call("GET", f"/ssl/v1/{ssl_id}").json()["status"] == "Issued"
+    assert issuance_jobs() == before
+    actions = set(
+        db.session.execute(
+            select(AuditEvent.action).where(
+                AuditEvent.object_type == "CertificateRequest",
+                AuditEvent.object_id == str(ssl_id),
+            )
+        ).scalars()
+    )
+    assert actions == {"request.create", "request.approve"}
+    issued = db.session.execute(
+        select(AuditEvent.after).where(AuditEvent.action == "certificate.issue")
+    ).scalars()
+    assert any(
+        c["request_id"] == ssl_id for after in issued for c in (after or {}).get("certificates", [])
     )
 
 

@@ -26,6 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import datetime
 from urllib.parse import unquote
 
 from flask import current_app
@@ -53,9 +54,11 @@ from app.services.accounts.passwords import (
 from app.services.accounts.sessions import (
     SignInRefused,
     ThrottlePolicy,
+    blocked_until,
     check_throttle,
     count_failure,
     duration,
+    raise_if_blocked,
 )
 from app.services.errors import DomainError
 
@@ -140,6 +143,30 @@ def _password_matches(admin: Admin, password: str) -> bool:
     return True
 
 
+def _account_unless_throttled(
+    login: str, address: str, now: datetime, policy: ThrottlePolicy
+) -> Admin | None:
+    """The account named ``login`` (None if there is none), after the throttle check,
+    which comes first: a throttled address learns nothing. The throttle is read in the
+    statement that loads the account, one round trip on every call.
+
+    Raises:
+        SignInThrottled: this address must wait (for this login, or for any).
+    """
+    if not login:
+        check_throttle(login, address, now, policy)
+        return None
+    row = db.session.execute(
+        select(Admin, blocked_until(login, address, now, policy)).where(Admin.login == login[:64])
+    ).one_or_none()
+    if row is None:  # no such login: the throttle on its own
+        check_throttle(login, address, now, policy)
+        return None
+    raise_if_blocked(row[1], now)
+    admin: Admin = row[0]
+    return admin
+
+
 def authenticate(*, login: str, password: str, customer_uri: str, ip: str) -> Admin:
     """The API administrator these headers name, checked under the throttle.
 
@@ -155,12 +182,7 @@ def authenticate(*, login: str, password: str, customer_uri: str, ip: str) -> Ad
     policy = ThrottlePolicy.from_config()
     now = utcnow()
     address = f"api:{ip}"
-    check_throttle(login, address, now, policy)
-    admin = None
-    if login:
-        admin = db.session.execute(
-            select(Admin).where(Admin.login == login[:64])
-        ).scalar_one_or_none()
+    admin = _account_unless_throttled(login, address, now, policy)
     if admin is not None and admin.kind == AdminKind.API:
         matches = _password_matches(admin, password)
     else:  # the same argon2id work for a login that is missing or not an API account

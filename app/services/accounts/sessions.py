@@ -16,9 +16,10 @@ import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
@@ -95,18 +96,32 @@ def _counters(login: str, ip: str, policy: ThrottlePolicy) -> list[tuple[str, st
     return [(ip[:64], "", policy.per_address), (ip[:64], login[:64], policy.per_login)]
 
 
-def check_throttle(login: str, ip: str, now: datetime, policy: ThrottlePolicy) -> None:
+def blocked_until(login: str, ip: str, now: datetime, policy: ThrottlePolicy) -> Any:
+    """The latest wait this address (for this login, or for any) is under, as a scalar
+    subquery: a caller may read it in the statement that loads the account (one round
+    trip instead of two on every REST API call); NULL when there is none."""
     keys = _counters(login, ip, policy)
-    until = db.session.execute(
-        select(SignInThrottle.blocked_until).where(
+    return (
+        select(func.max(SignInThrottle.blocked_until))
+        .where(
             SignInThrottle.address == keys[0][0],
             SignInThrottle.login.in_([k[1] for k in keys]),
             SignInThrottle.blocked_until > now,
         )
-    ).scalars()
-    latest = max(until, default=None)
-    if latest is not None:
+        .scalar_subquery()
+    )
+
+
+def raise_if_blocked(latest: datetime | None, now: datetime) -> None:
+    """Raises SignInThrottled when ``latest`` (blocked_until's value) is still ahead."""
+    if latest is not None and latest > now:
         raise SignInThrottled(max(1, math.ceil((latest - now).total_seconds())))
+
+
+def check_throttle(login: str, ip: str, now: datetime, policy: ThrottlePolicy) -> None:
+    raise_if_blocked(
+        db.session.execute(select(blocked_until(login, ip, now, policy))).scalar(), now
+    )
 
 
 def count_failure(login: str, ip: str, now: datetime, policy: ThrottlePolicy) -> timedelta:

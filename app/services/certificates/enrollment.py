@@ -34,7 +34,7 @@ from app.services import audit
 from app.services.accounts.admins import normalize_email
 from app.services.ca import blocked_keys
 from app.services.ca.profiles import CODE_SIGNING_KEY_TYPES, KIND_OF
-from app.services.certificates import approvals
+from app.services.certificates import approvals, issuance
 from app.services.errors import DomainError, Forbidden, NotFound
 from app.services.notifications import events
 from app.services.scope import SYSTEM, Actor, scope_of
@@ -463,19 +463,27 @@ def check_request(*, actor: Actor, data: RequestData) -> Checked:
     )
 
 
-def submit_request(*, actor: Actor, data: RequestData, approved_by: str = "") -> CertificateRequest:
+def submit_request(
+    *, actor: Actor, data: RequestData, approved_by: str = "", issue_now: bool = False
+) -> CertificateRequest:
     """Validate and store a request (status Requested, or Approved at once when the
     profile needs no approval, in which case issuance is queued after commit).
 
     ``approved_by`` approves it at once whatever the profile says, naming the decision
     (a person's invitation, sent by an administrator holding the Client privilege, is the
     approval of the registration it leads to); the caller then queues the issuance.
+
+    ``issue_now``: an automatically approved request is issued in the caller's transaction
+    instead of by a job (issuance.issue_requests, the same batch code a worker runs), so it
+    is Issued (or Failed, with the reason) when the caller commits. For a front door that
+    answers one request and whose client waits for the certificate (the REST API's enroll):
+    no job, no message, no worker round trip, and the first collect finds it.
     """
     req = _store(actor, data, check_request(actor=actor, data=data))
     if approved_by:
         approvals.mark_approved([req.id], actor=SYSTEM, message=approved_by)
     else:
-        _approve_automatically([req])
+        _approve_automatically([req], issue_now=issue_now)
     return req
 
 
@@ -524,6 +532,9 @@ def _store(actor: Actor, data: RequestData, checked: Checked) -> CertificateRequ
     req = CertificateRequest(
         cert_type=data.cert_type,
         profile_id=checked.profile.id,
+        # Held by the request: the session keeps loaded objects only while someone does,
+        # and approval and issuance read the profile again in this transaction.
+        profile=checked.profile,
         organization_id=checked.org.id,
         department_id=checked.dept.id if checked.dept else None,
         status=RequestStatus.REQUESTED,
@@ -570,9 +581,10 @@ def _store(actor: Actor, data: RequestData, checked: Checked) -> CertificateRequ
     return req
 
 
-def _approve_automatically(reqs: Sequence[CertificateRequest]) -> None:
-    """Requests whose profile needs no approval are approved and queued, in one go. Code
-    signing requests always wait for an administrator's approval (renewals too)."""
+def _approve_automatically(reqs: Sequence[CertificateRequest], *, issue_now: bool = False) -> None:
+    """Requests whose profile needs no approval are approved and queued (or, with
+    ``issue_now``, issued in this transaction), in one go. Code signing requests always
+    wait for an administrator's approval (renewals too)."""
     by_profile: dict[str, list[int]] = {}
     for req in reqs:
         if not req.profile.requires_approval and req.cert_type != CertType.CODE_SIGNING:
@@ -582,7 +594,12 @@ def _approve_automatically(reqs: Sequence[CertificateRequest]) -> None:
             ids, actor=SYSTEM, message=f"approved automatically by profile '{name}'"
         )
     queued = [i for ids in by_profile.values() for i in ids]
-    if queued:
+    if queued and issue_now:
+        issuance.issue_requests(queued)
+        # Issued (or Failed) by statements on the table: the loaded objects do not know yet.
+        for req in reqs:
+            db.session.expire(req, ["status", "certificate_id", "issue_attempts", "failure_reason"])
+    elif queued:
         approvals.queue_issuance(queued)
 
 

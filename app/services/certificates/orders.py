@@ -27,7 +27,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from app.extensions import db
 from app.models import (
@@ -172,6 +172,9 @@ def _visible(actor: Actor, req: CertificateRequest, action: str) -> None:
         )
 
 
+_WITH_CERTIFICATE = [joinedload(CertificateRequest.certificate).joinedload(Certificate.ca)]
+
+
 def get_order(
     *, actor: Actor, order_id: int, cert_type: CertType = CertType.SSL, action: str = ""
 ) -> Order:
@@ -182,7 +185,8 @@ def get_order(
         Forbidden: the actor sees it but lacks the type's privilege and asked to act.
     """
     require_actor(actor)
-    req = db.session.get(CertificateRequest, order_id)
+    # With its certificate and the certificate's CA (collect, details, revoke need both).
+    req = db.session.get(CertificateRequest, order_id, options=_WITH_CERTIFICATE)
     if req is None or req.replaces_id is not None or req.cert_type != cert_type:
         raise NotFound(f"No such order {order_id}.")
     _visible(actor, req, action)
@@ -343,15 +347,18 @@ def _claim_key(actor: Admin, key: str, body_hash: str, keep: timedelta) -> ApiId
     now = utcnow()
     dialect = db.session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    db.session.execute(
-        insert(ApiIdempotencyKey)
-        .values(admin_id=actor.id, key=key, body_hash=body_hash, status_code=0, created_at=now)
-        .on_conflict_do_nothing(index_elements=["admin_id", "key"])
+    # One statement takes the row, new or existing, and its lock until commit: a concurrent
+    # call with the same key waits here for the first to commit, then reads its answer.
+    # (The no-op update is what locks and returns an existing row; DO NOTHING returns none.)
+    statement = insert(ApiIdempotencyKey).values(
+        admin_id=actor.id, key=key, body_hash=body_hash, status_code=0, created_at=now
     )
     row = db.session.execute(
-        select(ApiIdempotencyKey)
-        .where(ApiIdempotencyKey.admin_id == actor.id, ApiIdempotencyKey.key == key)
-        .with_for_update()
+        statement.on_conflict_do_update(
+            index_elements=["admin_id", "key"],
+            set_={"admin_id": statement.excluded.admin_id},
+        )
+        .returning(ApiIdempotencyKey)
         .execution_options(populate_existing=True)
     ).scalar_one()
     if row.response is None or row.created_at < now - keep:
@@ -389,7 +396,10 @@ def enroll(
         claimed = _claim_key(actor, f"body:{body_hash}", body_hash, timedelta(seconds=replay))
     if isinstance(claimed, int):
         return claimed, True
-    req = enrollment.submit_request(actor=actor, data=data)
+    # Issued in this transaction when the profile approves automatically: the enroll's
+    # commit stores the request, its certificate and their audit events together, and the
+    # client's first collect finds the certificate (docs/api.md, docs/architecture.md).
+    req = enrollment.submit_request(actor=actor, data=data, issue_now=True)
     if claimed is not None:
         claimed.response = {"orderId": req.id}
         claimed.status_code = 200

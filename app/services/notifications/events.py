@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import exists, select, update
+from sqlalchemy.orm import Session
 
 from app.extensions import db
 from app.models import (
@@ -40,6 +42,7 @@ from app.services.scope import SystemActor
 E = NotificationEvent.__table__
 BATCH = 200
 _FANOUT = "cw_notification_fanout"
+_LISTENED = "cw_notification_listened"
 # The actor registers how a fan-out is requested: fn() sends one message.
 _senders: list[Callable[[], None]] = []
 
@@ -78,18 +81,36 @@ def _actor_name(actor: Admin | SystemActor | str | None) -> str:
 
 
 def listened_types(types: Sequence[NotificationType]) -> set[NotificationType]:
-    """The types among these that an enabled rule notifies about."""
-    return set(
-        db.session.execute(
-            select(NotificationRule.type)
-            .where(
-                NotificationRule.type.in_(list(types)),
-                NotificationRule.enabled.is_(True),
-                NotificationRule.deleted_at.is_(None),
-            )
-            .distinct()
-        ).scalars()
-    )
+    """The types among these that an enabled rule notifies about.
+
+    Read once per transaction (every type at once: an enrollment through the REST API emits
+    three events, created, approved and issued) and read again after this transaction
+    changes a rule (rules are changed only through the ORM, _forget_listened)."""
+    listened = db.session.info.get(_LISTENED)
+    if listened is None:
+        listened = db.session.info[_LISTENED] = frozenset(
+            db.session.execute(
+                select(NotificationRule.type)
+                .where(NotificationRule.enabled.is_(True), NotificationRule.deleted_at.is_(None))
+                .distinct()
+            ).scalars()
+        )
+    return {t for t in types if t in listened}
+
+
+@sa_event.listens_for(Session, "after_flush")
+def _forget_listened(session: Session, _context: Any) -> None:
+    if _LISTENED in session.info and any(
+        isinstance(obj, NotificationRule)
+        for obj in (*session.new, *session.dirty, *session.deleted)
+    ):
+        del session.info[_LISTENED]
+
+
+@sa_event.listens_for(Session, "after_transaction_end")
+def _end_listened(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # the outermost transaction (not a savepoint)
+        session.info.pop(_LISTENED, None)
 
 
 def emit(event: Event, *, actor: Admin | SystemActor | str | None = None) -> None:
