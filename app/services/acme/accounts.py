@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
 
 from app.acme import jose, messages
 from app.acme.problems import AcmeProblem
@@ -119,7 +120,10 @@ def authenticate(account_id: int) -> AcmeAccount:
     Raises:
         AcmeProblem: accountDoesNotExist, or unauthorized (deactivated, EAB key revoked).
     """
-    account = db.session.get(AcmeAccount, account_id)
+    # With its EAB key in the same query: every request checks the key is not revoked.
+    account = db.session.get(
+        AcmeAccount, account_id, options=[joinedload(AcmeAccount.external_key)]
+    )
     if account is None:
         raise AcmeProblem("accountDoesNotExist", f"no account #{account_id}")
     _check_usable(account)
