@@ -550,7 +550,12 @@ def main() -> None:
     clients = 2 if args.smoke else args.clients
     seconds = 2.0 if args.smoke else args.window
     rounds = 1 if args.smoke else args.rounds
-    for tool in ("redis-server", "pebble", "pebble-challtestsrv"):
+    for tool in (
+        "redis-server",
+        "pebble",
+        "pebble-challtestsrv",
+        *(("py-spy",) if args.profile else ()),
+    ):
         if shutil.which(tool) is None:
             raise SystemExit(f"`{tool}` is not on PATH (Debian: redis-server, pebble)")
     results: dict[str, Any] = {"machine": machine(), "idle_before": round(idle_fraction(), 2)}
