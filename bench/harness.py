@@ -167,7 +167,11 @@ def migrate() -> None:
 
 
 def start_dramatiq(
-    processes: int, threads: int, log: Path, queue: str = "issuance", poll_ms: int = 200
+    processes: int,
+    threads: int,
+    log: Path,
+    queue: str | tuple[str, ...] = "issuance",
+    poll_ms: int = 200,
 ) -> subprocess.Popen[bytes]:
     dramatiq = Path(sys.executable).with_name("dramatiq")
     with log.open("wb") as out:
@@ -178,7 +182,7 @@ def start_dramatiq(
                 # dedicated workers for one queue, as README "Scale-out" recommends for
                 # issuance-heavy deployments (CPU-bound: one thread per process)
                 "--queues",
-                queue,
+                *((queue,) if isinstance(queue, str) else queue),
                 "--processes",
                 str(processes),
                 "--threads",

@@ -1,12 +1,13 @@
 """A small asyncio HTTP/1.1 client with keep-alive, for the API benchmark: one connection per
 concurrent client, requests written and answers read on it one after another (Content-Length
-bodies, which is what gunicorn, cfssl and our apps send)."""
+bodies, which is what gunicorn, cfssl and our apps send), over TLS when given a context."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,13 +23,13 @@ class Answer:
 
 
 class Connection:
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
+    def __init__(self, host: str, port: int, *, tls: ssl.SSLContext | None = None) -> None:
+        self.host, self.port, self.tls = host, port, tls
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def _open(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port, ssl=self.tls)
 
     async def close(self) -> None:
         if self.writer is not None:

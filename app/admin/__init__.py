@@ -13,7 +13,7 @@ def init_console(app: Flask) -> Any:
     from flask_admin import Admin as Console
     from flask_admin.theme import Bootstrap4Theme
 
-    from app.admin.acme import AcmeKeyView
+    from app.admin.acme import AcmeAccountView, AcmeKeyView
     from app.admin.admins import AdminView
     from app.admin.certificates import CertificateView, OtherCertificateView
     from app.admin.dashboard import DashboardView
@@ -37,6 +37,7 @@ def init_console(app: Flask) -> Any:
     from app.admin.requests import RequestView
     from app.admin.system import AboutView, AuditView, JobView, MyProfileView, OutboxView
     from app.models import (
+        AcmeAccount,
         AcmeExternalKey,
         Admin,
         AuditEvent,
@@ -163,6 +164,11 @@ def init_console(app: Flask) -> Any:
     )
     for view in settings:
         console.add_view(view)
+    # Reached from Settings > ACME accounts (its "Registered accounts" tab) and from an ACME
+    # certificate's origin; not a menu entry of its own.
+    accounts = AcmeAccountView(AcmeAccount, name="ACME account", endpoint="acme_accounts")
+    accounts.is_visible = lambda: False  # type: ignore[method-assign]
+    console.add_view(accounts)
     console.add_view(AboutView(name="About Certwright", category="About", endpoint="about"))
     console.add_view(JobView(Job, name="Background Jobs", category="About", endpoint="jobs"))
     console.add_view(

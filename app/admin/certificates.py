@@ -87,7 +87,10 @@ def _origin(cert: Certificate, *, html: bool) -> Any:
         return cert.origin.value
     if not html:
         return f"ACME: {found.label}"
-    return Markup('ACME <small class="text-muted">{}</small>').format(found.label)
+    url = url_for("acme_accounts.details_view", id=found.account_id)
+    return Markup('ACME <small class="text-muted"><a href="{}">{}</a></small>').format(
+        url, found.label
+    )
 
 
 class AcmeOriginFilter(BaseSQLAFilter):

@@ -68,6 +68,8 @@ class AcmeAccount(db.Model):  # type: ignore[name-defined,misc]
     )
     user_agent: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the account last signed a request (written at most once a minute).
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     external_key: Mapped[AcmeExternalKey] = relationship()
     organization: Mapped[Organization] = relationship()

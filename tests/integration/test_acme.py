@@ -849,6 +849,73 @@ def test_the_inventory_shows_acme_certificates_with_their_account_and_client(cli
     assert "over <strong>ACME</strong>" in details and "directory /acme/tls/" in details
     exported = client.get("/admin/ssl_certs/export/csv/").get_data(as_text=True)
     assert f"ACME: ACME account #{account_id}" in exported
+    assert f'href="/admin/acme_accounts/details/?id={account_id}"' in details
+
+
+def test_the_console_shows_each_account_with_its_orders_and_certificates(client, world):
+    """Settings > ACME accounts > Registered accounts: the account (organization, EAB key,
+    status, contact, thumbprint, created, last used, client) and its orders with their
+    certificates; an RAO of another organization sees none of it."""
+    from app.models import AcmeAccount, Role
+    from tests.conftest import csrf_token, login
+    from tests.factories import PASSWORD
+
+    acme = registered(client, world)
+    _, leaf = issue(acme, world, "www.acme.example")
+    acme.order("api.acme.example")  # pending, no certificate
+    account = db.session.get(AcmeAccount, int(acme.kid.rsplit("/", 1)[1]))
+    assert account.last_used_at is not None
+    cert = db.session.execute(
+        select(Certificate).where(Certificate.serial_hex == f"{leaf.serial_number:x}")
+    ).scalar_one()
+    key_row = account.external_key
+
+    login(client, "mrao", PASSWORD)
+    keys = client.get("/admin/acme_keys/").get_data(as_text=True)
+    assert 'id="cw-acme-accounts"' in keys and "/admin/acme_accounts/" in keys
+    listing = client.get(f"/admin/acme_accounts/?flt0_eab_key_equals={key_row.id}")
+    page = listing.get_data(as_text=True)
+    assert listing.status_code == 200
+    for shown in (
+        account.thumbprint,
+        world["key_id"],
+        "mailto:ops@acme.example",
+        "Acme",
+        "Werkzeug",
+        "valid",
+    ):
+        assert shown in page, shown
+    assert f'href="/admin/acme_accounts/details/?id={account.id}#cw-acme-orders">2<' in page
+    other_key = client.get("/admin/acme_accounts/?flt0_eab_key_equals=999999").get_data(
+        as_text=True
+    )
+    assert account.thumbprint not in other_key
+
+    details = client.get(f"/admin/acme_accounts/details/?id={account.id}").get_data(as_text=True)
+    assert f"ACME account #{account.id}" in details and account.thumbprint in details
+    assert "www.acme.example" in details and "api.acme.example" in details
+    assert f'href="/admin/ssl_certs/details/?id={cert.id}"' in details
+    assert cert.serial_hex in details and "Last used" in details
+
+    outsider_org = world["other"]
+    make_admin("stranger", Role.RAO, org=outsider_org)
+    make_admin("insider", Role.RAO, org=world["org"])
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/admin/")})
+    login(client, "stranger", PASSWORD)
+    assert account.thumbprint not in client.get("/admin/acme_accounts/").get_data(as_text=True)
+    refused = client.get(f"/admin/acme_accounts/details/?id={account.id}")
+    assert refused.status_code == 302
+    denied = db.session.execute(
+        select(AuditEvent).where(
+            AuditEvent.action == "access.denied", AuditEvent.object_type == "AcmeAccount"
+        )
+    ).scalar_one()
+    assert denied.object_id == str(account.id)
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/admin/")})
+    login(client, "insider", PASSWORD)
+    assert account.thumbprint in client.get("/admin/acme_accounts/").get_data(as_text=True)
+    mine = client.get(f"/admin/acme_accounts/details/?id={account.id}").get_data(as_text=True)
+    assert f'href="/admin/ssl_certs/details/?id={cert.id}"' in mine
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,20 @@
 """Debian's certbot and lego, unchanged, against a `make run`-style Certwright (gunicorn with the
-embedded worker, SQLite) on 127.0.0.1: EAB registration, http-01 served by certbot
---standalone on a free port (CW_ACME_HTTP01_PORT, the test-only port setting, as pebble's
-httpPort; lego's --http.port), names resolved by a real DNS server (CW_ACME_RESOLVER), issuance, forced
-renewal and revocation; openssl judges the chain, the names and the CRL."""
+embedded worker, SQLite) on 127.0.0.1, served over HTTPS (gunicorn --certfile/--keyfile) with
+a certificate for IP:127.0.0.1 that Certwright's own root issued, the clients trusting that
+root (REQUESTS_CA_BUNDLE for certbot, LEGO_CA_CERTIFICATES for lego): EAB registration,
+http-01 served by certbot --standalone on a free port (CW_ACME_HTTP01_PORT, the test-only
+port setting, as pebble's httpPort; lego's --http.port), tls-alpn-01, dns-01 into knot,
+names resolved by a real DNS server (CW_ACME_RESOLVER), issuance, forced renewal and
+revocation; openssl judges the chain, the names and the CRL."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import ssl
 import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,15 +63,60 @@ with app.app_context():
                       "root": root.id, "issuing": issuing.id}))
 """
 
+# The server's own HTTPS certificate (IP:127.0.0.1), issued by its own CA through the same
+# enrollment checks as any other: the network 127.0.0.0/8 delegated to Acme, a CSR, issuance.
+SERVER_CERT = """
+import sys
+from pathlib import Path
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from ipaddress import ip_address
+from app import create_app
+from app.extensions import db
+from app.models import Admin, Certificate, CertificateProfile, CertType, Organization, RequestMode
+from app.services.certificates import enrollment, inventory, issuance
+from app.services.structure import domains
 
-def fetch(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=10) as resp:
+out = Path(sys.argv[1])
+app = create_app()
+with app.app_context():
+    mrao = db.session.execute(db.select(Admin)).scalars().first()
+    org = db.session.execute(db.select(Organization).where(Organization.name == "Acme")).scalar_one()
+    profile = db.session.execute(db.select(CertificateProfile)).scalars().first()
+    domains.create_domain(actor=mrao, name="127.0.0.0/8", organization_id=org.id, types=[CertType.SSL])
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "127.0.0.1")]))
+           .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]), False)
+           .sign(key, hashes.SHA256()))
+    req = enrollment.submit_request(actor=mrao, data=enrollment.RequestData(
+        organization_id=org.id, profile_id=profile.id, term_days=90, mode=RequestMode.CSR,
+        csr=csr.public_bytes(serialization.Encoding.DER), eula_accepted=True))
+    db.session.commit()
+    issuance.issue_requests([req.id])
+    db.session.commit()
+    db.session.refresh(req)
+    cert = db.session.get(Certificate, req.certificate_id)
+    leaf = x509.load_der_x509_certificate(cert.der)
+    chain = inventory.chain_for(cert)
+    (out / "server.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM) + b"".join(
+        c.public_bytes(serialization.Encoding.PEM) for c in chain[:-1]))
+    (out / "server.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (out / "root.pem").write_bytes(chain[-1].public_bytes(serialization.Encoding.PEM))
+"""
+
+
+def fetch(url: str, *, cafile: Path | None = None) -> bytes:
+    context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
+    with urllib.request.urlopen(url, timeout=10, context=context) as resp:
         return bytes(resp.read())
 
 
-def answers(url: str) -> bool:
+def answers(url: str, *, cafile: Path) -> bool:
     try:
-        return bool(fetch(url))
+        return bool(fetch(url, cafile=cafile))
     except OSError:
         return False
 
@@ -80,16 +130,26 @@ def openssl(*args: str | Path) -> str:
 def root_pem(world) -> bytes:
     return subprocess.run(
         ["openssl", "x509", "-inform", "DER"],
-        input=fetch(f"{world['base']}/pki/ca/{world['root']}.cer"),
+        input=fetch(f"{world['base']}/pki/ca/{world['root']}.cer", cafile=world["trust"]),
         capture_output=True,
         check=True,
     ).stdout
 
 
+def crl_text(world) -> str:
+    path = world["tmp"] / "issuing.crl"
+    path.write_bytes(
+        fetch(f"{world['base']}/pki/crl/{world['issuing']}.crl", cafile=world["trust"])
+    )
+    return openssl("crl", "-inform", "DER", "-in", path, "-noout", "-text")
+
+
 @contextmanager
-def running(tmp_path: Path, resolver: str) -> Iterator[dict]:
-    """gunicorn with the embedded worker on a free port, names resolved by ``resolver``."""
+def running(tmp_path: Path, resolver: str, **settings: object) -> Iterator[dict]:
+    """gunicorn with the embedded worker on a free port over HTTPS (a certificate from its
+    own root), names resolved by ``resolver``; ``settings``: more of its environment."""
     port, http_port, tls_port = free_port(), free_port(), free_port()
+    base = f"https://127.0.0.1:{port}"
     env = app_env(
         CW_INSTANCE_DIR=tmp_path / "instance",
         CW_ADMIN_PASSWORD="Correct-Horse-9-Battery",
@@ -97,9 +157,12 @@ def running(tmp_path: Path, resolver: str) -> Iterator[dict]:
         CW_ACME_HTTP01_PORT=http_port,
         CW_ACME_TLSALPN01_PORT=tls_port,
         CW_ACME_RESOLVER=resolver,
+        **settings,
     )
-    flask_ok("db", "upgrade", env=env)
-    flask_ok("bootstrap", env=env)
+    # Minutes, not the default 60 s: on a loaded 2-core machine the migrations alone took
+    # longer than that.
+    flask_ok("db", "upgrade", env=env, timeout=300)
+    flask_ok("bootstrap", env=env, timeout=300)
     setup = subprocess.run(
         [PY, "-c", SETUP],
         cwd=ROOT,
@@ -111,10 +174,22 @@ def running(tmp_path: Path, resolver: str) -> Iterator[dict]:
     )
     assert setup.returncode == 0, setup.stdout + setup.stderr
     made = json.loads(setup.stdout.strip().splitlines()[-1])
-    base = f"http://127.0.0.1:{port}"
-    with Proc("web", GUNICORN, env=env, logs=tmp_path) as web:
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    served = subprocess.run(
+        [PY, "-c", SERVER_CERT, str(tls)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert served.returncode == 0, served.stdout + served.stderr
+    https = ["--certfile", str(tls / "server.pem"), "--keyfile", str(tls / "server.key")]
+    with Proc("web", [*GUNICORN, *https], env=env, logs=tmp_path) as web:
         wait_until(
-            lambda: answers(f"{base}/acme/tls/directory"),
+            lambda: answers(f"{base}/acme/tls/directory", cafile=tls / "root.pem"),
             timeout=60,
             what="gunicorn",
             why=describe(web),
@@ -122,6 +197,8 @@ def running(tmp_path: Path, resolver: str) -> Iterator[dict]:
         yield {
             **made,
             "base": base,
+            "directory": f"{base}/acme/tls/directory",
+            "trust": tls / "root.pem",
             "http_port": http_port,
             "tls_port": tls_port,
             "web": web,
@@ -157,7 +234,7 @@ def certbot(world, *args: str) -> subprocess.CompletedProcess[str]:
             CERTBOT,
             *args,
             "--server",
-            f"{world['base']}/acme/tls/directory",
+            world["directory"],
             "--config-dir",
             str(tmp / "certbot" / "config"),
             "--work-dir",
@@ -170,6 +247,7 @@ def certbot(world, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=240,
         check=False,
+        env={**os.environ, "REQUESTS_CA_BUNDLE": str(world["trust"])},
     )
 
 
@@ -219,8 +297,7 @@ def test_certbot_obtains_renews_and_revokes(certwright):
         "--no-delete-after-revoke",
     )  # fmt: skip
     assert revoked.returncode == 0, revoked.stdout + revoked.stderr + world["web"].log()
-    (tmp / "issuing.crl").write_bytes(fetch(f"{world['base']}/pki/crl/{world['issuing']}.crl"))
-    crl = openssl("crl", "-inform", "DER", "-in", tmp / "issuing.crl", "-noout", "-text")
+    crl = crl_text(world)
     assert f"Serial Number: {new_serial}" in crl
     assert "Key Compromise" in crl
 
@@ -236,15 +313,20 @@ LEGO = shutil.which("lego")
 
 
 def lego(
-    world, *args: str, names: tuple[str, ...] = NAMES, solver: tuple[str, ...] = ()
+    world,
+    *args: str,
+    names: tuple[str, ...] = NAMES,
+    solver: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """lego with EAB; ``solver``: its challenge options (default: http-01 on the test port)."""
+    """lego with EAB, trusting Certwright's root; ``solver``: its challenge options (default:
+    http-01 on the test port); ``env``: more of its environment (a DNS provider's)."""
     solver = solver or ("--http", "--http.port", f"127.0.0.1:{world['http_port']}")
     return subprocess.run(
         [
             LEGO,
             "--server",
-            f"{world['base']}/acme/tls/directory",
+            world["directory"],
             "--path",
             str(world["tmp"] / "lego"),
             "--email",
@@ -265,6 +347,7 @@ def lego(
         text=True,
         timeout=240,
         check=False,
+        env={**os.environ, "LEGO_CA_CERTIFICATES": str(world["trust"]), **(env or {})},
     )
 
 
@@ -292,8 +375,7 @@ def test_lego_obtains_renews_and_revokes(certwright):
     # lego revokes the certificate file of each --domains: the one named after the first.
     revoked = lego(world, "revoke", "--reason", "4", names=NAMES[:1])
     assert revoked.returncode == 0, revoked.stdout + revoked.stderr + world["web"].log()
-    (tmp / "issuing.crl").write_bytes(fetch(f"{world['base']}/pki/crl/{world['issuing']}.crl"))
-    crl = openssl("crl", "-inform", "DER", "-in", tmp / "issuing.crl", "-noout", "-text")
+    crl = crl_text(world)
     assert f"Serial Number: {new_serial}" in crl and "Superseded" in crl
 
 
@@ -317,32 +399,61 @@ def test_lego_obtains_with_tls_alpn_01(certwright):
     assert renewed.returncode == 0, renewed.stdout + renewed.stderr + world["web"].log()
 
 
-def test_lego_obtains_a_wildcard_with_dns_01_against_knot(certwright_knot):
-    """dns-01: lego's rfc2136 provider writes the TXT records into a real knot by dynamic
-    update; the worker reads them from knot (CW_ACME_RESOLVER); a wildcard with its base."""
+# lego's exec provider runs this with "present|cleanup FQDN VALUE": it writes the TXT record
+# into knot by an RFC 2136 dynamic update (dnspython), as a site's own script would.
+EXEC_SCRIPT = """
+import os, sys
+import dns.name, dns.query, dns.update
+action, fqdn, value = sys.argv[1:4]
+update = dns.update.UpdateMessage(os.environ["KNOT_ZONE"])
+if action == "present":
+    update.add(dns.name.from_text(fqdn), 60, "TXT", value)
+elif action == "cleanup":
+    update.delete(dns.name.from_text(fqdn), "TXT", value)
+else:
+    sys.exit(0)
+host, port = os.environ["KNOT_ADDRESS"].split(":")
+answer = dns.query.tcp(update, host, port=int(port), timeout=5)
+sys.exit(answer.rcode())
+"""
+
+
+def dns_provider(world, provider: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    """lego's options and environment for ``provider`` writing into the test's knot."""
+    knot = world["knot"]
+    solver = ("--dns", provider, "--dns.resolvers", knot.address, "--dns.disable-cp")
+    if provider == "rfc2136":
+        # lego waits a minute between the authorizations of one order unless told otherwise.
+        return solver, {
+            "RFC2136_NAMESERVER": knot.address,
+            "RFC2136_TTL": "60",
+            "RFC2136_SEQUENCE_INTERVAL": "1",
+            "RFC2136_POLLING_INTERVAL": "1",
+        }
+    script = world["tmp"] / "knot-update"
+    script.write_text(f"#!{sys.executable}\n{EXEC_SCRIPT}")
+    script.chmod(0o755)
+    return solver, {
+        "EXEC_PATH": str(script),
+        "EXEC_POLLING_INTERVAL": "1",
+        "EXEC_PROPAGATION_TIMEOUT": "30",
+        "EXEC_SEQUENCE_INTERVAL": "1",
+        "KNOT_ZONE": knot.zone,
+        "KNOT_ADDRESS": knot.address,
+    }
+
+
+@pytest.mark.parametrize("provider", ["exec", "rfc2136"])
+def test_lego_obtains_a_wildcard_with_dns_01_against_knot(certwright_knot, provider):
+    """dns-01: lego's exec provider (a script sending dynamic updates) or its rfc2136
+    provider writes the TXT records into a real knot; the worker reads them from knot
+    (CW_ACME_RESOLVER); a wildcard with its base."""
     need(LEGO, "lego")
     world = certwright_knot
     knot = world["knot"]
     names = ("*.acme.example", "acme.example")
-    solver = ("--dns", "rfc2136", "--dns.resolvers", knot.address, "--dns.disable-cp")
-    # lego waits a minute between the authorizations of one order unless told otherwise.
-    env = {
-        **os.environ,
-        "RFC2136_NAMESERVER": knot.address,
-        "RFC2136_TTL": "60",
-        "RFC2136_SEQUENCE_INTERVAL": "1",
-        "RFC2136_POLLING_INTERVAL": "1",
-    }
-    first = subprocess.run(
-        [
-            LEGO, "--server", f"{world['base']}/acme/tls/directory",
-            "--path", str(world["tmp"] / "lego"), "--email", "ops@acme.example",
-            "--accept-tos", "--eab", "--kid", world["kid"], "--hmac", world["hmac"],
-            "--key-type", "ec256", *solver,
-            *(part for name in names for part in ("--domains", name)), "run",
-        ],
-        capture_output=True, text=True, timeout=240, check=False, env=env,
-    )  # fmt: skip
+    solver, env = dns_provider(world, provider)
+    first = lego(world, "run", names=names, solver=solver, env=env)
     assert first.returncode == 0, first.stdout + first.stderr + world["web"].log() + knot.proc.log()
     bundle = world["tmp"] / "lego" / "certificates" / "_.acme.example.crt"
     text = openssl("x509", "-in", bundle, "-noout", "-text")

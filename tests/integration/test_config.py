@@ -346,6 +346,33 @@ profiles:
     assert code != 0 and "profiles[0].key_escrow" in out + err, (out, err)
 
 
+def test_a_profiles_acme_directory_round_trips(app, tmp_path):
+    # The ACME settings of a profile: its directory name (ACME on or off) and its approval
+    # rule, which ACME orders follow: exported, planned and applied like the rest.
+    make_admin("mrao")
+    document = EXAMPLE.replace("approval: required}", "approval: automatic, acme_directory: tls}")
+    code, out, err = run(app, "config", "apply", write(tmp_path, document))
+    assert code == 0, (out, err)
+    db.session.expire_all()
+    profile = db.session.execute(select(CertificateProfile)).scalar_one()
+    assert (profile.acme_slug, profile.requires_approval) == ("tls", False)
+    code, out, err = run(app, "config", "export")
+    assert code == 0, err
+    exported = yaml.safe_load(out)["profiles"][0]
+    assert (exported["acme_directory"], exported["approval"]) == ("tls", "automatic")
+    assert run(app, "config", "plan", write(tmp_path, out, "export.yaml"))[0] == 0
+    # Left out: ACME off, and the plan says so.
+    code, out, err = run(app, "config", "plan", write(tmp_path, EXAMPLE, "off.yaml"))
+    assert code == 2, (out, err)
+    assert "acme_directory: 'tls' -> ''" in out, out
+    assert run(app, "config", "apply", write(tmp_path, EXAMPLE, "off.yaml"))[0] == 0
+    db.session.expire_all()
+    assert db.session.get(CertificateProfile, profile.id).acme_slug is None
+    bad = document.replace("acme_directory: tls", "acme_directory: Not OK!")
+    code, out, err = run(app, "config", "plan", write(tmp_path, bad, "bad.yaml"))
+    assert code != 0 and "profiles[0].acme_directory" in out + err, (out, err)
+
+
 PORTAL = """
 organizations:
   - name: Acme Corp

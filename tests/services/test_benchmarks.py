@@ -204,3 +204,20 @@ def test_reports_benchmark_runs_every_part(service_status: dict[str, str], tmp_p
     for viewer in ("mrao", "rao_10pct"):
         assert figures["dashboard"][viewer]["p95_ms"] > 0
     assert stdout.count("PASS") + stdout.count("FAIL") == 5, stdout
+
+
+def test_acme_benchmark_runs_every_part(service_status: dict[str, str], tmp_path: Path):
+    stdout, figures = run_smoke(
+        "bench.acme", ("redis-server", "pebble", "pebble-challtestsrv"), service_status, tmp_path
+    )
+    assert sorted(figures["runs"]) == ["certwright", "pebble"]
+    for system, run in figures["runs"].items():
+        # complete orders came back, none failed, and sampled certificates verify
+        assert run["count"] > 0 and run["failures"] == 0, (system, run)
+        assert run["verified"] > 0 and run["per_second"] > 0 and run["p99_ms"] > 0, run
+        assert run["cpu_ms_total"] > 0, (system, run)
+    # Certwright's share is charged to its web, worker and PostgreSQL processes
+    ours = figures["runs"]["certwright"]
+    assert min(ours["cpu_ms_web"], ours["cpu_ms_workers"], ours["cpu_ms_postgres"]) > 0, ours
+    assert set(figures["targets"]) == {"vs_pebble", "target"}
+    assert stdout.count("PASS") + stdout.count("FAIL") == 1, stdout

@@ -41,6 +41,9 @@ def _fresh_nonce() -> str:
 
 
 def _finish(response: Response, slug: str) -> Response:
+    """The fresh nonce is stored in the request's own transaction, and this one commit
+    stores what the handler changed with it: handlers build their answer (a JSON body of
+    rows still loaded) and leave the commit to this, so nothing is read again after it."""
     response.headers["Replay-Nonce"] = _fresh_nonce()
     response.headers["Cache-Control"] = "no-store"
     response.headers["Link"] = f'<{_url("directory", slug)}>;rel="index"'
@@ -279,7 +282,6 @@ def new_order(slug: str) -> Response:
             user_agent=request.user_agent.string,
             order_limit=int(current_app.config["CW_ACME_ORDERS_PER_HOUR"]),
         )
-        db.session.commit()
         return _json(
             _as_order(order, slug),
             slug,
@@ -296,9 +298,9 @@ def order(slug: str, order_id: int) -> Response:
     assert signed.account is not None
     found = orders.get_order(account=signed.account, order_id=order_id)
     _profile_of_order(found, slug)
-    db.session.commit()
+    processing = found.status == "processing"
     response = _json(_as_order(found, slug), slug)
-    if found.status == "processing":
+    if processing:
         response.headers["Retry-After"] = "1"
     return response
 
@@ -335,7 +337,6 @@ def authorization(slug: str, authz_id: int) -> Response:
     assert signed.account is not None
     authz = orders.get_authorization(account=signed.account, authz_id=authz_id)
     _profile_of_order(authz.order, slug)
-    db.session.commit()
     return _json(_as_authorization(authz, slug), slug)
 
 
@@ -350,11 +351,9 @@ def challenge(slug: str, challenge_id: int) -> Response:
         else:
             chall = orders.get_challenge(account=signed.account, challenge_id=challenge_id)  # type: ignore[arg-type]
         _profile_of_order(chall.authorization.order, slug)
-        db.session.commit()
+        up = _url("authorization", slug, authz_id=chall.authorization_id)
         response = _json(_as_challenge(chall, slug), slug)
-        response.headers["Link"] += (
-            f', <{_url("authorization", slug, authz_id=chall.authorization_id)}>;rel="up"'
-        )
+        response.headers["Link"] += f', <{up}>;rel="up"'
         return response
 
     return _acting(signed.account, act)
@@ -375,11 +374,11 @@ def finalize(slug: str, order_id: int) -> Response:
         )
         db.session.commit()
         orders.refresh_order(done)
-        db.session.commit()
+        processing = done.status == "processing"
         response = _json(
             _as_order(done, slug), slug, location=_url("order", slug, order_id=done.id)
         )
-        if done.status == "processing":
+        if processing:
             response.headers["Retry-After"] = "1"
         return response
 
@@ -394,7 +393,6 @@ def certificate(slug: str, order_id: int) -> Response:
         raise AcmeProblem("malformed", "fetch the certificate with POST-as-GET (empty payload)")
     cert, chain = orders.certificate_of(account=signed.account, order_id=order_id)
     _profile_of_order(orders.get_order(account=signed.account, order_id=order_id), slug)
-    db.session.commit()
     pem = x509.load_der_x509_certificate(cert.der).public_bytes(Encoding.PEM)
     pem += b"".join(c.public_bytes(Encoding.PEM) for c in chain)
     response = Response(pem, mimetype="application/pem-certificate-chain")

@@ -4,18 +4,30 @@ key id, update and deactivation. Every refusal is an AcmeProblem."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
 
 from app.acme import jose, messages
 from app.acme.problems import AcmeProblem
 from app.extensions import db
-from app.models import AcmeAccount, AcmeExternalKey
+from app.models import (
+    AcmeAccount,
+    AcmeExternalKey,
+    AcmeOrder,
+    Certificate,
+    CertificateRequest,
+)
+from app.models.types import utcnow
 from app.services import audit
 from app.services.acme import external_keys
 from app.services.scope import SYSTEM
 
 ACCOUNT_FIELDS = ("status", "contact", "organization_id", "department_id", "external_key_id")
+# "Last used" is written when older than this: one UPDATE a minute per busy account, not
+# one per request.
+LAST_USED_STEP = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,7 @@ def register(
     ).scalar_one_or_none()
     if existing is not None:
         _check_usable(existing)
+        mark_used(existing)
         return Registered(existing, False)
     if request.only_return_existing:
         raise AcmeProblem("accountDoesNotExist", "no account exists for this key")
@@ -79,6 +92,7 @@ def register(
         organization_id=key.organization_id,
         department_id=key.department_id,
         user_agent=user_agent[:255],
+        last_used_at=utcnow(),
     )
     db.session.add(account)
     db.session.flush()
@@ -106,11 +120,22 @@ def authenticate(account_id: int) -> AcmeAccount:
     Raises:
         AcmeProblem: accountDoesNotExist, or unauthorized (deactivated, EAB key revoked).
     """
-    account = db.session.get(AcmeAccount, account_id)
+    # With its EAB key in the same query: every request checks the key is not revoked.
+    account = db.session.get(
+        AcmeAccount, account_id, options=[joinedload(AcmeAccount.external_key)]
+    )
     if account is None:
         raise AcmeProblem("accountDoesNotExist", f"no account #{account_id}")
     _check_usable(account)
+    mark_used(account)
     return account
+
+
+def mark_used(account: AcmeAccount) -> None:
+    """Note that the account signed a request now (at most once per LAST_USED_STEP)."""
+    now = utcnow()
+    if account.last_used_at is None or now - account.last_used_at >= LAST_USED_STEP:
+        account.last_used_at = now
 
 
 def update_account(*, account: AcmeAccount, change: messages.AccountUpdate) -> AcmeAccount:
@@ -167,3 +192,36 @@ def change_key(*, account: AcmeAccount, new_key: jose.Jwk) -> AcmeAccount:
         department_id=account.department_id,
     )
     return account
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    """One order of an account as the console lists it, with its certificate if issued."""
+
+    order: AcmeOrder
+    certificate: Certificate | None
+
+
+def order_lines(*, account_id: int, limit: int = 100) -> list[OrderLine]:
+    """The account's latest orders (newest first), each with the certificate it led to."""
+    rows = db.session.execute(
+        select(AcmeOrder, Certificate)
+        .outerjoin(CertificateRequest, CertificateRequest.id == AcmeOrder.request_id)
+        .outerjoin(Certificate, Certificate.id == CertificateRequest.certificate_id)
+        .where(AcmeOrder.account_id == account_id)
+        .order_by(AcmeOrder.id.desc())
+        .limit(limit)
+    ).all()
+    return [OrderLine(order, cert) for order, cert in rows]
+
+
+def order_counts(account_ids: list[int]) -> dict[int, int]:
+    """Orders per account (one query for a page of the console's list)."""
+    if not account_ids:
+        return {}
+    rows = db.session.execute(
+        select(AcmeOrder.account_id, func.count(AcmeOrder.id))
+        .where(AcmeOrder.account_id.in_(account_ids))
+        .group_by(AcmeOrder.account_id)
+    ).all()
+    return {account_id: count for account_id, count in rows}

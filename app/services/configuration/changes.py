@@ -527,6 +527,7 @@ class _Run:
         "legacy_pkcs12",
         "lint",
         "lint_sample",
+        "acme_directory",
         "active",
     )
 
@@ -547,6 +548,7 @@ class _Run:
             pkcs12_legacy=entry["legacy_pkcs12"],
             lint_mode=LintMode(entry["lint"]),
             lint_sample_n=entry["lint_sample"],
+            acme_slug=entry["acme_directory"],
             active=entry["active"],
         )
 

@@ -20,6 +20,7 @@ from app.pki import keys
 from app.pki.errors import PkiError
 from app.pki.profiles import SignatureHash
 from app.scan import settings
+from app.services.ca.profiles import ACME_SLUG
 from app.services.errors import DomainError
 from app.services.notifications.templates import KINDS as NOTICE_KINDS
 from app.services.persons.invitations import DEFAULT_DAYS, MAX_DAYS
@@ -390,6 +391,7 @@ def _profile(r: _Reader, raw: Any, where: str) -> dict[str, Any]:
             "legacy_pkcs12",
             "lint",
             "lint_sample",
+            "acme_directory",
             "active",
         ),
     )
@@ -407,6 +409,12 @@ def _profile(r: _Reader, raw: Any, where: str) -> dict[str, Any]:
     approval = r.text(data, "approval", where) or "required"
     if approval not in APPROVAL:
         r.fail(f"{where}.approval", "expected 'required' or 'automatic'")
+    acme_directory = r.text(data, "acme_directory", where).lower()
+    if acme_directory and not ACME_SLUG.fullmatch(acme_directory):
+        r.fail(
+            f"{where}.acme_directory",
+            "an ACME directory name is 1 to 63 lower-case letters, digits and hyphens",
+        )
     lint = r.text(data, "lint", where) or LintMode.EVERY.value
     if lint not in {m.value for m in LintMode}:
         r.fail(f"{where}.lint", "expected 'every' or 'sample'")
@@ -426,6 +434,7 @@ def _profile(r: _Reader, raw: Any, where: str) -> dict[str, Any]:
         "legacy_pkcs12": r.flag(data, "legacy_pkcs12", where, False),
         "lint": lint,
         "lint_sample": r.number(data, "lint_sample", where, 100, int),
+        "acme_directory": acme_directory,
         "active": r.flag(data, "active", where, True),
     }
 

@@ -137,6 +137,7 @@ def profiles() -> list[dict[str, Any]]:
             "legacy_pkcs12": p.pkcs12_legacy,
             "lint": p.lint_mode.value,
             "lint_sample": p.lint_sample_n,
+            "acme_directory": p.acme_slug or "",
             "active": p.active,
         }
         for p in rows
