@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.cli import config, core, discovery, imports, pki, reports, structure
+from app.cli import agents, config, core, discovery, imports, pki, reports, structure
 
 
 def register(app: Flask) -> None:
     for command in (
         *core.COMMANDS,
+        *agents.COMMANDS,
         *pki.COMMANDS,
         *discovery.COMMANDS,
         *config.COMMANDS,
