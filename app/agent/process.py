@@ -30,9 +30,9 @@ log = logging.getLogger("certwright.agent")
 
 
 def make_broker(url: str, namespace: str = "dramatiq") -> dramatiq.Broker:
-    """Raises: ValueError: not a redis://, rediss:// or amqp(s):// URL."""
+    """Raises: ValueError: not a redis://, rediss://, unix:// (Redis) or amqp(s):// URL."""
     scheme = url.split("://", 1)[0].lower()
-    if scheme in ("redis", "rediss"):
+    if scheme in ("redis", "rediss", "unix"):
         return RedisBroker(url=url, namespace=namespace)
     if scheme in ("amqp", "amqps"):
         return RabbitmqBroker(url=url)
