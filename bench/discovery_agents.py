@@ -308,7 +308,7 @@ def main() -> None:
             f"{b['speedup']} (target {SPEEDUP}) {b['verdict']}"
         )
     else:
-        print("(b) skipped (needs root and iproute2)")
+        print("(b) skipped (--skip-silent, or no root or iproute2)")
     c = results["c"]
     print(
         f"(c) TLS bed {c['endpoints']} endpoints: direct {c['direct_seconds']} s, through an "

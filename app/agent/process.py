@@ -75,8 +75,10 @@ def serve(
     """Run the agent in this process until SIGINT/SIGTERM."""
     broker = make_broker(broker_url, namespace)
     agent = build(config, broker)
+    # An idle agent looks for a shard every 100 ms (dramatiq's default is a second), as
+    # dedicated scan workers do with dramatiq_worker_timeout (README "Scale-out").
     worker = dramatiq.Worker(
-        broker, queues={f"scan.{config.name}"}, worker_threads=max(1, threads), worker_timeout=1000
+        broker, queues={f"scan.{config.name}"}, worker_threads=max(1, threads), worker_timeout=100
     )
     stop = threading.Event()
 
