@@ -77,6 +77,7 @@ class ScanAgentView(SecureModelView):
     can_edit = False
     can_delete = False
     record_noun = "Agent"
+    search_hint = "Search by name, host or allow-list"
     empty_text = (
         "No scanning agents yet. An agent scans from inside a network zone with broker "
         "credentials and its own key only; tasks choose it in their Agent field."
@@ -106,6 +107,12 @@ class ScanAgentView(SecureModelView):
         "created_at",
     )
     column_labels = {
+        "name": "Agent",
+        "state": "Status now",
+        "host": "Host name",
+        "version": "Agent version",
+        "enabled": "Takes shards",
+        "description": "About",
         "last_seen_at": "Last seen",
         "in_flight": "In-flight shards",
         "allowed_ranges": "Allow-list",
