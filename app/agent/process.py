@@ -3,7 +3,7 @@ actor it declares (on ``scan.<name>``), and sending envelopes to the central ``a
 queue. Two ways in:
 
 - ``serve(...)`` runs a dramatiq Worker in this process (``flask --app wsgi agent run``);
-- ``dramatiq app.agent.process --queues scan.NAME --threads 2`` with CW_AGENT_NAME,
+- ``dramatiq app.agent.process --queues scan.NAME --processes 1 --threads 2`` with CW_AGENT_NAME,
   CW_AGENT_BROKER, CW_AGENT_KEY, CW_AGENT_ALLOW (comma separated), and optionally
   CW_REDIS_NAMESPACE, CW_AGENT_CAPACITY, CW_AGENT_HEARTBEAT_SECONDS: importing this module
   builds the agent from those variables.
