@@ -528,6 +528,64 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         minimum=1,
     ),
     Setting(
+        "CW_AGENT_OFFLINE_SECONDS",
+        int,
+        60,
+        "a scanning agent without a heartbeat this long is shown offline and gets no new shards",
+        minimum=5,
+    ),
+    Setting(
+        "CW_AGENT_WAIT_SECONDS",
+        int,
+        600,
+        "how long a shard of a task bound to an offline agent waits for it before failing "
+        "with the reason (it never runs elsewhere)",
+        minimum=1,
+    ),
+    Setting(
+        "CW_AGENT_MAX_SKEW_SECONDS",
+        int,
+        300,
+        "signed agent messages older or newer than this (by their timestamp) are rejected; "
+        "accepted ones are remembered twice as long, so a replay is rejected too",
+        minimum=10,
+    ),
+    Setting(
+        "CW_AGENT_NAME",
+        str,
+        "",
+        "agent hosts only, for `dramatiq app.agent.process`: the agent's name (it consumes "
+        "`scan.<name>`; `flask --app wsgi agent run` takes it on its command line instead)",
+    ),
+    Setting(
+        "CW_AGENT_BROKER",
+        str,
+        "",
+        "agent hosts only: the broker URL the agent uses (redis://... or amqp://...)",
+    ),
+    Setting("CW_AGENT_KEY", str, "", "agent hosts only: the file holding the agent's private key"),
+    Setting(
+        "CW_AGENT_ALLOW",
+        str,
+        "",
+        "agent hosts only: comma-separated addresses, CIDR blocks or ranges the agent may scan "
+        "(its own allow-list: shards outside it are refused)",
+    ),
+    Setting(
+        "CW_AGENT_CAPACITY",
+        int,
+        2,
+        "agent hosts only: shards the agent takes at once (match `--threads`)",
+        minimum=1,
+    ),
+    Setting(
+        "CW_AGENT_HEARTBEAT_SECONDS",
+        float,
+        10.0,
+        "agent hosts only: seconds between the agent's heartbeats",
+        minimum=1,
+    ),
+    Setting(
         "CW_HYGIENE_SWEEP_SECONDS",
         int,
         300,

@@ -6,6 +6,7 @@ Start standalone workers with:  dramatiq app.actors --processes N --threads T
 import app.runtime.broker  # noqa: F401  (sets the global broker before any actor is declared)
 from app.actors import (  # noqa: F401
     acme,
+    agents,
     discovery,
     imports,
     notifications,

@@ -17,6 +17,7 @@ def init_console(app: Flask) -> Any:
     from app.admin.admins import AdminView
     from app.admin.certificates import CertificateView, OtherCertificateView
     from app.admin.dashboard import DashboardView
+    from app.admin.discovery.agents import ScanAgentView
     from app.admin.discovery.assets import NetworkAssetView
     from app.admin.discovery.rules import AssignmentRuleView
     from app.admin.discovery.tasks import DiscoveryTaskView
@@ -113,6 +114,7 @@ def init_console(app: Flask) -> Any:
             name="Assignment Rules", category="Discovery", endpoint="assignment_rules"
         )
     )
+    console.add_view(ScanAgentView(name="Agents", category="Discovery", endpoint="scan_agents"))
     console.add_view(ReportsView(name="Run a Report", category="Reports", endpoint="reports"))
     console.add_view(
         ValidityPlannerView(name="Validity Planner", category="Reports", endpoint="planner")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.cli import ca, certificates, config, core, discovery, imports, reports, structure
+from app.cli import agents, ca, certificates, config, core, discovery, imports, reports, structure
 
 
 def register(app: Flask) -> None:
     for command in (
         *core.COMMANDS,
+        *agents.COMMANDS,
         *ca.COMMANDS,
         *certificates.COMMANDS,
         *discovery.COMMANDS,

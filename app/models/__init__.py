@@ -21,10 +21,12 @@ from app.models.certificates import (
 )
 from app.models.discovery import (
     HEALTH_FLAGS,
+    AgentReceipt,
     AssignmentRule,
     DiscoveryTask,
     Endpoint,
     RunStatus,
+    ScanAgent,
     ScanRun,
     ScanShard,
     TaskRule,
@@ -99,6 +101,7 @@ __all__ = [
     "AdminKind",
     "AdminScope",
     "AdminSession",
+    "AgentReceipt",
     "ApiIdempotencyKey",
     "ApiRateWindow",
     "AssignmentRule",
@@ -161,6 +164,7 @@ __all__ = [
     "RequestStatus",
     "Role",
     "RunStatus",
+    "ScanAgent",
     "ScanRun",
     "ScanShard",
     "Schedule",

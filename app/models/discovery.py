@@ -194,6 +194,49 @@ class ScanShard(db.Model):  # type: ignore[name-defined,misc]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str] = mapped_column(Text, default="")
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Batch messages stored from the agent running this attempt (a shard of an agent task):
+    # its "done" message is stored only after all the batches it announces.
+    batches_received: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class ScanAgent(db.Model):  # type: ignore[name-defined,misc]
+    """A scanner in a network zone: consumes its own queue (scan.<name>) with broker
+    credentials only and signs what it reports with its Ed25519 key; only the public key is
+    kept here (app.scan.agentwire). Agents are disabled, never deleted (tasks name them)."""
+
+    __tablename__ = "scan_agents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    # The ranges tasks of this agent may list (the agent enforces its own local copy too).
+    allowed_ranges: Mapped[str] = mapped_column(Text, default="")
+    public_key: Mapped[str] = mapped_column(String(64))  # base64 of the raw 32 bytes
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # From the agent's heartbeats:
+    host: Mapped[str] = mapped_column(String(255), default="")
+    version: Mapped[str] = mapped_column(String(64), default="")
+    capacity: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
+    in_flight: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("admins.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AgentReceipt(db.Model):  # type: ignore[name-defined,misc]
+    """A signed agent message already accepted (by the digest of its signed bytes): the same
+    message sent again is a replay. Kept for twice the accepted clock skew."""
+
+    __tablename__ = "agent_receipts"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("scan_agents.id", ondelete="CASCADE"))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 HEALTH_FLAGS = (

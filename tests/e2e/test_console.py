@@ -43,6 +43,7 @@ def test_every_console_page_shows_its_content(console: Console) -> None:
         ("Network Assets", "IP"),
         ("Network Discovery Tasks", "Name"),
         ("Assignment Rules", "Name"),
+        ("Agents", "Agent"),
     ):
         c.menu("Discovery", entry)
         assert page.title() == f"{entry} - Certwright"

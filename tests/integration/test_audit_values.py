@@ -45,6 +45,7 @@ from app.models import (
     Report,
     RequestMode,
     Role,
+    ScanAgent,
     ScanRun,
 )
 from app.models.discovery import AssignmentRule
@@ -60,7 +61,7 @@ from app.services.certificates import (
     renewal,
     revocation,
 )
-from app.services.discovery import endpoints, rules, runs, tasks
+from app.services.discovery import agentruns, agents, endpoints, rules, runs, tasks
 from app.services.errors import DomainError
 from app.services.persons import invitations, mailing, persons, registration, selfservice
 from app.services.platform import jobs
@@ -650,6 +651,37 @@ def discovery_cancel(w: World) -> Seen:
     old = observed(ScanRun, run.id)
     commit(lambda: runs.cancel_run(actor=w.mrao, run_id=run.id))
     return Seen(old, observed(ScanRun, run.id))
+
+
+def agent_create(w: World) -> Seen:
+    created = commit(
+        lambda: agents.create_agent(actor=w.mrao, name="dmz", allowed_ranges="10.0.0.0/24")
+    )
+    return Seen(None, observed(ScanAgent, created.agent.id))
+
+
+def agent_disable(w: World) -> Seen:
+    created = commit(
+        lambda: agents.create_agent(actor=w.mrao, name="zone-a", allowed_ranges="10.0.0.0/24")
+    )
+    old = observed(ScanAgent, created.agent.id)
+    commit(lambda: agents.set_enabled(actor=w.mrao, agent_id=created.agent.id, enabled=False))
+    return Seen(old, observed(ScanAgent, created.agent.id))
+
+
+def agent_enable(w: World) -> Seen:
+    created = commit(
+        lambda: agents.create_agent(actor=w.mrao, name="zone-b", allowed_ranges="10.0.0.0/24")
+    )
+    commit(lambda: agents.set_enabled(actor=w.mrao, agent_id=created.agent.id, enabled=False))
+    old = observed(ScanAgent, created.agent.id)
+    commit(lambda: agents.set_enabled(actor=w.mrao, agent_id=created.agent.id, enabled=True))
+    return Seen(old, observed(ScanAgent, created.agent.id))
+
+
+def agent_reject(w: World) -> Seen:
+    agentruns.receive({"agent": "nobody", "kind": "batch"})  # unsigned: rejected, audited
+    return Seen(None, None, no_values=True)
 
 
 def job_cancel(w: World) -> Seen:
@@ -1392,6 +1424,10 @@ CASES: dict[str, Callable[[World], Seen]] = {
     "discovery_task.delete": discovery_task_delete,
     "discovery.scan": discovery_scan,
     "discovery.cancel": discovery_cancel,
+    "agent.create": agent_create,
+    "agent.disable": agent_disable,
+    "agent.enable": agent_enable,
+    "agent.reject": agent_reject,
     "job.cancel": job_cancel,
     "report.run": report_run,
     "report.cancel": report_cancel,

@@ -55,6 +55,8 @@ ACCESS = {
         "/admin/discovery_tasks/": 200,
         "/admin/discovery_tasks/new/": 200,
         "/admin/discovery_tasks/import/": 200,
+        "/admin/scan_agents/": 200,
+        "/admin/scan_agents/new/": 200,
     },
     "alpha-rao": {
         "/admin/audit/": 403,
@@ -62,6 +64,9 @@ ACCESS = {
         "/admin/discovery_tasks/": 200,
         "/admin/discovery_tasks/new/": 200,
         "/admin/discovery_tasks/import/": 200,
+        # Agents are account-wide infrastructure: MRAO only.
+        "/admin/scan_agents/": 403,
+        "/admin/scan_agents/new/": 403,
     },
     # A DRAO owns no discovery task: the page is not theirs (their certificates found on
     # the network show in Network Assets).
@@ -71,6 +76,8 @@ ACCESS = {
         "/admin/discovery_tasks/": 403,
         "/admin/discovery_tasks/new/": 403,
         "/admin/discovery_tasks/import/": 403,
+        "/admin/scan_agents/": 403,
+        "/admin/scan_agents/new/": 403,
     },
 }
 

@@ -283,7 +283,7 @@ def amqp_url(service_status: dict[str, str], run_id: str) -> Iterator[str]:
 # --- app processes -------------------------------------------------------------------------
 
 
-WORKER_QUEUES = ("default", "issuance", "keygen", "mail", "scan", "acme")
+WORKER_QUEUES = ("default", "issuance", "keygen", "mail", "scan", "acme", "agents")
 
 
 @dataclass

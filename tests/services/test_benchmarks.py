@@ -221,3 +221,23 @@ def test_acme_benchmark_runs_every_part(service_status: dict[str, str], tmp_path
     assert min(ours["cpu_ms_web"], ours["cpu_ms_workers"], ours["cpu_ms_postgres"]) > 0, ours
     assert set(figures["targets"]) == {"vs_pebble", "target"}
     assert stdout.count("PASS") + stdout.count("FAIL") == 1, stdout
+
+
+def test_agents_benchmark_runs_every_part(service_status: dict[str, str], tmp_path: Path):
+    """bench/discovery_agents.py: (b) a silent range over one agent and over two (network
+    namespaces: root), (c) the TLS bed through an agent against the direct path."""
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("CI=true: the agents benchmark needs root (network namespaces)")
+        pytest.skip("the agents benchmark needs root (network namespaces)")
+    stdout, figures = run_smoke(
+        "bench.discovery_agents", ("redis-server", "ip"), service_status, tmp_path
+    )
+    silent, bed = figures["b"], figures["c"]
+    # Every run of both parts ended Successful and scanned every target.
+    for group in silent["runs"].values():
+        assert group and all(r["ok"] and r["targets"] == 512 for r in group), group
+    for group in bed["runs"].values():
+        assert group and all(r["ok"] and r["tls_endpoints"] == 64 for r in group), group
+    assert silent["verdict"] in ("PASS", "FAIL") and bed["verdict"] in ("PASS", "FAIL")
+    assert stdout.count("PASS") + stdout.count("FAIL") == 2, stdout

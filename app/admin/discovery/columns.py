@@ -15,7 +15,7 @@ from app.admin import display
 from app.admin.base import current_scope
 from app.extensions import db
 from app.models import AssignmentRule, DiscoveryTask, ScanRun, Schedule
-from app.services.discovery import endpoints, rules, runs
+from app.services.discovery import agents, endpoints, rules, runs
 
 STATUS_BADGE = {
     "Running": "primary",
@@ -104,6 +104,18 @@ def status_cell(view: Any, context: Any, model: DiscoveryTask, name: str) -> Mar
         else "",
         "" if status == "Running" else " d-none",
         percent or 0,
+    )
+
+
+def agent_cell(view: Any, context: Any, model: DiscoveryTask, name: str) -> Markup:
+    """Auto, or the agent's name with its state (online, offline since ..., disabled)."""
+    if not model.agent or model.agent == agents.AUTO:
+        return Markup("Auto")
+    agent = agents.by_name(model.agent)
+    state = agents.status_text(agent) if agent is not None else "unknown"
+    badge = "success" if state == "online" else "warning" if state != "disabled" else "danger"
+    return Markup('{} <span class="badge badge-{} cw-agent-state">{}</span>').format(
+        model.agent, badge, state
     )
 
 

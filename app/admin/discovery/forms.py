@@ -66,11 +66,12 @@ CONDITION_ROWS = 6
 class TaskForm(AdminForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=128)])
     description = TextAreaField("Description", validators=[Length(max=2000)])
-    agent = StringField(
+    agent = SelectField(
         "Agent",
         default="Auto",
-        render_kw={"readonly": True},
-        description="Auto: the built-in scanner, run by Certwright's workers.",
+        description="Auto: the built-in scanner, run by Certwright's workers. A named agent "
+        "scans from its own network zone; the ranges must lie in its allow-list, and its "
+        "shards wait for it (never run elsewhere) while it is offline.",
     )
     ranges = TextAreaField(
         "Ranges",

@@ -16,6 +16,7 @@ from app.admin.base import SecureModelView, actor, current_scope, select_choices
 from app.admin.choices import org_choices
 from app.admin.discovery.columns import (
     STATUS_BADGE,
+    agent_cell,
     describe_schedule,
     last_run_cell,
     next_run_cell,
@@ -37,7 +38,7 @@ from app.admin.discovery.forms import (
 from app.extensions import db
 from app.ids import parse_id, parse_ids
 from app.models import AssignmentRule, DiscoveryTask, Role, RunStatus, ScanRun
-from app.services.discovery import endpoints, rules, runs, tasks
+from app.services.discovery import agents, endpoints, rules, runs, tasks
 from app.services.errors import DomainError, ValidationFailed
 from app.services.scope import Scope
 
@@ -52,6 +53,7 @@ class DiscoveryTaskView(SecureModelView):
     column_list = (
         "name",
         "organization",
+        "agent",
         "ranges",
         "ports",
         "schedule",
@@ -109,6 +111,7 @@ class DiscoveryTaskView(SecureModelView):
             m.organization.name if m.organization else "account-wide"
         ),
         "schedule": lambda v, c, m, n: describe_schedule(m),
+        "agent": agent_cell,
         "status": status_cell,
         "last_run": last_run_cell,
         "run": run_buttons,
@@ -122,6 +125,7 @@ class DiscoveryTaskView(SecureModelView):
             m.organization.name if m.organization else "account-wide"
         ),
         "schedule": lambda v, c, m, n: describe_schedule(m),
+        "agent": agent_cell,
         "rules": rules_cell,
         "next_run": next_run_cell,
         "status": status_cell,
@@ -150,6 +154,10 @@ class DiscoveryTaskView(SecureModelView):
         form.owner.choices = select_choices(
             ([("", "— none: account-wide —")] if scope.is_master else []) + owners
         )
+        agent_choices = agents.choices()
+        if task is not None and task.agent not in {v for v, _ in agent_choices}:
+            agent_choices.append((task.agent, f"{task.agent} (disabled)"))
+        form.agent.choices = select_choices(agent_choices)
         query = select(AssignmentRule).order_by(AssignmentRule.name)
         clause = rules.visible_rules_clause(scope)
         if clause is not None:
@@ -194,6 +202,7 @@ class DiscoveryTaskView(SecureModelView):
             schedule=schedule_data(form),
             organization_id=parse_id(form.owner.data),
             rule_ids=rule_ids,
+            agent=form.agent.data or agents.AUTO,
         )
 
     def _checked_rules(self, form: TaskForm) -> bool:

@@ -31,10 +31,10 @@ from app.models.notifications import NotificationType
 from app.models.types import utcnow
 from app.scan import shards, starttls, sweep
 from app.services import audit
-from app.services.discovery import endpoints, results
+from app.services.discovery import agents, endpoints, results
 from app.services.discovery.rules import rule_objects
 from app.services.discovery.tasks import deny_list, get_task, lookup, target_spec
-from app.services.errors import Conflict, NotFound
+from app.services.errors import Conflict, NotFound, ValidationFailed
 from app.services.notifications import events
 from app.services.notifications import sweep as notification_sweep
 from app.services.platform import jobs
@@ -81,10 +81,18 @@ def start_run(
     db.session.flush()
     count = 0
     size = shard_size or shards.pick_shard_size(spec.target_count, SHARD_SIZE)
+    kind, payload = "scan_shard", {}
+    if task.agent and task.agent != agents.AUTO:
+        # Checked again at every run: the agent may have been disabled or its allow-list
+        # narrowed since the task was saved. Its shards go to its queue only.
+        problems = agents.check_task_targets(task.agent, spec)
+        if problems:
+            raise ValidationFailed({"agent": problems})
+        kind, payload = "agent_shard", {"agent": task.agent}
     for shard in shards.split_into_shards(spec, size):
         job = jobs.create_job(
-            kind="scan_shard",
-            payload={"run_id": run.id, "index": shard.index},
+            kind=kind,
+            payload={"run_id": run.id, "index": shard.index, **payload},
             organization_id=task.organization_id,
             max_attempts=3,
             actor=actor,
@@ -106,7 +114,13 @@ def start_run(
         object_type="DiscoveryTask",
         object_id=task.id,
         label=task.name,
-        after={"run": run.id, "shards": count, "targets": spec.target_count, "trigger": trigger},
+        after={
+            "run": run.id,
+            "shards": count,
+            "targets": spec.target_count,
+            "trigger": trigger,
+            "agent": task.agent or agents.AUTO,
+        },
         organization_id=task.organization_id,
     )
     return run
@@ -274,7 +288,7 @@ def run_shard_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
     )
     counts = {**summary.count_by_outcome, **context.counts}
     ctx.hold()
-    _finish_shard(
+    finish_shard(
         context.shard_id,
         "cancelled" if summary.stopped else "done",
         summary.progress.targets_done,
@@ -299,7 +313,8 @@ def on_shard_failure(job: Job) -> None:
         _finalize(shard.run_id)
 
 
-def _finish_shard(shard_id: int, status: str, done: int, tls: int, counts: dict[str, int]) -> None:
+def finish_shard(shard_id: int, status: str, done: int, tls: int, counts: dict[str, int]) -> None:
+    """Record a shard's end (its worker's or agent's final counts) and maybe end the run."""
     db.session.execute(
         update(ScanShard)
         .where(ScanShard.id == shard_id)

@@ -34,6 +34,7 @@ from app.models.types import utcnow
 from app.scan import addresses, resolve, settings, starttls, targets
 from app.scan.errors import ScanInputError
 from app.services import audit
+from app.services.discovery import agents
 from app.services.errors import DomainError, ValidationFailed
 from app.services.platform import jobs
 from app.services.scope import SYSTEM, Actor, Scope, scope_of
@@ -52,6 +53,7 @@ TASK_FIELDS = (
     "protocols",
     "schedule",
     "organization_id",
+    "agent",
 )
 
 
@@ -89,6 +91,7 @@ class TaskData:
     organization_id: int | None = None
     description: str = ""
     rule_ids: Sequence[int] = ()
+    agent: str = "Auto"  # or the name of an enabled agent (app.services.discovery.agents)
 
 
 def target_spec(task: DiscoveryTask | TaskData) -> targets.TargetSpec:
@@ -150,10 +153,18 @@ def _clean(actor: Actor, data: TaskData, task_id: int | None) -> dict[str, Any]:
         )
     ).first():
         errors["name"] = [f"A task named '{name}' already exists."]
+    agent = (data.agent or agents.AUTO).strip()
+    if agent.lower() == agents.AUTO.lower():
+        agent = agents.AUTO
     try:
-        target_spec(data)
+        spec = target_spec(data)
     except ValidationFailed as exc:
         errors.update(exc.errors)
+    else:
+        if agent != agents.AUTO:
+            problems = agents.check_task_targets(agent, spec)
+            if problems:
+                errors["agent"] = problems
     if not 0 < data.connect_timeout <= settings.MAX_CONNECT_TIMEOUT:
         errors["connect_timeout"] = [f"Between 0 and {settings.MAX_CONNECT_TIMEOUT:g} seconds."]
     if not 0 < data.handshake_timeout <= settings.MAX_HANDSHAKE_TIMEOUT:
@@ -210,6 +221,7 @@ def _clean(actor: Actor, data: TaskData, task_id: int | None) -> dict[str, Any]:
         "protocols": data.protocols.strip(),
         "schedule": recurrence.parse_schedule(data.schedule).to_dict(),
         "organization_id": data.organization_id,
+        "agent": agent,
         "_rules": rule_rows,
     }
 

@@ -438,6 +438,12 @@ def execute(job_id: int, handler: Handler) -> str:
         RUNNING.discard(job_id)
 
 
+def finish(ctx: JobContext, *, result: dict[str, Any] | None = None) -> None:
+    """Mark a job this attempt holds done, with its result (work that ends outside the
+    handler, e.g. a shard an agent reports finished). Commits."""
+    _finish(ctx, JobStatus.DONE, result=result)
+
+
 def _finish(
     ctx: JobContext,
     status: JobStatus,

@@ -1,0 +1,88 @@
+"""Central actors of agent scans: the dispatcher of an agent task's shard (queue default)
+and the receiver of what agents send back (queue ``agents``, signed envelopes)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import CurrentMessage
+
+from app.runtime.broker import broker
+from app.services.discovery import agentruns, agents, runs
+from app.services.platform import jobs
+
+RESULTS_QUEUE = "agents"
+
+
+def send_to_agent(name: str, payload: dict[str, Any]) -> None:
+    """Put a shard message on ``scan.<name>``, which only that agent consumes.
+
+    Never through ``broker.declare_queue``: a worker of this process would start consuming
+    every queue declared in it (dramatiq adds a consumer on declaration), and take the
+    agent's shards. On RabbitMQ the queue is made and published to directly; on Redis a
+    queue needs no declaration.
+    """
+    message = dramatiq.Message(
+        queue_name=agents.queue_name(name),
+        actor_name=agentruns.AGENT_ACTOR,
+        args=(payload,),
+        kwargs={},
+        options={},
+    )
+    if isinstance(broker, RabbitmqBroker):
+        import pika
+
+        queue = message.queue_name
+        broker._declare_queue(queue)
+        broker._declare_dq_queue(queue)
+        broker._declare_xq_queue(queue)
+        broker.channel.basic_publish(
+            exchange="",
+            routing_key=queue,
+            body=message.encode(),
+            properties=pika.BasicProperties(delivery_mode=2),
+        )
+    elif isinstance(broker, RedisBroker):
+        broker.enqueue(message)
+    else:
+        raise RuntimeError(
+            f"agent '{name}' cannot be reached: agents need a Redis or RabbitMQ broker (BROKER_URL)"
+        )
+
+
+agentruns.set_sender(send_to_agent)
+
+
+@dramatiq.actor(queue_name="default", max_retries=0, time_limit=120_000)
+def agent_dispatch(job_id: int) -> None:
+    current = CurrentMessage.get_current_message()
+    sent_at = (
+        datetime.fromtimestamp(current.message_timestamp / 1000, UTC)
+        if current is not None
+        else None
+    )
+    agentruns.dispatch(job_id, sent_at=sent_at)
+
+
+@dramatiq.actor(
+    queue_name=RESULTS_QUEUE,
+    max_retries=30,
+    min_backoff=200,
+    max_backoff=5_000,
+    time_limit=300_000,
+    retry_when=lambda retries, exc: isinstance(exc, agentruns.NotYet) and retries < 30,
+)
+def agent_report(envelope: dict[str, Any]) -> None:
+    agentruns.receive(envelope)
+
+
+jobs.register_kind(
+    agentruns.KIND,
+    "Scan a block of addresses through an agent",
+    agent_dispatch,
+    on_failure=runs.on_shard_failure,
+)

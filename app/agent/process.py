@@ -1,0 +1,126 @@
+"""The agent's broker wiring: its own broker (Redis or RabbitMQ, no app middleware), the one
+actor it declares (on ``scan.<name>``), and sending envelopes to the central ``agents``
+queue. Two ways in:
+
+- ``serve(...)`` runs a dramatiq Worker in this process (``flask --app wsgi agent run``);
+- ``dramatiq app.agent.process --queues scan.NAME --processes 1 --threads 2`` with CW_AGENT_NAME,
+  CW_AGENT_BROKER, CW_AGENT_KEY, CW_AGENT_ALLOW (comma separated), and optionally
+  CW_REDIS_NAMESPACE, CW_AGENT_CAPACITY, CW_AGENT_HEARTBEAT_SECONDS: importing this module
+  builds the agent from those variables.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.redis import RedisBroker
+
+from app.agent.runner import Agent, AgentConfig, load_config
+from app.config import setting
+
+RESULTS_QUEUE = "agents"  # app.actors.agents.RESULTS_QUEUE
+RESULTS_ACTOR = "agent_report"
+SHARD_ACTOR = "agent_scan_shard"  # app.services.discovery.agentruns.AGENT_ACTOR
+log = logging.getLogger("certwright.agent")
+
+
+def make_broker(url: str, namespace: str = "dramatiq") -> dramatiq.Broker:
+    """Raises: ValueError: not a redis://, rediss://, unix:// (Redis) or amqp(s):// URL."""
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in ("redis", "rediss", "unix"):
+        return RedisBroker(url=url, namespace=namespace)
+    if scheme in ("amqp", "amqps"):
+        return RabbitmqBroker(url=url)
+    raise ValueError(f"--broker {scheme or url!r}: give a redis:// or amqp:// URL")
+
+
+def build(config: AgentConfig, broker: dramatiq.Broker) -> Agent:
+    """Declare the agent's actor on ``broker`` and return the agent (heartbeats not started)."""
+
+    def send(envelope: dict[str, Any]) -> None:
+        broker.enqueue(
+            dramatiq.Message(
+                queue_name=RESULTS_QUEUE,
+                actor_name=RESULTS_ACTOR,
+                args=(envelope,),
+                kwargs={},
+                options={},
+            )
+        )
+
+    agent = Agent(config, send)
+
+    def agent_scan_shard(message: dict[str, Any]) -> None:
+        log.info("shard job #%s: %s", message.get("shard"), agent.run_shard(message))
+
+    dramatiq.actor(
+        agent_scan_shard,
+        actor_name=SHARD_ACTOR,
+        queue_name=f"scan.{config.name}",
+        broker=broker,
+        max_retries=0,
+        time_limit=24 * 3600 * 1000,
+    )
+    return agent
+
+
+def serve(
+    config: AgentConfig, *, broker_url: str, namespace: str = "dramatiq", threads: int = 2
+) -> None:
+    """Run the agent in this process until SIGINT/SIGTERM."""
+    broker = make_broker(broker_url, namespace)
+    agent = build(config, broker)
+    # An idle agent looks for a shard every 100 ms (dramatiq's default is a second), as
+    # dedicated scan workers do with dramatiq_worker_timeout (README "Scale-out").
+    worker = dramatiq.Worker(
+        broker, queues={f"scan.{config.name}"}, worker_threads=max(1, threads), worker_timeout=100
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    worker.start()
+    agent.start_heartbeats()
+    log.info(
+        "agent %s consuming scan.%s, allow-list %s",
+        config.name,
+        config.name,
+        ", ".join(b.describe() for b in config.allowed),
+    )
+    try:
+        stop.wait()
+    finally:
+        agent.stop()
+        worker.stop()
+        broker.close()
+
+
+def _from_environment() -> Agent | None:
+    name = str(setting("CW_AGENT_NAME")).strip()
+    if not name:
+        return None
+    config = load_config(
+        name=name,
+        key_file=str(setting("CW_AGENT_KEY")),
+        allow=str(setting("CW_AGENT_ALLOW")).split(","),
+        capacity=int(setting("CW_AGENT_CAPACITY")),
+        heartbeat=float(setting("CW_AGENT_HEARTBEAT_SECONDS")),
+    )
+    broker = make_broker(
+        str(setting("CW_AGENT_BROKER")), str(setting("CW_REDIS_NAMESPACE")) or "dramatiq"
+    )
+    dramatiq.set_broker(broker)
+    agent = build(config, broker)
+    agent.start_heartbeats()
+    return agent
+
+
+AGENT = _from_environment()

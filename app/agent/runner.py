@@ -1,0 +1,187 @@
+"""The agent's work: check a shard against the local allow-list, sweep it, send signed
+batches, a final summary, and heartbeats. Broker-agnostic: ``send`` puts one envelope on
+the central results queue."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from app.scan import agentwire, shards, sweep
+from app.scan.addresses import DEFAULT_DENY, AddressBlock
+from app.scan.errors import ScanInputError, TargetSpecError
+from app.version import __version__
+
+log = logging.getLogger("certwright.agent")
+Send = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class AgentConfig:
+    name: str
+    key: Ed25519PrivateKey
+    allowed: tuple[AddressBlock, ...]
+    capacity: int = 2
+    heartbeat_seconds: float = 10.0
+    host: str = field(default_factory=socket.gethostname)
+
+
+def load_config(
+    *, name: str, key_file: str, allow: Sequence[str], capacity: int = 2, heartbeat: float = 10.0
+) -> AgentConfig:
+    """Raises: ValueError: a bad name, key file or allow-list entry (the text says which)."""
+    if not name or not all(c.isalnum() or c == "-" for c in name) or name != name.lower():
+        raise ValueError(f"agent name {name!r}: lowercase letters, digits and dashes")
+    try:
+        with open(key_file, "rb") as handle:
+            pem = handle.read()
+    except OSError as exc:
+        raise ValueError(f"cannot read the key file {key_file}: {exc.strerror}") from None
+    try:
+        key = agentwire.load_private_key(pem)
+        allowed = agentwire.parse_allow_list(allow)
+    except agentwire.EnvelopeError as exc:
+        raise ValueError(str(exc)) from None
+    if not allowed:
+        raise ValueError("give at least one --allow range: the agent scans nothing else")
+    return AgentConfig(name, key, allowed, max(1, capacity), max(1.0, heartbeat))
+
+
+class Agent:
+    """One agent process: runs shards (from any number of worker threads) and beats."""
+
+    def __init__(self, config: AgentConfig, send: Send) -> None:
+        self.config = config
+        self._send = send
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.deny = (*DEFAULT_DENY, *agentwire.complement(config.allowed))
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    def envelope(self, kind: str, shard: int, body: dict[str, Any]) -> dict[str, Any]:
+        return agentwire.sign(
+            self.config.key,
+            agent=self.config.name,
+            kind=kind,
+            shard=shard,
+            ts=time.time(),
+            body=body,
+        )
+
+    def send(self, kind: str, shard: int, body: dict[str, Any]) -> None:
+        self._send(self.envelope(kind, shard, body))
+
+    # --- heartbeats --------------------------------------------------------------------
+
+    def heartbeat(self) -> None:
+        with self._lock:
+            in_flight = self.in_flight
+        self.send(
+            "heartbeat",
+            0,
+            {
+                "host": self.config.host,
+                "version": __version__,
+                "in_flight": in_flight,
+                "capacity": self.config.capacity,
+                "pid": os.getpid(),
+            },
+        )
+
+    def start_heartbeats(self) -> None:
+        def beat() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.heartbeat()
+                except Exception:  # the broker may be down for a moment: beat again later
+                    log.exception("heartbeat not sent")
+                self._stop.wait(self.config.heartbeat_seconds)
+
+        self._beat = threading.Thread(target=beat, name="agent-heartbeat", daemon=True)
+        self._beat.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # --- shards ------------------------------------------------------------------------
+
+    def refusal(self, shard: shards.Shard) -> str | None:
+        """Why this agent will not scan the shard (None: it will)."""
+        left = agentwire.outside(shard.blocks, self.config.allowed)
+        if left:
+            return (
+                f"{agentwire.describe_blocks(left[:5])} is outside this agent's local "
+                f"allow-list ({agentwire.describe_blocks(self.config.allowed)})"
+            )
+        return None
+
+    def run_shard(self, message: dict[str, Any]) -> str:
+        """Scan one shard message and report it; what happened (for the log)."""
+        job_id, lease = int(message["shard"]), str(message["lease"])
+        try:
+            shard = shards.Shard.from_dict(message["spec"])
+            options = sweep.SweepOptions(**message["options"])
+        except (ScanInputError, TypeError, KeyError) as exc:
+            self.send("refused", job_id, {"lease": lease, "reason": f"malformed shard: {exc}"})
+            return "refused (malformed)"
+        reason = self.refusal(shard)
+        if reason is not None:
+            log.warning("shard job #%s refused: %s", job_id, reason)
+            self.send("refused", job_id, {"lease": lease, "reason": reason})
+            return "refused"
+        with self._lock:
+            self.in_flight += 1
+        batches = 0
+
+        def on_batch(batch: sweep.SweepBatch) -> None:
+            nonlocal batches
+            progress = batch.progress
+            self.send(
+                "batch",
+                job_id,
+                {
+                    "lease": lease,
+                    "seq": batches,
+                    "results": [r.to_dict() for r in batch.results],
+                    "progress": {
+                        "targets_done": progress.targets_done,
+                        "in_flight": progress.in_flight,
+                        "tls_endpoints": progress.tls_endpoints,
+                        "estimate": progress.estimate,
+                    },
+                },
+            )
+            batches += 1
+
+        try:
+            summary = sweep.run_shard(shard, options, on_batch=on_batch, deny=self.deny)
+        except TargetSpecError as exc:
+            self.send("refused", job_id, {"lease": lease, "reason": "; ".join(exc.messages)})
+            return "refused (denied)"
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+        self.send(
+            "done",
+            job_id,
+            {
+                "lease": lease,
+                "batches": batches,
+                "summary": {
+                    "targets_done": summary.progress.targets_done,
+                    "tls_endpoints": summary.progress.tls_endpoints,
+                    "counts": summary.count_by_outcome,
+                    "stopped": summary.stopped,
+                },
+            },
+        )
+        return f"{summary.progress.targets_done} targets, {summary.progress.tls_endpoints} TLS"

@@ -1,0 +1,110 @@
+"""Command line for scanning agents: create one (its key written to a file once), disable
+or enable it, and run the agent process itself (which needs no database)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from app.cli.core import commit_or_fail, fail
+from app.config import setting
+from app.extensions import db
+from app.models import ScanAgent
+from app.services.scope import SYSTEM
+
+agent_cli = AppGroup("agent", help="Scanning agents (one per network zone).")
+
+
+@agent_cli.command("create")
+@click.argument("name")
+@click.option("--allow", "allow", multiple=True, required=True, help="a range it may scan")
+@click.option("--key-out", type=click.Path(dir_okay=False), required=True, help="key file")
+@click.option("--description", default="")
+def create(name: str, allow: tuple[str, ...], key_out: str, description: str) -> None:
+    """Create an agent; its private key is written to --key-out (mode 0600), once."""
+    from app.scan import agentwire
+    from app.services.discovery import agents
+
+    path = Path(key_out)
+    if path.exists():
+        fail(f"{path} exists; the key is written only to a new file")
+    created = commit_or_fail(
+        lambda: agents.create_agent(
+            actor=SYSTEM, name=name, allowed_ranges="\n".join(allow), description=description
+        )
+    )
+    assert isinstance(created, agents.NewAgent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(created.private_key_pem)
+    click.echo(
+        f"agent {created.agent.name} created; key written to {path} "
+        f"(public key SHA-256 {agentwire.key_fingerprint(created.agent.public_key)})"
+    )
+
+
+def _set(name: str, enabled: bool) -> None:
+    from app.services.discovery import agents
+
+    agent = db.session.execute(select(ScanAgent).where(ScanAgent.name == name)).scalar_one_or_none()
+    if agent is None:
+        fail(f"no agent '{name}'")
+    assert agent is not None
+    agent_id = agent.id
+    commit_or_fail(lambda: agents.set_enabled(actor=SYSTEM, agent_id=agent_id, enabled=enabled))
+    click.echo(f"agent {name} {'enabled' if enabled else 'disabled'}")
+
+
+@agent_cli.command("disable")
+@click.argument("name")
+def disable(name: str) -> None:
+    """Disable an agent: it gets no shards and what it sends is rejected."""
+    _set(name, False)
+
+
+@agent_cli.command("enable")
+@click.argument("name")
+def enable(name: str) -> None:
+    _set(name, True)
+
+
+@agent_cli.command("run")
+@click.argument("name")
+@click.option("--broker", "broker_url", required=True, help="redis://... or amqp://...")
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--allow", "allow", multiple=True, required=True, help="a range it may scan (repeat)")
+@click.option("--threads", default=2, show_default=True, help="shards scanned at once")
+@click.option(
+    "--namespace",
+    default=lambda: str(setting("CW_REDIS_NAMESPACE")) or "dramatiq",
+    help="Redis key prefix (the central CW_REDIS_NAMESPACE)",
+)
+@click.option("--heartbeat", default=10.0, show_default=True, help="seconds between heartbeats")
+def run(
+    name: str,
+    broker_url: str,
+    key_file: str,
+    allow: tuple[str, ...],
+    threads: int,
+    namespace: str,
+    heartbeat: float,
+) -> None:
+    """Run the agent NAME: scan shards of its queue inside its own allow-list. Needs no
+    database: only the broker URL, its key file and --allow."""
+    from app.agent.process import serve
+    from app.agent.runner import load_config
+
+    try:
+        config = load_config(
+            name=name, key_file=key_file, allow=allow, capacity=threads, heartbeat=heartbeat
+        )
+        serve(config, broker_url=broker_url, namespace=namespace, threads=threads)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+COMMANDS = (agent_cli,)
