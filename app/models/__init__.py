@@ -83,7 +83,7 @@ from app.models.pki import (
     LintMode,
     SerialNumber,
 )
-from app.models.reports import Report, ReportChunk
+from app.models.reports import Report, ReportChunk, ReportSchedule
 
 __all__ = [
     "HEALTH_FLAGS",
@@ -157,6 +157,7 @@ __all__ = [
     "RecipientRole",
     "Report",
     "ReportChunk",
+    "ReportSchedule",
     "RequestMode",
     "RequestStatus",
     "Role",

@@ -35,6 +35,9 @@ from app.services.scope import SYSTEM, Actor, Scope, scope_of
 JOB_KIND = "report_chunk"
 PURGE_KIND = "report_purge"
 ACTIVE = ("pending", "running")
+# Called with a report in the transaction that marks it done (scheduled reports mail it:
+# app.services.reports.schedules registers itself here).
+ON_READY: list[Callable[[Report], None]] = []
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,12 @@ def start_report(
     filters: Filters | None = None,
     bom: bool = False,
     chunk_rows: int | None = None,
+    report_schedule_id: int | None = None,
+    schedule_job_id: int | None = None,
 ) -> Report:
     """Validate, store the report and create one chunk job per id range (messages after
     commit). With nothing to read the report is done at once (a head and a tail).
+    ``report_schedule_id``/``schedule_job_id``: started by that scheduled report's job.
 
     Raises:
         DomainError: an unknown type or format, or a filter the report or viewer refuses.
@@ -96,6 +102,8 @@ def start_report(
         ranges=[],
         created_at=now,
         expires_at=now + timedelta(days=keep_days()),
+        report_schedule_id=report_schedule_id,
+        schedule_job_id=schedule_job_id,
     )
     db.session.add(report)
     db.session.flush()
@@ -119,23 +127,26 @@ def start_report(
                 for i, (lo, hi) in enumerate(ranges)
             ],
         )
-    else:
-        report.status = "done"
-        report.finished_at = now
-        _ready(report)
+    after: dict[str, Any] = {
+        "report_type": report.report_type,
+        "format": report.format,
+        "filters": report.filters,
+        "chunks_total": report.chunks_total,
+    }
+    if report_schedule_id is not None:
+        after["report_schedule_id"] = report_schedule_id
     audit.record(
         action="report.run",
         actor=actor,
         object_type="Report",
         object_id=report.id,
         label=f"{rtype.title} ({chosen.value})",
-        after={
-            "report_type": report.report_type,
-            "format": report.format,
-            "filters": report.filters,
-            "chunks_total": report.chunks_total,
-        },
+        after=after,
     )
+    if not ranges:
+        report.status = "done"
+        report.finished_at = now
+        _ready(report)
     return report
 
 
@@ -256,6 +267,8 @@ def _ready(report: Report) -> None:
         ),
         actor="reports",
     )
+    for hook in ON_READY:
+        hook(report)
 
 
 def build_here(*, report_id: int) -> Report:
@@ -375,6 +388,11 @@ def download(*, actor: Actor, report_id: int) -> Download:
         object_id=report.id,
         label=str(report),
     )
+    return content(report)
+
+
+def content(report: Report) -> Download:
+    """A finished report's file as a stream (no check, no audit: callers do both)."""
     rtype = catalog.report_type(report.report_type)
     writer = export.writer_for(Format(report.format), bom=report.bom)
     report_id, total, count = report.id, report.chunks_total, report.row_count
