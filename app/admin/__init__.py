@@ -33,6 +33,7 @@ def init_console(app: Flask) -> Any:
     from app.admin.persons import InvitationView, PersonView
     from app.admin.pki import CaView, CertificateProfileView
     from app.admin.planner import ValidityPlannerView
+    from app.admin.report_schedules import ScheduledReportsView
     from app.admin.reports import ReportsView
     from app.admin.requests import RequestView
     from app.admin.system import AboutView, AuditView, JobView, MyProfileView, OutboxView
@@ -113,6 +114,11 @@ def init_console(app: Flask) -> Any:
         )
     )
     console.add_view(ReportsView(name="Run a Report", category="Reports", endpoint="reports"))
+    console.add_view(
+        ScheduledReportsView(
+            name="Scheduled Reports", category="Reports", endpoint="report_schedules"
+        )
+    )
     console.add_view(
         ValidityPlannerView(name="Validity Planner", category="Reports", endpoint="planner")
     )

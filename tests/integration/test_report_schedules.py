@@ -22,8 +22,8 @@ from app.services.platform import scheduling
 from app.services.reports import schedules
 from app.services.reports.catalog import Filters
 from tests import notify
-from tests.conftest import drain
-from tests.factories import make_admin, make_org
+from tests.conftest import csrf_token, drain, login
+from tests.factories import PASSWORD, make_admin, make_org
 from tests.integration.test_reports import EVIL, add_certificates
 
 WEEKLY = {"kind": "weekly", "weekday": "monday", "time": "07:00", "timezone": "Europe/Berlin"}
@@ -238,3 +238,71 @@ def test_schedules_are_validated_and_scoped_to_their_owner(app, stub_worker):
     fire(item, stub_worker)
     item = db.session.get(ReportSchedule, item.id)
     assert "deactivated" in item.last_error and item.last_report_id is None
+
+
+def test_the_console_creates_previews_runs_and_deletes_a_schedule(app, stub_worker, client, smtp):
+    make_admin()
+    mine, theirs = make_org("Mine"), make_org("Theirs")
+    add_certificates(mine, 2, days=3)
+    make_admin("rao", Role.RAO, org=mine)
+    make_admin("other", Role.RAO, org=theirs)
+    login(client, "rao", PASSWORD)
+    page = client.get("/admin/report_schedules/new/")
+    assert page.status_code == 200 and b"Next 5 runs" in page.data
+    preview = client.get(
+        "/admin/report_schedules/schedule-preview/",
+        query_string={
+            "schedule_kind": "monthly",
+            "schedule_day_of_month": "31",
+            "schedule_time": "08:00",
+            "schedule_timezone": "UTC",
+        },
+    ).get_json()
+    assert preview["describe"] == "Monthly on day 31 at 08:00 (UTC)" and len(preview["runs"]) == 5
+    token = csrf_token(client, "/admin/report_schedules/new/")
+    form = {
+        "csrf_token": token,
+        "name": "Expiring soon",
+        "report_type": "ssl_certificates",
+        "fmt": "csv",
+        "date_field": "expires",
+        "period": "next",
+        "period_days": "30",
+        "target": f"o:{theirs.id}",  # not theirs to name
+        "recipients": "boss@example.com",
+        "schedule_kind": "weekly",
+        "schedule_weekday": "0",
+        "schedule_time": "07:00",
+        "schedule_timezone": "Europe/Berlin",
+    }
+    refused = client.post("/admin/report_schedules/new/", data=form)
+    assert refused.status_code == 200 and b"No such organization." in refused.data
+    form["target"] = f"o:{mine.id}"
+    saved = client.post("/admin/report_schedules/new/", data=form, follow_redirects=True)
+    assert b"Saved the scheduled report" in saved.data
+    assert b"Weekly on Monday at 07:00 (Europe/Berlin)" in saved.data
+    item = db.session.execute(select(ReportSchedule)).scalar_one()
+    assert item.filters == {"date_field": "expires", "organization_id": mine.id}
+    edit = client.get(f"/admin/report_schedules/edit/?id={item.id}")
+    assert b'value="Expiring soon"' in edit.data
+    ran = client.post(
+        "/admin/report_schedules/run/",
+        data={"csrf_token": token, "id": item.id},
+        follow_redirects=True,
+    )
+    assert b"started" in ran.data
+    drain(stub_worker)
+    [message] = smtp.to("boss@example.com")
+    assert attachment(message)[0].endswith(".csv")
+    # Another RAO neither sees nor reaches it.
+    outsider = app.test_client()
+    login(outsider, "other", PASSWORD)
+    assert b"Expiring soon" not in outsider.get("/admin/report_schedules/").data
+    assert outsider.get(f"/admin/report_schedules/edit/?id={item.id}").status_code == 404
+    gone = client.post(
+        "/admin/report_schedules/delete/",
+        data={"csrf_token": token, "id": item.id},
+        follow_redirects=True,
+    )
+    assert b"Deleted the scheduled report" in gone.data
+    assert db.session.execute(select(func.count(ReportSchedule.id))).scalar() == 0

@@ -330,6 +330,17 @@ def run_schedule_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
     return start_scheduled(item, job_id=job.id)
 
 
+def run_now(*, actor: Actor, schedule_id: int) -> dict[str, Any]:
+    """Run a schedule at once (the console's Run now), as the scheduler would: with the
+    owner's scope, mailed when done; its next scheduled run is unchanged.
+
+    Raises:
+        NotFound: not the viewer's schedule.
+    """
+    item = get_schedule(actor=actor, schedule_id=schedule_id)
+    return start_scheduled(item, job_id=None)
+
+
 def start_scheduled(item: ReportSchedule, *, job_id: int | None) -> dict[str, Any]:
     """Start the schedule's report now (the caller commits); a refusal is kept on the
     schedule (last_error) and audited, not retried: the next run tries again."""
