@@ -105,3 +105,5 @@ class ReportChunk(db.Model):  # type: ignore[name-defined,misc]
     high: Mapped[int] = mapped_column(BigInteger)
     rows: Mapped[int] = mapped_column(Integer, default=0)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+    # Counts of the report type's chart columns in these rows (app.reports.summary).
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

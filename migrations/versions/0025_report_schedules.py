@@ -1,7 +1,9 @@
 """Scheduled reports (issue 13 §4): report_schedules (a report, its recurrence, recipients,
 its owner whose scope it runs with), reports.report_schedule_id / schedule_job_id (which
 schedule and which scheduler job started a report: a job run twice starts one report), and
-an attachment on outbox messages (a scheduled report mailed as a file).
+an attachment on outbox messages (a scheduled report mailed as a file), and
+report_chunks.summary (counts of a chunk's chart columns, for the charts of the HTML view
+and export).
 
 The downgrade drops the table and the columns; nothing else changes.
 
@@ -68,9 +70,11 @@ def upgrade():
         sa.Column("attachment_type", sa.String(length=128), nullable=False, server_default=""),
     )
     op.add_column("outbox_messages", sa.Column("attachment", sa.LargeBinary(), nullable=True))
+    op.add_column("report_chunks", sa.Column("summary", sa.JSON(), nullable=True))
 
 
 def downgrade():
+    op.execute(sa.text("ALTER TABLE report_chunks DROP COLUMN summary"))
     op.execute(sa.text("ALTER TABLE outbox_messages DROP COLUMN attachment"))
     op.execute(sa.text("ALTER TABLE outbox_messages DROP COLUMN attachment_type"))
     op.execute(sa.text("ALTER TABLE outbox_messages DROP COLUMN attachment_name"))
