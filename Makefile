@@ -58,7 +58,7 @@ packages:
 	  else echo "Missing:$$missing and not root: the tests that need them skip (CI=true makes them fail)"; fi; fi
 
 test: venv ## Set up and run the whole test suite (unit and integration on all cores, then the rest)
-	@$(MAKE) --no-print-directory packages WANT="chromium wrk nmap cfssl:golang-cfssl systemd-analyze:systemd certbot lego knotd:knot pebble nft:nftables ip:iproute2 redis-server"
+	@$(MAKE) --no-print-directory packages WANT="chromium wrk nmap cfssl:golang-cfssl systemd-analyze:systemd certbot lego knotd:knot pebble nft:nftables ip:iproute2 redis-server soffice:libreoffice-calc-nogui"
 	$(BIN)/python -m pytest -n auto tests/unit tests/integration $(PYTEST_ARGS)
 	$(BIN)/python -m pytest tests/cli tests/services tests/e2e $(PYTEST_ARGS)
 

@@ -75,6 +75,7 @@ def register_blueprints(app: Flask) -> None:
     from app.portal.home import bp as portal_home_bp
     from app.portal.notices import bp as notices_bp
     from app.portal.register import bp as register_bp
+    from app.portal.report_links import bp as report_links_bp
     from app.portal.selfservice import bp as selfservice_bp
 
     app.register_blueprint(auth_bp)
@@ -90,6 +91,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(portal_home_bp)
     app.register_blueprint(register_bp)
     app.register_blueprint(selfservice_bp)
+    app.register_blueprint(report_links_bp)
     console = ConsoleOnFirstRequest(app, app.wsgi_app)
     app.extensions["cw_console"] = console
     app.wsgi_app = console  # type: ignore[method-assign]

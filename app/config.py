@@ -377,6 +377,22 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         minimum=100,
     ),
     Setting(
+        "CW_REPORT_MAIL_MAX_BYTES",
+        int,
+        5_000_000,
+        "largest scheduled report mailed as an attachment; a larger one is mailed as a signed, "
+        "expiring download link (0: always a link)",
+        minimum=0,
+    ),
+    Setting(
+        "CW_REPORT_LINK_HOURS",
+        int,
+        72,
+        "hours a mailed report download link works (at most until the report is deleted, "
+        "`CW_REPORT_KEEP_DAYS`)",
+        minimum=1,
+    ),
+    Setting(
         "CW_WEBHOOK_MAX_ATTEMPTS",
         int,
         8,

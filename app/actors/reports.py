@@ -1,5 +1,5 @@
-"""Report actors: one chunk (id range) of a generated report per message; the hourly purge
-of reports past their keeping time."""
+"""Report actors: one chunk (id range) of a generated report per message; a scheduled
+report fired by the scheduler; the hourly purge of reports past their keeping time."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ import dramatiq
 
 from app.runtime.broker import broker  # noqa: F401  (declares actors on the configured broker)
 from app.services.platform import jobs
-from app.services.reports import generation
+from app.services.reports import generation, schedules
 
 
 @dramatiq.actor(queue_name="default", max_retries=0, time_limit=3_600_000)
 def build_report_chunk(job_id: int) -> None:
     jobs.execute(job_id, generation.run_chunk_job)
+
+
+@dramatiq.actor(queue_name="default", max_retries=0, time_limit=600_000)
+def start_scheduled_report(job_id: int) -> None:
+    jobs.execute(job_id, schedules.run_schedule_job)
 
 
 @dramatiq.actor(queue_name="default", max_retries=0, time_limit=600_000)
@@ -25,6 +30,11 @@ jobs.register_kind(
     "Build a chunk of a report",
     build_report_chunk,
     on_failure=generation.chunk_failed,
+)
+jobs.register_kind(
+    schedules.JOB_KIND,
+    "Start a scheduled report",
+    start_scheduled_report,
 )
 jobs.register_kind(
     generation.PURGE_KIND,

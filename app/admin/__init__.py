@@ -34,6 +34,7 @@ def init_console(app: Flask) -> Any:
     from app.admin.persons import InvitationView, PersonView
     from app.admin.pki import CaView, CertificateProfileView
     from app.admin.planner import ValidityPlannerView
+    from app.admin.report_schedules import ScheduledReportsView
     from app.admin.reports import ReportsView
     from app.admin.requests import RequestView
     from app.admin.system import AboutView, AuditView, JobView, MyProfileView, OutboxView
@@ -116,6 +117,11 @@ def init_console(app: Flask) -> Any:
     )
     console.add_view(ScanAgentView(name="Agents", category="Discovery", endpoint="scan_agents"))
     console.add_view(ReportsView(name="Run a Report", category="Reports", endpoint="reports"))
+    console.add_view(
+        ScheduledReportsView(
+            name="Scheduled Reports", category="Reports", endpoint="report_schedules"
+        )
+    )
     console.add_view(
         ValidityPlannerView(name="Validity Planner", category="Reports", endpoint="planner")
     )

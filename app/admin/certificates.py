@@ -140,6 +140,11 @@ class ExpiryWindowFilter(BaseSQLAFilter):
 
 
 EXPIRY_OPTIONS = [(f"{a}-{b}", f"{a + (a > 0)} to {b} days") for a, b in charts.EXPIRY_WINDOWS]
+# The dashboard's 12-month timeline: week n from today (days [7(n-1), 7n) from now).
+WEEK_OPTIONS = [
+    (f"{a}-{b}", f"week {i + 1} (days {a} to {b - 1} from now)")
+    for i, (a, b) in enumerate(charts.week_windows())
+]
 
 
 class CertificateView(TypeAccessMixin, SecureModelView):
@@ -247,6 +252,7 @@ class CertificateView(TypeAccessMixin, SecureModelView):
             ),
             FindingFilter(Certificate.id, "Finding", options=per_request(_finding_choices)),
             ExpiryWindowFilter(Certificate.not_after, "Expires", options=EXPIRY_OPTIONS),
+            ExpiryWindowFilter(Certificate.not_after, "Expires in week", options=WEEK_OPTIONS),
             FilterEqual(Certificate.issuer_cn, "Issuer"),
             FilterEqual(Certificate.key_type, "Key type"),
             FilterEqual(Certificate.signature_algorithm, "Signature algorithm"),

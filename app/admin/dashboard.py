@@ -25,6 +25,7 @@ from app.models import (
     JobStatus,
     Organization,
 )
+from app.models.types import utcnow
 from app.reports import charts
 from app.services.accounts import admins
 from app.services.imports import findings
@@ -44,6 +45,10 @@ class LocationForm(AdminForm):
     org_id = IntegerField(widget=HiddenInput())
     city = StringField("City", validators=[Length(max=128)])
     state = StringField("State / province", validators=[Length(max=128)])
+
+
+WIDE = ("cw-chart-timeline",)  # charts drawn twice as wide
+DELEGATION_COLOURS = {"Requested": "#ffc107", "Approved": "#28a745", "Rejected": "#dc3545"}
 
 
 class DashboardView(SecureMixin, AdminIndexView):
@@ -82,6 +87,7 @@ class DashboardView(SecureMixin, AdminIndexView):
             links=self._step_links(),
             overview=(summary := dashboard.certificate_overview(actor=current_user)),
             charts=self._charts(summary),
+            wide=WIDE,
         )
 
     def _step_links(self) -> dict[str, str]:
@@ -170,8 +176,27 @@ class DashboardView(SecureMixin, AdminIndexView):
             charts.Bar(o, summary.by_origin.get(o, 0), self._list_url("ssl_certs", "Origin", o))
             for o in ("Issued", "Discovered", "Imported")
         ]
+        timeline = charts.timeline_figure(
+            summary.expiring_weeks,
+            utcnow().date(),
+            [
+                self._list_url("ssl_certs", "Expires in week", f"{a}-{b}")
+                for a, b in charts.week_windows()
+            ],
+        )
+        delegations = [
+            charts.Bar(
+                label,
+                count,
+                self._list_url("delegation", "Status", label),
+                DELEGATION_COLOURS.get(label, "#6c757d"),
+            )
+            for label, count in dashboard.delegation_states(actor=current_user).items()
+        ]
         return {
             "cw-chart-status": charts.bar_figure("Certificates by status", by_status),
+            "cw-chart-timeline": timeline,
+            "cw-chart-delegations": charts.bar_figure("Domain delegations", delegations),
             "cw-chart-expiring": charts.bar_figure("Expiring soon", expiring),
             "cw-chart-type": charts.bar_figure("Certificates by type", by_type),
             "cw-chart-key": charts.donut_figure("Keys", by_key),

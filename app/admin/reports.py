@@ -126,6 +126,23 @@ class ReportsView(SecureView):
             headers={"Content-Disposition": content_disposition(result.filename)},
         )
 
+    @expose("/view/")
+    def view(self) -> Any:
+        """A finished report's charts (drawn by the console's script from data-figure
+        attributes: no inline script) with its facts and download link."""
+        report_id = self._report_id()
+        found = self.run_service(
+            None, lambda: generation.get_report(actor=actor(), report_id=report_id)
+        )
+        if not found:
+            abort(404)
+        return self.render(
+            "admin/reports/view.html",
+            report=found,
+            title=catalog.report_type(found.report_type).title,
+            figures=generation.figures(found) if found.status == "done" else [],
+        )
+
     @expose("/cancel/", methods=("POST",))
     def cancel(self) -> Any:
         report_id = self._report_id()

@@ -85,7 +85,7 @@ from app.models.pki import (
     LintMode,
     SerialNumber,
 )
-from app.models.reports import Report, ReportChunk
+from app.models.reports import Report, ReportChunk, ReportSchedule
 
 __all__ = [
     "HEALTH_FLAGS",
@@ -160,6 +160,7 @@ __all__ = [
     "RecipientRole",
     "Report",
     "ReportChunk",
+    "ReportSchedule",
     "RequestMode",
     "RequestStatus",
     "Role",

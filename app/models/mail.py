@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Integer, String, Text
+from sqlalchemy import Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -49,3 +49,7 @@ class OutboxMessage(db.Model):  # type: ignore[name-defined,misc]
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # One file sent with the message (a scheduled report), when it has one.
+    attachment_name: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    attachment_type: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    attachment: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)

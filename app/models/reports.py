@@ -48,9 +48,47 @@ class Report(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # Run by a scheduled report (mailed when done), and by which scheduler job: a job run
+    # twice finds its report and starts no second one.
+    report_schedule_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    schedule_job_id: Mapped[int | None] = mapped_column(Integer, nullable=True, unique=True)
 
     def __str__(self) -> str:
         return f"Report #{self.id} ({self.report_type}, {self.format})"
+
+
+class ReportSchedule(db.Model):  # type: ignore[name-defined,misc]
+    """A report run on a recurrence (app.recurrence) with its owner's scope and mailed to
+    recipients: attached up to a size limit, else as a signed, expiring link."""
+
+    __tablename__ = "report_schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    report_type: Mapped[str] = mapped_column(String(48))
+    format: Mapped[str] = mapped_column(String(8))
+    bom: Mapped[bool] = mapped_column(Boolean, default=False)
+    filters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Dates relative to each run: "next" / "last" period_days days (empty: filters' own).
+    period: Mapped[str] = mapped_column(String(8), default="")
+    period_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    schedule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # app.recurrence
+    recipients: Mapped[str] = mapped_column(Text, default="")  # comma separated
+    # The admin whose scope the report runs with (and who alone edits it, with the MRAOs).
+    owner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("admins.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    organization_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    # The scheduler's row (app.models.jobs.Schedule) that fires it.
+    schedule_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_report_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class ReportChunk(db.Model):  # type: ignore[name-defined,misc]
@@ -67,3 +105,5 @@ class ReportChunk(db.Model):  # type: ignore[name-defined,misc]
     high: Mapped[int] = mapped_column(BigInteger)
     rows: Mapped[int] = mapped_column(Integer, default=0)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+    # Counts of the report type's chart columns in these rows (app.reports.summary).
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

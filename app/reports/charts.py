@@ -6,6 +6,7 @@ console's script opens it on click (the "breakdown" of the chart).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ STATUS_COLOURS: Mapping[str, str] = {
 }
 EXPIRY_COLOURS = ("#a71d2a", "#dc3545", "#fd7e14", "#ffc107")
 EXPIRY_WINDOWS = ((0, 7), (7, 30), (30, 60), (60, 90))  # days from now: [start, end)
+TIMELINE_WEEKS = 52  # the 12-month expiry timeline: one bar per week from now
 
 
 @dataclass(frozen=True)
@@ -117,3 +119,26 @@ def top_bars(counts: Mapping[str, int], urls: Mapping[str, str], *, limit: int =
     if rest:
         bars.append(Bar("other", rest, "", "#adb5bd"))
     return bars
+
+
+def week_windows(weeks: int = TIMELINE_WEEKS) -> list[tuple[int, int]]:
+    """Days from now of each week of the timeline: (0, 7), (7, 14), ..."""
+    return [(7 * i, 7 * (i + 1)) for i in range(weeks)]
+
+
+def timeline_figure(
+    counts: Sequence[int], today: dt.date, urls: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Live certificates expiring in each week of the next twelve months, labelled by the
+    week's first day; each bar links to the list of that week."""
+    links = list(urls) + [""] * (len(counts) - len(urls))
+    bars = [
+        Bar((today + dt.timedelta(days=7 * i)).strftime("%Y-%m-%d"), n, links[i], "#fd7e14")
+        for i, n in enumerate(counts)
+    ]
+    figure = bar_figure("Expiring by week, next 12 months", bars)
+    if any(counts):
+        figure["layout"]["xaxis"] = {"type": "category", "tickangle": -45, "nticks": 13}
+        figure["layout"]["margin"] = {"l": 40, "r": 10, "t": 40, "b": 70}
+        figure["data"][0]["hovertemplate"] = "week of %{x}: %{y}<extra></extra>"
+    return figure

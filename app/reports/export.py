@@ -20,6 +20,7 @@ import datetime as dt
 import enum
 import html
 import io
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +70,8 @@ class Meta:
     title: str
     generated_at: dt.datetime
     filters: Mapping[str, str] = field(default_factory=dict)
+    # Plotly figures the HTML page draws above its table (the XML and CSV ignore them).
+    figures: Sequence[Mapping[str, Any]] = ()
 
 
 def escape_formula(text: str) -> str:
@@ -241,11 +244,35 @@ _STYLE = (
     "th,td{border:1px solid #dee2e6;padding:.25rem .5rem;text-align:left;vertical-align:top}"
     "th{background:#f1f3f5;position:sticky;top:0}tr:nth-child(even) td{background:#f8f9fa}"
     "dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dt{font-weight:600}"
+    ".charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:1rem;"
+    "margin:1rem 0}"
 )
 
 
 class HtmlWriter:
-    """A self-contained page: inline CSS, no script, nothing loaded from elsewhere."""
+    """A self-contained page: inline CSS, nothing loaded from elsewhere. With figures and
+    ``plotly_js`` (the text of plotly.min.js) the page draws its charts with plotly.js
+    inlined; it is a file to mail or archive, not a console page, so inline script is
+    fine here. Without plotly_js it has no script at all."""
+
+    def __init__(self, plotly_js: str = "") -> None:
+        self.plotly_js = plotly_js
+
+    def _charts(self, meta: Meta) -> str:
+        if not (meta.figures and self.plotly_js):
+            return ""
+        boxes = "".join(
+            f'<div class="chart" id="cw-chart-{i}"></div>' for i in range(len(meta.figures))
+        )
+        # No "<" in the script element (no "</script", no "<!--"): in JSON a "<" occurs
+        # only inside strings, where \u003c reads the same.
+        figures = json.dumps(list(meta.figures), separators=(",", ":")).replace("<", "\\u003c")
+        script = self.plotly_js.replace("</script", "<\\/script")
+        draw = (
+            f"var figures={figures};figures.forEach(function(f,i){{"
+            'Plotly.newPlot("cw-chart-"+i,f.data,f.layout,{displaylogo:false,responsive:true});});'
+        )
+        return f'<div class="charts">{boxes}</div><script>{script}</script><script>{draw}</script>'
 
     def head(self, meta: Meta, columns: Sequence[Column]) -> bytes:
         title = html.escape(meta.title)
@@ -258,7 +285,8 @@ class HtmlWriter:
         return (
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>{title}</title><style>{_STYLE}</style></head><body>"
-            f"<h1>{title}</h1><dl>{listed}</dl><table><thead><tr>{heads}</tr></thead><tbody>\n"
+            f"<h1>{title}</h1><dl>{listed}</dl>{self._charts(meta)}"
+            f"<table><thead><tr>{heads}</tr></thead><tbody>\n"
         ).encode()
 
     def rows(self, columns: Sequence[Column], rows: Iterable[Row]) -> Iterator[bytes]:
@@ -273,12 +301,12 @@ class HtmlWriter:
         return f"</tbody></table><p>{count} rows.</p></body></html>\n".encode()
 
 
-def writer_for(fmt: Format, *, bom: bool = False) -> Writer:
+def writer_for(fmt: Format, *, bom: bool = False, plotly_js: str = "") -> Writer:
     if fmt == Format.CSV:
         return CsvWriter(bom=bom)
     if fmt == Format.XML:
         return XmlWriter()
-    return HtmlWriter()
+    return HtmlWriter(plotly_js=plotly_js)
 
 
 def stream(

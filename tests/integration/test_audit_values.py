@@ -720,6 +720,62 @@ def report_download(w: World) -> Seen:
     return Seen(None, None, no_values=True)
 
 
+def _report_schedule(w: World, **changes: Any) -> Any:
+    from app.services.reports import schedules
+    from app.services.reports.catalog import Filters
+
+    values: dict[str, Any] = {
+        "name": "Weekly expiring",
+        "report_type": "ssl_certificates",
+        "fmt": "csv",
+        "filters": Filters(organization_id=w.org.id),
+        "schedule": {"kind": "weekly", "weekday": 0, "time": "07:00"},
+        "recipients": "boss@example.com",
+        "period": "next",
+        "period_days": 30,
+    }
+    values.update(changes)
+    return schedules.ScheduleData(**values)
+
+
+def report_schedule_create(w: World) -> Seen:
+    from app.models import ReportSchedule
+    from app.services.reports import schedules
+
+    item = commit(lambda: schedules.create_schedule(actor=w.rao, data=_report_schedule(w)))
+    return Seen(None, observed(ReportSchedule, item.id))
+
+
+def report_schedule_update(w: World) -> Seen:
+    from app.models import ReportSchedule
+    from app.services.reports import schedules
+
+    item = commit(lambda: schedules.create_schedule(actor=w.rao, data=_report_schedule(w)))
+    old = observed(ReportSchedule, item.id)
+    data = _report_schedule(w, name="Monthly", fmt="xml", recipients="a@example.com")
+    commit(lambda: schedules.update_schedule(actor=w.rao, schedule_id=item.id, data=data))
+    return Seen(old, observed(ReportSchedule, item.id))
+
+
+def report_schedule_delete(w: World) -> Seen:
+    from app.models import ReportSchedule
+    from app.services.reports import schedules
+
+    item = commit(lambda: schedules.create_schedule(actor=w.rao, data=_report_schedule(w)))
+    old = observed(ReportSchedule, item.id)
+    commit(lambda: schedules.delete_schedule(actor=w.mrao, schedule_id=item.id))
+    return Seen(old, None)
+
+
+def report_schedule_refused(w: World) -> Seen:
+    from app.services.reports import schedules
+
+    item = commit(lambda: schedules.create_schedule(actor=w.rao, data=_report_schedule(w)))
+    w.rao.active = False
+    commit(lambda: schedules.start_scheduled(item, job_id=None))
+    return Seen(None, None, no_values=True)
+
+
 def audit_verify_failed(w: World) -> Seen:
     from app.actors.system import verify_audit_chain
 
@@ -1432,6 +1488,10 @@ CASES: dict[str, Callable[[World], Seen]] = {
     "report.run": report_run,
     "report.cancel": report_cancel,
     "report.download": report_download,
+    "report_schedule.create": report_schedule_create,
+    "report_schedule.update": report_schedule_update,
+    "report_schedule.delete": report_schedule_delete,
+    "report_schedule.refused": report_schedule_refused,
     "audit.verify_failed": audit_verify_failed,
     "config.apply": config_apply,
     "audit.head_forged": audit_head_forged,

@@ -11,7 +11,7 @@ from app.extensions import db
 from app.models import CertStatus, Role
 from app.services.reports import dashboard
 from tests.conftest import login
-from tests.factories import PASSWORD, make_admin, make_org
+from tests.factories import PASSWORD, make_admin, make_domain, make_org
 from tests.integration.test_reports import add_certificates
 
 
@@ -58,3 +58,38 @@ def test_every_bar_opens_the_filtered_list(app, client):
     signature = figure(page, "cw-chart-signature")["data"][0]
     assert signature["labels"] == ["ecdsa-with-SHA256"]
     assert "flt" in signature["customdata"][0]
+
+
+def test_the_weekly_timeline_and_delegation_states_drill_down(app, client):
+    mrao = make_admin()
+    acme, other = make_org("Acme"), make_org("Other")
+    make_domain("acme.example", by=mrao, org=acme)
+    make_domain("other.example", by=mrao, org=other)
+    first_week = add_certificates(acme, 2, days=1)  # 1..2 days: week 0
+    tenth = add_certificates(acme, 1, days=66, prefix="tenth")  # day 66: week 9
+    add_certificates(acme, 1, days=400, prefix="beyond")  # past the twelve months
+    add_certificates(other, 3, days=1, prefix="theirs")
+    rao = make_admin("rao", Role.RAO, org=acme)
+    overview = dashboard.certificate_overview(actor=rao)
+    assert len(overview.expiring_weeks) == 52
+    assert overview.expiring_weeks[0] == 2 and overview.expiring_weeks[9] == 1
+    assert sum(overview.expiring_weeks) == 3
+
+    login(client, "rao", PASSWORD)
+    page = client.get("/admin/").get_data(as_text=True)
+    timeline = figure(page, "cw-chart-timeline")
+    bars = timeline["data"][0]
+    assert len(bars["x"]) == 52 and bars["y"][0] == 2 and bars["y"][9] == 1
+    assert timeline["layout"]["yaxis"]["tickformat"] == ",d"  # whole numbers
+    listed = client.get(bars["customdata"][0]).get_data(as_text=True)
+    assert all(c.common_name in listed for c in first_week)
+    assert "theirs" not in listed and "tenth" not in listed
+    listed = client.get(bars["customdata"][9]).get_data(as_text=True)
+    assert tenth[0].common_name in listed and first_week[0].common_name not in listed
+
+    delegations = figure(page, "cw-chart-delegations")["data"][0]
+    assert delegations["x"] == ["Requested", "Approved", "Rejected"]
+    seen = dict(zip(delegations["x"], delegations["y"], strict=True))
+    assert seen == dashboard.delegation_states(actor=rao) and sum(seen.values()) == 1
+    assert "/admin/delegation/?flt" in delegations["customdata"][1]
+    assert client.get(delegations["customdata"][1]).status_code == 200

