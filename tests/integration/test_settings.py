@@ -323,6 +323,23 @@ PROBES: dict[str, tuple[str, Callable[[Probe, str], None]]] = {
     "CW_REPORT_CHUNK_ROWS": ("500", lambda p, v: _eq(_report_settings(p), (7, 500))),
     "CW_REPORT_MAIL_MAX_BYTES": ("1234", lambda p, v: _eq(_report_mail_settings(p), (1234, 72))),
     "CW_REPORT_LINK_HOURS": ("5", lambda p, v: _eq(_report_mail_settings(p), (5_000_000, 5))),
+    # Scanning agents: what the central workers read, and what an agent host reads through
+    # app.config.setting (app/agent/process.py, no Flask app there).
+    "CW_AGENT_OFFLINE_SECONDS": ("30", lambda p, v: _eq(_agent_central(p)[0], 30)),
+    "CW_AGENT_WAIT_SECONDS": ("45", lambda p, v: _eq(_agent_central(p)[1], 45)),
+    "CW_AGENT_MAX_SKEW_SECONDS": ("90", lambda p, v: _eq(_agent_central(p)[2], 90)),
+    "CW_AGENT_NAME": ("dmz-1", lambda p, v: _eq(_agent_host("CW_AGENT_NAME"), "dmz-1")),
+    "CW_AGENT_BROKER": (
+        "redis://127.0.0.1:1/0",
+        lambda p, v: _eq(_agent_host("CW_AGENT_BROKER"), "redis://127.0.0.1:1/0"),
+    ),
+    "CW_AGENT_KEY": ("/etc/cw/agent.key", lambda p, v: _eq(_agent_host("CW_AGENT_KEY"), v)),
+    "CW_AGENT_ALLOW": ("10.0.0.0/8", lambda p, v: _eq(_agent_host("CW_AGENT_ALLOW"), v)),
+    "CW_AGENT_CAPACITY": ("4", lambda p, v: _eq(_agent_host("CW_AGENT_CAPACITY"), 4)),
+    "CW_AGENT_HEARTBEAT_SECONDS": (
+        "2.5",
+        lambda p, v: _eq(_agent_host("CW_AGENT_HEARTBEAT_SECONDS"), 2.5),
+    ),
     "CW_CUSTOMER_URI": ("acme-corp", lambda p, v: _customer_uri(p)),
     "CW_API_RATE_LIMIT": ("2", lambda p, v: _api_rate_limit(p)),
     "CW_API_MAX_BODY": ("64", lambda p, v: _api_max_body(p)),
@@ -417,6 +434,29 @@ def _report_mail_settings(p: Probe) -> tuple[int, int]:
     app = create_app(p.config())
     with app.app_context():
         return schedules.mail_max_bytes(), schedules.link_hours()
+
+
+def _agent_central(p: Probe) -> tuple[int, int, int]:
+    """What the central workers read about agents: seconds without a heartbeat before an
+    agent is offline, how long a bound shard waits for it, the signed messages' skew."""
+    from flask import current_app
+
+    from app.services.discovery import agents
+
+    app = create_app(p.config())
+    with app.app_context():
+        return (
+            int(agents.offline_after().total_seconds()),
+            int(current_app.config["CW_AGENT_WAIT_SECONDS"]),
+            int(current_app.config["CW_AGENT_MAX_SKEW_SECONDS"]),
+        )
+
+
+def _agent_host(name: str) -> object:
+    """What an agent started by `dramatiq app.agent.process` reads (no app, no database)."""
+    from app.config import setting
+
+    return setting(name)
 
 
 def _eq(observed: object, expected: object) -> None:
