@@ -5,7 +5,8 @@ queue. Two ways in:
 - ``serve(...)`` runs a dramatiq Worker in this process (``flask --app wsgi agent run``);
 - ``dramatiq app.agent.process --queues scan.NAME --processes 1 --threads 2`` with CW_AGENT_NAME,
   CW_AGENT_BROKER, CW_AGENT_KEY, CW_AGENT_ALLOW (comma separated), and optionally
-  CW_REDIS_NAMESPACE, CW_AGENT_CAPACITY, CW_AGENT_HEARTBEAT_SECONDS: importing this module
+  CW_REDIS_NAMESPACE, CW_AGENT_CAPACITY, CW_AGENT_HEARTBEAT_SECONDS, CW_AGENT_MAX_RATE,
+  CW_AGENT_MAX_IN_FLIGHT: importing this module
   builds the agent from those variables.
 """
 
@@ -90,10 +91,13 @@ def serve(
     worker.start()
     agent.start_heartbeats()
     log.info(
-        "agent %s consuming scan.%s, allow-list %s",
+        "agent %s consuming scan.%s, allow-list %s, host ceilings: %s new connections a "
+        "second, %s in flight",
         config.name,
         config.name,
         ", ".join(b.describe() for b in config.allowed),
+        f"{config.max_rate:g}" if config.max_rate else "no cap",
+        config.max_in_flight or "no cap",
     )
     try:
         stop.wait()
@@ -113,6 +117,8 @@ def _from_environment() -> Agent | None:
         allow=str(setting("CW_AGENT_ALLOW")).split(","),
         capacity=int(setting("CW_AGENT_CAPACITY")),
         heartbeat=float(setting("CW_AGENT_HEARTBEAT_SECONDS")),
+        max_rate=float(setting("CW_AGENT_MAX_RATE")),
+        max_in_flight=int(setting("CW_AGENT_MAX_IN_FLIGHT")),
     )
     broker = make_broker(
         str(setting("CW_AGENT_BROKER")), str(setting("CW_REDIS_NAMESPACE")) or "dramatiq"

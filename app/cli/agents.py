@@ -84,6 +84,20 @@ def enable(name: str) -> None:
     help="Redis key prefix (the central CW_REDIS_NAMESPACE)",
 )
 @click.option("--heartbeat", default=10.0, show_default=True, help="seconds between heartbeats")
+@click.option(
+    "--max-rate",
+    type=float,
+    default=lambda: float(setting("CW_AGENT_MAX_RATE")),
+    help="this host's ceiling on new connections a second over all its shards (0: none; "
+    "default CW_AGENT_MAX_RATE); the console can only lower it",
+)
+@click.option(
+    "--max-in-flight",
+    type=int,
+    default=lambda: int(setting("CW_AGENT_MAX_IN_FLIGHT")),
+    help="this host's ceiling on connections in flight over all its shards (0: none; "
+    "default CW_AGENT_MAX_IN_FLIGHT); the console can only lower it",
+)
 def run(
     name: str,
     broker_url: str,
@@ -92,6 +106,8 @@ def run(
     threads: int,
     namespace: str,
     heartbeat: float,
+    max_rate: float,
+    max_in_flight: int,
 ) -> None:
     """Run the agent NAME: scan shards of its queue inside its own allow-list. Needs no
     database: only the broker URL, its key file and --allow."""
@@ -100,7 +116,13 @@ def run(
 
     try:
         config = load_config(
-            name=name, key_file=key_file, allow=allow, capacity=threads, heartbeat=heartbeat
+            name=name,
+            key_file=key_file,
+            allow=allow,
+            capacity=threads,
+            heartbeat=heartbeat,
+            max_rate=max_rate,
+            max_in_flight=max_in_flight,
         )
         serve(config, broker_url=broker_url, namespace=namespace, threads=threads)
     except ValueError as exc:

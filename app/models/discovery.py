@@ -219,6 +219,14 @@ class ScanAgent(db.Model):  # type: ignore[name-defined,misc]
     capacity: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
     in_flight: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The agent host's own ceilings (CW_AGENT_MAX_RATE, CW_AGENT_MAX_IN_FLIGHT), from its
+    # heartbeats; 0: none. The console's caps below can only lower them.
+    host_max_rate: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    host_max_in_flight: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Set by an MRAO: the agent's caps over all the shards it runs (new connections a
+    # second, connections in flight; 0: none), carried by every shard message.
+    max_rate: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    max_in_flight: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("admins.id", ondelete="SET NULL"), nullable=True
     )

@@ -14,6 +14,7 @@ from app.extensions import db
 from app.models import AuditEvent, DiscoveryTask, Role, ScanAgent
 from app.scan import agentwire
 from app.services.discovery import agents, tasks
+from app.services.scope import SYSTEM
 from tests.conftest import csrf_token, login
 from tests.factories import PASSWORD, make_admin, make_org
 
@@ -67,12 +68,62 @@ def test_mrao_creates_an_agent_sees_its_key_once_and_disables_it(app, client):
     assert "agent.create" in actions and "agent.disable" in actions
 
 
+def test_mrao_sets_an_agents_caps_validated_and_audited(app, client):
+    make_admin("boss")
+    assert login(client, "boss", PASSWORD).status_code == 302
+    created = agents.create_agent(actor=SYSTEM, name="wan", allowed_ranges="10.30.0.0/16")
+    db.session.commit()
+    agent_id = created.agent.id
+    url = f"/admin/scan_agents/limits/?id={agent_id}"
+    bad = post(client, url, {"max_rate": "fast", "max_in_flight": "-3"})
+    errors = feedback(bad)
+    assert any(
+        "a number between 0 (no cap) and 1,000,000; &#39;fast&#39; is not" in e for e in errors
+    ), errors
+    assert any(
+        "whole number between 0 (no cap) and 100,000; &#39;-3&#39; is not" in e for e in errors
+    ), errors
+    db.session.expire_all()
+    assert (created.agent.max_rate, created.agent.max_in_flight) == (0, 0)
+
+    # The host reported its own ceilings: what is in force is the lower of the two.
+    agents.record_heartbeat(
+        created.agent, host="h", version="v", in_flight=0, capacity=2, ceilings=(50.0, 0)
+    )
+    db.session.commit()
+    done = post(client, url, {"max_rate": "200", "max_in_flight": "64"})
+    page = done.get_data(as_text=True)
+    assert "caps saved; in force from its next shard: 50 /s, 64 in flight." in page, page
+    db.session.expire_all()
+    assert (created.agent.max_rate, created.agent.max_in_flight) == (200.0, 64)
+    event = db.session.execute(
+        select(AuditEvent).where(AuditEvent.action == "agent.limits")
+    ).scalar_one()
+    assert event.before == {"max_rate": 0.0, "max_in_flight": 0}
+    assert event.after == {"max_rate": 200.0, "max_in_flight": 64}
+    listing = client.get("/admin/scan_agents/").get_data(as_text=True)
+    assert "console: 200 /s, 64 in flight; host ceiling: 50 /s, no cap" in listing
+
+    # The caps travel with every shard sent to the agent.
+    from app.services.discovery import agentruns
+
+    assert agentruns.agent_limits(created.agent) == {"rate": 200.0, "in_flight": 64}
+
+    bad_create = post(
+        client,
+        "/admin/scan_agents/new/",
+        {"name": "wan2", "allowed_ranges": "10.31.0.0/16", "max_rate": "2e9"},
+    )
+    assert any("1,000,000" in e for e in feedback(bad_create))
+
+
 def test_an_rao_sees_no_agents(app, client):
     org = make_org("Acme")
     make_admin("rao", Role.RAO, org=org)
     assert login(client, "rao", PASSWORD).status_code == 302
     assert client.get("/admin/scan_agents/").status_code == 403
     assert client.get("/admin/scan_agents/new/").status_code == 403
+    assert client.get("/admin/scan_agents/limits/?id=1").status_code == 403
 
 
 def test_task_ranges_must_stay_in_the_agents_allow_list(app):

@@ -90,13 +90,23 @@ def _shard_message(job: Job, shard: ScanShard, run: ScanRun, lease: str) -> dict
         protocols=starttls.parse_protocol_overrides(task.protocols or ""),
         rate=runs.shard_rate(task, run.id),
     )
+    agent = agents.by_name(str(job.payload.get("agent", "")))
     return {
         "shard": job.id,
         "lease": lease,
         "run": run.id,
         "spec": shard.spec,
         "options": asdict(options),
+        "agent_limits": agent_limits(agent),
     }
+
+
+def agent_limits(agent: ScanAgent | None) -> dict[str, Any]:
+    """The console's caps for the agent over all its shards, carried by each shard message:
+    the agent applies them below its host's own ceilings, never above."""
+    if agent is None:
+        return {"rate": 0.0, "in_flight": 0}
+    return {"rate": float(agent.max_rate), "in_flight": int(agent.max_in_flight)}
 
 
 def _claim(job: Job) -> str | None:
@@ -297,6 +307,7 @@ def _heartbeat(agent: ScanAgent, envelope: agentwire.Envelope) -> str:
         version=str(body.get("version", "")),
         in_flight=int(body.get("in_flight", 0)),
         capacity=int(body.get("capacity", 2)),
+        ceilings=_ceilings(body.get("ceilings")),
     )
     keep = timedelta(seconds=2 * int(current_app.config["CW_AGENT_MAX_SKEW_SECONDS"]))
     db.session.execute(
@@ -307,6 +318,16 @@ def _heartbeat(agent: ScanAgent, envelope: agentwire.Envelope) -> str:
     sent = dispatch_ready(locked)
     db.session.commit()
     return f"heartbeat ({sent} shards sent)"
+
+
+def _ceilings(value: Any) -> tuple[float, int]:
+    """The host's own caps from a heartbeat ((0, 0) when absent or not numbers)."""
+    if not isinstance(value, dict):
+        return 0.0, 0
+    try:
+        return float(value.get("rate", 0) or 0), int(value.get("in_flight", 0) or 0)
+    except (TypeError, ValueError):
+        return 0.0, 0
 
 
 class NotYet(Exception):
