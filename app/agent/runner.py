@@ -40,6 +40,7 @@ class AgentConfig:
     max_in_flight: int = 0
 
 
+CANCEL_MEMORY = 24 * 3600.0  # seconds a cancelled shard id is remembered
 MAX_RATE = 1_000_000.0  # the bounds of a task's rate cap and concurrency (app.scan.sweep)
 MAX_IN_FLIGHT = 100_000
 
@@ -113,6 +114,9 @@ class Agent:
         # The agent's own caps over every shard it runs; the host's ceilings until a shard
         # message brings the console's (which only lower them).
         self.limits = SharedCap(config.max_rate, config.max_in_flight)
+        # Shard job ids the central side cancelled (job id -> when we heard), kept a day:
+        # a cancel may arrive before the shard's own message is taken from the queue.
+        self._cancelled: dict[int, float] = {}
 
     def envelope(self, kind: str, shard: int, body: dict[str, Any]) -> dict[str, Any]:
         return agentwire.sign(
@@ -175,6 +179,33 @@ class Agent:
             )
         return None
 
+    # --- cancellation ----------------------------------------------------------------
+
+    def cancel(self, job_ids: Sequence[int]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for job_id in job_ids:
+                self._cancelled[int(job_id)] = now
+            if len(self._cancelled) > 1000:
+                self._cancelled = {
+                    k: t for k, t in self._cancelled.items() if now - t < CANCEL_MEMORY
+                }
+
+    def is_cancelled(self, job_id: int) -> bool:
+        with self._lock:
+            return job_id in self._cancelled
+
+    def control(self, body: Any) -> str:
+        """A message of the control queue scan.<name>.control: ``{"cancel": [job ids]}``
+        (the central side cancelled these shards' run). What happened, for the log."""
+        ids = body.get("cancel") if isinstance(body, dict) else None
+        if not isinstance(ids, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in ids
+        ):
+            return f"ignored: not a control message: {str(body)[:200]}"
+        self.cancel(ids)
+        return f"cancel shard jobs {', '.join(f'#{i}' for i in ids)}"
+
     def apply_limits(self, given: Any) -> tuple[float, int]:
         """Set the agent's caps from a shard message's ``agent_limits`` (the console's caps
         for this agent), never above this host's own ceilings. (rate, in flight) in force.
@@ -215,6 +246,9 @@ class Agent:
             log.warning("shard job #%s refused: %s", job_id, reason)
             self.send("refused", job_id, {"lease": lease, "reason": reason})
             return "refused"
+        if self.is_cancelled(job_id):  # cancelled while the message waited in the queue
+            self.send("done", job_id, _stopped_before_start(lease))
+            return "cancelled before it started"
         with self._lock:
             self.in_flight += 1
         batches = 0
@@ -246,6 +280,7 @@ class Agent:
                 on_batch=on_batch,
                 deny=self.deny,
                 throttle=sweep.Throttle(options.rate, shared=self.limits),
+                should_stop=lambda: self.is_cancelled(job_id),
             )
         except TargetSpecError as exc:
             self.send("refused", job_id, {"lease": lease, "reason": "; ".join(exc.messages)})
@@ -267,4 +302,15 @@ class Agent:
                 },
             },
         )
+        if summary.stopped:
+            log.info("shard job #%s stopped: its run was cancelled", job_id)
+            return f"cancelled after {summary.progress.targets_done} targets"
         return f"{summary.progress.targets_done} targets, {summary.progress.tls_endpoints} TLS"
+
+
+def _stopped_before_start(lease: str) -> dict[str, Any]:
+    return {
+        "lease": lease,
+        "batches": 0,
+        "summary": {"targets_done": 0, "tls_endpoints": 0, "counts": {}, "stopped": True},
+    }

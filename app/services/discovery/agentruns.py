@@ -344,6 +344,8 @@ def _shard_report(agent: ScanAgent, envelope: agentwire.Envelope) -> str:
     except jobs.LeaseLost:
         db.session.commit()  # the receipt stays: this attempt's messages are spent
         return "stale attempt (the shard was handed out again)"
+    if job.status == JobStatus.CANCELLED and envelope.kind == "done":
+        return _record_stop(agent, job, envelope.body)
     if job.status != JobStatus.RUNNING:
         db.session.commit()
         return f"shard job is {job.status.value}"
@@ -383,6 +385,26 @@ def _store_batch(job: Job, ctx: jobs.JobContext, shard: ScanShard, body: dict[st
     return f"batch of {len(found)}"
 
 
+def _record_stop(agent: ScanAgent, job: Job, body: dict[str, Any]) -> str:
+    """The agent stopped a shard whose run was cancelled (it read the cancel on its
+    control queue): the shard stays cancelled; its job says where the agent stopped."""
+    shard = db.session.execute(
+        select(ScanShard).where(ScanShard.job_id == job.id).with_for_update()
+    ).scalar_one()
+    summary = body.get("summary", {})
+    done = int(summary.get("targets_done", 0))
+    stopped = bool(summary.get("stopped"))
+    job.message = (
+        f"scan cancelled; agent '{agent.name}' "
+        + (f"stopped after {done} of {shard.targets_total} targets" if stopped else "had finished")
+    )[:2000]
+    shard.status, shard.in_flight = "cancelled", 0.0
+    shard.finished_at = utcnow()
+    db.session.commit()
+    _dispatch_next(agent.name)
+    return "stopped (cancelled)"
+
+
 def _finish(
     agent: ScanAgent, job: Job, ctx: jobs.JobContext, shard: ScanShard, body: dict[str, Any]
 ) -> str:
@@ -391,6 +413,17 @@ def _finish(
         db.session.rollback()  # the receipt too: the retried message is not a replay
         raise NotYet(f"{shard.batches_received} of {announced} batches stored")
     summary = body.get("summary", {})
+    if summary.get("stopped"):
+        # Agents stop a shard only on a cancel; this run was not cancelled (a cancel message
+        # put on the agent's control queue by someone else): the shard did not finish.
+        _fail_job(
+            job,
+            f"agent '{agent.name}' stopped the shard after {int(summary.get('targets_done', 0))} "
+            "targets on a cancel message this run never sent",
+        )
+        db.session.commit()
+        _dispatch_next(agent.name)
+        return "stopped without a cancel"
     counts = {
         **{str(k): int(v) for k, v in dict(summary.get("counts", {})).items()},
         **{key: int((shard.counts or {}).get(key, 0)) for key in ("new", "assigned")},

@@ -8,6 +8,7 @@ caller once and never stored: the database keeps the public key only (app.scan.a
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from app.scan import agentwire, targets
 from app.scan.addresses import AddressBlock
 from app.services import audit
 from app.services.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.services.platform import jobs
 from app.services.scope import SYSTEM, Actor
 
 AUTO = "Auto"
@@ -43,6 +45,33 @@ MAX_IN_FLIGHT = 100_000
 def queue_name(name: str) -> str:
     """The queue an agent consumes: only its own shards are sent there."""
     return f"scan.{name}"
+
+
+def control_queue_name(name: str) -> str:
+    """The agent's control queue (cancel messages), which a thread of the agent reads on
+    its own so that a cancel never waits behind shards (app.agent.process)."""
+    return f"scan.{name}.control"
+
+
+ControlSender = Callable[[str, dict[str, Any]], None]
+_control_sender: ControlSender | None = None
+
+
+def set_control_sender(fn: ControlSender) -> None:
+    """How a control message reaches an agent (set by app.actors.agents)."""
+    global _control_sender
+    _control_sender = fn
+
+
+def send_cancel(name: str, job_ids: list[int], run_id: int) -> None:
+    """After commit, tell agent ``name`` to stop these shards (their run was cancelled)."""
+    if not job_ids:
+        return
+    if _control_sender is None:
+        raise RuntimeError("no sender for agent queues (app.actors.agents is not loaded)")
+    send = _control_sender
+    body = {"cancel": sorted(job_ids), "run": run_id}
+    jobs.after_commit(lambda: send(name, body))
 
 
 @dataclass(frozen=True)

@@ -232,3 +232,36 @@ def test_the_host_ceilings_travel_in_heartbeats() -> None:
     agent.heartbeat()
     assert sent[0]["kind"] == "heartbeat"
     assert sent[0]["body"]["ceilings"] == {"rate": 20, "in_flight": 7}
+
+
+def test_a_shard_cancelled_before_it_starts_is_reported_stopped_and_never_scanned() -> None:
+    agent, sent = make_agent()
+    assert agent.control({"cancel": [7]}) == "cancel shard jobs #7"
+    with mute_listeners(ZONE_A) as (port, tally):
+        assert agent.run_shard(shard_message(7, ZONE_A, port)) == "cancelled before it started"
+    assert tally.accepted == []
+    assert [e["kind"] for e in sent] == ["done"]
+    assert sent[0]["body"]["summary"]["stopped"] is True
+
+
+def test_a_cancel_stops_a_running_shard_between_batches() -> None:
+    agent, sent = make_agent(max_in_flight=2)  # 40 targets x 0.3 s / 2: 6 s uncancelled
+    with mute_listeners(ZONE_A) as (port, _):
+        worker = threading.Thread(target=agent.run_shard, args=(shard_message(3, ZONE_A, port),))
+        worker.start()
+        time.sleep(1.0)
+        agent.control({"cancel": [3]})
+        cancelled = time.monotonic()
+        worker.join(10)
+        assert time.monotonic() - cancelled < 1.0
+    (done,) = [e for e in sent if e["kind"] == "done"]
+    assert done["body"]["summary"]["stopped"] is True
+    assert 0 < done["body"]["summary"]["targets_done"] < 40
+    assert agent.limits.held == 0 and agent.in_flight == 0
+
+
+@pytest.mark.parametrize("body", [None, {"cancel": "all"}, {"cancel": [True]}, {"stop": [1]}])
+def test_a_control_message_that_is_not_one_is_ignored(body: Any) -> None:
+    agent, _ = make_agent()
+    assert agent.control(body).startswith("ignored: not a control message")
+    assert not agent.is_cancelled(1)
