@@ -216,3 +216,68 @@ def test_the_agent_command_refuses_bad_input_before_connecting(app, tmp_path):
         args=[*args[:3], "--broker", "http://x", "--key", str(key), "--allow", "10.0.0.0/8"]
     )
     assert bad_broker.exit_code == 2 and "redis:// or amqp://" in bad_broker.output
+
+
+def test_task_csv_import_and_export_carry_the_agent(app, client):
+    import csv
+    import io
+
+    import pytest
+
+    make_admin("boss")
+    agents.create_agent(actor=SYSTEM, name="dmz", allowed_ranges="10.20.0.0/16")
+    old = agents.create_agent(actor=SYSTEM, name="old", allowed_ranges="10.20.0.0/16")
+    agents.set_enabled(actor=SYSTEM, agent_id=old.agent.id, enabled=False)
+    db.session.commit()
+    text = (
+        "name,ranges,ports,agent\n"
+        "Zone,10.20.1.0/24;10.20.9.5,443;8443,dmz\n"
+        "Outside,10.20.2.0/24;10.9.0.0/24,443,dmz\n"
+        "Ghost,10.20.2.0/24,443,ghost\n"
+        "Old,10.20.3.0/24,443,old\n"
+        "Plain,10.1.0.0/24,443,\n"
+        "Lower,10.1.1.0/24,443,auto\n"
+    )
+    with pytest.raises(tasks.CsvImportError) as caught:
+        tasks.import_csv(actor=SYSTEM, text=text)
+    db.session.rollback()
+    assert caught.value.lines == [
+        "line 3: agent: 10.9.0.0/24 is outside the allow-list of agent 'dmz' (10.20.0.0/16).",
+        "line 4: agent: No agent named 'ghost'.",
+        "line 5: agent: Agent 'old' is disabled.",
+    ]
+    assert db.session.execute(select(DiscoveryTask)).first() is None
+
+    good = "\n".join(line for i, line in enumerate(text.splitlines()) if i not in (2, 3, 4))
+    # Through the console's Import page, as an MRAO.
+    assert login(client, "boss", PASSWORD).status_code == 302
+    page = post(client, "/admin/discovery_tasks/import/", {"text": good}).get_data(as_text=True)
+    assert "Imported 3 task(s): Zone, Plain, Lower." in page, page
+    made = {t.name: t.agent for t in db.session.execute(select(DiscoveryTask)).scalars()}
+    assert made == {"Zone": "dmz", "Plain": agents.AUTO, "Lower": agents.AUTO}
+    bad = post(client, "/admin/discovery_tasks/import/", {"text": text.replace("Zone", "Z2")})
+    assert "line 4: agent: No agent named &#39;ghost&#39;." in bad.get_data(as_text=True)
+
+    # The export is the import's format: the same header, the agent by name.
+    exported = client.get("/admin/discovery_tasks/export/csv/")
+    assert exported.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
+    assert list(rows[0]) == list(tasks.CSV_COLUMNS)
+    zone = next(r for r in rows if r["name"] == "Zone")
+    assert zone["agent"] == "dmz" and zone["ranges"] == "10.20.1.0/24;10.20.9.5"
+    assert zone["ports"] == "443,8443" and zone["organization"] == ""
+    assert {r["name"]: r["agent"] for r in rows} == {
+        "Zone": "dmz",
+        "Plain": "Auto",
+        "Lower": "Auto",
+    }
+    # ...and imports back (renamed, since names are unique), agent and all.
+    again = exported.get_data(as_text=True).replace("Zone", "Zone copy")
+    again = "\n".join(
+        line for line in again.splitlines() if not line.startswith(("Plain", "Lower"))
+    )
+    created = tasks.import_csv(actor=SYSTEM, text=again)
+    db.session.commit()
+    assert [(t.name, t.agent, t.ranges, t.ports) for t in created] == [
+        ("Zone copy", "dmz", "10.20.1.0/24\n10.20.9.5", "443,8443")
+    ]
