@@ -41,7 +41,17 @@ from typing import Any
 
 from bench.discovery import start_bed
 from bench.discovery_silent import silent_zone
-from bench.harness import POSTGRES, REPO, app_env, log, machine, start_redis, stop
+from bench.harness import (
+    POSTGRES,
+    REPO,
+    app_env,
+    cpu_seconds,
+    log,
+    machine,
+    process_tree,
+    start_redis,
+    stop,
+)
 
 SPEEDUP = 1.8
 VS_DIRECT = 0.9
@@ -197,8 +207,31 @@ def bench_silent(work: Path, broker: str, prefix_len: int, rounds: int) -> dict[
     }
 
 
-def bench_bed(work: Path, broker: str, count: int, rounds: int) -> dict[str, Any]:
-    """(c): the TLS bed through an agent against the direct path."""
+def database_pids() -> list[int]:
+    """The PostgreSQL backends serving this benchmark's database (the server is local)."""
+    from sqlalchemy import text
+
+    from app.extensions import db
+
+    rows = db.session.execute(
+        text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+    ).all()
+    db.session.rollback()
+    return [int(pid) for (pid,) in rows]
+
+
+def cpu_by_part(parts: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each part's process tree, and of the database's backends."""
+    cpu = {name: cpu_seconds(process_tree(pid)) for name, pid in parts.items()}
+    cpu["database"] = cpu_seconds(database_pids())
+    return cpu
+
+
+def bench_bed(
+    work: Path, broker: str, count: int, rounds: int, central_pid: int
+) -> dict[str, Any]:
+    """(c): the TLS bed through an agent against the direct path, with the CPU seconds
+    each part spent per run (central worker, agent, bed, database backends)."""
     port = 9443
     bed = start_bed(work, count, 0, port, 2)
     try:
@@ -209,14 +242,22 @@ def bench_bed(work: Path, broker: str, count: int, rounds: int) -> dict[str, Any
         direct = make_task("bed direct", ranges, port, "Auto", **knobs)
         through = make_task("bed agent", ranges, port, "bed", **knobs)
         results: dict[str, list[dict[str, Any]]] = {"direct": [], "agent": []}
-        with agent("bed", key, "127.20.0.0/16", broker, work, 4):
+        with agent("bed", key, "127.20.0.0/16", broker, work, 4) as agent_proc:
             wait_online(["bed"])
+            parts = {"central": central_pid, "agent": agent_proc.pid, "bed": bed.pid}
             for _ in range(rounds):
                 for label, task_id in (("direct", direct), ("agent", through)):
+                    before = cpu_by_part(parts)
                     figure = timed_runs([task_id])
+                    after = cpu_by_part(parts)
+                    # database: backends come and go, so only a lower bound
+                    figure["cpu"] = {k: round(after[k] - before.get(k, 0.0), 2) for k in after}
                     figure["load_average"] = os.getloadavg()
                     results[label].append(figure)
-                    log(f"(c) {label}: {figure['seconds']} s, {figure['tls_endpoints']} TLS")
+                    log(
+                        f"(c) {label}: {figure['seconds']} s, {figure['tls_endpoints']} TLS, "
+                        f"CPU s {figure['cpu']}"
+                    )
     finally:
         os.killpg(bed.pid, signal.SIGTERM)
         bed.wait(20)
@@ -288,7 +329,7 @@ def main() -> None:
         with app.app_context():
             if silent:
                 results["b"] = bench_silent(work, redis_url, args.prefix, args.rounds)
-            results["c"] = bench_bed(work, redis_url, args.count, args.rounds)
+            results["c"] = bench_bed(work, redis_url, args.count, args.rounds, central.pid)
     finally:
         if central is not None:
             stop(central)
@@ -314,6 +355,10 @@ def main() -> None:
         f"(c) TLS bed {c['endpoints']} endpoints: direct {c['direct_seconds']} s, through an "
         f"agent {c['agent_seconds']} s, ratio {c['ratio']} (target {VS_DIRECT}) {c['verdict']}"
     )
+    for label in ("direct", "agent"):
+        for run in c["runs"][label]:
+            per = {k: f"{1000 * v / max(1, c['endpoints']):.2f}" for k, v in run["cpu"].items()}
+            print(f"    {label}: {run['seconds']} s, CPU ms per endpoint {per}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     shutil.rmtree(work, ignore_errors=True)
