@@ -129,6 +129,7 @@ def timed_runs(task_ids: list[int], timeout: float = 1800) -> dict[str, Any]:
             seconds = time.perf_counter() - started
             result = {
                 "seconds": round(seconds, 2),
+                "shards": shard_timeline(run_ids),
                 "ok": all(r.status == RunStatus.SUCCESSFUL for r in rows),
                 "targets": sum(r.targets_done for r in rows),
                 "tls_endpoints": sum(r.tls_endpoints for r in rows),
@@ -140,6 +141,29 @@ def timed_runs(task_ids: list[int], timeout: float = 1800) -> dict[str, Any]:
         if time.monotonic() > deadline:
             raise SystemExit("runs did not end in time")
         time.sleep(0.1)
+
+
+def shard_timeline(run_ids: list[int]) -> list[tuple[float, float, float]]:
+    """Per shard, seconds after its run started: when its job started (sent to the agent
+    or taken by a worker), when the central side recorded it done, and when the run ended
+    (where a run's time goes: dispatch, scan, the wait for the last batches)."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models import Job, ScanRun, ScanShard
+
+    rows = db.session.execute(
+        select(ScanRun.started_at, ScanRun.finished_at, Job.started_at, ScanShard.finished_at)
+        .join(ScanShard, ScanShard.run_id == ScanRun.id)
+        .join(Job, Job.id == ScanShard.job_id)
+        .where(ScanRun.id.in_(run_ids))
+        .order_by(ScanShard.id)
+    ).all()
+
+    def after(start: Any, at: Any) -> float:
+        return round((at - start).total_seconds(), 2) if at and start else -1.0
+
+    return [(after(r0, j), after(r0, s), after(r0, r1)) for r0, r1, j, s in rows]
 
 
 def set_agent(task_id: int, agent_name: str) -> None:
@@ -227,9 +251,7 @@ def cpu_by_part(parts: dict[str, int]) -> dict[str, float]:
     return cpu
 
 
-def bench_bed(
-    work: Path, broker: str, count: int, rounds: int, central_pid: int
-) -> dict[str, Any]:
+def bench_bed(work: Path, broker: str, count: int, rounds: int, central_pid: int) -> dict[str, Any]:
     """(c): the TLS bed through an agent against the direct path, with the CPU seconds
     each part spent per run (central worker, agent, bed, database backends)."""
     port = 9443
@@ -256,7 +278,8 @@ def bench_bed(
                     results[label].append(figure)
                     log(
                         f"(c) {label}: {figure['seconds']} s, {figure['tls_endpoints']} TLS, "
-                        f"CPU s {figure['cpu']}"
+                        f"CPU s {figure['cpu']}, shards (started, done, run ended) "
+                        f"{figure['shards']}"
                     )
     finally:
         os.killpg(bed.pid, signal.SIGTERM)
@@ -283,6 +306,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--skip-silent", action="store_true")
     parser.add_argument("--json")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     args = parser.parse_args()
     if args.smoke:
         args.prefix, args.count, args.rounds = 24, 64, 1
@@ -361,7 +385,10 @@ def main() -> None:
             print(f"    {label}: {run['seconds']} s, CPU ms per endpoint {per}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
-    shutil.rmtree(work, ignore_errors=True)
+    if args.keep:
+        print(f"work folder kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -75,14 +75,7 @@ def agent_dispatch(job_id: int) -> None:
     agentruns.dispatch(job_id, sent_at=sent_at)
 
 
-@dramatiq.actor(
-    queue_name=RESULTS_QUEUE,
-    max_retries=30,
-    min_backoff=200,
-    max_backoff=5_000,
-    time_limit=300_000,
-    retry_when=lambda retries, exc: isinstance(exc, agentruns.NotYet) and retries < 30,
-)
+@dramatiq.actor(queue_name=RESULTS_QUEUE, max_retries=0, time_limit=300_000)
 def agent_report(envelope: dict[str, Any]) -> None:
     agentruns.receive(envelope)
 

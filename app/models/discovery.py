@@ -197,6 +197,9 @@ class ScanShard(db.Model):  # type: ignore[name-defined,misc]
     # Batch messages stored from the agent running this attempt (a shard of an agent task):
     # its "done" message is stored only after all the batches it announces.
     batches_received: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The agent's "done" (its body) when it came before some of its batches: the batch that
+    # completes the count finishes the shard with it.
+    agent_done: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class ScanAgent(db.Model):  # type: ignore[name-defined,misc]

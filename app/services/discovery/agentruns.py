@@ -172,6 +172,7 @@ def dispatch_ready(agent: ScanAgent) -> int:
             continue
         shard.status, shard.attempts = "running", shard.attempts + 1
         shard.targets_done, shard.in_flight, shard.batches_received = 0, 0.0, 0
+        shard.agent_done = None
         shard.counts = {key: int((shard.counts or {}).get(key, 0)) for key in ("new", "assigned")}
         _send_after_commit(agent.name, _shard_message(job, shard, run, lease))
         sent += 1
@@ -267,7 +268,7 @@ def _reject(reason: str, envelope: agentwire.Envelope | None, claimed: str = "?"
 def receive(message: Any) -> str:
     """Take one signed agent message (heartbeat, batch, done, refused). Commits; what
     happened, for logs. A done message whose batches are not all stored yet raises
-    NotYet (the actor retries it)."""
+    nothing yet: the batch that completes the count finishes the shard."""
     try:
         envelope, signed, signature = agentwire.parse(message)
     except agentwire.EnvelopeError as exc:
@@ -330,10 +331,6 @@ def _ceilings(value: Any) -> tuple[float, int]:
         return 0.0, 0
 
 
-class NotYet(Exception):
-    """A done message arrived before some of its batches: retried a moment later."""
-
-
 def _shard_report(agent: ScanAgent, envelope: agentwire.Envelope) -> str:
     job = db.session.get(Job, envelope.shard)
     if job is None or job.kind != KIND or job.payload.get("agent") != agent.name:
@@ -360,11 +357,13 @@ def _shard_report(agent: ScanAgent, envelope: agentwire.Envelope) -> str:
         _dispatch_next(agent.name)
         return "refused"
     if envelope.kind == "batch":
-        return _store_batch(job, ctx, shard, envelope.body)
+        return _store_batch(agent, job, ctx, shard, envelope.body)
     return _finish(agent, job, ctx, shard, envelope.body)
 
 
-def _store_batch(job: Job, ctx: jobs.JobContext, shard: ScanShard, body: dict[str, Any]) -> str:
+def _store_batch(
+    agent: ScanAgent, job: Job, ctx: jobs.JobContext, shard: ScanShard, body: dict[str, Any]
+) -> str:
     run = db.session.get(ScanRun, shard.run_id)
     assert run is not None
     task = run.task
@@ -381,6 +380,12 @@ def _store_batch(job: Job, ctx: jobs.JobContext, shard: ScanShard, body: dict[st
     shard.in_flight = float(progress.get("in_flight", 0.0))
     shard.counts = dict(context.counts)
     shard.batches_received += 1
+    done = shard.agent_done
+    if done is not None and shard.batches_received >= int(done.get("batches", 0)):
+        # The agent's "done" came before this, its last batch (the shard row is locked,
+        # so exactly one handler sees the count complete): finish the shard now.
+        _finish(agent, job, ctx, shard, done)
+        return f"batch of {len(found)}, the last: shard done"
     ctx.progress(int(100 * min(1.0, float(progress.get("estimate", 0.0)))))  # commits
     return f"batch of {len(found)}"
 
@@ -410,8 +415,13 @@ def _finish(
 ) -> str:
     announced = int(body.get("batches", 0))
     if shard.batches_received < announced:
-        db.session.rollback()  # the receipt too: the retried message is not a replay
-        raise NotYet(f"{shard.batches_received} of {announced} batches stored")
+        # Some of its batches are still being stored (messages of the agents queue are
+        # taken by several threads): kept on the shard, it is finished by the batch that
+        # completes the count, at once rather than on a retry some time later.
+        shard.agent_done = dict(body)
+        db.session.commit()
+        return f"done noted: {shard.batches_received} of {announced} batches stored"
+    shard.agent_done = None
     summary = body.get("summary", {})
     if summary.get("stopped"):
         # Agents stop a shard only on a cancel; this run was not cancelled (a cancel message
