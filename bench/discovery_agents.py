@@ -30,7 +30,6 @@ import ipaddress
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -282,8 +281,7 @@ def bench_bed(work: Path, broker: str, count: int, rounds: int, central_pid: int
                         f"{figure['shards']}"
                     )
     finally:
-        os.killpg(bed.pid, signal.SIGTERM)
-        bed.wait(20)
+        stop(bed)  # SIGTERM, then SIGKILL after 20 s (a loaded machine can be that slow)
     best_direct = min(r["seconds"] for r in results["direct"])
     best_agent = min(r["seconds"] for r in results["agent"])
     ok = all(r["ok"] and r["tls_endpoints"] == count for g in results.values() for r in g)
