@@ -98,3 +98,34 @@ def test_a_replayed_done_is_rejected(agent_run):
     done = envelope(agent_run, "done", DONE)
     agentruns.receive(done)
     assert agentruns.receive(done) == "rejected: replayed message (already received)"
+
+
+def test_a_cancel_reaches_the_agent_and_its_stop_is_recorded(agent_run, monkeypatch):
+    from tests.factories import make_admin
+
+    told: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(agents, "_control_sender", lambda name, body: told.append((name, body)))
+    admin = make_admin("boss")
+    runs.cancel_run(actor=admin, run_id=agent_run["run"])
+    db.session.commit()
+    job_id = agent_run["message"]["shard"]
+    assert told == [("dc", {"cancel": [job_id], "run": agent_run["run"]})]
+    shard, run = shard_and_run(agent_run)
+    assert shard.status == "cancelled" and run.status == RunStatus.CANCELLED
+    # What the agent sends once it stopped: a batch (ignored) and its done.
+    assert agentruns.receive(batch(agent_run, 0, 2)) == "shard job is cancelled"
+    stopped = {**DONE, "batches": 1}
+    stopped["summary"] = {**DONE["summary"], "targets_done": 2, "stopped": True}
+    assert agentruns.receive(envelope(agent_run, "done", stopped)) == "stopped (cancelled)"
+    job = db.session.get(Job, job_id)
+    assert job is not None and job.status == JobStatus.CANCELLED
+    assert job.message == "scan cancelled; agent 'dc' stopped after 2 of 4 targets"
+    assert shard_and_run(agent_run)[0].finished_at is not None
+
+
+def test_a_stop_without_a_cancel_fails_the_shard_rather_than_counting_it_done(agent_run):
+    stopped = {"batches": 0, "summary": {**DONE["summary"], "targets_done": 1, "stopped": True}}
+    assert agentruns.receive(envelope(agent_run, "done", stopped)) == "stopped without a cancel"
+    shard, run = shard_and_run(agent_run)
+    assert shard.status == "failed" and run.status == RunStatus.FAILED
+    assert "on a cancel message this run never sent" in run.message, run.message
