@@ -194,6 +194,22 @@ def test_the_agent_command_refuses_bad_input_before_connecting(app, tmp_path):
         ]
     )
     assert bad_name.exit_code == 2 and "lowercase letters" in bad_name.output
+    capped = runner.invoke(
+        args=["agent", "limits", "dmz", "--max-rate", "150", "--max-in-flight", "32"]
+    )
+    assert capped.exit_code == 0, capped.output
+    assert "caps 150 /s, 32 in flight; in force" in capped.output
+    wrong = runner.invoke(
+        args=["agent", "limits", "dmz", "--max-rate", "x", "--max-in-flight", "1"]
+    )
+    assert wrong.exit_code == 2 and "&#39;x&#39; is not" not in wrong.output
+    assert "'x' is not" in wrong.output, wrong.output
+    assert (
+        runner.invoke(
+            args=["agent", "limits", "nope", "--max-rate", "1", "--max-in-flight", "1"]
+        ).exit_code
+        == 2
+    )
     args = ["agent", "run", "dmz", "--broker", "redis://127.0.0.1:1/0", "--key", str(key)]
     bad_allow = runner.invoke(args=[*args, "--allow", "10.20.0.0/33"])
     assert bad_allow.exit_code == 2 and "10.20.0.0/33" in bad_allow.output
