@@ -129,3 +129,29 @@ def test_a_stop_without_a_cancel_fails_the_shard_rather_than_counting_it_done(ag
     shard, run = shard_and_run(agent_run)
     assert shard.status == "failed" and run.status == RunStatus.FAILED
     assert "on a cancel message this run never sent" in run.message, run.message
+
+
+def test_the_shard_message_carries_the_agents_caps(app, monkeypatch):
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(agentruns, "_sender", lambda name, payload: sent.append(payload))
+    created = agents.create_agent(
+        actor=SYSTEM, name="wan", allowed_ranges="10.30.0.0/16", max_rate="40", max_in_flight="8"
+    )
+    task = tasks.create_task(
+        actor=SYSTEM,
+        data=tasks.TaskData(
+            name="WAN", ranges="10.30.0.0/30", ports="443", agent="wan", rate=100, concurrency=64
+        ),
+    )
+    db.session.commit()
+    runs.start_run(actor=SYSTEM, task_id=task.id, shard_size=4096)
+    agents.set_limits(actor=SYSTEM, agent_id=created.agent.id, max_rate="25", max_in_flight="6")
+    agents.record_heartbeat(created.agent, host="h", version="v", in_flight=0, capacity=2)
+    db.session.commit()
+    agentruns.dispatch_ready(created.agent)
+    db.session.commit()
+    (message,) = sent
+    # The agent's caps as they are when the shard is sent, beside the task's own.
+    assert message["agent_limits"] == {"rate": 25.0, "in_flight": 6}
+    assert message["options"]["rate"] == 100.0
+    assert message["options"]["connect_concurrency"] == 64
