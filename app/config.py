@@ -602,6 +602,26 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         minimum=1,
     ),
     Setting(
+        "CW_AGENT_MAX_RATE",
+        float,
+        0.0,
+        "agent hosts only: this host's ceiling on new connections a second over all the "
+        "shards the agent runs (0: none); the console's cap for the agent and a task's cap "
+        "can only lower it",
+        minimum=0,
+        maximum=1_000_000,
+    ),
+    Setting(
+        "CW_AGENT_MAX_IN_FLIGHT",
+        int,
+        0,
+        "agent hosts only: this host's ceiling on connections in flight over all the shards "
+        "the agent runs (0: none); the console's cap for the agent and a task's concurrency "
+        "can only lower it",
+        minimum=0,
+        maximum=100_000,
+    ),
+    Setting(
         "CW_HYGIENE_SWEEP_SECONDS",
         int,
         300,

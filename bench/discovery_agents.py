@@ -30,7 +30,6 @@ import ipaddress
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,17 @@ from typing import Any
 
 from bench.discovery import start_bed
 from bench.discovery_silent import silent_zone
-from bench.harness import POSTGRES, REPO, app_env, log, machine, start_redis, stop
+from bench.harness import (
+    POSTGRES,
+    REPO,
+    app_env,
+    cpu_seconds,
+    log,
+    machine,
+    process_tree,
+    start_redis,
+    stop,
+)
 
 SPEEDUP = 1.8
 VS_DIRECT = 0.9
@@ -119,6 +128,7 @@ def timed_runs(task_ids: list[int], timeout: float = 1800) -> dict[str, Any]:
             seconds = time.perf_counter() - started
             result = {
                 "seconds": round(seconds, 2),
+                "shards": shard_timeline(run_ids),
                 "ok": all(r.status == RunStatus.SUCCESSFUL for r in rows),
                 "targets": sum(r.targets_done for r in rows),
                 "tls_endpoints": sum(r.tls_endpoints for r in rows),
@@ -130,6 +140,29 @@ def timed_runs(task_ids: list[int], timeout: float = 1800) -> dict[str, Any]:
         if time.monotonic() > deadline:
             raise SystemExit("runs did not end in time")
         time.sleep(0.1)
+
+
+def shard_timeline(run_ids: list[int]) -> list[tuple[float, float, float]]:
+    """Per shard, seconds after its run started: when its job started (sent to the agent
+    or taken by a worker), when the central side recorded it done, and when the run ended
+    (where a run's time goes: dispatch, scan, the wait for the last batches)."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models import Job, ScanRun, ScanShard
+
+    rows = db.session.execute(
+        select(ScanRun.started_at, ScanRun.finished_at, Job.started_at, ScanShard.finished_at)
+        .join(ScanShard, ScanShard.run_id == ScanRun.id)
+        .join(Job, Job.id == ScanShard.job_id)
+        .where(ScanRun.id.in_(run_ids))
+        .order_by(ScanShard.id)
+    ).all()
+
+    def after(start: Any, at: Any) -> float:
+        return round((at - start).total_seconds(), 2) if at and start else -1.0
+
+    return [(after(r0, j), after(r0, s), after(r0, r1)) for r0, r1, j, s in rows]
 
 
 def set_agent(task_id: int, agent_name: str) -> None:
@@ -197,8 +230,29 @@ def bench_silent(work: Path, broker: str, prefix_len: int, rounds: int) -> dict[
     }
 
 
-def bench_bed(work: Path, broker: str, count: int, rounds: int) -> dict[str, Any]:
-    """(c): the TLS bed through an agent against the direct path."""
+def database_pids() -> list[int]:
+    """The PostgreSQL backends serving this benchmark's database (the server is local)."""
+    from sqlalchemy import text
+
+    from app.extensions import db
+
+    rows = db.session.execute(
+        text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+    ).all()
+    db.session.rollback()
+    return [int(pid) for (pid,) in rows]
+
+
+def cpu_by_part(parts: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each part's process tree, and of the database's backends."""
+    cpu = {name: cpu_seconds(process_tree(pid)) for name, pid in parts.items()}
+    cpu["database"] = cpu_seconds(database_pids())
+    return cpu
+
+
+def bench_bed(work: Path, broker: str, count: int, rounds: int, central_pid: int) -> dict[str, Any]:
+    """(c): the TLS bed through an agent against the direct path, with the CPU seconds
+    each part spent per run (central worker, agent, bed, database backends)."""
     port = 9443
     bed = start_bed(work, count, 0, port, 2)
     try:
@@ -209,17 +263,25 @@ def bench_bed(work: Path, broker: str, count: int, rounds: int) -> dict[str, Any
         direct = make_task("bed direct", ranges, port, "Auto", **knobs)
         through = make_task("bed agent", ranges, port, "bed", **knobs)
         results: dict[str, list[dict[str, Any]]] = {"direct": [], "agent": []}
-        with agent("bed", key, "127.20.0.0/16", broker, work, 4):
+        with agent("bed", key, "127.20.0.0/16", broker, work, 4) as agent_proc:
             wait_online(["bed"])
+            parts = {"central": central_pid, "agent": agent_proc.pid, "bed": bed.pid}
             for _ in range(rounds):
                 for label, task_id in (("direct", direct), ("agent", through)):
+                    before = cpu_by_part(parts)
                     figure = timed_runs([task_id])
+                    after = cpu_by_part(parts)
+                    # database: backends come and go, so only a lower bound
+                    figure["cpu"] = {k: round(after[k] - before.get(k, 0.0), 2) for k in after}
                     figure["load_average"] = os.getloadavg()
                     results[label].append(figure)
-                    log(f"(c) {label}: {figure['seconds']} s, {figure['tls_endpoints']} TLS")
+                    log(
+                        f"(c) {label}: {figure['seconds']} s, {figure['tls_endpoints']} TLS, "
+                        f"CPU s {figure['cpu']}, shards (started, done, run ended) "
+                        f"{figure['shards']}"
+                    )
     finally:
-        os.killpg(bed.pid, signal.SIGTERM)
-        bed.wait(20)
+        stop(bed)  # SIGTERM, then SIGKILL after 20 s (a loaded machine can be that slow)
     best_direct = min(r["seconds"] for r in results["direct"])
     best_agent = min(r["seconds"] for r in results["agent"])
     ok = all(r["ok"] and r["tls_endpoints"] == count for g in results.values() for r in g)
@@ -242,6 +304,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--skip-silent", action="store_true")
     parser.add_argument("--json")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     args = parser.parse_args()
     if args.smoke:
         args.prefix, args.count, args.rounds = 24, 64, 1
@@ -288,7 +351,7 @@ def main() -> None:
         with app.app_context():
             if silent:
                 results["b"] = bench_silent(work, redis_url, args.prefix, args.rounds)
-            results["c"] = bench_bed(work, redis_url, args.count, args.rounds)
+            results["c"] = bench_bed(work, redis_url, args.count, args.rounds, central.pid)
     finally:
         if central is not None:
             stop(central)
@@ -314,9 +377,16 @@ def main() -> None:
         f"(c) TLS bed {c['endpoints']} endpoints: direct {c['direct_seconds']} s, through an "
         f"agent {c['agent_seconds']} s, ratio {c['ratio']} (target {VS_DIRECT}) {c['verdict']}"
     )
+    for label in ("direct", "agent"):
+        for run in c["runs"][label]:
+            per = {k: f"{1000 * v / max(1, c['endpoints']):.2f}" for k, v in run["cpu"].items()}
+            print(f"    {label}: {run['seconds']} s, CPU ms per endpoint {per}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
-    shutil.rmtree(work, ignore_errors=True)
+    if args.keep:
+        print(f"work folder kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

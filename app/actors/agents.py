@@ -16,10 +16,11 @@ from app.services.discovery import agentruns, agents, runs
 from app.services.platform import jobs
 
 RESULTS_QUEUE = "agents"
+CONTROL_ACTOR = "agent_control"  # never run by an actor: the agent reads the queue itself
 
 
-def send_to_agent(name: str, payload: dict[str, Any]) -> None:
-    """Put a shard message on ``scan.<name>``, which only that agent consumes.
+def _publish(queue: str, actor_name: str, payload: dict[str, Any]) -> None:
+    """Put a message on one of an agent's queues, which only that agent consumes.
 
     Never through ``broker.declare_queue``: a worker of this process would start consuming
     every queue declared in it (dramatiq adds a consumer on declaration), and take the
@@ -27,16 +28,11 @@ def send_to_agent(name: str, payload: dict[str, Any]) -> None:
     queue needs no declaration.
     """
     message = dramatiq.Message(
-        queue_name=agents.queue_name(name),
-        actor_name=agentruns.AGENT_ACTOR,
-        args=(payload,),
-        kwargs={},
-        options={},
+        queue_name=queue, actor_name=actor_name, args=(payload,), kwargs={}, options={}
     )
     if isinstance(broker, RabbitmqBroker):
         import pika
 
-        queue = message.queue_name
         broker._declare_queue(queue)
         broker._declare_dq_queue(queue)
         broker._declare_xq_queue(queue)
@@ -50,11 +46,22 @@ def send_to_agent(name: str, payload: dict[str, Any]) -> None:
         broker.enqueue(message)
     else:
         raise RuntimeError(
-            f"agent '{name}' cannot be reached: agents need a Redis or RabbitMQ broker (BROKER_URL)"
+            f"queue {queue} cannot be reached: agents need a Redis or RabbitMQ broker (BROKER_URL)"
         )
 
 
+def send_to_agent(name: str, payload: dict[str, Any]) -> None:
+    """A shard message, on ``scan.<name>``."""
+    _publish(agents.queue_name(name), agentruns.AGENT_ACTOR, payload)
+
+
+def send_control(name: str, payload: dict[str, Any]) -> None:
+    """A control message (cancel), on ``scan.<name>.control``, read by the agent at once."""
+    _publish(agents.control_queue_name(name), CONTROL_ACTOR, payload)
+
+
 agentruns.set_sender(send_to_agent)
+agents.set_control_sender(send_control)
 
 
 @dramatiq.actor(queue_name="default", max_retries=0, time_limit=120_000)
@@ -68,14 +75,7 @@ def agent_dispatch(job_id: int) -> None:
     agentruns.dispatch(job_id, sent_at=sent_at)
 
 
-@dramatiq.actor(
-    queue_name=RESULTS_QUEUE,
-    max_retries=30,
-    min_backoff=200,
-    max_backoff=5_000,
-    time_limit=300_000,
-    retry_when=lambda retries, exc: isinstance(exc, agentruns.NotYet) and retries < 30,
-)
+@dramatiq.actor(queue_name=RESULTS_QUEUE, max_retries=0, time_limit=300_000)
 def agent_report(envelope: dict[str, Any]) -> None:
     agentruns.receive(envelope)
 

@@ -5,7 +5,8 @@ queue. Two ways in:
 - ``serve(...)`` runs a dramatiq Worker in this process (``flask --app wsgi agent run``);
 - ``dramatiq app.agent.process --queues scan.NAME --processes 1 --threads 2`` with CW_AGENT_NAME,
   CW_AGENT_BROKER, CW_AGENT_KEY, CW_AGENT_ALLOW (comma separated), and optionally
-  CW_REDIS_NAMESPACE, CW_AGENT_CAPACITY, CW_AGENT_HEARTBEAT_SECONDS: importing this module
+  CW_REDIS_NAMESPACE, CW_AGENT_CAPACITY, CW_AGENT_HEARTBEAT_SECONDS, CW_AGENT_MAX_RATE,
+  CW_AGENT_MAX_IN_FLIGHT: importing this module
   builds the agent from those variables.
 """
 
@@ -26,7 +27,57 @@ from app.config import setting
 RESULTS_QUEUE = "agents"  # app.actors.agents.RESULTS_QUEUE
 RESULTS_ACTOR = "agent_report"
 SHARD_ACTOR = "agent_scan_shard"  # app.services.discovery.agentruns.AGENT_ACTOR
+CONTROL_POLL_MS = 500  # an idle control consumer looks for a message at least this often
 log = logging.getLogger("certwright.agent")
+
+
+def control_queue(name: str) -> str:
+    """The agent's control queue (app.services.discovery.agents.control_queue_name): cancel
+    messages, read by a thread of their own so that they never wait behind shards."""
+    return f"scan.{name}.control"
+
+
+def _open_control_consumer(broker: dramatiq.Broker, queue: str) -> dramatiq.Consumer:
+    # Not broker.declare_queue/consume: a dramatiq Worker in this process would add a
+    # consumer of its own for every declared queue (and find no actor for these messages).
+    if isinstance(broker, RabbitmqBroker):
+        broker._declare_queue(queue)
+        broker._declare_xq_queue(queue)
+    return broker.consumer_class(broker, queue, 1, CONTROL_POLL_MS)
+
+
+def start_control(agent: Agent, broker: dramatiq.Broker) -> threading.Event:
+    """Read the control queue on a thread of its own (cancel messages reach a busy agent at
+    once) until the returned event is set."""
+    stop = threading.Event()
+    queue = control_queue(agent.config.name)
+
+    def listen() -> None:
+        while not stop.is_set():
+            consumer = None
+            try:
+                consumer = _open_control_consumer(broker, queue)
+                for message in consumer:
+                    if stop.is_set():
+                        break
+                    if message is None:
+                        continue
+                    log.info(
+                        "%s: %s", queue, agent.control(message.args[0] if message.args else None)
+                    )
+                    consumer.ack(message)
+            except Exception:  # the broker may be down for a moment: listen again soon
+                log.exception("control queue %s: reading failed; retrying in 5 s", queue)
+                stop.wait(5)
+            finally:
+                if consumer is not None:
+                    try:
+                        consumer.close()
+                    except Exception:
+                        log.debug("closing the control consumer failed", exc_info=True)
+
+    threading.Thread(target=listen, name="agent-control", daemon=True).start()
+    return stop
 
 
 def make_broker(url: str, namespace: str = "dramatiq") -> dramatiq.Broker:
@@ -89,16 +140,21 @@ def serve(
     signal.signal(signal.SIGTERM, on_signal)
     worker.start()
     agent.start_heartbeats()
+    control = start_control(agent, broker)
     log.info(
-        "agent %s consuming scan.%s, allow-list %s",
+        "agent %s consuming scan.%s, allow-list %s, host ceilings: %s new connections a "
+        "second, %s in flight",
         config.name,
         config.name,
         ", ".join(b.describe() for b in config.allowed),
+        f"{config.max_rate:g}" if config.max_rate else "no cap",
+        config.max_in_flight or "no cap",
     )
     try:
         stop.wait()
     finally:
         agent.stop()
+        control.set()
         worker.stop()
         broker.close()
 
@@ -113,6 +169,8 @@ def _from_environment() -> Agent | None:
         allow=str(setting("CW_AGENT_ALLOW")).split(","),
         capacity=int(setting("CW_AGENT_CAPACITY")),
         heartbeat=float(setting("CW_AGENT_HEARTBEAT_SECONDS")),
+        max_rate=float(setting("CW_AGENT_MAX_RATE")),
+        max_in_flight=int(setting("CW_AGENT_MAX_IN_FLIGHT")),
     )
     broker = make_broker(
         str(setting("CW_AGENT_BROKER")), str(setting("CW_REDIS_NAMESPACE")) or "dramatiq"
@@ -120,6 +178,7 @@ def _from_environment() -> Agent | None:
     dramatiq.set_broker(broker)
     agent = build(config, broker)
     agent.start_heartbeats()
+    start_control(agent, broker)
     return agent
 
 

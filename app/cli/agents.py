@@ -72,6 +72,38 @@ def enable(name: str) -> None:
     _set(name, True)
 
 
+@agent_cli.command("limits")
+@click.argument("name")
+@click.option(
+    "--max-rate", required=True, help="new connections a second over all its shards (0: none)"
+)
+@click.option(
+    "--max-in-flight", required=True, help="connections in flight over all its shards (0: none)"
+)
+def limits(name: str, max_rate: str, max_in_flight: str) -> None:
+    """Set an agent's caps (as Discovery > Agents does; audited as agent.limits). The agent
+    applies them from its next shard, below its host's own ceilings."""
+    from app.services.discovery import agents
+
+    agent = db.session.execute(select(ScanAgent).where(ScanAgent.name == name)).scalar_one_or_none()
+    if agent is None:
+        fail(f"no agent '{name}'")
+    assert agent is not None
+    agent_id = agent.id
+    done = commit_or_fail(
+        lambda: agents.set_limits(
+            actor=SYSTEM, agent_id=agent_id, max_rate=max_rate, max_in_flight=max_in_flight
+        )
+    )
+    rate, in_flight = agents.effective_limits(done)
+    click.echo(
+        f"agent {name}: caps {agents.describe_cap(done.max_rate, '/s')}, "
+        f"{agents.describe_cap(done.max_in_flight, 'in flight')}; in force with the host's "
+        f"ceilings it last reported: {agents.describe_cap(rate, '/s')}, "
+        f"{agents.describe_cap(in_flight, 'in flight')}"
+    )
+
+
 @agent_cli.command("run")
 @click.argument("name")
 @click.option("--broker", "broker_url", required=True, help="redis://... or amqp://...")
@@ -84,6 +116,20 @@ def enable(name: str) -> None:
     help="Redis key prefix (the central CW_REDIS_NAMESPACE)",
 )
 @click.option("--heartbeat", default=10.0, show_default=True, help="seconds between heartbeats")
+@click.option(
+    "--max-rate",
+    type=float,
+    default=lambda: float(setting("CW_AGENT_MAX_RATE")),
+    help="this host's ceiling on new connections a second over all its shards (0: none; "
+    "default CW_AGENT_MAX_RATE); the console can only lower it",
+)
+@click.option(
+    "--max-in-flight",
+    type=int,
+    default=lambda: int(setting("CW_AGENT_MAX_IN_FLIGHT")),
+    help="this host's ceiling on connections in flight over all its shards (0: none; "
+    "default CW_AGENT_MAX_IN_FLIGHT); the console can only lower it",
+)
 def run(
     name: str,
     broker_url: str,
@@ -92,6 +138,8 @@ def run(
     threads: int,
     namespace: str,
     heartbeat: float,
+    max_rate: float,
+    max_in_flight: int,
 ) -> None:
     """Run the agent NAME: scan shards of its queue inside its own allow-list. Needs no
     database: only the broker URL, its key file and --allow."""
@@ -100,7 +148,13 @@ def run(
 
     try:
         config = load_config(
-            name=name, key_file=key_file, allow=allow, capacity=threads, heartbeat=heartbeat
+            name=name,
+            key_file=key_file,
+            allow=allow,
+            capacity=threads,
+            heartbeat=heartbeat,
+            max_rate=max_rate,
+            max_in_flight=max_in_flight,
         )
         serve(config, broker_url=broker_url, namespace=namespace, threads=threads)
     except ValueError as exc:

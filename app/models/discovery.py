@@ -197,6 +197,9 @@ class ScanShard(db.Model):  # type: ignore[name-defined,misc]
     # Batch messages stored from the agent running this attempt (a shard of an agent task):
     # its "done" message is stored only after all the batches it announces.
     batches_received: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The agent's "done" (its body) when it came before some of its batches: the batch that
+    # completes the count finishes the shard with it.
+    agent_done: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class ScanAgent(db.Model):  # type: ignore[name-defined,misc]
@@ -219,6 +222,14 @@ class ScanAgent(db.Model):  # type: ignore[name-defined,misc]
     capacity: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
     in_flight: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The agent host's own ceilings (CW_AGENT_MAX_RATE, CW_AGENT_MAX_IN_FLIGHT), from its
+    # heartbeats; 0: none. The console's caps below can only lower them.
+    host_max_rate: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    host_max_in_flight: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Set by an MRAO: the agent's caps over all the shards it runs (new connections a
+    # second, connections in flight; 0: none), carried by every shard message.
+    max_rate: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    max_in_flight: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("admins.id", ondelete="SET NULL"), nullable=True
     )

@@ -21,6 +21,8 @@ import os
 import selectors
 import socket
 import ssl
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 
@@ -46,6 +48,77 @@ Finish = Callable[[Target, ErrorKind | None, ProbeResult | None], None]
 
 
 _CONNECTING, _CONNECTED, _HANDSHAKING, _DONE = range(4)
+
+
+class SharedCap:
+    """Caps shared by every sweep of a process (a scanning agent's own limits across all the
+    shards it runs at once), safe to use from several sweep threads:
+
+    - ``rate``: new connections a second (0: none), a token bucket holding at most a tenth
+      of a second of tokens (at least one), so the cap holds over any one-second window
+      within that burst;
+    - ``in_flight``: connections open at once (0: none), from the connect until the target
+      ends (refused, timed out, handshake done or failed).
+
+    A reactor takes ``grant(n)`` slots before it connects, gives back what it did not use
+    (``give_back``) and releases a slot when a target ends (``release``). ``configure``
+    changes both caps while sweeps run; a lower in-flight cap takes effect as connections
+    end.
+    """
+
+    def __init__(self, rate: float = 0.0, in_flight: int = 0) -> None:
+        self._lock = threading.Lock()
+        self.rate = float(rate)
+        self.in_flight = int(in_flight)
+        self.held = 0  # connections open now, over every reactor
+        self._tokens = 1.0
+        self._tokens_at = time.monotonic()
+
+    def configure(self, rate: float, in_flight: int) -> None:
+        with self._lock:
+            self._refill(time.monotonic())
+            self.rate, self.in_flight = float(rate), int(in_flight)
+
+    def _refill(self, now: float) -> None:
+        if self.rate:
+            self._tokens = min(
+                max(1.0, self.rate / 10), self._tokens + (now - self._tokens_at) * self.rate
+            )
+        self._tokens_at = now
+
+    def grant(self, wanted: int) -> int:
+        """Up to ``wanted`` new connections allowed now (each holds a slot until released)."""
+        with self._lock:
+            n = wanted
+            if self.in_flight:
+                n = min(n, max(0, self.in_flight - self.held))
+            if self.rate:
+                self._refill(time.monotonic())
+                n = min(n, int(self._tokens))
+                self._tokens -= n
+            self.held += n
+            return n
+
+    def give_back(self, unused: int) -> None:
+        """Granted but not used: the slots and the tokens return."""
+        if unused > 0:
+            with self._lock:
+                self.held -= unused
+                if self.rate:
+                    self._tokens = min(max(1.0, self.rate / 10), self._tokens + unused)
+
+    def release(self, count: int = 1) -> None:
+        if count > 0:
+            with self._lock:
+                self.held = max(0, self.held - count)
+
+    def retry_after(self) -> float:
+        """Seconds until ``grant`` may give something again (a short poll when waiting for
+        a slot, which another sweep frees)."""
+        with self._lock:
+            if self.rate and self._tokens < 1:
+                return max(0.001, (1 - self._tokens) / self.rate)
+            return 0.01
 
 
 class _Job:
@@ -98,6 +171,7 @@ class Reactor:
         on_idle: Callable[[], None],
         protocol_of: Callable[[int], Protocol] | None = None,
         rate: Callable[[], float] | None = None,
+        shared: SharedCap | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self._targets = targets
@@ -107,8 +181,12 @@ class Reactor:
         self._handshake_timeout = handshake_timeout
         self._connect_limit = connect_concurrency
         self._tls_limit = tls_concurrency
-        self._finish = finish
+        self._finish_target = finish
         self._on_idle = on_idle
+        # Caps shared with other sweeps of this process (an agent's own limits); _held is
+        # how many of its slots this reactor holds (one per target from connect to end).
+        self._shared = shared
+        self._held = 0
         self._protocol_of = protocol_of or (lambda port: Protocol.TLS)
         # Rate cap: at most ``rate()`` new connections per second (0: no cap; read at every
         # fill, so a caller may change it while the sweep runs), a token bucket holding at
@@ -184,6 +262,9 @@ class Reactor:
             for job in [*self._connecting.values(), *self._waiting, *self._handshaking.values()]:
                 self._release(job)
         finally:
+            if self._shared is not None:
+                self._shared.release(self._held)
+                self._held = 0
             self._spares.clear()
             self._connecting.clear()
             self._waiting.clear()
@@ -197,6 +278,13 @@ class Reactor:
         if self.failure is None:
             self.failure = exc
         self.stop()
+
+    def _finish(self, target: Target, kind: ErrorKind | None, result: ProbeResult | None) -> None:
+        """A target ended: its shared slot is free again, then the sweep counts it."""
+        if self._shared is not None and self._held:
+            self._held -= 1
+            self._shared.release()
+        self._finish_target(target, kind, result)
 
     def _release(self, job: _Job) -> None:
         job.stage = _DONE
@@ -226,6 +314,16 @@ class Reactor:
             self._rate = self._rate_of()
             if self._rate:
                 budget = min(budget, self._take_tokens())
+            shared = self._shared
+            granted = 0
+            blocked = False  # waiting for the shared caps: a timer fills again
+            if shared is not None and budget and not self._stopping:
+                room = min(budget, self._connect_limit - len(self._connecting))
+                if room > 0 and len(self._waiting) < self._tls_limit:
+                    granted = budget = shared.grant(room)
+                    if not granted:
+                        blocked = True
+                        self._wait_for_tokens(shared.retry_after())
             while (
                 budget
                 and not self._stopping
@@ -239,11 +337,22 @@ class Reactor:
                 budget -= 1
                 if self._rate:
                     self._tokens -= 1
+                if shared is not None:
+                    granted -= 1
+                    self._held += 1
                 self._connect(target)
-            if self._rate and not budget and not self._exhausted and not self._stopping:
+            if shared is not None and granted > 0:
+                shared.give_back(granted)
+            if (
+                not blocked
+                and self._rate
+                and not budget
+                and not self._exhausted
+                and not self._stopping
+            ):
                 self._wait_for_tokens()
                 budget = 1  # not out of work: the rate timer refills
-            if budget == 0 and not self._exhausted:
+            if budget == 0 and not self._exhausted and not blocked:
                 self._schedule_fill()
         except Exception as exc:  # surfaced by sweep(), never swallowed
             self._fail(exc)
@@ -258,9 +367,12 @@ class Reactor:
         self._tokens_at = now
         return int(self._tokens)
 
-    def _wait_for_tokens(self) -> None:
+    def _wait_for_tokens(self, delay: float | None = None) -> None:
+        """Fill again after ``delay`` seconds (default: when this sweep's own bucket has a
+        token again)."""
         if self._rate_wakeup is None:
-            delay = max(0.001, (1 - self._tokens) / self._rate)
+            if delay is None:
+                delay = max(0.001, (1 - self._tokens) / self._rate)
 
             def wake() -> None:
                 self._rate_wakeup = None
@@ -321,6 +433,9 @@ class Reactor:
             if not (self._connecting or self._handshaking):
                 raise OSError(code, f"cannot open a socket: {os.strerror(code or 0)}")
             # Out of descriptors or local ports: retry once something in flight finishes.
+            if self._shared is not None and self._held:
+                self._held -= 1
+                self._shared.release()
             self._retry.append(target)
             self._connect_limit = max(1, len(self._connecting))
             return

@@ -679,6 +679,19 @@ def agent_enable(w: World) -> Seen:
     return Seen(old, observed(ScanAgent, created.agent.id))
 
 
+def agent_limits(w: World) -> Seen:
+    created = commit(
+        lambda: agents.create_agent(actor=w.mrao, name="zone-c", allowed_ranges="10.0.0.0/24")
+    )
+    old = observed(ScanAgent, created.agent.id)
+    commit(
+        lambda: agents.set_limits(
+            actor=w.mrao, agent_id=created.agent.id, max_rate="150", max_in_flight="32"
+        )
+    )
+    return Seen(old, observed(ScanAgent, created.agent.id))
+
+
 def agent_reject(w: World) -> Seen:
     agentruns.receive({"agent": "nobody", "kind": "batch"})  # unsigned: rejected, audited
     return Seen(None, None, no_values=True)
@@ -1483,6 +1496,7 @@ CASES: dict[str, Callable[[World], Seen]] = {
     "agent.create": agent_create,
     "agent.disable": agent_disable,
     "agent.enable": agent_enable,
+    "agent.limits": agent_limits,
     "agent.reject": agent_reject,
     "job.cancel": job_cancel,
     "report.run": report_run,

@@ -11,6 +11,7 @@ import runpy
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +21,8 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.fernet import Fernet
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509 import ocsp as x509_ocsp
 from flask import Flask
@@ -340,6 +342,11 @@ PROBES: dict[str, tuple[str, Callable[[Probe, str], None]]] = {
         "2.5",
         lambda p, v: _eq(_agent_host("CW_AGENT_HEARTBEAT_SECONDS"), 2.5),
     ),
+    "CW_AGENT_MAX_RATE": ("40", lambda p, v: _agent_ceilings((40.0, 0), CW_AGENT_MAX_RATE=v)),
+    "CW_AGENT_MAX_IN_FLIGHT": (
+        "12",
+        lambda p, v: _agent_ceilings((0.0, 12), CW_AGENT_MAX_IN_FLIGHT=v),
+    ),
     "CW_CUSTOMER_URI": ("acme-corp", lambda p, v: _customer_uri(p)),
     "CW_API_RATE_LIMIT": ("2", lambda p, v: _api_rate_limit(p)),
     "CW_API_MAX_BODY": ("64", lambda p, v: _api_max_body(p)),
@@ -457,6 +464,41 @@ def _agent_host(name: str) -> object:
     from app.config import setting
 
     return setting(name)
+
+
+def _agent_ceilings(expected: tuple[float, int], **setting: str) -> None:
+    """An agent started by `dramatiq app.agent.process` (no app, no database) reads its
+    host ceilings from the environment and applies them to its caps."""
+    key = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    with tempfile.NamedTemporaryFile(suffix=".key") as handle:
+        handle.write(key)
+        handle.flush()
+        code = (
+            "from app.agent.process import AGENT; a = AGENT; "
+            "print(a.config.max_rate, a.config.max_in_flight, a.limits.rate, a.limits.in_flight); "
+            "a.stop()"
+        )
+        done = subprocess.run(
+            [PY, "-c", code],
+            cwd=ROOT,
+            env=app_env(
+                **setting,
+                CW_AGENT_NAME="probe",
+                CW_AGENT_BROKER="redis://127.0.0.1:1/0",
+                CW_AGENT_KEY=handle.name,
+                CW_AGENT_ALLOW="10.0.0.0/8",
+                CW_AGENT_HEARTBEAT_SECONDS="3600",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    rate, in_flight = expected
+    assert done.stdout.split() == [str(rate), str(in_flight), str(rate), str(in_flight)], (
+        done.stdout + done.stderr
+    )
 
 
 def _eq(observed: object, expected: object) -> None:

@@ -17,18 +17,28 @@ from pathlib import Path
 import dramatiq
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.agent.process import RESULTS_ACTOR, RESULTS_QUEUE, make_broker
 from app.extensions import db
-from app.models import AuditEvent, Certificate, Endpoint, RunStatus, ScanRun, ScanShard
+from app.models import (
+    AuditEvent,
+    Certificate,
+    Endpoint,
+    Job,
+    JobStatus,
+    RunStatus,
+    ScanAgent,
+    ScanRun,
+    ScanShard,
+)
 from app.scan import agentwire
 from app.services.discovery import agents, tasks
 from tests.factories import make_admin
 from tests.processes import PY, ROOT, Proc, app_env, describe, wait_until
 from tests.services.conftest import Stack
 from tests.tlsbed.certs import issue, make_name
-from tests.tlsbed.farm import ServerFarm, free_port, server_context
+from tests.tlsbed.farm import ServerFarm, free_port, server_context, silent_listeners
 
 HOST = "127.0.17.10"
 OUTSIDE_LOCAL = "127.0.17.200"  # in the console's allow-list, not in the agent's own
@@ -236,3 +246,144 @@ def test_an_agent_with_only_broker_and_key_scans_and_central_stores(
         assert any("unsigned" in m for m in found), found
     # The agent never made or opened a database (create_app leaves only its key folder).
     assert not [p for p in instance.rglob("*") if p.suffix in (".db", ".sqlite", ".sqlite3")]
+
+
+CANCEL_RUN = """
+import sys
+from sqlalchemy import select
+from wsgi import app
+from app.extensions import db
+from app.models import Admin
+from app.services.discovery import runs
+with app.app_context():
+    admin = db.session.execute(select(Admin).where(Admin.login == sys.argv[2])).scalar_one()
+    runs.cancel_run(actor=admin, run_id=int(sys.argv[1]))
+    db.session.commit()
+"""
+SILENT = [f"127.31.9.{i}" for i in range(1, 41)]
+
+
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+def test_cancel_stops_the_shard_an_agent_is_scanning(
+    broker: str,
+    request: pytest.FixtureRequest,
+    pg: Flask,
+    pg_url: str,
+    stack_logs: Path,
+) -> None:
+    """A silent range that would take the agent 50 s (40 targets x 5 s / 4 in flight):
+    cancelled once the agent reports progress, the agent reads the cancel on its control
+    queue, stops within seconds, and the central side records where it stopped."""
+    url = request.getfixturevalue("redis_url" if broker == "redis" else "amqp_url")
+    admin = make_admin(f"mrao-{secrets.token_hex(3)}")
+    name = f"slow-{secrets.token_hex(3)}"
+    created = agents.create_agent(actor=admin, name=name, allowed_ranges="127.31.9.0/24")
+    key_file = stack_logs / f"{name}.key"
+    key_file.write_bytes(created.private_key_pem)
+    port = free_port(SILENT)
+    task = tasks.create_task(
+        actor=admin,
+        data=tasks.TaskData(
+            name=f"Silent {secrets.token_hex(3)}",
+            ranges=f"{SILENT[0]}-{SILENT[-1]}",
+            ports=str(port),
+            connect_timeout=5,
+            handshake_timeout=5,
+            concurrency=4,
+            agent=name,
+        ),
+    )
+    task_id = task.id
+    db.session.commit()
+    stack = Stack(pg_url, url, stack_logs, {})
+    instance = stack_logs / f"agent-instance-cancel-{broker}"
+    instance.mkdir()
+    agent_args = [PY, "-m", "flask", "--app", "wsgi", "agent", "run", name]
+    agent_args += ["--broker", url, "--key", str(key_file), "--allow", "127.31.9.0/24"]
+    agent_args += ["--heartbeat", "1", "--threads", "2"]
+    with (
+        silent_listeners(SILENT, port),
+        stack.workers(f"central-cancel-{broker}", processes=1, threads=4) as central,
+        Proc(
+            f"agent-cancel-{broker}",
+            agent_args,
+            env=app_env(CW_INSTANCE_DIR=instance),
+            logs=stack_logs,
+        ) as agent_proc,
+    ):
+        why = describe(central, agent_proc)
+        wait_until(
+            lambda: fresh(select(ScanAgent.last_seen_at).where(ScanAgent.name == name))[0][0],
+            timeout=60,
+            what="the agent's first heartbeat",
+            why=why,
+        )
+        run_id = start_run(stack, task_id)
+        # Its one shard (a task this small is one shard) runs and has reported a batch.
+        wait_until(
+            lambda: (
+                fresh(
+                    select(func.count())
+                    .select_from(ScanShard)
+                    .where(
+                        ScanShard.run_id == run_id,
+                        ScanShard.status == "running",
+                        ScanShard.batches_received > 0,
+                    )
+                )[0][0]
+                == 1
+            ),
+            timeout=60,
+            what="the shard running on the agent",
+            why=why,
+        )
+        held = [
+            job_id
+            for (job_id,) in fresh(
+                select(Job.id)
+                .join(ScanShard, ScanShard.job_id == Job.id)
+                .where(ScanShard.run_id == run_id, Job.status == JobStatus.RUNNING)
+            )
+        ]
+        assert len(held) == 1
+        cancelled_at = time.monotonic()
+        done = subprocess.run(
+            [PY, "-c", CANCEL_RUN, str(run_id), admin.login],
+            cwd=ROOT,
+            env=stack.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+
+        def stopped() -> list[str]:
+            rows = fresh(select(Job.message).where(Job.id.in_(held)))
+            return [m for (m,) in rows if "stopped after" in m]
+
+        messages = wait_until(
+            lambda: len(m := stopped()) == 1 and m,
+            timeout=20,
+            what="the agent's word that it stopped the shard",
+            why=why,
+        )
+        took = time.monotonic() - cancelled_at
+        # Well before the 50 s the shards had left (a batch a second, the cancel at once).
+        assert took < 10, took
+        for message in messages:
+            assert message.startswith(f"scan cancelled; agent '{name}' stopped after "), message
+            assert message.endswith(" of 40 targets"), message
+        shards = fresh(
+            select(ScanShard.status, ScanShard.finished_at).where(ScanShard.run_id == run_id)
+        )
+        assert {s for s, _ in shards} == {"cancelled"} and all(f for _, f in shards)
+        run = fresh(select(ScanRun.status).where(ScanRun.id == run_id))[0][0]
+        assert run == RunStatus.CANCELLED
+        # The agent is free again: its heartbeat says nothing is in flight.
+        wait_until(
+            lambda: fresh(select(ScanAgent.in_flight).where(ScanAgent.name == name))[0][0] == 0,
+            timeout=10,
+            what="the agent's heartbeat with no shard in flight",
+            why=why,
+        )

@@ -239,5 +239,11 @@ def test_agents_benchmark_runs_every_part(service_status: dict[str, str], tmp_pa
         assert group and all(r["ok"] and r["targets"] == 512 for r in group), group
     for group in bed["runs"].values():
         assert group and all(r["ok"] and r["tls_endpoints"] == 64 for r in group), group
+    # (c) says where a run's CPU and time went: per part, and per shard.
+    for label, part in (("direct", "central"), ("agent", "agent")):
+        for run in bed["runs"][label]:
+            assert set(run["cpu"]) == {"central", "agent", "bed", "database"}, run
+            assert run["cpu"][part] > 0 and run["shards"], run
+            assert all(0 <= start <= done <= end for start, done, end in run["shards"]), run
     assert silent["verdict"] in ("PASS", "FAIL") and bed["verdict"] in ("PASS", "FAIL")
     assert stdout.count("PASS") + stdout.count("FAIL") == 2, stdout

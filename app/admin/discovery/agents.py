@@ -12,7 +12,7 @@ from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 from sqlalchemy import func, select
 from wtforms import StringField, TextAreaField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, Optional
 
 from app.admin.base import AdminForm, SecureModelView, actor
 from app.extensions import db
@@ -35,6 +35,27 @@ class AgentForm(AdminForm):
         "Tasks of this agent must stay inside; the agent enforces its own copy too.",
     )
     description = TextAreaField("Description", validators=[Length(max=2000)])
+    max_rate = StringField(
+        "Rate cap (new connections a second)",
+        validators=[Optional(), Length(max=20)],
+        default="0",
+        description="Over all the shards this agent runs at once; 0: no cap. A task's own "
+        "rate cap lowers it for that task; the agent host's CW_AGENT_MAX_RATE is a ceiling "
+        "this cannot raise.",
+    )
+    max_in_flight = StringField(
+        "Connections in flight",
+        validators=[Optional(), Length(max=20)],
+        default="0",
+        description="Over all the shards this agent runs at once; 0: no cap. A task's "
+        "concurrency lowers it for that task; the agent host's CW_AGENT_MAX_IN_FLIGHT is a "
+        "ceiling this cannot raise.",
+    )
+
+
+class LimitsForm(AdminForm):
+    max_rate = AgentForm.max_rate
+    max_in_flight = AgentForm.max_in_flight
 
 
 def _in_flight(view: Any, context: Any, model: ScanAgent, name: str) -> str:
@@ -48,6 +69,22 @@ def _in_flight(view: Any, context: Any, model: ScanAgent, name: str) -> str:
         )
     ).scalar_one()
     return f"{sent} (agent says {model.in_flight} of {model.capacity})"
+
+
+def _limits(view: Any, context: Any, model: ScanAgent, name: str) -> Markup:
+    rate, in_flight = agents.effective_limits(model)
+    return Markup(
+        '{}, {} <a class="btn btn-sm btn-outline-secondary" href="{}">Change</a><br>'
+        '<small class="text-muted">console: {}, {}; host ceiling: {}, {}</small>'
+    ).format(
+        agents.describe_cap(rate, "/s"),
+        agents.describe_cap(in_flight, "in flight"),
+        url_for(".limits_view", id=model.id),
+        agents.describe_cap(model.max_rate, "/s"),
+        agents.describe_cap(model.max_in_flight, "in flight"),
+        agents.describe_cap(model.host_max_rate, "/s"),
+        agents.describe_cap(model.host_max_in_flight, "in flight"),
+    )
 
 
 def _state(view: Any, context: Any, model: ScanAgent, name: str) -> Markup:
@@ -89,6 +126,7 @@ class ScanAgentView(SecureModelView):
         "version",
         "last_seen_at",
         "in_flight",
+        "limits",
         "allowed_ranges",
         "enabled",
         "toggle",
@@ -101,6 +139,7 @@ class ScanAgentView(SecureModelView):
         "version",
         "last_seen_at",
         "in_flight",
+        "limits",
         "allowed_ranges",
         "key",
         "enabled",
@@ -115,6 +154,7 @@ class ScanAgentView(SecureModelView):
         "description": "About",
         "last_seen_at": "Last seen",
         "in_flight": "In-flight shards",
+        "limits": "Caps in force",
         "allowed_ranges": "Allow-list",
         "toggle": "",
         "key": "Public key (SHA-256)",
@@ -126,12 +166,14 @@ class ScanAgentView(SecureModelView):
     column_formatters = {
         "state": _state,
         "in_flight": _in_flight,
+        "limits": _limits,
         "toggle": _toggle,
         "allowed_ranges": lambda v, c, m, n: ", ".join(m.allowed_ranges.splitlines()),
     }
     column_formatters_detail = {
         "state": _state,
         "in_flight": _in_flight,
+        "limits": _limits,
         "key": lambda v, c, m, n: agentwire.key_fingerprint(m.public_key),
         "allowed_ranges": lambda v, c, m, n: ", ".join(m.allowed_ranges.splitlines()),
     }
@@ -150,6 +192,8 @@ class ScanAgentView(SecureModelView):
                     name=form.name.data or "",
                     allowed_ranges=form.allowed_ranges.data or "",
                     description=form.description.data or "",
+                    max_rate=form.max_rate.data or "0",
+                    max_in_flight=form.max_in_flight.data or "0",
                 ),
             )
             if created:
@@ -161,6 +205,40 @@ class ScanAgentView(SecureModelView):
                     queue=agents.queue_name(created.agent.name),
                 )
         return self.render("admin/discovery/agent_form.html", form=form)
+
+    @expose("/limits/", methods=("GET", "POST"))
+    def limits_view(self) -> Any:
+        """The agent's caps over all the shards it runs (audited as agent.limits)."""
+        agent_id = request.values.get("id", "")
+        agent = db.session.get(ScanAgent, int(agent_id)) if agent_id.isdecimal() else None
+        if agent is None:
+            flash("No such agent.", "error")
+            return redirect(url_for(".index_view"))
+        form = LimitsForm(
+            data={"max_rate": f"{agent.max_rate:g}", "max_in_flight": str(agent.max_in_flight)}
+            if request.method == "GET"
+            else None
+        )
+        if request.method == "POST" and form.validate():
+            done = self.run_service(
+                form,
+                lambda: agents.set_limits(
+                    actor=actor(),
+                    agent_id=agent.id,
+                    max_rate=form.max_rate.data or "0",
+                    max_in_flight=form.max_in_flight.data or "0",
+                ),
+            )
+            if done:
+                rate, in_flight = agents.effective_limits(done)
+                flash(
+                    f"Agent '{done.name}' caps saved; in force from its next shard: "
+                    f"{agents.describe_cap(rate, '/s')}, "
+                    f"{agents.describe_cap(in_flight, 'in flight')}.",
+                    "success",
+                )
+                return redirect(url_for(".index_view"))
+        return self.render("admin/discovery/agent_limits.html", form=form, agent=agent)
 
     def _set(self, enabled: bool) -> Any:
         agent_id = request.form.get("id", "")

@@ -90,13 +90,23 @@ def _shard_message(job: Job, shard: ScanShard, run: ScanRun, lease: str) -> dict
         protocols=starttls.parse_protocol_overrides(task.protocols or ""),
         rate=runs.shard_rate(task, run.id),
     )
+    agent = agents.by_name(str(job.payload.get("agent", "")))
     return {
         "shard": job.id,
         "lease": lease,
         "run": run.id,
         "spec": shard.spec,
         "options": asdict(options),
+        "agent_limits": agent_limits(agent),
     }
+
+
+def agent_limits(agent: ScanAgent | None) -> dict[str, Any]:
+    """The console's caps for the agent over all its shards, carried by each shard message:
+    the agent applies them below its host's own ceilings, never above."""
+    if agent is None:
+        return {"rate": 0.0, "in_flight": 0}
+    return {"rate": float(agent.max_rate), "in_flight": int(agent.max_in_flight)}
 
 
 def _claim(job: Job) -> str | None:
@@ -162,6 +172,7 @@ def dispatch_ready(agent: ScanAgent) -> int:
             continue
         shard.status, shard.attempts = "running", shard.attempts + 1
         shard.targets_done, shard.in_flight, shard.batches_received = 0, 0.0, 0
+        shard.agent_done = None
         shard.counts = {key: int((shard.counts or {}).get(key, 0)) for key in ("new", "assigned")}
         _send_after_commit(agent.name, _shard_message(job, shard, run, lease))
         sent += 1
@@ -257,7 +268,7 @@ def _reject(reason: str, envelope: agentwire.Envelope | None, claimed: str = "?"
 def receive(message: Any) -> str:
     """Take one signed agent message (heartbeat, batch, done, refused). Commits; what
     happened, for logs. A done message whose batches are not all stored yet raises
-    NotYet (the actor retries it)."""
+    nothing yet: the batch that completes the count finishes the shard."""
     try:
         envelope, signed, signature = agentwire.parse(message)
     except agentwire.EnvelopeError as exc:
@@ -297,6 +308,7 @@ def _heartbeat(agent: ScanAgent, envelope: agentwire.Envelope) -> str:
         version=str(body.get("version", "")),
         in_flight=int(body.get("in_flight", 0)),
         capacity=int(body.get("capacity", 2)),
+        ceilings=_ceilings(body.get("ceilings")),
     )
     keep = timedelta(seconds=2 * int(current_app.config["CW_AGENT_MAX_SKEW_SECONDS"]))
     db.session.execute(
@@ -309,8 +321,14 @@ def _heartbeat(agent: ScanAgent, envelope: agentwire.Envelope) -> str:
     return f"heartbeat ({sent} shards sent)"
 
 
-class NotYet(Exception):
-    """A done message arrived before some of its batches: retried a moment later."""
+def _ceilings(value: Any) -> tuple[float, int]:
+    """The host's own caps from a heartbeat ((0, 0) when absent or not numbers)."""
+    if not isinstance(value, dict):
+        return 0.0, 0
+    try:
+        return float(value.get("rate", 0) or 0), int(value.get("in_flight", 0) or 0)
+    except (TypeError, ValueError):
+        return 0.0, 0
 
 
 def _shard_report(agent: ScanAgent, envelope: agentwire.Envelope) -> str:
@@ -323,6 +341,8 @@ def _shard_report(agent: ScanAgent, envelope: agentwire.Envelope) -> str:
     except jobs.LeaseLost:
         db.session.commit()  # the receipt stays: this attempt's messages are spent
         return "stale attempt (the shard was handed out again)"
+    if job.status == JobStatus.CANCELLED and envelope.kind == "done":
+        return _record_stop(agent, job, envelope.body)
     if job.status != JobStatus.RUNNING:
         db.session.commit()
         return f"shard job is {job.status.value}"
@@ -337,11 +357,13 @@ def _shard_report(agent: ScanAgent, envelope: agentwire.Envelope) -> str:
         _dispatch_next(agent.name)
         return "refused"
     if envelope.kind == "batch":
-        return _store_batch(job, ctx, shard, envelope.body)
+        return _store_batch(agent, job, ctx, shard, envelope.body)
     return _finish(agent, job, ctx, shard, envelope.body)
 
 
-def _store_batch(job: Job, ctx: jobs.JobContext, shard: ScanShard, body: dict[str, Any]) -> str:
+def _store_batch(
+    agent: ScanAgent, job: Job, ctx: jobs.JobContext, shard: ScanShard, body: dict[str, Any]
+) -> str:
     run = db.session.get(ScanRun, shard.run_id)
     assert run is not None
     task = run.task
@@ -358,8 +380,34 @@ def _store_batch(job: Job, ctx: jobs.JobContext, shard: ScanShard, body: dict[st
     shard.in_flight = float(progress.get("in_flight", 0.0))
     shard.counts = dict(context.counts)
     shard.batches_received += 1
+    done = shard.agent_done
+    if done is not None and shard.batches_received >= int(done.get("batches", 0)):
+        # The agent's "done" came before this, its last batch (the shard row is locked,
+        # so exactly one handler sees the count complete): finish the shard now.
+        _finish(agent, job, ctx, shard, done)
+        return f"batch of {len(found)}, the last: shard done"
     ctx.progress(int(100 * min(1.0, float(progress.get("estimate", 0.0)))))  # commits
     return f"batch of {len(found)}"
+
+
+def _record_stop(agent: ScanAgent, job: Job, body: dict[str, Any]) -> str:
+    """The agent stopped a shard whose run was cancelled (it read the cancel on its
+    control queue): the shard stays cancelled; its job says where the agent stopped."""
+    shard = db.session.execute(
+        select(ScanShard).where(ScanShard.job_id == job.id).with_for_update()
+    ).scalar_one()
+    summary = body.get("summary", {})
+    done = int(summary.get("targets_done", 0))
+    stopped = bool(summary.get("stopped"))
+    job.message = (
+        f"scan cancelled; agent '{agent.name}' "
+        + (f"stopped after {done} of {shard.targets_total} targets" if stopped else "had finished")
+    )[:2000]
+    shard.status, shard.in_flight = "cancelled", 0.0
+    shard.finished_at = utcnow()
+    db.session.commit()
+    _dispatch_next(agent.name)
+    return "stopped (cancelled)"
 
 
 def _finish(
@@ -367,9 +415,25 @@ def _finish(
 ) -> str:
     announced = int(body.get("batches", 0))
     if shard.batches_received < announced:
-        db.session.rollback()  # the receipt too: the retried message is not a replay
-        raise NotYet(f"{shard.batches_received} of {announced} batches stored")
+        # Some of its batches are still being stored (messages of the agents queue are
+        # taken by several threads): kept on the shard, it is finished by the batch that
+        # completes the count, at once rather than on a retry some time later.
+        shard.agent_done = dict(body)
+        db.session.commit()
+        return f"done noted: {shard.batches_received} of {announced} batches stored"
+    shard.agent_done = None
     summary = body.get("summary", {})
+    if summary.get("stopped"):
+        # Agents stop a shard only on a cancel; this run was not cancelled (a cancel message
+        # put on the agent's control queue by someone else): the shard did not finish.
+        _fail_job(
+            job,
+            f"agent '{agent.name}' stopped the shard after {int(summary.get('targets_done', 0))} "
+            "targets on a cancel message this run never sent",
+        )
+        db.session.commit()
+        _dispatch_next(agent.name)
+        return "stopped without a cancel"
     counts = {
         **{str(k): int(v) for k, v in dict(summary.get("counts", {})).items()},
         **{key: int((shard.counts or {}).get(key, 0)) for key in ("new", "assigned")},

@@ -142,6 +142,17 @@ def cancel_run(*, actor: Admin, run_id: int) -> ScanRun:
     if moved.rowcount != 1:
         db.session.refresh(run)  # what it is now, not the copy loaded before
         raise Conflict(f"Scan #{run.id} has already ended ({run.status.value}).")
+    # Shards an agent holds now (sent, not finished): it is told to stop them, on its
+    # control queue, once this commits (agentruns records where it stopped).
+    with_agents = db.session.execute(
+        select(Job.id, Job.payload)
+        .where(
+            Job.id.in_(select(ScanShard.job_id).where(ScanShard.run_id == run.id)),
+            Job.kind == "agent_shard",
+            Job.status == JobStatus.RUNNING,
+        )
+        .with_for_update()
+    ).all()
     db.session.execute(
         update(Job)
         .where(
@@ -165,6 +176,11 @@ def cancel_run(*, actor: Admin, run_id: int) -> ScanRun:
         after={"status": RunStatus.CANCELLED.value},
         organization_id=run.task.organization_id,
     )
+    held: dict[str, list[int]] = {}
+    for job_id, payload in with_agents:
+        held.setdefault(str(payload.get("agent", "")), []).append(job_id)
+    for name, job_ids in held.items():
+        agents.send_cancel(name, job_ids, run.id)
     db.session.expire(run)
     _finalize(run.id)
     return run

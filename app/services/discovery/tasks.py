@@ -349,6 +349,7 @@ CSV_COLUMNS = (
     "protocols",
     "organization",
     "description",
+    "agent",
 )
 
 
@@ -365,6 +366,8 @@ class CsvImportError(DomainError):
 def import_csv(*, actor: Actor, text: str) -> list[DiscoveryTask]:
     """One task per row (header: name,ranges,ports,...). Every row is validated and every
     error is reported with its line; the tasks are created only if no row has an error.
+    ``agent`` is Auto (or empty) or the name of an enabled agent whose allow-list covers
+    the row's ranges.
 
     Raises:
         CsvImportError: with every problem, line by line (the caller rolls back).
@@ -413,6 +416,7 @@ def import_csv(*, actor: Actor, text: str) -> list[DiscoveryTask]:
                 protocols=(row.get("protocols") or "").replace(";", ","),
                 organization_id=org_id,
                 description=row.get("description") or "",
+                agent=(row.get("agent") or "").strip() or agents.AUTO,
             )
             _clean(actor, data, None)  # validate every row before anything is written
             valid.append(data)
