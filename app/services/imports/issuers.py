@@ -3,12 +3,13 @@ subject is the child's issuer name and whose key verifies the child's signature.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, func, select, update
 
 from app.extensions import db
 from app.models import Certificate, ImportedCertificate
@@ -41,7 +42,7 @@ def link_issuers(import_id: int) -> None:
         candidates: dict[str, list[tuple[int, x509.Certificate]]] = {}
         for cert_id, der, subject in db.session.execute(
             select(Certificate.id, Certificate.der, Certificate.subject_dn).where(
-                Certificate.subject_dn.in_(names)
+                *_subject_among(names)
             )
         ):
             try:
@@ -56,6 +57,17 @@ def link_issuers(import_id: int) -> None:
                     update(Certificate).where(Certificate.id == child.id).values(issuer_id=issuer)
                 )
         db.session.commit()
+
+
+def _subject_among(names: set[str]) -> list[ColumnElement[bool]]:
+    """Certificates whose subject is one of ``names``. On PostgreSQL through the index on
+    md5(subject_dn) (a subject may be longer than a b-tree entry may be); without it every
+    batch of children read the whole inventory, which made linking quadratic."""
+    where = [Certificate.subject_dn.in_(names)]
+    if db.session.get_bind().dialect.name == "postgresql":
+        digests = [hashlib.md5(n.encode(), usedforsecurity=False).hexdigest() for n in names]
+        where.append(func.md5(Certificate.subject_dn).in_(digests))
+    return where
 
 
 def _issuer_of(
