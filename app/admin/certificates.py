@@ -24,6 +24,7 @@ from app.admin.base import (
 )
 from app.admin.choices import org_choices
 from app.admin.display import FLAG_LABELS, badge, dn, local_time
+from app.admin.filters import MonthFilter, month_options
 from app.downloads import attachment, certificate_filename
 from app.ids import parse_ids
 from app.models import Certificate, CertificateRequest, CertStatus, CertType
@@ -32,7 +33,7 @@ from app.pki.bundles import load_certificate
 from app.pki.info import describe_certificate
 from app.reports import charts
 from app.services.acme import orders as acme_orders
-from app.services.certificates import enrollment, inventory, renewal, revocation
+from app.services.certificates import enrollment, inventory, renewal, revocation, risks
 from app.services.discovery import endpoints
 from app.services.errors import DomainError
 from app.services.imports import findings
@@ -137,6 +138,27 @@ class ExpiryWindowFilter(BaseSQLAFilter):
 
     def operation(self) -> str:
         return "in"
+
+
+class DisplayStatusFilter(BaseSQLAFilter):
+    """The status as lists and the dashboard show it: an Issued certificate past its
+    expiry is Expired (and not Issued)."""
+
+    def apply(self, query: Any, value: Any, alias: Any = None) -> Any:
+        return query.filter(inventory.display_status_clause(str(value), now=utcnow()))
+
+    def operation(self) -> str:
+        return "is"
+
+
+class RiskFilter(BaseSQLAFilter):
+    """The dashboard's top risks (app.services.certificates.risks)."""
+
+    def apply(self, query: Any, value: Any, alias: Any = None) -> Any:
+        return query.filter(risks.risk_clause(str(value), now=utcnow()))
+
+    def operation(self) -> str:
+        return "is"
 
 
 EXPIRY_OPTIONS = [(f"{a}-{b}", f"{a + (a > 0)} to {b} days") for a, b in charts.EXPIRY_WINDOWS]
@@ -246,7 +268,7 @@ class CertificateView(TypeAccessMixin, SecureModelView):
     def get_filters(self) -> Any:
         statuses = [(s.value, s.value) for s in CertStatus]
         return [
-            FilterEqual(Certificate.status, "Status", options=statuses),
+            DisplayStatusFilter(Certificate.status, "Status", options=statuses),
             FilterEqual(
                 Certificate.organization_id, "Organization", options=per_request(org_choices)
             ),
@@ -265,6 +287,8 @@ class CertificateView(TypeAccessMixin, SecureModelView):
                     ("Imported", "Imported"),
                 ],
             ),
+            RiskFilter(Certificate.id, "Risk", options=list(risks.RISKS.items())),
+            MonthFilter(Certificate.created_at, "Added", options=per_request(month_options)),
             AcmeOriginFilter(
                 Certificate.request_id,
                 "Issued over ACME",

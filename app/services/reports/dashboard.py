@@ -4,7 +4,7 @@ and expiry window (every query goes through the admin's scope)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, case, func, or_, select
@@ -23,13 +23,23 @@ from app.models import (
     CertType,
     Delegation,
     DelegationStatus,
+    DiscoveryTask,
     Domain,
     Organization,
     RequestStatus,
+    ScanRun,
 )
 from app.models.types import utcnow
-from app.reports.charts import EXPIRY_WINDOWS, TIMELINE_WEEKS, week_windows
-from app.services.certificates import inventory
+from app.reports.charts import (
+    EXPIRY_WINDOWS,
+    PENDING_AGES,
+    TIMELINE_WEEKS,
+    month_starts,
+    next_month,
+    week_windows,
+)
+from app.services.certificates import inventory, risks
+from app.services.discovery.tasks import visible_tasks_clause
 from app.services.scope import organization_clause, scope_of
 from app.services.structure import domains
 
@@ -128,22 +138,166 @@ def certificate_overview(*, actor: Admin) -> Overview:
     ):
         if index is not None:
             result.expiring_weeks[int(index)] = int(count)
-    scope = scope_of(actor)
     pending = (
         select(func.count())
         .select_from(CertificateRequest)
-        .where(CertificateRequest.status == RequestStatus.REQUESTED)
+        .where(CertificateRequest.status == RequestStatus.REQUESTED, _visible_requests(actor))
     )
-    if not scope.is_master:
-        parts = [
-            scope.type_filter(
-                CertificateRequest.organization_id, CertificateRequest.department_id, t
-            )
-            & (CertificateRequest.cert_type == t)
-            for t in CertType
-        ]  # type: ignore[operator]
-        pending = pending.where(or_(*parts))
     result.awaiting_approval = int(db.session.execute(pending).scalar_one())
+    return result
+
+
+def _visible_requests(actor: Admin) -> ColumnElement[bool]:
+    """Requests of the types the admin holds where they were made (as the lists show)."""
+    scope = scope_of(actor)
+    parts = []
+    for cert_type in CertType:
+        clause = scope.type_filter(
+            CertificateRequest.organization_id, CertificateRequest.department_id, cert_type
+        )
+        typed = CertificateRequest.cert_type == cert_type
+        parts.append(typed if clause is None else typed & clause)
+    return or_(*parts)
+
+
+def _month_index(column: Any, starts: list[datetime]) -> Any:
+    """A CASE naming the month (index into ``starts``, then the month after the last)
+    a timestamp falls in; one grouped query, whatever the database."""
+    return case(
+        *[(column < end, i) for i, end in enumerate(starts[1:])],
+        else_=len(starts) - 1,
+    )
+
+
+@dataclass(frozen=True)
+class MonthCounts:
+    month: date  # the month's first day
+    requested: int  # requests made that month (of every status)
+    issued: int  # certificates issued by Certwright that month (origin Issued, added then)
+
+
+def requests_vs_issued(*, actor: Admin, today: date | None = None) -> list[MonthCounts]:
+    """Requests made and certificates issued in each of the last twelve months (UTC),
+    scoped like the request and certificate lists."""
+    firsts = month_starts(today or utcnow().date())
+    starts = [datetime(d.year, d.month, d.day, tzinfo=UTC) for d in firsts]
+    end = next_month(firsts[-1])
+    starts.append(datetime(end.year, end.month, end.day, tzinfo=UTC))
+    requested = [0] * len(firsts)
+    issued = [0] * len(firsts)
+    month = _month_index(CertificateRequest.created_at, starts)
+    for index, count in db.session.execute(
+        select(month, func.count())
+        .where(
+            _visible_requests(actor),
+            CertificateRequest.created_at >= starts[0],
+            CertificateRequest.created_at < starts[-1],
+        )
+        .group_by(month)
+    ):
+        requested[int(index)] = int(count)
+    month = _month_index(Certificate.created_at, starts)
+    for index, count in db.session.execute(
+        select(month, func.count())
+        .where(
+            _visible(actor),
+            Certificate.origin == CertOrigin.ISSUED,
+            Certificate.created_at >= starts[0],
+            Certificate.created_at < starts[-1],
+        )
+        .group_by(month)
+    ):
+        issued[int(index)] = int(count)
+    return [MonthCounts(d, requested[i], issued[i]) for i, d in enumerate(firsts)]
+
+
+def pending_approvals(*, actor: Admin) -> dict[CertType, list[int]]:
+    """Requests awaiting approval the admin may see, by type and by how long they have
+    waited (charts.PENDING_AGES)."""
+    now = utcnow()
+    age = case(
+        *[
+            (CertificateRequest.created_at > now - timedelta(days=end), i)
+            for i, (_, end) in enumerate(PENDING_AGES)
+            if end is not None
+        ],
+        else_=len(PENDING_AGES) - 1,
+    )
+    result = {t: [0] * len(PENDING_AGES) for t in CertType}
+    for cert_type, index, count in db.session.execute(
+        select(CertificateRequest.cert_type, age, func.count())
+        .where(CertificateRequest.status == RequestStatus.REQUESTED, _visible_requests(actor))
+        .group_by(CertificateRequest.cert_type, age)
+    ):
+        result[CertType(cert_type)][int(index)] = int(count)
+    return result
+
+
+def pending_age_clause(column: Any, start: int, end: int | None, *, now: datetime) -> Any:
+    """Rows created ``start`` to ``end`` days before now (the pending-age buckets)."""
+    clause = column <= now - timedelta(days=start)
+    if end is not None:
+        clause = clause & (column > now - timedelta(days=end))
+    return clause
+
+
+@dataclass(frozen=True)
+class RunTrend:
+    run_id: int
+    task_id: int
+    task_name: str
+    finished_at: datetime
+    tls_endpoints: int
+    certificates: int
+    flagged: int | None  # endpoints with a health flag (None: run predates the count)
+
+
+def discovery_trend(*, actor: Admin, limit: int = 30) -> list[RunTrend]:
+    """The last ``limit`` finished discovery runs of the tasks the admin may see (a DRAO:
+    none), oldest first, with their endpoint, certificate and health-flag counts."""
+    query = (
+        select(ScanRun, DiscoveryTask.name)
+        .join(DiscoveryTask, DiscoveryTask.id == ScanRun.task_id)
+        .where(ScanRun.finished_at.is_not(None))
+        .order_by(ScanRun.finished_at.desc(), ScanRun.id.desc())
+        .limit(limit)
+    )
+    clause = visible_tasks_clause(scope_of(actor))
+    if clause is not None:
+        query = query.where(clause)
+    trend = []
+    for run, name in db.session.execute(query):
+        flags = (run.counts or {}).get("flags")
+        flagged = flags.get("any") if isinstance(flags, dict) else None
+        trend.append(
+            RunTrend(
+                run_id=run.id,
+                task_id=run.task_id,
+                task_name=name,
+                finished_at=run.finished_at,
+                tls_endpoints=int(run.tls_endpoints or 0),
+                certificates=int(run.certificates or 0),
+                flagged=int(flagged) if isinstance(flagged, int) else None,
+            )
+        )
+    return trend[::-1]
+
+
+def top_risks(*, actor: Admin) -> dict[str, dict[CertType, int]]:
+    """Certificates the admin may see carrying each risk (risks.RISKS), by type."""
+    now = utcnow()
+    visible = _visible(actor)
+    result: dict[str, dict[CertType, int]] = {}
+    for code in risks.RISKS:
+        counts = {t: 0 for t in CertType}
+        for cert_type, count in db.session.execute(
+            select(Certificate.cert_type, func.count())
+            .where(visible, risks.risk_clause(code, now=now))
+            .group_by(Certificate.cert_type)
+        ):
+            if cert_type is not None:
+                counts[CertType(cert_type)] = int(count)
+        result[code] = counts
     return result
 
 
