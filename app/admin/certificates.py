@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from flask import flash, g, redirect, request, url_for
@@ -38,6 +37,7 @@ from app.services.discovery import endpoints
 from app.services.errors import DomainError
 from app.services.imports import findings
 from app.services.imports.findings import LABELS
+from app.services.reports import dashboard
 from app.services.scope import Scope
 
 
@@ -122,18 +122,18 @@ class FindingFilter(BaseSQLAFilter):
 
 
 class ExpiryWindowFilter(BaseSQLAFilter):
-    """Live (Issued or External) certificates expiring in a dashboard window ("0-7" days
-    from now, "7-30", ...: app.reports.charts.EXPIRY_WINDOWS), the dashboard's drill-down."""
+    """Live (Issued or External) certificates expiring in a dashboard window: "0-7" is
+    the UTC days today to today+6 (from now on), "7-30" today+7 to today+29, ...
+    (app.reports.charts.EXPIRY_WINDOWS, dashboard.expiry_window_clause): the dashboard's
+    drill-down."""
 
     def apply(self, query: Any, value: Any, alias: Any = None) -> Any:
         start, _, end = str(value).partition("-")
         if not (start.isdigit() and end.isdigit()):
             return query.filter(false())
-        now = utcnow()
         return query.filter(
             Certificate.status.in_([CertStatus.ISSUED, CertStatus.EXTERNAL]),
-            Certificate.not_after >= now + timedelta(days=int(start)),
-            Certificate.not_after < now + timedelta(days=int(end)),
+            dashboard.expiry_window_clause(int(start), int(end), now=utcnow()),
         )
 
     def operation(self) -> str:
@@ -164,7 +164,7 @@ class RiskFilter(BaseSQLAFilter):
 EXPIRY_OPTIONS = [(f"{a}-{b}", f"{a + (a > 0)} to {b} days") for a, b in charts.EXPIRY_WINDOWS]
 # The dashboard's 12-month timeline: week n from today (days [7(n-1), 7n) from now).
 WEEK_OPTIONS = [
-    (f"{a}-{b}", f"week {i + 1} (days {a} to {b - 1} from now)")
+    (f"{a}-{b}", f"week {i + 1} (days {a} to {b - 1} from today, UTC)")
     for i, (a, b) in enumerate(charts.week_windows())
 ]
 

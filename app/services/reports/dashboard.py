@@ -16,6 +16,8 @@ from app.models import (
     CaStatus,
     Certificate,
     CertificateAuthority,
+    CertificateCount,
+    CertificateExpiryCount,
     CertificateProfile,
     CertificateRequest,
     CertOrigin,
@@ -72,8 +74,139 @@ def _visible(actor: Admin) -> ColumnElement[bool]:
     return placed & or_(*parts)
 
 
-def certificate_overview(*, actor: Admin) -> Overview:
-    now = utcnow()
+def _day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def expiry_window_clause(start: int, end: int, *, now: datetime) -> ColumnElement[bool]:
+    """Certificates expiring on the UTC days today+start .. today+end-1, and not before
+    now (the dashboard's windows and timeline weeks, and the lists they open)."""
+    today = now.date()
+    return (Certificate.not_after >= max(now, _day_start(today + timedelta(days=start)))) & (
+        Certificate.not_after < _day_start(today + timedelta(days=end))
+    )
+
+
+def _visible_on(table: Any, actor: Admin) -> ColumnElement[bool]:
+    """_visible over a summary table's organization, department and type columns."""
+    scope = scope_of(actor)
+    parts = []
+    for cert_type in CertType:
+        clause = scope.type_filter(table.organization_id, table.department_id, cert_type)
+        typed = table.cert_type == cert_type.value
+        parts.append(typed if clause is None else typed & clause)
+    return table.organization_id.is_not(None) & or_(*parts)
+
+
+def _label(value: Any) -> str:
+    return value.value if hasattr(value, "value") else str(value or "")
+
+
+def certificate_overview(*, actor: Admin, now: datetime | None = None) -> Overview:
+    """The dashboard's certificate numbers from the summary tables (app.services.reports
+    .counts): sums of a few thousand group rows instead of a scan of the certificates.
+    Expiry counts sum whole UTC days; today's part (expired since midnight, or expiring
+    later today) is counted in the certificates, an indexed range of one day."""
+    now = now or utcnow()
+    today = now.date()
+    result = Overview()
+    counts = CertificateCount
+    visible = _visible_on(counts, actor)
+    total = func.sum(counts.n)
+    groups = {
+        "status": {},
+        "cert_type": {},
+        "key_type": {},
+        "issuer_cn": {},
+        "signature_algorithm": {},
+        "origin": {},
+    }
+    for name, target in groups.items():
+        column = getattr(counts, name)
+        for value, count in db.session.execute(
+            select(column, total).where(visible).group_by(column)
+        ):
+            if count:
+                key = _label(value)
+                target[key] = target.get(key, 0) + int(count)
+    # Issued past its notAfter reads Expired: whole days before today from the expiry
+    # summary, since midnight from the certificates.
+    expiry = CertificateExpiryCount
+    expiry_visible = _visible_on(expiry, actor)
+    issued = expiry.status == CertStatus.ISSUED.value
+    lapsed = int(
+        db.session.execute(
+            select(func.coalesce(func.sum(expiry.n), 0)).where(
+                expiry_visible, issued, expiry.expiry_day < today
+            )
+        ).scalar_one()
+    )
+    certificates_visible = _visible(actor)
+    lapsed += int(
+        db.session.execute(
+            select(func.count())
+            .select_from(Certificate)
+            .where(
+                certificates_visible,
+                Certificate.status == CertStatus.ISSUED.value,
+                Certificate.not_after >= _day_start(today),
+                Certificate.not_after < now,
+            )
+        ).scalar_one()
+    )
+    by_status = groups["status"]
+    if lapsed:
+        by_status["Issued"] = by_status.get("Issued", 0) - lapsed
+        by_status["Expired"] = by_status.get("Expired", 0) + lapsed
+    result.by_status = {k: v for k, v in by_status.items() if v}
+    result.total = sum(result.by_status.values())
+    result.by_type = {CertType(k): v for k, v in groups["cert_type"].items() if k}
+    result.by_key = {(k or "unknown"): v for k, v in groups["key_type"].items()}
+    result.by_issuer = groups["issuer_cn"]
+    result.by_signature = groups["signature_algorithm"]
+    result.by_origin = groups["origin"]
+    # Live certificates by expiry day for the next year: whole days after today from the
+    # summary, today (not before now) from the certificates.
+    weeks = week_windows()
+    horizon = today + timedelta(days=weeks[-1][1])
+    by_day: dict[int, int] = {}
+    for day, count in db.session.execute(
+        select(expiry.expiry_day, func.sum(expiry.n))
+        .where(expiry_visible, expiry.expiry_day > today, expiry.expiry_day < horizon)
+        .group_by(expiry.expiry_day)
+    ):
+        offset = ((day if isinstance(day, date) else date.fromisoformat(str(day))) - today).days
+        by_day[offset] = by_day.get(offset, 0) + int(count)
+    by_day[0] = int(
+        db.session.execute(
+            select(func.count())
+            .select_from(Certificate)
+            .where(
+                certificates_visible,
+                Certificate.status.in_([CertStatus.ISSUED.value, CertStatus.EXTERNAL.value]),
+                expiry_window_clause(0, 1, now=now),
+            )
+        ).scalar_one()
+    )
+
+    def days(start: int, end: int) -> int:
+        return sum(by_day.get(d, 0) for d in range(start, end))
+
+    result.expiring = [days(start, end) for start, end in EXPIRY_WINDOWS]
+    result.expiring_weeks = [days(start, end) for start, end in weeks]
+    pending = (
+        select(func.count())
+        .select_from(CertificateRequest)
+        .where(CertificateRequest.status == RequestStatus.REQUESTED, _visible_requests(actor))
+    )
+    result.awaiting_approval = int(db.session.execute(pending).scalar_one())
+    return result
+
+
+def direct_overview(*, actor: Admin, now: datetime | None = None) -> Overview:
+    """certificate_overview computed from the certificates themselves (a scan of every
+    visible row): the reference the summary tables are tested and checked against."""
+    now = now or utcnow()
     visible = _visible(actor)
     result = Overview()
     expired_but_issued = (Certificate.status == CertStatus.ISSUED.value) & (
@@ -108,42 +241,23 @@ def certificate_overview(*, actor: Admin) -> Overview:
         ):
             key = value.value if hasattr(value, "value") else str(value or "")
             target[key] = target.get(key, 0) + int(count)
-    live = (
-        visible
-        & Certificate.status.in_([CertStatus.ISSUED.value, CertStatus.EXTERNAL.value])
-        & (Certificate.not_after >= now)
-    )
+    live = visible & Certificate.status.in_([CertStatus.ISSUED.value, CertStatus.EXTERNAL.value])
     for index, (start, end) in enumerate(EXPIRY_WINDOWS):
-        window = (Certificate.not_after >= now + timedelta(days=start)) & (
-            Certificate.not_after < now + timedelta(days=end)
-        )
         result.expiring[index] = int(
             db.session.execute(
-                select(func.count()).select_from(Certificate).where(live & window)
+                select(func.count())
+                .select_from(Certificate)
+                .where(live & expiry_window_clause(start, end, now=now))
             ).scalar_one()
         )
-    # The weekly timeline in one query: a CASE names each row's week (a range scan of a
-    # year of not_after, whatever the database).
-    weeks = week_windows()
-    week = case(
-        *[
-            (Certificate.not_after < now + timedelta(days=end), i)
-            for i, (_, end) in enumerate(weeks)
-        ],
-        else_=None,
-    )
-    horizon = now + timedelta(days=weeks[-1][1])
-    for index, count in db.session.execute(
-        select(week, func.count()).where(live & (Certificate.not_after < horizon)).group_by(week)
-    ):
-        if index is not None:
-            result.expiring_weeks[int(index)] = int(count)
-    pending = (
-        select(func.count())
-        .select_from(CertificateRequest)
-        .where(CertificateRequest.status == RequestStatus.REQUESTED, _visible_requests(actor))
-    )
-    result.awaiting_approval = int(db.session.execute(pending).scalar_one())
+    for index, (start, end) in enumerate(week_windows()):
+        result.expiring_weeks[index] = int(
+            db.session.execute(
+                select(func.count())
+                .select_from(Certificate)
+                .where(live & expiry_window_clause(start, end, now=now))
+            ).scalar_one()
+        )
     return result
 
 
