@@ -1,5 +1,5 @@
 """Command line for reports: report run TYPE --format csv|xml|html [filters] --out FILE,
-report types."""
+report types, report counts (the dashboard's summary tables: check, fold, rebuild)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from app.extensions import db
 from app.models import CertificateProfile, Report
 from app.services import audit
 from app.services.errors import DomainError
-from app.services.reports import account_structure, catalog, generation
+from app.services.reports import account_structure, catalog, counts, generation
 from app.services.reports.catalog import Filters
 
 report_cli = AppGroup("report", help="Generate reports (docs/reports.md).")
@@ -226,6 +226,27 @@ def _done(as_json: bool, summary: dict[str, object]) -> None:
     elif summary["out"] != "-":
         rows = f"{summary['rows']} rows, " if "rows" in summary else ""
         click.echo(f"{summary['report_type']}: {rows}{summary['bytes']} bytes -> {summary['out']}")
+
+
+@report_cli.command("counts")
+@click.option("--fold", "do_fold", is_flag=True, help="fold the rows (the 10-minute job)")
+@click.option("--rebuild", is_flag=True, help="recompute them from the certificates")
+def report_counts(do_fold: bool, rebuild: bool) -> None:
+    """Check the dashboard's summary tables against the certificates; --fold or
+    --rebuild first (each safe to run twice; they change row counts, never sums)."""
+    if do_fold and rebuild:
+        fail("choose one of --fold and --rebuild")
+    if do_fold:
+        click.echo(f"folded: {commit_or_fail(counts.fold)}")
+    elif rebuild:
+        click.echo(f"rebuilt: {commit_or_fail(counts.rebuild)}")
+    found = counts.differences()
+    db.session.rollback()
+    if found:
+        for line in found[:50]:
+            click.echo(line, err=True)
+        fail(f"{len(found)} groups differ from the certificates: run --rebuild")
+    click.echo("the dashboard's summary tables agree with the certificates")
 
 
 COMMANDS = (report_cli,)

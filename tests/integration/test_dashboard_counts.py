@@ -12,7 +12,15 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import delete, func, select, update
 
 from app.extensions import db
-from app.models import Certificate, CertificateCount, CertOrigin, CertStatus, CertType, Role
+from app.models import (
+    Certificate,
+    CertificateCount,
+    CertificateExpiryCount,
+    CertOrigin,
+    CertStatus,
+    CertType,
+    Role,
+)
 from app.models.types import utcnow
 from app.services import bulk
 from app.services.certificates import inventory, revocation
@@ -118,6 +126,9 @@ def test_summary_equals_direct_counts_after_every_write(world, stub_worker):  # 
     assert first["rows_before"] == rows and again["rows_before"] == again["rows_after"]
     assert again["rows_after"] <= rows
     same(mrao, rao)
+    # Folding merged the days before today into one (PAST) per group.
+    days = db.session.execute(select(CertificateExpiryCount.expiry_day)).scalars().all()
+    assert not [d for d in days if counts.PAST < d < utcnow().date()]
     counts.rebuild()
     counts.rebuild()
     same(mrao, rao)
@@ -145,3 +156,22 @@ def test_the_fold_job_recurs_every_ten_minutes(app):
     from app.services.platform import jobs
 
     assert jobs.SYSTEM_SCHEDULES[counts.JOB_KIND] == 600
+
+
+def test_the_counts_command_checks_folds_and_repairs(app):
+    acme = make_org("Acme")
+    add_certificates(acme, 4)
+    runner = app.test_cli_runner()
+    for args in (["report", "counts"], ["report", "counts", "--fold"]):
+        result = runner.invoke(args=args)
+        assert result.exit_code == 0, result.output
+        assert "agree with the certificates" in result.output
+    db.session.execute(update(CertificateCount).values(n=CertificateCount.n + 1))
+    db.session.commit()
+    result = runner.invoke(args=["report", "counts"])
+    assert result.exit_code != 0 and "differ from the certificates" in result.output
+    for _ in range(2):
+        result = runner.invoke(args=["report", "counts", "--rebuild"])
+        assert result.exit_code == 0, result.output
+    both = runner.invoke(args=["report", "counts", "--fold", "--rebuild"])
+    assert both.exit_code != 0 and "choose one" in both.output

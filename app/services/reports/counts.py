@@ -11,12 +11,14 @@ many rows there are, never the sums.
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import date
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text
 
 from app.extensions import db
 from app.models import Certificate, CertificateCount, CertificateExpiryCount, CertStatus, Job
+from app.models.types import utcnow
 from app.services.platform import jobs
 
 JOB_KIND = "dashboard_counts"
@@ -32,6 +34,7 @@ GROUP = (
     "signature_algorithm",
 )
 EXPIRY_GROUP = ("organization_id", "department_id", "cert_type", "status", "expiry_day")
+PAST = date(1970, 1, 1)  # the expiry day of every folded day before today
 LOCK_KEY = 0x13DA5B0A  # pg_advisory_xact_lock: one fold or rebuild at a time
 
 
@@ -44,12 +47,29 @@ def _lock() -> None:
         db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
 
 
-def _fold_table(model: Any, group: tuple[str, ...]) -> tuple[int, int]:
+def _fold_table(
+    model: Any, group: tuple[str, ...], *, before: date | None = None
+) -> tuple[int, int]:
     """Replace a table's rows by one row per group with its sum (groups summing to zero
-    go); rows appended meanwhile by other transactions are left for the next fold.
-    Returns (rows before, rows after)."""
+    go); rows appended meanwhile by other transactions are left for the next fold. With
+    ``before`` (the expiry table), every expiry day before it becomes PAST: the dashboard
+    only sums those days together ("Issued past its expiry"), so a year of past days
+    costs one row per group. Returns (rows before, rows after)."""
     table = model.__table__
     columns = ", ".join(group)
+    if before is not None and _is_postgres():
+        outputs = ", ".join(group[:-1]) + (
+            ", CASE WHEN expiry_day < CAST(:before AS date) THEN CAST(:past AS date) "
+            "ELSE expiry_day END"
+        )
+        sql = (
+            f"WITH gone AS (DELETE FROM {table.name} RETURNING {columns}, n), "  # noqa: S608
+            f"folded AS (INSERT INTO {table.name} ({columns}, n) "
+            f"SELECT {outputs}, sum(n) FROM gone GROUP BY {outputs} HAVING sum(n) <> 0 "
+            "RETURNING 1) SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM folded)"
+        )
+        row = db.session.execute(text(sql), {"before": before, "past": PAST}).one()
+        return int(row[0]), int(row[1])
     if _is_postgres():
         # DELETE ... RETURNING deletes exactly the rows it sums: a row committed by a
         # writer after this statement started is neither deleted nor counted.
@@ -67,7 +87,10 @@ def _fold_table(model: Any, group: tuple[str, ...]) -> tuple[int, int]:
     sums: dict[tuple[Any, ...], int] = defaultdict(int)
     rows = db.session.execute(select(*[table.c[c] for c in group], table.c.n)).all()
     for row in rows:
-        sums[tuple(row[:-1])] += int(row[-1])
+        key = tuple(row[:-1])
+        if before is not None and key[-1] < before:
+            key = (*key[:-1], PAST)
+        sums[key] += int(row[-1])
     db.session.execute(delete(table))
     kept = [dict(zip(group, key, strict=True), n=n) for key, n in sums.items() if n]
     if kept:
@@ -75,11 +98,13 @@ def _fold_table(model: Any, group: tuple[str, ...]) -> tuple[int, int]:
     return len(rows), len(kept)
 
 
-def fold() -> dict[str, int]:
+def fold(*, today: date | None = None) -> dict[str, int]:
     """Fold both tables (the dashboard_counts job; safe to run twice or concurrently)."""
     _lock()
     before, after = _fold_table(CertificateCount, GROUP)
-    expiry_before, expiry_after = _fold_table(CertificateExpiryCount, EXPIRY_GROUP)
+    expiry_before, expiry_after = _fold_table(
+        CertificateExpiryCount, EXPIRY_GROUP, before=today or utcnow().date()
+    )
     return {
         "rows_before": before,
         "rows_after": after,
@@ -127,8 +152,15 @@ def rebuild() -> dict[str, int]:
     }
 
 
-def differences() -> list[str]:
-    """Where the tables' sums differ from the certificates (empty: they agree)."""
+def _day_key(value: Any, today: date) -> str:
+    day = value if isinstance(value, date) else date.fromisoformat(str(value))
+    return "past" if day < today else day.isoformat()
+
+
+def differences(*, today: date | None = None) -> list[str]:
+    """Where the tables' sums differ from the certificates (empty: they agree); expiry
+    days before today are compared as one (folding merges them)."""
+    today = today or utcnow().date()
     found = []
     columns = [getattr(Certificate, c) for c in GROUP]
     direct = {
@@ -149,26 +181,24 @@ def differences() -> list[str]:
             )
     day = _expiry_day()
     expiry_columns = [getattr(Certificate, c) for c in EXPIRY_GROUP[:-1]]
-    direct = {
-        (*r[:-2], str(r[-2])): int(r[-1])
-        for r in db.session.execute(
-            select(*expiry_columns, day, func.count())
-            .where(Certificate.status.in_(LIVE))
-            .group_by(*expiry_columns, day)
-        )
-    }
+    direct_days: dict[tuple[Any, ...], int] = defaultdict(int)
+    for r in db.session.execute(
+        select(*expiry_columns, day, func.count())
+        .where(Certificate.status.in_(LIVE))
+        .group_by(*expiry_columns, day)
+    ):
+        direct_days[(*r[:-2], _day_key(r[-2], today))] += int(r[-1])
     summary_columns = [getattr(CertificateExpiryCount, c) for c in EXPIRY_GROUP]
-    summed = {
-        (*r[:-2], str(r[-2])): int(r[-1])
-        for r in db.session.execute(
-            select(*summary_columns, func.sum(CertificateExpiryCount.n)).group_by(*summary_columns)
-        )
-    }
-    for key in sorted(set(direct) | set(summed), key=repr):
-        if direct.get(key, 0) != summed.get(key, 0):
+    summed_days: dict[tuple[Any, ...], int] = defaultdict(int)
+    for r in db.session.execute(
+        select(*summary_columns, func.sum(CertificateExpiryCount.n)).group_by(*summary_columns)
+    ):
+        summed_days[(*r[:-2], _day_key(r[-2], today))] += int(r[-1])
+    for key in sorted(set(direct_days) | set(summed_days), key=repr):
+        if direct_days.get(key, 0) != summed_days.get(key, 0):
             found.append(
                 f"expiry {dict(zip(EXPIRY_GROUP, key, strict=True))}: "
-                f"{summed.get(key, 0)} counted, {direct.get(key, 0)} stored"
+                f"{summed_days.get(key, 0)} counted, {direct_days.get(key, 0)} stored"
             )
     return found
 
