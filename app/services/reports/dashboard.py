@@ -112,23 +112,18 @@ def certificate_overview(*, actor: Admin, now: datetime | None = None) -> Overvi
     result = Overview()
     counts = CertificateCount
     visible = _visible_on(counts, actor)
-    total = func.sum(counts.n)
-    groups = {
-        "status": {},
-        "cert_type": {},
-        "key_type": {},
-        "issuer_cn": {},
-        "signature_algorithm": {},
-        "origin": {},
-    }
-    for name, target in groups.items():
-        column = getattr(counts, name)
-        for value, count in db.session.execute(
-            select(column, total).where(visible).group_by(column)
-        ):
-            if count:
-                key = _label(value)
-                target[key] = target.get(key, 0) + int(count)
+    names = ("status", "cert_type", "key_type", "issuer_cn", "signature_algorithm", "origin")
+    groups: dict[str, dict[str, int]] = {name: {} for name in names}
+    # One query: the groups of every column at once (a few hundred rows), summed here.
+    columns = [getattr(counts, name) for name in names]
+    for *values, count in db.session.execute(
+        select(*columns, func.sum(counts.n)).where(visible).group_by(*columns)
+    ):
+        if not count:
+            continue
+        for name, value in zip(names, values, strict=True):
+            key = _label(value)
+            groups[name][key] = groups[name].get(key, 0) + int(count)
     # Issued past its notAfter reads Expired: whole days before today from the expiry
     # summary, since midnight from the certificates.
     expiry = CertificateExpiryCount
