@@ -6,7 +6,8 @@ appends +n / -n rows (PostgreSQL: one statement-level trigger per operation over
 transition table, so a bulk insert adds one row per group, and an update that changes no
 counted column adds nothing; SQLite: row-level triggers). Sums over the rows are the
 counts; the dashboard_counts job folds them. The upgrade fills both tables from the
-certificates already stored. On PostgreSQL both tables are vacuumed after 5,000 dead rows
+certificates already stored. On PostgreSQL a TRUNCATE of certificates empties both (it
+fires no DELETE trigger), and both tables are vacuumed after 5,000 dead rows
 (each fold rewrites them).
 
 The downgrade drops the triggers, their functions and the tables.
@@ -120,7 +121,17 @@ def upgrade():
                 "autovacuum_vacuum_threshold = 5000, autovacuum_analyze_scale_factor = 0, "
                 "autovacuum_analyze_threshold = 5000)"
             )
-        op.execute("LOCK TABLE certificates IN SHARE MODE")  # no write between fill and triggers
+        op.execute("LOCK TABLE certificates IN SHARE MODE")
+        # TRUNCATE fires no DELETE trigger: it empties the summaries with the certificates.
+        op.execute(
+            "CREATE FUNCTION cw_certificate_counts_truncate() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN TRUNCATE certificate_counts, certificate_expiry_counts; "
+            "RETURN NULL; END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER cw_certificate_counts_truncate AFTER TRUNCATE ON certificates "
+            "FOR EACH STATEMENT EXECUTE FUNCTION cw_certificate_counts_truncate()"
+        )  # no write between fill and triggers
         for operation, body in PG_FUNCTIONS.items():
             op.execute(
                 f"CREATE FUNCTION cw_certificate_counts_{operation}() RETURNS trigger "
@@ -159,7 +170,7 @@ def upgrade():
 
 def downgrade():
     dialect = op.get_bind().dialect.name
-    for operation in PG_FUNCTIONS:
+    for operation in (*PG_FUNCTIONS, "truncate"):
         op.execute(f"DROP TRIGGER IF EXISTS cw_certificate_counts_{operation} ON certificates"
                    if dialect == "postgresql"
                    else f"DROP TRIGGER IF EXISTS cw_certificate_counts_{operation}")
