@@ -106,3 +106,37 @@ def test_triggers_keep_the_summary_equal_to_the_certificates(pg: Flask) -> None:
         counts.rebuild()
         db.session.commit()
         same(mrao, rao)
+
+
+def test_every_panel_query_runs_on_postgresql(pg: Flask) -> None:
+    """The other panels' SQL (CASE month and age buckets, the served-endpoint join, the
+    findings subqueries) on PostgreSQL, for an MRAO and an RAO."""
+    from app.models import DiscoveryTask, Endpoint, RunStatus, ScanRun
+
+    tag = secrets.token_hex(3)
+    mine = make_org(f"Panels {tag}")
+    rao = make_admin(f"panels-rao-{tag}", Role.RAO, org=mine)
+    mrao = make_admin(f"panels-mrao-{tag}")
+    expired = add_certificates(mine, 1, days=-2, prefix=f"panels-{tag}-")[0]
+    task = DiscoveryTask(name=f"DC {tag}", ranges="10.0.0.0/24", organization_id=mine.id)
+    db.session.add(task)
+    db.session.flush()
+    run = ScanRun(task_id=task.id, status=RunStatus.SUCCESSFUL, finished_at=utcnow())
+    db.session.add(run)
+    db.session.flush()
+    db.session.add(
+        Endpoint(
+            task_id=task.id, ip="10.0.0.9", port=443, certificate_id=expired.id, last_run_id=run.id
+        )
+    )
+    db.session.commit()
+    for admin in (mrao, rao):
+        assert dashboard.top_risks(actor=admin)["expired_served"][CertType.SSL] >= 1
+        assert len(dashboard.requests_vs_issued(actor=admin)) == 12
+        assert set(dashboard.pending_approvals(actor=admin)) == set(CertType)
+        assert [t.task_name for t in dashboard.discovery_trend(actor=admin)][-1:] in (
+            [task.name],
+            [],
+        )
+    assert dashboard.top_risks(actor=rao)["expired_served"][CertType.SSL] == 1
+    db.session.rollback()

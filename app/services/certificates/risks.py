@@ -30,18 +30,21 @@ SIGNATURE_CODES = ("weak_signature",)  # SHA-1 or MD5 (findings.LABELS)
 
 
 def served_clause() -> ColumnElement[bool]:
-    """Certificates on an endpoint seen in its task's latest finished scan (or later)."""
+    """Certificates on an endpoint seen in its task's latest finished scan (or later: the
+    scan under way, or a task's first scan before it finishes)."""
     latest = (
-        select(func.coalesce(func.max(ScanRun.id), 0))
-        .where(ScanRun.task_id == Endpoint.task_id, ScanRun.finished_at.is_not(None))
-        .correlate(Endpoint)
-        .scalar_subquery()
+        select(ScanRun.task_id, func.max(ScanRun.id).label("run_id"))
+        .where(ScanRun.finished_at.is_not(None))
+        .group_by(ScanRun.task_id)
+        .subquery()
     )
     return Certificate.id.in_(
-        select(Endpoint.certificate_id).where(
+        select(Endpoint.certificate_id)
+        .outerjoin(latest, latest.c.task_id == Endpoint.task_id)
+        .where(
             Endpoint.certificate_id.is_not(None),
             Endpoint.last_run_id.is_not(None),
-            Endpoint.last_run_id >= latest,
+            Endpoint.last_run_id >= func.coalesce(latest.c.run_id, 0),
         )
     )
 
