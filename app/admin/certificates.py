@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from flask import flash, g, redirect, request, url_for
@@ -24,6 +23,7 @@ from app.admin.base import (
 )
 from app.admin.choices import org_choices
 from app.admin.display import FLAG_LABELS, badge, dn, local_time
+from app.admin.filters import MonthFilter, month_options
 from app.downloads import attachment, certificate_filename
 from app.ids import parse_ids
 from app.models import Certificate, CertificateRequest, CertStatus, CertType
@@ -32,11 +32,12 @@ from app.pki.bundles import load_certificate
 from app.pki.info import describe_certificate
 from app.reports import charts
 from app.services.acme import orders as acme_orders
-from app.services.certificates import enrollment, inventory, renewal, revocation
+from app.services.certificates import enrollment, inventory, renewal, revocation, risks
 from app.services.discovery import endpoints
 from app.services.errors import DomainError
 from app.services.imports import findings
 from app.services.imports.findings import LABELS
+from app.services.reports import dashboard
 from app.services.scope import Scope
 
 
@@ -121,28 +122,49 @@ class FindingFilter(BaseSQLAFilter):
 
 
 class ExpiryWindowFilter(BaseSQLAFilter):
-    """Live (Issued or External) certificates expiring in a dashboard window ("0-7" days
-    from now, "7-30", ...: app.reports.charts.EXPIRY_WINDOWS), the dashboard's drill-down."""
+    """Live (Issued or External) certificates expiring in a dashboard window: "0-7" is
+    the UTC days today to today+6 (from now on), "7-30" today+7 to today+29, ...
+    (app.reports.charts.EXPIRY_WINDOWS, dashboard.expiry_window_clause): the dashboard's
+    drill-down."""
 
     def apply(self, query: Any, value: Any, alias: Any = None) -> Any:
         start, _, end = str(value).partition("-")
         if not (start.isdigit() and end.isdigit()):
             return query.filter(false())
-        now = utcnow()
         return query.filter(
             Certificate.status.in_([CertStatus.ISSUED, CertStatus.EXTERNAL]),
-            Certificate.not_after >= now + timedelta(days=int(start)),
-            Certificate.not_after < now + timedelta(days=int(end)),
+            dashboard.expiry_window_clause(int(start), int(end), now=utcnow()),
         )
 
     def operation(self) -> str:
         return "in"
 
 
+class DisplayStatusFilter(BaseSQLAFilter):
+    """The status as lists and the dashboard show it: an Issued certificate past its
+    expiry is Expired (and not Issued)."""
+
+    def apply(self, query: Any, value: Any, alias: Any = None) -> Any:
+        return query.filter(inventory.display_status_clause(str(value), now=utcnow()))
+
+    def operation(self) -> str:
+        return "is"
+
+
+class RiskFilter(BaseSQLAFilter):
+    """The dashboard's top risks (app.services.certificates.risks)."""
+
+    def apply(self, query: Any, value: Any, alias: Any = None) -> Any:
+        return query.filter(risks.risk_clause(str(value), now=utcnow()))
+
+    def operation(self) -> str:
+        return "is"
+
+
 EXPIRY_OPTIONS = [(f"{a}-{b}", f"{a + (a > 0)} to {b} days") for a, b in charts.EXPIRY_WINDOWS]
 # The dashboard's 12-month timeline: week n from today (days [7(n-1), 7n) from now).
 WEEK_OPTIONS = [
-    (f"{a}-{b}", f"week {i + 1} (days {a} to {b - 1} from now)")
+    (f"{a}-{b}", f"week {i + 1} (days {a} to {b - 1} from today, UTC)")
     for i, (a, b) in enumerate(charts.week_windows())
 ]
 
@@ -246,7 +268,7 @@ class CertificateView(TypeAccessMixin, SecureModelView):
     def get_filters(self) -> Any:
         statuses = [(s.value, s.value) for s in CertStatus]
         return [
-            FilterEqual(Certificate.status, "Status", options=statuses),
+            DisplayStatusFilter(Certificate.status, "Status", options=statuses),
             FilterEqual(
                 Certificate.organization_id, "Organization", options=per_request(org_choices)
             ),
@@ -265,6 +287,8 @@ class CertificateView(TypeAccessMixin, SecureModelView):
                     ("Imported", "Imported"),
                 ],
             ),
+            RiskFilter(Certificate.id, "Risk", options=list(risks.RISKS.items())),
+            MonthFilter(Certificate.created_at, "Added", options=per_request(month_options)),
             AcmeOriginFilter(
                 Certificate.request_id,
                 "Issued over ACME",

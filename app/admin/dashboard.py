@@ -12,6 +12,7 @@ from wtforms import IntegerField, StringField
 from wtforms.validators import Length
 from wtforms.widgets import HiddenInput
 
+from app.admin import display
 from app.admin.base import AdminForm, SecureMixin, current_scope
 from app.extensions import db
 from app.models import (
@@ -28,6 +29,7 @@ from app.models import (
 from app.models.types import utcnow
 from app.reports import charts
 from app.services.accounts import admins
+from app.services.certificates import risks
 from app.services.imports import findings
 from app.services.reports import dashboard
 from app.services.scope import department_clause, organization_clause
@@ -47,7 +49,27 @@ class LocationForm(AdminForm):
     state = StringField("State / province", validators=[Length(max=128)])
 
 
-WIDE = ("cw-chart-timeline",)  # charts drawn twice as wide
+WIDE = (
+    "cw-chart-timeline",
+    "cw-chart-requests",
+    "cw-chart-pending",
+    "cw-chart-discovery",
+)  # charts drawn twice as wide
+# Rows of the laptop grid: narrow charts take a quarter, wide ones half.
+ORDER = (
+    "cw-chart-expiring",
+    "cw-chart-status",
+    "cw-chart-timeline",
+    "cw-chart-requests",
+    "cw-chart-pending",
+    "cw-chart-type",
+    "cw-chart-key",
+    "cw-chart-issuer",
+    "cw-chart-signature",
+    "cw-chart-origin",
+    "cw-chart-delegations",
+    "cw-chart-discovery",
+)
 DELEGATION_COLOURS = {"Requested": "#ffc107", "Approved": "#28a745", "Rejected": "#dc3545"}
 
 
@@ -86,9 +108,15 @@ class DashboardView(SecureMixin, AdminIndexView):
             location_form=LocationForm() if steps.org_without_location else None,
             links=self._step_links(),
             overview=(summary := dashboard.certificate_overview(actor=current_user)),
-            charts=self._charts(summary),
+            charts=self._ordered(self._charts(summary)),
+            risks=self._risks(),
+            types=list(CertType),
             wide=WIDE,
         )
+
+    @staticmethod
+    def _ordered(drawn: dict[str, Any]) -> dict[str, Any]:
+        return {key: drawn[key] for key in ORDER if key in drawn}
 
     def _step_links(self) -> dict[str, str]:
         """Where each welcome step is done, for the steps this admin may take."""
@@ -131,19 +159,26 @@ class DashboardView(SecureMixin, AdminIndexView):
 
     def _list_url(self, endpoint: str, filter_name: str | None = None, value: str = "") -> str:
         """The list a chart element summarises (filtered), if the admin may open it."""
+        return self._filtered_url(endpoint, [(filter_name, value)] if filter_name else [])
+
+    def _filtered_url(self, endpoint: str, filters: list[tuple[str, str]]) -> str:
+        """The list filtered by every (filter name, value), if the admin may open it; a
+        filter the list lacks leaves no link (a wider list would not be what was counted)."""
         view = next(
             (v for v in self.admin._views if getattr(v, "endpoint", None) == endpoint), None
         )
         if view is None or not view.is_accessible():
             return ""
-        if filter_name is None:
-            return url_for(f"{endpoint}.index_view")
-        for index, flt in enumerate(view._filters or []):
-            if flt.name == filter_name:
-                return url_for(
-                    f"{endpoint}.index_view", **{f"flt0_{view.get_filter_arg(index, flt)}": value}
-                )
-        return url_for(f"{endpoint}.index_view")
+        args = {}
+        for position, (name, value) in enumerate(filters):
+            found = next(
+                ((index, flt) for index, flt in enumerate(view._filters or []) if flt.name == name),
+                None,
+            )
+            if found is None:
+                return ""
+            args[f"flt{position}_{view.get_filter_arg(*found)}"] = value
+        return url_for(f"{endpoint}.index_view", **args)
 
     def _charts(self, summary: dashboard.Overview) -> dict[str, Any]:
         statuses = ("Issued", "Expired", "Revoked", "Replaced", "External")
@@ -195,6 +230,8 @@ class DashboardView(SecureMixin, AdminIndexView):
         ]
         return {
             "cw-chart-status": charts.bar_figure("Certificates by status", by_status),
+            "cw-chart-requests": self._requests_chart(),
+            "cw-chart-pending": self._pending_chart(),
             "cw-chart-timeline": timeline,
             "cw-chart-delegations": charts.bar_figure("Domain delegations", delegations),
             "cw-chart-expiring": charts.bar_figure("Expiring soon", expiring),
@@ -211,4 +248,98 @@ class DashboardView(SecureMixin, AdminIndexView):
                 ),
             ),
             "cw-chart-origin": charts.bar_figure("By origin", by_origin),
+            "cw-chart-discovery": self._discovery_chart(),
         }
+
+    def _requests_chart(self) -> dict[str, Any]:
+        """Requests made and certificates issued per month (every type the admin holds;
+        the bars open the SSL lists of that month, as the other charts do)."""
+        months = dashboard.requests_vs_issued(actor=current_user)
+        labels = [m.month.strftime("%b %Y") for m in months]
+        keys = [m.month.strftime("%Y-%m") for m in months]
+        requested = [
+            charts.Bar(label, m.requested, self._list_url("ssl_requests", "Requested", key))
+            for label, key, m in zip(labels, keys, months, strict=True)
+        ]
+        issued = [
+            charts.Bar(
+                label,
+                m.issued,
+                self._filtered_url("ssl_certs", [("Origin", "Issued"), ("Added", key)]),
+            )
+            for label, key, m in zip(labels, keys, months, strict=True)
+        ]
+        return charts.series_figure(
+            "Requests vs issued, by month",
+            labels,
+            [
+                charts.Series("Requested", "#6c757d", requested),
+                charts.Series("Issued", "#28a745", issued),
+            ],
+        )
+
+    def _pending_chart(self) -> dict[str, Any]:
+        """Requests awaiting approval by type, stacked by how long they have waited; each
+        piece opens that type's request list filtered to Requested and that wait."""
+        pending = dashboard.pending_approvals(actor=current_user)
+        types = list(CertType)
+        series = [
+            charts.Series(
+                label,
+                charts.PENDING_AGE_COLOURS[i],
+                [
+                    charts.Bar(
+                        t.label,
+                        pending[t][i],
+                        self._filtered_url(
+                            f"{t.value}_requests",
+                            [("Status", "Requested"), ("Waiting", charts.age_key(start, end))],
+                        ),
+                    )
+                    for t in types
+                ],
+            )
+            for i, ((start, end), label) in enumerate(
+                zip(charts.PENDING_AGES, charts.PENDING_AGE_LABELS, strict=True)
+            )
+        ]
+        return charts.series_figure(
+            "Pending approvals, by type and wait", [t.label for t in types], series, stacked=True
+        )
+
+    def _discovery_chart(self) -> dict[str, Any]:
+        zone = display.admin_zone()
+        points = [
+            charts.RunPoint(
+                label=f"{run.task_name} {run.finished_at.astimezone(zone):%m-%d %H:%M}",
+                url=self._list_url("network_assets", "Task", str(run.task_id)),
+                tls_endpoints=run.tls_endpoints,
+                certificates=run.certificates,
+                flagged=run.flagged,
+            )
+            for run in dashboard.discovery_trend(actor=current_user)
+        ]
+        return charts.discovery_trend_figure(points)
+
+    def _risks(self) -> list[dict[str, Any]]:
+        """The top-risks table: per risk, the count by type, each opening that type's
+        list filtered by the risk."""
+        rows = []
+        for code, per_type in dashboard.top_risks(actor=current_user).items():
+            cells = [
+                (
+                    t,
+                    per_type[t],
+                    self._filtered_url(f"{t.value}_certs", [("Risk", code)]),
+                )
+                for t in CertType
+            ]
+            rows.append(
+                {
+                    "code": code,
+                    "label": risks.RISKS[code],
+                    "cells": cells,
+                    "total": sum(per_type.values()),
+                }
+            )
+        return rows

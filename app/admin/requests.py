@@ -20,11 +20,13 @@ from app.admin.base import (
     TypeAccessMixin,
     actor,
     current_scope,
+    per_request,
     select_choices,
 )
 from app.admin.choices import parse_target, target_choices
 from app.admin.decisions import DecideForm
 from app.admin.display import STATUS_BADGE, article, dn, dn_string, live
+from app.admin.filters import AGE_OPTIONS, MonthFilter, PendingAgeFilter, month_options
 from app.extensions import db
 from app.models import CertificateRequest, CertType, RequestStatus
 from app.services.certificates import approvals, enrollment
@@ -249,7 +251,11 @@ class RequestView(TypeAccessMixin, SecureModelView):
                 CertificateRequest.status,
                 "Status",
                 options=[(s.value, s.value) for s in RequestStatus],
-            )
+            ),
+            PendingAgeFilter(CertificateRequest.created_at, "Waiting", options=AGE_OPTIONS),
+            MonthFilter(
+                CertificateRequest.created_at, "Requested", options=per_request(month_options)
+            ),
         ]
 
     def _choices(self, form: RequestForm) -> None:

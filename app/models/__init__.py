@@ -85,7 +85,13 @@ from app.models.pki import (
     LintMode,
     SerialNumber,
 )
-from app.models.reports import Report, ReportChunk, ReportSchedule
+from app.models.reports import (
+    CertificateCount,
+    CertificateExpiryCount,
+    Report,
+    ReportChunk,
+    ReportSchedule,
+)
 
 __all__ = [
     "HEALTH_FLAGS",
@@ -114,6 +120,8 @@ __all__ = [
     "CertType",
     "Certificate",
     "CertificateAuthority",
+    "CertificateCount",
+    "CertificateExpiryCount",
     "CertificateFinding",
     "CertificateImport",
     "CertificateProfile",

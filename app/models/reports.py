@@ -3,14 +3,16 @@ rows of one id range each, stitched in order when downloaded) and when they expi
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -107,3 +109,48 @@ class ReportChunk(db.Model):  # type: ignore[name-defined,misc]
     data: Mapped[bytes] = mapped_column(LargeBinary)
     # Counts of the report type's chart columns in these rows (app.reports.summary).
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class CertificateCount(db.Model):  # type: ignore[name-defined,misc]
+    """The dashboard's summary of the certificates table: how many certificates share
+    these columns. Kept by triggers on ``certificates`` (migration 0026): every insert,
+    update and delete appends rows of +n / -n, so a group's count is the sum of its rows;
+    the ``dashboard_counts`` job folds them into one row per group (no unique key, so
+    writers never wait on each other)."""
+
+    __tablename__ = "certificate_counts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    organization_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    department_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cert_type: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    origin: Mapped[str] = mapped_column(String(16))
+    issuer_cn: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    key_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    signature_algorithm: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class CertificateExpiryCount(db.Model):  # type: ignore[name-defined,misc]
+    """Live (Issued or External) certificates by UTC expiry day, kept like
+    CertificateCount: the expiry windows, the weekly timeline and "Issued past its
+    expiry reads Expired" sum whole days of it."""
+
+    __tablename__ = "certificate_expiry_counts"
+    # Covering on PostgreSQL: the dashboard's day-range sums are index-only scans.
+    __table_args__ = (
+        Index(
+            "ix_certificate_expiry_counts_expiry_day",
+            "expiry_day",
+            postgresql_include=["organization_id", "department_id", "cert_type", "status", "n"],
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    organization_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    department_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cert_type: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    expiry_day: Mapped[date] = mapped_column(Date)
+    n: Mapped[int] = mapped_column(BigInteger)

@@ -142,3 +142,125 @@ def timeline_figure(
         figure["layout"]["margin"] = {"l": 40, "r": 10, "t": 40, "b": 70}
         figure["data"][0]["hovertemplate"] = "week of %{x}: %{y}<extra></extra>"
     return figure
+
+
+# How long pending requests have waited for approval: days [start, end), end None = open.
+PENDING_AGES: tuple[tuple[int, int | None], ...] = ((0, 1), (1, 7), (7, 30), (30, None))
+PENDING_AGE_LABELS = ("under a day", "1 to 7 days", "7 to 30 days", "over 30 days")
+PENDING_AGE_COLOURS = ("#28a745", "#ffc107", "#fd7e14", "#dc3545")
+TREND_MONTHS = 12  # requests vs issued: this month and the eleven before
+
+
+def age_key(start: int, end: int | None) -> str:
+    """The filter value of a pending-age bucket: "0-1", ..., "30-"."""
+    return f"{start}-{'' if end is None else end}"
+
+
+def month_starts(today: dt.date, months: int = TREND_MONTHS) -> list[dt.date]:
+    """The first days of the last ``months`` months, oldest first, this month last."""
+    year, month = today.year, today.month
+    starts = []
+    for _ in range(months):
+        starts.append(dt.date(year, month, 1))
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return starts[::-1]
+
+
+def next_month(day: dt.date) -> dt.date:
+    return dt.date(day.year + (day.month == 12), day.month % 12 + 1, 1)
+
+
+@dataclass(frozen=True)
+class Series:
+    """One trace of a multi-series chart: a name, a colour and one Bar per category."""
+
+    name: str
+    colour: str
+    bars: Sequence[Bar]
+
+
+def series_figure(
+    title: str, categories: Sequence[str], series: Sequence[Series], *, stacked: bool = False
+) -> dict[str, Any]:
+    """Grouped (or stacked) bars: one trace per series, one bar per category; each bar
+    links to its list. Counts on a whole-number axis."""
+    empty = not any(bar.count for s in series for bar in s.bars)
+    data = (
+        []
+        if empty
+        else [
+            {
+                "type": "bar",
+                "name": s.name,
+                "x": list(categories),
+                "y": [bar.count for bar in s.bars],
+                "marker": {"color": s.colour},
+                "customdata": [bar.url for bar in s.bars],
+                "hovertemplate": f"{s.name}, %{{x}}: %{{y}}<extra></extra>",
+            }
+            for s in series
+        ]
+    )
+    layout = _layout(title, empty=empty)
+    if not empty:
+        totals = [sum(s.bars[i].count for s in series) for i in range(len(categories))]
+        top = max(totals) if stacked else max(bar.count for s in series for bar in s.bars)
+        layout["yaxis"] = count_axis(top)
+        layout["xaxis"] = {"type": "category"}
+        layout["barmode"] = "stack" if stacked else "group"
+        layout["showlegend"] = True
+        layout["legend"] = {"orientation": "h", "y": -0.2, "font": {"size": 11}}
+        layout["margin"] = {"l": 40, "r": 10, "t": 40, "b": 60}
+        layout["height"] = 300
+    return {"data": data, "layout": layout}
+
+
+@dataclass(frozen=True)
+class RunPoint:
+    """One finished discovery run on the dashboard's trend: its label, link and counts
+    (``flagged`` None for runs from before health flags were counted per run)."""
+
+    label: str
+    url: str
+    tls_endpoints: int
+    certificates: int
+    flagged: int | None
+
+
+def discovery_trend_figure(points: Sequence[RunPoint]) -> dict[str, Any]:
+    """TLS endpoints, certificates and endpoints with a health flag per discovery run,
+    oldest first; a click on any point opens the run's task in Network Assets."""
+    if not points:
+        return {"data": [], "layout": _layout("Discovery trends", empty=True)}
+    x = [p.label for p in points]
+    urls = [p.url for p in points]
+    lines = (
+        ("TLS endpoints", "#007bff", [p.tls_endpoints for p in points]),
+        ("Certificates", "#343a40", [p.certificates for p in points]),
+        ("With a health flag", "#dc3545", [p.flagged for p in points]),
+    )
+    data = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": name,
+            "x": x,
+            "y": values,
+            "line": {"color": colour, "width": 2},
+            "marker": {"size": 7},
+            "customdata": urls,
+            "hovertemplate": f"%{{x}}: %{{y}} {name.lower()}<extra></extra>",
+        }
+        for name, colour, values in lines
+    ]
+    layout = _layout("Discovery trends (per run)", empty=False)
+    top = max(max(v or 0 for v in values) for _, _, values in lines)
+    layout.update(
+        yaxis=count_axis(top),
+        xaxis={"type": "category", "tickangle": -30, "automargin": True},
+        showlegend=True,
+        legend={"orientation": "h", "y": -0.45, "font": {"size": 11}},
+        margin={"l": 40, "r": 10, "t": 40, "b": 90},
+        height=320,
+    )
+    return {"data": data, "layout": layout}

@@ -77,3 +77,31 @@ def test_a_dashboard_bar_opens_the_filtered_list(console: Console, tmp_path: Pat
     names = c.table_column("Common name")
     assert sorted(names) == sorted(SOON), names
     assert LATER not in c.main_text()
+
+
+def test_every_dashboard_panel_draws_on_a_laptop_screen(console: Console) -> None:
+    """Every chart of the dashboard is drawn by plotly.js from its data-figure (no inline
+    script under the strict CSP) within a laptop's width, and the top-risks table links
+    each number to a filtered list."""
+    c = console
+    c.sign_in(ADMIN_LOGIN, ADMIN_PASSWORD)
+    c.page.set_viewport_size({"width": 1366, "height": 768})
+    c.go("/admin/")
+    charts = c.page.locator("#cw-charts [data-figure]")
+    charts.first.locator(".main-svg").first.wait_for(timeout=60_000)
+    ids = charts.evaluate_all("els => els.map(e => e.id)")
+    for wanted in ("cw-chart-requests", "cw-chart-pending", "cw-chart-discovery"):
+        assert wanted in ids, ids
+    for chart_id in ids:
+        plot = c.page.locator(f"#{chart_id} .main-svg").first
+        plot.wait_for(timeout=60_000)
+        box = plot.bounding_box()
+        assert box is not None and 0 < box["width"] <= 1366, (chart_id, box)
+    rows = c.page.locator("#cw-top-risks tr[data-risk]")
+    assert rows.count() == 4
+    link = rows.first.locator("td[data-type='ssl'] a")
+    href = link.get_attribute("href")
+    assert href and "flt0_" in href
+    c.shot("dashboard on a laptop screen")
+    link.click()
+    c.page.wait_for_url(re.compile(r".*/admin/ssl_certs/\?flt0_\w+=expired_served$"))

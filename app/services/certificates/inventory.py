@@ -6,10 +6,10 @@ import hashlib
 import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from cryptography import x509
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, false, or_, select, update
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql import ColumnElement
 
@@ -64,6 +64,20 @@ def effective_status(cert: Certificate) -> str:
     return cert.status.value
 
 
+def display_status_clause(status: str, *, now: datetime) -> ColumnElement[bool]:
+    """Certificates whose effective_status is ``status`` (nothing for an unknown one)."""
+    if status == CertStatus.ISSUED.value:
+        return (Certificate.status == CertStatus.ISSUED) & (Certificate.not_after >= now)
+    if status == CertStatus.EXPIRED.value:
+        return or_(
+            Certificate.status == CertStatus.EXPIRED,
+            and_(Certificate.status == CertStatus.ISSUED, Certificate.not_after < now),
+        )
+    if status not in STATUSES:
+        return false()
+    return Certificate.status == CertStatus(status)
+
+
 @dataclass(frozen=True)
 class CertificateFilter:
     organization_id: int | None = None
@@ -100,19 +114,7 @@ def list_certificates(*, actor: Actor, where: CertificateFilter) -> list[Certifi
                 f"'{where.status}' is not a certificate status ({', '.join(STATUSES)}).",
                 field="status",
             )
-        if status == "Issued":
-            query = query.where(
-                Certificate.status == CertStatus.ISSUED, Certificate.not_after >= now
-            )
-        elif status == "Expired":
-            query = query.where(
-                or_(
-                    Certificate.status == CertStatus.EXPIRED,
-                    and_(Certificate.status == CertStatus.ISSUED, Certificate.not_after < now),
-                )
-            )
-        else:
-            query = query.where(Certificate.status == CertStatus(status))
+        query = query.where(display_status_clause(status, now=now))
     if where.expiring_within_days is not None:
         if where.expiring_within_days < 0:
             raise DomainError("The number of days must be 0 or more.", field="expiring_days")

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from cryptography import x509
-from sqlalchemy import and_, desc, false, func, or_, select
+from sqlalchemy import and_, case, desc, false, func, or_, select
 from sqlalchemy.orm import joinedload
 from sqlalchemy.sql import ColumnElement
 
@@ -273,6 +273,35 @@ def history_rows(task_id: int, limit: int = 200) -> list[dict[str, Any]]:
         for run in run_history(task_id, limit)
         if run.finished_at is not None
     ]
+
+
+# The health flags an endpoint row carries (app.scan.health.HealthFlag, as columns).
+FLAG_COLUMNS = (
+    "self_signed_leaf",
+    "incomplete_chain",
+    "misordered_chain",
+    "hostname_mismatch",
+    "expired",
+    "not_yet_valid",
+    "weak_key",
+    "sha1_signature",
+    "legacy_tls",
+)
+
+
+def run_flags(run_id: int) -> dict[str, int]:
+    """Endpoints a run reached, by health flag, and "any": those with at least one flag
+    (kept in the run's counts when it ends: the dashboard's discovery trend)."""
+    flags = [getattr(Endpoint, name).is_(True) for name in FLAG_COLUMNS]
+    row = db.session.execute(
+        select(
+            *[func.coalesce(func.sum(case((flag, 1), else_=0)), 0) for flag in flags],
+            func.coalesce(func.sum(case((or_(*flags), 1), else_=0)), 0),
+        ).where(Endpoint.last_run_id == run_id)
+    ).one()
+    counts = {name: int(value) for name, value in zip(FLAG_COLUMNS, row, strict=False)}
+    counts["any"] = int(row[-1])
+    return counts
 
 
 def task_summary(task_id: int) -> dict[str, int]:

@@ -370,7 +370,11 @@ def _finalize(run_id: int) -> None:
             Endpoint.last_run_id == run_id, Endpoint.certificate_id.is_not(None)
         )
     ).scalar_one()
-    run.counts = {"outcomes": totals, "summary": endpoints.task_summary(run.task_id)}
+    run.counts = {
+        "outcomes": totals,
+        "summary": endpoints.task_summary(run.task_id),
+        "flags": endpoints.run_flags(run_id),
+    }
     failed = [s for s in rows if s.status == "failed"]
     if run.status == RunStatus.RUNNING:
         run.status = RunStatus.FAILED if failed else RunStatus.SUCCESSFUL

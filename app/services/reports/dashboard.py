@@ -4,7 +4,7 @@ and expiry window (every query goes through the admin's scope)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, case, func, or_, select
@@ -16,6 +16,8 @@ from app.models import (
     CaStatus,
     Certificate,
     CertificateAuthority,
+    CertificateCount,
+    CertificateExpiryCount,
     CertificateProfile,
     CertificateRequest,
     CertOrigin,
@@ -23,13 +25,23 @@ from app.models import (
     CertType,
     Delegation,
     DelegationStatus,
+    DiscoveryTask,
     Domain,
     Organization,
     RequestStatus,
+    ScanRun,
 )
 from app.models.types import utcnow
-from app.reports.charts import EXPIRY_WINDOWS, TIMELINE_WEEKS, week_windows
-from app.services.certificates import inventory
+from app.reports.charts import (
+    EXPIRY_WINDOWS,
+    PENDING_AGES,
+    TIMELINE_WEEKS,
+    month_starts,
+    next_month,
+    week_windows,
+)
+from app.services.certificates import inventory, risks
+from app.services.discovery.tasks import visible_tasks_clause
 from app.services.scope import organization_clause, scope_of
 from app.services.structure import domains
 
@@ -62,8 +74,156 @@ def _visible(actor: Admin) -> ColumnElement[bool]:
     return placed & or_(*parts)
 
 
-def certificate_overview(*, actor: Admin) -> Overview:
-    now = utcnow()
+def _day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def expiry_window_clause(start: int, end: int, *, now: datetime) -> ColumnElement[bool]:
+    """Certificates expiring on the UTC days today+start .. today+end-1, and not before
+    now (the dashboard's windows and timeline weeks, and the lists they open)."""
+    today = now.date()
+    return (Certificate.not_after >= max(now, _day_start(today + timedelta(days=start)))) & (
+        Certificate.not_after < _day_start(today + timedelta(days=end))
+    )
+
+
+def _visible_on(table: Any, actor: Admin) -> ColumnElement[bool]:
+    """_visible over a summary table's organization, department and type columns."""
+    scope = scope_of(actor)
+    parts = []
+    for cert_type in CertType:
+        clause = scope.type_filter(table.organization_id, table.department_id, cert_type)
+        typed = table.cert_type == cert_type.value
+        parts.append(typed if clause is None else typed & clause)
+    return table.organization_id.is_not(None) & or_(*parts)
+
+
+def _label(value: Any) -> str:
+    return value.value if hasattr(value, "value") else str(value or "")
+
+
+def certificate_overview(*, actor: Admin, now: datetime | None = None) -> Overview:
+    """The dashboard's certificate numbers from the summary tables (app.services.reports
+    .counts): sums of a few thousand group rows instead of a scan of the certificates.
+    Expiry counts sum whole UTC days; today's part (expired since midnight, or expiring
+    later today) is counted in the certificates, an indexed range of one day."""
+    now = now or utcnow()
+    today = now.date()
+    result = Overview()
+    counts = CertificateCount
+    visible = _visible_on(counts, actor)
+    names = ("status", "cert_type", "key_type", "issuer_cn", "signature_algorithm", "origin")
+    groups: dict[str, dict[str, int]] = {name: {} for name in names}
+    # One query: the groups of every column at once (a few hundred rows), summed here.
+    columns = [getattr(counts, name) for name in names]
+    for *values, count in db.session.execute(
+        select(*columns, func.sum(counts.n)).where(visible).group_by(*columns)
+    ):
+        if not count:
+            continue
+        for name, value in zip(names, values, strict=True):
+            key = _label(value)
+            groups[name][key] = groups[name].get(key, 0) + int(count)
+    # Issued past its notAfter reads Expired: whole days before today from the expiry
+    # summary, since midnight from the certificates.
+    expiry = CertificateExpiryCount
+    expiry_visible = _visible_on(expiry, actor)
+    issued = expiry.status == CertStatus.ISSUED.value
+    lapsed = int(
+        db.session.execute(
+            select(func.coalesce(func.sum(expiry.n), 0)).where(
+                expiry_visible, issued, expiry.expiry_day < today
+            )
+        ).scalar_one()
+    )
+    # Today's certificates (an indexed range of one day of not_after, read first: a
+    # materialized CTE, so the planner does not start from an organization's index):
+    # Issued ones expired since midnight, and live ones expiring later today.
+    day = (
+        select(
+            Certificate.organization_id,
+            Certificate.department_id,
+            Certificate.cert_type,
+            Certificate.status,
+            Certificate.not_after,
+        )
+        .where(
+            Certificate.not_after >= _day_start(today),
+            Certificate.not_after < _day_start(today + timedelta(days=1)),
+        )
+        .cte("today_certificates")
+        .prefix_with("MATERIALIZED")
+    )
+    expired_today, expiring_today = db.session.execute(
+        select(
+            func.coalesce(
+                func.sum(
+                    case(
+                        ((day.c.status == CertStatus.ISSUED.value) & (day.c.not_after < now), 1),
+                        else_=0,
+                    )
+                ),
+                0,
+            ),
+            func.coalesce(
+                func.sum(
+                    case(
+                        (
+                            day.c.status.in_([CertStatus.ISSUED.value, CertStatus.EXTERNAL.value])
+                            & (day.c.not_after >= now),
+                            1,
+                        ),
+                        else_=0,
+                    )
+                ),
+                0,
+            ),
+        ).where(_visible_on(day.c, actor))
+    ).one()
+    lapsed += int(expired_today)
+    by_status = groups["status"]
+    if lapsed:
+        by_status["Issued"] = by_status.get("Issued", 0) - lapsed
+        by_status["Expired"] = by_status.get("Expired", 0) + lapsed
+    result.by_status = {k: v for k, v in by_status.items() if v}
+    result.total = sum(result.by_status.values())
+    result.by_type = {CertType(k): v for k, v in groups["cert_type"].items() if k}
+    result.by_key = {(k or "unknown"): v for k, v in groups["key_type"].items()}
+    result.by_issuer = groups["issuer_cn"]
+    result.by_signature = groups["signature_algorithm"]
+    result.by_origin = groups["origin"]
+    # Live certificates by expiry day for the next year: whole days after today from the
+    # summary, today (not before now) from the certificates.
+    weeks = week_windows()
+    horizon = today + timedelta(days=weeks[-1][1])
+    by_day: dict[int, int] = {}
+    for day, count in db.session.execute(
+        select(expiry.expiry_day, func.sum(expiry.n))
+        .where(expiry_visible, expiry.expiry_day > today, expiry.expiry_day < horizon)
+        .group_by(expiry.expiry_day)
+    ):
+        offset = ((day if isinstance(day, date) else date.fromisoformat(str(day))) - today).days
+        by_day[offset] = by_day.get(offset, 0) + int(count)
+    by_day[0] = int(expiring_today)
+
+    def days(start: int, end: int) -> int:
+        return sum(by_day.get(d, 0) for d in range(start, end))
+
+    result.expiring = [days(start, end) for start, end in EXPIRY_WINDOWS]
+    result.expiring_weeks = [days(start, end) for start, end in weeks]
+    pending = (
+        select(func.count())
+        .select_from(CertificateRequest)
+        .where(CertificateRequest.status == RequestStatus.REQUESTED, _visible_requests(actor))
+    )
+    result.awaiting_approval = int(db.session.execute(pending).scalar_one())
+    return result
+
+
+def direct_overview(*, actor: Admin, now: datetime | None = None) -> Overview:
+    """certificate_overview computed from the certificates themselves (a scan of every
+    visible row): the reference the summary tables are tested and checked against."""
+    now = now or utcnow()
     visible = _visible(actor)
     result = Overview()
     expired_but_issued = (Certificate.status == CertStatus.ISSUED.value) & (
@@ -98,52 +258,177 @@ def certificate_overview(*, actor: Admin) -> Overview:
         ):
             key = value.value if hasattr(value, "value") else str(value or "")
             target[key] = target.get(key, 0) + int(count)
-    live = (
-        visible
-        & Certificate.status.in_([CertStatus.ISSUED.value, CertStatus.EXTERNAL.value])
-        & (Certificate.not_after >= now)
-    )
+    live = visible & Certificate.status.in_([CertStatus.ISSUED.value, CertStatus.EXTERNAL.value])
     for index, (start, end) in enumerate(EXPIRY_WINDOWS):
-        window = (Certificate.not_after >= now + timedelta(days=start)) & (
-            Certificate.not_after < now + timedelta(days=end)
-        )
         result.expiring[index] = int(
             db.session.execute(
-                select(func.count()).select_from(Certificate).where(live & window)
+                select(func.count())
+                .select_from(Certificate)
+                .where(live & expiry_window_clause(start, end, now=now))
             ).scalar_one()
         )
-    # The weekly timeline in one query: a CASE names each row's week (a range scan of a
-    # year of not_after, whatever the database).
-    weeks = week_windows()
-    week = case(
-        *[
-            (Certificate.not_after < now + timedelta(days=end), i)
-            for i, (_, end) in enumerate(weeks)
-        ],
-        else_=None,
-    )
-    horizon = now + timedelta(days=weeks[-1][1])
-    for index, count in db.session.execute(
-        select(week, func.count()).where(live & (Certificate.not_after < horizon)).group_by(week)
-    ):
-        if index is not None:
-            result.expiring_weeks[int(index)] = int(count)
+    for index, (start, end) in enumerate(week_windows()):
+        result.expiring_weeks[index] = int(
+            db.session.execute(
+                select(func.count())
+                .select_from(Certificate)
+                .where(live & expiry_window_clause(start, end, now=now))
+            ).scalar_one()
+        )
+    return result
+
+
+def _visible_requests(actor: Admin) -> ColumnElement[bool]:
+    """Requests of the types the admin holds where they were made (as the lists show)."""
     scope = scope_of(actor)
-    pending = (
-        select(func.count())
-        .select_from(CertificateRequest)
-        .where(CertificateRequest.status == RequestStatus.REQUESTED)
+    parts = []
+    for cert_type in CertType:
+        clause = scope.type_filter(
+            CertificateRequest.organization_id, CertificateRequest.department_id, cert_type
+        )
+        typed = CertificateRequest.cert_type == cert_type
+        parts.append(typed if clause is None else typed & clause)
+    return or_(*parts)
+
+
+def _month_index(column: Any, starts: list[datetime]) -> Any:
+    """A CASE naming the month (index into ``starts``, then the month after the last)
+    a timestamp falls in; one grouped query, whatever the database."""
+    return case(
+        *[(column < end, i) for i, end in enumerate(starts[1:])],
+        else_=len(starts) - 1,
     )
-    if not scope.is_master:
-        parts = [
-            scope.type_filter(
-                CertificateRequest.organization_id, CertificateRequest.department_id, t
+
+
+@dataclass(frozen=True)
+class MonthCounts:
+    month: date  # the month's first day
+    requested: int  # requests made that month (of every status)
+    issued: int  # certificates issued by Certwright that month (origin Issued, added then)
+
+
+def requests_vs_issued(*, actor: Admin, today: date | None = None) -> list[MonthCounts]:
+    """Requests made and certificates issued in each of the last twelve months (UTC),
+    scoped like the request and certificate lists."""
+    firsts = month_starts(today or utcnow().date())
+    starts = [datetime(d.year, d.month, d.day, tzinfo=UTC) for d in firsts]
+    end = next_month(firsts[-1])
+    starts.append(datetime(end.year, end.month, end.day, tzinfo=UTC))
+    requested = [0] * len(firsts)
+    issued = [0] * len(firsts)
+    month = _month_index(CertificateRequest.created_at, starts)
+    for index, count in db.session.execute(
+        select(month, func.count())
+        .where(
+            _visible_requests(actor),
+            CertificateRequest.created_at >= starts[0],
+            CertificateRequest.created_at < starts[-1],
+        )
+        .group_by(month)
+    ):
+        requested[int(index)] = int(count)
+    month = _month_index(Certificate.created_at, starts)
+    for index, count in db.session.execute(
+        select(month, func.count())
+        .where(
+            _visible(actor),
+            Certificate.origin == CertOrigin.ISSUED,
+            Certificate.created_at >= starts[0],
+            Certificate.created_at < starts[-1],
+        )
+        .group_by(month)
+    ):
+        issued[int(index)] = int(count)
+    return [MonthCounts(d, requested[i], issued[i]) for i, d in enumerate(firsts)]
+
+
+def pending_approvals(*, actor: Admin) -> dict[CertType, list[int]]:
+    """Requests awaiting approval the admin may see, by type and by how long they have
+    waited (charts.PENDING_AGES)."""
+    now = utcnow()
+    age = case(
+        *[
+            (CertificateRequest.created_at > now - timedelta(days=end), i)
+            for i, (_, end) in enumerate(PENDING_AGES)
+            if end is not None
+        ],
+        else_=len(PENDING_AGES) - 1,
+    )
+    result = {t: [0] * len(PENDING_AGES) for t in CertType}
+    for cert_type, index, count in db.session.execute(
+        select(CertificateRequest.cert_type, age, func.count())
+        .where(CertificateRequest.status == RequestStatus.REQUESTED, _visible_requests(actor))
+        .group_by(CertificateRequest.cert_type, age)
+    ):
+        result[CertType(cert_type)][int(index)] = int(count)
+    return result
+
+
+def pending_age_clause(column: Any, start: int, end: int | None, *, now: datetime) -> Any:
+    """Rows created ``start`` to ``end`` days before now (the pending-age buckets)."""
+    clause = column <= now - timedelta(days=start)
+    if end is not None:
+        clause = clause & (column > now - timedelta(days=end))
+    return clause
+
+
+@dataclass(frozen=True)
+class RunTrend:
+    run_id: int
+    task_id: int
+    task_name: str
+    finished_at: datetime
+    tls_endpoints: int
+    certificates: int
+    flagged: int | None  # endpoints with a health flag (None: run predates the count)
+
+
+def discovery_trend(*, actor: Admin, limit: int = 30) -> list[RunTrend]:
+    """The last ``limit`` finished discovery runs of the tasks the admin may see (a DRAO:
+    none), oldest first, with their endpoint, certificate and health-flag counts."""
+    query = (
+        select(ScanRun, DiscoveryTask.name)
+        .join(DiscoveryTask, DiscoveryTask.id == ScanRun.task_id)
+        .where(ScanRun.finished_at.is_not(None))
+        .order_by(ScanRun.finished_at.desc(), ScanRun.id.desc())
+        .limit(limit)
+    )
+    clause = visible_tasks_clause(scope_of(actor))
+    if clause is not None:
+        query = query.where(clause)
+    trend = []
+    for run, name in db.session.execute(query):
+        flags = (run.counts or {}).get("flags")
+        flagged = flags.get("any") if isinstance(flags, dict) else None
+        trend.append(
+            RunTrend(
+                run_id=run.id,
+                task_id=run.task_id,
+                task_name=name,
+                finished_at=run.finished_at,
+                tls_endpoints=int(run.tls_endpoints or 0),
+                certificates=int(run.certificates or 0),
+                flagged=int(flagged) if isinstance(flagged, int) else None,
             )
-            & (CertificateRequest.cert_type == t)
-            for t in CertType
-        ]  # type: ignore[operator]
-        pending = pending.where(or_(*parts))
-    result.awaiting_approval = int(db.session.execute(pending).scalar_one())
+        )
+    return trend[::-1]
+
+
+def top_risks(*, actor: Admin) -> dict[str, dict[CertType, int]]:
+    """Certificates the admin may see carrying each risk (risks.RISKS), by type."""
+    now = utcnow()
+    visible = _visible(actor)
+    result: dict[str, dict[CertType, int]] = {}
+    for code in risks.RISKS:
+        counts = {t: 0 for t in CertType}
+        for cert_type, count in db.session.execute(
+            select(Certificate.cert_type, func.count())
+            .where(visible, risks.risk_clause(code, now=now))
+            .group_by(Certificate.cert_type)
+        ):
+            if cert_type is not None:
+                counts[CertType(cert_type)] = int(count)
+        result[code] = counts
     return result
 
 

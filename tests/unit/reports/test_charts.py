@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import plotly.graph_objects as go
 
 from app.reports import charts
@@ -57,3 +59,40 @@ def test_top_bars_keep_the_largest_and_sum_the_rest():
     ]
     assert bars[0].url == "/ten" and bars[-1].url == ""
     assert charts.top_bars({"": 2}, {})[0].label == "unknown"
+
+
+def test_month_starts_cross_the_year():
+    starts = charts.month_starts(dt.date(2026, 2, 17), months=4)
+    assert starts == [
+        dt.date(2025, 11, 1),
+        dt.date(2025, 12, 1),
+        dt.date(2026, 1, 1),
+        dt.date(2026, 2, 1),
+    ]
+    assert charts.next_month(dt.date(2025, 12, 1)) == dt.date(2026, 1, 1)
+
+
+def test_series_figure_stacks_with_whole_number_axis_and_links():
+    series = [
+        charts.Series("a", "#000", [charts.Bar("SSL", 1, "/ssl-a"), charts.Bar("Client", 0, "")]),
+        charts.Series("b", "#111", [charts.Bar("SSL", 2, "/ssl-b"), charts.Bar("Client", 3, "")]),
+    ]
+    figure = charts.series_figure("t", ["SSL", "Client"], series, stacked=True)
+    assert figure["layout"]["barmode"] == "stack"
+    assert figure["layout"]["yaxis"]["tickformat"] == ",d"
+    assert figure["layout"]["yaxis"]["dtick"] == 1  # top 3 stacked: one tick per unit
+    assert figure["data"][1]["customdata"] == ["/ssl-b", ""]
+    empty = charts.series_figure("t", ["SSL"], [charts.Series("a", "#000", [charts.Bar("SSL", 0)])])
+    assert empty["data"] == [] and empty["layout"]["annotations"]
+
+
+def test_discovery_trend_keeps_runs_without_flag_counts_as_gaps():
+    points = [
+        charts.RunPoint("DC 12-01 10:00", "/assets?task=1", 10, 8, None),
+        charts.RunPoint("DC 12-02 10:00", "/assets?task=1", 12, 9, 3),
+    ]
+    figure = charts.discovery_trend_figure(points)
+    flagged = figure["data"][2]
+    assert flagged["y"] == [None, 3] and flagged["customdata"] == ["/assets?task=1"] * 2
+    assert figure["layout"]["yaxis"]["tickformat"] == ",d"
+    assert charts.discovery_trend_figure([])["data"] == []
