@@ -528,19 +528,31 @@ def _store_batch(import_id: int, place: tuple[int, int | None], batch: list[_Ent
     now = utcnow()
     wanted = {e.parsed.fingerprint: e.parsed for e in batch if e.parsed is not None}
     known = _ids_by_fingerprint(list(wanted))
-    linked_before = set(
-        db.session.execute(
-            select(ImportedCertificate.certificate_id).where(
-                ImportedCertificate.import_id == import_id,
-                ImportedCertificate.certificate_id.in_(list(known.values())),
-            )
-        ).scalars()
+    linked_before = (
+        set(
+            db.session.execute(
+                select(ImportedCertificate.certificate_id).where(
+                    ImportedCertificate.import_id == import_id,
+                    ImportedCertificate.certificate_id.in_(list(known.values())),
+                )
+            ).scalars()
+        )
+        if known
+        else set()
     )
     new_rows = [certificate_row(p, place, now) for f, p in wanted.items() if f not in known]
+    facts = {
+        row["fingerprint"]: findings.Facts(row["issuer_dn"], row["serial_hex"], row["spki_sha256"])
+        for row in new_rows
+    }
     inserted = _insert_certificates(new_rows)
-    ids = {**known, **_ids_by_fingerprint([f for f in wanted if f not in known])}
+    # Stored meanwhile by another import or a scan (it won the row): looked up, and
+    # placed and visible only as that writer left it.
+    raced = _ids_by_fingerprint([f for f in wanted if f not in known and f not in inserted])
+    ids = {**known, **inserted, **raced}
     _place_unassigned([ids[f] for f in known], place, now)
-    visible = _visible_ids(list(ids.values()), place)
+    # What this batch inserted lies where the import goes; the rest is looked at.
+    visible = {ids[f] for f in inserted} | _visible_ids([ids[f] for f in (*known, *raced)], place)
     links: dict[int, str] = {}
     first_in_batch: set[str] = set()
     for entry in batch:
@@ -579,7 +591,9 @@ def _store_batch(import_id: int, place: tuple[int, int | None], batch: list[_Ent
             findings.Found(ids[fingerprint], f, "key")
             for f in hygiene.key_findings(parsed.certificate)
         ]
-    found += findings.inventory_findings([ids[f] for f in inserted])
+    found += findings.inventory_findings(
+        [ids[f] for f in inserted], {ids[f]: facts[f] for f in inserted}
+    )
     findings.store(found)
     rows = [
         {
@@ -624,11 +638,14 @@ def _ids_by_fingerprint(fingerprints: list[str]) -> dict[str, int]:
     }
 
 
-def _insert_certificates(rows: list[dict[str, Any]]) -> set[str]:
-    """Insert the certificates not stored yet; the fingerprints this call inserted (another
-    import or a scan storing one at the same moment wins it, and this one finds it known)."""
-    return set(
-        bulk.insert_ignoring(Certificate.__table__, rows, ["fingerprint"], returning="fingerprint")
+def _insert_certificates(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert the certificates not stored yet; fingerprint -> id of those this call
+    inserted (another import or a scan storing one at the same moment wins it, and this
+    one finds it known)."""
+    return dict(
+        bulk.insert_ignoring(
+            Certificate.__table__, rows, ["fingerprint"], returning=("fingerprint", "id")
+        )
     )
 
 
