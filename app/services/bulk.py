@@ -96,6 +96,21 @@ def _copy(
     return ids
 
 
+def plan_for_now() -> None:
+    """For the rest of the current transaction (PostgreSQL), plan each statement for the
+    tables as they are now, not with a prepared statement's cached generic plan.
+
+    psycopg prepares a statement after five runs and PostgreSQL may then keep one generic
+    plan for it. Made while a table was nearly empty and never analysed (autovacuum off, or
+    not run yet), that plan is a sequential scan, and it stays while a bulk writer fills
+    the table: at 100,000 certificates every fingerprint lookup of an import batch read the
+    whole table (2.8 ms of wall time per certificate instead of 1.3; docs/benchmarks.md).
+    Call it at the start of each transaction of a path that grows a table fast."""
+    session = db.session()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
 def insert_ignoring(
     table: Table,
     rows: Sequence[Mapping[str, Any]],

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any, Final
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 
 from app.extensions import db
 from app.models import (
@@ -518,13 +518,7 @@ def certificate_row(
 
 def _store_batch(import_id: int, place: tuple[int, int | None], batch: list[_Entry]) -> None:
     """Write one batch: new certificates, sources, findings and result rows."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        # Plan each statement for the inventory as it is now. A prepared statement's
-        # generic plan, made while the certificates table was small and its statistics
-        # absent (autovacuum off, or not yet run), scans the whole table for every
-        # fingerprint lookup once it holds 100,000 rows: 2.8 ms per certificate instead
-        # of 1.3 (docs/benchmarks.md, Certificate import).
-        db.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    bulk.plan_for_now()
     now = utcnow()
     wanted = {e.parsed.fingerprint: e.parsed for e in batch if e.parsed is not None}
     known = _ids_by_fingerprint(list(wanted))
