@@ -96,15 +96,31 @@ def _copy(
     return ids
 
 
+def plan_for_now() -> None:
+    """For the rest of the current transaction (PostgreSQL), plan each statement for the
+    tables as they are now, not with a prepared statement's cached generic plan.
+
+    psycopg prepares a statement after five runs and PostgreSQL may then keep one generic
+    plan for it. Made while a table was nearly empty and never analysed (autovacuum off, or
+    not run yet), that plan is a sequential scan, and it stays while a bulk writer fills
+    the table: at 100,000 certificates every fingerprint lookup of an import batch read the
+    whole table (2.8 ms of wall time per certificate instead of 1.3; docs/benchmarks.md).
+    Call it at the start of each transaction of a path that grows a table fast."""
+    session = db.session()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
 def insert_ignoring(
     table: Table,
     rows: Sequence[Mapping[str, Any]],
     keys: Sequence[str],
     *,
-    returning: str | None = None,
+    returning: str | tuple[str, ...] | None = None,
 ) -> list[Any]:
     """INSERT ... ON CONFLICT (keys) DO NOTHING for ``rows`` (all with the same keys, no id);
-    the ``returning`` column of the rows inserted (empty when not asked).
+    the ``returning`` column of the rows inserted (empty when not asked), or a tuple of
+    values per row inserted when ``returning`` names several columns.
 
     PostgreSQL: the rows are COPied into a temporary table (dropped at commit) and moved by
     one INSERT ... SELECT: a multi-row INSERT of hundreds of rows spends most of its time
@@ -125,7 +141,8 @@ def insert_ignoring(
             )
         )
         _copy(connection, stage, rows, False)
-        tail = f' RETURNING "{returning}"' if returning else ""
+        columns = (returning,) if isinstance(returning, str) else returning or ()
+        tail = " RETURNING " + ", ".join(f'"{c}"' for c in columns) if columns else ""
         moved = session.execute(
             text(
                 f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {stage.name} "  # noqa: S608
@@ -134,15 +151,21 @@ def insert_ignoring(
                 f"ORDER BY {conflict} ON CONFLICT ({conflict}) DO NOTHING{tail}"
             )
         )
-        found = list(moved.scalars()) if returning else []
+        if isinstance(returning, str):
+            found = list(moved.scalars())
+        else:
+            found = [tuple(row) for row in moved] if returning else []
         session.execute(text(f"TRUNCATE {stage.name}"))
         return found
     dialect_insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
     statement = dialect_insert(table).on_conflict_do_nothing(index_elements=list(keys))
-    if returning:
+    if isinstance(returning, str):
         return list(
             connection.execute(statement.returning(table.c[returning]), list(rows)).scalars()
         )
+    if returning:
+        wanted = [table.c[c] for c in returning]
+        return [tuple(row) for row in connection.execute(statement.returning(*wanted), list(rows))]
     connection.execute(statement, list(rows))
     return []
 

@@ -15,7 +15,7 @@ transaction that writes the certificates.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -93,18 +93,66 @@ def insert_ignoring(table: Table, rows: list[dict[str, Any]], keys: list[str]) -
     return len(bulk.insert_ignoring(table, rows, keys, returning=keys[0]))
 
 
-def inventory_findings(certificate_ids: Sequence[int]) -> list[Found]:
+@dataclass(frozen=True)
+class Facts:
+    """What inventory_findings() reads of a certificate, when the caller has it in hand
+    (an import batch that just wrote the rows)."""
+
+    issuer_dn: str
+    serial_hex: str
+    spki_sha256: str
+
+
+def inventory_findings(
+    certificate_ids: Sequence[int], facts: Mapping[int, Facts] | None = None
+) -> list[Found]:
     """Findings only the inventory shows, for these certificates and the others they
     involve: the same key in several certificates, an issuer and serial that two different
-    certificates carry (RFC 5280 §4.1.2.2: unique per CA), a blocklisted key."""
+    certificates carry (RFC 5280 §4.1.2.2: unique per CA), a blocklisted key. ``facts``:
+    these certificates' stored issuer, serial and key identity, if the caller has them
+    (saves reading them back)."""
     if not certificate_ids:
         return []
-    found = _shared_key_findings(certificate_ids)
-    pairs = db.session.execute(
-        select(Certificate.issuer_dn, Certificate.serial_hex).where(
-            Certificate.id.in_(certificate_ids), Certificate.issuer_dn != ""
+    if facts is not None:
+        spkis = sorted({f.spki_sha256 for f in facts.values() if f.spki_sha256})
+        found = _shared_key_findings(certificate_ids, spkis)
+        pairs = [(f.issuer_dn, f.serial_hex) for f in facts.values() if f.issuer_dn != ""]
+        blocked = set(
+            db.session.execute(
+                select(BlockedKey.spki_sha256).where(BlockedKey.spki_sha256.in_(spkis))
+            ).scalars()
         )
-    ).all()
+        found += _duplicate_serials(pairs)
+        found += [
+            Found(cert_id, BLOCKED, "inventory")
+            for cert_id, f in facts.items()
+            if f.spki_sha256 in blocked
+        ]
+        return found
+    found = _shared_key_findings(certificate_ids)
+    pairs = [
+        (issuer, serial)
+        for issuer, serial in db.session.execute(
+            select(Certificate.issuer_dn, Certificate.serial_hex).where(
+                Certificate.id.in_(certificate_ids), Certificate.issuer_dn != ""
+            )
+        )
+    ]
+    found += _duplicate_serials(pairs)
+    for cert_id in db.session.execute(
+        select(Certificate.id).where(
+            Certificate.id.in_(certificate_ids),
+            Certificate.spki_sha256.in_(select(BlockedKey.spki_sha256)),
+        )
+    ).scalars():
+        found.append(Found(cert_id, BLOCKED, "inventory"))
+    return found
+
+
+def _duplicate_serials(pairs: Sequence[tuple[str, str]]) -> list[Found]:
+    """duplicate_issuer_serial on every certificate that shares one of these (issuer,
+    serial) pairs with another certificate."""
+    found: list[Found] = []
     if pairs:
         # By serial (indexed), then the issuer in Python: an OR of hundreds of
         # (issuer, serial) pairs costs more to build and plan than to run.
@@ -142,13 +190,6 @@ def inventory_findings(certificate_ids: Sequence[int]) -> list[Found]:
                         "inventory",
                     )
                 )
-    for cert_id in db.session.execute(
-        select(Certificate.id).where(
-            Certificate.id.in_(certificate_ids),
-            Certificate.spki_sha256.in_(select(BlockedKey.spki_sha256)),
-        )
-    ).scalars():
-        found.append(Found(cert_id, BLOCKED, "inventory"))
     return found
 
 
@@ -172,14 +213,21 @@ KEY_ON_HOSTS: Final = Finding(
 )
 
 
-def _shared_key_findings(certificate_ids: Sequence[int]) -> list[Found]:
+def _shared_key_findings(
+    certificate_ids: Sequence[int], spkis: Sequence[str] | None = None
+) -> list[Found]:
     """The same key in several certificates, for these certificates' keys: "shared_key" on
     each certificate whose key another certificate of its organization has, and
     "shared_key_other_org" on each whose key a certificate of another organization (or an
     unassigned one) has. Certificates already flagged are not flagged again, so a key in
     thousands of certificates costs one grouped query per batch."""
-    mine = select(Certificate.spki_sha256).where(
-        Certificate.id.in_(certificate_ids), Certificate.spki_sha256 != ""
+    # Their keys: given (``spkis``), or read.
+    mine: Any = (
+        list(spkis)
+        if spkis is not None
+        else select(Certificate.spki_sha256).where(
+            Certificate.id.in_(certificate_ids), Certificate.spki_sha256 != ""
+        )
     )
     groups: dict[str, dict[int | None, int]] = {}
     for spki, org_id, count in db.session.execute(

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, func, select, update
 
 from app.extensions import db
 from app.models import Certificate, ImportedCertificate
+from app.services import bulk
 
 BATCH: Final = 500
 
@@ -22,6 +23,7 @@ def link_issuers(import_id: int) -> None:
     whose subject is its issuer name and whose key verifies its signature."""
     last = 0
     while True:
+        bulk.plan_for_now()
         children = db.session.execute(
             select(Certificate.id, Certificate.der, Certificate.issuer_dn)
             .join(ImportedCertificate, ImportedCertificate.certificate_id == Certificate.id)

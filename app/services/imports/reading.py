@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any, Final
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 
 from app.extensions import db
 from app.models import (
@@ -518,29 +518,35 @@ def certificate_row(
 
 def _store_batch(import_id: int, place: tuple[int, int | None], batch: list[_Entry]) -> None:
     """Write one batch: new certificates, sources, findings and result rows."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        # Plan each statement for the inventory as it is now. A prepared statement's
-        # generic plan, made while the certificates table was small and its statistics
-        # absent (autovacuum off, or not yet run), scans the whole table for every
-        # fingerprint lookup once it holds 100,000 rows: 2.8 ms per certificate instead
-        # of 1.3 (docs/benchmarks.md, Certificate import).
-        db.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    bulk.plan_for_now()
     now = utcnow()
     wanted = {e.parsed.fingerprint: e.parsed for e in batch if e.parsed is not None}
     known = _ids_by_fingerprint(list(wanted))
-    linked_before = set(
-        db.session.execute(
-            select(ImportedCertificate.certificate_id).where(
-                ImportedCertificate.import_id == import_id,
-                ImportedCertificate.certificate_id.in_(list(known.values())),
-            )
-        ).scalars()
+    linked_before = (
+        set(
+            db.session.execute(
+                select(ImportedCertificate.certificate_id).where(
+                    ImportedCertificate.import_id == import_id,
+                    ImportedCertificate.certificate_id.in_(list(known.values())),
+                )
+            ).scalars()
+        )
+        if known
+        else set()
     )
     new_rows = [certificate_row(p, place, now) for f, p in wanted.items() if f not in known]
+    facts = {
+        row["fingerprint"]: findings.Facts(row["issuer_dn"], row["serial_hex"], row["spki_sha256"])
+        for row in new_rows
+    }
     inserted = _insert_certificates(new_rows)
-    ids = {**known, **_ids_by_fingerprint([f for f in wanted if f not in known])}
+    # Stored meanwhile by another import or a scan (it won the row): looked up, and
+    # placed and visible only as that writer left it.
+    raced = _ids_by_fingerprint([f for f in wanted if f not in known and f not in inserted])
+    ids = {**known, **inserted, **raced}
     _place_unassigned([ids[f] for f in known], place, now)
-    visible = _visible_ids(list(ids.values()), place)
+    # What this batch inserted lies where the import goes; the rest is looked at.
+    visible = {ids[f] for f in inserted} | _visible_ids([ids[f] for f in (*known, *raced)], place)
     links: dict[int, str] = {}
     first_in_batch: set[str] = set()
     for entry in batch:
@@ -579,7 +585,9 @@ def _store_batch(import_id: int, place: tuple[int, int | None], batch: list[_Ent
             findings.Found(ids[fingerprint], f, "key")
             for f in hygiene.key_findings(parsed.certificate)
         ]
-    found += findings.inventory_findings([ids[f] for f in inserted])
+    found += findings.inventory_findings(
+        [ids[f] for f in inserted], {ids[f]: facts[f] for f in inserted}
+    )
     findings.store(found)
     rows = [
         {
@@ -624,11 +632,14 @@ def _ids_by_fingerprint(fingerprints: list[str]) -> dict[str, int]:
     }
 
 
-def _insert_certificates(rows: list[dict[str, Any]]) -> set[str]:
-    """Insert the certificates not stored yet; the fingerprints this call inserted (another
-    import or a scan storing one at the same moment wins it, and this one finds it known)."""
-    return set(
-        bulk.insert_ignoring(Certificate.__table__, rows, ["fingerprint"], returning="fingerprint")
+def _insert_certificates(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert the certificates not stored yet; fingerprint -> id of those this call
+    inserted (another import or a scan storing one at the same moment wins it, and this
+    one finds it known)."""
+    return dict(
+        bulk.insert_ignoring(
+            Certificate.__table__, rows, ["fingerprint"], returning=("fingerprint", "id")
+        )
     )
 
 
