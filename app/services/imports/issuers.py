@@ -9,7 +9,8 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, exists, func, select, update
+from sqlalchemy.orm import aliased
 
 from app.extensions import db
 from app.models import Certificate, ImportedCertificate
@@ -33,6 +34,7 @@ def link_issuers(import_id: int) -> None:
                 Certificate.issuer_id.is_(None),
                 Certificate.is_self_signed.is_(False),
                 Certificate.issuer_dn != "",
+                _issuer_name_known(),
             )
             .order_by(Certificate.id)
             .limit(BATCH)
@@ -59,6 +61,17 @@ def link_issuers(import_id: int) -> None:
                     update(Certificate).where(Certificate.id == child.id).values(issuer_id=issuer)
                 )
         db.session.commit()
+
+
+def _issuer_name_known() -> ColumnElement[bool]:
+    """Some other certificate has the child's issuer name as its subject: the only
+    children worth loading (an import of leaves whose CA is not in the inventory reads
+    no certificate bodies here)."""
+    issuer = aliased(Certificate)
+    where = [issuer.subject_dn == Certificate.issuer_dn, issuer.id != Certificate.id]
+    if db.session.get_bind().dialect.name == "postgresql":
+        where.append(func.md5(issuer.subject_dn) == func.md5(Certificate.issuer_dn))
+    return exists(select(issuer.id).where(*where))
 
 
 def _subject_among(names: set[str]) -> list[ColumnElement[bool]]:
