@@ -83,6 +83,8 @@ VERIFY_EVERY = 10  # one certificate in ten is checked against the chain it came
 # on a fresh process (at most PEBBLE_TRIES times).
 STALL_GRACE = 30.0
 PEBBLE_TRIES = 3
+# --honor-retry-after: the clients wait what a Retry-After header says (both systems).
+HONOR_RETRY_AFTER = [False]
 
 
 def b64(data: bytes) -> str:
@@ -232,15 +234,21 @@ class Client:
 
     async def until(self, url: str, done: tuple[str, ...]) -> dict[str, Any]:
         """POST-as-GET ``url`` until its status is one of ``done`` (first after 20 ms, each
-        wait 1.5 times the last, at most 0.5 s)."""
+        wait 1.5 times the last, at most 0.5 s; with HONOR_RETRY_AFTER, the server's
+        Retry-After when it sends one, as certbot and lego do)."""
         wait, deadline = 0.02, time.monotonic() + 120
         while time.monotonic() < deadline:
             self.polls += 1
-            body = (await self.post(url)).json()
+            answer = await self.post(url)
+            body = answer.json()
             if body["status"] in done:
                 return dict(body)
             if body["status"] == "invalid":
                 raise Refused(f"{url} is invalid: {body}")
+            asked = answer.headers.get("retry-after", "")
+            if HONOR_RETRY_AFTER[0] and asked.isdigit():
+                await asyncio.sleep(int(asked))
+                continue
             await asyncio.sleep(wait)
             wait = min(0.5, wait * 1.5)
         raise Refused(f"{url} did not become {done} within two minutes")
@@ -382,6 +390,8 @@ async def window(
     figures = summarize(latencies, elapsed, failures[0])
     figures["verified"] = verified[0]
     figures["stalled"] = stalled
+    polls = [m["polls"] for n, m in MARKS.items() if n.startswith(prefix) and "polls" in m]
+    figures["polls_per_order"] = round(sum(polls) / len(polls), 2) if polls else 0.0
     for phase, seconds_taken in phases.items():
         ordered = sorted(seconds_taken)
         figures[f"{phase}_p50_ms"] = round(ordered[len(ordered) // 2] * 1000, 1) if ordered else 0.0
@@ -408,6 +418,9 @@ def merge(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "validation_p50_ms": max(r["validation_p50_ms"] for r in rounds),
         "issuance_p50_ms": max(r["issuance_p50_ms"] for r in rounds),
         "stalled_rounds": sum(1 for r in rounds if r.get("stalled")),
+        "polls_per_order": round(
+            sum(r["polls_per_order"] * r["count"] for r in rounds) / max(count, 1), 2
+        ),
     }
     for key in {k for r in rounds for k in r if k.startswith("cpu_ms_")}:
         total = sum(r.get(key, 0.0) * r["count"] for r in rounds)
@@ -661,11 +674,17 @@ def main() -> None:
         "windows and writes raw stacks there (acme-web.txt, acme-workers.txt)",
     )
     parser.add_argument(
+        "--honor-retry-after",
+        action="store_true",
+        help="clients wait what a Retry-After header says instead of their own schedule",
+    )
+    parser.add_argument(
         "--timeline",
         action="store_true",
         help="also print where Certwright's orders spent their time, from its own rows",
     )
     args = parser.parse_args()
+    HONOR_RETRY_AFTER[0] = args.honor_retry_after
     clients = 2 if args.smoke else args.clients
     seconds = 2.0 if args.smoke else args.window
     rounds = 1 if args.smoke else args.rounds
@@ -679,6 +698,7 @@ def main() -> None:
             raise SystemExit(f"`{tool}` is not on PATH (Debian: redis-server, pebble)")
     results: dict[str, Any] = {"machine": machine(), "idle_before": round(idle_fraction(), 2)}
     results.update(clients=clients, window_s=seconds, rounds=rounds, runs={})
+    results["honor_retry_after"] = args.honor_retry_after
     work = Path(tempfile.mkdtemp(prefix="cw-bench-acme-"))
     db_name, url = create_database()
     redis_proc, redis_url = start_redis(work)
@@ -823,7 +843,8 @@ def report(results: dict[str, Any]) -> None:
     for system, fig in results["runs"].items():
         print(
             f"{system}: newOrder -> authorization valid p50 {fig['validation_p50_ms']} ms, "
-            f"finalize -> certificate p50 {fig['issuance_p50_ms']} ms (worst window)"
+            f"finalize -> certificate p50 {fig['issuance_p50_ms']} ms (worst window), "
+            f"{fig['polls_per_order']} polls per order"
         )
     print(
         f"orders/s per window: Certwright {ours['round_per_second']}, pebble {theirs['round_per_second']}"

@@ -187,6 +187,51 @@ def test_a_validation_that_crashes_makes_the_challenge_invalid(app, client, worl
     assert event.after["status"] == "invalid" and "ValueError" in event.after["detail"]
 
 
+def test_retry_after_on_what_the_server_is_still_working_on(client, world):  # noqa: F811  (the fixture imported above)
+    """RFC 8555 §8.2 and §7.4: a challenge being validated, its authorization, an order
+    being issued carry Retry-After (1 s while the work is fresh, longer as it waits); what
+    is decided carries none."""
+    from sqlalchemy import update
+
+    acme = registered(client, world)
+    created = acme.order("www.acme.example")
+    order = created.get_json()
+    authz_url = order["authorizations"][0]
+    authz = acme.post(authz_url, None)
+    assert "Retry-After" not in authz.headers  # pending: the client has not responded yet
+    chall = next(c for c in authz.get_json()["challenges"] if c["type"] == "http-01")
+    world["responder"].answers[chall["token"]] = f"{chall['token']}.{thumbprint(acme.key)}"
+    with _lost(world["worker"]):  # held back, so that it stays processing meanwhile
+        responded = acme.post(chall["url"], {})
+    assert responded.get_json()["status"] == "processing"
+    assert responded.headers["Retry-After"] == "1"
+    assert acme.post(authz_url, None).headers["Retry-After"] == "1"
+    # A queue 30 s long: clients are told to wait longer (half the wait so far, at most 10 s).
+    db.session.execute(
+        update(AcmeChallenge)
+        .where(AcmeChallenge.id == int(chall["url"].rsplit("/", 1)[-1]))
+        .values(dispatched_at=utcnow() - timedelta(seconds=30))
+    )
+    db.session.commit()
+    assert acme.post(authz_url, None).headers["Retry-After"] == "10"
+    assert acme.post(chall["url"], None).headers["Retry-After"] == "10"
+    dispatch.resend_lost(utcnow() + dispatch.RESEND_AFTER)
+    drain(world["worker"])
+    decided = acme.post(authz_url, None)
+    assert decided.get_json()["status"] == "valid" and "Retry-After" not in decided.headers
+    assert "Retry-After" not in acme.post(chall["url"], None).headers
+
+    csr, _ = csr_for("www.acme.example")
+    with _lost(world["worker"]):
+        finalized = acme.post(order["finalize"], {"csr": csr})
+    assert finalized.headers["Retry-After"] == "1"
+    assert acme.post(created.headers["Location"], None).headers["Retry-After"] == "1"
+    dispatch.resend_lost(utcnow() + dispatch.RESEND_AFTER)
+    drain(world["worker"])
+    valid = acme.post(created.headers["Location"], None)
+    assert valid.get_json()["status"] == "valid" and "Retry-After" not in valid.headers
+
+
 def test_an_order_waiting_for_approval_is_issued_by_the_approval_job(client, world):  # noqa: F811  (the fixture imported above)
     """A profile that requires approval: finalize sends nothing; the console's approval
     queues the issuance as for any request, and the order follows its request."""
@@ -203,7 +248,14 @@ def test_an_order_waiting_for_approval_is_issued_by_the_approval_job(client, wor
     drain(world["worker"])
     row = db.session.get(AcmeOrder, _order_id(created))
     assert row.dispatched_at is None
-    assert db.session.get(CertificateRequest, row.request_id).status == RequestStatus.REQUESTED
+    req = db.session.get(CertificateRequest, row.request_id)
+    assert req.status == RequestStatus.REQUESTED
+    polled = acme.post(created.headers["Location"], None)
+    assert polled.get_json()["status"] == "processing" and polled.headers["Retry-After"] == "1"
+    # Waiting for a person: clients are asked back less and less often, at most each minute.
+    req.created_at = utcnow() - timedelta(minutes=5)
+    db.session.commit()
+    assert acme.post(created.headers["Location"], None).headers["Retry-After"] == "60"
     assert dispatch.resend_lost(utcnow() + 2 * dispatch.RESEND_AFTER) == 0  # not ours to send
     approvals.approve(actor=world["mrao"], request_ids=[row.request_id])
     drain(world["worker"])

@@ -247,6 +247,38 @@ def refresh_order(order: AcmeOrder) -> AcmeOrder:
     return order
 
 
+# The longest Retry-After for work on the workers (the actors' time limit is 60 s), and for
+# an order waiting for an administrator's approval (a person decides in minutes).
+WORKER_RETRY_MAX = 10
+APPROVAL_RETRY_MAX = 60
+
+
+def retry_after(obj: AcmeOrder | AcmeAuthorization | AcmeChallenge) -> int | None:
+    """Seconds a client should wait before asking about ``obj`` again (RFC 8555 §7.4, §8.2:
+    messages.retry_after of how long its work has waited), or None when the server is not
+    working on it: a challenge being validated, an authorization with such a challenge,
+    an order being issued or waiting for its request's approval."""
+    now = utcnow()
+    if isinstance(obj, AcmeChallenge):
+        if obj.status != Status.PROCESSING:
+            return None
+        since = obj.dispatched_at or now
+        return messages.retry_after((now - since).total_seconds(), longest=WORKER_RETRY_MAX)
+    if isinstance(obj, AcmeAuthorization):
+        if obj.status != Status.PENDING:
+            return None
+        waits = [retry_after(c) for c in obj.challenges if c.status == Status.PROCESSING]
+        return min((w for w in waits if w is not None), default=None)
+    if obj.status != Status.PROCESSING or obj.request_id is None:
+        return None
+    req = db.session.get(CertificateRequest, obj.request_id)
+    if req is not None and req.status == RequestStatus.REQUESTED:  # an administrator decides
+        waited = (now - req.created_at).total_seconds()
+        return messages.retry_after(waited, longest=APPROVAL_RETRY_MAX)
+    since = obj.dispatched_at or (req.decided_at if req is not None else None) or now
+    return messages.retry_after((now - since).total_seconds(), longest=WORKER_RETRY_MAX)
+
+
 def respond(*, account: AcmeAccount, challenge_id: int) -> AcmeChallenge:
     """§7.5.1: the client says it is ready; validation is sent to a worker after commit
     (dispatch.send_validation). Responding again does nothing more."""
