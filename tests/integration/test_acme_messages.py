@@ -175,8 +175,8 @@ def test_an_embedded_worker_starting_sends_every_processing_message_again(client
 def test_a_validation_that_crashes_makes_the_challenge_invalid(app, client, world):  # noqa: F811  (the fixture imported above)
     acme = registered(client, world)
     created = acme.order("www.acme.example")
-    chall = _respond(acme, world, created.get_json())
     app.config["CW_ACME_RESOLVER"] = "127.0.0.1:fifty-three"  # the lookup raises ValueError
+    chall = _respond(acme, world, created.get_json())
     drain(world["worker"])
     seen = db.session.get(AcmeChallenge, chall.id)
     assert seen.status == "invalid" and seen.authorization.status == "invalid"
