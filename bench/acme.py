@@ -10,7 +10,8 @@ downloaded (and a sample verified against the chain it came with). Latency: newO
 certificate received. Names are resolved by pebble-challtestsrv answering 127.0.0.1.
 
 - **Certwright**: 2 gunicorn web processes over HTTPS (8 threads), 2 dramatiq worker
-  processes (4 threads; queues acme and issuance, 50 ms polling), PostgreSQL, a private
+  processes (4 threads; the acme queue, which carries both validation and issuance, 50 ms
+  polling), PostgreSQL, a private
   Redis; a P-256 issuing CA, an auto-approved profile (lint mode "sample").
 - **pebble** (Debian's 2.4): PEBBLE_VA_NOSLEEP=1, PEBBLE_WFE_NONCEREJECT=0,
   PEBBLE_AUTHZREUSE=0, EAB required with the same key. pebble 2.4 deadlocks under sustained
@@ -726,9 +727,7 @@ def main() -> None:
         with app.app_context():
             migrate()
             world = make_world()
-            workers = start_dramatiq(
-                2, 4, work / "dramatiq.log", queue=("acme", "issuance"), poll_ms=50
-            )
+            workers = start_dramatiq(2, 4, work / "dramatiq.log", queue="acme", poll_ms=50)
             procs.append(workers)
             wait_for_workers(2, workers, timeout=240)  # slow to import on a loaded machine
             db.session.remove()
