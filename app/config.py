@@ -537,6 +537,14 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         minimum=1,
     ),
     Setting(
+        "CW_ACME_NONCE_STORE",
+        str,
+        "",
+        "where used ACME nonces are kept so that no web process accepts one twice: a "
+        "`redis://` URL, or `database` (`docs/acme.md`)",
+        shown_default="unset: `BROKER_URL`'s Redis when it is one, else the database",
+    ),
+    Setting(
         "CW_SCAN_MAX_ADDRESSES",
         int,
         65_536,
@@ -806,6 +814,23 @@ def broker_kind(url: str) -> str:
     )
 
 
+def acme_nonce_store(value: str, broker_url: str) -> str:
+    """Where used ACME nonces go (CW_ACME_NONCE_STORE): a Redis URL, or "database". Unset:
+    the Redis of BROKER_URL when it is one, else the database.
+
+    Raises:
+        SettingError: neither a redis://, rediss:// or unix:// URL nor "database".
+    """
+    value = value.strip()
+    if not value:
+        return broker_url if broker_url and broker_kind(broker_url) == "redis" else "database"
+    if value == "database" or value.startswith(("redis://", "rediss://", "unix://")):
+        return value
+    raise SettingError(
+        f"CW_ACME_NONCE_STORE={value!r}: expected a redis://, rediss:// or unix:// URL, or database"
+    )
+
+
 def database_url() -> str:
     url = str(setting("DATABASE_URL"))
     if not url:
@@ -838,6 +863,7 @@ class Config:
         # HMAC key that chains the audit log (tamper evidence).
         self.CW_AUDIT_KEY = self.CW_AUDIT_KEY or persistent_secret("audit_key")
         self.CW_BASE_URL, self.CW_BASE_URL_SOURCE = resolve_base_url()
+        acme_nonce_store(self.CW_ACME_NONCE_STORE, self.BROKER_URL)  # a bad value stops the start
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"

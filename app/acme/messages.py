@@ -36,6 +36,15 @@ class Status(enum.StrEnum):
     REVOKED = "revoked"
 
 
+def retry_after(waited: float, *, longest: int) -> int:
+    """The Retry-After of an object the server is still working on (§7.4 orders, §8.2
+    challenges and authorizations), in whole seconds (HTTP's unit): 1 while the work has
+    waited less than 4 s (a worker validates or issues within a second when it has room),
+    then half the time waited so far, at most ``longest``: clients poll less as a queue
+    grows, and soon again when the work is quick."""
+    return max(1, min(longest, int(waited // 2)))
+
+
 def _object(payload: dict[str, Any] | None, *, what: str) -> dict[str, Any]:
     if payload is None:
         raise AcmeProblem("malformed", f"{what} needs a JSON payload, not POST-as-GET")

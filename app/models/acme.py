@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -91,6 +91,14 @@ class AcmeOrder(db.Model):  # type: ignore[name-defined,misc]
     request that goes through enrollment like the console's."""
 
     __tablename__ = "acme_orders"
+    __table_args__ = (
+        Index(
+            "ix_acme_orders_processing",
+            "dispatched_at",
+            postgresql_where=text("status = 'processing'"),
+            sqlite_where=text("status = 'processing'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("acme_accounts.id"), index=True)
@@ -110,6 +118,10 @@ class AcmeOrder(db.Model):  # type: ignore[name-defined,misc]
     replaces_certificate_id: Mapped[int | None] = mapped_column(
         ForeignKey("certificates.id"), nullable=True, index=True
     )
+    # When the issuance message of this order was last sent (finalize, or the scheduler
+    # sending it again: app.services.acme.dispatch); None: not ours to send (the request
+    # waits for an administrator, whose approval queues the issuance).
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     account: Mapped[AcmeAccount] = relationship()
     profile: Mapped[CertificateProfile] = relationship()
@@ -140,6 +152,14 @@ class AcmeChallenge(db.Model):  # type: ignore[name-defined,misc]
     """A challenge (§7.1.5, §8) of an authorization."""
 
     __tablename__ = "acme_challenges"
+    __table_args__ = (
+        Index(
+            "ix_acme_challenges_processing",
+            "dispatched_at",
+            postgresql_where=text("status = 'processing'"),
+            sqlite_where=text("status = 'processing'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     authorization_id: Mapped[int] = mapped_column(ForeignKey("acme_authorizations.id"), index=True)
@@ -149,5 +169,8 @@ class AcmeChallenge(db.Model):  # type: ignore[name-defined,misc]
     validated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     detail: Mapped[str] = mapped_column(Text, default="")  # what validation saw, for admins
+    # When the validation message was last sent (the client's response, or the scheduler
+    # sending it again: app.services.acme.dispatch).
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     authorization: Mapped[AcmeAuthorization] = relationship(back_populates="challenges")

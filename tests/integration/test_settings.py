@@ -6,6 +6,7 @@ the OCSP cache), since they were once documented but never read."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import runpy
 import shutil
@@ -304,6 +305,10 @@ PROBES: dict[str, tuple[str, Callable[[Probe, str], None]]] = {
         "5003",
         lambda p, v: _eq(p.config().CW_ACME_TLSALPN01_PORT, 5003),
     ),
+    "CW_ACME_NONCE_STORE": (
+        os.environ.get("CW_TEST_REDIS", "redis://127.0.0.1:6379/5"),
+        lambda p, v: _acme_nonces_in_redis(p, v),
+    ),
     "CW_SCAN_MAX_ADDRESSES": (
         "16",
         lambda p, v: _has(_refused_task(p, "10.9.0.0/27"), "16"),
@@ -499,6 +504,27 @@ def _agent_ceilings(expected: tuple[float, int], **setting: str) -> None:
     assert done.stdout.split() == [str(rate), str(in_flight), str(rate), str(in_flight)], (
         done.stdout + done.stderr
     )
+
+
+def _acme_nonces_in_redis(probe: Probe, url: str) -> None:
+    """A fresh app keeps used ACME nonces in that Redis (SET NX): issued ones are the
+    self-certifying kind (nothing stored), a used one is a key there, used once."""
+    import redis
+
+    from app.acme import jose
+    from app.services.acme import nonces
+
+    with probe.fresh_app():
+        value = nonces.new_nonce()
+        assert len(jose.b64decode(value, what="nonce")) == 40
+        assert nonces.use_nonce(value) and not nonces.use_nonce(value)
+    client = redis.Redis.from_url(url)
+    key = f"dramatiq:acme-used-nonce:{value}"  # CW_REDIS_NAMESPACE unset
+    try:
+        assert client.exists(key) == 1
+    finally:
+        client.delete(key)
+        client.close()
 
 
 def _eq(observed: object, expected: object) -> None:

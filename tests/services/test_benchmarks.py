@@ -219,8 +219,10 @@ def test_acme_benchmark_runs_every_part(service_status: dict[str, str], tmp_path
         assert run["count"] > 0 and run["failures"] == 0, (system, run)
         assert run["verified"] > 0 and run["per_second"] > 0 and run["p99_ms"] > 0, run
         assert run["cpu_ms_total"] > 0, (system, run)
+        assert run["polls_per_order"] > 0, (system, run)
     # Certwright's share is charged to its web, worker and PostgreSQL processes
     ours = figures["runs"]["certwright"]
+    assert ours["stalled_rounds"] == 0, ours
     assert min(ours["cpu_ms_web"], ours["cpu_ms_workers"], ours["cpu_ms_postgres"]) > 0, ours
     assert set(figures["targets"]) == {"vs_pebble", "target"}
     assert stdout.count("PASS") + stdout.count("FAIL") == 1, stdout

@@ -298,10 +298,14 @@ def order(slug: str, order_id: int) -> Response:
     assert signed.account is not None
     found = orders.get_order(account=signed.account, order_id=order_id)
     _profile_of_order(found, slug)
-    processing = found.status == "processing"
-    response = _json(_as_order(found, slug), slug)
-    if processing:
-        response.headers["Retry-After"] = "1"
+    wait = orders.retry_after(found)  # read before _json's commit expires the rows
+    return _retry_after(_json(_as_order(found, slug), slug), wait)
+
+
+def _retry_after(response: Response, seconds: int | None) -> Response:
+    """RFC 8555 §7.4, §8.2: when to ask again about an object the server works on."""
+    if seconds is not None:
+        response.headers["Retry-After"] = str(seconds)
     return response
 
 
@@ -337,7 +341,8 @@ def authorization(slug: str, authz_id: int) -> Response:
     assert signed.account is not None
     authz = orders.get_authorization(account=signed.account, authz_id=authz_id)
     _profile_of_order(authz.order, slug)
-    return _json(_as_authorization(authz, slug), slug)
+    body, wait = _as_authorization(authz, slug), orders.retry_after(authz)
+    return _retry_after(_json(body, slug), wait)
 
 
 @bp.post("/chall/<int:challenge_id>")
@@ -352,7 +357,8 @@ def challenge(slug: str, challenge_id: int) -> Response:
             chall = orders.get_challenge(account=signed.account, challenge_id=challenge_id)  # type: ignore[arg-type]
         _profile_of_order(chall.authorization.order, slug)
         up = _url("authorization", slug, authz_id=chall.authorization_id)
-        response = _json(_as_challenge(chall, slug), slug)
+        body, wait = _as_challenge(chall, slug), orders.retry_after(chall)
+        response = _retry_after(_json(body, slug), wait)
         response.headers["Link"] += f', <{up}>;rel="up"'
         return response
 
@@ -374,13 +380,8 @@ def finalize(slug: str, order_id: int) -> Response:
         )
         db.session.commit()
         orders.refresh_order(done)
-        processing = done.status == "processing"
-        response = _json(
-            _as_order(done, slug), slug, location=_url("order", slug, order_id=done.id)
-        )
-        if processing:
-            response.headers["Retry-After"] = "1"
-        return response
+        body, wait = _as_order(done, slug), orders.retry_after(done)
+        return _retry_after(_json(body, slug, location=_url("order", slug, order_id=done.id)), wait)
 
     return _acting(signed.account, act)
 

@@ -38,16 +38,13 @@ from app.pki import csr as pki_csr
 from app.pki.errors import PkiError
 from app.pki.revocation import Revoker
 from app.services import audit
-from app.services.acme import renewal
-from app.services.certificates import enrollment, inventory, revocation
+from app.services.acme import dispatch, renewal
+from app.services.certificates import enrollment, inventory, issuance, revocation
 from app.services.errors import Conflict, DomainError
-from app.services.platform import jobs
 from app.services.scope import SYSTEM
 from app.services.structure import domains
 
 ORDER_LIFETIME = timedelta(days=7)
-# Finalize refuses an order with more names than this (the profile's CSR limit is larger).
-VALIDATE_KIND = "acme_validate"
 # The challenges of an authorization, in this order (the client picks one); a wildcard
 # name can only be proven in DNS (§7.1.3, as Let's Encrypt and pebble do).
 OFFERED = (challenges.HTTP01, challenges.TLSALPN01, challenges.DNS01)
@@ -250,21 +247,48 @@ def refresh_order(order: AcmeOrder) -> AcmeOrder:
     return order
 
 
+# The longest Retry-After for work on the workers (the actors' time limit is 60 s), and for
+# an order waiting for an administrator's approval (a person decides in minutes).
+WORKER_RETRY_MAX = 10
+APPROVAL_RETRY_MAX = 60
+
+
+def retry_after(obj: AcmeOrder | AcmeAuthorization | AcmeChallenge) -> int | None:
+    """Seconds a client should wait before asking about ``obj`` again (RFC 8555 §7.4, §8.2:
+    messages.retry_after of how long its work has waited), or None when the server is not
+    working on it: a challenge being validated, an authorization with such a challenge,
+    an order being issued or waiting for its request's approval."""
+    now = utcnow()
+    if isinstance(obj, AcmeChallenge):
+        if obj.status != Status.PROCESSING:
+            return None
+        since = obj.dispatched_at or now
+        return messages.retry_after((now - since).total_seconds(), longest=WORKER_RETRY_MAX)
+    if isinstance(obj, AcmeAuthorization):
+        if obj.status != Status.PENDING:
+            return None
+        waits = [retry_after(c) for c in obj.challenges if c.status == Status.PROCESSING]
+        return min((w for w in waits if w is not None), default=None)
+    if obj.status != Status.PROCESSING or obj.request_id is None:
+        return None
+    req = db.session.get(CertificateRequest, obj.request_id)
+    if req is not None and req.status == RequestStatus.REQUESTED:  # an administrator decides
+        waited = (now - req.created_at).total_seconds()
+        return messages.retry_after(waited, longest=APPROVAL_RETRY_MAX)
+    since = obj.dispatched_at or (req.decided_at if req is not None else None) or now
+    return messages.retry_after((now - since).total_seconds(), longest=WORKER_RETRY_MAX)
+
+
 def respond(*, account: AcmeAccount, challenge_id: int) -> AcmeChallenge:
-    """§7.5.1: the client says it is ready; validation is queued for a worker (sent after
-    commit). Responding again does nothing more."""
+    """§7.5.1: the client says it is ready; validation is sent to a worker after commit
+    (dispatch.send_validation). Responding again does nothing more."""
     chall = get_challenge(account=account, challenge_id=challenge_id)
     authz = chall.authorization
     _expire_authorization(authz)
     if authz.status != Status.PENDING or chall.status != Status.PENDING:
         return chall
     chall.status = Status.PROCESSING.value
-    jobs.create_job(
-        kind=VALIDATE_KIND,
-        payload={"challenge_id": chall.id},
-        organization_id=account.organization_id,
-        max_attempts=1,
-    )
+    dispatch.send_validation(chall)
     return chall
 
 
@@ -277,49 +301,130 @@ class Validated:
 
 def validate(*, challenge_id: int, check: Any) -> Validated | None:
     """Run ``check(kind=, name=, token=, key_authorization=, wildcard=)`` (validation.validate,
-    which checks CAA too) for a
-    challenge that is processing and record its verdict on the challenge, its
-    authorization (unless another of its challenges decided it already) and its order;
-    None when there is nothing to do (a job run twice)."""
+    which checks CAA too) for a challenge that is processing and record its verdict on the
+    challenge, its authorization (unless another of its challenges decided it already) and
+    its order; None when there is nothing to do.
+
+    Safe to run twice, at once too (a message delivered twice, or sent again by the
+    scheduler): the check holds no transaction (it may take the whole time limit); then the
+    order row is locked and the verdict lands by conditional updates (the challenge from
+    processing, the authorization from pending), so one run records it and the other
+    returns None. The caller commits.
+    """
     chall = db.session.get(AcmeChallenge, challenge_id)
     if chall is None or chall.status != Status.PROCESSING:
         return None
     authz = chall.authorization
     account = authz.order.account
-    thumbprint = jose.parse_jwk(account.jwk).thumbprint()
-    outcome = check(
-        kind=chall.type,
-        name=authz.identifier,
-        token=chall.token,
-        key_authorization=challenges.key_authorization(chall.token, thumbprint),
-        wildcard=authz.wildcard,
+    order_id, authz_id, identifier = authz.order_id, authz.id, authz.identifier
+    kind, org_id, dept_id = chall.type, account.organization_id, account.department_id
+    token, wildcard = chall.token, authz.wildcard
+    key_authorization = challenges.key_authorization(
+        token, jose.parse_jwk(account.jwk).thumbprint()
     )
+    db.session.rollback()  # nothing written: no transaction held over the network
+    outcome = check(
+        kind=kind,
+        name=identifier,
+        token=token,
+        key_authorization=key_authorization,
+        wildcard=wildcard,
+    )
+    return _record_verdict(
+        challenge_id=challenge_id,
+        authz_id=authz_id,
+        order_id=order_id,
+        kind=kind,
+        identifier=identifier,
+        outcome=outcome,
+        organization_id=org_id,
+        department_id=dept_id,
+    )
+
+
+def _record_verdict(
+    *,
+    challenge_id: int,
+    authz_id: int,
+    order_id: int,
+    kind: str,
+    identifier: str,
+    outcome: Any,
+    organization_id: int,
+    department_id: int | None,
+) -> Validated | None:
+    # The order first (PostgreSQL; SQLite has one writer anyway): two authorizations of one
+    # order validated at once then see each other's verdict when they refresh the order.
+    db.session.execute(select(AcmeOrder.id).where(AcmeOrder.id == order_id).with_for_update()).all()
     now = utcnow()
-    chall.detail = outcome.detail[:2000]
-    decides = authz.status == Status.PENDING
+    detail = outcome.detail[:2000]
     if outcome.ok:
-        chall.status = Status.VALID.value
-        chall.validated_at = now
+        status, values = Status.VALID.value, {"validated_at": now, "error": None}
     else:
-        chall.status = Status.INVALID.value
-        chall.error = AcmeProblem(
-            outcome.kind, outcome.detail, identifier={"type": "dns", "value": authz.identifier}
-        ).document()
-    if decides:
-        authz.status = chall.status
-    refresh_order(authz.order)
+        status = Status.INVALID.value
+        values = {
+            "error": AcmeProblem(
+                outcome.kind, outcome.detail, identifier={"type": "dns", "value": identifier}
+            ).document()
+        }
+    moved = db.session.execute(
+        update(AcmeChallenge)
+        .where(AcmeChallenge.id == challenge_id, AcmeChallenge.status == Status.PROCESSING.value)
+        .values(status=status, detail=detail, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:
+        return None  # another run recorded its verdict first
+    db.session.execute(
+        update(AcmeAuthorization)
+        .where(AcmeAuthorization.id == authz_id, AcmeAuthorization.status == Status.PENDING.value)
+        .values(status=status)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.expire_all()  # rows loaded before the conditional updates are stale now
+    order = db.session.get_one(AcmeOrder, order_id)
+    refresh_order(order)
     audit.record(
         action="acme.challenge.validate",
         actor=SYSTEM,
         object_type="AcmeChallenge",
-        object_id=chall.id,
-        label=f"{chall.type} {authz.identifier}",
+        object_id=challenge_id,
+        label=f"{kind} {identifier}",
         before={"status": Status.PROCESSING.value},
-        after={"status": chall.status, "order": authz.order_id, "detail": chall.detail},
+        after={"status": status, "order": order_id, "detail": detail},
+        organization_id=organization_id,
+        department_id=department_id,
+    )
+    return Validated(challenge_id, status, detail)
+
+
+def validation_crashed(*, challenge_id: int, reason: str) -> Validated | None:
+    """A validation that raised (a bug, the database, its time limit) leaves no challenge
+    processing for ever: it becomes invalid (serverInternal), and its authorization and
+    order with it, audited like any verdict. None when it is not processing any more. The
+    caller commits."""
+    chall = db.session.get(AcmeChallenge, challenge_id)
+    if chall is None or chall.status != Status.PROCESSING:
+        return None
+    authz = chall.authorization
+    account = authz.order.account
+    return _record_verdict(
+        challenge_id=challenge_id,
+        authz_id=authz.id,
+        order_id=authz.order_id,
+        kind=chall.type,
+        identifier=authz.identifier,
+        outcome=_Crashed(f"validation failed inside the server: {reason}"),
         organization_id=account.organization_id,
         department_id=account.department_id,
     )
-    return Validated(chall.id, chall.status, chall.detail)
+
+
+@dataclass(frozen=True)
+class _Crashed:
+    detail: str
+    ok: bool = False
+    kind: str = "serverInternal"
 
 
 def _requester_email(account: AcmeAccount) -> str:
@@ -384,12 +489,53 @@ def finalize(*, account: AcmeAccount, order_id: int, csr_der: bytes) -> AcmeOrde
     if moved.rowcount != 1:
         raise AcmeProblem("orderNotReady", "the order is being finalized already")
     try:
-        req = enrollment.submit_request(actor=SYSTEM, data=data)
+        req = enrollment.submit_request(actor=SYSTEM, data=data, queue_issuance=False)
     except DomainError as exc:
         raise AcmeProblem("badCSR", exc.message) from exc
     order.request_id = req.id
     order.status = Status.PROCESSING.value
+    if req.status == RequestStatus.APPROVED:  # approved at once: issue as soon as we commit
+        dispatch.send_issuance(order)
     return order
+
+
+def issue_order(*, order_id: int) -> AcmeOrder | None:
+    """Issue the certificate of an order whose request finalize approved (the message
+    dispatch.send_issuance sent), with the batch code every issuance runs; the order is
+    then valid, or invalid when the request failed (its reason in the order's error).
+    None when the order has nothing to issue.
+
+    Safe to run twice: a request no longer Approved is skipped; of two runs at once, the
+    one that loses the request's conditional update raises IssuanceRaced and must roll
+    back. The caller commits.
+
+    Raises:
+        IssuanceRaced: another run issued the request meanwhile.
+    """
+    order = db.session.get(AcmeOrder, order_id)
+    if order is None or order.request_id is None or order.status != Status.PROCESSING:
+        return None
+    issuance.issue_requests([order.request_id])
+    # Issued (or Failed) by statements on the table: the loaded request does not know yet.
+    req = db.session.get(CertificateRequest, order.request_id)
+    if req is not None:
+        db.session.expire(req)
+    return refresh_order(order)
+
+
+def issuance_failed(*, order_id: int, reason: str) -> None:
+    """The last attempt at an order's issuance raised: its request becomes Failed with the
+    reason (audited), and the order invalid. The caller commits."""
+    order = db.session.get(AcmeOrder, order_id)
+    if order is None or order.request_id is None:
+        return
+    issuance.fail_unissued(
+        request_ids=[order.request_id], reason=f"issuing ACME order #{order.id} failed: {reason}"
+    )
+    req = db.session.get(CertificateRequest, order.request_id)
+    if req is not None:
+        db.session.expire(req)
+    refresh_order(order)
 
 
 def certificate_of(
@@ -451,19 +597,6 @@ def revoke(
     except DomainError as exc:
         raise AcmeProblem("badRevocationReason", exc.message) from exc
     return cert
-
-
-def validation_job_failed(job: Any) -> None:
-    """A validation job that crashed leaves no challenge processing forever: it becomes
-    invalid (serverInternal), and its authorization and order with it."""
-    chall = db.session.get(AcmeChallenge, int(job.payload.get("challenge_id", 0)))
-    if chall is None or chall.status != Status.PROCESSING:
-        return
-    chall.status = chall.authorization.status = Status.INVALID.value
-    chall.error = AcmeProblem(
-        "serverInternal", f"validation failed inside the server: {job.message or 'no detail'}"
-    ).document()
-    refresh_order(chall.authorization.order)
 
 
 @dataclass(frozen=True)

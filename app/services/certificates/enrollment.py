@@ -464,7 +464,12 @@ def check_request(*, actor: Actor, data: RequestData) -> Checked:
 
 
 def submit_request(
-    *, actor: Actor, data: RequestData, approved_by: str = "", issue_now: bool = False
+    *,
+    actor: Actor,
+    data: RequestData,
+    approved_by: str = "",
+    issue_now: bool = False,
+    queue_issuance: bool = True,
 ) -> CertificateRequest:
     """Validate and store a request (status Requested, or Approved at once when the
     profile needs no approval, in which case issuance is queued after commit).
@@ -478,12 +483,16 @@ def submit_request(
     is Issued (or Failed, with the reason) when the caller commits. For a front door that
     answers one request and whose client waits for the certificate (the REST API's enroll):
     no job, no message, no worker round trip, and the first collect finds it.
+
+    ``queue_issuance=False``: an automatically approved request is left Approved without an
+    issuance job; the caller sends its own message after commit (an ACME finalize, whose
+    order carries the issuance: app.services.acme.dispatch).
     """
     req = _store(actor, data, check_request(actor=actor, data=data))
     if approved_by:
         approvals.mark_approved([req.id], actor=SYSTEM, message=approved_by)
     else:
-        _approve_automatically([req], issue_now=issue_now)
+        _approve_automatically([req], issue_now=issue_now, queue=queue_issuance)
     return req
 
 
@@ -581,10 +590,13 @@ def _store(actor: Actor, data: RequestData, checked: Checked) -> CertificateRequ
     return req
 
 
-def _approve_automatically(reqs: Sequence[CertificateRequest], *, issue_now: bool = False) -> None:
+def _approve_automatically(
+    reqs: Sequence[CertificateRequest], *, issue_now: bool = False, queue: bool = True
+) -> None:
     """Requests whose profile needs no approval are approved and queued (or, with
-    ``issue_now``, issued in this transaction), in one go. Code signing requests always
-    wait for an administrator's approval (renewals too)."""
+    ``issue_now``, issued in this transaction; with ``queue`` False, left for the caller
+    to issue), in one go. Code signing requests always wait for an administrator's
+    approval (renewals too)."""
     by_profile: dict[str, list[int]] = {}
     for req in reqs:
         if not req.profile.requires_approval and req.cert_type != CertType.CODE_SIGNING:
@@ -599,7 +611,7 @@ def _approve_automatically(reqs: Sequence[CertificateRequest], *, issue_now: boo
         # Issued (or Failed) by statements on the table: the loaded objects do not know yet.
         for req in reqs:
             db.session.expire(req, ["status", "certificate_id", "issue_attempts", "failure_reason"])
-    elif queued:
+    elif queued and queue:
         approvals.queue_issuance(queued)
 
 

@@ -169,3 +169,19 @@ def test_key_authorizations_and_what_each_challenge_publishes():
     assert challenges.http01_matches(key_auth.encode() + b"\r\n", key_auth)
     assert not challenges.http01_matches(b"x" + key_auth.encode(), key_auth)
     assert not challenges.http01_matches("é".encode(), key_auth)
+
+
+@pytest.mark.parametrize(
+    ("waited", "longest", "seconds"),
+    [
+        (0.0, 10, 1),  # just sent: ask again in a second
+        (3.9, 10, 1),
+        (4.0, 10, 2),  # then half the time waited so far
+        (13.0, 10, 6),
+        (60.0, 10, 10),  # at most `longest`
+        (7200.0, 60, 60),
+        (-1.0, 10, 1),  # a clock a little behind never answers 0
+    ],
+)
+def test_retry_after_grows_with_the_wait_within_bounds(waited, longest, seconds):
+    assert messages.retry_after(waited, longest=longest) == seconds
