@@ -10,6 +10,8 @@ import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage
+from psycopg.errors import DeadlockDetected, SerializationFailure
+from sqlalchemy.exc import OperationalError
 
 from app.runtime.broker import broker
 from app.services.discovery import agentruns, agents, runs
@@ -75,7 +77,30 @@ def agent_dispatch(job_id: int) -> None:
     agentruns.dispatch(job_id, sent_at=sent_at)
 
 
-@dramatiq.actor(queue_name=RESULTS_QUEUE, max_retries=0, time_limit=300_000)
+def _transient(retries: int, exc: Exception) -> bool:
+    """A deadlock or serialization failure (PostgreSQL chose this transaction as the
+    victim, nothing of it was stored, its receipt included): run the message again. Anything
+    else is not retried: a report is stored whole or refused for a reason."""
+    return (
+        retries < REPORT_RETRIES
+        and isinstance(exc, OperationalError)
+        and (isinstance(exc.orig, (DeadlockDetected, SerializationFailure)))
+    )
+
+
+# Attempts at a report beyond the first when the database picks it as a deadlock victim.
+# A batch that is never stored leaves its shard waiting for it until the shard times out.
+REPORT_RETRIES = 5
+
+
+@dramatiq.actor(
+    queue_name=RESULTS_QUEUE,
+    max_retries=REPORT_RETRIES,
+    retry_when=_transient,
+    min_backoff=50,
+    max_backoff=2_000,
+    time_limit=300_000,
+)
 def agent_report(envelope: dict[str, Any]) -> None:
     agentruns.receive(envelope)
 

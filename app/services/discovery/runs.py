@@ -350,9 +350,14 @@ def finish_shard(shard_id: int, status: str, done: int, tls: int, counts: dict[s
 
 
 def _finalize(run_id: int) -> None:
-    """End the run once every shard is final (the run row is locked while deciding)."""
+    """End the run once every shard is final (the run row is locked while deciding).
+
+    FOR NO KEY UPDATE: storing endpoints holds FOR KEY SHARE on the run row (their
+    last_run_id's foreign-key check) until its batch commits; a FOR UPDATE here waited for
+    it while that batch waited for rows this transaction had written (a certificate both
+    batches saw): a deadlock that lost an agent's batch (docs/discovery.md)."""
     run = db.session.execute(
-        select(ScanRun).where(ScanRun.id == run_id).with_for_update()
+        select(ScanRun).where(ScanRun.id == run_id).with_for_update(key_share=True)
     ).scalar_one()
     rows = db.session.execute(select(ScanShard).where(ScanShard.run_id == run_id)).scalars().all()
     if any(s.status in ("pending", "running") for s in rows) and run.status == RunStatus.RUNNING:
