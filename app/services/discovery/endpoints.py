@@ -22,6 +22,7 @@ from sqlalchemy.sql import ColumnElement
 
 from app.extensions import db
 from app.models import (
+    HEALTH_FLAGS,
     Admin,
     AssignmentRule,
     Certificate,
@@ -276,17 +277,7 @@ def history_rows(task_id: int, limit: int = 200) -> list[dict[str, Any]]:
 
 
 # The health flags an endpoint row carries (app.scan.health.HealthFlag, as columns).
-FLAG_COLUMNS = (
-    "self_signed_leaf",
-    "incomplete_chain",
-    "misordered_chain",
-    "hostname_mismatch",
-    "expired",
-    "not_yet_valid",
-    "weak_key",
-    "sha1_signature",
-    "legacy_tls",
-)
+FLAG_COLUMNS = HEALTH_FLAGS
 
 
 def run_flags(run_id: int) -> dict[str, int]:
