@@ -3,7 +3,7 @@ outbox to a real SMTP server (aiosmtpd), under a controlled clock."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import func, select, text
@@ -241,7 +241,10 @@ def test_acknowledged_certificates_are_not_notified_again(world, smtp):
 def test_daily_frequency_mails_every_day_inside_the_window(world, smtp):
     cert = world.certificate()
     world.rule(roles=[], subscribers=["ops@acme.example"], frequency="daily", days=(7,))
-    start = cert.not_after - timedelta(days=6, hours=12)
+    # 01:00 UTC six days before expiry: each day's two sweeps (01:00, 03:00) fall on one
+    # calendar day whatever the time of day the test runs at (not_after - 6.5 days put
+    # them on both sides of midnight when run between 10:00 and 12:00 UTC).
+    start = datetime.combine((cert.not_after - timedelta(days=6)).date(), time(1), UTC)
     for day in range(3):
         run_sweep(world, start + timedelta(days=day))
         run_sweep(world, start + timedelta(days=day, hours=2))
