@@ -60,6 +60,8 @@ class ImportUpload(db.Model):  # type: ignore[name-defined,misc]
     seq: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(Integer)
+    # Of the bytes as uploaded ("" for uploads stored before migration 0030).
+    sha256: Mapped[str] = mapped_column(String(64), default="", server_default="")
     data: Mapped[bytes] = deferred(mapped_column(LargeBinary, nullable=False))
 
 

@@ -14,6 +14,7 @@ batch it committed, so running it twice stores nothing twice.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -148,7 +149,12 @@ def start_import(
     for seq, (name, upload) in enumerate(zip(names, uploads, strict=True)):
         db.session.add(
             ImportUpload(
-                import_id=record.id, seq=seq, name=name, size=len(upload.data), data=upload.data
+                import_id=record.id,
+                seq=seq,
+                name=name,
+                size=len(upload.data),
+                sha256=hashlib.sha256(upload.data).hexdigest(),
+                data=upload.data,
             )
         )
     job = jobs.create_job(

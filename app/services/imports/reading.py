@@ -14,13 +14,12 @@ after its last committed batch and running anything twice stores nothing twice.
 
 from __future__ import annotations
 
-import io
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Any, Final
+from typing import Any, Final
 
 from sqlalchemy import func, select, update
 
@@ -43,7 +42,7 @@ from app.pki.bundles import ParsedCertificate, certificate_type
 from app.pki.info import describe_certificate
 from app.services import bulk
 from app.services.errors import DomainError, NotFound
-from app.services.imports import findings, issuers, sweep
+from app.services.imports import findings, issuers, sweep, uploads
 from app.services.imports.imports import limits
 from app.services.platform import jobs
 
@@ -80,88 +79,22 @@ class Part:
     last: int
 
 
-class _StoredUpload(io.RawIOBase):
-    """An upload's bytes read from the database in slices, as zipfile asks for them: a
-    part of a ZIP needs the archive's directory and its own members, not the whole file.
-    (Fetching a 50 MB upload whole for each part cost every worker some 150 MB of memory
-    at the fetch, hex-encoded on the wire, and PostgreSQL the encoding, once per part.)
-    The upload's data does not change while the import runs (finish() empties it last)."""
-
-    def __init__(self, upload_id: int) -> None:
-        super().__init__()
-        self._id = upload_id
-        self._pos = 0
-        size = db.session.execute(
-            select(func.length(ImportUpload.data)).where(ImportUpload.id == upload_id)
-        ).scalar_one()
-        self._size = int(size or 0)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._pos = base + offset
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        wanted = min(len(buffer), self._size - self._pos)
-        if wanted <= 0:
-            return 0
-        chunk = _slice(self._id, self._pos + 1, wanted)
-        view = memoryview(buffer).cast("B")
-        view[: len(chunk)] = chunk
-        self._pos += len(chunk)
-        return len(chunk)
-
-
-def _slice(upload_id: int, start: int, length: int) -> bytes:
-    """Bytes start..start+length-1 (1-based) of an upload; on PostgreSQL in binary format
-    (a text-format bytea doubles on the wire and is hex-encoded and decoded)."""
-    connection = db.session.connection()
-    driver = connection.connection.driver_connection
-    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
-        with driver.cursor(binary=True) as cursor:
-            cursor.execute(
-                "SELECT substr(data, %s, %s) FROM import_uploads WHERE id = %s",
-                (start, length, upload_id),
-            )
-            row = cursor.fetchone()
-        return bytes(row[0]) if row else b""
-    chunk = db.session.execute(
-        select(func.substr(ImportUpload.data, start, length)).where(ImportUpload.id == upload_id)
-    ).scalar()
-    return bytes(chunk or b"")
-
-
-def stored_upload(upload_id: int) -> IO[bytes]:
-    """A seekable reader of a stored upload that fetches 1 MiB slices as they are read."""
-    return io.BufferedReader(_StoredUpload(upload_id), buffer_size=1 << 20)
-
-
 def plan(import_id: int) -> list[Part]:
     """The import's parts, in reading order.
 
     Raises:
         DomainError: more parts than result numbers allow (an import that large is split).
     """
-    uploads = db.session.execute(
+    stored = db.session.execute(
         select(ImportUpload.id, ImportUpload.name)
         .where(ImportUpload.import_id == import_id)
         .order_by(ImportUpload.seq)
     ).all()
     parts: list[Part] = []
-    for upload_id, name in uploads:
-        ranges = archive.plan_parts(
-            stored_upload(upload_id), max_members=PART_MEMBERS, max_bytes=PART_BYTES
+    bounds = limits()
+    for upload_id, name in stored:
+        ranges = uploads.plan(
+            upload_id, name, bounds, max_members=PART_MEMBERS, max_bytes=PART_BYTES
         )
         for first, last in ranges:
             parts.append(Part(len(parts), upload_id, name, first, last))
@@ -302,13 +235,12 @@ def run_part(
             ImportResult.seq < base + (1 << PART_BITS),
         )
     ).scalar_one()
-    upload = stored_upload(part.upload_id)
     db.session.commit()
     members = max(part.last - part.first, 1)
     stored = 0
     batch: list[_Entry] = []
     seq = base
-    for entry in _entries(part, upload, limits()):
+    for entry in _entries(part, limits()):
         entry.seq = seq
         seq += 1
         if entry.seq <= done:
@@ -345,9 +277,13 @@ def finish(import_id: int, progress: Progress | None = None) -> dict[str, Any]:
     record.counts = counts
     record.finished_at = utcnow()
     record.message = summary(counts)
-    db.session.execute(
-        update(ImportUpload).where(ImportUpload.import_id == import_id).values(data=b"")
+    emptied = db.session.execute(
+        update(ImportUpload)
+        .where(ImportUpload.import_id == import_id)
+        .values(data=b"")
+        .returning(ImportUpload.id)
     )
+    uploads.forget(list(emptied.scalars()))
     if counts.get("imported"):
         # The new certificates' pkilint findings (their key findings are stored already).
         jobs.create_job(kind=sweep.SWEEP_KIND)
@@ -447,12 +383,11 @@ class _Entry:
     index: int = 0  # how many members of its part were read when it came
 
 
-def _entries(part: Part, upload: IO[bytes], bounds: archive.Limits) -> Iterator[_Entry]:
+def _entries(part: Part, bounds: archive.Limits) -> Iterator[_Entry]:
     """The result rows of one part, in reading order (seq set by the caller)."""
     try:
         for read, result in enumerate(
-            archive.read_upload(part.name, upload, bounds, members=(part.first, part.last)),
-            start=1,
+            uploads.read(part.upload_id, part.name, bounds, (part.first, part.last)), start=1
         ):
             if result.skipped:
                 yield _Entry(0, result.file, result.member, "skipped", result.skipped, index=read)
