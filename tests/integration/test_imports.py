@@ -275,6 +275,62 @@ def test_weak_and_shared_keys_are_flagged(app, stub_worker, files):
     assert codes("shared1") == codes("shared2") == ["shared_key"]
 
 
+def _finding_codes(pem: bytes) -> list[str]:
+    cert = by_fingerprint(fp(pem))
+    return sorted(
+        db.session.execute(
+            select(CertificateFinding.code).where(
+                CertificateFinding.certificate_id == cert.id,
+                CertificateFinding.source != "lint",
+            )
+        ).scalars()
+    )
+
+
+def _stored_unassigned(pem: bytes) -> None:
+    """As discovery stores a certificate nobody has placed yet."""
+    from app.models import CertOrigin
+    from app.models.types import utcnow
+    from app.pki.bundles import read_file
+
+    (parsed,) = read_file(pem).certificates
+    row = reading.certificate_row(parsed, (None, None), utcnow())  # type: ignore[arg-type]
+    db.session.add(Certificate(**{**row, "origin": CertOrigin.DISCOVERED, "assigned_at": None}))
+    db.session.commit()
+
+
+def _read_without_sweep(org, uploads) -> None:
+    """The import read here, without the hygiene sweep it queues (which recomputes the
+    shared-key findings): what the import's batches found themselves."""
+    record = imports.start_import(
+        actor=make_admin(), organization_id=org.id, department_id=None, uploads=uploads
+    )
+    db.session.commit()
+    reading.run_import(import_id=record.id)
+
+
+def test_a_key_shared_with_a_discovered_certificate_is_judged_where_that_one_lands(app, files):
+    # shared1 was discovered and nobody placed it: importing it places it in Acme, so
+    # shared2 (same key, same upload) shares its key within Acme.
+    org = make_org("Acme")
+    _stored_unassigned(files.pem("shared1"))
+    _read_without_sweep(
+        org, [imports.Upload("keys.pem", files.pem("shared1") + files.pem("shared2"))]
+    )
+    assert by_fingerprint(fp(files.pem("shared1"))).organization_id == org.id
+    assert _finding_codes(files.pem("shared1")) == _finding_codes(files.pem("shared2"))
+    assert _finding_codes(files.pem("shared2")) == ["shared_key"]
+
+
+def test_a_key_shared_with_an_unplaced_certificate_is_shared_outside_the_organization(app, files):
+    org = make_org("Acme")
+    _stored_unassigned(files.pem("shared1"))
+    _read_without_sweep(org, [imports.Upload("key.pem", files.pem("shared2"))])
+    assert by_fingerprint(fp(files.pem("shared1"))).organization_id is None
+    assert _finding_codes(files.pem("shared1")) == ["shared_key_other_org"]
+    assert _finding_codes(files.pem("shared2")) == ["shared_key_other_org"]
+
+
 def test_cells_a_spreadsheet_would_evaluate_are_escaped(app, stub_worker, files):
     org = make_org("Acme")
     mrao = make_admin()
@@ -469,6 +525,25 @@ def test_two_certificates_with_one_issuer_and_serial_are_flagged_on_both(app, st
         )
     ).scalars()
     assert sorted(flagged) == sorted(by_fingerprint(fp(p)).id for p in (one, two))
+
+
+def test_an_import_batch_flags_reused_serials_it_brings_and_finds(app, files):
+    # What the batches write themselves (the hygiene sweep would recompute it): a stored
+    # certificate and one in the upload with one issuer and serial, and two in the upload.
+    org = make_org("Acme")
+    stored = files.sign("dup1", "/CN=dup-one.test", issuer="inter", serial="4242")
+    _stored_unassigned(stored)
+    brought = files.sign("dup2", "/CN=dup-two.test", issuer="inter", serial="4242")
+    pair = [files.sign(f"dup{i}", f"/CN=dup-{i}.test", issuer="inter", serial="77") for i in (3, 4)]
+    _read_without_sweep(
+        org, [imports.Upload("dups.pem", brought + pair[0] + pair[1] + files.pem("leaf"))]
+    )
+    flagged = db.session.execute(
+        select(CertificateFinding.certificate_id).where(
+            CertificateFinding.code == "duplicate_issuer_serial"
+        )
+    ).scalars()
+    assert sorted(flagged) == sorted(by_fingerprint(fp(p)).id for p in (stored, brought, *pair))
 
 
 def test_imported_ca_certificates_are_listed_under_other_certificates_in_scope(

@@ -474,12 +474,13 @@ def _store_batch(import_id: int, place: tuple[int, int | None], batch: list[_Ent
         row["fingerprint"]: findings.Facts(row["issuer_dn"], row["serial_hex"], row["spki_sha256"])
         for row in new_rows
     }
+    alike = findings.stored_alike(facts.values())
     inserted = _insert_certificates(new_rows)
     # Stored meanwhile by another import or a scan (it won the row): looked up, and
     # placed and visible only as that writer left it.
     raced = _ids_by_fingerprint([f for f in wanted if f not in known and f not in inserted])
     ids = {**known, **inserted, **raced}
-    _place_unassigned([ids[f] for f in known], place, now)
+    placed = _place_unassigned([ids[f] for f in known], place, now)
     # What this batch inserted lies where the import goes; the rest is looked at.
     visible = {ids[f] for f in inserted} | _visible_ids([ids[f] for f in (*known, *raced)], place)
     links: dict[int, str] = {}
@@ -520,8 +521,8 @@ def _store_batch(import_id: int, place: tuple[int, int | None], batch: list[_Ent
             findings.Found(ids[fingerprint], f, "key")
             for f in hygiene.key_findings(parsed.certificate)
         ]
-    found += findings.inventory_findings(
-        [ids[f] for f in inserted], {ids[f]: facts[f] for f in inserted}
+    found += findings.batch_findings(
+        {ids[f]: facts[f] for f in inserted}, place[0], alike.placed(placed, place[0])
     )
     findings.store(found)
     rows = [
@@ -578,18 +579,24 @@ def _insert_certificates(rows: list[dict[str, Any]]) -> dict[str, int]:
     )
 
 
-def _place_unassigned(cert_ids: list[int], place: tuple[int, int | None], now: datetime) -> None:
-    """A discovered certificate nobody placed yet belongs where an admin imports it."""
+def _place_unassigned(
+    cert_ids: list[int], place: tuple[int, int | None], now: datetime
+) -> set[int]:
+    """A discovered certificate nobody placed yet belongs where an admin imports it; the
+    ids of those placed now."""
     if not cert_ids:
-        return
-    db.session.execute(
-        update(Certificate)
-        .where(
-            Certificate.id.in_(cert_ids),
-            Certificate.organization_id.is_(None),
-            Certificate.assigned_by_id.is_(None),
-        )
-        .values(organization_id=place[0], department_id=place[1], assigned_at=now)
+        return set()
+    return set(
+        db.session.execute(
+            update(Certificate)
+            .where(
+                Certificate.id.in_(cert_ids),
+                Certificate.organization_id.is_(None),
+                Certificate.assigned_by_id.is_(None),
+            )
+            .values(organization_id=place[0], department_id=place[1], assigned_at=now)
+            .returning(Certificate.id)
+        ).scalars()
     )
 
 
