@@ -16,9 +16,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, MetaData, Table, insert, text
+from sqlalchemy import Connection, MetaData, Table, any_, bindparam, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
 
@@ -94,6 +95,16 @@ def _copy(
                 values[position] = process(values[position])
             write(values)
     return ids
+
+
+def among(column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column IN values`` for hundreds of values. PostgreSQL: ``column = ANY(:array)``,
+    one parameter, so the statement's text is the same every time (psycopg prepares it and
+    neither side parses hundreds of placeholders: an IN of 500 cost the client about 5 ms
+    to expand and convert, per statement); elsewhere an expanding IN."""
+    if db.session().get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
 
 
 def plan_for_now() -> None:

@@ -132,7 +132,7 @@ def stored_alike(facts: Iterable[Facts]) -> Alike:
             (cert_id, spki, org_id)
             for cert_id, spki, org_id in db.session.execute(
                 select(Certificate.id, Certificate.spki_sha256, Certificate.organization_id).where(
-                    Certificate.spki_sha256.in_(spkis)
+                    bulk.among(Certificate.spki_sha256, spkis)
                 )
             )
         ]
@@ -144,7 +144,7 @@ def stored_alike(facts: Iterable[Facts]) -> Alike:
             (cert_id, issuer, serial)
             for cert_id, issuer, serial in db.session.execute(
                 select(Certificate.id, Certificate.issuer_dn, Certificate.serial_hex).where(
-                    Certificate.serial_hex.in_(sorted({s for _, s in pairs}))
+                    bulk.among(Certificate.serial_hex, sorted({s for _, s in pairs}))
                 )
             )
             if (issuer, serial) in pairs
@@ -183,7 +183,7 @@ def batch_findings(
     spkis = sorted({f.spki_sha256 for f in new.values() if f.spki_sha256})
     blocked = set(
         db.session.execute(
-            select(BlockedKey.spki_sha256).where(BlockedKey.spki_sha256.in_(spkis))
+            select(BlockedKey.spki_sha256).where(bulk.among(BlockedKey.spki_sha256, spkis))
         ).scalars()
     )
     found += [

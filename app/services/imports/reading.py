@@ -562,7 +562,7 @@ def _ids_by_fingerprint(fingerprints: list[str]) -> dict[str, int]:
         f: i
         for f, i in db.session.execute(
             select(Certificate.fingerprint, Certificate.id).where(
-                Certificate.fingerprint.in_(fingerprints)
+                bulk.among(Certificate.fingerprint, fingerprints)
             )
         )
     }
