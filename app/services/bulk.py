@@ -11,6 +11,7 @@ their audit events and mails); everything else keeps the ORM.
 from __future__ import annotations
 
 import functools
+import hashlib
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -133,9 +134,10 @@ def insert_ignoring(
     the ``returning`` column of the rows inserted (empty when not asked), or a tuple of
     values per row inserted when ``returning`` names several columns.
 
-    PostgreSQL: the rows are COPied into a temporary table (dropped at commit) and moved by
-    one INSERT ... SELECT: a multi-row INSERT of hundreds of rows spends most of its time
-    building and parsing the statement. Elsewhere one executemany INSERT.
+    PostgreSQL: the rows are COPied into a temporary table (kept by the connection, emptied
+    at commit) and moved by one INSERT ... SELECT: a multi-row INSERT of hundreds of rows
+    spends most of its time building and parsing the statement. Elsewhere one executemany
+    INSERT.
     """
     if not rows:
         return []
@@ -145,9 +147,12 @@ def insert_ignoring(
     if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
         stage = _stage_of(table, frozenset(rows[0]))
         names = ", ".join(f'"{c.name}"' for c in stage.columns)
+        # Kept by the connection and emptied at each commit: creating and dropping it in
+        # every transaction wrote and deleted its catalog rows each time (three tables per
+        # import batch).
         session.execute(
             text(
-                f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage.name} ON COMMIT DROP AS "  # noqa: S608
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage.name} ON COMMIT DELETE ROWS AS "  # noqa: S608
                 f"SELECT {names} FROM {table.name} WITH NO DATA"
             )
         )
@@ -166,7 +171,7 @@ def insert_ignoring(
             found = list(moved.scalars())
         else:
             found = [tuple(row) for row in moved] if returning else []
-        session.execute(text(f"TRUNCATE {stage.name}"))
+        session.execute(text(f"DELETE FROM {stage.name}"))  # noqa: S608  (for a next call)
         return found
     dialect_insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
     statement = dialect_insert(table).on_conflict_do_nothing(index_elements=list(keys))
@@ -194,7 +199,10 @@ def _stage_of(table: Table, given: frozenset[str]) -> Table:
         column.unique = column.index = column.primary_key = False
         column.foreign_keys = set()
         column.constraints = set()
-    return Table(f"cw_stage_{table.name}", MetaData(), *columns)
+    # Named for its columns too: one table is staged with different columns by different
+    # callers, and a stage outlives its transaction on its connection.
+    shape = hashlib.sha256(",".join(c.name for c in columns).encode()).hexdigest()[:8]
+    return Table(f"cw_stage_{table.name}_{shape}", MetaData(), *columns)
 
 
 @dataclass(frozen=True)

@@ -118,3 +118,40 @@ def test_bulk_insert_on_postgresql(postgres_app):
     check_bulk_matches_core_insert(bulk.FEW_ROWS + 3, "a")
     check_bulk_matches_core_insert(2, "b")
     check_defaults_and_json()
+
+
+def check_insert_ignoring_stages(tag: str) -> None:
+    rows = certificate_rows(12, tag)
+    fewer = [{k: v for k, v in row.items() if k != "common_name"} for row in rows[6:]]
+    # Two shapes of rows for one table in one transaction, then again after a commit on the
+    # same connection: each call stores its own rows, returns those it inserted, and skips
+    # the ones stored already.
+    first = bulk.insert_ignoring(
+        Certificate.__table__, rows[:6], ["fingerprint"], returning=("fingerprint", "id")
+    )
+    second = bulk.insert_ignoring(Certificate.__table__, fewer, ["fingerprint"], returning="id")
+    db.session.commit()
+    again = bulk.insert_ignoring(
+        Certificate.__table__, rows[4:6], ["fingerprint"], returning="fingerprint"
+    ) + bulk.insert_ignoring(Certificate.__table__, fewer[-2:], ["fingerprint"], returning="id")
+    db.session.commit()
+    assert [f for f, _ in first] == [r["fingerprint"] for r in rows[:6]]
+    assert len(second) == 6 and again == []
+    stored = db.session.execute(
+        select(Certificate.fingerprint, Certificate.common_name).where(
+            Certificate.fingerprint.like(f"{tag}%")
+        )
+    ).all()
+    assert sorted(stored) == sorted(
+        [(r["fingerprint"], "www.example.com") for r in rows[:6]]
+        + [(r["fingerprint"], "") for r in rows[6:]]
+    )
+
+
+def test_insert_ignoring_on_sqlite(app):
+    check_insert_ignoring_stages("c")
+
+
+@pytest.mark.services
+def test_insert_ignoring_on_postgresql(postgres_app):
+    check_insert_ignoring_stages("d")
