@@ -68,6 +68,26 @@ def test_mrao_creates_an_agent_sees_its_key_once_and_disables_it(app, client):
     assert "agent.create" in actions and "agent.disable" in actions
 
 
+def test_an_allow_list_entry_wider_than_a_network_is_refused(app, client):
+    make_admin("boss")
+    assert login(client, "boss", PASSWORD).status_code == 302
+    for wide in ("0.0.0.0/0", "10.0.0.0/7", "::/0", "2001:db8::/31", "1.0.0.0-3.0.0.0"):
+        page = post(client, "/admin/scan_agents/new/", {"name": "wide", "allowed_ranges": wide})
+        errors = feedback(page)
+        assert any(
+            f"&#39;{wide}&#39; is wider than an agent may be allowed" in e for e in errors
+        ), (
+            wide,
+            errors,
+        )
+    assert db.session.execute(select(ScanAgent)).first() is None
+    # The widest accepted: a /8 of IPv4 and a /32 of IPv6.
+    created = agents.create_agent(
+        actor=SYSTEM, name="wide", allowed_ranges="10.0.0.0/8 2001:db8::/32"
+    )
+    assert created.agent.allowed_ranges == "10.0.0.0/8\n2001:db8::/32"
+
+
 def test_mrao_sets_an_agents_caps_validated_and_audited(app, client):
     make_admin("boss")
     assert login(client, "boss", PASSWORD).status_code == 302
@@ -199,6 +219,14 @@ def test_the_agent_command_refuses_bad_input_before_connecting(app, tmp_path):
     )
     assert capped.exit_code == 0, capped.output
     assert "caps 150 /s, 32 in flight; in force" in capped.output
+    # Audited as the command line did it, like every command.
+    actors = {
+        e.action: e.actor
+        for e in db.session.execute(
+            select(AuditEvent).where(AuditEvent.action.in_(["agent.create", "agent.limits"]))
+        ).scalars()
+    }
+    assert actors == {"agent.create": "cli", "agent.limits": "cli"}
     wrong = runner.invoke(
         args=["agent", "limits", "dmz", "--max-rate", "x", "--max-in-flight", "1"]
     )

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from flask import current_app
 from sqlalchemy import select, update
@@ -106,6 +106,12 @@ def status_text(agent: ScanAgent, now: datetime | None = None) -> str:
     return f"offline (last seen {agent.last_seen_at:%Y-%m-%d %H:%M:%S} UTC)"
 
 
+# The widest block one allow-list entry may cover: a /8 of IPv4, a /32 of IPv6 (what a
+# large organization's internal network or allocation is; 0.0.0.0/0 is everything).
+WIDEST_BLOCK: Final = {4: 1 << 24, 6: 1 << 96}
+_WIDEST_SHOWN: Final = "at most a /8 of IPv4 or a /32 of IPv6 per entry"
+
+
 def allowed_blocks(agent: ScanAgent) -> tuple[AddressBlock, ...]:
     return agentwire.parse_allow_list(agent.allowed_ranges.splitlines())
 
@@ -117,9 +123,15 @@ def _clean_ranges(text: str) -> tuple[str, list[str]]:
     problems = []
     for entry in entries:
         try:
-            agentwire.parse_allow_list([entry])
+            blocks = agentwire.parse_allow_list([entry])
         except agentwire.EnvelopeError as exc:
             problems.append(str(exc))
+            continue
+        if any(block.size > WIDEST_BLOCK[block.version] for block in blocks):
+            problems.append(
+                f"'{entry}' is wider than an agent may be allowed ({_WIDEST_SHOWN}): an "
+                "allow-list names the networks the agent sits in, not the whole address space."
+            )
     return "\n".join(entries), problems
 
 
