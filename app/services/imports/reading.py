@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -474,6 +474,7 @@ def _store_batch(import_id: int, place: tuple[int, int | None], batch: list[_Ent
         row["fingerprint"]: findings.Facts(row["issuer_dn"], row["serial_hex"], row["spki_sha256"])
         for row in new_rows
     }
+    subjects = {row["fingerprint"]: row["subject_dn"] for row in new_rows}
     alike = findings.stored_alike(facts.values())
     inserted = _insert_certificates(new_rows)
     # Stored meanwhile by another import or a scan (it won the row): looked up, and
@@ -534,7 +535,7 @@ def _store_batch(import_id: int, place: tuple[int, int | None], batch: list[_Ent
             "outcome": e.outcome,
             "reason": _text(e.reason),
             "fingerprint": e.parsed.fingerprint if e.parsed else "",
-            "subject": _subject(e.parsed),
+            "subject": _subject(e.parsed, subjects),
             "certificate_id": (
                 ids[e.parsed.fingerprint]
                 if e.parsed and ids[e.parsed.fingerprint] in visible
@@ -546,9 +547,13 @@ def _store_batch(import_id: int, place: tuple[int, int | None], batch: list[_Ent
     findings.insert_ignoring(ImportResult.__table__, rows, ["import_id", "seq"])
 
 
-def _subject(parsed: ParsedCertificate | None) -> str:
+def _subject(parsed: ParsedCertificate | None, known: Mapping[str, str]) -> str:
+    """The subject to show in the results: from the inventory row made of it (``known``:
+    fingerprint -> subject, "" when it cannot be decoded) or read now."""
     if parsed is None:
         return ""
+    if known.get(parsed.fingerprint):
+        return known[parsed.fingerprint]
     try:
         return _text(parsed.certificate.subject.rfc4514_string())
     except ValueError:
