@@ -63,10 +63,11 @@ def register() -> Any:
     )
     try:
         enr, token = registration.register(data=data)
+        enrollment_id = enr.id  # read before the commit expires it (no reload after)
         db.session.commit()
     except DomainError as exc:
         return refused(form, exc, "portal/register.html", **TEXTS)
-    return redirect(url_for(".progress", enrollment_id=enr.id, token=token))
+    return redirect(url_for(".progress", enrollment_id=enrollment_id, token=token))
 
 
 class DownloadForm(FlaskForm):

@@ -23,10 +23,10 @@ from typing import Any
 from cryptography import x509
 from flask import current_app
 from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import joinedload
 
 from app.extensions import db
 from app.models import (
-    Admin,
     Certificate,
     CertificateRequest,
     CertType,
@@ -154,7 +154,7 @@ def redeem(data: Registration, keys: list[str], kind: InvitationKind) -> Invitat
         InvalidCode: for every kind of failure alike.
     """
     invitation = db.session.execute(
-        select(Invitation).where(Invitation.code_hash == invitations.code_hash(data.code))
+        _REDEEM, {"code_hash": invitations.code_hash(data.code)}
     ).scalar_one_or_none()
     email = data.email.strip().lower()
     person = invitation.person if invitation is not None else None
@@ -185,6 +185,21 @@ def redeem(data: Registration, keys: list[str], kind: InvitationKind) -> Invitat
         throttle.record_failure(keys)
         raise InvalidCode()
     return invitation
+
+
+# The code's invitation with everything a registration then reads (its person, their
+# organization and department, the profile, the inviter's login) in one statement instead
+# of five lazy loads, built once.
+_REDEEM = (
+    select(Invitation)
+    .options(
+        joinedload(Invitation.person).joinedload(Person.organization),
+        joinedload(Invitation.person).joinedload(Person.department),
+        joinedload(Invitation.profile),
+        joinedload(Invitation.created_by),
+    )
+    .where(Invitation.code_hash == bindparam("code_hash"))
+)
 
 
 def smime_subject(person: Person) -> dict[str, str]:
@@ -278,7 +293,7 @@ def register(*, data: Registration) -> tuple[PortalEnrollment, str]:
     invitation = redeem(data, keys, InvitationKind.REGISTRATION)
     person = invitation.person
     person.passphrase_hash = passphrases.hash_passphrase(data.passphrase)
-    inviter = db.session.get(Admin, invitation.created_by_id or 0)
+    inviter = invitation.created_by
     enr, token = start_enrollment(
         invitation=invitation,
         pkcs12_password=data.pkcs12_password,
