@@ -97,7 +97,6 @@ def download(enrollment_id: int, token: str) -> Any:
     if not form.validate_on_submit():
         return redirect(url_for(".progress", enrollment_id=enrollment_id, token=token))
     try:
-        email = registration.find_enrollment(enrollment_id=enrollment_id, token=token).person.email
         result = registration.collect(enrollment_id=enrollment_id, token=token, ip=client_ip())
         db.session.commit()
     except NotFound:
@@ -106,4 +105,6 @@ def download(enrollment_id: int, token: str) -> Any:
     except DomainError:
         db.session.rollback()
         return redirect(url_for(".progress", enrollment_id=enrollment_id, token=token))
-    return attachment(result.content, filename=f"{email}.p12", mimetype=result.mime_type)
+    return attachment(
+        result.download.content, filename=result.filename, mimetype=result.download.mime_type
+    )
