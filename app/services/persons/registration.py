@@ -366,9 +366,7 @@ def build_pkcs12s(ids: Sequence[int]) -> PackagingResult:
         ).scalars()
     }
     enrs = [
-        loaded[i]
-        for i in wanted
-        if i in loaded and loaded[i].status == EnrollmentStatus.PENDING
+        loaded[i] for i in wanted if i in loaded and loaded[i].status == EnrollmentStatus.PENDING
     ]
     result = PackagingResult(ready=[], failed={})
     if not enrs:
@@ -613,7 +611,9 @@ def collect(*, enrollment_id: int, token: str, ip: str = "") -> Collected:
     # Conditional: of two downloads at once, one moves the row and gets the file.
     moved = db.session.execute(
         update(PortalEnrollment)
-        .where(PortalEnrollment.id == enrollment_id, PortalEnrollment.status == EnrollmentStatus.READY)
+        .where(
+            PortalEnrollment.id == enrollment_id, PortalEnrollment.status == EnrollmentStatus.READY
+        )
         .values(status=EnrollmentStatus.COLLECTED, collected_at=utcnow(), sealed_pkcs12=None)
         .execution_options(synchronize_session=False)
     )
