@@ -414,10 +414,12 @@ class _Batch:
 
     def __init__(self, keks: keystore.KeyEncryptionKeys) -> None:
         self.keks = keks
-        self._chains: dict[int | None, list[x509.Certificate]] = {}
+        self._chains: dict[int, list[x509.Certificate]] = {}
         self._templates: dict[int, tuple[str, str, bool]] = {}
 
     def chain(self, cert: Certificate) -> list[x509.Certificate]:
+        if cert.ca_id is None:  # not ours: its own chain (never the case of a portal key)
+            return inventory.chain_for(cert)
         if cert.ca_id not in self._chains:
             self._chains[cert.ca_id] = inventory.chain_for(cert)
         return list(self._chains[cert.ca_id])
