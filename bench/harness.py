@@ -172,7 +172,11 @@ def start_dramatiq(
     log: Path,
     queue: str | tuple[str, ...] = "issuance",
     poll_ms: int = 200,
+    new_session: bool = True,
 ) -> subprocess.Popen[bytes]:
+    """``new_session=False``: a process group of its own (stop() still ends it all) in the
+    caller's session, so with the kernel's autogroups it shares the CPU with the caller's
+    other processes by nice value rather than as a session of its own."""
     dramatiq = Path(sys.executable).with_name("dramatiq")
     with log.open("wb") as out:
         return subprocess.Popen(
@@ -193,7 +197,7 @@ def start_dramatiq(
             env={**os.environ, "dramatiq_worker_timeout": str(poll_ms)},
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            **({"start_new_session": True} if new_session else {"process_group": 0}),
         )
 
 

@@ -22,8 +22,10 @@ on a request thread).
     .venv/bin/python -m bench.portal            # N = 50 per key type, about two minutes
     .venv/bin/python -m bench.portal --smoke    # N = 4: does every part work? (CI)
 
-Needs PostgreSQL (BENCH_POSTGRES_URL, where it may create and drop a database) and
-redis-server (a private one on a unix socket). Figures: docs/benchmarks.md.
+Needs PostgreSQL (BENCH_POSTGRES_URL, where it may create and drop a database;
+BENCH_DATABASE names that database, dropped first if it exists, instead of one per run) and
+redis-server (a private one on a unix socket). BENCH_PORTS ("5120-5130") keeps the web
+server to a range of ports on a shared machine. Figures: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -437,10 +439,17 @@ def main() -> None:
     info["idle_before"] = round(idle_fraction(), 2)
     log(f"machine: {info['cpu']}, load {info['load_average']}, idle {info['idle_before']:.0%}")
     work = Path(tempfile.mkdtemp(prefix="cw-bench-portal-"))
-    database = f"cw_bench_portal_{os.getpid()}"
+    database = os.environ.get("BENCH_DATABASE") or f"cw_bench_portal_{os.getpid()}"
     import psycopg
 
-    admin = psycopg.connect(POSTGRES, autocommit=True)
+    # Connected to the maintenance database when the run's database has a fixed name (it
+    # may be the one BENCH_POSTGRES_URL names, and is dropped first).
+    admin = psycopg.connect(
+        f"{POSTGRES.rsplit('/', 1)[0]}/postgres" if os.environ.get("BENCH_DATABASE") else POSTGRES,
+        autocommit=True,
+    )
+    if os.environ.get("BENCH_DATABASE"):
+        admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     admin.execute(f'CREATE DATABASE "{database}"')
     redis_server, redis_url = start_redis(work)
     port = _free_port()
@@ -452,7 +461,7 @@ def main() -> None:
             BROKER_URL=redis_url,
             PORT=str(port),
             CW_WEB_WORKERS="2",
-            CW_WEB_THREADS="8",
+            CW_WEB_THREADS="32",  # docs/portal.md, "Running it"
         ),
         "CW_BASE_URL": f"http://127.0.0.1:{port}",
     }
@@ -488,15 +497,25 @@ def main() -> None:
             env=env,
             stdout=(work / "web.log").open("wb"),
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            process_group=0,  # in this session: see the workers below
         )
         # The deployment docs/portal.md recommends: keygen workers at a lower CPU priority
         # (nice 10), so that on shared cores the web processes answer first.
-        workers = start_dramatiq(2, 1, work / "workers.log", queue="keygen", poll_ms=50)
+        workers = start_dramatiq(
+            2, 1, work / "workers.log", queue="keygen", poll_ms=200, new_session=False
+        )
         _wait_http(base + "/portal/")
         wait_for_workers(database_url, 2)
         for pid in process_tree(workers.pid):
             os.setpriority(os.PRIO_PROCESS, pid, 10)
+        # With the kernel's autogroups (sched_autogroup_enabled, the default of most
+        # distributions' kernels), a process's nice value only ranks it within its session,
+        # and sessions share the CPU as equals: workers in a session of their own got half
+        # of it against the web processes whatever their nice (docs/portal.md, "Running
+        # it"). So the web processes and the workers run in this session, where nice 10
+        # ranks the workers below the web processes; the session as a whole competes with
+        # other users of a shared machine at its usual weight (niced as a session, the
+        # workers got next to nothing there while other sessions were busy).
         for key_type, mode in RUNS:
             batch = [p for p in people if (p["key_type"], p["lint"]) == (key_type, mode)]
             raw_before, raw_cpu_before = raw_rate(key_type, mode == "every", raw_seconds)
@@ -623,8 +642,18 @@ def report(results: dict[str, Any], *, smoke: bool) -> None:
 
 
 def _free_port() -> int:
+    """The first free port of BENCH_PORTS ("5120-5130", on a shared machine), else any the
+    kernel gives."""
     import socket
 
+    wanted = os.environ.get("BENCH_PORTS")
+    for port in range(*(int(v) for v in wanted.split("-"))) if wanted else ():
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

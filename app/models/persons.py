@@ -19,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
+from app.models.accounts import Admin
 from app.models.domains import Domain
 from app.models.org import Department, Organization
 from app.models.pki import CertificateProfile
@@ -118,6 +119,7 @@ class Invitation(db.Model):  # type: ignore[name-defined,misc]
 
     person: Mapped[Person] = relationship()
     profile: Mapped[CertificateProfile] = relationship()
+    created_by: Mapped[Admin | None] = relationship()
 
     def __str__(self) -> str:
         return f"Invitation #{self.id}"

@@ -150,14 +150,18 @@ def send(
     to: str,
     context: Mapping[str, object],
     department_id: int | None = None,
+    template: tuple[str, str, bool] | None = None,
 ) -> OutboxMessage:
     """Render the organization's template of ``kind`` and queue the mail (after commit),
     placed in the person's organization/department: the outbox shows it only to whoever
     may see that place (it holds one-time codes).
 
     A customised template that no longer renders (it was valid when saved) falls back to
-    the built-in wording rather than leave the person without the mail."""
-    subject, body, custom = template_of(organization_id, kind)
+    the built-in wording rather than leave the person without the mail.
+
+    ``template``: what template_of(organization_id, kind) returned, for a caller mailing
+    many people of one organization in one transaction."""
+    subject, body, custom = template or template_of(organization_id, kind)
     try:
         rendered = _render(subject, body, context)
     except TemplateError:

@@ -176,9 +176,10 @@ def create_job(
         status=JobStatus.PENDING,
     )
     db.session.add(job)
-    db.session.flush()
     if send:
-        enqueue(job)
+        enqueue(job)  # sets enqueued_at before the first flush: one INSERT, no UPDATE
+    else:
+        db.session.flush()
     return job
 
 
