@@ -259,20 +259,9 @@ def test_weak_and_shared_keys_are_flagged(app, stub_worker, files):
         ],
     )
     assert record.counts["imported"] == 3
-
-    def codes(name: str) -> list[str]:
-        cert = by_fingerprint(fp(files.pem(name)))
-        return sorted(
-            db.session.execute(
-                select(CertificateFinding.code).where(
-                    CertificateFinding.certificate_id == cert.id,
-                    CertificateFinding.source != "lint",
-                )
-            ).scalars()
-        )
-
-    assert codes("rsa1024") == ["weak_key_size"]
-    assert codes("shared1") == codes("shared2") == ["shared_key"]
+    assert _finding_codes(files.pem("rsa1024")) == ["weak_key_size"]
+    assert _finding_codes(files.pem("shared1")) == _finding_codes(files.pem("shared2"))
+    assert _finding_codes(files.pem("shared2")) == ["shared_key"]
 
 
 def _finding_codes(pem: bytes) -> list[str]:
