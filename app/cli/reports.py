@@ -5,8 +5,9 @@ dashboard's summary tables: check, fold, rebuild)."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,72 @@ def _profile(name: str | None) -> int | None:
     return found
 
 
+def filter_options(*, fixed: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The report filters `report run` and `report schedule create` share; the command gets
+    them as one ``filters`` (``fixed``: a schedule's dates are fixed ones, beside its
+    --next-days/--last-days)."""
+    first = "fixed first day" if fixed else "first day"
+    last = "fixed last day, included" if fixed else "last day, included (YYYY-MM-DD, UTC)"
+    options = [
+        click.option("--from", "date_from", default=None, help=f"{first} (YYYY-MM-DD, UTC)"),
+        click.option("--to", "date_to", default=None, help=last),
+        click.option("--date-field", default="", help="which date the days apply to (see `types`)"),
+        click.option("--org", "org_name", default=None, help="only this organization"),
+        click.option("--dept", "dept_name", default=None, help="only this department of --org"),
+        click.option("--status", default="", help="only rows in this status (see `types`)"),
+        click.option(
+            "--profile", "profile_name", default=None, help="only this certificate profile"
+        ),
+        click.option(
+            "--issuer", default="", help="only certificates whose issuer CN contains this"
+        ),
+    ]
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            given = {name: kwargs.pop(name) for name in _FILTER_PARAMETERS}
+            return command(*args, filters=_filters(**given), **kwargs)
+
+        for option in reversed(options):
+            run = option(run)
+        return run
+
+    return decorate
+
+
+_FILTER_PARAMETERS = (
+    "date_from", "date_to", "date_field", "org_name", "dept_name", "status", "profile_name",
+    "issuer",
+)  # fmt: skip
+
+
+def _filters(
+    *,
+    date_from: str | None,
+    date_to: str | None,
+    date_field: str,
+    org_name: str | None,
+    dept_name: str | None,
+    status: str,
+    profile_name: str | None,
+    issuer: str,
+) -> Filters:
+    if dept_name and not org_name:
+        fail("--dept needs --org")
+    org_id, dept_id = place(org_name, dept_name) if org_name else (None, None)
+    return Filters(
+        date_from=_day(date_from, "--from"),
+        date_to=_day(date_to, "--to"),
+        date_field=date_field,
+        organization_id=org_id,
+        department_id=dept_id,
+        status=status,
+        profile_id=_profile(profile_name),
+        issuer=issuer,
+    )
+
+
 @report_cli.command("types")
 def report_types() -> None:
     """List the report types, their date fields and statuses."""
@@ -77,14 +144,7 @@ def report_types() -> None:
     help="leave the chunks to the workers and print the report's id "
     "(then `report download ID --out FILE`)",
 )
-@click.option("--from", "date_from", default=None, help="first day (YYYY-MM-DD, UTC)")
-@click.option("--to", "date_to", default=None, help="last day, included (YYYY-MM-DD, UTC)")
-@click.option("--date-field", default="", help="which date --from/--to apply to (see `types`)")
-@click.option("--org", "org_name", default=None, help="only this organization")
-@click.option("--dept", "dept_name", default=None, help="only this department of --org")
-@click.option("--status", default="", help="only rows in this status (see `types`)")
-@click.option("--profile", "profile_name", default=None, help="only this certificate profile")
-@click.option("--issuer", default="", help="only certificates whose issuer CN contains this")
+@filter_options(fixed=False)
 @click.option("--bom", is_flag=True, help="CSV: start with a UTF-8 byte order mark (Excel)")
 @click.option(
     "--as", "as_login", default=None, help="act as this administrator (default: the first MRAO)"
@@ -95,14 +155,7 @@ def report_run(
     fmt: str,
     out: Path | None,
     background: bool,
-    date_from: str | None,
-    date_to: str | None,
-    date_field: str,
-    org_name: str | None,
-    dept_name: str | None,
-    status: str,
-    profile_name: str | None,
-    issuer: str,
+    filters: Filters,
     bom: bool,
     as_login: str | None,
     as_json: bool,
@@ -131,19 +184,6 @@ def report_run(
         size = _write(out, chunks)
         _done(as_json, {"report_type": STRUCTURE, "format": "xml", "bytes": size, "out": str(out)})
         return
-    org_id, dept_id = place(org_name, dept_name) if org_name else (None, None)
-    if dept_name and not org_name:
-        fail("--dept needs --org")
-    filters = Filters(
-        date_from=_day(date_from, "--from"),
-        date_to=_day(date_to, "--to"),
-        date_field=date_field,
-        organization_id=org_id,
-        department_id=dept_id,
-        status=status,
-        profile_id=_profile(profile_name),
-        issuer=issuer,
-    )
     with audit.source(label="cli"):
         started = commit_or_fail(
             lambda: generation.start_report(
@@ -328,14 +368,7 @@ def schedule_list(as_login: str | None, as_json: bool) -> None:
 )
 @click.option("--next-days", type=int, default=None, help="dates: the N days after each run")
 @click.option("--last-days", type=int, default=None, help="dates: the N days before each run")
-@click.option("--from", "date_from", default=None, help="fixed first day (YYYY-MM-DD, UTC)")
-@click.option("--to", "date_to", default=None, help="fixed last day, included")
-@click.option("--date-field", default="", help="which date the days apply to (see `types`)")
-@click.option("--org", "org_name", default=None, help="only this organization")
-@click.option("--dept", "dept_name", default=None, help="only this department of --org")
-@click.option("--status", default="", help="only rows in this status (see `types`)")
-@click.option("--profile", "profile_name", default=None, help="only this certificate profile")
-@click.option("--issuer", default="", help="only certificates whose issuer CN contains this")
+@filter_options(fixed=True)
 @click.option("--bom", is_flag=True, help="CSV: start with a UTF-8 byte order mark (Excel)")
 @click.option("--as", "as_login", default=None, help="the owner (default: the first MRAO)")
 @json_option
@@ -353,14 +386,7 @@ def schedule_create(
     recipients: str,
     next_days: int | None,
     last_days: int | None,
-    date_from: str | None,
-    date_to: str | None,
-    date_field: str,
-    org_name: str | None,
-    dept_name: str | None,
-    status: str,
-    profile_name: str | None,
-    issuer: str,
+    filters: Filters,
     bom: bool,
     as_login: str | None,
     as_json: bool,
@@ -376,19 +402,6 @@ def schedule_create(
     admin = operator(as_login)
     if next_days is not None and last_days is not None:
         fail("choose one of --next-days and --last-days")
-    if dept_name and not org_name:
-        fail("--dept needs --org")
-    org_id, dept_id = place(org_name, dept_name) if org_name else (None, None)
-    filters = Filters(
-        date_from=_day(date_from, "--from"),
-        date_to=_day(date_to, "--to"),
-        date_field=date_field,
-        organization_id=org_id,
-        department_id=dept_id,
-        status=status,
-        profile_id=_profile(profile_name),
-        issuer=issuer,
-    )
     spec: dict[str, object] = {"kind": kind, "timezone": timezone, "time": at_time}
     if once_at:
         spec["at"] = once_at
