@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from app.acme.messages import Status
-from app.extensions import db
 from app.models import AcmeChallenge, AcmeOrder
 from app.models.types import utcnow
+from app.services.platform.dispatch import send_rows
 from app.services.platform.jobs import after_commit
 
 # Longer than an attempt may take (the actors' time limit, 60 s) plus a short queue: a
@@ -72,18 +72,9 @@ def resend_lost(now: datetime | None = None, restarted: bool = False) -> int:
         )
         if not restarted:
             query = query.where(model.dispatched_at < now - RESEND_AFTER)
-        rows = (
-            db.session.execute(
-                query.order_by(model.dispatched_at)
-                .limit(RESEND_BATCH)
-                .with_for_update(skip_locked=True)
-            )
-            .scalars()
-            .all()
+        sent += send_rows(
+            query.order_by(model.dispatched_at).limit(RESEND_BATCH),
+            lambda row, kind=kind: functools.partial(_send, kind, row.id),
+            now=now,
         )
-        for row in rows:
-            row.dispatched_at = now
-            after_commit(functools.partial(_send, kind, row.id))
-        sent += len(rows)
-    db.session.flush()
     return sent

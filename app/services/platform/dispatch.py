@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 
 from app.extensions import db
 from app.services.platform.jobs import after_commit
@@ -38,17 +38,22 @@ def dispatch_due(
         query = query.where(
             or_(model.dispatched_at.is_(None), model.dispatched_at < now - redispatch_after())
         )
-    rows = (
-        db.session.execute(
-            query.order_by(model.next_attempt_at)
-            .limit(DISPATCH_BATCH)
-            .with_for_update(skip_locked=True)
-        )
-        .scalars()
-        .all()
+    return send_rows(
+        query.order_by(model.next_attempt_at).limit(DISPATCH_BATCH),
+        lambda row: functools.partial(send, row.id, row.attempts),
+        now=now,
     )
+
+
+def send_rows(
+    query: Select[Any], message: Callable[[Any], Callable[[], object]], *, now: datetime
+) -> int:
+    """For each row the query selects (locked, SKIP LOCKED: two schedulers never take the
+    same row), set dispatched_at to ``now`` and send ``message(row)`` (made now, sent after
+    commit); the caller commits. How many."""
+    rows = db.session.execute(query.with_for_update(skip_locked=True)).scalars().all()
     for row in rows:
         row.dispatched_at = now
-        after_commit(functools.partial(send, row.id, row.attempts))
+        after_commit(message(row))
     db.session.flush()
     return len(rows)
