@@ -18,6 +18,7 @@ from app.models import (
     CertificateAuthority,
     CertificateCount,
     CertificateExpiryCount,
+    CertificateMonthCount,
     CertificateProfile,
     CertificateRequest,
     CertOrigin,
@@ -25,8 +26,11 @@ from app.models import (
     CertType,
     Delegation,
     DelegationStatus,
+    Department,
     DiscoveryTask,
     Domain,
+    Job,
+    JobStatus,
     Organization,
     RequestStatus,
     ScanRun,
@@ -40,9 +44,11 @@ from app.reports.charts import (
     next_month,
     week_windows,
 )
+from app.services.accounts import admins
 from app.services.certificates import inventory, risks
 from app.services.discovery.tasks import visible_tasks_clause
-from app.services.scope import organization_clause, scope_of
+from app.services.imports import findings
+from app.services.scope import department_clause, organization_clause, scope_of
 from app.services.structure import domains
 
 
@@ -307,15 +313,19 @@ class MonthCounts:
     issued: int  # certificates issued by Certwright that month (origin Issued, added then)
 
 
-def requests_vs_issued(*, actor: Admin, today: date | None = None) -> list[MonthCounts]:
-    """Requests made and certificates issued in each of the last twelve months (UTC),
-    scoped like the request and certificate lists."""
+def _month_starts(today: date | None) -> tuple[list[date], list[datetime]]:
+    """The last twelve UTC months' first days, and their starts as times (plus the start
+    of the month after the last)."""
     firsts = month_starts(today or utcnow().date())
     starts = [datetime(d.year, d.month, d.day, tzinfo=UTC) for d in firsts]
     end = next_month(firsts[-1])
     starts.append(datetime(end.year, end.month, end.day, tzinfo=UTC))
-    requested = [0] * len(firsts)
-    issued = [0] * len(firsts)
+    return firsts, starts
+
+
+def _requested_by_month(actor: Admin, starts: list[datetime]) -> list[int]:
+    """Requests made in each month (an indexed range of created_at)."""
+    requested = [0] * (len(starts) - 1)
     month = _month_index(CertificateRequest.created_at, starts)
     for index, count in db.session.execute(
         select(month, func.count())
@@ -327,6 +337,41 @@ def requests_vs_issued(*, actor: Admin, today: date | None = None) -> list[Month
         .group_by(month)
     ):
         requested[int(index)] = int(count)
+    return requested
+
+
+def requests_vs_issued(*, actor: Admin, today: date | None = None) -> list[MonthCounts]:
+    """Requests made and certificates issued in each of the last twelve months (UTC),
+    scoped like the request and certificate lists. The issued side sums the month summary
+    (certificate_month_counts, kept by triggers: app.services.reports.counts), not the
+    certificates; direct_requests_vs_issued counts the same in the certificates."""
+    firsts, starts = _month_starts(today)
+    requested = _requested_by_month(actor, starts)
+    months = CertificateMonthCount
+    position = {d: i for i, d in enumerate(firsts)}
+    issued = [0] * len(firsts)
+    for month, count in db.session.execute(
+        select(months.month, func.sum(months.n))
+        .where(
+            _visible_on(months, actor),
+            months.origin == CertOrigin.ISSUED.value,
+            months.month >= firsts[0],
+            months.month <= firsts[-1],
+        )
+        .group_by(months.month)
+    ):
+        day = month if isinstance(month, date) else date.fromisoformat(str(month))
+        if day in position and count:
+            issued[position[day]] += int(count)
+    return [MonthCounts(d, requested[i], issued[i]) for i, d in enumerate(firsts)]
+
+
+def direct_requests_vs_issued(*, actor: Admin, today: date | None = None) -> list[MonthCounts]:
+    """requests_vs_issued counted in the certificates (a scan of the visible ones): the
+    reference the month summary is tested and checked against."""
+    firsts, starts = _month_starts(today)
+    requested = _requested_by_month(actor, starts)
+    issued = [0] * len(firsts)
     month = _month_index(Certificate.created_at, starts)
     for index, count in db.session.execute(
         select(month, func.count())
@@ -527,3 +572,64 @@ def delegation_states(*, actor: Admin) -> dict[str, int]:
         label = status.value if hasattr(status, "value") else str(status)
         counts[label] = int(count)
     return counts
+
+
+def _count(model: Any, clause: Any) -> int:
+    query = select(func.count()).select_from(model)
+    if clause is not None:
+        query = query.where(clause)
+    return int(db.session.execute(query).scalar_one())
+
+
+def headline_counts(*, actor: Admin) -> dict[str, int]:
+    """The dashboard's number cards: what the admin may see of the account."""
+    scope = scope_of(actor)
+    delegation_clause = None if scope.is_master else domains.delegation_clause(scope)
+    pending_clause = Delegation.status == DelegationStatus.REQUESTED
+    if delegation_clause is not None:
+        pending_clause = pending_clause & delegation_clause
+    return {
+        "Organizations": _count(Organization, organization_clause(scope)),
+        "Departments": _count(Department, department_clause(scope)),
+        "Domains": _count(Domain, domains.visible_domains_clause(scope)),
+        "Delegations awaiting approval": _count(Delegation, pending_clause),
+        "Administrators": _count(Admin, admins.visible_admins_clause(scope)),
+        "Certificates with weak or shared keys": findings.count_with_findings(actor=actor),
+    }
+
+
+def running_jobs(*, actor: Admin) -> int | None:
+    """Jobs pending or running (an MRAO's card; None for everyone else)."""
+    if not scope_of(actor).is_master:
+        return None
+    return _count(Job, Job.status.in_([JobStatus.PENDING, JobStatus.RUNNING]))
+
+
+@dataclass
+class Page:
+    """Every number the dashboard page shows an admin (what bench/reports.py times)."""
+
+    headline: dict[str, int]
+    running: int | None
+    steps: FirstSteps
+    overview: Overview
+    delegations: dict[str, int]
+    months: list[MonthCounts]
+    pending: dict[CertType, list[int]]
+    trend: list[RunTrend]
+    risks: dict[str, dict[CertType, int]]
+
+
+def page(*, actor: Admin) -> Page:
+    """The dashboard's data, every panel, scoped to the admin."""
+    return Page(
+        headline=headline_counts(actor=actor),
+        running=running_jobs(actor=actor),
+        steps=first_steps(actor=actor),
+        overview=certificate_overview(actor=actor),
+        delegations=delegation_states(actor=actor),
+        months=requests_vs_issued(actor=actor),
+        pending=pending_approvals(actor=actor),
+        trend=discovery_trend(actor=actor),
+        risks=top_risks(actor=actor),
+    )
