@@ -164,3 +164,31 @@ def test_enum_and_bool_cells():
     assert csv_cell(False) == "false"
     assert csv_cell(dt.date(2027, 1, 2)) == "2027-01-02"
     assert csv_cell(dt.datetime(2027, 1, 2, 3, 4, 5)) == "2027-01-02T03:04:05"
+
+
+def test_text_rows_write_what_rows_writes() -> None:
+    """CsvWriter.text_rows (cells already text, numbers at known positions) writes the
+    bytes rows writes for the same values: every risky first character, NUL, a separator
+    inside a cell, plain blocks and blocks with one risky cell."""
+    when = dt.datetime(2027, 1, 31, 12, 0, 5, 123456, tzinfo=dt.UTC)
+    risky = ["=1", "+1", "-1", "@a", "\tx", "\ry", "nul\x00", "a\x1f=b", "\x1f-", "ok", ""]
+    typed = []
+    for i in range(2500):
+        name = risky[i % len(risky)] if i % 97 == 0 or 1000 <= i < 1100 else f"host{i}"
+        typed.append((i - 5, name, when if i % 2 else None, bool(i % 3), 'x,y"z\n'))
+    texts = [
+        (
+            str(n),
+            name,
+            csv_cell(moment) if moment else "",
+            "true" if flag else "false",
+            other,
+        )
+        for n, name, moment, flag, other in typed
+    ]
+    blocks = [texts[i : i + BLOCK_ROWS] for i in range(0, len(texts), BLOCK_ROWS)]
+    columns = [Column(f"c{i}", f"C{i}") for i in range(5)]
+    writer = CsvWriter()
+    expected = b"".join(writer.rows(columns, typed))
+    assert b"".join(writer.text_rows(blocks, numeric=frozenset({0}))) == expected
+    assert b"'-1" in expected and b",-5," not in expected and b"-5," in expected
