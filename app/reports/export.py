@@ -215,17 +215,26 @@ class CsvWriter:
     ) -> Iterator[bytes]:
         """What ``rows`` writes, from blocks of rows whose cells are already their CSV text
         (times, booleans and empty cells formatted as ``csv_cell`` formats them, ``numeric``
-        the positions of numbers written as text): only the formula escaping and NUL
-        removal are left, and a block is searched for them at once (the separator before
-        every cell, then a risky first character; a rare hit checks that block's rows one
-        by one), so a block of plain rows goes to ``csv.writer.writerows`` untouched."""
+        the positions of numbers written as text), one bytes block per block. A block is
+        searched at once for what is left to do: cells to formula-escape or with a NUL
+        (the separator before every cell, then a risky first character; a rare hit checks
+        that block's rows one by one), and cells csv.writer would quote (a comma, a quote,
+        CR or LF): a block with none is the cells joined by commas, row after row (what
+        csv.writer writes for it, without a call per cell), any other goes to
+        csv.writer.writerows."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
         for block in blocks:
             if not block:
                 continue
-            if _risky(_SEPARATOR + _SEPARATOR.join(chain.from_iterable(block))):
+            joined = _SEPARATOR.join(chain.from_iterable(block))
+            if _risky(_SEPARATOR + joined):
                 block = [_escaped(row, numeric) for row in block]
+                joined = _SEPARATOR.join(chain.from_iterable(block))
+            if len(block[0]) > 1 and not _quoted(joined):
+                # (a row of one empty cell would be written as "")
+                yield ("\r\n".join(map(",".join, block)) + "\r\n").encode()
+                continue
             writer.writerows(block)
             yield buffer.getvalue().encode()
             buffer.seek(0)
@@ -245,6 +254,11 @@ _FORMULA_CELL = re.compile("\x1f[=+\\-@\t\r]")
 
 def _risky(joined: str) -> bool:
     return "\x00" in joined or _FORMULA_CELL.search(joined) is not None
+
+
+def _quoted(joined: str) -> bool:
+    """Whether csv.writer (QUOTE_MINIMAL, CRLF) would quote a cell of this text."""
+    return "," in joined or '"' in joined or "\r" in joined or "\n" in joined
 
 
 def _escaped(row: Sequence[str], numeric: frozenset[int]) -> Sequence[str]:

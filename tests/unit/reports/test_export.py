@@ -169,13 +169,23 @@ def test_enum_and_bool_cells():
 def test_text_rows_write_what_rows_writes() -> None:
     """CsvWriter.text_rows (cells already text, numbers at known positions) writes the
     bytes rows writes for the same values: every risky first character, NUL, a separator
-    inside a cell, plain blocks and blocks with one risky cell."""
+    inside a cell, cells csv.writer quotes, plain blocks and blocks with one risky or
+    quoted cell."""
     when = dt.datetime(2027, 1, 31, 12, 0, 5, 123456, tzinfo=dt.UTC)
-    risky = ["=1", "+1", "-1", "@a", "\tx", "\ry", "nul\x00", "a\x1f=b", "\x1f-", "ok", ""]
+    risky = ["=1", "+1", "-1", "@a", "\tx", "nul\x00", "a\x1f=b", "\x1f-", "ok", ""]
+    special = {3000: "x,y", 4000: 'q"', 4001: "lf\n", 4002: "cr\r"}
     typed = []
-    for i in range(2500):
-        name = risky[i % len(risky)] if i % 97 == 0 or 1000 <= i < 1100 else f"host{i}"
-        typed.append((i - 5, name, when if i % 2 else None, bool(i % 3), 'x,y"z\n'))
+    for i in range(4500):
+        # Blocks of 1,000: risky cells, none to quote; neither; risky, one a CR (quoted);
+        # one comma; a quote and line ends.
+        if i < 1000 and i % 97 == 0:
+            name = risky[i % len(risky)]
+        elif 2000 <= i < 2100:
+            name = [*risky, "\ry"][i % (len(risky) + 1)]
+        else:
+            name = f"h{i}"
+        other = special.get(i, "p")
+        typed.append((i - 5, name, when if i % 2 else None, bool(i % 3), other))
     texts = [
         (
             str(n),
@@ -192,3 +202,8 @@ def test_text_rows_write_what_rows_writes() -> None:
     expected = b"".join(writer.rows(columns, typed))
     assert b"".join(writer.text_rows(blocks, numeric=frozenset({0}))) == expected
     assert b"'-1" in expected and b",-5," not in expected and b"-5," in expected
+    assert b'"x,y"' in expected and b'"q"""' in expected and b'"cr\r"' in expected
+    one = [Column("only", "Only")]
+    assert b"".join(writer.text_rows([[("",), ("a",)]])) == b"".join(
+        writer.rows(one, [("",), ("a",)])
+    )
