@@ -132,3 +132,66 @@ def test_the_text_path_writes_the_general_paths_bytes(
         assert "Expired" in {row[4] for row in rows[1:]}
         assert all(row[9].endswith("Z") and len(row[9]) == 20 for row in rows[1:])
         assert {row[16] for row in rows[1:]} == {"true", "false"}
+
+
+def test_a_chunk_built_twice_is_stored_and_counted_once(pg: Flask) -> None:
+    """On PostgreSQL a chunk's bytes are written before the report row is locked (under a
+    lock of that one chunk, in a savepoint): a copy built again replaces the first and is
+    counted once, a copy arriving after the report is done or cancelled changes nothing."""
+    tag = secrets.token_hex(3)
+    org = make_org(f"Twice {tag}")
+    dept = make_dept(org, "Ops")
+    _certificates(org.id, dept.id, tag)
+    filters = Filters(organization_id=org.id, as_of=datetime.now(UTC))
+    report = generation.start_report(
+        actor=SYSTEM, report_type="ssl_certificates", fmt="csv", chunk_rows=10, filters=filters
+    )
+    db.session.commit()
+    total = report.chunks_total
+    assert total >= 3
+    for seq in (0, 0, 1):
+        generation.build_chunk(report_id=report.id, seq=seq)
+        db.session.commit()
+    first = db.session.get(Report, report.id)
+    assert first.chunks_done == [0, 1] and first.status == "running"
+    stored = db.session.execute(
+        select(ReportChunk.seq).where(ReportChunk.report_id == report.id)
+    ).scalars()
+    assert sorted(stored) == [0, 1]
+    built = generation.build_here(report_id=report.id)
+    assert built.status == "done"
+    _, whole = _built(report.id)
+    rows_before = built.row_count
+    # A late copy of chunk 0 (the report is done): nothing changes.
+    late = generation.build_chunk(report_id=report.id, seq=0)
+    db.session.commit()
+    assert "no longer" in late["message"]
+    again = db.session.get(Report, report.id)
+    assert again.row_count == rows_before and again.chunks_done == list(range(total))
+    assert _built(report.id)[1] == whole
+    # Cancelled while a chunk was being rendered: its copy is rolled back, not stored.
+    other = generation.start_report(
+        actor=SYSTEM, report_type="ssl_certificates", fmt="csv", chunk_rows=10, filters=filters
+    )
+    db.session.commit()
+    original = generation.render_chunk
+
+    def cancelled_meanwhile(*args, **kwargs):
+        rendered = original(*args, **kwargs)
+        with db.engine.connect() as elsewhere:
+            elsewhere.execute(
+                Report.__table__.update().where(Report.id == other.id).values(status="cancelled")
+            )
+            elsewhere.commit()
+        return rendered
+
+    generation.render_chunk = cancelled_meanwhile
+    try:
+        result = generation.build_chunk(report_id=other.id, seq=0)
+    finally:
+        generation.render_chunk = original
+    db.session.commit()
+    assert "no longer" in result["message"]
+    assert not db.session.execute(
+        select(ReportChunk.id).where(ReportChunk.report_id == other.id)
+    ).first()

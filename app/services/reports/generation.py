@@ -19,7 +19,7 @@ from typing import Any
 
 import plotly
 from flask import current_app
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 
 from app.extensions import db
 from app.models import Admin, Job, NotificationType, Report, ReportChunk
@@ -253,7 +253,28 @@ def build_chunk(
     data, count, tally = render_chunk(report, int(low), int(high))
     if before_write is not None:
         before_write()
-    # Write to the report row first: that takes its lock (a row lock on PostgreSQL, the
+    chunk = ReportChunk(
+        report_id=report_id,
+        seq=seq,
+        low=int(low),
+        high=int(high),
+        rows=count,
+        data=data,
+        summary=tally,
+    )
+    savepoint = None
+    if db.session.get_bind().dialect.name == "postgresql":
+        # The chunk's bytes are written before the report row is locked below: that lock
+        # is held until the commit, and writing megabytes under it made every worker's
+        # chunks take turns (1 -> 2 processes: 1.06x on 1,000,000 certificates). Two
+        # copies of this one chunk's job take turns here instead; a report that ends
+        # meanwhile gets nothing of it (the savepoint is rolled back).
+        db.session.execute(
+            text("SELECT pg_advisory_xact_lock(:report, :seq)"), {"report": report_id, "seq": seq}
+        )
+        savepoint = db.session.begin_nested()
+        _replace_chunk(chunk)
+    # Write to the report row now: that takes its lock (a row lock on PostgreSQL, the
     # database's write lock on SQLite) before the count below is read, so two chunks
     # finishing at once are counted one after the other.
     claimed = db.session.execute(
@@ -263,24 +284,16 @@ def build_chunk(
         .execution_options(synchronize_session=False)
     )
     if claimed.rowcount != 1:
+        if savepoint is not None:
+            savepoint.rollback()
         return {"message": f"report #{report_id} is no longer being built"}
+    if savepoint is not None:
+        savepoint.commit()
+    else:
+        _replace_chunk(chunk)
     report = db.session.execute(
         select(Report).where(Report.id == report_id).execution_options(populate_existing=True)
     ).scalar_one()
-    db.session.execute(
-        delete(ReportChunk).where(ReportChunk.report_id == report_id, ReportChunk.seq == seq)
-    )
-    db.session.add(
-        ReportChunk(
-            report_id=report_id,
-            seq=seq,
-            low=int(low),
-            high=int(high),
-            rows=count,
-            data=data,
-            summary=tally,
-        )
-    )
     done = list(report.chunks_done or [])
     if seq not in done:
         report.chunks_done = sorted([*done, seq])
@@ -295,6 +308,17 @@ def build_chunk(
         "result_type": "Report",
         "result_id": report_id,
     }
+
+
+def _replace_chunk(chunk: ReportChunk) -> None:
+    """Store a chunk in place of an earlier copy of it (written at once)."""
+    db.session.execute(
+        delete(ReportChunk).where(
+            ReportChunk.report_id == chunk.report_id, ReportChunk.seq == chunk.seq
+        )
+    )
+    db.session.add(chunk)
+    db.session.flush()
 
 
 def _ready(report: Report) -> None:
