@@ -38,7 +38,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import POSTGRES, REPO, app_env, cpu_seconds, log, machine
+from bench.harness import (
+    POSTGRES,
+    REPO,
+    app_env,
+    cpu_seconds,
+    log,
+    machine,
+    machine_busy_seconds,
+)
 
 ORGS = 10  # the first holds 10% of the certificates, the others share the rest
 ISSUERS = ("Acme Issuing CA", "Let's Encrypt R11", "DigiCert TLS RSA", "Sectigo RSA DV", "Self")
@@ -422,12 +430,20 @@ def _build_share(
         backend = int(db.session.execute(db.text("SELECT pg_backend_pid()")).scalar_one())
         db.session.commit()
         ready.wait()
+        busy = machine_busy_seconds()
         started, cpu, db_cpu = time.time(), time.process_time(), backend_cpu(backend)
         for seq in seqs:
             generation.build_chunk(report_id=report_id, seq=seq)
             db.session.commit()
         results.put(
-            (started, time.time(), time.process_time() - cpu, backend_cpu(backend) - db_cpu)
+            (
+                started,
+                time.time(),
+                time.process_time() - cpu,
+                backend_cpu(backend) - db_cpu,
+                busy,
+                machine_busy_seconds(),
+            )
         )
 
 
@@ -459,11 +475,17 @@ def parallel_build(env: dict[str, str], processes: int, chunk_rows: int) -> dict
         assert worker.exitcode == 0, worker.exitcode
     db.session.expire_all()
     assert db.session.get(Report, report.id).status == "done"
+    seconds = max(s[1] for s in spans) - min(s[0] for s in spans)
+    ours = sum(s[2] + s[3] for s in spans)
+    busy = max(s[5] for s in spans) - min(s[4] for s in spans)
     return {
-        "seconds": max(s[1] for s in spans) - min(s[0] for s in spans),
+        "seconds": seconds,
         "worker_cpu": sum(s[2] for s in spans),
         "database_cpu": sum(s[3] for s in spans),
         "busiest_worker_seconds": max(s[1] - s[0] for s in spans),
+        # CPU the machine's other processes used meanwhile (all cores busy minus ours)
+        "others_cpu": max(0.0, busy - ours),
+        "others_cores": max(0.0, busy - ours) / seconds if seconds else 0.0,
     }
 
 
@@ -606,7 +628,8 @@ def run(count: int, runs: int, chunk_rows: int, work: Path) -> dict[str, Any]:
                     f"    {n} process(es) {figures['seconds']:.2f} s: CPU workers "
                     f"{figures['worker_cpu']:.2f} s ({figures['worker_cpu'] / rows * 1e6:.1f} us/row),"
                     f" PostgreSQL {figures['database_cpu']:.2f} s "
-                    f"({figures['database_cpu'] / rows * 1e6:.1f} us/row)"
+                    f"({figures['database_cpu'] / rows * 1e6:.1f} us/row); other processes used "
+                    f"{figures['others_cores']:.2f} of the cores meanwhile"
                 )
             db.session.remove()
             db.engine.dispose()
