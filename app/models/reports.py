@@ -145,6 +145,13 @@ class CertificateExpiryCount(db.Model):  # type: ignore[name-defined,misc]
             "expiry_day",
             postgresql_include=["organization_id", "department_id", "cert_type", "status", "n"],
         ),
+        # An RAO's or DRAO's days (migration 0030_report_performance).
+        Index(
+            "ix_certificate_expiry_counts_organization_id",
+            "organization_id",
+            "expiry_day",
+            postgresql_include=["department_id", "cert_type", "status", "n"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
