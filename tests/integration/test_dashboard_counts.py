@@ -223,5 +223,12 @@ def test_the_counts_command_checks_folds_and_repairs(app):
     for _ in range(2):
         result = runner.invoke(args=["report", "counts", "--rebuild"])
         assert result.exit_code == 0, result.output
+    # The month summary ("requests vs issued") is checked and repaired the same way.
+    db.session.execute(update(CertificateMonthCount).values(n=CertificateMonthCount.n + 2))
+    db.session.commit()
+    result = runner.invoke(args=["report", "counts"])
+    assert result.exit_code != 0 and "month {" in result.output
+    result = runner.invoke(args=["report", "counts", "--rebuild"])
+    assert result.exit_code == 0 and "agree with the certificates" in result.output
     both = runner.invoke(args=["report", "counts", "--fold", "--rebuild"])
     assert both.exit_code != 0 and "choose one" in both.output
