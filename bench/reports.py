@@ -38,7 +38,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import POSTGRES, REPO, app_env, log, machine
+from bench.harness import (
+    POSTGRES,
+    REPO,
+    app_env,
+    cpu_seconds,
+    log,
+    machine,
+    machine_busy_seconds,
+)
 
 ORGS = 10  # the first holds 10% of the certificates, the others share the rest
 ISSUERS = ("Acme Issuing CA", "Let's Encrypt R11", "DigiCert TLS RSA", "Sectigo RSA DV", "Self")
@@ -92,9 +100,12 @@ class RssPeak:
 
 
 def create_database() -> tuple[str, str]:
+    """A fresh database named after BENCH_POSTGRES_URL's (``<name>_reports_<hex>``), so a
+    run stays inside the names it was given."""
     import psycopg
 
-    name = f"cw_bench_reports_{secrets.token_hex(4)}"
+    base_name = POSTGRES.rsplit("/", 1)[1].split("?", 1)[0] or "bench"
+    name = f"{base_name}_reports_{secrets.token_hex(4)}"
     with psycopg.connect(POSTGRES, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     base = POSTGRES.rsplit("/", 1)[0]
@@ -159,7 +170,8 @@ def fill(count: int) -> tuple[list[int], int]:
                 "key_type": key_type,
                 "key_algorithm": key_type.split("-")[0],
                 "signature_algorithm": signature,
-                "created_at": now,
+                # added over the last fourteen months ("requests vs issued")
+                "created_at": now - dt.timedelta(days=rng.randint(0, 425), seconds=i % 86_400),
             }
         )
         if len(batch) == 20_000:
@@ -174,25 +186,99 @@ def fill(count: int) -> tuple[list[int], int]:
     return org_ids, org_ids[0]
 
 
+def backend_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a PostgreSQL backend so far, from /proc."""
+    return cpu_seconds([pid])
+
+
 def p95(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=20)[-1] if len(samples) >= 2 else samples[0]
 
 
 def raw_dashboard(url: str, org_ids: list[int] | None) -> None:
-    """The dashboard's numbers by hand-written SQL over the certificates (what
-    certificate_overview computes; dashboard.direct_overview is the same in SQLAlchemy):
-    each group by an indexed or sequential scan, the expiry windows and weeks as indexed
-    range counts over whole UTC days."""
+    """Every number of the dashboard page (dashboard.page) by hand-written SQL over the
+    base tables, the certificates included (what certificate_overview and
+    requests_vs_issued read from their summaries; dashboard.direct_overview and
+    direct_requests_vs_issued are the same in SQLAlchemy): each group by an indexed or
+    sequential scan, the expiry windows and weeks as indexed range counts over whole UTC
+    days, certificates added per month by a scan (created_at has no index), and the
+    number cards, welcome checklist, delegations, requests, discovery trend and top risks
+    over their own tables."""
     import psycopg
 
     now = dt.datetime.now(dt.UTC)
     today = dt.datetime(now.year, now.month, now.day, tzinfo=dt.UTC)
     where = "organization_id IS NOT NULL"
     params: dict[str, Any] = {"now": now}
+    scoped = "TRUE"
     if org_ids is not None:
         where = "organization_id = ANY(%(orgs)s)"
+        scoped = where
         params["orgs"] = org_ids
     with psycopg.connect(url) as conn:
+        # Number cards (and, for an MRAO, the jobs under way).
+        conn.execute(
+            "SELECT count(*) FROM organizations WHERE "
+            + ("TRUE" if org_ids is None else "id = ANY(%(orgs)s)"),
+            params,
+        ).fetchone()
+        conn.execute(f"SELECT count(*) FROM departments WHERE {scoped}", params).fetchone()
+        conn.execute(
+            "SELECT count(*) FROM domains d WHERE "
+            + (
+                "TRUE"
+                if org_ids is None
+                else "EXISTS (SELECT 1 FROM delegations g WHERE g.domain_id = d.id "
+                "AND g.organization_id = ANY(%(orgs)s))"
+            ),
+            params,
+        ).fetchone()
+        conn.execute(
+            f"SELECT count(*) FROM delegations WHERE status = 'Requested' AND {scoped}", params
+        ).fetchone()
+        conn.execute(
+            "SELECT count(*) FROM admins a WHERE "
+            + (
+                "TRUE"
+                if org_ids is None
+                else "EXISTS (SELECT 1 FROM admin_scopes s WHERE s.admin_id = a.id) AND NOT "
+                "EXISTS (SELECT 1 FROM admin_scopes s WHERE s.admin_id = a.id "
+                "AND NOT s.organization_id = ANY(%(orgs)s))"
+            ),
+            params,
+        ).fetchone()
+        conn.execute(
+            "SELECT count(DISTINCT f.certificate_id) FROM certificate_findings f "
+            "JOIN certificates c ON c.id = f.certificate_id WHERE f.code = ANY(%(codes)s) "
+            f"AND c.{where}",
+            {**params, "codes": ["weak_key_size", "roca", "close_primes", "blocked_key"]},
+        ).fetchone()
+        if org_ids is None:
+            conn.execute(
+                "SELECT count(*) FROM jobs WHERE status IN ('pending', 'running')"
+            ).fetchone()
+        # The welcome checklist: one row or none each.
+        for query in (
+            "SELECT id FROM organizations WHERE coalesce(city, '') = '' "
+            "AND coalesce(state, '') = '' "
+            + ("" if org_ids is None else "AND id = ANY(%(orgs)s) ")
+            + "ORDER BY id LIMIT 1",
+            "SELECT id FROM organizations "
+            + ("" if org_ids is None else "WHERE id = ANY(%(orgs)s) ")
+            + "LIMIT 1",
+            "SELECT id FROM domains LIMIT 1",
+            f"SELECT id FROM delegations WHERE status = 'Approved' AND ssl AND {scoped} LIMIT 1",
+            "SELECT id FROM certificate_authorities WHERE status = 'Active' "
+            "AND parent_id IS NULL LIMIT 1",
+            "SELECT id FROM certificate_authorities WHERE status = 'Active' "
+            "AND parent_id IS NOT NULL LIMIT 1",
+            "SELECT id FROM certificate_profiles WHERE cert_type = 'ssl' AND active LIMIT 1",
+            f"SELECT id FROM certificate_requests WHERE cert_type = 'ssl' AND {scoped} LIMIT 1",
+            f"SELECT id FROM certificates WHERE cert_type = 'ssl' AND origin = 'Issued' "
+            f"AND {where} LIMIT 1",
+        ):
+            conn.execute(query, params).fetchone()
+        # Certificate numbers.
         conn.execute(
             "SELECT CASE WHEN status = 'Issued' AND not_after < %(now)s THEN 'Expired' "
             f"ELSE status END, count(*) FROM certificates WHERE {where} GROUP BY 1",
@@ -218,7 +304,66 @@ def raw_dashboard(url: str, org_ids: list[int] | None) -> None:
             f"FROM certificates WHERE {live} AND not_after < %(horizon)s GROUP BY 1",
             {**params, "today": today, "horizon": today + dt.timedelta(days=364)},
         ).fetchall()
-        conn.execute("SELECT count(*) FROM certificate_requests WHERE status = 'Requested'")
+        conn.execute(
+            f"SELECT count(*) FROM certificate_requests WHERE status = 'Requested' AND {scoped}",
+            params,
+        )
+        # Delegations by state.
+        conn.execute(
+            f"SELECT status, count(*) FROM delegations WHERE {scoped} GROUP BY 1", params
+        ).fetchall()
+        # Requests vs issued: the last twelve UTC months.
+        first = dt.date(today.year, today.month, 1)
+        for _ in range(11):
+            first = (first - dt.timedelta(days=1)).replace(day=1)
+        since = dt.datetime(first.year, first.month, 1, tzinfo=dt.UTC)
+        month = "date_trunc('month', created_at AT TIME ZONE 'UTC')"
+        conn.execute(
+            f"SELECT {month}, count(*) FROM certificate_requests WHERE {scoped} "
+            "AND created_at >= %(since)s GROUP BY 1",
+            {**params, "since": since},
+        ).fetchall()
+        conn.execute(
+            f"SELECT {month}, count(*) FROM certificates WHERE {where} AND origin = 'Issued' "
+            "AND created_at >= %(since)s GROUP BY 1",
+            {**params, "since": since},
+        ).fetchall()
+        # Pending approvals by type and wait.
+        conn.execute(
+            "SELECT cert_type, CASE WHEN created_at > %(now)s - interval '1 day' THEN 0 "
+            "WHEN created_at > %(now)s - interval '7 days' THEN 1 "
+            "WHEN created_at > %(now)s - interval '30 days' THEN 2 ELSE 3 END, count(*) "
+            f"FROM certificate_requests WHERE status = 'Requested' AND {scoped} GROUP BY 1, 2",
+            params,
+        ).fetchall()
+        # Discovery trend: the last 30 finished runs.
+        conn.execute(
+            "SELECT r.id, t.name, r.finished_at, r.counts FROM scan_runs r "
+            "JOIN discovery_tasks t ON t.id = r.task_id WHERE r.finished_at IS NOT NULL "
+            + ("" if org_ids is None else "AND t.organization_id = ANY(%(orgs)s) ")
+            + "ORDER BY r.finished_at DESC, r.id DESC LIMIT 30",
+            params,
+        ).fetchall()
+        # Top risks, by type.
+        served = (
+            "c.id IN (SELECT e.certificate_id FROM endpoints e LEFT JOIN (SELECT task_id, "
+            "max(id) AS run_id FROM scan_runs WHERE finished_at IS NOT NULL GROUP BY task_id) l "
+            "ON l.task_id = e.task_id WHERE e.certificate_id IS NOT NULL AND e.last_run_id "
+            "IS NOT NULL AND e.last_run_id >= coalesce(l.run_id, 0))"
+        )
+        for risk in (
+            f"c.not_after < %(now)s AND {served}",
+            "c.id IN (SELECT certificate_id FROM certificate_findings WHERE code = ANY("
+            "ARRAY['weak_key_size', 'roca', 'close_primes', 'blocked_key', 'debian_weak_key']))",
+            "c.id IN (SELECT certificate_id FROM certificate_findings "
+            "WHERE code = 'weak_signature')",
+            f"c.is_self_signed AND {served}",
+        ):
+            conn.execute(
+                f"SELECT c.cert_type, count(*) FROM certificates c WHERE c.{where} AND {risk} "
+                "GROUP BY 1",
+                params,
+            ).fetchall()
 
 
 def timed(fn: Any, runs: int) -> list[float]:
@@ -230,14 +375,16 @@ def timed(fn: Any, runs: int) -> list[float]:
     return samples
 
 
-def raw_report(url: str, out: Path) -> tuple[float, float, int]:
-    """The reference: a server-side cursor + csv.writer; and COPY TO STDOUT (information)."""
+def raw_report(url: str, out: Path) -> dict[str, float]:
+    """The reference: a server-side cursor + csv.writer; and COPY TO STDOUT (information).
+    Seconds, rows, and the CPU seconds of this process and of its PostgreSQL backend."""
     import psycopg
 
     now = dt.datetime.now(dt.UTC)
-    started = time.perf_counter()
     rows = 0
     with psycopg.connect(url) as conn, out.open("w", newline="", encoding="utf-8") as f:
+        backend = conn.info.backend_pid
+        started, cpu, db_cpu = time.perf_counter(), time.process_time(), backend_cpu(backend)
         writer = csv.writer(f, lineterminator="\r\n")
         with conn.cursor(name="bench") as cursor:
             cursor.itersize = 2000
@@ -245,7 +392,10 @@ def raw_report(url: str, out: Path) -> tuple[float, float, int]:
             for row in cursor:
                 writer.writerow(row)
                 rows += 1
-    reference = time.perf_counter() - started
+        f.flush()
+        reference = time.perf_counter() - started
+        reference_cpu = time.process_time() - cpu
+        reference_db_cpu = backend_cpu(backend) - db_cpu
     started = time.perf_counter()
     with psycopg.connect(url) as conn, out.open("wb") as f:
         cursor = conn.cursor()
@@ -253,12 +403,21 @@ def raw_report(url: str, out: Path) -> tuple[float, float, int]:
         with cursor.copy(f"COPY ({query}) TO STDOUT WITH CSV") as copy:
             for block in copy:
                 f.write(block)
-    return reference, time.perf_counter() - started, rows
+    return {
+        "seconds": reference,
+        "cpu": reference_cpu,
+        "database_cpu": reference_db_cpu,
+        "copy_seconds": time.perf_counter() - started,
+        "rows": rows,
+    }
 
 
-def _build_share(args: tuple[dict[str, str], int, list[int]]) -> tuple[float, float]:
-    """A worker process's share of a report's chunks: its own app, build_chunk per seq."""
-    env, report_id, seqs = args
+def _build_share(
+    env: dict[str, str], report_id: int, seqs: list[int], ready: Any, results: Any
+) -> None:
+    """A worker process's share of a report's chunks: its own app (started before the
+    clock: both processes wait at ``ready``), build_chunk per seq. Puts its wall-clock
+    span and the CPU seconds it and its PostgreSQL backend spent on ``results``."""
     os.environ.update(env)
     sys.path.insert(0, str(REPO))
     from app import create_app
@@ -268,15 +427,30 @@ def _build_share(args: tuple[dict[str, str], int, list[int]]) -> tuple[float, fl
 
     app = create_app(Config())
     with app.app_context():
-        db.session.execute(db.text("SELECT 1"))
-        started = time.time()
+        backend = int(db.session.execute(db.text("SELECT pg_backend_pid()")).scalar_one())
+        db.session.commit()
+        ready.wait()
+        busy = machine_busy_seconds()
+        started, cpu, db_cpu = time.time(), time.process_time(), backend_cpu(backend)
         for seq in seqs:
             generation.build_chunk(report_id=report_id, seq=seq)
             db.session.commit()
-        return started, time.time()
+        results.put(
+            (
+                started,
+                time.time(),
+                time.process_time() - cpu,
+                backend_cpu(backend) - db_cpu,
+                busy,
+                machine_busy_seconds(),
+            )
+        )
 
 
-def parallel_build(env: dict[str, str], processes: int, chunk_rows: int) -> float:
+def parallel_build(env: dict[str, str], processes: int, chunk_rows: int) -> dict[str, float]:
+    """The report's chunks shared by ``processes`` fresh processes, timed from when all
+    are ready (as long-running workers would be): the wall-clock span, the workers' CPU
+    seconds and their PostgreSQL backends' CPU seconds (summed)."""
     from app.extensions import db
     from app.models import Report
     from app.services.reports import generation
@@ -287,14 +461,37 @@ def parallel_build(env: dict[str, str], processes: int, chunk_rows: int) -> floa
     )
     db.session.commit()
     shares = [list(range(p, report.chunks_total, processes)) for p in range(processes)]
-    with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        spans = pool.map(_build_share, [(env, report.id, share) for share in shares])
+    context = multiprocessing.get_context("spawn")
+    ready, results = context.Barrier(processes), context.Queue()
+    workers = [
+        context.Process(target=_build_share, args=(env, report.id, share, ready, results))
+        for share in shares
+    ]
+    for worker in workers:
+        worker.start()
+    spans = [results.get(timeout=3600) for _ in workers]
+    for worker in workers:
+        worker.join()
+        assert worker.exitcode == 0, worker.exitcode
     db.session.expire_all()
     assert db.session.get(Report, report.id).status == "done"
-    return max(end for _, end in spans) - min(start for start, _ in spans)
+    seconds = max(s[1] for s in spans) - min(s[0] for s in spans)
+    ours = sum(s[2] + s[3] for s in spans)
+    busy = max(s[5] for s in spans) - min(s[4] for s in spans)
+    return {
+        "seconds": seconds,
+        "worker_cpu": sum(s[2] for s in spans),
+        "database_cpu": sum(s[3] for s in spans),
+        "busiest_worker_seconds": max(s[1] - s[0] for s in spans),
+        # CPU the machine's other processes used meanwhile (all cores busy minus ours)
+        "others_cpu": max(0.0, busy - ours),
+        "others_cores": max(0.0, busy - ours) / seconds if seconds else 0.0,
+    }
 
 
 def run(count: int, runs: int, chunk_rows: int, work: Path) -> dict[str, Any]:
+    load_before = os.getloadavg()
+    log(f"load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
     name, url = create_database()
     env = app_env(
         work,
@@ -312,7 +509,7 @@ def run(count: int, runs: int, chunk_rows: int, work: Path) -> dict[str, Any]:
         from app.services.accounts import admins
         from app.services.reports import counts, dashboard, generation
         from app.services.scope import SYSTEM
-        from bench.harness import migrate
+        from bench.harness import database_backends, migrate
 
         app = create_app(Config())
         with app.app_context():
@@ -363,7 +560,11 @@ def run(count: int, runs: int, chunk_rows: int, work: Path) -> dict[str, Any]:
                 direct = dashboard.direct_overview(actor=who, now=now)
                 summed.awaiting_approval = direct.awaiting_approval
                 assert summed == direct, (label, summed, direct)  # same numbers, or no figure
-                ours = timed(lambda who=who: dashboard.certificate_overview(actor=who), runs)
+                months = dashboard.requests_vs_issued(actor=who)
+                assert months == dashboard.direct_requests_vs_issued(actor=who), label
+                assert sum(m.issued for m in months) > 0, label
+                # The whole page's data: every panel the admin sees.
+                ours = timed(lambda who=who: dashboard.page(actor=who), runs)
                 raw = timed(lambda o=raw_orgs: raw_dashboard(url, o), runs)
                 figures_a[label] = {
                     "p50_ms": statistics.median(ours) * 1000,
@@ -379,11 +580,22 @@ def run(count: int, runs: int, chunk_rows: int, work: Path) -> dict[str, Any]:
                 )
             db.session.commit()
             log("(b) SSL certificates report to CSV")
-            reference, copy_seconds, raw_rows = raw_report(url, work / "raw.csv")
-            log(
-                f"    raw csv.writer {reference:.2f} s ({raw_rows:,} rows), COPY {copy_seconds:.2f} s"
+            raw_b = raw_report(url, work / "raw.csv")
+            reference, copy_seconds, raw_rows = (
+                raw_b["seconds"],
+                raw_b["copy_seconds"],
+                raw_b["rows"],
             )
+            log(
+                f"    raw csv.writer {reference:.2f} s ({raw_rows:,} rows; CPU "
+                f"{raw_b['cpu'] / raw_rows * 1e6:.1f} us/row here + "
+                f"{raw_b['database_cpu'] / raw_rows * 1e6:.1f} us/row PostgreSQL), "
+                f"COPY {copy_seconds:.2f} s"
+            )
+            backends = database_backends()
             with RssPeak() as memory:
+                db_cpu = cpu_seconds(backends)
+                cpu = time.process_time()
                 started = time.perf_counter()
                 report = generation.start_report(
                     actor=SYSTEM, report_type="ssl_certificates", fmt="csv"
@@ -398,22 +610,37 @@ def run(count: int, runs: int, chunk_rows: int, work: Path) -> dict[str, Any]:
                         f.write(block)
                         written += len(block)
                 ours = time.perf_counter() - started
+                ours_cpu = time.process_time() - cpu
+                ours_db_cpu = cpu_seconds(backends) - db_cpu
             rows = db.session.get(Report, report.id).row_count
             assert rows == raw_rows, (rows, raw_rows)
             growth = memory.peak - memory.start
             log(
                 f"    Certwright {ours:.2f} s, {written / 1e6:,.0f} MB, memory +{growth / 1e6:.0f} MB"
+                f" (CPU {ours_cpu / rows * 1e6:.1f} us/row here + "
+                f"{ours_db_cpu / rows * 1e6:.1f} us/row PostgreSQL)"
             )
             log("(c) the report's chunks built by 1 and by 2 processes")
-            one = parallel_build(env, 1, chunk_rows)
-            two = parallel_build(env, 2, chunk_rows)
-            log(f"    1 process {one:.2f} s, 2 processes {two:.2f} s")
+            built = {n: parallel_build(env, n, chunk_rows) for n in (1, 2)}
+            one, two = built[1]["seconds"], built[2]["seconds"]
+            for n, figures in built.items():
+                log(
+                    f"    {n} process(es) {figures['seconds']:.2f} s: CPU workers "
+                    f"{figures['worker_cpu']:.2f} s ({figures['worker_cpu'] / rows * 1e6:.1f} us/row),"
+                    f" PostgreSQL {figures['database_cpu']:.2f} s "
+                    f"({figures['database_cpu'] / rows * 1e6:.1f} us/row); other processes used "
+                    f"{figures['others_cores']:.2f} of the cores meanwhile"
+                )
             db.session.remove()
             db.engine.dispose()
     finally:
         drop_database(name)
+    load_after = os.getloadavg()
+    log(f"load average {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
     return {
         "machine": machine(),
+        "load_before": load_before,
+        "load_after": load_after,
         "count": count,
         "ssl_rows": raw_rows,
         "chunk_rows": chunk_rows,
@@ -427,8 +654,13 @@ def run(count: int, runs: int, chunk_rows: int, work: Path) -> dict[str, Any]:
         "report_ratio": ours / reference,
         "report_bytes": written,
         "memory_growth_bytes": growth,
+        "report_cpu_seconds": ours_cpu,
+        "report_database_cpu_seconds": ours_db_cpu,
+        "raw_csv_writer_cpu_seconds": raw_b["cpu"],
+        "raw_csv_writer_database_cpu_seconds": raw_b["database_cpu"],
         "one_process_seconds": one,
         "two_processes_seconds": two,
+        "processes": built,
         "speedup": one / two,
         "targets": {
             "(a) dashboard MRAO p95 <= 5x raw": figures_a["mrao"]["ratio"] <= 5,

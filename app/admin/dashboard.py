@@ -7,40 +7,18 @@ from typing import Any
 from flask import redirect, request, url_for
 from flask_admin import AdminIndexView, expose
 from flask_login import current_user
-from sqlalchemy import func, select
 from wtforms import IntegerField, StringField
 from wtforms.validators import Length
 from wtforms.widgets import HiddenInput
 
 from app.admin import display
-from app.admin.base import AdminForm, SecureMixin, current_scope
-from app.extensions import db
-from app.models import (
-    Admin,
-    CertType,
-    Delegation,
-    DelegationStatus,
-    Department,
-    Domain,
-    Job,
-    JobStatus,
-    Organization,
-)
+from app.admin.base import AdminForm, SecureMixin
+from app.models import CertType
 from app.models.types import utcnow
 from app.reports import charts
-from app.services.accounts import admins
 from app.services.certificates import risks
-from app.services.imports import findings
 from app.services.reports import dashboard
-from app.services.scope import department_clause, organization_clause
-from app.services.structure import domains, orgs
-
-
-def _count(model: Any, clause: Any) -> int:
-    query = select(func.count()).select_from(model)
-    if clause is not None:
-        query = query.where(clause)
-    return int(db.session.execute(query).scalar_one())
+from app.services.structure import orgs
 
 
 class LocationForm(AdminForm):
@@ -78,38 +56,20 @@ class DashboardView(SecureMixin, AdminIndexView):
     def index(self) -> Any:
         if not current_user.is_authenticated:
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
-        scope = current_scope()
-        delegation_clause = None if scope.is_master else domains.delegation_clause(scope)
-        pending_clause = Delegation.status == DelegationStatus.REQUESTED
-        if delegation_clause is not None:
-            pending_clause = pending_clause & delegation_clause
-        counts = {
-            "Organizations": _count(Organization, organization_clause(scope)),
-            "Departments": _count(Department, department_clause(scope)),
-            "Domains": _count(Domain, domains.visible_domains_clause(scope)),
-            "Delegations awaiting approval": _count(Delegation, pending_clause),
-            "Administrators": _count(Admin, admins.visible_admins_clause(scope)),
-            "Certificates with weak or shared keys": findings.count_with_findings(
-                actor=current_user
-            ),
-        }
-        running = (
-            _count(Job, Job.status.in_([JobStatus.PENDING, JobStatus.RUNNING]))
-            if scope.is_master
-            else None
-        )
+        data = dashboard.page(actor=current_user)
+        steps = data.steps
         return self.render(
             "admin/dashboard.html",
-            counts=counts,
-            running=running,
+            counts=data.headline,
+            running=data.running,
             me=current_user,
             show_welcome=not current_user.welcome_dismissed,
-            steps=(steps := dashboard.first_steps(actor=current_user)),
+            steps=steps,
             location_form=LocationForm() if steps.org_without_location else None,
             links=self._step_links(),
-            overview=(summary := dashboard.certificate_overview(actor=current_user)),
-            charts=self._ordered(self._charts(summary)),
-            risks=self._risks(),
+            overview=data.overview,
+            charts=self._ordered(self._charts(data)),
+            risks=self._risks(data.risks),
             types=list(CertType),
             wide=WIDE,
         )
@@ -180,7 +140,8 @@ class DashboardView(SecureMixin, AdminIndexView):
             args[f"flt{position}_{view.get_filter_arg(*found)}"] = value
         return url_for(f"{endpoint}.index_view", **args)
 
-    def _charts(self, summary: dashboard.Overview) -> dict[str, Any]:
+    def _charts(self, data: dashboard.Page) -> dict[str, Any]:
+        summary = data.overview
         statuses = ("Issued", "Expired", "Revoked", "Replaced", "External")
         by_status = [
             charts.Bar(
@@ -226,12 +187,12 @@ class DashboardView(SecureMixin, AdminIndexView):
                 self._list_url("delegation", "Status", label),
                 DELEGATION_COLOURS.get(label, "#6c757d"),
             )
-            for label, count in dashboard.delegation_states(actor=current_user).items()
+            for label, count in data.delegations.items()
         ]
         return {
             "cw-chart-status": charts.bar_figure("Certificates by status", by_status),
-            "cw-chart-requests": self._requests_chart(),
-            "cw-chart-pending": self._pending_chart(),
+            "cw-chart-requests": self._requests_chart(data.months),
+            "cw-chart-pending": self._pending_chart(data.pending),
             "cw-chart-timeline": timeline,
             "cw-chart-delegations": charts.bar_figure("Domain delegations", delegations),
             "cw-chart-expiring": charts.bar_figure("Expiring soon", expiring),
@@ -248,13 +209,12 @@ class DashboardView(SecureMixin, AdminIndexView):
                 ),
             ),
             "cw-chart-origin": charts.bar_figure("By origin", by_origin),
-            "cw-chart-discovery": self._discovery_chart(),
+            "cw-chart-discovery": self._discovery_chart(data.trend),
         }
 
-    def _requests_chart(self) -> dict[str, Any]:
+    def _requests_chart(self, months: list[dashboard.MonthCounts]) -> dict[str, Any]:
         """Requests made and certificates issued per month (every type the admin holds;
         the bars open the SSL lists of that month, as the other charts do)."""
-        months = dashboard.requests_vs_issued(actor=current_user)
         labels = [m.month.strftime("%b %Y") for m in months]
         keys = [m.month.strftime("%Y-%m") for m in months]
         requested = [
@@ -278,10 +238,9 @@ class DashboardView(SecureMixin, AdminIndexView):
             ],
         )
 
-    def _pending_chart(self) -> dict[str, Any]:
+    def _pending_chart(self, pending: dict[CertType, list[int]]) -> dict[str, Any]:
         """Requests awaiting approval by type, stacked by how long they have waited; each
         piece opens that type's request list filtered to Requested and that wait."""
-        pending = dashboard.pending_approvals(actor=current_user)
         types = list(CertType)
         series = [
             charts.Series(
@@ -307,7 +266,7 @@ class DashboardView(SecureMixin, AdminIndexView):
             "Pending approvals, by type and wait", [t.label for t in types], series, stacked=True
         )
 
-    def _discovery_chart(self) -> dict[str, Any]:
+    def _discovery_chart(self, trend: list[dashboard.RunTrend]) -> dict[str, Any]:
         zone = display.admin_zone()
         points = [
             charts.RunPoint(
@@ -317,15 +276,15 @@ class DashboardView(SecureMixin, AdminIndexView):
                 certificates=run.certificates,
                 flagged=run.flagged,
             )
-            for run in dashboard.discovery_trend(actor=current_user)
+            for run in trend
         ]
         return charts.discovery_trend_figure(points)
 
-    def _risks(self) -> list[dict[str, Any]]:
+    def _risks(self, found: dict[str, dict[CertType, int]]) -> list[dict[str, Any]]:
         """The top-risks table: per risk, the count by type, each opening that type's
         list filtered by the risk."""
         rows = []
-        for code, per_type in dashboard.top_risks(actor=current_user).items():
+        for code, per_type in found.items():
             cells = [
                 (
                     t,

@@ -88,6 +88,7 @@ from app.models.pki import (
 from app.models.reports import (
     CertificateCount,
     CertificateExpiryCount,
+    CertificateMonthCount,
     Report,
     ReportChunk,
     ReportSchedule,
@@ -124,6 +125,7 @@ __all__ = [
     "CertificateExpiryCount",
     "CertificateFinding",
     "CertificateImport",
+    "CertificateMonthCount",
     "CertificateProfile",
     "CertificateRequest",
     "Channel",

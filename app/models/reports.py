@@ -145,6 +145,13 @@ class CertificateExpiryCount(db.Model):  # type: ignore[name-defined,misc]
             "expiry_day",
             postgresql_include=["organization_id", "department_id", "cert_type", "status", "n"],
         ),
+        # An RAO's or DRAO's days (migration 0030_report_performance).
+        Index(
+            "ix_certificate_expiry_counts_organization_id",
+            "organization_id",
+            "expiry_day",
+            postgresql_include=["department_id", "cert_type", "status", "n"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -153,4 +160,20 @@ class CertificateExpiryCount(db.Model):  # type: ignore[name-defined,misc]
     cert_type: Mapped[str | None] = mapped_column(String(16), nullable=True)
     status: Mapped[str] = mapped_column(String(16))
     expiry_day: Mapped[date] = mapped_column(Date)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class CertificateMonthCount(db.Model):  # type: ignore[name-defined,misc]
+    """Certificates by organization, department, type, origin and the UTC month they were
+    added (created_at), kept like CertificateCount (migration 0030_report_performance): the dashboard's
+    "requests vs issued" panel sums twelve months of it."""
+
+    __tablename__ = "certificate_month_counts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    organization_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    department_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cert_type: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    origin: Mapped[str] = mapped_column(String(16))
+    month: Mapped[date] = mapped_column(Date, index=True)
     n: Mapped[int] = mapped_column(BigInteger)

@@ -1,4 +1,5 @@
-"""The dashboard's summary tables (certificate_counts, certificate_expiry_counts) give the
+"""The dashboard's summary tables (certificate_counts, certificate_expiry_counts,
+certificate_month_counts) give the
 same numbers as counting the certificates, for an MRAO and an RAO, after every kind of
 write: issuance, revocation, import, the expiry sweep, reassignment, deletion, a bulk
 insert; folding and rebuilding (each run twice) change no number."""
@@ -16,6 +17,7 @@ from app.models import (
     Certificate,
     CertificateCount,
     CertificateExpiryCount,
+    CertificateMonthCount,
     CertOrigin,
     CertStatus,
     CertType,
@@ -41,6 +43,10 @@ def same(*admins) -> None:
         direct = dashboard.direct_overview(actor=admin, now=now)
         summed.awaiting_approval = direct.awaiting_approval = 0
         assert summed == direct, admin.login
+        # "Requests vs issued" from the month summary, and counted in the certificates.
+        assert dashboard.requests_vs_issued(actor=admin) == dashboard.direct_requests_vs_issued(
+            actor=admin
+        ), admin.login
 
 
 def test_summary_equals_direct_counts_after_every_write(world, stub_worker):  # noqa: F811
@@ -125,12 +131,51 @@ def test_summary_equals_direct_counts_after_every_write(world, stub_worker):  # 
     same(mrao, rao, drao)
     overview = dashboard.certificate_overview(actor=rao)
     assert sum(overview.expiring_weeks) > 0 and overview.by_issuer["Bulk CA"] == 26
+    # Issued by Certwright over the last fourteen months (two before the panel's window):
+    # a bulk insert, a move to another month, a reassignment, a deletion.
+    bulk.insert_rows(
+        Certificate.__table__,
+        [
+            {
+                "fingerprint": hashlib.sha256(f"monthly{i}".encode()).hexdigest(),
+                "der": b"\x30\x00",
+                "cert_type": (CertType.SSL if i % 2 else CertType.DEVICE).value,
+                "origin": CertOrigin.ISSUED.value,
+                "status": CertStatus.ISSUED.value,
+                "organization_id": acme.id if i % 3 else other.id,
+                "department_id": web.id if i % 5 == 0 else None,
+                "serial_hex": f"m{i:x}",
+                "common_name": f"monthly{i}.example",
+                "issuer_cn": "Bulk CA",
+                "sans": [],
+                "not_before": now - timedelta(days=1),
+                "not_after": now + timedelta(days=90),
+                "key_type": "RSA-2048",
+                "signature_algorithm": "sha256WithRSAEncryption",
+                "created_at": now - timedelta(days=i * 15, hours=i),
+            }
+            for i in range(30)
+        ],
+    )
+    same(mrao, rao, drao)
+    months = dashboard.requests_vs_issued(actor=rao)
+    assert sum(m.issued for m in months) > 10 and len([m for m in months if m.issued]) > 6
+    moved = db.session.execute(
+        select(Certificate).where(Certificate.common_name == "monthly3.example")
+    ).scalar_one()
+    moved.created_at = now - timedelta(days=100)
+    same(mrao, rao, drao)
+    moved.organization_id = acme.id
+    same(mrao, rao, drao)
+    db.session.execute(delete(Certificate).where(Certificate.common_name.like("monthly1%")))
+    same(mrao, rao, drao)
 
     rows = db.session.execute(select(func.count(CertificateCount.id))).scalar_one()
     first, again = counts.fold(), counts.fold()
     assert first["rows_before"] == rows and again["rows_before"] == again["rows_after"]
     assert again["rows_after"] <= rows
     same(mrao, rao, drao)
+    assert db.session.execute(select(func.count(CertificateMonthCount.id))).scalar_one() > 0
     # Folding merged the days before today into one (PAST) per group.
     days = db.session.execute(select(CertificateExpiryCount.expiry_day)).scalars().all()
     assert not [d for d in days if counts.PAST < d < utcnow().date()]
@@ -178,5 +223,12 @@ def test_the_counts_command_checks_folds_and_repairs(app):
     for _ in range(2):
         result = runner.invoke(args=["report", "counts", "--rebuild"])
         assert result.exit_code == 0, result.output
+    # The month summary ("requests vs issued") is checked and repaired the same way.
+    db.session.execute(update(CertificateMonthCount).values(n=CertificateMonthCount.n + 2))
+    db.session.commit()
+    result = runner.invoke(args=["report", "counts"])
+    assert result.exit_code != 0 and "month {" in result.output
+    result = runner.invoke(args=["report", "counts", "--rebuild"])
+    assert result.exit_code == 0 and "agree with the certificates" in result.output
     both = runner.invoke(args=["report", "counts", "--fold", "--rebuild"])
     assert both.exit_code != 0 and "choose one" in both.output

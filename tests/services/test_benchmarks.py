@@ -204,8 +204,14 @@ def test_reports_benchmark_runs_every_part(service_status: dict[str, str], tmp_p
     for viewer in ("mrao", "rao_10pct"):
         assert figures["dashboard"][viewer]["p95_ms"] > 0
         assert figures["dashboard"][viewer]["p50_ms"] > 0
-    # The summary tables were folded (the run asserted their numbers equal the direct ones).
+    # The summary tables were folded (the run asserted their numbers equal the direct ones,
+    # the month summary's "requests vs issued" included).
     assert figures["summary_rows"]["rows_after"] > 0
+    assert figures["summary_rows"]["month_rows_after"] > 0
+    # CPU per row was measured for (b) and for each process count of (c).
+    assert figures["report_cpu_seconds"] > 0 and figures["raw_csv_writer_cpu_seconds"] > 0
+    for processes in ("1", "2"):
+        assert figures["processes"][processes]["worker_cpu"] > 0, processes
     assert stdout.count("PASS") + stdout.count("FAIL") == 7, stdout
 
 

@@ -32,6 +32,10 @@ def same(*admins) -> None:
         direct = dashboard.direct_overview(actor=admin, now=now)
         summed.awaiting_approval = direct.awaiting_approval = 0
         assert summed == direct, admin.login
+        # "Requests vs issued" from the month summary, and counted in the certificates.
+        assert dashboard.requests_vs_issued(actor=admin) == dashboard.direct_requests_vs_issued(
+            actor=admin
+        ), admin.login
     db.session.commit()
 
 
@@ -70,6 +74,25 @@ def test_triggers_keep_the_summary_equal_to_the_certificates(pg: Flask) -> None:
     bulk.insert_rows(
         Certificate.__table__,
         [row(tag, i, mine.id if i % 4 else theirs.id, days=-30) for i in range(600)],
+    )
+    same(mrao, rao)
+    # Issued by Certwright over fourteen months (the month summary), then moved by one
+    # UPDATE of many rows to another month.
+    issued = []
+    for i in range(200):
+        made_row = row(f"issued-{tag}", i, mine.id if i % 4 else theirs.id, days=10)
+        made_row.update(
+            origin=CertOrigin.ISSUED.value,
+            created_at=utcnow() - timedelta(days=i * 2 % 430, hours=i % 24),
+        )
+        issued.append(made_row)
+    bulk.insert_rows(Certificate.__table__, issued)
+    same(mrao, rao)
+    assert sum(m.issued for m in dashboard.requests_vs_issued(actor=rao)) > 100
+    db.session.execute(
+        update(Certificate)
+        .where(Certificate.common_name.like(f"issued-{tag}-1%"))
+        .values(created_at=utcnow() - timedelta(days=45))
     )
     same(mrao, rao)
     # One UPDATE of many rows (a statement-level trigger sees them all at once), one that

@@ -4,11 +4,12 @@ order). Every query goes through the viewer's scope clause; filters only narrow 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, select, true
+from sqlalchemy import Select, Text, and_, case, cast, func, literal, select, true, type_coerce
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import ColumnElement
 
@@ -102,6 +103,19 @@ Shaper = Callable[[Any], tuple[Any, ...]]
 
 
 @dataclass(frozen=True)
+class CsvText:
+    """A report type's rows for CSV on PostgreSQL, each cell already the text
+    ``export.csv_cell`` would write (times as ISO 8601 UTC seconds with Z, booleans as
+    true/false, NULL as empty), formatted by the database while it sends them, so the
+    worker only escapes formulas (export.CsvWriter.text_rows). ``shape_block`` finishes
+    a block of rows in Python; ``numeric`` are the positions of numbers (never escaped)."""
+
+    build: Builder
+    numeric: frozenset[int]
+    shape_block: Callable[[Sequence[Any]], Sequence[Sequence[str]]]
+
+
+@dataclass(frozen=True)
 class ReportType:
     key: str
     title: str
@@ -115,10 +129,16 @@ class ReportType:
     uses_issuer: bool = False
     uses_department: bool = True
     charts: tuple[ChartSpec, ...] = ()  # drawn in the HTML view and export
+    # PostgreSQL: the same rows with every cell as its CSV text (CsvText), for CSV reports.
+    csv_text: CsvText | None = None
 
-    def rows(self, scope: Scope, filters: Filters, low: int, high: int) -> Select[Any]:
-        """The rows whose split column lies in [low, high], in its order."""
-        query = self.build(scope, filters)
+    def rows(
+        self, scope: Scope, filters: Filters, low: int, high: int, *, as_csv_text: bool = False
+    ) -> Select[Any]:
+        """The rows whose split column lies in [low, high], in its order (``as_csv_text``:
+        the csv_text query of the same rows)."""
+        build = self.csv_text.build if as_csv_text and self.csv_text else self.build
+        query = build(scope, filters)
         if filters.date_from or filters.date_to:
             field = filters.date_field or next(iter(self.date_fields))
             query = query.where(filters.period(self.date_fields[field]))
@@ -168,31 +188,81 @@ def _effective_status(as_of: dt.datetime) -> ColumnElement[Any]:
     )
 
 
-def _certificates(cert_type: CertType) -> Builder:
+def _certificate_columns(status: ColumnElement[Any]) -> tuple[Any, ...]:
+    return (
+        Certificate.id,
+        Certificate.common_name,
+        Organization.name,
+        Department.name,
+        status,
+        Certificate.origin,
+        CertificateProfile.name,
+        Certificate.issuer_cn,
+        Certificate.serial_hex,
+        Certificate.not_before,
+        Certificate.not_after,
+        Certificate.key_type,
+        Certificate.signature_algorithm,
+        Certificate.sans,
+        Certificate.revoked_at,
+        Certificate.revocation_reason,
+        Certificate.auto_renew,
+        Certificate.fingerprint,
+    )
+
+
+def _text(value: Any) -> ColumnElement[str]:
+    """A text cell as CSV writes it: NULL is empty."""
+    return func.coalesce(type_coerce(value, Text), literal("", Text))
+
+
+def _utc_text(value: Any) -> ColumnElement[str]:
+    """A time as CSV writes it (export.csv_cell): ISO 8601 UTC, whole seconds, Z."""
+    return _text(func.to_char(func.timezone("UTC", value), 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
+
+
+def _certificate_csv_columns(status: ColumnElement[Any]) -> tuple[Any, ...]:
+    """_certificate_columns as CSV text (PostgreSQL); the SANs stay JSON text, joined by
+    _shape_certificate_block."""
+    return (
+        cast(Certificate.id, Text),
+        _text(Certificate.common_name),
+        _text(Organization.name),
+        _text(Department.name),
+        _text(status),
+        _text(Certificate.origin),
+        _text(CertificateProfile.name),
+        _text(Certificate.issuer_cn),
+        _text(Certificate.serial_hex),
+        _utc_text(Certificate.not_before),
+        _utc_text(Certificate.not_after),
+        _text(Certificate.key_type),
+        _text(Certificate.signature_algorithm),
+        func.coalesce(cast(Certificate.sans, Text), literal("null", Text)),
+        _utc_text(Certificate.revoked_at),
+        _text(Certificate.revocation_reason),
+        _text(
+            case(
+                (Certificate.auto_renew.is_(True), literal("true", Text)),
+                (Certificate.auto_renew.is_(False), literal("false", Text)),
+            )
+        ),
+        _text(Certificate.fingerprint),
+    )
+
+
+SANS = 13  # position of the SANs among the certificate columns
+
+
+def _certificates(
+    cert_type: CertType,
+    columns: Callable[[ColumnElement[Any]], tuple[Any, ...]] = _certificate_columns,
+) -> Builder:
     def build(scope: Scope, filters: Filters) -> Select[Any]:
         as_of = filters.as_of or dt.datetime.now(dt.UTC)
         status = _effective_status(as_of)
         query = (
-            select(
-                Certificate.id,
-                Certificate.common_name,
-                Organization.name,
-                Department.name,
-                status,
-                Certificate.origin,
-                CertificateProfile.name,
-                Certificate.issuer_cn,
-                Certificate.serial_hex,
-                Certificate.not_before,
-                Certificate.not_after,
-                Certificate.key_type,
-                Certificate.signature_algorithm,
-                Certificate.sans,
-                Certificate.revoked_at,
-                Certificate.revocation_reason,
-                Certificate.auto_renew,
-                Certificate.fingerprint,
-            )
+            select(*columns(status))
             .outerjoin(Organization, Organization.id == Certificate.organization_id)
             .outerjoin(Department, Department.id == Certificate.department_id)
             .outerjoin(CertificateProfile, CertificateProfile.id == Certificate.profile_id)
@@ -215,8 +285,20 @@ def _certificates(cert_type: CertType) -> Builder:
 
 def _shape_certificate(row: Any) -> tuple[Any, ...]:
     values = list(row)
-    values[13] = " ".join(values[13] or [])
+    values[SANS] = " ".join(values[SANS] or [])
     return tuple(values)
+
+
+def _shape_certificate_block(rows: Sequence[Any]) -> list[list[str]]:
+    """A block of _certificate_csv_columns rows with their SANs joined like
+    _shape_certificate (the block's JSON parsed in one call)."""
+    names = json.loads("[" + ",".join(row[SANS] for row in rows) + "]")
+    shaped = []
+    for row, listed in zip(rows, names, strict=True):
+        values = list(row)
+        values[SANS] = " ".join(listed or [])
+        shaped.append(values)
+    return shaped
 
 
 CERT_CHARTS = (
@@ -244,6 +326,11 @@ def _certificate_type(key: str, title: str, cert_type: CertType) -> ReportType:
         },
         statuses=CERT_STATUSES,
         shape=_shape_certificate,
+        csv_text=CsvText(
+            build=_certificates(cert_type, _certificate_csv_columns),
+            numeric=frozenset({0}),
+            shape_block=_shape_certificate_block,
+        ),
         uses_profile=True,
         uses_issuer=True,
         charts=CERT_CHARTS,

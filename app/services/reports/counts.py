@@ -1,7 +1,9 @@
-"""The dashboard's summary tables (certificate_counts, certificate_expiry_counts): folding
-the rows the triggers append, rebuilding them from the certificates, checking them.
+"""The dashboard's summary tables (certificate_counts, certificate_expiry_counts,
+certificate_month_counts): folding the rows the triggers append, rebuilding them from the
+certificates, checking them.
 
-Triggers on ``certificates`` (migration 0028_dashboard_counts) keep both tables current in
+Triggers on ``certificates`` (migrations 0028_dashboard_counts, 0030_report_performance) keep
+the tables current in
 the writer's own transaction: each INSERT, UPDATE and DELETE appends +n / -n rows, so the
 sum of a group's rows is its count at any moment, whatever wrote the certificates (a
 service, a bulk import, the expiry sweep, SQL by hand). Folding and rebuilding change how
@@ -14,10 +16,17 @@ from collections import defaultdict
 from datetime import date
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import Date, delete, func, insert, select, text
 
 from app.extensions import db
-from app.models import Certificate, CertificateCount, CertificateExpiryCount, CertStatus, Job
+from app.models import (
+    Certificate,
+    CertificateCount,
+    CertificateExpiryCount,
+    CertificateMonthCount,
+    CertStatus,
+    Job,
+)
 from app.models.types import utcnow
 from app.services.platform import jobs
 
@@ -34,6 +43,7 @@ GROUP = (
     "signature_algorithm",
 )
 EXPIRY_GROUP = ("organization_id", "department_id", "cert_type", "status", "expiry_day")
+MONTH_GROUP = ("organization_id", "department_id", "cert_type", "origin", "month")
 PAST = date(1970, 1, 1)  # the expiry day of every folded day before today
 LOCK_KEY = 0x13DA5B0A  # pg_advisory_xact_lock: one fold or rebuild at a time
 
@@ -99,17 +109,20 @@ def _fold_table(
 
 
 def fold(*, today: date | None = None) -> dict[str, int]:
-    """Fold both tables (the dashboard_counts job; safe to run twice or concurrently)."""
+    """Fold the tables (the dashboard_counts job; safe to run twice or concurrently)."""
     _lock()
     before, after = _fold_table(CertificateCount, GROUP)
     expiry_before, expiry_after = _fold_table(
         CertificateExpiryCount, EXPIRY_GROUP, before=today or utcnow().date()
     )
+    month_before, month_after = _fold_table(CertificateMonthCount, MONTH_GROUP)
     return {
         "rows_before": before,
         "rows_after": after,
         "expiry_rows_before": expiry_before,
         "expiry_rows_after": expiry_after,
+        "month_rows_before": month_before,
+        "month_rows_after": month_after,
     }
 
 
@@ -119,8 +132,17 @@ def _expiry_day() -> Any:
     return func.date(Certificate.not_after)
 
 
+def _month() -> Any:
+    """The UTC month (its first day) a certificate was added, as the triggers compute it."""
+    if _is_postgres():
+        return func.cast(
+            func.date_trunc("month", func.timezone("UTC", Certificate.created_at)), Date
+        )
+    return func.date(Certificate.created_at, "start of month")
+
+
 def rebuild() -> dict[str, int]:
-    """Recompute both tables from the certificates (a repair; safe to run twice). On
+    """Recompute the tables from the certificates (a repair; safe to run twice). On
     PostgreSQL the certificates are locked against writes until the transaction ends, so
     no trigger row can be lost or counted twice in between."""
     _lock()
@@ -128,6 +150,7 @@ def rebuild() -> dict[str, int]:
         db.session.execute(text("LOCK TABLE certificates IN SHARE MODE"))
     db.session.execute(delete(CertificateCount))
     db.session.execute(delete(CertificateExpiryCount))
+    db.session.execute(delete(CertificateMonthCount))
     columns = [getattr(Certificate, c) for c in GROUP]
     db.session.execute(
         insert(CertificateCount).from_select(
@@ -144,10 +167,23 @@ def rebuild() -> dict[str, int]:
             .group_by(*expiry_columns, day),
         )
     )
+    month = _month()
+    month_columns = [getattr(Certificate, c) for c in MONTH_GROUP[:-1]]
+    db.session.execute(
+        insert(CertificateMonthCount).from_select(
+            [*MONTH_GROUP, "n"],
+            select(*month_columns, month, func.count())
+            .where(Certificate.created_at.is_not(None))
+            .group_by(*month_columns, month),
+        )
+    )
     return {
         "groups": int(db.session.execute(select(func.count(CertificateCount.id))).scalar_one()),
         "expiry_groups": int(
             db.session.execute(select(func.count(CertificateExpiryCount.id))).scalar_one()
+        ),
+        "month_groups": int(
+            db.session.execute(select(func.count(CertificateMonthCount.id))).scalar_one()
         ),
     }
 
@@ -200,7 +236,34 @@ def differences(*, today: date | None = None) -> list[str]:
                 f"expiry {dict(zip(EXPIRY_GROUP, key, strict=True))}: "
                 f"{summed_days.get(key, 0)} counted, {direct_days.get(key, 0)} stored"
             )
+    month = _month()
+    month_columns = [getattr(Certificate, c) for c in MONTH_GROUP[:-1]]
+    direct_months = {
+        (*r[:-2], _iso(r[-2])): int(r[-1])
+        for r in db.session.execute(
+            select(*month_columns, month, func.count())
+            .where(Certificate.created_at.is_not(None))
+            .group_by(*month_columns, month)
+        )
+    }
+    summary_columns = [getattr(CertificateMonthCount, c) for c in MONTH_GROUP]
+    summed_months = {
+        (*r[:-2], _iso(r[-2])): int(r[-1])
+        for r in db.session.execute(
+            select(*summary_columns, func.sum(CertificateMonthCount.n)).group_by(*summary_columns)
+        )
+    }
+    for key in sorted(set(direct_months) | set(summed_months), key=repr):
+        if direct_months.get(key, 0) != summed_months.get(key, 0):
+            found.append(
+                f"month {dict(zip(MONTH_GROUP, key, strict=True))}: "
+                f"{summed_months.get(key, 0)} counted, {direct_months.get(key, 0)} stored"
+            )
     return found
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if isinstance(value, date) else str(value)
 
 
 def run_fold_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
@@ -208,7 +271,8 @@ def run_fold_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
     return {
         "message": (
             f"dashboard counts folded: {folded['rows_before']} -> {folded['rows_after']} rows, "
-            f"expiry {folded['expiry_rows_before']} -> {folded['expiry_rows_after']}"
+            f"expiry {folded['expiry_rows_before']} -> {folded['expiry_rows_after']}, "
+            f"month {folded['month_rows_before']} -> {folded['month_rows_after']}"
         ),
         **folded,
     }

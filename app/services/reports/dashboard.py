@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, case, func, or_, select
+from sqlalchemy import case, func, literal, or_, select, union_all
 from sqlalchemy.sql import ColumnElement
 
 from app.extensions import db
@@ -18,6 +18,7 @@ from app.models import (
     CertificateAuthority,
     CertificateCount,
     CertificateExpiryCount,
+    CertificateMonthCount,
     CertificateProfile,
     CertificateRequest,
     CertOrigin,
@@ -25,8 +26,11 @@ from app.models import (
     CertType,
     Delegation,
     DelegationStatus,
+    Department,
     DiscoveryTask,
     Domain,
+    Job,
+    JobStatus,
     Organization,
     RequestStatus,
     ScanRun,
@@ -40,9 +44,11 @@ from app.reports.charts import (
     next_month,
     week_windows,
 )
+from app.services.accounts import admins
 from app.services.certificates import inventory, risks
 from app.services.discovery.tasks import visible_tasks_clause
-from app.services.scope import organization_clause, scope_of
+from app.services.imports import findings
+from app.services.scope import department_clause, organization_clause, scope_of
 from app.services.structure import domains
 
 
@@ -91,10 +97,15 @@ def _visible_on(table: Any, actor: Admin) -> ColumnElement[bool]:
     """_visible over a summary table's organization, department and type columns."""
     scope = scope_of(actor)
     parts = []
+    unscoped = []  # types held everywhere: one IN, not an OR of equalities per row
     for cert_type in CertType:
         clause = scope.type_filter(table.organization_id, table.department_id, cert_type)
-        typed = table.cert_type == cert_type.value
-        parts.append(typed if clause is None else typed & clause)
+        if clause is None:
+            unscoped.append(cert_type.value)
+        else:
+            parts.append((table.cert_type == cert_type.value) & clause)
+    if unscoped:
+        parts.append(table.cert_type.in_(unscoped))
     return table.organization_id.is_not(None) & or_(*parts)
 
 
@@ -307,15 +318,19 @@ class MonthCounts:
     issued: int  # certificates issued by Certwright that month (origin Issued, added then)
 
 
-def requests_vs_issued(*, actor: Admin, today: date | None = None) -> list[MonthCounts]:
-    """Requests made and certificates issued in each of the last twelve months (UTC),
-    scoped like the request and certificate lists."""
+def _month_starts(today: date | None) -> tuple[list[date], list[datetime]]:
+    """The last twelve UTC months' first days, and their starts as times (plus the start
+    of the month after the last)."""
     firsts = month_starts(today or utcnow().date())
     starts = [datetime(d.year, d.month, d.day, tzinfo=UTC) for d in firsts]
     end = next_month(firsts[-1])
     starts.append(datetime(end.year, end.month, end.day, tzinfo=UTC))
-    requested = [0] * len(firsts)
-    issued = [0] * len(firsts)
+    return firsts, starts
+
+
+def _requested_by_month(actor: Admin, starts: list[datetime]) -> list[int]:
+    """Requests made in each month (an indexed range of created_at)."""
+    requested = [0] * (len(starts) - 1)
     month = _month_index(CertificateRequest.created_at, starts)
     for index, count in db.session.execute(
         select(month, func.count())
@@ -327,6 +342,41 @@ def requests_vs_issued(*, actor: Admin, today: date | None = None) -> list[Month
         .group_by(month)
     ):
         requested[int(index)] = int(count)
+    return requested
+
+
+def requests_vs_issued(*, actor: Admin, today: date | None = None) -> list[MonthCounts]:
+    """Requests made and certificates issued in each of the last twelve months (UTC),
+    scoped like the request and certificate lists. The issued side sums the month summary
+    (certificate_month_counts, kept by triggers: app.services.reports.counts), not the
+    certificates; direct_requests_vs_issued counts the same in the certificates."""
+    firsts, starts = _month_starts(today)
+    requested = _requested_by_month(actor, starts)
+    months = CertificateMonthCount
+    position = {d: i for i, d in enumerate(firsts)}
+    issued = [0] * len(firsts)
+    for month, count in db.session.execute(
+        select(months.month, func.sum(months.n))
+        .where(
+            _visible_on(months, actor),
+            months.origin == CertOrigin.ISSUED.value,
+            months.month >= firsts[0],
+            months.month <= firsts[-1],
+        )
+        .group_by(months.month)
+    ):
+        day = month if isinstance(month, date) else date.fromisoformat(str(month))
+        if day in position and count:
+            issued[position[day]] += int(count)
+    return [MonthCounts(d, requested[i], issued[i]) for i, d in enumerate(firsts)]
+
+
+def direct_requests_vs_issued(*, actor: Admin, today: date | None = None) -> list[MonthCounts]:
+    """requests_vs_issued counted in the certificates (a scan of the visible ones): the
+    reference the month summary is tested and checked against."""
+    firsts, starts = _month_starts(today)
+    requested = _requested_by_month(actor, starts)
+    issued = [0] * len(firsts)
     month = _month_index(Certificate.created_at, starts)
     for index, count in db.session.execute(
         select(month, func.count())
@@ -418,17 +468,19 @@ def top_risks(*, actor: Admin) -> dict[str, dict[CertType, int]]:
     """Certificates the admin may see carrying each risk (risks.RISKS), by type."""
     now = utcnow()
     visible = _visible(actor)
-    result: dict[str, dict[CertType, int]] = {}
-    for code in risks.RISKS:
-        counts = {t: 0 for t in CertType}
-        for cert_type, count in db.session.execute(
-            select(Certificate.cert_type, func.count())
-            .where(visible, risks.risk_clause(code, now=now))
-            .group_by(Certificate.cert_type)
-        ):
-            if cert_type is not None:
-                counts[CertType(cert_type)] = int(count)
-        result[code] = counts
+    result: dict[str, dict[CertType, int]] = {
+        code: dict.fromkeys(CertType, 0) for code in risks.RISKS
+    }
+    # One statement (a round trip each cost more than the counts on a loaded machine).
+    parts = [
+        select(literal(code).label("code"), Certificate.cert_type, func.count().label("n"))
+        .where(visible, risks.risk_clause(code, now=now))
+        .group_by(Certificate.cert_type)
+        for code in risks.RISKS
+    ]
+    for code, cert_type, count in db.session.execute(union_all(*parts)):
+        if cert_type is not None:
+            result[code][CertType(cert_type)] = int(count)
     return result
 
 
@@ -456,10 +508,6 @@ def first_steps(*, actor: Admin) -> FirstSteps:
     """The welcome checklist: organization address, domain, delegation, private CA,
     profile, request, certificate (SSL, the first certificate most people want)."""
     scope = scope_of(actor)
-
-    def exists(query: Select[Any]) -> bool:
-        return db.session.execute(query.limit(1)).first() is not None
-
     orgs = select(Organization.id, Organization.name).order_by(Organization.id)
     clause = organization_clause(scope)
     if clause is not None:
@@ -467,7 +515,6 @@ def first_steps(*, actor: Admin) -> FirstSteps:
     bare = orgs.where(
         func.coalesce(Organization.city, "") == "", func.coalesce(Organization.state, "") == ""
     )
-    missing = db.session.execute(bare.limit(1)).first()
     delegations = select(Delegation.id).where(
         Delegation.status == DelegationStatus.APPROVED, Delegation.ssl.is_(True)
     )
@@ -490,28 +537,42 @@ def first_steps(*, actor: Admin) -> FirstSteps:
         _visible(actor),
     )
     active_ca = CertificateAuthority.status == CaStatus.ACTIVE
-    return FirstSteps(
-        org_without_location=(missing[0], missing[1]) if missing else None,
-        has_org=exists(orgs),
-        has_domain=exists(domain_query),
-        has_delegation=exists(delegations),
-        has_root_ca=exists(
-            select(CertificateAuthority.id).where(
-                active_ca, CertificateAuthority.parent_id.is_(None)
-            )
-        ),
-        has_issuing_ca=exists(
-            select(CertificateAuthority.id).where(
-                active_ca, CertificateAuthority.parent_id.is_not(None)
-            )
-        ),
-        has_profile=exists(
-            select(CertificateProfile.id).where(
+    # One statement for the whole checklist (a round trip each cost more than the lookups
+    # on a loaded machine).
+    first_bare = bare.limit(1).subquery()
+    row = db.session.execute(
+        select(
+            select(first_bare.c.id).scalar_subquery(),
+            select(first_bare.c.name).scalar_subquery(),
+            orgs.exists(),
+            domain_query.exists(),
+            delegations.exists(),
+            select(CertificateAuthority.id)
+            .where(active_ca, CertificateAuthority.parent_id.is_(None))
+            .exists(),
+            select(CertificateAuthority.id)
+            .where(active_ca, CertificateAuthority.parent_id.is_not(None))
+            .exists(),
+            select(CertificateProfile.id)
+            .where(
                 CertificateProfile.cert_type == CertType.SSL, CertificateProfile.active.is_(True)
             )
-        ),
-        has_request=exists(requests),
-        has_certificate=exists(certificates),
+            .exists(),
+            requests.exists(),
+            certificates.exists(),
+        )
+    ).one()
+    missing_id, missing_name, *found = row
+    return FirstSteps(
+        org_without_location=(missing_id, missing_name) if missing_id is not None else None,
+        has_org=bool(found[0]),
+        has_domain=bool(found[1]),
+        has_delegation=bool(found[2]),
+        has_root_ca=bool(found[3]),
+        has_issuing_ca=bool(found[4]),
+        has_profile=bool(found[5]),
+        has_request=bool(found[6]),
+        has_certificate=bool(found[7]),
     )
 
 
@@ -527,3 +588,70 @@ def delegation_states(*, actor: Admin) -> dict[str, int]:
         label = status.value if hasattr(status, "value") else str(status)
         counts[label] = int(count)
     return counts
+
+
+def _count(model: Any, clause: Any) -> Any:
+    query = select(func.count()).select_from(model)
+    if clause is not None:
+        query = query.where(clause)
+    return query.scalar_subquery()
+
+
+def headline_counts(*, actor: Admin) -> dict[str, int]:
+    """The dashboard's number cards: what the admin may see of the account."""
+    scope = scope_of(actor)
+    delegation_clause = None if scope.is_master else domains.delegation_clause(scope)
+    pending_clause = Delegation.status == DelegationStatus.REQUESTED
+    if delegation_clause is not None:
+        pending_clause = pending_clause & delegation_clause
+    counted = {
+        "Organizations": _count(Organization, organization_clause(scope)),
+        "Departments": _count(Department, department_clause(scope)),
+        "Domains": _count(Domain, domains.visible_domains_clause(scope)),
+        "Delegations awaiting approval": _count(Delegation, pending_clause),
+        "Administrators": _count(Admin, admins.visible_admins_clause(scope)),
+    }
+    # One statement for the cards (a round trip each cost more than the counts on a
+    # loaded machine).
+    row = db.session.execute(select(*counted.values())).one()
+    result = {name: int(value) for name, value in zip(counted, row, strict=True)}
+    result["Certificates with weak or shared keys"] = findings.count_with_findings(actor=actor)
+    return result
+
+
+def running_jobs(*, actor: Admin) -> int | None:
+    """Jobs pending or running (an MRAO's card; None for everyone else)."""
+    if not scope_of(actor).is_master:
+        return None
+    query = _count(Job, Job.status.in_([JobStatus.PENDING, JobStatus.RUNNING]))
+    return int(db.session.execute(select(query)).scalar_one())
+
+
+@dataclass
+class Page:
+    """Every number the dashboard page shows an admin (what bench/reports.py times)."""
+
+    headline: dict[str, int]
+    running: int | None
+    steps: FirstSteps
+    overview: Overview
+    delegations: dict[str, int]
+    months: list[MonthCounts]
+    pending: dict[CertType, list[int]]
+    trend: list[RunTrend]
+    risks: dict[str, dict[CertType, int]]
+
+
+def page(*, actor: Admin) -> Page:
+    """The dashboard's data, every panel, scoped to the admin."""
+    return Page(
+        headline=headline_counts(actor=actor),
+        running=running_jobs(actor=actor),
+        steps=first_steps(actor=actor),
+        overview=certificate_overview(actor=actor),
+        delegations=delegation_states(actor=actor),
+        months=requests_vs_issued(actor=actor),
+        pending=pending_approvals(actor=actor),
+        trend=discovery_trend(actor=actor),
+        risks=top_risks(actor=actor),
+    )

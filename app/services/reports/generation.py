@@ -19,7 +19,7 @@ from typing import Any
 
 import plotly
 from flask import current_app
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 
 from app.extensions import db
 from app.models import Admin, Job, NotificationType, Report, ReportChunk
@@ -167,7 +167,14 @@ def render_chunk(report: Report, low: int, high: int) -> tuple[bytes, int, summa
     counts of the report type's chart columns."""
     rtype = catalog.report_type(report.report_type)
     filters = Filters.from_dict(report.filters)
-    query = rtype.rows(_scope_for(report), filters, low, high)
+    scope = _scope_for(report)
+    if (
+        Format(report.format) == Format.CSV
+        and rtype.csv_text is not None
+        and db.session.get_bind().dialect.name == "postgresql"
+    ):
+        return _render_csv_text(report, rtype, rtype.csv_text, scope, filters, low, high)
+    query = rtype.rows(scope, filters, low, high)
     # Core execution (no ORM row loading) through a server-side cursor, 2,000 rows a fetch:
     # options on the statement (Connection.execution_options would change the connection
     # itself, and the writes after it would be declared as cursors too).
@@ -194,6 +201,37 @@ def render_chunk(report: Report, low: int, high: int) -> tuple[bytes, int, summa
     return data, count, tallier.tally
 
 
+def _render_csv_text(
+    report: Report,
+    rtype: catalog.ReportType,
+    csv_text: catalog.CsvText,
+    scope: Scope,
+    filters: Filters,
+    low: int,
+    high: int,
+) -> tuple[bytes, int, summary.Tally]:
+    """render_chunk for CSV on PostgreSQL: the database sends every cell as its CSV text
+    (times formatted as the writer formats them, NULL as empty), blocks of BLOCK_ROWS rows
+    go to csv.writer.writerows after one search for cells to escape; the same bytes as
+    the general path (tests/services/test_reports_postgres.py compares them)."""
+    query = rtype.rows(scope, filters, low, high, as_csv_text=True)
+    result = db.session.connection().execute(
+        query.execution_options(stream_results=True, yield_per=export.BLOCK_ROWS)
+    )
+    writer = export.CsvWriter(bom=report.bom)
+    count = 0
+
+    def blocks() -> Iterator[Any]:
+        nonlocal count
+        for block in result.partitions():
+            count += len(block)
+            yield csv_text.shape_block(block)
+
+    data = b"".join(writer.text_rows(blocks(), numeric=csv_text.numeric))
+    tallier = summary.Tallier((), [c.key for c in rtype.columns])
+    return data, count, tallier.tally
+
+
 def run_chunk_job(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:
     """Build one chunk; the last one marks the report done."""
     payload = job.payload or {}
@@ -215,7 +253,28 @@ def build_chunk(
     data, count, tally = render_chunk(report, int(low), int(high))
     if before_write is not None:
         before_write()
-    # Write to the report row first: that takes its lock (a row lock on PostgreSQL, the
+    chunk = ReportChunk(
+        report_id=report_id,
+        seq=seq,
+        low=int(low),
+        high=int(high),
+        rows=count,
+        data=data,
+        summary=tally,
+    )
+    savepoint = None
+    if db.session.get_bind().dialect.name == "postgresql":
+        # The chunk's bytes are written before the report row is locked below: that lock
+        # is held until the commit, and writing megabytes under it made every worker's
+        # chunks take turns (1 -> 2 processes: 1.06x on 1,000,000 certificates). Two
+        # copies of this one chunk's job take turns here instead; a report that ends
+        # meanwhile gets nothing of it (the savepoint is rolled back).
+        db.session.execute(
+            text("SELECT pg_advisory_xact_lock(:report, :seq)"), {"report": report_id, "seq": seq}
+        )
+        savepoint = db.session.begin_nested()
+        _replace_chunk(chunk)
+    # Write to the report row now: that takes its lock (a row lock on PostgreSQL, the
     # database's write lock on SQLite) before the count below is read, so two chunks
     # finishing at once are counted one after the other.
     claimed = db.session.execute(
@@ -225,24 +284,16 @@ def build_chunk(
         .execution_options(synchronize_session=False)
     )
     if claimed.rowcount != 1:
+        if savepoint is not None:
+            savepoint.rollback()
         return {"message": f"report #{report_id} is no longer being built"}
+    if savepoint is not None:
+        savepoint.commit()
+    else:
+        _replace_chunk(chunk)
     report = db.session.execute(
         select(Report).where(Report.id == report_id).execution_options(populate_existing=True)
     ).scalar_one()
-    db.session.execute(
-        delete(ReportChunk).where(ReportChunk.report_id == report_id, ReportChunk.seq == seq)
-    )
-    db.session.add(
-        ReportChunk(
-            report_id=report_id,
-            seq=seq,
-            low=int(low),
-            high=int(high),
-            rows=count,
-            data=data,
-            summary=tally,
-        )
-    )
     done = list(report.chunks_done or [])
     if seq not in done:
         report.chunks_done = sorted([*done, seq])
@@ -257,6 +308,17 @@ def build_chunk(
         "result_type": "Report",
         "result_id": report_id,
     }
+
+
+def _replace_chunk(chunk: ReportChunk) -> None:
+    """Store a chunk in place of an earlier copy of it (written at once)."""
+    db.session.execute(
+        delete(ReportChunk).where(
+            ReportChunk.report_id == chunk.report_id, ReportChunk.seq == chunk.seq
+        )
+    )
+    db.session.add(chunk)
+    db.session.flush()
 
 
 def _ready(report: Report) -> None:

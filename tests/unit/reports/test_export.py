@@ -164,3 +164,46 @@ def test_enum_and_bool_cells():
     assert csv_cell(False) == "false"
     assert csv_cell(dt.date(2027, 1, 2)) == "2027-01-02"
     assert csv_cell(dt.datetime(2027, 1, 2, 3, 4, 5)) == "2027-01-02T03:04:05"
+
+
+def test_text_rows_write_what_rows_writes() -> None:
+    """CsvWriter.text_rows (cells already text, numbers at known positions) writes the
+    bytes rows writes for the same values: every risky first character, NUL, a separator
+    inside a cell, cells csv.writer quotes, plain blocks and blocks with one risky or
+    quoted cell."""
+    when = dt.datetime(2027, 1, 31, 12, 0, 5, 123456, tzinfo=dt.UTC)
+    risky = ["=1", "+1", "-1", "@a", "\tx", "nul\x00", "a\x1f=b", "\x1f-", "ok", ""]
+    special = {3000: "x,y", 4000: 'q"', 4001: "lf\n", 4002: "cr\r"}
+    typed = []
+    for i in range(4500):
+        # Blocks of 1,000: risky cells, none to quote; neither; risky, one a CR (quoted);
+        # one comma; a quote and line ends.
+        if i < 1000 and i % 97 == 0:
+            name = risky[i % len(risky)]
+        elif 2000 <= i < 2100:
+            name = [*risky, "\ry"][i % (len(risky) + 1)]
+        else:
+            name = f"h{i}"
+        other = special.get(i, "p")
+        typed.append((i - 5, name, when if i % 2 else None, bool(i % 3), other))
+    texts = [
+        (
+            str(n),
+            name,
+            csv_cell(moment) if moment else "",
+            "true" if flag else "false",
+            other,
+        )
+        for n, name, moment, flag, other in typed
+    ]
+    blocks = [texts[i : i + BLOCK_ROWS] for i in range(0, len(texts), BLOCK_ROWS)]
+    columns = [Column(f"c{i}", f"C{i}") for i in range(5)]
+    writer = CsvWriter()
+    expected = b"".join(writer.rows(columns, typed))
+    assert b"".join(writer.text_rows(blocks, numeric=frozenset({0}))) == expected
+    assert b"'-1" in expected and b",-5," not in expected and b"-5," in expected
+    assert b'"x,y"' in expected and b'"q"""' in expected and b'"cr\r"' in expected
+    one = [Column("only", "Only")]
+    assert b"".join(writer.text_rows([[("",), ("a",)]])) == b"".join(
+        writer.rows(one, [("",), ("a",)])
+    )
