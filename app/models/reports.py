@@ -145,7 +145,7 @@ class CertificateExpiryCount(db.Model):  # type: ignore[name-defined,misc]
             "expiry_day",
             postgresql_include=["organization_id", "department_id", "cert_type", "status", "n"],
         ),
-        # An RAO's or DRAO's days (migration 0030_report_performance).
+        # An RAO's or DRAO's days (migration 0031_report_performance).
         Index(
             "ix_certificate_expiry_counts_organization_id",
             "organization_id",
@@ -165,7 +165,7 @@ class CertificateExpiryCount(db.Model):  # type: ignore[name-defined,misc]
 
 class CertificateMonthCount(db.Model):  # type: ignore[name-defined,misc]
     """Certificates by organization, department, type, origin and the UTC month they were
-    added (created_at), kept like CertificateCount (migration 0030_report_performance): the dashboard's
+    added (created_at), kept like CertificateCount (migration 0031_report_performance): the dashboard's
     "requests vs issued" panel sums twelve months of it."""
 
     __tablename__ = "certificate_month_counts"

@@ -22,8 +22,8 @@ a similar size. Chunks already stored keep their compression.
 The downgrade drops the triggers, their functions and the table, and gives report_chunks
 back the default compression and storage.
 
-Revision ID: 0030_report_performance
-Revises: 0029_acme_dispatch
+Revision ID: 0031_report_performance
+Revises: 0030_upload_digest
 Create Date: 2026-12-07 12:50:00
 
 """
@@ -33,8 +33,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = "0030_report_performance"
-down_revision = "0029_acme_dispatch"
+revision = "0031_report_performance"
+down_revision = "0030_upload_digest"
 branch_labels = None
 depends_on = None
 

@@ -2,7 +2,7 @@
 certificate_month_counts): folding the rows the triggers append, rebuilding them from the
 certificates, checking them.
 
-Triggers on ``certificates`` (migrations 0028_dashboard_counts, 0030_report_performance) keep
+Triggers on ``certificates`` (migrations 0028_dashboard_counts, 0031_report_performance) keep
 the tables current in
 the writer's own transaction: each INSERT, UPDATE and DELETE appends +n / -n rows, so the
 sum of a group's rows is its count at any moment, whatever wrote the certificates (a
