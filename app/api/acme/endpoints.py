@@ -118,10 +118,13 @@ def _verified(slug: str, *, allow_jwk: bool = False, require_jwk: bool = False) 
         raise AcmeProblem("malformed", f"the Content-Type must be {JOSE}", status=415)
     jws = jose.parse_jws(request.get_data(cache=False))
     header = jose.check_request_header(jws, url=request.base_url)
-    if not nonces.use_nonce(header.nonce):
+    used = nonces.use_nonce(header.nonce)
+    if nonces.in_database():
+        # Used up for good, whatever comes next. Redis's SET NX is final by itself, and a
+        # commit here would expire the rows the handler loaded already (its profile).
         db.session.commit()
+    if not used:
         raise AcmeProblem("badNonce", "the nonce is unknown, expired or already used")
-    db.session.commit()
     if header.jwk is not None:
         if not allow_jwk:
             raise AcmeProblem("malformed", "this request must be signed by an account (kid)")
@@ -263,11 +266,6 @@ def _as_order(order: AcmeOrder, slug: str) -> dict[str, Any]:
     return body
 
 
-def _profile_of_order(order: AcmeOrder, slug: str) -> None:
-    if order.profile.acme_slug != slug:
-        raise AcmeProblem("malformed", f"no order #{order.id} in this directory", status=404)
-
-
 @bp.post("/new-order")
 def new_order(slug: str) -> Response:
     profile = _profile(slug)
@@ -296,9 +294,8 @@ def new_order(slug: str) -> Response:
 def order(slug: str, order_id: int) -> Response:
     signed = _verified(slug)
     assert signed.account is not None
-    found = orders.get_order(account=signed.account, order_id=order_id)
-    _profile_of_order(found, slug)
-    wait = orders.retry_after(found)  # read before _json's commit expires the rows
+    found, state = orders.load_order(account=signed.account, order_id=order_id, slug=slug)
+    wait = orders.retry_after(found, state)  # read before _json's commit expires the rows
     return _retry_after(_json(_as_order(found, slug), slug), wait)
 
 
@@ -339,8 +336,7 @@ def _as_authorization(authz: AcmeAuthorization, slug: str) -> dict[str, Any]:
 def authorization(slug: str, authz_id: int) -> Response:
     signed = _verified(slug)
     assert signed.account is not None
-    authz = orders.get_authorization(account=signed.account, authz_id=authz_id)
-    _profile_of_order(authz.order, slug)
+    authz = orders.get_authorization(account=signed.account, authz_id=authz_id, slug=slug)
     body, wait = _as_authorization(authz, slug), orders.retry_after(authz)
     return _retry_after(_json(body, slug), wait)
 
@@ -352,10 +348,11 @@ def challenge(slug: str, challenge_id: int) -> Response:
 
     def act() -> Response:
         if messages.parse_challenge_response(signed.payload):
-            chall = orders.respond(account=signed.account, challenge_id=challenge_id)  # type: ignore[arg-type]
+            chall = orders.respond(account=signed.account, challenge_id=challenge_id, slug=slug)  # type: ignore[arg-type]
         else:
-            chall = orders.get_challenge(account=signed.account, challenge_id=challenge_id)  # type: ignore[arg-type]
-        _profile_of_order(chall.authorization.order, slug)
+            chall = orders.get_challenge(
+                account=signed.account, challenge_id=challenge_id, slug=slug
+            )  # type: ignore[arg-type]
         up = _url("authorization", slug, authz_id=chall.authorization_id)
         body, wait = _as_challenge(chall, slug), orders.retry_after(chall)
         response = _retry_after(_json(body, slug), wait)
@@ -371,15 +368,14 @@ def finalize(slug: str, order_id: int) -> Response:
     assert signed.account is not None
 
     def act() -> Response:
-        found = orders.get_order(account=signed.account, order_id=order_id)  # type: ignore[arg-type]
-        _profile_of_order(found, slug)
         done = orders.finalize(
             account=signed.account,  # type: ignore[arg-type]
             order_id=order_id,
             csr_der=messages.parse_finalize(signed.payload),
+            slug=slug,
         )
-        db.session.commit()
-        orders.refresh_order(done)
+        # The answer from the rows as finalize left them; _json's one commit stores them
+        # with the request (and sends the issuance message after it).
         body, wait = _as_order(done, slug), orders.retry_after(done)
         return _retry_after(_json(body, slug, location=_url("order", slug, order_id=done.id)), wait)
 
@@ -392,8 +388,7 @@ def certificate(slug: str, order_id: int) -> Response:
     assert signed.account is not None
     if signed.payload is not None:
         raise AcmeProblem("malformed", "fetch the certificate with POST-as-GET (empty payload)")
-    cert, chain = orders.certificate_of(account=signed.account, order_id=order_id)
-    _profile_of_order(orders.get_order(account=signed.account, order_id=order_id), slug)
+    cert, chain = orders.certificate_of(account=signed.account, order_id=order_id, slug=slug)
     pem = x509.load_der_x509_certificate(cert.der).public_bytes(Encoding.PEM)
     pem += b"".join(c.public_bytes(Encoding.PEM) for c in chain)
     response = Response(pem, mimetype="application/pem-certificate-chain")
