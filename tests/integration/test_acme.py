@@ -327,6 +327,8 @@ def test_external_account_binding_is_required_and_checked(client, world):
 
 def test_a_revoked_eab_key_stops_its_accounts(client, world):
     acme = registered(client, world)
+    order_url = acme.order("www.acme.example").headers["Location"]
+    order = acme.post(order_url, None).get_json()
     key = db.session.execute(
         select(external_keys.AcmeExternalKey).where(
             external_keys.AcmeExternalKey.key_id == world["key_id"]
@@ -335,6 +337,18 @@ def test_a_revoked_eab_key_stops_its_accounts(client, world):
     external_keys.revoke_key(actor=world["mrao"], key_id=key.id)
     db.session.commit()
     assert "revoked" in problem(acme.order("www.acme.example"), "unauthorized", 403)
+    # Polls and downloads check the account from its columns alone: refused the same way.
+    for url in (order_url, order["authorizations"][0], acme.kid + "/orders"):
+        assert "revoked" in problem(acme.post(url, None), "unauthorized", 403)
+
+
+def test_a_deactivated_account_can_no_longer_poll(client, world):
+    acme = registered(client, world)
+    order_url = acme.order("www.acme.example").headers["Location"]
+    authz_url = acme.post(order_url, None).get_json()["authorizations"][0]
+    assert acme.post(acme.kid, {"status": "deactivated"}).get_json()["status"] == "deactivated"
+    for url in (order_url, authz_url):
+        assert "deactivated" in problem(acme.post(url, None), "unauthorized", 403)
 
 
 def test_identifiers_outside_the_delegation_are_rejected(client, world):
@@ -411,6 +425,45 @@ def test_hostile_requests(client, world):
     order = acme.order("www.acme.example").get_json()
     theirs = intruder.post(order["authorizations"][0], None)
     problem(theirs, "malformed", 404)
+
+
+def test_objects_are_found_only_by_their_account_and_in_their_directory(client, world):
+    """Every lookup carries the account and the directory in its statement: another
+    account's order, authorization, challenge and certificate, or the account's own under
+    another directory's URLs, are "not found"."""
+    from app.models import CertType
+    from app.services.ca import profiles
+    from app.services.scope import SYSTEM
+
+    profiles.create_profile(
+        actor=SYSTEM,
+        data=profiles.ProfileData(
+            name="Other servers",
+            cert_type=CertType.SSL,
+            ca_id=world["issuing"].id,
+            terms=(90,),
+            key_types=("EC-P256",),
+            requires_approval=False,
+            acme_slug="other",
+        ),
+    )
+    db.session.commit()
+    acme = registered(client, world)
+    order, _ = issue(acme, world, "www.acme.example")
+    order_url = order["finalize"].removesuffix("/finalize")
+    authz_url = order["authorizations"][0]
+    chall_url = acme.post(authz_url, None).get_json()["challenges"][0]["url"]
+    urls = (order_url, authz_url, chall_url, order["certificate"])
+    intruder = registered(client, world)
+    for url in urls:
+        assert "for this account" in problem(intruder.post(url, None), "malformed", 404)
+    # The same account through the other directory (its account URL there).
+    other = Acme(client, slug="other", key=acme.key)
+    other.kid = acme.kid.replace("/acme/tls/", "/acme/other/")
+    for url in urls:
+        moved = other.post(url.replace("/acme/tls/", "/acme/other/"), None)
+        assert "in this directory" in problem(moved, "malformed", 404)
+    assert acme.post(order["certificate"], None).status_code == 200
 
 
 def test_validation_never_connects_to_a_denied_address(client, world):

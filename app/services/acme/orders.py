@@ -233,7 +233,7 @@ def request_state(request_id: int) -> RequestState | None:
 
 
 def load_order(
-    *, account: AcmeAccount, order_id: int, slug: str | None = None
+    *, account_id: int, order_id: int, slug: str | None = None
 ) -> tuple[AcmeOrder, RequestState | None]:
     """The account's order (under the directory ``slug``), refreshed (§7.1.6), and the state
     of its certificate request: the order, its authorizations and the request's state in
@@ -245,7 +245,7 @@ def load_order(
     query = (
         select(AcmeOrder, *_REQUEST_STATE)
         .outerjoin(CertificateRequest, CertificateRequest.id == AcmeOrder.request_id)
-        .where(AcmeOrder.id == order_id, AcmeOrder.account_id == account.id)
+        .where(AcmeOrder.id == order_id, AcmeOrder.account_id == account_id)
         .options(joinedload(AcmeOrder.authorizations))
     )
     row = db.session.execute(_in_directory(query, slug)).unique().first()
@@ -256,18 +256,18 @@ def load_order(
     return refresh_order(order, state), state
 
 
-def get_order(*, account: AcmeAccount, order_id: int, slug: str | None = None) -> AcmeOrder:
-    return load_order(account=account, order_id=order_id, slug=slug)[0]
+def get_order(*, account_id: int, order_id: int, slug: str | None = None) -> AcmeOrder:
+    return load_order(account_id=account_id, order_id=order_id, slug=slug)[0]
 
 
 def get_authorization(
-    *, account: AcmeAccount, authz_id: int, slug: str | None = None
+    *, account_id: int, authz_id: int, slug: str | None = None
 ) -> AcmeAuthorization:
     """The account's authorization with its order and its challenges (one statement)."""
     query = (
         select(AcmeAuthorization)
         .join(AcmeOrder, AcmeOrder.id == AcmeAuthorization.order_id)
-        .where(AcmeAuthorization.id == authz_id, AcmeOrder.account_id == account.id)
+        .where(AcmeAuthorization.id == authz_id, AcmeOrder.account_id == account_id)
         .options(contains_eager(AcmeAuthorization.order), joinedload(AcmeAuthorization.challenges))
     )
     authz = db.session.execute(_in_directory(query, slug)).unique().scalar_one_or_none()
@@ -277,15 +277,13 @@ def get_authorization(
     return authz
 
 
-def get_challenge(
-    *, account: AcmeAccount, challenge_id: int, slug: str | None = None
-) -> AcmeChallenge:
+def get_challenge(*, account_id: int, challenge_id: int, slug: str | None = None) -> AcmeChallenge:
     """The account's challenge with its authorization and order (one statement)."""
     query = (
         select(AcmeChallenge)
         .join(AcmeAuthorization, AcmeAuthorization.id == AcmeChallenge.authorization_id)
         .join(AcmeOrder, AcmeOrder.id == AcmeAuthorization.order_id)
-        .where(AcmeChallenge.id == challenge_id, AcmeOrder.account_id == account.id)
+        .where(AcmeChallenge.id == challenge_id, AcmeOrder.account_id == account_id)
         .options(
             contains_eager(AcmeChallenge.authorization).contains_eager(AcmeAuthorization.order)
         )
@@ -367,10 +365,10 @@ def retry_after(
     return messages.retry_after((now - since).total_seconds(), longest=WORKER_RETRY_MAX)
 
 
-def respond(*, account: AcmeAccount, challenge_id: int, slug: str | None = None) -> AcmeChallenge:
+def respond(*, account_id: int, challenge_id: int, slug: str | None = None) -> AcmeChallenge:
     """§7.5.1: the client says it is ready; validation is sent to a worker after commit
     (dispatch.send_validation). Responding again does nothing more."""
-    chall = get_challenge(account=account, challenge_id=challenge_id, slug=slug)
+    chall = get_challenge(account_id=account_id, challenge_id=challenge_id, slug=slug)
     authz = chall.authorization
     _expire_authorization(authz)
     if authz.status != Status.PENDING or chall.status != Status.PENDING:
@@ -555,7 +553,7 @@ def finalize(
         AcmeProblem: orderNotReady; badCSR for an unreadable CSR, names other than the
             order's, or any enrollment refusal (its message says which).
     """
-    order = get_order(account=account, order_id=order_id, slug=slug)
+    order = get_order(account_id=account.id, order_id=order_id, slug=slug)
     if order.status != Status.READY:
         raise AcmeProblem("orderNotReady", f"the order is {order.status}, not ready")
     try:
@@ -646,7 +644,7 @@ def issuance_failed(*, order_id: int, reason: str) -> None:
 
 
 def certificate_of(
-    *, account: AcmeAccount, order_id: int, slug: str | None = None
+    *, account_id: int, order_id: int, slug: str | None = None
 ) -> tuple[Certificate, list[x509.Certificate]]:
     """The issued certificate of the account's order (under the directory ``slug``) and its
     chain (issuer first): one statement when it is there; otherwise the order says why not.
@@ -660,7 +658,7 @@ def certificate_of(
         .join(AcmeOrder, AcmeOrder.request_id == CertificateRequest.id)
         .where(
             AcmeOrder.id == order_id,
-            AcmeOrder.account_id == account.id,
+            AcmeOrder.account_id == account_id,
             CertificateRequest.status == RequestStatus.ISSUED,
         )
     )
@@ -668,7 +666,7 @@ def certificate_of(
     if row is None or row.status != Status.VALID:
         # Not issued, or issued while nobody polled the order (an administrator's approval
         # queues the issuance): the order says which, and follows its request (§7.1.6).
-        order = get_order(account=account, order_id=order_id, slug=slug)
+        order = get_order(account_id=account_id, order_id=order_id, slug=slug)
         if order.status != Status.VALID or row is None:
             raise AcmeProblem(
                 "malformed", f"the order is {order.status}: no certificate", status=404
