@@ -8,6 +8,7 @@ refusal is an AcmeProblem; the caller commits.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +16,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import contains_eager, joinedload
 
 from app.acme import challenges, jose, messages
@@ -194,15 +195,6 @@ def _not_found(what: str, object_id: int) -> AcmeProblem:
     )
 
 
-def _in_directory(query: Any, slug: str | None) -> Any:
-    """Only objects of orders under the directory ``slug`` (None: any directory)."""
-    if slug is None:
-        return query
-    return query.join(CertificateProfile, CertificateProfile.id == AcmeOrder.profile_id).where(
-        CertificateProfile.acme_slug == slug
-    )
-
-
 @dataclass(frozen=True)
 class RequestState:
     """What an order's status and Retry-After need of its certificate request."""
@@ -232,6 +224,65 @@ def request_state(request_id: int) -> RequestState | None:
     return RequestState(*row) if row is not None else None
 
 
+@functools.cache
+def _lookup(kind: str, in_directory: bool) -> Any:
+    """The statements of the lookups below, built once with bind parameters (object_id,
+    account_id, and slug when ``in_directory``): building a statement and its cache key
+    cost about as much as running it, on every poll. Only objects of the account's
+    orders, and under the directory ``slug``, are found."""
+    query: Any
+    if kind == "order":
+        query = (
+            select(AcmeOrder, *_REQUEST_STATE)
+            .outerjoin(CertificateRequest, CertificateRequest.id == AcmeOrder.request_id)
+            .where(AcmeOrder.id == bindparam("object_id"))
+            .options(joinedload(AcmeOrder.authorizations))
+        )
+    elif kind == "authorization":
+        query = (
+            select(AcmeAuthorization)
+            .join(AcmeOrder, AcmeOrder.id == AcmeAuthorization.order_id)
+            .where(AcmeAuthorization.id == bindparam("object_id"))
+            .options(
+                contains_eager(AcmeAuthorization.order),
+                joinedload(AcmeAuthorization.challenges),
+            )
+        )
+    elif kind == "challenge":
+        query = (
+            select(AcmeChallenge)
+            .join(AcmeAuthorization, AcmeAuthorization.id == AcmeChallenge.authorization_id)
+            .join(AcmeOrder, AcmeOrder.id == AcmeAuthorization.order_id)
+            .where(AcmeChallenge.id == bindparam("object_id"))
+            .options(
+                contains_eager(AcmeChallenge.authorization).contains_eager(AcmeAuthorization.order)
+            )
+        )
+    else:  # the issued certificate of an order, and the order's status
+        query = (
+            select(Certificate, AcmeOrder.status)
+            .join(CertificateRequest, CertificateRequest.certificate_id == Certificate.id)
+            .join(AcmeOrder, AcmeOrder.request_id == CertificateRequest.id)
+            .where(
+                AcmeOrder.id == bindparam("object_id"),
+                CertificateRequest.status == RequestStatus.ISSUED,
+            )
+        )
+    query = query.where(AcmeOrder.account_id == bindparam("account_id"))
+    if in_directory:
+        query = query.join(CertificateProfile, CertificateProfile.id == AcmeOrder.profile_id).where(
+            CertificateProfile.acme_slug == bindparam("slug")
+        )
+    return query
+
+
+def _find(kind: str, object_id: int, account_id: int, slug: str | None) -> Any:
+    params: dict[str, Any] = {"object_id": object_id, "account_id": account_id}
+    if slug is not None:
+        params["slug"] = slug
+    return db.session.execute(_lookup(kind, slug is not None), params)
+
+
 def load_order(
     *, account_id: int, order_id: int, slug: str | None = None
 ) -> tuple[AcmeOrder, RequestState | None]:
@@ -242,13 +293,7 @@ def load_order(
     Raises:
         AcmeProblem: malformed (404).
     """
-    query = (
-        select(AcmeOrder, *_REQUEST_STATE)
-        .outerjoin(CertificateRequest, CertificateRequest.id == AcmeOrder.request_id)
-        .where(AcmeOrder.id == order_id, AcmeOrder.account_id == account_id)
-        .options(joinedload(AcmeOrder.authorizations))
-    )
-    row = db.session.execute(_in_directory(query, slug)).unique().first()
+    row = _find("order", order_id, account_id, slug).unique().first()
     if row is None:
         raise _not_found("order", order_id)
     order = row[0]
@@ -264,13 +309,7 @@ def get_authorization(
     *, account_id: int, authz_id: int, slug: str | None = None
 ) -> AcmeAuthorization:
     """The account's authorization with its order and its challenges (one statement)."""
-    query = (
-        select(AcmeAuthorization)
-        .join(AcmeOrder, AcmeOrder.id == AcmeAuthorization.order_id)
-        .where(AcmeAuthorization.id == authz_id, AcmeOrder.account_id == account_id)
-        .options(contains_eager(AcmeAuthorization.order), joinedload(AcmeAuthorization.challenges))
-    )
-    authz = db.session.execute(_in_directory(query, slug)).unique().scalar_one_or_none()
+    authz = _find("authorization", authz_id, account_id, slug).unique().scalar_one_or_none()
     if authz is None:
         raise _not_found("authorization", authz_id)
     _expire_authorization(authz)
@@ -279,16 +318,7 @@ def get_authorization(
 
 def get_challenge(*, account_id: int, challenge_id: int, slug: str | None = None) -> AcmeChallenge:
     """The account's challenge with its authorization and order (one statement)."""
-    query = (
-        select(AcmeChallenge)
-        .join(AcmeAuthorization, AcmeAuthorization.id == AcmeChallenge.authorization_id)
-        .join(AcmeOrder, AcmeOrder.id == AcmeAuthorization.order_id)
-        .where(AcmeChallenge.id == challenge_id, AcmeOrder.account_id == account_id)
-        .options(
-            contains_eager(AcmeChallenge.authorization).contains_eager(AcmeAuthorization.order)
-        )
-    )
-    chall = db.session.execute(_in_directory(query, slug)).scalar_one_or_none()
+    chall = _find("challenge", challenge_id, account_id, slug).scalar_one_or_none()
     if chall is None:
         raise _not_found("challenge", challenge_id)
     return chall
@@ -652,17 +682,7 @@ def certificate_of(
     Raises:
         AcmeProblem: malformed (404): no such order, or no certificate (yet).
     """
-    query = (
-        select(Certificate, AcmeOrder.status)
-        .join(CertificateRequest, CertificateRequest.certificate_id == Certificate.id)
-        .join(AcmeOrder, AcmeOrder.request_id == CertificateRequest.id)
-        .where(
-            AcmeOrder.id == order_id,
-            AcmeOrder.account_id == account_id,
-            CertificateRequest.status == RequestStatus.ISSUED,
-        )
-    )
-    row = db.session.execute(_in_directory(query, slug)).first()
+    row = _find("certificate", order_id, account_id, slug).first()
     if row is None or row.status != Status.VALID:
         # Not issued, or issued while nobody polled the order (an administrator's approval
         # queues the issuance): the order says which, and follows its request (§7.1.6).
