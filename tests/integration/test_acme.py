@@ -1077,3 +1077,46 @@ def test_eab_credentials_never_start_with_a_dash(world, monkeypatch):
     assert jose.b64encode(b"\xf8" + bytes(31)).startswith("-")
     assert not created.hmac_key.startswith("-") and not created.key.key_id.startswith("-")
     assert len(draws) >= 3  # the first draws were refused
+
+
+def test_polls_and_downloads_read_their_objects_in_one_statement(client, world):
+    """The requests an order repeats most: the account's key check, then the object (with
+    what its answer needs) in one statement scoped by account and directory."""
+    from sqlalchemy import event
+
+    acme = registered(client, world)
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        # Not the stub worker's (validating or issuing meanwhile).
+        if type(threading.current_thread()).__name__ != "WorkerThread":
+            seen.append(statement)
+
+    def statements(url, payload=None):
+        seen.clear()
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            response = acme.post(url, payload)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        # Without Redis (this test), using and issuing nonces are statements of their own.
+        return len([s for s in seen if "acme_nonces" not in s])
+
+    created = acme.order("www.acme.example")
+    order_url, order = created.headers["Location"], created.get_json()
+    authz = acme.post(order["authorizations"][0], None).get_json()
+    chall = next(c for c in authz["challenges"] if c["type"] == "http-01")
+    world["responder"].answers[chall["token"]] = f"{chall['token']}.{thumbprint(acme.key)}"
+    assert statements(order["authorizations"][0]) == 2
+    assert statements(chall["url"], {}) == 3  # and the challenge's UPDATE
+    drain(world["worker"])
+    assert statements(order["authorizations"][0]) == 2
+    csr, _ = csr_for("www.acme.example")
+    assert acme.post(order["finalize"], {"csr": csr}).status_code == 200
+    assert statements(order_url) == 2
+    drain(world["worker"])
+    assert statements(order_url) == 2
+    certificate = acme.post(order_url, None).get_json()["certificate"]
+    # The account, the certificate, then its chain: the issuing CA and the root above it.
+    assert statements(certificate) == 4
