@@ -881,7 +881,9 @@ def engine_options(url: str) -> dict[str, object]:
         # Threads of one process share the file; wait for locks instead of failing.
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
     return {
-        "pool_pre_ping": True,
+        # Connections idle for a while are pinged at checkout (app/unavailable.py), not
+        # every checkout.
+        "pool_pre_ping": False,
         "pool_size": 10,
         "max_overflow": 20,
         # An unreachable server fails fast (a web request then answers 503), not after the

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Any
 
 from flask import Flask, Response, current_app, has_request_context
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.extensions import db
@@ -89,6 +90,45 @@ def request_lock_timeout() -> float | None:
     if not has_request_context():
         return None
     return float(current_app.config.get("CW_DB_LOCK_TIMEOUT", RETRY_AFTER_SECONDS))
+
+
+# A PostgreSQL connection checked in less than this ago is handed out as it is; an older
+# one is pinged first (SELECT 1) and replaced when dead. pool_pre_ping pinged on every
+# checkout: a round trip on every web request and every worker message, on connections
+# used a moment before. A server restart inside this window costs the request that finds
+# its connection dead a 503 (above), and the pool then replaces its older connections.
+PING_IDLE_SECONDS = 10.0
+
+
+@event.listens_for(Engine, "connect")
+def _fresh(dbapi_connection: Any, record: Any) -> None:
+    record.info["cw_used_at"] = time.monotonic()
+
+
+@event.listens_for(Engine, "checkin")
+def _checked_in(dbapi_connection: Any, record: Any) -> None:
+    record.info["cw_used_at"] = time.monotonic()
+
+
+@event.listens_for(Engine, "checkout", insert=True)
+def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Before any other checkout work (insert=True): a dead connection raises
+    DisconnectionError, which makes the pool discard it and try another."""
+    if not type(dbapi_connection).__module__.startswith("psycopg"):
+        return
+    used = record.info.get("cw_used_at")
+    if used is not None and time.monotonic() - used < PING_IDLE_SECONDS:
+        return
+    try:
+        before = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        try:
+            dbapi_connection.execute("SELECT 1")
+        finally:
+            dbapi_connection.autocommit = before
+    except Exception as exc:
+        raise DisconnectionError(f"the connection did not answer a ping: {exc}") from exc
+    record.info["cw_used_at"] = time.monotonic()
 
 
 @event.listens_for(Engine, "checkout")

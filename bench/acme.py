@@ -608,18 +608,25 @@ def start_certwright(
         )
 
 
+_PEBBLE_PORTS: list[int] = []
+
+
 def start_pebble(
     folder: Path, listener: tuple[Path, Path], dns: str, http_port: int, eab: tuple[str, str]
 ) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
+    # The same ports for every fresh process (the last one is stopped): a shared machine
+    # gives a benchmark a few ports (BENCH_PORTS), not three more per round.
+    if not _PEBBLE_PORTS:
+        _PEBBLE_PORTS.extend(free_port() for _ in range(3))
+    port, management, tls_port = _PEBBLE_PORTS
     config = {
         "pebble": {
             "listenAddress": f"127.0.0.1:{port}",
-            "managementListenAddress": f"127.0.0.1:{free_port()}",
+            "managementListenAddress": f"127.0.0.1:{management}",
             "certificate": str(listener[0]),
             "privateKey": str(listener[1]),
             "httpPort": http_port,
-            "tlsPort": free_port(),
+            "tlsPort": tls_port,
             "ocspResponderURL": "",
             "externalAccountBindingRequired": True,
             "externalAccountMACKeys": {eab[0]: eab[1]},

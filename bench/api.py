@@ -62,10 +62,14 @@ PASSWORD = "a-long-benchmark-password-1"
 DISTINCT_KEYS = 16  # CSRs differ by name; keys are reused (profiles allow it)
 
 
+# BENCH_PORTS: "5630-5640" (the end excluded), or several such ranges separated by commas.
 _PORTS = iter(
-    range(*(int(v) for v in os.environ["BENCH_PORTS"].split("-")))
-    if os.environ.get("BENCH_PORTS")
-    else ()
+    [
+        port
+        for part in os.environ.get("BENCH_PORTS", "").split(",")
+        if part.strip()
+        for port in range(*(int(v) for v in part.split("-")))
+    ]
 )
 
 

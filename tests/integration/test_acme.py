@@ -327,6 +327,8 @@ def test_external_account_binding_is_required_and_checked(client, world):
 
 def test_a_revoked_eab_key_stops_its_accounts(client, world):
     acme = registered(client, world)
+    order_url = acme.order("www.acme.example").headers["Location"]
+    order = acme.post(order_url, None).get_json()
     key = db.session.execute(
         select(external_keys.AcmeExternalKey).where(
             external_keys.AcmeExternalKey.key_id == world["key_id"]
@@ -335,6 +337,18 @@ def test_a_revoked_eab_key_stops_its_accounts(client, world):
     external_keys.revoke_key(actor=world["mrao"], key_id=key.id)
     db.session.commit()
     assert "revoked" in problem(acme.order("www.acme.example"), "unauthorized", 403)
+    # Polls and downloads check the account from its columns alone: refused the same way.
+    for url in (order_url, order["authorizations"][0], acme.kid + "/orders"):
+        assert "revoked" in problem(acme.post(url, None), "unauthorized", 403)
+
+
+def test_a_deactivated_account_can_no_longer_poll(client, world):
+    acme = registered(client, world)
+    order_url = acme.order("www.acme.example").headers["Location"]
+    authz_url = acme.post(order_url, None).get_json()["authorizations"][0]
+    assert acme.post(acme.kid, {"status": "deactivated"}).get_json()["status"] == "deactivated"
+    for url in (order_url, authz_url):
+        assert "deactivated" in problem(acme.post(url, None), "unauthorized", 403)
 
 
 def test_identifiers_outside_the_delegation_are_rejected(client, world):
@@ -411,6 +425,45 @@ def test_hostile_requests(client, world):
     order = acme.order("www.acme.example").get_json()
     theirs = intruder.post(order["authorizations"][0], None)
     problem(theirs, "malformed", 404)
+
+
+def test_objects_are_found_only_by_their_account_and_in_their_directory(client, world):
+    """Every lookup carries the account and the directory in its statement: another
+    account's order, authorization, challenge and certificate, or the account's own under
+    another directory's URLs, are "not found"."""
+    from app.models import CertType
+    from app.services.ca import profiles
+    from app.services.scope import SYSTEM
+
+    profiles.create_profile(
+        actor=SYSTEM,
+        data=profiles.ProfileData(
+            name="Other servers",
+            cert_type=CertType.SSL,
+            ca_id=world["issuing"].id,
+            terms=(90,),
+            key_types=("EC-P256",),
+            requires_approval=False,
+            acme_slug="other",
+        ),
+    )
+    db.session.commit()
+    acme = registered(client, world)
+    order, _ = issue(acme, world, "www.acme.example")
+    order_url = order["finalize"].removesuffix("/finalize")
+    authz_url = order["authorizations"][0]
+    chall_url = acme.post(authz_url, None).get_json()["challenges"][0]["url"]
+    urls = (order_url, authz_url, chall_url, order["certificate"])
+    intruder = registered(client, world)
+    for url in urls:
+        assert "for this account" in problem(intruder.post(url, None), "malformed", 404)
+    # The same account through the other directory (its account URL there).
+    other = Acme(client, slug="other", key=acme.key)
+    other.kid = acme.kid.replace("/acme/tls/", "/acme/other/")
+    for url in urls:
+        moved = other.post(url.replace("/acme/tls/", "/acme/other/"), None)
+        assert "in this directory" in problem(moved, "malformed", 404)
+    assert acme.post(order["certificate"], None).status_code == 200
 
 
 def test_validation_never_connects_to_a_denied_address(client, world):
@@ -1024,3 +1077,46 @@ def test_eab_credentials_never_start_with_a_dash(world, monkeypatch):
     assert jose.b64encode(b"\xf8" + bytes(31)).startswith("-")
     assert not created.hmac_key.startswith("-") and not created.key.key_id.startswith("-")
     assert len(draws) >= 3  # the first draws were refused
+
+
+def test_polls_and_downloads_read_their_objects_in_one_statement(client, world):
+    """The requests an order repeats most: the account's key check, then the object (with
+    what its answer needs) in one statement scoped by account and directory."""
+    from sqlalchemy import event
+
+    acme = registered(client, world)
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        # Not the stub worker's (validating or issuing meanwhile).
+        if type(threading.current_thread()).__name__ != "WorkerThread":
+            seen.append(statement)
+
+    def statements(url, payload=None):
+        seen.clear()
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            response = acme.post(url, payload)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        # Without Redis (this test), using and issuing nonces are statements of their own.
+        return len([s for s in seen if "acme_nonces" not in s])
+
+    created = acme.order("www.acme.example")
+    order_url, order = created.headers["Location"], created.get_json()
+    authz = acme.post(order["authorizations"][0], None).get_json()
+    chall = next(c for c in authz["challenges"] if c["type"] == "http-01")
+    world["responder"].answers[chall["token"]] = f"{chall['token']}.{thumbprint(acme.key)}"
+    assert statements(order["authorizations"][0]) == 2
+    assert statements(chall["url"], {}) == 3  # and the challenge's UPDATE
+    drain(world["worker"])
+    assert statements(order["authorizations"][0]) == 2
+    csr, _ = csr_for("www.acme.example")
+    assert acme.post(order["finalize"], {"csr": csr}).status_code == 200
+    assert statements(order_url) == 2
+    drain(world["worker"])
+    assert statements(order_url) == 2
+    certificate = acme.post(order_url, None).get_json()["certificate"]
+    # The account, the certificate, then its chain: the issuing CA and the root above it.
+    assert statements(certificate) == 4

@@ -171,3 +171,44 @@ def test_console_shows_the_log_to_mrao_only(client, history):
     assert "organization.create" in page and "department.create" in page
     export = client2.get("/admin/audit/export/csv/")
     assert export.status_code == 200 and b"organization.create" in export.data
+
+
+def test_the_chain_on_postgresql_a_few_rows_with_the_head_and_many_by_copy(postgres_app):
+    """PostgreSQL appends a request's few events in the statement that moves the head, and
+    a batch's many by COPY: both chain, verify and read back what was recorded."""
+    from app.services import bulk
+
+    def record(n: int, tag: str) -> None:
+        for i in range(n):
+            audit.record(
+                action="test.event",
+                actor=SYSTEM,
+                object_type="Thing",
+                object_id=i,
+                label=f"{tag} {i}",
+                before={"n": i, "tag": tag},
+                after={"n": i + 1, "list": [1, "two"]},
+                organization_id=None,
+            )
+        db.session.commit()
+
+    start = audit.verify().rows
+    record(1, "one")
+    record(3, "few")
+    record(bulk.FEW_ROWS + 2, "many")
+    verdict = audit.verify()
+    assert verdict.ok, verdict.summary()
+    assert verdict.rows == start + 1 + 3 + bulk.FEW_ROWS + 2 == verdict.expected
+    rows = (
+        db.session.execute(
+            db.select(AuditEvent)
+            .where(AuditEvent.object_label.like("few %"))
+            .order_by(AuditEvent.seq)
+        )
+        .scalars()
+        .all()
+    )
+    assert [(r.object_label, r.before, r.after) for r in rows] == [
+        (f"few {i}", {"n": i, "tag": "few"}, {"n": i + 1, "list": [1, "two"]}) for i in range(3)
+    ]
+    assert rows[0].at.tzinfo is not None and rows[1].prev_hash == rows[0].hash

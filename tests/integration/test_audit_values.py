@@ -1430,7 +1430,7 @@ def acme_challenge_validate(w: World) -> Seen:
 
     order = _acme_order(w)
     chall = order.authorizations[0].challenges[0]
-    orders.respond(account=order.account, challenge_id=chall.id)
+    orders.respond(account_id=order.account_id, challenge_id=chall.id)
     db.session.commit()
     old = observed(AcmeChallenge, chall.id)
     answer = validation.Outcome(False, "connection", "127.0.0.1:80: refused")

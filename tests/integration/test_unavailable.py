@@ -72,3 +72,36 @@ def test_other_database_errors_are_not_disguised_as_503(tmp_path):
     app = unreachable_app(f"sqlite:///{tmp_path / 'empty.db'}")  # no tables: a real bug
     with pytest.raises(OperationalError, match="no such table"):
         app.test_client().get("/pki/crl/1.crl")
+
+
+def test_a_postgresql_connection_idle_for_a_while_is_pinged_and_a_dead_one_replaced(
+    postgres_app, monkeypatch
+):
+    """pool_pre_ping pinged on every checkout; now a connection used a moment ago is handed
+    out as it is, and one idle longer than PING_IDLE_SECONDS is pinged first: when its
+    server process is gone the pool replaces it and the work goes on."""
+    from sqlalchemy import text
+
+    from app import unavailable
+    from app.extensions import db
+
+    def backend() -> int:
+        pid = db.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        db.session.commit()
+        return int(pid)
+
+    first = backend()
+    second = backend()
+    assert second == first  # the same pooled connection, reused at once
+
+    # Its server process dies while it sits in the pool, idle "for a while".
+    import psycopg
+
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", (first,))
+    monkeypatch.setattr(unavailable, "PING_IDLE_SECONDS", 0.0)
+    replaced = backend()
+    assert replaced != first
+    assert db.session.execute(text("SELECT 1")).scalar_one() == 1
+    db.session.commit()

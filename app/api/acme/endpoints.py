@@ -104,24 +104,33 @@ def new_nonce(slug: str) -> Response:
 
 @dataclass(frozen=True)
 class Signed:
-    """A verified request: its payload, and its account (kid) or key (jwk)."""
+    """A verified request: its payload, and its account (kid: ``account_id``, and the
+    account itself unless the handler said it needs only the id) or key (jwk)."""
 
     payload: dict[str, Any] | None
     account: AcmeAccount | None
     jwk: jose.Jwk | None
+    account_id: int | None = None
 
 
-def _verified(slug: str, *, allow_jwk: bool = False, require_jwk: bool = False) -> Signed:
+def _verified(
+    slug: str, *, allow_jwk: bool = False, require_jwk: bool = False, account: bool = True
+) -> Signed:
     """§6.2-§6.5 in order: content type, JWS shape and header (pure), nonce (used up and
-    committed, whatever comes next), then the key: the account's (kid) or the header's."""
+    committed, whatever comes next), then the key: the account's (kid) or the header's.
+    ``account=False``: the handler uses only the account's id (polls, downloads), so the
+    account is checked from the columns the check needs, without loading it."""
     if request.mimetype != JOSE:
         raise AcmeProblem("malformed", f"the Content-Type must be {JOSE}", status=415)
     jws = jose.parse_jws(request.get_data(cache=False))
     header = jose.check_request_header(jws, url=request.base_url)
-    if not nonces.use_nonce(header.nonce):
+    used = nonces.use_nonce(header.nonce)
+    if nonces.in_database():
+        # Used up for good, whatever comes next. Redis's SET NX is final by itself, and a
+        # commit here would expire the rows the handler loaded already (its profile).
         db.session.commit()
+    if not used:
         raise AcmeProblem("badNonce", "the nonce is unknown, expired or already used")
-    db.session.commit()
     if header.jwk is not None:
         if not allow_jwk:
             raise AcmeProblem("malformed", "this request must be signed by an account (kid)")
@@ -136,9 +145,13 @@ def _verified(slug: str, *, allow_jwk: bool = False, require_jwk: bool = False) 
     account_id = int(kid[len(prefix) :])
     if account_id >= 2**63:
         raise AcmeProblem("accountDoesNotExist", f"no account #{account_id}")
-    account = accounts.authenticate(account_id)
-    jose.verify_jws(jws, jose.parse_jwk(account.jwk))
-    return Signed(jws.payload_json(), account, None)
+    if not account:
+        signer = accounts.authenticate_key(account_id)
+        jose.verify_jws(jws, jose.parse_jwk(signer.jwk))
+        return Signed(jws.payload_json(), None, None, account_id)
+    found = accounts.authenticate(account_id)
+    jose.verify_jws(jws, jose.parse_jwk(found.jwk))
+    return Signed(jws.payload_json(), found, None, account_id)
 
 
 def _as_account(account: AcmeAccount, slug: str) -> dict[str, Any]:
@@ -158,8 +171,8 @@ def _json(body: dict[str, Any], slug: str, *, status: int = 200, location: str =
     return _finish(response, slug)
 
 
-def _acting(account: AcmeAccount | None, fn: Callable[[], Response]) -> Response:
-    label = f"ACME account #{account.id}" if account is not None else "ACME (certificate key)"
+def _acting(account_id: int | None, fn: Callable[[], Response]) -> Response:
+    label = f"ACME account #{account_id}" if account_id is not None else "ACME (certificate key)"
     with audit.source(ip=request.remote_addr or "", label=label):
         return fn()
 
@@ -200,7 +213,7 @@ def account(slug: str, account_id: int) -> Response:
             db.session.commit()
         return _json(_as_account(signed.account, slug), slug)  # type: ignore[arg-type]
 
-    return _acting(signed.account, act)
+    return _acting(signed.account_id, act)
 
 
 @bp.post("/key-change")
@@ -223,14 +236,14 @@ def key_change(slug: str) -> Response:
         db.session.commit()
         return _json(_as_account(signed.account, slug), slug)  # type: ignore[arg-type]
 
-    return _acting(signed.account, act)
+    return _acting(signed.account_id, act)
 
 
 @bp.post("/acct/<int:account_id>/orders")
 def account_orders(slug: str, account_id: int) -> Response:
-    signed = _verified(slug)
-    assert signed.account is not None
-    if signed.account.id != account_id:
+    signed = _verified(slug, account=False)
+    assert signed.account_id is not None
+    if signed.account_id != account_id:
         raise AcmeProblem("unauthorized", "the JWS is signed by another account")
     ids = db.session.execute(
         db.select(AcmeOrder.id)
@@ -263,11 +276,6 @@ def _as_order(order: AcmeOrder, slug: str) -> dict[str, Any]:
     return body
 
 
-def _profile_of_order(order: AcmeOrder, slug: str) -> None:
-    if order.profile.acme_slug != slug:
-        raise AcmeProblem("malformed", f"no order #{order.id} in this directory", status=404)
-
-
 @bp.post("/new-order")
 def new_order(slug: str) -> Response:
     profile = _profile(slug)
@@ -289,16 +297,15 @@ def new_order(slug: str) -> Response:
             location=_url("order", slug, order_id=order.id),
         )
 
-    return _acting(signed.account, act)
+    return _acting(signed.account_id, act)
 
 
 @bp.post("/order/<int:order_id>")
 def order(slug: str, order_id: int) -> Response:
-    signed = _verified(slug)
-    assert signed.account is not None
-    found = orders.get_order(account=signed.account, order_id=order_id)
-    _profile_of_order(found, slug)
-    wait = orders.retry_after(found)  # read before _json's commit expires the rows
+    signed = _verified(slug, account=False)
+    assert signed.account_id is not None
+    found, state = orders.load_order(account_id=signed.account_id, order_id=order_id, slug=slug)
+    wait = orders.retry_after(found, state)  # read before _json's commit expires the rows
     return _retry_after(_json(_as_order(found, slug), slug), wait)
 
 
@@ -337,32 +344,38 @@ def _as_authorization(authz: AcmeAuthorization, slug: str) -> dict[str, Any]:
 
 @bp.post("/authz/<int:authz_id>")
 def authorization(slug: str, authz_id: int) -> Response:
-    signed = _verified(slug)
-    assert signed.account is not None
-    authz = orders.get_authorization(account=signed.account, authz_id=authz_id)
-    _profile_of_order(authz.order, slug)
+    signed = _verified(slug, account=False)
+    assert signed.account_id is not None
+    authz = orders.get_authorization(account_id=signed.account_id, authz_id=authz_id, slug=slug)
     body, wait = _as_authorization(authz, slug), orders.retry_after(authz)
     return _retry_after(_json(body, slug), wait)
 
 
 @bp.post("/chall/<int:challenge_id>")
 def challenge(slug: str, challenge_id: int) -> Response:
-    signed = _verified(slug)
-    assert signed.account is not None
+    signed = _verified(slug, account=False)
+    assert signed.account_id is not None
 
     def act() -> Response:
         if messages.parse_challenge_response(signed.payload):
-            chall = orders.respond(account=signed.account, challenge_id=challenge_id)  # type: ignore[arg-type]
+            chall = orders.respond(
+                account_id=signed.account_id,  # type: ignore[arg-type]
+                challenge_id=challenge_id,
+                slug=slug,
+            )
         else:
-            chall = orders.get_challenge(account=signed.account, challenge_id=challenge_id)  # type: ignore[arg-type]
-        _profile_of_order(chall.authorization.order, slug)
+            chall = orders.get_challenge(
+                account_id=signed.account_id,  # type: ignore[arg-type]
+                challenge_id=challenge_id,
+                slug=slug,
+            )
         up = _url("authorization", slug, authz_id=chall.authorization_id)
         body, wait = _as_challenge(chall, slug), orders.retry_after(chall)
         response = _retry_after(_json(body, slug), wait)
         response.headers["Link"] += f', <{up}>;rel="up"'
         return response
 
-    return _acting(signed.account, act)
+    return _acting(signed.account_id, act)
 
 
 @bp.post("/order/<int:order_id>/finalize")
@@ -371,29 +384,27 @@ def finalize(slug: str, order_id: int) -> Response:
     assert signed.account is not None
 
     def act() -> Response:
-        found = orders.get_order(account=signed.account, order_id=order_id)  # type: ignore[arg-type]
-        _profile_of_order(found, slug)
         done = orders.finalize(
             account=signed.account,  # type: ignore[arg-type]
             order_id=order_id,
             csr_der=messages.parse_finalize(signed.payload),
+            slug=slug,
         )
-        db.session.commit()
-        orders.refresh_order(done)
+        # The answer from the rows as finalize left them; _json's one commit stores them
+        # with the request (and sends the issuance message after it).
         body, wait = _as_order(done, slug), orders.retry_after(done)
         return _retry_after(_json(body, slug, location=_url("order", slug, order_id=done.id)), wait)
 
-    return _acting(signed.account, act)
+    return _acting(signed.account_id, act)
 
 
 @bp.post("/cert/<int:order_id>")
 def certificate(slug: str, order_id: int) -> Response:
-    signed = _verified(slug)
-    assert signed.account is not None
+    signed = _verified(slug, account=False)
+    assert signed.account_id is not None
     if signed.payload is not None:
         raise AcmeProblem("malformed", "fetch the certificate with POST-as-GET (empty payload)")
-    cert, chain = orders.certificate_of(account=signed.account, order_id=order_id)
-    _profile_of_order(orders.get_order(account=signed.account, order_id=order_id), slug)
+    cert, chain = orders.certificate_of(account_id=signed.account_id, order_id=order_id, slug=slug)
     pem = x509.load_der_x509_certificate(cert.der).public_bytes(Encoding.PEM)
     pem += b"".join(c.public_bytes(Encoding.PEM) for c in chain)
     response = Response(pem, mimetype="application/pem-certificate-chain")
@@ -414,4 +425,4 @@ def revoke_cert(slug: str) -> Response:
         db.session.commit()
         return _finish(Response(status=200), slug)
 
-    return _acting(signed.account, act)
+    return _acting(signed.account_id, act)

@@ -93,6 +93,12 @@ def _redis(app: Flask) -> _RedisNonces | None:
     return cast("_RedisNonces | None", app.extensions[_EXTENSION])
 
 
+def in_database() -> bool:
+    """Whether nonces are rows of the current transaction (the database store), so that
+    using one must be committed by the caller before anything else can fail."""
+    return _redis(current_app) is None
+
+
 def new_nonce() -> str:
     """A fresh nonce; with the database store, added to the current transaction (the
     caller commits)."""

@@ -8,14 +8,16 @@ refusal is an AcmeProblem; the caller commits.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import contains_eager, joinedload
 
 from app.acme import challenges, jose, messages
 from app.acme.messages import Status
@@ -146,28 +148,25 @@ def new_order(
         user_agent=user_agent[:255],
         replaces=request.replaces if replaced is not None else None,
         replaces_certificate_id=replaced.id if replaced is not None else None,
+        # Built with the order, so that one flush inserts them all and the answer lists
+        # them without reading them back.
+        authorizations=[
+            AcmeAuthorization(
+                identifier=ident.value[2:] if ident.is_wildcard else ident.value,
+                wildcard=ident.is_wildcard,
+                status=Status.PENDING.value,
+                expires_at=now + ORDER_LIFETIME,
+                challenges=[
+                    AcmeChallenge(
+                        type=kind, token=challenges.new_token(), status=Status.PENDING.value
+                    )
+                    for kind in (OFFERED_WILDCARD if ident.is_wildcard else OFFERED)
+                ],
+            )
+            for ident in request.identifiers
+        ],
     )
     db.session.add(order)
-    db.session.flush()
-    for ident in request.identifiers:
-        authz = AcmeAuthorization(
-            order_id=order.id,
-            identifier=ident.value[2:] if ident.is_wildcard else ident.value,
-            wildcard=ident.is_wildcard,
-            status=Status.PENDING.value,
-            expires_at=order.expires_at,
-        )
-        db.session.add(authz)
-        db.session.flush()
-        for kind in OFFERED_WILDCARD if ident.is_wildcard else OFFERED:
-            db.session.add(
-                AcmeChallenge(
-                    authorization_id=authz.id,
-                    type=kind,
-                    token=challenges.new_token(),
-                    status=Status.PENDING.value,
-                )
-            )
     db.session.flush()
     audit.record(
         action="acme.order.create",
@@ -190,25 +189,138 @@ def new_order(
     return order
 
 
-def get_order(*, account: AcmeAccount, order_id: int) -> AcmeOrder:
-    order = db.session.get(AcmeOrder, order_id)
-    if order is None or order.account_id != account.id:
-        raise AcmeProblem("malformed", f"no order #{order_id} for this account", status=404)
-    return refresh_order(order)
+def _not_found(what: str, object_id: int) -> AcmeProblem:
+    return AcmeProblem(
+        "malformed", f"no {what} #{object_id} for this account in this directory", status=404
+    )
 
 
-def get_authorization(*, account: AcmeAccount, authz_id: int) -> AcmeAuthorization:
-    authz = db.session.get(AcmeAuthorization, authz_id)
-    if authz is None or authz.order.account_id != account.id:
-        raise AcmeProblem("malformed", f"no authorization #{authz_id} for this account", status=404)
+@dataclass(frozen=True)
+class RequestState:
+    """What an order's status and Retry-After need of its certificate request."""
+
+    status: RequestStatus
+    failure_reason: str | None
+    decision_message: str | None
+    created_at: datetime
+    decided_at: datetime | None
+
+
+_REQUEST_STATE = (
+    CertificateRequest.status,
+    CertificateRequest.failure_reason,
+    CertificateRequest.decision_message,
+    CertificateRequest.created_at,
+    CertificateRequest.decided_at,
+)
+
+
+def request_state(request_id: int) -> RequestState | None:
+    """The certificate request's state as stored now (a fresh statement, not a cached row:
+    issuance changes requests by statements on the table)."""
+    row = db.session.execute(
+        select(*_REQUEST_STATE).where(CertificateRequest.id == request_id)
+    ).first()
+    return RequestState(*row) if row is not None else None
+
+
+@functools.cache
+def _lookup(kind: str, in_directory: bool) -> Any:
+    """The statements of the lookups below, built once with bind parameters (object_id,
+    account_id, and slug when ``in_directory``): building a statement and its cache key
+    cost about as much as running it, on every poll. Only objects of the account's
+    orders, and under the directory ``slug``, are found."""
+    query: Any
+    if kind == "order":
+        query = (
+            select(AcmeOrder, *_REQUEST_STATE)
+            .outerjoin(CertificateRequest, CertificateRequest.id == AcmeOrder.request_id)
+            .where(AcmeOrder.id == bindparam("object_id"))
+            .options(joinedload(AcmeOrder.authorizations))
+        )
+    elif kind == "authorization":
+        query = (
+            select(AcmeAuthorization)
+            .join(AcmeOrder, AcmeOrder.id == AcmeAuthorization.order_id)
+            .where(AcmeAuthorization.id == bindparam("object_id"))
+            .options(
+                contains_eager(AcmeAuthorization.order),
+                joinedload(AcmeAuthorization.challenges),
+            )
+        )
+    elif kind == "challenge":
+        query = (
+            select(AcmeChallenge)
+            .join(AcmeAuthorization, AcmeAuthorization.id == AcmeChallenge.authorization_id)
+            .join(AcmeOrder, AcmeOrder.id == AcmeAuthorization.order_id)
+            .where(AcmeChallenge.id == bindparam("object_id"))
+            .options(
+                contains_eager(AcmeChallenge.authorization).contains_eager(AcmeAuthorization.order)
+            )
+        )
+    else:  # the issued certificate of an order, and the order's status
+        query = (
+            select(Certificate, AcmeOrder.status)
+            .join(CertificateRequest, CertificateRequest.certificate_id == Certificate.id)
+            .join(AcmeOrder, AcmeOrder.request_id == CertificateRequest.id)
+            .where(
+                AcmeOrder.id == bindparam("object_id"),
+                CertificateRequest.status == RequestStatus.ISSUED,
+            )
+        )
+    query = query.where(AcmeOrder.account_id == bindparam("account_id"))
+    if in_directory:
+        query = query.join(CertificateProfile, CertificateProfile.id == AcmeOrder.profile_id).where(
+            CertificateProfile.acme_slug == bindparam("slug")
+        )
+    return query
+
+
+def _find(kind: str, object_id: int, account_id: int, slug: str | None) -> Any:
+    params: dict[str, Any] = {"object_id": object_id, "account_id": account_id}
+    if slug is not None:
+        params["slug"] = slug
+    return db.session.execute(_lookup(kind, slug is not None), params)
+
+
+def load_order(
+    *, account_id: int, order_id: int, slug: str | None = None
+) -> tuple[AcmeOrder, RequestState | None]:
+    """The account's order (under the directory ``slug``), refreshed (§7.1.6), and the state
+    of its certificate request: the order, its authorizations and the request's state in
+    one statement. Another account's order, or another directory's, is "not found".
+
+    Raises:
+        AcmeProblem: malformed (404).
+    """
+    row = _find("order", order_id, account_id, slug).unique().first()
+    if row is None:
+        raise _not_found("order", order_id)
+    order = row[0]
+    state = RequestState(*row[1:]) if order.request_id is not None else None
+    return refresh_order(order, state), state
+
+
+def get_order(*, account_id: int, order_id: int, slug: str | None = None) -> AcmeOrder:
+    return load_order(account_id=account_id, order_id=order_id, slug=slug)[0]
+
+
+def get_authorization(
+    *, account_id: int, authz_id: int, slug: str | None = None
+) -> AcmeAuthorization:
+    """The account's authorization with its order and its challenges (one statement)."""
+    authz = _find("authorization", authz_id, account_id, slug).unique().scalar_one_or_none()
+    if authz is None:
+        raise _not_found("authorization", authz_id)
     _expire_authorization(authz)
     return authz
 
 
-def get_challenge(*, account: AcmeAccount, challenge_id: int) -> AcmeChallenge:
-    chall = db.session.get(AcmeChallenge, challenge_id)
-    if chall is None or chall.authorization.order.account_id != account.id:
-        raise AcmeProblem("malformed", f"no challenge #{challenge_id} for this account", status=404)
+def get_challenge(*, account_id: int, challenge_id: int, slug: str | None = None) -> AcmeChallenge:
+    """The account's challenge with its authorization and order (one statement)."""
+    chall = _find("challenge", challenge_id, account_id, slug).scalar_one_or_none()
+    if chall is None:
+        raise _not_found("challenge", challenge_id)
     return chall
 
 
@@ -217,12 +329,13 @@ def _expire_authorization(authz: AcmeAuthorization) -> None:
         authz.status = Status.EXPIRED.value
 
 
-def refresh_order(order: AcmeOrder) -> AcmeOrder:
-    """§7.1.6: the order's status from its authorizations and its certificate request."""
+def refresh_order(order: AcmeOrder, request: RequestState | None = None) -> AcmeOrder:
+    """§7.1.6: the order's status from its authorizations and its certificate request
+    (``request``: its state when the caller read it already)."""
     if order.status in (Status.VALID, Status.INVALID):
         return order
     if order.request_id is not None:
-        req = db.session.get(CertificateRequest, order.request_id)
+        req = request or request_state(order.request_id)
         assert req is not None
         if req.status == RequestStatus.ISSUED:
             order.status = Status.VALID.value
@@ -253,11 +366,14 @@ WORKER_RETRY_MAX = 10
 APPROVAL_RETRY_MAX = 60
 
 
-def retry_after(obj: AcmeOrder | AcmeAuthorization | AcmeChallenge) -> int | None:
+def retry_after(
+    obj: AcmeOrder | AcmeAuthorization | AcmeChallenge, request: RequestState | None = None
+) -> int | None:
     """Seconds a client should wait before asking about ``obj`` again (RFC 8555 §7.4, §8.2:
     messages.retry_after of how long its work has waited), or None when the server is not
     working on it: a challenge being validated, an authorization with such a challenge,
-    an order being issued or waiting for its request's approval."""
+    an order being issued or waiting for its request's approval (``request``: the order's
+    request state when the caller read it already)."""
     now = utcnow()
     if isinstance(obj, AcmeChallenge):
         if obj.status != Status.PROCESSING:
@@ -271,7 +387,7 @@ def retry_after(obj: AcmeOrder | AcmeAuthorization | AcmeChallenge) -> int | Non
         return min((w for w in waits if w is not None), default=None)
     if obj.status != Status.PROCESSING or obj.request_id is None:
         return None
-    req = db.session.get(CertificateRequest, obj.request_id)
+    req = request or request_state(obj.request_id)
     if req is not None and req.status == RequestStatus.REQUESTED:  # an administrator decides
         waited = (now - req.created_at).total_seconds()
         return messages.retry_after(waited, longest=APPROVAL_RETRY_MAX)
@@ -279,10 +395,10 @@ def retry_after(obj: AcmeOrder | AcmeAuthorization | AcmeChallenge) -> int | Non
     return messages.retry_after((now - since).total_seconds(), longest=WORKER_RETRY_MAX)
 
 
-def respond(*, account: AcmeAccount, challenge_id: int) -> AcmeChallenge:
+def respond(*, account_id: int, challenge_id: int, slug: str | None = None) -> AcmeChallenge:
     """§7.5.1: the client says it is ready; validation is sent to a worker after commit
     (dispatch.send_validation). Responding again does nothing more."""
-    chall = get_challenge(account=account, challenge_id=challenge_id)
+    chall = get_challenge(account_id=account_id, challenge_id=challenge_id, slug=slug)
     authz = chall.authorization
     _expire_authorization(authz)
     if authz.status != Status.PENDING or chall.status != Status.PENDING:
@@ -311,18 +427,32 @@ def validate(*, challenge_id: int, check: Any) -> Validated | None:
     processing, the authorization from pending), so one run records it and the other
     returns None. The caller commits.
     """
-    chall = db.session.get(AcmeChallenge, challenge_id)
-    if chall is None or chall.status != Status.PROCESSING:
+    # What the check needs, in one statement (the challenge, its authorization, the order's
+    # account and its key).
+    row = db.session.execute(
+        select(
+            AcmeChallenge.type,
+            AcmeChallenge.token,
+            AcmeAuthorization.id,
+            AcmeAuthorization.order_id,
+            AcmeAuthorization.identifier,
+            AcmeAuthorization.wildcard,
+            AcmeAccount.jwk,
+            AcmeAccount.organization_id,
+            AcmeAccount.department_id,
+        )
+        .join(AcmeAuthorization, AcmeAuthorization.id == AcmeChallenge.authorization_id)
+        .join(AcmeOrder, AcmeOrder.id == AcmeAuthorization.order_id)
+        .join(AcmeAccount, AcmeAccount.id == AcmeOrder.account_id)
+        .where(AcmeChallenge.id == challenge_id, AcmeChallenge.status == Status.PROCESSING.value)
+    ).first()
+    # Nothing written: no transaction held over the network. A commit, not a rollback:
+    # psycopg forgets the connection's prepared statements on every rollback.
+    db.session.commit()
+    if row is None:
         return None
-    authz = chall.authorization
-    account = authz.order.account
-    order_id, authz_id, identifier = authz.order_id, authz.id, authz.identifier
-    kind, org_id, dept_id = chall.type, account.organization_id, account.department_id
-    token, wildcard = chall.token, authz.wildcard
-    key_authorization = challenges.key_authorization(
-        token, jose.parse_jwk(account.jwk).thumbprint()
-    )
-    db.session.rollback()  # nothing written: no transaction held over the network
+    kind, token, authz_id, order_id, identifier, wildcard, jwk, org_id, dept_id = row
+    key_authorization = challenges.key_authorization(token, jose.parse_jwk(jwk).thumbprint())
     outcome = check(
         kind=kind,
         name=identifier,
@@ -382,7 +512,15 @@ def _record_verdict(
         .execution_options(synchronize_session=False)
     )
     db.session.expire_all()  # rows loaded before the conditional updates are stale now
-    order = db.session.get_one(AcmeOrder, order_id)
+    order = (
+        db.session.execute(
+            select(AcmeOrder)
+            .where(AcmeOrder.id == order_id)
+            .options(joinedload(AcmeOrder.authorizations))
+        )
+        .unique()
+        .scalar_one()
+    )
     refresh_order(order)
     audit.record(
         action="acme.challenge.validate",
@@ -434,7 +572,9 @@ def _requester_email(account: AcmeAccount) -> str:
     return ""
 
 
-def finalize(*, account: AcmeAccount, order_id: int, csr_der: bytes) -> AcmeOrder:
+def finalize(
+    *, account: AcmeAccount, order_id: int, csr_der: bytes, slug: str | None = None
+) -> AcmeOrder:
     """§7.4: a ready order's CSR becomes a certificate request through the console's
     enrollment checks (delegated names, key policy, blocked keys, profile terms); the
     profile's approval rule applies (the order stays processing until approved).
@@ -443,7 +583,7 @@ def finalize(*, account: AcmeAccount, order_id: int, csr_der: bytes) -> AcmeOrde
         AcmeProblem: orderNotReady; badCSR for an unreadable CSR, names other than the
             order's, or any enrollment refusal (its message says which).
     """
-    order = get_order(account=account, order_id=order_id)
+    order = get_order(account_id=account.id, order_id=order_id, slug=slug)
     if order.status != Status.READY:
         raise AcmeProblem("orderNotReady", f"the order is {order.status}, not ready")
     try:
@@ -516,10 +656,8 @@ def issue_order(*, order_id: int) -> AcmeOrder | None:
     if order is None or order.request_id is None or order.status != Status.PROCESSING:
         return None
     issuance.issue_requests([order.request_id])
-    # Issued (or Failed) by statements on the table: the loaded request does not know yet.
-    req = db.session.get(CertificateRequest, order.request_id)
-    if req is not None:
-        db.session.expire(req)
+    # Issued (or Failed) by statements on the table: refresh_order reads the request's
+    # state with a statement of its own.
     return refresh_order(order)
 
 
@@ -532,24 +670,28 @@ def issuance_failed(*, order_id: int, reason: str) -> None:
     issuance.fail_unissued(
         request_ids=[order.request_id], reason=f"issuing ACME order #{order.id} failed: {reason}"
     )
-    req = db.session.get(CertificateRequest, order.request_id)
-    if req is not None:
-        db.session.expire(req)
     refresh_order(order)
 
 
 def certificate_of(
-    *, account: AcmeAccount, order_id: int
+    *, account_id: int, order_id: int, slug: str | None = None
 ) -> tuple[Certificate, list[x509.Certificate]]:
-    """The issued certificate of a valid order and its chain (issuer first)."""
-    order = get_order(account=account, order_id=order_id)
-    if order.status != Status.VALID or order.request_id is None:
-        raise AcmeProblem("malformed", f"the order is {order.status}: no certificate", status=404)
-    req = db.session.get(CertificateRequest, order.request_id)
-    assert req is not None and req.certificate_id is not None
-    cert = db.session.get(Certificate, req.certificate_id)
-    assert cert is not None
-    return cert, inventory.chain_for(cert)
+    """The issued certificate of the account's order (under the directory ``slug``) and its
+    chain (issuer first): one statement when it is there; otherwise the order says why not.
+
+    Raises:
+        AcmeProblem: malformed (404): no such order, or no certificate (yet).
+    """
+    row = _find("certificate", order_id, account_id, slug).first()
+    if row is None or row.status != Status.VALID:
+        # Not issued, or issued while nobody polled the order (an administrator's approval
+        # queues the issuance): the order says which, and follows its request (§7.1.6).
+        order = get_order(account_id=account_id, order_id=order_id, slug=slug)
+        if order.status != Status.VALID or row is None:
+            raise AcmeProblem(
+                "malformed", f"the order is {order.status}: no certificate", status=404
+            )
+    return row[0], inventory.chain_for(row[0])
 
 
 def revoke(
