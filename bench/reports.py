@@ -552,6 +552,12 @@ def run(count: int, runs: int, chunk_rows: int, work: Path) -> dict[str, Any]:
                 f"{folded['rows_before']:,} -> {folded['rows_after']:,}, expiry "
                 f"{folded['expiry_rows_before']:,} -> {folded['expiry_rows_after']:,}"
             )
+            # As a web process does once started (gunicorn.conf.py): what start-up built is
+            # kept out of the garbage collector's full collections, which otherwise take
+            # 150 ms now and then in this process (the fill's and the app's objects).
+            from app.runtime.context import freeze_startup_objects
+
+            freeze_startup_objects()
             log(f"(a) dashboard, {runs} calls each")
             figures_a = {}
             for label, who, raw_orgs in (("mrao", mrao, None), ("rao_10pct", rao, [ten])):
