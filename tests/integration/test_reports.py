@@ -142,6 +142,25 @@ def test_an_rao_report_holds_only_their_organization(app, stub_worker):
         generation.download(actor=rao, report_id=mrao_report.id)
 
 
+def test_a_report_of_one_organization_is_split_over_its_own_ids(app, stub_worker):
+    mrao = make_admin()
+    large, small = make_org("Large"), make_org("Small")
+    add_certificates(large, 12, prefix="large")
+    add_certificates(small, 3, prefix="small")
+    narrowed, data = run(stub_worker, mrao, chunk_rows=4, filters=Filters(organization_id=small.id))
+    whole, _ = run(stub_worker, mrao, chunk_rows=4)
+    # Twelve ids of Large before Small's three: its report is one chunk, not four.
+    assert (narrowed.chunks_total, whole.chunks_total) == (1, 4)
+    ids = sorted(
+        db.session.execute(
+            select(Certificate.id).where(Certificate.organization_id == small.id)
+        ).scalars()
+    )
+    assert narrowed.ranges == [[ids[0], ids[-1]]]
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))[1:]
+    assert sorted(r[1] for r in rows) == [f"small{i}.{small.id}.example" for i in range(3)]
+
+
 def test_filters_narrow_the_report(app, stub_worker):
     mrao = make_admin()
     org, other = make_org("Acme"), make_org("Other")

@@ -128,6 +128,9 @@ class ReportType:
     uses_profile: bool = False
     uses_issuer: bool = False
     uses_department: bool = True
+    # The rows' organization, when they have one: a report narrowed to an organization is
+    # split over that organization's span of ids, not the whole table's.
+    org_column: Any = None
     charts: tuple[ChartSpec, ...] = ()  # drawn in the HTML view and export
     # PostgreSQL: the same rows with every cell as its CSV text (CsvText), for CSV reports.
     csv_text: CsvText | None = None
@@ -318,6 +321,7 @@ def _certificate_type(key: str, title: str, cert_type: CertType) -> ReportType:
         title=title,
         columns=CERT_COLUMNS,
         id_column=Certificate.id,
+        org_column=Certificate.organization_id,
         build=_certificates(cert_type),
         date_fields={
             "expires": Certificate.not_after,

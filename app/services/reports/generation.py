@@ -111,9 +111,14 @@ def start_report(
     db.session.add(report)
     db.session.flush()
     size = chunk_rows or chunk_size()
-    low, high = db.session.execute(
-        select(func.min(rtype.id_column), func.max(rtype.id_column))
-    ).one()
+    span = select(func.min(rtype.id_column), func.max(rtype.id_column))
+    if filters.organization_id is not None and rtype.org_column is not None:
+        # Rows outside the organization are filtered out of every chunk anyway: a report
+        # of one organization is split over its own ids (an index range), not over the
+        # whole table's (a small organization of a large inventory got thousands of
+        # chunks that each found nothing).
+        span = span.where(rtype.org_column == filters.organization_id)
+    low, high = db.session.execute(span).one()
     ranges: list[tuple[int, int]] = []
     if low is not None:
         start = int(low)
