@@ -330,10 +330,12 @@ def end_to_end_run(
         assert stored == count and results == count, (stored, results)
         assert counts["imported"] == count, counts
         growth = max(peak[pid] - start_rss[pid] for pid in pids)
+        tail = _tail_seconds(import_id)
         log(
             f"    {count / elapsed:,.0f} certificates/s, memory growth {growth / 1e6:,.0f} MB, "
             f"CPU per certificate: workers {cpu['cpu_ms_workers']} ms, "
-            f"PostgreSQL {cpu.get('cpu_ms_postgres', 0)} ms"
+            f"PostgreSQL {cpu.get('cpu_ms_postgres', 0)} ms; {tail[0]} parts, the last begun "
+            f"{tail[1]:.1f} s before the end"
         )
         db.session.remove()
         db.engine.dispose()
@@ -341,8 +343,36 @@ def end_to_end_run(
         "per_s": count / elapsed,
         "seconds": elapsed,
         "memory_growth_bytes": growth,
+        "parts": tail[0],
+        "tail_seconds": tail[1],
         **cpu,
     }
+
+
+def _tail_seconds(import_id: int) -> tuple[int, float]:
+    """How many parts the import had, and the seconds from the start of its last part
+    (by start time) to the import's finish: the stretch in which the workers cannot all be
+    busy (the import's own job links issuers and sums up after the parts)."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models import CertificateImport, Job
+    from app.services.imports import reading
+
+    finished = db.session.scalar(
+        select(CertificateImport.finished_at).where(CertificateImport.id == import_id)
+    )
+    starts = [
+        started
+        for started, payload in db.session.execute(
+            select(Job.started_at, Job.payload).where(Job.kind == reading.PART_KIND)
+        )
+        if (payload or {}).get("import_id") == import_id and started is not None
+    ]
+    db.session.commit()
+    if not starts or finished is None:
+        return 1, 0.0
+    return len(starts) + 1, (finished - max(starts)).total_seconds()
 
 
 def main() -> None:
