@@ -12,7 +12,14 @@ import sys
 
 from gunicorn.glogging import Logger
 
-from app.config import bind_address, instance_dir, record_base_url, resolve_base_url, setting
+from app.config import (
+    bind_address,
+    checked_pki_url,
+    instance_dir,
+    record_base_url,
+    resolve_base_url,
+    setting,
+)
 
 embedded = not setting("BROKER_URL")
 bind = bind_address()
@@ -107,10 +114,21 @@ def when_ready(server):
     # Record the URL this server embeds in certificates and mail (instance/base_url), so a
     # `flask --app wsgi ...` command run from another terminal without PORT embeds it too.
     url, source = resolve_base_url()
+    pki = checked_pki_url(str(setting("CW_PKI_URL")), url)
     path = record_base_url(url)
-    server.log.info(
-        "Certificates and mail will name %s (from %s; recorded in %s)", url, source, path
-    )
+    if pki:
+        server.log.info(
+            "Mail will name %s (from %s; recorded in %s); certificates name %s for their CRL, "
+            "OCSP and CA issuer (from CW_PKI_URL)",
+            url,
+            source,
+            path,
+            pki,
+        )
+    else:
+        server.log.info(
+            "Certificates and mail will name %s (from %s; recorded in %s)", url, source, path
+        )
 
 
 def post_worker_init(worker):

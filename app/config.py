@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
@@ -187,10 +188,19 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "CW_BASE_URL",
         str,
         "http://127.0.0.1:5000",
-        "public URL of the console: links in mail, CRL/OCSP/CA issuer URLs in certificates "
-        "(see *Which URL goes into certificates* below)",
+        "public URL of the console: links in mail, and CRL/OCSP/CA issuer URLs in "
+        "certificates unless `CW_PKI_URL` is set (see *Which URL goes into certificates* "
+        "below)",
         shown_default="`http://127.0.0.1:$PORT`, else the URL the server recorded in "
         "`instance/base_url`",
+    ),
+    Setting(
+        "CW_PKI_URL",
+        str,
+        "",
+        "plain `http://` URL certificates name for their CRL, OCSP and CA-issuer locations "
+        "(`/pki/` must be served there; see *Which URL goes into certificates* below)",
+        shown_default="`CW_BASE_URL`; required when that is an `https://` URL",
     ),
     Setting(
         "PORT",
@@ -790,6 +800,38 @@ def resolve_base_url() -> tuple[str, str]:
     return str(SETTING["CW_BASE_URL"].default), "default"
 
 
+def checked_pki_url(value: str, base_url: str) -> str:
+    """CW_PKI_URL as certificates will name it ("" when unset: CW_BASE_URL is used).
+
+    Relying parties fetch CRLs, OCSP answers and CA certificates over plain HTTP (RFC 5280
+    §4.2.1.13 and §4.2.2.1; the CA/Browser Forum's profiles allow only http there, and a
+    TLS connection to learn whether a TLS certificate is revoked goes in a circle), so the
+    URL is http:// and is required when the console's own URL is https://.
+
+    Raises:
+        SettingError: an https:// console URL without CW_PKI_URL, or a CW_PKI_URL that is
+            not a plain http:// URL with a host (no query or fragment).
+    """
+    value = value.strip()
+    if not value:
+        if base_url.lower().startswith("https://"):
+            raise SettingError(
+                f"CW_BASE_URL is {base_url}, an https:// URL: set CW_PKI_URL to the plain "
+                "http:// URL where this instance's /pki/ is served (for example "
+                f"http://{urlsplit(base_url).hostname}). Certificates name it for their CRL, "
+                "OCSP and CA-issuer locations, which relying parties fetch over plain HTTP."
+            )
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme.lower() != "http" or not parts.hostname or parts.query or parts.fragment:
+        raise SettingError(
+            f"CW_PKI_URL={value!r}: expected a plain http:// URL with a host and no query "
+            "(relying parties fetch CRLs, OCSP answers and CA certificates over plain HTTP; "
+            "https is not allowed there)"
+        )
+    return value.rstrip("/")
+
+
 def record_base_url(url: str) -> Path:
     """Write the URL this server embeds into the instance folder (atomically), so that
     commands run without the server's environment embed the same one."""
@@ -863,6 +905,7 @@ class Config:
         # HMAC key that chains the audit log (tamper evidence).
         self.CW_AUDIT_KEY = self.CW_AUDIT_KEY or persistent_secret("audit_key")
         self.CW_BASE_URL, self.CW_BASE_URL_SOURCE = resolve_base_url()
+        self.CW_PKI_URL = checked_pki_url(str(self.CW_PKI_URL), self.CW_BASE_URL)
         acme_nonce_store(self.CW_ACME_NONCE_STORE, self.BROKER_URL)  # a bad value stops the start
 
     SESSION_COOKIE_HTTPONLY = True

@@ -297,8 +297,12 @@ def _preview(spec: authorities.CaSpec, chosen: str) -> dict[str, str]:
             else "none (a root names no CRL, OCSP or issuer URL)"
         ),
         "URLs in the certificates it issues": _url_lines(own)
-        + f" (<id> is this CA's number; from CW_BASE_URL, {current_app.config['CW_BASE_URL']})",
+        + f" (<id> is this CA's number; from {_pki_url_source()}, {signing.pki_url()})",
     }
+
+
+def _pki_url_source() -> str:
+    return "CW_PKI_URL" if current_app.config.get("CW_PKI_URL") else "CW_BASE_URL"
 
 
 def _url_lines(urls: dict[str, str]) -> str:

@@ -317,6 +317,7 @@ class AboutView(SecureView):
             broker=broker_kind(current_app.config["BROKER_URL"]),
             base_url=current_app.config["CW_BASE_URL"],
             base_url_source=current_app.config.get("CW_BASE_URL_SOURCE", "configuration"),
+            pki_url=current_app.config.get("CW_PKI_URL") or "",
             workers=alive,
             job_counts={s.value if hasattr(s, "value") else s: n for s, n in counts.items()},
             smtp=current_app.config.get("SMTP_HOST") or "",

@@ -12,7 +12,11 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
-from app.config import resolve_base_url, url_of_bind
+from app.config import SettingError, checked_pki_url, resolve_base_url, url_of_bind
+from app.pki import lint
+from app.services.ca import authorities, signing
+from app.services.errors import DomainError
+from app.services.scope import SYSTEM
 from tests.conftest import csrf_token, login
 from tests.factories import PASSWORD, make_admin, make_pki
 from tests.processes import PY, Proc, app_env, describe, flask_ok, free_port, wait_until
@@ -123,6 +127,59 @@ def test_order_explicit_then_port_then_recorded_then_default(monkeypatch, tmp_pa
     assert resolve_base_url() == ("https://pki.example.net", "CW_BASE_URL")
 
 
+def test_the_pki_url_is_plain_http_and_required_behind_https():
+    # Unset: certificates name CW_BASE_URL ("" here), unless that is https.
+    assert checked_pki_url("", "http://127.0.0.1:5000") == ""
+    with pytest.raises(SettingError, match=r"set CW_PKI_URL .* http://certs\.example\.net"):
+        checked_pki_url("", "https://certs.example.net:8443")
+    assert checked_pki_url(" http://certs.example.net/ ", "https://certs.example.net") == (
+        "http://certs.example.net"
+    )
+    assert checked_pki_url("http://[::1]:8080/ca", "http://127.0.0.1") == "http://[::1]:8080/ca"
+    for wrong in (
+        "https://certs.example.net",
+        "ftp://x.example",
+        "http://",
+        "certs.example.net",
+        "http://x.example/?a=1",
+        "http://x.example/#top",
+    ):
+        with pytest.raises(SettingError, match="expected a plain http:// URL"):
+            checked_pki_url(wrong, "http://127.0.0.1:5000")
+
+
+def test_certificates_name_the_plain_http_pki_url_behind_an_https_console(app):
+    """Behind TLS: a CA certificate names the PKI URL for its CRL, OCSP and CA issuer, and
+    passes the CA/Browser Forum's lint; naming the https console URL instead (what an
+    https CW_BASE_URL alone gave before CW_PKI_URL, which the start now refuses) the lint
+    refuses the CA."""
+    app.config.update(
+        CW_BASE_URL="https://console.example.net", CW_PKI_URL="http://crl.example.net"
+    )
+    root, issuing, _profile = make_pki()
+    cert = x509.load_der_x509_certificate(issuing.cert_der)
+    assert embedded_urls(cert) == [
+        f"http://crl.example.net/pki/crl/{root.id}.crl",
+        f"http://crl.example.net/pki/ocsp/{root.id}",
+        f"http://crl.example.net/pki/ca/{root.id}.cer",
+    ]
+    lint.check_certificate(cert, None)  # raises LintError on any refused finding
+
+    app.config.update(CW_PKI_URL="")
+    signing.ISSUERS.clear()  # a process reads its settings once; unsealed CAs keep their URLs
+    with pytest.raises(DomainError, match='Prohibited URI scheme: "https"'):
+        authorities.create_ca(
+            actor=SYSTEM,
+            spec=authorities.CaSpec(
+                name="Second Issuing",
+                key_type="EC-P256",
+                customer_name="Test",
+                country="DE",
+                parent_id=root.id,
+            ),
+        )
+
+
 @pytest.fixture
 def mrao(client):
     admin = make_admin("mrao")
@@ -139,6 +196,10 @@ def test_about_shows_the_base_url_and_where_it_came_from(app, client, mrao):
     page = client.get("/admin/about/", base_url=BASE).get_data(as_text=True)
     assert f'<td data-about="base-url"><code>{BASE}</code>' in page
     assert "(PORT;" in page
+    assert 'data-about="pki-url"' not in page  # certificates name the base URL too
+    app.config.update(CW_PKI_URL="http://crl.example.net")
+    page = client.get("/admin/about/", base_url=BASE).get_data(as_text=True)
+    assert '<td data-about="pki-url"><code>http://crl.example.net</code>' in page
 
 
 def test_the_console_warns_when_reached_under_another_host(app, client, mrao):

@@ -52,6 +52,15 @@ from tests.factories import make_org, make_pki
 from tests.processes import PY, app_env
 
 
+def _pki_urls(p: Probe) -> dict[str, str]:
+    """The URLs a certificate signed by CA 7 would name, in an app built from the
+    environment as it is now."""
+    from app.services.ca import signing
+
+    with p.fresh_app():
+        return signing.urls(7)
+
+
 class Probe:
     """What a test needs to observe a setting: the env-built config, a fresh app built
     after the environment was set, gunicorn's settings, the Makefile, the CLI."""
@@ -207,10 +216,17 @@ PROBES: dict[str, tuple[str, Callable[[Probe, str], None]]] = {
     "CW_KEK": (FERNET, lambda p, v: _eq(p.config().CW_KEK, v)),
     "CW_AUDIT_KEY": ("audit-key-from-env", lambda p, v: _eq(p.config().CW_AUDIT_KEY, v)),
     "CW_BASE_URL": (
-        "https://pki.example.net/",
+        "http://pki.example.net/",
         lambda p, v: _eq(
             (p.config().CW_BASE_URL, p.config().CW_BASE_URL_SOURCE),
-            ("https://pki.example.net", "CW_BASE_URL"),
+            ("http://pki.example.net", "CW_BASE_URL"),
+        ),
+    ),
+    "CW_PKI_URL": (
+        "http://crl.example.net/",
+        lambda p, v: _eq(
+            (p.config().CW_PKI_URL, _pki_urls(p)["ocsp_url"]),
+            ("http://crl.example.net", "http://crl.example.net/pki/ocsp/7"),
         ),
     ),
     "PORT": (

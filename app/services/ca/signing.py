@@ -29,10 +29,16 @@ def keks() -> keystore.KeyEncryptionKeys:
     return keystore.parse_keks(str(current_app.config["CW_KEK"]))
 
 
+def pki_url() -> str:
+    """The URL certificates name for CRLs, OCSP and CA certificates: CW_PKI_URL, else
+    CW_BASE_URL (app/config.py checked_pki_url)."""
+    return str(current_app.config.get("CW_PKI_URL") or current_app.config["CW_BASE_URL"])
+
+
 def urls(ca_id: int | str) -> dict[str, str]:
     """Where relying parties find this CA's CRL, OCSP responder and certificate (a text
     ca_id such as "<id>" shows the pattern before the CA exists)."""
-    base = str(current_app.config["CW_BASE_URL"])
+    base = pki_url()
     return {
         "crl_url": f"{base}/pki/crl/{ca_id}.crl",
         "ocsp_url": f"{base}/pki/ocsp/{ca_id}",
