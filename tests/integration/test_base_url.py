@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
-from app.config import resolve_base_url, url_of_bind
+from app.base_url import resolve_base_url, url_of_bind
 from tests.conftest import csrf_token, login
 from tests.factories import PASSWORD, make_admin, make_pki
 from tests.processes import PY, Proc, app_env, describe, flask_ok, free_port, wait_until
