@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
 PORT ?= 5000
-# Defaults as declared in app/config.py (SETTINGS); the environment overrides them.
+# Defaults as declared in app/settings.py (SETTINGS); the environment overrides them.
 CW_WORKER_PROCESSES ?= 2
 CW_WORKER_THREADS ?= 4
 

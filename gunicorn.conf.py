@@ -2,7 +2,7 @@
 
 BROKER_URL unset (one machine): one web process that also runs the embedded dramatiq
 worker and the scheduler. BROKER_URL set: CW_WEB_WORKERS processes, web only. Every
-variable read here is declared in app/config.py (SETTINGS).
+variable read here is declared in app/settings.py (SETTINGS).
 """
 
 import errno
@@ -12,14 +12,9 @@ import sys
 
 from gunicorn.glogging import Logger
 
-from app.config import (
-    bind_address,
-    checked_pki_url,
-    instance_dir,
-    record_base_url,
-    resolve_base_url,
-    setting,
-)
+from app.base_url import bind_address, checked_pki_url, record_base_url, resolve_base_url
+from app.instance import instance_dir
+from app.settings import setting
 
 embedded = not setting("BROKER_URL")
 bind = bind_address()

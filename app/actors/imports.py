@@ -6,11 +6,11 @@ from typing import Any
 
 import dramatiq
 
-from app.config import setting
 from app.models import Job
 from app.runtime.broker import broker  # noqa: F401  (declares actors on the configured broker)
 from app.services.imports import imports, reading, sweep
 from app.services.platform import jobs
+from app.settings import setting
 
 
 @dramatiq.actor(queue_name="default", max_retries=0, time_limit=3_600_000)

@@ -7,13 +7,13 @@ from typing import Any
 
 import dramatiq
 
-from app.config import setting
 from app.extensions import db
 from app.models import Job, NotificationSweep
 from app.models.types import utcnow
 from app.runtime.broker import broker  # noqa: F401  (declares actors on the configured broker)
 from app.services.notifications import compose, events, sweep, webhooks
 from app.services.platform import jobs, scheduling
+from app.settings import setting
 
 
 def _sweep(job: Job, ctx: jobs.JobContext) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 
 from app.agent.runner import Agent, AgentConfig, load_config
-from app.config import setting
+from app.settings import setting
 
 RESULTS_QUEUE = "agents"  # app.actors.agents.RESULTS_QUEUE
 RESULTS_ACTOR = "agent_report"

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.scan import agentwire, shards, sweep
 from app.scan.addresses import DEFAULT_DENY, AddressBlock
-from app.scan.engine import SharedCap
+from app.scan.caps import SharedCap
 from app.scan.errors import ScanInputError, TargetSpecError
 from app.version import __version__
 

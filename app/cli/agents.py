@@ -11,10 +11,10 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from app.cli.core import commit_or_fail, fail
-from app.config import setting
 from app.extensions import db
 from app.models import ScanAgent
 from app.services.scope import SYSTEM
+from app.settings import setting
 
 agent_cli = AppGroup("agent", help="Scanning agents (one per network zone).")
 

@@ -12,7 +12,6 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from app.config import SETTING, setting
 from app.extensions import db
 from app.models import AdminKind, CertType, Department, Job, Organization, Role, WorkerHeartbeat
 from app.models.types import utcnow
@@ -22,6 +21,7 @@ from app.services.errors import DomainError
 from app.services.platform import jobs
 from app.services.scope import SYSTEM
 from app.services.structure import orgs
+from app.settings import SETTING, setting
 
 
 def fail(message: str) -> None:
@@ -326,7 +326,7 @@ def secrets_generate() -> None:
     CW_AUDIT_KEY of an existing installation with new ones: its CA keys are sealed with the
     one and its audit log is chained with the other.
     """
-    from app.config import generate_secrets
+    from app.instance import generate_secrets
 
     click.echo("# Certwright secrets: the same values on every process of this deployment.")
     click.echo("# Keep them as safe as the CA keys; without CW_KEK they cannot be unsealed.")

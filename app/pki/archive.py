@@ -43,7 +43,7 @@ class ArchiveRefused(PkiError):
 
 @dataclass(frozen=True)
 class Limits:
-    """What one upload may hold. Defaults match app/config.py (CW_IMPORT_*)."""
+    """What one upload may hold. Defaults match app/settings.py (CW_IMPORT_*)."""
 
     max_members: int = 200_000
     max_total_bytes: int = 1024 * 1024 * 1024  # inflated, over all members

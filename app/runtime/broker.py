@@ -12,9 +12,10 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
 
-from app.config import broker_kind, is_flask_command, setting
+from app.config import broker_kind
 from app.runtime.context import AppContextMiddleware
 from app.services.platform import jobs
+from app.settings import is_flask_command, setting
 
 
 def make_broker(url: str, *, redis_namespace: str = "dramatiq") -> dramatiq.Broker:

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.scan.addresses import DEFAULT_DENY, DenyEntry, find_denied, iter_ports
-from app.scan.engine import Reactor, SharedCap
+from app.scan.caps import SharedCap
+from app.scan.engine import Reactor
 from app.scan.errors import ScanInputError, TargetSpecError
 from app.scan.probe import ErrorKind, ProbeResult, make_client_context
 from app.scan.resolve import Lookup, lookup_addresses, resolve_host_names
@@ -105,7 +106,7 @@ class Throttle:
     """A rate cap (new connections a second, 0 = none) that may change during a sweep:
     a worker sharing a task's cap with the task's other running shards sets ``rate`` from
     its own thread between batches; the sweep reads it before every burst of connects.
-    ``shared`` (engine.SharedCap) adds caps shared with the process's other sweeps."""
+    ``shared`` (caps.SharedCap) adds caps shared with the process's other sweeps."""
 
     def __init__(self, rate: float = 0.0, shared: SharedCap | None = None) -> None:
         self.rate = rate

@@ -19,9 +19,10 @@ from flask import Flask
 
 from app import create_app
 from app.acme import jose
-from app.config import SettingError, acme_nonce_store
+from app.config import acme_nonce_store
 from app.extensions import db
 from app.services.acme import nonces
+from app.settings import SettingError
 from tests.acme_client import sign
 from tests.conftest import make_config
 from tests.factories import make_pki

@@ -12,11 +12,12 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
-from app.config import SettingError, checked_pki_url, resolve_base_url, url_of_bind
+from app.base_url import checked_pki_url, resolve_base_url, url_of_bind
 from app.pki import lint
 from app.services.ca import authorities, signing
 from app.services.errors import DomainError
 from app.services.scope import SYSTEM
+from app.settings import SettingError
 from tests.conftest import csrf_token, login
 from tests.factories import PASSWORD, make_admin, make_pki
 from tests.processes import PY, Proc, app_env, describe, flask_ok, free_port, wait_until

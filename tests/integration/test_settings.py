@@ -29,7 +29,7 @@ from cryptography.x509 import ocsp as x509_ocsp
 from flask import Flask
 
 from app import create_app
-from app.config import SETTINGS, Config
+from app.config import Config
 from app.extensions import db
 from app.models import (
     Admin,
@@ -47,6 +47,7 @@ from app.services.discovery import tasks
 from app.services.errors import DomainError
 from app.services.scope import SYSTEM
 from app.services.structure import dcv
+from app.settings import SETTINGS
 from tests.conftest import ROOT, csrf_token, login, make_config
 from tests.factories import make_org, make_pki
 from tests.processes import PY, app_env
@@ -347,7 +348,7 @@ PROBES: dict[str, tuple[str, Callable[[Probe, str], None]]] = {
     "CW_REPORT_MAIL_MAX_BYTES": ("1234", lambda p, v: _eq(_report_mail_settings(p), (1234, 72))),
     "CW_REPORT_LINK_HOURS": ("5", lambda p, v: _eq(_report_mail_settings(p), (5_000_000, 5))),
     # Scanning agents: what the central workers read, and what an agent host reads through
-    # app.config.setting (app/agent/process.py, no Flask app there).
+    # app.settings.setting (app/agent/process.py, no Flask app there).
     "CW_AGENT_OFFLINE_SECONDS": ("30", lambda p, v: _eq(_agent_central(p)[0], 30)),
     "CW_AGENT_WAIT_SECONDS": ("45", lambda p, v: _eq(_agent_central(p)[1], 45)),
     "CW_AGENT_MAX_SKEW_SECONDS": ("90", lambda p, v: _eq(_agent_central(p)[2], 90)),
@@ -482,7 +483,7 @@ def _agent_central(p: Probe) -> tuple[int, int, int]:
 
 def _agent_host(name: str) -> object:
     """What an agent started by `dramatiq app.agent.process` reads (no app, no database)."""
-    from app.config import setting
+    from app.settings import setting
 
     return setting(name)
 

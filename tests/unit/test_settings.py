@@ -1,4 +1,4 @@
-"""Every setting is declared once (app/config.py SETTINGS): the README's table is rendered
+"""Every setting is declared once (app/settings.py SETTINGS): the README's table is rendered
 from the declarations, every variable the docs name is declared, nothing else in the
 application reads the environment, and a value of the wrong type stops the start."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.config import SETTING, SETTINGS, Setting, SettingError, settings_table
+from app.settings import SETTING, SETTINGS, Setting, SettingError, settings_table
 
 ROOT = Path(__file__).resolve().parents[2]
 # Variables of the test suite and the benchmarks, not of the application.
@@ -24,7 +24,7 @@ def readme_table() -> str:
 
 def test_the_readme_table_is_the_declarations():
     """Fails when a setting is added, removed or changed in one place only. To update the
-    README: .venv/bin/python -c 'from app.config import settings_table; print(settings_table())'"""
+    README: .venv/bin/python -c 'from app.settings import settings_table; print(settings_table())'"""
     assert readme_table() == settings_table()
 
 
@@ -45,7 +45,7 @@ def test_nothing_but_the_declarations_reads_the_environment():
     offences = [
         f"{path.relative_to(ROOT)}:{number}"
         for path in sorted((ROOT / "app").rglob("*.py"))
-        if path != ROOT / "app" / "config.py"
+        if path != ROOT / "app" / "settings.py"
         for number, line in enumerate(path.read_text().splitlines(), start=1)
         if readers.search(line)
     ]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 
-from app import config
+from app import instance
 
 
 def _read(directory: str, queue) -> None:  # runs in a child process
     os.environ["CW_INSTANCE_DIR"] = directory
-    queue.put(config.persistent_secret("kek"))
+    queue.put(instance.persistent_secret("kek"))
 
 
 def test_concurrent_first_starts_agree_on_one_secret(tmp_path):
