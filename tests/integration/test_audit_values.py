@@ -1430,7 +1430,11 @@ def acme_challenge_validate(w: World) -> Seen:
 
     order = _acme_order(w)
     chall = order.authorizations[0].challenges[0]
-    orders.respond(account_id=order.account_id, challenge_id=chall.id)
+    orders.respond(
+        account_id=order.account_id,
+        challenge_id=chall.id,
+        account_url=f"http://localhost/acme/tls/acct/{order.account_id}",
+    )
     db.session.commit()
     old = observed(AcmeChallenge, chall.id)
     answer = validation.Outcome(False, "connection", "127.0.0.1:80: refused")

@@ -396,15 +396,20 @@ def retry_after(
     return messages.retry_after((now - since).total_seconds(), longest=WORKER_RETRY_MAX)
 
 
-def respond(*, account_id: int, challenge_id: int, slug: str | None = None) -> AcmeChallenge:
+def respond(
+    *, account_id: int, challenge_id: int, account_url: str, slug: str | None = None
+) -> AcmeChallenge:
     """§7.5.1: the client says it is ready; validation is sent to a worker after commit
-    (dispatch.send_validation). Responding again does nothing more."""
+    (dispatch.send_validation). ``account_url``: the account's URL as this client sees it
+    (its kid), kept on the challenge for CAA's accounturi (RFC 8657 §3). Responding again
+    does nothing more."""
     chall = get_challenge(account_id=account_id, challenge_id=challenge_id, slug=slug)
     authz = chall.authorization
     _expire_authorization(authz)
     if authz.status != Status.PENDING or chall.status != Status.PENDING:
         return chall
     chall.status = Status.PROCESSING.value
+    chall.account_url = account_url
     dispatch.send_validation(chall)
     return chall
 

@@ -31,8 +31,9 @@ class Validated:
 
 
 def validate(*, challenge_id: int, check: Any) -> Validated | None:
-    """Run ``check(kind=, name=, token=, key_authorization=, wildcard=)`` (validation.validate,
-    which checks CAA too) for a challenge that is processing and record its verdict on the
+    """Run ``check(kind=, name=, token=, key_authorization=, wildcard=, account_url=)``
+    (validation.validate, which checks CAA too; ``account_url``: the account's URL as the
+    client saw it when it responded, "" when not recorded) for a challenge that is processing and record its verdict on the
     challenge, its authorization (unless another of its challenges decided it already) and
     its order; None when there is nothing to do.
 
@@ -48,6 +49,7 @@ def validate(*, challenge_id: int, check: Any) -> Validated | None:
         select(
             AcmeChallenge.type,
             AcmeChallenge.token,
+            AcmeChallenge.account_url,
             AcmeAuthorization.id,
             AcmeAuthorization.order_id,
             AcmeAuthorization.identifier,
@@ -66,7 +68,7 @@ def validate(*, challenge_id: int, check: Any) -> Validated | None:
     db.session.commit()
     if row is None:
         return None
-    kind, token, authz_id, order_id, identifier, wildcard, jwk, org_id, dept_id = row
+    kind, token, account_url, authz_id, order_id, identifier, wildcard, jwk, org_id, dept_id = row
     key_authorization = challenges.key_authorization(token, jose.parse_jwk(jwk).thumbprint())
     outcome = check(
         kind=kind,
@@ -74,6 +76,7 @@ def validate(*, challenge_id: int, check: Any) -> Validated | None:
         token=token,
         key_authorization=key_authorization,
         wildcard=wildcard,
+        account_url=account_url or "",
     )
     return _record_verdict(
         challenge_id=challenge_id,
