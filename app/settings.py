@@ -471,7 +471,8 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         str,
         "",
         "issuer domain names of this CA in CAA records (RFC 8659), comma separated: when "
-        "set, ACME validation refuses names whose CAA records allow other CAs only",
+        "set, ACME validation refuses names whose CAA records allow other CAs only, or this "
+        "CA only for other accounts or validation methods (RFC 8657)",
         shown_default="unset: CAA not checked",
     ),
     Setting(

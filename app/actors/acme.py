@@ -11,7 +11,7 @@ from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 
 from app.extensions import db
 from app.runtime.broker import broker  # noqa: F401  (declares actors on the configured broker)
-from app.services.acme import dispatch, orders, validation
+from app.services.acme import dispatch, orders, validation, verdicts
 from app.services.certificates import issuance
 from app.services.platform import scheduling
 
@@ -28,12 +28,12 @@ ISSUE_RETRIES = 2
 @dramatiq.actor(queue_name="acme", max_retries=0, time_limit=60_000)
 def validate_challenge(challenge_id: int) -> None:
     try:
-        orders.validate(challenge_id=challenge_id, check=validation.validate)
+        verdicts.validate(challenge_id=challenge_id, check=validation.validate)
         db.session.commit()
     except (Exception, TimeLimitExceeded) as exc:
         db.session.rollback()
         log.exception("validating ACME challenge #%s failed", challenge_id)
-        orders.validation_crashed(challenge_id=challenge_id, reason=_reason(exc))
+        verdicts.validation_crashed(challenge_id=challenge_id, reason=_reason(exc))
         db.session.commit()
 
 

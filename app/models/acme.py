@@ -172,5 +172,8 @@ class AcmeChallenge(db.Model):  # type: ignore[name-defined,misc]
     # When the validation message was last sent (the client's response, or the scheduler
     # sending it again: app.services.acme.dispatch).
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The account's URL as the client saw it when it responded (the Location of newAccount,
+    # its kid), for CAA's accounturi (RFC 8657 §3); None before it responded.
+    account_url: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     authorization: Mapped[AcmeAuthorization] = relationship(back_populates="challenges")

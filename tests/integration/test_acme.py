@@ -66,9 +66,9 @@ class ChallengeServer:
 class Acme:
     """Speaks ACME to the test client: nonces, JWS, the account URL."""
 
-    def __init__(self, client, slug="tls", key=None):
+    def __init__(self, client, slug="tls", key=None, origin="http://localhost"):
         self.client = client
-        self.base = f"http://localhost/acme/{slug}"
+        self.base = f"{origin}/acme/{slug}"
         self.key = key or ec.generate_private_key(ec.SECP256R1())
         self.kid = None
         self.nonce = None
@@ -1011,6 +1011,108 @@ def test_caa_is_checked_after_the_challenge_when_configured(
         "www.acme.example",
         "CAA",
     ) in world["dns"].queries
+
+
+# The server as its clients reach it: scheme, host and a port of its own (behind a proxy,
+# ProxyFix makes the forwarded ones the request's); every URL of the directory, the account
+# URL too, is built from it.
+ORIGIN = "https://pki.certwright.test:8443"
+
+
+def caa_verdict(app, client, world, records, *, kind="dns-01"):
+    """Publish ``records`` (a function of the account URL the client was given) at
+    acme.example, then order www.acme.example and answer ``kind``: the challenge as the
+    client then sees it, and the account URL."""
+    app.config["CW_ACME_CAA_IDENTITIES"] = "pki.certwright.test"
+    acme = registered(client, world, origin=ORIGIN)
+    assert acme.kid.startswith(f"{ORIGIN}/acme/tls/acct/"), acme.kid
+    world["dns"].caa["acme.example"] = records(acme.kid)
+    order = acme.order("www.acme.example").get_json()
+    if kind == "dns-01":
+        (chall,) = answer_dns01(acme, world, order)
+    else:
+        validate(acme, world, order)
+        authz = acme.post(order["authorizations"][0], None).get_json()
+        chall = next(c for c in authz["challenges"] if c["type"] == kind)
+    return chall, acme.kid
+
+
+def other_account(url):
+    """Another account's URL of this directory: the next number."""
+    prefix, number = url.rsplit("/", 1)
+    return f"{prefix}/{int(number) + 1}"
+
+
+@pytest.mark.parametrize(
+    ("records", "kind", "refusal"),
+    [
+        # RFC 8657 §3: accounturi admits exactly the account URL the client was given ...
+        (lambda me: [f'0 issue "pki.certwright.test; accounturi={me}"'], "dns-01", None),
+        (lambda me: [f'0 issue "pki.certwright.test; accounturi={me}"'], "http-01", None),
+        # ... not another account's, nor this one's without its port
+        (
+            lambda me: [f'0 issue "pki.certwright.test; accounturi={other_account(me)}"'],
+            "dns-01",
+            "(accounturi)",
+        ),
+        (
+            lambda me: [f'0 issue "pki.certwright.test; accounturi={me.replace(":8443", "")}"'],
+            "dns-01",
+            "(accounturi)",
+        ),
+        # §4: validationmethods admits the challenge types listed
+        (lambda me: ['0 issue "pki.certwright.test; validationmethods=dns-01"'], "dns-01", None),
+        (
+            lambda me: ['0 issue "pki.certwright.test; validationmethods=dns-01,tls-alpn-01"'],
+            "http-01",
+            "(validationmethods)",
+        ),
+        (
+            lambda me: ['0 issue "pki.certwright.test; validationmethods=http-01"'],
+            "dns-01",
+            "(validationmethods)",
+        ),
+        # several records: one admitting the request is enough
+        (
+            lambda me: [
+                f'0 issue "pki.certwright.test; accounturi={other_account(me)}"',
+                '0 issue "pki.certwright.test; validationmethods=dns-01"',
+            ],
+            "dns-01",
+            None,
+        ),
+        # a malformed value admits nothing
+        (
+            lambda me: [f'0 issue "pki.certwright.test; accounturi={me};"'],
+            "dns-01",
+            "nothing by the malformed",
+        ),
+    ],
+)
+def test_caa_parameters_of_rfc_8657_are_checked(app, client, world, records, kind, refusal):
+    chall, me = caa_verdict(app, client, world, records, kind=kind)
+    if refusal is None:
+        assert chall["status"] == "valid", chall
+        return
+    assert chall["status"] == "invalid", chall
+    assert chall["error"]["type"] == ERR + "caa"
+    detail = chall["error"]["detail"]
+    assert detail.startswith("acme.example: CAA issue allows "), detail
+    assert refusal in detail, detail
+    assert detail.endswith(f"; this request is account {me} by {kind}"), detail
+
+
+def test_the_caa_refusal_names_the_account_it_allows(app, client, world):
+    chall, me = caa_verdict(
+        app,
+        client,
+        world,
+        lambda me: [f'0 issue "pki.certwright.test; accounturi={other_account(me)}"'],
+    )
+    assert chall["error"]["detail"] == (
+        f"acme.example: CAA issue allows 'pki.certwright.test' only for account "
+        f"{other_account(me)} (accounturi); this request is account {me} by dns-01"
+    )
 
 
 @pytest.mark.services

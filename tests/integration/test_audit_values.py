@@ -1426,15 +1426,19 @@ def acme_order_create(w: World) -> Seen:
 
 def acme_challenge_validate(w: World) -> Seen:
     from app.models import AcmeChallenge
-    from app.services.acme import orders, validation
+    from app.services.acme import orders, validation, verdicts
 
     order = _acme_order(w)
     chall = order.authorizations[0].challenges[0]
-    orders.respond(account_id=order.account_id, challenge_id=chall.id)
+    orders.respond(
+        account_id=order.account_id,
+        challenge_id=chall.id,
+        account_url=f"http://localhost/acme/tls/acct/{order.account_id}",
+    )
     db.session.commit()
     old = observed(AcmeChallenge, chall.id)
     answer = validation.Outcome(False, "connection", "127.0.0.1:80: refused")
-    commit(lambda: orders.validate(challenge_id=chall.id, check=lambda **_: answer))
+    commit(lambda: verdicts.validate(challenge_id=chall.id, check=lambda **_: answer))
     return Seen(old, observed(AcmeChallenge, chall.id))
 
 

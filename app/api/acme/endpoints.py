@@ -361,6 +361,7 @@ def challenge(slug: str, challenge_id: int) -> Response:
             chall = orders.respond(
                 account_id=signed.account_id,  # type: ignore[arg-type]
                 challenge_id=challenge_id,
+                account_url=_url("account", slug, account_id=signed.account_id),
                 slug=slug,
             )
         else:

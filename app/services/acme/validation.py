@@ -249,11 +249,12 @@ CHECKS: dict[str, Callable[..., Outcome]] = {
 }
 
 
-def check_caa(name: str, *, wildcard: bool) -> Outcome | None:
+def check_caa(name: str, *, wildcard: bool, method: str, account_url: str) -> Outcome | None:
     """RFC 8659, when CW_ACME_CAA_IDENTITIES names this CA: the first non-empty CAA record
-    set climbing from ``name`` (asked of the same resolver) must allow one of them; None
-    when it does (or nothing is configured). A failed lookup refuses (§3: a CA must not
-    issue when it cannot tell)."""
+    set climbing from ``name`` (asked of the same resolver) must allow one of them, for the
+    ACME account ``account_url`` validated by ``method`` when the property carries RFC 8657
+    parameters (caa.forbids); None when it does (or nothing is configured). A failed lookup
+    refuses (§3: a CA must not issue when it cannot tell)."""
     identities = [
         i for i in str(current_app.config["CW_ACME_CAA_IDENTITIES"]).split(",") if i.strip()
     ]
@@ -280,21 +281,34 @@ def check_caa(name: str, *, wildcard: bool) -> Outcome | None:
         if records:
             found_at = candidate
             break
-    why = caa.forbids(records, identities=identities, wildcard=wildcard)
+    why = caa.forbids(
+        records,
+        identities=identities,
+        wildcard=wildcard,
+        account_url=account_url,
+        method=method,
+    )
     if why is None:
         return None
     return Outcome(False, "caa", f"{found_at}: {why}")
 
 
 def validate(
-    *, kind: str, name: str, token: str, key_authorization: str, wildcard: bool = False
+    *,
+    kind: str,
+    name: str,
+    token: str,
+    key_authorization: str,
+    account_url: str,
+    wildcard: bool = False,
 ) -> Outcome:
-    """The check of a challenge type (CHECKS) for one identifier, then CAA (check_caa)."""
+    """The check of a challenge type (CHECKS) for one identifier, then CAA (check_caa) for
+    the account ``account_url`` (as its client sees it) and the challenge type ``kind``."""
     check = CHECKS.get(kind)
     if check is None:
         return Outcome(False, "serverInternal", f"no validation for challenge type {kind}")
     outcome = check(name=name, token=token, key_authorization=key_authorization)
     if not outcome.ok:
         return outcome
-    refused = check_caa(name, wildcard=wildcard)
+    refused = check_caa(name, wildcard=wildcard, method=kind, account_url=account_url)
     return outcome if refused is None else refused
