@@ -6,8 +6,6 @@ from cryptography.fernet import Fernet
 
 from app.base_url import checked_pki_url, resolve_base_url
 from app.instance import instance_dir, persistent_secret
-
-# setting is used below and also imported from here by app/services/acme/nonces.py: keep it.
 from app.settings import SETTINGS, SettingError, setting
 
 

@@ -28,10 +28,11 @@ from sqlalchemy import delete
 
 from app.acme import jose
 from app.acme.problems import AcmeProblem
-from app.config import acme_nonce_store, setting
+from app.config import acme_nonce_store
 from app.extensions import db
 from app.models import AcmeNonce
 from app.models.types import utcnow
+from app.settings import setting
 
 LIFETIME = timedelta(hours=1)
 # One issue in SWEEP_EVERY also deletes the expired nonces (an index range delete).
