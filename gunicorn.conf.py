@@ -12,7 +12,7 @@ import sys
 
 from gunicorn.glogging import Logger
 
-from app.base_url import bind_address, checked_pki_url, record_base_url, resolve_base_url
+from app.base_url import bind_address, record_base_url, resolve_base_url, resolve_pki_url
 from app.instance import instance_dir
 from app.settings import setting
 
@@ -106,11 +106,12 @@ def on_starting(server):
 
 
 def when_ready(server):
-    # Record the URL this server embeds in certificates and mail (instance/base_url), so a
-    # `flask --app wsgi ...` command run from another terminal without PORT embeds it too.
+    # Record the URLs this server embeds in certificates and mail (instance/base_url and
+    # instance/pki_url), so a `flask --app wsgi ...` command run from another terminal
+    # without PORT and CW_PKI_URL embeds them too.
     url, source = resolve_base_url()
-    pki = checked_pki_url(str(setting("CW_PKI_URL")), url)
-    path = record_base_url(url)
+    pki = resolve_pki_url(url, source)
+    path = record_base_url(url, pki)
     if pki:
         server.log.info(
             "Mail will name %s (from %s; recorded in %s); certificates name %s for their CRL, "

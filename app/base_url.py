@@ -13,6 +13,7 @@ from app.instance import instance_dir
 from app.settings import SETTING, SettingError, setting
 
 BASE_URL_FILE: Final = "base_url"
+PKI_URL_FILE: Final = "pki_url"
 
 
 def bind_address() -> str:
@@ -38,7 +39,11 @@ def url_of_bind(bind: str) -> str | None:
 
 
 def recorded_base_url() -> str | None:
-    path = instance_dir() / BASE_URL_FILE
+    return _recorded(BASE_URL_FILE)
+
+
+def _recorded(name: str) -> str | None:
+    path = instance_dir() / name
     try:
         text = path.read_text().strip()
     except FileNotFoundError:
@@ -62,6 +67,21 @@ def resolve_base_url() -> tuple[str, str]:
     if recorded is not None:
         return recorded, f"recorded by the server in {instance_dir() / BASE_URL_FILE}"
     return str(SETTING["CW_BASE_URL"].default), "default"
+
+
+def resolve_pki_url(base_url: str, base_source: str) -> str:
+    """CW_PKI_URL, checked (checked_pki_url); unset, the PKI URL the server recorded beside
+    the base URL when the base URL is that recorded one (a command run from another
+    terminal names what the server names), else "" (certificates name the base URL).
+
+    Raises:
+        SettingError: as checked_pki_url.
+    """
+    if SETTING["CW_PKI_URL"].is_set():
+        return checked_pki_url(str(setting("CW_PKI_URL")), base_url)
+    if base_source.startswith("recorded"):
+        return checked_pki_url(_recorded(PKI_URL_FILE) or "", base_url)
+    return checked_pki_url("", base_url)
 
 
 def checked_pki_url(value: str, base_url: str) -> str:
@@ -96,11 +116,20 @@ def checked_pki_url(value: str, base_url: str) -> str:
     return value.rstrip("/")
 
 
-def record_base_url(url: str) -> Path:
-    """Write the URL this server embeds into the instance folder (atomically), so that
-    commands run without the server's environment embed the same one."""
-    path = instance_dir() / BASE_URL_FILE
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{BASE_URL_FILE}.")
+def record_base_url(url: str, pki_url: str = "") -> Path:
+    """Write the URL this server embeds into the instance folder (atomically), and its PKI
+    URL beside it (none: the file removed), so that commands run without the server's
+    environment embed the same ones."""
+    _record(PKI_URL_FILE, pki_url)
+    return _record(BASE_URL_FILE, url)
+
+
+def _record(name: str, url: str) -> Path:
+    path = instance_dir() / name
+    if not url:
+        path.unlink(missing_ok=True)
+        return path
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.")
     with os.fdopen(fd, "w") as fh:
         fh.write(url + "\n")
     os.chmod(temp, 0o644)

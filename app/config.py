@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from cryptography.fernet import Fernet
 
-from app.base_url import checked_pki_url, resolve_base_url
+from app.base_url import resolve_base_url, resolve_pki_url
 from app.instance import instance_dir, persistent_secret
-from app.settings import SETTINGS, SettingError, setting
+from app.settings import SETTING, SETTINGS, SettingError, setting
 
 
 def broker_kind(url: str) -> str:
@@ -70,7 +70,10 @@ class Config:
         # HMAC key that chains the audit log (tamper evidence).
         self.CW_AUDIT_KEY = self.CW_AUDIT_KEY or persistent_secret("audit_key")
         self.CW_BASE_URL, self.CW_BASE_URL_SOURCE = resolve_base_url()
-        self.CW_PKI_URL = checked_pki_url(str(self.CW_PKI_URL), self.CW_BASE_URL)
+        self.CW_PKI_URL = resolve_pki_url(self.CW_BASE_URL, self.CW_BASE_URL_SOURCE)
+        if not SETTING["SESSION_COOKIE_SECURE"].is_set():
+            # Behind HTTPS the plain-HTTP listener of /pki/ must not carry a session.
+            self.SESSION_COOKIE_SECURE = self.CW_BASE_URL.lower().startswith("https://")
         acme_nonce_store(self.CW_ACME_NONCE_STORE, self.BROKER_URL)  # a bad value stops the start
 
     SESSION_COOKIE_HTTPONLY = True

@@ -361,7 +361,13 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "an hour",
         minimum=1,
     ),
-    Setting("SESSION_COOKIE_SECURE", bool, False, "set to `1` behind HTTPS"),
+    Setting(
+        "SESSION_COOKIE_SECURE",
+        bool,
+        False,
+        "`1`: the console's session cookie goes over HTTPS only (`0`: also over plain HTTP)",
+        shown_default="on when `CW_BASE_URL` is an `https://` URL, else off",
+    ),
     Setting(
         "CW_PROXY_HOPS",
         int,

@@ -5,6 +5,8 @@ every console page show it."""
 
 from __future__ import annotations
 
+import ssl
+import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -13,21 +15,22 @@ from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from app.base_url import checked_pki_url, resolve_base_url, url_of_bind
+from app.config import Config
 from app.pki import lint
 from app.services.ca import authorities, signing
 from app.services.errors import DomainError
 from app.services.scope import SYSTEM
 from app.settings import SettingError
-from tests.conftest import csrf_token, login
+from tests.conftest import ROOT, csrf_token, login
 from tests.factories import PASSWORD, make_admin, make_pki
 from tests.processes import PY, Proc, app_env, describe, flask_ok, free_port, wait_until
 
 GUNICORN = [PY, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
 
 
-def answers(url: str) -> bool:
+def answers(url: str, context: ssl.SSLContext | None = None) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
+        with urllib.request.urlopen(url, timeout=2, context=context) as resp:
             return bool(resp.status == 200)
     except OSError:
         return False
@@ -99,6 +102,82 @@ def test_the_cli_embeds_the_port_the_server_serves_and_a_second_server_is_refuse
         assert answers(base + "/login") and web.alive(), web.log()
 
 
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate and key for IP:127.0.0.1, made by the openssl command line."""
+    cert, key = tmp_path / "tls.pem", tmp_path / "tls.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_behind_https_certificates_name_the_plain_http_pki_listener(tmp_path: Path) -> None:
+    """The deployment of README *Which URL goes into certificates*: gunicorn serving TLS at
+    CW_BASE_URL, a second one serving plain HTTP at CW_PKI_URL (no worker of its own, its
+    own control socket). A CA created from another terminal, without those settings, names
+    the PKI listener, where its CRL and certificate answer; the console's session cookie is
+    Secure; and the start refuses an https CW_BASE_URL without CW_PKI_URL."""
+    tls_port, pki_port = free_port(), free_port()
+    base, pki = f"https://127.0.0.1:{tls_port}", f"http://127.0.0.1:{pki_port}"
+    cert, key = _self_signed(tmp_path)
+    instance = tmp_path / "instance"
+    common = {"CW_INSTANCE_DIR": instance, "CW_BASE_URL": base}
+    refused = subprocess.run(
+        [PY, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+        env=app_env(**common), capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert f"CW_BASE_URL is {base}, an https:// URL: set CW_PKI_URL" in refused.stderr
+    server_env = app_env(
+        **common,
+        CW_PKI_URL=pki,
+        CW_ADMIN_PASSWORD="Correct-Horse-9-Battery",
+        PORT=tls_port,
+        GUNICORN_CMD_ARGS=f"--certfile {cert} --keyfile {key}",
+    )
+    flask_ok("db", "upgrade", env=server_env)
+    flask_ok("bootstrap", env=server_env)
+    pki_env = app_env(
+        **common,
+        CW_PKI_URL=pki,
+        PORT=pki_port,
+        CW_EMBEDDED_WORKER=0,
+        CW_CONTROL_SOCKET=tmp_path / "pki.ctl",
+    )
+    tls = ssl.create_default_context(cafile=str(cert))
+    with (
+        Proc("tls", GUNICORN, env=server_env, logs=tmp_path) as web,
+        Proc("pki", GUNICORN, env=pki_env, logs=tmp_path) as plain,
+    ):
+        wait_until(lambda: answers(pki + "/login"), timeout=40, what="pki", why=describe(plain))
+        wait_until(lambda: answers(base + "/login", tls), timeout=40, what="tls", why=describe(web))
+        with urllib.request.urlopen(base + "/login", timeout=5, context=tls) as resp:
+            cookie = resp.headers["Set-Cookie"]
+        assert "certwright_session=" in cookie and "Secure" in cookie, cookie
+        assert (instance / "pki_url").read_text().strip() == pki
+
+        # Another terminal: the same instance folder, none of the URL settings.
+        cli_env = app_env(CW_INSTANCE_DIR=instance)
+        flask_ok(
+            "ca", "create", "--name", "Root", "--customer", "Acme", "--key-type", "EC-P256",
+            "--country", "DE", env=cli_env,
+        )  # fmt: skip
+        flask_ok(
+            "ca", "create", "--name", "Issuing", "--customer", "Acme", "--key-type", "EC-P256",
+            "--country", "DE", "--parent", "Root", env=cli_env,
+        )  # fmt: skip
+        issuing = x509.load_der_x509_certificate(fetch(f"{pki}/pki/ca/2.cer"))
+        urls = embedded_urls(issuing)
+        assert urls == [f"{pki}/pki/crl/1.crl", f"{pki}/pki/ocsp/1", f"{pki}/pki/ca/1.cer"]
+        root = x509.load_der_x509_certificate(fetch(urls[2]))
+        crl = x509.load_der_x509_crl(fetch(urls[0]))
+        assert crl.is_signature_valid(root.public_key())  # type: ignore[arg-type]
+        assert web.alive() and plain.alive(), web.log() + plain.log()
+
+
 @pytest.mark.parametrize(
     ("bind", "url"),
     [
@@ -147,6 +226,18 @@ def test_the_pki_url_is_plain_http_and_required_behind_https():
     ):
         with pytest.raises(SettingError, match="expected a plain http:// URL"):
             checked_pki_url(wrong, "http://127.0.0.1:5000")
+
+
+def test_the_session_cookie_is_secure_behind_https_unless_told(monkeypatch, tmp_path):
+    monkeypatch.setenv("CW_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.delenv("SESSION_COOKIE_SECURE", raising=False)
+    monkeypatch.setenv("CW_BASE_URL", "http://127.0.0.1:5000")
+    assert Config().SESSION_COOKIE_SECURE is False
+    monkeypatch.setenv("CW_BASE_URL", "https://certs.example.net")
+    monkeypatch.setenv("CW_PKI_URL", "http://certs.example.net")
+    assert Config().SESSION_COOKIE_SECURE is True
+    monkeypatch.setenv("SESSION_COOKIE_SECURE", "0")
+    assert Config().SESSION_COOKIE_SECURE is False
 
 
 def test_certificates_name_the_plain_http_pki_url_behind_an_https_console(app):
