@@ -104,3 +104,19 @@ def test_a_worker_unit_runs_one_dramatiq_process() -> None:
         "-/etc/certwright/worker-%i.env"
         in settings("certwright-worker@.service")["EnvironmentFile"]
     )
+
+
+def test_the_example_environment_is_one_the_start_accepts(monkeypatch, tmp_path):
+    """Every setting of certwright.env.example read as the processes read it: the start
+    accepts them (an https CW_BASE_URL needs CW_PKI_URL), and what they say takes effect."""
+    from app.config import Config
+
+    for line in (UNITS / "certwright.env.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            monkeypatch.setenv(key.strip(), value.strip())
+    monkeypatch.setenv("CW_INSTANCE_DIR", str(tmp_path))
+    config = Config()
+    assert config.CW_BASE_URL == "https://certwright.example.com"
+    assert config.CW_PKI_URL == "http://certwright.example.com"
+    assert config.SESSION_COOKIE_SECURE is True
