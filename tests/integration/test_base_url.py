@@ -49,6 +49,27 @@ def embedded_urls(cert: x509.Certificate) -> list[str]:
     ]
 
 
+def cli_cas_name(url: str, cli_env: dict[str, str]) -> x509.Certificate:
+    """Create a root and an issuing CA from the command line; the issuing CA's certificate,
+    after checking that it names ``url`` for its root's CRL, OCSP and certificate and that
+    the CRL is there, signed by the root."""
+    flask_ok(
+        "ca", "create", "--name", "Root", "--customer", "Acme", "--key-type", "EC-P256",
+        "--country", "DE", env=cli_env,
+    )  # fmt: skip
+    flask_ok(
+        "ca", "create", "--name", "Issuing", "--customer", "Acme", "--key-type", "EC-P256",
+        "--country", "DE", "--parent", "Root", env=cli_env,
+    )  # fmt: skip
+    issuing = x509.load_der_x509_certificate(fetch(f"{url}/pki/ca/2.cer"))
+    urls = embedded_urls(issuing)
+    assert urls == [f"{url}/pki/crl/1.crl", f"{url}/pki/ocsp/1", f"{url}/pki/ca/1.cer"]
+    root = x509.load_der_x509_certificate(fetch(urls[2]))
+    crl = x509.load_der_x509_crl(fetch(urls[0]))
+    assert crl.is_signature_valid(root.public_key())  # type: ignore[arg-type]
+    return issuing
+
+
 def test_the_cli_embeds_the_port_the_server_serves_and_a_second_server_is_refused(
     tmp_path: Path,
 ) -> None:
@@ -68,21 +89,7 @@ def test_the_cli_embeds_the_port_the_server_serves_and_a_second_server_is_refuse
 
         # Another terminal: the same instance folder, no PORT.
         cli_env = {k: v for k, v in server_env.items() if k != "PORT"}
-        flask_ok(
-            "ca", "create", "--name", "Root", "--customer", "Acme", "--key-type", "EC-P256",
-            "--country", "DE", env=cli_env,
-        )  # fmt: skip
-        flask_ok(
-            "ca", "create", "--name", "Issuing", "--customer", "Acme", "--key-type", "EC-P256",
-            "--country", "DE", "--parent", "Root", env=cli_env,
-        )  # fmt: skip
-        issuing = x509.load_der_x509_certificate(fetch(f"{base}/pki/ca/2.cer"))
-        urls = embedded_urls(issuing)
-        assert urls == [f"{base}/pki/crl/1.crl", f"{base}/pki/ocsp/1", f"{base}/pki/ca/1.cer"]
-        # ... and they work: the CRL is there, signed by the root.
-        root = x509.load_der_x509_certificate(fetch(urls[2]))
-        crl = x509.load_der_x509_crl(fetch(urls[0]))
-        assert crl.is_signature_valid(root.public_key())  # type: ignore[arg-type]
+        issuing = cli_cas_name(base, cli_env)
         ocsp_access = issuing.extensions.get_extension_for_class(
             x509.AuthorityInformationAccess
         ).value
@@ -161,20 +168,7 @@ def test_behind_https_certificates_name_the_plain_http_pki_listener(tmp_path: Pa
 
         # Another terminal: the same instance folder, none of the URL settings.
         cli_env = app_env(CW_INSTANCE_DIR=instance)
-        flask_ok(
-            "ca", "create", "--name", "Root", "--customer", "Acme", "--key-type", "EC-P256",
-            "--country", "DE", env=cli_env,
-        )  # fmt: skip
-        flask_ok(
-            "ca", "create", "--name", "Issuing", "--customer", "Acme", "--key-type", "EC-P256",
-            "--country", "DE", "--parent", "Root", env=cli_env,
-        )  # fmt: skip
-        issuing = x509.load_der_x509_certificate(fetch(f"{pki}/pki/ca/2.cer"))
-        urls = embedded_urls(issuing)
-        assert urls == [f"{pki}/pki/crl/1.crl", f"{pki}/pki/ocsp/1", f"{pki}/pki/ca/1.cer"]
-        root = x509.load_der_x509_certificate(fetch(urls[2]))
-        crl = x509.load_der_x509_crl(fetch(urls[0]))
-        assert crl.is_signature_valid(root.public_key())  # type: ignore[arg-type]
+        cli_cas_name(pki, cli_env)
         assert web.alive() and plain.alive(), web.log() + plain.log()
 
 
