@@ -22,7 +22,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Role
+from app.models import AuditEvent, Role
 from tests.conftest import csrf_token
 from tests.integration.hostile_world import ATTACKERS, build_hostile_world
 from tests.integration.rbac_world import as_
@@ -530,6 +530,25 @@ def test_a_hostile_role_reaches_no_foreign_object_through_the_console(app, clien
     changed = sorted(name for name in before if before[name] != after[name])
     assert not found, f"{len(found)} leaks:\n" + "\n".join(found[:40])
     assert not changed, f"{who} changed foreign rows in {changed}"
+    # Every foreign object reached for through a view open to the role is an access.denied
+    # event (docs/authorization.md); a view closed to the role answers 403 to everything.
+    views = console_views(app)
+    role = Role.RAO if who == "alpha-full" else Role.DRAO
+    reached = {
+        (views[endpoint].model.__name__, str(ids[key]))
+        for endpoint, key in VIEW_OBJECTS.items()
+        if ids[key] is not None and role in views[endpoint].roles
+    }
+    db.session.expire_all()
+    audited = {
+        (row.object_type, row.object_id)
+        for row in db.session.execute(
+            select(AuditEvent.object_type, AuditEvent.object_id).where(
+                AuditEvent.action == "access.denied", AuditEvent.actor == who
+            )
+        )
+    }
+    assert not reached - audited, f"reached without an access.denied event: {reached - audited}"
 
 
 # --- the SCM REST API ------------------------------------------------------------------
@@ -611,3 +630,31 @@ def test_the_markers_are_seen_by_an_mrao(app, client, world):
     headers = api_attacker("api-boss", Role.MRAO, 0, None)
     page = client.get(f"/api/ssl/v1/{ids['beta_request']}", headers=headers).data
     assert leaks("alpha-full", "api", page)
+
+
+def test_capability_links_open_nothing_with_a_forged_or_borrowed_token(app, client, world):
+    """The routes outside the console that take an id and a token (OUTSIDE_CONSOLE): a
+    forged token, or the token of another object, opens nothing."""
+    import time
+
+    from app.services.reports import schedules
+
+    ids = world.ids
+    later = int(time.time()) + 3600
+    own_report_token = schedules.link_token(ids["beta_report"] + 1000, later)
+    for url in (
+        f"/collect/{ids['beta_cert']}/forged",
+        f"/collect/{ids['beta_cert']}/forged/x509",
+        f"/collect/{ids['beta_cert']}/forged/pem",
+        f"/notifications/ack/{ids['beta_cert']}/forged",
+        f"/notifications/preference/{ids['beta_cert']}/forged",
+        f"/reports/link/{ids['beta_report']}/{later}/forged",
+        f"/reports/link/{ids['beta_report']}/{later}/{own_report_token}",
+        f"/enroll/progress/{ids['beta_invitation']}/forged",
+    ):
+        response = client.get(url)
+        assert response.status_code in (403, 404), url
+        assert not leaks("alpha-full", url, response.data), url
+    response = client.post(f"/enroll/download/{ids['beta_invitation']}/forged")
+    assert response.status_code in (400, 403, 404)  # 400: no CSRF token from the page
+    assert not leaks("alpha-full", "enroll download", response.data)

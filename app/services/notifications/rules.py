@@ -224,6 +224,13 @@ def check_rule(actor: Actor, data: RuleData) -> Checked:
         hook = hooks.get(wid)
         if hook is None or not (scope.is_master or hook.organization_id in scope.visible_org_ids):
             errors.setdefault("webhook_ids", []).append(f"Webhook #{wid} does not exist.")
+            if hook is not None:
+                audit.record_denied(
+                    actor=actor,
+                    object_type="NotificationWebhook",
+                    object_id=hook.id,
+                    attempted="a notification rule's webhook",
+                )
     if not data.send_email and not webhook_ids:
         errors.setdefault("channels", []).append("Choose e-mail, a webhook, or both.")
     if data.send_email and not roles and not subscribers:

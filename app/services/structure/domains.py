@@ -332,8 +332,16 @@ def delegate(
         )
     org = db.session.get(Organization, organization_id)
     scope = scope_of(actor)
-    if org is None or (org.id not in scope.visible_org_ids and not scope.is_master):
+    if org is None:
         raise NotFound("No such organization.", field="organization")
+    if org.id not in scope.visible_org_ids and not scope.is_master:
+        raise audit.denied(
+            actor=actor,
+            what="organization",
+            object_type="Organization",
+            object_id=org.id,
+            field="organization",
+        )
     if department_id is not None:
         dept = db.session.get(Department, department_id)
         if dept is None or dept.organization_id != org.id:
