@@ -28,7 +28,8 @@ from tests.integration.hostile_world import ATTACKERS, build_hostile_world
 from tests.integration.rbac_world import as_
 
 # What must never reach an attacker (regular expressions over the response body).
-BETA = re.compile(r"(?i)beta(?!-?full)|\bSecret\b")
+# (Beta's department "Secret" as a name, not the word in "Secret id" or "the secret is".)
+BETA = re.compile(r"(?i)beta(?!-?full)|>\s*Secret\s*<|/ Secret\b")
 LAB = re.compile(r"people\.lab\.alpha\.example|lab\.alpha\.example|Labperson|>\s*Lab\s*<")
 MARKERS = {"alpha-full": (BETA,), "ops-full": (BETA, LAB)}
 
@@ -485,6 +486,7 @@ def requests_for(
             ("GET", f"{base}/?search=ab", {}),
             ("GET", f"{base}/export/csv/", {}),
             ("GET", f"{base}/export/csv/?search=eta", {}),
+            ("GET", f"{base}/new/", {}),  # its select boxes
         ]
         for name in getattr(view, "_form_ajax_refs", None) or {}:
             out.append(("GET", f"{base}/ajax/lookup/?name={name}&query=", {}))
