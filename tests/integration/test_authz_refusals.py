@@ -297,3 +297,46 @@ def test_validating_another_organizations_domain_is_a_denied_attempt(client, wor
     )
     assert response.get_json()["description"] == "The domain 'beta.example' does not exist."
     assert denials("api-alpha") == [("Domain", str(world["beta_domain"]))]
+
+
+@pytest.mark.parametrize(
+    ("who", "hidden", "missing", "object_type", "key"),
+    [
+        # An organization of another account holder and one that does not exist.
+        ("alpha-full", ("Beta Corp", "", ""), ("Gamma Corp", "", ""), "Organization", "beta"),
+        # A DRAO's sibling department and a department that does not exist.
+        ("ops-full", ("Alpha Inc", "Lab", ""), ("Alpha Inc", "Nope", ""), "Department", "lab"),
+        # A domain of another organization and one that does not exist.
+        (
+            "alpha-full",
+            ("Alpha Inc", "", "people.beta.example"),
+            ("Alpha Inc", "", "nope.example"),
+            "Domain",
+            None,
+        ),
+    ],
+)
+def test_a_person_import_line_tells_nothing_about_places_outside_the_scope(
+    world, who, hidden, missing, object_type, key
+):
+    """The CSV import looked organizations, departments and domains up by name across the
+    whole account: a line naming Beta Corp got a different refusal from one naming a
+    company that does not exist, so an RAO learnt which organizations exist."""
+    from app.services.persons import imports as person_imports
+
+    def line(email: str, place: tuple[str, str, str]) -> str:
+        org, dept, domain = place
+        return f"{email},Pat,,Doe,{org},{dept},{domain},,Standard,,\r\n"
+
+    csv = ",".join(person_imports.COLUMNS) + "\r\n"
+    csv += line("a@people.lab.alpha.example", hidden) + line("b@people.lab.alpha.example", missing)
+    with pytest.raises(person_imports.ImportRefused) as caught:
+        person_imports.import_csv(actor=admin(who), data=csv.encode())
+    first, second = (r.reason for r in caught.value.report.results)
+    name = hidden[2] or hidden[1] or hidden[0]
+    other = missing[2] or missing[1] or missing[0]
+    assert first == second.replace(other, name), (first, second)
+    db.session.rollback()
+    audit.commit_denials()
+    expected = world[key] if key else domain_id("people.beta.example")
+    assert denials(who) == [(object_type, str(expected))]
