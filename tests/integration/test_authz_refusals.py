@@ -340,3 +340,39 @@ def test_a_person_import_line_tells_nothing_about_places_outside_the_scope(
     audit.commit_denials()
     expected = world[key] if key else domain_id("people.beta.example")
     assert denials(who) == [(object_type, str(expected))]
+
+
+@pytest.mark.parametrize(
+    ("who", "place", "object_type", "hidden"),
+    [
+        ("alpha-full", ("beta", None), "Organization", "Beta"),
+        ("alpha-full", ("alpha", "secret"), "Department", "Secret"),
+        ("ops-full", ("alpha", "lab"), "Department", "Lab"),
+    ],
+)
+def test_a_notification_rule_never_names_a_place_outside_the_scope(
+    world, who, place, object_type, hidden
+):
+    """A rule placed in Beta was refused with "Beta Corp is outside your scope.", one a
+    DRAO of Ops placed in Lab with "Alpha Inc / Lab is outside your scope.": the names of
+    what the admin may not see. Now they read like missing places."""
+    from app.services.errors import ValidationFailed
+    from app.services.notifications import rules
+
+    org, dept = world[place[0]], world[place[1]] if place[1] else None
+    data = rules.RuleData(
+        name="Sneaky",
+        type="ssl_expiration",
+        places=[(org, dept)],
+        subscribers=["me@alpha.example"],
+    )
+    with pytest.raises(ValidationFailed) as caught:
+        rules.save_rule(actor=admin(who), data=data)
+    message = " ".join(caught.value.errors["scope"])
+    assert hidden not in message
+    assert message in (
+        f"Organization #{org} does not exist.",
+        f"Department #{dept} is not in Alpha Inc.",
+    )
+    audit.commit_denials()
+    assert denials(who) == [(object_type, str(dept or org))]
