@@ -34,6 +34,7 @@ from app.services.notifications import webhooks
 from app.services.persons import invitations, persons
 from app.services.reports import generation, schedules
 from app.services.reports.catalog import Filters
+from app.services.structure import domains
 from tests.acme_client import external_binding, jwk_of
 from tests.factories import make_admin, make_domain, self_signed
 from tests.integration.rbac_world import build_world
@@ -102,6 +103,17 @@ def build_hostile_world() -> World:
     everything = tuple(CertType)
     make_domain("people.beta.example", by=mrao, org=beta, types=everything)
     make_domain("people.lab.alpha.example", by=mrao, org=alpha, dept=lab, types=everything)
+    # One domain delegated to both organizations: Alpha's admins see it, never Beta's part.
+    shared = make_domain("shared.example", by=mrao, org=alpha)
+    domains.delegate(
+        actor=mrao,
+        domain_id=shared.id,
+        organization_id=beta.id,
+        department_id=None,
+        types=[CertType.SSL],
+    )
+    db.session.commit()
+    ids["shared_domain"] = shared.id
     client_profile = _client_profile()
 
     def person(org: Any, dept: Any, email: str, last: str) -> int:

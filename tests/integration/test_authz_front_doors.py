@@ -495,6 +495,13 @@ def requests_for(
             # Every filter given every foreign id: an id filter must not open another scope.
             for k in {"beta", "secret", "beta_cert", "beta_request", "beta_task", key}:
                 out.append(("GET", f"{base}/?flt0_{position}={ids[k]}", {}))
+    # The details page of every row of every model, own ones included (a page of one's own
+    # object must not show a foreign part of it, e.g. a domain's delegation to Beta).
+    for endpoint in sorted(VIEW_OBJECTS):
+        model = views[endpoint].model
+        pk = getattr(model, views[endpoint]._primary_key)
+        for row_id in db.session.execute(select(pk).order_by(pk)).scalars():
+            out.append(("GET", f"/admin/{endpoint}/details/?id={row_id}", {}))
     for _endpoint, calls in sorted(CUSTOM.items()):
         for method, url, form in calls:
             out.append((method, fill(url, ids), {k: fill(v, ids) for k, v in form.items()}))
@@ -660,3 +667,13 @@ def test_capability_links_open_nothing_with_a_forged_or_borrowed_token(app, clie
     response = client.post(f"/enroll/download/{ids['beta_invitation']}/forged")
     assert response.status_code in (400, 403, 404)  # 400: no CSRF token from the page
     assert not leaks("alpha-full", "enroll download", response.data)
+
+
+def test_an_own_object_with_a_foreign_part_shows_only_the_own_part(app, client, world):
+    """shared.example is delegated to Alpha and to Beta: Alpha's RAO opens it (so the
+    details sweep above does see it) without learning about Beta's delegation."""
+    url = f"/admin/domain/details/?id={world.ids['shared_domain']}"
+    assert leaks("alpha-full", url, as_(app.test_client(), "mrao").get(url).data)
+    page = as_(client, "alpha-full").get(url)
+    assert page.status_code == 200 and b"shared.example" in page.data
+    assert not leaks("alpha-full", url, page.data)
