@@ -22,7 +22,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import AuditEvent, Role
+from app.models import Admin, AuditEvent, Role
 from tests.conftest import csrf_token
 from tests.integration.hostile_world import ATTACKERS, build_hostile_world
 from tests.integration.rbac_world import as_
@@ -303,6 +303,7 @@ SCM_CALLS: dict[str, list[tuple[str, str, Any]]] = {
 }
 # Lists and lookups by a foreign place, swept for markers.
 SCM_LISTS = [
+    ("GET", "/domain/v1/{shared_domain}", None),  # own domain, with Beta's delegation hidden
     ("GET", "/acme/v1/account/?organizationId={beta}", None),
     ("GET", "/admin/v1/", None),
     ("GET", "/dcv/v1/validation/", None),
@@ -677,3 +678,26 @@ def test_an_own_object_with_a_foreign_part_shows_only_the_own_part(app, client, 
     page = as_(client, "alpha-full").get(url)
     assert page.status_code == 200 and b"shared.example" in page.data
     assert not leaks("alpha-full", url, page.data)
+
+
+@pytest.mark.parametrize("who", ATTACKERS)
+def test_every_report_type_holds_only_the_attackers_rows(app, world, stub_worker, who):
+    """The reports front door (run through the real chunk jobs): every report type, in
+    every format, of an RAO/DRAO holds no foreign row."""
+    from app.models import Report
+    from app.services.reports import catalog, generation
+    from tests.conftest import drain
+
+    actor = db.session.execute(select(Admin).where(Admin.login == who)).scalar_one()
+    found: list[str] = []
+    for key in sorted(catalog.TYPES):
+        for fmt in ("csv", "xml"):
+            report = generation.start_report(actor=actor, report_type=key, fmt=fmt)
+            db.session.commit()
+            drain(stub_worker)
+            report = db.session.get(Report, report.id)
+            assert report.status == "done", (key, fmt, report.message)
+            body = b"".join(generation.download(actor=actor, report_id=report.id).chunks)
+            db.session.commit()
+            found += leaks(who, f"report {key} {fmt}", body)
+    assert not found, "\n".join(found)
