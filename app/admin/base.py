@@ -51,7 +51,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.form import _Auto
 from markupsafe import Markup, escape
-from sqlalchemy import false
+from sqlalchemy import false, select
 from sqlalchemy.sql import ColumnElement
 from wtforms.fields.choices import SelectChoice
 
@@ -355,6 +355,7 @@ class SecureModelView(SecureMixin, ModelView):
             row is None
             and not current_scope().is_master
             and db.session.get(self.model, value) is not None
+            and not audit.is_denial_pending(object_type=self.model.__name__, object_id=value)
         ):
             audit.record_denied(
                 actor=actor(),
@@ -363,6 +364,34 @@ class SecureModelView(SecureMixin, ModelView):
                 attempted=f"console {request.endpoint}",
             )
         return row
+
+    def record_foreign_ids(self, raw_ids: Sequence[Any]) -> None:
+        """Record, as denied attempts, the ids among ``raw_ids`` that name an existing row
+        outside the scoped query (bulk actions and live-status polls drop them silently,
+        as if missing; get_one records the same for a single id)."""
+        if current_scope().is_master:
+            return
+        wanted = {v for v in (parse_id(i) for i in raw_ids) if v is not None}
+        if not wanted:
+            return
+        pk = getattr(self.model, self._primary_key)
+        visible = {row[0] for row in self.get_query().with_entities(pk).filter(pk.in_(wanted))}
+        foreign = db.session.execute(
+            select(pk).where(pk.in_(wanted - visible)).order_by(pk)
+        ).scalars()
+        for value in foreign:
+            audit.record_denied(
+                actor=actor(),
+                object_type=self.model.__name__,
+                object_id=value,
+                attempted=f"console {request.endpoint}",
+            )
+
+    def handle_action(self, return_view: str | None = None) -> Any:
+        # Flask-Admin's actions load their rows through get_query (scoped), so an id of
+        # another scope is skipped: recorded here like any other reach outside the scope.
+        self.record_foreign_ids(request.form.getlist("rowid"))
+        return super().handle_action(return_view)
 
     def get_list(self, *args: Any, **kwargs: Any) -> Any:
         count, data = super().get_list(*args, **kwargs)

@@ -231,6 +231,7 @@ class RequestView(TypeAccessMixin, SecureModelView):
             for i in request.args.get("ids", "").split(",")[:100]
             if i.isdigit() and len(i) < 19
         ]
+        self.record_foreign_ids(ids)
         rows = self.get_query().filter(CertificateRequest.id.in_(ids or [-1])).all()
         return jsonify({str(r.id): self.live_state(r) for r in rows})
 

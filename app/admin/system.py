@@ -234,6 +234,7 @@ class JobView(SecureModelView):
             for i in request.args.get("ids", "").split(",")[:100]
             if i.isdigit() and len(i) < 19
         ]
+        self.record_foreign_ids(ids)
         rows = self.get_query().filter(Job.id.in_(ids or [-1])).all()
         return jsonify({str(j.id): job_state(j) for j in rows})
 

@@ -152,6 +152,13 @@ def not_found(
     return NotFound(f"No such {what}.", field=field)
 
 
+def is_denial_pending(*, object_type: str, object_id: Any) -> bool:
+    """Is a denied attempt on this object already waiting for the next commit? (A console
+    bulk action records its foreign ids once, before its handler looks each one up.)"""
+    key = (object_type, str(object_id)[:64])
+    return any((e["object_type"], e["object_id"]) == key for e in db.session.info.get(_DENIED, []))
+
+
 def has_denials() -> bool:
     return bool(db.session.info.get(_DENIED))
 

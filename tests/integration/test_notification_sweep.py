@@ -271,7 +271,8 @@ def test_rule_scope_and_validation(world):
                 subscribers=["a@b.example"],
             ),
         )
-    assert "outside your scope" in refused.value.errors["scope"][0]
+    # Another organization reads like a missing one: never named (docs/authorization.md).
+    assert refused.value.errors["scope"] == [f"Organization #{world.other.id} does not exist."]
     with pytest.raises(ValidationFailed) as refused:
         rules.save_rule(
             actor=world.rao,

@@ -346,6 +346,7 @@ class DiscoveryTaskView(SecureModelView):
     def progress_view(self) -> Any:
         """JSON for the list's Status column: the latest run of each visible task asked for."""
         ids = parse_ids(request.args.get("ids"), limit=500)
+        self.record_foreign_ids(ids)
         visible = [t.id for t in self.get_query().filter(DiscoveryTask.id.in_(ids))]
         latest = endpoints.latest_runs(visible)
         return jsonify({str(i): run_state(latest.get(i)) for i in visible})

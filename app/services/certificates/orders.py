@@ -43,6 +43,7 @@ from app.models import (
 )
 from app.models.types import utcnow
 from app.pki import formats
+from app.services import audit
 from app.services.certificates import enrollment, inventory, renewal, revocation
 from app.services.errors import DomainError, Forbidden, NotFound
 from app.services.scope import Actor, require_actor, scope_of
@@ -162,11 +163,13 @@ def _resolve(roots: Sequence[CertificateRequest]) -> list[Order]:
 
 def _visible(actor: Actor, req: CertificateRequest, action: str) -> None:
     scope = scope_of(actor)
-    if not scope.covers(req.organization_id, req.department_id):
-        raise NotFound(f"No such order {req.id}.")
+    if not scope.covers(req.organization_id, req.department_id) or (
+        not action and not scope.may(req.cert_type, req.organization_id, req.department_id)
+    ):
+        raise audit.denied(
+            actor=actor, what=f"order {req.id}", object_type="CertificateRequest", object_id=req.id
+        )
     if not scope.may(req.cert_type, req.organization_id, req.department_id):
-        if not action:
-            raise NotFound(f"No such order {req.id}.")
         raise Forbidden(
             f"You may not {action} order {req.id}: you lack the {req.cert_type.label} privilege for its organization/department."
         )

@@ -190,6 +190,16 @@ def _clean(actor: Actor, data: TaskData, task_id: int | None) -> dict[str, Any]:
             errors["organization_id"] = [
                 "Choose one of your organizations as the owner of the task."
             ]
+            if (
+                data.organization_id is not None
+                and db.session.get(Organization, data.organization_id) is not None
+            ):
+                audit.record_denied(
+                    actor=actor,
+                    object_type="Organization",
+                    object_id=data.organization_id,
+                    attempted="a discovery task's owner",
+                )
     elif (
         data.organization_id is not None
         and db.session.get(Organization, data.organization_id) is None
@@ -204,6 +214,13 @@ def _clean(actor: Actor, data: TaskData, task_id: int | None) -> dict[str, Any]:
             errors["rule_ids"] = [
                 "One of the chosen rules does not exist or is outside your scope."
             ]
+            if rule is not None:
+                audit.record_denied(
+                    actor=actor,
+                    object_type="AssignmentRule",
+                    object_id=rule.id,
+                    attempted="a discovery task's rules",
+                )
             break
         rule_rows.append(rule)
     if errors:

@@ -80,8 +80,12 @@ def max_upload_bytes() -> int:
 def _place(actor: Actor, organization_id: int, department_id: int | None) -> None:
     scope = scope_of(actor)
     org = db.session.get(Organization, organization_id)
-    if org is None or (organization_id not in scope.visible_org_ids and not scope.is_master):
+    if org is None:
         raise NotFound("No such organization.")
+    if organization_id not in scope.visible_org_ids and not scope.is_master:
+        raise audit.denied(
+            actor=actor, what="organization", object_type="Organization", object_id=org.id
+        )
     if department_id is not None:
         dept = db.session.get(Department, department_id)
         if dept is None or dept.organization_id != organization_id:
@@ -89,6 +93,12 @@ def _place(actor: Actor, organization_id: int, department_id: int | None) -> Non
                 "That department is not in the organization chosen.", field="department"
             )
     if not scope.covers(organization_id, department_id):
+        audit.record_denied(
+            actor=actor,
+            object_type="Department" if department_id is not None else "Organization",
+            object_id=department_id if department_id is not None else organization_id,
+            attempted="an import into a place the administrator does not administer",
+        )
         raise Forbidden(
             "You may import only into the organizations and departments you administer."
         )

@@ -178,7 +178,7 @@ def check_rule(actor: Actor, data: RuleData) -> Checked:
     elif not places:
         errors["scope"] = ["Choose the organizations or departments the rule covers."]
     for org_id, dept_id in places:
-        problem = _place_problem(scope, org_id, dept_id, cert_type)
+        problem = _place_problem(actor, scope, org_id, dept_id, cert_type)
         if problem:
             errors.setdefault("scope", []).append(problem)
     out.places = places
@@ -224,6 +224,13 @@ def check_rule(actor: Actor, data: RuleData) -> Checked:
         hook = hooks.get(wid)
         if hook is None or not (scope.is_master or hook.organization_id in scope.visible_org_ids):
             errors.setdefault("webhook_ids", []).append(f"Webhook #{wid} does not exist.")
+            if hook is not None:
+                audit.record_denied(
+                    actor=actor,
+                    object_type="NotificationWebhook",
+                    object_id=hook.id,
+                    attempted="a notification rule's webhook",
+                )
     if not data.send_email and not webhook_ids:
         errors.setdefault("channels", []).append("Choose e-mail, a webhook, or both.")
     if data.send_email and not roles and not subscribers:
@@ -264,17 +271,28 @@ def check_rule(actor: Actor, data: RuleData) -> Checked:
     return out
 
 
-def _place_problem(scope: Scope, org_id: int, dept_id: int | None, cert_type: Any) -> str:
+def _place_problem(
+    actor: Actor, scope: Scope, org_id: int, dept_id: int | None, cert_type: Any
+) -> str:
+    """What is wrong with a place of the rule. An organization the actor may not see, or a
+    DRAO's sibling department, reads exactly like a missing one (and is a denied attempt):
+    never its name."""
     org = db.session.get(Organization, org_id)
+    if org is not None and not (scope.is_master or org.id in scope.visible_org_ids):
+        _denied(actor, "Organization", org.id)
+        org = None
     if org is None:
         return f"Organization #{org_id} does not exist."
     where = org.name
     if dept_id is not None:
         dept = db.session.get(Department, dept_id)
+        if dept is not None and not scope.covers(dept.organization_id, dept.id):
+            _denied(actor, "Department", dept.id)
+            dept = None
         if dept is None or dept.organization_id != org_id:
             return f"Department #{dept_id} is not in {org.name}."
         where = f"{org.name} / {dept.name}"
-        covered = scope.covers(org_id, dept_id)
+        covered = True
     else:
         covered = scope.manages_org(org_id)
     if not covered:
@@ -282,6 +300,15 @@ def _place_problem(scope: Scope, org_id: int, dept_id: int | None, cert_type: An
     if cert_type is not None and not scope.may(cert_type, org_id, dept_id):
         return f"You hold no {cert_type.label} privilege in {where}."
     return ""
+
+
+def _denied(actor: Actor, object_type: str, object_id: int) -> None:
+    audit.record_denied(
+        actor=actor,
+        object_type=object_type,
+        object_id=object_id,
+        attempted="a notification rule's places",
+    )
 
 
 def _snapshot(rule: NotificationRule) -> dict[str, Any]:

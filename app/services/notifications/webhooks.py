@@ -82,9 +82,13 @@ def visible_webhooks_clause(scope: Scope) -> ColumnElement[bool] | None:
 def get_webhook(*, actor: Actor, webhook_id: int, edit: bool = False) -> NotificationWebhook:
     scope = scope_of(require_actor(actor))
     hook = db.session.get(NotificationWebhook, webhook_id)
-    if hook is None or not (scope.is_master or hook.organization_id in scope.visible_org_ids):
+    if hook is None:
         raise NotFound("No such webhook.")
-    if edit and not scope.manages_org(hook.organization_id):
+    if not (scope.is_master or hook.organization_id in scope.visible_org_ids):
+        raise audit.denied(
+            actor=actor, what="webhook", object_type="NotificationWebhook", object_id=hook.id
+        )
+    if edit and not scope.manages_org(hook.organization_id):  # a DRAO's organization's hook
         raise NotFound("No such webhook.")
     return hook
 

@@ -19,9 +19,11 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Department, Domain, Organization, ValidationType
+from app.services import audit
 from app.services.errors import DomainError, ValidationFailed
 from app.services.persons import persons
-from app.services.scope import Actor
+from app.services.scope import Actor, scope_of
+from app.services.structure.domains import visible_domains_clause
 
 MAX_BYTES = 2 * 1024 * 1024
 MAX_LINES = 5000
@@ -109,12 +111,18 @@ def _rows(data: bytes) -> list[dict[str, str]]:
     return rows
 
 
-def _place(row: dict[str, str]) -> tuple[int, int | None]:
+def _place(actor: Actor, row: dict[str, str]) -> tuple[int, int | None]:
+    """The organization/department a line names, looked up among those the actor may see:
+    one outside the scope reads like one that does not exist (and is a denied attempt)."""
+    scope = scope_of(actor)
+    name = row.get("organization", "")
     org = db.session.execute(
-        select(Organization).where(Organization.name == row.get("organization", ""))
+        select(Organization).where(Organization.name == name)
     ).scalar_one_or_none()
-    if org is None:
-        raise DomainError(f"no organization named '{row.get('organization', '')}'")
+    if org is None or not (scope.is_master or org.id in scope.visible_org_ids):
+        if org is not None:
+            _denied(actor, "Organization", org.id)
+        raise DomainError(f"no organization named '{name}'")
     if not row.get("department"):
         return org.id, None
     dept = db.session.execute(
@@ -122,31 +130,48 @@ def _place(row: dict[str, str]) -> tuple[int, int | None]:
             Department.organization_id == org.id, Department.name == row["department"]
         )
     ).scalar_one_or_none()
-    if dept is None:
+    if dept is None or not scope.covers(org.id, dept.id):
+        if dept is not None:  # a DRAO's sibling department
+            _denied(actor, "Department", dept.id)
         raise DomainError(f"'{org.name}' has no department '{row['department']}'")
     return org.id, dept.id
 
 
-def _domain_id(name: str) -> int | None:
+def _domain_id(actor: Actor, name: str) -> int | None:
     if not name:
         return None
     found = db.session.execute(
         select(Domain.id).where(Domain.name == name.strip().lower())
     ).scalar_one_or_none()
+    clause = visible_domains_clause(scope_of(actor))
+    hidden = (
+        found is not None
+        and clause is not None
+        and db.session.execute(select(Domain.id).where(Domain.id == found, clause)).first() is None
+    )
+    if hidden:
+        _denied(actor, "Domain", found)
+        found = None
     if found is None:
         raise DomainError(f"no domain named '{name}'")
-    return int(found)
+    return found
 
 
-def _data(row: dict[str, str]) -> persons.PersonData:
-    org_id, dept_id = _place(row)
+def _denied(actor: Actor, object_type: str, object_id: int) -> None:
+    audit.record_denied(
+        actor=actor, object_type=object_type, object_id=object_id, attempted="a person import line"
+    )
+
+
+def _data(actor: Actor, row: dict[str, str]) -> persons.PersonData:
+    org_id, dept_id = _place(actor, row)
     kind = (row.get("validation_type") or "Standard").capitalize()
     if kind not in {v.value for v in ValidationType}:
         raise DomainError(f"validation_type must be Standard or High, not '{kind}'")
     return persons.PersonData(
         organization_id=org_id,
         department_id=dept_id,
-        domain_id=_domain_id(row.get("domain", "")),
+        domain_id=_domain_id(actor, row.get("domain", "")),
         email=row.get("email", ""),
         first_name=row.get("first_name", ""),
         middle_name=row.get("middle_name", ""),
@@ -186,7 +211,7 @@ def import_csv(
         # and update_person check everything before they write, so a refused line has
         # written nothing, and a refused file is rolled back whole by the caller.
         try:
-            item = _data(row)
+            item = _data(actor, row)
             existing = persons.find_by_email(email) if email else None
             if existing is None:
                 persons.create_person(actor=actor, data=item)

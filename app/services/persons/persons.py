@@ -104,12 +104,31 @@ def _normalized_email(value: str, field: str) -> str:
 def _place(actor: Actor, data: PersonData) -> tuple[Organization, Department | None]:
     scope = scope_of(actor)
     org = db.session.get(Organization, data.organization_id)
-    if org is None or not (scope.is_master or org.id in scope.visible_org_ids):
+    if org is None:
         raise NotFound("No such organization.", field="organization")
+    if not (scope.is_master or org.id in scope.visible_org_ids):
+        raise audit.denied(
+            actor=actor,
+            what="organization",
+            object_type="Organization",
+            object_id=org.id,
+            field="organization",
+        )
     dept = None
     if data.department_id is not None:
         dept = db.session.get(Department, data.department_id)
-        if dept is None or dept.organization_id != org.id:
+        if dept is None:
+            raise NotFound("No such department.", field="department")
+        if not scope.covers(dept.organization_id, dept.id):
+            # A sibling department of a DRAO's: never named in the answer (docs/authorization.md).
+            raise audit.denied(
+                actor=actor,
+                what="department",
+                object_type="Department",
+                object_id=dept.id,
+                field="department",
+            )
+        if dept.organization_id != org.id:
             raise DomainError(
                 "That department does not belong to the chosen organization.", field="department"
             )

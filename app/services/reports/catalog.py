@@ -33,12 +33,13 @@ from app.models import (
 )
 from app.reports.export import Column
 from app.reports.summary import ChartSpec
+from app.services import audit
 from app.services.accounts.admins import visible_admins_clause
 from app.services.certificates import inventory
 from app.services.discovery.endpoints import visible_endpoints_clause
 from app.services.discovery.tasks import visible_tasks_clause
 from app.services.errors import DomainError
-from app.services.scope import Scope
+from app.services.scope import Actor, Scope, scope_of
 from app.services.structure.domains import delegation_clause, visible_domains_clause
 
 CERT_STATUSES = tuple(s.value for s in CertStatus)
@@ -661,7 +662,7 @@ def report_type(key: str) -> ReportType:
         raise DomainError(f"No report type {key!r}; choose one of {names}.", field="type") from None
 
 
-def check_filters(rtype: ReportType, scope: Scope, filters: Filters) -> None:
+def check_filters(rtype: ReportType, actor: Actor, filters: Filters) -> None:
     """Refuse filters the report does not know or the viewer may not name.
 
     Raises:
@@ -686,15 +687,29 @@ def check_filters(rtype: ReportType, scope: Scope, filters: Filters) -> None:
         raise DomainError(f"{rtype.title} cannot be filtered by issuer.", field="issuer")
     if filters.department_id is not None and not rtype.uses_department:
         raise DomainError(f"{rtype.title} cannot be filtered by department.", field="department_id")
+    scope = scope_of(actor)
     org, dept = filters.organization_id, filters.department_id
     if org is not None and not scope.is_master and org not in scope.visible_org_ids:
+        _record_denied(actor, Organization, org)
         raise DomainError("No such organization.", field="organization_id")
     if (
         dept is not None
         and not scope.is_master
         and not (dept in scope.depts or any(o in scope.orgs for o in _parent_orgs(dept)))
     ):
+        _record_denied(actor, Department, dept)
         raise DomainError("No such department.", field="department_id")
+
+
+def _record_denied(actor: Actor, model: type, object_id: int) -> None:
+    """A filter naming an existing organization/department outside the viewer's scope."""
+    if db.session.get(model, object_id) is not None:
+        audit.record_denied(
+            actor=actor,
+            object_type=model.__name__,
+            object_id=object_id,
+            attempted="a report filter",
+        )
 
 
 def _parent_orgs(department_id: int) -> list[int]:

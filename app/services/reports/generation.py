@@ -90,7 +90,7 @@ def start_report(
     rtype = catalog.report_type(report_type)
     chosen = _format(fmt)
     filters = filters or Filters()
-    catalog.check_filters(rtype, scope_of(actor), filters)
+    catalog.check_filters(rtype, actor, filters)
     now = utcnow()
     filters = dataclasses.replace(filters, as_of=filters.as_of or now)
     report = Report(

@@ -113,7 +113,7 @@ def _clean(actor: Actor, data: ScheduleData) -> dict[str, Any]:
             errors["period"] = ["Dates relative to each run replace From and To: leave them empty."]
     if rtype is not None:
         try:
-            catalog.check_filters(rtype, scope_of(actor), filters)
+            catalog.check_filters(rtype, actor, filters)
         except DomainError as exc:
             errors.setdefault(exc.field or "filters", []).append(exc.message)
     problems = recurrence.validate_schedule(data.schedule)

@@ -18,6 +18,7 @@ import dns.exception
 import dns.name
 import dns.resolver
 from flask import current_app
+from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Admin, Domain
@@ -107,6 +108,16 @@ def find_domain(*, actor: Actor, name: str) -> Domain:
             raise NotHighLevel(
                 f"'{text}' is not a high-level domain: validate {base} instead.", field="domain"
             )
+    hidden = db.session.execute(
+        select(Domain.id).where(Domain.name.in_((text, f"*.{text}"))).order_by(Domain.id)
+    ).scalar()
+    if hidden is not None:  # registered, outside the actor's scope: answered as missing
+        audit.record_denied(
+            actor=actor,
+            object_type="Domain",
+            object_id=hidden,
+            attempted="domain control validation",
+        )
     raise UnknownDomain(f"The domain '{text}' does not exist.", field="domain")
 
 

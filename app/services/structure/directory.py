@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import CertType, Department, Organization
+from app.services import audit
 from app.services.errors import NotFound
 from app.services.scope import Actor, department_clause, organization_clause, scope_of
 
@@ -61,11 +62,19 @@ def get_place(*, actor: Actor, organization_id: int | None, department_id: int |
     scope = scope_of(actor)
     if department_id is not None:
         dept = db.session.get(Department, department_id)
-        if dept is None or not scope.covers(dept.organization_id, dept.id):
+        if dept is None:
             raise NotFound("No such department.")
+        if not scope.covers(dept.organization_id, dept.id):
+            raise audit.denied(
+                actor=actor, what="department", object_type="Department", object_id=dept.id
+            )
         place = Place(dept.organization, dept, scope.privileges(dept.organization_id, dept.id))
         return OrgEntry(place, [])
     for entry in visible_structure(actor=actor):
         if entry.place.organization.id == organization_id:
             return entry
-    raise NotFound("No such organization.")
+    if organization_id is None:
+        raise NotFound("No such organization.")
+    raise audit.not_found(
+        actor=actor, what="organization", model=Organization, object_id=organization_id
+    )

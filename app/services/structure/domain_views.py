@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Admin, CertType, Delegation, DelegationStatus, Department, Domain
+from app.services import audit
 from app.services.errors import DomainError, NotFound
 from app.services.scope import Actor, scope_of
 from app.services.structure import domains
@@ -106,8 +107,16 @@ def organization_of_department(*, actor: Actor, department_id: int) -> int:
     """The organization of a department the actor may see. Raises NotFound."""
     dept = db.session.get(Department, department_id)
     scope = scope_of(actor)
-    if dept is None or not (scope.is_master or dept.organization_id in scope.visible_org_ids):
+    if dept is None:
         raise NotFound("No such department.", field="department")
+    if not (scope.is_master or dept.organization_id in scope.visible_org_ids):
+        raise audit.denied(
+            actor=actor,
+            what="department",
+            object_type="Department",
+            object_id=dept.id,
+            field="department",
+        )
     return dept.organization_id
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import String, exists, func, or_, select
 from sqlalchemy import cast as sa_cast
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql import ColumnElement
 
 from app.extensions import db
@@ -150,22 +152,27 @@ def visible_domains_clause(scope: Scope) -> ColumnElement[bool] | None:
     """Domains with at least one delegation the admin may see."""
     if scope.is_master:
         return None
-    return exists().where(Delegation.domain_id == Domain.id, delegation_clause(scope))
+    # An alias, so that the subquery correlates only to Domain, also in a query that joins
+    # Delegation itself (the Domains report: otherwise both tables correlate away and the
+    # subquery is left with no FROM).
+    seen = aliased(Delegation)
+    return exists().where(seen.domain_id == Domain.id, delegation_clause(scope, seen))
 
 
-def delegation_clause(scope: Scope) -> ColumnElement[bool]:
+def delegation_clause(scope: Scope, delegation: Any = Delegation) -> ColumnElement[bool]:
     """Delegations visible to a scoped admin: their orgs, their depts, and org-level
-    delegations of the organizations their departments belong to."""
+    delegations of the organizations their departments belong to (``delegation``: the
+    Delegation entity or an alias of it)."""
     parts = []
     if scope.orgs:
-        parts.append(Delegation.organization_id.in_(sorted(scope.orgs)))
+        parts.append(delegation.organization_id.in_(sorted(scope.orgs)))
     if scope.depts:
-        parts.append(Delegation.department_id.in_(sorted(scope.depts)))
+        parts.append(delegation.department_id.in_(sorted(scope.depts)))
         parent_orgs = sorted({org for org, _ in scope.depts.values()})
         parts.append(
-            Delegation.organization_id.in_(parent_orgs) & Delegation.department_id.is_(None)
+            delegation.organization_id.in_(parent_orgs) & delegation.department_id.is_(None)
         )
-    return or_(*parts) if parts else Delegation.id.is_(None)
+    return or_(*parts) if parts else delegation.id.is_(None)
 
 
 def get_domain(*, actor: Admin, domain_id: int) -> Domain:
@@ -332,8 +339,16 @@ def delegate(
         )
     org = db.session.get(Organization, organization_id)
     scope = scope_of(actor)
-    if org is None or (org.id not in scope.visible_org_ids and not scope.is_master):
+    if org is None:
         raise NotFound("No such organization.", field="organization")
+    if org.id not in scope.visible_org_ids and not scope.is_master:
+        raise audit.denied(
+            actor=actor,
+            what="organization",
+            object_type="Organization",
+            object_id=org.id,
+            field="organization",
+        )
     if department_id is not None:
         dept = db.session.get(Department, department_id)
         if dept is None or dept.organization_id != org.id:
