@@ -58,6 +58,19 @@ def test_ssl_certificates_report_filters_and_scope(live):
     assert {issued, revoked, beta} <= everything
     mine = {r["id"] for r in report(live, "ssl-certificates", login="api-acme").json()["reports"]}
     assert issued in mine and beta not in mine
+    # A filter naming an organization the RAO cannot see is refused like a missing one, and
+    # the look is recorded; it used to answer an empty report.
+    for unseen in (live.ids["beta"], 987654):
+        refused = report(live, "ssl-certificates", {"organizationIds": [unseen]}, login="api-acme")
+        assert f"No such organization: {unseen}." in error(refused, 400, -1601), refused.text
+    db.session.expire_all()
+    denied = db.session.execute(
+        select(AuditEvent.object_type, AuditEvent.object_id).where(
+            AuditEvent.action == "access.denied", AuditEvent.actor == "api-acme"
+        )
+    ).all()
+    assert ("Organization", str(live.ids["beta"])) in denied
+    assert ("Organization", "987654") not in denied
     revoked_only = report(
         live,
         "ssl-certificates",

@@ -25,8 +25,9 @@ from app.api.scm.base import (
 from app.api.scm.ssl import colon_serial
 from app.extensions import db
 from app.models import CertStatus, CertType, Person
+from app.services.errors import NotFound
 from app.services.reports import records
-from app.services.structure import dcv, domain_views
+from app.services.structure import dcv, directory, domain_views
 
 SSL_STATUSES = {
     0: (),
@@ -87,6 +88,13 @@ def _org_ids(data: dict[str, Any]) -> list[int]:
         isinstance(v, int) and not isinstance(v, bool) for v in value
     ):
         invalid("organizationIds", "Expected an array of organization ids.")
+    for organization_id in dict.fromkeys(value):
+        # A filter naming an organization the admin cannot see is refused like a missing
+        # one (and the look recorded), rather than answered with an empty report.
+        try:
+            directory.get_place(actor=actor(), organization_id=organization_id, department_id=None)
+        except NotFound:
+            invalid("organizationIds", f"No such organization: {organization_id}.")
     return list(value)
 
 
