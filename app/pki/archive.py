@@ -177,7 +177,7 @@ def _read_zip(
 class ZipDirectory:
     """A ZIP archive's directory, read and checked against the limits once, so that the
     parts of an import read on one process can share it: parsing the directory of 100,000
-    members costs about half a second of CPU and 60 MB, which a part of 5,000 members
+    members costs about half a second of CPU and 60 MB, which every part of a few thousand members
     would otherwise pay again. Reading members from several threads at once is safe
     (zipfile serialises its reads of the stream).
 
