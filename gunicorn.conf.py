@@ -86,13 +86,28 @@ def busy_addresses(addresses):
     return busy
 
 
+def control_socket_answers(path):
+    """Does a server listen on this control socket (a stale file from a crash does not)?"""
+    if not os.path.exists(path):
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2)
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
 def on_starting(server):
-    """Embedded mode: refuse to start when the port is taken (gunicorn alone would retry
-    for five seconds and then say "Can't connect"); not on a re-exec (USR2) or socket
-    activation, where the sockets are inherited."""
-    if not embedded or "GUNICORN_FD" in os.environ or "LISTEN_FDS" in os.environ:
+    """Refuse to start, in embedded mode, when the port is taken (gunicorn alone would retry
+    for five seconds and then say "Can't connect"), and when another server answers on this
+    one's control socket (a second server in the same instance folder would take it over
+    silently); not on a re-exec (USR2) or socket activation, where the old master or
+    systemd holds them."""
+    if "GUNICORN_FD" in os.environ or "LISTEN_FDS" in os.environ:
         return
-    busy = busy_addresses(server.cfg.address)
+    busy = busy_addresses(server.cfg.address) if embedded else []
     if busy:
         host, port = busy[0][:2]
         server.log.error(
@@ -101,6 +116,15 @@ def on_starting(server):
             host,
             port,
             int(port) + 1,
+        )
+        sys.exit(1)
+    path = None if server.cfg.control_socket_disable else server.cfg.control_socket
+    if path and control_socket_answers(path):
+        server.log.error(
+            "control socket in use: %s already answers for another server (a second server "
+            "in this instance folder?). Give this one its own: CW_CONTROL_SOCKET=<path>, or "
+            "CW_CONTROL_SOCKET=off",
+            path,
         )
         sys.exit(1)
 

@@ -170,13 +170,23 @@ class Console:
 
     def menu(self, top: str, entry: str | None = None) -> None:
         """Open a console tab, or an entry of a tab's menu, by clicking like a person."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        # The page's scripts first: a tab clicked before Bootstrap's dropdown handler is
+        # there opens nothing (CI once clicked Reports right after a form's redirect).
+        self.page.wait_for_load_state()
         nav = self.page.locator("#admin-navbar-collapse ul.navbar-nav").first
         tab = nav.locator(":scope > li > a", has_text=re.compile(rf"^\s*{re.escape(top)}\s*$"))
         tab.click()
         if entry is not None:
             # The whole name: "Notifications" (Settings) is also inside "Sent Notifications".
             exact = re.compile(rf"^\s*{re.escape(entry)}\s*$")
-            nav.locator("a.dropdown-item", has_text=exact).click()
+            item = nav.locator("a.dropdown-item", has_text=exact)
+            try:
+                item.wait_for(state="visible", timeout=3000)
+            except PlaywrightTimeout:
+                tab.click()  # once more, as a person would when a menu did not open
+            item.click()
         self.page.wait_for_load_state()
 
     def save(self) -> None:

@@ -98,3 +98,33 @@ def test_the_control_socket_can_be_moved_or_turned_off(tmp_path: Path) -> None:
         assert not (tmp_path / "o" / "gunicorn.ctl").exists()
         assert not (home / ".gunicorn").exists()
         assert "Control socket listening" not in off.log()
+
+
+def test_a_second_server_in_one_instance_folder_is_refused_its_control_socket(
+    tmp_path: Path,
+) -> None:
+    """A second server started in the same instance folder (the plain-HTTP /pki/ listener
+    beside a TLS one, say) without a control socket of its own stops at once, instead of
+    taking the first one's socket over; with its own, it starts."""
+    home = tmp_path / "home"
+    home.mkdir()
+    instance = tmp_path / "i"
+    instance.mkdir()
+    first, port_first = web("web-first", instance, home, tmp_path)
+    with first:
+        started((first, port_first))
+        socket_path = instance / "gunicorn.ctl"
+        wait_until(socket_path.exists, timeout=30, what="the first socket", why=first.log)
+        second, _ = web("web-second", instance, home, tmp_path)
+        with second:
+            assert second.popen.wait(timeout=BOOT) != 0
+            assert f"control socket in use: {socket_path}" in second.log(), second.log()
+            assert "Booting worker" not in second.log()
+        assert arbiter(socket_path) == first.pid
+        own = tmp_path / "second.ctl"
+        third, port_third = web("web-third", instance, home, tmp_path, CW_CONTROL_SOCKET=own)
+        with third:
+            started((third, port_third))
+            wait_until(own.exists, timeout=30, what="the third's socket", why=third.log)
+            assert arbiter(own) == third.pid
+            assert arbiter(socket_path) == first.pid
