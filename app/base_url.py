@@ -1,4 +1,5 @@
-"""The public URL this instance embeds (CW_BASE_URL, else the bind address or the recorded URL); no Flask config."""
+"""The public URLs this instance embeds: the base URL (CW_BASE_URL, else the bind address or
+the recorded URL) and the PKI URL certificates name (CW_PKI_URL); no Flask config."""
 
 from __future__ import annotations
 
